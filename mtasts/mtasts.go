@@ -1,0 +1,144 @@
+// Package mtasts implements the sending side of SMTP MTA Strict Transport
+// Security (MTA-STS, RFC 8461): the _mta-sts TXT record, the policy format,
+// fetching the policy over HTTPS, matching MX hosts against the policy, and a
+// cache that never downgrades.
+//
+// Layers, bottom up:
+//   - pure formats: [ParseRecord], [SelectRecord], [ParsePolicy],
+//     [ParsePolicyStrict], [Policy.String], [MatchPattern], [Policy.MatchMX];
+//     no I/O, fuzzed;
+//   - network: [Fetcher] and [Lookup] (TXT through dnsresolve, then HTTPS);
+//   - [Cache] over a small [Store] interface, with an injected clock.
+//
+// Errors are classified with sentinels (ErrNoRecord, ErrDNS, ErrPolicyFetch,
+// …) and mapped to RFC 8460 result types by [ResultType].
+//
+// Checklist decisions (see ../shared/RFC-CHECKLIST.md, OPEN table):
+//   - OPEN-2: max_age above 31557600 is clamped to 31557600.
+//   - OPEN-3: lenient parsing accepts trailing blank lines, a UTF-8 BOM and
+//     one trailing dot in mx patterns; ParsePolicyStrict follows the ABNF.
+//   - OPEN-4: an unchanged TXT id does not extend a cached policy's life;
+//     only a successful fetch does.
+//   - STS-ERRATA-2: a TXT record is a candidate when it begins with
+//     "v=STSv1", optional WSP, then ";" (or ends right after "v=STSv1").
+package mtasts
+
+import (
+	"errors"
+	"log/slog"
+	"strings"
+)
+
+// Version is the only defined value of the TXT "v" field and the policy
+// "version" field.
+const Version = "STSv1"
+
+// MaxMaxAge is the largest max_age RFC 8461 §3.2 allows (about one year).
+const MaxMaxAge = 31557600
+
+// Mode is a policy mode.
+type Mode string
+
+// The policy modes of RFC 8461 §5.
+const (
+	ModeEnforce Mode = "enforce"
+	ModeTesting Mode = "testing"
+	ModeNone    Mode = "none"
+)
+
+// Extension is an unknown key/value pair, kept so records and policies
+// round-trip. RFC 8461 §3.1/§3.2: unknown fields are accepted and ignored.
+type Extension struct {
+	Key   string
+	Value string
+}
+
+// Record is a parsed _mta-sts TXT record (RFC 8461 §3.1).
+type Record struct {
+	// ID identifies the policy instance: 1-32 letters and digits, opaque,
+	// compared case-sensitively (STS-CACHE-3).
+	ID         string
+	Extensions []Extension
+}
+
+// Policy is a parsed MTA-STS policy (RFC 8461 §3.2).
+type Policy struct {
+	Mode Mode
+	// MX holds the mx patterns in policy order, as written (a lenient parse
+	// strips one trailing dot). Matching is case-insensitive.
+	MX []string
+	// MaxAge is the policy lifetime in seconds, 0..MaxMaxAge (clamped).
+	MaxAge     int64
+	Extensions []Extension
+}
+
+// LogValue implements slog.LogValuer.
+func (p *Policy) LogValue() slog.Value {
+	if p == nil {
+		return slog.StringValue("<nil>")
+	}
+	return slog.GroupValue(
+		slog.String("mode", string(p.Mode)),
+		slog.String("mx", strings.Join(p.MX, ",")),
+		slog.Int64("max_age", p.MaxAge),
+	)
+}
+
+// Sentinel errors, grouped by phase. Every error returned by Lookup, Fetch
+// and the Cache matches at most one of these with errors.Is (plus the cause,
+// wrapped with %w).
+var (
+	// ErrNoRecord: the domain has no usable _mta-sts record (NXDOMAIN,
+	// NODATA, or no record beginning v=STSv1). The domain has no MTA-STS
+	// policy; a cached unexpired policy still applies (STS-TXT-11).
+	ErrNoRecord = errors.New("mtasts: no MTA-STS TXT record")
+	// ErrMultipleRecords: more than one v=STSv1 record (STS-TXT-7). Treated
+	// as no policy available; a cached policy still applies.
+	ErrMultipleRecords = errors.New("mtasts: multiple MTA-STS TXT records")
+	// ErrRecordSyntax: the single v=STSv1 record is malformed (STS-TXT-8).
+	// Treated as no policy available; a cached policy still applies.
+	ErrRecordSyntax = errors.New("mtasts: invalid MTA-STS TXT record")
+	// ErrDNS: a DNS lookup failed (SERVFAIL, timeout, ...); the answer is
+	// unknown. Keep cached state; with none, the caller decides (OPEN-1).
+	ErrDNS = errors.New("mtasts: DNS lookup failed")
+	// ErrPolicyFetch: the HTTPS fetch failed (connection, timeout, status
+	// other than 200, redirect, body over the cap). RFC 8460:
+	// sts-policy-fetch-error.
+	ErrPolicyFetch = errors.New("mtasts: policy fetch failed")
+	// ErrPolicyCertificate: the policy host failed PKIX validation for
+	// mta-sts.<domain>. RFC 8460: sts-webpki-invalid.
+	ErrPolicyCertificate = errors.New("mtasts: policy host certificate invalid")
+	// ErrPolicySyntax: the body is not a valid policy, or has the wrong
+	// media type. RFC 8460: sts-policy-invalid.
+	ErrPolicySyntax = errors.New("mtasts: invalid policy")
+)
+
+// RFC 8460 §4.3 result types for MTA-STS policy discovery failures.
+const (
+	ResultFetchError    = "sts-policy-fetch-error"
+	ResultPolicyInvalid = "sts-policy-invalid"
+	ResultWebPKIInvalid = "sts-webpki-invalid"
+)
+
+// ResultType maps an error from this package to its RFC 8460 result type
+// ("sts-policy-fetch-error", "sts-policy-invalid", "sts-webpki-invalid"), or
+// to "dns-error" for ErrDNS and "no-policy" for the no-usable-record errors.
+// It returns "" for a nil error and "validation-failure" for anything else.
+func ResultType(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, ErrPolicyCertificate):
+		return ResultWebPKIInvalid
+	case errors.Is(err, ErrPolicySyntax):
+		return ResultPolicyInvalid
+	case errors.Is(err, ErrPolicyFetch):
+		return ResultFetchError
+	case errors.Is(err, ErrDNS):
+		return "dns-error"
+	case errors.Is(err, ErrNoRecord), errors.Is(err, ErrMultipleRecords), errors.Is(err, ErrRecordSyntax):
+		return "no-policy"
+	default:
+		return "validation-failure"
+	}
+}
