@@ -15,11 +15,15 @@ import (
 // trailing dot. A "*" is allowed only as the whole left-most label, and IDNs
 // must be written as A-labels. Errors wrap ErrPolicySyntax.
 func ValidPattern(p string) error {
-	d := strings.TrimPrefix(p, "*.")
-	if problem := domainProblem(d); problem != "" {
+	if problem := patternProblem(p); problem != "" {
 		return fmt.Errorf("%w: mx %q: %s", ErrPolicySyntax, policyClip(p), problem)
 	}
 	return nil
+}
+
+// patternProblem returns why p is not a valid mx pattern, or "".
+func patternProblem(p string) string {
+	return domainProblem(strings.TrimPrefix(p, "*."))
 }
 
 // domainProblem returns why d is not an RFC 5321 Domain within the DNS

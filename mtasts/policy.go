@@ -227,14 +227,14 @@ func (ps *policyParser) parse(body []byte) (*Policy, error) {
 		case policyKeyMX:
 			// RFC 8461 §3.2: every mx line counts (STS-POL-9).
 			pat := value
-			if strings.HasSuffix(pat, ".") && ValidPattern(pat[:len(pat)-1]) == nil {
+			if strings.HasSuffix(pat, ".") && patternProblem(pat[:len(pat)-1]) == "" {
 				if err := ps.tolerate(n, "mx %q ends with a dot; read as %q", pat, pat[:len(pat)-1]); err != nil {
 					return nil, err
 				}
 				pat = pat[:len(pat)-1]
 			}
-			if err := ValidPattern(pat); err != nil {
-				return nil, &SyntaxError{Line: n, Msg: err.Error()}
+			if problem := patternProblem(pat); problem != "" {
+				return nil, &SyntaxError{Line: n, Msg: fmt.Sprintf("mx %q: %s", policyClip(pat), problem)}
 			}
 			p.MX = append(p.MX, pat)
 		default:
@@ -302,10 +302,14 @@ func splitPolicyLines(body []byte) []string {
 	if s == "" {
 		return nil
 	}
+	terminated := strings.HasSuffix(s, "\n")
 	s = strings.TrimSuffix(s, "\n")
 	lines := strings.Split(s, "\n")
 	for i, l := range lines {
-		lines[i] = strings.TrimSuffix(l, "\r")
+		// Only a CR right before an LF belongs to the terminator.
+		if i < len(lines)-1 || terminated {
+			lines[i] = strings.TrimSuffix(l, "\r")
+		}
 	}
 	return lines
 }

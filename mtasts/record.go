@@ -61,7 +61,8 @@ func ParseRecord(txt string) (*Record, error) {
 		}
 		field := rest[:end]
 		rest = rest[end:]
-		key, value, err := parseRecordField(field)
+		// A repeated id is checked only as an extension: it is ignored.
+		key, value, err := parseRecordField(field, !haveID)
 		if err != nil {
 			return nil, err
 		}
@@ -113,8 +114,9 @@ func recordFirstRune(s string) string {
 	return s[:1]
 }
 
-// parseRecordField checks one key=value field of a TXT record.
-func parseRecordField(field string) (key, value string, err error) {
+// parseRecordField checks one key=value field of a TXT record. With idRules
+// false, a field named "id" is checked as an extension (a repeated id).
+func parseRecordField(field string, idRules bool) (key, value string, err error) {
 	eq := strings.IndexByte(field, '=')
 	if eq < 0 {
 		return "", "", fmt.Errorf("%w: field %q has no \"=\"", ErrRecordSyntax, field)
@@ -126,8 +128,8 @@ func parseRecordField(field string) (key, value string, err error) {
 	if value == "" {
 		return "", "", fmt.Errorf("%w: field %q has an empty value", ErrRecordSyntax, key)
 	}
-	switch key {
-	case "id":
+	switch {
+	case key == "id" && idRules:
 		// RFC 8461 §3.1: sts-id = %s"id=" 1*32(ALPHA / DIGIT).
 		if len(value) > 32 {
 			return "", "", fmt.Errorf("%w: id is %d characters, more than 32", ErrRecordSyntax, len(value))
@@ -137,11 +139,8 @@ func parseRecordField(field string) (key, value string, err error) {
 				return "", "", fmt.Errorf("%w: id %q has %q, not a letter or digit", ErrRecordSyntax, value, value[i:i+1])
 			}
 		}
-	case "v":
-		// Only reached for a repeated version field; it must still be a
-		// valid field, and a different value is as good as an extension.
-		fallthrough
 	default:
+		// A repeated "v" lands here too: it must still be a valid field.
 		for i := 0; i < len(value); i++ {
 			if !validRecordExtValueByte(value[i]) {
 				return "", "", fmt.Errorf("%w: value of %q has byte 0x%02x, not allowed (printable US-ASCII except \"=\" and \";\")", ErrRecordSyntax, key, value[i])
