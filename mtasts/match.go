@@ -118,8 +118,9 @@ func asciiLower(s string) string {
 // matchHost turns an MX host name into the form patterns are compared with:
 // one trailing root dot removed (STS-MX-4, TLS-NAME-5) and U-labels
 // converted to A-labels (RFC 8461 §4.1, STS-MX-5). It returns why the host is
-// unusable when it is; an unusable host matches no pattern. ASCII input does
-// not allocate.
+// unusable when it is; an unusable host matches no pattern. For ASCII input
+// it does not allocate, and problem is a bare domainProblem text;
+// converted reports whether the name was not ASCII.
 //
 // A non-ASCII name is converted with the IDNA Lookup profile and must come
 // back unchanged (up to ASCII case) from the reverse conversion: the UTS 46
@@ -127,37 +128,34 @@ func asciiLower(s string) string {
 // "k" and full-width dots are not turned into dots (TLS-NAME-1).
 func matchHost(host string) (h string, converted bool, problem string) {
 	h = strings.TrimSuffix(host, ".")
-	if !isASCII(h) {
-		a, err := idna.Lookup.ToASCII(h)
-		if err != nil {
-			return "", false, "cannot convert to an A-label: " + err.Error()
-		}
-		if u, err := idna.Lookup.ToUnicode(a); err != nil || u != asciiLower(h) {
-			return "", false, "not a valid U-label name (IDNA mapping would change it to " + strconv.Quote(u) + ")"
-		}
-		h, converted = a, true
+	if isASCII(h) {
+		// A constant string: an invalid ASCII name does not allocate.
+		return h, false, domainProblem(h)
 	}
-	if p := domainProblem(h); p != "" {
-		return "", false, "not a valid host name: " + p
+	a, err := idna.Lookup.ToASCII(h)
+	if err != nil {
+		return "", true, "cannot convert to an A-label: " + err.Error()
 	}
-	return h, converted, ""
+	if u, err := idna.Lookup.ToUnicode(a); err != nil || u != asciiLower(h) {
+		return "", true, "not a valid U-label name (IDNA mapping would change it to " + strconv.Quote(u) + ")"
+	}
+	if p := domainProblem(a); p != "" {
+		return "", true, "not a valid host name after conversion to A-labels: " + p
+	}
+	return a, true, ""
 }
 
-// matchNormalized matches a host already passed through matchHost. It
-// returns false for an invalid pattern.
+// matchNormalized matches a host already passed through matchHost. An
+// invalid pattern never matches, without a separate check: the host is a
+// valid LDH name, and ASCII case folding keeps every other byte, so a pattern
+// (or the suffix after "*.") equal to it or to its tail is valid too.
 func matchNormalized(pattern, h string) bool {
 	pattern = strings.TrimSuffix(pattern, ".")
 	if suffix, ok := strings.CutPrefix(pattern, "*."); ok {
-		if domainProblem(suffix) != "" {
-			return false
-		}
 		// RFC 8461 §4.1: "*" matches exactly one left-most label
 		// (STS-MX-3, TLS-NAME-3); matchHost guarantees it is not empty.
 		dot := strings.IndexByte(h, '.')
 		return dot > 0 && asciiEqualFold(h[dot+1:], suffix)
-	}
-	if domainProblem(pattern) != "" {
-		return false
 	}
 	// RFC 8461 §4.1: names compare case-insensitively, in ASCII only
 	// (STS-MX-2, TLS-NAME-1).
@@ -227,6 +225,9 @@ func (p *Policy) checkOne(host string) MXVerdict {
 	h, converted, problem := matchHost(host)
 	if problem != "" {
 		v.Reason = problem
+		if !converted {
+			v.Reason = "not a valid host name: " + problem
+		}
 		return v
 	}
 	if p == nil || len(p.MX) == 0 {
