@@ -1,0 +1,453 @@
+package mtasts
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/mailsts/mailsts/dnsresolve"
+)
+
+// Defaults for the [Client] fields.
+const (
+	// DefaultFetchTimeout bounds a whole policy fetch: DNS of the policy
+	// host, connect, TLS, headers and body. RFC 8461 §3.3 suggests one
+	// minute (STS-FETCH-8).
+	DefaultFetchTimeout = 60 * time.Second
+	// DefaultMaxBodySize is the policy body cap suggested by RFC 8461 §3.3
+	// (STS-POL-13): 64 KiB.
+	DefaultMaxBodySize = 64 << 10
+
+	// maxHeaderBytes caps the response headers of a policy host.
+	maxHeaderBytes = 64 << 10
+	// dialTimeout bounds the TCP connect to one address of the policy
+	// host, so one black-holed address leaves time for the next.
+	dialTimeout = 15 * time.Second
+)
+
+// Client discovers MTA-STS policies over the network: the _mta-sts TXT
+// record through a [dnsresolve.Resolver], and the policy over HTTPS. The
+// zero value is ready to use; a Client is safe for concurrent use and must
+// not be copied after first use.
+//
+// Policy fetches follow RFC 8461 §3.3 strictly:
+//   - HTTPS only, to https://mta-sts.<domain>/.well-known/mta-sts.txt
+//     (STS-FETCH-1, STS-POL-1), certificate verified for that name with SNI
+//     set to it (STS-FETCH-2, STS-FETCH-13), TLS 1.2 or later (STS-FETCH-14);
+//   - the policy host's address comes from the Client's DNS layer (A and
+//     AAAA, tried in turn), never from the system resolver or /etc/hosts;
+//   - no redirects (STS-FETCH-5, GO-2), no HTTP caching or validators
+//     (STS-FETCH-6), no compression requested (GO-3), only status 200
+//     (STS-FETCH-4), Content-Type text/plain (STS-POL-2, GO-6), body at most
+//     MaxBodySize bytes (STS-POL-13), everything within Timeout
+//     (STS-FETCH-8);
+//   - no proxy: HTTP_PROXY/HTTPS_PROXY are ignored on purpose. A proxy
+//     would resolve the policy host itself, bypassing the DNS layer the
+//     operator configured, and would add a party that sees which domains
+//     we deliver to. Deployments that must egress through a proxy are not
+//     supported.
+type Client struct {
+	// DNS resolves the TXT record and the policy host. Nil means a
+	// dnsresolve client using the servers of /etc/resolv.conf, created on
+	// first use.
+	DNS dnsresolve.Resolver
+	// RootCAs verifies policy host certificates. Nil means the system pool
+	// (see [LoadRootCAs] to add private roots).
+	RootCAs *x509.CertPool
+	// Timeout bounds a whole fetch including the body; 0 means
+	// DefaultFetchTimeout.
+	Timeout time.Duration
+	// MaxBodySize caps the policy body; 0 means DefaultMaxBodySize. A larger
+	// body is a fetch failure.
+	MaxBodySize int64
+	// UserAgent is sent with every fetch; "" means
+	// "mailsts/<version> (+https://github.com/mailsts/mailsts)".
+	UserAgent string
+	// HTTPSPort is the TCP port of policy hosts; 0 means 443. Other values
+	// exist for tests and labs with a policy host on loopback.
+	HTTPSPort int
+	// LenientContentType accepts a response without a Content-Type header.
+	// RFC 8461 §3.2 says the body SHOULD only be used when the media type is
+	// text/plain, and mailsts rejects a missing header by default; some
+	// static hosts omit it, and operators who prefer availability over
+	// strictness may set this. A present header other than text/plain is
+	// always rejected.
+	LenientContentType bool
+	// Logger receives debug logs of each lookup and fetch; nil discards.
+	Logger *slog.Logger
+
+	dnsOnce sync.Once
+	dnsDef  dnsresolve.Resolver
+	dnsErr  error
+}
+
+// FetchResult is what a policy fetch saw, for diagnostics (the checker shows
+// it). FetchRaw returns it even with an error whenever the policy host
+// answered, so callers can show the status, type and body.
+type FetchResult struct {
+	// URL is the policy URL fetched.
+	URL string
+	// StatusCode is the HTTP status, 0 when no response arrived.
+	StatusCode int
+	// ContentType is the raw Content-Type header.
+	ContentType string
+	// Header holds the response headers.
+	Header http.Header
+	// Body is the response body (at most MaxBodySize bytes), set for
+	// status 200 only.
+	Body []byte
+	// TLS is the state of the TLS connection, nil when none was made.
+	TLS *tls.ConnectionState
+	// Addr is the address (ip:port) the response came from.
+	Addr string
+	// Elapsed is the time from the start of the fetch to its end.
+	Elapsed time.Duration
+}
+
+// LoadRootCAs returns the system certificate pool (which Go lets the
+// SSL_CERT_FILE and SSL_CERT_DIR environment variables override) plus the
+// PEM certificates in extraCAFile, when it is not "". A file without any
+// certificate is an error.
+func LoadRootCAs(extraCAFile string) (*x509.CertPool, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if extraCAFile == "" {
+		return pool, nil
+	}
+	pem, err := os.ReadFile(extraCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("mtasts: reading CA file: %w", err)
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("mtasts: CA file %s holds no PEM certificate", extraCAFile)
+	}
+	return pool, nil
+}
+
+func (c *Client) logger() *slog.Logger {
+	if c.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return c.Logger
+}
+
+func (c *Client) timeout() time.Duration {
+	if c.Timeout > 0 {
+		return c.Timeout
+	}
+	return DefaultFetchTimeout
+}
+
+func (c *Client) maxBody() int64 {
+	if c.MaxBodySize > 0 {
+		return c.MaxBodySize
+	}
+	return DefaultMaxBodySize
+}
+
+func (c *Client) port() int {
+	if c.HTTPSPort > 0 {
+		return c.HTTPSPort
+	}
+	return 443
+}
+
+func (c *Client) userAgent() string {
+	if c.UserAgent != "" {
+		return c.UserAgent
+	}
+	return "mailsts/" + moduleVersion() + " (+https://github.com/mailsts/mailsts)"
+}
+
+// moduleVersion returns the version of the mailsts module in this binary,
+// "devel" when unknown.
+func moduleVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "devel"
+	}
+	const path = "github.com/mailsts/mailsts"
+	if bi.Main.Path == path && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	for _, d := range bi.Deps {
+		if d.Path == path && d.Version != "" {
+			return d.Version
+		}
+	}
+	return "devel"
+}
+
+// resolver returns c.DNS, or the default resolver created once.
+func (c *Client) resolver() (dnsresolve.Resolver, error) {
+	if c.DNS != nil {
+		return c.DNS, nil
+	}
+	c.dnsOnce.Do(func() {
+		r, err := dnsresolve.NewClient()
+		if err != nil {
+			c.dnsErr = fmt.Errorf("%w: creating the default DNS client: %w", ErrDNS, err)
+			return
+		}
+		c.dnsDef = r
+	})
+	return c.dnsDef, c.dnsErr
+}
+
+// Fetch fetches and parses the policy of domain (leniently, see
+// [ParsePolicy]). Errors wrap ErrPolicyFetch, ErrPolicyCertificate or
+// ErrPolicySyntax (see [FetchRaw]); an invalid domain gives ErrInvalidDomain.
+func (c *Client) Fetch(ctx context.Context, domain string) (*Policy, error) {
+	res, err := c.FetchRaw(ctx, domain)
+	if err != nil {
+		return nil, err
+	}
+	p, err := ParsePolicy(res.Body)
+	if err != nil {
+		if !errors.Is(err, ErrPolicySyntax) {
+			err = fmt.Errorf("%w: %w", ErrPolicySyntax, err)
+		}
+		return nil, fmt.Errorf("policy at %s: %w", res.URL, err)
+	}
+	return p, nil
+}
+
+// FetchRaw fetches the policy body of domain without parsing it. The error,
+// when not nil, wraps exactly one of:
+//   - ErrPolicyCertificate: the policy host's certificate failed
+//     verification for mta-sts.<domain> (RFC 8460 sts-webpki-invalid);
+//   - ErrPolicyFetch: the policy host has no address, could not be
+//     reached, failed the TLS handshake for another reason (e.g. TLS older
+//     than 1.2), answered a status other than 200 (a redirect included) or a
+//     body over MaxBodySize, or did not finish within Timeout (RFC 8460
+//     sts-policy-fetch-error);
+//   - ErrPolicySyntax: the media type is not text/plain (RFC 8460
+//     sts-policy-invalid); the result then still carries the body;
+//   - ErrInvalidDomain: domain is not a valid domain name.
+//
+// The result is non-nil whenever the policy host answered, even with an
+// error.
+func (c *Client) FetchRaw(ctx context.Context, domain string) (*FetchResult, error) {
+	d, err := normalizeDomain(domain)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	res, err := c.fetch(ctx, d)
+	res.Elapsed = time.Since(start)
+	c.logger().LogAttrs(ctx, slog.LevelDebug, "mta-sts policy fetch",
+		slog.String("domain", d), slog.Int("status", res.StatusCode),
+		slog.Duration("elapsed", res.Elapsed), slog.Any("error", err))
+	if res.StatusCode == 0 && res.TLS == nil {
+		return nil, err
+	}
+	return res, err
+}
+
+// fetch does the work of FetchRaw; it always returns a non-nil result.
+func (c *Client) fetch(ctx context.Context, domain string) (*FetchResult, error) {
+	host := "mta-sts." + domain
+	res := &FetchResult{URL: PolicyURL(domain)}
+	dns, err := c.resolver()
+	if err != nil {
+		return res, fmt.Errorf("%w: %w", ErrPolicyFetch, err)
+	}
+
+	timeout := c.timeout()
+	fctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	port := strconv.Itoa(c.port())
+	tr := &http.Transport{
+		// No proxy (see the Client doc): Proxy stays nil.
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return c.dial(ctx, dns, network, host, port)
+		},
+		TLSClientConfig: &tls.Config{
+			// GO-5, STS-FETCH-13: ServerName sets the SNI and the name
+			// the certificate is verified for (STS-FETCH-2).
+			ServerName: host,
+			RootCAs:    c.RootCAs,
+			// RFC 8461 §7.2, STS-FETCH-14: TLS 1.2 or later.
+			MinVersion: tls.VersionTLS12,
+		},
+		// GO-3: do not ask for gzip, so nothing is decoded behind our
+		// back; the body cap applies to the bytes on the wire.
+		DisableCompression:     true,
+		DisableKeepAlives:      true,
+		MaxResponseHeaderBytes: maxHeaderBytes,
+	}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{
+		Transport: tr,
+		// RFC 8461 §3.3: redirects MUST NOT be followed (GO-2). The 3xx
+		// response is returned as is and fails the status check.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+
+	trace := &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) { res.Addr = info.Conn.RemoteAddr().String() },
+	}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(fctx, trace), http.MethodGet, res.URL, nil)
+	if err != nil {
+		return res, fmt.Errorf("%w: %w", ErrPolicyFetch, err)
+	}
+	// RFC 8461 §3.3: no HTTP caching, so no validators
+	// (If-None-Match, If-Modified-Since) are ever sent (STS-FETCH-6).
+	req.Header.Set("User-Agent", c.userAgent())
+	req.Header.Set("Accept", "text/plain")
+
+	resp, err := hc.Do(req)
+	if err != nil {
+		return res, c.classify(ctx, fctx, res.URL, "connecting to", err)
+	}
+	defer resp.Body.Close()
+	res.StatusCode = resp.StatusCode
+	res.Header = resp.Header
+	res.ContentType = resp.Header.Get("Content-Type")
+	res.TLS = resp.TLS
+
+	// RFC 8461 §3.3: only status 200 produces a policy (STS-FETCH-4).
+	if resp.StatusCode != http.StatusOK {
+		if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+			loc := resp.Header.Get("Location")
+			if loc == "" {
+				loc = "(no Location)"
+			}
+			return res, fmt.Errorf("%w: %s answered %s redirect to %s; redirects are not followed (RFC 8461 §3.3)",
+				ErrPolicyFetch, res.URL, statusText(resp.StatusCode), loc)
+		}
+		return res, fmt.Errorf("%w: %s answered %s; only 200 OK carries a policy (RFC 8461 §3.3)",
+			ErrPolicyFetch, res.URL, statusText(resp.StatusCode))
+	}
+
+	// RFC 8461 §3.3 (STS-POL-13, GO-3): cap the body; read one byte more to
+	// tell "exactly the cap" from "over the cap".
+	limit := c.maxBody()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err == nil && fctx.Err() != nil {
+		// When the context ends during the read, net/http may report a
+		// clean EOF for the cut-off body: trust the context, not the EOF.
+		err = fctx.Err()
+	}
+	if err != nil {
+		return res, c.classify(ctx, fctx, res.URL, "reading the body of", err)
+	}
+	if int64(len(body)) > limit {
+		return res, fmt.Errorf("%w: %s sent a body over %d bytes; policies are capped at %d bytes (RFC 8461 §3.3)",
+			ErrPolicyFetch, res.URL, limit, limit)
+	}
+	res.Body = body
+
+	if err := c.checkContentType(res.ContentType); err != nil {
+		return res, fmt.Errorf("%w: %s: %v", ErrPolicySyntax, res.URL, err)
+	}
+	return res, nil
+}
+
+// checkContentType applies RFC 8461 §3.2 (STS-POL-2, GO-6): the media type
+// must be text/plain; parameters, charset included, are ignored and the
+// body is read as UTF-8 in any case.
+func (c *Client) checkContentType(ct string) error {
+	if ct == "" {
+		if c.LenientContentType {
+			return nil
+		}
+		return errors.New("no Content-Type header; a policy must be served as text/plain (RFC 8461 §3.2)")
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return fmt.Errorf("malformed Content-Type %q: %v", ct, err)
+	}
+	if mt != "text/plain" {
+		return fmt.Errorf("Content-Type is %q; a policy must be served as text/plain (RFC 8461 §3.2)", mt)
+	}
+	return nil
+}
+
+// dial resolves host through the DNS layer and connects to each address in
+// turn. Errors wrap ErrPolicyFetch.
+func (c *Client) dial(ctx context.Context, dns dnsresolve.Resolver, network, host, port string) (net.Conn, error) {
+	addrs, _, err := dns.LookupIP(ctx, host)
+	if err != nil {
+		if errors.Is(err, dnsresolve.ErrNotFound) {
+			return nil, fmt.Errorf("%w: policy host %s has no A or AAAA record: %w", ErrPolicyFetch, host, err)
+		}
+		return nil, fmt.Errorf("%w: resolving policy host %s: %w", ErrPolicyFetch, host, err)
+	}
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("%w: policy host %s has no address", ErrPolicyFetch, host)
+	}
+	d := net.Dialer{Timeout: dialTimeout}
+	var errs []error
+	for _, a := range addrs {
+		conn, err := d.DialContext(ctx, network, net.JoinHostPort(a.Unmap().String(), port))
+		if err == nil {
+			return conn, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, fmt.Errorf("%w: connecting to policy host %s: %w", ErrPolicyFetch, host, errors.Join(errs...))
+}
+
+// classify turns an error of the HTTP exchange into one wrapping the right
+// sentinel, with a message for humans. parent is the caller's context, fctx
+// the one bounded by Timeout.
+func (c *Client) classify(parent, fctx context.Context, u, doing string, err error) error {
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		err = uerr.Err
+	}
+	var (
+		verr  *tls.CertificateVerificationError
+		herr  x509.HostnameError
+		uaerr x509.UnknownAuthorityError
+		cierr x509.CertificateInvalidError
+	)
+	switch {
+	case errors.As(err, &herr):
+		return fmt.Errorf("%w: %s: the certificate is not valid for %s (RFC 8461 §3.3): %w",
+			ErrPolicyCertificate, u, herr.Host, err)
+	case errors.As(err, &uaerr):
+		return fmt.Errorf("%w: %s: the certificate is not signed by a trusted authority (RFC 8461 §3.3): %w",
+			ErrPolicyCertificate, u, err)
+	case errors.As(err, &cierr):
+		return fmt.Errorf("%w: %s: the certificate is invalid (RFC 8461 §3.3): %w", ErrPolicyCertificate, u, err)
+	case errors.As(err, &verr):
+		return fmt.Errorf("%w: %s: certificate verification failed (RFC 8461 §3.3): %w", ErrPolicyCertificate, u, err)
+	case parent.Err() != nil:
+		return fmt.Errorf("%w: %s %s: %w", ErrPolicyFetch, doing, u, parent.Err())
+	case errors.Is(fctx.Err(), context.DeadlineExceeded):
+		return fmt.Errorf("%w: %s %s: not finished within %v (RFC 8461 §3.3 suggests one minute): %w",
+			ErrPolicyFetch, doing, u, c.timeout(), context.DeadlineExceeded)
+	case errors.Is(err, ErrPolicyFetch):
+		return err
+	}
+	return fmt.Errorf("%w: %s %s: %w", ErrPolicyFetch, doing, u, err)
+}
+
+func statusText(code int) string {
+	if t := http.StatusText(code); t != "" {
+		return strconv.Itoa(code) + " " + t
+	}
+	return strconv.Itoa(code)
+}
