@@ -1,0 +1,39 @@
+// Package stscache provides persistent and shared stores for the MTA-STS
+// policy cache (RFC 8461 §3.3, §10.2): implementations of [mtasts.Store]
+// that keep cached policies across restarts and share them across a fleet.
+//
+// A Postfix policy daemon answers tens of thousands of queries a second from
+// its cache, so no store here may put a disk write or a network round trip
+// on the per-query path. The stores are layered:
+//
+//   - [Memory]: a map; the front, and the only tier a query touches.
+//   - [SQLite]: one local file (modernc.org/sqlite, pure Go, WAL mode), so
+//     the cache survives restarts.
+//   - [Redis]: one hash key per domain with a TTL, so a fleet shares one
+//     cache and the cache forgets domains nobody refreshes.
+//   - [Tiered]: a Memory front before a SQLite or Redis back: reads from
+//     memory, read-through on a miss, write-through on Put, re-read of
+//     shared entries after FrontTTL, and use times recorded in memory by
+//     [Tiered.Touch] and written back in batch by [Tiered.Flush].
+//
+// A daemon typically opens a SQLite file, wraps it in a Tiered with a
+// negative FrontTTL (it is the file's only writer), calls [Tiered.Load] at
+// start, Touch per query, Flush every minute and at shutdown, and
+// [Tiered.Cap] plus [SQLite.Evict] or [SQLite.Cap] now and then.
+//
+// [TestStore] is the conformance suite every store here passes; other
+// mtasts.Store implementations can run it too.
+//
+// Conformance (see RFC-CHECKLIST.md):
+//   - STS-CACHE-1: an entry is kept per policy domain with its TXT id and
+//     fetch time, round-tripped to the millisecond.
+//   - STS-CACHE-5: a store never drops a valid policy on its own: a back
+//     store outage is answered from memory, and a policy a shared Redis
+//     lost is restored from memory.
+//   - STS-CACHE-8: the failed-fetch state (FailedID, FailedAt, Failures) is
+//     stored with the entry, and a Redis TTL never ends before the failure
+//     back-off plus a grace period.
+//   - STS-CACHE-10: the SQLite store survives restarts; Cap and Evict never
+//     drop a valid enforce or testing policy (Cap logs a warning and stays
+//     over the cap when only such policies remain).
+package stscache

@@ -1,0 +1,347 @@
+package stscache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/mailsts/mailsts/mtasts"
+)
+
+// Redis is an [mtasts.Store] in Redis, shared by a fleet of MTAs so that a
+// policy fetched by one is used by all.
+//
+// Each domain is one hash key, <prefix>policy:<domain>, with the field "e"
+// holding the JSON entry and, once a daemon has flushed use times, the field
+// "u" holding LastUsed in Unix milliseconds (kept apart so that recording
+// use never rewrites, and so never reverts, an entry another daemon has
+// just refreshed). A Put replaces the key in one MULTI/EXEC transaction, so
+// two daemons writing the same domain leave one of the two entries whole,
+// never a mix.
+//
+// Every key has a TTL: the entry's useful life (the policy's expiry, or the
+// end of negative caching or of the failure back-off) plus Grace, at least
+// MinTTL from now, at most max_age's upper bound plus Grace. A shared cache
+// therefore forgets domains nobody has refreshed, instead of holding them
+// forever.
+//
+// Redis is a network round trip per call: put a [Tiered] with a [Memory]
+// front before it on the per-query path.
+type Redis struct {
+	// Grace is how long an entry is kept after it stops being useful, so
+	// that a daemon refreshing an expired policy still finds the old id and
+	// the failure history. Zero means 24 hours.
+	Grace time.Duration
+	// MinTTL is the least TTL a Put sets, so that an entry describing the
+	// past (a failure with no policy) survives long enough to rate-limit
+	// retries (STS-CACHE-8). Zero means 1 hour.
+	MinTTL time.Duration
+	// Now returns the current time for TTLs. Nil means time.Now.
+	Now func() time.Time
+
+	client redis.UniversalClient
+	prefix string
+	logger *slog.Logger
+}
+
+var (
+	_ mtasts.Store   = (*Redis)(nil)
+	_ LastUsedWriter = (*Redis)(nil)
+)
+
+// NewRedis returns a store keeping its keys under prefix (for example
+// "mailsts:") in client. A nil logger discards. The client is not closed by
+// the store.
+func NewRedis(client redis.UniversalClient, prefix string, logger *slog.Logger) *Redis {
+	if logger == nil {
+		logger = discard
+	}
+	return &Redis{client: client, prefix: prefix, logger: logger}
+}
+
+// Key returns the Redis key holding domain's entry.
+func (r *Redis) Key(domain string) string {
+	return r.prefix + "policy:" + domain
+}
+
+const (
+	fieldEntry    = "e"
+	fieldLastUsed = "u"
+)
+
+// TTL returns how long Redis should keep e, counted from now.
+func (r *Redis) TTL(e *mtasts.Entry, now time.Time) time.Duration {
+	grace := cmpOr(r.Grace, 24*time.Hour)
+	minTTL := cmpOr(r.MinTTL, time.Hour)
+	useful := e.Expires()
+	for _, t := range []time.Time{e.NoPolicyUntil, e.FailedAt, e.CheckedAt} {
+		if t.After(useful) {
+			useful = t
+		}
+	}
+	ttl := useful.Add(grace).Sub(now)
+	// A future timestamp (clock skew, a corrupt entry) must not make an
+	// entry immortal: no policy lives longer than RFC 8461's max_age cap.
+	maxTTL := time.Duration(mtasts.MaxMaxAge)*time.Second + grace
+	return min(max(ttl, minTTL), maxTTL)
+}
+
+func cmpOr(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+func (r *Redis) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// Get implements [mtasts.Store].
+func (r *Redis) Get(ctx context.Context, domain string) (*mtasts.Entry, error) {
+	vals, err := r.client.HMGet(ctx, r.Key(domain), fieldEntry, fieldLastUsed).Result()
+	if err != nil {
+		if isWrongType(err) {
+			return nil, fmt.Errorf("%w: redis key %s is not a hash", ErrCorruptEntry, r.Key(domain))
+		}
+		return nil, fmt.Errorf("stscache: redis get %s: %w", domain, err)
+	}
+	e, err := decodeHash(vals)
+	if err != nil {
+		return nil, fmt.Errorf("redis key %s: %w", r.Key(domain), err)
+	}
+	if e != nil && e.Domain != domain {
+		return nil, fmt.Errorf("%w: redis key %s holds domain %q", ErrCorruptEntry, r.Key(domain), e.Domain)
+	}
+	return e, nil
+}
+
+func isWrongType(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && strings.HasPrefix(re.Error(), "WRONGTYPE")
+}
+
+// decodeHash turns HMGET e u into an entry; (nil, nil) when e is missing.
+func decodeHash(vals []any) (*mtasts.Entry, error) {
+	if len(vals) != 2 || vals[0] == nil {
+		return nil, nil
+	}
+	s, ok := vals[0].(string)
+	if !ok {
+		return nil, fmt.Errorf("%w: entry field of type %T", ErrCorruptEntry, vals[0])
+	}
+	e, err := decodeEntry([]byte(s))
+	if err != nil {
+		return nil, err
+	}
+	if u, ok := vals[1].(string); ok {
+		ms, err := strconv.ParseInt(u, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%w: last used %q", ErrCorruptEntry, u)
+		}
+		if ms > toMS(e.LastUsed) {
+			e.LastUsed = fromMS(ms)
+		}
+	}
+	return e, nil
+}
+
+// Put implements [mtasts.Store]: DEL, HSET and PEXPIREAT in one MULTI/EXEC.
+func (r *Redis) Put(ctx context.Context, e *mtasts.Entry) error {
+	if err := checkDomain(e.Domain); err != nil {
+		return err
+	}
+	b, err := encodeEntry(e)
+	if err != nil {
+		return fmt.Errorf("stscache: redis put %s: %w", e.Domain, err)
+	}
+	key := r.Key(e.Domain)
+	ttl := r.TTL(e, r.now())
+	_, err = r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, key)
+		p.HSet(ctx, key, fieldEntry, b)
+		p.PExpire(ctx, key, ttl)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("stscache: redis put %s: %w", e.Domain, err)
+	}
+	return nil
+}
+
+// Delete implements [mtasts.Store].
+func (r *Redis) Delete(ctx context.Context, domain string) error {
+	if err := r.client.Del(ctx, r.Key(domain)).Err(); err != nil {
+		return fmt.Errorf("stscache: redis delete %s: %w", domain, err)
+	}
+	return nil
+}
+
+// scanBatch is the SCAN COUNT hint and the size of one HMGET pipeline.
+const scanBatch = 500
+
+// maxScanRounds bounds one Range: SCAN ends on its own, this only stops a
+// misbehaving server from keeping us in the loop forever.
+const maxScanRounds = 1 << 22
+
+// globEscape escapes the characters SCAN MATCH treats as patterns.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// Range implements [mtasts.Store] with SCAN over the prefix, in batches of
+// scanBatch keys. Keys that expire during the scan are skipped; so are
+// corrupt ones (logged). SCAN may return a key twice while Redis rehashes;
+// Range calls fn at most once per domain. On a cluster client every master
+// is scanned, and fn is never called concurrently.
+func (r *Redis) Range(ctx context.Context, fn func(*mtasts.Entry) bool) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu      sync.Mutex
+		stopped bool
+		seen    = make(map[string]struct{})
+	)
+	visit := func(e *mtasts.Entry) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return false
+		}
+		if _, dup := seen[e.Domain]; dup {
+			return true
+		}
+		seen[e.Domain] = struct{}{}
+		if !fn(e) {
+			stopped = true
+			cancel()
+			return false
+		}
+		return true
+	}
+	var err error
+	if cc, ok := r.client.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			return r.scan(ctx, c, visit)
+		})
+	} else {
+		err = r.scan(ctx, r.client, visit)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if stopped {
+		return nil
+	}
+	return err
+}
+
+func (r *Redis) scan(ctx context.Context, c redis.Cmdable, visit func(*mtasts.Entry) bool) error {
+	match := globEscape(r.prefix) + "policy:*"
+	var cursor uint64
+	for range maxScanRounds {
+		keys, next, err := c.Scan(ctx, cursor, match, scanBatch).Result()
+		if err != nil {
+			return fmt.Errorf("stscache: redis scan: %w", err)
+		}
+		if len(keys) > 0 {
+			cmds := make([]*redis.SliceCmd, len(keys))
+			// The pipeline's own error is the first failed command's;
+			// each command is checked below instead.
+			_, _ = c.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for i, k := range keys {
+					cmds[i] = p.HMGet(ctx, k, fieldEntry, fieldLastUsed)
+				}
+				return nil
+			})
+			for i, cmd := range cmds {
+				vals, err := cmd.Result()
+				if err != nil && !isWrongType(err) {
+					return fmt.Errorf("stscache: redis range: %w", err)
+				}
+				var e *mtasts.Entry
+				if err == nil {
+					e, err = decodeHash(vals)
+				}
+				if err == nil && e != nil && r.Key(e.Domain) != keys[i] {
+					err = fmt.Errorf("%w: holds domain %q", ErrCorruptEntry, e.Domain)
+				}
+				if err != nil {
+					r.logger.WarnContext(ctx, "stscache: skipping corrupt redis entry", "key", keys[i], "err", err)
+					continue
+				}
+				if e != nil && !visit(e) {
+					return nil
+				}
+			}
+		}
+		cursor = next
+		if cursor == 0 {
+			return nil
+		}
+	}
+	return fmt.Errorf("stscache: redis range: SCAN did not finish in %d rounds", maxScanRounds)
+}
+
+// touchScript raises the "u" field of an existing entry, never lowering it
+// and never creating a key (which would have no TTL).
+var touchScript = redis.NewScript(`
+if redis.call('HEXISTS', KEYS[1], 'e') == 0 then return 0 end
+local u = redis.call('HGET', KEYS[1], 'u')
+if u and tonumber(u) >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'u', ARGV[1])
+return 1
+`)
+
+// WriteLastUsed implements [LastUsedWriter]: it raises the "u" field of the
+// given domains in pipelines of scanBatch scripts, one key per script so
+// that it works on a cluster. Missing domains are ignored.
+func (r *Redis) WriteLastUsed(ctx context.Context, used map[string]time.Time) error {
+	if len(used) == 0 {
+		return nil
+	}
+	// Make sure the script is cached so the pipeline can use EVALSHA.
+	if err := touchScript.Load(ctx, r.client).Err(); err != nil {
+		return fmt.Errorf("stscache: redis write last_used: %w", err)
+	}
+	domains := make([]string, 0, len(used))
+	for d, t := range used {
+		if !t.IsZero() {
+			domains = append(domains, d)
+		}
+	}
+	for start := 0; start < len(domains); start += scanBatch {
+		batch := domains[start:min(start+scanBatch, len(domains))]
+		cmds := make([]*redis.Cmd, len(batch))
+		_, _ = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, d := range batch {
+				cmds[i] = touchScript.EvalSha(ctx, p, []string{r.Key(d)}, used[d].UnixMilli())
+			}
+			return nil
+		})
+		for i, cmd := range cmds {
+			// A key of the wrong type is someone else's data under our
+			// prefix: skip it rather than fail every flush.
+			if err := cmd.Err(); err != nil && !isWrongType(err) {
+				return fmt.Errorf("stscache: redis write last_used %s: %w", batch[i], err)
+			}
+		}
+	}
+	return nil
+}

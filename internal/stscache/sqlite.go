@@ -1,0 +1,428 @@
+package stscache
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"runtime"
+	"time"
+
+	"github.com/mailsts/mailsts/mtasts"
+
+	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+)
+
+// ErrSchemaTooNew is returned by OpenSQLite when the file was written by a
+// newer mailsts (its PRAGMA user_version is above the versions this build
+// knows). Upgrade mailsts, or point it at another file; the file is left
+// untouched.
+var ErrSchemaTooNew = errors.New("stscache: cache file schema is newer than this program")
+
+// migrations[i] upgrades a database from user_version i to i+1. Append only:
+// a released step is never edited, so every file walks the same path.
+var migrations = []string{
+	// Version 1: one row per policy domain. Times are Unix milliseconds,
+	// NULL for the zero time. expires_at and mode duplicate what the policy
+	// JSON says so that Evict and Cap can select in SQL, by index.
+	`CREATE TABLE entries (
+		domain          TEXT PRIMARY KEY NOT NULL,
+		policy          TEXT,
+		mode            TEXT,
+		expires_at      INTEGER,
+		policy_id       TEXT NOT NULL DEFAULT '',
+		fetched_at      INTEGER,
+		checked_at      INTEGER,
+		no_policy_until INTEGER,
+		failed_id       TEXT NOT NULL DEFAULT '',
+		failed_at       INTEGER,
+		failures        INTEGER NOT NULL DEFAULT 0,
+		last_error      TEXT NOT NULL DEFAULT '',
+		last_used       INTEGER
+	) STRICT, WITHOUT ROWID;
+	CREATE INDEX entries_expires_at ON entries(expires_at);
+	CREATE INDEX entries_last_used ON entries(last_used);`,
+}
+
+// SQLite is an [mtasts.Store] in one SQLite file, so the policy cache
+// survives restarts (STS-CACHE-10: losing it reopens the downgrade window
+// of first discovery).
+//
+// The file is in WAL mode: readers never block the writer. Writes go
+// through a single connection, so they are serialised in Go rather than
+// failing with SQLITE_BUSY; a busy timeout covers other processes opening
+// the same file. SQLite is not meant for the per-query path: put a
+// [Tiered] with a [Memory] front before it.
+type SQLite struct {
+	// Now returns the current time, used by Evict and Cap to tell valid
+	// policies from expired ones. Nil means time.Now. Set it before use.
+	Now func() time.Time
+
+	path   string
+	logger *slog.Logger
+	rdb    *sql.DB // readers: a small pool, query_only
+	wdb    *sql.DB // the one writer connection
+
+	get, put *sql.Stmt
+}
+
+var (
+	_ mtasts.Store   = (*SQLite)(nil)
+	_ LastUsedWriter = (*SQLite)(nil)
+)
+
+// sqliteBusyTimeout is how long a statement waits for a lock held by
+// another process before failing.
+const sqliteBusyTimeout = 5 * time.Second
+
+// OpenSQLite opens or creates the cache file at path, migrating its schema
+// to the current version. A nil logger discards. Close releases it.
+func OpenSQLite(ctx context.Context, path string, logger *slog.Logger) (*SQLite, error) {
+	if logger == nil {
+		logger = discard
+	}
+	// A file: URI so that '?', '#' and '%' in path are taken literally.
+	u := url.URL{Scheme: "file", Path: path}
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyTimeout.Milliseconds()))
+	q.Add("_pragma", "journal_mode(WAL)")
+	// NORMAL is durable across process crashes in WAL mode; a power loss
+	// may lose the last transactions, which a cache can afford.
+	q.Add("_pragma", "synchronous(NORMAL)")
+	wq := url.Values{}
+	for k, v := range q {
+		wq[k] = v
+	}
+	// BEGIN IMMEDIATE: take the write lock at the start of a transaction,
+	// so a transaction never fails half way on a lock upgrade.
+	wq.Set("_txlock", "immediate")
+	u.RawQuery = wq.Encode()
+	wdb, err := sql.Open("sqlite", u.String())
+	if err != nil {
+		return nil, fmt.Errorf("stscache: open %s: %w", path, err)
+	}
+	wdb.SetMaxOpenConns(1)
+	wdb.SetConnMaxIdleTime(0)
+	s := &SQLite{path: path, logger: logger, wdb: wdb}
+	if err := s.migrate(ctx); err != nil {
+		wdb.Close()
+		return nil, err
+	}
+	q.Add("_pragma", "query_only(1)")
+	u.RawQuery = q.Encode()
+	rdb, err := sql.Open("sqlite", u.String())
+	if err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("stscache: open %s: %w", path, err)
+	}
+	rdb.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
+	s.rdb = rdb
+	if s.get, err = rdb.PrepareContext(ctx, `SELECT `+entryColumns+` FROM entries WHERE domain = ?`); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("stscache: prepare: %w", err)
+	}
+	if s.put, err = wdb.PrepareContext(ctx, `INSERT OR REPLACE INTO entries (`+entryColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("stscache: prepare: %w", err)
+	}
+	return s, nil
+}
+
+const entryColumns = `domain, policy, mode, expires_at, policy_id, fetched_at, checked_at,
+	no_policy_until, failed_id, failed_at, failures, last_error, last_used`
+
+// migrate brings the schema to len(migrations), one step per transaction.
+func (s *SQLite) migrate(ctx context.Context) error {
+	for step := 0; step <= len(migrations); step++ {
+		done, err := s.migrateStep(ctx)
+		if err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+	}
+	return fmt.Errorf("stscache: %s: schema migration did not converge", s.path)
+}
+
+func (s *SQLite) migrateStep(ctx context.Context) (done bool, err error) {
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("stscache: open %s: %w", s.path, err)
+	}
+	defer tx.Rollback()
+	var v int
+	if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
+		return false, fmt.Errorf("stscache: %s: read schema version: %w", s.path, err)
+	}
+	switch {
+	case v == len(migrations):
+		return true, nil
+	case v > len(migrations) || v < 0:
+		return false, fmt.Errorf("%w: %s has version %d, this program knows up to %d", ErrSchemaTooNew, s.path, v, len(migrations))
+	}
+	if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+		return false, fmt.Errorf("stscache: %s: migrate schema to version %d: %w", s.path, v+1, err)
+	}
+	// PRAGMA takes no bound parameters; v+1 is our own integer.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, v+1)); err != nil {
+		return false, fmt.Errorf("stscache: %s: set schema version: %w", s.path, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("stscache: %s: migrate schema to version %d: %w", s.path, v+1, err)
+	}
+	s.logger.Info("stscache: migrated cache schema", "path", s.path, "version", v+1)
+	return false, nil
+}
+
+// Close closes the file. Calls after Close fail.
+func (s *SQLite) Close() error {
+	var errs []error
+	for _, st := range []*sql.Stmt{s.get, s.put} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
+	if s.rdb != nil {
+		errs = append(errs, s.rdb.Close())
+	}
+	// PRAGMA optimize keeps the query planner's statistics fresh; it is
+	// cheap and recommended before closing a long-lived connection.
+	if _, err := s.wdb.Exec(`PRAGMA optimize`); err != nil {
+		s.logger.Debug("stscache: PRAGMA optimize", "path", s.path, "err", err)
+	}
+	errs = append(errs, s.wdb.Close())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("stscache: close %s: %w", s.path, err)
+	}
+	return nil
+}
+
+func (s *SQLite) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// nullMS is t as nullable Unix milliseconds: NULL for the zero time.
+func nullMS(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixMilli(), Valid: true}
+}
+
+func msOrZero(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return fromMS(n.Int64)
+}
+
+// scanner is *sql.Row or *sql.Rows.
+type scanner interface{ Scan(dest ...any) error }
+
+func scanEntry(sc scanner) (*mtasts.Entry, error) {
+	var (
+		e                                        mtasts.Entry
+		policy, mode                             sql.NullString
+		expires, fetched, checked, noPol, failed sql.NullInt64
+		lastUsed                                 sql.NullInt64
+		failures                                 int64
+	)
+	err := sc.Scan(&e.Domain, &policy, &mode, &expires, &e.ID, &fetched, &checked,
+		&noPol, &e.FailedID, &failed, &failures, &e.LastError, &lastUsed)
+	if err != nil {
+		return nil, err
+	}
+	if policy.Valid {
+		if len(policy.String) > MaxEntrySize {
+			return nil, fmt.Errorf("%w: %s: policy of %d bytes", ErrCorruptEntry, e.Domain, len(policy.String))
+		}
+		var pj policyJSON
+		if err := json.Unmarshal([]byte(policy.String), &pj); err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrCorruptEntry, e.Domain, err)
+		}
+		if e.Policy, err = decodePolicy(&pj); err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrCorruptEntry, e.Domain, err)
+		}
+	}
+	if failures < 0 || failures > 1<<31-1 {
+		return nil, fmt.Errorf("%w: %s: failures %d", ErrCorruptEntry, e.Domain, failures)
+	}
+	e.Failures = int(failures)
+	e.FetchedAt = msOrZero(fetched)
+	e.CheckedAt = msOrZero(checked)
+	e.NoPolicyUntil = msOrZero(noPol)
+	e.FailedAt = msOrZero(failed)
+	e.LastUsed = msOrZero(lastUsed)
+	return &e, nil
+}
+
+// Get implements [mtasts.Store].
+func (s *SQLite) Get(ctx context.Context, domain string) (*mtasts.Entry, error) {
+	e, err := scanEntry(s.get.QueryRowContext(ctx, domain))
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("stscache: sqlite get %s: %w", domain, err)
+	}
+	return e, nil
+}
+
+// Put implements [mtasts.Store].
+func (s *SQLite) Put(ctx context.Context, e *mtasts.Entry) error {
+	if err := checkDomain(e.Domain); err != nil {
+		return err
+	}
+	var policy, mode sql.NullString
+	var expires sql.NullInt64
+	if e.Policy != nil {
+		b, err := json.Marshal(encodePolicy(e.Policy))
+		if err != nil {
+			return fmt.Errorf("stscache: sqlite put %s: %w", e.Domain, err)
+		}
+		policy = sql.NullString{String: string(b), Valid: true}
+		mode = sql.NullString{String: string(e.Policy.Mode), Valid: true}
+		expires = sql.NullInt64{Int64: e.Expires().UnixMilli(), Valid: true}
+	}
+	_, err := s.put.ExecContext(ctx, e.Domain, policy, mode, expires, e.ID,
+		nullMS(e.FetchedAt), nullMS(e.CheckedAt), nullMS(e.NoPolicyUntil),
+		e.FailedID, nullMS(e.FailedAt), e.Failures, e.LastError, nullMS(e.LastUsed))
+	if err != nil {
+		return fmt.Errorf("stscache: sqlite put %s: %w", e.Domain, err)
+	}
+	return nil
+}
+
+// Delete implements [mtasts.Store].
+func (s *SQLite) Delete(ctx context.Context, domain string) error {
+	if _, err := s.wdb.ExecContext(ctx, `DELETE FROM entries WHERE domain = ?`, domain); err != nil {
+		return fmt.Errorf("stscache: sqlite delete %s: %w", domain, err)
+	}
+	return nil
+}
+
+// Range implements [mtasts.Store]. Rows that cannot be decoded are logged
+// and skipped, so one bad row cannot hide the rest of the cache.
+func (s *SQLite) Range(ctx context.Context, fn func(*mtasts.Entry) bool) error {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT `+entryColumns+` FROM entries`)
+	if err != nil {
+		return fmt.Errorf("stscache: sqlite range: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		e, err := scanEntry(rows)
+		if errors.Is(err, ErrCorruptEntry) {
+			s.logger.WarnContext(ctx, "stscache: skipping corrupt cache row", "path", s.path, "err", err)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("stscache: sqlite range: %w", err)
+		}
+		if !fn(e) {
+			return nil
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("stscache: sqlite range: %w", err)
+	}
+	return nil
+}
+
+// Len returns the number of entries.
+func (s *SQLite) Len(ctx context.Context) (int, error) {
+	var n int
+	if err := s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM entries`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("stscache: sqlite count: %w", err)
+	}
+	return n, nil
+}
+
+// evictable is the SQL form of !protected: no policy, an expired one, or
+// mode none. ?2 is now in Unix milliseconds.
+const evictable = `(policy IS NULL OR expires_at <= ?2 OR mode = 'none')`
+
+// Evict removes entries not used since unusedSince (entries never used
+// count as unused) that hold no policy worth keeping: negative entries,
+// expired policies and mode none policies. STS-CACHE-10: a valid enforce
+// or testing policy is never evicted, however long unused; it leaves the
+// cache when it expires and stays unused. It returns the number removed.
+func (s *SQLite) Evict(ctx context.Context, unusedSince time.Time) (int, error) {
+	res, err := s.wdb.ExecContext(ctx, `DELETE FROM entries
+		WHERE (last_used IS NULL OR last_used < ?1) AND `+evictable,
+		unusedSince.UnixMilli(), s.now().UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("stscache: sqlite evict: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("stscache: sqlite evict: %w", err)
+	}
+	return int(n), nil
+}
+
+// Cap evicts least recently used entries until at most max remain, with
+// the same rule as [Memory.Cap]: valid enforce and testing policies are
+// never evicted (STS-CACHE-10); if only they remain, Cap keeps them, stays
+// over max and logs a warning. It returns the number of entries evicted.
+func (s *SQLite) Cap(ctx context.Context, max int) (int, error) {
+	if max < 0 {
+		return 0, ErrNegativeCap
+	}
+	n, err := s.Len(ctx)
+	if err != nil || n <= max {
+		return 0, err
+	}
+	over := n - max
+	res, err := s.wdb.ExecContext(ctx, `DELETE FROM entries WHERE domain IN (
+		SELECT domain FROM entries WHERE `+evictable+`
+		ORDER BY last_used ASC, domain ASC LIMIT ?1)`, over, s.now().UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("stscache: sqlite cap: %w", err)
+	}
+	d, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("stscache: sqlite cap: %w", err)
+	}
+	reportCap(ctx, s.logger, "sqlite", int(d), over, max, n-int(d))
+	return int(d), nil
+}
+
+// WriteLastUsed implements [LastUsedWriter]: one transaction that raises
+// last_used of the given domains (never lowers it; missing domains are
+// ignored).
+func (s *SQLite) WriteLastUsed(ctx context.Context, used map[string]time.Time) error {
+	if len(used) == 0 {
+		return nil
+	}
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("stscache: sqlite write last_used: %w", err)
+	}
+	defer tx.Rollback()
+	st, err := tx.PrepareContext(ctx, `UPDATE entries SET last_used = ?1
+		WHERE domain = ?2 AND (last_used IS NULL OR last_used < ?1)`)
+	if err != nil {
+		return fmt.Errorf("stscache: sqlite write last_used: %w", err)
+	}
+	defer st.Close()
+	for d, t := range used {
+		if t.IsZero() {
+			continue
+		}
+		if _, err := st.ExecContext(ctx, t.UnixMilli(), d); err != nil {
+			return fmt.Errorf("stscache: sqlite write last_used %s: %w", d, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("stscache: sqlite write last_used: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,381 @@
+package stscache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mailsts/mailsts/mtasts"
+)
+
+// LastUsedWriter is implemented by back stores that can record LastUsed for
+// many domains at once without rewriting whole entries ([SQLite], [Redis]).
+// [Tiered.Flush] uses it; with other back stores it falls back to Get and
+// Put per domain.
+type LastUsedWriter interface {
+	// WriteLastUsed raises LastUsed of each listed domain to the given time
+	// (never lowering it). Domains without an entry are ignored.
+	WriteLastUsed(ctx context.Context, used map[string]time.Time) error
+}
+
+// ErrBackUnavailable is returned by [Tiered.Get] for a domain that is not
+// in memory while the back store is failing: after a back store error,
+// Tiered stops asking it for FrontTTL instead of paying a timeout per
+// query. The caller should treat the domain as not cached (look the policy
+// up); a later Put still fills the front. Domains already in memory keep
+// being answered from memory.
+var ErrBackUnavailable = errors.New("stscache: back store unavailable")
+
+// DefaultFrontTTL is how long Tiered trusts a front entry before reading the
+// back store again when FrontTTL is zero.
+const DefaultFrontTTL = 30 * time.Second
+
+// maxAbsent bounds the memory of domains known to be absent from Back; past
+// it the set is cleared (the cost is one back read per domain).
+const maxAbsent = 1 << 16
+
+// Tiered is an [mtasts.Store] that answers from memory and persists to a
+// slower store: a [Memory] Front before a [SQLite] or [Redis] Back.
+//
+//   - Get is served from Front. A miss reads through to Back and fills
+//     Front; so does a hit older than FrontTTL, so that a policy another
+//     daemon refreshed in a shared Redis is seen within FrontTTL. Domains
+//     absent from Back are remembered for FrontTTL too, so a burst of
+//     queries for an unknown domain costs one back read, not one each.
+//   - Put and Delete write through to both.
+//   - Use is recorded with [Tiered.Touch] in memory only, and written back
+//     in batch by [Tiered.Flush]: never a disk write or a network round trip
+//     per query.
+//   - If Back loses a valid enforce or testing policy that Front still
+//     holds (Redis restarted without persistence, or evicted it under
+//     maxmemory), Tiered keeps it and writes it back (STS-CACHE-10).
+//   - If Back fails, domains in Front are served from Front (STS-CACHE-5:
+//     a back store outage must not drop a valid policy) and Back is not
+//     asked again for FrontTTL.
+//
+// Front and Back must be set before use; the other fields may be left
+// zero. A Tiered must not be copied after first use.
+type Tiered struct {
+	Front *Memory
+	Back  mtasts.Store
+	// FrontTTL is how long a front entry is trusted before Back is read
+	// again. Zero means DefaultFrontTTL (right for a shared Redis); a
+	// negative value means forever (right when this process is Back's only
+	// writer, as with a local SQLite file).
+	FrontTTL time.Duration
+	// Now returns the current time. Nil means time.Now.
+	Now func() time.Time
+	// Logger receives warnings about the back store. Nil discards.
+	Logger *slog.Logger
+
+	seed    maphash.Seed
+	seedOne sync.Once
+	stripes [64]sync.Mutex // serialise back reads and writes per domain
+
+	absentMu sync.Mutex
+	absent   map[string]time.Time // domain → when its absence stops being trusted
+
+	backDownUntil atomic.Int64 // UnixNano; 0 when Back is healthy
+}
+
+var _ mtasts.Store = (*Tiered)(nil)
+
+func (t *Tiered) now() time.Time {
+	if t.Now != nil {
+		return t.Now()
+	}
+	return time.Now()
+}
+
+func (t *Tiered) logger() *slog.Logger {
+	if t.Logger != nil {
+		return t.Logger
+	}
+	return discard
+}
+
+func (t *Tiered) ttl() time.Duration {
+	if t.FrontTTL == 0 {
+		return DefaultFrontTTL
+	}
+	return t.FrontTTL
+}
+
+// fresh reports whether an item loaded at loadedAt can be used at now
+// without asking Back.
+func (t *Tiered) fresh(loadedAt, now time.Time) bool {
+	ttl := t.ttl()
+	return ttl < 0 || now.Sub(loadedAt) < ttl
+}
+
+func (t *Tiered) stripe(domain string) *sync.Mutex {
+	t.seedOne.Do(func() { t.seed = maphash.MakeSeed() })
+	return &t.stripes[maphash.String(t.seed, domain)%uint64(len(t.stripes))]
+}
+
+func (t *Tiered) isAbsent(domain string, now time.Time) bool {
+	t.absentMu.Lock()
+	defer t.absentMu.Unlock()
+	until, ok := t.absent[domain]
+	return ok && (until.IsZero() || now.Before(until))
+}
+
+func (t *Tiered) setAbsent(domain string, now time.Time, absent bool) {
+	t.absentMu.Lock()
+	defer t.absentMu.Unlock()
+	if !absent {
+		delete(t.absent, domain)
+		return
+	}
+	if t.absent == nil || len(t.absent) >= maxAbsent {
+		t.absent = make(map[string]time.Time)
+	}
+	var until time.Time // zero: forever
+	if ttl := t.ttl(); ttl > 0 {
+		until = now.Add(ttl)
+	}
+	t.absent[domain] = until
+}
+
+// backDown reports whether Back failed less than FrontTTL ago.
+func (t *Tiered) backDown(now time.Time) bool {
+	until := t.backDownUntil.Load()
+	return until != 0 && now.UnixNano() < until
+}
+
+func (t *Tiered) markBackDown(now time.Time) {
+	ttl := t.ttl()
+	if ttl < 0 {
+		ttl = DefaultFrontTTL
+	}
+	t.backDownUntil.Store(now.Add(ttl).UnixNano())
+}
+
+// Get implements [mtasts.Store]. A fresh front hit takes one read lock and
+// one copy; see the type documentation for misses.
+func (t *Tiered) Get(ctx context.Context, domain string) (*mtasts.Entry, error) {
+	now := t.now()
+	if it := t.Front.item(domain); it != nil && t.fresh(it.loadedAt, now) {
+		return it.entry(), nil
+	}
+	mu := t.stripe(domain)
+	mu.Lock()
+	defer mu.Unlock()
+	// Another goroutine may have filled the front while we waited.
+	it := t.Front.item(domain)
+	if it != nil && t.fresh(it.loadedAt, now) {
+		return it.entry(), nil
+	}
+	if it == nil && t.isAbsent(domain, now) {
+		return nil, nil
+	}
+	if t.backDown(now) {
+		if it != nil {
+			return it.entry(), nil
+		}
+		return nil, fmt.Errorf("%w: %s not in memory", ErrBackUnavailable, domain)
+	}
+
+	e, err := t.Back.Get(ctx, domain)
+	if err != nil && !errors.Is(err, ErrCorruptEntry) {
+		t.markBackDown(now)
+		t.logger().WarnContext(ctx, "stscache: back store read failed; answering from memory", "domain", domain, "err", err)
+		if it != nil {
+			return it.entry(), nil
+		}
+		return nil, fmt.Errorf("%w: %w", ErrBackUnavailable, err)
+	}
+	if err != nil {
+		// A corrupt back entry is as good as none; the caller's next Put
+		// replaces it.
+		t.logger().WarnContext(ctx, "stscache: ignoring corrupt back store entry", "domain", domain, "err", err)
+		e = nil
+	}
+	if e == nil {
+		if it != nil && protected(&it.e, now) {
+			// STS-CACHE-10: Back lost a valid enforce/testing policy (a
+			// Redis restart without persistence, maxmemory eviction, or a
+			// Delete by another daemon). Dropping it would reopen the
+			// downgrade window, so keep it and put it back.
+			cur := it.entry()
+			nit := newItem(cur, now)
+			nit.dirty.Store(it.dirty.Load())
+			t.Front.putItem(nit)
+			t.logger().WarnContext(ctx, "stscache: back store lost a valid policy; restoring it from memory",
+				"domain", domain, "mode", cur.Policy.Mode, "expires", cur.Expires())
+			if err := t.Back.Put(ctx, cur); err != nil {
+				t.logger().WarnContext(ctx, "stscache: restoring policy to back store failed", "domain", domain, "err", err)
+			}
+			return cur, nil
+		}
+		if it != nil {
+			t.Front.removeItem(it)
+		}
+		t.setAbsent(domain, now, true)
+		return nil, nil
+	}
+	nit := newItem(e, now)
+	if it != nil {
+		// Keep use recorded here but not yet flushed.
+		if u := it.lastUsed.Load(); u > nit.lastUsed.Load() {
+			nit.lastUsed.Store(u)
+			nit.dirty.Store(it.dirty.Load())
+		}
+	}
+	t.Front.putItem(nit)
+	t.setAbsent(domain, now, false)
+	return nit.entry(), nil
+}
+
+// Put implements [mtasts.Store]: it writes Front, then Back. If Back fails
+// the entry is still in Front (this process applies the new policy) and
+// the error, wrapped, says that Back did not get it.
+func (t *Tiered) Put(ctx context.Context, e *mtasts.Entry) error {
+	if err := checkDomain(e.Domain); err != nil {
+		return err
+	}
+	mu := t.stripe(e.Domain)
+	mu.Lock()
+	defer mu.Unlock()
+	now := t.now()
+	t.Front.putItem(newItem(e, now))
+	t.setAbsent(e.Domain, now, false)
+	if err := t.Back.Put(ctx, e); err != nil {
+		return fmt.Errorf("stscache: write-through to back store (the entry is in memory only): %w", err)
+	}
+	return nil
+}
+
+// Delete implements [mtasts.Store]: it removes the entry from both tiers.
+func (t *Tiered) Delete(ctx context.Context, domain string) error {
+	mu := t.stripe(domain)
+	mu.Lock()
+	defer mu.Unlock()
+	if err := t.Front.Delete(ctx, domain); err != nil {
+		return err
+	}
+	t.setAbsent(domain, t.now(), true)
+	if err := t.Back.Delete(ctx, domain); err != nil {
+		return fmt.Errorf("stscache: delete from back store: %w", err)
+	}
+	return nil
+}
+
+// Range implements [mtasts.Store] over Back, the complete set, with
+// LastUsed taken from Front where Front has seen more recent use.
+func (t *Tiered) Range(ctx context.Context, fn func(*mtasts.Entry) bool) error {
+	return t.Back.Range(ctx, func(e *mtasts.Entry) bool {
+		if it := t.Front.item(e.Domain); it != nil {
+			if u := it.lastUsed.Load(); u > toMS(e.LastUsed) {
+				e.LastUsed = fromMS(u)
+			}
+		}
+		return fn(e)
+	})
+}
+
+// Touch records that domain answered a query at now, in memory only (an
+// atomic store). It reports whether the domain is in Front. Flush writes
+// the recorded times back.
+func (t *Tiered) Touch(domain string, now time.Time) bool {
+	return t.Front.Touch(domain, now)
+}
+
+// Flush writes LastUsed of the entries touched since the last Flush to
+// Back, in one batch when Back is a [LastUsedWriter]. Call it periodically
+// (every minute or so) and at shutdown. On failure the entries stay dirty
+// and the next Flush retries them. It returns the number of domains
+// written.
+func (t *Tiered) Flush(ctx context.Context) (int, error) {
+	var dirty []*item
+	for _, it := range t.Front.snapshot() {
+		if it.dirty.Swap(false) {
+			dirty = append(dirty, it)
+		}
+	}
+	if len(dirty) == 0 {
+		return 0, nil
+	}
+	used := make(map[string]time.Time, len(dirty))
+	for _, it := range dirty {
+		used[it.e.Domain] = fromMS(it.lastUsed.Load())
+	}
+	var err error
+	if w, ok := t.Back.(LastUsedWriter); ok {
+		err = w.WriteLastUsed(ctx, used)
+	} else {
+		err = t.writeLastUsed(ctx, used)
+	}
+	if err != nil {
+		for _, it := range dirty {
+			it.dirty.Store(true)
+		}
+		return 0, fmt.Errorf("stscache: flush last used times: %w", err)
+	}
+	return len(dirty), nil
+}
+
+// writeLastUsed is Flush's fallback for back stores without
+// LastUsedWriter: Get, raise LastUsed, Put, under the domain's stripe lock
+// so that it cannot undo a concurrent Put through this Tiered.
+func (t *Tiered) writeLastUsed(ctx context.Context, used map[string]time.Time) error {
+	for d, u := range used {
+		err := func() error {
+			mu := t.stripe(d)
+			mu.Lock()
+			defer mu.Unlock()
+			e, err := t.Back.Get(ctx, d)
+			if err != nil || e == nil || !u.After(e.LastUsed) {
+				return err
+			}
+			e.LastUsed = u
+			return t.Back.Put(ctx, e)
+		}()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Load warms Front with every entry of Back, keeping any entry Front
+// already has. Call it at start with a SQLite back store; with a shared
+// Redis it is optional. It returns the number of entries added.
+func (t *Tiered) Load(ctx context.Context) (int, error) {
+	now := t.now()
+	n := 0
+	err := t.Back.Range(ctx, func(e *mtasts.Entry) bool {
+		if t.Front.addItem(newItem(e, now)) {
+			n++
+		}
+		return true
+	})
+	if err != nil {
+		return n, fmt.Errorf("stscache: load from back store: %w", err)
+	}
+	return n, nil
+}
+
+// Cap bounds Front (the memory) to max entries with [Memory.Cap]'s rule:
+// least recently used first, never a valid enforce or testing policy
+// (STS-CACHE-10). Entries dropped from Front stay in Back and are read
+// through again when queried. It flushes use times first, so that Back's
+// LastUsed stays right. Bound Back separately ([SQLite.Cap]; a Redis back
+// store is bounded by its TTLs).
+func (t *Tiered) Cap(ctx context.Context, max int) (int, error) {
+	if max < 0 {
+		return 0, ErrNegativeCap
+	}
+	if t.Front.Len() <= max {
+		return 0, nil
+	}
+	if _, err := t.Flush(ctx); err != nil {
+		t.logger().WarnContext(ctx, "stscache: flush before cap failed", "err", err)
+	}
+	return t.Front.capAt(ctx, max, t.now())
+}
