@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 )
@@ -47,6 +48,9 @@ func Normalize(name string) (string, error) {
 	if len(name) > 4*maxNameLen {
 		// Hostile input: no valid name, even as U-labels, is this long.
 		return "", fmt.Errorf("%w: name of %d bytes is too long", ErrInvalidName, len(name))
+	}
+	if !utf8.ValidString(name) {
+		return "", fmt.Errorf("%w %q: not valid UTF-8", ErrInvalidName, name)
 	}
 	s := name
 	if needsIDNA(s) {
