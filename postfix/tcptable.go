@@ -105,6 +105,7 @@ type tcpConn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	max    int
+	keyBuf []byte
 }
 
 func (c *tcpConn) serve() {
@@ -192,23 +193,26 @@ func (c *tcpConn) handle(line []byte) Reply {
 		return c.malformed("more than one key")
 	}
 	// PFX-TCP-2: the server decodes the key.
-	key, err := appendUnquote(nil, rest)
+	// The scratch buffer is reused, so only the key string allocates.
+	var err error
+	c.keyBuf, err = appendUnquote(c.keyBuf[:0], rest)
 	if err != nil {
-		return c.malformed("bad %XX escape")
+		return c.malformed("bad hex escape")
 	}
-	if !utf8.Valid(key) {
+	if !utf8.Valid(c.keyBuf) {
 		return c.malformed("key is not valid UTF-8")
 	}
-	r := callHandler(c.ctx, c.srv.Handler, c.log, c.srv.Name, string(key))
+	key := string(c.keyBuf)
+	r := callHandler(c.ctx, c.srv.Handler, c.log, c.srv.Name, key)
 	switch {
 	case !r.Status.Valid():
-		c.log.Error("handler returned an invalid status; answering 400", "key", string(key), "status", r.Status.String())
+		c.log.Error("handler returned an invalid status; answering 400", "key", key, "status", r.Status.String())
 		return Reply{Status: StatusTemp, Data: "internal error: invalid reply"}
 	case r.Status == StatusOK && r.Data == "":
-		c.log.Error("handler returned OK without data; answering 400", "key", string(key))
+		c.log.Error("handler returned OK without data; answering 400", "key", key)
 		return Reply{Status: StatusTemp, Data: "internal error: empty reply"}
 	case r.Status == StatusOK && 4+quotedDataLen(r.Data)+1 > MaxTCPReplySize:
-		c.log.Error("handler reply over the tcp_table limit; answering 400", "key", string(key), "size", len(r.Data))
+		c.log.Error("handler reply over the tcp_table limit; answering 400", "key", key, "size", len(r.Data))
 		return Reply{Status: StatusTemp, Data: "internal error: reply too long"}
 	}
 	return r
@@ -260,7 +264,10 @@ func truncateQuoted(s string, n int) string {
 			w = 3
 		}
 		if size+w > n {
-			return strings.ToValidUTF8(s[:i], "")
+			for i > 0 && !utf8.RuneStart(s[i]) {
+				i-- // do not split a UTF-8 sequence
+			}
+			return s[:i]
 		}
 		size += w
 	}
