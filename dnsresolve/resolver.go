@@ -7,15 +7,52 @@
 // github.com/miekg/dns) in production, a [Fake] in unit tests, and the
 // testnet DNS server on loopback in integration tests.
 //
+// # Using it
+//
+// A [Client] asks recursive resolvers (by default those of /etc/resolv.conf,
+// see [ServersFromResolvConf]); its zero value works, [NewClient] validates
+// the addresses up front:
+//
+//	c, err := dnsresolve.NewClient("127.0.0.1:53")
+//	txts, ans, err := c.LookupTXT(ctx, "_mta-sts.example.com")
+//	switch {
+//	case errors.Is(err, dnsresolve.ErrNotFound):   // no record: act on it
+//	case errors.Is(err, dnsresolve.ErrLookupFailed): // unknown: keep state, defer
+//	}
+//
+// Every error is an [*Error] naming the question, the rcode and the server,
+// and matches exactly one of [ErrNotFound] and [ErrLookupFailed].
+//
+// # DNSSEC
+//
+// The Client does not validate DNSSEC itself. It sets the DO bit so that a
+// validating resolver reports, through the AD bit, whether it validated the
+// reply; [Answer.Authenticated] carries that bit, also for denials
+// (ErrNotFound), which is what DANE needs: secure TLSA data (DANE-1), or a
+// secure proof that there is none (DANE-4). A failed lookup is never
+// authenticated (DANE-5). The bit is only as trustworthy as the path to the
+// resolver: use one on loopback or over a trusted link (RFC 6698 §4.1,
+// RFC 7672 §2.1).
+//
 // Conformance notes:
-//   - Names are converted to A-labels (IDNA, Lookup profile) and made fully
-//     qualified before querying (RFC 8461 §3.1, STS-TXT-1).
+//   - Names are converted to A-labels (IDNA, Lookup profile, with '_'
+//     allowed for service labels) and made fully qualified before querying
+//     (RFC 8461 §3.1, STS-TXT-1, GO-10); a trailing dot is accepted once.
 //   - TXT records split into several character-strings are joined with no
-//     separator (RFC 8461 §3.1, STS-TXT-9); each RR is one string.
-//   - NXDOMAIN and NODATA are [ErrNotFound]; SERVFAIL, REFUSED, timeouts and
-//     malformed answers are [ErrLookupFailed] (STS-TXT-13).
-//   - CNAME chains are followed (bounded), and the answer reports the
-//     canonical name (STS-TXT-10).
+//     separator (RFC 8461 §3.1, STS-TXT-9, GO-1); each RR is one string,
+//     with its raw bytes.
+//   - NXDOMAIN and NODATA are [ErrNotFound]; SERVFAIL, REFUSED, other
+//     rcodes, timeouts, network errors and malformed or mismatched replies
+//     are [ErrLookupFailed] (STS-TXT-13). With a CNAME chain the rcode is
+//     about the chain's last name (RFC 6604 §3).
+//   - CNAME chains are followed (at most 8 hops, loops detected), and the
+//     answer reports the canonical name (STS-TXT-10, RFC 1034 §3.6.2).
+//   - Queries carry EDNS0 with a 1232-byte UDP payload and the DO bit
+//     (RFC 6891, RFC 3225); truncated UDP replies are retried over TCP
+//     (RFC 7766 §5).
+//   - MX hosts are lowercase without the trailing dot; a null MX keeps the
+//     host "." (RFC 7505). TLSA records are looked up at _port._proto.host
+//     (RFC 6698 §3, RFC 7672 §2.2).
 package dnsresolve
 
 import (
@@ -38,6 +75,10 @@ var (
 )
 
 // Answer describes how an answer was obtained.
+//
+// Lookups that fail with ErrNotFound still return the Answer of the denial:
+// Authenticated then says whether the absence is DNSSEC-proven (DANE-4).
+// With ErrLookupFailed, Authenticated is always false.
 type Answer struct {
 	// Authenticated is the DNSSEC AD bit of the final response. It is only
 	// meaningful when the configured server is a validating resolver that the
