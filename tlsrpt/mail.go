@@ -492,7 +492,9 @@ func CheckConsistency(m *Message, a *Attachment, r *Report) []Problem {
 			if !strings.EqualFold(s.Submitter, contactDomain) {
 				add("subject-submitter-mismatch", "Subject submitter %q, contact-info domain %q", clip(s.Submitter), clip(contactDomain))
 			}
-			if s.ReportID != r.ReportID {
+			// ComposeMessage appends "@submitter" to a report-id that is
+			// not in msg-id form; that is the same id.
+			if s.ReportID != r.ReportID && s.ReportID != r.ReportID+"@"+contactDomain {
 				add("subject-report-id-mismatch", "Subject Report-ID %q, report-id %q", clip(s.ReportID), clip(r.ReportID))
 			}
 		}

@@ -1,0 +1,195 @@
+package tlsrpt
+
+import (
+	"archive/zip"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"io"
+	"testing"
+	"time"
+)
+
+func gzipBytes(t testing.TB, b []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestDecode(t *testing.T) { // RPT-RECV-3, RPT-HTTP-2, quirk 25, quirk 28
+	t.Parallel()
+	js := readTestdata(t, "f10c.json")
+	gz := gzipBytes(t, js)
+	cases := []struct {
+		name, ctype string
+		body        []byte
+		repair      string
+	}{
+		{"gzip", MediaTypeGzip, gz, ""},
+		{"json", MediaTypeJSON, js, ""},
+		{"gzip with params", "application/tlsrpt+gzip; charset=binary", gz, ""},
+		{"gzip undeclared", "", gz, ""},
+		{"gzip as octet-stream", "application/octet-stream", gz, ""},
+		{"plain JSON declared gzip (quirk 25)", MediaTypeGzip, js, "gzip-declared-plain-json"},
+		{"gzip declared JSON", MediaTypeJSON, gz, "json-declared-gzip"},
+		{"bare tlsrpt (quirk 23)", "application/tlsrpt", js, ""},
+	}
+	for _, tc := range cases {
+		out, reps, err := Decode(bytes.NewReader(tc.body), tc.ctype, Limits{})
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if !bytes.Equal(out, js) {
+			t.Errorf("%s: wrong output", tc.name)
+		}
+		if tc.repair == "" && len(reps) != 0 || tc.repair != "" && !hasRepair(reps, tc.repair) {
+			t.Errorf("%s: repairs %v, want %q", tc.name, repairCodes(reps), tc.repair)
+		}
+	}
+}
+
+func TestDecodeRejects(t *testing.T) { // wrong content type, not a report, RPT-RECV-2
+	t.Parallel()
+	js := readTestdata(t, "f10c.json")
+	cases := []struct {
+		name, ctype string
+		body        []byte
+		err         error
+	}{
+		{"text/html", "text/html", js, ErrUnsupportedType},
+		{"image", "image/png", gzipBytes(t, js), ErrUnsupportedType},
+		{"bad media type", "application/", js, ErrUnsupportedType},
+		{"garbage", MediaTypeJSON, []byte("hello"), ErrSyntax},
+		{"empty", MediaTypeJSON, nil, ErrSyntax},
+		{"truncated gzip", MediaTypeGzip, gzipBytes(t, js)[:40], ErrSyntax},
+		{"gzip of garbage", MediaTypeGzip, append([]byte{0x1f, 0x8b}, bytes.Repeat([]byte{0}, 20)...), ErrSyntax},
+	}
+	for _, tc := range cases {
+		if _, _, err := Decode(bytes.NewReader(tc.body), tc.ctype, Limits{}); !errors.Is(err, tc.err) {
+			t.Errorf("%s: err = %v, want %v", tc.name, err, tc.err)
+		}
+	}
+}
+
+// bomb returns 1 GiB of zeros as concatenated gzip members (RFC 1952 allows
+// several members; each holds 1 MiB), about 1 MB compressed.
+func bomb(t testing.TB) []byte {
+	member := gzipBytes(t, make([]byte, 1<<20))
+	return bytes.Repeat(member, 1024)
+}
+
+func TestDecodeBomb(t *testing.T) { // RPT-RECV-2, GO-9
+	t.Parallel()
+	b := bomb(t)
+	if len(b) > DefaultMaxInput {
+		t.Fatalf("bomb is %d bytes compressed, above the input cap", len(b))
+	}
+	start := time.Now()
+	_, _, err := Decode(bytes.NewReader(b), MediaTypeGzip, Limits{})
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("err = %v, want ErrTooLarge", err)
+	}
+	// Only the 20 MiB cap is inflated, not the 1 GiB; generous bound.
+	d := time.Since(start)
+	t.Logf("1 GiB gzip bomb rejected after %v", d)
+	if d > 20*time.Second {
+		t.Errorf("took %v", d)
+	}
+	// A smaller configured output cap applies.
+	if _, _, err := Decode(bytes.NewReader(gzipBytes(t, make([]byte, 2000))), MediaTypeGzip, Limits{MaxOutput: 1000}); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("MaxOutput: %v", err)
+	}
+	// Uncompressed JSON above the output cap too.
+	big := append([]byte(`{"x":"`), bytes.Repeat([]byte("a"), 2000)...)
+	if _, _, err := Decode(bytes.NewReader(big), MediaTypeJSON, Limits{MaxOutput: 1000}); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("MaxOutput plain: %v", err)
+	}
+}
+
+// countingReader yields zeros and counts how many bytes were read.
+type countingReader struct{ n, max int64 }
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	if c.n >= c.max {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > c.max-c.n {
+		p = p[:c.max-c.n]
+	}
+	clear(p)
+	c.n += int64(len(p))
+	return len(p), nil
+}
+
+func TestDecodeInputCap(t *testing.T) { // RPT-RECV-2: 100 MB body rejected by the input cap
+	t.Parallel()
+	cr := &countingReader{max: 100 << 20}
+	if _, _, err := Decode(cr, MediaTypeGzip, Limits{}); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("err = %v, want ErrTooLarge", err)
+	}
+	if cr.n > DefaultMaxInput+64<<10 {
+		t.Errorf("read %d bytes, cap is %d", cr.n, DefaultMaxInput)
+	}
+	cr = &countingReader{max: 100 << 20}
+	if _, err := ParseMessage(cr, Limits{MaxInput: 1 << 20}); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("ParseMessage: err = %v, want ErrTooLarge", err)
+	}
+	if cr.n > 1<<20+64<<10 {
+		t.Errorf("ParseMessage read %d bytes", cr.n)
+	}
+}
+
+func zipBytes(t testing.TB, files map[string][]byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for name, b := range files {
+		w, err := zw.Create(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestDecodeZip(t *testing.T) { // quirk 28, RPT-RECV-3
+	t.Parallel()
+	js := readTestdata(t, "f10c.json")
+	for name, z := range map[string][]byte{
+		"json":    zipBytes(t, map[string][]byte{"a!b!1!2.json": js}),
+		"json.gz": zipBytes(t, map[string][]byte{"../../etc/a!b!1!2.json.gz": gzipBytes(t, js)}),
+	} {
+		out, reps, err := Decode(bytes.NewReader(z), "application/zip", Limits{})
+		if err != nil || !bytes.Equal(out, js) || !hasRepair(reps, "zip-archive") {
+			t.Errorf("%s: %v %v", name, err, repairCodes(reps))
+		}
+	}
+	for name, z := range map[string][]byte{
+		"two members": zipBytes(t, map[string][]byte{"a.json": js, "b.json": js}),
+		"not json":    zipBytes(t, map[string][]byte{"a.exe": js}),
+		"nested zip":  zipBytes(t, map[string][]byte{"a.json": zipBytes(t, map[string][]byte{"b.json": js})}),
+		"empty":       zipBytes(t, nil),
+	} {
+		if _, _, err := Decode(bytes.NewReader(z), "application/zip", Limits{}); !errors.Is(err, ErrSyntax) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	big := zipBytes(t, map[string][]byte{"a.json": make([]byte, 3<<20)})
+	if _, _, err := Decode(bytes.NewReader(big), "application/zip", Limits{MaxOutput: 1 << 20}); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("zip bomb: %v", err)
+	}
+}
