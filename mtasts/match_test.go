@@ -93,6 +93,7 @@ func matchCases() []matchCase {
 		{"STS-MX-5/U-label-pattern", "bücher.example", "xn--bcher-kva.example", false},
 		{"STS-MX-5/non-ASCII-upper", "xn--bcher-kva.example", "BÜCHER.example", false},
 		{"STS-MX-5/invalid-punycode-host", "xn--bcher-kva.example", "b\u00fccher\u0000.example", false},
+		{"TLS-NAME-1/ASCII-case", "www.example.com", "WWW.Example.Com", true},
 		{"TLS-NAME-1/Kelvin-host", "k.example.com", "\u212a.example.com", false},
 		{"TLS-NAME-1/Kelvin-wildcard", "*.example.com", "\u212a.example.com", false},
 		{"TLS-NAME-1/Kelvin-pattern", "\u212a.example.com", "k.example.com", false},

@@ -3,9 +3,16 @@
 // fetching the policy over HTTPS, matching MX hosts against the policy, and a
 // cache that never downgrades.
 //
+// A sending MTA looks up the TXT record at _mta-sts.<domain>
+// ([SelectRecord], [ParseRecord]); when its id is new, it fetches
+// [PolicyURL] and parses the body ([ParsePolicy]); it then delivers only to
+// MX hosts that match one of the policy's mx patterns ([Policy.Match]), over
+// TLS with a certificate valid for that MX host name.
+//
 // Layers, bottom up:
 //   - pure formats: [ParseRecord], [SelectRecord], [ParsePolicy],
-//     [ParsePolicyStrict], [Policy.String], [MatchPattern], [Policy.MatchMX];
+//     [ParsePolicyStrict], [ParsePolicyDetail], [Policy.String],
+//     [ValidPattern], [MatchPattern], [Policy.Match], [Policy.CheckMX];
 //     no I/O, fuzzed;
 //   - network: [Fetcher] and [Lookup] (TXT through dnsresolve, then HTTPS);
 //   - [Cache] over a small [Store] interface, with an injected clock.
@@ -13,14 +20,48 @@
 // Errors are classified with sentinels (ErrNoRecord, ErrDNS, ErrPolicyFetch,
 // …) and mapped to RFC 8460 result types by [ResultType].
 //
+// Conformance of the pure layer (IDs from ../shared/RFC-CHECKLIST.md):
+//   - RFC 8461 §3.1 TXT record: the ABNF exactly, "v=STSv1" first and
+//     case-sensitive, id of 1-32 letters and digits, extensions kept,
+//     first of a repeated field wins (STS-TXT-2..8, STS-TXT-12); exactly
+//     one record beginning "v=STSv1" must remain (STS-TXT-7).
+//   - RFC 8461 §3.2 policy: LF or CRLF lines, case-sensitive keys and
+//     values, required version/mode/max_age and mx unless mode none, one
+//     mx per line, extensions kept, first of a repeated key wins
+//     (STS-POL-3..12, STS-ERRATA-1, STS-ERRATA-3).
+//   - RFC 8461 §4.1 MX matching: ASCII case-insensitive, "*." covers
+//     exactly one label, A-labels compared (STS-MX-2..5, TLS-NAME-1/3/5/6).
+//
 // Checklist decisions (see ../shared/RFC-CHECKLIST.md, OPEN table):
-//   - OPEN-2: max_age above 31557600 is clamped to 31557600.
-//   - OPEN-3: lenient parsing accepts trailing blank lines, a UTF-8 BOM and
-//     one trailing dot in mx patterns; ParsePolicyStrict follows the ABNF.
+//   - OPEN-2: [ParsePolicy] clamps max_age above 31557600 to 31557600 and
+//     reports it as a [Notice]; [ParsePolicyStrict] rejects it.
+//   - OPEN-3: [ParsePolicy] is lenient where senders meet known publisher
+//     mistakes, and reports each tolerance as a [Notice];
+//     [ParsePolicyStrict] follows the ABNF and rejects each one:
+//     trailing blank (or whitespace-only) lines (STS-POL-5); a leading UTF-8
+//     byte-order mark (STS-POL-14); whitespace before a key (STS-POL-5);
+//     one trailing dot on an mx pattern, which is removed (STS-POL-8); an
+//     extension with an empty value, which is dropped (STS-POL-10).
+//     Both modes reject everything else the grammar forbids, including
+//     mode/version case (STS-POL-6), WSP before ":" (STS-POL-5), blank
+//     lines elsewhere, comments, CR-only line ends (STS-POL-4), several
+//     mx in one line (STS-POL-9), 11-digit max_age (STS-POL-7), invalid
+//     UTF-8 (STS-POL-14), and bodies over 64 KiB (STS-POL-13).
+//   - STS-POL-11: later occurrences of a repeated key are ignored without
+//     checking their values (each is a [Notice] in both modes); for
+//     extensions too, the first occurrence is kept.
+//   - STS-POL-8: mx patterns are RFC 5321 domains within the DNS limits of
+//     63 bytes a label and 253 in all.
+//   - STS-MX-5, TLS-NAME-1: a host with U-labels is converted with the
+//     IDNA Lookup profile and must survive the round trip unchanged (up to
+//     ASCII case), so UTS 46 mapping never folds, say, the Kelvin sign
+//     into "k". Any invalid host or pattern matches nothing.
 //   - OPEN-4: an unchanged TXT id does not extend a cached policy's life;
 //     only a successful fetch does.
 //   - STS-ERRATA-2: a TXT record is a candidate when it begins with
-//     "v=STSv1", optional WSP, then ";" (or ends right after "v=STSv1").
+//     "v=STSv1", optional WSP, then ";" (or is exactly "v=STSv1"). A
+//     record with trailing WSP and no final ";" is invalid, as the ABNF
+//     says (STS-TXT-5).
 package mtasts
 
 import (

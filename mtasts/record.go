@@ -2,6 +2,7 @@ package mtasts
 
 import (
 	"fmt"
+	"log/slog"
 	"strings"
 )
 
@@ -200,6 +201,14 @@ func (r *Record) String() string {
 		b.WriteByte(';')
 	}
 	return b.String()
+}
+
+// LogValue implements slog.LogValuer.
+func (r *Record) LogValue() slog.Value {
+	if r == nil {
+		return slog.StringValue("<nil>")
+	}
+	return slog.GroupValue(slog.String("id", r.ID), slog.Int("extensions", len(r.Extensions)))
 }
 
 // isRecordCandidate reports whether txt is an MTA-STS record for the

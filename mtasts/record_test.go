@@ -154,6 +154,17 @@ func TestRecordString(t *testing.T) {
 	}
 }
 
+func TestRecordLogValue(t *testing.T) {
+	t.Parallel()
+	r := &Record{ID: "abc", Extensions: []Extension{{"e", "1"}}}
+	if got := r.LogValue().String(); !strings.Contains(got, "id=abc") || !strings.Contains(got, "extensions=1") {
+		t.Fatalf("LogValue = %s", got)
+	}
+	if got := (*Record)(nil).LogValue().String(); got != "<nil>" {
+		t.Fatalf("nil LogValue = %s", got)
+	}
+}
+
 func TestRecordTooLong(t *testing.T) {
 	t.Parallel()
 	in := "v=STSv1; id=1; e=" + strings.Repeat("x", recordMaxLen)
