@@ -93,9 +93,9 @@ func TestParseSubject(t *testing.T) { // RPT-MAIL-4, F-8, quirks 19-21
 func TestParseMessageNoReport(t *testing.T) { // RPT-MAIL-10
 	t.Parallel()
 	cases := map[string]string{
-		"plain text": "From: a@b.example\r\nSubject: hi\r\n\r\nhello\r\n",
-		"no content type, not JSON": "From: a@b.example\r\n\r\nhello\r\n",
-		"only human parts": "Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nhi\r\n--x\r\nContent-Type: text/html\r\n\r\n<p>hi</p>\r\n--x--\r\n",
+		"plain text":                        "From: a@b.example\r\nSubject: hi\r\n\r\nhello\r\n",
+		"no content type, not JSON":         "From: a@b.example\r\n\r\nhello\r\n",
+		"only human parts":                  "Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nhi\r\n--x\r\nContent-Type: text/html\r\n\r\n<p>hi</p>\r\n--x--\r\n",
 		"octet-stream that is not a report": "Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nAAECAwQF\r\n--x--\r\n",
 	}
 	for name, msg := range cases {
