@@ -1,0 +1,190 @@
+package stscache
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/mailsts/mailsts/mtasts"
+)
+
+// Two daemons, one cache: a Put through one Tiered is seen by the other
+// after FrontTTL, and every key has a TTL.
+func TestRedisTwoDaemons(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := redisClient(t)
+	prefix := redisPrefix(t, c)
+	clk := newClock(time.Now())
+	const ttl = 50 * time.Millisecond // tiny, and only ever moved by clk
+	a := &Tiered{Front: &Memory{}, Back: NewRedis(c, prefix, nil), FrontTTL: ttl, Now: clk.Now}
+	b := &Tiered{Front: &Memory{}, Back: NewRedis(c, prefix, nil), FrontTTL: ttl, Now: clk.Now}
+	testSharedBack(t, ctx, clk, a, b, ttl)
+
+	for _, d := range []string{"shared.example", "later.example"} {
+		got, err := c.TTL(ctx, prefix+"policy:"+d).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got <= 0 {
+			t.Errorf("%s: TTL %v, want a positive TTL (no key may live forever)", d, got)
+		}
+	}
+	// Touches from both daemons reach Redis through Flush, newest wins.
+	used := clk.Now().Add(time.Minute).Truncate(time.Millisecond)
+	a.Touch("shared.example", used.Add(-time.Second))
+	b.Touch("shared.example", used)
+	for _, d := range []*Tiered{b, a} {
+		if _, err := d.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e, err := NewRedis(c, prefix, nil).Get(ctx, "shared.example")
+	if err != nil || !e.LastUsed.Equal(used) {
+		t.Fatalf("LastUsed in Redis = %v, %v; want %v", e.LastUsed, err, used)
+	}
+}
+
+func TestRedisTTL(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r, c := newTestRedis(t)
+	now := time.Now()
+	r.Now = func() time.Time { return now }
+	cases := []struct {
+		name string
+		e    *mtasts.Entry
+		want time.Duration
+	}{
+		{"policy", entryAt("p.example", mtasts.ModeEnforce, now.Add(-time.Hour), 86400, time.Time{}), 23*time.Hour + 24*time.Hour},
+		{"negative", &mtasts.Entry{Domain: "n.example", NoPolicyUntil: now.Add(2 * time.Hour)}, 2*time.Hour + 24*time.Hour},
+		{"old-failure", &mtasts.Entry{Domain: "f.example", FailedAt: now.Add(-48 * time.Hour), Failures: 2}, time.Hour},
+		{"future", entryAt("future.example", mtasts.ModeEnforce, now.Add(10*365*24*time.Hour), mtasts.MaxMaxAge, time.Time{}), mtasts.MaxMaxAge*time.Second + 24*time.Hour},
+	}
+	for _, tc := range cases {
+		if got := r.TTL(tc.e, now); got != tc.want {
+			t.Errorf("%s: TTL = %v, want %v", tc.name, got, tc.want)
+		}
+		if err := r.Put(ctx, tc.e); err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.PTTL(ctx, r.Key(tc.e.Domain)).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Generous bound: the key was written a moment ago.
+		if got > tc.want || got < tc.want-time.Minute {
+			t.Errorf("%s: Redis PTTL = %v, want about %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestRedisCorruptKeys(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r, c := newTestRedis(t)
+	if err := r.Put(ctx, entryAt("good.example", "", time.Now(), 0, time.Time{})); err != nil {
+		t.Fatal(err)
+	}
+	c.Set(ctx, r.Key("string.example"), "not a hash", time.Minute)
+	c.HSet(ctx, r.Key("json.example"), "e", "{broken")
+	c.HSet(ctx, r.Key("other.example"), "e", `{"domain":"good.example"}`)
+	c.HSet(ctx, r.Key("huge.example"), "e", string(make([]byte, MaxEntrySize+1)))
+	c.HSet(ctx, r.Key("onlyu.example"), "u", "123") // a touch without entry
+	for _, k := range []string{"json", "other", "huge", "onlyu"} {
+		c.Expire(ctx, r.Key(k+".example"), time.Minute)
+	}
+	for _, d := range []string{"string.example", "json.example", "other.example", "huge.example"} {
+		if _, err := r.Get(ctx, d); !errors.Is(err, ErrCorruptEntry) {
+			t.Errorf("Get(%s) = %v, want ErrCorruptEntry", d, err)
+		}
+	}
+	if e, err := r.Get(ctx, "onlyu.example"); e != nil || err != nil {
+		t.Errorf("Get(only u) = %v, %v; want nil, nil", e, err)
+	}
+	var seen []string
+	if err := r.Range(ctx, func(e *mtasts.Entry) bool { seen = append(seen, e.Domain); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 1 || seen[0] != "good.example" {
+		t.Errorf("Range visited %v, want only good.example", seen)
+	}
+	if err := r.WriteLastUsed(ctx, map[string]time.Time{"string.example": time.Now(), "good.example": time.Now()}); err != nil {
+		t.Errorf("WriteLastUsed with a foreign key type = %v, want it skipped", err)
+	}
+}
+
+func TestRedisWriteLastUsed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r, c := newTestRedis(t)
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	if err := r.Put(ctx, entryAt("a.example", "", t0, 0, t0)); err != nil {
+		t.Fatal(err)
+	}
+	err := r.WriteLastUsed(ctx, map[string]time.Time{
+		"a.example":       t0.Add(time.Hour),
+		"missing.example": t0,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WriteLastUsed(ctx, map[string]time.Time{"a.example": t0}); err != nil { // older: ignored
+		t.Fatal(err)
+	}
+	if u, _ := c.HGet(ctx, r.Key("a.example"), "u").Result(); u != strconv.FormatInt(t0.Add(time.Hour).UnixMilli(), 10) {
+		t.Errorf("u field = %q", u)
+	}
+	if e, _ := r.Get(ctx, "a.example"); !e.LastUsed.Equal(t0.Add(time.Hour)) {
+		t.Errorf("LastUsed = %v, want %v", e.LastUsed, t0.Add(time.Hour))
+	}
+	if n, _ := c.Exists(ctx, r.Key("missing.example")).Result(); n != 0 {
+		t.Error("WriteLastUsed created a key (it would have no TTL)")
+	}
+	// A Put replaces the entry whole, use time included.
+	if err := r.Put(ctx, entryAt("a.example", "", t0, 0, t0)); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := r.Get(ctx, "a.example"); !e.LastUsed.Equal(t0) {
+		t.Errorf("after Put, LastUsed = %v, want %v", e.LastUsed, t0)
+	}
+}
+
+func TestGlobEscape(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"mailsts:":  "mailsts:",
+		"a*b?c[d]e": `a\*b\?c\[d\]e`,
+		`back\`:     `back\\`,
+	} {
+		if got := globEscape(in); got != want {
+			t.Errorf("globEscape(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// Keys under a prefix with glob characters are found, and a sibling
+// prefix that the unescaped pattern would match is not.
+func TestRedisRangeGlobPrefix(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := redisClient(t)
+	base := redisPrefix(t, c)
+	r := NewRedis(c, base+"[x]*:", nil)
+	other := NewRedis(c, base+"x-other:", nil)
+	if err := r.Put(ctx, entryAt("mine.example", "", time.Now(), 0, time.Time{})); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Put(ctx, entryAt("theirs.example", "", time.Now(), 0, time.Time{})); err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	if err := r.Range(ctx, func(e *mtasts.Entry) bool { seen = append(seen, e.Domain); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 1 || seen[0] != "mine.example" {
+		t.Errorf("Range = %v, want [mine.example]", seen)
+	}
+}
