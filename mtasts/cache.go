@@ -138,7 +138,10 @@ func (r Result) LogValue() slog.Value {
 //   - after a failed GET, the same id is not fetched again before
 //     RetryInterval, doubling on each further failure up to
 //     MaxRetryInterval (STS-FETCH-7, STS-CACHE-8); a new id is fetched at
-//     once;
+//     once. The back-off is kept for the last failing id of a domain only
+//     (one slot in [Entry]): when the TXT record flips between two failing
+//     ids, Refresh may fetch an id again sooner, but Get never goes to the
+//     network sooner than RetryInterval after any failure;
 //   - a policy with max_age 0 decides the lookup that fetched it but is not
 //     reused; the same id is not fetched again before RetryInterval, so
 //     it cannot cause a fetch per message (STS-CACHE-9);
