@@ -74,7 +74,9 @@ type Client struct {
 
 // NewClient returns a Client querying servers ("host:port", or a bare IP for
 // port 53), or the nameservers of /etc/resolv.conf when none are given. It
-// fails when an address is invalid or no server can be found.
+// fails when an address is invalid or no server can be found. The server
+// list is fixed from then on; Timeout, Attempts and Logger may still be set
+// before the first lookup.
 func NewClient(servers ...string) (*Client, error) {
 	c := &Client{}
 	if len(servers) > 0 {

@@ -3,6 +3,7 @@ package dnsresolve
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -474,6 +475,7 @@ func BenchmarkLookupTXT(b *testing.B) {
 	}
 	ctx := context.Background()
 	b.ReportAllocs()
+	b.SetParallelism(8) // many lookups in flight, as in a busy daemon
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if _, _, err := c.LookupTXT(ctx, "txt.test"); err != nil {
@@ -519,4 +521,31 @@ func FuzzUnescapeTXT(f *testing.F) {
 			t.Fatalf("got %q, want %q", got, string(a)+string(b))
 		}
 	})
+}
+
+func TestClientIPv6Server(t *testing.T) {
+	t.Parallel()
+	if pc, err := net.ListenPacket("udp", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
+		pc.Close()
+	}
+	addr := startServerAt(t, "::1", newTestZone(t))
+	_, port, _ := net.SplitHostPort(addr)
+	// IPv6 server addresses are written in brackets.
+	c, err := NewClient("[::1]:" + port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Servers[0] != addr {
+		t.Errorf("server %q, want %q", c.Servers[0], addr)
+	}
+	txts, _, err := c.LookupTXT(t.Context(), "txt.test")
+	if err != nil || len(txts) != 2 {
+		t.Fatalf("got %q, %v", txts, err)
+	}
+	// And over TCP after truncation.
+	if txts, _, err := c.LookupTXT(t.Context(), "tc.test"); err != nil || len(txts) != 40 {
+		t.Fatalf("TCP: got %d records, %v", len(txts), err)
+	}
 }

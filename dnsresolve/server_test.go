@@ -194,13 +194,19 @@ func mustRR(s string) dns.RR {
 // returns "127.0.0.1:port". The servers stop at the end of the test.
 func startServer(t testing.TB, h dns.Handler) string {
 	t.Helper()
+	return startServerAt(t, "127.0.0.1", h)
+}
+
+// startServerAt is startServer on a loopback IP of the caller's choice.
+func startServerAt(t testing.TB, ip string, h dns.Handler) string {
+	t.Helper()
 	var pc net.PacketConn
 	var l net.Listener
 	// The TCP port matching a fresh UDP port is almost always free; retry
 	// a bounded number of times when it is not.
 	for try := 0; ; try++ {
 		var err error
-		pc, err = net.ListenPacket("udp", "127.0.0.1:0")
+		pc, err = net.ListenPacket("udp", net.JoinHostPort(ip, "0"))
 		if err != nil {
 			t.Fatal(err)
 		}
