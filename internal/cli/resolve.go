@@ -1,0 +1,215 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/mailsts/mailsts/dnsresolve"
+	"github.com/mailsts/mailsts/mtasts"
+)
+
+var resolveCommand = command{
+	name:    "resolve",
+	summary: "discover a domain's MTA-STS policy now and explain it",
+	run:     runResolve,
+}
+
+const resolveHelp = `
+Looks up _mta-sts.DOMAIN (TXT), fetches https://mta-sts.DOMAIN/.well-known/mta-sts.txt
+with certificate validation, parses the policy and explains what a sender does with it.
+Nothing is cached.
+
+Examples:
+  mailsts resolve gmail.com
+  mailsts resolve --json example.com | jq .mode
+  mailsts resolve --dns 127.0.0.1:5353 --ca-file private-root.pem example.org
+
+JSON output (--json): one object with domain, id, mode (enforce|testing|none, empty
+when there is no policy), mx (patterns), max_age (seconds), error (empty, an RFC 8460
+result type such as sts-policy-fetch-error, sts-policy-invalid, sts-webpki-invalid,
+or dns-error, or no-policy) and detail (human text).
+
+Exit codes:
+  0  a policy was found (any mode, including none)
+  1  the domain has no MTA-STS policy (no usable _mta-sts TXT record)
+  2  error: DNS failure, the policy could not be fetched, or it is invalid
+  64 usage error
+`
+
+// resolveOutput is the --json object; the field names are part of the
+// command-line contract (DESIGN.md).
+type resolveOutput struct {
+	Domain string   `json:"domain"`
+	ID     string   `json:"id"`
+	Mode   string   `json:"mode"`
+	MX     []string `json:"mx"`
+	MaxAge int64    `json:"max_age"`
+	Error  string   `json:"error"`
+	Detail string   `json:"detail"`
+	// PolicyURL is where the policy was (or would be) fetched from.
+	PolicyURL string `json:"policy_url,omitempty"`
+}
+
+// netFlags are the network plumbing flags shared by resolve, check and
+// policyd-like commands.
+type netFlags struct {
+	dns       string
+	caFile    string
+	timeout   time.Duration
+	httpsPort int
+}
+
+func (nf *netFlags) register(fs interface {
+	StringVar(*string, string, string, string)
+	DurationVar(*time.Duration, string, time.Duration, string)
+	IntVar(*int, string, int, string)
+}) {
+	fs.StringVar(&nf.dns, "dns", "", "DNS server(s) to query, `host:port[,host:port]` (default: from /etc/resolv.conf)")
+	fs.StringVar(&nf.caFile, "ca-file", "", "extra trusted root certificates (PEM `file`), added to the system pool")
+	fs.DurationVar(&nf.timeout, "timeout", 30*time.Second, "time limit for the whole lookup (DNS and HTTPS)")
+	fs.IntVar(&nf.httpsPort, "https-port", 0, "connect to policy hosts on this `port` instead of 443 (for test networks)")
+}
+
+// client builds the mtasts client the flags describe.
+func (nf *netFlags) client() (*mtasts.Client, error) {
+	var servers []string
+	if nf.dns != "" {
+		for _, s := range strings.Split(nf.dns, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				servers = append(servers, s)
+			}
+		}
+	}
+	dnsClient, err := dnsresolve.NewClient(servers...)
+	if err != nil {
+		return nil, fmt.Errorf("--dns: %w", err)
+	}
+	roots, err := mtasts.LoadRootCAs(nf.caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--ca-file: %w", err)
+	}
+	return &mtasts.Client{
+		DNS:       dnsClient,
+		RootCAs:   roots,
+		Timeout:   nf.timeout,
+		HTTPSPort: nf.httpsPort,
+		UserAgent: "mailsts/" + Version() + " (+https://github.com/mailsts/mailsts)",
+	}, nil
+}
+
+func runResolve(ctx context.Context, env Env, args []string) int {
+	fs := newFlagSet("resolve", "mailsts resolve [--dns ADDR] [--ca-file F] [--json] DOMAIN", resolveHelp, env.Stderr)
+	var nf netFlags
+	nf.register(fs)
+	asJSON := fs.Bool("json", false, "print one JSON object instead of text")
+	if code := parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(env.Stderr, "mailsts resolve: exactly one DOMAIN is required")
+		fs.Usage()
+		return ExitUsage
+	}
+	client, err := nf.client()
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "mailsts resolve: %v\n", err)
+		return ExitUsage
+	}
+	domain, err := dnsresolve.Normalize(fs.Arg(0))
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "mailsts resolve: %q is not a valid domain name: %v\n", fs.Arg(0), err)
+		return ExitUsage
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, nf.timeout)
+	defer cancel()
+	rec, pol, err := client.Get(ctx, domain)
+	out := resolveResult(domain, rec, pol, err)
+	if *asJSON {
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(out); err != nil {
+			return ExitError
+		}
+	} else {
+		writeResolveText(env.Stdout, out, fs.Arg(0))
+	}
+	switch {
+	case out.Error == "":
+		return ExitOK
+	case out.Error == "no-policy":
+		return ExitFailure
+	default:
+		return ExitError
+	}
+}
+
+// resolveResult turns the outcome of a discovery into the output object.
+func resolveResult(domain string, rec *mtasts.Record, pol *mtasts.Policy, err error) resolveOutput {
+	out := resolveOutput{Domain: domain, MX: []string{}, PolicyURL: mtasts.PolicyURL(domain)}
+	if rec != nil {
+		out.ID = rec.ID
+	}
+	if err != nil {
+		out.Error = mtasts.ResultType(err)
+		out.Detail = err.Error()
+		if out.Error == "validation-failure" {
+			// Not a discovery error class: the lookup itself broke (for
+			// example the time limit ran out before DNS answered).
+			out.Error = "dns-error"
+		}
+		return out
+	}
+	out.Mode = string(pol.Mode)
+	out.MX = append(out.MX, pol.MX...)
+	out.MaxAge = pol.MaxAge
+	switch pol.Mode {
+	case mtasts.ModeEnforce:
+		out.Detail = "senders must deliver only over TLS with a valid certificate to MX hosts matching the mx patterns, and defer otherwise"
+	case mtasts.ModeTesting:
+		out.Detail = "senders deliver as usual even when the MX checks fail, and report the failures (TLSRPT)"
+	case mtasts.ModeNone:
+		out.Detail = "the domain withdrew its policy: senders treat it as having no MTA-STS policy"
+	}
+	return out
+}
+
+func writeResolveText(w io.Writer, out resolveOutput, input string) {
+	name := out.Domain
+	if input != "" && !strings.EqualFold(strings.TrimSuffix(input, "."), out.Domain) {
+		name = fmt.Sprintf("%s (%s)", out.Domain, input)
+	}
+	switch {
+	case out.Error == "no-policy":
+		fmt.Fprintf(w, "%s: no MTA-STS policy.\n  %s\n  Senders deliver with opportunistic TLS (RFC 8461 §3.1); a sender that cached an unexpired policy keeps applying it.\n", name, out.Detail)
+	case out.Error != "":
+		fmt.Fprintf(w, "%s: MTA-STS policy could not be obtained (%s).\n  %s\n  Senders with no cached policy deliver as if there were none (RFC 8461 §3.3); senders with one keep applying it.\n", name, out.Error, out.Detail)
+	default:
+		fmt.Fprintf(w, "%s: MTA-STS policy %s (id %s), valid for %s after fetching.\n", name, out.Mode, out.ID, humanDuration(time.Duration(out.MaxAge)*time.Second))
+		if len(out.MX) > 0 {
+			fmt.Fprintf(w, "  MX patterns: %s\n", strings.Join(out.MX, ", "))
+		}
+		fmt.Fprintf(w, "  Meaning: %s.\n", out.Detail)
+	}
+}
+
+// humanDuration prints whole days, hours or seconds: "7d", "1d 2h", "300s".
+func humanDuration(d time.Duration) string {
+	s := int64(d / time.Second)
+	switch {
+	case s == 0:
+		return "0s (not reusable)"
+	case s%86400 == 0:
+		return fmt.Sprintf("%dd", s/86400)
+	case s >= 86400:
+		return fmt.Sprintf("%dd %dh", s/86400, (s%86400)/3600)
+	case s%3600 == 0:
+		return fmt.Sprintf("%dh", s/3600)
+	default:
+		return fmt.Sprintf("%ds", s)
+	}
+}
