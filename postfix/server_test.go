@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -545,5 +546,64 @@ func TestSocketmapClientContext(t *testing.T) {
 	}
 	if _, err := cl.Lookup(t.Context(), "postfix", "example.com"); !errors.Is(err, ErrClientBroken) {
 		t.Fatalf("Lookup after a failure = %v, want ErrClientBroken", err)
+	}
+}
+
+// scriptedListener returns the scripted Accept results, then blocks until
+// closed.
+type scriptedListener struct {
+	results chan acceptResult
+	closed  chan struct{}
+	once    sync.Once
+}
+
+type acceptResult struct {
+	c   net.Conn
+	err error
+}
+
+func (l *scriptedListener) Accept() (net.Conn, error) {
+	select {
+	case r := <-l.results:
+		return r.c, r.err
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *scriptedListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *scriptedListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
+
+func TestServeAcceptErrors(t *testing.T) {
+	t.Parallel()
+	// Temporary errors (out of descriptors) are retried with a backoff; the
+	// next connection is still served.
+	l := &scriptedListener{results: make(chan acceptResult, 4), closed: make(chan struct{})}
+	client, serverSide := net.Pipe()
+	l.results <- acceptResult{err: &net.OpError{Op: "accept", Err: os.NewSyscallError("accept", syscall.EMFILE)}}
+	l.results <- acceptResult{err: &net.OpError{Op: "accept", Err: os.NewSyscallError("accept", syscall.ECONNABORTED)}}
+	l.results <- acceptResult{c: serverSide}
+	srv := &SocketmapServer{Handler: fixtureHandler()}
+	startOn(t, srv, l)
+	client.SetDeadline(time.Now().Add(testTimeout))
+	exchange(t, client, "20:postfix .example.com,", "9:NOTFOUND ,")
+	client.Close()
+
+	// Any other accept error ends Serve with that error.
+	l2 := &scriptedListener{results: make(chan acceptResult, 1), closed: make(chan struct{})}
+	l2.results <- acceptResult{err: errors.New("listener broken")}
+	if err := (&TCPTableServer{Handler: fixtureHandler()}).Serve(l2); err == nil || errors.Is(err, ErrServerClosed) || !strings.Contains(err.Error(), "listener broken") {
+		t.Errorf("Serve = %v, want the accept error", err)
+	}
+	// A nil Handler is refused.
+	if err := (&SocketmapServer{}).Serve(l2); err == nil {
+		t.Error("Serve with nil Handler succeeded")
+	}
+	if err := (&TCPTableServer{}).Serve(l2); err == nil {
+		t.Error("Serve with nil Handler succeeded")
 	}
 }

@@ -36,9 +36,11 @@ type SocketmapServer struct {
 	// Postfix's socketmap_max_reply_size).
 	MaxReplySize int
 	// IdleTimeout closes a connection that sends no request for this long
-	// (default 5m). ReadTimeout bounds reading one request once it has
-	// started, WriteTimeout each write (default 100s each, Postfix's own
-	// limit). A negative value disables the timeout.
+	// (default 5m). ReadTimeout bounds reading the rest of a request once
+	// its first bytes arrived, WriteTimeout each write of buffered replies
+	// (default 100s each, Postfix's own limit). A negative value disables
+	// the timeout. Deadlines are only set before a read that would block,
+	// so pipelined requests already buffered cost no timer updates.
 	IdleTimeout, ReadTimeout, WriteTimeout time.Duration
 	// Logger receives protocol errors (Debug) and handler problems (Error).
 	// Nil discards.
