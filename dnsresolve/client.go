@@ -36,8 +36,10 @@ const (
 	// maxIgnoredReplies bounds how many unusable UDP datagrams (wrong ID,
 	// wrong question, unparseable) one attempt reads before giving up.
 	maxIgnoredReplies = 16
-	// maxMessageSize is the largest DNS message (TCP length prefix).
-	maxMessageSize = 65535
+	// maxUDPReply is the UDP read buffer. We advertise 1232 bytes, but some
+	// servers ignore that and send up to the old common 4096; a larger
+	// datagram is cut, fails to parse and is ignored like a forgery.
+	maxUDPReply = 4096
 )
 
 // Client is a [Resolver] that sends queries with github.com/miekg/dns to
@@ -69,7 +71,7 @@ type Client struct {
 	once    sync.Once
 	servers []string // normalized, set by once
 	initErr error
-	bufs    sync.Pool // *[]byte of maxMessageSize
+	bufs    sync.Pool // *[]byte of maxUDPReply
 }
 
 // NewClient returns a Client querying servers ("host:port", or a bare IP for
@@ -405,7 +407,7 @@ func (c *Client) exchange(ctx context.Context, name string, qtype uint16) (*dns.
 			lastServer, lastRcode = server, RcodeNone
 			if err == nil {
 				lastRcode = msg.Rcode
-				err = fmt.Errorf("%s from %s: %w", rcodeString(msg.Rcode), server, ErrLookupFailed)
+				err = fmt.Errorf("%s%s from %s: %w", rcodeString(msg.Rcode), extendedError(msg), server, ErrLookupFailed)
 			}
 			lastErr = err
 			c.logger().LogAttrs(ctx, slog.LevelDebug, "dns attempt failed",
@@ -419,6 +421,34 @@ func (c *Client) exchange(ctx context.Context, name string, qtype uint16) (*dns.
 	return nil, lastServer, lastRcode, lastErr
 }
 
+// extendedError describes the RFC 8914 Extended DNS Error of a reply, if
+// any: " (EDE 6 DNSSEC Bogus: text)". It tells a validation failure (DANE-5)
+// from a broken server. The server's free text is quoted and capped.
+func extendedError(m *dns.Msg) string {
+	opt := m.IsEdns0()
+	if opt == nil {
+		return ""
+	}
+	for _, o := range opt.Option {
+		e, ok := o.(*dns.EDNS0_EDE)
+		if !ok {
+			continue
+		}
+		s := " (EDE " + strconv.Itoa(int(e.InfoCode))
+		if name, ok := dns.ExtendedErrorCodeToString[e.InfoCode]; ok {
+			s += " " + name
+		}
+		if text := e.ExtraText; text != "" {
+			if len(text) > 100 {
+				text = text[:100]
+			}
+			s += ": " + strconv.Quote(text)
+		}
+		return s + ")"
+	}
+	return ""
+}
+
 func rcodeString(rcode int) string {
 	if s, ok := dns.RcodeToString[rcode]; ok {
 		return s
@@ -429,30 +459,41 @@ func rcodeString(rcode int) string {
 // exchangeOne does one attempt with one server: UDP, then TCP if the UDP
 // reply is truncated. Errors wrap ErrLookupFailed.
 func (c *Client) exchangeOne(ctx context.Context, server, name string, qtype uint16) (*dns.Msg, error) {
-	msg, err := c.roundTrip(ctx, "udp", server, name, qtype)
+	edns := true
+	msg, err := c.roundTrip(ctx, "udp", server, name, qtype, edns)
+	if err == nil && msg.Rcode == dns.RcodeFormatError && msg.IsEdns0() == nil {
+		// RFC 6891 §7: a FORMERR without OPT means the server does not
+		// speak EDNS0; retry once without it. The AD bit of that reply
+		// is still reported (RFC 6840 §5.7 lets AD in the query ask
+		// for it).
+		edns = false
+		msg, err = c.roundTrip(ctx, "udp", server, name, qtype, edns)
+	}
 	if err == nil && msg.Truncated {
 		// RFC 7766 §5: a truncated UDP reply is retried over TCP.
-		msg, err = c.roundTrip(ctx, "tcp", server, name, qtype)
+		msg, err = c.roundTrip(ctx, "tcp", server, name, qtype, edns)
 	}
 	return msg, err
 }
 
-// newQuery builds a recursive query with EDNS0 and the DO bit.
-func newQuery(name string, qtype uint16) *dns.Msg {
+// newQuery builds a recursive query, with EDNS0 and the DO bit if edns.
+func newQuery(name string, qtype uint16, edns bool) *dns.Msg {
 	q := new(dns.Msg)
 	q.SetQuestion(name, qtype)
 	q.RecursionDesired = true
 	// RFC 6840 §5.7: setting AD in a query asks for the AD bit in the
 	// reply; DO (RFC 3225) does too, and also asks for DNSSEC records.
 	q.AuthenticatedData = true
-	q.SetEdns0(ednsUDPSize, true)
+	if edns {
+		q.SetEdns0(ednsUDPSize, true)
+	}
 	return q
 }
 
 // roundTrip sends one query over network and reads the matching reply
 // within the attempt's timeout.
-func (c *Client) roundTrip(ctx context.Context, network, server, name string, qtype uint16) (*dns.Msg, error) {
-	q := newQuery(name, qtype)
+func (c *Client) roundTrip(ctx context.Context, network, server, name string, qtype uint16, edns bool) (*dns.Msg, error) {
+	q := newQuery(name, qtype, edns)
 	packed, err := q.Pack()
 	if err != nil {
 		return nil, fmt.Errorf("packing query: %w: %w", err, ErrLookupFailed)
@@ -474,13 +515,13 @@ func (c *Client) roundTrip(ctx context.Context, network, server, name string, qt
 	stop := context.AfterFunc(actx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
-	bp := c.getBuf()
-	defer c.bufs.Put(bp)
 	var reply *dns.Msg
 	if network == "udp" {
+		bp := c.getBuf()
 		reply, err = readUDP(conn, packed, q, *bp)
+		c.bufs.Put(bp)
 	} else {
-		reply, err = readTCP(conn, packed, q, *bp)
+		reply, err = readTCP(conn, packed, q)
 	}
 	if err != nil {
 		ctxErr := ctx.Err()
@@ -505,7 +546,7 @@ func (c *Client) getBuf() *[]byte {
 	if bp, ok := c.bufs.Get().(*[]byte); ok {
 		return bp
 	}
-	b := make([]byte, maxMessageSize)
+	b := make([]byte, maxUDPReply)
 	return &b
 }
 
@@ -538,21 +579,23 @@ func readUDP(conn net.Conn, packed []byte, q *dns.Msg, buf []byte) (*dns.Msg, er
 
 // readTCP sends the query with its RFC 1035 §4.2.2 length prefix and reads
 // one reply; on TCP the stream is ours, so any mismatch is an error.
-func readTCP(conn net.Conn, packed []byte, q *dns.Msg, buf []byte) (*dns.Msg, error) {
+func readTCP(conn net.Conn, packed []byte, q *dns.Msg) (*dns.Msg, error) {
 	out := make([]byte, 2+len(packed))
 	binary.BigEndian.PutUint16(out, uint16(len(packed)))
 	copy(out[2:], packed)
 	if _, err := conn.Write(out); err != nil {
 		return nil, err
 	}
-	if _, err := io.ReadFull(conn, buf[:2]); err != nil {
+	var prefix [2]byte
+	if _, err := io.ReadFull(conn, prefix[:]); err != nil {
 		return nil, err
 	}
-	n := int(binary.BigEndian.Uint16(buf[:2]))
-	if _, err := io.ReadFull(conn, buf[:n]); err != nil {
+	// At most 64 KiB by construction of the prefix.
+	buf := make([]byte, binary.BigEndian.Uint16(prefix[:]))
+	if _, err := io.ReadFull(conn, buf); err != nil {
 		return nil, err
 	}
-	return parseReply(buf[:n], q)
+	return parseReply(buf, q)
 }
 
 // errMismatch marks replies that are not an answer to our query.

@@ -98,6 +98,8 @@ func TestClientErrors(t *testing.T) {
 		{"split-nodata.test", true, dns.RcodeSuccess, "NODATA at ip.test."},
 		{"servfail.test", false, dns.RcodeServerFailure, "SERVFAIL from " + addr},
 		{"refused.test", false, dns.RcodeRefused, "REFUSED from " + addr},
+		// DANE-5: a bogus answer is a failure, with the reason kept.
+		{"bogus.test", false, dns.RcodeServerFailure, `SERVFAIL (EDE 6 DNSSEC Bogus: "RRSIG \"expired\"") from ` + addr},
 		{"timeout.test", false, RcodeNone, "no reply within"},
 		{"badid.test", false, RcodeNone, "ID"},
 		{"badq.test", false, RcodeNone, "question other.test."},
@@ -446,7 +448,7 @@ func TestClientConcurrent(t *testing.T) {
 
 func TestParseReply(t *testing.T) {
 	t.Parallel()
-	q := newQuery("a.test.", dns.TypeTXT)
+	q := newQuery("a.test.", dns.TypeTXT, true)
 	ok := new(dns.Msg)
 	ok.SetReply(q)
 	b, _ := ok.Pack()
@@ -547,5 +549,35 @@ func TestClientIPv6Server(t *testing.T) {
 	// And over TCP after truncation.
 	if txts, _, err := c.LookupTXT(t.Context(), "tc.test"); err != nil || len(txts) != 40 {
 		t.Fatalf("TCP: got %d records, %v", len(txts), err)
+	}
+}
+
+// A server that does not know EDNS0 answers FORMERR without OPT; the query
+// is repeated without EDNS0 (RFC 6891 §7).
+func TestClientNoEDNSServer(t *testing.T) {
+	t.Parallel()
+	var withEDNS, without atomic.Int64
+	addr := startServer(t, dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		if r.IsEdns0() != nil {
+			withEDNS.Add(1)
+			m.Rcode = dns.RcodeFormatError
+		} else {
+			without.Add(1)
+			m.Answer = append(m.Answer, &dns.TXT{
+				Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET},
+				Txt: []string{"old"},
+			})
+		}
+		_ = w.WriteMsg(m)
+	}))
+	c := &Client{Servers: []string{addr}}
+	txts, _, err := c.LookupTXT(t.Context(), "old.test")
+	if err != nil || !slices.Equal(txts, []string{"old"}) {
+		t.Fatalf("got %q, %v", txts, err)
+	}
+	if withEDNS.Load() != 1 || without.Load() != 1 {
+		t.Errorf("queries with EDNS %d, without %d; want 1 and 1", withEDNS.Load(), without.Load())
 	}
 }

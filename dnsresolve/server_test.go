@@ -104,6 +104,11 @@ func (z *testZone) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	case strings.HasPrefix(name, "servfail."):
 		m.Rcode = dns.RcodeServerFailure
 		m.AuthenticatedData = true // must still not count as authenticated
+	case name == "bogus.test.":
+		// A validating resolver's answer to a DNSSEC failure (RFC 8914).
+		m.Rcode = dns.RcodeServerFailure
+		m.IsEdns0().Option = append(m.IsEdns0().Option,
+			&dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeDNSBogus, ExtraText: "RRSIG \"expired\""})
 	case name == "refused.test.":
 		// Some servers send error replies without the question.
 		m.Rcode = dns.RcodeRefused
