@@ -4,7 +4,9 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -21,14 +23,48 @@ type policyDaemon struct {
 	name string
 	addr string // socketmap listen address
 	// start runs the daemon against the testnet, or skips t when it is an
-	// optional peer that is not installed.
+	// optional peer that is not installed. A nil process means the daemon
+	// runs inside the test.
 	start func(t *testing.T, n *testnet.Net, addr string) *process
+	// enforces: the daemon answers "secure …" for enforce.example.
+	enforces bool
+	// cases are the messages sent through a Postfix using this daemon.
+	cases []mailCase
 }
 
-// daemons are the policy daemons every case runs against.
+// daemons are the policy daemons the test runs Postfix with.
 var daemons = []policyDaemon{
-	{name: "mailsts", addr: "127.0.0.1:8461", start: startMailsts},
-	{name: "peer", addr: "127.0.0.1:8462", start: startPeer},
+	{name: "mailsts", addr: "127.0.0.1:8461", start: startMailsts, enforces: true, cases: mtaSTSCases},
+	{name: "peer", addr: "127.0.0.1:8462", start: startPeer, enforces: true, cases: mtaSTSCases},
+	{name: "control", addr: "127.0.0.1:8463", start: startNoPolicy, cases: controlCases},
+}
+
+// startNoPolicy serves NOTFOUND for every key, as if no policy daemon were
+// configured: the control run showing that without MTA-STS Postfix does
+// deliver to the broken MX hosts, so the deferrals seen with a real daemon
+// come from its policy and not from the test set-up.
+func startNoPolicy(t *testing.T, _ *testnet.Net, addr string) *process {
+	t.Helper()
+	srv := &postfix.SocketmapServer{Handler: postfix.HandlerFunc(func(context.Context, string, string) postfix.Reply {
+		return postfix.NotFound()
+	})}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("control socketmap server shutdown: %v", err)
+		}
+		if err := <-done; !errors.Is(err, postfix.ErrServerClosed) {
+			t.Errorf("control socketmap server: %v", err)
+		}
+	})
+	return nil
 }
 
 // startMailsts runs `mailsts policyd` with an in-memory cache, pointed at
@@ -80,12 +116,16 @@ default_zone:
 		bin, "-c", path, "-v", "info")
 }
 
-// waitReady polls the daemon until it answers an enforce policy for
-// enforce.example, which also proves it reaches the testnet.
-func waitReady(t *testing.T, ctx context.Context, p *process, addr string) {
+// waitReady polls the daemon until it answers for enforce.example: an
+// enforce policy, which also proves it reaches the testnet, or NOTFOUND for
+// the control.
+func waitReady(t *testing.T, ctx context.Context, d policyDaemon, p *process) {
 	t.Helper()
+	addr := d.addr
 	err := poll(ctx, 30*time.Second, 100*time.Millisecond, func() error {
-		if done, err := p.exited(); done {
+		if p == nil {
+			// In-process; Serve may not have been reached yet.
+		} else if done, err := p.exited(); done {
 			return fmt.Errorf("%w: %s exited: %w", errGiveUp, p.name, err)
 		}
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -99,12 +139,21 @@ func waitReady(t *testing.T, ctx context.Context, p *process, addr string) {
 		if err != nil {
 			return err
 		}
+		if !d.enforces {
+			if r.Status != postfix.StatusNotFound {
+				return fmt.Errorf("enforce.example: got %v %q, want NOTFOUND", r.Status, r.Data)
+			}
+			return nil
+		}
 		if r.Status != postfix.StatusOK || !strings.HasPrefix(r.Data, "secure ") {
 			return fmt.Errorf("enforce.example: got %v %q, want OK secure …", r.Status, r.Data)
 		}
 		return nil
 	})
 	if err != nil {
+		if p == nil {
+			t.Fatalf("%s not ready on %s: %v", d.name, addr, err)
+		}
 		if done, _ := p.exited(); done {
 			t.Fatalf("%s did not start: %v\noutput:\n%s", p.name, err, p.out.String())
 		}

@@ -24,8 +24,10 @@ type mailCase struct {
 	id     string // checklist IDs
 	domain string
 	mx     []string // the domain's MX hosts
-	// deliver: the message must reach one of mx, over TLS.
+	// deliver: the message must reach one of mx, over TLS unless clear.
 	deliver bool
+	// clear: the message must arrive without TLS (control run only).
+	clear bool
 	// sni: the MX host must have seen its own name as SNI (servername=hostname).
 	sni bool
 	// logLine must appear in the Postfix log with the MX host name after it.
@@ -34,7 +36,8 @@ type mailCase struct {
 	reason *regexp.Regexp
 }
 
-var mailCases = []mailCase{
+// mtaSTSCases are what an MTA-STS policy daemon must achieve.
+var mtaSTSCases = []mailCase{
 	{
 		id: "PFX-STS STS-CERT-3", domain: "enforce.example",
 		mx:      []string{"mx1.enforce.example", "mx2.enforce.example"},
@@ -62,6 +65,24 @@ var mailCases = []mailCase{
 	{
 		id: "PFX-POL NOTFOUND", domain: "nosts.example", mx: []string{"mx1.nosts.example"},
 		deliver: true,
+	},
+}
+
+// controlCases are what happens without any policy: the MX without
+// STARTTLS gets the message in clear text and the one with a wrong-name
+// certificate gets it over unverified TLS. This is the attack MTA-STS
+// exists to stop; if it did not happen here, the other runs would prove
+// nothing.
+var controlCases = []mailCase{
+	{
+		id: "control STS-CERT-1", domain: "nostarttls.example", mx: []string{"mx1.nostarttls.example"},
+		deliver: true, clear: true,
+	},
+	{
+		id: "control STS-CERT-3", domain: "badmxcert.example", mx: []string{"mx1.badmxcert.example"},
+		// At level may the chain is checked (it is the test CA's) but
+		// not the name, hence "Trusted", not "Verified".
+		deliver: true, logLine: "Trusted TLS connection established to ",
 	},
 }
 
@@ -103,16 +124,16 @@ func testInside(t *testing.T, ns string) {
 		t.Run(d.name, func(t *testing.T) {
 			t.Parallel()
 			p := d.start(t, n, d.addr)
-			waitReady(t, ctx, p, d.addr)
+			waitReady(t, ctx, d, p)
 			pf := startPostfix(t, ctx, d.name, d.addr, n.CAFile())
-			runMailCases(t, ctx, n, pf, d.name)
+			runMailCases(t, ctx, n, pf, d.name, d.cases)
 		})
 	}
 }
 
 // runMailCases sends one message per case, waits (bounded) until every one
 // is delivered or deferred, then checks each against its expectations.
-func runMailCases(t *testing.T, ctx context.Context, n *testnet.Net, pf *postfixInstance, daemon string) {
+func runMailCases(t *testing.T, ctx context.Context, n *testnet.Net, pf *postfixInstance, daemon string, mailCases []mailCase) {
 	var tok [4]byte
 	if _, err := rand.Read(tok[:]); err != nil {
 		t.Fatal(err)
@@ -199,8 +220,8 @@ func runMailCases(t *testing.T, ctx context.Context, n *testnet.Net, pf *postfix
 				t.Errorf("%s: still deferred (%q) after delivery", c.id, reason)
 			}
 			for _, a := range got {
-				if !a.msg.TLS {
-					t.Errorf("%s: %s received the message in clear text", c.id, a.mx)
+				if a.msg.TLS == c.clear {
+					t.Errorf("%s: %s received the message with TLS %v, want %v", c.id, a.mx, a.msg.TLS, !c.clear)
 				}
 				token := "token-" + daemon + "-" + c.domain
 				if !strings.Contains(string(a.msg.Data), token) {

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// report prints the figures as a Markdown table, then the ratios against
+// the goals of issue #3.
+func report(w io.Writer, cfg config, all []*figures) {
+	host, _ := os.Hostname()
+	fmt.Fprintf(w, "\n## bench/policyd, %s, %s/%s, %d CPUs, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), host)
+	fmt.Fprintf(w, "hit phase %v at %d connections over %d hot domains; cold phase %d domains at %d connections; memory with %d domains (filled over %d connections)\n\n",
+		cfg.duration, cfg.conns, cfg.hot, cfg.cold, cfg.conns, cfg.mem, cfg.fillConns)
+	byName := map[string]*figures{}
+	header := "| figure |"
+	sep := "|---|"
+	for _, f := range all {
+		byName[f.name] = f
+		header += " " + label(f.name) + " |"
+		sep += "---:|"
+	}
+	fmt.Fprintln(w, header)
+	fmt.Fprintln(w, sep)
+	row := func(name string, cell func(f *figures) string) {
+		line := "| " + name + " |"
+		for _, f := range all {
+			c := "–"
+			if f.err == nil {
+				c = cell(f)
+			} else {
+				c = "failed"
+			}
+			line += " " + c + " |"
+		}
+		fmt.Fprintln(w, line)
+	}
+	row("cache-hit queries/s", func(f *figures) string { return fmt.Sprintf("%.0f", f.hit.qps()) })
+	row("server CPU per query", func(f *figures) string { return dur(f.cpuPerQuery()) })
+	row("latency p50", func(f *figures) string { return dur(f.hit.percentile(50)) })
+	row("latency p99", func(f *figures) string { return dur(f.hit.percentile(99)) })
+	row("latency max", func(f *figures) string { return dur(f.hit.percentile(100)) })
+	row(fmt.Sprintf("%d cold domains, wall", cfg.cold), func(f *figures) string {
+		if f.cold.queries == 0 {
+			return "–"
+		}
+		return dur(f.cold.wall)
+	})
+	row("memory per cached domain (RSS Δ)", func(f *figures) string {
+		if f.memDomains == 0 {
+			return "–"
+		}
+		return fmt.Sprintf("%.0f B (%d domains)", float64(f.memBytes)/float64(f.memDomains), f.memDomains)
+	})
+	row("start-up to first answer, empty cache", func(f *figures) string { return dur(f.startup) })
+	row("start-up to first cached answer, SQLite on disk", func(f *figures) string {
+		if f.cachedOnDisk == 0 {
+			return "–"
+		}
+		return fmt.Sprintf("%s (%d domains, %.1f MB)", dur(f.startupCached), f.cachedOnDisk, float64(f.dbBytes)/1e6)
+	})
+	for _, f := range all {
+		if f.err != nil {
+			fmt.Fprintf(w, "\n%s failed: %s\n", f.name, firstLine(f.err.Error()))
+		}
+	}
+
+	m, p, x := byName["mailsts"], byName["peer"], byName["minimal"]
+	ok := func(f *figures) bool { return f != nil && f.err == nil }
+	fmt.Fprintln(w, "\nRatios (same run) against the goals of issue #3:")
+	fmt.Fprintln(w)
+	goal := func(what string, v float64, cmp string, target float64) {
+		met := v >= target
+		if cmp == "≤" {
+			met = v <= target
+		}
+		verdict := "met"
+		if !met {
+			verdict = "NOT met"
+		}
+		fmt.Fprintf(w, "- %s: %.2f (goal %s %.2f): %s\n", what, v, cmp, target, verdict)
+	}
+	if ok(m) && ok(p) {
+		goal("mailsts q/s ÷ peer q/s", m.hit.qps()/p.hit.qps(), "≥", 2.5)
+		goal("mailsts CPU/query ÷ peer CPU/query", float64(m.cpuPerQuery())/float64(p.cpuPerQuery()), "≤", 1.0/3)
+		if m.cold.wall > 0 {
+			goal("peer cold wall ÷ mailsts cold wall", float64(p.cold.wall)/float64(m.cold.wall), "≥", 10)
+		}
+		fmt.Fprintf(w, "- mailsts p99 ÷ peer p99: %.2f\n", float64(m.hit.percentile(99))/float64(p.hit.percentile(99)))
+		if m.memDomains > 0 && p.memDomains > 0 {
+			fmt.Fprintf(w, "- memory per cached domain, mailsts ÷ peer: %.2f\n",
+				(float64(m.memBytes)/float64(m.memDomains))/(float64(p.memBytes)/float64(p.memDomains)))
+		}
+	}
+	if ok(m) && ok(x) {
+		goal("mailsts q/s ÷ minimal q/s", m.hit.qps()/x.hit.qps(), "≥", 0.8)
+	}
+	if ok(p) && ok(x) {
+		fmt.Fprintf(w, "- peer q/s ÷ minimal q/s: %.2f\n", p.hit.qps()/x.hit.qps())
+	}
+}
+
+func label(name string) string {
+	switch name {
+	case "minimal":
+		return "minimal map server"
+	case "peer":
+		return "mta-sts-daemon 1.1.2"
+	case "mailsts":
+		return "mailsts policyd"
+	}
+	return name
+}
+
+// dur prints a duration with three significant digits.
+func dur(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "0"
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.1f µs", float64(d)/float64(time.Microsecond))
+	case d < time.Second:
+		return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+	}
+	return fmt.Sprintf("%.2f s", d.Seconds())
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
