@@ -505,6 +505,11 @@ func (c *Cache) discover(ctx context.Context, d string, m mode, now time.Time) (
 		// OPEN-4: an unchanged id does not extend the policy's life.
 		e.CheckedAt = now
 		e.LastError = ""
+		if e.FailedID == "" {
+			// A streak of TXT-level failures ends here. A failing fetch
+			// of another id keeps its back-off (STS-FETCH-7).
+			e.Failures, e.FailedAt = 0, time.Time{}
+		}
 		c.put(ctx, log, e)
 		if valid {
 			return entryResult(e, SourceCache), nil
@@ -571,9 +576,12 @@ func (c *Cache) failed(ctx context.Context, log *slog.Logger, e *Entry, now time
 	e.LastError = clip(ResultType(err) + ": " + err.Error())
 	lvl := slog.LevelDebug
 	if valid && e.Policy.Mode != ModeNone {
-		// RFC 8461 §10.2: alert on refresh failures, not for mode none
-		// (STS-FETCH-12).
+		// RFC 8461 §10.2: alert on refresh failures, louder as expiry
+		// nears, but not for mode none (STS-FETCH-12).
 		lvl = slog.LevelWarn
+		if e.Expires().Sub(now) < orDefault(c.RefreshInterval, DefaultRefreshInterval) {
+			lvl = slog.LevelError
+		}
 	}
 	log.LogAttrs(ctx, lvl, "mta-sts policy discovery failed",
 		slog.Bool("cached_policy_applies", valid), slog.Int("failures", e.Failures),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -942,4 +943,108 @@ func TestSourceString(t *testing.T) {
 			t.Errorf("%d.String() = %q", s, s.String())
 		}
 	}
+}
+
+// levelRecorder is a slog.Handler that keeps the level of each record.
+type levelRecorder struct {
+	mu     sync.Mutex
+	levels []slog.Level
+}
+
+func (h *levelRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (h *levelRecorder) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if r.Message == "mta-sts policy discovery failed" {
+		h.levels = append(h.levels, r.Level)
+	}
+	return nil
+}
+func (h *levelRecorder) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *levelRecorder) WithGroup(string) slog.Handler      { return h }
+
+func (h *levelRecorder) last() slog.Level {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.levels) == 0 {
+		return slog.LevelDebug - 1
+	}
+	return h.levels[len(h.levels)-1]
+}
+
+// STS-FETCH-12: refresh failures are logged as warnings, as errors when the
+// cached policy expires within a day, and quietly for mode none.
+func TestCache_STS_FETCH_12_Alerts(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		mode  Mode
+		after time.Duration
+		want  slog.Level
+	}{
+		{ModeEnforce, 3 * 24 * time.Hour, slog.LevelWarn},
+		{ModeTesting, 3 * 24 * time.Hour, slog.LevelWarn},
+		{ModeEnforce, 6*24*time.Hour + time.Hour, slog.LevelError},
+		{ModeNone, 6*24*time.Hour + time.Hour, slog.LevelDebug},
+	} {
+		t.Run(fmt.Sprint(tc.mode, tc.after), func(t *testing.T) {
+			t.Parallel()
+			env := newCacheEnv(t)
+			rec := &levelRecorder{}
+			env.cache.Logger = slog.New(rec)
+			env.resp.set(200, policyBody(tc.mode, 604800))
+			env.get(t)
+			env.resp.set(503, "")
+			env.clock.Add(tc.after)
+			wantResult(t, env.get(t), SourceStale, tc.mode, ErrPolicyFetch)
+			if got := rec.last(); got != tc.want {
+				t.Errorf("level %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// A streak of TXT-level failures ends with a successful check; Failures
+// counts consecutive failures only.
+func TestCache_FailuresReset(t *testing.T) {
+	t.Parallel()
+	env := newCacheEnv(t)
+	env.get(t)
+	env.dns.SetError("TXT _mta-sts."+testDomain, dnsresolve.ErrLookupFailed)
+	for i := 1; i <= 3; i++ {
+		r := env.refresh(t, false)
+		if r.Failures != i || r.Source != SourceStale {
+			t.Fatalf("failure %d: %+v", i, r)
+		}
+	}
+	env.dns.SetError("TXT _mta-sts."+testDomain, nil)
+	wantResult(t, env.refresh(t, false), SourceCache, ModeEnforce, nil)
+	if en := env.entry(t); en.Failures != 0 || en.LastError != "" {
+		t.Errorf("entry %+v", en)
+	}
+}
+
+func BenchmarkCacheGetHit(b *testing.B) {
+	store := NewMemoryStore()
+	p := &Policy{Mode: ModeEnforce, MX: []string{"mail.example.com"}, MaxAge: 604800}
+	now := time.Now()
+	for i := range 1000 {
+		_ = store.Put(b.Context(), &Entry{Domain: fmt.Sprintf("d%d.example.com", i), Policy: p, ID: "1", FetchedAt: now, CheckedAt: now})
+	}
+	c := &Cache{Store: store, Now: func() time.Time { return now }}
+	domains := make([]string, 1000)
+	for i := range domains {
+		domains[i] = fmt.Sprintf("d%d.example.com", i)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			r, err := c.Get(b.Context(), domains[i%len(domains)])
+			if err != nil || r.Source != SourceCache {
+				b.Fatalf("%+v %v", r, err)
+			}
+			i++
+		}
+	})
 }

@@ -16,6 +16,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -242,7 +243,8 @@ func (c *Client) Fetch(ctx context.Context, domain string) (*Policy, error) {
 //   - ErrInvalidDomain: domain is not a valid domain name.
 //
 // The result is non-nil whenever the policy host answered, even with an
-// error.
+// error. On a certificate failure, errors.As with a
+// *tls.CertificateVerificationError gives the chain the host presented.
 func (c *Client) FetchRaw(ctx context.Context, domain string) (*FetchResult, error) {
 	d, err := normalizeDomain(domain)
 	if err != nil {
@@ -327,8 +329,11 @@ func (c *Client) fetch(ctx context.Context, domain string) (*FetchResult, error)
 	if resp.StatusCode != http.StatusOK {
 		if resp.StatusCode >= 300 && resp.StatusCode < 400 {
 			loc := resp.Header.Get("Location")
-			if loc == "" {
+			switch {
+			case loc == "":
 				loc = "(no Location)"
+			case len(loc) > 200:
+				loc = strings.ToValidUTF8(loc[:200], "") + "…"
 			}
 			return res, fmt.Errorf("%w: %s answered %s redirect to %s; redirects are not followed (RFC 8461 §3.3)",
 				ErrPolicyFetch, res.URL, statusText(resp.StatusCode), loc)

@@ -394,6 +394,10 @@ func TestFetch_STS_FETCH_2_Certificate(t *testing.T) {
 			if n := len(host.requests()); n != 0 {
 				t.Errorf("the request was sent over an unverified connection (%d)", n)
 			}
+			var verr *tls.CertificateVerificationError
+			if !errors.As(err, &verr) || len(verr.UnverifiedCertificates) == 0 {
+				t.Errorf("err %v does not carry the presented chain", err)
+			}
 		})
 	}
 }
@@ -559,4 +563,30 @@ func FuzzCheckContentType(f *testing.F) {
 			t.Errorf("accepted %q", ct)
 		}
 	})
+}
+
+// The zero Client creates its default DNS client once, safely under
+// concurrency (no query is made here).
+func TestClient_DefaultResolverOnce(t *testing.T) {
+	t.Parallel()
+	c := &Client{}
+	got := make(chan dnsresolve.Resolver, 8)
+	for range 8 {
+		go func() {
+			r, err := c.resolver()
+			if err != nil {
+				// Without a usable /etc/resolv.conf the error must be ErrDNS.
+				if !errors.Is(err, ErrDNS) {
+					t.Errorf("resolver err = %v", err)
+				}
+			}
+			got <- r
+		}()
+	}
+	first := <-got
+	for range 7 {
+		if r := <-got; r != first {
+			t.Error("resolver created more than once")
+		}
+	}
 }
