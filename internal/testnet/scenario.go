@@ -326,8 +326,10 @@ func (d *Domain) normalize() error {
 		if p.PadTo < 0 || p.PadTo > MaxPadTo {
 			return bad("policy: pad_to %d out of range 0..%d", p.PadTo, MaxPadTo)
 		}
-		if _, err := paddedBody(p.Body, p.PadTo); err != nil {
-			return bad("policy: %v", err)
+		if p.PadTo > 0 {
+			if _, _, _, err := padding(p.Body, p.PadTo); err != nil {
+				return bad("policy: %v", err)
+			}
 		}
 		for k, v := range p.Headers {
 			if strings.ContainsAny(k+v, "\r\n") || k == "" {
@@ -449,6 +451,18 @@ func paddedBody(body string, padTo int) (string, error) {
 	if padTo == 0 {
 		return body, nil
 	}
+	body, eol, n, err := padding(body, padTo)
+	if err != nil {
+		return "", err
+	}
+	return body + padKey + strings.Repeat("a", n) + eol, nil
+}
+
+const padKey = "pad: "
+
+// padding computes what paddedBody appends without building it: the body
+// with its last line terminated, the line ending and the pad value length.
+func padding(body string, padTo int) (string, string, int, error) {
 	eol := "\n"
 	if strings.Contains(body, "\r\n") {
 		eol = "\r\n"
@@ -456,10 +470,9 @@ func paddedBody(body string, padTo int) (string, error) {
 	if body != "" && !strings.HasSuffix(body, "\n") {
 		body += eol
 	}
-	const key = "pad: "
-	n := padTo - len(body) - len(key) - len(eol)
+	n := padTo - len(body) - len(padKey) - len(eol)
 	if n < 1 {
-		return "", fmt.Errorf("pad_to %d is too small for a body of %d bytes", padTo, len(body))
+		return "", "", 0, fmt.Errorf("pad_to %d is too small for a body of %d bytes", padTo, len(body))
 	}
-	return body + key + strings.Repeat("a", n) + eol, nil
+	return body, eol, n, nil
 }
