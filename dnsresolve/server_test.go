@@ -1,9 +1,11 @@
 package dnsresolve
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -253,4 +255,22 @@ func rcodeHandler(rcode int, count *atomic.Int64) dns.HandlerFunc {
 		m.SetRcode(r, rcode)
 		_ = w.WriteMsg(m)
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
