@@ -340,9 +340,9 @@ func (c *Cache) Refresh(ctx context.Context, domain string, force bool) (Result,
 	return c.flight(ctx, d, m, c.now())
 }
 
-// RefreshDue refreshes up to limit cached policies that are due (by
-// RefreshInterval and RefreshAhead, STS-FETCH-11), soonest due first, with
-// now as the current time. Entries whose last attempt failed wait for the
+// RefreshDue refreshes up to limit cached, unexpired policies that are due
+// (by RefreshInterval and RefreshAhead, STS-FETCH-11), soonest due first,
+// with now as the current time. Entries whose last attempt failed wait for the
 // back-off. A background loop calls it periodically, with jitter. It returns
 // how many domains it refreshed; failures of single domains are recorded in
 // their entries, not returned. The error reports a failing store or ctx.
@@ -354,8 +354,10 @@ func (c *Cache) RefreshDue(ctx context.Context, now time.Time, limit int) (int, 
 	}
 	var list []due
 	err := c.store.Range(ctx, func(e *Entry) bool {
-		if e.Policy == nil {
-			return true // negative entries are looked up on demand only
+		if !e.Valid(now) {
+			// Negative and expired entries are looked up on demand only:
+			// a domain that dropped MTA-STS is not polled forever.
+			return true
 		}
 		at := c.refreshAt(e)
 		if e.LastError != "" {
@@ -408,7 +410,7 @@ func (c *Cache) flight(ctx context.Context, d string, m mode, now time.Time) (Re
 		return Result{Domain: d, Err: err}, err
 	case res := <-ch:
 		r := res.Val.(Result)
-		if res.Err == nil {
+		if res.Err == nil && m != modeDue {
 			c.observe(r)
 		}
 		return r, res.Err

@@ -841,6 +841,19 @@ func TestCache_RefreshDue(t *testing.T) {
 	if env.fetches() != 4 {
 		t.Errorf("%d fetches, want 4", env.fetches())
 	}
+	// The domain drops MTA-STS; once the policy expired it is no longer
+	// polled.
+	env.dns.SetTXT("_mta-sts." + testDomain)
+	q := env.txtQueries()
+	for i := range 20 {
+		env.clock.Set(t0.Add(9*24*time.Hour + time.Duration(i)*time.Hour))
+		if _, err := env.cache.RefreshDue(t.Context(), env.clock.Now(), 10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := env.txtQueries() - q; n != 0 {
+		t.Errorf("%d TXT queries for an expired entry", n)
+	}
 }
 
 // The Store's failures are errors of Get: the caller defers.

@@ -268,7 +268,9 @@ func (c *Client) fetch(ctx context.Context, domain string) (*FetchResult, error)
 	res := &FetchResult{URL: PolicyURL(domain)}
 	dns, err := c.resolver()
 	if err != nil {
-		return res, fmt.Errorf("%w: %w", ErrPolicyFetch, err)
+		// %v: the cause wraps ErrDNS, and a fetch error matches one
+		// sentinel only.
+		return res, fmt.Errorf("%w: cannot resolve the policy host: %v", ErrPolicyFetch, err)
 	}
 
 	timeout := c.timeout()
