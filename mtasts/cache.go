@@ -145,7 +145,11 @@ func (r Result) LogValue() slog.Value {
 //   - a policy with max_age 0 decides the lookup that fetched it but is not
 //     reused; the same id is not fetched again before RetryInterval, so
 //     it cannot cause a fetch per message (STS-CACHE-9);
-//   - concurrent lookups of one domain share one discovery.
+//   - concurrent lookups of one domain share one discovery. A caller
+//     whose ctx ends stops waiting, but the discovery goes on (bounded by
+//     the Client's Timeout plus 30 s for DNS) and its result lands in the
+//     store: give Get a short deadline to deliver the first message without
+//     waiting for a slow policy host (RFC 8461 §5.1, STS-CACHE-7).
 //
 // OPEN-1 (the TXT lookup fails and nothing is cached) is left to the
 // caller: the Result has no policy, Err wraps ErrDNS and Failures counts the

@@ -636,7 +636,7 @@ func TestCache_STS_APPLY_4_RecheckBeforeBounce(t *testing.T) {
 }
 
 // Coalescing: 100 concurrent Gets of one domain make one discovery.
-func TestCache_Coalescing(t *testing.T) {
+func TestCache_Coalescing100(t *testing.T) {
 	t.Parallel()
 	started := make(chan struct{})
 	release := make(chan struct{})
@@ -691,9 +691,10 @@ func TestCache_Coalescing(t *testing.T) {
 	}
 }
 
-// A caller whose context ends stops waiting; the shared discovery goes on
-// and its outcome is cached for the next caller.
-func TestCache_CallerContext(t *testing.T) {
+// STS-CACHE-7: a caller whose context ends stops waiting; the shared
+// discovery goes on in the background and its outcome is cached for the
+// next caller.
+func TestCache_STS_CACHE_7_CallerContext(t *testing.T) {
 	t.Parallel()
 	started := make(chan struct{})
 	release := make(chan struct{})
@@ -1060,4 +1061,22 @@ func BenchmarkCacheGetHit(b *testing.B) {
 			i++
 		}
 	})
+}
+
+// STS-FETCH-7: fetch of id X fails at t0; the TXT id changes to Y at
+// t0+1m: a GET is allowed at once.
+func TestCache_STS_FETCH_7_NewIDAtOnce(t *testing.T) {
+	t.Parallel()
+	env := newCacheEnv(t)
+	env.setID("X")
+	env.resp.set(500, "")
+	wantResult(t, env.get(t), SourceNone, "", ErrPolicyFetch)
+	env.clock.Add(time.Minute)
+	env.setID("Y")
+	env.resp.set(200, policyBody(ModeEnforce, 604800))
+	r := env.refresh(t, false)
+	wantResult(t, r, SourceFetched, ModeEnforce, nil)
+	if r.ID != "Y" || env.fetches() != 2 {
+		t.Errorf("id %q, fetches %d", r.ID, env.fetches())
+	}
 }
