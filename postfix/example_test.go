@@ -2,8 +2,10 @@ package postfix_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"strings"
 
 	"github.com/mailsts/mailsts/postfix"
 )
@@ -127,4 +129,41 @@ func ExampleParseNextHop() {
 func ExampleMatchFromSTS() {
 	fmt.Println(postfix.MatchFromSTS("*.Example.NET"))
 	// Output: .example.net
+}
+
+func ExampleNetstringReader() {
+	nr := postfix.NewNetstringReader(strings.NewReader("19:postfix example.com,20:postfix .example.com,1x:"), 0)
+	for {
+		p, err := nr.Next()
+		if err != nil {
+			fmt.Println(err, errors.Is(err, postfix.ErrNetstringSyntax))
+			break
+		}
+		fmt.Printf("%q\n", p)
+	}
+	fmt.Printf("%s\n", postfix.AppendNetstring(nil, "NOTFOUND "))
+	// Output:
+	// "postfix example.com"
+	// "postfix .example.com"
+	// postfix: malformed netstring: unexpected byte 'x' in length true
+	// 9:NOTFOUND ,
+}
+
+func ExampleQuoteTCP() {
+	fmt.Println(postfix.QuoteTCP("100% sure\n"))
+	s, err := postfix.UnquoteTCP("foo%20bar%2a")
+	fmt.Println(s, err)
+	// Output:
+	// 100%25%20sure%0A
+	// foo bar* <nil>
+}
+
+func ExampleParseTLSPolicy() {
+	p, err := postfix.ParseTLSPolicy("secure match=.example.net, match=mx.example.com { servername = hostname }")
+	fmt.Printf("%q %q %q %v\n", p.Level, p.Match, p.ServerName, err)
+	_, err = postfix.ParseTLSPolicy("secure match=")
+	fmt.Println(err)
+	// Output:
+	// "secure" [".example.net" "mx.example.com"] "hostname" <nil>
+	// postfix: invalid TLS policy: empty match
 }
