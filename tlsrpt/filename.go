@@ -2,6 +2,7 @@ package tlsrpt
 
 import (
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -42,6 +43,9 @@ func (f Filename) String() string {
 	}
 	return b.String()
 }
+
+// LogValue implements slog.LogValuer.
+func (f Filename) LogValue() slog.Value { return slog.StringValue(f.String()) }
 
 // ParseFilename parses a report file name. It does not assume the range is
 // aligned to days (F-11) and accepts an end that is the next midnight

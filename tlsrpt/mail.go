@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"mime/quotedprintable"
 	"strings"
@@ -36,6 +37,20 @@ type Message struct {
 	Attachments []Attachment
 	// Repairs lists what was tolerated in the mail wrapping.
 	Repairs []Repair
+}
+
+// LogValue implements slog.LogValuer.
+func (m *Message) LogValue() slog.Value {
+	if m == nil {
+		return slog.StringValue("<nil>")
+	}
+	return slog.GroupValue(
+		slog.String("report_domain", m.ReportDomain),
+		slog.String("submitter", m.Submitter),
+		slog.String("message_id", m.MessageID),
+		slog.Int("attachments", len(m.Attachments)),
+		slog.Int("repairs", len(m.Repairs)),
+	)
 }
 
 // Attachment is one report part of a message.

@@ -2,14 +2,17 @@ package tlsrpt
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/mail"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 )
@@ -235,6 +238,11 @@ func (r *Report) Validate() error {
 			if len(p.Policy.String) == 0 {
 				bad("%s: policy-string is empty", where)
 			}
+			for _, line := range p.Policy.String {
+				if !validPolicyLine(p.Policy.Type, line) {
+					bad("%s: policy-string element %q is not in the RFC 8460 §4.5 form", where, clip(line))
+				}
+			}
 		case PolicyTypeNoPolicyFound:
 			if len(p.Policy.String) != 0 || len(p.Policy.MXHost) != 0 {
 				bad("%s: no-policy-found must have empty policy-string and mx-host", where)
@@ -271,7 +279,55 @@ func (r *Report) Validate() error {
 			}
 		}
 	}
+	// RFC 7493 §2.1 (I-JSON): strings are valid UTF-8.
+	if !r.validUTF8() {
+		bad("a string is not valid UTF-8")
+	}
 	return errors.Join(errs...)
+}
+
+func (r *Report) validUTF8() bool {
+	ss := []string{r.OrganizationName, r.ContactInfo, r.ReportID}
+	for _, p := range r.Policies {
+		ss = append(ss, p.Policy.Type, p.Policy.Domain)
+		ss = append(ss, p.Policy.String...)
+		ss = append(ss, p.Policy.MXHost...)
+		for _, d := range p.FailureDetails {
+			ss = append(ss, string(d.ResultType), d.SendingMTAIP, d.ReceivingMXHostname, d.ReceivingMXHelo,
+				d.ReceivingIP, d.AdditionalInformation, d.FailureReasonCode)
+		}
+	}
+	for _, s := range ss {
+		if !utf8.ValidString(s) {
+			return false
+		}
+	}
+	return true
+}
+
+// validPolicyLine checks one policy-string element (RFC 8460 §4.5,
+// RPT-JSON-6): for sts a "key: value" policy line; for tlsa the four TLSA
+// RDATA fields in presentation form, separated by single spaces, with the
+// association data as hex without spaces.
+func validPolicyLine(ptype, line string) bool {
+	switch ptype {
+	case PolicyTypeSTS:
+		k, v, ok := strings.Cut(line, ": ")
+		return ok && k != "" && strings.TrimSpace(v) != "" && !strings.ContainsAny(line, "\r\n") && !strings.ContainsAny(k, " \t")
+	case PolicyTypeTLSA:
+		f := strings.Split(line, " ")
+		if len(f) != 4 {
+			return false
+		}
+		for _, n := range f[:3] {
+			if v, err := strconv.ParseUint(n, 10, 8); err != nil || strconv.FormatUint(v, 10) != n {
+				return false
+			}
+		}
+		_, err := hex.DecodeString(f[3])
+		return err == nil && f[3] != ""
+	}
+	return true
 }
 
 func validCount(n int64) bool { return n >= 0 && n <= MaxCount }

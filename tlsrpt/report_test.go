@@ -350,6 +350,24 @@ func TestValidate(t *testing.T) { // RPT-JSON-*, F-12, RPT-JSON-11
 		"IPv6 not RFC 5952":  func(r *Report) { r.Policies[0].FailureDetails[0].SendingMTAIP = "2001:db8:abcd:0012::1" },
 		"IPv6 upper":         func(r *Report) { r.Policies[0].FailureDetails[0].SendingMTAIP = "2001:DB8::1" },
 		"mx hostname":        func(r *Report) { r.Policies[0].FailureDetails[0].ReceivingMXHostname = "mx 1.example" },
+		"sts line":           func(r *Report) { r.Policies[0].Policy.String[0] = "version STSv1" },
+		"tlsa spaces in hex": func(r *Report) {
+			r.Policies[0].Policy = f7TLSA()
+			r.Policies[0].Policy.String[0] = "3 0 1 1F850A33 7E6D"
+		},
+		"tlsa field": func(r *Report) { r.Policies[0].Policy = f7TLSA(); r.Policies[0].Policy.String[0] = "3 0 01 1F85" },
+		"not UTF-8":  func(r *Report) { r.OrganizationName = "Company\xff" },
+	}
+	// F-7: both policy-string samples are valid.
+	r := good()
+	r.Policies[0].Policy = f7TLSA()
+	if err := r.Validate(); err != nil {
+		t.Errorf("F-7 tlsa: %v", err)
+	}
+	r.Policies[0].Policy = Policy{Type: PolicyTypeSTS, Domain: "example.com", MXHost: []string{"mx1.example.com", "mx2.example.com", "mx.backup-example.com"},
+		String: []string{"version: STSv1", "mode: testing", "mx: mx1.example.com", "mx: mx2.example.com", "mx: mx.backup-example.com", "max_age: 604800"}}
+	if err := r.Validate(); err != nil {
+		t.Errorf("F-7 sts: %v", err)
 	}
 	for name, mutate := range bad {
 		r := good()
@@ -358,6 +376,14 @@ func TestValidate(t *testing.T) { // RPT-JSON-*, F-12, RPT-JSON-11
 			t.Errorf("%s: Validate = %v, want ErrInvalid", name, err)
 		}
 	}
+}
+
+// f7TLSA is F-7's TLSA policy-string on a tlsa policy (RPT-JSON-6).
+func f7TLSA() Policy {
+	return Policy{Type: PolicyTypeTLSA, Domain: "mx.example.com", String: []string{
+		"3 0 1 1F850A337E6DB9C609C522D136A475638CC43E1ED424F8EEC8513D747D1D085D",
+		"3 0 1 12350A337E6DB9C6123522D136A475638CC43E1ED424F8EEC8513D747D1D1234",
+	}}
 }
 
 func TestValidReportIP(t *testing.T) { // F-12
