@@ -152,8 +152,9 @@ func (c *SocketmapClient) receive() (Reply, error) {
 }
 
 // ParseSocketmapReply parses a reply payload as Postfix does: the status is
-// the text before the first space, compared exactly; "NOTFOUND" without a
-// space is accepted (PFX-SOCKETMAP-4). Errors wrap ErrMalformedReply.
+// the text before the first space, compared exactly; a status with no
+// space and no data ("NOTFOUND") is accepted (PFX-SOCKETMAP-4). Errors wrap
+// ErrMalformedReply.
 func ParseSocketmapReply(payload string) (Reply, error) {
 	word, data, _ := strings.Cut(payload, " ")
 	st, err := ParseStatus(word)
