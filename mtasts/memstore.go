@@ -2,6 +2,7 @@ package mtasts
 
 import (
 	"context"
+	"fmt"
 	"sync"
 )
 
@@ -35,10 +36,16 @@ func (s *MemoryStore) Get(ctx context.Context, domain string) (*Entry, error) {
 	return &e, nil
 }
 
-// Put implements [Store].
+// Put implements [Store]. A domain that is not in normalized form
+// (lowercase A-labels, no trailing dot) is rejected with ErrInvalidDomain.
 func (s *MemoryStore) Put(ctx context.Context, e *Entry) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if d, err := normalizeDomain(e.Domain); err != nil {
+		return err
+	} else if d != e.Domain {
+		return fmt.Errorf("%w: %q is not in normalized form (%q)", ErrInvalidDomain, e.Domain, d)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

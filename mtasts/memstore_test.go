@@ -1,6 +1,7 @@
 package mtasts
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -52,6 +53,11 @@ func TestMemoryStore(t *testing.T) {
 	_ = s.Range(ctx, func(e *Entry) bool { all[e.Domain] = true; return true })
 	if len(all) != 3 {
 		t.Errorf("Range saw %v", all)
+	}
+	for _, d := range []string{"", "A.example", "a.example.", "a..example", "bücher.example"} {
+		if err := s.Put(ctx, &Entry{Domain: d}); !errors.Is(err, ErrInvalidDomain) {
+			t.Errorf("Put(%q) = %v, want ErrInvalidDomain", d, err)
+		}
 	}
 	if err := s.Delete(ctx, "a.example"); err != nil {
 		t.Fatal(err)
