@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -475,4 +476,34 @@ func padding(body string, padTo int) (string, string, int, error) {
 		return "", "", 0, fmt.Errorf("pad_to %d is too small for a body of %d bytes", padTo, len(body))
 	}
 	return body, eol, n, nil
+}
+
+// LogValue summarizes a domain for structured logs.
+func (d Domain) LogValue() slog.Value {
+	attrs := []slog.Attr{slog.String("name", d.Name), slog.Int("sts_txt", len(d.STSTXT)), slog.Int("mx", len(d.MX))}
+	if d.STSFault != FaultNone {
+		attrs = append(attrs, slog.String("sts_fault", string(d.STSFault)))
+	}
+	if d.Policy != nil {
+		attrs = append(attrs, slog.Any("policy", *d.Policy))
+	}
+	if d.Secure {
+		attrs = append(attrs, slog.Bool("secure", true))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+// LogValue summarizes a policy host for structured logs (without the body).
+func (p PolicyHost) LogValue() slog.Value {
+	attrs := []slog.Attr{slog.Int("body_bytes", len(p.Body))}
+	if p.Status != 0 {
+		attrs = append(attrs, slog.Int("status", p.Status))
+	}
+	if p.Cert != "" {
+		attrs = append(attrs, slog.String("cert", string(p.Cert)))
+	}
+	if p.Fault != FaultNone {
+		attrs = append(attrs, slog.String("fault", string(p.Fault)))
+	}
+	return slog.GroupValue(attrs...)
 }

@@ -2,6 +2,7 @@ package testnet
 
 import (
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -309,5 +310,23 @@ func TestGenerate(t *testing.T) {
 func BenchmarkGenerate(b *testing.B) {
 	for b.Loop() {
 		Generate(100_000, 1)
+	}
+}
+
+func TestDomainLogValue(t *testing.T) {
+	t.Parallel()
+	var buf strings.Builder
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	d := DefaultScenario().Domains[0]
+	d.Policy.Cert = CertExpired
+	log.Info("x", "domain", d)
+	got := buf.String()
+	for _, want := range []string{"domain.name=enforce.example", "domain.mx=2", "domain.policy.cert=expired", "domain.policy.body_bytes="} {
+		if !strings.Contains(got, want) {
+			t.Errorf("log %q lacks %q", got, want)
+		}
+	}
+	if strings.Contains(got, "max_age") {
+		t.Errorf("log %q contains the policy body", got)
 	}
 }
