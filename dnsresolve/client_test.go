@@ -84,7 +84,9 @@ func TestClientErrors(t *testing.T) {
 	t.Parallel()
 	z := newTestZone(t)
 	addr := startServer(t, z)
-	c := &Client{Servers: []string{addr}, Timeout: 200 * time.Millisecond, Attempts: 1}
+	// Cases that end in a timeout wait this long; generous so that the
+	// mismatched replies surely arrive before it on a loaded machine.
+	c := &Client{Servers: []string{addr}, Timeout: time.Second, Attempts: 1}
 	ctx := t.Context()
 	tests := []struct {
 		name     string
@@ -167,6 +169,7 @@ func TestClientTimeoutCause(t *testing.T) {
 		t.Fatalf("got %v, want a deadline error and ErrLookupFailed", err)
 	}
 	// A mismatched reply is ignored on UDP; the error still says why.
+	c.Timeout = time.Second // the bad reply must arrive before the timeout
 	_, _, err = c.LookupTXT(t.Context(), "badid.test")
 	if !errors.Is(err, errMismatch) {
 		t.Fatalf("got %v, want it to mention the mismatched reply", err)
