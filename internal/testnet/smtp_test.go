@@ -134,39 +134,8 @@ func TestSMTPPlainAndErrors(t *testing.T) {
 	t.Parallel()
 	n := startNet(t, DefaultScenario())
 	const mx = "mx1.nostarttls.example"
-	conn, err := dialMX(t, n, mx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	defer conn.Close()
-	br := bufio.NewReader(conn)
-	send := func(line string) string {
-		t.Helper()
-		if line != "" {
-			if _, err := conn.Write([]byte(line + "\r\n")); err != nil {
-				t.Fatal(err)
-			}
-		}
-		var reply strings.Builder
-		for {
-			l, err := br.ReadString('\n')
-			if err != nil {
-				t.Fatalf("after %q: %v", line, err)
-			}
-			reply.WriteString(l)
-			if len(l) < 4 || l[3] != '-' {
-				return reply.String()
-			}
-		}
-	}
-	expect := func(line, prefix string) {
-		t.Helper()
-		if got := send(line); !strings.HasPrefix(got, prefix) {
-			t.Errorf("%q → %q, want %s", line, got, prefix)
-		}
-	}
-	expect("", "220 ")
+	c := newRawSMTP(t, n, mx)
+	send, expect := c.send, c.expect
 	expect("MAIL FROM:<a@b.example>", "503 ")
 	got := send("EHLO client.example")
 	if strings.Contains(got, "STARTTLS") || !strings.HasPrefix(got, "250-") {
@@ -322,5 +291,100 @@ func checkCertError(t *testing.T, what string, err error, want func(error) bool)
 	t.Helper()
 	if !want(err) {
 		t.Errorf("%s: unexpected verification result %v", what, err)
+	}
+}
+
+// rawSMTP is a line-level SMTP client for protocol edge cases.
+type rawSMTP struct {
+	t    *testing.T
+	conn net.Conn
+	br   *bufio.Reader
+}
+
+func newRawSMTP(t *testing.T, n *Net, mx string) *rawSMTP {
+	t.Helper()
+	conn, err := dialMX(t, n, mx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	s := &rawSMTP{t: t, conn: conn, br: bufio.NewReader(conn)}
+	s.expect("", "220 ")
+	return s
+}
+
+// send writes text (with CRLF added) and returns the next full reply.
+func (s *rawSMTP) send(text string) string {
+	s.t.Helper()
+	if text != "" {
+		if _, err := s.conn.Write([]byte(text + "\r\n")); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+	var reply strings.Builder
+	for {
+		l, err := s.br.ReadString('\n')
+		if err != nil {
+			s.t.Fatalf("after %.40q: %v", text, err)
+		}
+		reply.WriteString(l)
+		if len(l) < 4 || l[3] != '-' {
+			return reply.String()
+		}
+	}
+}
+
+func (s *rawSMTP) expect(text, prefix string) {
+	s.t.Helper()
+	if got := s.send(text); !strings.HasPrefix(got, prefix) {
+		s.t.Errorf("%.40q → %q, want %s", text, got, prefix)
+	}
+}
+
+// RFC 3207 §4.2: commands pipelined after STARTTLS in plaintext are
+// discarded, and the session starts over inside TLS.
+func TestSMTPStartTLSInjection(t *testing.T) {
+	t.Parallel()
+	n := startNet(t, DefaultScenario())
+	const mx = "mx1.testing.example"
+	s := newRawSMTP(t, n, mx)
+	s.expect("EHLO client.example", "250-")
+	s.expect("STARTTLS\r\nMAIL FROM:<injected@evil.example>", "220 ")
+	tc := tls.Client(s.conn, &tls.Config{ServerName: mx, RootCAs: n.RootCAs(), MinVersion: tls.VersionTLS12})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	s.conn, s.br = tc, bufio.NewReader(tc)
+	s.expect("MAIL FROM:<a@b.example>", "503 ") // EHLO again first
+	s.expect("EHLO client.example", "250-")
+	s.expect("RCPT TO:<x@testing.example>", "503 ") // the injected MAIL is gone
+	s.expect("MAIL FROM:<a@b.example>", "250 ")
+}
+
+// Messages above MaxMessageSize are refused after DATA, and the session
+// goes on.
+func TestSMTPMessageTooBig(t *testing.T) {
+	t.Parallel()
+	n := startNet(t, DefaultScenario())
+	const mx = "mx1.none.example"
+	s := newRawSMTP(t, n, mx)
+	s.expect("HELO client.example", "250 ")
+	s.expect("MAIL FROM:<a@b.example>", "250 ")
+	s.expect("RCPT TO:<c@none.example>", "250 ")
+	s.expect("DATA", "354 ")
+	line := strings.Repeat("x", 998) + "\r\n"
+	big := strings.Repeat(line, MaxMessageSize/len(line)+10)
+	if _, err := s.conn.Write([]byte(big)); err != nil {
+		t.Fatal(err)
+	}
+	s.expect(".", "552 ")
+	s.expect("MAIL FROM:<a@b.example>", "250 ")
+	s.expect("RCPT TO:<c@none.example>", "250 ")
+	s.expect("DATA", "354 ")
+	s.expect(strings.Repeat("y", maxTextLine+1)+"\r\n.", "552 ") // one line too long
+	s.expect("QUIT", "221 ")
+	if got := n.Received(mx); len(got) != 0 {
+		t.Errorf("%d messages stored", len(got))
 	}
 }
