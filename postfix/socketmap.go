@@ -83,7 +83,9 @@ func (s *SocketmapServer) Serve(l net.Listener) error {
 // in-flight requests are answered and their connections closed, or until
 // ctx is done (then it returns ctx's error wrapped, and the remaining
 // connections keep running; call Close to end them). Requests a client has
-// already pipelined are answered before its connection closes.
+// already pipelined are answered before its connection closes; a request
+// that is only partly received counts as in flight until it completes or
+// ReadTimeout expires. Handlers' contexts are not canceled by Shutdown.
 func (s *SocketmapServer) Shutdown(ctx context.Context) error { return s.core.shutdown(ctx) }
 
 // Close stops accepting, closes every connection at once and cancels the
