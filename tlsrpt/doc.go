@@ -16,6 +16,7 @@
 //     the RFC Appendix B shape with the erratum 6241 array for mx-host;
 //   - wrappings: [Decode] (gzip by magic, zip, size caps), [ParseMessage]
 //     (RFC 6522 multipart/report mail, and the shapes real senders use),
+//     [CheckConsistency] (Subject, headers and file name against the body),
 //     [VerifyDKIM] (RFC 8460 §3 signature and s= service check),
 //     [ParseFilename] and [Filename.String] (RFC 8460 §5.1);
 //   - generation: [Aggregator] (one policy entry per type, policy-string,

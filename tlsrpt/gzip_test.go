@@ -4,8 +4,10 @@ import (
 	"archive/zip"
 	"bytes"
 	"compress/gzip"
+	"encoding/base64"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 	"time"
 )
@@ -102,6 +104,13 @@ func TestDecodeBomb(t *testing.T) { // RPT-RECV-2, GO-9
 	t.Logf("1 GiB gzip bomb rejected after %v", d)
 	if d > 20*time.Second {
 		t.Errorf("took %v", d)
+	}
+	// The same bomb as a mail attachment (RFC 8460 §7).
+	msg := "Content-Type: multipart/report; report-type=tlsrpt; boundary=x\r\n\r\n--x\r\n" +
+		"Content-Type: application/tlsrpt+gzip\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+		base64.StdEncoding.EncodeToString(b) + "\r\n--x--\r\n"
+	if _, err := ParseMessage(strings.NewReader(msg), Limits{}); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("bomb in mail: %v, want ErrTooLarge", err)
 	}
 	// A smaller configured output cap applies.
 	if _, _, err := Decode(bytes.NewReader(gzipBytes(t, make([]byte, 2000))), MediaTypeGzip, Limits{MaxOutput: 1000}); !errors.Is(err, ErrTooLarge) {
