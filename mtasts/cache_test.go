@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mailsts/mailsts/dnsresolve"
 )
@@ -963,12 +965,14 @@ func TestSourceString(t *testing.T) {
 type levelRecorder struct {
 	mu     sync.Mutex
 	levels []slog.Level
+	msgs   []string // every message, as "LEVEL message"
 }
 
 func (h *levelRecorder) Enabled(context.Context, slog.Level) bool { return true }
 func (h *levelRecorder) Handle(_ context.Context, r slog.Record) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.msgs = append(h.msgs, r.Level.String()+" "+r.Message)
 	if r.Message == "mta-sts policy discovery failed" {
 		h.levels = append(h.levels, r.Level)
 	}
@@ -1078,5 +1082,53 @@ func TestCache_STS_FETCH_7_NewIDAtOnce(t *testing.T) {
 	wantResult(t, r, SourceFetched, ModeEnforce, nil)
 	if r.ID != "Y" || env.fetches() != 2 {
 		t.Errorf("id %q, fetches %d", r.ID, env.fetches())
+	}
+}
+
+// A Store that cannot write does not stop the answer; the error is logged.
+type readOnlyStore struct{ MemoryStore }
+
+func (s *readOnlyStore) Put(context.Context, *Entry) error { return errStoreDown }
+
+func TestCache_StorePutFailure(t *testing.T) {
+	t.Parallel()
+	env := newCacheEnv(t)
+	rec := &levelRecorder{}
+	c := &Cache{Client: env.client, Store: &readOnlyStore{}, Now: env.clock.Now, Logger: slog.New(rec)}
+	r, err := c.Get(t.Context(), testDomain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantResult(t, r, SourceFetched, ModeEnforce, nil)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if !slices.Contains(rec.msgs, "ERROR mta-sts cache store failed") {
+		t.Errorf("store failure not logged: %q", rec.msgs)
+	}
+}
+
+// Entry.LastError is capped and stays valid UTF-8 whatever the error says.
+func TestClip(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("é", lastErrorMax) // 2 bytes each
+	got := clip(long)
+	if len(got) > lastErrorMax+len("…") || !utf8.ValidString(got) || !strings.HasSuffix(got, "…") {
+		t.Errorf("clip: %d bytes, valid %v", len(got), utf8.ValidString(got))
+	}
+	if clip("short") != "short" {
+		t.Error("clip changed a short string")
+	}
+}
+
+func TestResultLogValue(t *testing.T) {
+	t.Parallel()
+	r := Result{Domain: testDomain, Policy: &Policy{Mode: ModeEnforce, MX: []string{"mx.example.com"}, MaxAge: 60}, ID: "1",
+		Source: SourceStale, Err: ErrPolicyFetch}
+	var b strings.Builder
+	slog.New(slog.NewTextHandler(&b, nil)).Info("x", "result", r)
+	for _, want := range []string{"result.domain=example.com", "result.source=stale", "result.id=1", "result.policy.mode=enforce", "result.error="} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("log %q lacks %q", b.String(), want)
+		}
 	}
 }
