@@ -48,16 +48,16 @@ func (n *Net) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		n.log.Debug("testnet: DNS timeout fault", "name", q.Name, "type", dns.TypeToString[q.Qtype])
 		return // FaultTimeout: no reply at all
 	}
-	if !tcp {
-		size := dns.MinMsgSize
-		if opt := req.IsEdns0(); opt != nil {
-			size = max(int(opt.UDPSize()), dns.MinMsgSize)
-		}
-		// Answers too big for the client's buffer get TC set and are cut.
-		resp.Truncate(size)
-	}
-	if opt := req.IsEdns0(); opt != nil && resp.IsEdns0() == nil {
+	size := dns.MinMsgSize
+	if opt := req.IsEdns0(); opt != nil {
+		// RFC 6891 §7: answer EDNS with EDNS.
+		size = max(int(opt.UDPSize()), dns.MinMsgSize)
 		resp.SetEdns0(4096, opt.Do())
+	}
+	if !tcp {
+		// Answers too big for the client's buffer get TC set and are cut
+		// (the OPT record is kept and counted).
+		resp.Truncate(size)
 	}
 	_ = w.WriteMsg(resp)
 }

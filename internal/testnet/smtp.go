@@ -83,11 +83,22 @@ func (n *Net) serveSMTPListener(addr netip.Addr, ln net.Listener) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
+		var backoff time.Duration
 		for {
 			c, err := ln.Accept()
-			if err != nil {
+			if errors.Is(err, net.ErrClosed) {
 				return // closed by Close, Set (Down) or a failed start
 			}
+			if err != nil {
+				// Out of file descriptors or similar: wait, as net/http
+				// does, until the Net closes.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				if !sleep(n.ctx, backoff) {
+					return
+				}
+				continue
+			}
+			backoff = 0
 			if !n.track(c) {
 				return
 			}
