@@ -219,12 +219,18 @@ func (c *Client) Fetch(ctx context.Context, domain string) (*Policy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := ParsePolicy(res.Body)
+	p, notices, err := ParsePolicyDetail(res.Body, false)
 	if err != nil {
 		if !errors.Is(err, ErrPolicySyntax) {
 			err = fmt.Errorf("%w: %w", ErrPolicySyntax, err)
 		}
 		return nil, fmt.Errorf("policy at %s: %w", res.URL, err)
+	}
+	// OPEN-2, OPEN-3: what the lenient parse tolerated (a clamped max_age,
+	// a BOM, trailing blank lines, …) is logged so operators can tell the
+	// publisher.
+	for _, n := range notices {
+		c.logger().Info("policy accepted with a deviation from RFC 8461", "domain", domain, "url", res.URL, "notice", n.String())
 	}
 	return p, nil
 }

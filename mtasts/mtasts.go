@@ -14,7 +14,8 @@
 //     [ParsePolicyStrict], [ParsePolicyDetail], [Policy.String],
 //     [ValidPattern], [MatchPattern], [Policy.Match], [Policy.CheckMX];
 //     no I/O, fuzzed;
-//   - network: [Fetcher] and [Lookup] (TXT through dnsresolve, then HTTPS);
+//   - network: [Client] ([Client.LookupRecord]: TXT through dnsresolve;
+//     [Client.Fetch]: HTTPS; [Client.Get]: both);
 //   - [Cache] over a small [Store] interface, with an injected clock.
 //
 // Errors are classified with sentinels (ErrNoRecord, ErrDNS, ErrPolicyFetch,
