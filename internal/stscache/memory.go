@@ -207,7 +207,8 @@ func (m *Memory) Touch(domain string, t time.Time) bool {
 	return true
 }
 
-// ErrNegativeCap is returned by Cap for a negative size.
+// ErrNegativeCap is returned by Cap for a negative size: a caller bug (a
+// misread setting); pass 0 or more.
 var ErrNegativeCap = errors.New("stscache: negative size cap")
 
 // Cap evicts least recently used entries until at most max remain. It
