@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -134,27 +133,31 @@ func newNamespace(t *testing.T, ctx context.Context) string {
 // go.
 func killNamespace(t *testing.T, ip, name string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for attempt := 0; attempt < 50 && time.Now().Before(deadline); attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	logged := false
+	err := poll(ctx, 10*time.Second, 100*time.Millisecond, func() error {
 		out, err := exec.CommandContext(ctx, ip, "netns", "pids", name).Output()
-		cancel()
 		if err != nil {
-			return
+			return fmt.Errorf("%w: ip netns pids: %w", errGiveUp, err)
 		}
 		pids := strings.Fields(string(out))
 		if len(pids) == 0 {
-			return
+			return nil
 		}
-		if attempt == 0 {
+		if !logged {
 			t.Logf("killing %d processes left in namespace %s", len(pids), name)
+			logged = true
 		}
 		for _, p := range pids {
 			if pid, err := strconv.Atoi(p); err == nil && pid > 1 {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}
-		time.Sleep(200 * time.Millisecond) // processes need a moment to be reaped
+		return fmt.Errorf("%d processes left", len(pids))
+	})
+	if err != nil {
+		t.Errorf("namespace %s: %v", name, err)
 	}
 }
 
@@ -350,9 +353,7 @@ func poll(ctx context.Context, timeout, every time.Duration, check func() error)
 	return fmt.Errorf("after %d attempts: %w", limit, err)
 }
 
-var _ io.Writer = (*logWriter)(nil)
-
-// readLines returns the lines of a file that contain substr.
+// grepFile returns the lines of a file that contain substr.
 func grepFile(path, substr string) ([]string, error) {
 	f, err := os.Open(path)
 	if err != nil {

@@ -88,6 +88,7 @@ type figures struct {
 	cold          loadResult
 	memDomains    int
 	memBytes      int64 // RSS delta over memDomains
+	memWrong      int   // fill lookups not answered with the policy
 	startupCached time.Duration
 	cachedOnDisk  int
 	dbBytes       int64
@@ -275,10 +276,17 @@ func memPhase(ctx context.Context, cfg config, ks keySets, d *daemon, f *figures
 	}
 	f.memDomains = fill.queries - fill.wrong
 	f.memBytes = r1 - r0
+	f.memWrong = fill.wrong
 	if fill.queries < len(ks.mem) {
 		log.Printf("%s: filled %d of %d domains within %v", d.name, fill.queries, len(ks.mem), cfg.fillTimeout)
 	}
-	return fill.check("memory fill", 0)
+	// A daemon may fail open under the fill's load (a fetch timing out
+	// gives NOTFOUND): those domains are not cached and not counted, and
+	// the report says how many there were. I/O errors still fail.
+	if fill.errors > 0 || fill.wrong > len(ks.mem)/100 {
+		return fill.check("memory fill", 0)
+	}
+	return nil
 }
 
 // startupPhase fills a SQLite cache, restarts policyd on it and times the

@@ -25,7 +25,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"os"
 	"os/exec"
@@ -187,5 +186,3 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
-
-var _ io.Writer = os.Stdout

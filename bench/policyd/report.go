@@ -64,6 +64,9 @@ func report(w io.Writer, cfg config, all []*figures) {
 		return fmt.Sprintf("%s (%d domains, %.1f MB)", dur(f.startupCached), f.cachedOnDisk, float64(f.dbBytes)/1e6)
 	})
 	for _, f := range all {
+		if f.memWrong > 0 {
+			fmt.Fprintf(w, "\n%s answered %d of the %d memory-fill lookups without the policy (NOTFOUND: fetch failed under load, failing open); they are not counted as cached.\n", f.name, f.memWrong, cfg.mem)
+		}
 		if f.err != nil {
 			fmt.Fprintf(w, "\n%s failed: %s\n", f.name, firstLine(f.err.Error()))
 		}
