@@ -1,0 +1,202 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/mailsts/mailsts/internal/policyd"
+)
+
+var policydCommand = command{
+	name:    "policyd",
+	summary: "run the Postfix MTA-STS policy daemon (socketmap/tcp_table)",
+	run:     runPolicyd,
+}
+
+const policydHelp = `
+Answers Postfix's smtp_tls_policy_maps lookups with each destination's MTA-STS
+policy (RFC 8461), preferring DANE where the MX hosts have DNSSEC-validated TLSA
+records. Without a configuration file it listens for socketmap on 127.0.0.1:8461
+and keeps its cache in SQLite under the state directory ($STATE_DIRECTORY, else
+/var/lib/mailsts as root, else ~/.local/state/mailsts; memory if unwritable).
+
+Postfix main.cf:
+  smtp_tls_policy_maps = socketmap:inet:127.0.0.1:8461:postfix
+
+Flags override the configuration file. --config also accepts
+postfix-mta-sts-resolver's /etc/mta-sts-daemon.yml (see docs/policyd.md).
+SIGHUP reloads zones, overrides and the log level; SIGTERM/SIGINT drain
+connections and stop.
+
+Examples:
+  mailsts policyd
+  mailsts policyd --config /etc/mailsts/policyd.yml
+  mailsts policyd --config /etc/mta-sts-daemon.yml --check-config
+  mailsts policyd --listen unix:/run/mailsts/policyd.sock --cache memory
+
+Exit codes:
+  0  stopped cleanly (or --check-config found the file valid)
+  2  could not start (bad configuration, listener in use, store unusable)
+  64 usage error
+`
+
+// daemonFlags are the flags policyd and cache share to find the
+// configuration and the store.
+type daemonFlags struct {
+	config   string
+	stateDir string
+	cache    string
+	net      netFlags
+}
+
+func (df *daemonFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&df.config, "config", "", "configuration `file` (mailsts YAML, or postfix-mta-sts-resolver's mta-sts-daemon.yml)")
+	fs.StringVar(&df.stateDir, "state-dir", "", "state `directory` holding the SQLite cache (overrides state_dir)")
+	fs.StringVar(&df.cache, "cache", "", "cache `type`: sqlite, memory or redis (overrides cache.type)")
+	df.net.register(fs)
+}
+
+// load reads the configuration (defaults without --config), applies the
+// flags that were set and logs the dialect notes.
+func (df *daemonFlags) load(fs *flag.FlagSet, log *slog.Logger) (*policyd.Config, error) {
+	cfg := policyd.Default()
+	if df.config != "" {
+		c, notes, err := policyd.Load(df.config)
+		for _, n := range notes {
+			log.Info(n)
+		}
+		if err != nil {
+			return nil, err
+		}
+		cfg = c
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["state-dir"] {
+		cfg.StateDir = df.stateDir
+	}
+	if set["cache"] {
+		cfg.Cache.Type = df.cache
+	}
+	if set["dns"] {
+		cfg.DNS.Servers = nil
+		for _, s := range strings.Split(df.net.dns, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				cfg.DNS.Servers = append(cfg.DNS.Servers, s)
+			}
+		}
+	}
+	if set["ca-file"] {
+		cfg.Fetch.CAFile = df.net.caFile
+	}
+	if set["https-port"] {
+		cfg.Fetch.HTTPSPort = df.net.httpsPort
+	}
+	if set["timeout"] {
+		cfg.Fetch.Timeout = df.net.timeout
+	}
+	return cfg, nil
+}
+
+func runPolicyd(ctx context.Context, env Env, args []string) int {
+	fs := newFlagSet("policyd", "mailsts policyd [--config F] [--listen ADDR] [--dns ADDR] [--ca-file F] [--https-port N] [--state-dir D] [--cache memory|sqlite|redis]", policydHelp, env.Stderr)
+	var df daemonFlags
+	df.register(fs)
+	listen := fs.String("listen", "", "socketmap `address` (host:port or unix:/path), replacing the configured listeners")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics on this `address` (overrides metrics.listen)")
+	logLevel := fs.String("log-level", "", "debug, info, warn or error (overrides log.level)")
+	check := fs.Bool("check-config", false, "validate the configuration, print the effective one and exit")
+	if code := parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintln(env.Stderr, "mailsts policyd: no arguments expected")
+		fs.Usage()
+		return ExitUsage
+	}
+	level := new(slog.LevelVar)
+	boot := newLogger(env.Stderr, "text", level)
+	cfg, err := df.load(fs, boot)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "mailsts policyd: %v\n", err)
+		return ExitError
+	}
+	if *listen != "" {
+		cfg.Listen = []policyd.Listener{{Socketmap: *listen}}
+	}
+	if *metricsAddr != "" {
+		cfg.Metrics.Listen = *metricsAddr
+	}
+	if *logLevel != "" {
+		cfg.Log.Level = *logLevel
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(env.Stderr, "mailsts policyd: %v\n", err)
+		return ExitError
+	}
+	if *check {
+		out, err := cfg.YAML()
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "mailsts policyd: %v\n", err)
+			return ExitError
+		}
+		fmt.Fprintf(env.Stdout, "# effective configuration (state directory %s)\n%s", policyd.StatePath(cfg, env.getenv), out)
+		return ExitOK
+	}
+	level.Set(policyd.ParseLevel(cfg.Log.Level))
+	log := newLogger(env.Stderr, cfg.Log.Format, level)
+
+	reload := make(chan struct{}, 1)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				select {
+				case reload <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+
+	d := &policyd.Daemon{Config: cfg, Logger: log, Level: level, Getenv: env.getenv}
+	if df.config != "" {
+		d.Load = func() (*policyd.Config, error) {
+			c, err := df.load(fs, log)
+			if err != nil {
+				return nil, err
+			}
+			if *logLevel != "" {
+				c.Log.Level = *logLevel
+			}
+			return c, nil
+		}
+	}
+	if err := d.Run(ctx, reload); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("mailsts policyd failed", "error", err)
+		return ExitError
+	}
+	return ExitOK
+}
+
+// newLogger returns a slog logger writing text or JSON to w.
+func newLogger(w io.Writer, format string, level *slog.LevelVar) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,191 @@
+// Package metrics is mailsts's only Prometheus code: it turns the small
+// observer interfaces of the library packages (mtasts.Observer,
+// postfix.Observer) and of the policy daemon into Prometheus metrics.
+//
+// Nothing registers itself globally: New takes the prometheus.Registerer to
+// register with, so tests and embedders use their own registry, and Handler
+// serves exactly that registry on the opt-in metrics listener.
+//
+// Metrics of the policy daemon (prefix mailsts_policyd_):
+//   - queries_total{zone,answer}: answers by kind (ok_secure, ok_dane,
+//     ok_dane_only, ok_may, notfound, temp, perm) and zone;
+//   - query_duration_seconds{zone}: latency histogram of an answer;
+//   - cache_lookups_total{result}: hit (answered from the store with no
+//     policy fetch; a TXT id check may have run), miss (discovery ran and
+//     found nothing cached), stale (a cached policy applied after a
+//     failed discovery, RFC 8461 §3.3);
+//   - fetches_total{result}: HTTPS policy fetches by outcome: ok, or the
+//     RFC 8460 result type of the failure (sts-policy-fetch-error,
+//     sts-policy-invalid, sts-webpki-invalid);
+//   - fetch_duration_seconds: fetch latency histogram;
+//   - refreshes_total{result}: background refreshes, ok or failed;
+//   - mx_recoveries_total{result}: re-fetches triggered by an MX set that
+//     left the cached policy (issue #3 item 5), ok (a new policy was
+//     fetched) or failed;
+//   - dane_decisions_total{outcome}: DANE lookups by outcome;
+//   - connections_open, protocol_errors_total: the socketmap/tcp_table side.
+package metrics
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mailsts/mailsts/mtasts"
+	"github.com/mailsts/mailsts/postfix"
+)
+
+const namespace = "mailsts"
+const subsystem = "policyd"
+
+// Metrics holds the policy daemon's metrics. Its methods implement
+// mtasts.Observer, postfix.Observer and the policyd Observer; all are safe
+// for concurrent use and allocation-free on the hot path once a label set
+// has been seen.
+type Metrics struct {
+	queries      *prometheus.CounterVec
+	latency      *prometheus.HistogramVec
+	cacheLookups *prometheus.CounterVec
+	fetches      *prometheus.CounterVec
+	fetchTime    prometheus.Histogram
+	refreshes    *prometheus.CounterVec
+	recoveries   *prometheus.CounterVec
+	dane         *prometheus.CounterVec
+	conns        prometheus.Gauge
+	protoErrors  prometheus.Counter
+
+	hit, miss, stale prometheus.Counter
+}
+
+// New creates the metrics and registers them with reg. It fails when reg
+// already holds metrics of the same names.
+func New(reg prometheus.Registerer) (*Metrics, error) {
+	opts := func(name, help string) prometheus.Opts {
+		return prometheus.Opts{Namespace: namespace, Subsystem: subsystem, Name: name, Help: help}
+	}
+	m := &Metrics{
+		queries: prometheus.NewCounterVec(prometheus.CounterOpts(opts("queries_total",
+			"Postfix TLS policy lookups answered, by zone and answer.")), []string{"zone", "answer"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "query_duration_seconds",
+			Help:    "Time to answer one lookup, by zone.",
+			Buckets: []float64{1e-6, 5e-6, 2e-5, 1e-4, 5e-4, 2e-3, 1e-2, 0.05, 0.25, 1, 5, 30},
+		}, []string{"zone"}),
+		cacheLookups: prometheus.NewCounterVec(prometheus.CounterOpts(opts("cache_lookups_total",
+			"MTA-STS cache answers: hit (no network), miss (discovery ran), stale (cached policy applied after a failed discovery).")), []string{"result"}),
+		fetches: prometheus.NewCounterVec(prometheus.CounterOpts(opts("fetches_total",
+			"HTTPS policy fetches by outcome: ok or the RFC 8460 result type.")), []string{"result"}),
+		fetchTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "fetch_duration_seconds",
+			Help:    "Duration of HTTPS policy fetches.",
+			Buckets: []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60},
+		}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts(opts("refreshes_total",
+			"Background policy refreshes, ok or failed.")), []string{"result"}),
+		recoveries: prometheus.NewCounterVec(prometheus.CounterOpts(opts("mx_recoveries_total",
+			"Forced re-fetches because the live MX set left the cached policy.")), []string{"result"}),
+		dane: prometheus.NewCounterVec(prometheus.CounterOpts(opts("dane_decisions_total",
+			"DANE lookups by outcome.")), []string{"outcome"}),
+		conns: prometheus.NewGauge(prometheus.GaugeOpts(opts("connections_open",
+			"Open Postfix connections."))),
+		protoErrors: prometheus.NewCounter(prometheus.CounterOpts(opts("protocol_errors_total",
+			"Malformed requests from clients."))),
+	}
+	for _, c := range []prometheus.Collector{m.queries, m.latency, m.cacheLookups, m.fetches, m.fetchTime,
+		m.refreshes, m.recoveries, m.dane, m.conns, m.protoErrors} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	m.hit = m.cacheLookups.WithLabelValues("hit")
+	m.miss = m.cacheLookups.WithLabelValues("miss")
+	m.stale = m.cacheLookups.WithLabelValues("stale")
+	return m, nil
+}
+
+// Handler serves the metrics of g (the registry New registered with).
+func Handler(g prometheus.Gatherer) http.Handler {
+	return promhttp.HandlerFor(g, promhttp.HandlerOpts{})
+}
+
+// Query records one answer (policyd Observer).
+func (m *Metrics) Query(zone, answer string, elapsed time.Duration) {
+	m.queries.WithLabelValues(zone, answer).Inc()
+	m.latency.WithLabelValues(zone).Observe(elapsed.Seconds())
+}
+
+// MXRecovery records a forced re-fetch after an MX change (policyd
+// Observer).
+func (m *Metrics) MXRecovery(ok bool) {
+	m.recoveries.WithLabelValues(okLabel(ok)).Inc()
+}
+
+// DANEDecision records a DANE lookup outcome (policyd Observer).
+func (m *Metrics) DANEDecision(outcome string) {
+	if outcome == "" {
+		outcome = "skipped"
+	}
+	m.dane.WithLabelValues(outcome).Inc()
+}
+
+// Refreshed records background refreshes.
+func (m *Metrics) Refreshed(ok, failed int) {
+	m.refreshes.WithLabelValues("ok").Add(float64(ok))
+	m.refreshes.WithLabelValues("failed").Add(float64(failed))
+}
+
+// Answered implements mtasts.Observer.
+func (m *Metrics) Answered(_ string, src mtasts.Source, err error) {
+	switch {
+	case src == mtasts.SourceStale:
+		m.stale.Inc()
+	case src == mtasts.SourceFetched, err != nil && src == mtasts.SourceNone && !fromCache(err):
+		m.miss.Inc()
+	default:
+		m.hit.Inc()
+	}
+}
+
+// fromCache reports whether err was remembered rather than just seen; the
+// mtasts package marks remembered errors in their text only.
+func fromCache(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "(remembered from an earlier attempt)")
+}
+
+// Fetched implements mtasts.Observer.
+func (m *Metrics) Fetched(_ string, elapsed time.Duration, err error) {
+	m.fetchTime.Observe(elapsed.Seconds())
+	if err == nil {
+		m.fetches.WithLabelValues("ok").Inc()
+		return
+	}
+	m.fetches.WithLabelValues(mtasts.ResultType(err)).Inc()
+}
+
+// ConnOpened implements postfix.Observer.
+func (m *Metrics) ConnOpened() { m.conns.Inc() }
+
+// ConnClosed implements postfix.Observer.
+func (m *Metrics) ConnClosed() { m.conns.Dec() }
+
+// Request implements postfix.Observer; answers are counted by Query, which
+// knows the zone label, so this only exists to satisfy the interface.
+func (m *Metrics) Request(string, postfix.Status, time.Duration) {}
+
+// ProtocolError implements postfix.Observer.
+func (m *Metrics) ProtocolError(error) { m.protoErrors.Inc() }
+
+func okLabel(ok bool) string {
+	if ok {
+		return "ok"
+	}
+	return "failed"
+}
+
+var (
+	_ mtasts.Observer  = (*Metrics)(nil)
+	_ postfix.Observer = (*Metrics)(nil)
+)

@@ -1,0 +1,658 @@
+package policyd
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/mailsts/mailsts/dnsresolve"
+)
+
+// DefaultListen is where policyd listens without configuration: the port
+// Postfix users know from postfix-mta-sts-resolver.
+const DefaultListen = "127.0.0.1:8461"
+
+// MaxConfigSize caps the configuration file.
+const MaxConfigSize = 4 << 20
+
+// ErrConfig is wrapped by every configuration error: fix the file (the
+// message names the line or key).
+var ErrConfig = errors.New("policyd: invalid configuration")
+
+// Config is the policyd configuration file (YAML). Every field has a safe
+// default, applied by Default and kept by Parse for omitted keys.
+type Config struct {
+	// Listen lists the listeners; each has exactly one of Socketmap and
+	// TCPTable. Addresses are "host:port" (loopback only is advised,
+	// PFX-SOCKETMAP-10) or "unix:/path".
+	Listen []Listener  `yaml:"listen"`
+	DNS    DNSConfig   `yaml:"dns"`
+	Fetch  FetchConfig `yaml:"fetch"`
+	// StateDir holds the SQLite cache; "" means DefaultStateDir().
+	StateDir string      `yaml:"state_dir"`
+	Cache    CacheConfig `yaml:"cache"`
+	// DANETTL is how long DANE decisions are reused.
+	DANETTL time.Duration `yaml:"dane_ttl"`
+	// MXCheckInterval is how long a domain's MX set is trusted when
+	// checking an enforce policy against it (stale-policy recovery).
+	MXCheckInterval time.Duration `yaml:"mx_check_interval"`
+	// ShutdownTimeout bounds the drain of connections on SIGTERM.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// DefaultZone applies to map names not listed in Zones.
+	DefaultZone ZoneConfig            `yaml:"default_zone"`
+	Zones       map[string]ZoneConfig `yaml:"zones"`
+	Overrides   []OverrideConfig      `yaml:"overrides"`
+	Metrics     MetricsConfig         `yaml:"metrics"`
+	Log         LogConfig             `yaml:"log"`
+}
+
+// Listener is one socket Postfix connects to.
+type Listener struct {
+	// Socketmap is the address of a socketmap listener
+	// (smtp_tls_policy_maps = socketmap:inet:127.0.0.1:8461:postfix).
+	Socketmap string `yaml:"socketmap,omitempty"`
+	// TCPTable is the address of a tcp_table listener.
+	TCPTable string `yaml:"tcp_table,omitempty"`
+	// Zone is the zone of a tcp_table listener (socketmap requests carry
+	// their own map name); "" means the default zone.
+	Zone string `yaml:"zone,omitempty"`
+	// Mode is the file mode of a unix socket, in octal ("0660"); "" keeps
+	// the umask's.
+	Mode string `yaml:"mode,omitempty"`
+}
+
+// DNSConfig configures the DNS layer.
+type DNSConfig struct {
+	// Servers are recursive resolvers ("127.0.0.1:53"); empty means
+	// /etc/resolv.conf. For DANE, point them at a validating resolver
+	// (unbound) on loopback.
+	Servers []string      `yaml:"servers"`
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// FetchConfig configures policy fetches.
+type FetchConfig struct {
+	Timeout time.Duration `yaml:"timeout"`
+	// CAFile adds private roots to the system pool.
+	CAFile string `yaml:"ca_file"`
+	// HTTPSPort replaces 443, for test networks only.
+	HTTPSPort int `yaml:"https_port,omitempty"`
+}
+
+// CacheConfig configures the policy cache.
+type CacheConfig struct {
+	// Type is sqlite (default), memory or redis.
+	Type string `yaml:"type"`
+	// Path is the SQLite file; "" means <state_dir>/policyd-cache.sqlite.
+	Path  string      `yaml:"path"`
+	Redis RedisConfig `yaml:"redis"`
+	// RefreshInterval: policies this old are fetched again in the
+	// background even with an unchanged id (RFC 8461 §10.2).
+	RefreshInterval time.Duration `yaml:"refresh_interval"`
+	// RefreshConcurrency bounds the background refreshes run at once.
+	RefreshConcurrency int `yaml:"refresh_concurrency"`
+	// NegativeTTL: how long "no policy" is remembered.
+	NegativeTTL time.Duration `yaml:"negative_ttl"`
+	// MaxEntries caps the entries in memory (and in the SQLite file);
+	// valid enforce and testing policies are never dropped for it.
+	MaxEntries int `yaml:"max_entries"`
+	// EvictUnusedAfter removes entries without a valid policy unused for
+	// this long.
+	EvictUnusedAfter time.Duration `yaml:"evict_unused_after"`
+}
+
+// RedisConfig is the shared Redis cache.
+type RedisConfig struct {
+	Address  string `yaml:"address"`
+	Prefix   string `yaml:"prefix"`
+	Password string `yaml:"password,omitempty"`
+	DB       int    `yaml:"db"`
+}
+
+// ZoneConfig is one zone in the file.
+type ZoneConfig struct {
+	StrictTesting bool          `yaml:"strict_testing"`
+	TLSRPT        bool          `yaml:"tlsrpt"`
+	DANE          string        `yaml:"dane"`
+	TempWindow    time.Duration `yaml:"temp_window"`
+	// RequireSNI adds servername=hostname (Postfix 3.4+); default true.
+	RequireSNI *bool  `yaml:"require_sni"`
+	ServerName string `yaml:"servername,omitempty"`
+}
+
+// OverrideConfig is one override in the file.
+type OverrideConfig struct {
+	Domain  string    `yaml:"domain"`
+	Action  string    `yaml:"action"`
+	MX      []string  `yaml:"mx,omitempty"`
+	Reason  string    `yaml:"reason,omitempty"`
+	Expires time.Time `yaml:"expires,omitempty"`
+}
+
+// MetricsConfig is the opt-in Prometheus listener.
+type MetricsConfig struct {
+	// Listen is "host:port" serving /metrics; "" disables it.
+	Listen string `yaml:"listen"`
+}
+
+// LogConfig configures logging.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// Default returns the configuration used when there is no file.
+func Default() *Config {
+	t := true
+	return &Config{
+		Listen: []Listener{{Socketmap: DefaultListen}},
+		DNS:    DNSConfig{Timeout: dnsresolve.DefaultTimeout},
+		Fetch:  FetchConfig{Timeout: 20 * time.Second},
+		Cache: CacheConfig{
+			Type:               "sqlite",
+			Redis:              RedisConfig{Address: "127.0.0.1:6379", Prefix: "mailsts:"},
+			RefreshInterval:    24 * time.Hour,
+			RefreshConcurrency: 16,
+			NegativeTTL:        5 * time.Minute,
+			MaxEntries:         200000,
+			EvictUnusedAfter:   90 * 24 * time.Hour,
+		},
+		DANETTL:         DefaultDANETTL,
+		MXCheckInterval: DefaultMXCheckInterval,
+		ShutdownTimeout: 20 * time.Second,
+		DefaultZone:     ZoneConfig{DANE: string(DANEAuto), TempWindow: DefaultTempWindow, RequireSNI: &t},
+		Zones:           map[string]ZoneConfig{},
+		Log:             LogConfig{Level: "info", Format: "text"},
+	}
+}
+
+// DefaultStateDir picks the state directory when none is configured:
+// $STATE_DIRECTORY (set by systemd's StateDirectory=), else /var/lib/mailsts
+// when running as root, else $XDG_STATE_HOME/mailsts or
+// ~/.local/state/mailsts.
+func DefaultStateDir(getenv func(string) string) string {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	if d := getenv("STATE_DIRECTORY"); d != "" {
+		// systemd may pass several, colon-separated; the first is ours.
+		d, _, _ = strings.Cut(d, ":")
+		return d
+	}
+	if os.Geteuid() == 0 {
+		return "/var/lib/mailsts"
+	}
+	if d := getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "mailsts")
+	}
+	if h := getenv("HOME"); h != "" {
+		return filepath.Join(h, ".local", "state", "mailsts")
+	}
+	return "/var/lib/mailsts"
+}
+
+// Load reads and parses the configuration file at path (see Parse).
+func Load(path string) (*Config, []string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: reading %s: %w", ErrConfig, path, err)
+	}
+	if len(data) > MaxConfigSize {
+		return nil, nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrConfig, path, MaxConfigSize)
+	}
+	cfg, notes, err := Parse(data)
+	if err != nil {
+		return nil, notes, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, notes, nil
+}
+
+// Parse parses a configuration in either dialect: mailsts's own, or
+// postfix-mta-sts-resolver's mta-sts-daemon.yml, detected by its keys.
+// Unknown keys are errors with their line. Omitted keys keep their
+// defaults. The notes say, for the mta-sts-daemon.yml dialect, how keys
+// were mapped and which were ignored and why; log them.
+func Parse(data []byte) (*Config, []string, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	cfg := Default()
+	if len(root.Content) == 0 {
+		return cfg, nil, cfg.Validate()
+	}
+	doc := root.Content[0]
+	if doc.Kind != yaml.MappingNode {
+		return nil, nil, fmt.Errorf("%w: line %d: the configuration must be a mapping", ErrConfig, doc.Line)
+	}
+	if isLegacy(doc) {
+		notes, err := parseLegacy(data, cfg)
+		if err != nil {
+			return nil, notes, err
+		}
+		return cfg, notes, cfg.Validate()
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	return cfg, nil, cfg.Validate()
+}
+
+// legacyOnly are top-level keys only mta-sts-daemon.yml has.
+var legacyOnly = []string{"host", "port", "path", "mode", "reuse_port", "cache_grace", "proactive_policy_fetching"}
+
+func isLegacy(doc *yaml.Node) bool {
+	for i := 0; i+1 < len(doc.Content); i += 2 {
+		k, v := doc.Content[i].Value, doc.Content[i+1]
+		for _, l := range legacyOnly {
+			if k == l {
+				return true
+			}
+		}
+		switch k {
+		case "cache":
+			if t := mapValue(v, "type"); t != nil && t.Value == "internal" {
+				return true
+			}
+			if mapValue(v, "options") != nil {
+				return true
+			}
+		case "default_zone":
+			if mapValue(v, "timeout") != nil {
+				return true
+			}
+		case "zones":
+			if v.Kind == yaml.MappingNode {
+				for j := 1; j < len(v.Content); j += 2 {
+					if mapValue(v.Content[j], "timeout") != nil {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
+}
+
+func mapValue(n *yaml.Node, key string) *yaml.Node {
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// legacyConfig is postfix-mta-sts-resolver's mta-sts-daemon.yml(5).
+type legacyConfig struct {
+	Host            *string    `yaml:"host"`
+	Port            *int       `yaml:"port"`
+	Path            *string    `yaml:"path"`
+	Mode            *yaml.Node `yaml:"mode"`
+	ReusePort       *bool      `yaml:"reuse_port"`
+	CacheGrace      *float64   `yaml:"cache_grace"`
+	ShutdownTimeout *float64   `yaml:"shutdown_timeout"`
+	Cache           *struct {
+		Type    string         `yaml:"type"`
+		Options map[string]any `yaml:"options"`
+	} `yaml:"cache"`
+	Proactive *struct {
+		Enabled          *bool    `yaml:"enabled"`
+		Interval         *float64 `yaml:"interval"`
+		ConcurrencyLimit *int     `yaml:"concurrency_limit"`
+		GraceRatio       *float64 `yaml:"grace_ratio"`
+	} `yaml:"proactive_policy_fetching"`
+	DefaultZone *legacyZone           `yaml:"default_zone"`
+	Zones       map[string]legacyZone `yaml:"zones"`
+}
+
+type legacyZone struct {
+	StrictTesting *bool    `yaml:"strict_testing"`
+	Timeout       *float64 `yaml:"timeout"`
+	RequireSNI    *bool    `yaml:"require_sni"`
+	TLSRPT        *bool    `yaml:"tlsrpt"`
+}
+
+func seconds(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
+
+// parseLegacy maps mta-sts-daemon.yml onto cfg (which holds the defaults).
+func parseLegacy(data []byte, cfg *Config) ([]string, error) {
+	var l legacyConfig
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&l); err != nil {
+		return nil, fmt.Errorf("%w: mta-sts-daemon.yml dialect: %w", ErrConfig, err)
+	}
+	notes := []string{"configuration is in postfix-mta-sts-resolver's mta-sts-daemon.yml dialect; keys mapped to mailsts's (see docs/policyd.md)"}
+	note := func(format string, a ...any) { notes = append(notes, fmt.Sprintf(format, a...)) }
+
+	host, port := "127.0.0.1", 8461
+	if l.Host != nil {
+		host = *l.Host
+	}
+	if l.Port != nil {
+		port = *l.Port
+	}
+	if l.Path != nil {
+		ln := Listener{Socketmap: "unix:" + *l.Path}
+		if l.Mode != nil {
+			m, err := parseMode(l.Mode.Value, true)
+			if err != nil {
+				return notes, fmt.Errorf("%w: line %d: mode: %w", ErrConfig, l.Mode.Line, err)
+			}
+			ln.Mode = fmt.Sprintf("%#o", m)
+		}
+		cfg.Listen = []Listener{ln}
+		note("path → listen: [{socketmap: %q}]", ln.Socketmap)
+		if l.Host != nil || l.Port != nil {
+			note("host/port ignored: path is set (as in mta-sts-daemon)")
+		}
+	} else {
+		cfg.Listen = []Listener{{Socketmap: net.JoinHostPort(host, strconv.Itoa(port))}}
+		note("host/port → listen: [{socketmap: %q}]", cfg.Listen[0].Socketmap)
+		if l.Mode != nil {
+			note("mode ignored: it only applies to a unix socket (path)")
+		}
+	}
+	if l.ReusePort != nil {
+		note("reuse_port ignored: one mailsts process serves all connections on all cores")
+	}
+	if l.CacheGrace != nil {
+		note("cache_grace ignored: mailsts re-checks a cached policy's TXT id every 15 minutes and refreshes in the background")
+	}
+	if l.ShutdownTimeout != nil {
+		cfg.ShutdownTimeout = seconds(*l.ShutdownTimeout)
+		note("shutdown_timeout → shutdown_timeout: %s", cfg.ShutdownTimeout)
+	}
+	if c := l.Cache; c != nil {
+		switch c.Type {
+		case "", "internal":
+			cfg.Cache.Type = "memory"
+			note("cache type internal → cache.type: memory (consider sqlite: it survives restarts)")
+			if v, ok := c.Options["cache_size"]; ok {
+				n, ok := v.(int)
+				if !ok {
+					return notes, fmt.Errorf("%w: cache.options.cache_size must be an integer", ErrConfig)
+				}
+				cfg.Cache.MaxEntries = n
+				note("cache.options.cache_size → cache.max_entries: %d", n)
+			}
+		case "sqlite":
+			cfg.Cache.Type = "sqlite"
+			if v, ok := c.Options["filename"]; ok {
+				s, ok := v.(string)
+				if !ok {
+					return notes, fmt.Errorf("%w: cache.options.filename must be a string", ErrConfig)
+				}
+				cfg.Cache.Path = s
+				note("cache.options.filename → cache.path: %s (mailsts uses its own schema: give it a new file, the old cache is not read)", s)
+			}
+		case "redis":
+			cfg.Cache.Type = "redis"
+			if err := legacyRedis(c.Options, &cfg.Cache.Redis, note); err != nil {
+				return notes, err
+			}
+		default:
+			return notes, fmt.Errorf("%w: cache.type %q is not internal, sqlite or redis", ErrConfig, c.Type)
+		}
+		for k := range c.Options {
+			switch k {
+			case "cache_size", "filename", "url", "address", "host", "port", "db", "password":
+			default:
+				note("cache.options.%s ignored: no equivalent in mailsts", k)
+			}
+		}
+	}
+	if p := l.Proactive; p != nil {
+		note("proactive_policy_fetching: mailsts always refreshes cached policies ahead of expiry in the background")
+		if p.Interval != nil {
+			cfg.Cache.RefreshInterval = seconds(*p.Interval)
+			note("proactive_policy_fetching.interval → cache.refresh_interval: %s", cfg.Cache.RefreshInterval)
+		}
+		if p.ConcurrencyLimit != nil {
+			cfg.Cache.RefreshConcurrency = *p.ConcurrencyLimit
+			note("proactive_policy_fetching.concurrency_limit → cache.refresh_concurrency: %d", *p.ConcurrencyLimit)
+		}
+		if p.GraceRatio != nil {
+			note("proactive_policy_fetching.grace_ratio ignored: refreshes are scheduled per policy from its age and max_age")
+		}
+	}
+	zone := func(name string, lz legacyZone, z *ZoneConfig) {
+		if lz.StrictTesting != nil {
+			z.StrictTesting = *lz.StrictTesting
+		}
+		if lz.RequireSNI != nil {
+			v := *lz.RequireSNI
+			z.RequireSNI = &v
+		}
+		if lz.TLSRPT != nil {
+			z.TLSRPT = *lz.TLSRPT
+		}
+		if lz.Timeout != nil {
+			if name == "default_zone" {
+				cfg.Fetch.Timeout = seconds(*lz.Timeout)
+				note("default_zone.timeout → fetch.timeout: %s (DNS keeps dns.timeout per query)", cfg.Fetch.Timeout)
+			} else {
+				note("zones.%s.timeout ignored: the fetch timeout is global (fetch.timeout)", name)
+			}
+		}
+	}
+	if l.DefaultZone != nil {
+		zone("default_zone", *l.DefaultZone, &cfg.DefaultZone)
+	}
+	for name, lz := range l.Zones {
+		z := cfg.DefaultZone
+		z.StrictTesting, z.TLSRPT = false, false
+		t := true
+		z.RequireSNI = &t
+		zone(name, lz, &z)
+		cfg.Zones[name] = z
+	}
+	return notes, nil
+}
+
+// legacyRedis maps aioredis.from_url options.
+func legacyRedis(opts map[string]any, r *RedisConfig, note func(string, ...any)) error {
+	if u, ok := opts["url"].(string); ok {
+		rest, found := strings.CutPrefix(u, "redis://")
+		if !found {
+			return fmt.Errorf("%w: cache.options.url %q: only redis:// URLs are supported", ErrConfig, u)
+		}
+		hostPart, db, _ := strings.Cut(rest, "/")
+		if cred, h, ok := strings.Cut(hostPart, "@"); ok {
+			_, pw, _ := strings.Cut(cred, ":")
+			r.Password = pw
+			hostPart = h
+		}
+		if hostPart != "" {
+			if !strings.Contains(hostPart, ":") {
+				hostPart += ":6379"
+			}
+			r.Address = hostPart
+		}
+		if db != "" {
+			n, err := strconv.Atoi(db)
+			if err != nil {
+				return fmt.Errorf("%w: cache.options.url %q: database %q is not a number", ErrConfig, u, db)
+			}
+			r.DB = n
+		}
+		note("cache.options.url → cache.redis: address %s, db %d (keys under prefix %q, mailsts's own format)", r.Address, r.DB, r.Prefix)
+	}
+	if a, ok := opts["address"].(string); ok {
+		r.Address = strings.TrimPrefix(a, "redis://")
+	}
+	if pw, ok := opts["password"].(string); ok {
+		r.Password = pw
+	}
+	if db, ok := opts["db"].(int); ok {
+		r.DB = db
+	}
+	return nil
+}
+
+// parseMode parses a unix socket mode: octal text ("0660"), or, for the
+// legacy dialect where YAML already read 0666 as a number, decimal text.
+func parseMode(s string, legacy bool) (uint32, error) {
+	base := 8
+	if legacy && !strings.HasPrefix(s, "0") {
+		base = 10
+	}
+	m, err := strconv.ParseUint(strings.TrimPrefix(s, "0o"), base, 32)
+	if err != nil || m > 0o777 {
+		return 0, fmt.Errorf("%q is not a file mode like 0660", s)
+	}
+	return uint32(m), nil
+}
+
+// Validate checks the values (Parse calls it).
+func (c *Config) Validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, a...))
+	}
+	if len(c.Listen) == 0 {
+		return bad("listen: at least one listener is needed")
+	}
+	for i, l := range c.Listen {
+		if (l.Socketmap == "") == (l.TCPTable == "") {
+			return bad("listen[%d]: give exactly one of socketmap and tcp_table", i)
+		}
+		if _, _, err := l.Network(); err != nil {
+			return bad("listen[%d]: %v", i, err)
+		}
+		if l.Mode != "" {
+			if _, err := parseMode(l.Mode, false); err != nil {
+				return bad("listen[%d].mode: %v", i, err)
+			}
+		}
+		if l.Zone != "" && l.Socketmap != "" {
+			return bad("listen[%d].zone: socketmap requests name their zone themselves (the map name); zone is for tcp_table", i)
+		}
+	}
+	for _, s := range c.DNS.Servers {
+		if _, err := dnsresolve.NormalizeServer(s); err != nil {
+			return bad("dns.servers: %v", err)
+		}
+	}
+	switch c.Cache.Type {
+	case "sqlite", "memory", "redis":
+	default:
+		return bad("cache.type %q is not sqlite, memory or redis", c.Cache.Type)
+	}
+	if c.Cache.MaxEntries < 0 || c.Cache.RefreshConcurrency < 0 {
+		return bad("cache: max_entries and refresh_concurrency must not be negative")
+	}
+	if c.Fetch.HTTPSPort < 0 || c.Fetch.HTTPSPort > 65535 {
+		return bad("fetch.https_port %d is not a port", c.Fetch.HTTPSPort)
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "", "debug", "info", "warn", "warning", "error":
+	default:
+		return bad("log.level %q is not debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "", "text", "json":
+	default:
+		return bad("log.format %q is not text or json", c.Log.Format)
+	}
+	if _, err := c.Rules(); err != nil {
+		return bad("%v", err)
+	}
+	return nil
+}
+
+// Network returns the network ("tcp" or "unix") and address of a listener.
+func (l Listener) Network() (network, addr string, err error) {
+	a := l.Socketmap
+	if a == "" {
+		a = l.TCPTable
+	}
+	if p, ok := strings.CutPrefix(a, "unix:"); ok {
+		if p == "" {
+			return "", "", errors.New("empty unix socket path")
+		}
+		return "unix", p, nil
+	}
+	if _, _, err := net.SplitHostPort(a); err != nil {
+		return "", "", fmt.Errorf("address %q: %w", a, err)
+	}
+	return "tcp", a, nil
+}
+
+// Kind returns "socketmap" or "tcp_table".
+func (l Listener) Kind() string {
+	if l.Socketmap != "" {
+		return "socketmap"
+	}
+	return "tcp_table"
+}
+
+// FileMode returns the unix socket mode and whether one is set.
+func (l Listener) FileMode() (os.FileMode, bool) {
+	if l.Mode == "" {
+		return 0, false
+	}
+	m, err := parseMode(l.Mode, false)
+	if err != nil {
+		return 0, false
+	}
+	return os.FileMode(m), true
+}
+
+func (z ZoneConfig) zone() Zone {
+	return Zone{
+		StrictTesting: z.StrictTesting,
+		TLSRPT:        z.TLSRPT,
+		DANE:          DANEMode(z.DANE),
+		TempWindow:    z.TempWindow,
+		NoSNI:         z.RequireSNI != nil && !*z.RequireSNI,
+		ServerName:    z.ServerName,
+	}
+}
+
+// Rules returns the zones and overrides for a Responder.
+func (c *Config) Rules() (*Rules, error) {
+	r := &Rules{Default: c.DefaultZone.zone(), Zones: map[string]Zone{}}
+	for name, z := range c.Zones {
+		r.Zones[name] = z.zone()
+	}
+	for _, o := range c.Overrides {
+		r.Overrides = append(r.Overrides, Override{
+			Domain: o.Domain, Action: Action(o.Action), MX: append([]string(nil), o.MX...),
+			Reason: o.Reason, Expires: o.Expires,
+		})
+	}
+	if _, err := compile(r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// YAML returns the configuration as YAML (mailsts dialect), secrets masked:
+// the effective configuration that --check-config prints.
+func (c *Config) YAML() ([]byte, error) {
+	cp := *c
+	if cp.Cache.Redis.Password != "" {
+		cp.Cache.Redis.Password = "********"
+	}
+	return yaml.Marshal(&cp)
+}

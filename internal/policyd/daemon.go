@@ -1,0 +1,414 @@
+package policyd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/mailsts/mailsts/dnsresolve"
+	"github.com/mailsts/mailsts/internal/metrics"
+	"github.com/mailsts/mailsts/mtasts"
+	"github.com/mailsts/mailsts/postfix"
+)
+
+// Intervals of the daemon's background work.
+const (
+	refreshEvery  = time.Minute
+	flushEvery    = time.Minute
+	maintainEvery = 10 * time.Minute
+	refreshBatch  = 100
+)
+
+// Daemon is the policy daemon: store, cache, Responder, listeners, the
+// background refresh and maintenance loops and the metrics listener, run as
+// one errgroup by Run.
+type Daemon struct {
+	// Config is the configuration to run; required.
+	Config *Config
+	// Load re-reads the configuration on reload; nil disables reload.
+	Load func() (*Config, error)
+	// Logger receives everything; nil discards.
+	Logger *slog.Logger
+	// Level, when set, is adjusted on reload to the new log.level.
+	Level *slog.LevelVar
+	// Getenv finds the default state directory; nil means os.Getenv.
+	Getenv func(string) string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// DNS replaces the resolver built from Config.DNS (tests).
+	DNS dnsresolve.Resolver
+	// Ready, when set, is called once every listener is open, with their
+	// addresses in Config.Listen order.
+	Ready func(addrs []net.Addr)
+
+	responder *Responder
+	cache     *mtasts.Cache
+	store     *Store
+}
+
+// Responder returns the daemon's Responder once Run has built it (nil
+// before).
+func (d *Daemon) Responder() *Responder { return d.responder }
+
+func (d *Daemon) logger() *slog.Logger {
+	if d.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return d.Logger
+}
+
+// server is a postfix server of either kind.
+type server interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
+}
+
+// Run runs the daemon until ctx ends, then shuts down gracefully: stop
+// accepting, let in-flight requests finish within ShutdownTimeout, close
+// the rest, flush and close the store. Each value received on reload
+// re-reads the configuration (SIGHUP). Run returns nil after a clean
+// shutdown.
+func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
+	cfg := d.Config
+	log := d.logger()
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(reg)
+	if err != nil {
+		return err
+	}
+
+	client, err := NewClient(cfg, d.DNS)
+	if err != nil {
+		return err
+	}
+	st, err := OpenStore(ctx, cfg, StoreOptions{Getenv: d.Getenv, Now: d.Now}, log)
+	if err != nil {
+		return err
+	}
+	d.store = st
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := st.Close(fctx); err != nil {
+			log.Error("closing the policy cache", "error", err)
+		}
+	}()
+	d.cache = &mtasts.Cache{
+		Client:          client,
+		Store:           st.Store,
+		Now:             d.Now,
+		RefreshInterval: cfg.Cache.RefreshInterval,
+		NegativeTTL:     cfg.Cache.NegativeTTL,
+		Logger:          log,
+		Observer:        m,
+	}
+	d.responder = &Responder{
+		Cache:           d.cache,
+		DNS:             client.DNS,
+		DANETTL:         cfg.DANETTL,
+		MXCheckInterval: cfg.MXCheckInterval,
+		Touch:           st.Touch,
+		Now:             d.Now,
+		Logger:          log,
+		Observer:        m,
+	}
+	rules, err := cfg.Rules()
+	if err != nil {
+		return err
+	}
+	if err := d.responder.SetRules(rules); err != nil {
+		return err
+	}
+
+	listeners, err := openListeners(cfg.Listen)
+	if err != nil {
+		return err
+	}
+	servers := make([]server, len(listeners))
+	addrs := make([]net.Addr, len(listeners))
+	for i, l := range cfg.Listen {
+		addrs[i] = listeners[i].Addr()
+		if l.Socketmap != "" {
+			servers[i] = &postfix.SocketmapServer{Handler: d.responder, Logger: log, Observer: m}
+		} else {
+			servers[i] = &postfix.TCPTableServer{Handler: d.responder, Name: l.Zone, Logger: log, Observer: m}
+		}
+		log.Info("listening", "kind", l.Kind(), "address", addrs[i].String())
+	}
+	log.Info("mailsts policyd started", "cache", st.Kind, "where", st.Where, "entries", st.Len())
+
+	var metricsSrv *http.Server
+	var metricsLn net.Listener
+	if cfg.Metrics.Listen != "" {
+		metricsLn, err = net.Listen("tcp", cfg.Metrics.Listen)
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			return fmt.Errorf("policyd: metrics listener: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", metrics.Handler(reg))
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		log.Info("metrics listening", "address", metricsLn.Addr().String())
+	}
+	if d.Ready != nil {
+		d.Ready(addrs)
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	for i, srv := range servers {
+		g.Go(func() error {
+			if err := srv.Serve(listeners[i]); !errors.Is(err, postfix.ErrServerClosed) {
+				return fmt.Errorf("policyd: %s listener %s: %w", cfg.Listen[i].Kind(), addrs[i], err)
+			}
+			return nil
+		})
+	}
+	if metricsSrv != nil {
+		g.Go(func() error {
+			if err := metricsSrv.Serve(metricsLn); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("policyd: metrics listener: %w", err)
+			}
+			return nil
+		})
+	}
+	bg, stopBG := context.WithCancel(gctx)
+	g.Go(func() error { d.refreshLoop(bg, m); return nil })
+	g.Go(func() error { d.maintainLoop(bg); return nil })
+	g.Go(func() error {
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-reload:
+				d.reload(gctx)
+			}
+		}
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		stopBG()
+		log.Info("shutting down: draining connections", "timeout", cfg.ShutdownTimeout)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), max(cfg.ShutdownTimeout, time.Millisecond))
+		defer cancel()
+		for _, srv := range servers {
+			if err := srv.Shutdown(sctx); err != nil {
+				log.Warn("connections still busy at the shutdown deadline; closing them", "error", err)
+				srv.Close()
+			}
+		}
+		if metricsSrv != nil {
+			metricsSrv.Shutdown(sctx)
+		}
+		return nil
+	})
+	err = g.Wait()
+	stopBG()
+	if ctx.Err() != nil && err == nil {
+		log.Info("mailsts policyd stopped")
+	}
+	return err
+}
+
+// NewClient builds the mtasts client cfg describes; dns, when not nil,
+// replaces the resolver of cfg.DNS.
+func NewClient(cfg *Config, dns dnsresolve.Resolver) (*mtasts.Client, error) {
+	if dns == nil {
+		c, err := dnsresolve.NewClient(cfg.DNS.Servers...)
+		if err != nil {
+			return nil, fmt.Errorf("policyd: dns.servers: %w", err)
+		}
+		c.Timeout = cfg.DNS.Timeout
+		dns = c
+	}
+	roots, err := mtasts.LoadRootCAs(cfg.Fetch.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("policyd: fetch.ca_file: %w", err)
+	}
+	return &mtasts.Client{DNS: dns, RootCAs: roots, Timeout: cfg.Fetch.Timeout, HTTPSPort: cfg.Fetch.HTTPSPort}, nil
+}
+
+func openListeners(ls []Listener) ([]net.Listener, error) {
+	var out []net.Listener
+	fail := func(err error) ([]net.Listener, error) {
+		for _, l := range out {
+			l.Close()
+		}
+		return nil, err
+	}
+	for _, l := range ls {
+		network, addr, err := l.Network()
+		if err != nil {
+			return fail(err)
+		}
+		if network == "unix" {
+			// A socket left by an earlier run would make Listen fail;
+			// remove it, but never a file that is not a socket.
+			if fi, err := os.Lstat(addr); err == nil && fi.Mode()&os.ModeSocket != 0 {
+				os.Remove(addr)
+			}
+		}
+		ln, err := net.Listen(network, addr)
+		if err != nil {
+			return fail(fmt.Errorf("policyd: %s listener: %w", l.Kind(), err))
+		}
+		if m, ok := l.FileMode(); ok && network == "unix" {
+			if err := os.Chmod(addr, m); err != nil {
+				ln.Close()
+				return fail(fmt.Errorf("policyd: %s: %w", addr, err))
+			}
+		}
+		out = append(out, ln)
+	}
+	return out, nil
+}
+
+// jitter returns d plus or minus up to 10%.
+func jitter(d time.Duration) time.Duration {
+	return d - d/10 + rand.N(d/5+1)
+}
+
+// refreshLoop refreshes cached policies ahead of expiry (RFC 8461 §10.2,
+// STS-FETCH-11), with jitter so that a fleet does not fetch in step.
+func (d *Daemon) refreshLoop(ctx context.Context, m *metrics.Metrics) {
+	log := d.logger()
+	t := time.NewTimer(jitter(refreshEvery))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		// Bounded per round: at most RefreshConcurrency batches.
+		rounds := max(d.Config.Cache.RefreshConcurrency, 1)
+		for range rounds {
+			n, err := d.cache.RefreshDue(ctx, d.now(), refreshBatch)
+			if n > 0 {
+				log.Debug("refreshed cached policies", "count", n)
+				m.Refreshed(n, 0)
+			}
+			if err != nil {
+				if ctx.Err() == nil {
+					log.Warn("background refresh", "error", err)
+					m.Refreshed(0, 1)
+				}
+				break
+			}
+			if n < refreshBatch {
+				break
+			}
+		}
+		t.Reset(jitter(refreshEvery))
+	}
+}
+
+func (d *Daemon) now() time.Time {
+	if d.Now != nil {
+		return d.Now()
+	}
+	return time.Now()
+}
+
+// maintainLoop flushes use times, evicts and caps the store, and prunes the
+// Responder's per-domain state.
+func (d *Daemon) maintainLoop(ctx context.Context) {
+	log := d.logger()
+	flush := time.NewTicker(flushEvery)
+	defer flush.Stop()
+	maint := time.NewTicker(jitter(maintainEvery))
+	defer maint.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-flush.C:
+			if err := d.store.Flush(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("writing cache use times", "error", err)
+			}
+		case <-maint.C:
+			now := d.now()
+			cc := d.Config.Cache
+			n, err := d.store.Maintain(ctx, now.Add(-cc.EvictUnusedAfter), cc.MaxEntries)
+			if err != nil && ctx.Err() == nil {
+				log.Warn("cache maintenance", "error", err)
+			}
+			p := d.responder.Prune(now)
+			log.Debug("cache maintenance", "evicted", n, "pruned_states", p, "entries", d.store.Len())
+		}
+	}
+}
+
+// reload re-reads the configuration and applies what can change while
+// running: zones, overrides and the log level. Other changes are logged as
+// needing a restart.
+func (d *Daemon) reload(ctx context.Context) {
+	log := d.logger()
+	if d.Load == nil {
+		log.Info("reload requested, but there is no configuration file to re-read")
+		return
+	}
+	cfg, err := d.Load()
+	if err != nil {
+		log.Error("reload failed; keeping the running configuration", "error", err)
+		return
+	}
+	rules, err := cfg.Rules()
+	if err == nil {
+		err = d.responder.SetRules(rules)
+	}
+	if err != nil {
+		log.Error("reload failed; keeping the running configuration", "error", err)
+		return
+	}
+	if d.Level != nil {
+		d.Level.Set(ParseLevel(cfg.Log.Level))
+	}
+	old := d.Config
+	var restart []string
+	if !reflect.DeepEqual(old.Listen, cfg.Listen) {
+		restart = append(restart, "listen")
+	}
+	if !reflect.DeepEqual(old.Cache, cfg.Cache) || old.StateDir != cfg.StateDir {
+		restart = append(restart, "cache/state_dir")
+	}
+	if !reflect.DeepEqual(old.DNS, cfg.DNS) || !reflect.DeepEqual(old.Fetch, cfg.Fetch) {
+		restart = append(restart, "dns/fetch")
+	}
+	if old.Metrics != cfg.Metrics {
+		restart = append(restart, "metrics")
+	}
+	if old.Log.Format != cfg.Log.Format {
+		restart = append(restart, "log.format")
+	}
+	if len(restart) > 0 {
+		log.Warn("configuration reloaded, but these changes need a restart", "keys", strings.Join(restart, ", "))
+	}
+	log.Info("configuration reloaded", "zones", len(rules.Zones), "overrides", len(rules.Overrides))
+}
+
+// ParseLevel turns a log.level value into a slog level (info by default).
+func ParseLevel(s string) slog.Level {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug
+	case "warn", "warning":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}

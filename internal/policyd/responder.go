@@ -1,0 +1,772 @@
+package policyd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/mailsts/mailsts/dnsresolve"
+	"github.com/mailsts/mailsts/mtasts"
+	"github.com/mailsts/mailsts/postfix"
+)
+
+// Defaults of the Responder fields.
+const (
+	// DefaultDANETTL is how long a DANE decision (and the MX set it was
+	// made from) is reused before DNS is asked again.
+	DefaultDANETTL = 5 * time.Minute
+	// DefaultMXCheckInterval is how long a domain's live MX set is trusted
+	// when checking a cached enforce policy against it.
+	DefaultMXCheckInterval = 15 * time.Minute
+	// DefaultMaxStates caps the per-domain state (MX sets, DANE decisions,
+	// failure windows) kept in memory; Prune drops the oldest beyond it.
+	DefaultMaxStates = 200000
+	// TLSRPTMapName is the socketmap map name that asks for the TLSRPT
+	// attributes whatever the zone says (postfix-tlspol's convention,
+	// PFX-STS-2).
+	TLSRPTMapName = "QUERYwithTLSRPT"
+	// maxMXHosts bounds the TLSA lookups per domain.
+	maxMXHosts = 16
+)
+
+// Answer kinds, the values of Decision.Answer and of the metrics label.
+const (
+	AnswerSecure   = "ok_secure"
+	AnswerDANE     = "ok_dane"
+	AnswerDANEOnly = "ok_dane_only"
+	AnswerMay      = "ok_may"
+	AnswerNotFound = "notfound"
+	AnswerTemp     = "temp"
+	AnswerPerm     = "perm"
+)
+
+// DANE outcomes, the values of Decision.DANE.
+const (
+	DANESkipped  = ""          // DANE not looked at (off, override, no resolver)
+	DANEAll      = "dane-only" // every MX host has usable TLSA records
+	DANESome     = "dane"      // some MX hosts have TLSA records
+	DANENone     = "none"      // secure proof that no MX host has TLSA records
+	DANEInsecure = "insecure"  // the MX (or TLSA) answers are not DNSSEC-validated
+	DANETemp     = "temp"      // a lookup failed while DANE could apply
+	DANENoMX     = "no-mx"     // null MX: the domain accepts no mail
+)
+
+// Decision explains an answer: for logs, metrics and `resolve --explain`.
+type Decision struct {
+	Key    string
+	Zone   string
+	Domain string // the policy domain, "" when the key has none
+	// Answer is one of the Answer* constants.
+	Answer string
+	// Source is where the answer comes from: "key" (the key itself decided),
+	// "override", "dane", or the mtasts.Source of the policy ("cache",
+	// "fetched", "stale", "none").
+	Source string
+	// Mode and PolicyID describe the MTA-STS policy that was applied or
+	// looked at; empty without one.
+	Mode     mtasts.Mode
+	PolicyID string
+	// MXCheck is the outcome of the live MX check of an enforce policy:
+	// "" (not done), "match", "mismatch", "recovered", "recovery-failed",
+	// "lookup-failed".
+	MXCheck string
+	// DANE is one of the DANE* outcomes.
+	DANE string
+	// Override is the override's reason when one decided.
+	Override string
+	// Err is the class of the discovery error: an RFC 8460 result type,
+	// "dns-error", "no-policy", "cache-error" or "".
+	Err string
+	// Reason says why, in one line for people.
+	Reason string
+}
+
+// LogValue implements slog.LogValuer.
+func (d Decision) LogValue() slog.Value {
+	attrs := []slog.Attr{slog.String("key", d.Key), slog.String("zone", d.Zone), slog.String("answer", d.Answer)}
+	add := func(k, v string) {
+		if v != "" {
+			attrs = append(attrs, slog.String(k, v))
+		}
+	}
+	add("domain", d.Domain)
+	add("source", d.Source)
+	add("mode", string(d.Mode))
+	add("policy_id", d.PolicyID)
+	add("mx_check", d.MXCheck)
+	add("dane", d.DANE)
+	add("override", d.Override)
+	add("error", d.Err)
+	add("reason", d.Reason)
+	return slog.GroupValue(attrs...)
+}
+
+// Observer receives the Responder's events, for metrics. Methods must be
+// fast and safe for concurrent use. zone is a configured zone name or
+// "default", never a client-chosen string.
+type Observer interface {
+	Query(zone, answer string, elapsed time.Duration)
+	MXRecovery(ok bool)
+	DANEDecision(outcome string)
+}
+
+// Responder decides what to answer Postfix for a TLS policy lookup: the brain
+// of the policy daemon, without listeners. It implements postfix.Handler.
+//
+// Order of the rules, first match wins:
+//  1. the key: parent probes, IP literals and invalid keys are NOTFOUND
+//     with no DNS traffic (STS-SEL-3, STS-SEL-4, PFX-POL-2); "[relay]:port"
+//     looks up the relay host (OPEN-5, STS-SEL-2);
+//  2. an unexpired override for the policy domain;
+//  3. DANE (RFC 8461 §2, STS-DANE-1..4, OPEN-6): with DNSSEC-validated
+//     usable TLSA records on every MX host "OK dane-only", on some "OK
+//     dane"; a failed lookup where DANE could apply is TEMP, never a
+//     downgrade to MTA-STS (STS-DANE-3);
+//  4. MTA-STS from the Cache: enforce is "OK secure match=… servername=…"
+//     (PFX-STS-1/2/5); testing is NOTFOUND unless the zone has
+//     StrictTesting; none and no policy are NOTFOUND (STS-APPLY-3); a
+//     transient failure with nothing cached is TEMP for the zone's
+//     TempWindow, then NOTFOUND (OPEN-1).
+//
+// An enforce policy is checked against the domain's live MX set (cached for
+// MXCheckInterval); when an MX host matches no pattern the policy is
+// re-fetched before answering, even with an unchanged id (Cache.Refresh with
+// force, rate-limited by the Cache).
+//
+// A cached answer costs no DNS and no store write. Set the exported fields
+// before the first Answer; SetRules may be called at any time.
+type Responder struct {
+	// Cache answers MTA-STS lookups. Required.
+	Cache *mtasts.Cache
+	// DNS is used for MX and TLSA lookups (DANE and the MX check); nil
+	// disables both.
+	DNS dnsresolve.Resolver
+	// DANETTL is how long DANE decisions are reused; 0 means
+	// DefaultDANETTL.
+	DANETTL time.Duration
+	// MXCheckInterval is how long an MX set is trusted for the MX check;
+	// 0 means DefaultMXCheckInterval.
+	MXCheckInterval time.Duration
+	// MaxStates caps per-domain memory; 0 means DefaultMaxStates.
+	MaxStates int
+	// Touch, when set, is called with the policy domain of every MTA-STS
+	// answer, so that the store can record use without a write per query
+	// (stscache.Tiered.Touch).
+	Touch func(domain string, now time.Time) bool
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+	// Logger gets a line per TEMP answer, recovery, expired override and
+	// window end (Info/Warn), and per answer at Debug; nil discards.
+	Logger *slog.Logger
+	// Observer, when set, receives events for metrics.
+	Observer Observer
+
+	rules      atomic.Pointer[compiled]
+	states     sync.Map // domain → *domainState
+	nstates    atomic.Int64
+	validating atomic.Bool // the resolver has set the AD bit at least once
+	group      singleflight.Group
+}
+
+// domainState is what the Responder remembers per policy domain.
+type domainState struct {
+	used atomic.Int64 // unix nanoseconds of the last query
+
+	mu sync.Mutex
+	// MX set
+	mxHosts []string
+	mxAuth  bool
+	mxKind  int // mxOK, mxNotFound, mxFailed
+	mxAt    time.Time
+	// DANE decision
+	dane   string
+	daneAt time.Time
+	// MX check of the policy
+	checkedPolicy *mtasts.Policy
+	checkedMXAt   time.Time
+	mismatch      []string
+	// OPEN-1 window
+	failingSince time.Time
+	// rendered reply
+	rPolicy  *mtasts.Policy
+	rVariant string
+	rData    string
+}
+
+const (
+	mxOK = iota
+	mxNotFound
+	mxFailed
+)
+
+// SetRules installs zones and overrides, replacing the previous ones. It
+// validates them first and keeps the old rules on error.
+func (r *Responder) SetRules(rules *Rules) error {
+	c, err := compile(rules)
+	if err != nil {
+		return err
+	}
+	r.rules.Store(c)
+	return nil
+}
+
+func (r *Responder) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *Responder) logger() *slog.Logger {
+	if r.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return r.Logger
+}
+
+var emptyRules = &compiled{}
+
+func (r *Responder) compiled() *compiled {
+	if c := r.rules.Load(); c != nil {
+		return c
+	}
+	return emptyRules
+}
+
+// zone returns the settings for a map name, whether TLSRPT attributes are
+// wanted, and the metrics label.
+func (c *compiled) zone(name string) (Zone, bool, string) {
+	if z, ok := c.zones[name]; ok {
+		return z, z.TLSRPT || name == TLSRPTMapName, name
+	}
+	if name == TLSRPTMapName {
+		return c.def, true, name
+	}
+	return c.def, c.def.TLSRPT, "default"
+}
+
+// Lookup implements postfix.Handler: it answers, logs and observes.
+func (r *Responder) Lookup(ctx context.Context, name, key string) postfix.Reply {
+	start := time.Now()
+	reply, d := r.Answer(ctx, name, key)
+	if r.Observer != nil {
+		_, _, label := r.compiled().zone(name)
+		r.Observer.Query(label, d.Answer, time.Since(start))
+	}
+	if r.Logger != nil && r.Logger.Enabled(ctx, slog.LevelDebug) {
+		r.Logger.LogAttrs(ctx, slog.LevelDebug, "policy lookup", slog.Any("decision", d))
+	}
+	return reply
+}
+
+// Answer decides the reply to a lookup of key in map zone (see Responder).
+func (r *Responder) Answer(ctx context.Context, zone, key string) (postfix.Reply, Decision) {
+	now := r.now()
+	rules := r.compiled()
+	z, tlsrpt, _ := rules.zone(zone)
+	d := Decision{Key: key, Zone: zone}
+
+	hop := postfix.ParseNextHop(key)
+	domain, ok := hop.PolicyDomain()
+	if !ok {
+		d.Source = "key"
+		switch hop.Kind {
+		case postfix.KeyParentProbe:
+			// RFC 8461 §3.4: no fallback to a parent zone (STS-SEL-3).
+			d.Reason = "parent-domain probe: MTA-STS never applies to a parent zone (RFC 8461 §3.4)"
+		case postfix.KeyIPLiteral:
+			// RFC 8461 §3.4: no MTA-STS for address literals (STS-SEL-4).
+			d.Reason = "IP literal: MTA-STS has no policy for address literals (RFC 8461 §3.4)"
+		default:
+			d.Reason = "not a next-hop domain"
+		}
+		return r.notFound(&d)
+	}
+	if !isASCII(domain) {
+		a, err := dnsresolve.Normalize(domain)
+		if err != nil {
+			d.Source, d.Reason = "key", "invalid domain name: "+err.Error()
+			return r.notFound(&d)
+		}
+		domain = a
+	}
+	d.Domain = domain
+
+	if ov := rules.overrides[domain]; ov != nil {
+		if ov.Expires.IsZero() || now.Before(ov.Expires) {
+			return r.applyOverride(ov, z, &d)
+		}
+		r.logExpired(ctx, ov)
+	}
+
+	st := r.state(domain, now)
+	if r.DNS != nil {
+		if mode := z.daneMode(); mode != DANEOff {
+			d.DANE = r.dane(ctx, st, domain, mode, now)
+			switch d.DANE {
+			case DANEAll:
+				d.Source, d.Reason = "dane", "every MX host has DNSSEC-validated usable TLSA records (RFC 7672); DANE takes precedence over MTA-STS (RFC 8461 §2)"
+				d.Answer = AnswerDANEOnly
+				return postfix.Found("dane-only"), d
+			case DANESome:
+				d.Source, d.Reason = "dane", "some MX hosts have DNSSEC-validated TLSA records; DANE takes precedence over MTA-STS (RFC 8461 §2)"
+				d.Answer = AnswerDANE
+				return postfix.Found("dane"), d
+			case DANETemp:
+				// STS-DANE-3: never downgrade to MTA-STS on a failed
+				// DNSSEC lookup.
+				d.Source, d.Err = "dane", "dns-error"
+				d.Reason = "DNS lookup for DANE failed; not downgrading to MTA-STS (STS-DANE-3)"
+				return r.temp(ctx, &d, "DANE lookup failed")
+			}
+		}
+	}
+	return r.answerSTS(ctx, st, z, tlsrpt, domain, now, &d)
+}
+
+func (r *Responder) notFound(d *Decision) (postfix.Reply, Decision) {
+	d.Answer = AnswerNotFound
+	return postfix.NotFound(), *d
+}
+
+func (r *Responder) temp(ctx context.Context, d *Decision, reason string) (postfix.Reply, Decision) {
+	d.Answer = AnswerTemp
+	r.logger().LogAttrs(ctx, slog.LevelInfo, "answering TEMP: Postfix defers delivery", slog.Any("decision", *d))
+	return postfix.TempFail(reason), *d
+}
+
+func (r *Responder) applyOverride(ov *override, z Zone, d *Decision) (postfix.Reply, Decision) {
+	d.Source, d.Override = "override", ov.Reason
+	d.Reason = "override " + string(ov.Action)
+	if ov.Reason != "" {
+		d.Reason += ": " + ov.Reason
+	}
+	switch ov.Action {
+	case ActionNone:
+		d.Answer = AnswerMay
+		return postfix.Found("may"), *d
+	case ActionDANE:
+		d.Answer = AnswerDANE
+		return postfix.Found("dane"), *d
+	case ActionDANEOnly:
+		d.Answer = AnswerDANEOnly
+		return postfix.Found("dane-only"), *d
+	case ActionEnforce:
+		d.Answer = AnswerSecure
+		s := "secure match=" + ov.match
+		if sn := z.serverName(); sn != "" {
+			s += " servername=" + sn
+		}
+		return postfix.Found(s), *d
+	default:
+		return r.notFound(d)
+	}
+}
+
+func (r *Responder) logExpired(ctx context.Context, ov *override) {
+	// One line per override and rule set, not one per query.
+	if ov.loggedOnce() {
+		return
+	}
+	r.logger().LogAttrs(ctx, slog.LevelWarn, "override expired; ignoring it",
+		slog.String("domain", ov.Domain), slog.String("action", string(ov.Action)),
+		slog.String("reason", ov.Reason), slog.Time("expired", ov.Expires))
+}
+
+func (o *override) loggedOnce() bool { return o.logged.Swap(true) }
+
+// answerSTS applies the MTA-STS policy of domain.
+func (r *Responder) answerSTS(ctx context.Context, st *domainState, z Zone, tlsrpt bool, domain string, now time.Time, d *Decision) (postfix.Reply, Decision) {
+	res, err := r.Cache.Get(ctx, domain)
+	if err != nil {
+		if errors.Is(err, mtasts.ErrInvalidDomain) {
+			d.Source, d.Reason = "key", "invalid domain name"
+			return r.notFound(d)
+		}
+		// No answer at all (a failing store, ctx ended): defer, as
+		// mtasts.Cache.Get asks.
+		d.Err, d.Reason = "cache-error", err.Error()
+		return r.temp(ctx, d, "policy lookup failed")
+	}
+	if r.Touch != nil {
+		r.Touch(res.Domain, now)
+	}
+	recovered := false
+	for {
+		d.Source = res.Source.String()
+		d.Err = errClass(res.Err)
+		d.Mode, d.PolicyID = "", res.ID
+		p := res.Policy
+		if p == nil {
+			return r.noPolicy(ctx, st, z, res, now, d)
+		}
+		st.clearFailure()
+		d.Mode = p.Mode
+		switch {
+		case p.Mode == mtasts.ModeNone:
+			// RFC 8461 §5: mode none is treated as no policy
+			// (STS-APPLY-3, STS-CACHE-6).
+			d.Reason = "policy mode none: treated as no policy (RFC 8461 §5)"
+			return r.notFound(d)
+		case p.Mode == mtasts.ModeTesting && !z.StrictTesting:
+			// RFC 8461 §5: testing never stops delivery (STS-APPLY-2,
+			// PFX-STS-1).
+			d.Reason = "policy mode testing: deliver as usual (RFC 8461 §5); strict_testing is off"
+			return r.notFound(d)
+		}
+		if r.DNS != nil && !recovered {
+			if nres, ok := r.checkMX(ctx, st, domain, res, now, d); ok {
+				res, recovered = nres, true
+				continue
+			}
+		}
+		d.Answer = AnswerSecure
+		if p.Mode == mtasts.ModeTesting {
+			d.Reason = "policy mode testing, enforced because strict_testing is on"
+		} else {
+			d.Reason = "policy mode enforce (RFC 8461 §5)"
+		}
+		data, err := r.render(ctx, st, res, z, tlsrpt)
+		if err != nil {
+			d.Err, d.Reason = "policy-render", err.Error()
+			return r.temp(ctx, d, "cannot express the policy for Postfix")
+		}
+		return postfix.Found(data), *d
+	}
+}
+
+// noPolicy answers when no policy applies: NOTFOUND, or TEMP within the
+// zone's window after a transient failure (OPEN-1).
+func (r *Responder) noPolicy(ctx context.Context, st *domainState, z Zone, res mtasts.Result, now time.Time, d *Decision) (postfix.Reply, Decision) {
+	if res.Err == nil || !transient(res.Err) {
+		st.clearFailure()
+		switch {
+		case errors.Is(res.Err, mtasts.ErrNoRecord):
+			d.Reason = "no MTA-STS policy: " + res.Err.Error()
+		case res.Err != nil:
+			// RFC 8461 §3.3: an invalid policy or a certificate failure
+			// with nothing cached is "no policy" (STS-FETCH-9).
+			d.Reason = "no usable MTA-STS policy: " + res.Err.Error()
+		default:
+			d.Reason = "no MTA-STS policy"
+		}
+		return r.notFound(d)
+	}
+	since := st.failing(now)
+	window := z.tempWindow()
+	if now.Sub(since) < window {
+		// OPEN-1: defer for a bounded window rather than deliver without
+		// a policy that may exist.
+		d.Reason = fmt.Sprintf("transient discovery failure with nothing cached (failing since %s, TEMP for at most %s, OPEN-1): %v",
+			since.UTC().Format(time.RFC3339), window, res.Err)
+		return r.temp(ctx, d, "MTA-STS policy discovery failed temporarily")
+	}
+	d.Reason = fmt.Sprintf("transient discovery failure for longer than %s: treated as no policy (OPEN-1): %v", window, res.Err)
+	r.logger().LogAttrs(ctx, slog.LevelWarn, "MTA-STS discovery still failing after the TEMP window; answering NOTFOUND",
+		slog.String("domain", d.Domain), slog.Time("failing_since", since), slog.String("error", res.Err.Error()))
+	return r.notFound(d)
+}
+
+// transient reports whether a discovery error may go away by itself soon: a
+// DNS failure, or a fetch that could not connect or timed out. A status
+// other than 200, a body over the cap, a policy host without an address,
+// an invalid policy or certificate are answers, not accidents. Errors
+// remembered in the cache only keep their message, hence the text checks.
+func transient(err error) bool {
+	switch {
+	case errors.Is(err, mtasts.ErrDNS):
+		return true
+	case !errors.Is(err, mtasts.ErrPolicyFetch):
+		return false
+	}
+	msg := err.Error()
+	for _, s := range []string{" answered ", "sent a body over", "has no A or AAAA record", "has no address"} {
+		if strings.Contains(msg, s) {
+			return false
+		}
+	}
+	return true
+}
+
+// errClass returns the error class for Decision.Err.
+func errClass(err error) string {
+	if err == nil {
+		return ""
+	}
+	return mtasts.ResultType(err)
+}
+
+// checkMX compares an enforce policy with the live MX set and re-fetches it
+// when some MX host matches no pattern. It returns the new result and true
+// when a recovery produced one.
+func (r *Responder) checkMX(ctx context.Context, st *domainState, domain string, res mtasts.Result, now time.Time, d *Decision) (mtasts.Result, bool) {
+	hosts, _, kind, mxAt := r.mx(ctx, st, domain, now, r.mxCheckInterval())
+	if kind != mxOK {
+		if kind == mxFailed {
+			d.MXCheck = "lookup-failed"
+		}
+		return res, false
+	}
+	st.mu.Lock()
+	if st.checkedPolicy == res.Policy && st.checkedMXAt.Equal(mxAt) {
+		mismatch := st.mismatch
+		st.mu.Unlock()
+		if len(mismatch) == 0 {
+			d.MXCheck = "match"
+		} else {
+			d.MXCheck = "mismatch"
+		}
+		return res, false
+	}
+	var mismatch []string
+	for _, h := range hosts {
+		if h == "." {
+			continue
+		}
+		if _, ok := res.Policy.Match(h); !ok {
+			mismatch = append(mismatch, h)
+		}
+	}
+	st.checkedPolicy, st.checkedMXAt, st.mismatch = res.Policy, mxAt, mismatch
+	st.mu.Unlock()
+	if len(mismatch) == 0 {
+		d.MXCheck = "match"
+		return res, false
+	}
+	// Issue #3 item 5: the MX set moved away from the cached policy; the
+	// domain may have published a new policy under the same id. RFC 8461
+	// §5.1 (STS-APPLY-4): look for a newer policy before failing mail.
+	nres, err := r.Cache.Refresh(ctx, domain, true)
+	ok := err == nil && nres.Source == mtasts.SourceFetched
+	if r.Observer != nil {
+		r.Observer.MXRecovery(ok)
+	}
+	lvl := slog.LevelWarn
+	r.logger().LogAttrs(ctx, lvl, "MX hosts outside the cached MTA-STS policy; re-fetched it",
+		slog.String("domain", domain), slog.Any("unmatched_mx", mismatch), slog.String("old_id", res.ID),
+		slog.String("new_id", nres.ID), slog.String("source", nres.Source.String()), slog.Bool("new_policy", ok),
+		slog.Any("error", firstErr(err, nres.Err)))
+	if err != nil {
+		d.MXCheck = "recovery-failed"
+		return res, false
+	}
+	if !ok {
+		d.MXCheck = "recovery-failed"
+	} else {
+		d.MXCheck = "recovered"
+	}
+	if nres.Policy != nil && nres.Policy != res.Policy {
+		st.mu.Lock()
+		var still []string
+		for _, h := range hosts {
+			if _, m := nres.Policy.Match(h); !m && h != "." {
+				still = append(still, h)
+			}
+		}
+		st.checkedPolicy, st.checkedMXAt, st.mismatch = nres.Policy, mxAt, still
+		st.mu.Unlock()
+	}
+	return nres, true
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+func (r *Responder) mxCheckInterval() time.Duration {
+	if r.MXCheckInterval > 0 {
+		return r.MXCheckInterval
+	}
+	return DefaultMXCheckInterval
+}
+
+func (r *Responder) daneTTL() time.Duration {
+	if r.DANETTL > 0 {
+		return r.DANETTL
+	}
+	return DefaultDANETTL
+}
+
+// state returns the per-domain state, creating it.
+func (r *Responder) state(domain string, now time.Time) *domainState {
+	v, ok := r.states.Load(domain)
+	if !ok {
+		var loaded bool
+		v, loaded = r.states.LoadOrStore(domain, &domainState{})
+		if !loaded {
+			r.nstates.Add(1)
+		}
+	}
+	st := v.(*domainState)
+	if n := now.UnixNano(); st.used.Load() < n-int64(time.Second) {
+		st.used.Store(n)
+	}
+	return st
+}
+
+func (st *domainState) failing(now time.Time) time.Time {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.failingSince.IsZero() {
+		st.failingSince = now
+	}
+	return st.failingSince
+}
+
+func (st *domainState) clearFailure() {
+	st.mu.Lock()
+	st.failingSince = time.Time{}
+	st.mu.Unlock()
+}
+
+// Prune drops per-domain state unused for longer than both the DANE TTL and
+// the MX check interval, and the least recently used beyond MaxStates. The
+// daemon calls it periodically. It returns how many were dropped.
+func (r *Responder) Prune(now time.Time) int {
+	ttl := max(r.daneTTL(), r.mxCheckInterval())
+	cut := now.Add(-ttl).UnixNano()
+	n := 0
+	type aged struct {
+		k    any
+		used int64
+	}
+	var rest []aged
+	r.states.Range(func(k, v any) bool {
+		st := v.(*domainState)
+		u := st.used.Load()
+		st.mu.Lock()
+		busy := !st.failingSince.IsZero()
+		st.mu.Unlock()
+		if u < cut && !busy {
+			r.states.Delete(k)
+			r.nstates.Add(-1)
+			n++
+		} else {
+			rest = append(rest, aged{k, u})
+		}
+		return true
+	})
+	limit := r.MaxStates
+	if limit <= 0 {
+		limit = DefaultMaxStates
+	}
+	if over := len(rest) - limit; over > 0 {
+		// Oldest first; a partial selection would do, but this runs rarely.
+		sortAged := func(a, b aged) int {
+			switch {
+			case a.used < b.used:
+				return -1
+			case a.used > b.used:
+				return 1
+			}
+			return 0
+		}
+		slices.SortFunc(rest, sortAged)
+		for _, a := range rest[:over] {
+			r.states.Delete(a.k)
+			r.nstates.Add(-1)
+			n++
+		}
+	}
+	return n
+}
+
+// States returns the number of domains with per-domain state.
+func (r *Responder) States() int { return int(r.nstates.Load()) }
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// matchList turns mx patterns into Postfix's match list (PFX-STS-1):
+// MatchFromSTS of each, policy order kept, joined with ':'.
+func matchList(mx []string) string {
+	var b strings.Builder
+	for i, p := range mx {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		b.WriteString(postfix.MatchFromSTS(p))
+	}
+	return b.String()
+}
+
+// render returns the secure answer for res, reusing the string built for the
+// same policy and zone settings.
+func (r *Responder) render(ctx context.Context, st *domainState, res mtasts.Result, z Zone, tlsrpt bool) (string, error) {
+	sn := z.serverName()
+	variant := sn
+	if tlsrpt {
+		variant = "tlsrpt " + sn
+	}
+	st.mu.Lock()
+	if st.rPolicy == res.Policy && st.rVariant == variant {
+		s := st.rData
+		st.mu.Unlock()
+		return s, nil
+	}
+	st.mu.Unlock()
+	p := postfix.TLSPolicy{Level: "secure", ServerName: sn}
+	for _, m := range res.Policy.MX {
+		p.Match = append(p.Match, postfix.MatchFromSTS(m))
+	}
+	if err := p.Validate(); err != nil {
+		return "", fmt.Errorf("policy of %s: %w", res.Domain, err)
+	}
+	if tlsrpt {
+		// PFX-STS-3/5: Postfix 3.10+ TLSRPT attributes; mx_host_pattern
+		// keeps "*." so that Postfix 3.10.5+ matches MX names as RFC 8461
+		// §4.1 says (PFX-STS-4).
+		t := p
+		t.PolicyType = "sts"
+		t.PolicyDomain = res.Domain
+		t.MXHostPatterns = res.Policy.MX
+		for _, l := range res.Policy.Lines() {
+			t.PolicyStrings = append(t.PolicyStrings, strings.TrimSpace(l))
+		}
+		if err := t.Validate(); err != nil {
+			// A hostile extension value (braces are legal in one) must not
+			// make Postfix reject the whole answer: keep the lines Postfix
+			// can take.
+			kept := t.PolicyStrings[:0:0]
+			for _, l := range t.PolicyStrings {
+				if !strings.ContainsAny(l, "{}") && (postfix.TLSPolicy{Level: "secure", PolicyType: "sts", PolicyStrings: []string{l}}).Validate() == nil {
+					kept = append(kept, l)
+				}
+			}
+			t.PolicyStrings = kept
+			if err2 := t.Validate(); err2 != nil {
+				r.logger().LogAttrs(ctx, slog.LevelWarn, "policy cannot carry TLSRPT attributes; sending it without them",
+					slog.String("domain", res.Domain), slog.String("error", err2.Error()))
+				t = p
+			} else {
+				r.logger().LogAttrs(ctx, slog.LevelWarn, "policy lines dropped from the TLSRPT attributes",
+					slog.String("domain", res.Domain), slog.String("error", err.Error()))
+			}
+		}
+		p = t
+	}
+	s := p.String()
+	st.mu.Lock()
+	st.rPolicy, st.rVariant, st.rData = res.Policy, variant, s
+	st.mu.Unlock()
+	return s, nil
+}

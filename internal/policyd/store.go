@@ -1,0 +1,180 @@
+package policyd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/mailsts/mailsts/internal/stscache"
+	"github.com/mailsts/mailsts/mtasts"
+)
+
+// CacheFileName is the SQLite file under the state directory.
+const CacheFileName = "policyd-cache.sqlite"
+
+// Store is the opened policy cache store of a configuration: a Memory, or a
+// Tiered with a Memory front before SQLite or Redis.
+type Store struct {
+	// Store is what the mtasts.Cache uses.
+	Store mtasts.Store
+	// Kind is "memory", "sqlite" or "redis" (what was actually opened).
+	Kind string
+	// Where describes the location: the file path or the Redis address.
+	Where string
+
+	front  *stscache.Memory
+	tiered *stscache.Tiered
+	sqlite *stscache.SQLite
+	rdb    *redis.Client
+}
+
+// StoreOptions adjust OpenStore.
+type StoreOptions struct {
+	// Getenv finds the default state directory; nil means os.Getenv.
+	Getenv func(string) string
+	// NoFallback makes a SQLite file that cannot be opened an error instead
+	// of a warning and an in-memory cache (the cache command wants the
+	// error).
+	NoFallback bool
+	// Now is the clock of the stores; nil means time.Now.
+	Now func() time.Time
+}
+
+// StatePath returns the SQLite cache path for cfg.
+func StatePath(cfg *Config, getenv func(string) string) string {
+	if cfg.Cache.Path != "" {
+		return cfg.Cache.Path
+	}
+	dir := cfg.StateDir
+	if dir == "" {
+		dir = DefaultStateDir(getenv)
+	}
+	return filepath.Join(dir, CacheFileName)
+}
+
+// OpenStore opens the store cfg.Cache describes. A SQLite file that cannot
+// be created (read-only or missing state directory) falls back to memory
+// with a warning, unless opts.NoFallback: a policy daemon that cannot keep
+// its cache across restarts still protects mail while it runs.
+func OpenStore(ctx context.Context, cfg *Config, opts StoreOptions, logger *slog.Logger) (*Store, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	front := &stscache.Memory{Now: opts.Now, Logger: logger}
+	switch cfg.Cache.Type {
+	case "memory":
+		return &Store{Store: front, Kind: "memory", Where: "memory", front: front}, nil
+	case "redis":
+		rc := cfg.Cache.Redis
+		rdb := redis.NewClient(&redis.Options{Addr: rc.Address, Password: rc.Password, DB: rc.DB})
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := rdb.Ping(pctx).Err(); err != nil {
+			// Not fatal: Tiered serves from memory while Redis is away.
+			logger.Warn("Redis is not reachable yet; answering from memory until it is", "address", rc.Address, "error", err)
+		}
+		back := stscache.NewRedis(rdb, rc.Prefix, logger)
+		back.Now = opts.Now
+		t := &stscache.Tiered{Front: front, Back: back, Now: opts.Now, Logger: logger}
+		return &Store{Store: t, Kind: "redis", Where: rc.Address + " prefix " + rc.Prefix, front: front, tiered: t, rdb: rdb}, nil
+	}
+	path := StatePath(cfg, opts.Getenv)
+	db, err := openSQLite(ctx, path, logger)
+	if err != nil {
+		if opts.NoFallback {
+			return nil, err
+		}
+		logger.Warn("cannot open the SQLite policy cache; using memory: cached policies will not survive a restart (STS-CACHE-10)",
+			"path", path, "error", err)
+		return &Store{Store: front, Kind: "memory", Where: "memory (fallback)", front: front}, nil
+	}
+	db.Now = opts.Now
+	// This process is the file's only writer: trust memory forever.
+	t := &stscache.Tiered{Front: front, Back: db, FrontTTL: -1, Now: opts.Now, Logger: logger}
+	n, err := t.Load(ctx)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("policyd: loading %s: %w", path, err)
+	}
+	logger.Info("policy cache loaded", "path", path, "entries", n)
+	return &Store{Store: t, Kind: "sqlite", Where: path, front: front, tiered: t, sqlite: db}, nil
+}
+
+func openSQLite(ctx context.Context, path string, logger *slog.Logger) (*stscache.SQLite, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("policyd: state directory: %w", err)
+	}
+	return stscache.OpenSQLite(ctx, path, logger)
+}
+
+// Touch records use of domain in memory (never a write per query).
+func (s *Store) Touch(domain string, now time.Time) bool {
+	if s.tiered != nil {
+		return s.tiered.Touch(domain, now)
+	}
+	return s.front.Touch(domain, now)
+}
+
+// Flush writes recorded use times to the back store.
+func (s *Store) Flush(ctx context.Context) error {
+	if s.tiered == nil {
+		return nil
+	}
+	_, err := s.tiered.Flush(ctx)
+	return err
+}
+
+// Maintain evicts entries without a valid policy unused since unusedSince
+// and caps the entries at max (never dropping valid enforce or testing
+// policies, STS-CACHE-10). It returns how many entries were removed.
+func (s *Store) Maintain(ctx context.Context, unusedSince time.Time, max int) (int, error) {
+	var errs []error
+	total := 0
+	if s.sqlite != nil {
+		if err := s.Flush(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		n, err := s.sqlite.Evict(ctx, unusedSince)
+		total += n
+		errs = append(errs, err)
+		if max > 0 {
+			n, err = s.sqlite.Cap(ctx, max)
+			total += n
+			errs = append(errs, err)
+		}
+	}
+	n, err := s.front.Evict(ctx, unusedSince)
+	total += n
+	errs = append(errs, err)
+	if max > 0 {
+		if s.tiered != nil {
+			n, err = s.tiered.Cap(ctx, max)
+		} else {
+			n, err = s.front.Cap(ctx, max)
+		}
+		total += n
+		errs = append(errs, err)
+	}
+	return total, errors.Join(errs...)
+}
+
+// Len returns the number of entries in memory.
+func (s *Store) Len() int { return s.front.Len() }
+
+// Close flushes use times and closes the back store.
+func (s *Store) Close(ctx context.Context) error {
+	err := s.Flush(ctx)
+	if s.sqlite != nil {
+		err = errors.Join(err, s.sqlite.Close())
+	}
+	if s.rdb != nil {
+		err = errors.Join(err, s.rdb.Close())
+	}
+	return err
+}
