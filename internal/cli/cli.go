@@ -55,7 +55,9 @@ type command struct {
 // commands is the subcommand table; each entry lives in its own file.
 func commands() []command {
 	cmds := []command{
+		policydCommand,
 		resolveCommand,
+		selftestCommand,
 		testnetCommand,
 		versionCommand,
 	}
