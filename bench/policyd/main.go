@@ -15,7 +15,7 @@
 // a network namespace whose resolv.conf names the testnet DNS server on
 // 127.0.0.1:53, with policy hosts on 127.0.0.1:443):
 //
-//	go run ./bench/policyd [-duration 5s] [-conns 16] [-hot 1000] [-cold 1000] [-mem 100000] [-daemons minimal,peer,mailsts]
+//	go run ./bench/policyd [-duration 5s] [-conns 16] [-hot 1000] [-cold 1000] [-mem 100000] [-rounds 3] [-daemons minimal,peer,mailsts]
 package main
 
 import (
@@ -38,19 +38,21 @@ import (
 
 // config holds the flags.
 type config struct {
-	duration    time.Duration
-	conns       int
-	fillConns   int
-	hot         int
-	cold        int
-	mem         int
-	fillTimeout time.Duration
-	daemons     []string
-	mailsts     string
-	peer        string
-	inside      string
-	minimal     string
-	keep        bool
+	duration     time.Duration
+	conns        int
+	fillConns    int
+	hot          int
+	cold         int
+	mem          int
+	fillTimeout  time.Duration
+	daemons      []string
+	mailsts      string
+	peer         string
+	inside       string
+	minimal      string
+	keep         bool
+	rounds       int
+	mailstsCache string
 }
 
 func main() {
@@ -71,6 +73,8 @@ func main() {
 	fs.StringVar(&cfg.peer, "peer", "/usr/bin/mta-sts-daemon", "postfix-mta-sts-resolver's mta-sts-daemon")
 	fs.StringVar(&cfg.inside, "inside", "", "internal: the network namespace this process runs in")
 	fs.StringVar(&cfg.minimal, "serve-minimal", "", "internal: serve the minimal netstring server on this address")
+	fs.IntVar(&cfg.rounds, "rounds", 3, "rounds of the hit and cold phases, daemons interleaved; medians are reported")
+	fs.StringVar(&cfg.mailstsCache, "mailsts-cache", "sqlite", "mailsts policyd --cache: sqlite (its default; the restart figure needs it) or memory")
 	fs.BoolVar(&cfg.keep, "keep-going", false, "report the other daemons when one fails instead of stopping")
 	_ = fs.Parse(os.Args[1:])
 	for d := range strings.SplitSeq(daemons, ",") {

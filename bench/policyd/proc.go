@@ -153,6 +153,13 @@ func procCPU(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / clockTicks, nil
 }
 
+// selfCPU returns this process's CPU time (testnet servers and load
+// generator); zero if /proc is unreadable.
+func selfCPU() time.Duration {
+	d, _ := procCPU(os.Getpid())
+	return d
+}
+
 // procRSS reads VmRSS from /proc/<pid>/status.
 func procRSS(pid int) (int64, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
