@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mailsts/mailsts/dnsresolve"
+	"github.com/mailsts/mailsts/internal/policyd"
 	"github.com/mailsts/mailsts/mtasts"
 )
 
@@ -23,8 +24,13 @@ Looks up _mta-sts.DOMAIN (TXT), fetches https://mta-sts.DOMAIN/.well-known/mta-s
 with certificate validation, parses the policy and explains what a sender does with it.
 Nothing is cached.
 
+With --explain, also shows what mailsts policyd would answer Postfix for the
+domain right now and why (DANE, overrides, zone settings such as strict_testing,
+the MX check), using the zones and overrides of --config when given.
+
 Examples:
   mailsts resolve gmail.com
+  mailsts resolve --explain --config /etc/mailsts/policyd.yml --zone postfix example.com
   mailsts resolve --json example.com | jq .mode
   mailsts resolve --dns 127.0.0.1:5353 --ca-file private-root.pem example.org
 
@@ -52,6 +58,29 @@ type resolveOutput struct {
 	Detail string   `json:"detail"`
 	// PolicyURL is where the policy was (or would be) fetched from.
 	PolicyURL string `json:"policy_url,omitempty"`
+	// Policyd is what the policy daemon would answer (--explain).
+	Policyd *explainOutput `json:"policyd,omitempty"`
+}
+
+// explainOutput is the --explain part of the output.
+type explainOutput struct {
+	Zone     string          `json:"zone"`
+	Reply    string          `json:"reply"`
+	Decision explainDecision `json:"decision"`
+}
+
+// explainDecision is policyd.Decision in the JSON output.
+type explainDecision struct {
+	Domain   string `json:"domain"`
+	Answer   string `json:"answer"`
+	Source   string `json:"source"`
+	Mode     string `json:"mode,omitempty"`
+	PolicyID string `json:"policy_id,omitempty"`
+	MXCheck  string `json:"mx_check,omitempty"`
+	DANE     string `json:"dane,omitempty"`
+	Override string `json:"override,omitempty"`
+	Error    string `json:"error,omitempty"`
+	Reason   string `json:"reason"`
 }
 
 // netFlags are the network plumbing flags shared by resolve, check and
@@ -106,6 +135,9 @@ func runResolve(ctx context.Context, env Env, args []string) int {
 	var nf netFlags
 	nf.register(fs)
 	asJSON := fs.Bool("json", false, "print one JSON object instead of text")
+	explain := fs.Bool("explain", false, "also show what mailsts policyd would answer Postfix, and why")
+	configFile := fs.String("config", "", "policyd configuration `file` whose zones and overrides --explain applies")
+	zone := fs.String("zone", "postfix", "socketmap map `name` (zone) --explain asks in")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -129,6 +161,14 @@ func runResolve(ctx context.Context, env Env, args []string) int {
 	defer cancel()
 	rec, pol, err := client.Get(ctx, domain)
 	out := resolveResult(domain, rec, pol, err)
+	if *explain {
+		ex, err := explainPolicyd(ctx, client, *configFile, *zone, domain)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "mailsts resolve: --explain: %v\n", err)
+			return ExitUsage
+		}
+		out.Policyd = ex
+	}
 	if *asJSON {
 		enc := json.NewEncoder(env.Stdout)
 		enc.SetIndent("", "  ")
@@ -137,6 +177,9 @@ func runResolve(ctx context.Context, env Env, args []string) int {
 		}
 	} else {
 		writeResolveText(env.Stdout, out, fs.Arg(0))
+		if out.Policyd != nil {
+			writeExplainText(env.Stdout, out.Policyd)
+		}
 	}
 	switch {
 	case out.Error == "":
@@ -194,6 +237,59 @@ func writeResolveText(w io.Writer, out resolveOutput, input string) {
 			fmt.Fprintf(w, "  MX patterns: %s\n", strings.Join(out.MX, ", "))
 		}
 		fmt.Fprintf(w, "  Meaning: %s.\n", out.Detail)
+	}
+}
+
+// explainPolicyd asks a policyd Responder, built from the configuration
+// (zones, overrides, DNS for DANE and the MX check) and a fresh in-memory
+// cache, what it would answer for domain in zone.
+func explainPolicyd(ctx context.Context, client *mtasts.Client, configFile, zone, domain string) (*explainOutput, error) {
+	cfg := policyd.Default()
+	if configFile != "" {
+		var err error
+		if cfg, _, err = policyd.Load(configFile); err != nil {
+			return nil, err
+		}
+	}
+	rules, err := cfg.Rules()
+	if err != nil {
+		return nil, err
+	}
+	r := &policyd.Responder{
+		Cache: &mtasts.Cache{Client: client, Store: mtasts.NewMemoryStore()},
+		DNS:   client.DNS,
+	}
+	if err := r.SetRules(rules); err != nil {
+		return nil, err
+	}
+	reply, d := r.Answer(ctx, zone, domain)
+	return &explainOutput{
+		Zone:  zone,
+		Reply: strings.TrimSpace(reply.Status.String() + " " + reply.Data),
+		Decision: explainDecision{
+			Domain: d.Domain, Answer: d.Answer, Source: d.Source, Mode: string(d.Mode), PolicyID: d.PolicyID,
+			MXCheck: d.MXCheck, DANE: d.DANE, Override: d.Override, Error: d.Err, Reason: d.Reason,
+		},
+	}, nil
+}
+
+func writeExplainText(w io.Writer, ex *explainOutput) {
+	d := ex.Decision
+	fmt.Fprintf(w, "policyd (map %q) would answer: %s\n  Why: %s\n", ex.Zone, ex.Reply, d.Reason)
+	var facts []string
+	add := func(k, v string) {
+		if v != "" {
+			facts = append(facts, k+" "+v)
+		}
+	}
+	add("source", d.Source)
+	add("mode", d.Mode)
+	add("DANE", d.DANE)
+	add("MX check", d.MXCheck)
+	add("override", d.Override)
+	add("error", d.Error)
+	if len(facts) > 0 {
+		fmt.Fprintf(w, "  (%s)\n", strings.Join(facts, "; "))
 	}
 }
 

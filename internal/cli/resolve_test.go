@@ -160,3 +160,32 @@ func TestResolveUsage(t *testing.T) {
 		t.Errorf("version: %d %q", code, stdout)
 	}
 }
+
+// resolve --explain shows what policyd would answer (issue #3 item 6).
+func TestResolveExplain(t *testing.T) {
+	t.Parallel()
+	n := defaultNet(t)
+	cases := []struct{ domain, reply, answer string }{
+		{"enforce.example", "OK secure match=.enforce.example servername=hostname", "ok_secure"},
+		{"testing.example", "NOTFOUND", "notfound"},      // PFX-STS-1
+		{"dane.example", "OK dane-only", "ok_dane_only"}, // STS-DANE-4
+		{"nosts.example", "NOTFOUND", "notfound"},
+	}
+	for _, c := range cases {
+		t.Run(c.domain, func(t *testing.T) {
+			t.Parallel()
+			args := append(append([]string{"resolve", "--json", "--explain"}, netArgs(n)...), c.domain)
+			_, stdout, stderr := run(t, args...)
+			var out resolveOutput
+			if err := json.Unmarshal([]byte(stdout), &out); err != nil {
+				t.Fatalf("%v: %s %s", err, stdout, stderr)
+			}
+			if out.Policyd == nil {
+				t.Fatal("no policyd object in the output")
+			}
+			if out.Policyd.Reply != c.reply || out.Policyd.Decision.Answer != c.answer || out.Policyd.Decision.Reason == "" {
+				t.Errorf("policyd = %+v, want reply %q answer %q", out.Policyd, c.reply, c.answer)
+			}
+		})
+	}
+}
