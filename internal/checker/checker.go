@@ -1,0 +1,227 @@
+package checker
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/mailsts/mailsts/dnsresolve"
+	"github.com/mailsts/mailsts/mtasts"
+)
+
+// Defaults for the zero-valued fields of Checker.
+const (
+	// DefaultSMTPPort is where MX hosts are probed (RFC 5321 §4.5.4.2).
+	DefaultSMTPPort = 25
+	// DefaultProbeTimeout bounds each step of an SMTP probe (connect,
+	// greeting, EHLO, STARTTLS, handshake).
+	DefaultProbeTimeout = 10 * time.Second
+	// DefaultTimeout bounds a whole Check.
+	DefaultTimeout = 60 * time.Second
+	// DefaultMaxMX is how many MX hosts are probed per domain.
+	DefaultMaxMX = 10
+	// DefaultEHLOName is the name the probe gives in EHLO.
+	DefaultEHLOName = "localhost"
+	// ExpiryWarning is how close to expiry a certificate draws a warning.
+	ExpiryWarning = 14 * 24 * time.Hour
+)
+
+// Checker audits the email transport security of domains. Set the fields
+// before the first Check and leave them alone afterwards; a Checker is then
+// safe for concurrent use (bulk runs share one). It must not be copied after
+// first use. The zero value checks against the system's resolvers and roots.
+type Checker struct {
+	// DNS answers every lookup; nil means a dnsresolve.Client with the
+	// servers of /etc/resolv.conf.
+	DNS dnsresolve.Resolver
+	// STS fetches policies; nil means an mtasts.Client using DNS and
+	// RootCAs. Its Timeout bounds the fetch.
+	STS *mtasts.Client
+	// RootCAs verifies MX and client endpoint certificates; nil means the
+	// system pool.
+	RootCAs *x509.CertPool
+	// SMTPPort is the port MX hosts are probed on; 0 means 25.
+	SMTPPort int
+	// ProbeTimeout bounds each step of a probe; 0 means DefaultProbeTimeout.
+	ProbeTimeout time.Duration
+	// Timeout bounds a whole Check; 0 means DefaultTimeout.
+	Timeout time.Duration
+	// MaxMX caps the MX hosts probed per domain; 0 means DefaultMaxMX.
+	MaxMX int
+	// EHLOName is sent in EHLO; "" means DefaultEHLOName.
+	EHLOName string
+	// Strict judges as the strictest sender would: the policy must follow
+	// the RFC 8461 grammar exactly (lenient tolerances fail), and MX
+	// problems fail even when the policy is in mode testing or absent.
+	Strict bool
+	// Clients are RFC 8314 mail client endpoints to probe as well.
+	Clients []Endpoint
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+	// Logger receives a debug line per check; nil discards.
+	Logger *slog.Logger
+
+	once   sync.Once
+	dns    dnsresolve.Resolver
+	sts    *mtasts.Client
+	dnsErr error
+}
+
+func (c *Checker) init() {
+	c.once.Do(func() {
+		c.dns = c.DNS
+		if c.dns == nil {
+			cl, err := dnsresolve.NewClient()
+			if err != nil {
+				c.dnsErr = err
+			} else {
+				c.dns = cl
+			}
+		}
+		c.sts = c.STS
+		if c.sts == nil {
+			c.sts = &mtasts.Client{DNS: c.dns, RootCAs: c.RootCAs}
+		}
+	})
+}
+
+func (c *Checker) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+func (c *Checker) logger() *slog.Logger {
+	if c.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return c.Logger
+}
+
+func (c *Checker) smtpPort() int {
+	if c.SMTPPort > 0 {
+		return c.SMTPPort
+	}
+	return DefaultSMTPPort
+}
+
+func (c *Checker) probeTimeout() time.Duration {
+	if c.ProbeTimeout > 0 {
+		return c.ProbeTimeout
+	}
+	return DefaultProbeTimeout
+}
+
+func (c *Checker) timeout() time.Duration {
+	if c.Timeout > 0 {
+		return c.Timeout
+	}
+	return DefaultTimeout
+}
+
+func (c *Checker) maxMX() int {
+	if c.MaxMX > 0 {
+		return c.MaxMX
+	}
+	return DefaultMaxMX
+}
+
+func (c *Checker) ehloName() string {
+	if c.EHLOName != "" {
+		return c.EHLOName
+	}
+	return DefaultEHLOName
+}
+
+// ErrInvalidDomain is reported (in Report.Error, with VerdictError) when
+// the name given to Check is not a valid domain name. Fix the input.
+var ErrInvalidDomain = errors.New("checker: invalid domain name")
+
+// Check audits domain (U-labels or A-labels, with or without a trailing
+// dot) and returns its report. It never returns nil, and finishes within
+// Timeout (or when ctx ends, with what it learned so far). An invalid name
+// gives a report with VerdictError.
+func (c *Checker) Check(ctx context.Context, domain string) *Report {
+	c.init()
+	start := c.now()
+	r := &Report{Schema: SchemaVersion, Started: start.UTC(), Strict: c.Strict, MX: []MXResult{}, Findings: []Finding{}}
+	d, err := dnsresolve.Normalize(domain)
+	if err != nil {
+		r.Domain, r.Verdict = domain, VerdictError
+		r.Error = ErrInvalidDomain.Error() + ": " + err.Error()
+		return r
+	}
+	r.Domain = d
+	if domain != d {
+		r.Input = domain
+	}
+	if c.dnsErr != nil {
+		r.Verdict, r.Error = VerdictError, c.dnsErr.Error()
+		return r
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout())
+	defer cancel()
+
+	var (
+		wg           sync.WaitGroup
+		sts          stsState
+		mx           mxState
+		rpt, clients findings
+		rptSum       TLSRPTSummary
+		clientRes    []EndpointResult
+	)
+	wg.Go(func() { sts = c.checkSTS(ctx, d) })
+	wg.Go(func() { mx = c.checkMX(ctx, d) })
+	wg.Go(func() { rptSum, rpt = c.checkTLSRPT(ctx, d) })
+	if len(c.Clients) > 0 {
+		wg.Go(func() { clientRes, clients = c.checkClients(ctx) })
+	}
+	wg.Wait()
+
+	r.STS = sts.summary
+	matchFindings := c.judgeMX(sts, &mx)
+	r.MX = mx.results
+	r.TLSRPT = rptSum
+	r.Clients = clientRes
+
+	all := make([]Finding, 0, len(sts.record)+len(sts.pol)+len(matchFindings)+len(mx.hostF)+len(mx.dane)+len(rpt)+len(clients))
+	for _, part := range []findings{sts.record, sts.pol, matchFindings, mx.hostF, mx.dane, rpt, clients} {
+		all = append(all, part...)
+	}
+	r.Findings = all
+	r.finish()
+	r.DurationMS = c.now().Sub(start).Milliseconds()
+	c.logger().LogAttrs(ctx, slog.LevelDebug, "checked", slog.Any("report", r))
+	return r
+}
+
+// finish computes Counts and Verdict from Findings.
+func (r *Report) finish() {
+	r.Counts = Counts{}
+	worst := SeverityOK
+	for _, f := range r.Findings {
+		switch f.Severity {
+		case SeverityOK:
+			r.Counts.OK++
+		case SeverityInfo:
+			r.Counts.Info++
+		case SeverityWarn:
+			r.Counts.Warn++
+		case SeverityFail:
+			r.Counts.Fail++
+		}
+		worst = max(worst, f.Severity)
+	}
+	switch worst {
+	case SeverityFail:
+		r.Verdict = VerdictFail
+	case SeverityWarn:
+		r.Verdict = VerdictWarn
+	default:
+		r.Verdict = VerdictPass
+	}
+}
