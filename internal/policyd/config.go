@@ -254,18 +254,13 @@ func Parse(data []byte) (*Config, []string, error) {
 	return cfg, nil, cfg.Validate()
 }
 
-// legacyOnly are top-level keys only mta-sts-daemon.yml has.
-var legacyOnly = []string{"host", "port", "path", "mode", "reuse_port", "cache_grace", "proactive_policy_fetching"}
-
 func isLegacy(doc *yaml.Node) bool {
 	for i := 0; i+1 < len(doc.Content); i += 2 {
 		k, v := doc.Content[i].Value, doc.Content[i+1]
-		for _, l := range legacyOnly {
-			if k == l {
-				return true
-			}
-		}
 		switch k {
+		case "host", "port", "path", "mode", "reuse_port", "cache_grace", "proactive_policy_fetching":
+			// Top-level keys only mta-sts-daemon.yml has.
+			return true
 		case "cache":
 			if t := mapValue(v, "type"); t != nil && t.Value == "internal" {
 				return true
@@ -304,13 +299,13 @@ func mapValue(n *yaml.Node, key string) *yaml.Node {
 
 // legacyConfig is postfix-mta-sts-resolver's mta-sts-daemon.yml(5).
 type legacyConfig struct {
-	Host            *string    `yaml:"host"`
-	Port            *int       `yaml:"port"`
-	Path            *string    `yaml:"path"`
-	Mode            *yaml.Node `yaml:"mode"`
-	ReusePort       *bool      `yaml:"reuse_port"`
-	CacheGrace      *float64   `yaml:"cache_grace"`
-	ShutdownTimeout *float64   `yaml:"shutdown_timeout"`
+	Host            *string   `yaml:"host"`
+	Port            *int      `yaml:"port"`
+	Path            *string   `yaml:"path"`
+	Mode            yaml.Node `yaml:"mode"`
+	ReusePort       *bool     `yaml:"reuse_port"`
+	CacheGrace      *float64  `yaml:"cache_grace"`
+	ShutdownTimeout *float64  `yaml:"shutdown_timeout"`
 	Cache           *struct {
 		Type    string         `yaml:"type"`
 		Options map[string]any `yaml:"options"`
@@ -354,7 +349,7 @@ func parseLegacy(data []byte, cfg *Config) ([]string, error) {
 	}
 	if l.Path != nil {
 		ln := Listener{Socketmap: "unix:" + *l.Path}
-		if l.Mode != nil {
+		if l.Mode.Kind != 0 {
 			m, err := parseMode(l.Mode.Value, true)
 			if err != nil {
 				return notes, fmt.Errorf("%w: line %d: mode: %w", ErrConfig, l.Mode.Line, err)
@@ -369,7 +364,7 @@ func parseLegacy(data []byte, cfg *Config) ([]string, error) {
 	} else {
 		cfg.Listen = []Listener{{Socketmap: net.JoinHostPort(host, strconv.Itoa(port))}}
 		note("host/port → listen: [{socketmap: %q}]", cfg.Listen[0].Socketmap)
-		if l.Mode != nil {
+		if l.Mode.Kind != 0 {
 			note("mode ignored: it only applies to a unix socket (path)")
 		}
 	}
