@@ -58,7 +58,10 @@ const (
 	// knows (its TXT id was checked recently, or the check found it
 	// unchanged).
 	SourceCache
-	// SourceFetched: the policy was fetched during this call.
+	// SourceFetched: the policy was fetched during this call. Err is nil,
+	// except when the TXT lookup failed and the cached policy, due for
+	// refresh, was fetched regardless (RFC 8461 §10.2, STS-FETCH-11): Err
+	// then says what the TXT lookup gave.
 	SourceFetched
 	// SourceStale: a cached, unexpired policy applied because the latest
 	// discovery failed (RFC 8461 §3.3, STS-FETCH-10, STS-CACHE-5). Err
@@ -131,6 +134,12 @@ func (r Result) LogValue() slog.Value {
 //     STS-CACHE-3) keeps the policy (STS-CACHE-4) without extending its life
 //     (OPEN-4). A different id, a policy older than RefreshInterval or
 //     close to expiry (STS-FETCH-11), or no valid policy, leads to a fetch;
+//   - when the TXT lookup fails (DNS, no record, several records, bad
+//     record) but the valid cached policy is due for refresh, the policy is
+//     fetched anyway, under the cached id: RFC 8461 §10.2 refreshes cached
+//     policies "regardless of the state of the TXT record", so suppressing
+//     the record does not let a policy run out (STS-FETCH-11). With
+//     nothing valid cached, a TXT failure ends discovery (STS-TXT-7);
 //   - a successful fetch replaces the entry, mode none included
 //     (STS-CACHE-6). Any failure (DNS, no record, several records, bad
 //     record, fetch, invalid body) keeps a valid policy and applies it
@@ -486,6 +495,13 @@ func (c *Cache) discover(ctx context.Context, d string, m mode, now time.Time) (
 
 	rec, _, err := c.client.LookupRecord(ctx, d)
 	if err != nil {
+		if e.Valid(now) && !now.Before(c.refreshAt(e)) {
+			// RFC 8461 §10.2 (STS-FETCH-11): a cached policy due for
+			// refresh is fetched "regardless of the state of the TXT
+			// record", so an attacker who suppresses the record must
+			// do so for the policy's whole max_age to make it expire.
+			return c.refreshWithoutRecord(ctx, log, e, now, err), nil
+		}
 		// RFC 8461 §3.1 note, §3.3 (STS-TXT-11, STS-CACHE-5, OPEN-9): a
 		// missing, duplicated or invalid record, or a DNS failure, does not
 		// remove a valid cached policy.
@@ -534,11 +550,7 @@ func (c *Cache) discover(ctx context.Context, d string, m mode, now time.Time) (
 		return c.settle(ctx, log, e, now, err), nil
 	}
 
-	start := time.Now()
-	p, err := c.client.Fetch(ctx, d)
-	if c.Observer != nil {
-		c.Observer.Fetched(d, time.Since(start), err)
-	}
+	p, err := c.fetch(ctx, d)
 	if err != nil {
 		return c.failed(ctx, log, e, now, id, err), nil
 	}
@@ -562,6 +574,55 @@ func (c *Cache) discover(ctx context.Context, d string, m mode, now time.Time) (
 	return r, nil
 }
 
+// fetch fetches the policy of d and tells the Observer.
+func (c *Cache) fetch(ctx context.Context, d string) (*Policy, error) {
+	start := time.Now()
+	p, err := c.client.Fetch(ctx, d)
+	if c.Observer != nil {
+		c.Observer.Fetched(d, time.Since(start), err)
+	}
+	return p, err
+}
+
+// refreshWithoutRecord handles a failed TXT lookup while the valid cached
+// policy of e is due for refresh: the policy is fetched anyway (RFC 8461
+// §10.2, STS-FETCH-11), under the back-off of the cached id (STS-FETCH-7).
+//
+// On success the new policy replaces the cached one under the cached id
+// (the live id is unknown), and the answer is SourceFetched with txtErr as
+// Err: the TXT failure stays recorded, so the record is looked up again
+// after RetryInterval. On failure the cached policy still applies
+// (STS-CACHE-5) and the fetch error, which says the policy could not be
+// refreshed, is the answer's Err.
+func (c *Cache) refreshWithoutRecord(ctx context.Context, log *slog.Logger, e *Entry, now time.Time, txtErr error) Result {
+	if _, limited := c.rateLimited(e, e.ID, now); limited {
+		// The back-off of the cached id stands as it is: counting this
+		// TXT failure into it would push the next refresh further away
+		// with every lookup.
+		return c.report(ctx, log, e, now, txtErr)
+	}
+	p, err := c.fetch(ctx, e.Domain)
+	if err != nil {
+		// %v: the answer's error matches one sentinel only, the fetch's.
+		err = fmt.Errorf("%w (refreshing the cached policy because the TXT lookup failed: %v)", err, txtErr)
+		return c.failed(ctx, log, e, now, e.ID, err)
+	}
+	// The fetch of the cached id works again: its back-off ends; the TXT
+	// failure continues the streak.
+	e.Policy, e.FetchedAt = p, now
+	e.NoPolicyUntil = now.Add(c.retryInterval())
+	e.FailedID = ""
+	e.Failures++
+	e.FailedAt = now
+	e.LastError = clip(ResultType(txtErr) + ": " + txtErr.Error())
+	c.put(ctx, log, e)
+	log.LogAttrs(ctx, slog.LevelWarn, "mta-sts TXT lookup failed; cached policy refreshed over HTTPS regardless (RFC 8461 §10.2)",
+		slog.String("id", e.ID), slog.Any("policy", p), slog.Int("failures", e.Failures), slog.String("error", txtErr.Error()))
+	r := entryResult(e, SourceFetched)
+	r.Err, r.Failures = txtErr, e.Failures
+	return r
+}
+
 // failed records a failed attempt (id is "" for a TXT-level failure) and
 // returns the answer: the valid cached policy if any, else no policy.
 func (c *Cache) failed(ctx context.Context, log *slog.Logger, e *Entry, now time.Time, id string, err error) Result {
@@ -579,6 +640,13 @@ func (c *Cache) failed(ctx context.Context, log *slog.Logger, e *Entry, now time
 		}
 		e.FailedAt = now
 	}
+	return c.report(ctx, log, e, now, err)
+}
+
+// report records err as the last error of e without touching the failure
+// count or the back-off, logs it, stores e and returns the answer.
+func (c *Cache) report(ctx context.Context, log *slog.Logger, e *Entry, now time.Time, err error) Result {
+	valid := e.Valid(now)
 	e.LastError = clip(ResultType(err) + ": " + err.Error())
 	lvl := slog.LevelDebug
 	if valid && e.Policy.Mode != ModeNone {

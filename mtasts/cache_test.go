@@ -276,8 +276,11 @@ func TestCache_STS_CACHE_5_NeverDowngrade(t *testing.T) {
 			first := env.get(t)
 			before := *env.entry(t)
 			tt.break_(env)
-			// Three days later: the 7-day policy has 4 days left.
-			env.clock.Add(3 * 24 * time.Hour)
+			// Twelve hours later: the 7-day policy is not yet due for
+			// refresh (RefreshInterval), so a TXT-level failure leads to
+			// no fetch; TestCache_STS_FETCH_11_RegardlessOfTXT covers
+			// the refresh that follows.
+			env.clock.Add(12 * time.Hour)
 			for i, r := range []Result{env.get(t), env.refresh(t, false), env.refresh(t, true)} {
 				wantResult(t, r, SourceStale, ModeEnforce, tt.errIs)
 				if r.Policy != first.Policy || r.ID != "1" || !r.Expires.Equal(first.Expires) {

@@ -5,22 +5,31 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 
 	"github.com/mailsts/mailsts/dnsresolve"
 )
 
 // ErrInvalidDomain: the domain given to a lookup is not a valid domain name
-// (empty, an empty label, bad characters, IDNA failure). The input is wrong;
-// do not retry, and do not treat it as "no policy" silently: report it.
-// It wraps dnsresolve.ErrInvalidName.
+// (empty, an empty label, bad characters, IDNA failure, or an IP address).
+// The input is wrong; do not retry, and do not treat it as "no policy"
+// silently: report it. It wraps dnsresolve.ErrInvalidName when the name
+// itself is malformed.
 var ErrInvalidDomain = errors.New("mtasts: invalid domain")
 
 // normalizeDomain applies STS-SEL-6: lowercase, one trailing dot stripped,
-// IDNA converted to A-labels, empty labels rejected.
+// IDNA converted to A-labels, empty labels rejected. An IPv4 address in
+// dotted-decimal form is rejected too: it is a valid string of DNS labels,
+// but RFC 8461 §3.4 gives address literals no MTA-STS policy (STS-SEL-4),
+// and querying _mta-sts.192.0.2.1 would only leak the address to the
+// resolver. (Bracketed and IPv6 literals already fail the name syntax.)
 func normalizeDomain(domain string) (string, error) {
 	d, err := dnsresolve.Normalize(domain)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrInvalidDomain, err)
+	}
+	if _, err := netip.ParseAddr(d); err == nil {
+		return "", fmt.Errorf("%w: %q is an IP address; address literals have no MTA-STS policy (RFC 8461 §3.4)", ErrInvalidDomain, domain)
 	}
 	return d, nil
 }
