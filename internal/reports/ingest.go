@@ -1,0 +1,388 @@
+package reports
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/mailsts/mailsts/dnsresolve"
+	"github.com/mailsts/mailsts/tlsrpt"
+)
+
+// More sentinel errors, for ingestion.
+var (
+	// ErrTemporary means the input could not be judged now (a DKIM key
+	// lookup failed temporarily). Nothing was stored: retry later (mail
+	// pipe: EX_TEMPFAIL; HTTP: 503; Maildir/IMAP: leave the message).
+	ErrTemporary = errors.New("reports: temporary failure")
+	// ErrRead means the input could not be read to its end (the client
+	// went away). Nothing was stored; the sender will retry.
+	ErrRead = errors.New("reports: reading input failed")
+)
+
+// DKIMMode says whether mail input must carry a valid DKIM signature.
+type DKIMMode int
+
+const (
+	// DKIMRequire, the zero value: RFC 8460 §3 (RPT-MAIL-7, RPT-RECV-1):
+	// reports by mail without a valid DKIM signature of the submitter
+	// MUST be ignored. They are kept as rejected (reason "dkim").
+	DKIMRequire DKIMMode = iota
+	// DKIMOff trusts the MTA to have verified DKIM already (for example
+	// an OpenDKIM milter that rejects failures).
+	DKIMOff
+)
+
+// DefaultFutureSkew is the clock-skew allowance of the future-date check.
+const DefaultFutureSkew = time.Hour
+
+// rejectedPrefix caps the raw bytes kept of input above the size cap: the
+// rest is not read (RFC 8460 §7: no unbounded work for hostile input).
+const rejectedPrefix = 64 << 10
+
+// Ingester turns received bytes into stored reports or stored rejections.
+// Decisions:
+//   - Every input ends either as a report (PutReport) or as a rejection
+//     with its raw bytes and reason (PutRejected); only storage failures
+//     and temporary DKIM failures return an error, and then nothing was
+//     stored so the sender or MTA can retry.
+//   - A report whose start-datetime is later than now plus FutureSkew is
+//     rejected (reason "future-date"): a report describes sessions that
+//     happened, so such a date is a broken clock or a forgery, and storing
+//     it would pollute every later summary. Other oddities
+//     (tlsrpt.Report.Problems, tlsrpt.CheckConsistency) are stored as
+//     flags with the report.
+//   - A report without report-id cannot be de-duplicated (RPT-RECV-4) and
+//     is rejected (reason "no-report-id").
+type Ingester struct {
+	Store Store
+	// Resolver looks up DKIM keys; required unless DKIM is DKIMOff.
+	Resolver dnsresolve.Resolver
+	DKIM     DKIMMode
+	// Limits caps input and decompressed sizes (zero: tlsrpt defaults,
+	// 15 MB in and 20 MB decompressed).
+	Limits tlsrpt.Limits
+	// FutureSkew is the clock-skew allowance; 0 means DefaultFutureSkew.
+	FutureSkew time.Duration
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// Outcome is what happened to one input.
+type Outcome string
+
+// Outcomes. An input with several reports (a mail with two attachments)
+// is Stored if any was stored, else Duplicate if any was a duplicate,
+// else Rejected; Result lists each.
+const (
+	OutcomeStored    Outcome = "stored"
+	OutcomeDuplicate Outcome = "duplicate"
+	OutcomeRejected  Outcome = "rejected"
+)
+
+// Result describes one ingested input.
+type Result struct {
+	Outcome Outcome
+	Reports []ReportResult
+	// Rejections lists what was kept as rejected.
+	Rejections []RejectionResult
+}
+
+// ReportResult is one stored (or duplicate) report.
+type ReportResult struct {
+	ID           int64
+	Organization string
+	ReportID     string
+	Duplicate    bool
+	Repairs      int
+	Problems     []string
+}
+
+// RejectionResult is one stored rejection. Err wraps the tlsrpt sentinel
+// that caused it (tlsrpt.ErrTooLarge, tlsrpt.ErrUnsupportedType, …).
+type RejectionResult struct {
+	ID     int64
+	Reason string
+	Err    error
+}
+
+func (r *Result) finish() {
+	switch {
+	case len(r.Reports) == 0:
+		r.Outcome = OutcomeRejected
+	default:
+		r.Outcome = OutcomeDuplicate
+		for _, rr := range r.Reports {
+			if !rr.Duplicate {
+				r.Outcome = OutcomeStored
+			}
+		}
+	}
+}
+
+func (in *Ingester) now() time.Time {
+	if in.Now != nil {
+		return in.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func (in *Ingester) logger() *slog.Logger {
+	if in.Logger == nil {
+		return discardLogger()
+	}
+	return in.Logger
+}
+
+func (in *Ingester) maxInput() int64 {
+	if in.Limits.MaxInput > 0 {
+		return in.Limits.MaxInput
+	}
+	return tlsrpt.DefaultMaxInput
+}
+
+// readCapped reads at most max bytes of r. When r holds more it returns
+// the first bytes read and tooLarge=true without reading the rest.
+func readCapped(r io.Reader, max int64) (data []byte, tooLarge bool, err error) {
+	var buf bytes.Buffer
+	n, err := io.Copy(&buf, io.LimitReader(r, max+1))
+	if err != nil {
+		return buf.Bytes(), false, err
+	}
+	if n > max {
+		return buf.Bytes(), true, nil
+	}
+	return buf.Bytes(), false, nil
+}
+
+// reasonOf maps a tlsrpt error to a rejection reason.
+func reasonOf(err error) string {
+	switch {
+	case errors.Is(err, tlsrpt.ErrTooLarge):
+		return ReasonTooLarge
+	case errors.Is(err, tlsrpt.ErrUnsupportedType):
+		return ReasonBadType
+	case errors.Is(err, tlsrpt.ErrNoReport):
+		return ReasonNoReport
+	default:
+		return ReasonSyntax
+	}
+}
+
+// reject stores a rejection and adds it to res.
+func (in *Ingester) reject(ctx context.Context, res *Result, rj Rejection, cause error) error {
+	rj.ReceivedAt = in.now()
+	if rj.Detail == "" && cause != nil {
+		rj.Detail = cause.Error()
+	}
+	id, err := in.Store.PutRejected(ctx, rj)
+	if err != nil {
+		return err
+	}
+	in.logger().Warn("reports: input rejected and kept", "id", id, "source", rj.Source, "origin", rj.Origin,
+		"reason", rj.Reason, "detail", rj.Detail)
+	if cause == nil {
+		cause = errors.New(rj.Detail)
+	}
+	res.Rejections = append(res.Rejections, RejectionResult{ID: id, Reason: rj.Reason, Err: cause})
+	return nil
+}
+
+// tooLarge keeps the prefix of an input above the cap.
+func (in *Ingester) tooLarge(ctx context.Context, res *Result, prefix []byte, declared int64, source, origin string) error {
+	if len(prefix) > rejectedPrefix {
+		prefix = prefix[:rejectedPrefix]
+	}
+	cause := fmt.Errorf("%w: input above %d bytes", tlsrpt.ErrTooLarge, in.maxInput())
+	return in.reject(ctx, res, Rejection{Raw: prefix, Truncated: true, Size: declared, Source: source, Origin: origin,
+		Reason: ReasonTooLarge}, cause)
+}
+
+// Body ingests a report body as POSTed over HTTPS (RFC 8460 §5.4) or read
+// from a file: gzip or JSON, recognised by its bytes; contentType is the
+// declared media type ("" when unknown). declaredSize is the
+// Content-Length, or -1.
+func (in *Ingester) Body(ctx context.Context, r io.Reader, contentType string, declaredSize int64, source, origin string) (Result, error) {
+	var res Result
+	raw, over, err := readCapped(r, in.maxInput())
+	if err != nil {
+		return res, fmt.Errorf("%w: %w", ErrRead, err)
+	}
+	if over {
+		err := in.tooLarge(ctx, &res, raw, declaredSize, source, origin)
+		res.finish()
+		return res, err
+	}
+	js, repairs, err := tlsrpt.Decode(bytes.NewReader(raw), contentType, in.Limits)
+	if err != nil {
+		err := in.reject(ctx, &res, Rejection{Raw: raw, Source: source, Origin: origin, Reason: reasonOf(err)}, err)
+		res.finish()
+		return res, err
+	}
+	if err := in.report(ctx, &res, raw, js, repairs, nil, nil, Incoming{Source: source, Origin: origin}); err != nil {
+		return res, err
+	}
+	res.finish()
+	return res, nil
+}
+
+// report parses one JSON report and stores it or its rejection. m and a
+// are the mail wrapping, nil for HTTP and files.
+func (in *Ingester) report(ctx context.Context, res *Result, raw, js []byte, repairs []tlsrpt.Repair, m *tlsrpt.Message, a *tlsrpt.Attachment, base Incoming) error {
+	rejectAs := func(reason string, cause error) error {
+		detail := cause.Error()
+		if a != nil && a.Filename != "" {
+			detail = "attachment " + a.Filename + ": " + detail
+		}
+		return in.reject(ctx, res, Rejection{Raw: raw, Source: base.Source, Origin: base.Origin, Reason: reason, Detail: detail}, cause)
+	}
+	rep, preps, err := tlsrpt.Parse(js)
+	if err != nil {
+		return rejectAs(ReasonSyntax, err)
+	}
+	now := in.now()
+	skew := in.FutureSkew
+	if skew <= 0 {
+		skew = DefaultFutureSkew
+	}
+	if rep.DateRange.Start.After(now.Add(skew)) {
+		return rejectAs(ReasonFutureDate, fmt.Errorf("%w: start-datetime %s is in the future (now %s)",
+			tlsrpt.ErrInvalid, tlsrpt.FormatTime(rep.DateRange.Start), tlsrpt.FormatTime(now)))
+	}
+	if strings.TrimSpace(rep.ReportID) == "" {
+		return rejectAs(ReasonNoReportID, fmt.Errorf("%w: report-id is missing, the report cannot be de-duplicated", tlsrpt.ErrInvalid))
+	}
+	inc := base
+	inc.Report = rep
+	inc.Raw = raw
+	inc.ReceivedAt = now
+	inc.Repairs = append(append([]tlsrpt.Repair(nil), repairs...), preps...)
+	inc.Problems = rep.Problems(now)
+	if m != nil {
+		inc.Problems = append(inc.Problems, tlsrpt.CheckConsistency(m, a, rep)...)
+	}
+	if inc.Submitter == "" {
+		_, inc.Submitter, _ = strings.Cut(rep.ContactInfo, "@")
+	}
+	put, err := in.Store.PutReport(ctx, inc)
+	if err != nil {
+		return err
+	}
+	rr := ReportResult{ID: put.ID, Organization: rep.OrganizationName, ReportID: rep.ReportID, Duplicate: put.Duplicate, Repairs: len(inc.Repairs)}
+	for _, p := range inc.Problems {
+		rr.Problems = append(rr.Problems, p.Code)
+	}
+	res.Reports = append(res.Reports, rr)
+	in.logger().Info("reports: report received", "id", put.ID, "duplicate", put.Duplicate, "source", base.Source,
+		"origin", base.Origin, "report", rep, "repairs", len(inc.Repairs), "problems", rr.Problems)
+	return nil
+}
+
+// Message ingests one report mail (RFC 8460 §5.3): every report
+// attachment is stored, after the DKIM check unless DKIM is DKIMOff.
+func (in *Ingester) Message(ctx context.Context, r io.Reader, source, origin string) (Result, error) {
+	var res Result
+	raw, over, err := readCapped(r, in.maxInput())
+	if err != nil {
+		return res, fmt.Errorf("%w: %w", ErrRead, err)
+	}
+	if over {
+		err := in.tooLarge(ctx, &res, raw, -1, source, origin)
+		res.finish()
+		return res, err
+	}
+	err = in.message(ctx, &res, raw, source, origin)
+	res.finish()
+	return res, err
+}
+
+func (in *Ingester) message(ctx context.Context, res *Result, raw []byte, source, origin string) error {
+	base := Rejection{Raw: raw, Source: source, Origin: origin}
+	m, err := tlsrpt.ParseMessage(bytes.NewReader(raw), in.Limits)
+	if err != nil {
+		base.Reason = reasonOf(err)
+		return in.reject(ctx, res, base, err)
+	}
+	if origin == "" {
+		origin = m.MessageID
+		base.Origin = origin
+	}
+	inc := Incoming{Source: source, Origin: origin, Submitter: m.Submitter}
+	if in.DKIM != DKIMOff {
+		submitter := m.Submitter
+		if submitter == "" {
+			// No TLS-Report-Submitter header: the contact-info domain of
+			// the first report is the submitter (RPT-JSON-10).
+			for _, a := range m.Attachments {
+				if rep, _, err := a.Parse(); err == nil {
+					_, submitter, _ = strings.Cut(rep.ContactInfo, "@")
+					break
+				}
+			}
+		}
+		domain, err := in.verifyDKIM(ctx, raw, submitter)
+		if errors.Is(err, ErrTemporary) {
+			return err
+		}
+		if err != nil {
+			base.Reason = ReasonDKIM
+			return in.reject(ctx, res, base, err)
+		}
+		inc.DKIMDomain = domain
+	}
+	for i := range m.Attachments {
+		a := &m.Attachments[i]
+		repairs := append(append([]tlsrpt.Repair(nil), m.Repairs...), a.Repairs...)
+		if err := in.report(ctx, res, raw, a.JSON, repairs, m, a, inc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// verifyDKIM returns the signing domain that authenticates submitter.
+// RFC 8460 §3 (RPT-MAIL-7): a report without a valid DKIM signature MUST
+// be ignored; here it is kept as rejected rather than dropped.
+func (in *Ingester) verifyDKIM(ctx context.Context, raw []byte, submitter string) (string, error) {
+	if in.Resolver == nil {
+		return "", fmt.Errorf("%w: DKIM required but no resolver configured", ErrTemporary)
+	}
+	res, err := tlsrpt.VerifyDKIM(ctx, raw, in.Resolver)
+	if err != nil {
+		return "", err
+	}
+	if res.Passes(submitter) {
+		sub := strings.ToLower(strings.TrimSuffix(submitter, "."))
+		for _, s := range res.Signatures {
+			d := strings.ToLower(strings.TrimSuffix(s.Domain, "."))
+			if s.Err == nil && s.ServiceTLSRPT() && (sub == d || strings.HasSuffix(sub, "."+d)) {
+				return d, nil
+			}
+		}
+	}
+	if res.Temporary() {
+		return "", fmt.Errorf("%w: DKIM key lookup failed, verify again later", ErrTemporary)
+	}
+	if len(res.Signatures) == 0 {
+		return "", fmt.Errorf("no DKIM signature (RFC 8460 §3: reports without a valid signature are ignored)")
+	}
+	var why []string
+	for _, s := range res.Signatures {
+		switch {
+		case s.Err != nil:
+			why = append(why, fmt.Sprintf("d=%s s=%s: %v", s.Domain, s.Selector, s.Err))
+		case !s.ServiceTLSRPT():
+			why = append(why, fmt.Sprintf("d=%s s=%s: key service %q excludes tlsrpt", s.Domain, s.Selector, strings.Join(s.Services, ":")))
+		default:
+			why = append(why, fmt.Sprintf("d=%s s=%s: valid, but does not cover submitter %q", s.Domain, s.Selector, submitter))
+		}
+	}
+	return "", fmt.Errorf("no valid DKIM signature of the submitter: %s", strings.Join(why, "; "))
+}

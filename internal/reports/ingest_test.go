@@ -1,0 +1,325 @@
+package reports
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-msgauth/dkim"
+	"github.com/mailsts/mailsts/dnsresolve"
+	"github.com/mailsts/mailsts/tlsrpt"
+)
+
+func newIngester(st Store, mode DKIMMode, r dnsresolve.Resolver) *Ingester {
+	return &Ingester{Store: st, DKIM: mode, Resolver: r, Now: fixedNow}
+}
+
+func mustOutcome(t *testing.T, res Result, err error, want Outcome) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("ingest: %v", err)
+	}
+	if res.Outcome != want {
+		t.Fatalf("outcome %s, want %s (%+v)", res.Outcome, want, res)
+	}
+}
+
+func hasRepair(rs []tlsrpt.Repair, code string) bool {
+	return slices.ContainsFunc(rs, func(r tlsrpt.Repair) bool { return r.Code == code })
+}
+
+func TestIngestF10(t *testing.T) { // F-10a, F-10b, F-10c, RPT-ERRATA-1, RPT-RECV-4
+	t.Parallel()
+	st := openTestSQLite(t)
+	in := newIngester(st, DKIMOff, nil)
+	ctx := context.Background()
+	// F-10a (as printed, a raw line break inside a string) is repaired
+	// by tlsrpt.Parse and stored with the repair; b and c are the same
+	// report, so they are duplicates.
+	for i, name := range []string{"f10a.json", "f10b.json", "f10c.json"} {
+		raw := readFile(t, "../../tlsrpt/testdata/"+name)
+		res, err := in.Body(ctx, bytes.NewReader(raw), tlsrpt.MediaTypeJSON, int64(len(raw)), SourceFile, name)
+		want := OutcomeDuplicate
+		if i == 0 {
+			want = OutcomeStored
+		}
+		mustOutcome(t, res, err, want)
+	}
+	got, err := st.Show(ctx, "5065427c-23d3-47ca-b6e0-946ea0e8c4be")
+	if err != nil || len(got) != 1 {
+		t.Fatalf("Show: %v %v", got, err)
+	}
+	if !hasRepair(got[0].Repairs, "control-character-in-string") || !hasRepair(got[0].Repairs, "mx-host-string") {
+		t.Errorf("F-10a repairs not stored: %v", got[0].Repairs)
+	}
+	c, _, _ := tlsrpt.Parse(readFile(t, "../../tlsrpt/testdata/f10c.json"))
+	if got[0].Report.Policies[0].Summary != c.Policies[0].Summary || len(got[0].Report.Policies[0].FailureDetails) != len(c.Policies[0].FailureDetails) {
+		t.Errorf("stored F-10a differs from F-10c: %+v", got[0].Report.Policies[0])
+	}
+}
+
+// signF9 signs F-9 (with F-10c) as mail.sender.example.com with a fresh
+// Ed25519 key and returns the message and a Fake serving the key.
+func signF9(t *testing.T) ([]byte, *dnsresolve.Fake) {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f9 := readFile(t, "../../tlsrpt/testdata/f9-with-f10c.eml")
+	signed, err := tlsrpt.SignMessage(f9, dkim.SignOptions{Domain: "mail.sender.example.com", Selector: "s1", Signer: priv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := &dnsresolve.Fake{}
+	fake.SetTXT("s1._domainkey.mail.sender.example.com", "v=DKIM1; k=ed25519; s=tlsrpt; p="+base64.StdEncoding.EncodeToString(pub))
+	return signed, fake
+}
+
+func TestIngestF9DKIM(t *testing.T) { // F-9, RPT-MAIL-5, RPT-MAIL-7, RPT-RECV-1
+	t.Parallel()
+	ctx := context.Background()
+	signed, fake := signF9(t)
+	unsigned := readFile(t, "../../tlsrpt/testdata/f9-with-f10c.eml")
+
+	t.Run("signed", func(t *testing.T) {
+		t.Parallel()
+		st := openTestSQLite(t)
+		res, err := newIngester(st, DKIMRequire, fake).Message(ctx, bytes.NewReader(signed), SourceMail, "")
+		mustOutcome(t, res, err, OutcomeStored)
+		got, err := st.Show(ctx, "5065427c-23d3-47ca-b6e0-946ea0e8c4be")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[0].DKIMDomain != "mail.sender.example.com" || got[0].Submitter != "mail.sender.example.com" || !bytes.Equal(got[0].Raw, signed) {
+			t.Errorf("stored %+v", got[0])
+		}
+		// F-9's Subject and headers disagree with F-10c's body: flagged,
+		// the body wins (RPT-DELIV-6).
+		if !slices.ContainsFunc(got[0].Problems, func(p tlsrpt.Problem) bool { return p.Code == "header-domain-mismatch" }) {
+			t.Errorf("problems %v", got[0].Problems)
+		}
+	})
+	t.Run("unsigned", func(t *testing.T) {
+		t.Parallel()
+		st := openTestSQLite(t)
+		res, err := newIngester(st, DKIMRequire, fake).Message(ctx, bytes.NewReader(unsigned), SourceMail, "")
+		mustOutcome(t, res, err, OutcomeRejected)
+		if res.Rejections[0].Reason != ReasonDKIM {
+			t.Errorf("reason %s", res.Rejections[0].Reason)
+		}
+		rj, err := st.RejectedRaw(ctx, res.Rejections[0].ID)
+		if err != nil || !bytes.Equal(rj.Raw, unsigned) || !strings.Contains(rj.Detail, "no DKIM signature") {
+			t.Errorf("rejected kept: %+v %v", rj.Detail, err)
+		}
+		if _, err := st.Show(ctx, "5065427c-23d3-47ca-b6e0-946ea0e8c4be"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("unsigned report stored: %v", err)
+		}
+		// With DKIM off (the MTA verified), the same message is stored.
+		res, err = newIngester(st, DKIMOff, nil).Message(ctx, bytes.NewReader(unsigned), SourceMail, "")
+		mustOutcome(t, res, err, OutcomeStored)
+	})
+	t.Run("tampered", func(t *testing.T) {
+		t.Parallel()
+		st := openTestSQLite(t)
+		bad := bytes.Replace(signed, []byte("This is an aggregate"), []byte("This is a forged"), 1)
+		res, err := newIngester(st, DKIMRequire, fake).Message(ctx, bytes.NewReader(bad), SourceMail, "")
+		mustOutcome(t, res, err, OutcomeRejected)
+		if res.Rejections[0].Reason != ReasonDKIM {
+			t.Errorf("reason %s", res.Rejections[0].Reason)
+		}
+	})
+	t.Run("key lookup fails", func(t *testing.T) {
+		t.Parallel()
+		st := openTestSQLite(t)
+		failing := &dnsresolve.Fake{}
+		failing.SetError("s1._domainkey.mail.sender.example.com", dnsresolve.ErrLookupFailed)
+		_, err := newIngester(st, DKIMRequire, failing).Message(ctx, bytes.NewReader(signed), SourceMail, "")
+		if !errors.Is(err, ErrTemporary) {
+			t.Fatalf("err %v, want ErrTemporary", err)
+		}
+		if l, _ := st.ListRejected(ctx, Filter{}); len(l) != 0 {
+			t.Errorf("temporary failure stored a rejection: %+v", l)
+		}
+	})
+}
+
+func TestIngestQuirkSamples(t *testing.T) { // TLSRPT-QUIRKS rows 1-32
+	t.Parallel()
+	st := openTestSQLite(t)
+	in := newIngester(st, DKIMOff, nil)
+	ctx := context.Background()
+	dir := "../../tlsrpt/testdata/quirks"
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		name := e.Name()
+		raw := readFile(t, filepath.Join(dir, name))
+		var res Result
+		switch filepath.Ext(name) {
+		case ".json":
+			res, err = in.Body(ctx, bytes.NewReader(raw), "", -1, SourceFile, name)
+		case ".eml":
+			res, err = in.Message(ctx, bytes.NewReader(raw), SourceFile, name)
+		default:
+			continue
+		}
+		n++
+		if err != nil || res.Outcome == OutcomeRejected {
+			t.Errorf("%s: %s %v %+v", name, res.Outcome, err, res.Rejections)
+		}
+	}
+	if n < 30 {
+		t.Errorf("only %d samples", n)
+	}
+	if l, _ := st.ListRejected(ctx, Filter{}); len(l) != 0 {
+		t.Errorf("rejections: %+v", l)
+	}
+}
+
+// countingReader yields n bytes of '{' then spaces and counts reads.
+type countingReader struct {
+	left, read int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	if c.left == 0 {
+		return 0, io.EOF
+	}
+	n := int64(len(p))
+	if n > c.left {
+		n = c.left
+	}
+	for i := range p[:n] {
+		p[i] = ' '
+	}
+	if c.read == 0 && n > 0 {
+		p[0] = '{'
+	}
+	c.left -= n
+	c.read += n
+	return int(n), nil
+}
+
+func gz(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write(b)
+	zw.Close()
+	return buf.Bytes()
+}
+
+func TestIngestHostile(t *testing.T) { // RPT-RECV-2, RPT-RECV-3
+	t.Parallel()
+	ctx := context.Background()
+	st := openTestSQLite(t)
+	in := newIngester(st, DKIMOff, nil)
+	in.Limits = tlsrpt.Limits{MaxInput: 1 << 20, MaxOutput: 2 << 20}
+	future := synthReport(1)
+	future.DateRange = tlsrpt.DayRange(fixedNow().Add(48 * time.Hour))
+	futureJSON, _ := tlsrpt.Marshal(future)
+	bomb := gz(t, append([]byte("{"), bytes.Repeat([]byte(" "), 3<<20)...))
+	cases := []struct {
+		name, ctype string
+		body        []byte
+		reason      string
+		sentinel    error
+	}{
+		{"gzip bomb", tlsrpt.MediaTypeGzip, bomb, ReasonTooLarge, tlsrpt.ErrTooLarge},
+		{"invalid JSON", tlsrpt.MediaTypeJSON, []byte(`{"organization-name": "x", `), ReasonSyntax, tlsrpt.ErrSyntax},
+		{"not JSON", tlsrpt.MediaTypeJSON, []byte("hello"), ReasonSyntax, tlsrpt.ErrSyntax},
+		{"wrong content type", "text/html", []byte("<html>"), ReasonBadType, tlsrpt.ErrUnsupportedType},
+		{"future date", tlsrpt.MediaTypeJSON, futureJSON, ReasonFutureDate, tlsrpt.ErrInvalid},
+		{"no report-id", tlsrpt.MediaTypeJSON, bytes.Replace(futureJSON, []byte(future.ReportID), nil, 1), ReasonFutureDate, tlsrpt.ErrInvalid},
+	}
+	for _, tc := range cases {
+		res, err := in.Body(ctx, bytes.NewReader(tc.body), tc.ctype, int64(len(tc.body)), SourceHTTP, tc.name)
+		mustOutcome(t, res, err, OutcomeRejected)
+		rj := res.Rejections[0]
+		if rj.Reason != tc.reason || !errors.Is(rj.Err, tc.sentinel) {
+			t.Errorf("%s: reason %s err %v", tc.name, rj.Reason, rj.Err)
+		}
+		kept, err := st.RejectedRaw(ctx, rj.ID)
+		if err != nil || !bytes.Equal(kept.Raw, tc.body) || kept.Origin != tc.name {
+			t.Errorf("%s: raw not kept (%d bytes) %v", tc.name, len(kept.Raw), err)
+		}
+	}
+	// No report-id, valid date.
+	noID := synthReport(2)
+	noID.ReportID = ""
+	js, _ := tlsrpt.Marshal(noID)
+	res, err := in.Body(ctx, bytes.NewReader(js), "", -1, SourceFile, "noid")
+	mustOutcome(t, res, err, OutcomeRejected)
+	if res.Rejections[0].Reason != ReasonNoReportID {
+		t.Errorf("no report-id: %s", res.Rejections[0].Reason)
+	}
+	// 100 MB body: only the cap is read, a prefix is kept, flagged.
+	cr := &countingReader{left: 100 << 20}
+	res, err = in.Body(ctx, cr, tlsrpt.MediaTypeJSON, 100<<20, SourceHTTP, "huge")
+	mustOutcome(t, res, err, OutcomeRejected)
+	if cr.read > in.Limits.MaxInput+64<<10 {
+		t.Errorf("read %d bytes of a 100 MB body, cap %d", cr.read, in.Limits.MaxInput)
+	}
+	kept, _ := st.RejectedRaw(ctx, res.Rejections[0].ID)
+	if !kept.Truncated || kept.Size != 100<<20 || len(kept.Raw) != rejectedPrefix || res.Rejections[0].Reason != ReasonTooLarge {
+		t.Errorf("huge: %+v (%d bytes)", kept, len(kept.Raw))
+	}
+	// A mail above the cap.
+	cr = &countingReader{left: 100 << 20}
+	res, err = in.Message(ctx, cr, SourceMail, "huge mail")
+	mustOutcome(t, res, err, OutcomeRejected)
+	// A mail with no report.
+	res, err = in.Message(ctx, strings.NewReader("From: a@example.org\r\nSubject: hi\r\n\r\nhello\r\n"), SourceMail, "")
+	mustOutcome(t, res, err, OutcomeRejected)
+	if res.Rejections[0].Reason != ReasonNoReport {
+		t.Errorf("no report: %s", res.Rejections[0].Reason)
+	}
+	// Read failure: nothing stored, ErrRead.
+	before, _ := st.ListRejected(ctx, Filter{})
+	_, err = in.Body(ctx, io.MultiReader(strings.NewReader("{"), errReader{}), "", -1, SourceHTTP, "")
+	if !errors.Is(err, ErrRead) {
+		t.Errorf("read failure: %v", err)
+	}
+	if after, _ := st.ListRejected(ctx, Filter{}); len(after) != len(before) {
+		t.Error("read failure stored a rejection")
+	}
+}
+
+type errReader struct{}
+
+func (errReader) Read([]byte) (int, error) { return 0, io.ErrUnexpectedEOF }
+
+// failingStore fails every write, to test that storage errors surface.
+type failingStore struct{ Store }
+
+func (failingStore) PutReport(context.Context, Incoming) (PutResult, error) {
+	return PutResult{}, ErrStorage
+}
+func (failingStore) PutRejected(context.Context, Rejection) (int64, error) { return 0, ErrStorage }
+
+func TestIngestStorageFailure(t *testing.T) {
+	t.Parallel()
+	in := newIngester(failingStore{}, DKIMOff, nil)
+	raw := readFile(t, "../../tlsrpt/testdata/f10c.json")
+	if _, err := in.Body(context.Background(), bytes.NewReader(raw), "", -1, SourceFile, ""); !errors.Is(err, ErrStorage) {
+		t.Errorf("report: %v", err)
+	}
+	if _, err := in.Body(context.Background(), strings.NewReader("junk"), "", -1, SourceFile, ""); !errors.Is(err, ErrStorage) {
+		t.Errorf("rejection: %v", err)
+	}
+}

@@ -1,0 +1,109 @@
+package reports
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"runtime"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+)
+
+// sqliteBusyTimeout is how long a statement waits for a lock held by
+// another process (a CLI query while `mailsts serve` writes).
+const sqliteBusyTimeout = 10 * time.Second
+
+// OpenSQLite opens or creates the report database at path (one file, WAL
+// mode) and migrates its schema (PRAGMA user_version). A nil logger
+// discards.
+//
+// Durability: synchronous=FULL, so a report is on disk when PutReport
+// returns, which is what lets the HTTP receiver answer 200 and the mail
+// pipe exit 0 (RFC 8460 §5.4, RPT-HTTP-3). Writes go through one
+// connection; reads use a small query_only pool and never block it.
+func OpenSQLite(ctx context.Context, path string, logger *slog.Logger) (Store, error) {
+	if logger == nil {
+		logger = discardLogger()
+	}
+	// A file: URI so that '?', '#' and '%' in path are taken literally.
+	u := url.URL{Scheme: "file", Path: path}
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyTimeout.Milliseconds()))
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	wq := url.Values{}
+	for k, v := range q {
+		wq[k] = append([]string(nil), v...)
+	}
+	// BEGIN IMMEDIATE: take the write lock at the start of a transaction.
+	wq.Set("_txlock", "immediate")
+	u.RawQuery = wq.Encode()
+	wdb, err := sql.Open("sqlite", u.String())
+	if err != nil {
+		return nil, fmt.Errorf("%w: sqlite %s: %w", ErrStorage, path, err)
+	}
+	wdb.SetMaxOpenConns(1)
+	wdb.SetConnMaxIdleTime(0)
+	s := &sqlStore{d: sqliteDialect(), loc: path, logger: logger, w: wdb}
+	if err := s.Migrate(ctx); err != nil {
+		wdb.Close()
+		return nil, err
+	}
+	q.Add("_pragma", "query_only(1)")
+	u.RawQuery = q.Encode()
+	rdb, err := sql.Open("sqlite", u.String())
+	if err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("%w: sqlite %s: %w", ErrStorage, path, err)
+	}
+	rdb.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
+	s.r = rdb
+	return s, nil
+}
+
+func sqliteDialect() dialect {
+	return dialect{
+		name:       "sqlite",
+		rebind:     func(q string) string { return q },
+		migrations: sqliteMigrations(),
+		contains:   func(h, n string) string { return "instr(" + h + ", " + n + ") > 0" },
+		lock:       func(context.Context, *sql.Tx) error { return nil }, // BEGIN IMMEDIATE already serialises
+		version: func(ctx context.Context, tx *sql.Tx) (int, error) {
+			var v int
+			err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v)
+			return v, err
+		},
+		setVersion: func(ctx context.Context, tx *sql.Tx, v int) error {
+			// PRAGMA takes no bound parameters; v is our own integer.
+			_, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, v))
+			return err
+		},
+	}
+}
+
+// Close implements Store.
+func (s *sqlStore) Close() error {
+	var errs []error
+	if s.r != nil && s.r != s.w {
+		if err := s.r.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.d.name == "sqlite" {
+		// Keeps the planner's statistics fresh; cheap before closing.
+		if _, err := s.w.Exec(`PRAGMA optimize`); err != nil {
+			s.logger.Debug("reports: PRAGMA optimize", "where", s.loc, "err", err)
+		}
+	}
+	if err := s.w.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return s.errorf("close: %v", errs)
+	}
+	return nil
+}
