@@ -1,0 +1,220 @@
+package checker
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var readerCases = []struct {
+	name, in, column string
+	want             []string
+	err              bool
+}{
+	{"lines", "a.example\n\n# comment\n  b.example  \r\nc.example", "", []string{"a.example", "b.example", "c.example"}, false},
+	{"csv by name", "rank,domain\n1,a.example\n2, b.example\n3,\n", "domain", []string{"a.example", "b.example"}, false},
+	{"csv by number", "1,a.example\n2,b.example\n", "2", []string{"a.example", "b.example"}, false},
+	{"csv short row", "x,domain\nonly\n1,c.example\n", "domain", []string{"c.example"}, false},
+	{"csv missing column", "x,y\n1,2\n", "domain", nil, true},
+	{"csv bad quote", "domain\n\"a.example\n", "domain", nil, true},
+	{"long line", strings.Repeat("a", maxInputLine+1) + "\n", "", nil, true},
+}
+
+func readAll(dr *DomainReader) ([]string, error) {
+	var out []string
+	for range 1000 {
+		d, err := dr.Next()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		out = append(out, d)
+	}
+	return out, errors.New("too many domains")
+}
+
+func TestDomainReader(t *testing.T) {
+	t.Parallel()
+	for _, c := range readerCases {
+		got, err := readAll(NewDomainReader(strings.NewReader(c.in), c.column))
+		if (err != nil) != c.err {
+			t.Errorf("%s: err %v", c.name, err)
+			continue
+		}
+		if err != nil && !errors.Is(err, ErrInput) {
+			t.Errorf("%s: %v does not wrap ErrInput", c.name, err)
+		}
+		if !c.err && strings.Join(got, " ") != strings.Join(c.want, " ") {
+			t.Errorf("%s: got %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+// FuzzDomainReader: any input yields trimmed, non-empty names or an error,
+// never a panic.
+func FuzzDomainReader(f *testing.F) {
+	for _, c := range readerCases {
+		f.Add(c.in, c.column)
+	}
+	f.Fuzz(func(t *testing.T, in, column string) {
+		got, _ := readAll(NewDomainReader(strings.NewReader(in), column))
+		for _, d := range got {
+			if d == "" || d != strings.TrimSpace(d) {
+				t.Fatalf("bad name %q", d)
+			}
+		}
+	})
+}
+
+// bulkDomains are default-scenario domains with quick outcomes.
+var bulkDomains = []string{
+	"enforce.example", "testing.example", "none.example", "crlf.example", "multistring.example",
+	"two-records.example", "cname.example", "provider.example", "servfail.example", "redirect.example",
+	"notfound.example", "html.example", "expired.example", "wrong-name.example", "self-signed.example",
+	"cn-only.example", "nostarttls.example", "badmxcert.example", "testing-badcert.example", "dane.example",
+	"dane-ta.example", "dane-wrong.example", "nosts.example", "nullmx.example", "mxdown.example",
+	"mxhandshake.example", "no-ctype.example", "mx-mismatch.example", "perfect.test", "bücher.test",
+}
+
+// readResults decodes a JSON Lines file and counts reports per domain.
+func readResults(t *testing.T, path string) map[string]int {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var r Report
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("bad line %q: %v", sc.Text(), err)
+		}
+		counts[r.Domain]++
+	}
+	return counts
+}
+
+// Bulk resumption: run, cut the output mid-way (leaving a partial line),
+// run again: only the missing domains are checked, and every domain ends up
+// in the file exactly once.
+func TestBulkResume(t *testing.T) {
+	t.Parallel()
+	n := defaultNet(t)
+	c := newChecker(t, n, false)
+	path := filepath.Join(t.TempDir(), "out.jsonl")
+	input := strings.Join(bulkDomains, "\n") + "\n"
+
+	run := func() *Summary {
+		f, done, err := OpenResume(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		b := &Bulk{Checker: c, Concurrency: 8, Out: f, Done: done}
+		sum, err := b.Run(context.Background(), NewDomainReader(strings.NewReader(input), ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sum
+	}
+	first := run()
+	if first.Checked != len(bulkDomains) || first.Skipped != 0 {
+		t.Fatalf("first run: checked %d skipped %d", first.Checked, first.Skipped)
+	}
+	// Keep 12 full lines and half of the 13th.
+	data, _ := os.ReadFile(path)
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	cut := append(bytes.Join(lines[:12], nil), lines[12][:len(lines[12])/2]...)
+	if err := os.WriteFile(path, cut, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	second := run()
+	if second.Skipped != 12 || second.Checked != len(bulkDomains)-12 {
+		t.Errorf("second run: checked %d skipped %d, want %d and 12", second.Checked, second.Skipped, len(bulkDomains)-12)
+	}
+	counts := readResults(t, path)
+	if len(counts) != len(bulkDomains) {
+		t.Errorf("%d domains in the file, want %d", len(counts), len(bulkDomains))
+	}
+	for d, k := range counts {
+		if k != 1 {
+			t.Errorf("%s appears %d times", d, k)
+		}
+	}
+	third := run()
+	if third.Checked != 0 || third.Skipped != len(bulkDomains) {
+		t.Errorf("third run: checked %d skipped %d", third.Checked, third.Skipped)
+	}
+	if first.ExitVerdict() != VerdictFail || first.Verdicts[VerdictFail] == 0 {
+		t.Errorf("verdicts %v", first.Verdicts)
+	}
+	var table strings.Builder
+	first.WriteTable(&table, 5)
+	for _, w := range []string{"pass", "fail", "top problems", "domains/s"} {
+		if !strings.Contains(table.String(), w) {
+			t.Errorf("summary lacks %q:\n%s", w, table.String())
+		}
+	}
+}
+
+// A domain whose MX hangs finishes within the per-domain bound, and does
+// not hold up the others.
+func TestBulkHangBounded(t *testing.T) {
+	t.Parallel()
+	n := defaultNet(t)
+	c := newChecker(t, n, false)
+	c.ProbeTimeout = time.Hour
+	c.Timeout = 2 * time.Second
+	var out bytes.Buffer
+	var order []string
+	b := &Bulk{Checker: c, Concurrency: 4, Out: &out, OnReport: func(r *Report) { order = append(order, r.Domain) }}
+	start := time.Now()
+	sum, err := b.Run(context.Background(), NewDomainReader(strings.NewReader("mxhang.example\nenforce.example\nnosts.example\n"), ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el > 8*time.Second {
+		t.Errorf("run took %v with a 2s per-domain bound", el)
+	}
+	if sum.Checked != 3 || len(order) != 3 || order[2] != "mxhang.example" {
+		t.Errorf("checked %d, order %v (the hanging domain should finish last)", sum.Checked, order)
+	}
+	if strings.Count(out.String(), "\n") != 3 {
+		t.Errorf("output:\n%s", out.String())
+	}
+}
+
+// Cancelling a bulk run stops it promptly and records no cut-short check.
+func TestBulkCancel(t *testing.T) {
+	t.Parallel()
+	n := defaultNet(t)
+	c := newChecker(t, n, false)
+	c.ProbeTimeout = time.Hour
+	c.Timeout = time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	var out bytes.Buffer
+	b := &Bulk{Checker: c, Concurrency: 2, Out: &out, OnReport: func(*Report) { cancel() }}
+	start := time.Now()
+	_, err := b.Run(ctx, NewDomainReader(strings.NewReader("nosts.example\nmxhang.example\nmxhang.example\n"), ""))
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("err %v", err)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Errorf("cancel took %v", el)
+	}
+	if strings.Contains(out.String(), "mxhang") {
+		t.Errorf("a cut-short check was recorded:\n%s", out.String())
+	}
+}
