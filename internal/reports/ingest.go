@@ -211,6 +211,17 @@ func (in *Ingester) tooLarge(ctx context.Context, res *Result, prefix []byte, de
 // Content-Length, or -1.
 func (in *Ingester) Body(ctx context.Context, r io.Reader, contentType string, declaredSize int64, source, origin string) (Result, error) {
 	var res Result
+	if declaredSize > in.maxInput() {
+		// Declared too large: read only the prefix that is kept, never
+		// the rest (a 100 MB POST costs 64 KiB).
+		prefix, _, err := readCapped(r, rejectedPrefix)
+		if err != nil {
+			return res, fmt.Errorf("%w: %w", ErrRead, err)
+		}
+		err = in.tooLarge(ctx, &res, prefix, declaredSize, source, origin)
+		res.finish()
+		return res, err
+	}
 	raw, over, err := readCapped(r, in.maxInput())
 	if err != nil {
 		return res, fmt.Errorf("%w: %w", ErrRead, err)

@@ -1,0 +1,320 @@
+package reports
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mailsts/mailsts/tlsrpt"
+)
+
+// HandlerFunc is an HTTP handler that returns its error (STYLE 11): the
+// client sees the short message of an *HTTPError, the log gets the cause.
+type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// HTTPError is an error with the status and the text the client sees.
+type HTTPError struct {
+	Status int
+	// Msg is shown to the client; Err is logged only.
+	Msg string
+	Err error
+}
+
+func (e *HTTPError) Error() string {
+	if e.Err != nil {
+		return e.Msg + ": " + e.Err.Error()
+	}
+	return e.Msg
+}
+
+func (e *HTTPError) Unwrap() error { return e.Err }
+
+func serve(log *slog.Logger, h HandlerFunc) http.Handler {
+	if log == nil {
+		log = discardLogger()
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := h(w, r)
+		if err == nil {
+			return
+		}
+		var he *HTTPError
+		if !errors.As(err, &he) {
+			he = &HTTPError{Status: http.StatusInternalServerError, Msg: "internal error", Err: err}
+		}
+		level := slog.LevelInfo
+		if he.Status >= 500 {
+			level = slog.LevelError
+		}
+		log.Log(r.Context(), level, "reports: http request failed", "method", r.Method, "path", r.URL.Path,
+			"remote", r.RemoteAddr, "status", he.Status, "error", err)
+		if he.Status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "300")
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(he.Status)
+		fmt.Fprintln(w, he.Msg)
+	})
+}
+
+// Receiver is the HTTPS report endpoint of RFC 8460 §5.4 (RPT-HTTP): it
+// takes a POST whose body is the report, application/tlsrpt+gzip or
+// application/tlsrpt+json (application/json, application/gzip and the
+// other types tlsrpt.Decode accepts are tolerated).
+//
+// Answers: 201 when the report was stored, 200 for a duplicate (RFC 8460
+// §5.4 "successful" status, RPT-HTTP-3), both only after the commit;
+// 413 above the size cap (the rest of the body is not read), 415 for a
+// type that cannot hold a report, 400 for a body that is not a report
+// (the input is kept as rejected in all three cases), 405 for other
+// methods, 503 when the store failed (nothing stored: retry).
+type Receiver struct {
+	Ingester *Ingester
+	Logger   *slog.Logger
+}
+
+// ServeHTTP implements http.Handler.
+func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	serve(rc.Logger, rc.receive).ServeHTTP(w, r)
+}
+
+func (rc *Receiver) receive(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		return &HTTPError{Status: http.StatusMethodNotAllowed, Msg: "POST a TLS report (RFC 8460 §5.4)"}
+	}
+	// A hard cap on top of the Ingester's, so that a wrong Content-Length
+	// cannot make it read more.
+	body := http.MaxBytesReader(w, r.Body, rc.Ingester.maxInput()+1)
+	res, err := rc.Ingester.Body(r.Context(), body, r.Header.Get("Content-Type"), r.ContentLength, SourceHTTP, r.RemoteAddr)
+	switch {
+	case errors.Is(err, ErrRead):
+		return &HTTPError{Status: http.StatusBadRequest, Msg: "could not read the request body", Err: err}
+	case err != nil:
+		return &HTTPError{Status: http.StatusServiceUnavailable, Msg: "report not stored, try again later", Err: err}
+	}
+	switch res.Outcome {
+	case OutcomeStored, OutcomeDuplicate:
+		status, word := http.StatusCreated, "stored"
+		if res.Outcome == OutcomeDuplicate {
+			status, word = http.StatusOK, "duplicate, already stored"
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(status)
+		for _, rr := range res.Reports {
+			fmt.Fprintf(w, "%s: report-id %q\n", word, rr.ReportID)
+		}
+		return nil
+	}
+	rj := res.Rejections[0]
+	he := &HTTPError{Status: http.StatusBadRequest, Err: rj.Err}
+	switch rj.Reason {
+	case ReasonTooLarge:
+		he.Status = http.StatusRequestEntityTooLarge
+		he.Msg = fmt.Sprintf("report too large (limit %d bytes, %d decompressed)", rc.Ingester.maxInput(), rc.Ingester.maxOutput())
+	case ReasonBadType:
+		he.Status = http.StatusUnsupportedMediaType
+		he.Msg = "unsupported Content-Type: send application/tlsrpt+gzip or application/tlsrpt+json"
+	case ReasonFutureDate:
+		he.Msg = "report rejected: its date range starts in the future"
+	case ReasonNoReportID:
+		he.Msg = "report rejected: report-id is missing"
+	default:
+		he.Msg = "not a TLS report: " + clipText(rj.Err.Error(), 200)
+	}
+	he.Msg += fmt.Sprintf(" (kept for inspection as rejected input %d)", rj.ID)
+	return he
+}
+
+func (in *Ingester) maxOutput() int64 {
+	if in.Limits.MaxOutput > 0 {
+		return in.Limits.MaxOutput
+	}
+	return tlsrpt.DefaultMaxOutput
+}
+
+func clipText(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// API serves the query API as JSON (GET only), mounted at /api/v1/:
+//
+//	GET /api/v1/summary?since=&until=&domain=&org=&mx=&result=&group-by=day,domain
+//	GET /api/v1/failures?since=&until=&domain=&org=&mx=&result=&limit=
+//	GET /api/v1/reports/{report-id}
+//	GET /api/v1/rejected?since=&until=&limit=
+//
+// Dates are YYYY-MM-DD (UTC). Errors are text with status 400 (bad
+// query), 404 (unknown report) or 503 (store failed).
+type API struct {
+	Store  Store
+	Logger *slog.Logger
+}
+
+// Handler returns the API's handler, with routes under prefix (for
+// example "/api/v1").
+func (a *API) Handler(prefix string) http.Handler {
+	prefix = strings.TrimSuffix(prefix, "/")
+	mux := http.NewServeMux()
+	mux.Handle("GET "+prefix+"/summary", serve(a.Logger, a.summary))
+	mux.Handle("GET "+prefix+"/failures", serve(a.Logger, a.failures))
+	mux.Handle("GET "+prefix+"/reports/{id...}", serve(a.Logger, a.show))
+	mux.Handle("GET "+prefix+"/rejected", serve(a.Logger, a.rejected))
+	return mux
+}
+
+// ParseFilter reads a Filter from query parameters: since, until
+// (YYYY-MM-DD), domain, org, mx, result, group-by (comma-separated) and
+// limit. Errors wrap ErrBadFilter.
+func ParseFilter(q url.Values) (Filter, error) {
+	var f Filter
+	var err error
+	if f.Since, err = ParseDay(q.Get("since")); err != nil {
+		return f, err
+	}
+	if f.Until, err = ParseDay(q.Get("until")); err != nil {
+		return f, err
+	}
+	f.PolicyDomain = q.Get("domain")
+	f.Organization = q.Get("org")
+	f.MXHost = q.Get("mx")
+	f.ResultType = q.Get("result")
+	if g := q.Get("group-by"); g != "" {
+		f.GroupBy = SplitList(g)
+	}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 0 {
+			return f, fmt.Errorf("%w: limit %q is not a non-negative number", ErrBadFilter, l)
+		}
+		f.Limit = n
+	}
+	return f, nil
+}
+
+// ParseDay parses YYYY-MM-DD as a UTC date; "" gives the zero time.
+func ParseDay(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%w: date %q is not YYYY-MM-DD", ErrBadFilter, s)
+	}
+	return t, nil
+}
+
+// SplitList splits a comma-separated list, dropping empty elements.
+func SplitList(s string) []string {
+	var out []string
+	for _, x := range strings.Split(s, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func queryError(err error) error {
+	switch {
+	case errors.Is(err, ErrBadFilter):
+		return &HTTPError{Status: http.StatusBadRequest, Msg: err.Error(), Err: err}
+	case errors.Is(err, ErrNotFound):
+		return &HTTPError{Status: http.StatusNotFound, Msg: err.Error(), Err: err}
+	default:
+		return &HTTPError{Status: http.StatusServiceUnavailable, Msg: "query failed", Err: err}
+	}
+}
+
+func writeJSON(w http.ResponseWriter, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (a *API) summary(w http.ResponseWriter, r *http.Request) error {
+	f, err := ParseFilter(r.URL.Query())
+	if err != nil {
+		return queryError(err)
+	}
+	rows, err := a.Store.Summary(r.Context(), f)
+	if err != nil {
+		return queryError(err)
+	}
+	return writeJSON(w, nonNilSlice(rows))
+}
+
+func (a *API) failures(w http.ResponseWriter, r *http.Request) error {
+	f, err := ParseFilter(r.URL.Query())
+	if err != nil {
+		return queryError(err)
+	}
+	rows, err := a.Store.Failures(r.Context(), f)
+	if err != nil {
+		return queryError(err)
+	}
+	return writeJSON(w, nonNilSlice(rows))
+}
+
+func (a *API) show(w http.ResponseWriter, r *http.Request) error {
+	rs, err := a.Store.Show(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return queryError(err)
+	}
+	return writeJSON(w, rs)
+}
+
+func (a *API) rejected(w http.ResponseWriter, r *http.Request) error {
+	f, err := ParseFilter(r.URL.Query())
+	if err != nil {
+		return queryError(err)
+	}
+	rows, err := a.Store.ListRejected(r.Context(), f)
+	if err != nil {
+		return queryError(err)
+	}
+	return writeJSON(w, nonNilSlice(rows))
+}
+
+func nonNilSlice[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// MarshalJSON writes the metadata and the report in its RFC 8460 wire
+// form under "report".
+func (s StoredReport) MarshalJSON() ([]byte, error) {
+	type meta StoredReport
+	var rep json.RawMessage
+	if s.Report != nil {
+		b, err := tlsrpt.Marshal(s.Report)
+		if err != nil {
+			return nil, err
+		}
+		rep = b
+	}
+	m := meta(s)
+	if m.Repairs == nil {
+		m.Repairs = []tlsrpt.Repair{}
+	}
+	if m.Problems == nil {
+		m.Problems = []tlsrpt.Problem{}
+	}
+	return json.Marshal(struct {
+		meta
+		Report json.RawMessage `json:"report"`
+	}{m, rep})
+}
