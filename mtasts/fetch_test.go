@@ -590,3 +590,49 @@ func TestClient_DefaultResolverOnce(t *testing.T) {
 		}
 	}
 }
+
+// STS-POL-2: a charset parameter is ignored: the body is read as UTF-8
+// whatever it says, so a UTF-8 extension value comes through unchanged
+// even when the header claims ISO-8859-1.
+func TestFetch_STS_POL_2_CharsetIgnored(t *testing.T) {
+	t.Parallel()
+	body := policyF2 + "note: ünïcödé\n"
+	for _, ct := range []string{"text/plain; charset=iso-8859-1", "text/plain; charset=us-ascii", "text/plain; charset=utf-16"} {
+		t.Run(ct, func(t *testing.T) {
+			t.Parallel()
+			env := newNetEnv(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", ct)
+				_, _ = w.Write([]byte(body))
+			})
+			p, err := env.client.Fetch(t.Context(), testDomain)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Extensions) != 1 || p.Extensions[0] != (Extension{"note", "ünïcödé"}) {
+				t.Errorf("extensions %q", p.Extensions)
+			}
+		})
+	}
+}
+
+// STS-POL-1: without HTTPSPort the policy host is reached on port 443 (the
+// URL carries no port). Nothing in the test listens there, so the dial
+// error names the address.
+func TestFetch_STS_POL_1_DefaultPort(t *testing.T) {
+	t.Parallel()
+	fake := &dnsresolve.Fake{}
+	fake.SetIP("mta-sts."+testDomain, loopback)
+	c := &Client{DNS: fake, Timeout: 10 * time.Second}
+	res, err := c.FetchRaw(t.Context(), testDomain)
+	switch {
+	case err == nil:
+		t.Fatalf("FetchRaw = %+v from a local port 443", res)
+	case res != nil:
+		// Something does listen on 443 here; it must be where we went.
+		if !strings.HasSuffix(res.Addr, ":443") {
+			t.Errorf("Addr = %q, want port 443", res.Addr)
+		}
+	case !strings.Contains(err.Error(), "127.0.0.1:443"):
+		t.Errorf("err = %v, want a connection to 127.0.0.1:443", err)
+	}
+}

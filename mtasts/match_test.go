@@ -252,3 +252,23 @@ func TestMatchAllocs(t *testing.T) {
 		}
 	}
 }
+
+// STS-MX-8, STS-MX-1: CheckMX keeps the caller's MX order and gives one
+// verdict per host, failing hosts included, so the caller can walk the
+// candidates in MX preference order and skip the ones that do not match
+// instead of filtering first.
+func TestCheckMX_STS_MX_8_Order(t *testing.T) {
+	t.Parallel()
+	p := pol(ModeEnforce, 1, "mx2.example.com", "*.backup.example")
+	hosts := []string{"mx1.example.com", "mx2.example.com", "a.backup.example", "evil.example", "mx2.example.com"}
+	got := p.CheckMX(hosts)
+	if len(got) != len(hosts) {
+		t.Fatalf("%d verdicts for %d hosts", len(got), len(hosts))
+	}
+	want := []bool{false, true, true, false, true}
+	for i, v := range got {
+		if v.Host != hosts[i] || v.Allowed != want[i] {
+			t.Errorf("verdict %d = %+v, want host %q allowed %v", i, v, hosts[i], want[i])
+		}
+	}
+}
