@@ -1,0 +1,342 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/mailsts/mailsts/dnsresolve"
+	"github.com/mailsts/mailsts/internal/policyd"
+	"github.com/mailsts/mailsts/mtasts"
+)
+
+var cacheCommand = command{
+	name:    "cache",
+	summary: "list, show, purge, warm or export policyd's MTA-STS cache",
+	run:     runCache,
+}
+
+const cacheHelp = `
+Operates on the policy cache policyd uses, found from the same --config,
+--state-dir and --cache flags (default: the SQLite file under the state
+directory).
+
+Subcommands:
+  list                  table of cached domains (domain, mode, id, fetched, expires, last error)
+  show DOMAIN           everything cached for one domain
+  purge DOMAIN...       forget domains (purge --all: every entry)
+  warm FILE             fetch the policies of the domains in FILE (one per line, # comments)
+  export [--json]       every entry as JSON Lines
+
+A running policyd keeps its SQLite entries in memory: purging the file takes
+effect at its next restart. With Redis, the daemons see purges within 30 s.
+
+Examples:
+  mailsts cache list
+  mailsts cache show gmail.com
+  mailsts cache purge example.com example.net
+  mailsts cache warm --concurrency 16 top-destinations.txt
+  mailsts cache export > cache.jsonl
+
+Exit codes:
+  0  done
+  1  show: the domain is not cached; warm: some domains have no policy or failed
+  2  the store could not be opened or failed
+  64 usage error
+`
+
+func runCache(ctx context.Context, env Env, args []string) int {
+	fs := newFlagSet("cache", "mailsts cache [--config F] [--state-dir D] [--cache T] list|show DOMAIN|purge [DOMAIN...|--all]|warm FILE|export [--json]", cacheHelp, env.Stderr)
+	var df daemonFlags
+	df.register(fs)
+	all := fs.Bool("all", false, "purge: every entry")
+	concurrency := fs.Int("concurrency", 8, "warm: domains fetched at once")
+	fs.Bool("json", true, "export: JSON Lines (the only format)")
+	if code := parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return ExitUsage
+	}
+	sub := fs.Arg(0)
+	// Flags may also follow the subcommand.
+	if code := parseFlags(fs, fs.Args()[1:]); code >= 0 {
+		return code
+	}
+	rest := fs.Args()
+	log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg, err := df.load(fs, log)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "mailsts cache: %v\n", err)
+		return ExitError
+	}
+	usage := func(msg string) int {
+		fmt.Fprintf(env.Stderr, "mailsts cache %s: %s\n", sub, msg)
+		return ExitUsage
+	}
+	switch sub {
+	case "list", "export":
+		if len(rest) != 0 {
+			return usage("no arguments expected")
+		}
+	case "show":
+		if len(rest) != 1 {
+			return usage("exactly one DOMAIN is required")
+		}
+	case "purge":
+		if (len(rest) == 0) != *all {
+			return usage("give DOMAIN... or --all")
+		}
+	case "warm":
+		if len(rest) != 1 || *concurrency < 1 {
+			return usage("exactly one FILE and --concurrency ≥ 1 are required")
+		}
+	default:
+		return usage("unknown subcommand")
+	}
+	st, err := policyd.OpenStore(ctx, cfg, policyd.StoreOptions{Getenv: env.getenv, NoFallback: true}, log)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "mailsts cache: %v\n", err)
+		return ExitError
+	}
+	defer st.Close(context.WithoutCancel(ctx))
+	switch sub {
+	case "list":
+		return cacheList(ctx, env, st.Store)
+	case "export":
+		return cacheExport(ctx, env, st.Store)
+	case "show":
+		return cacheShow(ctx, env, st.Store, rest[0])
+	case "purge":
+		return cachePurge(ctx, env, st.Store, rest, *all)
+	default:
+		return cacheWarm(ctx, env, cfg, st.Store, rest[0], *concurrency, log)
+	}
+}
+
+func entries(ctx context.Context, s mtasts.Store) ([]*mtasts.Entry, error) {
+	var es []*mtasts.Entry
+	err := s.Range(ctx, func(e *mtasts.Entry) bool { es = append(es, e); return true })
+	slices.SortFunc(es, func(a, b *mtasts.Entry) int { return strings.Compare(a.Domain, b.Domain) })
+	return es, err
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format("2006-01-02 15:04Z")
+}
+
+func entryMode(e *mtasts.Entry) string {
+	if e.Policy == nil {
+		return "(none)"
+	}
+	return string(e.Policy.Mode)
+}
+
+func cacheList(ctx context.Context, env Env, s mtasts.Store) int {
+	es, err := entries(ctx, s)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "mailsts cache list: %v\n", err)
+		return ExitError
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "DOMAIN\tMODE\tID\tFETCHED\tEXPIRES\tLAST ERROR")
+	for _, e := range es {
+		id := e.ID
+		if id == "" {
+			id = "-"
+		}
+		le := e.LastError
+		if len(le) > 60 {
+			le = le[:57] + "..."
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Domain, entryMode(e), id, fmtTime(e.FetchedAt), fmtTime(e.Expires()), le)
+	}
+	tw.Flush()
+	return ExitOK
+}
+
+// exportEntry is one JSON Lines record of `cache export`.
+type exportEntry struct {
+	Domain        string    `json:"domain"`
+	ID            string    `json:"id,omitempty"`
+	Mode          string    `json:"mode,omitempty"`
+	MX            []string  `json:"mx,omitempty"`
+	MaxAge        int64     `json:"max_age,omitempty"`
+	Policy        []string  `json:"policy,omitempty"`
+	FetchedAt     time.Time `json:"fetched_at"`
+	Expires       time.Time `json:"expires"`
+	CheckedAt     time.Time `json:"checked_at"`
+	NoPolicyUntil time.Time `json:"no_policy_until"`
+	Failures      int       `json:"failures,omitempty"`
+	FailedID      string    `json:"failed_id,omitempty"`
+	LastError     string    `json:"last_error,omitempty"`
+	LastUsed      time.Time `json:"last_used"`
+}
+
+func toExport(e *mtasts.Entry) exportEntry {
+	x := exportEntry{Domain: e.Domain, ID: e.ID, FetchedAt: e.FetchedAt, Expires: e.Expires(), CheckedAt: e.CheckedAt,
+		NoPolicyUntil: e.NoPolicyUntil, Failures: e.Failures, FailedID: e.FailedID, LastError: e.LastError, LastUsed: e.LastUsed}
+	if p := e.Policy; p != nil {
+		x.Mode, x.MX, x.MaxAge, x.Policy = string(p.Mode), p.MX, p.MaxAge, p.Lines()
+	}
+	return x
+}
+
+func cacheExport(ctx context.Context, env Env, s mtasts.Store) int {
+	enc := json.NewEncoder(env.Stdout)
+	var werr error
+	err := s.Range(ctx, func(e *mtasts.Entry) bool {
+		werr = enc.Encode(toExport(e))
+		return werr == nil
+	})
+	if err == nil {
+		err = werr
+	}
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "mailsts cache export: %v\n", err)
+		return ExitError
+	}
+	return ExitOK
+}
+
+func cacheShow(ctx context.Context, env Env, s mtasts.Store, domain string) int {
+	d, err := dnsresolve.Normalize(domain)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "mailsts cache show: %v\n", err)
+		return ExitUsage
+	}
+	e, err := s.Get(ctx, d)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "mailsts cache show: %v\n", err)
+		return ExitError
+	}
+	if e == nil {
+		fmt.Fprintf(env.Stdout, "%s: not cached\n", d)
+		return ExitFailure
+	}
+	x := toExport(e)
+	fmt.Fprintf(env.Stdout, "domain:          %s\nmode:            %s\nid:              %s\n", x.Domain, entryMode(e), x.ID)
+	if e.Policy != nil {
+		fmt.Fprintf(env.Stdout, "mx:              %s\nmax_age:         %d\n", strings.Join(x.MX, ", "), x.MaxAge)
+	}
+	fmt.Fprintf(env.Stdout, "fetched:         %s\nexpires:         %s\nchecked:         %s\nno policy until: %s\nlast used:       %s\n",
+		fmtTime(e.FetchedAt), fmtTime(e.Expires()), fmtTime(e.CheckedAt), fmtTime(e.NoPolicyUntil), fmtTime(e.LastUsed))
+	if e.Failures > 0 || e.LastError != "" {
+		fmt.Fprintf(env.Stdout, "failures:        %d (id %q, last %s)\nlast error:      %s\n", e.Failures, e.FailedID, fmtTime(e.FailedAt), e.LastError)
+	}
+	return ExitOK
+}
+
+func cachePurge(ctx context.Context, env Env, s mtasts.Store, domains []string, all bool) int {
+	if all {
+		es, err := entries(ctx, s)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "mailsts cache purge: %v\n", err)
+			return ExitError
+		}
+		domains = domains[:0]
+		for _, e := range es {
+			domains = append(domains, e.Domain)
+		}
+	}
+	n := 0
+	for _, dom := range domains {
+		d, err := dnsresolve.Normalize(dom)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "mailsts cache purge: %q: %v\n", dom, err)
+			return ExitUsage
+		}
+		if err := s.Delete(ctx, d); err != nil {
+			fmt.Fprintf(env.Stderr, "mailsts cache purge: %s: %v\n", d, err)
+			return ExitError
+		}
+		n++
+	}
+	fmt.Fprintf(env.Stdout, "purged %d entries\n", n)
+	return ExitOK
+}
+
+// maxWarmFile caps the domain list read by warm.
+const maxWarmFile = 64 << 20
+
+func readDomains(path string, stdin io.Reader) ([]string, error) {
+	var r io.Reader
+	if path == "-" && stdin != nil {
+		r = stdin
+	} else {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	var out []string
+	sc := bufio.NewScanner(io.LimitReader(r, maxWarmFile))
+	for sc.Scan() {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		if line = strings.TrimSpace(line); line != "" {
+			out = append(out, line)
+		}
+	}
+	return out, sc.Err()
+}
+
+func cacheWarm(ctx context.Context, env Env, cfg *policyd.Config, s mtasts.Store, path string, concurrency int, log *slog.Logger) int {
+	domains, err := readDomains(path, env.Stdin)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "mailsts cache warm: %v\n", err)
+		return ExitError
+	}
+	client, err := policyd.NewClient(cfg, nil)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "mailsts cache warm: %v\n", err)
+		return ExitError
+	}
+	cache := &mtasts.Cache{Client: client, Store: s, RefreshInterval: cfg.Cache.RefreshInterval, NegativeTTL: cfg.Cache.NegativeTTL, Logger: log}
+	var found, none, failed atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(concurrency)
+	for _, d := range domains {
+		g.Go(func() error {
+			res, err := cache.Get(gctx, d)
+			switch {
+			case err != nil:
+				failed.Add(1)
+				fmt.Fprintf(env.Stderr, "%s: %v\n", d, err)
+			case res.Policy != nil:
+				found.Add(1)
+			case res.Err != nil && mtasts.ResultType(res.Err) != "no-policy":
+				failed.Add(1)
+				fmt.Fprintf(env.Stderr, "%s: %s\n", d, res.Err)
+			default:
+				none.Add(1)
+			}
+			return gctx.Err()
+		})
+	}
+	if err := g.Wait(); err != nil {
+		fmt.Fprintf(env.Stderr, "mailsts cache warm: %v\n", err)
+		return ExitError
+	}
+	fmt.Fprintf(env.Stdout, "%d domains: %d with a policy, %d without, %d failed\n", len(domains), found.Load(), none.Load(), failed.Load())
+	if failed.Load() > 0 || none.Load() > 0 {
+		return ExitFailure
+	}
+	return ExitOK
+}
