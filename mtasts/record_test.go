@@ -83,6 +83,8 @@ func recordCases() []recordCase {
 		ok("STS-TXT-12/later-id-only-as-extension", "v=STSv1; id=abc; id=d-f", "abc"),
 		ok("STS-TXT-12/repeated-version-ignored", "v=STSv1; id=abc; v=STSv2", "abc"),
 		bad("STS-TXT-12/later-field-still-checked", "v=STSv1; id=abc; id=a b"),
+		bad("STS-TXT-12/later-id-value-checked-as-extension", "v=STSv1; id=abc; id=a=b"),
+		bad("STS-TXT-12/later-id-control-byte", "v=STSv1; id=abc; id=a\x01"),
 
 		ok("STS-ERRATA-2/space-before-semicolon", "v=STSv1 ; id=1", "1"),
 	}
