@@ -1,0 +1,296 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/mailsts/mailsts/internal/checker"
+)
+
+var checkCommand = command{
+	name:    "check",
+	summary: "audit a domain's email transport security (MTA-STS, MX TLS, DANE, TLSRPT), one or in bulk",
+	run:     runCheck,
+}
+
+// Exit codes of check (documented in its help).
+const (
+	checkExitPass  = 0
+	checkExitWarn  = 1
+	checkExitFail  = 2
+	checkExitError = 3
+)
+
+const checkHelp = `
+Checks what a strict sending MTA sees: the _mta-sts TXT record, the policy at
+https://mta-sts.DOMAIN/.well-known/mta-sts.txt (certificate, status, type,
+syntax), the live MX hosts against the policy's mx patterns, a STARTTLS probe
+of every MX host (TLS version, certificate chain, name and expiry), DANE TLSA
+records, and the _smtp._tls TLSRPT record. Each finding has a stable id, a
+severity (ok, info, warn, fail), a checklist or RFC reference and a fix hint.
+The JSON schema and every finding id are documented in docs/check.md.
+
+Examples:
+  mailsts check example.com
+  mailsts check --strict --json example.com | jq '.findings[] | select(.severity=="fail")'
+  mailsts check --clients mail.example.com example.com
+  mailsts check --bulk domains.txt --out results.jsonl
+  mailsts check --bulk top.csv --column domain --concurrency 128 --out results.jsonl
+
+Bulk mode: one domain per line (# comments allowed), or a CSV column
+(--column NAME or a 1-based number). One JSON object per line goes to --out
+(or stdout) as results arrive; rerunning with the same --out skips the domains
+already there (resume after an interruption). A progress bar shows on a
+terminal; a summary table ends the run (on stderr).
+
+Exit codes:
+  0  every check passed (only ok and info findings)
+  1  warnings, no failures
+  2  failures (bulk: in at least one domain, or an input line that is not a domain)
+  3  could not run: bad flags, invalid domain name, unreadable input or unwritable output
+`
+
+func runCheck(ctx context.Context, env Env, args []string) int {
+	fs := newFlagSet("check", "mailsts check [flags] DOMAIN | --bulk FILE", checkHelp, env.Stderr)
+	var nf netFlags
+	nf.register(fs)
+	asJSON := fs.Bool("json", false, "print the report as one JSON object (schema in docs/check.md)")
+	strict := fs.Bool("strict", false, "judge as the strictest sender would: lenient policy syntax and every MX problem fail")
+	smtpPort := fs.Int("smtp-port", checker.DefaultSMTPPort, "probe MX hosts on this `port` (for test networks)")
+	probeTimeout := fs.Duration("probe-timeout", checker.DefaultProbeTimeout, "time limit for each step of an SMTP probe")
+	clients := fs.String("clients", "", "also check the RFC 8314 endpoints of `HOST` (465, 587, 993, 995)")
+	bulk := fs.String("bulk", "", "check every domain listed in `FILE` (one per line, or CSV with --column)")
+	column := fs.String("column", "", "CSV column holding the domain: header `name` or 1-based number (with --bulk)")
+	concurrency := fs.Int("concurrency", checker.DefaultConcurrency, "domains checked at once (with --bulk)")
+	out := fs.String("out", "", "write JSON Lines to `FILE` and resume from it (with --bulk; default stdout)")
+	if code := parseFlags(fs, args); code >= 0 {
+		if code == ExitUsage {
+			return checkExitError
+		}
+		return code
+	}
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(env.Stderr, "mailsts check: "+format+"\n", a...)
+		return checkExitError
+	}
+	if (*bulk == "") == (fs.NArg() == 0) || fs.NArg() > 1 {
+		fmt.Fprintln(env.Stderr, "mailsts check: give exactly one DOMAIN, or --bulk FILE")
+		fs.Usage()
+		return checkExitError
+	}
+	if *bulk == "" && (*column != "" || *out != "") {
+		return fail("--column and --out need --bulk")
+	}
+	if *concurrency < 1 || *concurrency > 4096 {
+		return fail("--concurrency must be between 1 and 4096")
+	}
+	if *smtpPort < 1 || *smtpPort > 65535 {
+		return fail("--smtp-port must be a TCP port")
+	}
+	sts, err := nf.client()
+	if err != nil {
+		return fail("%v", err)
+	}
+	c := &checker.Checker{
+		DNS:          sts.DNS,
+		STS:          sts,
+		RootCAs:      sts.RootCAs,
+		SMTPPort:     *smtpPort,
+		ProbeTimeout: *probeTimeout,
+		// --timeout bounds the policy fetch; the whole check gets it
+		// plus time for the probes after it.
+		Timeout: nf.timeout + 2**probeTimeout,
+		Strict:  *strict,
+	}
+	if *clients != "" {
+		c.Clients = checker.ClientEndpoints(*clients)
+	}
+	if *bulk != "" {
+		return runCheckBulk(ctx, env, c, *bulk, *column, *out, *concurrency)
+	}
+
+	r := c.Check(ctx, fs.Arg(0))
+	if r.Verdict == checker.VerdictError {
+		return fail("%s", r.Error)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			return checkExitError
+		}
+	} else {
+		writeCheckText(env.Stdout, r, useColor(env, env.Stdout))
+	}
+	return verdictExit(r.Verdict)
+}
+
+func verdictExit(v string) int {
+	switch v {
+	case checker.VerdictPass:
+		return checkExitPass
+	case checker.VerdictWarn:
+		return checkExitWarn
+	case checker.VerdictFail:
+		return checkExitFail
+	}
+	return checkExitError
+}
+
+func runCheckBulk(ctx context.Context, env Env, c *checker.Checker, in, column, outPath string, conc int) int {
+	f, err := os.Open(in)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "mailsts check: %v\n", err)
+		return checkExitError
+	}
+	defer f.Close()
+	b := &checker.Bulk{Checker: c, Concurrency: conc, Out: env.Stdout}
+	if outPath != "" {
+		of, done, err := checker.OpenResume(outPath)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "mailsts check: --out: %v\n", err)
+			return checkExitError
+		}
+		defer of.Close()
+		b.Out, b.Done = of, done
+		if done.Len() > 0 {
+			fmt.Fprintf(env.Stderr, "resuming: %d domain(s) already in %s are skipped\n", done.Len(), outPath)
+		}
+	}
+	if isTerminal(env.Stderr) {
+		// The total is counted up front (a cheap pass over the file) so
+		// that the bar can show an ETA; the run itself streams.
+		total := int64(-1)
+		if n, err := countDomains(in, column); err == nil {
+			total = int64(n - b.Done.Len())
+		}
+		bar := progressbar.NewOptions64(total,
+			progressbar.OptionSetWriter(env.Stderr),
+			progressbar.OptionSetDescription("checking"),
+			progressbar.OptionShowCount(),
+			progressbar.OptionShowIts(),
+			progressbar.OptionSetItsString("domains"),
+			progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionClearOnFinish())
+		b.OnReport = func(*checker.Report) { _ = bar.Add(1) }
+		defer bar.Finish()
+	}
+	sum, err := b.Run(ctx, checker.NewDomainReader(bufio.NewReaderSize(f, 64<<10), column))
+	if sum != nil {
+		sum.WriteTable(env.Stderr, 10)
+	}
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "mailsts check: %v\n", err)
+		return checkExitError
+	}
+	return verdictExit(sum.ExitVerdict())
+}
+
+func countDomains(path, column string) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	dr := checker.NewDomainReader(bufio.NewReaderSize(f, 64<<10), column)
+	n := 0
+	for {
+		_, err := dr.Next()
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+		n++
+	}
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// useColor: colour only on a terminal, and never with NO_COLOR set
+// (https://no-color.org).
+func useColor(env Env, w io.Writer) bool {
+	return env.getenv("NO_COLOR") == "" && isTerminal(w)
+}
+
+var groupTitles = map[string]string{
+	checker.GroupSTSRecord: "MTA-STS record",
+	checker.GroupSTSPolicy: "MTA-STS policy",
+	checker.GroupSTSMX:     "Policy against the MX hosts",
+	checker.GroupMX:        "MX hosts (SMTP STARTTLS probe)",
+	checker.GroupDANE:      "DANE",
+	checker.GroupTLSRPT:    "TLS reporting",
+	checker.GroupClients:   "Mail client endpoints (RFC 8314)",
+}
+
+// writeCheckText prints the grouped human report.
+func writeCheckText(w io.Writer, r *checker.Report, color bool) {
+	paint := func(code, s string) string {
+		if !color {
+			return s
+		}
+		return "\x1b[" + code + "m" + s + "\x1b[0m"
+	}
+	marks := map[checker.Severity]string{
+		checker.SeverityOK:   paint("32", "✓"),
+		checker.SeverityInfo: paint("34", "·"),
+		checker.SeverityWarn: paint("33", "!"),
+		checker.SeverityFail: paint("31", "✗"),
+	}
+	name := r.Domain
+	if r.Input != "" && r.Input != r.Domain {
+		name += " (" + r.Input + ")"
+	}
+	fmt.Fprintf(w, "%s\n", paint("1", "mailsts check "+name))
+	if r.STS.Mode != "" {
+		fmt.Fprintf(w, "  policy: mode %s, id %s, max_age %s, mx %s\n", r.STS.Mode, r.STS.ID, humanDuration(time.Duration(r.STS.MaxAge)*time.Second), strings.Join(r.STS.MX, " "))
+	}
+	for _, g := range checker.Groups() {
+		first := true
+		for _, f := range r.Findings {
+			if f.Group != g {
+				continue
+			}
+			if first {
+				fmt.Fprintf(w, "\n%s\n", paint("1", groupTitles[g]))
+				first = false
+			}
+			fmt.Fprintf(w, "  %s %s  %s\n", marks[f.Severity], f.Message, paint("2", "["+f.ID+" "+f.Ref+"]"))
+			if f.Fix != "" {
+				fmt.Fprintf(w, "      fix: %s\n", f.Fix)
+			}
+		}
+	}
+	verdict := strings.ToUpper(r.Verdict)
+	switch r.Verdict {
+	case checker.VerdictPass:
+		verdict = paint("1;32", verdict)
+	case checker.VerdictWarn:
+		verdict = paint("1;33", verdict)
+	default:
+		verdict = paint("1;31", verdict)
+	}
+	mode := ""
+	if r.Strict {
+		mode = ", strict"
+	}
+	fmt.Fprintf(w, "\nVerdict: %s (%d fail, %d warn, %d ok, %d info%s) in %d ms\n", verdict, r.Counts.Fail, r.Counts.Warn, r.Counts.OK, r.Counts.Info, mode, r.DurationMS)
+}

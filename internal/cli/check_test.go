@@ -1,0 +1,239 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailsts/mailsts/internal/checker"
+	"github.com/mailsts/mailsts/internal/testnet"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/check")
+
+var (
+	checkNetOnce sync.Once
+	checkNetVal  *testnet.Net
+	checkNetErr  error
+)
+
+// checkNet is a testnet with the default scenario and certificates valid
+// for 90 days, so that good domains pass without expiry warnings.
+func checkNet(t *testing.T) *testnet.Net {
+	t.Helper()
+	checkNetOnce.Do(func() {
+		checkNetVal, checkNetErr = testnet.Start(context.Background(), testnet.DefaultScenario(),
+			testnet.Options{CertValidity: 90 * 24 * time.Hour})
+	})
+	if checkNetErr != nil {
+		t.Fatalf("testnet: %v", checkNetErr)
+	}
+	return checkNetVal
+}
+
+func checkArgs(n *testnet.Net, extra ...string) []string {
+	args := append([]string{"check"}, netArgs(n)...)
+	args = append(args, "--smtp-port", strconv.Itoa(n.SMTPPort()), "--timeout", "3s", "--probe-timeout", "1s")
+	return append(args, extra...)
+}
+
+// Exit codes: 0 pass, 1 warnings, 2 failures, 3 could not run.
+func TestCheckExitCodes(t *testing.T) {
+	t.Parallel()
+	n := checkNet(t)
+	cases := []struct {
+		args []string
+		code int
+	}{
+		{[]string{"enforce.example"}, 0},
+		{[]string{"nosts.example"}, 1},              // no MTA-STS, no TLSRPT: warnings
+		{[]string{"mx-mismatch.example"}, 2},        // STS-MX-1
+		{[]string{"--strict", "mxhang.example"}, 2}, // strict: an unreachable MX fails
+		{[]string{"mxhang.example"}, 1},
+		{[]string{"a..b"}, 3},
+		{[]string{}, 3},
+		{[]string{"a.example", "b.example"}, 3},
+		{[]string{"--no-such-flag", "a.example"}, 3},
+		{[]string{"--out", "x.jsonl", "a.example"}, 3},
+		{[]string{"--bulk", "/nonexistent/list.txt"}, 3},
+		{[]string{"--concurrency", "0", "--bulk", "x"}, 3},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			t.Parallel()
+			code, stdout, stderr := run(t, checkArgs(n, c.args...)...)
+			if code != c.code {
+				t.Errorf("exit %d, want %d\nstdout: %s\nstderr: %s", code, c.code, stdout, stderr)
+			}
+		})
+	}
+	if code, _, stderr := run(t, "check", "--help"); code != 0 || !strings.Contains(stderr, "Exit codes:") || !strings.Contains(stderr, "3  could not run") {
+		t.Errorf("--help: exit %d\n%s", code, stderr)
+	}
+}
+
+// The terminal report is grouped, shows fixes, and has no colour when the
+// output is not a terminal.
+func TestCheckText(t *testing.T) {
+	t.Parallel()
+	n := checkNet(t)
+	code, stdout, _ := run(t, checkArgs(n, "nostarttls.example")...)
+	if code != 2 {
+		t.Errorf("exit %d", code)
+	}
+	for _, want := range []string{
+		"mailsts check nostarttls.example", "MTA-STS record", "MX hosts (SMTP STARTTLS probe)",
+		"✗ mx1.nostarttls.example: STARTTLS is not offered", "fix: offer STARTTLS", "[mx.starttls STS-CERT-1]",
+		"Verdict: FAIL",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+	if strings.Contains(stdout, "\x1b[") {
+		t.Errorf("colour codes in non-terminal output:\n%q", stdout)
+	}
+	if useColor(Env{Getenv: func(k string) string { return map[string]string{"NO_COLOR": "1"}[k] }}, os.Stdout) {
+		t.Error("NO_COLOR is not respected")
+	}
+	var b bytes.Buffer
+	if useColor(Env{Getenv: func(string) string { return "" }}, &b) {
+		t.Error("colour on a buffer")
+	}
+}
+
+var (
+	reIP     = regexp.MustCompile(`127\.\d+\.\d+\.\d+(:\d+)?`)
+	reDate   = regexp.MustCompile(`\d{4}-\d{2}-\d{2}`)
+	reDays   = regexp.MustCompile(`\b\d+ (more days|day\(s\))`)
+	reCAName = regexp.MustCompile(`testnet CA [a-z0-9]+`)
+)
+
+// normalizeReport blanks what changes between runs: times, durations,
+// addresses, ports, certificate dates and the random test CA name.
+func normalizeReport(t *testing.T, data []byte) []byte {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal(data, &v); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, data)
+	}
+	var walk func(any)
+	walk = func(x any) {
+		switch x := x.(type) {
+		case map[string]any:
+			for k, val := range x {
+				switch k {
+				case "started", "not_after":
+					x[k] = "TIME"
+				case "duration_ms", "elapsed_ms", "days_left":
+					x[k] = 0
+				case "addrs":
+					x[k] = []any{"ADDR"}
+				default:
+					walk(val)
+				}
+			}
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		}
+	}
+	walk(v)
+	out, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out = reIP.ReplaceAll(out, []byte("ADDR"))
+	out = reDate.ReplaceAll(out, []byte("DATE"))
+	out = reDays.ReplaceAll(out, []byte("N $1"))
+	out = reCAName.ReplaceAll(out, []byte("testnet CA X"))
+	return append(out, '\n')
+}
+
+// TestCheckGolden pins the JSON schema: the reports of a few domains,
+// normalized, must equal testdata/check/<domain>.json (go test -update
+// rewrites them).
+func TestCheckGolden(t *testing.T) {
+	t.Parallel()
+	n := checkNet(t)
+	for _, d := range []string{"enforce.example", "mx-mismatch.example", "nostarttls.example", "nosts.example", "dane.example", "two-records.example"} {
+		t.Run(d, func(t *testing.T) {
+			t.Parallel()
+			_, stdout, stderr := run(t, checkArgs(n, "--json", d)...)
+			got := normalizeReport(t, []byte(stdout))
+			path := filepath.Join("testdata", "check", d+".json")
+			if *update {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)\nstderr: %s", err, stderr)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("report differs from %s (run with -update after checking the change)\ngot:\n%s", path, got)
+			}
+			// The schema decodes into the public type without loss of
+			// the fields tools rely on.
+			var r checker.Report
+			if err := json.Unmarshal([]byte(stdout), &r); err != nil || r.Schema != checker.SchemaVersion || r.Domain != d || len(r.Findings) == 0 {
+				t.Errorf("decode: %v %+v", err, r)
+			}
+		})
+	}
+}
+
+// Bulk through the command line: JSON Lines to --out, summary on stderr,
+// exit code of the worst domain, and a rerun skips everything.
+func TestCheckBulk(t *testing.T) {
+	t.Parallel()
+	n := checkNet(t)
+	dir := t.TempDir()
+	list := filepath.Join(dir, "list.csv")
+	csv := "rank,domain\n1,enforce.example\n2,nostarttls.example\n3,Bücher.example\n4,testing.example\n"
+	if err := os.WriteFile(list, []byte(csv), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out.jsonl")
+	code, _, stderr := run(t, checkArgs(n, "--bulk", list, "--column", "domain", "--out", out, "--concurrency", "3")...)
+	if code != 2 {
+		t.Errorf("exit %d, want 2\n%s", code, stderr)
+	}
+	for _, want := range []string{"verdict", "top problems", "mx.starttls", "4 checked"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("summary lacks %q:\n%s", want, stderr)
+		}
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(string(data), "\n"); got != 4 {
+		t.Errorf("%d lines in --out:\n%s", got, data)
+	}
+	code, _, stderr = run(t, checkArgs(n, "--bulk", list, "--column", "domain", "--out", out)...)
+	if code != 0 || !strings.Contains(stderr, "4 domain(s) already in") || !strings.Contains(stderr, "0 checked") {
+		t.Errorf("rerun: exit %d\n%s", code, stderr)
+	}
+	// Without --out, JSON Lines go to stdout. A numbered column means
+	// there is no header row.
+	if err := os.WriteFile(list, []byte(strings.SplitN(csv, "\n", 2)[1]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, _ := run(t, checkArgs(n, "--bulk", list, "--column", "2")...)
+	if code != 2 || strings.Count(stdout, "\n") != 4 || !strings.Contains(stdout, `"domain":"xn--bcher-kva.example"`) {
+		t.Errorf("stdout bulk: exit %d\n%s", code, stdout)
+	}
+}
