@@ -58,8 +58,10 @@ func commands() []command {
 		cacheCommand,
 		policydCommand,
 		resolveCommand,
+		serveCommand,
 		selftestCommand,
 		testnetCommand,
+		tlsrptCommand,
 		versionCommand,
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })

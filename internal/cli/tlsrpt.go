@@ -1,0 +1,668 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/mailsts/mailsts/dnsresolve"
+	"github.com/mailsts/mailsts/internal/policyd"
+	"github.com/mailsts/mailsts/internal/reports"
+	"github.com/mailsts/mailsts/tlsrpt"
+)
+
+var tlsrptCommand = command{
+	name:    "tlsrpt",
+	summary: "receive, store and query SMTP TLS reports (RFC 8460)",
+	run:     runTLSRPT,
+}
+
+// Exit codes of `mailsts tlsrpt ingest`, from sysexits(3) so that an MTA
+// pipe (Postfix pipe(8), .forward) does the right thing.
+const (
+	// ExitRejected: the input is not an acceptable report; it was kept as
+	// rejected input (`mailsts tlsrpt rejected`). The MTA bounces it
+	// unless --reject-exit 0 is given. EX_DATAERR.
+	ExitRejected = 65
+	// ExitTempFail: storage or a DKIM key lookup failed; nothing was
+	// stored and the MTA should retry. EX_TEMPFAIL.
+	ExitTempFail = 75
+)
+
+const tlsrptHelp = `
+Subcommands:
+  ingest     store reports: one mail on stdin (MTA pipe), files, a Maildir or IMAP
+  summary    session counts and success rate per day, domain, organisation, MX, result
+  failures   failure details, filterable
+  show       one report by report-id, with its repairs, problems and raw input
+  rejected   input that was not stored as a report, and why
+
+The database is --db sqlite:PATH or --db postgres://USER@HOST/DB (add
+?search_path=SCHEMA for another schema). The default is SQLite at
+reports.db in the state directory: $STATE_DIRECTORY, else /var/lib/mailsts
+as root, else $XDG_STATE_HOME/mailsts or ~/.local/state/mailsts.
+--config FILE reads the same settings from YAML (see docs/tlsrpt.md);
+flags override it.
+
+Run 'mailsts tlsrpt <subcommand> --help' for its flags and examples.
+`
+
+func runTLSRPT(ctx context.Context, env Env, args []string) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		w := env.Stdout
+		code := ExitOK
+		if len(args) == 0 {
+			w, code = env.Stderr, ExitUsage
+		}
+		fmt.Fprintf(w, "Usage: mailsts tlsrpt <subcommand> [flags]\n%s", tlsrptHelp)
+		return code
+	}
+	switch args[0] {
+	case "ingest":
+		return runTLSRPTIngest(ctx, env, args[1:])
+	case "summary", "failures", "show", "rejected":
+		return runTLSRPTQuery(ctx, env, args[0], args[1:])
+	}
+	fmt.Fprintf(env.Stderr, "mailsts tlsrpt: unknown subcommand %q\n", args[0])
+	return ExitUsage
+}
+
+// ReportsConfig is the YAML configuration shared by `mailsts tlsrpt` and
+// `mailsts serve`. Every field is optional.
+type ReportsConfig struct {
+	// DB is sqlite:PATH or a postgres:// URL.
+	DB string `yaml:"db"`
+	// DKIM is "require" (default) or "off".
+	DKIM string `yaml:"dkim"`
+	// DNS servers for DKIM key lookups (default: /etc/resolv.conf).
+	DNS       []string `yaml:"dns"`
+	MaxInput  int64    `yaml:"max_input"`
+	MaxOutput int64    `yaml:"max_output"`
+	Maildir   struct {
+		Dir       string `yaml:"dir"`
+		Processed string `yaml:"processed"`
+		Rejected  string `yaml:"rejected"`
+	} `yaml:"maildir"`
+	IMAP struct {
+		URL          string        `yaml:"url"`
+		Username     string        `yaml:"username"`
+		PasswordFile string        `yaml:"password_file"`
+		Processed    string        `yaml:"processed"`
+		Rejected     string        `yaml:"rejected"`
+		Poll         time.Duration `yaml:"poll"`
+		CAFile       string        `yaml:"ca_file"`
+	} `yaml:"imap"`
+	Serve struct {
+		Listen  string `yaml:"listen"`
+		Path    string `yaml:"path"`
+		TLSCert string `yaml:"tls_cert"`
+		TLSKey  string `yaml:"tls_key"`
+		API     *bool  `yaml:"api"`
+	} `yaml:"serve"`
+}
+
+func loadReportsConfig(path string) (*ReportsConfig, error) {
+	c := &ReportsConfig{}
+	if path == "" {
+		return c, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// dbFlags select the database and the configuration file.
+type dbFlags struct {
+	config string
+	db     string
+}
+
+func (d *dbFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&d.config, "config", "", "YAML configuration `file` (optional)")
+	fs.StringVar(&d.db, "db", "", "database: sqlite:`PATH` or postgres://… (default sqlite in the state directory)")
+}
+
+// openReportStore opens the store named by spec (see tlsrptHelp).
+func openReportStore(ctx context.Context, spec string, getenv func(string) string, log *slog.Logger) (reports.Store, error) {
+	switch {
+	case strings.HasPrefix(spec, "postgres://"), strings.HasPrefix(spec, "postgresql://"):
+		return reports.OpenPostgres(ctx, spec, log)
+	case strings.HasPrefix(spec, "sqlite:"):
+		spec = strings.TrimPrefix(spec, "sqlite:")
+	case spec == "":
+		spec = filepath.Join(policyd.DefaultStateDir(getenv), "reports.db")
+	default:
+		return nil, fmt.Errorf("--db %q: want sqlite:PATH or postgres://…", spec)
+	}
+	if dir := filepath.Dir(spec); dir != "" {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, err
+		}
+	}
+	return reports.OpenSQLite(ctx, spec, log)
+}
+
+func (d *dbFlags) open(ctx context.Context, env Env, log *slog.Logger) (*ReportsConfig, reports.Store, error) {
+	cfg, err := loadReportsConfig(d.config)
+	if err != nil {
+		return nil, nil, err
+	}
+	if d.db != "" {
+		cfg.DB = d.db
+	}
+	st, err := openReportStore(ctx, cfg.DB, env.getenv, log)
+	return cfg, st, err
+}
+
+const ingestHelp = `
+Without arguments, reads one mail message from stdin (for an MTA pipe or
+.forward); a JSON or gzip report on stdin is taken as a report body. FILE
+arguments are report files (.json, .json.gz, .zip) or mail messages (.eml).
+--maildir processes DIR/new and DIR/cur, moving each message to the
+Processed or Rejected Maildir++ subfolder. --imap polls a mailbox over TLS
+(imaps://, or imap:// with STARTTLS), moving messages to folders; the
+password comes from --imap-password-file or $MAILSTS_IMAP_PASSWORD.
+
+RFC 8460 §3: mail without a valid DKIM signature of the submitter is
+ignored; it is kept as rejected input. Use --dkim off only when the MTA
+verifies DKIM already. Duplicates (same organisation and report-id) are
+acknowledged and stored once.
+
+Postfix master.cf:
+  tlsrpt unix - n n - - pipe flags=Rq user=mailsts argv=/usr/bin/mailsts tlsrpt ingest
+.forward:
+  "|/usr/bin/mailsts tlsrpt ingest"
+
+Examples:
+  mailsts tlsrpt ingest < report.eml
+  mailsts tlsrpt ingest --dkim off google.com!example.org!1700000000!1700086399.json.gz
+  mailsts tlsrpt ingest --maildir ~/Maildir/.TLSRPT
+  mailsts tlsrpt ingest --imap imaps://imap.example.org/TLSRPT --imap-user tlsrpt --poll 10m
+
+Exit codes:
+  0  stored (or a duplicate of a stored report)
+  2  configuration error
+  64 usage error
+  65 rejected (kept for inspection; see 'mailsts tlsrpt rejected'); --reject-exit changes it
+  75 temporary failure (storage, DKIM key lookup): nothing stored, retry
+`
+
+func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
+	fs := newFlagSet("tlsrpt ingest", "mailsts tlsrpt ingest [flags] [FILE...]", ingestHelp, env.Stderr)
+	var df dbFlags
+	df.register(fs)
+	dkimMode := fs.String("dkim", "", "require or off: DKIM check of mail input (default require)")
+	dnsServers := fs.String("dns", "", "DNS `servers` for DKIM keys, comma-separated (default /etc/resolv.conf)")
+	maildir := fs.String("maildir", "", "process the Maildir `DIR`")
+	processed := fs.String("processed-folder", "", "folder for processed messages (Maildir default .Processed, IMAP Processed)")
+	rejected := fs.String("rejected-folder", "", "folder for rejected messages (Maildir default .Rejected, IMAP Rejected)")
+	imapURL := fs.String("imap", "", "poll the IMAP mailbox `URL` (imaps://host[:port]/MAILBOX)")
+	imapUser := fs.String("imap-user", "", "IMAP login `name` (default: the URL's user)")
+	imapPassFile := fs.String("imap-password-file", "", "`file` holding the IMAP password (else $MAILSTS_IMAP_PASSWORD)")
+	imapCA := fs.String("imap-ca-file", "", "PEM `file` of CAs to trust for the IMAP server")
+	poll := fs.Duration("poll", 0, "with --imap or --maildir: repeat every `interval` until stopped (0: once)")
+	rejectExit := fs.Int("reject-exit", ExitRejected, "exit `code` for rejected input (0 keeps the MTA from bouncing it)")
+	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
+	if code := parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	level := new(slog.LevelVar)
+	level.Set(policyd.ParseLevel(*logLevel))
+	log := newLogger(env.Stderr, "text", level)
+	cfg, st, err := df.open(ctx, env, log)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: %v\n", err)
+		if errors.Is(err, reports.ErrStorage) {
+			return ExitTempFail
+		}
+		return ExitError
+	}
+	defer st.Close()
+	if *dkimMode != "" {
+		cfg.DKIM = *dkimMode
+	}
+	in := &reports.Ingester{Store: st, Logger: log, Limits: tlsrpt.Limits{MaxInput: cfg.MaxInput, MaxOutput: cfg.MaxOutput}}
+	switch cfg.DKIM {
+	case "", "require":
+		servers := cfg.DNS
+		if *dnsServers != "" {
+			servers = reports.SplitList(*dnsServers)
+		}
+		c, err := dnsresolve.NewClient(servers...)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: DNS for DKIM: %v\n", err)
+			return ExitError
+		}
+		in.Resolver = c
+	case "off":
+		in.DKIM = reports.DKIMOff
+	default:
+		fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: --dkim %q: want require or off\n", cfg.DKIM)
+		return ExitUsage
+	}
+	if *maildir != "" {
+		cfg.Maildir.Dir = *maildir
+	}
+	if *imapURL != "" {
+		cfg.IMAP.URL = *imapURL
+	}
+	for _, s := range []struct {
+		flag string
+		dst  *string
+	}{{*processed, &cfg.Maildir.Processed}, {*rejected, &cfg.Maildir.Rejected}, {*processed, &cfg.IMAP.Processed},
+		{*rejected, &cfg.IMAP.Rejected}, {*imapUser, &cfg.IMAP.Username}, {*imapPassFile, &cfg.IMAP.PasswordFile}, {*imapCA, &cfg.IMAP.CAFile}} {
+		if s.flag != "" {
+			*s.dst = s.flag
+		}
+	}
+	if *poll > 0 {
+		cfg.IMAP.Poll = *poll
+	}
+	exit := func(res reports.Result, err error) int {
+		switch {
+		case err != nil:
+			fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: %v\n", err)
+			return ExitTempFail
+		case res.Outcome == reports.OutcomeRejected:
+			return *rejectExit
+		}
+		return ExitOK
+	}
+	switch {
+	case cfg.IMAP.URL != "":
+		return runIMAPIngest(ctx, env, cfg, in, log)
+	case cfg.Maildir.Dir != "":
+		md := &reports.Maildir{Dir: cfg.Maildir.Dir, Processed: cfg.Maildir.Processed, Rejected: cfg.Maildir.Rejected, Ingester: in, Logger: log}
+		for {
+			stats, err := md.Run(ctx)
+			fmt.Fprintf(env.Stdout, "%s: %s\n", cfg.Maildir.Dir, stats)
+			if err != nil {
+				fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: %v\n", err)
+				return ExitTempFail
+			}
+			if *poll <= 0 || !sleepCtx(ctx, *poll) {
+				return ExitOK
+			}
+		}
+	case fs.NArg() > 0:
+		worst := ExitOK
+		for _, name := range fs.Args() {
+			res, err := ingestFile(ctx, in, name)
+			code := exit(res, err)
+			printResult(env.Stdout, name, res)
+			if code == ExitTempFail || worst == ExitOK {
+				worst = max(worst, code)
+			}
+		}
+		return worst
+	default:
+		br := bufio.NewReader(env.Stdin)
+		head, _ := br.Peek(512)
+		var res reports.Result
+		var err error
+		if looksLikeBody(head) {
+			res, err = in.Body(ctx, br, "", -1, reports.SourceFile, "stdin")
+		} else {
+			res, err = in.Message(ctx, br, reports.SourceMail, "")
+		}
+		printResult(env.Stdout, "stdin", res)
+		return exit(res, err)
+	}
+}
+
+// looksLikeBody: gzip or zip magic, or JSON, rather than a mail message.
+func looksLikeBody(b []byte) bool {
+	t := bytes.TrimLeft(bytes.TrimPrefix(b, []byte("\xef\xbb\xbf")), " \t\r\n")
+	return bytes.HasPrefix(b, []byte{0x1f, 0x8b}) || bytes.HasPrefix(b, []byte("PK\x03\x04")) || bytes.HasPrefix(t, []byte("{"))
+}
+
+func ingestFile(ctx context.Context, in *reports.Ingester, name string) (reports.Result, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return reports.Result{}, err
+	}
+	defer f.Close()
+	head := make([]byte, 512)
+	n, _ := io.ReadFull(f, head)
+	head = head[:n]
+	src := io.MultiReader(bytes.NewReader(head), f)
+	fi, _ := f.Stat()
+	size := int64(-1)
+	if fi != nil {
+		size = fi.Size()
+	}
+	if looksLikeBody(head) {
+		return in.Body(ctx, src, "", size, reports.SourceFile, name)
+	}
+	return in.Message(ctx, src, reports.SourceFile, name)
+}
+
+func printResult(w io.Writer, name string, res reports.Result) {
+	for _, r := range res.Reports {
+		word := "stored"
+		if r.Duplicate {
+			word = "duplicate"
+		}
+		extra := ""
+		if len(r.Problems) > 0 {
+			extra = " problems=" + strings.Join(r.Problems, ",")
+		}
+		fmt.Fprintf(w, "%s: %s %q from %q (%d repairs)%s\n", name, word, r.ReportID, r.Organization, r.Repairs, extra)
+	}
+	for _, r := range res.Rejections {
+		fmt.Fprintf(w, "%s: rejected (%s, kept as #%d): %v\n", name, r.Reason, r.ID, r.Err)
+	}
+}
+
+// sleepCtx waits d or until ctx ends; it reports whether to go on.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+const queryHelp = `
+Filters: --since/--until YYYY-MM-DD (UTC day of the report, inclusive),
+--domain (policy domain), --org (organization-name), --mx (an MX host of
+the policy, or the receiving MX in failures), --result (result type).
+summary --group-by takes a comma list of day, domain, org, mx, type,
+result (default day,domain,org). Grouped by result, successful sessions
+are the row "(success)" and failures without details "(no-details)".
+Output is a table, or --json, or --csv.
+
+Examples:
+  mailsts tlsrpt summary --since 2025-01-01 --domain example.org
+  mailsts tlsrpt summary --group-by org,result --json
+  mailsts tlsrpt failures --result certificate-expired --mx mx1.example.org --csv
+  mailsts tlsrpt show 2025-01-10T00:00:00Z_example.org
+  mailsts tlsrpt rejected
+  mailsts tlsrpt rejected --raw 12 > input.bin
+
+Exit codes:
+  0  results printed (possibly none)
+  1  show: no such report
+  2  database error
+  64 usage error
+`
+
+func runTLSRPTQuery(ctx context.Context, env Env, sub string, args []string) int {
+	synopsis := map[string]string{
+		"summary":  "mailsts tlsrpt summary [--since D] [--until D] [--domain D] [--org O] [--mx H] [--result R] [--group-by K,…] [--json|--csv]",
+		"failures": "mailsts tlsrpt failures [--since D] [--until D] [--domain D] [--org O] [--mx H] [--result R] [--limit N] [--json|--csv]",
+		"show":     "mailsts tlsrpt show [--json] [--raw] REPORT-ID",
+		"rejected": "mailsts tlsrpt rejected [--since D] [--until D] [--limit N] [--json|--csv] [--raw ID]",
+	}[sub]
+	fs := newFlagSet("tlsrpt "+sub, synopsis, queryHelp, env.Stderr)
+	var df dbFlags
+	df.register(fs)
+	since := fs.String("since", "", "first `day` (YYYY-MM-DD)")
+	until := fs.String("until", "", "last `day` (YYYY-MM-DD)")
+	domain := fs.String("domain", "", "policy `domain`")
+	org := fs.String("org", "", "sending `organization`")
+	mx := fs.String("mx", "", "MX `host`")
+	result := fs.String("result", "", "result `type`")
+	groupBy := fs.String("group-by", "", "summary `keys`: day, domain, org, mx, type, result")
+	limit := fs.Int("limit", 0, "at most `N` rows (failures, rejected; default 1000)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	asCSV := fs.Bool("csv", false, "print CSV")
+	var rawShow *bool
+	var rawID *int64
+	switch sub {
+	case "show":
+		rawShow = fs.Bool("raw", false, "print the raw input as received instead")
+	case "rejected":
+		rawID = fs.Int64("raw", 0, "print the raw input of rejected input `ID`")
+	}
+	if code := parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(env.Stderr, "mailsts tlsrpt %s: %v\n", sub, err)
+		if errors.Is(err, reports.ErrBadFilter) {
+			return ExitUsage
+		}
+		return ExitError
+	}
+	q := map[string][]string{"since": {*since}, "until": {*until}, "domain": {*domain}, "org": {*org}, "mx": {*mx},
+		"result": {*result}, "group-by": {*groupBy}, "limit": {strconv.Itoa(*limit)}}
+	f, err := reports.ParseFilter(q)
+	if err != nil {
+		return fail(err)
+	}
+	if (sub == "show") != (fs.NArg() == 1) || (sub != "show" && fs.NArg() != 0) {
+		fs.Usage()
+		return ExitUsage
+	}
+	log := newLogger(env.Stderr, "text", new(slog.LevelVar))
+	_, st, err := df.open(ctx, env, log)
+	if err != nil {
+		return fail(err)
+	}
+	defer st.Close()
+	format := "table"
+	if *asJSON {
+		format = "json"
+	} else if *asCSV {
+		format = "csv"
+	}
+	switch sub {
+	case "summary":
+		rows, err := st.Summary(ctx, f)
+		if err != nil {
+			return fail(err)
+		}
+		return writeRows(env.Stdout, format, rows, summaryTable(rows, f))
+	case "failures":
+		rows, err := st.Failures(ctx, f)
+		if err != nil {
+			return fail(err)
+		}
+		return writeRows(env.Stdout, format, rows, failuresTable(rows))
+	case "rejected":
+		if *rawID != 0 {
+			rj, err := st.RejectedRaw(ctx, *rawID)
+			if err != nil {
+				return fail(err)
+			}
+			env.Stdout.Write(rj.Raw)
+			return ExitOK
+		}
+		rows, err := st.ListRejected(ctx, f)
+		if err != nil {
+			return fail(err)
+		}
+		return writeRows(env.Stdout, format, rows, rejectedTable(rows))
+	default: // show
+		rs, err := st.Show(ctx, fs.Arg(0))
+		if errors.Is(err, reports.ErrNotFound) {
+			fmt.Fprintf(env.Stderr, "mailsts tlsrpt show: %v\n", err)
+			return ExitFailure
+		}
+		if err != nil {
+			return fail(err)
+		}
+		if *rawShow {
+			for _, r := range rs {
+				env.Stdout.Write(r.Raw)
+			}
+			return ExitOK
+		}
+		if format == "json" {
+			return writeRows(env.Stdout, format, rs, nil)
+		}
+		for _, r := range rs {
+			writeShow(env.Stdout, r)
+		}
+		return ExitOK
+	}
+}
+
+// writeRows prints v as JSON, or table (header + rows) as a table or CSV.
+func writeRows[T any](w io.Writer, format string, v []T, table [][]string) int {
+	switch format {
+	case "json":
+		if v == nil {
+			v = []T{}
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(v); err != nil {
+			return ExitError
+		}
+	case "csv":
+		cw := csv.NewWriter(w)
+		cw.WriteAll(table)
+		if cw.Error() != nil {
+			return ExitError
+		}
+	default:
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, row := range table {
+			fmt.Fprintln(tw, strings.Join(sanitize(row), "\t"))
+		}
+		tw.Flush()
+	}
+	return ExitOK
+}
+
+// sanitize keeps report content from driving the terminal (RFC 8460 §7:
+// report content is untrusted): control characters become '?'.
+func sanitize(row []string) []string {
+	out := make([]string, len(row))
+	for i, s := range row {
+		out[i] = strings.Map(func(r rune) rune {
+			if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+				return '?'
+			}
+			return r
+		}, s)
+	}
+	return out
+}
+
+func summaryTable(rows []reports.SummaryRow, f reports.Filter) [][]string {
+	groups := f.GroupBy
+	if len(groups) == 0 {
+		groups = reports.DefaultGroupBy()
+	}
+	has := map[string]bool{}
+	for _, g := range groups {
+		has[g] = true
+	}
+	type col struct {
+		key, title string
+		get        func(reports.SummaryRow) string
+	}
+	cols := []col{
+		{reports.GroupDay, "DAY", func(r reports.SummaryRow) string { return r.Day }},
+		{reports.GroupPolicyDomain, "POLICY DOMAIN", func(r reports.SummaryRow) string { return r.PolicyDomain }},
+		{reports.GroupOrganization, "ORGANIZATION", func(r reports.SummaryRow) string { return r.Organization }},
+		{reports.GroupMXHost, "MX HOST", func(r reports.SummaryRow) string { return r.MXHost }},
+		{reports.GroupPolicyType, "POLICY TYPE", func(r reports.SummaryRow) string { return r.PolicyType }},
+		{reports.GroupResultType, "RESULT TYPE", func(r reports.SummaryRow) string { return r.ResultType }},
+	}
+	var header []string
+	var used []col
+	for _, c := range cols {
+		if has[c.key] {
+			header = append(header, c.title)
+			used = append(used, c)
+		}
+	}
+	header = append(header, "REPORTS", "SUCCESSFUL", "FAILED", "SUCCESS RATE")
+	table := [][]string{header}
+	for _, r := range rows {
+		var line []string
+		for _, c := range used {
+			line = append(line, c.get(r))
+		}
+		rate := "-"
+		if r.SuccessRate != nil {
+			rate = strconv.FormatFloat(*r.SuccessRate*100, 'f', 2, 64) + "%"
+		}
+		line = append(line, strconv.FormatInt(r.Reports, 10), strconv.FormatInt(r.Successful, 10), strconv.FormatInt(r.Failed, 10), rate)
+		table = append(table, line)
+	}
+	return table
+}
+
+func failuresTable(rows []reports.FailureRow) [][]string {
+	table := [][]string{{"DAY", "ORGANIZATION", "REPORT-ID", "POLICY TYPE", "POLICY DOMAIN", "MX HOST", "RESULT TYPE",
+		"SENDING MTA IP", "RECEIVING MX", "RECEIVING MX HELO", "RECEIVING IP", "SESSIONS", "REASON CODE", "ADDITIONAL INFORMATION"}}
+	for _, r := range rows {
+		table = append(table, []string{r.Day, r.Organization, r.ReportID, r.PolicyType, r.PolicyDomain, r.MXHost, r.ResultType,
+			r.SendingMTAIP, r.ReceivingMXHostname, r.ReceivingMXHelo, r.ReceivingIP, strconv.FormatInt(r.FailedSessionCount, 10),
+			r.FailureReasonCode, r.AdditionalInformation})
+	}
+	return table
+}
+
+func rejectedTable(rows []reports.Rejected) [][]string {
+	table := [][]string{{"ID", "RECEIVED", "SOURCE", "ORIGIN", "REASON", "SIZE", "TRUNCATED", "DETAIL"}}
+	for _, r := range rows {
+		table = append(table, []string{strconv.FormatInt(r.ID, 10), r.ReceivedAt.Format(time.RFC3339), r.Source, r.Origin, r.Reason,
+			strconv.FormatInt(r.Size, 10), strconv.FormatBool(r.Truncated), r.Detail})
+	}
+	return table
+}
+
+func writeShow(w io.Writer, r reports.StoredReport) {
+	rep := r.Report
+	p := func(format string, args ...any) {
+		fmt.Fprintln(w, sanitize([]string{fmt.Sprintf(format, args...)})[0])
+	}
+	p("Report-ID:     %s", rep.ReportID)
+	p("Organization:  %s", rep.OrganizationName)
+	p("Contact:       %s", rep.ContactInfo)
+	p("Date range:    %s to %s", tlsrpt.FormatTime(rep.DateRange.Start), tlsrpt.FormatTime(rep.DateRange.End))
+	p("Received:      %s via %s %s", r.ReceivedAt.Format(time.RFC3339), r.Source, r.Origin)
+	if r.DKIMDomain != "" {
+		p("DKIM:          valid signature by %s", r.DKIMDomain)
+	}
+	p("Raw input:     %d bytes (mailsts tlsrpt show --raw %s)", r.RawSize, rep.ReportID)
+	for _, x := range r.Repairs {
+		p("Repair:        %s", x)
+	}
+	for _, x := range r.Problems {
+		p("Problem:       %s: %s", x.Code, x.Detail)
+	}
+	for i, pr := range rep.Policies {
+		p("Policy %d:      %s %s mx-host=%s", i+1, pr.Policy.Type, pr.Policy.Domain, strings.Join(pr.Policy.MXHost, ","))
+		for _, s := range pr.Policy.String {
+			p("                 %s", s)
+		}
+		p("  sessions:    %d successful, %d failed", pr.Summary.TotalSuccessfulSessionCount, pr.Summary.TotalFailureSessionCount)
+		for _, d := range pr.FailureDetails {
+			p("  failure:     %s x%d sending=%s mx=%s ip=%s reason=%s %s", d.ResultType, d.FailedSessionCount, d.SendingMTAIP,
+				d.ReceivingMXHostname, d.ReceivingIP, d.FailureReasonCode, d.AdditionalInformation)
+		}
+	}
+	fmt.Fprintln(w)
+}
