@@ -59,6 +59,11 @@
 //     into "k". Any invalid host or pattern matches nothing.
 //   - OPEN-4: an unchanged TXT id does not extend a cached policy's life;
 //     only a successful fetch does.
+//   - STS-FETCH-11: a cached policy due for refresh is fetched even when the
+//     TXT lookup fails (RFC 8461 §10.2: "regardless of the state of the TXT
+//     record"), so suppressing the record does not make a policy expire.
+//   - STS-SEL-4: IP addresses, bracketed or bare, are not policy domains:
+//     every entry point rejects them with ErrInvalidDomain.
 //   - STS-ERRATA-2: a TXT record is a candidate when it begins with
 //     "v=STSv1", optional WSP, then ";" (or is exactly "v=STSv1"). A
 //     record with trailing WSP and no final ";" is invalid, as the ABNF
