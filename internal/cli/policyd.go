@@ -24,7 +24,8 @@ var policydCommand = command{
 const policydHelp = `
 Answers Postfix's smtp_tls_policy_maps lookups with each destination's MTA-STS
 policy (RFC 8461), preferring DANE where the MX hosts have DNSSEC-validated TLSA
-records. Without a configuration file it listens for socketmap on 127.0.0.1:8461
+records. It reads --config, else /etc/mailsts/policyd.yml when that exists.
+Without a configuration file it listens for socketmap on 127.0.0.1:8461
 and keeps its cache in SQLite under the state directory ($STATE_DIRECTORY, else
 /var/lib/mailsts as root, else ~/.local/state/mailsts; memory if unwritable).
 
@@ -48,6 +49,9 @@ Exit codes:
   64 usage error
 `
 
+// defaultPolicydConfig is read when --config is not given and it exists.
+const defaultPolicydConfig = "/etc/mailsts/policyd.yml"
+
 // daemonFlags are the flags policyd and cache share to find the
 // configuration and the store.
 type daemonFlags struct {
@@ -58,7 +62,7 @@ type daemonFlags struct {
 }
 
 func (df *daemonFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&df.config, "config", "", "configuration `file` (mailsts YAML, or postfix-mta-sts-resolver's mta-sts-daemon.yml)")
+	fs.StringVar(&df.config, "config", "", "configuration `file` (mailsts YAML, or postfix-mta-sts-resolver's mta-sts-daemon.yml; default "+defaultPolicydConfig+" when it exists)")
 	fs.StringVar(&df.stateDir, "state-dir", "", "state `directory` holding the SQLite cache (overrides state_dir)")
 	fs.StringVar(&df.cache, "cache", "", "cache `type`: sqlite, memory or redis (overrides cache.type)")
 	df.net.register(fs)
@@ -68,6 +72,13 @@ func (df *daemonFlags) register(fs *flag.FlagSet) {
 // flags that were set and logs the dialect notes.
 func (df *daemonFlags) load(fs *flag.FlagSet, log *slog.Logger) (*policyd.Config, error) {
 	cfg := policyd.Default()
+	if df.config == "" {
+		// Like any daemon: the system-wide file when there is one.
+		if _, err := os.Stat(defaultPolicydConfig); err == nil {
+			df.config = defaultPolicydConfig
+			log.Info("using the default configuration file", "file", defaultPolicydConfig)
+		}
+	}
 	if df.config != "" {
 		c, notes, err := policyd.Load(df.config)
 		for _, n := range notes {
