@@ -55,6 +55,7 @@ type command struct {
 // commands is the subcommand table; each entry lives in its own file.
 func commands() []command {
 	cmds := []command{
+		checkCommand,
 		cacheCommand,
 		policydCommand,
 		resolveCommand,
