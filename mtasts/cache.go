@@ -614,7 +614,7 @@ func (c *Cache) refreshWithoutRecord(ctx context.Context, log *slog.Logger, e *E
 	e.FailedID = ""
 	e.Failures++
 	e.FailedAt = now
-	e.LastError = clip(ResultType(txtErr) + ": " + txtErr.Error())
+	e.LastError = lastError(txtErr)
 	c.put(ctx, log, e)
 	log.LogAttrs(ctx, slog.LevelWarn, "mta-sts TXT lookup failed; cached policy refreshed over HTTPS regardless (RFC 8461 §10.2)",
 		slog.String("id", e.ID), slog.Any("policy", p), slog.Int("failures", e.Failures), slog.String("error", txtErr.Error()))
@@ -647,7 +647,7 @@ func (c *Cache) failed(ctx context.Context, log *slog.Logger, e *Entry, now time
 // count or the back-off, logs it, stores e and returns the answer.
 func (c *Cache) report(ctx context.Context, log *slog.Logger, e *Entry, now time.Time, err error) Result {
 	valid := e.Valid(now)
-	e.LastError = clip(ResultType(err) + ": " + err.Error())
+	e.LastError = lastError(err)
 	lvl := slog.LevelDebug
 	if valid && e.Policy.Mode != ModeNone {
 		// RFC 8461 §10.2: alert on refresh failures, louder as expiry
@@ -691,18 +691,35 @@ func clip(s string) string {
 	return strings.ToValidUTF8(s[:lastErrorMax], "") + "…"
 }
 
+// temporaryMark follows the result type in Entry.LastError when the
+// failure was Temporary.
+const temporaryMark = "+temporary"
+
+// lastError is how err is kept in Entry.LastError:
+// "<result type>[+temporary]: <message>", clipped.
+func lastError(err error) string {
+	typ := ResultType(err)
+	if Temporary(err) {
+		typ += temporaryMark
+	}
+	return clip(typ + ": " + err.Error())
+}
+
 // cachedError is a failure remembered in Entry.LastError, brought back as
-// an error that matches the sentinel of the original failure.
+// an error that matches the sentinel of the original failure and keeps its
+// temporariness (see Temporary and Remembered).
 type cachedError struct {
 	msg      string
 	sentinel error
+	temp     bool
 }
 
-func (e *cachedError) Error() string { return e.msg + " (remembered from an earlier attempt)" }
-func (e *cachedError) Unwrap() error { return e.sentinel }
+func (e *cachedError) Error() string   { return e.msg + " (remembered from an earlier attempt)" }
+func (e *cachedError) Unwrap() error   { return e.sentinel }
+func (e *cachedError) temporary() bool { return e.temp }
 
-// storedError rebuilds an error from an Entry.LastError written by failed:
-// "<result type>: <message>". It returns nil for "".
+// storedError rebuilds an error from an Entry.LastError written by
+// lastError. It returns nil for "".
 func storedError(s string) error {
 	if s == "" {
 		return nil
@@ -711,6 +728,7 @@ func storedError(s string) error {
 	if !ok {
 		return &cachedError{msg: s}
 	}
+	typ, temp := strings.CutSuffix(typ, temporaryMark)
 	var sentinel error
 	switch typ {
 	case ResultWebPKIInvalid:
@@ -731,5 +749,5 @@ func storedError(s string) error {
 	default:
 		return &cachedError{msg: s}
 	}
-	return &cachedError{msg: msg, sentinel: sentinel}
+	return &cachedError{msg: msg, sentinel: sentinel, temp: temp}
 }

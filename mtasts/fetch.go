@@ -402,7 +402,7 @@ func (c *Client) dial(ctx context.Context, dns dnsresolve.Resolver, network, hos
 		if errors.Is(err, dnsresolve.ErrNotFound) {
 			return nil, fmt.Errorf("%w: policy host %s has no A or AAAA record: %w", ErrPolicyFetch, host, err)
 		}
-		return nil, fmt.Errorf("%w: resolving policy host %s: %w", ErrPolicyFetch, host, err)
+		return nil, markTemporary(fmt.Errorf("%w: resolving policy host %s: %w", ErrPolicyFetch, host, err))
 	}
 	if len(addrs) == 0 {
 		return nil, fmt.Errorf("%w: policy host %s has no address", ErrPolicyFetch, host)
@@ -419,7 +419,7 @@ func (c *Client) dial(ctx context.Context, dns dnsresolve.Resolver, network, hos
 			break
 		}
 	}
-	return nil, fmt.Errorf("%w: connecting to policy host %s: %w", ErrPolicyFetch, host, errors.Join(errs...))
+	return nil, markTemporary(fmt.Errorf("%w: connecting to policy host %s: %w", ErrPolicyFetch, host, errors.Join(errs...)))
 }
 
 // classify turns an error of the HTTP exchange into one wrapping the right
@@ -448,14 +448,18 @@ func (c *Client) classify(parent, fctx context.Context, u, doing string, err err
 	case errors.As(err, &verr):
 		return fmt.Errorf("%w: %s: certificate verification failed (RFC 8461 §3.3): %w", ErrPolicyCertificate, u, err)
 	case parent.Err() != nil:
-		return fmt.Errorf("%w: %s %s: %w", ErrPolicyFetch, doing, u, parent.Err())
+		return markTemporary(fmt.Errorf("%w: %s %s: %w", ErrPolicyFetch, doing, u, parent.Err()))
 	case errors.Is(fctx.Err(), context.DeadlineExceeded):
-		return fmt.Errorf("%w: %s %s: not finished within %v (RFC 8461 §3.3 suggests one minute): %w",
-			ErrPolicyFetch, doing, u, c.timeout(), context.DeadlineExceeded)
+		return markTemporary(fmt.Errorf("%w: %s %s: not finished within %v (RFC 8461 §3.3 suggests one minute): %w",
+			ErrPolicyFetch, doing, u, c.timeout(), context.DeadlineExceeded))
 	case errors.Is(err, ErrPolicyFetch):
 		return err
 	}
-	return fmt.Errorf("%w: %s %s: %w", ErrPolicyFetch, doing, u, err)
+	err = fmt.Errorf("%w: %s %s: %w", ErrPolicyFetch, doing, u, err)
+	if transportTemporary(err) {
+		return markTemporary(err)
+	}
+	return err
 }
 
 func statusText(code int) string {

@@ -28,7 +28,6 @@ package metrics
 
 import (
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -142,17 +141,11 @@ func (m *Metrics) Answered(_ string, src mtasts.Source, err error) {
 	switch {
 	case src == mtasts.SourceStale:
 		m.stale.Inc()
-	case src == mtasts.SourceFetched, err != nil && src == mtasts.SourceNone && !fromCache(err):
+	case src == mtasts.SourceFetched, err != nil && src == mtasts.SourceNone && !mtasts.Remembered(err):
 		m.miss.Inc()
 	default:
 		m.hit.Inc()
 	}
-}
-
-// fromCache reports whether err was remembered rather than just seen; the
-// mtasts package marks remembered errors in their text only.
-func fromCache(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "(remembered from an earlier attempt)")
 }
 
 // Fetched implements mtasts.Observer.

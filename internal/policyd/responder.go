@@ -446,7 +446,7 @@ func (r *Responder) answerSTS(ctx context.Context, st *domainState, z Zone, tlsr
 // noPolicy answers when no policy applies: NOTFOUND, or TEMP within the
 // zone's window after a transient failure (OPEN-1).
 func (r *Responder) noPolicy(ctx context.Context, st *domainState, z Zone, res mtasts.Result, now time.Time, d *Decision) (postfix.Reply, Decision) {
-	if res.Err == nil || !transient(res.Err) {
+	if !mtasts.Temporary(res.Err) {
 		st.clearFailure()
 		switch {
 		case errors.Is(res.Err, mtasts.ErrNoRecord):
@@ -473,27 +473,6 @@ func (r *Responder) noPolicy(ctx context.Context, st *domainState, z Zone, res m
 	r.logger().LogAttrs(ctx, slog.LevelWarn, "MTA-STS discovery still failing after the TEMP window; answering NOTFOUND",
 		slog.String("domain", d.Domain), slog.Time("failing_since", since), slog.String("error", res.Err.Error()))
 	return r.notFound(d)
-}
-
-// transient reports whether a discovery error may go away by itself soon: a
-// DNS failure, or a fetch that could not connect or timed out. A status
-// other than 200, a body over the cap, a policy host without an address,
-// an invalid policy or certificate are answers, not accidents. Errors
-// remembered in the cache only keep their message, hence the text checks.
-func transient(err error) bool {
-	switch {
-	case errors.Is(err, mtasts.ErrDNS):
-		return true
-	case !errors.Is(err, mtasts.ErrPolicyFetch):
-		return false
-	}
-	msg := err.Error()
-	for _, s := range []string{" answered ", "sent a body over", "has no A or AAAA record", "has no address"} {
-		if strings.Contains(msg, s) {
-			return false
-		}
-	}
-	return true
 }
 
 // errClass returns the error class for Decision.Err.
