@@ -14,7 +14,11 @@
 // socketmap:inet:127.0.0.1:8461:postfix and whose resolv.conf, bind-mounted
 // by ip netns exec from /etc/netns/<name>/resolv.conf, names the testnet DNS
 // server. When Debian's postfix-mta-sts-resolver is installed, the same
-// cases run against its mta-sts-daemon too, as the reference peer.
+// cases run against its mta-sts-daemon too, as the reference peer. A third,
+// control run gives Postfix a socketmap server that answers NOTFOUND to
+// everything and asserts that the broken MX hosts then do get the mail (in
+// clear text, or over unverified TLS): the attack MTA-STS stops is real in
+// this set-up, so the deferrals seen with a policy daemon are its doing.
 //
 // What is asserted, per policy daemon (checklist IDs from RFC-CHECKLIST.md):
 //   - PFX-STS, STS-CERT-3: mail to an enforce domain whose MX has a good
