@@ -8,8 +8,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -31,6 +33,9 @@ const (
 	// DefaultRefreshAhead: a policy is refreshed when it expires within
 	// this, and never later than when three quarters of max_age are gone.
 	DefaultRefreshAhead = time.Hour
+	// DefaultRefreshConcurrency bounds the discoveries RefreshDue runs at
+	// once.
+	DefaultRefreshConcurrency = 8
 	// DefaultNegativeTTL is how long "no usable policy" is remembered.
 	DefaultNegativeTTL = 5 * time.Minute
 	// DefaultForceInterval is the minimum time between a successful fetch
@@ -190,6 +195,9 @@ type Cache struct {
 	// ForceInterval: minimum time between a successful fetch and a forced
 	// re-fetch (Refresh with force).
 	ForceInterval time.Duration
+	// RefreshConcurrency bounds the discoveries RefreshDue runs at once;
+	// 0 means DefaultRefreshConcurrency.
+	RefreshConcurrency int
 
 	// Logger gets refresh failures (Warn while a policy other than mode
 	// none is cached, RFC 8461 §10.2, STS-FETCH-12) and debug logs; nil
@@ -385,20 +393,34 @@ func (c *Cache) RefreshDue(ctx context.Context, now time.Time, limit int) (int, 
 		return 0, fmt.Errorf("mtasts: scanning the policy cache: %w", err)
 	}
 	slices.SortFunc(list, func(a, b due) int { return a.at.Compare(b.at) })
-	n := 0
+	list = list[:min(max(limit, 0), len(list))]
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(c.refreshConcurrency())
+	var n atomic.Int64
 	for _, d := range list {
-		if n >= limit {
+		if gctx.Err() != nil {
 			break
 		}
-		if err := ctx.Err(); err != nil {
-			return n, err
-		}
-		if _, err := c.flight(ctx, d.domain, modeDue, now); err != nil {
-			return n, err
-		}
-		n++
+		g.Go(func() error {
+			if _, err := c.flight(gctx, d.domain, modeDue, now); err != nil {
+				return err
+			}
+			n.Add(1)
+			return nil
+		})
 	}
-	return n, nil
+	err = g.Wait()
+	if err == nil {
+		err = ctx.Err()
+	}
+	return int(n.Load()), err
+}
+
+func (c *Cache) refreshConcurrency() int {
+	if c.RefreshConcurrency > 0 {
+		return c.RefreshConcurrency
+	}
+	return DefaultRefreshConcurrency
 }
 
 func maxTime(a, b time.Time) time.Time {

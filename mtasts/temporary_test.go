@@ -32,8 +32,7 @@ func TestTemporary(t *testing.T) {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	c := *e.client
-	c.HTTPSPort = port
+	c := &Client{DNS: e.client.DNS, RootCAs: e.client.RootCAs, Timeout: e.client.Timeout, HTTPSPort: port}
 	_, err = c.Fetch(ctx, testDomain)
 	if !errors.Is(err, ErrPolicyFetch) || !Temporary(err) {
 		t.Errorf("refused: Temporary(%v) = false, want true", err)

@@ -27,7 +27,7 @@ const (
 	refreshEvery  = time.Minute
 	flushEvery    = time.Minute
 	maintainEvery = 10 * time.Minute
-	refreshBatch  = 100
+	refreshBatch  = 1000
 )
 
 // Daemon is the policy daemon: store, cache, Responder, listeners, the
@@ -106,13 +106,14 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		}
 	}()
 	d.cache = &mtasts.Cache{
-		Client:          client,
-		Store:           st.Store,
-		Now:             d.Now,
-		RefreshInterval: cfg.Cache.RefreshInterval,
-		NegativeTTL:     cfg.Cache.NegativeTTL,
-		Logger:          log,
-		Observer:        m,
+		Client:             client,
+		Store:              st.Store,
+		Now:                d.Now,
+		RefreshInterval:    cfg.Cache.RefreshInterval,
+		RefreshConcurrency: cfg.Cache.RefreshConcurrency,
+		NegativeTTL:        cfg.Cache.NegativeTTL,
+		Logger:             log,
+		Observer:           m,
 	}
 	d.responder = &Responder{
 		Cache:           d.cache,
@@ -293,24 +294,17 @@ func (d *Daemon) refreshLoop(ctx context.Context, m *metrics.Metrics) {
 			return
 		case <-t.C:
 		}
-		// Bounded per round: at most RefreshConcurrency batches.
-		rounds := max(d.Config.Cache.RefreshConcurrency, 1)
-		for range rounds {
-			n, err := d.cache.RefreshDue(ctx, d.now(), refreshBatch)
-			if n > 0 {
-				log.Debug("refreshed cached policies", "count", n)
-				m.Refreshed(n, 0)
-			}
-			if err != nil {
-				if ctx.Err() == nil {
-					log.Warn("background refresh", "error", err)
-					m.Refreshed(0, 1)
-				}
-				break
-			}
-			if n < refreshBatch {
-				break
-			}
+		// One scan a round; the Cache runs RefreshConcurrency discoveries
+		// at once and at most refreshBatch a round, so a large cache
+		// catches up over a few rounds instead of flooding the network.
+		n, err := d.cache.RefreshDue(ctx, d.now(), refreshBatch)
+		if n > 0 {
+			log.Debug("refreshed cached policies", "count", n)
+			m.Refreshed(n, 0)
+		}
+		if err != nil && ctx.Err() == nil {
+			log.Warn("background refresh", "error", err)
+			m.Refreshed(0, 1)
 		}
 		t.Reset(jitter(refreshEvery))
 	}
