@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 
 	"github.com/mailsts/mailsts/dnsresolve"
 )
@@ -28,10 +29,27 @@ func normalizeDomain(domain string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrInvalidDomain, err)
 	}
-	if _, err := netip.ParseAddr(d); err == nil {
+	if mayBeAddr(d) {
+		if _, err := netip.ParseAddr(d); err != nil {
+			return d, nil
+		}
 		return "", fmt.Errorf("%w: %q is an IP address; address literals have no MTA-STS policy (RFC 8461 §3.4)", ErrInvalidDomain, domain)
 	}
 	return d, nil
+}
+
+// mayBeAddr reports whether s could be an IP address: IPv4 addresses hold
+// only digits and dots, IPv6 addresses a colon. It keeps the hot path free
+// of netip.ParseAddr's error allocation for ordinary names.
+func mayBeAddr(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == ':' {
+			return true
+		} else if c != '.' && (c < '0' || c > '9') {
+			return strings.IndexByte(s, ':') >= 0
+		}
+	}
+	return true
 }
 
 // LookupRecord looks up the _mta-sts TXT record of domain (RFC 8461 §3.1)

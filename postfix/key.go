@@ -1,6 +1,7 @@
 package postfix
 
 import (
+	"errors"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -143,7 +144,7 @@ func parseNextHop(key string) NextHop {
 		}
 		return h
 	}
-	if a, err := netip.ParseAddr(k); err == nil && a.Zone() == "" {
+	if a, err := parseAddr(k); err == nil && a.Zone() == "" {
 		h.Domain, h.Kind = a.String(), KeyIPLiteral
 		return h
 	}
@@ -154,7 +155,7 @@ func parseNextHop(key string) NextHop {
 		}
 		host, h.Port = k[:i], k[i+1:]
 	}
-	if a, err := netip.ParseAddr(host); err == nil && a.Is4() {
+	if a, err := parseAddr(host); err == nil && a.Is4() {
 		h.Domain, h.Kind = a.String(), KeyIPLiteral
 		return h
 	}
@@ -222,4 +223,21 @@ func validPort(p string) bool {
 		}
 	}
 	return true
+}
+
+var errNotAddr = errors.New("not an IP address")
+
+// parseAddr is netip.ParseAddr without its cost (an error allocation) for
+// the common case, a name that cannot be an address: only IPv4 addresses
+// consist of digits and dots alone, and only IPv6 addresses hold a colon.
+func parseAddr(s string) (netip.Addr, error) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == ':' || c != '.' && (c < '0' || c > '9') {
+			if strings.IndexByte(s, ':') < 0 {
+				return netip.Addr{}, errNotAddr
+			}
+			break
+		}
+	}
+	return netip.ParseAddr(s)
 }
