@@ -121,6 +121,12 @@ func extraDomains() []testnet.Domain {
 		}),
 		good("rpt-norua.test", func(d *testnet.Domain) { d.TLSRPTTXT = [][]string{{"v=TLSRPTv1; rua=ftp://x.rpt-norua.test/r"}} }),
 		good("rpt-none.test", func(d *testnet.Domain) { d.TLSRPTTXT = [][]string{{"v=spf1 -all"}} }),
+		// STS-CERT-3: both MX hosts match the wildcard; TestCertForOtherMX
+		// makes mx1 present mx2's certificate.
+		good("certname.test", func(d *testnet.Domain) {
+			d.Policy.Body = "version: STSv1\nmode: enforce\nmx: *.certname.test\nmax_age: 604800\n"
+			d.MX = []testnet.MXHost{{Name: "mx1.certname.test", Pref: 10}, {Name: "mx2.certname.test", Pref: 20}}
+		}),
 		good("bücher.test", func(d *testnet.Domain) {
 			d.Policy.Body = "version: STSv1\nmode: enforce\nmx: mx1.xn--bcher-kva.test\nmax_age: 604800\n"
 			d.MX = []testnet.MXHost{{Name: "mx1.xn--bcher-kva.test", Pref: 10}}

@@ -237,3 +237,101 @@ func TestCheckBulk(t *testing.T) {
 		t.Errorf("stdout bulk: exit %d\n%s", code, stdout)
 	}
 }
+
+// syncBuffer is a bytes.Buffer safe for one writer and one poller.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// `mailsts testnet --generate N` serves testnet.Generate(N, seed) in its
+// own process in the benchmark (bench/check); here it runs in a goroutine,
+// and `mailsts check --bulk` with the flags it prints checks every
+// generated domain.
+func TestCheckGeneratedTestnet(t *testing.T) {
+	t.Parallel()
+	const n = 20
+	ctx, cancel := context.WithCancel(context.Background())
+	var tnOut, tnErr syncBuffer
+	exited := make(chan int, 1)
+	go func() {
+		exited <- Main(ctx, []string{"testnet", "--generate", strconv.Itoa(n), "--seed", "7"}, Env{Stdout: &tnOut, Stderr: &tnErr})
+	}()
+	defer func() {
+		cancel()
+		if code := <-exited; code != ExitOK {
+			t.Errorf("testnet exit %d: %s", code, tnErr.String())
+		}
+	}()
+	var flags []string
+	for deadline := time.Now().Add(30 * time.Second); flags == nil; {
+		for l := range strings.Lines(tnOut.String()) {
+			if rest, ok := strings.CutPrefix(l, "check flags: "); ok {
+				flags = strings.Fields(rest)
+			}
+		}
+		if flags == nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("testnet printed no flags: %s %s", tnOut.String(), tnErr.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if !strings.Contains(tnOut.String(), "testnet running: 20 domains (d000000.gen.example d000001.gen.example") {
+		t.Errorf("testnet output: %s", tnOut.String())
+	}
+	dir := t.TempDir()
+	list := filepath.Join(dir, "list.txt")
+	var names []string
+	for _, d := range testnet.Generate(n, 7).Domains {
+		names = append(names, d.Name)
+	}
+	if err := os.WriteFile(list, []byte(strings.Join(names, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"check", "--bulk", list, "--probe-timeout", "2s", "--timeout", "5s"}, flags...)
+	code, stdout, stderr := run(t, args...)
+	if code != 1 && code != 2 { // generated scenarios include broken domains
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	got := map[string]bool{}
+	delivered := 0
+	for l := range strings.Lines(stdout) {
+		var r checker.Report
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatalf("%v: %s", err, l)
+		}
+		if r.Verdict == checker.VerdictError {
+			t.Errorf("%s: %s", r.Domain, r.Error)
+		}
+		got[r.Domain] = true
+		for _, m := range r.MX {
+			if m.STSDecision == "deliver" && m.Probe.Stage == "done" {
+				delivered++
+			}
+		}
+	}
+	for _, name := range names {
+		if !got[name] {
+			t.Errorf("no result for %s", name)
+		}
+	}
+	if delivered == 0 {
+		t.Errorf("no MX host passed a full STARTTLS probe under an enforce or testing policy:\n%s", stdout)
+	}
+	if code, _, stderr := run(t, "testnet", "--generate", "3", "--scenario", "x.yaml"); code != ExitUsage || !strings.Contains(stderr, "not both") {
+		t.Errorf("--generate with --scenario: exit %d %s", code, stderr)
+	}
+}

@@ -29,20 +29,24 @@ Examples:
   mailsts testnet                       # default scenario, free ports
   mailsts testnet --scenario my.yaml --dns-port 5353
   mailsts testnet --print-scenario > default.yaml
+  mailsts testnet --generate 100000 --seed 1   # d000000.gen.example … for benchmarks
 
   # in another terminal, with the printed flags:
   mailsts resolve --dns 127.0.0.1:PORT --ca-file /tmp/.../ca.pem --https-port PORT enforce.example
+  mailsts check --dns 127.0.0.1:PORT --ca-file /tmp/.../ca.pem --https-port PORT --smtp-port PORT enforce.example
 
 Exit codes: 0 after an interrupt, 2 when the network could not start, 64 usage.
 `
 
 func runTestnet(ctx context.Context, env Env, args []string) int {
-	fs := newFlagSet("testnet", "mailsts testnet [--scenario FILE] [--ip ADDR] [--dns-port N] [--https-port N] [--smtp-port N]", testnetHelp, env.Stderr)
+	fs := newFlagSet("testnet", "mailsts testnet [--scenario FILE | --generate N [--seed S]] [--ip ADDR] [--dns-port N] [--https-port N] [--smtp-port N]", testnetHelp, env.Stderr)
 	scenario := fs.String("scenario", "", "scenario YAML `file` (default: the embedded default scenario)")
 	ip := fs.String("ip", "127.0.0.1", "address for DNS and the policy hosts")
 	dnsPort := fs.Int("dns-port", 0, "DNS `port` (UDP and TCP; 0 picks a free one)")
 	httpsPort := fs.Int("https-port", 0, "HTTPS `port` of the policy hosts (0 picks a free one)")
 	smtpPort := fs.Int("smtp-port", 0, "SMTP `port` of the MX hosts (0 picks a free one)")
+	generate := fs.Int("generate", 0, "serve `N` generated domains d000000.gen.example … (testnet.Generate) instead of a scenario file")
+	seed := fs.Int64("seed", 1, "seed of --generate (the same N and seed give the same domains)")
 	printScenario := fs.Bool("print-scenario", false, "print the embedded default scenario and exit")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
@@ -51,8 +55,19 @@ func runTestnet(ctx context.Context, env Env, args []string) int {
 		env.Stdout.Write(testnet.DefaultScenarioYAML())
 		return ExitOK
 	}
+	if *generate < 0 || *generate > 1_000_000 {
+		fmt.Fprintln(env.Stderr, "mailsts testnet: --generate must be between 1 and 1000000")
+		return ExitUsage
+	}
+	if *generate > 0 && *scenario != "" {
+		fmt.Fprintln(env.Stderr, "mailsts testnet: give --scenario or --generate, not both")
+		return ExitUsage
+	}
 	sc := testnet.DefaultScenario()
-	if *scenario != "" {
+	switch {
+	case *generate > 0:
+		sc = testnet.Generate(*generate, *seed)
+	case *scenario != "":
 		var err error
 		if sc, err = testnet.LoadScenarioFile(*scenario); err != nil {
 			fmt.Fprintf(env.Stderr, "mailsts testnet: %v\n", err)
@@ -70,13 +85,20 @@ func runTestnet(ctx context.Context, env Env, args []string) int {
 		return ExitError
 	}
 	defer n.Close()
-	names := make([]string, 0, len(sc.Domains))
-	for _, d := range sc.Domains {
+	// Name the domains unless there are too many to read.
+	const maxListed = 100
+	names := make([]string, 0, min(len(sc.Domains), maxListed+1))
+	for i, d := range sc.Domains {
+		if i == maxListed {
+			names = append(names, "…")
+			break
+		}
 		names = append(names, d.Name)
 	}
-	fmt.Fprintf(env.Stdout, "testnet running: %d domains (%s)\n", len(names), strings.Join(names, " "))
+	fmt.Fprintf(env.Stdout, "testnet running: %d domains (%s)\n", len(sc.Domains), strings.Join(names, " "))
 	fmt.Fprintf(env.Stdout, "DNS %s  HTTPS port %d  SMTP port %d  MX addresses %s\n", n.DNSAddr(), n.HTTPSPort(), n.SMTPPort(), n.MXPrefix())
 	fmt.Fprintf(env.Stdout, "flags: --dns %s --ca-file %s --https-port %s\n", n.DNSAddr(), n.CAFile(), strconv.Itoa(n.HTTPSPort()))
+	fmt.Fprintf(env.Stdout, "check flags: --dns %s --ca-file %s --https-port %d --smtp-port %d\n", n.DNSAddr(), n.CAFile(), n.HTTPSPort(), n.SMTPPort())
 	<-ctx.Done()
 	return ExitOK
 }
