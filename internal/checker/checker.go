@@ -54,8 +54,9 @@ type Checker struct {
 	// EHLOName is sent in EHLO; "" means DefaultEHLOName.
 	EHLOName string
 	// Strict judges as the strictest sender would: the policy must follow
-	// the RFC 8461 grammar exactly (lenient tolerances fail), and MX
-	// problems fail even when the policy is in mode testing or absent.
+	// the RFC 8461 grammar exactly (a policy valid only under the lenient
+	// grammar fails and is not applied), and MX problems fail even when
+	// the policy is in mode testing or absent.
 	Strict bool
 	// Clients are RFC 8314 mail client endpoints to probe as well.
 	Clients []Endpoint
@@ -184,7 +185,9 @@ func (c *Checker) Check(ctx context.Context, domain string) *Report {
 
 	r.STS = sts.summary
 	matchFindings := c.judgeMX(sts, &mx)
-	r.MX = mx.results
+	if mx.results != nil {
+		r.MX = mx.results // else the empty array: "mx" is never null
+	}
 	r.TLSRPT = rptSum
 	r.Clients = clientRes
 

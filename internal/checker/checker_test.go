@@ -1,8 +1,10 @@
 package checker
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"net"
 	"os"
 	"strconv"
@@ -57,11 +59,16 @@ type scenarioCase struct {
 	verdict string
 	want    []want
 	absent  []string // IDs that must not appear
+	// result, when set, is the wanted STSSummary.Result; resultUsable
+	// stands for "" (a usable policy).
+	result string
 }
+
+const resultUsable = "usable"
 
 var scenarioCases = []scenarioCase{
 	// Good domains.
-	{domain: "perfect.test", verdict: VerdictPass, want: []want{
+	{domain: "perfect.test", verdict: VerdictPass, result: resultUsable, want: []want{
 		{"sts.record.ok", SeverityOK, ""}, {"sts.policy.ok", SeverityOK, ""}, {"sts.policy.cert-ok", SeverityOK, ""},
 		{"sts.policy.mode", SeverityOK, ""}, {"sts.mx.match", SeverityOK, "mx1.perfect.test"},
 		{"mx.tls-ok", SeverityOK, "mx1.perfect.test"}, {"mx.cert-ok", SeverityOK, "mx1.perfect.test"},
@@ -87,24 +94,28 @@ var scenarioCases = []scenarioCase{
 	{domain: "cname.example", want: []want{{"sts.record.cname", SeverityInfo, ""}, {"sts.record.ok", SeverityOK, ""}}}, // STS-TXT-10
 	{domain: "multistring.example", want: []want{{"sts.record.ok", SeverityOK, ""}}},                                   // STS-TXT-9
 	// Policy host (STS-FETCH-*, STS-POL-*).
-	{domain: "pol-nohost.test", verdict: VerdictFail, want: []want{{"sts.policy.host-dns", SeverityFail, ""}}},                                   // STS-POL-1
-	{domain: "tls11.example", verdict: VerdictFail, want: []want{{"sts.policy.connect", SeverityFail, ""}}},                                      // STS-FETCH-14
-	{domain: "drip.example", verdict: VerdictFail, want: []want{{"sts.policy.connect", SeverityFail, ""}}},                                       // STS-FETCH-8
-	{domain: "expired.example", verdict: VerdictFail, want: []want{{"sts.policy.cert-expired", SeverityFail, ""}}},                               // STS-FETCH-2
-	{domain: "not-yet-valid.example", want: []want{{"sts.policy.cert-expired", SeverityFail, ""}}},                                               // STS-FETCH-2
-	{domain: "wrong-name.example", want: []want{{"sts.policy.cert-name", SeverityFail, ""}}},                                                     // STS-FETCH-2
-	{domain: "cn-only.example", want: []want{{"sts.policy.cert-name", SeverityFail, ""}}},                                                        // STS-FETCH-2, TLS-NAME-4
-	{domain: "self-signed.example", want: []want{{"sts.policy.cert-untrusted", SeverityFail, ""}}},                                               // STS-FETCH-2
-	{domain: "notfound.example", want: []want{{"sts.policy.status", SeverityFail, ""}}},                                                          // STS-FETCH-4
-	{domain: "redirect.example", want: []want{{"sts.policy.redirect", SeverityFail, ""}}},                                                        // STS-FETCH-5
-	{domain: "html.example", want: []want{{"sts.policy.content-type", SeverityFail, ""}, {"sts.policy.ok", SeverityOK, ""}}},                     // STS-POL-2
-	{domain: "no-ctype.example", want: []want{{"sts.policy.content-type", SeverityFail, ""}}},                                                    // STS-POL-2
-	{domain: "huge.example", want: []want{{"sts.policy.size", SeverityFail, ""}}},                                                                // STS-POL-13
-	{domain: "crlf.example", want: []want{{"sts.policy.line-endings", SeverityInfo, ""}}},                                                        // STS-POL-4
-	{domain: "pol-mixed.test", want: []want{{"sts.policy.line-endings", SeverityInfo, ""}}},                                                      // STS-POL-4
-	{domain: "pol-syntax.test", verdict: VerdictFail, want: []want{{"sts.policy.syntax", SeverityFail, ""}}, absent: []string{"sts.mx.match"}},   // STS-POL-5
-	{domain: "pol-lenient.test", verdict: VerdictWarn, want: []want{{"sts.policy.lenient", SeverityWarn, ""}, {"sts.mx.match", SeverityOK, ""}}}, // OPEN-3
-	{domain: "pol-lenient.test", strict: true, verdict: VerdictFail, want: []want{{"sts.policy.lenient", SeverityFail, ""}}},
+	{domain: "pol-nohost.test", verdict: VerdictFail, want: []want{{"sts.policy.host-dns", SeverityFail, ""}}},                                                                                 // STS-POL-1
+	{domain: "tls11.example", verdict: VerdictFail, want: []want{{"sts.policy.connect", SeverityFail, ""}}},                                                                                    // STS-FETCH-14
+	{domain: "drip.example", verdict: VerdictFail, want: []want{{"sts.policy.connect", SeverityFail, ""}}},                                                                                     // STS-FETCH-8
+	{domain: "expired.example", verdict: VerdictFail, want: []want{{"sts.policy.cert-expired", SeverityFail, ""}}},                                                                             // STS-FETCH-2
+	{domain: "not-yet-valid.example", want: []want{{"sts.policy.cert-expired", SeverityFail, ""}}},                                                                                             // STS-FETCH-2
+	{domain: "wrong-name.example", want: []want{{"sts.policy.cert-name", SeverityFail, ""}}},                                                                                                   // STS-FETCH-2
+	{domain: "cn-only.example", want: []want{{"sts.policy.cert-name", SeverityFail, ""}}},                                                                                                      // STS-FETCH-2, TLS-NAME-4
+	{domain: "self-signed.example", want: []want{{"sts.policy.cert-untrusted", SeverityFail, ""}}},                                                                                             // STS-FETCH-2
+	{domain: "notfound.example", want: []want{{"sts.policy.status", SeverityFail, ""}}},                                                                                                        // STS-FETCH-4
+	{domain: "redirect.example", want: []want{{"sts.policy.redirect", SeverityFail, ""}}},                                                                                                      // STS-FETCH-5
+	{domain: "html.example", want: []want{{"sts.policy.content-type", SeverityFail, ""}, {"sts.policy.ok", SeverityOK, ""}}},                                                                   // STS-POL-2
+	{domain: "no-ctype.example", want: []want{{"sts.policy.content-type", SeverityFail, ""}}},                                                                                                  // STS-POL-2
+	{domain: "huge.example", want: []want{{"sts.policy.size", SeverityFail, ""}}},                                                                                                              // STS-POL-13
+	{domain: "crlf.example", want: []want{{"sts.policy.line-endings", SeverityInfo, ""}}},                                                                                                      // STS-POL-4
+	{domain: "pol-mixed.test", want: []want{{"sts.policy.line-endings", SeverityInfo, ""}}},                                                                                                    // STS-POL-4
+	{domain: "pol-syntax.test", verdict: VerdictFail, want: []want{{"sts.policy.syntax", SeverityFail, ""}}, absent: []string{"sts.mx.match", "mx.sts-deliver"}, result: "sts-policy-invalid"}, // STS-POL-5
+	{domain: "pol-syntax.test", strict: true, verdict: VerdictFail, want: []want{{"sts.policy.syntax", SeverityFail, ""}}, result: "sts-policy-invalid"},
+	// OPEN-3: our sender (and lenient ones) apply a policy that only the
+	// lenient grammar accepts; the strictest sender ignores it.
+	{domain: "pol-lenient.test", verdict: VerdictWarn, want: []want{{"sts.policy.lenient", SeverityWarn, ""}, {"sts.mx.match", SeverityOK, ""}, {"mx.sts-deliver", SeverityOK, ""}}, result: resultUsable},
+	{domain: "pol-lenient.test", strict: true, verdict: VerdictFail, want: []want{{"sts.policy.lenient", SeverityFail, ""}, {"sts.mx.match", SeverityOK, ""}},
+		absent: []string{"mx.sts-deliver", "mx.sts-refuse"}, result: "sts-policy-invalid"},
 	{domain: "pol-short.test", verdict: VerdictWarn, want: []want{{"sts.policy.max-age-short", SeverityWarn, ""}}},                   // STS-POL-7
 	{domain: "pol-long.test", want: []want{{"sts.policy.max-age-long", SeverityWarn, ""}, {"sts.policy.lenient", SeverityWarn, ""}}}, // STS-ERRATA-3
 	// Policy against the MX set (STS-MX-*).
@@ -174,12 +185,19 @@ func TestScenarios(t *testing.T) {
 					t.Errorf("missing %s %s %s\n%s", w.sev, w.id, w.host, dump(r))
 				}
 			}
+			if want := strings.TrimPrefix(tc.result, resultUsable); tc.result != "" && r.STS.Result != want {
+				t.Errorf("sts.result %q, want %q", r.STS.Result, want)
+			}
 			for _, id := range tc.absent {
 				for _, f := range r.Findings {
 					if f.ID == id {
 						t.Errorf("unexpected %s: %s", id, f.Message)
 					}
 				}
+			}
+			// The schema's arrays are never null (docs/check.md).
+			if js, err := json.Marshal(r); err != nil || bytes.Contains(js, []byte(`"mx":null`)) || bytes.Contains(js, []byte(`"findings":null`)) {
+				t.Errorf("JSON %s (%v)", js, err)
 			}
 			for _, f := range r.Findings {
 				if f.Severity >= SeverityWarn && f.Fix == "" {

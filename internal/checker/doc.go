@@ -29,10 +29,14 @@
 // Every probe step has a deadline (ProbeTimeout) and the whole check one
 // more (Timeout): a hanging host cannot stall a bulk run.
 //
-// Severity follows what senders do. Problems of MX hosts fail when the
-// domain's policy is in mode enforce (senders refuse the host) and warn
-// otherwise (testing mode, or no policy: senders deliver anyway); with
-// Strict they always fail, and so does a policy that only parses leniently.
+// Severity follows what senders do. By default the checker judges as a
+// conforming, lenient sender (mailsts's own): problems of MX hosts fail when
+// the domain's policy is in mode enforce (senders refuse the host) and warn
+// otherwise (testing mode, or no usable policy: senders deliver anyway), and
+// a policy valid only under the lenient grammar (OPEN-3) is applied, with a
+// warning. With Strict the checker judges as the strictest sender: every MX
+// problem fails, and a policy valid only leniently fails and is not applied
+// (STSSummary.Result "sts-policy-invalid", MXResult.STSDecision "n/a").
 //
 // Conformance (IDs from the project's RFC checklist):
 //   - RFC 8461 §3.1 TXT record: NXDOMAIN/NODATA versus lookup failure

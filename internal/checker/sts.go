@@ -83,9 +83,14 @@ func (c *Checker) checkSTS(ctx context.Context, d string) (st stsState) {
 
 	// The policy host is checked even when the record is unusable: the
 	// owner needs both fixed, and the fetch shows what is there.
-	pol, fetched := c.checkPolicy(ctx, d, &st)
+	pol, usable := c.checkPolicy(ctx, d, &st)
 	st.policy = pol
-	st.effective = recordOK && fetched && pol != nil
+	st.effective = recordOK && usable && pol != nil
+	if recordOK && !st.effective && st.summary.Result == "" {
+		// The fetch worked but the body is invalid (for a strict
+		// check: not valid under the strict grammar). RFC 8460 §4.3.
+		st.summary.Result = mtasts.ResultPolicyInvalid
+	}
 	if st.policy != nil {
 		st.summary.Mode = string(pol.Mode)
 		st.summary.MX = append([]string{}, pol.MX...)
@@ -95,8 +100,11 @@ func (c *Checker) checkSTS(ctx context.Context, d string) (st stsState) {
 }
 
 // checkPolicy fetches and judges the policy. It returns the leniently
-// parsed policy (nil when there is none) and whether the fetch succeeded
-// the way a sender requires (status, type, size, certificate).
+// parsed policy (nil when there is none) and whether a sender would use it:
+// the fetch succeeded the way a sender requires (status, type, size,
+// certificate) and the body is valid (with Strict, under the strict
+// grammar: the strictest sender rejects a policy that only parses
+// leniently, OPEN-3).
 func (c *Checker) checkPolicy(ctx context.Context, d string, st *stsState) (*mtasts.Policy, bool) {
 	host := "mta-sts." + d
 	res, err := c.sts.FetchRaw(ctx, d)
@@ -158,13 +166,14 @@ func (c *Checker) checkPolicy(ctx context.Context, d string, st *stsState) (*mta
 	if res.TLS != nil {
 		c.certFinding(fs, "sts.policy", "", host, st.summary.Fetch.Cert, SeverityFail, nil)
 	}
-	pol := c.judgeBody(res.Body, fs)
-	return pol, err == nil
+	pol, strictOK := c.judgeBody(res.Body, fs)
+	return pol, err == nil && pol != nil && (strictOK || !c.Strict)
 }
 
 // judgeBody parses a policy body leniently and strictly and adds the
-// findings about it.
-func (c *Checker) judgeBody(body []byte, fs *findings) *mtasts.Policy {
+// findings about it. It returns the lenient parse (nil when even that
+// fails) and whether the body is also valid under the strict grammar.
+func (c *Checker) judgeBody(body []byte, fs *findings) (*mtasts.Policy, bool) {
 	// RFC 8461 §3.2 (STS-POL-4, STS-ERRATA-1): LF and CRLF are both
 	// allowed; point out CRLF and mixtures, which some tools mishandle.
 	crlf := bytes.Count(body, []byte("\r\n"))
@@ -183,9 +192,10 @@ func (c *Checker) judgeBody(body []byte, fs *findings) *mtasts.Policy {
 			msg = fmt.Sprintf("line %d: %s", se.Line, se.Msg)
 		}
 		fs.add("sts.policy.syntax", SeverityFail, "", "the policy is invalid: "+msg+"; senders ignore it")
-		return nil
+		return nil, false
 	}
-	if _, _, serr := mtasts.ParsePolicyDetail(body, true); serr != nil || len(notices) > 0 {
+	_, _, serr := mtasts.ParsePolicyDetail(body, true)
+	if serr != nil || len(notices) > 0 {
 		sev := SeverityWarn
 		if c.Strict {
 			sev = SeverityFail
@@ -201,7 +211,11 @@ func (c *Checker) judgeBody(body []byte, fs *findings) *mtasts.Policy {
 			}
 			parts = append(parts, n.String())
 		}
-		fs.add("sts.policy.lenient", sev, "", "the policy parses only leniently: "+strings.Join(parts, "; "))
+		msg := "the policy parses only leniently: " + strings.Join(parts, "; ")
+		if c.Strict && serr != nil {
+			msg += "; a strict sender ignores the policy"
+		}
+		fs.add("sts.policy.lenient", sev, "", msg)
 	}
 	fs.add("sts.policy.ok", SeverityOK, "", fmt.Sprintf("policy mode %s with %d mx pattern(s), max_age %d", pol.Mode, len(pol.MX), pol.MaxAge))
 	switch pol.Mode {
@@ -221,7 +235,7 @@ func (c *Checker) judgeBody(body []byte, fs *findings) *mtasts.Policy {
 	case pol.MaxAge < 7*86400 && pol.Mode != mtasts.ModeNone:
 		fs.add("sts.policy.max-age-short", SeverityInfo, "", fmt.Sprintf("max_age %d is under a week; RFC 8461 §3.2 suggests weeks or more", pol.MaxAge))
 	}
-	return pol
+	return pol, serr == nil
 }
 
 // certFinding adds the finding for a certificate presented by host, under

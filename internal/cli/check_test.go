@@ -166,12 +166,18 @@ func normalizeReport(t *testing.T, data []byte) []byte {
 func TestCheckGolden(t *testing.T) {
 	t.Parallel()
 	n := checkNet(t)
-	for _, d := range []string{"enforce.example", "mx-mismatch.example", "nostarttls.example", "nosts.example", "dane.example", "two-records.example"} {
-		t.Run(d, func(t *testing.T) {
+	// An entry is the arguments after --json; the domain comes last. The
+	// strict run of a testing-mode domain shows how --strict changes
+	// severities (every MX problem fails).
+	for _, entry := range []string{"enforce.example", "mx-mismatch.example", "nostarttls.example", "nosts.example", "dane.example", "two-records.example",
+		"testing-badcert.example", "--strict testing-badcert.example"} {
+		args := strings.Fields(entry)
+		d := args[len(args)-1]
+		t.Run(entry, func(t *testing.T) {
 			t.Parallel()
-			_, stdout, stderr := run(t, checkArgs(n, "--json", d)...)
+			_, stdout, stderr := run(t, checkArgs(n, append([]string{"--json"}, args...)...)...)
 			got := normalizeReport(t, []byte(stdout))
-			path := filepath.Join("testdata", "check", d+".json")
+			path := filepath.Join("testdata", "check", strings.ReplaceAll(strings.TrimPrefix(entry, "--"), " ", "-")+".json")
 			if *update {
 				if err := os.WriteFile(path, got, 0o644); err != nil {
 					t.Fatal(err)
