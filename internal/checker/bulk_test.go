@@ -6,9 +6,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -217,4 +219,91 @@ func TestBulkCancel(t *testing.T) {
 	if strings.Contains(out.String(), "mxhang") {
 		t.Errorf("a cut-short check was recorded:\n%s", out.String())
 	}
+}
+
+// ReadDone keeps one 8-byte hash per distinct domain, finds names in any
+// form (case, trailing dot, U-labels for an A-label domain, the input
+// form), and ignores lines that are not complete reports.
+func TestReadDone(t *testing.T) {
+	t.Parallel()
+	in := `{"schema":1,"domain":"a.example","verdict":"pass"}
+{"schema":1,"domain":"xn--bcher-kva.example","input":"Bücher.example.","verdict":"warn"}
+{"schema":1,"domain":"a.example","verdict":"fail"}
+{"domain":"noschema.example","verdict":"pass"}
+{"schema":1,"domain":"noverdict.example"}
+not json
+{"schema":1,"domain":"cut.example","verd`
+	d, err := ReadDone(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a.example", "A.Example.", "xn--bcher-kva.example", "bücher.example", "Bücher.example."} {
+		if !d.Has(name) {
+			t.Errorf("Has(%q) = false", name)
+		}
+	}
+	for _, name := range []string{"b.example", "noschema.example", "noverdict.example", "cut.example", ""} {
+		if d.Has(name) {
+			t.Errorf("Has(%q) = true", name)
+		}
+	}
+	// a.example twice, the IDN domain and its input form (the same name
+	// once normalized).
+	if d.Len() != 2 {
+		t.Errorf("Len %d, want 2", d.Len())
+	}
+	var empty *DoneSet
+	if empty.Has("a.example") || empty.Len() != 0 || (&DoneSet{}).Has("a.example") {
+		t.Error("empty sets must hold nothing")
+	}
+}
+
+// The resume set of many domains finds every one of them and none of
+// the others, at 8 bytes a domain.
+func TestDoneSetLarge(t *testing.T) {
+	t.Parallel()
+	const n = 50_000
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "{\"schema\":1,\"domain\":\"d%06d.gen.example\",\"verdict\":\"pass\"}\n", i)
+	}
+	d, err := ReadDone(strings.NewReader(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Len() != n || cap(d.h) != n {
+		t.Fatalf("Len %d cap %d, want %d", d.Len(), cap(d.h), n)
+	}
+	for i := range n {
+		if !d.Has(fmt.Sprintf("d%06d.gen.example", i)) {
+			t.Fatalf("d%06d missing", i)
+		}
+		if d.Has(fmt.Sprintf("e%06d.gen.example", i)) {
+			t.Fatalf("e%06d found", i)
+		}
+	}
+}
+
+// ReadDone reads untrusted files: it never fails on their content, and
+// every name it reports done is one a complete line holds.
+func FuzzReadDone(f *testing.F) {
+	f.Add(`{"schema":1,"domain":"a.example","verdict":"pass"}` + "\n")
+	f.Add(`{"schema":1,"domain":"xn--bcher-kva.example","input":"Bücher.example.","verdict":"warn"}` + "\nnot json\n{")
+	f.Add("")
+	f.Add("\n\n\x00")
+	f.Fuzz(func(t *testing.T, in string) {
+		d, err := ReadDone(strings.NewReader(in))
+		if err != nil {
+			if !strings.Contains(err.Error(), "reading earlier results") {
+				t.Fatalf("unexpected error %v", err)
+			}
+			return
+		}
+		if !slices.IsSorted(d.h) || len(slices.Compact(slices.Clone(d.h))) != len(d.h) {
+			t.Fatalf("hashes not sorted and distinct: %v", d.h)
+		}
+		if d.Len() > 2*strings.Count(in+"\n", "\n") {
+			t.Fatalf("%d names from %d lines", d.Len(), strings.Count(in, "\n")+1)
+		}
+	})
 }
