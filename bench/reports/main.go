@@ -24,27 +24,45 @@ type Config struct {
 	N     int
 	DB    string // sqlite:PATH or postgres://…
 	Batch int    // reports per transaction (1: one commit per report)
+	// Schema is the PostgreSQL schema, dropped and recreated before the
+	// run and dropped after it unless Keep.
+	Schema string
+	// Reuse skips the ingest and queries the existing database (SQLite
+	// file or PostgreSQL schema from a run with Keep): repeat runs of the
+	// queries without the 2-minute ingest.
+	Reuse bool
+	Keep  bool
+	// Repeat runs each query this many times (at least 1).
+	Repeat int
 }
 
 // Results of one run.
 type Results struct {
-	Reports         int
-	Ingest          time.Duration
-	ReportsPerSec   float64
-	BytesOnDisk     int64
-	BytesPerReport  float64
-	SummaryRows     int
-	Summary         time.Duration
-	SummaryByResult time.Duration
-	FailuresRows    int
-	Failures        time.Duration
+	Reports        int
+	Ingest         time.Duration
+	ReportsPerSec  float64
+	BytesOnDisk    int64
+	BytesPerReport float64
+	Queries        []QueryResult
+}
+
+// QueryResult is one timed query: the first run and the fastest of
+// Config.Repeat runs.
+type QueryResult struct {
+	Name        string
+	Rows        int
+	First, Best time.Duration
 }
 
 func main() {
 	var c Config
 	flag.IntVar(&c.N, "n", 100000, "number of reports")
-	flag.StringVar(&c.DB, "db", "sqlite:"+filepath.Join(os.TempDir(), "mailsts-bench-reports.db"), "sqlite:PATH (removed first) or postgres://… (schema bench_reports is dropped and recreated)")
+	flag.StringVar(&c.DB, "db", "sqlite:"+filepath.Join(os.TempDir(), "mailsts-bench-reports.db"), "sqlite:PATH (removed first) or postgres://…")
 	flag.IntVar(&c.Batch, "batch", 100, "reports per transaction")
+	flag.StringVar(&c.Schema, "schema", "bench_reports", "PostgreSQL schema (dropped and recreated; dropped after the run unless -keep)")
+	flag.BoolVar(&c.Reuse, "reuse", false, "skip the ingest and query the existing database")
+	flag.BoolVar(&c.Keep, "keep", false, "keep the PostgreSQL schema after the run")
+	flag.IntVar(&c.Repeat, "repeat", 3, "runs of each query")
 	flag.Parse()
 	r, err := Run(context.Background(), c)
 	if err != nil {
@@ -52,11 +70,14 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Printf("db=%s n=%d batch=%d\n", strings.SplitN(c.DB, ":", 2)[0], r.Reports, c.Batch)
-	fmt.Printf("ingest:   %v, %.0f reports/s\n", r.Ingest.Round(time.Millisecond), r.ReportsPerSec)
+	if !c.Reuse {
+		fmt.Printf("ingest:   %v, %.0f reports/s\n", r.Ingest.Round(time.Millisecond), r.ReportsPerSec)
+	}
 	fmt.Printf("disk:     %d bytes, %.0f bytes/report\n", r.BytesOnDisk, r.BytesPerReport)
-	fmt.Printf("summary (day,domain,org): %d rows in %v\n", r.SummaryRows, r.Summary.Round(time.Microsecond))
-	fmt.Printf("summary (org,result):     %v\n", r.SummaryByResult.Round(time.Microsecond))
-	fmt.Printf("failures (domain, result, since; limit 1000): %d rows in %v\n", r.FailuresRows, r.Failures.Round(time.Microsecond))
+	for _, q := range r.Queries {
+		fmt.Printf("%-52s %6d rows  first %9v  best of %d %9v\n", q.Name, q.Rows, q.First.Round(time.Microsecond),
+			max(c.Repeat, 1), q.Best.Round(time.Microsecond))
+	}
 }
 
 // Synth builds report i of the synthetic set: 40 organisations, 500
@@ -94,41 +115,28 @@ func Synth(i int) *tlsrpt.Report {
 	return r
 }
 
-func open(ctx context.Context, db string) (reports.Store, func() (int64, error), error) {
-	if strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://") {
-		admin, err := sql.Open("pgx", db)
-		if err != nil {
-			return nil, nil, err
-		}
-		if _, err := admin.ExecContext(ctx, `DROP SCHEMA IF EXISTS bench_reports CASCADE; CREATE SCHEMA bench_reports`); err != nil {
-			admin.Close()
-			return nil, nil, err
-		}
-		sep := "?"
-		if strings.Contains(db, "?") {
-			sep = "&"
-		}
-		st, err := reports.OpenPostgres(ctx, db+sep+"search_path=bench_reports", nil)
-		if err != nil {
-			admin.Close()
-			return nil, nil, err
-		}
-		size := func() (int64, error) {
-			var n int64
-			err := admin.QueryRowContext(ctx, `SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::bigint
-				FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-				WHERE n.nspname = 'bench_reports' AND c.relkind = 'r'`).Scan(&n)
-			return n, err
-		}
-		return st, size, nil
+// store is an open benchmark database.
+type store struct {
+	reports.Store
+	size    func() (int64, error) // bytes on disk, after Close
+	cleanup func() error          // drops the PostgreSQL schema (unless Keep)
+}
+
+func open(ctx context.Context, c Config) (*store, error) {
+	if strings.HasPrefix(c.DB, "postgres://") || strings.HasPrefix(c.DB, "postgresql://") {
+		return openPostgres(ctx, c)
 	}
-	path := strings.TrimPrefix(db, "sqlite:")
-	for _, suffix := range []string{"", "-wal", "-shm"} {
-		os.Remove(path + suffix)
+	path := strings.TrimPrefix(c.DB, "sqlite:")
+	if !c.Reuse {
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			os.Remove(path + suffix)
+		}
+	} else if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("-reuse: %w", err)
 	}
 	st, err := reports.OpenSQLite(ctx, path, nil)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	size := func() (int64, error) {
 		var n int64
@@ -139,20 +147,112 @@ func open(ctx context.Context, db string) (reports.Store, func() (int64, error),
 		}
 		return n, nil
 	}
-	return st, size, nil
+	return &store{Store: st, size: size, cleanup: func() error { return nil }}, nil
 }
 
-// Run ingests c.N reports and times the queries.
-func Run(ctx context.Context, c Config) (Results, error) {
-	var res Results
+func openPostgres(ctx context.Context, c Config) (*store, error) {
+	schema := c.Schema
+	if schema == "" {
+		schema = "bench_reports"
+	}
+	if !validSchema(schema) {
+		return nil, fmt.Errorf("schema %q: want [a-z_][a-z0-9_]*", schema)
+	}
+	admin, err := sql.Open("pgx", c.DB)
+	if err != nil {
+		return nil, err
+	}
+	if !c.Reuse {
+		if _, err := admin.ExecContext(ctx, `DROP SCHEMA IF EXISTS `+schema+` CASCADE; CREATE SCHEMA `+schema); err != nil {
+			admin.Close()
+			return nil, err
+		}
+	}
+	sep := "?"
+	if strings.Contains(c.DB, "?") {
+		sep = "&"
+	}
+	st, err := reports.OpenPostgres(ctx, c.DB+sep+"search_path="+schema, nil)
+	if err != nil {
+		admin.Close()
+		return nil, err
+	}
+	size := func() (int64, error) {
+		var n int64
+		err := admin.QueryRowContext(ctx, `SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::bigint
+			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE n.nspname = $1 AND c.relkind = 'r'`, schema).Scan(&n)
+		return n, err
+	}
+	cleanup := func() error {
+		defer admin.Close()
+		if c.Keep {
+			return nil
+		}
+		_, err := admin.ExecContext(context.Background(), `DROP SCHEMA IF EXISTS `+schema+` CASCADE`)
+		return err
+	}
+	return &store{Store: st, size: size, cleanup: cleanup}, nil
+}
+
+func validSchema(s string) bool {
+	for i, r := range s {
+		if !(r == '_' || 'a' <= r && r <= 'z' || i > 0 && '0' <= r && r <= '9') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// Run ingests c.N reports (unless c.Reuse) and times the queries.
+func Run(ctx context.Context, c Config) (res Results, err error) {
 	if c.Batch < 1 {
 		c.Batch = 1
 	}
-	st, size, err := open(ctx, c.DB)
+	st, err := open(ctx, c)
 	if err != nil {
 		return res, err
 	}
-	defer st.Close()
+	defer func() {
+		st.Close()
+		if cerr := st.cleanup(); cerr != nil && err == nil {
+			err = fmt.Errorf("drop schema: %w", cerr)
+		}
+	}()
+	res.Reports = c.N
+	if !c.Reuse {
+		if err := ingest(ctx, st, c, &res); err != nil {
+			return res, err
+		}
+	}
+	for _, q := range queries(c.N) {
+		qr := QueryResult{Name: q.name}
+		for i := range max(c.Repeat, 1) {
+			start := time.Now()
+			n, err := q.run(ctx, st)
+			d := time.Since(start)
+			if err != nil {
+				return res, fmt.Errorf("%s: %w", q.name, err)
+			}
+			if i == 0 {
+				qr.First, qr.Best, qr.Rows = d, d, n
+			}
+			qr.Best = min(qr.Best, d)
+		}
+		res.Queries = append(res.Queries, qr)
+	}
+	// Closing checkpoints SQLite's WAL into the file before measuring.
+	if err := st.Close(); err != nil {
+		return res, err
+	}
+	if res.BytesOnDisk, err = st.size(); err != nil {
+		return res, err
+	}
+	res.BytesPerReport = float64(res.BytesOnDisk) / float64(c.N)
+	return res, nil
+}
+
+func ingest(ctx context.Context, st *store, c Config, res *Results) error {
 	now := time.Now().UTC()
 	var batch []reports.Incoming
 	var elapsed time.Duration
@@ -167,7 +267,7 @@ func Run(ctx context.Context, c Config) (Results, error) {
 		r := Synth(i)
 		raw, err := tlsrpt.MarshalGzip(r)
 		if err != nil {
-			return res, err
+			return err
 		}
 		// Building and gzipping is the sender's work: only the store's
 		// time is measured.
@@ -175,56 +275,88 @@ func Run(ctx context.Context, c Config) (Results, error) {
 			ReceivedAt: now, Problems: r.Problems(now)})
 		if len(batch) == c.Batch {
 			if err := flush(); err != nil {
-				return res, err
+				return err
 			}
 		}
 	}
 	if len(batch) > 0 {
 		if err := flush(); err != nil {
-			return res, err
+			return err
 		}
 	}
-	res.Reports = c.N
 	res.Ingest = elapsed
 	res.ReportsPerSec = float64(c.N) / elapsed.Seconds()
+	return nil
+}
 
-	start := time.Now()
-	rows, err := st.Summary(ctx, reports.Filter{})
-	res.Summary = time.Since(start)
-	if err != nil {
-		return res, err
+type query struct {
+	name string
+	run  func(context.Context, reports.Store) (int, error)
+}
+
+func summary(name string, f reports.Filter) query {
+	return query{"summary " + name, func(ctx context.Context, st reports.Store) (int, error) {
+		rows, err := st.Summary(ctx, f)
+		return len(rows), err
+	}}
+}
+
+func failures(name string, f reports.Filter) query {
+	return query{"failures " + name, func(ctx context.Context, st reports.Store) (int, error) {
+		rows, err := st.Failures(ctx, f)
+		return len(rows), err
+	}}
+}
+
+// queries are the timed queries: Summary under every grouping the CLI
+// offers alone, the default and some pairs, with each filter; Failures
+// unfiltered and filtered.
+func queries(n int) []query {
+	g := func(keys ...string) reports.Filter { return reports.Filter{GroupBy: keys} }
+	month := func(f reports.Filter) reports.Filter {
+		f.Since = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+		f.Until = time.Date(2025, 1, 31, 0, 0, 0, 0, time.UTC)
+		return f
 	}
-	res.SummaryRows = len(rows)
-	start = time.Now()
-	if _, err := st.Summary(ctx, reports.Filter{GroupBy: []string{reports.GroupOrganization, reports.GroupResultType}}); err != nil {
-		return res, err
-	}
-	res.SummaryByResult = time.Since(start)
 	// The failures of one organisation and result type at one policy
-	// domain, over a date range: the question "why does X fail to reach
-	// us" asks.
-	f := reports.Filter{Since: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), Until: time.Date(2025, 1, 31, 0, 0, 0, 0, time.UTC)}
-	for i := 1; i < c.N; i++ {
+	// domain over a month: the question "why does X fail to reach us".
+	one := reports.Filter{}
+	for i := 1; i < n; i++ {
 		if r := Synth(i); len(r.Policies[0].FailureDetails) > 0 {
-			f.Organization, f.PolicyDomain = r.OrganizationName, r.Policies[0].Policy.Domain
-			f.ResultType = string(r.Policies[0].FailureDetails[0].ResultType)
+			one.Organization, one.PolicyDomain = r.OrganizationName, r.Policies[0].Policy.Domain
+			one.ResultType = string(r.Policies[0].FailureDetails[0].ResultType)
+			one.MXHost = r.Policies[0].Policy.MXHost[0]
 			break
 		}
 	}
-	start = time.Now()
-	fails, err := st.Failures(ctx, f)
-	res.Failures = time.Since(start)
-	if err != nil {
-		return res, err
+	byDomain := reports.Filter{PolicyDomain: one.PolicyDomain}
+	byOrg := month(reports.Filter{Organization: one.Organization})
+	byResult := reports.Filter{ResultType: one.ResultType}
+	byMX := reports.Filter{MXHost: one.MXHost}
+	withGroup := func(f reports.Filter, keys ...string) reports.Filter { f.GroupBy = keys; return f }
+	specific := month(one)
+	specific.MXHost = ""
+	return []query{
+		summary("(day,domain,org) [default]", reports.Filter{}),
+		summary("(day)", g(reports.GroupDay)),
+		summary("(domain)", g(reports.GroupPolicyDomain)),
+		summary("(org)", g(reports.GroupOrganization)),
+		summary("(mx)", g(reports.GroupMXHost)),
+		summary("(type)", g(reports.GroupPolicyType)),
+		summary("(result)", g(reports.GroupResultType)),
+		summary("(org,result)", g(reports.GroupOrganization, reports.GroupResultType)),
+		summary("(day,domain,org,mx,type,result)", g(reports.GroupDay, reports.GroupPolicyDomain, reports.GroupOrganization,
+			reports.GroupMXHost, reports.GroupPolicyType, reports.GroupResultType)),
+		summary("(day) domain=D", withGroup(byDomain, reports.GroupDay)),
+		summary("(day,result) domain=D", withGroup(byDomain, reports.GroupDay, reports.GroupResultType)),
+		summary("(day,domain) org=O month", withGroup(byOrg, reports.GroupDay, reports.GroupPolicyDomain)),
+		summary("(org) result=R", withGroup(byResult, reports.GroupOrganization)),
+		summary("(day) mx=H [policy rows]", withGroup(byMX, reports.GroupDay)),
+		failures("org=O domain=D result=R month", specific),
+		failures("(no filter, limit 1000)", reports.Filter{}),
+		failures("domain=D", byDomain),
+		failures("org=O month", byOrg),
+		failures("result=R", byResult),
+		failures("mx=H", byMX),
 	}
-	res.FailuresRows = len(fails)
-	// Closing checkpoints SQLite's WAL into the file before measuring.
-	if err := st.Close(); err != nil {
-		return res, err
-	}
-	if res.BytesOnDisk, err = size(); err != nil {
-		return res, err
-	}
-	res.BytesPerReport = float64(res.BytesOnDisk) / float64(c.N)
-	return res, nil
 }

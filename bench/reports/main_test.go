@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"path/filepath"
 	"testing"
 	"time"
@@ -14,16 +16,38 @@ import (
 // The 100,000-report run is `go run ./bench/reports` (README.md).
 func TestRun1k(t *testing.T) {
 	t.Parallel()
-	res, err := Run(context.Background(), Config{N: 1000, DB: "sqlite:" + filepath.Join(t.TempDir(), "b.db"), Batch: 100})
+	db := "sqlite:" + filepath.Join(t.TempDir(), "b.db")
+	res, err := Run(context.Background(), Config{N: 1000, DB: db, Batch: 100, Repeat: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Reports != 1000 || res.BytesPerReport <= 0 || res.SummaryRows == 0 || res.FailuresRows == 0 {
+	checkResults(t, res)
+	// -reuse queries the same file again without ingesting.
+	again, err := Run(context.Background(), Config{N: 1000, DB: db, Reuse: true, Repeat: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again.Queries) != len(res.Queries) {
+		t.Fatalf("reuse ran %d queries, want %d", len(again.Queries), len(res.Queries))
+	}
+	for i, q := range again.Queries {
+		if q.Rows != res.Queries[i].Rows {
+			t.Errorf("%s: %d rows on reuse, %d first", q.Name, q.Rows, res.Queries[i].Rows)
+		}
+	}
+}
+
+// checkResults: every query returned rows (the filters select existing
+// data) and the sizes are plausible.
+func checkResults(t *testing.T, res Results) {
+	t.Helper()
+	if res.Reports != 1000 || res.BytesPerReport <= 0 || res.ReportsPerSec <= 0 || len(res.Queries) < 10 {
 		t.Errorf("results %+v", res)
 	}
-	// Generous bound: the goal for 100k reports is under a second.
-	if res.Summary > 5*time.Second {
-		t.Errorf("summary over 1k reports took %v", res.Summary)
+	for _, q := range res.Queries {
+		if q.Rows == 0 || q.Best <= 0 || q.Best > q.First {
+			t.Errorf("%s: %+v", q.Name, q)
+		}
 	}
 	t.Logf("%+v", res)
 }
@@ -39,14 +63,19 @@ func TestRun1kPostgres(t *testing.T) {
 		t.Skipf("PostgreSQL test server unreachable: %v", err)
 	}
 	// Its own schema name, so parallel runs of the benchmark do not clash.
-	res, err := Run(context.Background(), Config{N: 1000, DB: dsn, Batch: 100})
+	var b [6]byte
+	rand.Read(b[:])
+	schema := "bench_reports_test_" + hex.EncodeToString(b[:])
+	res, err := Run(context.Background(), Config{N: 1000, DB: dsn, Batch: 100, Schema: schema, Repeat: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.BytesOnDisk <= 0 || res.SummaryRows == 0 {
-		t.Errorf("results %+v", res)
+	checkResults(t, res)
+	// The schema is dropped after the run.
+	var n int
+	if err := db.QueryRowContext(context.Background(), `SELECT count(*) FROM pg_namespace WHERE nspname = $1`, schema).Scan(&n); err != nil || n != 0 {
+		t.Errorf("schema %s left behind (%d, %v)", schema, n, err)
 	}
-	t.Logf("%+v", res)
 }
 
 func TestSynthVaried(t *testing.T) {

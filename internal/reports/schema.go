@@ -12,7 +12,8 @@ package reports
 // by index without joins. day is the UTC date of start-datetime as
 // YYYY-MM-DD; times are Unix seconds; mx_host is the policy's mx-host list,
 // lowercased and joined with ",", the Summary grouping key; mx_hosts keeps
-// the list as JSON for Show.
+// the list as JSON for Show. summary_rollup (version 2) holds Summary's
+// sums per grain, maintained at insert (rollup.go).
 
 func sqliteMigrations() []string {
 	return []string{
@@ -101,6 +102,23 @@ func sqliteMigrations() []string {
 			raw         BLOB NOT NULL
 		) STRICT;
 		CREATE INDEX rejected_received_at ON rejected(received_at);`,
+		// Version 2: the summary rollup (rollup.go), built from the
+		// stored rows.
+		`CREATE TABLE summary_rollup (
+			grain         INTEGER NOT NULL,
+			kind          INTEGER NOT NULL,
+			day           TEXT NOT NULL,
+			organization  TEXT NOT NULL,
+			policy_domain TEXT NOT NULL,
+			mx_host       TEXT NOT NULL,
+			policy_type   TEXT NOT NULL,
+			result_type   TEXT NOT NULL,
+			reports       INTEGER NOT NULL,
+			successful    INTEGER NOT NULL,
+			failed        INTEGER NOT NULL,
+			PRIMARY KEY (grain, kind, day, organization, policy_domain, mx_host, policy_type, result_type)
+		) STRICT, WITHOUT ROWID;
+		` + rollupBackfill(),
 	}
 }
 
@@ -194,5 +212,22 @@ func postgresMigrations() []string {
 			raw         BYTEA NOT NULL
 		);
 		CREATE INDEX rejected_received_at ON rejected(received_at);`,
+		// Version 2: the summary rollup (rollup.go), built from the
+		// stored rows.
+		`CREATE TABLE summary_rollup (
+			grain         INTEGER NOT NULL,
+			kind          INTEGER NOT NULL,
+			day           TEXT COLLATE "C" NOT NULL,
+			organization  TEXT COLLATE "C" NOT NULL,
+			policy_domain TEXT COLLATE "C" NOT NULL,
+			mx_host       TEXT COLLATE "C" NOT NULL,
+			policy_type   TEXT COLLATE "C" NOT NULL,
+			result_type   TEXT COLLATE "C" NOT NULL,
+			reports       BIGINT NOT NULL,
+			successful    BIGINT NOT NULL,
+			failed        BIGINT NOT NULL,
+			PRIMARY KEY (grain, kind, day, organization, policy_domain, mx_host, policy_type, result_type)
+		);
+		` + rollupBackfill(),
 	}
 }
