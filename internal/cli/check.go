@@ -262,6 +262,11 @@ func writeCheckText(w io.Writer, r *checker.Report, color bool) {
 	fmt.Fprintf(w, "%s\n", paint("1", "mailsts check "+name))
 	if r.STS.Mode != "" {
 		fmt.Fprintf(w, "  policy: mode %s, id %s, max_age %s, mx %s\n", r.STS.Mode, r.STS.ID, humanDuration(time.Duration(r.STS.MaxAge)*time.Second), strings.Join(r.STS.MX, " "))
+		if r.STS.Result != "" {
+			// The body parsed, but senders do not use it (bad record,
+			// fetch or, with --strict, lenient-only syntax).
+			fmt.Fprintf(w, "  not applied by senders: %s\n", r.STS.Result)
+		}
 	}
 	for _, g := range checker.Groups() {
 		first := true

@@ -201,6 +201,21 @@ func TestCheckGolden(t *testing.T) {
 	}
 }
 
+// A policy that parses but that senders do not use says so in the
+// header (STS-POL-2: served as text/html).
+func TestCheckTextPolicyNotApplied(t *testing.T) {
+	t.Parallel()
+	n := checkNet(t)
+	_, stdout, _ := run(t, checkArgs(n, "html.example")...)
+	if !strings.Contains(stdout, "  policy: mode enforce") || !strings.Contains(stdout, "  not applied by senders: sts-policy-invalid\n") {
+		t.Errorf("header:\n%s", stdout)
+	}
+	_, stdout, _ = run(t, checkArgs(n, "enforce.example")...)
+	if strings.Contains(stdout, "not applied") {
+		t.Errorf("a usable policy is reported as not applied:\n%s", stdout)
+	}
+}
+
 // Bulk through the command line: JSON Lines to --out, summary on stderr,
 // exit code of the worst domain, and a rerun skips everything.
 func TestCheckBulk(t *testing.T) {
