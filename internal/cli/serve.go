@@ -108,7 +108,9 @@ func runServe(ctx context.Context, env Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "mailsts serve: --tls-cert and --tls-key go together")
 		return ExitUsage
 	}
-	in := &reports.Ingester{Store: st, Logger: log, DKIM: reports.DKIMOff,
+	// Concurrent POSTs share a transaction (one disk sync), each answered
+	// after its commit.
+	in := &reports.Ingester{Store: &reports.GroupCommit{Store: st}, Logger: log, DKIM: reports.DKIMOff,
 		Limits: tlsrpt.Limits{MaxInput: cfg.MaxInput, MaxOutput: cfg.MaxOutput}}
 	srv := newReportServer(in, st, sc.Path, *sc.API, log)
 	ln, err := net.Listen("tcp", sc.Listen)

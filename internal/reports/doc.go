@@ -22,7 +22,15 @@
 // Tables reports, policies and failure_details hold the normalised report;
 // the query keys (day, policy domain, organisation, MX host, policy type,
 // result type) are copied into the policy and failure rows and indexed, so
-// Summary and Failures read one table. The raw input is kept gzip-compressed
+// Failures reads one table. Summary reads summary_rollup: its sums per
+// day, organisation, policy domain, MX host, policy type and result type,
+// kept once per subset of the keys that vary inside a report so that
+// distinct reports can be summed, and updated in the transaction that
+// inserts the report (a duplicate adds nothing). It answers every grouping
+// at 100,000 reports in tens of milliseconds on SQLite, where counting
+// distinct reports over the policy rows took seconds; the MX filter, and
+// the result filter without grouping by result, aggregate the (few)
+// matching policy rows instead. The raw input is kept gzip-compressed
 // next to the rows (as received when it already was gzip), with the list of
 // repairs tlsrpt applied and the problems it flagged. Domains are stored
 // lowercased without a trailing dot. SQLite runs in WAL mode with

@@ -403,7 +403,7 @@ func (s *sqlStore) Summary(ctx context.Context, f Filter) ([]SummaryRow, error) 
 	}
 	var q string
 	var args []any
-	if grain, ok := rollupGrain(f, cols); ok {
+	if grain, ok := rollupGrain(f, cols, byResult); ok {
 		q, args = s.summaryRollupQuery(f, cols, byResult, grain)
 	} else {
 		q, args = s.summaryRawQuery(f, cols, byResult)
