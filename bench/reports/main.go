@@ -38,7 +38,10 @@ type Config struct {
 
 // Results of one run.
 type Results struct {
-	Reports        int
+	Reports int
+	// Open is the time to open the store, including schema migrations
+	// (with Reuse: migrating a database written by an older mailsts).
+	Open           time.Duration
 	Ingest         time.Duration
 	ReportsPerSec  float64
 	BytesOnDisk    int64
@@ -70,6 +73,7 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Printf("db=%s n=%d batch=%d\n", strings.SplitN(c.DB, ":", 2)[0], r.Reports, c.Batch)
+	fmt.Printf("open:     %v (with migrations)\n", r.Open.Round(time.Millisecond))
 	if !c.Reuse {
 		fmt.Printf("ingest:   %v, %.0f reports/s\n", r.Ingest.Round(time.Millisecond), r.ReportsPerSec)
 	}
@@ -209,10 +213,12 @@ func Run(ctx context.Context, c Config) (res Results, err error) {
 	if c.Batch < 1 {
 		c.Batch = 1
 	}
+	start := time.Now()
 	st, err := open(ctx, c)
 	if err != nil {
 		return res, err
 	}
+	res.Open = time.Since(start)
 	defer func() {
 		st.Close()
 		if cerr := st.cleanup(); cerr != nil && err == nil {
