@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/mailsts/mailsts/internal/reports"
 	"github.com/mailsts/mailsts/tlsrpt"
 )
@@ -24,6 +26,11 @@ type Config struct {
 	N     int
 	DB    string // sqlite:PATH or postgres://…
 	Batch int    // reports per transaction (1: one commit per report)
+	// Writers, when above 0, replaces the batched ingest by that many
+	// goroutines each storing one report per PutReport call, as
+	// concurrent HTTP POSTs do; with Group through a GroupCommit.
+	Writers int
+	Group   bool
 	// Schema is the PostgreSQL schema, dropped and recreated before the
 	// run and dropped after it unless Keep.
 	Schema string
@@ -62,6 +69,8 @@ func main() {
 	flag.IntVar(&c.N, "n", 100000, "number of reports")
 	flag.StringVar(&c.DB, "db", "sqlite:"+filepath.Join(os.TempDir(), "mailsts-bench-reports.db"), "sqlite:PATH (removed first) or postgres://…")
 	flag.IntVar(&c.Batch, "batch", 100, "reports per transaction")
+	flag.IntVar(&c.Writers, "writers", 0, "concurrent PutReport callers instead of batches (as HTTP POSTs)")
+	flag.BoolVar(&c.Group, "group", false, "with -writers: through reports.GroupCommit")
 	flag.StringVar(&c.Schema, "schema", "bench_reports", "PostgreSQL schema (dropped and recreated; dropped after the run unless -keep)")
 	flag.BoolVar(&c.Reuse, "reuse", false, "skip the ingest and query the existing database")
 	flag.BoolVar(&c.Keep, "keep", false, "keep the PostgreSQL schema after the run")
@@ -227,7 +236,11 @@ func Run(ctx context.Context, c Config) (res Results, err error) {
 	}()
 	res.Reports = c.N
 	if !c.Reuse {
-		if err := ingest(ctx, st, c, &res); err != nil {
+		ingestFn := ingest
+		if c.Writers > 0 {
+			ingestFn = ingestConcurrent
+		}
+		if err := ingestFn(ctx, st, c, &res); err != nil {
 			return res, err
 		}
 	}
@@ -256,6 +269,54 @@ func Run(ctx context.Context, c Config) (res Results, err error) {
 	}
 	res.BytesPerReport = float64(res.BytesOnDisk) / float64(c.N)
 	return res, nil
+}
+
+// ingestConcurrent stores the reports one per PutReport call from
+// c.Writers goroutines. The reports are built and gzipped first, so only
+// the store is timed.
+func ingestConcurrent(ctx context.Context, st *store, c Config, res *Results) error {
+	now := time.Now().UTC()
+	ins := make([]reports.Incoming, c.N)
+	for i := range ins {
+		r := Synth(i)
+		raw, err := tlsrpt.MarshalGzip(r)
+		if err != nil {
+			return err
+		}
+		ins[i] = reports.Incoming{Report: r, Raw: raw, Source: reports.SourceHTTP, Origin: "bench", ReceivedAt: now, Problems: r.Problems(now)}
+	}
+	var put reports.Store = st.Store
+	if c.Group {
+		put = &reports.GroupCommit{Store: st.Store}
+	}
+	next := make(chan reports.Incoming)
+	g, gctx := errgroup.WithContext(ctx)
+	start := time.Now()
+	for range c.Writers {
+		g.Go(func() error {
+			for in := range next {
+				if _, err := put.PutReport(ctx, in); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+feed:
+	for _, in := range ins {
+		select {
+		case next <- in:
+		case <-gctx.Done(): // a writer failed
+			break feed
+		}
+	}
+	close(next)
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	res.Ingest = time.Since(start)
+	res.ReportsPerSec = float64(c.N) / res.Ingest.Seconds()
+	return nil
 }
 
 func ingest(ctx context.Context, st *store, c Config, res *Results) error {

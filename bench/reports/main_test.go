@@ -37,6 +37,25 @@ func TestRun1k(t *testing.T) {
 	}
 }
 
+// TestRunWriters: the concurrent single-report ingest, through
+// GroupCommit, stores every report.
+func TestRunWriters(t *testing.T) {
+	t.Parallel()
+	db := "sqlite:" + filepath.Join(t.TempDir(), "w.db")
+	res, err := Run(context.Background(), Config{N: 300, DB: db, Writers: 8, Group: true, Repeat: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ReportsPerSec <= 0 {
+		t.Errorf("results %+v", res)
+	}
+	for _, q := range res.Queries {
+		if q.Name == "summary (org)" && q.Rows != 40 {
+			t.Errorf("summary (org): %d rows, want 40 organisations", q.Rows)
+		}
+	}
+}
+
 // checkResults: every query returned rows (the filters select existing
 // data) and the sizes are plausible.
 func checkResults(t *testing.T, res Results) {

@@ -108,9 +108,16 @@ func runServe(ctx context.Context, env Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "mailsts serve: --tls-cert and --tls-key go together")
 		return ExitUsage
 	}
-	// Concurrent POSTs share a transaction (one disk sync), each answered
-	// after its commit.
-	in := &reports.Ingester{Store: &reports.GroupCommit{Store: st}, Logger: log, DKIM: reports.DKIMOff,
+	// SQLite has one writer and syncs at each commit: concurrent POSTs
+	// share a transaction (one sync), each answered after its commit.
+	// PostgreSQL commits concurrent transactions in parallel and groups
+	// their WAL flushes itself (bench/reports: 16 writers, 782 reports/s
+	// direct, 576 through GroupCommit).
+	put := st
+	if !isPostgresSpec(cfg.DB) {
+		put = &reports.GroupCommit{Store: st}
+	}
+	in := &reports.Ingester{Store: put, Logger: log, DKIM: reports.DKIMOff,
 		Limits: tlsrpt.Limits{MaxInput: cfg.MaxInput, MaxOutput: cfg.MaxOutput}}
 	srv := newReportServer(in, st, sc.Path, *sc.API, log)
 	ln, err := net.Listen("tcp", sc.Listen)
@@ -259,4 +266,8 @@ func runIMAPIngest(ctx context.Context, env Env, cfg *ReportsConfig, in *reports
 			return ExitOK
 		}
 	}
+}
+
+func isPostgresSpec(spec string) bool {
+	return strings.HasPrefix(spec, "postgres://") || strings.HasPrefix(spec, "postgresql://")
 }

@@ -27,6 +27,12 @@ import (
 // batch is half stored. A batch that fails is retried one report at a
 // time, so one bad report fails only its own call.
 //
+// Use it with SQLite, whose single writer syncs at every commit
+// (bench/reports, 16 concurrent writers: 272 reports/s direct, 974
+// through GroupCommit). PostgreSQL already commits concurrent
+// transactions in parallel and groups their WAL flushes; one batch at a
+// time was slower there (782 direct, 576 through GroupCommit).
+//
 // A batch is written under the leader's context without its
 // cancellation (a client hanging up must not fail the other callers'
 // reports), bounded by FlushTimeout.
