@@ -71,49 +71,15 @@ func matches(r postfix.Reply, want string) bool {
 func timed(ctx context.Context, addr string, keys []string, conns int, dur time.Duration, want string) loadResult {
 	ctx, cancel := context.WithTimeout(ctx, dur+30*time.Second)
 	defer cancel()
-	var (
-		mu  sync.Mutex
-		res loadResult
-		wg  sync.WaitGroup
-	)
 	var stop atomic.Bool
-	start := time.Now()
 	timer := time.AfterFunc(dur, func() { stop.Store(true) })
 	defer timer.Stop()
-	for i := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			w := &worker{addr: addr}
-			defer w.close()
-			lat := make([]time.Duration, 0, 1<<16)
-			var n, wrong, errs int
-			for j := i * len(keys) / conns; !stop.Load() && ctx.Err() == nil; j++ {
-				t0 := time.Now()
-				r, err := w.lookup(ctx, keys[j%len(keys)])
-				d := time.Since(t0)
-				if err != nil {
-					errs++
-					continue
-				}
-				n++
-				lat = append(lat, d)
-				if !matches(r, want) {
-					wrong++
-				}
-			}
-			mu.Lock()
-			res.queries += n
-			res.wrong += wrong
-			res.errors += errs
-			res.lat = append(res.lat, lat...)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	res.wall = time.Since(start)
-	slices.Sort(res.lat)
-	return res
+	return run(ctx, addr, conns, want, func(i, k int) (string, bool) {
+		if stop.Load() {
+			return "", false
+		}
+		return keys[(i*len(keys)/conns+k)%len(keys)], true
+	})
 }
 
 // each looks every key up once, spread over conns workers, and returns when
@@ -121,28 +87,41 @@ func timed(ctx context.Context, addr string, keys []string, conns int, dur time.
 func each(ctx context.Context, addr string, keys []string, conns int, timeout time.Duration, want string) loadResult {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	var next atomic.Int64
+	return run(ctx, addr, conns, want, func(int, int) (string, bool) {
+		j := int(next.Add(1) - 1)
+		if j >= len(keys) {
+			return "", false
+		}
+		return keys[j], true
+	})
+}
+
+// run starts conns workers, each with its own connection; worker i asks
+// key(i, k) for its k-th lookup until key says to stop or ctx ends, and
+// records latency, wrong answers and errors.
+func run(ctx context.Context, addr string, conns int, want string, key func(i, k int) (string, bool)) loadResult {
 	var (
-		mu   sync.Mutex
-		res  loadResult
-		wg   sync.WaitGroup
-		next atomic.Int64
+		mu  sync.Mutex
+		res loadResult
+		wg  sync.WaitGroup
 	)
 	start := time.Now()
-	for range conns {
+	for i := range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			w := &worker{addr: addr}
 			defer w.close()
-			var lat []time.Duration
+			lat := make([]time.Duration, 0, 1<<12)
 			var n, wrong, errs int
-			for ctx.Err() == nil {
-				j := int(next.Add(1) - 1)
-				if j >= len(keys) {
+			for k := 0; ctx.Err() == nil; k++ {
+				next, ok := key(i, k)
+				if !ok {
 					break
 				}
 				t0 := time.Now()
-				r, err := w.lookup(ctx, keys[j])
+				r, err := w.lookup(ctx, next)
 				d := time.Since(t0)
 				if err != nil {
 					errs++
