@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mailsts/mailsts/internal/tailbuf"
 )
 
 // Environment variables of the test.
@@ -255,7 +257,7 @@ func buildMailsts(t *testing.T, ctx context.Context, dir string) string {
 type process struct {
 	name string
 	cmd  *exec.Cmd
-	out  *tailBuffer
+	out  *tailbuf.Buffer
 	done chan struct{}
 	err  error
 }
@@ -264,7 +266,7 @@ type process struct {
 // 10 s) when the test ends.
 func startProcess(t *testing.T, name string, env []string, bin string, args ...string) *process {
 	t.Helper()
-	p := &process{name: name, out: &tailBuffer{max: 64 << 10}, done: make(chan struct{})}
+	p := &process{name: name, out: tailbuf.New(64 << 10), done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
@@ -301,29 +303,6 @@ func (p *process) exited() (bool, error) {
 	default:
 		return false, nil
 	}
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.b = append(b.b, p...)
-	if len(b.b) > b.max {
-		b.b = append(b.b[:0], b.b[len(b.b)-b.max:]...)
-	}
-	return len(p), nil
-}
-
-func (b *tailBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.b)
 }
 
 // errGiveUp, wrapped by a poll check's error, ends the poll at once: what

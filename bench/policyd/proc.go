@@ -9,10 +9,10 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
+	"github.com/mailsts/mailsts/internal/tailbuf"
 	"github.com/mailsts/mailsts/postfix"
 )
 
@@ -26,7 +26,7 @@ type daemon struct {
 	name  string
 	addr  string
 	cmd   *exec.Cmd
-	out   *tailBuffer
+	out   *tailbuf.Buffer
 	done  chan struct{}
 	err   error
 	start time.Time
@@ -35,7 +35,7 @@ type daemon struct {
 // startDaemon starts a child process; its output is kept (last 64 KiB) for
 // error reports.
 func startDaemon(name, addr string, env []string, bin string, args ...string) (*daemon, error) {
-	d := &daemon{name: name, addr: addr, out: &tailBuffer{max: 64 << 10}, done: make(chan struct{})}
+	d := &daemon{name: name, addr: addr, out: tailbuf.New(64 << 10), done: make(chan struct{})}
 	d.cmd = exec.Command(bin, args...)
 	d.cmd.Env = append(os.Environ(), env...)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
@@ -176,27 +176,4 @@ func procRSS(pid int) (int64, error) {
 		}
 	}
 	return 0, errors.New("no VmRSS in /proc/pid/status")
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.b = append(b.b, p...)
-	if len(b.b) > b.max {
-		b.b = append(b.b[:0], b.b[len(b.b)-b.max:]...)
-	}
-	return len(p), nil
-}
-
-func (b *tailBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.b)
 }
