@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -29,6 +30,8 @@ const (
 	minimalAddr = "127.0.0.1:8463"
 	peerAddr    = "127.0.0.1:8462"
 	mailstsAddr = "127.0.0.1:8461"
+	// mailstsDebug is policyd's metrics listener with the profiler (-profile).
+	mailstsDebug = "127.0.0.1:9469"
 )
 
 func domainNames(prefix string, n int) []string {
@@ -253,7 +256,7 @@ func runInside(ctx context.Context, cfg config, out io.Writer) error {
 				return err
 			}
 		}
-		if f.name == "mailsts" && f.err == nil && cfg.mailstsCache == "sqlite" {
+		if f.name == "mailsts" && f.err == nil && cfg.mailstsCache == "sqlite" && len(ks.mem) > 0 {
 			log.Printf("restart on the SQLite cache: %s", f.name)
 			d := procs[f.name]
 			d.stop()
@@ -299,7 +302,11 @@ func startOne(ctx context.Context, cfg config, n *testnet.Net, tmp, name string)
 		if cfg.mailsts == "" {
 			return nil, errors.New("no mailsts binary (-mailsts)")
 		}
-		return startDaemon("mailsts", mailstsAddr, nil, cfg.mailsts, mailstsArgs(n, cfg.mailstsCache, filepath.Join(tmp, "state"))...)
+		args := mailstsArgs(n, cfg.mailstsCache, filepath.Join(tmp, "state"))
+		if cfg.profile != "" {
+			args = append(args, "--metrics", mailstsDebug, "--pprof")
+		}
+		return startDaemon("mailsts", mailstsAddr, nil, cfg.mailsts, args...)
 	}
 	return nil, fmt.Errorf("unknown daemon %q (want minimal, peer or mailsts)", name)
 }
@@ -323,8 +330,10 @@ func coldRound(ctx context.Context, cfg config, keys []string, d *daemon, f *fig
 		return err
 	}
 	s0 := selfCPU()
+	prof := startProfile(cfg, d, "cold", len(f.coldRounds) == 0)
 	r := each(ctx, d.addr, keys, cfg.conns, 10*time.Minute, wantReply)
 	c1, err := d.cpu()
+	prof()
 	if err != nil {
 		return err
 	}
@@ -347,8 +356,10 @@ func hitRound(ctx context.Context, cfg config, ks keySets, d *daemon, f *figures
 	if err != nil {
 		return err
 	}
+	prof := startProfile(cfg, d, "hit", len(f.hitRounds) == 0)
 	r := timed(ctx, d.addr, ks.hot, cfg.conns, cfg.duration, wantReply)
 	c1, err := d.cpu()
+	prof()
 	if err != nil {
 		return err
 	}
@@ -381,6 +392,9 @@ func memPhase(ctx context.Context, cfg config, ks keySets, d *daemon, f *figures
 	r1, err := d.rss()
 	if err != nil {
 		return err
+	}
+	if cfg.profile != "" && d.name == "mailsts" {
+		saveProfile(cfg, "heap", "/debug/pprof/heap")
 	}
 	f.memDomains = fill.queries - fill.wrong
 	f.memBytes = r1 - r0
@@ -431,4 +445,43 @@ func dirSize(dir string) int64 {
 		return nil
 	})
 	return total
+}
+
+// startProfile, with -profile, fetches a CPU profile of mailsts policyd
+// (cfg.profileTime from now) into DIR/<phase>.pprof while the round runs;
+// the returned function waits for it. Other daemons and rounds: no-op.
+// The memory fill also saves DIR/heap.pprof at its end.
+func startProfile(cfg config, d *daemon, phase string, first bool) (wait func()) {
+	if cfg.profile == "" || d.name != "mailsts" || !first {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		secs := max(1, int(cfg.profileTime.Round(time.Second)/time.Second))
+		saveProfile(cfg, phase, fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs))
+	}()
+	return func() { <-done }
+}
+
+// saveProfile fetches a profile from policyd's debug listener into
+// DIR/<name>.pprof, logging (not failing) on error.
+func saveProfile(cfg config, name, path string) {
+	resp, err := http.Get("http://" + mailstsDebug + path)
+	if err != nil {
+		log.Printf("profile %s: %v", name, err)
+		return
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		log.Printf("profile %s: status %d %v", name, resp.StatusCode, err)
+		return
+	}
+	file := filepath.Join(cfg.profile, name+".pprof")
+	if err := os.WriteFile(file, body, 0o644); err != nil {
+		log.Printf("profile %s: %v", name, err)
+		return
+	}
+	log.Printf("profile of mailsts policyd (%s): %s", name, file)
 }

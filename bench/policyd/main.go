@@ -53,6 +53,8 @@ type config struct {
 	keep         bool
 	rounds       int
 	mailstsCache string
+	profile      string
+	profileTime  time.Duration
 }
 
 func main() {
@@ -75,6 +77,8 @@ func main() {
 	fs.StringVar(&cfg.minimal, "serve-minimal", "", "internal: serve the minimal netstring server on this address")
 	fs.IntVar(&cfg.rounds, "rounds", 3, "rounds of the hit and cold phases, daemons interleaved; medians are reported")
 	fs.StringVar(&cfg.mailstsCache, "mailsts-cache", "sqlite", "mailsts policyd --cache: sqlite (its default; the restart figure needs it) or memory")
+	fs.StringVar(&cfg.profile, "profile", "", "write CPU profiles of mailsts policyd (its first cold and first hit round) to this `directory`, for go tool pprof")
+	fs.DurationVar(&cfg.profileTime, "profile-time", 3*time.Second, "length of each -profile CPU profile, taken from the start of the round")
 	fs.BoolVar(&cfg.keep, "keep-going", false, "report the other daemons when one fails instead of stopping")
 	_ = fs.Parse(os.Args[1:])
 	for d := range strings.SplitSeq(daemons, ",") {
@@ -126,6 +130,14 @@ func runOutside(ctx context.Context, cfg config) error {
 	}
 	if cfg.mailsts != "" {
 		if cfg.mailsts, err = filepath.Abs(cfg.mailsts); err != nil {
+			return err
+		}
+	}
+	if cfg.profile != "" {
+		if err := os.MkdirAll(cfg.profile, 0o755); err != nil {
+			return err
+		}
+		if cfg.profile, err = filepath.Abs(cfg.profile); err != nil {
 			return err
 		}
 	}

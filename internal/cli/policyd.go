@@ -123,6 +123,7 @@ func runPolicyd(ctx context.Context, env Env, args []string) int {
 	df.register(fs)
 	listen := fs.String("listen", "", "socketmap `address` (host:port or unix:/path), replacing the configured listeners")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics on this `address` (overrides metrics.listen)")
+	pprofOn := fs.Bool("pprof", false, "also serve Go's profiler under /debug/pprof/ on the metrics listener (sets metrics.pprof)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (overrides log.level)")
 	check := fs.Bool("check-config", false, "validate the configuration, print the effective one and exit")
 	if code := parseFlags(fs, args); code >= 0 {
@@ -145,6 +146,9 @@ func runPolicyd(ctx context.Context, env Env, args []string) int {
 	}
 	if *metricsAddr != "" {
 		cfg.Metrics.Listen = *metricsAddr
+	}
+	if *pprofOn {
+		cfg.Metrics.Pprof = true
 	}
 	if *logLevel != "" {
 		cfg.Log.Level = *logLevel

@@ -142,6 +142,10 @@ type OverrideConfig struct {
 type MetricsConfig struct {
 	// Listen is "host:port" serving /metrics; "" disables it.
 	Listen string `yaml:"listen"`
+	// Pprof also serves Go's profiler under /debug/pprof/ on that
+	// listener, for diagnosing CPU or memory use. Off by default: profiles
+	// reveal internals, so keep the listener on loopback.
+	Pprof bool `yaml:"pprof,omitempty"`
 }
 
 // LogConfig configures logging.
@@ -555,6 +559,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Cache.MaxEntries < 0 || c.Cache.RefreshConcurrency < 0 {
 		return bad("cache: max_entries and refresh_concurrency must not be negative")
+	}
+	if c.Metrics.Pprof && c.Metrics.Listen == "" {
+		return bad("metrics.pprof needs metrics.listen (the profiler is served on the metrics listener)")
 	}
 	if c.Fetch.HTTPSPort < 0 || c.Fetch.HTTPSPort > 65535 {
 		return bad("fetch.https_port %d is not a port", c.Fetch.HTTPSPort)

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"reflect"
 	"strings"
@@ -162,6 +163,12 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", metrics.Handler(reg))
+		if cfg.Metrics.Pprof {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
 		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		log.Info("metrics listening", "address", metricsLn.Addr().String())
 	}

@@ -244,6 +244,44 @@ func TestDaemonMetrics(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+	if code := httpStatus(t, "http://"+maddr+"/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("profiler served without metrics.pprof: status %d", code)
+	}
+}
+
+// metrics.pprof adds Go's profiler to the metrics listener.
+func TestDaemonPprof(t *testing.T) {
+	t.Parallel()
+	n := startNet(t, f2Domain())
+	cfg := testConfig(t, n, "memory", t.TempDir())
+	cfg.Metrics.Pprof = true
+	if err := cfg.Validate(); err == nil {
+		t.Error("metrics.pprof without metrics.listen accepted")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	maddr := ln.Addr().String()
+	ln.Close()
+	cfg.Metrics.Listen = maddr
+	startDaemon(t, &Daemon{Config: cfg}, nil)
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap?debug=1", "/metrics"} {
+		if code := httpStatus(t, "http://"+maddr+path); code != http.StatusOK {
+			t.Errorf("%s: status %d", path, code)
+		}
+	}
+}
+
+func httpStatus(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // A shared Redis cache: two daemons on one prefix; the second answers from
