@@ -45,6 +45,18 @@ var migrations = []string{
 	) STRICT, WITHOUT ROWID;
 	CREATE INDEX entries_expires_at ON entries(expires_at);
 	CREATE INDEX entries_last_used ON entries(last_used);`,
+
+	// Version 2: the purge log. Delete, Purge and PurgeAll append a row in
+	// the transaction that deletes, so that other processes on the file (a
+	// running policyd when `mailsts cache purge` deletes) can drop the
+	// domains from memory: they poll PurgesAfter. domain is NULL for every
+	// entry; at is Unix milliseconds. seq is the rowid: TrimPurges never
+	// removes the newest row, so seq only grows.
+	`CREATE TABLE purges (
+		seq    INTEGER PRIMARY KEY,
+		domain TEXT,
+		at     INTEGER NOT NULL
+	) STRICT;`,
 }
 
 // SQLite is an [mtasts.Store] in one SQLite file, so the policy cache
@@ -66,7 +78,7 @@ type SQLite struct {
 	rdb    *sql.DB // readers: a small pool, query_only
 	wdb    *sql.DB // the one writer connection
 
-	get, put *sql.Stmt
+	get, put, purgesAfter *sql.Stmt
 }
 
 var (
@@ -121,6 +133,11 @@ func OpenSQLite(ctx context.Context, path string, logger *slog.Logger) (*SQLite,
 	rdb.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
 	s.rdb = rdb
 	if s.get, err = rdb.PrepareContext(ctx, `SELECT `+entryColumns+` FROM entries WHERE domain = ?`); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("stscache: prepare: %w", err)
+	}
+	if s.purgesAfter, err = rdb.PrepareContext(ctx, `SELECT seq, domain, at FROM purges
+		WHERE seq > ? ORDER BY seq LIMIT ?`); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("stscache: prepare: %w", err)
 	}
@@ -182,7 +199,7 @@ func (s *SQLite) migrateStep(ctx context.Context) (done bool, err error) {
 // Close closes the file. Calls after Close fail.
 func (s *SQLite) Close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.get, s.put} {
+	for _, st := range []*sql.Stmt{s.get, s.put, s.purgesAfter} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
@@ -301,12 +318,154 @@ func (s *SQLite) Put(ctx context.Context, e *mtasts.Entry) error {
 	return nil
 }
 
-// Delete implements [mtasts.Store].
+// Delete implements [mtasts.Store]. Like [SQLite.Purge], it records the
+// deletion in the purge log, so that other processes using the file drop
+// the domain from memory.
 func (s *SQLite) Delete(ctx context.Context, domain string) error {
-	if _, err := s.wdb.ExecContext(ctx, `DELETE FROM entries WHERE domain = ?`, domain); err != nil {
+	if _, err := s.Purge(ctx, domain); err != nil {
 		return fmt.Errorf("stscache: sqlite delete %s: %w", domain, err)
 	}
 	return nil
+}
+
+// Purge is one record of the purge log that [SQLite.Delete], [SQLite.Purge]
+// and [SQLite.PurgeAll] write.
+type Purge struct {
+	// Seq orders the log: it only grows.
+	Seq int64
+	// Domain was deleted; "" means every entry was.
+	Domain string
+	// At is when, by the deleting process's clock.
+	At time.Time
+}
+
+// Purge deletes the entries of domains and appends one purge log row per
+// domain (whether or not it had an entry: another process may still hold
+// it in memory), in one transaction. It returns the number of entries
+// deleted.
+func (s *SQLite) Purge(ctx context.Context, domains ...string) (int, error) {
+	return s.purge(ctx, func(tx *sql.Tx, at int64) (int64, error) {
+		del, err := tx.PrepareContext(ctx, `DELETE FROM entries WHERE domain = ?`)
+		if err != nil {
+			return 0, err
+		}
+		defer del.Close()
+		logRow, err := tx.PrepareContext(ctx, `INSERT INTO purges (domain, at) VALUES (?, ?)`)
+		if err != nil {
+			return 0, err
+		}
+		defer logRow.Close()
+		var n int64
+		for _, d := range domains {
+			res, err := del.ExecContext(ctx, d)
+			if err != nil {
+				return 0, err
+			}
+			k, err := res.RowsAffected()
+			if err != nil {
+				return 0, err
+			}
+			n += k
+			if _, err := logRow.ExecContext(ctx, d, at); err != nil {
+				return 0, err
+			}
+		}
+		return n, nil
+	})
+}
+
+// PurgeAll deletes every entry and appends one purge log row for all of
+// them, in one transaction. It returns the number of entries deleted.
+func (s *SQLite) PurgeAll(ctx context.Context) (int, error) {
+	return s.purge(ctx, func(tx *sql.Tx, at int64) (int64, error) {
+		res, err := tx.ExecContext(ctx, `DELETE FROM entries`)
+		if err != nil {
+			return 0, err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return 0, err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO purges (domain, at) VALUES (NULL, ?)`, at)
+		return n, err
+	})
+}
+
+func (s *SQLite) purge(ctx context.Context, fn func(tx *sql.Tx, at int64) (int64, error)) (int, error) {
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("stscache: sqlite purge: %w", err)
+	}
+	defer tx.Rollback()
+	n, err := fn(tx, s.now().UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("stscache: sqlite purge: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("stscache: sqlite purge: %w", err)
+	}
+	return int(n), nil
+}
+
+// PurgesAfter returns up to limit purge log records with Seq above seq,
+// oldest first: one indexed read, cheap enough to poll every few seconds.
+// A reader that gets limit records reads again from the last Seq. If the
+// first record's Seq is above seq+1, [SQLite.TrimPurges] removed records
+// the reader never saw: it should forget everything it holds in memory.
+func (s *SQLite) PurgesAfter(ctx context.Context, seq int64, limit int) ([]Purge, error) {
+	rows, err := s.purgesAfter.QueryContext(ctx, seq, limit)
+	if err != nil {
+		return nil, fmt.Errorf("stscache: sqlite read purges: %w", err)
+	}
+	defer rows.Close()
+	var out []Purge
+	for rows.Next() {
+		var p Purge
+		var d sql.NullString
+		var at int64
+		if err := rows.Scan(&p.Seq, &d, &at); err != nil {
+			return nil, fmt.Errorf("stscache: sqlite read purges: %w", err)
+		}
+		p.Domain, p.At = d.String, fromMS(at)
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("stscache: sqlite read purges: %w", err)
+	}
+	return out, nil
+}
+
+// PurgeSeqBefore returns where a reader that loaded the entries at t
+// starts reading the purge log: the Seq before the first purge made at or
+// after t, or the last Seq when there is none (0 for an empty log).
+// Purges made while the reader was loading are then read again, which
+// costs one back store read per domain.
+func (s *SQLite) PurgeSeqBefore(ctx context.Context, t time.Time) (int64, error) {
+	var seq int64
+	err := s.rdb.QueryRowContext(ctx, `SELECT coalesce(
+		(SELECT min(seq) - 1 FROM purges WHERE at >= ?),
+		(SELECT max(seq) FROM purges),
+		0)`, t.UnixMilli()).Scan(&seq)
+	if err != nil {
+		return 0, fmt.Errorf("stscache: sqlite read purges: %w", err)
+	}
+	return seq, nil
+}
+
+// TrimPurges removes purge log records made before t, except the newest
+// (so that Seq keeps growing). It returns the number removed. Readers poll
+// every few seconds; keep an hour or so.
+func (s *SQLite) TrimPurges(ctx context.Context, t time.Time) (int, error) {
+	res, err := s.wdb.ExecContext(ctx, `DELETE FROM purges
+		WHERE at < ? AND seq < (SELECT max(seq) FROM purges)`, t.UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("stscache: sqlite trim purges: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("stscache: sqlite trim purges: %w", err)
+	}
+	return int(n), nil
 }
 
 // Range implements [mtasts.Store]. Rows that cannot be decoded are logged

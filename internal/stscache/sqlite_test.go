@@ -6,6 +6,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -185,5 +187,216 @@ func TestOpenSQLiteBadPath(t *testing.T) {
 	_, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "no", "such", "dir", "c.db"), nil)
 	if err == nil {
 		t.Fatal("OpenSQLite in a missing directory = nil error")
+	}
+}
+
+// purgeLog returns every purge log record as "seq:domain" ("*" for all).
+func purgeLog(t *testing.T, s *SQLite, after int64) []string {
+	t.Helper()
+	ps, err := s.PurgesAfter(context.Background(), after, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, p := range ps {
+		d := p.Domain
+		if d == "" {
+			d = "*"
+		}
+		out = append(out, strconv.FormatInt(p.Seq, 10)+":"+d)
+	}
+	return out
+}
+
+func putDomains(t *testing.T, s *SQLite, now time.Time, domains ...string) {
+	t.Helper()
+	for _, d := range domains {
+		if err := s.Put(context.Background(), entryAt(d, mtasts.ModeEnforce, now, 86400, time.Time{})); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Delete, Purge and PurgeAll log what they removed, so that another
+// handle on the file (a running policyd) can read it with PurgesAfter.
+func TestSQLitePurgeLog(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clk := newClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	s, path := openTestSQLite(t)
+	s.Now = clk.Now
+	reader, err := OpenSQLite(ctx, path, nil) // the daemon's handle
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	if got := purgeLog(t, reader, 0); got != nil {
+		t.Fatalf("new file: purge log %v", got)
+	}
+	putDomains(t, s, clk.Now(), "a.example", "b.example", "c.example", "d.example")
+
+	// One domain.
+	if err := s.Delete(ctx, "a.example"); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := reader.Get(ctx, "a.example"); e != nil {
+		t.Error("a.example still cached after Delete")
+	}
+	ps, err := reader.PurgesAfter(ctx, 0, 10)
+	if err != nil || len(ps) != 1 || ps[0] != (Purge{Seq: 1, Domain: "a.example", At: clk.Now()}) {
+		t.Fatalf("after Delete: %+v, %v", ps, err)
+	}
+
+	// Many, with one not cached: logged all the same (a daemon may hold it).
+	clk.Advance(time.Minute)
+	n, err := s.Purge(ctx, "b.example", "c.example", "missing.example")
+	if err != nil || n != 2 {
+		t.Fatalf("Purge = %d, %v; want 2 deleted", n, err)
+	}
+	if got, want := strings.Join(purgeLog(t, reader, 1), " "), "2:b.example 3:c.example 4:missing.example"; got != want {
+		t.Errorf("after Purge: log after 1 = %q, want %q", got, want)
+	}
+	if n, _ := reader.Len(ctx); n != 1 {
+		t.Errorf("Len after Purge = %d, want 1 (d.example)", n)
+	}
+
+	// Everything: one record with no domain.
+	clk.Advance(time.Minute)
+	if n, err := s.PurgeAll(ctx); err != nil || n != 1 {
+		t.Fatalf("PurgeAll = %d, %v; want 1", n, err)
+	}
+	if got := strings.Join(purgeLog(t, reader, 4), " "); got != "5:*" {
+		t.Errorf("after PurgeAll: %q, want 5:*", got)
+	}
+	if n, _ := reader.Len(ctx); n != 0 {
+		t.Errorf("Len after PurgeAll = %d", n)
+	}
+
+	// Paging: limit, then from the last Seq.
+	if ps, _ := reader.PurgesAfter(ctx, 0, 2); len(ps) != 2 || ps[1].Seq != 2 {
+		t.Errorf("PurgesAfter(0, 2) = %+v", ps)
+	}
+	if ps, _ := reader.PurgesAfter(ctx, 5, 10); len(ps) != 0 {
+		t.Errorf("PurgesAfter(last) = %+v, want none", ps)
+	}
+
+	// Start-up position: purges made at or after t come after it.
+	for _, c := range []struct {
+		t    time.Time
+		want int64
+	}{
+		{time.Time{}, 0},
+		{clk.Now().Add(-2 * time.Minute), 0},                // a.example's purge and later
+		{clk.Now().Add(-time.Minute), 1},                    // b, c, missing and later
+		{clk.Now().Add(-time.Minute + time.Millisecond), 4}, // only the PurgeAll
+		{clk.Now(), 4},
+		{clk.Now().Add(time.Millisecond), 5}, // none: the last Seq
+	} {
+		if got, err := reader.PurgeSeqBefore(ctx, c.t); err != nil || got != c.want {
+			t.Errorf("PurgeSeqBefore(%v) = %d, %v; want %d", c.t, got, err, c.want)
+		}
+	}
+}
+
+// TrimPurges drops old records but never the newest, so Seq keeps growing
+// and a reader can tell it missed trimmed records (a gap).
+func TestSQLiteTrimPurges(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clk := newClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	s, _ := openTestSQLite(t)
+	s.Now = clk.Now
+	if n, err := s.TrimPurges(ctx, clk.Now()); err != nil || n != 0 {
+		t.Fatalf("TrimPurges(empty) = %d, %v", n, err)
+	}
+	for _, d := range []string{"a.example", "b.example", "c.example"} {
+		if err := s.Delete(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(time.Hour)
+	}
+	// a and b are older than an hour ago; c is exactly an hour old: kept.
+	if n, err := s.TrimPurges(ctx, clk.Now().Add(-time.Hour)); err != nil || n != 2 {
+		t.Fatalf("TrimPurges = %d, %v; want 2", n, err)
+	}
+	if got := strings.Join(purgeLog(t, s, 0), " "); got != "3:c.example" {
+		t.Errorf("after trim: %q", got)
+	}
+	// Everything is old now, but the newest record stays.
+	if n, err := s.TrimPurges(ctx, clk.Now().Add(time.Hour)); err != nil || n != 0 {
+		t.Fatalf("TrimPurges(all old) = %d, %v; want 0 (the newest stays)", n, err)
+	}
+	if seq, _ := s.PurgeSeqBefore(ctx, clk.Now()); seq != 3 {
+		t.Errorf("PurgeSeqBefore after trim = %d, want 3", seq)
+	}
+	if err := s.Delete(ctx, "d.example"); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(purgeLog(t, s, 3), " "); got != "4:d.example" {
+		t.Errorf("after trim and a new purge: %q, want 4:d.example (Seq never reused)", got)
+	}
+}
+
+// STS-CACHE-10: a file written by the version 1 schema (before the purge
+// log) opens, keeps its entries and gets the purge log.
+func TestSQLiteMigrateV1(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "v1.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The version 1 DDL as released, written out here so that an edit to
+	// migrations[0] cannot hide a broken upgrade.
+	for _, q := range []string{
+		`CREATE TABLE entries (
+			domain          TEXT PRIMARY KEY NOT NULL,
+			policy          TEXT,
+			mode            TEXT,
+			expires_at      INTEGER,
+			policy_id       TEXT NOT NULL DEFAULT '',
+			fetched_at      INTEGER,
+			checked_at      INTEGER,
+			no_policy_until INTEGER,
+			failed_id       TEXT NOT NULL DEFAULT '',
+			failed_at       INTEGER,
+			failures        INTEGER NOT NULL DEFAULT 0,
+			last_error      TEXT NOT NULL DEFAULT '',
+			last_used       INTEGER
+		) STRICT, WITHOUT ROWID`,
+		`CREATE INDEX entries_expires_at ON entries(expires_at)`,
+		`CREATE INDEX entries_last_used ON entries(last_used)`,
+		`INSERT INTO entries (domain, policy, mode, expires_at, policy_id, fetched_at, checked_at)
+			VALUES ('old.example', '{"mode":"enforce","mx":["mx.old.example"],"max_age":86400}', 'enforce', 4102444800000, 'id1', 1735689600000, 1735689600000)`,
+		`PRAGMA user_version = 1`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+
+	s, err := OpenSQLite(ctx, path, nil)
+	if err != nil {
+		t.Fatalf("opening a version 1 file: %v", err)
+	}
+	defer s.Close()
+	var v int
+	if err := s.rdb.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil || v != 2 || len(migrations) != 2 {
+		t.Errorf("user_version = %d, %v; want 2 (of %d migrations)", v, err, len(migrations))
+	}
+	e, err := s.Get(ctx, "old.example")
+	if err != nil || e == nil || e.Policy == nil || e.Policy.Mode != mtasts.ModeEnforce || e.ID != "id1" {
+		t.Fatalf("entry written by version 1: %+v, %v", e, err)
+	}
+	if seq, err := s.PurgeSeqBefore(ctx, time.Now()); err != nil || seq != 0 {
+		t.Errorf("PurgeSeqBefore on a migrated file = %d, %v", seq, err)
+	}
+	if err := s.Delete(ctx, "old.example"); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(purgeLog(t, s, 0), " "); got != "1:old.example" {
+		t.Errorf("purge log after migration: %q", got)
 	}
 }
