@@ -19,6 +19,7 @@ import (
 
 	"github.com/mailsts/mailsts/dnsresolve"
 	"github.com/mailsts/mailsts/internal/metrics"
+	"github.com/mailsts/mailsts/internal/stscache"
 	"github.com/mailsts/mailsts/mtasts"
 	"github.com/mailsts/mailsts/postfix"
 )
@@ -29,6 +30,18 @@ const (
 	flushEvery    = time.Minute
 	maintainEvery = 10 * time.Minute
 	refreshBatch  = 1000
+
+	// purgePollEvery is how often a daemon on SQLite reads the file's purge
+	// log, so that `mailsts cache purge` reaches it without a restart: one
+	// indexed query, off the query path.
+	purgePollEvery = 2 * time.Second
+	// purgeBatch and purgePages bound one poll; the rest waits for the next.
+	purgeBatch = 1000
+	purgePages = 10
+	// purgeKeep is how long purge log records are kept: far longer than a
+	// poll, so that only a daemon stopped (SIGSTOP, suspended VM) for longer
+	// misses records, and it then notices the gap and forgets everything.
+	purgeKeep = time.Hour
 )
 
 // Daemon is the policy daemon: store, cache, Responder, listeners, the
@@ -56,6 +69,12 @@ type Daemon struct {
 	responder *Responder
 	cache     *mtasts.Cache
 	store     *Store
+
+	// Tests: purgeEvery replaces purgePollEvery; purged, when set, is
+	// called after each poll of the purge log with the domains dropped
+	// (-1: all of them).
+	purgeEvery time.Duration
+	purged     func(n int)
 }
 
 // Responder returns the daemon's Responder once Run has built it (nil
@@ -94,6 +113,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	if err != nil {
 		return err
 	}
+	started := d.now() // purges made from here on are applied (purgeLoop)
 	st, err := OpenStore(ctx, cfg, StoreOptions{Getenv: d.Getenv, Now: d.Now}, log)
 	if err != nil {
 		return err
@@ -196,6 +216,9 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	bg, stopBG := context.WithCancel(gctx)
 	g.Go(func() error { d.refreshLoop(bg, m); return nil })
 	g.Go(func() error { d.maintainLoop(bg); return nil })
+	if st.sqlite != nil {
+		g.Go(func() error { d.purgeLoop(bg, started); return nil })
+	}
 	g.Go(func() error {
 		for {
 			select {
@@ -347,10 +370,118 @@ func (d *Daemon) maintainLoop(ctx context.Context) {
 			if err != nil && ctx.Err() == nil {
 				log.Warn("cache maintenance", "error", err)
 			}
+			if d.store.sqlite != nil {
+				if _, err := d.store.sqlite.TrimPurges(ctx, now.Add(-purgeKeep)); err != nil && ctx.Err() == nil {
+					log.Warn("trimming the cache purge log", "error", err)
+				}
+			}
 			p := d.responder.Prune(now)
 			log.Debug("cache maintenance", "evicted", n, "pruned_states", p, "entries", d.store.Len())
 		}
 	}
+}
+
+// purgeLoop follows the SQLite file's purge log, written by `mailsts cache
+// purge` (and any other process deleting from the file), and drops the
+// purged domains from memory, where this daemon would otherwise keep
+// answering from them until a restart: Tiered never re-reads SQLite for a
+// domain it holds. The next query for such a domain reads the file, finds
+// nothing and fetches the policy again. It starts with the purges made
+// since started, when the daemon began loading the file.
+func (d *Daemon) purgeLoop(ctx context.Context, started time.Time) {
+	log := d.logger()
+	every := d.purgeEvery
+	if every <= 0 {
+		every = purgePollEvery
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	seq := int64(-1) // not read yet
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if seq < 0 {
+			s, err := d.store.sqlite.PurgeSeqBefore(ctx, started)
+			if err != nil {
+				if ctx.Err() == nil {
+					log.Warn("reading the cache purge log", "error", err)
+				}
+				continue
+			}
+			seq = s
+		}
+		var err error
+		seq, err = d.applyPurges(ctx, seq)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("reading the cache purge log", "error", err)
+		}
+	}
+}
+
+// applyPurges reads the purge log after seq, drops what it names from
+// memory and returns the last seq read.
+func (d *Daemon) applyPurges(ctx context.Context, seq int64) (int64, error) {
+	log := d.logger()
+	front := d.store.front
+	all := false
+	var domains []string
+	var err error
+	for range purgePages {
+		var ps []stscache.Purge
+		ps, err = d.store.sqlite.PurgesAfter(ctx, seq, purgeBatch)
+		if err != nil {
+			break
+		}
+		if len(ps) > 0 && ps[0].Seq != seq+1 {
+			// Records were trimmed before this daemon read them (it was
+			// stopped for longer than purgeKeep): forget everything.
+			log.Warn("cache purges were missed; dropping every cached policy from memory (the file still has them)",
+				"after", seq, "next", ps[0].Seq)
+			all = true
+		}
+		for _, p := range ps {
+			if p.Domain == "" {
+				all = true
+			} else {
+				domains = append(domains, p.Domain)
+			}
+			seq = p.Seq
+		}
+		if len(ps) < purgeBatch {
+			break
+		}
+	}
+	if !all && len(domains) == 0 {
+		if d.purged != nil {
+			d.purged(0)
+		}
+		return seq, err
+	}
+	// Front.Delete, not Store.Delete: the file already lost the entries,
+	// and a delete through the Tiered would log another purge.
+	n := 0
+	if all {
+		var held []string
+		front.Range(ctx, func(e *mtasts.Entry) bool { held = append(held, e.Domain); return true })
+		for _, dom := range held {
+			front.Delete(ctx, dom)
+		}
+		n = -1
+		log.Info("cache purged: dropped every policy from memory", "entries", len(held))
+	} else {
+		for _, dom := range domains {
+			front.Delete(ctx, dom)
+		}
+		n = len(domains)
+		log.Info("cache purged: dropped domains from memory", "count", n, "domains", strings.Join(domains[:min(len(domains), 10)], " "))
+	}
+	if d.purged != nil {
+		d.purged(n)
+	}
+	return seq, err
 }
 
 // reload re-reads the configuration and applies what can change while

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,7 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailsts/mailsts/internal/stscache"
 	"github.com/mailsts/mailsts/internal/testnet"
+	"github.com/mailsts/mailsts/mtasts"
 	"github.com/mailsts/mailsts/postfix"
 )
 
@@ -319,4 +322,182 @@ func TestDaemonRedisShared(t *testing.T) {
 			st.Close(context.Background())
 		}
 	})
+}
+
+// purgeAsCLI deletes from the SQLite file as `mailsts cache purge` does: a
+// store opened from the same configuration, its SQLite back store's Purge
+// or PurgeAll.
+func purgeAsCLI(t *testing.T, cfg *Config, domains ...string) int {
+	t.Helper()
+	ctx := context.Background()
+	st, err := OpenStore(ctx, cfg, StoreOptions{NoFallback: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close(ctx)
+	db := st.Store.(*stscache.Tiered).Back.(*stscache.SQLite)
+	var n int
+	if len(domains) == 0 {
+		n, err = db.PurgeAll(ctx)
+	} else {
+		n, err = db.Purge(ctx, domains...)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Issue #3: `mailsts cache purge` reaches a daemon running on the same
+// SQLite file. Without it the daemon answers from memory until a restart
+// (Tiered never re-reads the file); with it, the next lookups after the
+// purge log poll fetch the policy again.
+func TestDaemonSQLitePurge(t *testing.T) {
+	t.Parallel()
+	n := startNet(t, f2Domain(), stsDomain("other.example", "o1", "enforce", "mx.other.example"))
+	cfg := testConfig(t, n, "sqlite", t.TempDir())
+	clk := newClock()
+	applied := make(chan int, 16)
+	d := &Daemon{Config: cfg, Now: clk.Now, purgeEvery: 5 * time.Millisecond, purged: func(k int) {
+		if k != 0 {
+			applied <- k
+		}
+	}}
+	r := startDaemon(t, d, nil)
+	waitPurge := func(want int) {
+		t.Helper()
+		select {
+		case k := <-applied:
+			if k != want {
+				t.Fatalf("purge poll dropped %d domains, want %d", k, want)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("the daemon did not apply the purge within 30 s")
+		}
+	}
+	const otherSecure = "OK secure match=mx.other.example servername=hostname"
+	if got := lookup(t, r.addr, "postfix", "example.com"); got != f2Secure {
+		t.Fatalf("before: %q", got)
+	}
+	if got := lookup(t, r.addr, "postfix", "other.example"); got != otherSecure {
+		t.Fatalf("before: %q", got)
+	}
+
+	// The domain owner publishes a new policy. The cached one is still
+	// valid, so the daemon keeps applying it (STS-CACHE-5) ...
+	fixed := f2Domain()
+	fixed.STSTXT = [][]string{{"v=STSv1; id=fixed1;"}}
+	fixed.Policy = &testnet.PolicyHost{Body: "version: STSv1\nmode: enforce\nmx: mail.example.com\nmax_age: 86400\n"}
+	if err := n.Set(fixed); err != nil {
+		t.Fatal(err)
+	}
+	const fixedSecure = "OK secure match=mail.example.com servername=hostname"
+	clk.Advance(2 * time.Second) // past any memoised answer
+	if got := lookup(t, r.addr, "postfix", "example.com"); got != f2Secure {
+		t.Fatalf("new policy seen without a purge (the test shows nothing): %q", got)
+	}
+	// ... until the operator purges it.
+	if k := purgeAsCLI(t, cfg, "example.com"); k != 1 {
+		t.Fatalf("purge deleted %d entries, want 1", k)
+	}
+	waitPurge(1)
+	clk.Advance(2 * time.Second)
+	if got := lookup(t, r.addr, "postfix", "example.com"); got != fixedSecure {
+		t.Errorf("after purge: %q, want %q", got, fixedSecure)
+	}
+	if k := n.Requests("example.com"); k != 2 {
+		t.Errorf("example.com policy fetched %d times, want 2 (once more after the purge)", k)
+	}
+	if got := lookup(t, r.addr, "postfix", "other.example"); got != otherSecure || n.Requests("other.example") != 1 {
+		t.Errorf("other.example after purging example.com: %q, %d fetches; want the cached policy", got, n.Requests("other.example"))
+	}
+
+	// purge --all: every domain is fetched again.
+	if err := n.Set(stsDomain("other.example", "o2", "enforce", "mx2.other.example")); err != nil {
+		t.Fatal(err)
+	}
+	if k := purgeAsCLI(t, cfg); k != 2 {
+		t.Fatalf("purge --all deleted %d entries, want 2", k)
+	}
+	waitPurge(-1)
+	clk.Advance(2 * time.Second)
+	if got := lookup(t, r.addr, "postfix", "other.example"); got != "OK secure match=mx2.other.example servername=hostname" {
+		t.Errorf("after purge --all: %q", got)
+	}
+	if got := lookup(t, r.addr, "postfix", "example.com"); got != fixedSecure || n.Requests("example.com") != 3 {
+		t.Errorf("example.com after purge --all: %q, %d fetches; want a third fetch", got, n.Requests("example.com"))
+	}
+}
+
+// applyPurges drops what the purge log names from memory, and everything
+// when records it never read were trimmed (a daemon stopped for longer
+// than purgeKeep).
+func TestDaemonApplyPurges(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg := Default()
+	cfg.Cache.Type = "sqlite"
+	cfg.StateDir = t.TempDir()
+	now := time.Now()
+	seed, err := OpenStore(ctx, cfg, StoreOptions{NoFallback: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	domains := []string{"a.example", "b.example", "c.example", "d.example"}
+	for _, dom := range domains {
+		p := &mtasts.Policy{Mode: mtasts.ModeEnforce, MX: []string{"mx." + dom}, MaxAge: 86400}
+		if err := seed.Store.Put(ctx, &mtasts.Entry{Domain: dom, ID: "1", Policy: p, FetchedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seed.Close(ctx)
+
+	st, err := OpenStore(ctx, cfg, StoreOptions{NoFallback: true}, nil) // the daemon's
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close(ctx)
+	d := &Daemon{store: st}
+	held := func() string {
+		var out []string
+		st.front.Range(ctx, func(e *mtasts.Entry) bool { out = append(out, e.Domain); return true })
+		slices.Sort(out)
+		return strings.Join(out, " ")
+	}
+	if got := held(); got != strings.Join(domains, " ") {
+		t.Fatalf("loaded: %q", got)
+	}
+	seq, err := st.sqlite.PurgeSeqBefore(ctx, now)
+	if err != nil || seq != 0 {
+		t.Fatalf("start: %d, %v", seq, err)
+	}
+	if seq, err = d.applyPurges(ctx, seq); err != nil || seq != 0 {
+		t.Fatalf("empty log: %d, %v", seq, err)
+	}
+
+	purgeAsCLI(t, cfg, "a.example", "missing.example")
+	if seq, err = d.applyPurges(ctx, seq); err != nil || seq != 2 {
+		t.Fatalf("after purging two: seq %d, %v; want 2", seq, err)
+	}
+	if got := held(); got != "b.example c.example d.example" {
+		t.Errorf("after purging a: %q", got)
+	}
+
+	// Two purges the daemon does not read before they are trimmed (only
+	// the newest record stays): it must assume the worst.
+	purgeAsCLI(t, cfg, "b.example")
+	purgeAsCLI(t, cfg, "c.example")
+	if k, err := st.sqlite.TrimPurges(ctx, time.Now().Add(time.Minute)); err != nil || k != 3 {
+		t.Fatalf("TrimPurges = %d, %v; want 3", k, err)
+	}
+	if seq, err = d.applyPurges(ctx, seq); err != nil || seq != 4 {
+		t.Fatalf("after a gap: seq %d, %v; want 4", seq, err)
+	}
+	if got := held(); got != "" {
+		t.Errorf("after missed purges, memory still holds %q", got)
+	}
+	// d.example is still in the file: the next Get reads it back.
+	if e, err := st.Store.Get(ctx, "d.example"); err != nil || e == nil {
+		t.Errorf("d.example after the gap: %+v, %v; want it read back from the file", e, err)
+	}
 }
