@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"slices"
 	"strings"
@@ -109,6 +110,13 @@ type Result struct {
 	// domain; set when Err is not nil. Callers can use it to bound how long
 	// a DNS failure defers mail (OPEN-1).
 	Failures int
+	// Until is set on answers from the store (Source cache or stale, or a
+	// remembered "no policy"): the time at which Get stops giving this
+	// answer without going to the network (the next TXT check or refresh,
+	// the policy's expiry, or the end of negative caching). A caller may
+	// reuse the answer until then as long as [Cache.Generation] of the
+	// domain is unchanged. Zero on other answers.
+	Until time.Time
 }
 
 // LogValue implements slog.LogValuer.
@@ -210,6 +218,23 @@ type Cache struct {
 	store    Store
 	client   *Client
 	group    singleflight.Group
+	seed     maphash.Seed
+	gens     [genSlots]atomic.Uint64
+}
+
+// genSlots is the number of write counters behind Generation; domains
+// share them by hash.
+const genSlots = 256
+
+// Generation returns a counter that moves whenever this Cache writes the
+// entry of domain (given as in Result.Domain), and on writes of the few
+// other domains that share its slot. A caller that memoises what it derived
+// from Get reads it before calling Get and reuses the memo only while it is
+// unchanged (and before Result.Until). Writes made to the Store by other
+// processes or other Cache values are not seen.
+func (c *Cache) Generation(domain string) uint64 {
+	c.init()
+	return c.gens[maphash.String(c.seed, domain)%genSlots].Load()
 }
 
 // discovery modes.
@@ -224,6 +249,7 @@ const (
 
 func (c *Cache) init() {
 	c.initOnce.Do(func() {
+		c.seed = maphash.MakeSeed()
 		c.store = c.Store
 		if c.store == nil {
 			c.store = NewMemoryStore()
@@ -471,10 +497,14 @@ func (c *Cache) fromCache(e *Entry, now time.Time) (Result, bool) {
 		if e.LastError != "" {
 			r.Source, r.Err, r.Failures = SourceStale, storedError(e.LastError), e.Failures
 		}
+		r.Until = c.nextCheck(e)
+		if exp := r.Expires; exp.Before(r.Until) {
+			r.Until = exp
+		}
 		return r, true
 	}
 	if now.Before(e.NoPolicyUntil) {
-		r := Result{Domain: e.Domain, Source: SourceNone, Err: storedError(e.LastError)}
+		r := Result{Domain: e.Domain, Source: SourceNone, Err: storedError(e.LastError), Until: e.NoPolicyUntil}
 		if r.Err != nil {
 			r.Failures = e.Failures
 		}
@@ -700,6 +730,9 @@ func (c *Cache) settle(ctx context.Context, log *slog.Logger, e *Entry, now time
 }
 
 func (c *Cache) put(ctx context.Context, log *slog.Logger, e *Entry) {
+	// After the write: a reader that saw the old counter may have read the
+	// old entry, and must see the counter move.
+	defer c.gens[maphash.String(c.seed, e.Domain)%genSlots].Add(1)
 	if err := c.store.Put(ctx, e); err != nil {
 		// The answer stands; the next lookup will discover again.
 		log.LogAttrs(ctx, slog.LevelError, "mta-sts cache store failed", slog.String("error", err.Error()))

@@ -1135,3 +1135,60 @@ func TestResultLogValue(t *testing.T) {
 		}
 	}
 }
+
+// Result.Until and Cache.Generation let a caller memoise answers: Until is
+// exactly the first instant at which Get goes back to the network, and the
+// generation moves on every write of the domain's entry.
+func TestCache_UntilAndGeneration(t *testing.T) {
+	t.Parallel()
+	env := newCacheEnv(t)
+	g0 := env.cache.Generation(testDomain)
+	r := env.get(t)
+	if !r.Until.IsZero() {
+		t.Errorf("fetched answer has Until %v", r.Until)
+	}
+	g1 := env.cache.Generation(testDomain)
+	if g1 == g0 {
+		t.Error("generation unchanged by the fetch")
+	}
+	r = env.get(t)
+	wantResult(t, r, SourceCache, ModeEnforce, nil)
+	if want := t0.Add(DefaultCheckInterval); !r.Until.Equal(want) {
+		t.Errorf("Until %v, want the next TXT check %v", r.Until, want)
+	}
+	// Just before Until: still from the store, no network; at Until: TXT.
+	env.clock.Set(r.Until.Add(-time.Nanosecond))
+	wantResult(t, env.get(t), SourceCache, ModeEnforce, nil)
+	txt := env.txtQueries()
+	env.clock.Set(r.Until)
+	env.get(t)
+	if env.txtQueries() != txt+1 {
+		t.Errorf("no TXT lookup at Until")
+	}
+	if env.cache.Generation(testDomain) == g1 {
+		t.Error("generation unchanged by the TXT check's write")
+	}
+	// A forced refresh writes too.
+	g2 := env.cache.Generation(testDomain)
+	env.clock.Add(DefaultForceInterval)
+	env.refresh(t, true)
+	if env.cache.Generation(testDomain) == g2 {
+		t.Error("generation unchanged by a forced refresh")
+	}
+
+	// A policy expiring before the next check: Until is the expiry.
+	short := newCacheEnv(t)
+	short.resp.set(200, policyBody(ModeEnforce, 60))
+	short.get(t)
+	if r := short.get(t); !r.Until.Equal(t0.Add(60*time.Second)) && !r.Until.Before(t0.Add(60*time.Second)) {
+		t.Errorf("Until %v after the expiry %v", r.Until, t0.Add(60*time.Second))
+	}
+
+	// Negative caching: Until is the end of it.
+	neg := newCacheEnv(t)
+	neg.dns.SetTXT("_mta-sts." + testDomain)
+	neg.get(t)
+	if r := neg.get(t); r.Source != SourceNone || !r.Until.Equal(t0.Add(DefaultNegativeTTL)) {
+		t.Errorf("negative answer: source %v, Until %v, want %v", r.Source, r.Until, t0.Add(DefaultNegativeTTL))
+	}
+}

@@ -281,6 +281,23 @@ type connIO struct {
 	waiting bool
 	// armRead: the next read inside a request sets a fresh read deadline.
 	armRead bool
+	// readDL and writeDL are the deadlines last set (unix nanoseconds).
+	readDL, writeDL int64
+}
+
+// rearm decides whether a deadline must be set for a timeout t starting
+// at now, given the one last set. Timeouts are enforced within [t, 1.25 t]:
+// the deadline is only moved when the one set would end the timeout early
+// or more than a quarter late, so a busy connection updates its timers
+// about once per t/4 instead of twice per request.
+func rearm(set *int64, now time.Time, t time.Duration) (time.Time, bool) {
+	lo := now.UnixNano() + int64(t)
+	hi := lo + int64(t/4)
+	if *set >= lo && *set <= hi {
+		return time.Time{}, false
+	}
+	*set = hi
+	return time.Unix(0, hi), true
 }
 
 func (c *connIO) init(rwc net.Conn, core *serverCore, readBuf int, idle, read, write time.Duration) {
@@ -327,7 +344,9 @@ func (c *connIO) Read(p []byte) (int, error) {
 		c.armRead = false
 	}
 	if timeout > 0 {
-		c.rwc.SetReadDeadline(time.Now().Add(timeout))
+		if dl, ok := rearm(&c.readDL, time.Now(), timeout); ok {
+			c.rwc.SetReadDeadline(dl)
+		}
 	}
 	n, err := c.rwc.Read(p)
 	if c.waiting && n > 0 {
@@ -341,7 +360,9 @@ func (c *connIO) Read(p []byte) (int, error) {
 
 func (c *connIO) write(p []byte) (int, error) {
 	if c.writeTimeout > 0 {
-		c.rwc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+		if dl, ok := rearm(&c.writeDL, time.Now(), c.writeTimeout); ok {
+			c.rwc.SetWriteDeadline(dl)
+		}
 	}
 	return c.rwc.Write(p)
 }

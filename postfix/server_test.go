@@ -607,3 +607,33 @@ func TestServeAcceptErrors(t *testing.T) {
 		t.Error("Serve with nil Handler succeeded")
 	}
 }
+
+// Deadlines are re-armed lazily: the deadline in force always ends the
+// timeout no earlier than t and no later than 1.25 t after the last
+// activity, and a connection busy every millisecond re-arms about once per
+// t/4, not once per request.
+func TestRearmWindow(t *testing.T) {
+	t.Parallel()
+	const timeout = 100 * time.Millisecond
+	var set int64
+	now := time.Unix(1_700_000_000, 0)
+	arms := 0
+	for i := range 1000 {
+		now = now.Add(time.Millisecond)
+		if _, ok := rearm(&set, now, timeout); ok {
+			arms++
+		}
+		lo, hi := now.Add(timeout).UnixNano(), now.Add(timeout+timeout/4).UnixNano()
+		if set < lo || set > hi {
+			t.Fatalf("step %d: deadline %d outside [%d, %d]", i, set, lo, hi)
+		}
+	}
+	// 1000 ms of activity, re-armed every 25 ms.
+	if arms < 30 || arms > 50 {
+		t.Errorf("%d re-arms in 1000 requests, want about 40", arms)
+	}
+	// A shorter timeout than the deadline in force pulls it in at once.
+	if dl, ok := rearm(&set, now, timeout/10); !ok || !dl.Equal(now.Add(timeout/10+timeout/40)) {
+		t.Errorf("shorter timeout: %v %v", dl, ok)
+	}
+}

@@ -40,7 +40,9 @@ type SocketmapServer struct {
 	// its first bytes arrived, WriteTimeout each write of buffered replies
 	// (default 100s each, Postfix's own limit). A negative value disables
 	// the timeout. Deadlines are only set before a read that would block,
-	// so pipelined requests already buffered cost no timer updates.
+	// so pipelined requests already buffered cost no timer updates, and a
+	// deadline still set is kept while it ends the timeout at most a quarter
+	// late: timeouts fire between 1 and 1.25 times their value.
 	IdleTimeout, ReadTimeout, WriteTimeout time.Duration
 	// Logger receives protocol errors (Debug) and handler problems (Error).
 	// Nil discards.

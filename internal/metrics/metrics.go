@@ -116,6 +116,17 @@ func (m *Metrics) Query(zone, answer string, elapsed time.Duration) {
 	m.latency.WithLabelValues(zone).Observe(elapsed.Seconds())
 }
 
+// QueryFunc returns a recorder for queries of one zone and answer, with
+// the label lookups done once (policyd memoises it with the answer).
+func (m *Metrics) QueryFunc(zone, answer string) func(elapsed time.Duration) {
+	c := m.queries.WithLabelValues(zone, answer)
+	h := m.latency.WithLabelValues(zone)
+	return func(elapsed time.Duration) {
+		c.Inc()
+		h.Observe(elapsed.Seconds())
+	}
+}
+
 // MXRecovery records a forced re-fetch after an MX change (policyd
 // Observer).
 func (m *Metrics) MXRecovery(ok bool) {

@@ -58,6 +58,7 @@ func (r *Responder) mx(ctx context.Context, st *domainState, domain string, now 
 	m := v.(mxResult)
 	st.mu.Lock()
 	st.mxHosts, st.mxAuth, st.mxKind, st.mxAt = m.hosts, m.auth, m.kind, now
+	st.gen.Add(1)
 	st.mu.Unlock()
 	return m.hosts, m.auth, m.kind, now
 }
@@ -83,6 +84,7 @@ func (r *Responder) dane(ctx context.Context, st *domainState, domain string, mo
 	if out != DANETemp {
 		st.mu.Lock()
 		st.dane, st.daneAt = out, now
+		st.gen.Add(1)
 		st.mu.Unlock()
 	}
 	return out

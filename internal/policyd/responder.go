@@ -170,6 +170,9 @@ type Responder struct {
 	Observer Observer
 
 	rules      atomic.Pointer[compiled]
+	memoOnce   sync.Once
+	memo       *answerMemo
+	memoHits   atomic.Int64
 	states     sync.Map // domain → *domainState
 	nstates    atomic.Int64
 	validating atomic.Bool // the resolver has set the AD bit at least once
@@ -179,6 +182,10 @@ type Responder struct {
 // domainState is what the Responder remembers per policy domain.
 type domainState struct {
 	used atomic.Int64 // unix nanoseconds of the last query
+	// gen moves on every change below that can change an answer (MX set,
+	// DANE decision, MX check, failure window): memoised answers derived
+	// from the state check it.
+	gen atomic.Uint64
 
 	mu sync.Mutex
 	// MX set
@@ -254,23 +261,114 @@ func (c *compiled) zone(name string) (Zone, bool, string) {
 }
 
 // Lookup implements postfix.Handler: it answers, logs and observes.
+// Repeated lookups are answered from the answer memo (see memo.go) while
+// nothing they were derived from has changed.
 func (r *Responder) Lookup(ctx context.Context, name, key string) postfix.Reply {
 	start := time.Now()
-	reply, d := r.Answer(ctx, name, key)
-	if r.Observer != nil {
-		_, _, label := r.compiled().zone(name)
-		r.Observer.Query(label, d.Answer, time.Since(start))
+	now := start
+	if r.Now != nil {
+		now = r.Now()
 	}
-	if r.Logger != nil && r.Logger.Enabled(ctx, slog.LevelDebug) {
+	debug := r.Logger != nil && r.Logger.Enabled(ctx, slog.LevelDebug)
+	r.memoOnce.Do(func() { r.memo = newAnswerMemo() })
+	mk := memoKey{name, key}
+	if !debug {
+		if e := r.memo.get(mk); e != nil && r.memoValid(e, now.UnixNano()) {
+			r.memoHits.Add(1)
+			if e.domain != "" {
+				if o := r.Cache.Observer; o != nil {
+					o.Answered(e.domain, e.src, e.err)
+				}
+			}
+			if e.record != nil {
+				e.record(time.Since(start))
+			} else if r.Observer != nil {
+				r.Observer.Query(e.label, e.answer, time.Since(start))
+			}
+			return e.reply
+		}
+	}
+	var f memoFill
+	reply, d := r.answer(ctx, name, key, now, &f)
+	_, _, label := f.rules.zone(name)
+	var record func(time.Duration)
+	if r.Observer != nil {
+		if qf, ok := r.Observer.(queryFuncer); ok {
+			record = qf.QueryFunc(label, d.Answer)
+			record(time.Since(start))
+		} else {
+			r.Observer.Query(label, d.Answer, time.Since(start))
+		}
+	}
+	if debug {
 		r.Logger.LogAttrs(ctx, slog.LevelDebug, "policy lookup", slog.Any("decision", d))
+	} else if f.memoable(r, &d) {
+		r.memo.put(mk, &memoEntry{
+			reply: reply, answer: d.Answer, label: label, record: record,
+			rules: f.rules, st: f.st, stGen: f.stGen,
+			domain: f.domain, cacheGen: f.cacheGen, src: f.src, err: f.err,
+			until: f.until(now).UnixNano(),
+		}, now.UnixNano())
 	}
 	return reply
 }
 
+// queryFuncer is implemented by Observers that can hand out a recorder for
+// one (zone, answer) pair, saving the label lookup on memoised answers.
+type queryFuncer interface {
+	QueryFunc(zone, answer string) func(elapsed time.Duration)
+}
+
+// memoFill collects, while an answer is computed, what it depends on.
+type memoFill struct {
+	rules    *compiled
+	st       *domainState
+	stGen    uint64
+	domain   string // set when the Cache was asked
+	cacheGen uint64
+	src      mtasts.Source
+	err      error
+	cacheTil time.Time // Result.Until
+	ovTil    time.Time // the deciding override's expiry
+	no       bool      // not memoable
+}
+
+// memoable reports whether the answer just computed may be reused, and
+// whether it is still current (a lookup that changed state or fetched a
+// policy is not stored: the next one will be).
+func (f *memoFill) memoable(r *Responder, d *Decision) bool {
+	if f.no || f.rules == nil || d.Answer == AnswerTemp {
+		return false
+	}
+	if f.st != nil && f.st.gen.Load() != f.stGen {
+		return false
+	}
+	if f.domain != "" && (f.cacheTil.IsZero() || r.Cache.Generation(f.domain) != f.cacheGen) {
+		return false
+	}
+	return true
+}
+
+// until is when a memo of the answer expires.
+func (f *memoFill) until(now time.Time) time.Time {
+	t := now.Add(memoTTL)
+	if !f.cacheTil.IsZero() && f.cacheTil.Before(t) {
+		t = f.cacheTil
+	}
+	if !f.ovTil.IsZero() && f.ovTil.Before(t) {
+		t = f.ovTil
+	}
+	return t
+}
+
 // Answer decides the reply to a lookup of key in map zone (see Responder).
 func (r *Responder) Answer(ctx context.Context, zone, key string) (postfix.Reply, Decision) {
-	now := r.now()
+	return r.answer(ctx, zone, key, r.now(), &memoFill{})
+}
+
+func (r *Responder) answer(ctx context.Context, zone, key string, now time.Time, f *memoFill) (postfix.Reply, Decision) {
 	rules := r.compiled()
+	f.rules = rules
 	z, tlsrpt, _ := rules.zone(zone)
 	d := Decision{Key: key, Zone: zone}
 
@@ -302,12 +400,14 @@ func (r *Responder) Answer(ctx context.Context, zone, key string) (postfix.Reply
 
 	if ov := rules.overrides[domain]; ov != nil {
 		if ov.Expires.IsZero() || now.Before(ov.Expires) {
+			f.ovTil = ov.Expires
 			return r.applyOverride(ov, z, &d)
 		}
 		r.logExpired(ctx, ov)
 	}
 
 	st := r.state(domain, now)
+	f.st, f.stGen = st, st.gen.Load()
 	if r.DNS != nil {
 		if mode := z.daneMode(); mode != DANEOff {
 			d.DANE = r.dane(ctx, st, domain, mode, now)
@@ -329,7 +429,7 @@ func (r *Responder) Answer(ctx context.Context, zone, key string) (postfix.Reply
 			}
 		}
 	}
-	return r.answerSTS(ctx, st, z, tlsrpt, domain, now, &d)
+	return r.answerSTS(ctx, st, z, tlsrpt, domain, now, &d, f)
 }
 
 func (r *Responder) notFound(d *Decision) (postfix.Reply, Decision) {
@@ -384,8 +484,13 @@ func (r *Responder) logExpired(ctx context.Context, ov *override) {
 func (o *override) loggedOnce() bool { return o.logged.Swap(true) }
 
 // answerSTS applies the MTA-STS policy of domain.
-func (r *Responder) answerSTS(ctx context.Context, st *domainState, z Zone, tlsrpt bool, domain string, now time.Time, d *Decision) (postfix.Reply, Decision) {
+func (r *Responder) answerSTS(ctx context.Context, st *domainState, z Zone, tlsrpt bool, domain string, now time.Time, d *Decision, f *memoFill) (postfix.Reply, Decision) {
+	f.domain, f.cacheGen = domain, r.Cache.Generation(domain)
 	res, err := r.Cache.Get(ctx, domain)
+	f.src, f.err, f.cacheTil = res.Source, res.Err, res.Until
+	if res.Domain != domain {
+		f.no = true
+	}
 	if err != nil {
 		if errors.Is(err, mtasts.ErrInvalidDomain) {
 			d.Source, d.Reason = "key", "invalid domain name"
@@ -406,7 +511,7 @@ func (r *Responder) answerSTS(ctx context.Context, st *domainState, z Zone, tlsr
 		d.Mode, d.PolicyID = "", res.ID
 		p := res.Policy
 		if p == nil {
-			return r.noPolicy(ctx, st, z, res, now, d)
+			return r.noPolicy(ctx, st, z, res, now, d, f)
 		}
 		st.clearFailure()
 		d.Mode = p.Mode
@@ -425,6 +530,7 @@ func (r *Responder) answerSTS(ctx context.Context, st *domainState, z Zone, tlsr
 		if r.DNS != nil && !recovered {
 			if nres, ok := r.checkMX(ctx, st, domain, res, now, d); ok {
 				res, recovered = nres, true
+				f.no = true
 				continue
 			}
 		}
@@ -445,7 +551,7 @@ func (r *Responder) answerSTS(ctx context.Context, st *domainState, z Zone, tlsr
 
 // noPolicy answers when no policy applies: NOTFOUND, or TEMP within the
 // zone's window after a transient failure (OPEN-1).
-func (r *Responder) noPolicy(ctx context.Context, st *domainState, z Zone, res mtasts.Result, now time.Time, d *Decision) (postfix.Reply, Decision) {
+func (r *Responder) noPolicy(ctx context.Context, st *domainState, z Zone, res mtasts.Result, now time.Time, d *Decision, f *memoFill) (postfix.Reply, Decision) {
 	if !mtasts.Temporary(res.Err) {
 		st.clearFailure()
 		switch {
@@ -460,6 +566,7 @@ func (r *Responder) noPolicy(ctx context.Context, st *domainState, z Zone, res m
 		}
 		return r.notFound(d)
 	}
+	f.no = true // the OPEN-1 window decides: never memoised
 	since := st.failing(now)
 	window := z.tempWindow()
 	if now.Sub(since) < window {
@@ -515,6 +622,7 @@ func (r *Responder) checkMX(ctx context.Context, st *domainState, domain string,
 		}
 	}
 	st.checkedPolicy, st.checkedMXAt, st.mismatch = res.Policy, mxAt, mismatch
+	st.gen.Add(1)
 	st.mu.Unlock()
 	if len(mismatch) == 0 {
 		d.MXCheck = "match"
@@ -551,6 +659,7 @@ func (r *Responder) checkMX(ctx context.Context, st *domainState, domain string,
 			}
 		}
 		st.checkedPolicy, st.checkedMXAt, st.mismatch = nres.Policy, mxAt, still
+		st.gen.Add(1)
 		st.mu.Unlock()
 	}
 	return nres, true
@@ -601,13 +710,17 @@ func (st *domainState) failing(now time.Time) time.Time {
 	defer st.mu.Unlock()
 	if st.failingSince.IsZero() {
 		st.failingSince = now
+		st.gen.Add(1)
 	}
 	return st.failingSince
 }
 
 func (st *domainState) clearFailure() {
 	st.mu.Lock()
-	st.failingSince = time.Time{}
+	if !st.failingSince.IsZero() {
+		st.failingSince = time.Time{}
+		st.gen.Add(1)
+	}
 	st.mu.Unlock()
 }
 

@@ -441,9 +441,10 @@ func TestAnswerCacheHitNoNetwork(t *testing.T) {
 	}
 }
 
+// countingStore counts reads and writes of the policy store.
 type countingStore struct {
 	mtasts.Store
-	puts atomic.Int64
+	puts, gets atomic.Int64
 }
 
 func (c *countingStore) Put(ctx context.Context, e *mtasts.Entry) error {
