@@ -12,6 +12,7 @@ import (
 	"os"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -219,6 +220,11 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	if st.sqlite != nil {
 		g.Go(func() error { d.purgeLoop(bg, started); return nil })
 	}
+	if rb, ok := st.Store.(*stscache.Tiered); ok {
+		if rb, ok := rb.Back.(*stscache.Redis); ok {
+			g.Go(func() error { d.followRedisPurges(bg, rb); return nil })
+		}
+	}
 	g.Go(func() error {
 		for {
 			select {
@@ -425,7 +431,6 @@ func (d *Daemon) purgeLoop(ctx context.Context, started time.Time) {
 // memory and returns the last seq read.
 func (d *Daemon) applyPurges(ctx context.Context, seq int64) (int64, error) {
 	log := d.logger()
-	front := d.store.front
 	all := false
 	var domains []string
 	var err error
@@ -460,28 +465,76 @@ func (d *Daemon) applyPurges(ctx context.Context, seq int64) (int64, error) {
 		}
 		return seq, err
 	}
-	// Front.Delete, not Store.Delete: the file already lost the entries,
-	// and a delete through the Tiered would log another purge.
-	n := 0
+	n := d.dropFromMemory(ctx, all, domains)
+	if !all {
+		log.Info("cache purged: dropped domains from memory", "count", n, "domains", strings.Join(domains[:min(n, 10)], " "))
+	}
+	if d.purged != nil {
+		d.purged(n)
+	}
+	return seq, err
+}
+
+// dropFromMemory drops domains, or every entry when all (which it logs),
+// from the Tiered front and returns the number of domains dropped (-1 for
+// all). Front.Delete, not Store.Delete: the back store already lost
+// the entries, and a delete through the Tiered would announce another
+// purge.
+func (d *Daemon) dropFromMemory(ctx context.Context, all bool, domains []string) int {
+	log := d.logger()
+	front := d.store.front
 	if all {
 		var held []string
 		front.Range(ctx, func(e *mtasts.Entry) bool { held = append(held, e.Domain); return true })
 		for _, dom := range held {
 			front.Delete(ctx, dom)
 		}
-		n = -1
-		log.Info("cache purged: dropped every policy from memory", "entries", len(held))
-	} else {
-		for _, dom := range domains {
-			front.Delete(ctx, dom)
+		if len(held) > 0 {
+			log.Info("cache purged: dropped every policy from memory", "entries", len(held))
 		}
-		n = len(domains)
-		log.Info("cache purged: dropped domains from memory", "count", n, "domains", strings.Join(domains[:min(len(domains), 10)], " "))
+		return -1
 	}
-	if d.purged != nil {
-		d.purged(n)
+	for _, dom := range domains {
+		front.Delete(ctx, dom)
 	}
-	return seq, err
+	return len(domains)
+}
+
+// followRedisPurges drops from memory the domains other processes delete
+// from the shared Redis (`mailsts cache purge`), as Redis.Delete announces
+// them, and everything when the subscription was lost, so that this daemon
+// neither keeps answering from them nor, after FrontTTL, writes a purged
+// enforce policy back (Tiered restores valid policies Redis lost).
+// Dropped domains are counted in the log every purgePollEvery, not one line
+// each (purge --all on Redis deletes domain by domain).
+func (d *Daemon) followRedisPurges(ctx context.Context, rb *stscache.Redis) {
+	var dropped atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(purgePollEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if n := dropped.Swap(0); n > 0 {
+					d.logger().Info("cache purged: dropped domains from memory", "count", n)
+				}
+			}
+		}
+	}()
+	rb.FollowPurges(ctx, func(dom string) {
+		n := d.dropFromMemory(ctx, dom == "", []string{dom})
+		if n > 0 {
+			dropped.Add(int64(n))
+		}
+		if d.purged != nil {
+			d.purged(n)
+		}
+	})
+	<-done
 }
 
 // reload re-reads the configuration and applies what can change while

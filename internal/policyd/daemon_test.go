@@ -388,6 +388,7 @@ func TestDaemonSQLitePurge(t *testing.T) {
 	fixed := f2Domain()
 	fixed.STSTXT = [][]string{{"v=STSv1; id=fixed1;"}}
 	fixed.Policy = &testnet.PolicyHost{Body: "version: STSv1\nmode: enforce\nmx: mail.example.com\nmax_age: 86400\n"}
+	fixed.MX = fixed.MX[:1] // mail.example.com
 	if err := n.Set(fixed); err != nil {
 		t.Fatal(err)
 	}
@@ -499,5 +500,71 @@ func TestDaemonApplyPurges(t *testing.T) {
 	// d.example is still in the file: the next Get reads it back.
 	if e, err := st.Store.Get(ctx, "d.example"); err != nil || e == nil {
 		t.Errorf("d.example after the gap: %+v, %v; want it read back from the file", e, err)
+	}
+}
+
+// `mailsts cache purge` on a shared Redis: Redis.Delete announces the
+// domain and the daemon drops it from memory at once. Without that it
+// would answer from memory for FrontTTL and then, finding a valid enforce
+// policy missing from Redis, write it back (STS-CACHE-10 restore): the
+// purge would be undone.
+func TestDaemonRedisPurge(t *testing.T) {
+	t.Parallel()
+	conn, err := net.DialTimeout("tcp", "127.0.0.1:6379", time.Second)
+	if err != nil {
+		t.Skip("no Redis on 127.0.0.1:6379; the Redis purge test needs one")
+	}
+	conn.Close()
+	n := startNet(t, f2Domain())
+	cfg := testConfig(t, n, "redis", t.TempDir())
+	cfg.Cache.Redis.Prefix = "mailsts-test-purge-" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
+	t.Cleanup(func() {
+		st, err := OpenStore(context.Background(), cfg, StoreOptions{}, nil)
+		if err == nil {
+			st.Store.Delete(context.Background(), "example.com")
+			st.Close(context.Background())
+		}
+	})
+	clk := newClock()
+	applied := make(chan int, 16)
+	d := &Daemon{Config: cfg, Now: clk.Now, purged: func(k int) { applied <- k }}
+	r := startDaemon(t, d, nil)
+	waitPurge := func(want int) {
+		t.Helper()
+		select {
+		case k := <-applied:
+			if k != want {
+				t.Fatalf("purge dropped %d domains, want %d", k, want)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("the daemon did not apply the purge within 30 s")
+		}
+	}
+	waitPurge(-1) // subscribed: memory is dropped in case purges were missed
+	if got := lookup(t, r.addr, "postfix", "example.com"); got != f2Secure {
+		t.Fatalf("before: %q", got)
+	}
+	fixed := f2Domain()
+	fixed.STSTXT = [][]string{{"v=STSv1; id=fixed1;"}}
+	fixed.Policy = &testnet.PolicyHost{Body: "version: STSv1\nmode: enforce\nmx: mail.example.com\nmax_age: 86400\n"}
+	fixed.MX = fixed.MX[:1] // mail.example.com
+	if err := n.Set(fixed); err != nil {
+		t.Fatal(err)
+	}
+	st, err := OpenStore(context.Background(), cfg, StoreOptions{NoFallback: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Store.Delete(context.Background(), "example.com"); err != nil { // as the CLI does
+		t.Fatal(err)
+	}
+	st.Close(context.Background())
+	waitPurge(1)
+	clk.Advance(31 * time.Second) // past FrontTTL: the restore window
+	if got := lookup(t, r.addr, "postfix", "example.com"); got != "OK secure match=mail.example.com servername=hostname" {
+		t.Errorf("after purge: %q, want the new policy", got)
+	}
+	if k := n.Requests("example.com"); k != 2 {
+		t.Errorf("policy fetched %d times, want 2", k)
 	}
 }

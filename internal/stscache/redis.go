@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -179,12 +180,86 @@ func (r *Redis) Put(ctx context.Context, e *mtasts.Entry) error {
 	return nil
 }
 
-// Delete implements [mtasts.Store].
+// Delete implements [mtasts.Store]. It announces the deletion on
+// [Redis.PurgeChannel] in the same MULTI/EXEC, so that daemons sharing the
+// prefix drop the domain from memory ([Redis.FollowPurges]) instead of
+// answering from it, or writing it back, for up to their FrontTTL.
 func (r *Redis) Delete(ctx context.Context, domain string) error {
-	if err := r.client.Del(ctx, r.Key(domain)).Err(); err != nil {
+	_, err := r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, r.Key(domain))
+		p.Publish(ctx, r.PurgeChannel(), domain)
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("stscache: redis delete %s: %w", domain, err)
 	}
 	return nil
+}
+
+// PurgeChannel is the Pub/Sub channel on which Delete announces deleted
+// domains: <prefix>purge.
+func (r *Redis) PurgeChannel() string { return r.prefix + "purge" }
+
+// followRetry is how long FollowPurges waits after a failed receive before
+// the client reconnects; followPing is how long it waits for a message
+// before checking the connection with a PING (a silently dead connection
+// would otherwise hide purges forever).
+const (
+	followRetry = time.Second
+	followPing  = 30 * time.Second
+)
+
+// FollowPurges subscribes to [Redis.PurgeChannel] and calls drop with each
+// domain another process deletes, until ctx ends. Pub/Sub delivers at most
+// once: announcements made while the subscription is down are lost. So
+// each time the subscription is (re)established, including the first,
+// drop is called with "": the caller should forget everything it holds in
+// memory (with a [Tiered], the next Get reads the domain from Redis).
+// drop is called from one goroutine.
+func (r *Redis) FollowPurges(ctx context.Context, drop func(domain string)) {
+	ps := r.client.Subscribe(ctx, r.PurgeChannel())
+	defer ps.Close()
+	// Receive does not return when ctx ends; closing the subscription does.
+	stop := context.AfterFunc(ctx, func() { ps.Close() })
+	defer stop()
+	for ctx.Err() == nil {
+		msg, err := ps.ReceiveTimeout(ctx, followPing)
+		if ctx.Err() != nil {
+			return
+		}
+		var ne net.Error
+		switch {
+		case errors.As(err, &ne) && ne.Timeout():
+			// Quiet: make sure the connection is alive. A failed PING
+			// makes the next receive reconnect and subscribe again.
+			if err := ps.Ping(ctx); err != nil {
+				r.logger.DebugContext(ctx, "stscache: redis purge subscription", "err", err)
+			}
+			continue
+		case err != nil:
+			// The client reconnects and subscribes again on the next
+			// receive; do not spin while Redis is away.
+			r.logger.DebugContext(ctx, "stscache: redis purge subscription", "err", err)
+			t := time.NewTimer(followRetry)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			continue
+		}
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				drop("")
+			}
+		case *redis.Message:
+			if m.Payload != "" {
+				drop(m.Payload)
+			}
+		}
+	}
 }
 
 // scanBatch is the SCAN COUNT hint and the size of one HMGET pipeline.

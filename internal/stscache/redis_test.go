@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/mailsts/mailsts/mtasts"
 )
@@ -186,5 +189,90 @@ func TestRedisRangeGlobPrefix(t *testing.T) {
 	}
 	if len(seen) != 1 || seen[0] != "mine.example" {
 		t.Errorf("Range = %v, want [mine.example]", seen)
+	}
+}
+
+// Delete announces the domain to the daemons sharing the prefix; a lost
+// subscription, once back, tells them to forget everything (announcements
+// may have been missed).
+func TestRedisFollowPurges(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := redisClient(t)
+	prefix := redisPrefix(t, c)
+	writer := NewRedis(c, prefix, nil) // `mailsts cache purge`
+	// The follower's own client, named so that the test can kill its
+	// connection and no other.
+	name := "mailsts-test-follow-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	fc := redis.NewClient(&redis.Options{Addr: redisAddr, ClientName: name, DialTimeout: time.Second})
+	defer fc.Close()
+	got := make(chan string, 16)
+	fctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		NewRedis(fc, prefix, nil).FollowPurges(fctx, func(d string) { got <- d })
+	}()
+	next := func(want string) {
+		t.Helper()
+		select {
+		case d := <-got:
+			if d != want {
+				t.Fatalf("drop(%q), want drop(%q)", d, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("no drop(%q): %v", want, ctx.Err())
+		}
+	}
+	next("") // subscribed
+
+	if err := writer.Put(ctx, entryAt("a.example", mtasts.ModeEnforce, time.Now(), 86400, time.Time{})); err != nil {
+		t.Fatal(err)
+	}
+	// Another prefix (another fleet) is not announced here.
+	if err := NewRedis(c, prefix+"other:", nil).Delete(ctx, "x.example"); err != nil {
+		t.Fatal(err)
+	}
+	if err := writer.Delete(ctx, "a.example"); err != nil {
+		t.Fatal(err)
+	}
+	next("a.example")
+	if e, err := writer.Get(ctx, "a.example"); e != nil || err != nil {
+		t.Errorf("after Delete: %+v, %v", e, err)
+	}
+
+	// Kill the follower's connection: it reconnects and says "".
+	var id string
+	clients, err := c.ClientList(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(clients, "\n") {
+		if strings.Contains(line, " name="+name+" ") && strings.Contains(line, "sub=1") {
+			for _, f := range strings.Fields(line) {
+				if v, ok := strings.CutPrefix(f, "id="); ok {
+					id = v
+				}
+			}
+		}
+	}
+	if id == "" {
+		t.Fatalf("the follower's subscription is not in CLIENT LIST:\n%s", clients)
+	}
+	if err := c.Do(ctx, "CLIENT", "KILL", "ID", id).Err(); err != nil {
+		t.Fatal(err)
+	}
+	next("")
+	if err := writer.Delete(ctx, "b.example"); err != nil {
+		t.Fatal(err)
+	}
+	next("b.example")
+
+	stop()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatal("FollowPurges did not return when its context ended")
 	}
 }
