@@ -18,6 +18,7 @@ import (
 
 	"github.com/mailsts/mailsts/dnsresolve"
 	"github.com/mailsts/mailsts/internal/policyd"
+	"github.com/mailsts/mailsts/internal/stscache"
 	"github.com/mailsts/mailsts/mtasts"
 )
 
@@ -35,12 +36,19 @@ directory).
 Subcommands:
   list                  table of cached domains (domain, mode, id, fetched, expires, last error)
   show DOMAIN           everything cached for one domain
-  purge DOMAIN...       forget domains (purge --all: every entry)
+  purge DOMAIN...       forget domains (purge --all: every entry); running
+                        daemons drop them too and fetch them again when asked
   warm FILE             fetch the policies of the domains in FILE (one per line, # comments)
   export [--json]       every entry as JSON Lines
 
-A running policyd keeps its SQLite entries in memory: purging the file takes
-effect at its next restart. With Redis, the daemons see purges within 30 s.
+Purging reaches running daemons without a restart. SQLite: the purge is
+logged in the file, and each policyd using it reads the log every 2 s and
+drops the purged domains from memory. Redis: every policyd on the prefix is
+told at once (Pub/Sub); one that lost its connection meanwhile drops its
+whole memory cache when it reconnects. A purged domain's policy is fetched
+again at its next lookup (answers already made may be reused for up to a
+second). cache.type memory: each policyd's cache lives in its own process,
+out of reach of this command; purge refuses, restart policyd instead.
 
 Examples:
   mailsts cache list
@@ -52,7 +60,7 @@ Examples:
 Exit codes:
   0  done
   1  show: the domain is not cached; warm: some domains have no policy or failed
-  2  the store could not be opened or failed
+  2  the store could not be opened or failed; purge on a memory cache
   64 usage error
 `
 
@@ -120,7 +128,7 @@ func runCache(ctx context.Context, env Env, args []string) int {
 	case "show":
 		return cacheShow(ctx, env, st.Store, rest[0])
 	case "purge":
-		return cachePurge(ctx, env, st.Store, rest, *all)
+		return cachePurge(ctx, env, st, rest, *all)
 	default:
 		return cacheWarm(ctx, env, cfg, st.Store, rest[0], *concurrency, log)
 	}
@@ -242,33 +250,86 @@ func cacheShow(ctx context.Context, env Env, s mtasts.Store, domain string) int 
 	return ExitOK
 }
 
-func cachePurge(ctx context.Context, env Env, s mtasts.Store, domains []string, all bool) int {
-	if all {
-		es, err := entries(ctx, s)
-		if err != nil {
-			fmt.Fprintf(env.Stderr, "mailsts cache purge: %v\n", err)
-			return ExitError
-		}
-		domains = domains[:0]
-		for _, e := range es {
-			domains = append(domains, e.Domain)
-		}
+func cachePurge(ctx context.Context, env Env, st *policyd.Store, args []string, all bool) int {
+	if st.Kind == "memory" {
+		fmt.Fprintln(env.Stderr, "mailsts cache purge: cache.type is memory: each running policyd holds its own cache, "+
+			"out of reach of this command; restart policyd to empty it")
+		return ExitError
 	}
-	n := 0
-	for _, dom := range domains {
+	// Check every name before deleting any.
+	domains := make([]string, 0, len(args))
+	for _, dom := range args {
 		d, err := dnsresolve.Normalize(dom)
 		if err != nil {
 			fmt.Fprintf(env.Stderr, "mailsts cache purge: %q: %v\n", dom, err)
 			return ExitUsage
 		}
-		if err := s.Delete(ctx, d); err != nil {
-			fmt.Fprintf(env.Stderr, "mailsts cache purge: %s: %v\n", d, err)
-			return ExitError
-		}
-		n++
+		domains = append(domains, d)
+	}
+	n, err := purge(ctx, st.Store, domains, all)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "mailsts cache purge: %v\n", err)
+		return ExitError
 	}
 	fmt.Fprintf(env.Stdout, "purged %d entries\n", n)
+	switch st.Kind {
+	case "sqlite":
+		fmt.Fprintf(env.Stdout, "running policyd daemons using %s drop them from memory within a few seconds\n", st.Where)
+	case "redis":
+		fmt.Fprintln(env.Stdout, "policyd daemons sharing this Redis prefix drop them from memory now")
+	}
 	return ExitOK
+}
+
+// sqlitePurger is the SQLite back store: it deletes and logs the purge in
+// one transaction, and running daemons on the file follow the log.
+type sqlitePurger interface {
+	Purge(ctx context.Context, domains ...string) (int, error)
+	PurgeAll(ctx context.Context) (int, error)
+}
+
+var _ sqlitePurger = (*stscache.SQLite)(nil)
+
+// purge deletes domains (every entry when all) and returns how many
+// entries there were. With SQLite, one transaction that also logs the
+// purge (purge --all as one record: daemons drop everything, including
+// what they hold that the file lost). Otherwise (Redis) a Delete per
+// domain, which announces it to the daemons.
+func purge(ctx context.Context, s mtasts.Store, domains []string, all bool) (int, error) {
+	if t, ok := s.(*stscache.Tiered); ok {
+		if p, ok := t.Back.(sqlitePurger); ok {
+			if all {
+				return p.PurgeAll(ctx)
+			}
+			return p.Purge(ctx, domains...)
+		}
+	}
+	if all {
+		es, err := entries(ctx, s)
+		if err != nil {
+			return 0, err
+		}
+		for i, e := range es {
+			if err := s.Delete(ctx, e.Domain); err != nil {
+				return i, err
+			}
+		}
+		return len(es), nil
+	}
+	n := 0
+	for _, d := range domains {
+		e, err := s.Get(ctx, d)
+		if err != nil {
+			return n, err
+		}
+		if err := s.Delete(ctx, d); err != nil {
+			return n, err
+		}
+		if e != nil {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // maxWarmFile caps the domain list read by warm.

@@ -11,7 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/mailsts/mailsts/internal/policyd"
+	"github.com/mailsts/mailsts/internal/stscache"
 	"github.com/mailsts/mailsts/internal/testnet"
+	"github.com/mailsts/mailsts/mtasts"
 )
 
 func runCLI(t *testing.T, args ...string) (int, string, string) {
@@ -60,8 +65,12 @@ func TestCacheCommand(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[0]), &x); err != nil || x.Domain == "" {
 		t.Errorf("export line %q: %v", lines[0], err)
 	}
-	code, out, _ = runCLI(t, append([]string{"cache", "purge"}, append(common, "enforce.example")...)...)
-	if code != ExitOK || !strings.Contains(out, "purged 1") {
+	// A bad name among good ones: nothing is purged.
+	if code, _, _ = runCLI(t, append([]string{"cache", "purge"}, append(common, "testing.example", "bad..name")...)...); code != ExitUsage {
+		t.Errorf("purge with a bad name: %d, want %d", code, ExitUsage)
+	}
+	code, out, _ = runCLI(t, append([]string{"cache", "purge"}, append(common, "enforce.example", "never-cached.example")...)...)
+	if code != ExitOK || !strings.Contains(out, "purged 1 entries") || !strings.Contains(out, "drop them from memory within a few seconds") {
 		t.Errorf("purge: %d %q", code, out)
 	}
 	if code, _, _ = runCLI(t, append([]string{"cache", "show"}, append(common, "enforce.example")...)...); code != ExitFailure {
@@ -71,10 +80,82 @@ func TestCacheCommand(t *testing.T) {
 	if code != ExitOK || !strings.Contains(out, "purged 2") {
 		t.Errorf("purge --all: %d %q", code, out)
 	}
+	// What a running policyd on the file reads: the purged names, in
+	// order, then one record for --all.
+	db, err := stscache.OpenSQLite(ctx, filepath.Join(state, policyd.CacheFileName), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := db.PurgesAfter(ctx, 0, 10)
+	db.Close()
+	var log []string
+	for _, p := range ps {
+		log = append(log, p.Domain)
+	}
+	if err != nil || strings.Join(log, ",") != "enforce.example,never-cached.example," {
+		t.Errorf("purge log = %q, %v; want enforce.example, never-cached.example, then all (\"\")", log, err)
+	}
 	for _, bad := range [][]string{{"cache"}, {"cache", "frobnicate"}, {"cache", "show"}, {"cache", "purge"}, {"cache", "warm"}} {
 		if code, _, _ := runCLI(t, bad...); code != ExitUsage {
 			t.Errorf("%v: %d, want usage error", bad, code)
 		}
+	}
+}
+
+// cache.type memory: the cache lives in each policyd; purge says so and
+// fails instead of reporting a purge that reached nothing.
+func TestCachePurgeMemory(t *testing.T) {
+	t.Parallel()
+	code, out, errs := runCLI(t, "cache", "purge", "--cache", "memory", "--state-dir", t.TempDir(), "example.com")
+	if code != ExitError || out != "" || !strings.Contains(errs, "restart policyd") {
+		t.Errorf("purge on memory: %d %q %q", code, out, errs)
+	}
+}
+
+// Redis: purge deletes and announces each domain on <prefix>purge, which
+// running daemons follow.
+func TestCachePurgeRedis(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", DialTimeout: time.Second})
+	defer rdb.Close()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Skipf("no Redis on 127.0.0.1:6379 (SKIPPED, NOT PASSED): %v", err)
+	}
+	prefix := "mailsts-test-cli-" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
+	store := stscache.NewRedis(rdb, prefix, nil)
+	now := time.Now()
+	for _, d := range []string{"a.example", "b.example"} {
+		p := &mtasts.Policy{Mode: mtasts.ModeEnforce, MX: []string{"mx." + d}, MaxAge: 86400}
+		if err := store.Put(ctx, &mtasts.Entry{Domain: d, ID: "1", Policy: p, FetchedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { rdb.Del(context.Background(), store.Key("a.example"), store.Key("b.example")) })
+	cfg := filepath.Join(t.TempDir(), "policyd.yml")
+	os.WriteFile(cfg, []byte("cache:\n  type: redis\n  redis:\n    address: 127.0.0.1:6379\n    prefix: '"+prefix+"'\n"), 0o600)
+
+	sub := rdb.Subscribe(ctx, store.PurgeChannel())
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil { // the subscription
+		t.Fatal(err)
+	}
+	code, out, errs := runCLI(t, "cache", "purge", "--config", cfg, "a.example", "gone.example")
+	if code != ExitOK || !strings.Contains(out, "purged 1 entries") || !strings.Contains(out, "drop them from memory now") {
+		t.Fatalf("purge: %d %q %q", code, out, errs)
+	}
+	for _, want := range []string{"a.example", "gone.example"} {
+		m, err := sub.ReceiveMessage(ctx)
+		if err != nil || m.Payload != want {
+			t.Fatalf("announced %+v, %v; want %s", m, err, want)
+		}
+	}
+	if code, out, _ = runCLI(t, "cache", "purge", "--config", cfg, "--all"); code != ExitOK || !strings.Contains(out, "purged 1 entries") {
+		t.Errorf("purge --all: %d %q", code, out)
+	}
+	if m, err := sub.ReceiveMessage(ctx); err != nil || m.Payload != "b.example" {
+		t.Errorf("purge --all announced %+v, %v; want b.example", m, err)
 	}
 }
 
