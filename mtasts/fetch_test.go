@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -58,6 +59,27 @@ func TestFetch_STS_FETCH_13_SNI(t *testing.T) {
 	}
 	if got := env.host.snis(); len(got) != 1 || got[0] != "mta-sts.example.com" {
 		t.Errorf("SNI = %q, want [mta-sts.example.com]", got)
+	}
+}
+
+// The fetch offers classical key exchange only (the policy is public; see
+// fetchCurves), and still reaches a host that accepts only P-256 (through a
+// HelloRetryRequest).
+func TestFetch_Curves(t *testing.T) {
+	t.Parallel()
+	env := newNetEnv(t, policyHandler(policyF2))
+	if _, err := env.client.Fetch(t.Context(), testDomain); err != nil {
+		t.Fatal(err)
+	}
+	got := env.host.lastCurves()
+	if len(got) == 0 || got[0] != tls.X25519 || slices.Contains(got, tls.X25519MLKEM768) {
+		t.Errorf("offered groups %v, want X25519 first and no ML-KEM hybrid", got)
+	}
+	cert := env.ca.issue(certOpts{dnsNames: []string{"mta-sts." + testDomain}})
+	host := startHost(t, cert, policyHandler(policyF2), func(c *tls.Config) { c.CurvePreferences = []tls.CurveID{tls.CurveP256} })
+	c := &Client{DNS: env.dns, RootCAs: env.ca.pool, HTTPSPort: host.port(), Timeout: 10 * time.Second}
+	if _, err := c.Fetch(t.Context(), testDomain); err != nil {
+		t.Errorf("P-256-only host: %v", err)
 	}
 }
 

@@ -104,8 +104,9 @@ func (ca *testCA) issue(o certOpts) tls.Certificate {
 type policyHost struct {
 	srv *httptest.Server
 	mu  sync.Mutex
-	sni []string
-	req []*http.Request
+	sni    []string
+	curves []tls.CurveID
+	req    []*http.Request
 }
 
 func (h *policyHost) port() int {
@@ -118,6 +119,13 @@ func (h *policyHost) requests() []*http.Request {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return append([]*http.Request(nil), h.req...)
+}
+
+// lastCurves returns the groups the last client hello offered.
+func (h *policyHost) lastCurves() []tls.CurveID {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]tls.CurveID(nil), h.curves...)
 }
 
 func (h *policyHost) snis() []string {
@@ -142,6 +150,7 @@ func startHost(t *testing.T, cert tls.Certificate, handler http.HandlerFunc, cfg
 		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 			h.mu.Lock()
 			h.sni = append(h.sni, hello.ServerName)
+			h.curves = append(h.curves[:0], hello.SupportedCurves...)
 			h.mu.Unlock()
 			return nil, nil
 		},
