@@ -400,3 +400,26 @@ func TestSQLiteMigrateV1(t *testing.T) {
 		t.Errorf("purge log after migration: %q", got)
 	}
 }
+
+// The daemon's poll with nothing new, on a log of 10k records: the cost a
+// running policyd pays every purgePollEvery.
+func BenchmarkSQLitePurgesAfterIdle(b *testing.B) {
+	ctx := context.Background()
+	s, _ := openTestSQLite(b)
+	domains := make([]string, 10000)
+	for i := range domains {
+		domains[i] = "d" + strconv.Itoa(i) + ".example"
+	}
+	if _, err := s.Purge(ctx, domains...); err != nil {
+		b.Fatal(err)
+	}
+	last, err := s.PurgeSeqBefore(ctx, time.Now().Add(time.Hour))
+	if err != nil || last != 10000 {
+		b.Fatalf("last seq %d, %v", last, err)
+	}
+	for b.Loop() {
+		if ps, err := s.PurgesAfter(ctx, last, 1000); err != nil || len(ps) != 0 {
+			b.Fatal(len(ps), err)
+		}
+	}
+}
