@@ -18,14 +18,14 @@ const failedMXTTL = 30 * time.Second
 // than maxAge. Concurrent lookups of one domain share one query. kind says
 // whether the lookup found records, proved there are none, or failed; at is
 // when the returned set was looked up.
-func (r *Responder) mx(ctx context.Context, st *domainState, domain string, now time.Time, maxAge time.Duration) (hosts []string, auth bool, kind int, at time.Time) {
+func (r *Responder) mx(ctx context.Context, st *domainState, domain string, now time.Time, maxAge time.Duration) (hosts []string, auth bool, kind uint8, at int64) {
 	st.mu.Lock()
 	if st.mxKind == mxFailed {
 		// A failure is remembered briefly, so that a domain whose DNS is
 		// broken costs one query per failedMXTTL, not one per message.
 		maxAge = min(maxAge, failedMXTTL)
 	}
-	if !st.mxAt.IsZero() && now.Sub(st.mxAt) < maxAge {
+	if st.mxAt != 0 && now.UnixNano()-st.mxAt < int64(maxAge) {
 		hosts, auth, kind, at = st.mxHosts, st.mxAuth, st.mxKind, st.mxAt
 		st.mu.Unlock()
 		return
@@ -34,7 +34,7 @@ func (r *Responder) mx(ctx context.Context, st *domainState, domain string, now 
 	type mxResult struct {
 		hosts []string
 		auth  bool
-		kind  int
+		kind  uint8
 	}
 	v, _, _ := r.group.Do("mx "+domain, func() (any, error) {
 		recs, ans, err := r.DNS.LookupMX(ctx, domain)
@@ -57,10 +57,10 @@ func (r *Responder) mx(ctx context.Context, st *domainState, domain string, now 
 	})
 	m := v.(mxResult)
 	st.mu.Lock()
-	st.mxHosts, st.mxAuth, st.mxKind, st.mxAt = m.hosts, m.auth, m.kind, now
+	st.mxHosts, st.mxAuth, st.mxKind, st.mxAt = m.hosts, m.auth, m.kind, now.UnixNano()
 	st.gen.Add(1)
 	st.mu.Unlock()
-	return m.hosts, m.auth, m.kind, now
+	return m.hosts, m.auth, m.kind, now.UnixNano()
 }
 
 // dane decides whether DANE applies to domain (RFC 7672, RFC 8461 §2),
@@ -68,7 +68,7 @@ func (r *Responder) mx(ctx context.Context, st *domainState, domain string, now 
 func (r *Responder) dane(ctx context.Context, st *domainState, domain string, mode DANEMode, now time.Time) string {
 	ttl := r.daneTTL()
 	st.mu.Lock()
-	if !st.daneAt.IsZero() && now.Sub(st.daneAt) < ttl {
+	if st.daneAt != 0 && now.UnixNano()-st.daneAt < int64(ttl) {
 		out := st.dane
 		st.mu.Unlock()
 		return out
@@ -83,7 +83,7 @@ func (r *Responder) dane(ctx context.Context, st *domainState, domain string, mo
 	}
 	if out != DANETemp {
 		st.mu.Lock()
-		st.dane, st.daneAt = out, now
+		st.dane, st.daneAt = out, now.UnixNano()
 		st.gen.Add(1)
 		st.mu.Unlock()
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"slices"
 	"strings"
@@ -170,13 +171,30 @@ type Responder struct {
 	Observer Observer
 
 	rules      atomic.Pointer[compiled]
-	memoOnce   sync.Once
+	initOnce   sync.Once
 	memo       *answerMemo
 	memoHits   atomic.Int64
-	states     sync.Map // domain → *domainState
+	seed       maphash.Seed
+	states     [stateShards]stateShard // domain → *domainState
 	nstates    atomic.Int64
 	validating atomic.Bool // the resolver has set the AD bit at least once
 	group      singleflight.Group
+}
+
+// stateShards splits the per-domain state map, so that lookups of
+// different domains rarely share a lock.
+const stateShards = 64
+
+type stateShard struct {
+	mu sync.RWMutex
+	m  map[string]*domainState
+}
+
+func (r *Responder) init() {
+	r.initOnce.Do(func() {
+		r.memo = newAnswerMemo()
+		r.seed = maphash.MakeSeed()
+	})
 }
 
 // domainState is what the Responder remembers per policy domain.
@@ -187,25 +205,32 @@ type domainState struct {
 	// from the state check it.
 	gen atomic.Uint64
 
-	mu sync.Mutex
+	// Times are unix nanoseconds, 0 for none: a domainState exists for
+	// every domain looked up recently, so it is kept small.
+	mu     sync.Mutex
+	mxKind uint8 // mxOK, mxNotFound, mxFailed
+	mxAuth bool
 	// MX set
 	mxHosts []string
-	mxAuth  bool
-	mxKind  int // mxOK, mxNotFound, mxFailed
-	mxAt    time.Time
+	mxAt    int64
 	// DANE decision
 	dane   string
-	daneAt time.Time
+	daneAt int64
 	// MX check of the policy
 	checkedPolicy *mtasts.Policy
-	checkedMXAt   time.Time
+	checkedMXAt   int64
 	mismatch      []string
 	// OPEN-1 window
-	failingSince time.Time
-	// rendered reply
-	rPolicy  *mtasts.Policy
-	rVariant string
-	rData    string
+	failingSince int64
+	// the last rendered secure reply, nil until one is needed
+	rendered *renderedReply
+}
+
+// renderedReply is a secure answer built for one policy and zone variant.
+type renderedReply struct {
+	policy  *mtasts.Policy
+	variant string
+	data    string
 }
 
 const (
@@ -270,7 +295,7 @@ func (r *Responder) Lookup(ctx context.Context, name, key string) postfix.Reply 
 		now = r.Now()
 	}
 	debug := r.Logger != nil && r.Logger.Enabled(ctx, slog.LevelDebug)
-	r.memoOnce.Do(func() { r.memo = newAnswerMemo() })
+	r.init()
 	mk := memoKey{name, key}
 	if !debug {
 		if e := r.memo.get(mk); e != nil && r.memoValid(e, now.UnixNano()) {
@@ -367,6 +392,7 @@ func (r *Responder) Answer(ctx context.Context, zone, key string) (postfix.Reply
 }
 
 func (r *Responder) answer(ctx context.Context, zone, key string, now time.Time, f *memoFill) (postfix.Reply, Decision) {
+	r.init()
 	rules := r.compiled()
 	f.rules = rules
 	z, tlsrpt, _ := rules.zone(zone)
@@ -602,7 +628,7 @@ func (r *Responder) checkMX(ctx context.Context, st *domainState, domain string,
 		return res, false
 	}
 	st.mu.Lock()
-	if st.checkedPolicy == res.Policy && st.checkedMXAt.Equal(mxAt) {
+	if st.checkedPolicy == res.Policy && st.checkedMXAt == mxAt {
 		mismatch := st.mismatch
 		st.mu.Unlock()
 		if len(mismatch) == 0 {
@@ -690,15 +716,22 @@ func (r *Responder) daneTTL() time.Duration {
 
 // state returns the per-domain state, creating it.
 func (r *Responder) state(domain string, now time.Time) *domainState {
-	v, ok := r.states.Load(domain)
-	if !ok {
-		var loaded bool
-		v, loaded = r.states.LoadOrStore(domain, &domainState{})
-		if !loaded {
+	sh := &r.states[maphash.String(r.seed, domain)%stateShards]
+	sh.mu.RLock()
+	st := sh.m[domain]
+	sh.mu.RUnlock()
+	if st == nil {
+		sh.mu.Lock()
+		if st = sh.m[domain]; st == nil {
+			if sh.m == nil {
+				sh.m = make(map[string]*domainState)
+			}
+			st = &domainState{}
+			sh.m[domain] = st
 			r.nstates.Add(1)
 		}
+		sh.mu.Unlock()
 	}
-	st := v.(*domainState)
 	if n := now.UnixNano(); st.used.Load() < n-int64(time.Second) {
 		st.used.Store(n)
 	}
@@ -708,17 +741,17 @@ func (r *Responder) state(domain string, now time.Time) *domainState {
 func (st *domainState) failing(now time.Time) time.Time {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.failingSince.IsZero() {
-		st.failingSince = now
+	if st.failingSince == 0 {
+		st.failingSince = now.UnixNano()
 		st.gen.Add(1)
 	}
-	return st.failingSince
+	return time.Unix(0, st.failingSince)
 }
 
 func (st *domainState) clearFailure() {
 	st.mu.Lock()
-	if !st.failingSince.IsZero() {
-		st.failingSince = time.Time{}
+	if st.failingSince != 0 {
+		st.failingSince = 0
 		st.gen.Add(1)
 	}
 	st.mu.Unlock()
@@ -732,25 +765,29 @@ func (r *Responder) Prune(now time.Time) int {
 	cut := now.Add(-ttl).UnixNano()
 	n := 0
 	type aged struct {
-		k    any
+		sh   *stateShard
+		k    string
 		used int64
 	}
 	var rest []aged
-	r.states.Range(func(k, v any) bool {
-		st := v.(*domainState)
-		u := st.used.Load()
-		st.mu.Lock()
-		busy := !st.failingSince.IsZero()
-		st.mu.Unlock()
-		if u < cut && !busy {
-			r.states.Delete(k)
-			r.nstates.Add(-1)
-			n++
-		} else {
-			rest = append(rest, aged{k, u})
+	for i := range r.states {
+		sh := &r.states[i]
+		sh.mu.Lock()
+		for k, st := range sh.m {
+			u := st.used.Load()
+			st.mu.Lock()
+			busy := st.failingSince != 0
+			st.mu.Unlock()
+			if u < cut && !busy {
+				delete(sh.m, k)
+				r.nstates.Add(-1)
+				n++
+			} else {
+				rest = append(rest, aged{sh, k, u})
+			}
 		}
-		return true
-	})
+		sh.mu.Unlock()
+	}
 	limit := r.MaxStates
 	if limit <= 0 {
 		limit = DefaultMaxStates
@@ -768,9 +805,13 @@ func (r *Responder) Prune(now time.Time) int {
 		}
 		slices.SortFunc(rest, sortAged)
 		for _, a := range rest[:over] {
-			r.states.Delete(a.k)
-			r.nstates.Add(-1)
-			n++
+			a.sh.mu.Lock()
+			if _, ok := a.sh.m[a.k]; ok {
+				delete(a.sh.m, a.k)
+				r.nstates.Add(-1)
+				n++
+			}
+			a.sh.mu.Unlock()
 		}
 	}
 	return n
@@ -810,8 +851,8 @@ func (r *Responder) render(ctx context.Context, st *domainState, res mtasts.Resu
 		variant = "tlsrpt " + sn
 	}
 	st.mu.Lock()
-	if st.rPolicy == res.Policy && st.rVariant == variant {
-		s := st.rData
+	if rr := st.rendered; rr != nil && rr.policy == res.Policy && rr.variant == variant {
+		s := rr.data
 		st.mu.Unlock()
 		return s, nil
 	}
@@ -858,7 +899,7 @@ func (r *Responder) render(ctx context.Context, st *domainState, res mtasts.Resu
 	}
 	s := p.String()
 	st.mu.Lock()
-	st.rPolicy, st.rVariant, st.rData = res.Policy, variant, s
+	st.rendered = &renderedReply{policy: res.Policy, variant: variant, data: s}
 	st.mu.Unlock()
 	return s, nil
 }
