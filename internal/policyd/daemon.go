@@ -72,8 +72,8 @@ type Daemon struct {
 	store     *Store
 
 	// Tests: purgeEvery replaces purgePollEvery; purged, when set, is
-	// called after each poll of the purge log with the domains dropped
-	// (-1: all of them).
+	// called after each poll of the SQLite purge log and each Redis purge
+	// announcement with the number of domains dropped (-1: all of them).
 	purgeEvery time.Duration
 	purged     func(n int)
 }
@@ -220,8 +220,8 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	if st.sqlite != nil {
 		g.Go(func() error { d.purgeLoop(bg, started); return nil })
 	}
-	if rb, ok := st.Store.(*stscache.Tiered); ok {
-		if rb, ok := rb.Back.(*stscache.Redis); ok {
+	if t, ok := st.Store.(*stscache.Tiered); ok {
+		if rb, ok := t.Back.(*stscache.Redis); ok {
 			g.Go(func() error { d.followRedisPurges(bg, rb); return nil })
 		}
 	}
