@@ -48,7 +48,9 @@ told at once (Pub/Sub); one that lost its connection meanwhile drops its
 whole memory cache when it reconnects. A purged domain's policy is fetched
 again at its next lookup (answers already made may be reused for up to a
 second). cache.type memory: each policyd's cache lives in its own process,
-out of reach of this command; purge refuses, restart policyd instead.
+out of reach of this command, so every subcommand refuses (exit 2): it would
+list, show, fill or purge an empty cache of its own. Restart policyd to empty
+its cache.
 
 Examples:
   mailsts cache list
@@ -60,7 +62,7 @@ Examples:
 Exit codes:
   0  done
   1  show: the domain is not cached; warm: some domains have no policy or failed
-  2  the store could not be opened or failed; purge on a memory cache
+  2  the store could not be opened or failed; cache.type is memory
   64 usage error
 `
 
@@ -120,6 +122,11 @@ func runCache(ctx context.Context, env Env, args []string) int {
 		return ExitError
 	}
 	defer st.Close(context.WithoutCancel(ctx))
+	if st.Kind == "memory" {
+		fmt.Fprintf(env.Stderr, "mailsts cache %s: cache.type is memory: each running policyd holds its own cache, "+
+			"out of reach of this command (restart policyd to empty it); use sqlite or redis to manage the cache from outside\n", sub)
+		return ExitError
+	}
 	switch sub {
 	case "list":
 		return cacheList(ctx, env, st.Store)
@@ -251,11 +258,6 @@ func cacheShow(ctx context.Context, env Env, s mtasts.Store, domain string) int 
 }
 
 func cachePurge(ctx context.Context, env Env, st *policyd.Store, args []string, all bool) int {
-	if st.Kind == "memory" {
-		fmt.Fprintln(env.Stderr, "mailsts cache purge: cache.type is memory: each running policyd holds its own cache, "+
-			"out of reach of this command; restart policyd to empty it")
-		return ExitError
-	}
 	// Check every name before deleting any.
 	domains := make([]string, 0, len(args))
 	for _, dom := range args {

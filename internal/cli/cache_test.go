@@ -102,13 +102,20 @@ func TestCacheCommand(t *testing.T) {
 	}
 }
 
-// cache.type memory: the cache lives in each policyd; purge says so and
-// fails instead of reporting a purge that reached nothing.
-func TestCachePurgeMemory(t *testing.T) {
+// cache.type memory: the cache lives in each policyd; every subcommand
+// says so and fails instead of acting on an empty cache of its own (a purge
+// that reached nothing, a list that is always empty).
+func TestCacheMemoryRefused(t *testing.T) {
 	t.Parallel()
-	code, out, errs := runCLI(t, "cache", "purge", "--cache", "memory", "--state-dir", t.TempDir(), "example.com")
-	if code != ExitError || out != "" || !strings.Contains(errs, "restart policyd") {
-		t.Errorf("purge on memory: %d %q %q", code, out, errs)
+	warm := filepath.Join(t.TempDir(), "domains.txt")
+	if err := os.WriteFile(warm, []byte("example.com\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"purge", "example.com"}, {"list"}, {"show", "example.com"}, {"export"}, {"warm", warm}} {
+		code, out, errs := runCLI(t, append([]string{"cache", "--cache", "memory", "--state-dir", t.TempDir()}, args...)...)
+		if code != ExitError || out != "" || !strings.Contains(errs, "restart policyd") || !strings.Contains(errs, "mailsts cache "+args[0]) {
+			t.Errorf("%v on memory: %d %q %q", args, code, out, errs)
+		}
 	}
 }
 
