@@ -46,8 +46,7 @@ logged in the file, and each policyd using it reads the log every 2 s and
 drops the purged domains from memory. Redis: every policyd on the prefix is
 told at once (Pub/Sub); one that lost its connection meanwhile drops its
 whole memory cache when it reconnects. A purged domain's policy is fetched
-again at its next lookup (answers already made may be reused for up to a
-second). cache.type memory: each policyd's cache lives in its own process,
+again at its next lookup. cache.type memory: each policyd's cache lives in its own process,
 out of reach of this command, so every subcommand refuses (exit 2): it would
 list, show, fill or purge an empty cache of its own. Restart policyd to empty
 its cache.

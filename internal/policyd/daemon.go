@@ -483,6 +483,10 @@ func (d *Daemon) applyPurges(ctx context.Context, seq int64) (int64, error) {
 func (d *Daemon) dropFromMemory(ctx context.Context, all bool, domains []string) int {
 	log := d.logger()
 	front := d.store.front
+	if d.responder != nil {
+		// Memoised answers were derived from the entries going away.
+		defer d.responder.ForgetAnswers()
+	}
 	if all {
 		var held []string
 		front.Range(ctx, func(e *mtasts.Entry) bool { held = append(held, e.Domain); return true })

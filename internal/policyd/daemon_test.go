@@ -394,15 +394,17 @@ func TestDaemonSQLitePurge(t *testing.T) {
 	}
 	const fixedSecure = "OK secure match=mail.example.com servername=hostname"
 	clk.Advance(2 * time.Second) // past any memoised answer
-	if got := lookup(t, r.addr, "postfix", "example.com"); got != f2Secure {
-		t.Fatalf("new policy seen without a purge (the test shows nothing): %q", got)
+	for range 2 { // the second is memoised
+		if got := lookup(t, r.addr, "postfix", "example.com"); got != f2Secure {
+			t.Fatalf("new policy seen without a purge (the test shows nothing): %q", got)
+		}
 	}
-	// ... until the operator purges it.
+	// ... until the operator purges it. The clock stands still: the purge
+	// also ends memoised answers.
 	if k := purgeAsCLI(t, cfg, "example.com"); k != 1 {
 		t.Fatalf("purge deleted %d entries, want 1", k)
 	}
 	waitPurge(1)
-	clk.Advance(2 * time.Second)
 	if got := lookup(t, r.addr, "postfix", "example.com"); got != fixedSecure {
 		t.Errorf("after purge: %q, want %q", got, fixedSecure)
 	}
@@ -421,7 +423,6 @@ func TestDaemonSQLitePurge(t *testing.T) {
 		t.Fatalf("purge --all deleted %d entries, want 2", k)
 	}
 	waitPurge(-1)
-	clk.Advance(2 * time.Second)
 	if got := lookup(t, r.addr, "postfix", "other.example"); got != "OK secure match=mx2.other.example servername=hostname" {
 		t.Errorf("after purge --all: %q", got)
 	}

@@ -108,6 +108,24 @@ func (m *answerMemo) put(k memoKey, e *memoEntry, now int64) {
 	sh.m[k] = e
 }
 
+// clear drops every entry.
+func (m *answerMemo) clear() {
+	for i := range m.shards {
+		sh := &m.shards[i]
+		sh.mu.Lock()
+		clear(sh.m)
+		sh.mu.Unlock()
+	}
+}
+
+// ForgetAnswers drops every memoised answer, so that the next lookup of
+// every key consults the cache again: for changes made behind the Cache's
+// back, such as a purge by another process.
+func (r *Responder) ForgetAnswers() {
+	r.init()
+	r.memo.clear()
+}
+
 // len returns the number of entries, expired or not.
 func (m *answerMemo) len() int {
 	n := 0
