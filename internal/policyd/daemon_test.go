@@ -393,8 +393,9 @@ func TestDaemonSQLitePurge(t *testing.T) {
 		t.Fatal(err)
 	}
 	const fixedSecure = "OK secure match=mail.example.com servername=hostname"
-	clk.Advance(2 * time.Second) // past any memoised answer
-	for range 2 { // the second is memoised
+	// Past any memoised answer; of the two lookups the second is memoised.
+	clk.Advance(2 * time.Second)
+	for range 2 {
 		if got := lookup(t, r.addr, "postfix", "example.com"); got != f2Secure {
 			t.Fatalf("new policy seen without a purge (the test shows nothing): %q", got)
 		}
