@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -34,9 +35,9 @@ type policyDaemon struct {
 
 // daemons are the policy daemons the test runs Postfix with.
 var daemons = []policyDaemon{
-	{name: "mailsts", addr: "127.0.0.1:8461", start: startMailsts, enforces: true, cases: mtaSTSCases},
-	{name: "peer", addr: "127.0.0.1:8462", start: startPeer, enforces: true, cases: mtaSTSCases},
-	{name: "control", addr: "127.0.0.1:8463", start: startNoPolicy, cases: controlCases},
+	{name: "mailsts", addr: "127.0.0.1:8461", start: startMailsts, enforces: true, cases: slices.Concat(mtaSTSCases, daneCases)},
+	{name: "peer", addr: "127.0.0.1:8462", start: startPeer, enforces: true, cases: slices.Concat(mtaSTSCases, peerDANECases)},
+	{name: "control", addr: "127.0.0.1:8463", start: startNoPolicy, cases: slices.Concat(controlCases, controlDANECases)},
 }
 
 // startNoPolicy serves NOTFOUND for every key, as if no policy daemon were
@@ -159,4 +160,23 @@ func waitReady(t *testing.T, ctx context.Context, d policyDaemon, p *process) {
 		}
 		t.Fatalf("%s not ready on %s: %v", p.name, addr, err)
 	}
+}
+
+// lookupPolicy asks the daemon at addr for domain's TLS policy, as Postfix
+// does, and returns the reply as "<status> <data>" (the socketmap wire
+// form, for example "OK dane-only" or "NOTFOUND ").
+func lookupPolicy(t *testing.T, ctx context.Context, addr, domain string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	c, err := postfix.DialSocketmap(ctx, "tcp", addr)
+	if err != nil {
+		t.Fatalf("policy daemon at %s: %v", addr, err)
+	}
+	defer c.Close()
+	r, err := c.Lookup(ctx, "postfix", domain)
+	if err != nil {
+		t.Fatalf("policy daemon at %s, lookup %s: %v", addr, domain, err)
+	}
+	return r.Status.String() + " " + r.Data
 }

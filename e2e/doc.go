@@ -37,6 +37,28 @@
 //   - PFX-POL (NOTFOUND): a domain without MTA-STS gets the message with
 //     opportunistic TLS.
 //
+// DANE first (RFC 8461 §2, RFC 7672), mailsts only. Postfix runs with
+// smtp_dns_support_level=dnssec, so that it looks up TLSA records itself
+// and sees the AD bit the testnet DNS server sets for Secure domains.
+//   - STS-DANE-2, STS-DANE-4: for signed domains whose MX host publishes
+//     a matching TLSA record (DANE-EE 3 1 1, DANE-TA 2 0 1, and DANE-EE
+//     for a self-signed certificate that only its TLSA record vouches
+//     for, DANE-7) policyd answers "dane-only", even with an MTA-STS
+//     enforce policy, and Postfix logs "Verified TLS connection
+//     established".
+//   - STS-DANE-1: for dane-bad.example, whose MTA-STS enforce policy and
+//     CA-issued certificate would let the mail through but whose TLSA
+//     record matches nothing, and for dane-wrong.example (no MTA-STS),
+//     policyd answers "dane-only" and the message stays deferred
+//     ("Server certificate not verified"), after Postfix logged
+//     "server certificate verification failed for <mx>[…]:25:
+//     num=…:no matching DANE TLSA records". The control run delivers both
+//     and does not trust the self-signed host.
+//   - The peer does no DANE: it answers "secure" for the domains with an
+//     MTA-STS policy, which in Postfix overrides DANE (STS-DANE-4). Its
+//     dane.example delivery is asserted; what it does with the failing
+//     TLSA domains is only logged.
+//
 // Prerequisites: root, iproute2 (ip netns), Postfix (postfix, postconf,
 // postqueue, sendmail) and the go command. Missing ones skip the test with
 // the reason, unless MAILSTS_REQUIRE_E2E=1, which makes them a failure

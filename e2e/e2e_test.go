@@ -34,6 +34,14 @@ type mailCase struct {
 	logLine string
 	// reason matches the delay reason of a message that must stay deferred.
 	reason *regexp.Regexp
+	// logRE, when set, must match a whole line of the Postfix log.
+	logRE *regexp.Regexp
+	// answer, when set, is how the policy daemon's socketmap reply for
+	// the domain must begin: its status word, a space and the data.
+	answer string
+	// observe: whatever becomes of the message (delivered or deferred)
+	// is logged, not asserted.
+	observe bool
 }
 
 // mtaSTSCases are what an MTA-STS policy daemon must achieve.
@@ -108,7 +116,7 @@ func TestPostfix(t *testing.T) {
 func testInside(t *testing.T, ns string) {
 	ctx, cancel := context.WithTimeout(t.Context(), 150*time.Second)
 	t.Cleanup(cancel) // not defer: the parallel subtests outlive this function
-	n, err := testnet.Start(ctx, testnet.DefaultScenario(), testnet.Options{
+	n, err := testnet.Start(ctx, scenario(), testnet.Options{
 		IP:        netip.MustParseAddr("127.0.0.1"),
 		DNSPort:   53,
 		HTTPSPort: 443,
@@ -126,14 +134,15 @@ func testInside(t *testing.T, ns string) {
 			p := d.start(t, n, d.addr)
 			waitReady(t, ctx, d, p)
 			pf := startPostfix(t, ctx, d.name, d.addr, n.CAFile())
-			runMailCases(t, ctx, n, pf, d.name, d.cases)
+			runMailCases(t, ctx, n, pf, d)
 		})
 	}
 }
 
 // runMailCases sends one message per case, waits (bounded) until every one
 // is delivered or deferred, then checks each against its expectations.
-func runMailCases(t *testing.T, ctx context.Context, n *testnet.Net, pf *postfixInstance, daemon string, mailCases []mailCase) {
+func runMailCases(t *testing.T, ctx context.Context, n *testnet.Net, pf *postfixInstance, d policyDaemon) {
+	daemon, mailCases := d.name, d.cases
 	var tok [4]byte
 	if _, err := rand.Read(tok[:]); err != nil {
 		t.Fatal(err)
@@ -163,6 +172,14 @@ func runMailCases(t *testing.T, ctx context.Context, n *testnet.Net, pf *postfix
 		return out
 	}
 	settled := func(c mailCase, q []queueEntry) error {
+		if c.observe {
+			if len(received(c)) == 0 {
+				if reason, ok := deferredReason(q, rcpt(c)); !ok || reason == "" {
+					return fmt.Errorf("%s: neither delivered nor deferred yet", c.domain)
+				}
+			}
+			return nil
+		}
 		if c.deliver {
 			if len(received(c)) == 0 {
 				return fmt.Errorf("%s: not delivered yet", c.domain)
@@ -205,6 +222,26 @@ func runMailCases(t *testing.T, ctx context.Context, n *testnet.Net, pf *postfix
 			// Not parallel: the cases share the Postfix instance and
 			// only read.
 			got := received(c)
+			if c.logRE != nil && len(pf.logMatches(c.logRE)) == 0 {
+				t.Errorf("%s: Postfix log has no line matching %q", c.id, c.logRE)
+			}
+			if c.answer != "" || c.observe {
+				reply := lookupPolicy(t, ctx, d.addr, c.domain)
+				if c.observe {
+					t.Logf("%s: %s answered %q", c.id, daemon, reply)
+				} else if !strings.HasPrefix(reply, c.answer) {
+					t.Errorf("%s: %s answered %q, want %q…", c.id, daemon, reply, c.answer)
+				}
+			}
+			if c.observe {
+				for _, a := range got {
+					t.Logf("%s: delivered to %s (TLS %v, SNI %q)", c.id, a.mx, a.msg.TLS, a.msg.ServerName)
+				}
+				if reason, ok := deferredReason(q, rcpt(c)); ok {
+					t.Logf("%s: deferred: %s", c.id, reason)
+				}
+				return
+			}
 			if !c.deliver {
 				// Nothing at all, hence nothing in clear text.
 				for _, a := range got {

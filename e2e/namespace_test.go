@@ -332,8 +332,8 @@ func poll(ctx context.Context, timeout, every time.Duration, check func() error)
 	return fmt.Errorf("after %d attempts: %w", limit, err)
 }
 
-// grepFile returns the lines of a file that contain substr.
-func grepFile(path, substr string) ([]string, error) {
+// grepFile returns the lines of a file for which match is true.
+func grepFile(path string, match func(line string) bool) ([]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -343,7 +343,7 @@ func grepFile(path, substr string) ([]string, error) {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		if strings.Contains(sc.Text(), substr) {
+		if match(sc.Text()) {
 			out = append(out, sc.Text())
 		}
 	}

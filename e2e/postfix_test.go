@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -123,7 +124,17 @@ func startPostfix(t *testing.T, ctx context.Context, name, policyAddr, caFile st
 		"inet_protocols=ipv4",
 		"mynetworks=127.0.0.0/8",
 		"smtp_host_lookup=dns",
-		"smtp_dns_support_level=enabled",
+		// DNSSEC-aware lookups, so that a dane or dane-only answer from
+		// the policy daemon makes Postfix look up and check TLSA records
+		// itself (RFC 7672); without them Postfix defers such mail with
+		// "dane-only configured with dnssec lookups disabled". Postfix
+		// sets RES_TRUSTAD on these queries, so glibc passes the AD bit
+		// of the testnet server through without "options trust-ad" in
+		// resolv.conf. No DNSSEC probe: its default query (NS of the
+		// root) gets no AD bit from the testnet, and the probe only logs
+		// "DNSSEC validation may be unavailable".
+		"smtp_dns_support_level=dnssec",
+		"dnssec_probe=",
 		// The policy daemon under test decides; without an answer
 		// Postfix falls back to opportunistic TLS, as in production.
 		"smtp_tls_security_level=may",
@@ -237,6 +248,12 @@ func deferredReason(entries []queueEntry, rcpt string) (string, bool) {
 
 // logLines returns the lines of the Postfix log containing substr.
 func (p *postfixInstance) logLines(substr string) []string {
-	lines, _ := grepFile(p.maillog, substr)
+	lines, _ := grepFile(p.maillog, func(line string) bool { return strings.Contains(line, substr) })
+	return lines
+}
+
+// logMatches returns the lines of the Postfix log that re matches.
+func (p *postfixInstance) logMatches(re *regexp.Regexp) []string {
+	lines, _ := grepFile(p.maillog, re.MatchString)
 	return lines
 }
