@@ -210,11 +210,3 @@ func checkDomain(d string) error {
 	}
 	return nil
 }
-
-// protected reports whether e holds a policy that eviction must keep: a
-// valid (unexpired) enforce or testing policy. STS-CACHE-10: a size bound
-// must never quietly drop enforce policies; STS-CACHE-5: a valid policy is
-// kept until it expires.
-func protected(e *mtasts.Entry, now time.Time) bool {
-	return e.Valid(now) && (e.Policy.Mode == mtasts.ModeEnforce || e.Policy.Mode == mtasts.ModeTesting)
-}

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,31 +29,192 @@ type Memory struct {
 	// Logger receives eviction reports. Nil discards them.
 	Logger *slog.Logger
 
-	mu sync.RWMutex
-	m  map[string]*item
+	mu       sync.RWMutex
+	m        map[string]*item
+	policies policyTable
 }
 
-// item is one stored entry. Everything but the atomics is immutable once
-// the item is in the map; a Put installs a new item.
+// item is one stored entry, kept compact: a daemon's front holds one per
+// domain it answered for, hundreds of thousands of them. Everything but the
+// atomics is immutable once the item is in the map; a Put installs a new
+// item.
+//
+// An entry without failure state is one 80-byte allocation plus its id (or
+// last error) text; the domain is the map key only, and the policy is shared
+// with every other item holding an equal one ([policyTable]). Failure state,
+// and times that have no compact form, live in rare.
 type item struct {
-	e        mtasts.Entry // e.LastUsed is unused: lastUsed holds it
+	policy *mtasts.Policy
+	// text is the entry's ID followed by its LastError, copied into one
+	// string of their own: an ID cut from a TXT record would keep the
+	// whole record text alive.
+	text string
+	// times are FetchedAt, CheckedAt and NoPolicyUntil as Unix nanoseconds
+	// (noTime for the zero time), in UTC or, where locs has bit i set, in
+	// time.Local. Unused when rare.times is set.
+	times [3]int64
+	// loadedAt is when Tiered last synchronised the item with Back, as an
+	// offset from Tiered's epoch (neverLoaded for a plain Memory.Put).
+	loadedAt int64
 	lastUsed atomic.Int64 // Unix milliseconds (zeroMS for the zero time)
-	dirty    atomic.Bool  // lastUsed moved since Back last saw it (Tiered)
-	loadedAt time.Time    // when Tiered last synchronised it with Back
+	rare     *itemRare    // nil for most entries
+	idLen    uint16       // text[:idLen] is the ID
+	locs     uint8
+	dirty    atomic.Bool // lastUsed moved since Back last saw it (Tiered)
 }
 
-func newItem(e *mtasts.Entry, loadedAt time.Time) *item {
-	it := &item{e: *e, loadedAt: loadedAt}
-	it.e.LastUsed = time.Time{}
+// itemRare holds the parts of an entry most entries do not have. When an
+// item has one, its ID and LastError are here, not in item.text.
+type itemRare struct {
+	id        string
+	lastError string
+	failedID  string
+	failedAt  time.Time
+	failures  int
+	// times, when set, are FetchedAt, CheckedAt and NoPolicyUntil as given,
+	// for entries with a time compactTime cannot hold exactly.
+	times *[3]time.Time
+}
+
+// The indexes of item.times.
+const (
+	tFetched = iota
+	tChecked
+	tNoPolicyUntil
+)
+
+// noTime stands for the zero time.Time in item.times. As a Unix nanosecond
+// value it is 1677-09-21, which compactTime refuses, so it cannot collide
+// with a stored time.
+const noTime = math.MinInt64
+
+// neverLoaded is item.loadedAt for an item Tiered did not load.
+const neverLoaded = math.MinInt64
+
+// compactTime returns t as Unix nanoseconds and whether it is in
+// time.Local (else UTC). ok is false when that would not give t back:
+// another location, or a time outside the years 1678 to 2262. The
+// monotonic clock reading is dropped, as by every persistent store.
+func compactTime(t time.Time) (ns int64, local, ok bool) {
+	if t.IsZero() {
+		return noTime, false, true
+	}
+	loc := t.Location()
+	if loc != time.UTC && loc != time.Local {
+		return 0, false, false
+	}
+	ns = t.UnixNano()
+	if ns == noTime || !time.Unix(0, ns).Equal(t) {
+		return 0, false, false
+	}
+	return ns, loc == time.Local, true
+}
+
+// expandTime is the inverse of compactTime.
+func expandTime(ns int64, local bool) time.Time {
+	if ns == noTime {
+		return time.Time{}
+	}
+	t := time.Unix(0, ns)
+	if !local {
+		t = t.UTC()
+	}
+	return t
+}
+
+// newItem returns e in compact form, with its policy replaced by the
+// shared equal one.
+func (m *Memory) newItem(e *mtasts.Entry, loadedAt int64) *item {
+	it := &item{
+		policy:   m.policies.intern(e.Policy),
+		loadedAt: loadedAt,
+	}
 	it.lastUsed.Store(toMS(e.LastUsed))
+	exact := false
+	for i, t := range [3]time.Time{e.FetchedAt, e.CheckedAt, e.NoPolicyUntil} {
+		ns, local, ok := compactTime(t)
+		if !ok {
+			exact = true
+			break
+		}
+		it.times[i] = ns
+		if local {
+			it.locs |= 1 << i
+		}
+	}
+	if exact || e.FailedID != "" || !e.FailedAt.IsZero() || e.Failures != 0 || len(e.ID) > math.MaxUint16 {
+		it.rare = &itemRare{
+			id: strings.Clone(e.ID), lastError: e.LastError,
+			failedID: e.FailedID, failedAt: e.FailedAt, failures: e.Failures,
+		}
+		if exact {
+			it.rare.times = &[3]time.Time{e.FetchedAt, e.CheckedAt, e.NoPolicyUntil}
+		}
+		return it
+	}
+	// A concatenation with an empty string is the other string itself, so
+	// an ID alone is cloned explicitly.
+	it.text = e.ID + e.LastError
+	if e.LastError == "" {
+		it.text = strings.Clone(e.ID)
+	}
+	it.idLen = uint16(len(e.ID))
 	return it
 }
 
-// entry returns a copy of the stored entry that the caller owns.
-func (it *item) entry() *mtasts.Entry {
-	e := it.e
-	e.LastUsed = fromMS(it.lastUsed.Load())
-	return &e
+// id returns the entry's ID.
+func (it *item) id() string {
+	if it.rare != nil {
+		return it.rare.id
+	}
+	return it.text[:it.idLen]
+}
+
+// lastError returns the entry's LastError.
+func (it *item) lastError() string {
+	if it.rare != nil {
+		return it.rare.lastError
+	}
+	return it.text[it.idLen:]
+}
+
+// time returns times[i] as a time.Time.
+func (it *item) time(i int) time.Time {
+	if it.rare != nil && it.rare.times != nil {
+		return it.rare.times[i]
+	}
+	return expandTime(it.times[i], it.locs&(1<<i) != 0)
+}
+
+// entry returns a copy of domain's stored entry that the caller owns.
+func (it *item) entry(domain string) *mtasts.Entry {
+	e := &mtasts.Entry{
+		Domain:        domain,
+		Policy:        it.policy,
+		ID:            it.id(),
+		FetchedAt:     it.time(tFetched),
+		CheckedAt:     it.time(tChecked),
+		NoPolicyUntil: it.time(tNoPolicyUntil),
+		LastError:     it.lastError(),
+		LastUsed:      fromMS(it.lastUsed.Load()),
+	}
+	if r := it.rare; r != nil {
+		e.FailedID, e.FailedAt, e.Failures = r.failedID, r.failedAt, r.failures
+	}
+	return e
+}
+
+// protected reports whether the item holds a policy that eviction must
+// keep: a valid (unexpired) enforce or testing policy. STS-CACHE-10: a size
+// bound must never quietly drop enforce policies; STS-CACHE-5: a valid
+// policy is kept until it expires.
+func (it *item) protected(now time.Time) bool {
+	p := it.policy
+	if p == nil || (p.Mode != mtasts.ModeEnforce && p.Mode != mtasts.ModeTesting) {
+		return false
+	}
+	// As mtasts.Entry.Valid: now before FetchedAt + max_age.
+	return now.Before(it.time(tFetched).Add(time.Duration(p.MaxAge) * time.Second))
 }
 
 // touch raises lastUsed to ms (never lowers it) and marks the item dirty
@@ -96,52 +259,58 @@ func (m *Memory) item(domain string) *item {
 	return it
 }
 
-// putItem installs it under its domain and returns the item it replaced.
-func (m *Memory) putItem(it *item) *item {
+// putItem installs it under domain and returns the item it replaced.
+func (m *Memory) putItem(domain string, it *item) *item {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.m == nil {
 		m.m = make(map[string]*item)
 	}
-	old := m.m[it.e.Domain]
-	m.m[it.e.Domain] = it
+	old := m.m[domain]
+	m.m[domain] = it
 	return old
 }
 
-// addItem installs it only when its domain has no item yet.
-func (m *Memory) addItem(it *item) bool {
+// addItem installs it only when domain has no item yet.
+func (m *Memory) addItem(domain string, it *item) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.m == nil {
 		m.m = make(map[string]*item)
 	}
-	if _, ok := m.m[it.e.Domain]; ok {
+	if _, ok := m.m[domain]; ok {
 		return false
 	}
-	m.m[it.e.Domain] = it
+	m.m[domain] = it
 	return true
 }
 
-// removeItem deletes the domain's item if it is still it (not replaced by a
+// removeItem deletes domain's item if it is still it (not replaced by a
 // concurrent Put).
-func (m *Memory) removeItem(it *item) bool {
+func (m *Memory) removeItem(domain string, it *item) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.m[it.e.Domain] != it {
+	if m.m[domain] != it {
 		return false
 	}
-	delete(m.m, it.e.Domain)
+	delete(m.m, domain)
 	return true
+}
+
+// domainItem is an item with its domain, as snapshot returns them.
+type domainItem struct {
+	domain string
+	*item
 }
 
 // snapshot returns the current items; callers work on it without the lock
 // so that long scans never stall the query path.
-func (m *Memory) snapshot() []*item {
+func (m *Memory) snapshot() []domainItem {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	items := make([]*item, 0, len(m.m))
-	for _, it := range m.m {
-		items = append(items, it)
+	items := make([]domainItem, 0, len(m.m))
+	for d, it := range m.m {
+		items = append(items, domainItem{d, it})
 	}
 	return items
 }
@@ -152,16 +321,22 @@ func (m *Memory) Get(_ context.Context, domain string) (*mtasts.Entry, error) {
 	if it == nil {
 		return nil, nil
 	}
-	return it.entry(), nil
+	return it.entry(domain), nil
 }
 
-// Put implements [mtasts.Store]. The entry is copied; its Policy is shared
-// and must not be modified afterwards (the mtasts.Store contract).
+// Put implements [mtasts.Store]. The entry is copied; its Policy must not
+// be modified afterwards (the mtasts.Store contract). Entries with equal
+// policies share one *mtasts.Policy: Put sets e.Policy to the shared
+// policy, which is equal to the one given (nil stays nil).
 func (m *Memory) Put(_ context.Context, e *mtasts.Entry) error {
 	if err := checkDomain(e.Domain); err != nil {
 		return err
 	}
-	m.putItem(newItem(e, time.Time{}))
+	it := m.newItem(e, neverLoaded)
+	// The caller gets the shared policy too, so that an answer built from
+	// e does not keep a second copy alive.
+	e.Policy = it.policy
+	m.putItem(e.Domain, it)
 	return nil
 }
 
@@ -180,7 +355,7 @@ func (m *Memory) Range(ctx context.Context, fn func(*mtasts.Entry) bool) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if !fn(it.entry()) {
+		if !fn(it.entry(it.domain)) {
 			return nil
 		}
 	}
@@ -233,12 +408,12 @@ func (m *Memory) capAt(ctx context.Context, max int, now time.Time) (int, error)
 	over := len(items) - max
 	cands := items[:0]
 	for _, it := range items {
-		if !protected(&it.e, now) {
+		if !it.protected(now) {
 			cands = append(cands, it)
 		}
 	}
-	slices.SortFunc(cands, func(a, b *item) int {
-		return cmp.Or(cmp.Compare(a.lastUsed.Load(), b.lastUsed.Load()), cmp.Compare(a.e.Domain, b.e.Domain))
+	slices.SortFunc(cands, func(a, b domainItem) int {
+		return cmp.Or(cmp.Compare(a.lastUsed.Load(), b.lastUsed.Load()), cmp.Compare(a.domain, b.domain))
 	})
 	evicted := 0
 	for _, it := range cands {
@@ -248,7 +423,7 @@ func (m *Memory) capAt(ctx context.Context, max int, now time.Time) (int, error)
 		if err := ctx.Err(); err != nil {
 			return evicted, err
 		}
-		if m.removeItem(it) {
+		if m.removeItem(it.domain, it.item) {
 			evicted++
 		}
 	}
@@ -280,7 +455,7 @@ func (m *Memory) Evict(ctx context.Context, unusedSince time.Time) (int, error) 
 		if err := ctx.Err(); err != nil {
 			return n, err
 		}
-		if it.lastUsed.Load() < cut && !protected(&it.e, now) && m.removeItem(it) {
+		if it.lastUsed.Load() < cut && !it.protected(now) && m.removeItem(it.domain, it.item) {
 			n++
 		}
 	}

@@ -73,9 +73,11 @@ type Tiered struct {
 	// Logger receives warnings about the back store. Nil discards.
 	Logger *slog.Logger
 
-	seed    maphash.Seed
-	seedOne sync.Once
-	stripes [64]sync.Mutex // serialise back reads and writes per domain
+	seed     maphash.Seed
+	seedOne  sync.Once
+	epoch    time.Time // item.loadedAt counts from here; set by the first since
+	epochSet sync.Once
+	stripes  [64]sync.Mutex // serialise back reads and writes per domain
 
 	absentMu sync.Mutex
 	absent   map[string]time.Time // domain → when its absence stops being trusted
@@ -106,11 +108,24 @@ func (t *Tiered) ttl() time.Duration {
 	return t.FrontTTL
 }
 
-// fresh reports whether an item loaded at loadedAt can be used at now
-// without asking Back.
-func (t *Tiered) fresh(loadedAt, now time.Time) bool {
+// since returns now as an offset from t's epoch, the form of
+// item.loadedAt: 8 bytes instead of a time.Time's 24, and still measured on
+// the monotonic clock when the clock has one.
+func (t *Tiered) since(now time.Time) int64 {
+	t.epochSet.Do(func() { t.epoch = now })
+	return int64(now.Sub(t.epoch))
+}
+
+// fresh reports whether it can be used at now without asking Back.
+func (t *Tiered) fresh(it *item, now time.Time) bool {
 	ttl := t.ttl()
-	return ttl < 0 || now.Sub(loadedAt) < ttl
+	if ttl < 0 {
+		return true
+	}
+	if it.loadedAt == neverLoaded {
+		return false
+	}
+	return time.Duration(t.since(now)-it.loadedAt) < ttl
 }
 
 func (t *Tiered) stripe(domain string) *sync.Mutex {
@@ -161,26 +176,26 @@ func (t *Tiered) markBackDown(now time.Time) {
 func (t *Tiered) Get(ctx context.Context, domain string) (*mtasts.Entry, error) {
 	it := t.Front.item(domain)
 	if it != nil && t.ttl() < 0 {
-		return it.entry(), nil // no clock read when the front never goes stale
+		return it.entry(domain), nil // no clock read when the front never goes stale
 	}
 	now := t.now()
-	if it != nil && t.fresh(it.loadedAt, now) {
-		return it.entry(), nil
+	if it != nil && t.fresh(it, now) {
+		return it.entry(domain), nil
 	}
 	mu := t.stripe(domain)
 	mu.Lock()
 	defer mu.Unlock()
 	// Another goroutine may have filled the front while we waited.
 	it = t.Front.item(domain)
-	if it != nil && t.fresh(it.loadedAt, now) {
-		return it.entry(), nil
+	if it != nil && t.fresh(it, now) {
+		return it.entry(domain), nil
 	}
 	if it == nil && t.isAbsent(domain, now) {
 		return nil, nil
 	}
 	if t.backDown(now) {
 		if it != nil {
-			return it.entry(), nil
+			return it.entry(domain), nil
 		}
 		return nil, fmt.Errorf("%w: %s not in memory", ErrBackUnavailable, domain)
 	}
@@ -190,7 +205,7 @@ func (t *Tiered) Get(ctx context.Context, domain string) (*mtasts.Entry, error) 
 		t.markBackDown(now)
 		t.logger().WarnContext(ctx, "stscache: back store read failed; answering from memory", "domain", domain, "err", err)
 		if it != nil {
-			return it.entry(), nil
+			return it.entry(domain), nil
 		}
 		return nil, fmt.Errorf("%w: %w", ErrBackUnavailable, err)
 	}
@@ -201,29 +216,30 @@ func (t *Tiered) Get(ctx context.Context, domain string) (*mtasts.Entry, error) 
 		e = nil
 	}
 	if e == nil {
-		if it != nil && protected(&it.e, now) {
+		if it != nil && it.protected(now) {
 			// STS-CACHE-10: Back lost a valid enforce/testing policy (a
 			// Redis restart without persistence, maxmemory eviction, or a
 			// Delete by another daemon). Dropping it would reopen the
 			// downgrade window, so keep it and put it back.
-			cur := it.entry()
-			nit := newItem(cur, now)
+			cur := it.entry(domain)
+			nit := t.Front.newItem(cur, t.since(now))
 			nit.dirty.Store(it.dirty.Load())
-			t.Front.putItem(nit)
+			t.Front.putItem(domain, nit)
 			t.logger().WarnContext(ctx, "stscache: back store lost a valid policy; restoring it from memory",
 				"domain", domain, "mode", cur.Policy.Mode, "expires", cur.Expires())
-			if err := t.Back.Put(ctx, cur); err != nil {
+			bcur := *cur // Back may swap in a shared policy of its own
+			if err := t.Back.Put(ctx, &bcur); err != nil {
 				t.logger().WarnContext(ctx, "stscache: restoring policy to back store failed", "domain", domain, "err", err)
 			}
 			return cur, nil
 		}
 		if it != nil {
-			t.Front.removeItem(it)
+			t.Front.removeItem(domain, it)
 		}
 		t.setAbsent(domain, now, true)
 		return nil, nil
 	}
-	nit := newItem(e, now)
+	nit := t.Front.newItem(e, t.since(now))
 	if it != nil {
 		// Keep use recorded here but not yet flushed.
 		if u := it.lastUsed.Load(); u > nit.lastUsed.Load() {
@@ -231,14 +247,15 @@ func (t *Tiered) Get(ctx context.Context, domain string) (*mtasts.Entry, error) 
 			nit.dirty.Store(it.dirty.Load())
 		}
 	}
-	t.Front.putItem(nit)
+	t.Front.putItem(domain, nit)
 	t.setAbsent(domain, now, false)
-	return nit.entry(), nil
+	return nit.entry(domain), nil
 }
 
 // Put implements [mtasts.Store]: it writes Front, then Back. If Back fails
 // the entry is still in Front (this process applies the new policy) and
-// the error, wrapped, says that Back did not get it.
+// the error, wrapped, says that Back did not get it. Like [Memory.Put], it
+// sets e.Policy to the equal policy Front shares among entries.
 func (t *Tiered) Put(ctx context.Context, e *mtasts.Entry) error {
 	if err := checkDomain(e.Domain); err != nil {
 		return err
@@ -247,9 +264,16 @@ func (t *Tiered) Put(ctx context.Context, e *mtasts.Entry) error {
 	mu.Lock()
 	defer mu.Unlock()
 	now := t.now()
-	t.Front.putItem(newItem(e, now))
+	it := t.Front.newItem(e, t.since(now))
+	// The caller, and Back, get the shared policy too: an answer built
+	// from e then does not keep a second copy alive.
+	e.Policy = it.policy
+	t.Front.putItem(e.Domain, it)
 	t.setAbsent(e.Domain, now, false)
-	if err := t.Back.Put(ctx, e); err != nil {
+	// A copy: Back may swap in a shared policy of its own (a Memory does),
+	// and the caller's e.Policy must be Front's, the one Get returns.
+	be := *e
+	if err := t.Back.Put(ctx, &be); err != nil {
 		return fmt.Errorf("stscache: write-through to back store (the entry is in memory only): %w", err)
 	}
 	return nil
@@ -296,7 +320,7 @@ func (t *Tiered) Touch(domain string, now time.Time) bool {
 // and the next Flush retries them. It returns the number of domains
 // written.
 func (t *Tiered) Flush(ctx context.Context) (int, error) {
-	var dirty []*item
+	var dirty []domainItem
 	for _, it := range t.Front.snapshot() {
 		if it.dirty.Swap(false) {
 			dirty = append(dirty, it)
@@ -307,7 +331,7 @@ func (t *Tiered) Flush(ctx context.Context) (int, error) {
 	}
 	used := make(map[string]time.Time, len(dirty))
 	for _, it := range dirty {
-		used[it.e.Domain] = fromMS(it.lastUsed.Load())
+		used[it.domain] = fromMS(it.lastUsed.Load())
 	}
 	var err error
 	if w, ok := t.Back.(LastUsedWriter); ok {
@@ -351,10 +375,10 @@ func (t *Tiered) writeLastUsed(ctx context.Context, used map[string]time.Time) e
 // already has. Call it at start with a SQLite back store; with a shared
 // Redis it is optional. It returns the number of entries added.
 func (t *Tiered) Load(ctx context.Context) (int, error) {
-	now := t.now()
+	loaded := t.since(t.now())
 	n := 0
 	err := t.Back.Range(ctx, func(e *mtasts.Entry) bool {
-		if t.Front.addItem(newItem(e, now)) {
+		if t.Front.addItem(e.Domain, t.Front.newItem(e, loaded)) {
 			n++
 		}
 		return true
