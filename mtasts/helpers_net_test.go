@@ -102,8 +102,8 @@ func (ca *testCA) issue(o certOpts) tls.Certificate {
 
 // policyHost is an HTTPS policy host on loopback.
 type policyHost struct {
-	srv *httptest.Server
-	mu  sync.Mutex
+	srv    *httptest.Server
+	mu     sync.Mutex
 	sni    []string
 	curves []tls.CurveID
 	req    []*http.Request
