@@ -28,6 +28,13 @@ func TestCache_RefreshDueConcurrency(t *testing.T) {
 			var inflight, peak atomic.Int64
 			var mu sync.Mutex
 			refreshing := false
+			// full is closed once conc refreshes are in flight together.
+			// Refresh requests wait for it, so the first conc overlap
+			// however the goroutines are scheduled (a fixed sleep left that
+			// to chance on a loaded machine). If fewer ever run at once, the
+			// client's timeout ends the wait and the test fails.
+			full := make(chan struct{})
+			var fullOnce sync.Once
 			handler := func(w http.ResponseWriter, r *http.Request) {
 				mu.Lock()
 				slow := refreshing
@@ -40,8 +47,23 @@ func TestCache_RefreshDueConcurrency(t *testing.T) {
 							break
 						}
 					}
-					// Hold the request so that concurrent ones overlap.
-					time.Sleep(200 * time.Millisecond)
+					if n >= int64(conc) {
+						fullOnce.Do(func() { close(full) })
+					}
+					select {
+					case <-full:
+					case <-r.Context().Done():
+					}
+					// Linger a little so that a refresh beyond the limit,
+					// if RefreshDue started one, overlaps and raises the
+					// peak. The pass/fail outcome of a correct limiter does
+					// not depend on this duration.
+					linger := time.NewTimer(20 * time.Millisecond)
+					select {
+					case <-linger.C:
+					case <-r.Context().Done():
+					}
+					linger.Stop()
 					inflight.Add(-1)
 				}
 				w.Header().Set("Content-Type", "text/plain")
