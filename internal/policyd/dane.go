@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+	"unique"
 
 	"github.com/mailsts/mailsts/dane"
 	"github.com/mailsts/mailsts/dnsresolve"
@@ -46,8 +47,11 @@ func (r *Responder) mx(ctx context.Context, st *domainState, domain string, now 
 			res.kind = mxFailed
 			r.logger().LogAttrs(ctx, slog.LevelDebug, "MX lookup failed", slog.String("domain", domain), slog.String("error", err.Error()))
 		default:
-			for _, m := range recs {
-				res.hosts = append(res.hosts, m.Host)
+			// MX host names repeat across domains (hosted mail), and
+			// the state keeps them for MXCheckInterval: one copy each.
+			res.hosts = make([]string, len(recs))
+			for i, m := range recs {
+				res.hosts[i] = unique.Make(m.Host).Value()
 			}
 		}
 		if res.auth {

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mailsts/mailsts/internal/metrics"
+	"github.com/mailsts/mailsts/internal/stscache"
 	"github.com/mailsts/mailsts/internal/testnet"
 	"github.com/mailsts/mailsts/mtasts"
 	"github.com/mailsts/mailsts/postfix"
@@ -279,5 +280,33 @@ func BenchmarkLookupMemo(b *testing.B) {
 		if rep := e.r.Lookup(ctx, "postfix", "example.com"); rep.Status != postfix.StatusOK {
 			b.Fatal(rep)
 		}
+	}
+}
+
+// Domains with equal policies (one pointer in the store) share one rendered
+// reply; the TLSRPT form names the domain and stays per domain.
+func TestSharedReplies(t *testing.T) {
+	t.Parallel()
+	a := stsDomain("a.example", "1", "enforce", "mx.host.example")
+	b := stsDomain("b.example", "7", "enforce", "mx.host.example")
+	b.MX = a.MX
+	e := newEnvOn(t, startNet(t, a, b), &stscache.Memory{}, nil)
+	for _, d := range []string{"a.example", "b.example"} {
+		if got := e.lookup(t, "postfix", d); got != "OK secure match=mx.host.example servername=hostname" {
+			t.Fatalf("%s: %s", d, got)
+		}
+	}
+	now := e.clock.Now()
+	ra, rb := e.r.state("a.example", now).rendered, e.r.state("b.example", now).rendered
+	if ra == nil || ra != rb {
+		t.Errorf("equal policies rendered twice: %p %p", ra, rb)
+	}
+	for _, d := range []string{"a.example", "b.example"} {
+		if got := e.lookup(t, TLSRPTMapName, d); !strings.Contains(got, "policy_domain="+d) {
+			t.Errorf("TLSRPT reply for %s: %s", d, got)
+		}
+	}
+	if ra, rb := e.r.state("a.example", now).rendered, e.r.state("b.example", now).rendered; ra == rb {
+		t.Error("TLSRPT replies (which name the domain) shared")
 	}
 }

@@ -175,6 +175,7 @@ type Responder struct {
 	memo       *answerMemo
 	memoHits   atomic.Int64
 	seed       maphash.Seed
+	shared     sharedReplies
 	states     [stateShards]stateShard // domain → *domainState
 	nstates    atomic.Int64
 	validating atomic.Bool // the resolver has set the AD bit at least once
@@ -897,9 +898,44 @@ func (r *Responder) render(ctx context.Context, st *domainState, res mtasts.Resu
 		}
 		p = t
 	}
-	s := p.String()
+	rr := &renderedReply{policy: res.Policy, variant: variant, data: p.String()}
+	if !tlsrpt {
+		// Without the TLSRPT attributes the reply depends on the policy
+		// and the zone only, and equal policies are one pointer (the
+		// store shares them): domains of one mail host share one reply.
+		rr = r.shared.reply(rr)
+	}
 	st.mu.Lock()
-	st.rendered = &renderedReply{policy: res.Policy, variant: variant, data: s}
+	st.rendered = rr
 	st.mu.Unlock()
-	return s, nil
+	return rr.data, nil
+}
+
+// sharedReplies holds one renderedReply per (policy, variant) for replies
+// that do not name the domain. It is bounded: when full it starts over,
+// which costs a rebuild per policy, never a wrong answer.
+type sharedReplies struct {
+	mu sync.Mutex
+	m  map[renderKey]*renderedReply
+}
+
+type renderKey struct {
+	policy  *mtasts.Policy
+	variant string
+}
+
+const maxSharedReplies = 4096
+
+func (s *sharedReplies) reply(rr *renderedReply) *renderedReply {
+	k := renderKey{rr.policy, rr.variant}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old := s.m[k]; old != nil {
+		return old
+	}
+	if s.m == nil || len(s.m) >= maxSharedReplies {
+		s.m = make(map[renderKey]*renderedReply)
+	}
+	s.m[k] = rr
+	return rr
 }
