@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -26,12 +25,7 @@ func TestTemporary(t *testing.T) {
 	}
 
 	// Connection refused: temporary.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := refusedPort(t)
 	c := &Client{DNS: e.client.DNS, RootCAs: e.client.RootCAs, Timeout: e.client.Timeout, HTTPSPort: port}
 	_, err = c.Fetch(ctx, testDomain)
 	if !errors.Is(err, ErrPolicyFetch) || !Temporary(err) {

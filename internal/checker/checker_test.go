@@ -306,12 +306,7 @@ func TestClients(t *testing.T) {
 		}()
 		return ln.Addr().(*net.TCPAddr).Port
 	}
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closedPort := closed.Addr().(*net.TCPAddr).Port
-	closed.Close()
+	closedPort := refusedPort(t)
 
 	c := newChecker(t, n, false)
 	// mta-sts.perfect.test resolves to 127.0.0.1, where the listeners are.
