@@ -715,7 +715,7 @@ func TestCache_STS_CACHE_7_CallerContext(t *testing.T) {
 		resp.serve(w, r)
 	})
 	clock := &fakeClock{t: t0}
-	store := NewMemoryStore()
+	store := &putSignalStore{put: make(chan string, 16)}
 	c := &Cache{Client: env.client, Now: clock.Now, Store: store}
 	ctx, cancel := context.WithCancel(t.Context())
 	errc := make(chan error, 1)
@@ -729,13 +729,15 @@ func TestCache_STS_CACHE_7_CallerContext(t *testing.T) {
 		t.Fatalf("err = %v, want Canceled", err)
 	}
 	close(release)
-	// Poll with a deadline until the detached discovery has stored the
-	// policy.
-	deadline := time.Now().Add(30 * time.Second)
-	for store.Len() == 0 && time.Now().Before(deadline) {
+	// The detached discovery stores the policy.
+	timeout := time.After(30 * time.Second)
+	for stored := false; !stored; {
 		select {
-		case <-time.After(5 * time.Millisecond):
-		case <-t.Context().Done():
+		case <-store.put:
+			e, err := store.Get(t.Context(), testDomain)
+			stored = err == nil && e != nil && e.Policy != nil
+		case <-timeout:
+			t.Fatal("the detached discovery stored no policy")
 		}
 	}
 	r, err := c.Get(t.Context(), testDomain)
@@ -860,6 +862,22 @@ func TestCache_RefreshDue(t *testing.T) {
 	if n := env.txtQueries() - q; n != 0 {
 		t.Errorf("%d TXT queries for an expired entry", n)
 	}
+}
+
+// putSignalStore is a MemoryStore that sends the domain of each Put, once
+// stored, on put (dropped when put is full).
+type putSignalStore struct {
+	MemoryStore
+	put chan string
+}
+
+func (s *putSignalStore) Put(ctx context.Context, e *Entry) error {
+	err := s.MemoryStore.Put(ctx, e)
+	select {
+	case s.put <- e.Domain:
+	default:
+	}
+	return err
 }
 
 // The Store's failures are errors of Get: the caller defers.
