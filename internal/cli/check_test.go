@@ -259,16 +259,38 @@ func TestCheckBulk(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer and one poller.
+// syncBuffer is a bytes.Buffer safe for one writer and one reader; Wrote
+// tells the reader when there is more to read.
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu    sync.Mutex
+	b     bytes.Buffer
+	wrote chan struct{}
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.b.Write(p)
+	n, err := s.b.Write(p)
+	select {
+	case s.wroteLocked() <- struct{}{}:
+	default: // a signal is pending already
+	}
+	return n, err
+}
+
+// Wrote receives after writes: one value for any number of writes since
+// the last receive.
+func (s *syncBuffer) Wrote() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.wroteLocked()
+}
+
+func (s *syncBuffer) wroteLocked() chan struct{} {
+	if s.wrote == nil {
+		s.wrote = make(chan struct{}, 1)
+	}
+	return s.wrote
 }
 
 func (s *syncBuffer) String() string {
@@ -297,17 +319,20 @@ func TestCheckGeneratedTestnet(t *testing.T) {
 		}
 	}()
 	var flags []string
-	for deadline := time.Now().Add(30 * time.Second); flags == nil; {
+	timeout := time.After(30 * time.Second)
+	for flags == nil {
+		select {
+		case <-tnOut.Wrote():
+		case code := <-exited:
+			exited <- code // for the deferred check
+			t.Fatalf("testnet exited (%d) before printing its flags: %s %s", code, tnOut.String(), tnErr.String())
+		case <-timeout:
+			t.Fatalf("testnet printed no flags: %s %s", tnOut.String(), tnErr.String())
+		}
 		for l := range strings.Lines(tnOut.String()) {
-			if rest, ok := strings.CutPrefix(l, "check flags: "); ok {
+			if rest, ok := strings.CutPrefix(l, "check flags: "); ok && strings.HasSuffix(rest, "\n") {
 				flags = strings.Fields(rest)
 			}
-		}
-		if flags == nil {
-			if time.Now().After(deadline) {
-				t.Fatalf("testnet printed no flags: %s %s", tnOut.String(), tnErr.String())
-			}
-			time.Sleep(10 * time.Millisecond)
 		}
 	}
 	if !strings.Contains(tnOut.String(), "testnet running: 20 domains (d000000.gen.example d000001.gen.example") {
