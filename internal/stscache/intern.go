@@ -4,7 +4,6 @@ import (
 	"hash/maphash"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"weak"
 
@@ -66,7 +65,7 @@ func (pt *policyTable) intern(p *mtasts.Policy) *mtasts.Policy {
 	if pt.m == nil {
 		pt.m = make(map[uint64]weak.Pointer[mtasts.Policy])
 	}
-	q := compactPolicy(p)
+	q := p.Compact()
 	pt.m[h] = weak.Make(q)
 	return q
 }
@@ -130,58 +129,4 @@ func equalPolicy(a, b *mtasts.Policy) bool {
 	return a.Mode == b.Mode && a.MaxAge == b.MaxAge &&
 		(a.MX == nil) == (b.MX == nil) && slices.Equal(a.MX, b.MX) &&
 		(a.Extensions == nil) == (b.Extensions == nil) && slices.Equal(a.Extensions, b.Extensions)
-}
-
-// compactPolicy returns a copy of p that owns its memory in as few
-// allocations as possible: the mode is the package constant when it is one,
-// all strings are cut from one string, and slices have exact capacity. The
-// copy shares nothing with p, whose strings may be substrings of a larger
-// buffer (a decoded JSON row, a fetched body).
-func compactPolicy(p *mtasts.Policy) *mtasts.Policy {
-	q := &mtasts.Policy{Mode: p.Mode, MaxAge: p.MaxAge}
-	switch p.Mode {
-	case mtasts.ModeEnforce:
-		q.Mode = mtasts.ModeEnforce
-	case mtasts.ModeTesting:
-		q.Mode = mtasts.ModeTesting
-	case mtasts.ModeNone:
-		q.Mode = mtasts.ModeNone
-	default:
-		q.Mode = mtasts.Mode(strings.Clone(string(p.Mode)))
-	}
-	n := 0
-	for _, mx := range p.MX {
-		n += len(mx)
-	}
-	for _, x := range p.Extensions {
-		n += len(x.Key) + len(x.Value)
-	}
-	var b strings.Builder
-	b.Grow(n)
-	for _, mx := range p.MX {
-		b.WriteString(mx)
-	}
-	for _, x := range p.Extensions {
-		b.WriteString(x.Key)
-		b.WriteString(x.Value)
-	}
-	s := b.String()
-	next := func(l int) string {
-		v := s[:l]
-		s = s[l:]
-		return v
-	}
-	if p.MX != nil {
-		q.MX = make([]string, len(p.MX))
-		for i, mx := range p.MX {
-			q.MX[i] = next(len(mx))
-		}
-	}
-	if p.Extensions != nil {
-		q.Extensions = make([]mtasts.Extension, len(p.Extensions))
-		for i, x := range p.Extensions {
-			q.Extensions[i] = mtasts.Extension{Key: next(len(x.Key)), Value: next(len(x.Value))}
-		}
-	}
-	return q
 }
