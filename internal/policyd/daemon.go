@@ -170,7 +170,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		}
 		log.Info("listening", "kind", l.Kind(), "address", addrs[i].String())
 	}
-	log.Info("mailsts policyd started", "cache", st.Kind, "where", st.Where, "entries", st.Len())
+	log.Info("mailsts policyd started", "cache", st.Kind, "where", st.Where)
 
 	var metricsSrv *http.Server
 	var metricsLn net.Listener
@@ -215,6 +215,20 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		})
 	}
 	bg, stopBG := context.WithCancel(gctx)
+	if st.Kind == "sqlite" {
+		g.Go(func() error {
+			// Listeners are open: lookups meanwhile read the file.
+			begin := time.Now()
+			n, err := st.Warm(bg)
+			switch {
+			case err != nil && bg.Err() == nil:
+				log.Warn("loading the policy cache into memory failed; lookups read the file instead", "error", err)
+			case err == nil:
+				log.Info("policy cache loaded", "where", st.Where, "entries", n, "took", time.Since(begin).Round(time.Millisecond))
+			}
+			return nil
+		})
+	}
 	g.Go(func() error { d.refreshLoop(bg, m); return nil })
 	g.Go(func() error { d.maintainLoop(bg); return nil })
 	if st.sqlite != nil {

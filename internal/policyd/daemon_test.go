@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailsts/mailsts/dnsresolve"
 	"github.com/mailsts/mailsts/internal/stscache"
 	"github.com/mailsts/mailsts/internal/testnet"
 	"github.com/mailsts/mailsts/mtasts"
@@ -460,6 +461,9 @@ func TestDaemonApplyPurges(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close(ctx)
+	if n, err := st.Warm(ctx); n != len(domains) || err != nil {
+		t.Fatalf("Warm: %d, %v", n, err)
+	}
 	d := &Daemon{store: st}
 	held := func() string {
 		var out []string
@@ -568,5 +572,48 @@ func TestDaemonRedisPurge(t *testing.T) {
 	}
 	if k := n.Requests("example.com"); k != 2 {
 		t.Errorf("policy fetched %d times, want 2", k)
+	}
+}
+
+// A daemon answers from its SQLite file before the file is copied into
+// memory (Store.Warm runs in the background after the listeners open): a
+// lookup that misses memory reads the file (STS-CACHE-10 across restarts).
+func TestStoreAnswersBeforeWarm(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg := Default()
+	cfg.Cache.Type = "sqlite"
+	cfg.StateDir = t.TempDir()
+	seed, err := OpenStore(ctx, cfg, StoreOptions{NoFallback: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &mtasts.Policy{Mode: mtasts.ModeEnforce, MX: []string{"mx.a.example"}, MaxAge: 86400}
+	for _, dom := range []string{"a.example", "b.example"} {
+		if err := seed.Store.Put(ctx, &mtasts.Entry{Domain: dom, ID: "1", Policy: p, FetchedAt: time.Now(), CheckedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seed.Close(ctx)
+
+	st, err := OpenStore(ctx, cfg, StoreOptions{NoFallback: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close(ctx)
+	if n := st.Len(); n != 0 {
+		t.Fatalf("%d entries in memory before Warm: the open blocked on loading", n)
+	}
+	// DNS and HTTPS unreachable: only the file can answer.
+	c := &mtasts.Cache{Store: st.Store, Client: &mtasts.Client{DNS: &dnsresolve.Fake{}}}
+	res, err := c.Get(ctx, "a.example")
+	if err != nil || res.Policy == nil || res.Policy.Mode != mtasts.ModeEnforce || res.Source != mtasts.SourceCache {
+		t.Fatalf("before Warm: %+v, %v", res, err)
+	}
+	if n, err := st.Warm(ctx); n != 1 || err != nil {
+		t.Errorf("Warm added %d (%v), want 1: the entry read on demand is kept", n, err)
+	}
+	if st.Len() != 2 {
+		t.Errorf("%d entries in memory after Warm, want 2", st.Len())
 	}
 }

@@ -96,13 +96,9 @@ func OpenStore(ctx context.Context, cfg *Config, opts StoreOptions, logger *slog
 	}
 	db.Now = opts.Now
 	// This process is the file's only writer: trust memory forever.
+	// Nothing is read yet: a lookup that misses memory reads the file, and
+	// Warm copies the whole file into memory in the background.
 	t := &stscache.Tiered{Front: front, Back: db, FrontTTL: -1, Now: opts.Now, Logger: logger}
-	n, err := t.Load(ctx)
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("policyd: loading %s: %w", path, err)
-	}
-	logger.Info("policy cache loaded", "path", path, "entries", n)
 	return &Store{Store: t, Kind: "sqlite", Where: path, front: front, tiered: t, sqlite: db}, nil
 }
 
@@ -166,6 +162,21 @@ func (s *Store) Maintain(ctx context.Context, unusedSince time.Time, max int) (i
 
 // Len returns the number of entries in memory.
 func (s *Store) Len() int { return s.front.Len() }
+
+// Warm copies every entry of a SQLite file into memory, keeping entries
+// already there (written or read since start). Until it is done, lookups
+// that miss memory read the file, so a daemon can answer at once after a
+// restart. It returns the number of entries added; other stores: 0.
+func (s *Store) Warm(ctx context.Context) (int, error) {
+	if s.sqlite == nil {
+		return 0, nil
+	}
+	n, err := s.tiered.Load(ctx)
+	if err != nil {
+		return n, fmt.Errorf("policyd: loading %s: %w", s.Where, err)
+	}
+	return n, nil
+}
 
 // Close flushes use times and closes the back store.
 func (s *Store) Close(ctx context.Context) error {
