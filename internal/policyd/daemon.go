@@ -76,6 +76,8 @@ type Daemon struct {
 	// announcement with the number of domains dropped (-1: all of them).
 	purgeEvery time.Duration
 	purged     func(n int)
+	// metricsAddr is the metrics listener's address, set before Ready.
+	metricsAddr net.Addr
 }
 
 // Responder returns the daemon's Responder once Run has built it (nil
@@ -182,6 +184,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 			}
 			return fmt.Errorf("policyd: metrics listener: %w", err)
 		}
+		d.metricsAddr = metricsLn.Addr()
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", metrics.Handler(reg))
 		if cfg.Metrics.Pprof {

@@ -220,14 +220,9 @@ func TestDaemonMetrics(t *testing.T) {
 	t.Parallel()
 	n := startNet(t, f2Domain())
 	cfg := testConfig(t, n, "memory", t.TempDir())
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	maddr := ln.Addr().String()
-	ln.Close()
-	cfg.Metrics.Listen = maddr
+	cfg.Metrics.Listen = "127.0.0.1:0"
 	r := startDaemon(t, &Daemon{Config: cfg}, nil)
+	maddr := r.d.metricsAddr.String()
 	lookup(t, r.addr, "postfix", "example.com")
 	lookup(t, r.addr, "postfix", "example.com")
 	lookup(t, r.addr, "postfix", ".example.com")
@@ -262,14 +257,8 @@ func TestDaemonPprof(t *testing.T) {
 	if err := cfg.Validate(); err == nil {
 		t.Error("metrics.pprof without metrics.listen accepted")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	maddr := ln.Addr().String()
-	ln.Close()
-	cfg.Metrics.Listen = maddr
-	startDaemon(t, &Daemon{Config: cfg}, nil)
+	cfg.Metrics.Listen = "127.0.0.1:0"
+	maddr := startDaemon(t, &Daemon{Config: cfg}, nil).d.metricsAddr.String()
 	for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap?debug=1", "/metrics"} {
 		if code := httpStatus(t, "http://"+maddr+path); code != http.StatusOK {
 			t.Errorf("%s: status %d", path, code)
