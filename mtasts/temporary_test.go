@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mailsts/mailsts/dnsresolve"
+	"github.com/mailsts/mailsts/internal/testnet"
 )
 
 // OPEN-1: callers defer only on temporary failures; Temporary tells them
@@ -69,4 +70,16 @@ func TestTemporary(t *testing.T) {
 	if Remembered(ErrDNS) {
 		t.Error("Remembered(fresh error) = true")
 	}
+}
+
+// refusedPort returns a loopback port that refuses connections until the
+// test ends (testnet.RefusedPort).
+func refusedPort(t testing.TB) int {
+	t.Helper()
+	port, release, err := testnet.RefusedPort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(release)
+	return port
 }

@@ -383,3 +383,15 @@ func TestEveryFindingHasAScenario(t *testing.T) {
 		}
 	}
 }
+
+// refusedPort returns a loopback port that refuses connections until the
+// test ends (testnet.RefusedPort).
+func refusedPort(t testing.TB) int {
+	t.Helper()
+	port, release, err := testnet.RefusedPort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(release)
+	return port
+}
