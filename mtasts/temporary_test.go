@@ -26,7 +26,7 @@ func TestTemporary(t *testing.T) {
 	}
 
 	// Connection refused: temporary.
-	port := refusedPort(t)
+	port := testnet.RefusedPortFor(t)
 	c := &Client{DNS: e.client.DNS, RootCAs: e.client.RootCAs, Timeout: e.client.Timeout, HTTPSPort: port}
 	_, err = c.Fetch(ctx, testDomain)
 	if !errors.Is(err, ErrPolicyFetch) || !Temporary(err) {
@@ -70,16 +70,4 @@ func TestTemporary(t *testing.T) {
 	if Remembered(ErrDNS) {
 		t.Error("Remembered(fresh error) = true")
 	}
-}
-
-// refusedPort returns a loopback port that refuses connections until the
-// test ends (testnet.RefusedPort).
-func refusedPort(t testing.TB) int {
-	t.Helper()
-	port, release, err := testnet.RefusedPort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(release)
-	return port
 }

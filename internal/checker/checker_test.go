@@ -306,7 +306,7 @@ func TestClients(t *testing.T) {
 		}()
 		return ln.Addr().(*net.TCPAddr).Port
 	}
-	closedPort := refusedPort(t)
+	closedPort := testnet.RefusedPortFor(t)
 
 	c := newChecker(t, n, false)
 	// mta-sts.perfect.test resolves to 127.0.0.1, where the listeners are.
@@ -382,16 +382,4 @@ func TestEveryFindingHasAScenario(t *testing.T) {
 			t.Errorf("%s: group %q ref %q", id, k.group, k.ref)
 		}
 	}
-}
-
-// refusedPort returns a loopback port that refuses connections until the
-// test ends (testnet.RefusedPort).
-func refusedPort(t testing.TB) int {
-	t.Helper()
-	port, release, err := testnet.RefusedPort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(release)
-	return port
 }

@@ -375,11 +375,7 @@ func TestDaemonSQLitePurge(t *testing.T) {
 
 	// The domain owner publishes a new policy. The cached one is still
 	// valid, so the daemon keeps applying it (STS-CACHE-5) ...
-	fixed := f2Domain()
-	fixed.STSTXT = [][]string{{"v=STSv1; id=fixed1;"}}
-	fixed.Policy = &testnet.PolicyHost{Body: "version: STSv1\nmode: enforce\nmx: mail.example.com\nmax_age: 86400\n"}
-	fixed.MX = fixed.MX[:1] // mail.example.com
-	if err := n.Set(fixed); err != nil {
+	if err := n.Set(fixedF2Domain()); err != nil {
 		t.Fatal(err)
 	}
 	const fixedSecure = "OK secure match=mail.example.com servername=hostname"
@@ -539,11 +535,7 @@ func TestDaemonRedisPurge(t *testing.T) {
 	if got := lookup(t, r.addr, "postfix", "example.com"); got != f2Secure {
 		t.Fatalf("before: %q", got)
 	}
-	fixed := f2Domain()
-	fixed.STSTXT = [][]string{{"v=STSv1; id=fixed1;"}}
-	fixed.Policy = &testnet.PolicyHost{Body: "version: STSv1\nmode: enforce\nmx: mail.example.com\nmax_age: 86400\n"}
-	fixed.MX = fixed.MX[:1] // mail.example.com
-	if err := n.Set(fixed); err != nil {
+	if err := n.Set(fixedF2Domain()); err != nil {
 		t.Fatal(err)
 	}
 	st, err := OpenStore(context.Background(), cfg, StoreOptions{NoFallback: true}, nil)
@@ -605,4 +597,14 @@ func TestStoreAnswersBeforeWarm(t *testing.T) {
 	if st.Len() != 2 {
 		t.Errorf("%d entries in memory after Warm, want 2", st.Len())
 	}
+}
+
+// fixedF2Domain is example.com after its owner published a new policy
+// (new id) naming only mail.example.com, its one MX host now.
+func fixedF2Domain() testnet.Domain {
+	fixed := f2Domain()
+	fixed.STSTXT = [][]string{{"v=STSv1; id=fixed1;"}}
+	fixed.Policy = &testnet.PolicyHost{Body: "version: STSv1\nmode: enforce\nmx: mail.example.com\nmax_age: 86400\n"}
+	fixed.MX = fixed.MX[:1] // mail.example.com
+	return fixed
 }

@@ -32,3 +32,13 @@ func TestRefusedPort(t *testing.T) {
 		t.Error("a listener was given the held port")
 	}
 }
+
+// RefusedPortFor holds a refusing port for the test.
+func TestRefusedPortFor(t *testing.T) {
+	t.Parallel()
+	port := RefusedPortFor(t)
+	if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
+		l.Close()
+		t.Error("a listener was given the held port")
+	}
+}
