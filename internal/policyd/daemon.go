@@ -508,7 +508,7 @@ func (d *Daemon) dropFromMemory(ctx context.Context, all bool, domains []string)
 		var held []string
 		front.Range(ctx, func(e *mtasts.Entry) bool { held = append(held, e.Domain); return true })
 		for _, dom := range held {
-			front.Delete(ctx, dom)
+			d.forget(ctx, dom)
 		}
 		if len(held) > 0 {
 			log.Info("cache purged: dropped every policy from memory", "entries", len(held))
@@ -516,9 +516,19 @@ func (d *Daemon) dropFromMemory(ctx context.Context, all bool, domains []string)
 		return -1
 	}
 	for _, dom := range domains {
-		front.Delete(ctx, dom)
+		d.forget(ctx, dom)
 	}
 	return len(domains)
+}
+
+// forget drops domain from memory, under the Tiered's per-domain lock when
+// there is a back store (a read racing the purge cannot put it back).
+func (d *Daemon) forget(ctx context.Context, domain string) {
+	if d.store.tiered != nil {
+		d.store.tiered.Forget(ctx, domain)
+		return
+	}
+	d.store.front.Delete(ctx, domain)
 }
 
 // followRedisPurges drops from memory the domains other processes delete

@@ -294,6 +294,17 @@ func (t *Tiered) Delete(ctx context.Context, domain string) error {
 	return nil
 }
 
+// Forget drops domain from Front only, under the domain's lock: for
+// entries another process deleted from Back (a purge). Holding the lock
+// that Get holds from its Back read to its Front write means a Get that
+// read the entry just before the delete cannot put it back afterwards.
+func (t *Tiered) Forget(ctx context.Context, domain string) {
+	mu := t.stripe(domain)
+	mu.Lock()
+	defer mu.Unlock()
+	t.Front.Delete(ctx, domain)
+}
+
 // Range implements [mtasts.Store] over Back, the complete set, with
 // LastUsed taken from Front where Front has seen more recent use.
 func (t *Tiered) Range(ctx context.Context, fn func(*mtasts.Entry) bool) error {

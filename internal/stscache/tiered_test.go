@@ -300,3 +300,39 @@ func TestTieredCorruptBackEntry(t *testing.T) {
 		t.Fatalf("Put did not replace the corrupt row: %v, %v", e, err)
 	}
 }
+
+// Forget drops a domain from Front only, and waits for a Get that holds the
+// domain's lock between its Back read and its Front write, so that a read
+// racing a purge cannot put the purged entry back afterwards.
+func TestTieredForget(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	tr, back := newCountingTiered(c, -1)
+	if err := tr.Put(ctx, entryAt("a.example", mtasts.ModeEnforce, c.Now(), 86400, time.Time{})); err != nil {
+		t.Fatal(err)
+	}
+	tr.Forget(ctx, "a.example")
+	if tr.Front.Len() != 0 {
+		t.Fatal("Forget left the entry in Front")
+	}
+	if e, _ := back.Store.Get(ctx, "a.example"); e == nil {
+		t.Fatal("Forget deleted from Back")
+	}
+	// A Get holding the lock (simulated): Forget waits for it.
+	mu := tr.stripe("a.example")
+	mu.Lock()
+	done := make(chan struct{})
+	go func() { tr.Forget(ctx, "a.example"); close(done) }()
+	select {
+	case <-done:
+		t.Fatal("Forget did not wait for the domain's lock")
+	case <-time.After(50 * time.Millisecond):
+	}
+	tr.Front.Put(ctx, entryAt("a.example", mtasts.ModeEnforce, c.Now(), 86400, time.Time{})) // the racing Get's write
+	mu.Unlock()
+	<-done
+	if tr.Front.Len() != 0 {
+		t.Error("an entry written under the lock survived the Forget that waited for it")
+	}
+}
