@@ -169,7 +169,7 @@ func (r *Redis) Put(ctx context.Context, e *mtasts.Entry) error {
 	key := r.Key(e.Domain)
 	ttl := r.TTL(e, r.now())
 	_, err = r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, key)
+		p.Del(ctx, key, r.tombstoneKey(e.Domain))
 		p.HSet(ctx, key, fieldEntry, b)
 		p.PExpire(ctx, key, ttl)
 		return nil
@@ -187,6 +187,7 @@ func (r *Redis) Put(ctx context.Context, e *mtasts.Entry) error {
 func (r *Redis) Delete(ctx context.Context, domain string) error {
 	_, err := r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, r.Key(domain))
+		p.Set(ctx, r.tombstoneKey(domain), r.now().Unix(), TombstoneTTL)
 		p.Publish(ctx, r.PurgeChannel(), domain)
 		return nil
 	})
@@ -194,6 +195,24 @@ func (r *Redis) Delete(ctx context.Context, domain string) error {
 		return fmt.Errorf("stscache: redis delete %s: %w", domain, err)
 	}
 	return nil
+}
+
+// TombstoneTTL is how long Redis remembers that Delete removed a domain
+// ([Redis.Purged]): far longer than a daemon's FrontTTL, so that one that
+// missed the announcement (its subscription was down) learns of the purge
+// when it next reads the domain instead of writing the entry back.
+const TombstoneTTL = time.Hour
+
+func (r *Redis) tombstoneKey(domain string) string { return r.prefix + "purged:" + domain }
+
+// Purged implements [PurgeAware]: whether Delete removed domain within
+// TombstoneTTL and no Put has stored it since.
+func (r *Redis) Purged(ctx context.Context, domain string) (bool, error) {
+	n, err := r.client.Exists(ctx, r.tombstoneKey(domain)).Result()
+	if err != nil {
+		return false, fmt.Errorf("stscache: redis purged %s: %w", domain, err)
+	}
+	return n > 0, nil
 }
 
 // PurgeChannel is the Pub/Sub channel on which Delete announces deleted

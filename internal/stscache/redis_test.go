@@ -276,3 +276,50 @@ func TestRedisFollowPurges(t *testing.T) {
 		t.Fatal("FollowPurges did not return when its context ended")
 	}
 }
+
+// A daemon that missed a purge announcement (its subscription was down)
+// learns of the purge from the tombstone when it next reads the domain,
+// instead of restoring the purged policy; a policy Redis merely lost (no
+// tombstone) is still restored (STS-CACHE-10). A later Put clears the
+// tombstone.
+func TestRedisTombstone(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := redisClient(t)
+	prefix := redisPrefix(t, c)
+	clk := newClock(time.Now())
+	const ttl = 50 * time.Millisecond
+	a := &Tiered{Front: &Memory{}, Back: NewRedis(c, prefix, nil), FrontTTL: ttl, Now: clk.Now}
+	cli := NewRedis(c, prefix, nil) // what `mailsts cache purge` opens
+	for _, d := range []string{"purged.example", "lost.example"} {
+		if err := a.Put(ctx, entryAt(d, mtasts.ModeEnforce, clk.Now(), 86400, time.Time{})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cli.Delete(ctx, "purged.example"); err != nil {
+		t.Fatal(err)
+	}
+	c.Del(ctx, prefix+"policy:lost.example") // lost, not purged
+	if p, err := cli.Purged(ctx, "purged.example"); !p || err != nil {
+		t.Fatalf("Purged = %v, %v", p, err)
+	}
+	if got, err := c.TTL(ctx, prefix+"purged:purged.example").Result(); err != nil || got <= 0 || got > TombstoneTTL {
+		t.Errorf("tombstone TTL %v, %v", got, err)
+	}
+	clk.Advance(2 * ttl)
+	if e, err := a.Get(ctx, "purged.example"); e != nil || err != nil {
+		t.Errorf("purged policy: Get = %v, %v; want nil (not restored)", e, err)
+	}
+	if n, _ := c.Exists(ctx, prefix+"policy:purged.example").Result(); n != 0 {
+		t.Error("purged policy written back to Redis")
+	}
+	if e, err := a.Get(ctx, "lost.example"); e == nil || err != nil {
+		t.Errorf("lost policy: Get = %v, %v; want it restored", e, err)
+	}
+	if err := a.Put(ctx, entryAt("purged.example", mtasts.ModeEnforce, clk.Now(), 86400, time.Time{})); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := cli.Purged(ctx, "purged.example"); p {
+		t.Error("tombstone survived a Put")
+	}
+}

@@ -215,6 +215,13 @@ func (t *Tiered) Get(ctx context.Context, domain string) (*mtasts.Entry, error) 
 		t.logger().WarnContext(ctx, "stscache: ignoring corrupt back store entry", "domain", domain, "err", err)
 		e = nil
 	}
+	if e == nil && it != nil && it.protected(now) && t.purged(ctx, domain) {
+		// Deleted on purpose (another process's purge), not lost: drop it.
+		t.Front.removeItem(domain, it)
+		t.setAbsent(domain, now, true)
+		t.logger().InfoContext(ctx, "stscache: policy purged from the back store; dropped from memory", "domain", domain)
+		return nil, nil
+	}
 	if e == nil {
 		if it != nil && it.protected(now) {
 			// STS-CACHE-10: Back lost a valid enforce/testing policy (a
@@ -292,6 +299,28 @@ func (t *Tiered) Delete(ctx context.Context, domain string) error {
 		return fmt.Errorf("stscache: delete from back store: %w", err)
 	}
 	return nil
+}
+
+// PurgeAware is implemented by back stores that remember deliberate
+// deletions ([Redis.Purged]), so that Tiered can tell a purged policy from
+// a lost one.
+type PurgeAware interface {
+	Purged(ctx context.Context, domain string) (bool, error)
+}
+
+// purged reports whether Back says domain was deleted on purpose; when it
+// cannot tell, false (the policy is restored: the safe side).
+func (t *Tiered) purged(ctx context.Context, domain string) bool {
+	pa, ok := t.Back.(PurgeAware)
+	if !ok {
+		return false
+	}
+	p, err := pa.Purged(ctx, domain)
+	if err != nil {
+		t.logger().WarnContext(ctx, "stscache: cannot tell whether a missing policy was purged; restoring it", "domain", domain, "err", err)
+		return false
+	}
+	return p
 }
 
 // Forget drops domain from Front only, under the domain's lock: for
