@@ -67,6 +67,14 @@ func (r *Responder) mx(ctx context.Context, st *domainState, domain string, now 
 	return m.hosts, m.auth, m.kind, now.UnixNano()
 }
 
+// daneFresh reports whether dane would answer from the domain's state
+// without DNS.
+func (r *Responder) daneFresh(st *domainState, now time.Time) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.daneAt != 0 && now.UnixNano()-st.daneAt < int64(r.daneTTL())
+}
+
 // dane decides whether DANE applies to domain (RFC 7672, RFC 8461 §2),
 // reusing a decision younger than DANETTL. Failed lookups are not cached.
 func (r *Responder) dane(ctx context.Context, st *domainState, domain string, mode DANEMode, now time.Time) string {

@@ -6,11 +6,13 @@ import (
 	"math/rand/v2"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mailsts/mailsts/dnsresolve"
 	"github.com/mailsts/mailsts/internal/metrics"
 	"github.com/mailsts/mailsts/internal/stscache"
 	"github.com/mailsts/mailsts/internal/testnet"
@@ -308,5 +310,48 @@ func TestSharedReplies(t *testing.T) {
 	}
 	if ra, rb := e.r.state("a.example", now).rendered, e.r.state("b.example", now).rendered; ra == rb {
 		t.Error("TLSRPT replies (which name the domain) shared")
+	}
+}
+
+// txtSignal closes seen when a TXT lookup starts.
+type txtSignal struct {
+	dnsresolve.Resolver
+	once sync.Once
+	seen chan struct{}
+}
+
+func (s *txtSignal) LookupTXT(ctx context.Context, name string) ([]string, dnsresolve.Answer, error) {
+	s.once.Do(func() { close(s.seen) })
+	return s.Resolver.LookupTXT(ctx, name)
+}
+
+// mxAfterTXT holds MX lookups until a TXT lookup has started, or fails them
+// after 10 s: with sequential lookups (DANE first, then MTA-STS) it fails.
+type mxAfterTXT struct {
+	dnsresolve.Resolver
+	seen chan struct{}
+}
+
+func (g *mxAfterTXT) LookupMX(ctx context.Context, name string) ([]dnsresolve.MX, dnsresolve.Answer, error) {
+	select {
+	case <-g.seen:
+		return g.Resolver.LookupMX(ctx, name)
+	case <-time.After(10 * time.Second):
+		return nil, dnsresolve.Answer{}, fmt.Errorf("%w: MX lookup before any TXT lookup: DANE and MTA-STS discovery ran one after the other", dnsresolve.ErrLookupFailed)
+	}
+}
+
+// A cold answer runs the DANE lookups and MTA-STS discovery at the same
+// time: the MX lookup for DANE is held until the _mta-sts TXT lookup has
+// started, which only an overlapping discovery can do.
+func TestColdLookupsOverlap(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil, f2Domain())
+	sig := &txtSignal{Resolver: e.dns, seen: make(chan struct{})}
+	e.cache.Client.DNS = sig
+	e.r.DNS = &mxAfterTXT{Resolver: e.dns, seen: sig.seen}
+	got, d := e.answer(t, "postfix", "example.com")
+	if got != f2Secure || d.MXCheck != "match" {
+		t.Errorf("cold answer %q (MX check %q, DANE %q): %s", got, d.MXCheck, d.DANE, d.Reason)
 	}
 }

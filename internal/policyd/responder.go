@@ -435,8 +435,21 @@ func (r *Responder) answer(ctx context.Context, zone, key string, now time.Time,
 
 	st := r.state(domain, now)
 	f.st, f.stGen = st, st.gen.Load()
+	var early chan stsLookup
 	if r.DNS != nil {
 		if mode := z.daneMode(); mode != DANEOff {
+			if !r.daneFresh(st, now) {
+				// The DANE decision needs DNS (MX, then TLSA): discover
+				// the MTA-STS policy meanwhile, so that a cold answer waits
+				// for the longer of the two chains, not their sum. When
+				// DANE decides, the discovery still fills the cache.
+				f.domain, f.cacheGen = domain, r.Cache.Generation(domain)
+				early = make(chan stsLookup, 1)
+				go func() {
+					res, err := r.Cache.Get(ctx, domain)
+					early <- stsLookup{res, err}
+				}()
+			}
 			d.DANE = r.dane(ctx, st, domain, mode, now)
 			switch d.DANE {
 			case DANEAll:
@@ -456,7 +469,13 @@ func (r *Responder) answer(ctx context.Context, zone, key string, now time.Time,
 			}
 		}
 	}
-	return r.answerSTS(ctx, st, z, tlsrpt, domain, now, &d, f)
+	return r.answerSTS(ctx, st, z, tlsrpt, domain, now, &d, f, early)
+}
+
+// stsLookup is the outcome of a Cache.Get started before the DANE decision.
+type stsLookup struct {
+	res mtasts.Result
+	err error
 }
 
 func (r *Responder) notFound(d *Decision) (postfix.Reply, Decision) {
@@ -511,9 +530,16 @@ func (r *Responder) logExpired(ctx context.Context, ov *override) {
 func (o *override) loggedOnce() bool { return o.logged.Swap(true) }
 
 // answerSTS applies the MTA-STS policy of domain.
-func (r *Responder) answerSTS(ctx context.Context, st *domainState, z Zone, tlsrpt bool, domain string, now time.Time, d *Decision, f *memoFill) (postfix.Reply, Decision) {
-	f.domain, f.cacheGen = domain, r.Cache.Generation(domain)
-	res, err := r.Cache.Get(ctx, domain)
+func (r *Responder) answerSTS(ctx context.Context, st *domainState, z Zone, tlsrpt bool, domain string, now time.Time, d *Decision, f *memoFill, early chan stsLookup) (postfix.Reply, Decision) {
+	var res mtasts.Result
+	var err error
+	if early != nil {
+		l := <-early
+		res, err = l.res, l.err
+	} else {
+		f.domain, f.cacheGen = domain, r.Cache.Generation(domain)
+		res, err = r.Cache.Get(ctx, domain)
+	}
 	f.src, f.err, f.cacheTil = res.Source, res.Err, res.Until
 	if res.Domain != domain {
 		f.no = true
