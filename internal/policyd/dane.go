@@ -70,22 +70,27 @@ func (r *Responder) mx(ctx context.Context, st *domainState, domain string, now 
 // daneFresh reports whether dane would answer from the domain's state
 // without DNS.
 func (r *Responder) daneFresh(st *domainState, now time.Time) bool {
+	_, ok := r.daneDecided(st, now)
+	return ok
+}
+
+// daneDecided returns the domain's DANE decision while it is younger than
+// DANETTL.
+func (r *Responder) daneDecided(st *domainState, now time.Time) (string, bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return st.daneAt != 0 && now.UnixNano()-st.daneAt < int64(r.daneTTL())
+	if st.daneAt != 0 && now.UnixNano()-st.daneAt < int64(r.daneTTL()) {
+		return st.dane, true
+	}
+	return "", false
 }
 
 // dane decides whether DANE applies to domain (RFC 7672, RFC 8461 §2),
 // reusing a decision younger than DANETTL. Failed lookups are not cached.
 func (r *Responder) dane(ctx context.Context, st *domainState, domain string, mode DANEMode, now time.Time) string {
-	ttl := r.daneTTL()
-	st.mu.Lock()
-	if st.daneAt != 0 && now.UnixNano()-st.daneAt < int64(ttl) {
-		out := st.dane
-		st.mu.Unlock()
+	if out, ok := r.daneDecided(st, now); ok {
 		return out
 	}
-	st.mu.Unlock()
 	v, _, _ := r.group.Do("dane "+domain, func() (any, error) {
 		return r.lookupDANE(ctx, st, domain, mode, now), nil
 	})

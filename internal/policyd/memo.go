@@ -42,9 +42,7 @@ type memoKey struct{ name, key string }
 // memoEntry is immutable once published.
 type memoEntry struct {
 	reply    postfix.Reply
-	answer   string // Decision.Answer, for metrics
-	label    string // the zone's metrics label
-	record   func(time.Duration)
+	record   func(time.Duration) // counts the query in the metrics; nil without an Observer
 	rules    *compiled
 	st       *domainState // nil when no domain state was involved
 	stGen    uint64

@@ -308,8 +308,6 @@ func (r *Responder) Lookup(ctx context.Context, name, key string) postfix.Reply 
 			}
 			if e.record != nil {
 				e.record(time.Since(start))
-			} else if r.Observer != nil {
-				r.Observer.Query(e.label, e.answer, time.Since(start))
 			}
 			return e.reply
 		}
@@ -317,26 +315,39 @@ func (r *Responder) Lookup(ctx context.Context, name, key string) postfix.Reply 
 	var f memoFill
 	reply, d := r.answer(ctx, name, key, now, &f)
 	_, _, label := f.rules.zone(name)
-	var record func(time.Duration)
-	if r.Observer != nil {
-		if qf, ok := r.Observer.(queryFuncer); ok {
-			record = qf.QueryFunc(label, d.Answer)
-			record(time.Since(start))
-		} else {
-			r.Observer.Query(label, d.Answer, time.Since(start))
-		}
+	record := r.recorder(label, d.Answer)
+	if record != nil {
+		record(time.Since(start))
 	}
 	if debug {
 		r.Logger.LogAttrs(ctx, slog.LevelDebug, "policy lookup", slog.Any("decision", d))
-	} else if f.memoable(r, &d) {
-		r.memo.put(mk, &memoEntry{
-			reply: reply, answer: d.Answer, label: label, record: record,
-			rules: f.rules, st: f.st, stGen: f.stGen,
-			domain: f.domain, cacheGen: f.cacheGen, src: f.src, err: f.err,
-			until: f.until(now).UnixNano(),
-		}, now.UnixNano())
+		return reply
+	}
+	e := &memoEntry{
+		reply: reply, record: record,
+		rules: f.rules, st: f.st, stGen: f.stGen,
+		domain: f.domain, cacheGen: f.cacheGen, src: f.src, err: f.err,
+		until: f.until(now).UnixNano(),
+	}
+	// A lookup that changed what it was derived from (state, a fetched
+	// policy) is not stored: the next one will be.
+	if f.memoable(&d) && r.memoValid(e, now.UnixNano()) {
+		r.memo.put(mk, e, now.UnixNano())
 	}
 	return reply
+}
+
+// recorder returns the function that records a query with these labels,
+// nil without an Observer.
+func (r *Responder) recorder(label, answer string) func(time.Duration) {
+	switch o := r.Observer.(type) {
+	case nil:
+		return nil
+	case queryFuncer:
+		return o.QueryFunc(label, answer)
+	default:
+		return func(elapsed time.Duration) { o.Query(label, answer, elapsed) }
+	}
 }
 
 // queryFuncer is implemented by Observers that can hand out a recorder for
@@ -359,20 +370,11 @@ type memoFill struct {
 	no       bool      // not memoable
 }
 
-// memoable reports whether the answer just computed may be reused, and
-// whether it is still current (a lookup that changed state or fetched a
-// policy is not stored: the next one will be).
-func (f *memoFill) memoable(r *Responder, d *Decision) bool {
-	if f.no || f.rules == nil || d.Answer == AnswerTemp {
-		return false
-	}
-	if f.st != nil && f.st.gen.Load() != f.stGen {
-		return false
-	}
-	if f.domain != "" && (f.cacheTil.IsZero() || r.Cache.Generation(f.domain) != f.cacheGen) {
-		return false
-	}
-	return true
+// memoable reports whether the kind of answer just computed may be reused
+// at all: not TEMP, not decided by a failure window, and when the Cache was
+// asked, an answer it would repeat from the store (Result.Until).
+func (f *memoFill) memoable(d *Decision) bool {
+	return !f.no && d.Answer != AnswerTemp && (f.domain == "" || !f.cacheTil.IsZero())
 }
 
 // until is when a memo of the answer expires.
