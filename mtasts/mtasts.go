@@ -21,7 +21,7 @@
 // Errors are classified with sentinels (ErrNoRecord, ErrDNS, ErrPolicyFetch,
 // …) and mapped to RFC 8460 result types by [ResultType].
 //
-// Conformance of the pure layer (IDs from ../shared/RFC-CHECKLIST.md):
+// Conformance of the pure layer (IDs from docs/rfc-checklist.md):
 //   - RFC 8461 §3.1 TXT record: the ABNF exactly, "v=STSv1" first and
 //     case-sensitive, id of 1-32 letters and digits, extensions kept,
 //     first of a repeated field wins (STS-TXT-2..8, STS-TXT-12); exactly
@@ -33,7 +33,7 @@
 //   - RFC 8461 §4.1 MX matching: ASCII case-insensitive, "*." covers
 //     exactly one label, A-labels compared (STS-MX-2..5, TLS-NAME-1/3/5/6).
 //
-// Checklist decisions (see ../shared/RFC-CHECKLIST.md, OPEN table):
+// Checklist decisions (see docs/rfc-checklist.md, OPEN table):
 //   - OPEN-2: [ParsePolicy] clamps max_age above 31557600 to 31557600 and
 //     reports it as a [Notice]; [ParsePolicyStrict] rejects it.
 //   - OPEN-3: [ParsePolicy] is lenient where senders meet known publisher

@@ -26,7 +26,7 @@
 // # Tolerance
 //
 // Reports from the big senders deviate from the RFC in known ways (see
-// shared/TLSRPT-QUIRKS.md; every row has a sample under testdata/). Parse
+// docs/tlsrpt-quirks.md; every row has a sample under testdata/). Parse
 // tolerates each of them and records a [Repair] with a stable short code, so
 // that a receiver can keep the list next to the raw bytes and show what was
 // normalised. Nothing is silently dropped: unknown members and ignored

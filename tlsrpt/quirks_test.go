@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// Every row of shared/TLSRPT-QUIRKS.md has a sample under testdata/quirks,
+// Every row of docs/tlsrpt-quirks.md has a sample under testdata/quirks,
 // written here in the shape the row describes, and a test below.
 
 var quirkJSONFiles = []string{

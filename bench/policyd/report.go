@@ -83,7 +83,7 @@ func report(w io.Writer, cfg config, all []*figures) {
 
 	m, p, x := byName["mailsts"], byName["peer"], byName["minimal"]
 	ok := func(f *figures) bool { return f != nil && f.err == nil }
-	fmt.Fprintln(w, "\nRatios (same run) against the goals of issue #3:")
+	fmt.Fprintln(w, "\nRatios (same run) against the policyd goals (bench/README.md):")
 	fmt.Fprintln(w)
 	goal := func(what string, v float64, cmp string, target float64) {
 		met := v >= target

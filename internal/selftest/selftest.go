@@ -176,7 +176,7 @@ func steps() []step {
 			after: fetches("cached.selftest.example", 2)},
 		{name: "policy cached for moved domain", ref: "STS-CACHE-1",
 			key: "moved.selftest.example", want: "OK secure match=mx1.moved.selftest.example servername=hostname"},
-		{name: "MX hosts moved, policy id unchanged: re-fetched before answering", ref: "issue #3 item 5, STS-APPLY-4",
+		{name: "MX hosts moved, policy id unchanged: re-fetched before answering", ref: "STS-APPLY-4",
 			before: func(e *env) error {
 				d, _ := e.net.Domain("moved.selftest.example")
 				d.MX = []testnet.MXHost{{Name: "mx2.moved.selftest.example", Pref: 10}}
