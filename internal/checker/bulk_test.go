@@ -182,16 +182,27 @@ func TestBulkHangBounded(t *testing.T) {
 	var out bytes.Buffer
 	var order []string
 	b := &Bulk{Checker: c, Concurrency: 4, Out: &out, OnReport: func(r *Report) { order = append(order, r.Domain) }}
-	start := time.Now()
-	sum, err := b.Run(context.Background(), NewDomainReader(strings.NewReader("mxhang.example\nenforce.example\nnosts.example\n"), ""))
-	if err != nil {
-		t.Fatal(err)
+	// Bounds on work, not on time: the run ends through the per-domain
+	// Timeout (a watchdog far below the hour-long probe timeout tells), and
+	// the hanging domain's report says its banner never came. Completion
+	// order is not asserted: on a loaded machine a healthy check can take
+	// longer than the hanging one's bound.
+	type result struct {
+		sum *Summary
+		err error
 	}
-	if el := time.Since(start); el > 8*time.Second {
-		t.Errorf("run took %v with a 2s per-domain bound", el)
+	res := checkWithin(t, 2*time.Minute, func() result {
+		sum, err := b.Run(context.Background(), NewDomainReader(strings.NewReader("mxhang.example\nenforce.example\nnosts.example\n"), ""))
+		return result{sum, err}
+	})
+	if res.err != nil {
+		t.Fatal(res.err)
 	}
-	if sum.Checked != 3 || len(order) != 3 || order[2] != "mxhang.example" {
-		t.Errorf("checked %d, order %v (the hanging domain should finish last)", sum.Checked, order)
+	if res.sum.Checked != 3 || len(order) != 3 {
+		t.Errorf("checked %d, reports %v", res.sum.Checked, order)
+	}
+	if !strings.Contains(out.String(), `"mx.banner"`) {
+		t.Errorf("the hanging MX has no banner finding:\n%s", out.String())
 	}
 	if strings.Count(out.String(), "\n") != 3 {
 		t.Errorf("output:\n%s", out.String())
@@ -208,13 +219,13 @@ func TestBulkCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out bytes.Buffer
 	b := &Bulk{Checker: c, Concurrency: 2, Out: &out, OnReport: func(*Report) { cancel() }}
-	start := time.Now()
-	_, err := b.Run(ctx, NewDomainReader(strings.NewReader("nosts.example\nmxhang.example\nmxhang.example\n"), ""))
+	// Every timeout is an hour: only the cancellation can end the run.
+	err := checkWithin(t, 2*time.Minute, func() error {
+		_, err := b.Run(ctx, NewDomainReader(strings.NewReader("nosts.example\nmxhang.example\nmxhang.example\n"), ""))
+		return err
+	})
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("err %v", err)
-	}
-	if el := time.Since(start); el > 5*time.Second {
-		t.Errorf("cancel took %v", el)
 	}
 	if strings.Contains(out.String(), "mxhang") {
 		t.Errorf("a cut-short check was recorded:\n%s", out.String())
