@@ -372,6 +372,27 @@ func TestAnswerDANE(t *testing.T) {
 	}
 }
 
+// OPEN-1, STS-DANE-3: with DANE on some MX hosts and the policy discovery
+// failing with nothing cached, the domain may have an enforce policy:
+// TEMP for the window, as without DANE, then opportunistic DANE ("OK
+// dane"), never an answer weaker than a policy not yet ruled out.
+func TestAnswerPartialDANEDiscoveryFailing(t *testing.T) {
+	t.Parallel()
+	failing := stsDomain("failing.example", "f1", "enforce", "mx1.failing.example", "mx2.failing.example")
+	failing.STSFault = testnet.FaultServFail
+	e := newEnv(t, nil, failing)
+	e.r.DNS = daneFakeFor("failing.example", map[string][]dnsresolve.TLSA{"mx1.failing.example": {usableTLSA}}, true, true)
+	got, d := e.answer(t, "postfix", "failing.example")
+	if got != "TEMP MTA-STS policy discovery failed temporarily" || d.DANE != DANESome {
+		t.Errorf("within the window: %q dane=%q (%s), want TEMP", got, d.DANE, d.Reason)
+	}
+	e.clock.Advance(DefaultTempWindow + time.Minute)
+	got, d = e.answer(t, "postfix", "failing.example")
+	if got != "OK dane" || d.DANE != DANESome || d.Answer != AnswerDANE {
+		t.Errorf("after the window: %q dane=%q (%s), want OK dane", got, d.DANE, d.Reason)
+	}
+}
+
 // Overrides decide before DANE and MTA-STS; an expired one is ignored.
 func TestAnswerOverrides(t *testing.T) {
 	t.Parallel()
