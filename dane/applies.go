@@ -226,7 +226,7 @@ func hostStatus(h HostLookup) (HostStatus, error) {
 	case h.AddrErr != nil:
 		return HostFailed, h.AddrErr
 	case !h.AddrAD:
-		// RFC 7672 §2.2.2 (DANE-1): TLSA records of a host whose
+		// RFC 7672 §2.2 (DANE-1): TLSA records of a host whose
 		// address records are insecure are not used.
 		return HostInsecure, nil
 	case errors.Is(h.TLSAErr, dnsresolve.ErrNotFound):

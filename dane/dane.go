@@ -22,7 +22,7 @@
 //     (dnsresolve.Answer.Authenticated). A lookup that fails where DANE
 //     could apply is a temporary failure, never "no DANE" (DANE-5).
 //   - Not done: TLSA lookups at the CNAME-expanded MX host name (RFC 7672
-//     §2.2.2); the TLSA RRset is looked up at the MX host name as given.
+//     §2.2); the TLSA RRset is looked up at the MX host name as given.
 package dane
 
 import (
