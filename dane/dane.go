@@ -1,6 +1,8 @@
 // Package dane implements the parts of DANE for SMTP (RFC 7672, on RFC 6698
-// TLSA records) that mailsts needs: deciding whether a TLSA RRset is usable
-// for SMTP, and checking a presented certificate chain against it.
+// TLSA records) that mailsts needs: deciding whether DANE applies to a
+// destination ([Applies], [Decide]: the one place mailsts decides it),
+// whether a TLSA RRset is usable for SMTP, and checking a presented
+// certificate chain against it.
 //
 // Conformance notes (checklist DANE-*):
 //   - Only certificate usages DANE-TA(2) and DANE-EE(3) are usable for SMTP;
@@ -14,8 +16,13 @@
 //     the reference names (the TLSA base domain, usually the MX host name),
 //     with wildcards only as the whole left-most label (RFC 7672 §3.2.3,
 //     DANE-8). Expiry is checked for DANE-TA.
-//   - Records only count when the DNS answer was DNSSEC-validated; that is
-//     the caller's job (dnsresolve.Answer.Authenticated, DANE-1).
+//   - Records only count when the MX RRset, the MX host's address records
+//     and the TLSA RRset were all DNSSEC-validated (RFC 7672 §2.2, DANE-1);
+//     [Decide] applies this to the AD bits of the answers
+//     (dnsresolve.Answer.Authenticated). A lookup that fails where DANE
+//     could apply is a temporary failure, never "no DANE" (DANE-5).
+//   - Not done: TLSA lookups at the CNAME-expanded MX host name (RFC 7672
+//     §2.2); the TLSA RRset is looked up at the MX host name as given.
 package dane
 
 import (

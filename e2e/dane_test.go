@@ -30,6 +30,22 @@ func scenario() *testnet.Scenario {
 		Name:   "dane-selfsigned.example",
 		Secure: true,
 		MX:     []testnet.MXHost{{Name: "mx1.dane-selfsigned.example", Pref: 10, Cert: testnet.CertSelfSigned, TLSA: testnet.TLSADaneEE}},
+	}, testnet.Domain{
+		// Partial DANE under an enforce policy: mx2 has a TLSA record,
+		// mx1 (preferred) has none and a self-signed certificate. Under
+		// "dane" Postfix would hand mx1 the mail over unauthenticated TLS,
+		// which the policy forbids; the secure answer refuses mx1 and
+		// delivers to mx2 over verified TLS.
+		Name:   "dane-partial.example",
+		Secure: true,
+		STSTXT: [][]string{{"v=STSv1; id=danepartial1"}},
+		Policy: &testnet.PolicyHost{
+			Body: "version: STSv1\nmode: enforce\nmx: *.dane-partial.example\nmax_age: 86400\n",
+		},
+		MX: []testnet.MXHost{
+			{Name: "mx1.dane-partial.example", Pref: 10, Cert: testnet.CertSelfSigned},
+			{Name: "mx2.dane-partial.example", Pref: 20, Cert: testnet.CertGood, TLSA: testnet.TLSADaneEE},
+		},
 	})
 	return sc
 }
@@ -63,6 +79,20 @@ var daneCases = []mailCase{
 		id: "STS-DANE-2 DANE-7", domain: "dane-selfsigned.example", mx: []string{"mx1.dane-selfsigned.example"},
 		answer:  "OK dane-only",
 		deliver: true, sni: true, logLine: "Verified TLS connection established to ",
+	},
+	{
+		// DANE on some MX hosts of an enforce domain: every host must be
+		// authenticated (never weaker than the MTA-STS policy), so the
+		// answer is the policy's secure one; mx1, whose certificate
+		// fails PKIX and which has no TLSA record, gets nothing, and the
+		// message reaches mx2 over verified TLS. Under "OK dane" mx1
+		// would get it over unauthenticated TLS (the control run shows
+		// Postfix does that at level may).
+		id: "STS-DANE-1 DANE-2 DANE-4 partial", domain: "dane-partial.example",
+		mx:      []string{"mx1.dane-partial.example", "mx2.dane-partial.example"},
+		answer:  "OK secure match=.dane-partial.example servername=hostname",
+		deliver: true, sni: true, logLine: "Verified TLS connection established to ",
+		logRE: regexp.MustCompile(`certificate verification failed for mx1\.dane-partial\.example\[`),
 	},
 	{
 		// MTA-STS alone would deliver; the TLSA record matches nothing.
@@ -120,6 +150,15 @@ var peerDANECases = []mailCase{
 // not trusted. The deferrals and the DANE verification in the mailsts run
 // are therefore the policy's doing.
 var controlDANECases = []mailCase{
+	{
+		// What "OK dane" would let happen to the partial-DANE domain:
+		// mx1 has no TLSA record, so the mail goes to it over TLS nobody
+		// authenticated.
+		id: "control partial DANE", domain: "dane-partial.example",
+		mx:      []string{"mx1.dane-partial.example", "mx2.dane-partial.example"},
+		answer:  "NOTFOUND",
+		deliver: true, logLine: "Untrusted TLS connection established to ",
+	},
 	{
 		id: "control DANE-7", domain: "dane-selfsigned.example", mx: []string{"mx1.dane-selfsigned.example"},
 		answer:  "NOTFOUND",

@@ -54,6 +54,13 @@
 //     "server certificate verification failed for <mx>[…]:25:
 //     num=…:no matching DANE TLSA records". The control run delivers both
 //     and does not trust the self-signed host.
+//   - Partial DANE, never weaker than MTA-STS: dane-partial.example has an
+//     enforce policy and two MX hosts, a TLSA record on mx2 only, and a
+//     self-signed certificate on mx1 (preferred). policyd answers the
+//     policy's "secure" (not "dane", under which mx1 would get the mail
+//     over unauthenticated TLS, as the control run shows): Postfix logs
+//     the certificate failure of mx1 and delivers to mx2 over verified
+//     TLS.
 //   - The peer does no DANE: it answers "secure" for the domains with an
 //     MTA-STS policy, which in Postfix overrides DANE (STS-DANE-4). Its
 //     dane.example delivery is asserted; what it does with the failing

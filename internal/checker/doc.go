@@ -54,9 +54,11 @@
 //     (STS-CERT-1, STS-CERT-7), SNI set to the MX name (STS-CERT-5), chain,
 //     expiry and SAN name, never the CN (STS-CERT-2, STS-CERT-3,
 //     TLS-NAME-4).
-//   - RFC 7672 DANE: TLSA records count only when MX, address and TLSA
-//     answers are DNSSEC-validated (DANE-1); usages 2 and 3 only (DANE-6);
-//     a mismatch means no delivery (DANE-2).
+//   - RFC 7672 DANE, decided by dane.Decide as policyd decides it: TLSA
+//     records count only when MX, address and TLSA answers are
+//     DNSSEC-validated (DANE-1); a failed lookup under a signed MX RRset
+//     is a lookup error (DANE-5); usages 2 and 3 only (DANE-6); a mismatch
+//     means no delivery (DANE-2).
 //   - RFC 8460 §3 TLSRPT: exactly one v=TLSRPTv1 record (RPT-TXT-6), its
 //     syntax (RPT-TXT-2, RPT-TXT-3), mailto/https rua only (RPT-TXT-4).
 //   - RFC 8314: implicit TLS on 465/993/995 and STARTTLS on 587, with

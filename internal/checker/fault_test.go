@@ -17,7 +17,7 @@ import (
 // testnet scenario cannot express (a TLSA or _smtp._tls SERVFAIL).
 type faultyDNS struct {
 	dnsresolve.Resolver
-	failTXT, failTLSA string
+	failTXT, failTLSA, failIP string
 }
 
 var errServFail = fmt.Errorf("%w: SERVFAIL (injected)", dnsresolve.ErrLookupFailed)
@@ -34,6 +34,28 @@ func (f faultyDNS) LookupTLSA(ctx context.Context, port int, proto, host string)
 		return nil, dnsresolve.Answer{}, errServFail
 	}
 	return f.Resolver.LookupTLSA(ctx, port, proto, host)
+}
+
+func (f faultyDNS) LookupIP(ctx context.Context, host string) ([]netip.Addr, dnsresolve.Answer, error) {
+	if host == f.failIP {
+		return nil, dnsresolve.Answer{}, errServFail
+	}
+	return f.Resolver.LookupIP(ctx, host)
+}
+
+// DANE-5, DANE-1: under a signed MX RRset, a failed address lookup leaves
+// open whether DANE applies (the dane library's decision, as in policyd):
+// a lookup error, not "insecure".
+func TestDNSFaultAddressUnderSignedMX(t *testing.T) {
+	t.Parallel()
+	n := defaultNet(t)
+	c := newChecker(t, n, false)
+	c.DNS = faultyDNS{Resolver: c.DNS, failIP: "mx1.dane.example"}
+	r := c.Check(context.Background(), "dane.example")
+	record(r)
+	if !hasFinding(r, want{"dane.lookup-error", SeverityWarn, "mx1.dane.example"}) || r.MX[0].DANE != "lookup-error" {
+		t.Errorf("DANE %q, want lookup-error\n%s", r.MX[0].DANE, dump(r))
+	}
 }
 
 // A failed TLSA lookup (DANE-5) and a failed TLSRPT lookup are reported,

@@ -16,13 +16,16 @@ import (
 // mxState is what the MX part of a check learned, before it is judged
 // against the policy.
 type mxState struct {
-	domain  string
-	lookup  findings // findings about the MX RRset itself
-	hosts   []hostData
-	secure  bool // the MX RRset was DNSSEC-authenticated
-	results []MXResult
-	hostF   findings
-	dane    findings
+	domain string
+	lookup findings // findings about the MX RRset itself
+	hosts  []hostData
+	secure bool // the MX RRset was DNSSEC-authenticated
+	// decision is the DANE decision (RFC 7672 §2.2) from the answers
+	// below, made by the dane library as policyd makes it.
+	decision dane.Result
+	results  []MXResult
+	hostF    findings
+	dane     findings
 }
 
 // hostData is the raw outcome for one MX host.
@@ -31,10 +34,13 @@ type hostData struct {
 	addrs   []netip.Addr
 	addrErr error
 	addrAD  bool
-	probe   probeOutcome
-	tlsa    []dnsresolve.TLSA
-	tlsaAD  bool
-	tlsaErr error
+	// addrDNSErr is the address lookup's own error (addrErr also says
+	// "no address" when it succeeded empty).
+	addrDNSErr error
+	probe      probeOutcome
+	tlsa       []dnsresolve.TLSA
+	tlsaAD     bool
+	tlsaErr    error
 }
 
 // checkMX looks up the MX hosts and probes each of them (concurrently):
@@ -69,6 +75,16 @@ func (c *Checker) checkMX(ctx context.Context, d string) (st mxState) {
 		wg.Go(func() { c.checkHost(ctx, h) })
 	}
 	wg.Wait()
+	mxl := dane.MXLookup{Answer: ans, Err: err}
+	if err == nil {
+		mxl.Records = mxs
+	}
+	lookups := make([]dane.HostLookup, len(st.hosts))
+	for i, h := range st.hosts {
+		lookups[i] = dane.HostLookup{Name: h.mx.Host, AddrAD: h.addrAD, AddrErr: h.addrDNSErr,
+			TLSA: h.tlsa, TLSAAD: h.tlsaAD, TLSAErr: h.tlsaErr}
+	}
+	st.decision = dane.Decide(d, mxl, lookups)
 	return st
 }
 
@@ -83,7 +99,7 @@ func (c *Checker) checkHost(ctx context.Context, h *hostData) {
 	})
 	var ans dnsresolve.Answer
 	h.addrs, ans, h.addrErr = c.dns.LookupIP(ctx, h.mx.Host)
-	h.addrAD = ans.Authenticated
+	h.addrAD, h.addrDNSErr = ans.Authenticated, h.addrErr
 	if h.addrErr == nil && len(h.addrs) > 0 {
 		h.probe = c.probe(ctx, h.mx.Host, pickAddr(h.addrs), c.smtpPort(), false)
 	} else {
@@ -152,7 +168,7 @@ func (c *Checker) judgeMX(sts stsState, st *mxState) findings {
 			r.Pattern = verdicts[i].Pattern
 		}
 		good := c.hostFindings(&st.hostF, h, sev)
-		r.DANE = c.daneFindings(&st.dane, st, h)
+		r.DANE = c.daneFindings(&st.dane, st, h, st.decision.Hosts[i])
 		if applies && sts.effective {
 			switch {
 			case good && r.Pattern != "":
@@ -202,26 +218,33 @@ func (c *Checker) hostFindings(fs *findings, h hostData, sev Severity) bool {
 	return p.Cert != nil && p.Cert.Problem == ""
 }
 
-// daneFindings judges the TLSA records of one host (RFC 7672) and returns
-// the MXResult.DANE value.
-func (c *Checker) daneFindings(fs *findings, st *mxState, h hostData) string {
+// daneFindings reports the DANE decision for one host (dane.Decide: the
+// one place mailsts decides whether DANE applies, RFC 7672 §2.2), checks
+// the presented chain where DANE applies, and returns the MXResult.DANE
+// value.
+func (c *Checker) daneFindings(fs *findings, st *mxState, h hostData, dh dane.Host) string {
 	host := h.mx.Host
 	name := "_25._tcp." + host
-	switch {
-	case errors.Is(h.tlsaErr, dnsresolve.ErrNotFound):
+	tlsaFailed := h.tlsaErr != nil && !errors.Is(h.tlsaErr, dnsresolve.ErrNotFound)
+	switch dh.Status {
+	case dane.HostFailed:
+		// DANE-5: a failed lookup under a secure MX RRset.
+		fs.add("dane.lookup-error", SeverityWarn, host, "the DNSSEC lookup for "+host+" failed ("+dh.Err.Error()+"): whether DANE applies is unknown; DANE senders defer mail to this host")
+		return "lookup-error"
+	case dane.HostNoAddress:
+		fs.add("dane.none", SeverityInfo, host, host+" has no address records: DANE does not apply")
+		return "none"
+	case dane.HostNoTLSA:
 		how := "not DNSSEC-proven"
 		if h.tlsaAD {
 			how = "DNSSEC-proven"
 		}
 		fs.add("dane.none", SeverityInfo, host, "no TLSA records at "+name+" ("+how+"): DANE does not apply")
 		return "none"
-	case h.tlsaErr != nil:
-		fs.add("dane.lookup-error", SeverityWarn, host, "the TLSA lookup of "+name+" failed: "+h.tlsaErr.Error()+"; DANE senders defer mail to this host")
-		return "lookup-error"
-	}
-	// RFC 7672 §2.2 (DANE-1): TLSA records count only when the MX RRset,
-	// the host's addresses and the TLSA RRset are all DNSSEC-secure.
-	if !h.tlsaAD || !st.secure || !h.addrAD {
+	case dane.HostInsecure:
+		// RFC 7672 §2.2 (DANE-1): TLSA records count only when the MX
+		// RRset, the host's addresses and the TLSA RRset are all
+		// DNSSEC-secure.
 		var insecure []string
 		if !st.secure {
 			insecure = append(insecure, "MX of "+st.domain)
@@ -229,13 +252,20 @@ func (c *Checker) daneFindings(fs *findings, st *mxState, h hostData) string {
 		if !h.addrAD {
 			insecure = append(insecure, "addresses of "+host)
 		}
-		if !h.tlsaAD {
+		if !h.tlsaAD && !tlsaFailed {
 			insecure = append(insecure, name)
+		}
+		switch {
+		case tlsaFailed:
+			fs.add("dane.lookup-error", SeverityWarn, host, "the TLSA lookup of "+name+" failed: "+h.tlsaErr.Error()+"; senders ignore it, as the answers for "+strings.Join(insecure, ", ")+" are not DNSSEC-validated")
+			return "lookup-error"
+		case errors.Is(h.tlsaErr, dnsresolve.ErrNotFound) || len(h.tlsa) == 0:
+			fs.add("dane.none", SeverityInfo, host, "no TLSA records at "+name+" (not DNSSEC-proven): DANE does not apply")
+			return "none"
 		}
 		fs.add("dane.insecure", SeverityWarn, host, fmt.Sprintf("%d TLSA record(s) at %s, but the answers for %s are not DNSSEC-validated: senders ignore them", len(h.tlsa), name, strings.Join(insecure, ", ")))
 		return "insecure"
-	}
-	if !dane.AnyUsable(h.tlsa) {
+	case dane.HostUnusable:
 		// DANE-3, DANE-6: usages 0 and 1 are unusable for SMTP.
 		fs.add("dane.unusable", SeverityWarn, host, "none of the TLSA records at "+name+" is usable for SMTP (usage 2 or 3 with known selector and matching type); senders require TLS but cannot authenticate")
 		return "unusable"
@@ -246,7 +276,7 @@ func (c *Checker) daneFindings(fs *findings, st *mxState, h hostData) string {
 	}
 	// DANE-8: reference names for DANE-TA are the MX host name and the
 	// next-hop domain, as in Postfix.
-	rec, err := dane.Verify(h.tlsa, h.probe.chain, []string{host, st.domain}, c.now())
+	rec, err := dane.Verify(dh.TLSA, h.probe.chain, []string{host, st.domain}, c.now())
 	if err != nil {
 		fs.add("dane.nomatch", SeverityFail, host, "the certificate of "+host+" matches none of the TLSA records at "+name+": "+err.Error())
 		return "invalid"

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
 	"time"
 	"unique"
 
@@ -109,6 +108,21 @@ func (r *Responder) dane(ctx context.Context, st *domainState, domain string, mo
 
 func (r *Responder) lookupDANE(ctx context.Context, st *domainState, domain string, mode DANEMode, now time.Time) string {
 	hosts, auth, kind, _ := r.mx(ctx, st, domain, now, r.daneTTL())
+	// The MX set is the one the MX check uses (kept in the domain's
+	// state); the dane library decides from it (RFC 7672 §2.2).
+	mx := dane.MXLookup{Answer: dnsresolve.Answer{Authenticated: auth}}
+	switch kind {
+	case mxNotFound:
+		mx.Err = dnsresolve.ErrNotFound
+	case mxFailed:
+		mx.Err = dnsresolve.ErrLookupFailed
+	default:
+		mx.Records = make([]dnsresolve.MX, len(hosts))
+		for i, h := range hosts {
+			mx.Records[i].Host = h
+		}
+	}
+	res := (&dane.Decider{Resolver: r.DNS, MaxHosts: maxMXHosts}).ForMX(ctx, domain, mx)
 	switch {
 	case kind == mxFailed:
 		// STS-DANE-3: with a validating resolver, a failed MX lookup
@@ -118,66 +132,22 @@ func (r *Responder) lookupDANE(ctx context.Context, st *domainState, domain stri
 			return DANETemp
 		}
 		return DANEInsecure
-	case !auth:
+	case !res.MXSecure:
 		// DANE-1: DANE only applies to a DNSSEC-secure MX RRset.
 		return DANEInsecure
-	case kind == mxNotFound:
-		// A secure denial of MX: mail goes to the domain itself (RFC 5321
-		// §5.1 implicit MX), whose TLSA records then count.
-		hosts = []string{domain}
-	case len(hosts) == 1 && hosts[0] == ".":
+	case res.NullMX:
 		return DANENoMX
 	}
-	if len(hosts) > maxMXHosts {
-		hosts = hosts[:maxMXHosts]
-	}
-	type hostResult struct {
-		tlsa   bool // DNSSEC-validated TLSA records exist
-		usable bool // and at least one is usable (DANE-6)
-		failed bool
-	}
-	results := make([]hostResult, len(hosts))
-	var wg sync.WaitGroup
-	for i, h := range hosts {
-		if h == "." {
-			continue
-		}
-		wg.Go(func() {
-			recs, ans, err := r.DNS.LookupTLSA(ctx, 25, "tcp", h)
-			switch {
-			case errors.Is(err, dnsresolve.ErrNotFound):
-				// DANE-4: no TLSA (secure or not) → no DANE for the host.
-			case err != nil:
-				// DANE-5: a failed TLSA lookup under a secure MX RRset.
-				results[i].failed = true
-			case ans.Authenticated && len(recs) > 0:
-				results[i].tlsa = true
-				results[i].usable = dane.AnyUsable(recs)
-			}
-		})
-	}
-	wg.Wait()
-	usable, withTLSA := 0, 0
-	for _, hr := range results {
-		if hr.failed {
-			r.logger().LogAttrs(ctx, slog.LevelInfo, "TLSA lookup failed under a DNSSEC-signed MX RRset; deferring (STS-DANE-3)",
-				slog.String("domain", domain))
-			return DANETemp
-		}
-		if hr.tlsa {
-			withTLSA++
-		}
-		if hr.usable {
-			usable++
-		}
-	}
-	switch {
-	case usable == len(hosts):
+	switch res.Summary {
+	case dane.TemporaryFailure:
+		// DANE-5: an address or TLSA lookup failed under a secure MX
+		// RRset.
+		r.logger().LogAttrs(ctx, slog.LevelInfo, "DNSSEC lookup for DANE failed under a signed MX RRset; deferring (STS-DANE-3)",
+			slog.String("domain", domain), slog.Any("error", res.Err))
+		return DANETemp
+	case dane.All:
 		return DANEAll
-	case withTLSA > 0:
-		// Some hosts have TLSA records (usable or not, DANE-3): Postfix's
-		// "dane" level authenticates those and uses opportunistic TLS for
-		// the others.
+	case dane.Some:
 		return DANESome
 	default:
 		return DANENone

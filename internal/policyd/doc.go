@@ -27,10 +27,14 @@
 //   - parent probes, IP literals, invalid keys: NOTFOUND, no DNS traffic
 //     (STS-SEL-3/4, PFX-POL-2, GO-12); "[relay]:port" uses the relay's
 //     policy (OPEN-5, STS-SEL-2);
-//   - DANE first (RFC 8461 §2; STS-DANE-1..5, DANE-1..6): usable
-//     DNSSEC-validated TLSA on every MX → "OK dane-only", on some → "OK
-//     dane"; a failed DNSSEC lookup → TEMP, never a downgrade (STS-DANE-3);
-//     DANE is authoritative when it applies (OPEN-6). This also avoids the
+//   - DANE first (RFC 8461 §2; STS-DANE-1..5, DANE-1..6), decided by
+//     dane.Decider (RFC 7672 §2.2: MX RRset, address records and TLSA
+//     DNSSEC-validated): usable TLSA on every MX → "OK dane-only"; on some
+//     → the enforced MTA-STS answer if there is one (Postfix applies one
+//     level to every MX host, and "dane" would leave the hosts without
+//     TLSA to unauthenticated TLS), else "OK dane"; a failed DNSSEC lookup
+//     → TEMP, never a downgrade (STS-DANE-3); DANE is authoritative when
+//     it covers every host (OPEN-6). This also avoids the
 //     Postfix hazard of a secure answer overriding smtp_tls_security_level
 //     = dane (STS-DANE-4, PFX-POL-8);
 //   - a transient discovery failure with nothing cached: TEMP during the

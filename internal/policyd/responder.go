@@ -53,7 +53,7 @@ const (
 const (
 	DANESkipped  = ""          // DANE not looked at (off, override, no resolver)
 	DANEAll      = "dane-only" // every MX host has usable TLSA records
-	DANESome     = "dane"      // some MX hosts have TLSA records
+	DANESome     = "dane"      // some MX hosts have TLSA records (answer: the enforced MTA-STS policy, else "OK dane")
 	DANENone     = "none"      // secure proof that no MX host has TLSA records
 	DANEInsecure = "insecure"  // the MX (or TLSA) answers are not DNSSEC-validated
 	DANETemp     = "temp"      // a lookup failed while DANE could apply
@@ -127,10 +127,13 @@ type Observer interface {
 //     with no DNS traffic (STS-SEL-3, STS-SEL-4, PFX-POL-2); "[relay]:port"
 //     looks up the relay host (OPEN-5, STS-SEL-2);
 //  2. an unexpired override for the policy domain;
-//  3. DANE (RFC 8461 §2, STS-DANE-1..4, OPEN-6): with DNSSEC-validated
-//     usable TLSA records on every MX host "OK dane-only", on some "OK
-//     dane"; a failed lookup where DANE could apply is TEMP, never a
-//     downgrade to MTA-STS (STS-DANE-3);
+//  3. DANE (RFC 8461 §2, STS-DANE-1..4, OPEN-6), decided by dane.Decider
+//     (RFC 7672 §2.2: validated MX RRset, address records and TLSA): with
+//     usable TLSA records on every MX host "OK dane-only"; on some only,
+//     the enforced MTA-STS answer when there is one (it authenticates
+//     every host; "dane" would not), else "OK dane"; a failed lookup where
+//     DANE could apply is TEMP, never a downgrade to MTA-STS
+//     (STS-DANE-3);
 //  4. MTA-STS from the Cache: enforce is "OK secure match=… servername=…"
 //     (PFX-STS-1/2/5); testing is NOTFOUND unless the zone has
 //     StrictTesting; none and no policy are NOTFOUND (STS-APPLY-3); a
@@ -459,9 +462,12 @@ func (r *Responder) answer(ctx context.Context, zone, key string, now time.Time,
 				d.Answer = AnswerDANEOnly
 				return postfix.Found("dane-only"), d
 			case DANESome:
-				d.Source, d.Reason = "dane", "some MX hosts have DNSSEC-validated TLSA records; DANE takes precedence over MTA-STS (RFC 8461 §2)"
-				d.Answer = AnswerDANE
-				return postfix.Found("dane"), d
+				// Postfix applies one level to every MX host of the
+				// destination: "dane" would leave the hosts without TLSA
+				// to opportunistic TLS, weaker than an enforced MTA-STS
+				// policy. The policy decides first (daneSome).
+				rep, dec := r.answerSTS(ctx, st, z, tlsrpt, domain, now, &d, f, early)
+				return r.daneSome(rep, dec)
 			case DANETemp:
 				// STS-DANE-3: never downgrade to MTA-STS on a failed
 				// DNSSEC lookup.
@@ -472,6 +478,28 @@ func (r *Responder) answer(ctx context.Context, zone, key string, now time.Time,
 		}
 	}
 	return r.answerSTS(ctx, st, z, tlsrpt, domain, now, &d, f, early)
+}
+
+// daneSome turns the MTA-STS answer for a domain where DANE applies to
+// some MX hosts only into the answer under which no host is left to
+// unauthenticated TLS. An enforced policy ("OK secure …") stays: PKIX and
+// the policy's MX patterns authenticate every host, those with TLSA
+// records included (RFC 8461 §2 only forbids MTA-STS overriding a failing
+// DANE validation, and Postfix's secure level does no DANE at all). TEMP
+// stays (a policy may exist: OPEN-1, STS-DANE-3). Without an enforced
+// policy (NOTFOUND) the answer is "OK dane": opportunistic DANE, Postfix's
+// own level for such destinations (DANE-2, DANE-4).
+func (r *Responder) daneSome(rep postfix.Reply, d Decision) (postfix.Reply, Decision) {
+	switch d.Answer {
+	case AnswerSecure:
+		d.Reason += "; DANE applies to some MX hosts only, and Postfix applies one level to all of them: the MTA-STS policy authenticates every host (PKIX), where \"dane\" would leave the hosts without TLSA records to unauthenticated TLS"
+		return rep, d
+	case AnswerNotFound:
+		d.Source, d.Answer = "dane", AnswerDANE
+		d.Reason = "some MX hosts have DNSSEC-validated TLSA records and no MTA-STS policy is enforced (" + d.Reason + "): opportunistic DANE (RFC 7672)"
+		return postfix.Found("dane"), d
+	}
+	return rep, d
 }
 
 // stsLookup is the outcome of a Cache.Get started before the DANE decision.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -224,13 +225,24 @@ func TestAnswerStaleOnDNSFailure(t *testing.T) {
 	}
 }
 
-// daneFake returns a resolver where example.com's MX RRset is signed and
-// the MX hosts have the given TLSA situation.
+// daneFake returns a resolver where example.com's MX RRset is signed (or
+// not) and the MX hosts, whose address records are signed too, have the
+// given TLSA situation.
 func daneFake(tlsa map[string][]dnsresolve.TLSA, secure bool) *dnsresolve.Fake {
+	return daneFakeFor("example.com", tlsa, secure, secure)
+}
+
+// daneFakeFor is daneFake for domain (MX hosts mx1.<domain> and
+// mx2.<domain>, keys of tlsa) with the AD bit of the address records set
+// apart: addrSecure.
+func daneFakeFor(domain string, tlsa map[string][]dnsresolve.TLSA, secure, addrSecure bool) *dnsresolve.Fake {
 	f := &dnsresolve.Fake{}
-	f.SetMX("example.com", dnsresolve.MX{Pref: 10, Host: "mx1.example.com"}, dnsresolve.MX{Pref: 20, Host: "mx2.example.com"})
-	f.SetAuthenticated("example.com", secure)
-	for _, h := range []string{"mx1.example.com", "mx2.example.com"} {
+	mx1, mx2 := "mx1."+domain, "mx2."+domain
+	f.SetMX(domain, dnsresolve.MX{Pref: 10, Host: mx1}, dnsresolve.MX{Pref: 20, Host: mx2})
+	f.SetAuthenticated(domain, secure)
+	for i, h := range []string{mx1, mx2} {
+		f.SetIP(h, netip.AddrFrom4([4]byte{192, 0, 2, byte(i + 1)}))
+		f.SetAuthenticated(h, addrSecure)
 		name := "_25._tcp." + h
 		f.SetAuthenticated(name, secure)
 		if rs, ok := tlsa[h]; ok {
@@ -245,52 +257,92 @@ var (
 	unusableTLSA = dnsresolve.TLSA{Usage: 1, Selector: 1, MatchingType: 1, Data: make([]byte, 32)}
 )
 
-// STS-DANE-1..4, DANE-1..6, OPEN-6: DANE first, authoritative over MTA-STS;
-// a failed DNSSEC lookup is TEMP, never a downgrade.
+// STS-DANE-1..4, DANE-1..6, OPEN-6: DANE first, authoritative over MTA-STS
+// where it covers every MX host; never weaker than an enforced MTA-STS
+// policy where it covers some; a failed DNSSEC lookup is TEMP, never a
+// downgrade. example.com has the enforce policy F-2, testing.example a
+// testing policy, nosts.example none.
 func TestAnswerDANE(t *testing.T) {
 	t.Parallel()
-	n := startNet(t, f2Domain())
+	n := startNet(t, f2Domain(), stsDomain("testing.example", "t1", "testing", "mx1.testing.example", "mx2.testing.example"))
 	servfail := &dnsresolve.Error{Name: "x", Qtype: "TLSA", Rcode: 2, Err: dnsresolve.ErrLookupFailed}
+	both := func(d string) map[string][]dnsresolve.TLSA {
+		return map[string][]dnsresolve.TLSA{"mx1." + d: {usableTLSA}, "mx2." + d: {usableTLSA}}
+	}
+	one := func(d string) map[string][]dnsresolve.TLSA {
+		return map[string][]dnsresolve.TLSA{"mx1." + d: {usableTLSA}}
+	}
 	for _, c := range []struct {
-		name  string
-		fake  func() *dnsresolve.Fake
-		zone  Zone
-		want  string
-		dane  string
-		noSTS bool
+		name   string
+		domain string
+		fake   func() *dnsresolve.Fake
+		zone   Zone
+		want   string
+		dane   string
+		noSTS  bool
 	}{
-		{"all usable → dane-only (STS-DANE-4, OPEN-6)", func() *dnsresolve.Fake {
-			return daneFake(map[string][]dnsresolve.TLSA{"mx1.example.com": {usableTLSA}, "mx2.example.com": {usableTLSA}}, true)
+		{"all usable → dane-only (STS-DANE-4, OPEN-6)", "example.com", func() *dnsresolve.Fake {
+			return daneFake(both("example.com"), true)
 		}, Zone{}, "OK dane-only", DANEAll, true},
-		{"some usable → dane", func() *dnsresolve.Fake {
-			return daneFake(map[string][]dnsresolve.TLSA{"mx1.example.com": {usableTLSA}}, true)
-		}, Zone{}, "OK dane", DANESome, true},
-		{"unusable records only → dane (DANE-3)", func() *dnsresolve.Fake {
+		// Issue #10 item 2: Postfix applies one level to every MX host;
+		// "dane" would leave mx2 to unauthenticated TLS although the
+		// enforce policy requires it to be authenticated.
+		{"some usable, enforce policy → secure (STS-DANE-1, DANE-2)", "example.com", func() *dnsresolve.Fake {
+			return daneFake(one("example.com"), true)
+		}, Zone{}, f2Secure, DANESome, false},
+		{"unusable records only, enforce policy → secure (DANE-3)", "example.com", func() *dnsresolve.Fake {
 			return daneFake(map[string][]dnsresolve.TLSA{"mx1.example.com": {unusableTLSA}, "mx2.example.com": {unusableTLSA}}, true)
-		}, Zone{}, "OK dane", DANESome, true},
-		{"insecure MX → MTA-STS (DANE-1)", func() *dnsresolve.Fake {
-			return daneFake(map[string][]dnsresolve.TLSA{"mx1.example.com": {usableTLSA}, "mx2.example.com": {usableTLSA}}, false)
+		}, Zone{}, f2Secure, DANESome, false},
+		{"some usable, testing policy → dane (DANE-2, DANE-4)", "testing.example", func() *dnsresolve.Fake {
+			return daneFakeFor("testing.example", one("testing.example"), true, true)
+		}, Zone{}, "OK dane", DANESome, false},
+		{"some usable, testing policy enforced by strict_testing → secure", "testing.example", func() *dnsresolve.Fake {
+			return daneFakeFor("testing.example", one("testing.example"), true, true)
+		}, Zone{StrictTesting: true}, "OK secure match=mx1.testing.example:mx2.testing.example servername=hostname", DANESome, false},
+		{"some usable, no MTA-STS policy → dane (DANE-2, DANE-4)", "nosts.example", func() *dnsresolve.Fake {
+			return daneFakeFor("nosts.example", one("nosts.example"), true, true)
+		}, Zone{}, "OK dane", DANESome, false},
+		{"unusable records only, no policy → dane (DANE-3)", "nosts.example", func() *dnsresolve.Fake {
+			return daneFakeFor("nosts.example", map[string][]dnsresolve.TLSA{"mx1.nosts.example": {unusableTLSA}}, true, true)
+		}, Zone{}, "OK dane", DANESome, false},
+		// Issue #10 item 3: usable TLSA records under a secure MX RRset,
+		// but the MX hosts' address records are not DNSSEC-validated:
+		// RFC 7672 §2.2 says DANE does not apply (Postfix would not even
+		// look the TLSA records up), so no dane-only.
+		{"insecure address records, enforce policy → MTA-STS (DANE-1)", "example.com", func() *dnsresolve.Fake {
+			return daneFakeFor("example.com", both("example.com"), true, false)
+		}, Zone{}, f2Secure, DANENone, false},
+		{"insecure address records, no policy → NOTFOUND (DANE-1)", "nosts.example", func() *dnsresolve.Fake {
+			return daneFakeFor("nosts.example", both("nosts.example"), true, false)
+		}, Zone{}, "NOTFOUND ", DANENone, false},
+		{"insecure MX → MTA-STS (DANE-1)", "example.com", func() *dnsresolve.Fake {
+			return daneFake(both("example.com"), false)
 		}, Zone{}, f2Secure, DANEInsecure, false},
-		{"secure denial → MTA-STS (DANE-4)", func() *dnsresolve.Fake {
+		{"secure denial → MTA-STS (DANE-4)", "example.com", func() *dnsresolve.Fake {
 			return daneFake(nil, true)
 		}, Zone{}, f2Secure, DANENone, false},
-		{"TLSA SERVFAIL under a signed MX → TEMP (STS-DANE-3)", func() *dnsresolve.Fake {
-			f := daneFake(map[string][]dnsresolve.TLSA{"mx1.example.com": {usableTLSA}}, true)
+		{"TLSA SERVFAIL under a signed MX → TEMP (STS-DANE-3)", "example.com", func() *dnsresolve.Fake {
+			f := daneFake(one("example.com"), true)
 			f.SetError("TLSA _25._tcp.mx2.example.com", servfail)
 			return f
 		}, Zone{}, "TEMP DANE lookup failed", DANETemp, true},
-		{"MX SERVFAIL with dane on → TEMP", func() *dnsresolve.Fake {
+		{"address SERVFAIL under a signed MX → TEMP (DANE-5)", "example.com", func() *dnsresolve.Fake {
+			f := daneFake(both("example.com"), true)
+			f.SetError("IP mx2.example.com", servfail)
+			return f
+		}, Zone{}, "TEMP DANE lookup failed", DANETemp, true},
+		{"MX SERVFAIL with dane on → TEMP", "example.com", func() *dnsresolve.Fake {
 			f := daneFake(nil, true)
 			f.SetError("MX example.com", servfail)
 			return f
 		}, Zone{DANE: DANEOn}, "TEMP DANE lookup failed", DANETemp, true},
-		{"MX SERVFAIL, auto, resolver never validated → MTA-STS", func() *dnsresolve.Fake {
+		{"MX SERVFAIL, auto, resolver never validated → MTA-STS", "example.com", func() *dnsresolve.Fake {
 			f := daneFake(nil, false)
 			f.SetError("MX example.com", servfail)
 			return f
 		}, Zone{}, f2Secure, DANEInsecure, false},
-		{"dane off → MTA-STS", func() *dnsresolve.Fake {
-			return daneFake(map[string][]dnsresolve.TLSA{"mx1.example.com": {usableTLSA}, "mx2.example.com": {usableTLSA}}, true)
+		{"dane off → MTA-STS", "example.com", func() *dnsresolve.Fake {
+			return daneFake(both("example.com"), true)
 		}, Zone{DANE: DANEOff}, f2Secure, DANESkipped, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -298,7 +350,7 @@ func TestAnswerDANE(t *testing.T) {
 			e := newEnvOn(t, n, mtasts.NewMemoryStore(), &Rules{Default: c.zone})
 			fake := c.fake()
 			e.r.DNS = fake
-			got, d := e.answer(t, "postfix", "example.com")
+			got, d := e.answer(t, "postfix", c.domain)
 			if got != c.want || d.DANE != c.dane {
 				t.Errorf("got %q dane=%q (%s), want %q dane=%q", got, d.DANE, d.Reason, c.want, c.dane)
 			}
@@ -308,7 +360,7 @@ func TestAnswerDANE(t *testing.T) {
 			// The decision is cached: the next answer costs no DNS.
 			if c.dane != DANETemp && c.dane != DANESkipped {
 				fake.ResetQueries()
-				again, _ := e.answer(t, "postfix", "example.com")
+				again, _ := e.answer(t, "postfix", c.domain)
 				if again != got {
 					t.Errorf("second answer %q, want %q", again, got)
 				}
@@ -317,6 +369,27 @@ func TestAnswerDANE(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// OPEN-1, STS-DANE-3: with DANE on some MX hosts and the policy discovery
+// failing with nothing cached, the domain may have an enforce policy:
+// TEMP for the window, as without DANE, then opportunistic DANE ("OK
+// dane"), never an answer weaker than a policy not yet ruled out.
+func TestAnswerPartialDANEDiscoveryFailing(t *testing.T) {
+	t.Parallel()
+	failing := stsDomain("failing.example", "f1", "enforce", "mx1.failing.example", "mx2.failing.example")
+	failing.STSFault = testnet.FaultServFail
+	e := newEnv(t, nil, failing)
+	e.r.DNS = daneFakeFor("failing.example", map[string][]dnsresolve.TLSA{"mx1.failing.example": {usableTLSA}}, true, true)
+	got, d := e.answer(t, "postfix", "failing.example")
+	if got != "TEMP MTA-STS policy discovery failed temporarily" || d.DANE != DANESome {
+		t.Errorf("within the window: %q dane=%q (%s), want TEMP", got, d.DANE, d.Reason)
+	}
+	e.clock.Advance(DefaultTempWindow + time.Minute)
+	got, d = e.answer(t, "postfix", "failing.example")
+	if got != "OK dane" || d.DANE != DANESome || d.Answer != AnswerDANE {
+		t.Errorf("after the window: %q dane=%q (%s), want OK dane", got, d.DANE, d.Reason)
 	}
 }
 
