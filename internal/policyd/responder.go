@@ -417,7 +417,13 @@ func (r *Responder) answer(ctx context.Context, zone, key string, now time.Time,
 		}
 		return r.notFound(&d)
 	}
-	if !isASCII(domain) {
+	if !isASCII(domain) || strings.Contains(domain, "xn--") {
+		// U-labels become A-labels, and an "xn--" label must be valid
+		// Punycode (RFC 5891 §5.5): a key that fails is not a domain that
+		// can have a policy or TLSA records, so it is NOTFOUND with no DNS
+		// traffic like every other unusable key, never TEMP from a DNS
+		// layer refusing the name. ParseNextHop checked the rest (labels,
+		// characters, length) for ASCII names.
 		a, err := dnsresolve.Normalize(domain)
 		if err != nil {
 			d.Source, d.Reason = "key", "invalid domain name: "+err.Error()
