@@ -144,6 +144,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		DNS:             client.DNS,
 		DANETTL:         cfg.DANETTL,
 		MXCheckInterval: cfg.MXCheckInterval,
+		Timeout:         cfg.Fetch.Timeout,
 		Touch:           st.Touch,
 		Now:             d.Now,
 		Logger:          log,

@@ -158,6 +158,15 @@ type Responder struct {
 	MXCheckInterval time.Duration
 	// MaxStates caps per-domain memory; 0 means DefaultMaxStates.
 	MaxStates int
+	// Timeout bounds the work behind one answer that is not memoised: the
+	// DANE lookups (MX, TLSA), the MX check and the wait for MTA-STS
+	// discovery (TXT, A/AAAA, HTTPS) all run under one deadline, so that
+	// Postfix gets its answer (TEMP if nothing was learned in time) within
+	// Timeout whatever the DNS client's per-query timeout and retries. A
+	// discovery cut short goes on in the Cache, bounded by the Client's
+	// Timeout, and the next lookup finds its result. 0 means no bound
+	// beyond the caller's ctx. The daemon sets it to fetch.timeout.
+	Timeout time.Duration
 	// Touch, when set, is called with the policy domain of every MTA-STS
 	// answer, so that the store can record use without a write per query
 	// (stscache.Tiered.Touch).
@@ -396,6 +405,12 @@ func (r *Responder) Answer(ctx context.Context, zone, key string) (postfix.Reply
 
 func (r *Responder) answer(ctx context.Context, zone, key string, now time.Time, f *memoFill) (postfix.Reply, Decision) {
 	r.init()
+	if r.Timeout > 0 {
+		// Issue #10 item 9: one deadline for every step of this answer.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, r.Timeout)
+		defer cancel()
+	}
 	rules := r.compiled()
 	f.rules = rules
 	z, tlsrpt, _ := rules.zone(zone)
