@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -26,7 +27,9 @@ Nothing is cached.
 
 With --explain, also shows what mailsts policyd would answer Postfix for the
 domain right now and why (DANE, overrides, zone settings such as strict_testing,
-the MX check), using the zones and overrides of --config when given.
+the MX check). With --config, resolve runs as policyd built from that file
+would: its DNS servers, CA file, HTTPS port and time limit (unless given as
+flags), zones, overrides and DANE settings.
 
 Examples:
   mailsts resolve gmail.com
@@ -103,6 +106,33 @@ func (nf *netFlags) register(fs interface {
 	fs.IntVar(&nf.httpsPort, "https-port", 0, "connect to policy hosts on this `port` instead of 443 (for test networks)")
 }
 
+// applyTo overrides cfg's network settings with the flags given on the
+// command line (set holds their names): --dns, --ca-file, --https-port and
+// --timeout (fetch.timeout).
+func (nf *netFlags) applyTo(cfg *policyd.Config, set map[string]bool) {
+	if set["dns"] {
+		cfg.DNS.Servers = nil
+		for _, s := range strings.Split(nf.dns, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				cfg.DNS.Servers = append(cfg.DNS.Servers, s)
+			}
+		}
+	}
+	if set["ca-file"] {
+		cfg.Fetch.CAFile = nf.caFile
+	}
+	if set["https-port"] {
+		cfg.Fetch.HTTPSPort = nf.httpsPort
+	}
+	if set["timeout"] {
+		cfg.Fetch.Timeout = nf.timeout
+	}
+}
+
+func userAgent() string {
+	return "mailsts/" + Version() + " (+https://github.com/mailsts/mailsts)"
+}
+
 // client builds the mtasts client the flags describe.
 func (nf *netFlags) client() (*mtasts.Client, error) {
 	var servers []string
@@ -126,7 +156,7 @@ func (nf *netFlags) client() (*mtasts.Client, error) {
 		RootCAs:   roots,
 		Timeout:   nf.timeout,
 		HTTPSPort: nf.httpsPort,
-		UserAgent: "mailsts/" + Version() + " (+https://github.com/mailsts/mailsts)",
+		UserAgent: userAgent(),
 	}, nil
 }
 
@@ -136,7 +166,7 @@ func runResolve(ctx context.Context, env Env, args []string) int {
 	nf.register(fs)
 	asJSON := fs.Bool("json", false, "print one JSON object instead of text")
 	explain := fs.Bool("explain", false, "also show what mailsts policyd would answer Postfix, and why")
-	configFile := fs.String("config", "", "policyd configuration `file` whose zones and overrides --explain applies")
+	configFile := fs.String("config", "", "policyd configuration `file`: its DNS servers, CA file, HTTPS port and time limit (unless given as flags), and for --explain its zones, overrides and DANE settings")
 	zone := fs.String("zone", "postfix", "socketmap map `name` (zone) --explain asks in")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
@@ -146,7 +176,30 @@ func runResolve(ctx context.Context, env Env, args []string) int {
 		fs.Usage()
 		return ExitUsage
 	}
-	client, err := nf.client()
+	// With --config, the network plumbing is the configuration's, as
+	// policyd builds it (flags given on the command line win, as for
+	// policyd), so that --explain answers what the daemon answers.
+	cfg := policyd.Default()
+	var client *mtasts.Client
+	var err error
+	if *configFile != "" {
+		if cfg, _, err = policyd.Load(*configFile); err != nil {
+			fmt.Fprintf(env.Stderr, "mailsts resolve: %v\n", err)
+			return ExitUsage
+		}
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		nf.applyTo(cfg, set)
+		if !set["timeout"] {
+			nf.timeout = max(nf.timeout, cfg.Fetch.Timeout)
+		}
+		if client, err = policyd.NewClient(cfg, nil); err == nil {
+			client.UserAgent = userAgent()
+		}
+	} else {
+		client, err = nf.client()
+		cfg.Fetch.Timeout = nf.timeout
+	}
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "mailsts resolve: %v\n", err)
 		return ExitUsage
@@ -162,7 +215,7 @@ func runResolve(ctx context.Context, env Env, args []string) int {
 	rec, pol, err := client.Get(ctx, domain)
 	out := resolveResult(domain, rec, pol, err)
 	if *explain {
-		ex, err := explainPolicyd(ctx, client, *configFile, *zone, domain)
+		ex, err := explainPolicyd(ctx, client, cfg, *zone, domain)
 		if err != nil {
 			fmt.Fprintf(env.Stderr, "mailsts resolve: --explain: %v\n", err)
 			return ExitUsage
@@ -240,26 +293,12 @@ func writeResolveText(w io.Writer, out resolveOutput, input string) {
 	}
 }
 
-// explainPolicyd asks a policyd Responder, built from the configuration
-// (zones, overrides, DNS for DANE and the MX check) and a fresh in-memory
-// cache, what it would answer for domain in zone.
-func explainPolicyd(ctx context.Context, client *mtasts.Client, configFile, zone, domain string) (*explainOutput, error) {
-	cfg := policyd.Default()
-	if configFile != "" {
-		var err error
-		if cfg, _, err = policyd.Load(configFile); err != nil {
-			return nil, err
-		}
-	}
-	rules, err := cfg.Rules()
+// explainPolicyd asks the policyd Responder built from cfg (zones,
+// overrides, DANE and the MX check, through client as the daemon would use
+// it) with a fresh in-memory cache, what it would answer for domain in zone.
+func explainPolicyd(ctx context.Context, client *mtasts.Client, cfg *policyd.Config, zone, domain string) (*explainOutput, error) {
+	r, err := policyd.NewResponder(cfg, &mtasts.Cache{Client: client, Store: mtasts.NewMemoryStore()})
 	if err != nil {
-		return nil, err
-	}
-	r := &policyd.Responder{
-		Cache: &mtasts.Cache{Client: client, Store: mtasts.NewMemoryStore()},
-		DNS:   client.DNS,
-	}
-	if err := r.SetRules(rules); err != nil {
 		return nil, err
 	}
 	reply, d := r.Answer(ctx, zone, domain)
