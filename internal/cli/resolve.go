@@ -67,8 +67,10 @@ type resolveOutput struct {
 
 // explainOutput is the --explain part of the output.
 type explainOutput struct {
-	Zone     string          `json:"zone"`
-	Reply    string          `json:"reply"`
+	Zone  string `json:"zone"`
+	Reply string `json:"reply"`
+	// Warning says plainly when the answer stops mail (an MX mismatch).
+	Warning  string          `json:"warning,omitempty"`
 	Decision explainDecision `json:"decision"`
 }
 
@@ -80,10 +82,15 @@ type explainDecision struct {
 	Mode     string `json:"mode,omitempty"`
 	PolicyID string `json:"policy_id,omitempty"`
 	MXCheck  string `json:"mx_check,omitempty"`
-	DANE     string `json:"dane,omitempty"`
-	Override string `json:"override,omitempty"`
-	Error    string `json:"error,omitempty"`
-	Reason   string `json:"reason"`
+	// MXHosts, UnmatchedMX and MXPatterns: the live MX set checked, its
+	// hosts matching no pattern, and the policy's mx patterns.
+	MXHosts     []string `json:"mx_hosts,omitempty"`
+	UnmatchedMX []string `json:"unmatched_mx,omitempty"`
+	MXPatterns  []string `json:"mx_patterns,omitempty"`
+	DANE        string   `json:"dane,omitempty"`
+	Override    string   `json:"override,omitempty"`
+	Error       string   `json:"error,omitempty"`
+	Reason      string   `json:"reason"`
 }
 
 // netFlags are the network plumbing flags shared by resolve, check and
@@ -302,19 +309,46 @@ func explainPolicyd(ctx context.Context, client *mtasts.Client, cfg *policyd.Con
 		return nil, err
 	}
 	reply, d := r.Answer(ctx, zone, domain)
+	var hosts []string
+	for _, h := range d.MXHosts {
+		if h != "." {
+			hosts = append(hosts, h)
+		}
+	}
 	return &explainOutput{
-		Zone:  zone,
-		Reply: strings.TrimSpace(reply.Status.String() + " " + reply.Data),
+		Zone:    zone,
+		Reply:   strings.TrimSpace(reply.Status.String() + " " + reply.Data),
+		Warning: mismatchWarning(d, hosts),
 		Decision: explainDecision{
 			Domain: d.Domain, Answer: d.Answer, Source: d.Source, Mode: string(d.Mode), PolicyID: d.PolicyID,
-			MXCheck: d.MXCheck, DANE: d.DANE, Override: d.Override, Error: d.Err, Reason: d.Reason,
+			MXCheck: d.MXCheck, MXHosts: hosts, UnmatchedMX: d.Unmatched, MXPatterns: d.MXPatterns,
+			DANE: d.DANE, Override: d.Override, Error: d.Err, Reason: d.Reason,
 		},
 	}, nil
+}
+
+// mismatchWarning says what an MX mismatch does to mail under an enforced
+// policy: RFC 8461 §4.1 and §5, a sender delivers only to MX hosts that
+// match a pattern (and whose certificate is valid for them), so hosts
+// outside the patterns get no mail, and with none left all mail is
+// deferred. "" when there is nothing to say.
+func mismatchWarning(d policyd.Decision, hosts []string) string {
+	if d.Answer != policyd.AnswerSecure || len(d.Unmatched) == 0 || len(hosts) == 0 {
+		return ""
+	}
+	which := fmt.Sprintf("(MX hosts: %s; policy mx patterns: %s)", strings.Join(d.Unmatched, ", "), strings.Join(d.MXPatterns, ", "))
+	if len(d.Unmatched) >= len(hosts) {
+		return fmt.Sprintf("every MX host of %s fails the policy's mx patterns: Postfix will defer all mail to this domain until the policy or the MX records are fixed %s", d.Domain, which)
+	}
+	return fmt.Sprintf("%d of the %d MX hosts of %s fail the policy's mx patterns: Postfix will not deliver to them, only to the other MX hosts %s", len(d.Unmatched), len(hosts), d.Domain, which)
 }
 
 func writeExplainText(w io.Writer, ex *explainOutput) {
 	d := ex.Decision
 	fmt.Fprintf(w, "policyd (map %q) would answer: %s\n  Why: %s\n", ex.Zone, ex.Reply, d.Reason)
+	if ex.Warning != "" {
+		fmt.Fprintf(w, "  Warning: %s.\n", ex.Warning)
+	}
 	var facts []string
 	add := func(k, v string) {
 		if v != "" {

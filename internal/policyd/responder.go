@@ -79,6 +79,11 @@ type Decision struct {
 	// "" (not done), "match", "mismatch", "recovered", "recovery-failed",
 	// "lookup-failed".
 	MXCheck string
+	// MXHosts is the live MX set the check used, and Unmatched its hosts
+	// that match none of MXPatterns, the applied policy's mx patterns:
+	// Postfix cannot authenticate those hosts (RFC 8461 §4.1), and when
+	// every host is unmatched an enforce answer defers all mail.
+	MXHosts, Unmatched, MXPatterns []string
 	// DANE is one of the DANE* outcomes.
 	DANE string
 	// Override is the override's reason when one decided.
@@ -103,6 +108,9 @@ func (d Decision) LogValue() slog.Value {
 	add("mode", string(d.Mode))
 	add("policy_id", d.PolicyID)
 	add("mx_check", d.MXCheck)
+	if len(d.Unmatched) > 0 {
+		attrs = append(attrs, slog.Any("unmatched_mx", d.Unmatched))
+	}
 	add("dane", d.DANE)
 	add("override", d.Override)
 	add("error", d.Err)
@@ -611,6 +619,7 @@ func (r *Responder) answerSTS(ctx context.Context, st *domainState, z Zone, tlsr
 			}
 		}
 		d.Answer = AnswerSecure
+		d.MXPatterns = res.Policy.MX
 		if p.Mode == mtasts.ModeTesting {
 			d.Reason = "policy mode testing, enforced because strict_testing is on"
 		} else {
@@ -677,10 +686,12 @@ func (r *Responder) checkMX(ctx context.Context, st *domainState, domain string,
 		}
 		return res, false
 	}
+	d.MXHosts = hosts // shared, never modified
 	st.mu.Lock()
 	if st.checkedPolicy == res.Policy && st.checkedMXAt == mxAt {
 		mismatch := st.mismatch
 		st.mu.Unlock()
+		d.Unmatched = mismatch
 		if len(mismatch) == 0 {
 			d.MXCheck = "match"
 		} else {
@@ -700,6 +711,7 @@ func (r *Responder) checkMX(ctx context.Context, st *domainState, domain string,
 	st.checkedPolicy, st.checkedMXAt, st.mismatch = res.Policy, mxAt, mismatch
 	st.gen.Add(1)
 	st.mu.Unlock()
+	d.Unmatched = mismatch
 	if len(mismatch) == 0 {
 		d.MXCheck = "match"
 		return res, false
@@ -737,6 +749,7 @@ func (r *Responder) checkMX(ctx context.Context, st *domainState, domain string,
 		st.checkedPolicy, st.checkedMXAt, st.mismatch = nres.Policy, mxAt, still
 		st.gen.Add(1)
 		st.mu.Unlock()
+		d.Unmatched = still
 	}
 	return nres, true
 }
