@@ -157,7 +157,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	for i, l := range cfg.Listen {
 		addrs[i] = listeners[i].Addr()
 		if l.Socketmap != "" {
-			servers[i] = &postfix.SocketmapServer{Handler: d.responder, Logger: log, Observer: m}
+			servers[i] = &postfix.SocketmapServer{Handler: d.responder, MaxReplySize: l.MaxReplySize, Logger: log, Observer: m}
 		} else {
 			servers[i] = &postfix.TCPTableServer{Handler: d.responder, Name: l.Zone, Logger: log, Observer: m}
 		}

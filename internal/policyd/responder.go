@@ -228,6 +228,8 @@ type domainState struct {
 	mu     sync.Mutex
 	mxKind uint8 // mxOK, mxNotFound, mxFailed
 	mxAuth bool
+	// fitWarned: an answer was shortened to fit a reply limit, and logged.
+	fitWarned bool
 	// MX set
 	mxHosts []string
 	mxAt    int64
@@ -316,7 +318,10 @@ func (r *Responder) Lookup(ctx context.Context, name, key string) postfix.Reply 
 	r.init()
 	mk := memoKey{name, key}
 	if !debug {
-		if e := r.memo.get(mk); e != nil && r.memoValid(e, now.UnixNano()) {
+		// A memoised answer may come from a connection with a larger reply
+		// limit (socketmap and tcp_table with one map name).
+		if e := r.memo.get(mk); e != nil && r.memoValid(e, now.UnixNano()) &&
+			(e.reply.Status != postfix.StatusOK || postfix.ReplyFits(ctx, e.reply.Data)) {
 			r.memoHits.Add(1)
 			if e.domain != "" {
 				if o := r.Cache.Observer; o != nil {
@@ -629,6 +634,10 @@ func (r *Responder) answerSTS(ctx context.Context, st *domainState, z Zone, tlsr
 		if err != nil {
 			d.Err, d.Reason = "policy-render", err.Error()
 			return r.temp(ctx, d, "cannot express the policy for Postfix")
+		}
+		if !postfix.ReplyFits(ctx, data) {
+			// Issue #10 item 9: never a TEMP for a long policy (fit.go).
+			data, f.no = r.fit(ctx, st, res, z, tlsrpt, d), true
 		}
 		return postfix.Found(data), *d
 	}
