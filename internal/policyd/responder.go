@@ -418,11 +418,13 @@ func (r *Responder) Answer(ctx context.Context, zone, key string) (postfix.Reply
 
 func (r *Responder) answer(ctx context.Context, zone, key string, now time.Time, f *memoFill) (postfix.Reply, Decision) {
 	r.init()
+	var dl *deadline
 	if r.Timeout > 0 {
 		// Issue #10 item 9: one deadline for every step of this answer.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, r.Timeout)
-		defer cancel()
+		dl = &deadline{}
+		ctx, dl.cancel = context.WithTimeout(ctx, r.Timeout)
+		dl.refs.Store(1)
+		defer dl.release()
 	}
 	rules := r.compiled()
 	f.rules = rules
@@ -481,7 +483,9 @@ func (r *Responder) answer(ctx context.Context, zone, key string, now time.Time,
 				// DANE decides, the discovery still fills the cache.
 				f.domain, f.cacheGen = domain, r.Cache.Generation(domain)
 				early = make(chan stsLookup, 1)
+				dl.hold() // the discovery may outlive the answer
 				go func() {
+					defer dl.release()
 					res, err := r.Cache.Get(ctx, domain)
 					early <- stsLookup{res, err}
 				}()
@@ -506,6 +510,27 @@ func (r *Responder) answer(ctx context.Context, zone, key string, now time.Time,
 		}
 	}
 	return r.answerSTS(ctx, st, z, tlsrpt, domain, now, &d, f, early)
+}
+
+// deadline is the time limit of one answer, shared with the discovery the
+// answer may start and not wait for (when DANE decides): the last of the
+// two to finish releases the timer, so the discovery still gets its result
+// (and the Cache counts it) within the limit.
+type deadline struct {
+	refs   atomic.Int32
+	cancel context.CancelFunc
+}
+
+func (d *deadline) hold() {
+	if d != nil {
+		d.refs.Add(1)
+	}
+}
+
+func (d *deadline) release() {
+	if d != nil && d.refs.Add(-1) == 0 {
+		d.cancel()
+	}
 }
 
 // stsLookup is the outcome of a Cache.Get started before the DANE decision.

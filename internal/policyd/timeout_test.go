@@ -11,6 +11,7 @@ import (
 
 	"github.com/mailsts/mailsts/dnsresolve"
 	"github.com/mailsts/mailsts/internal/testnet"
+	"github.com/mailsts/mailsts/mtasts"
 )
 
 // deadlineResolver delegates to a Resolver after checking that the call
@@ -110,5 +111,58 @@ func TestDaemonLookupBoundedByTimeout(t *testing.T) {
 	}
 	for _, b := range dns.bad {
 		t.Error(b)
+	}
+}
+
+// gatedTXT holds TXT lookups until open is closed (or their ctx ends).
+type gatedTXT struct {
+	dnsresolve.Resolver
+	open chan struct{}
+}
+
+func (g *gatedTXT) LookupTXT(ctx context.Context, name string) ([]string, dnsresolve.Answer, error) {
+	select {
+	case <-g.open:
+	case <-ctx.Done():
+		return nil, dnsresolve.Answer{}, fmt.Errorf("%w: %w", ctx.Err(), dnsresolve.ErrLookupFailed)
+	}
+	return g.Resolver.LookupTXT(ctx, name)
+}
+
+// answeredLog is an mtasts.Observer that reports Answered calls.
+type answeredLog struct{ answered chan string }
+
+func (a *answeredLog) Answered(domain string, _ mtasts.Source, _ error) { a.answered <- domain }
+func (a *answeredLog) Fetched(string, time.Duration, error)             {}
+
+// With Timeout set, an answer that DANE decides still lets the MTA-STS
+// discovery it started meanwhile finish within the limit, so that the
+// Cache counts it as a lookup (docs/policyd.md, "Cold lookups"): the
+// answer's deadline is not cut short when the answer returns.
+func TestTimeoutKeepsEarlyDiscovery(t *testing.T) {
+	t.Parallel()
+	fake := daneFake(map[string][]dnsresolve.TLSA{"mx1.example.com": {usableTLSA}, "mx2.example.com": {usableTLSA}}, true)
+	fake.SetTXT("_mta-sts.example.com", "v=STSv1; id=1")
+	dns := &gatedTXT{Resolver: fake, open: make(chan struct{})}
+	obs := &answeredLog{answered: make(chan string, 4)}
+	r := &Responder{
+		Cache:   &mtasts.Cache{Client: &mtasts.Client{DNS: dns}, Observer: obs},
+		DNS:     dns,
+		Timeout: time.Minute,
+	}
+	if err := r.SetRules(&Rules{Default: Zone{DANE: DANEOn}}); err != nil {
+		t.Fatal(err)
+	}
+	if rep, _ := r.Answer(context.Background(), "postfix", "example.com"); rep.Data != "dane-only" {
+		t.Fatalf("%v %q, want OK dane-only", rep.Status, rep.Data)
+	}
+	close(dns.open) // the TXT lookup answers only now, after the answer
+	select {
+	case d := <-obs.answered:
+		if d != "example.com" {
+			t.Errorf("answered %q", d)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("the discovery started with the answer was abandoned when the answer returned")
 	}
 }
