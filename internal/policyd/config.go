@@ -90,6 +90,8 @@ type DNSConfig struct {
 
 // FetchConfig configures policy fetches.
 type FetchConfig struct {
+	// Timeout bounds one answer to Postfix (DANE and MX lookups, MTA-STS
+	// discovery) and a whole discovery: TXT, A/AAAA, HTTPS.
 	Timeout time.Duration `yaml:"timeout"`
 	// CAFile adds private roots to the system pool.
 	CAFile string `yaml:"ca_file"`
