@@ -46,8 +46,6 @@ const (
 	// lastErrorMax caps Entry.LastError: error messages may quote what
 	// a policy host sent.
 	lastErrorMax = 512
-	// dnsBudget is added to the fetch timeout to bound a whole discovery.
-	dnsBudget = 30 * time.Second
 )
 
 // Source says where the policy of a [Result] comes from.
@@ -169,7 +167,7 @@ func (r Result) LogValue() slog.Value {
 //     it cannot cause a fetch per message (STS-CACHE-9);
 //   - concurrent lookups of one domain share one discovery. A caller
 //     whose ctx ends stops waiting, but the discovery goes on (bounded by
-//     the Client's Timeout plus 30 s for DNS) and its result lands in the
+//     the Client's Timeout, DNS included) and its result lands in the
 //     store: give Get a short deadline to deliver the first message without
 //     waiting for a slow policy host (RFC 8461 §5.1, STS-CACHE-7).
 //
@@ -460,8 +458,11 @@ func maxTime(a, b time.Time) time.Time {
 func (c *Cache) flight(ctx context.Context, d string, m mode, now time.Time) (Result, error) {
 	ch := c.group.DoChan(d, func() (any, error) {
 		// The discovery outlives a caller that gives up, so the callers
-		// sharing it are not hurt; it is bounded on its own.
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.client.timeout()+dnsBudget)
+		// sharing it are not hurt; it is bounded on its own, by the
+		// Client's Timeout for every step (TXT, A/AAAA, HTTPS): a
+		// daemon that answers within Timeout never has discoveries
+		// piling up behind it for longer.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.client.timeout())
 		defer cancel()
 		return c.discover(fctx, d, m, now)
 	})

@@ -69,7 +69,9 @@ type Client struct {
 	// RootCAs verifies policy host certificates. Nil means the system pool
 	// (see [LoadRootCAs] to add private roots).
 	RootCAs *x509.CertPool
-	// Timeout bounds a whole fetch including the body; 0 means
+	// Timeout bounds a whole fetch including the body (the policy host's
+	// A/AAAA lookups, connect, TLS, headers, body); in a [Cache] it bounds
+	// a whole discovery, the TXT lookup included. 0 means
 	// DefaultFetchTimeout.
 	Timeout time.Duration
 	// MaxBodySize caps the policy body; 0 means DefaultMaxBodySize. A larger
@@ -291,8 +293,13 @@ func (c *Client) fetch(ctx context.Context, domain string) (*FetchResult, error)
 	port := strconv.Itoa(c.port())
 	tr := &http.Transport{
 		// No proxy (see the Client doc): Proxy stays nil.
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return c.dial(ctx, dns, network, host, port)
+		DialContext: func(_ context.Context, network, _ string) (net.Conn, error) {
+			// net/http dials under a context detached from the request's
+			// (no deadline, no cancelation), so the policy host's A/AAAA
+			// lookups and connects would escape Timeout (issue #10 item
+			// 9): dial under the fetch's own context, which this
+			// single-request transport may use.
+			return c.dial(fctx, dns, network, host, port)
 		},
 		TLSClientConfig: &tls.Config{
 			// GO-5, STS-FETCH-13: ServerName sets the SNI and the name

@@ -87,6 +87,39 @@ func (r Reply) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("status", r.Status.String()), slog.String("data", r.Data))
 }
 
+// replyLimitKey carries, in the context a server hands its Handler, the
+// reply size limit of the connection the lookup came on.
+type replyLimitKey struct{}
+
+type replyLimit struct {
+	max int  // socketmap: payload bytes
+	tcp bool // tcp_table: MaxTCPReplySize for the whole line
+}
+
+func withReplyLimit(ctx context.Context, l replyLimit) context.Context {
+	return context.WithValue(ctx, replyLimitKey{}, l)
+}
+
+// ReplyFits reports whether an OK reply with data fits the reply size
+// limit of the connection the lookup in ctx came on: for tcp_table, 4096
+// bytes with "200 ", the %XX encoding and the LF (PFX-TCP-3); for
+// socketmap, the server's MaxReplySize with "OK " (PFX-SOCKETMAP-6). It is
+// true when ctx is not a lookup's. The servers replace a reply that does not
+// fit with TEMP (tcp_table: 400), which Postfix takes as a retry error on
+// every lookup; a handler that can shorten its answer (leave out optional
+// attributes) checks first.
+func ReplyFits(ctx context.Context, data string) bool {
+	l, ok := ctx.Value(replyLimitKey{}).(replyLimit)
+	switch {
+	case !ok:
+		return true
+	case l.tcp:
+		return len("200 ")+quotedDataLen(data)+1 <= MaxTCPReplySize
+	default:
+		return len("OK ")+len(data) <= l.max
+	}
+}
+
 // ErrMalformedReply is returned by the clients when the server's answer is
 // not valid protocol (an unknown status word, a bad tcp_table code, a bad
 // %XX escape, a reply over the size limit). Postfix treats such an answer as

@@ -73,10 +73,10 @@ func (s *SocketmapServer) Serve(l net.Listener) error {
 	log := discardLogger(s.Logger)
 	return s.core.serve(l, log, func(ctx context.Context, rwc net.Conn) serverConn {
 		c := &smConn{srv: s, log: log}
-		c.ctx, c.cancel = context.WithCancel(ctx)
+		c.maxReply = positiveOr(s.MaxReplySize, DefaultMaxReplySize)
+		c.ctx, c.cancel = context.WithCancel(withReplyLimit(ctx, replyLimit{max: c.maxReply}))
 		c.init(rwc, &s.core, 4096, s.IdleTimeout, s.ReadTimeout, s.WriteTimeout)
 		c.nr = NetstringReader{r: c.br, max: positiveOr(s.MaxRequestSize, DefaultMaxRequestSize)}
-		c.maxReply = positiveOr(s.MaxReplySize, DefaultMaxReplySize)
 		return c
 	})
 }
@@ -199,6 +199,7 @@ func (c *smConn) handle(payload []byte) (string, Reply) {
 		r.Data = ""
 	}
 	if len(statusWords[r.Status])+1+len(r.Data) > c.maxReply {
+		// Handlers can check ReplyFits first and shorten their answer.
 		c.log.Error("handler reply over the size limit; answering TEMP", "name", name, "key", key, "size", len(r.Data), "limit", c.maxReply)
 		r = Reply{Status: StatusTemp, Data: "internal error: reply too large"}
 	}

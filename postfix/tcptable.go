@@ -41,7 +41,8 @@ const DefaultMaxLineSize = 4096
 //     command", as tcp_table(5) uses 500 for a rejected request;
 //   - a line over MaxRequestSize → "400 request too long", then the
 //     connection is closed (the rest of the line cannot be trusted);
-//   - an encoded 200 reply longer than 4096 bytes → "400 reply too long".
+//   - an encoded 200 reply longer than 4096 bytes → "400 reply too long"
+//     (handlers can check [ReplyFits] first and shorten their answer).
 //
 // The command word is matched case-insensitively and a CR before the LF is
 // ignored, so a person can test the server with nc or telnet.
@@ -84,7 +85,7 @@ func (s *TCPTableServer) Serve(l net.Listener) error {
 	maxLine := positiveOr(s.MaxRequestSize, DefaultMaxLineSize)
 	return s.core.serve(l, log, func(ctx context.Context, rwc net.Conn) serverConn {
 		c := &tcpConn{srv: s, log: log}
-		c.ctx, c.cancel = context.WithCancel(ctx)
+		c.ctx, c.cancel = context.WithCancel(withReplyLimit(ctx, replyLimit{tcp: true}))
 		// The read buffer holds a whole line, so ReadSlice never copies.
 		c.init(rwc, &s.core, max(maxLine, 16), s.IdleTimeout, s.ReadTimeout, s.WriteTimeout)
 		c.max = maxLine

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/mailsts/mailsts/internal/policyd"
@@ -97,23 +96,7 @@ func (df *daemonFlags) load(fs *flag.FlagSet, log *slog.Logger) (*policyd.Config
 	if set["cache"] {
 		cfg.Cache.Type = df.cache
 	}
-	if set["dns"] {
-		cfg.DNS.Servers = nil
-		for _, s := range strings.Split(df.net.dns, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				cfg.DNS.Servers = append(cfg.DNS.Servers, s)
-			}
-		}
-	}
-	if set["ca-file"] {
-		cfg.Fetch.CAFile = df.net.caFile
-	}
-	if set["https-port"] {
-		cfg.Fetch.HTTPSPort = df.net.httpsPort
-	}
-	if set["timeout"] {
-		cfg.Fetch.Timeout = df.net.timeout
-	}
+	df.net.applyTo(cfg, set)
 	return cfg, nil
 }
 

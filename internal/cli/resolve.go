@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -26,7 +27,9 @@ Nothing is cached.
 
 With --explain, also shows what mailsts policyd would answer Postfix for the
 domain right now and why (DANE, overrides, zone settings such as strict_testing,
-the MX check), using the zones and overrides of --config when given.
+the MX check). With --config, resolve runs as policyd built from that file
+would: its DNS servers, CA file, HTTPS port and time limit (unless given as
+flags), zones, overrides and DANE settings.
 
 Examples:
   mailsts resolve gmail.com
@@ -64,8 +67,10 @@ type resolveOutput struct {
 
 // explainOutput is the --explain part of the output.
 type explainOutput struct {
-	Zone     string          `json:"zone"`
-	Reply    string          `json:"reply"`
+	Zone  string `json:"zone"`
+	Reply string `json:"reply"`
+	// Warning says plainly when the answer stops mail (an MX mismatch).
+	Warning  string          `json:"warning,omitempty"`
 	Decision explainDecision `json:"decision"`
 }
 
@@ -77,10 +82,15 @@ type explainDecision struct {
 	Mode     string `json:"mode,omitempty"`
 	PolicyID string `json:"policy_id,omitempty"`
 	MXCheck  string `json:"mx_check,omitempty"`
-	DANE     string `json:"dane,omitempty"`
-	Override string `json:"override,omitempty"`
-	Error    string `json:"error,omitempty"`
-	Reason   string `json:"reason"`
+	// MXHosts, UnmatchedMX and MXPatterns: the live MX set checked, its
+	// hosts matching no pattern, and the policy's mx patterns.
+	MXHosts     []string `json:"mx_hosts,omitempty"`
+	UnmatchedMX []string `json:"unmatched_mx,omitempty"`
+	MXPatterns  []string `json:"mx_patterns,omitempty"`
+	DANE        string   `json:"dane,omitempty"`
+	Override    string   `json:"override,omitempty"`
+	Error       string   `json:"error,omitempty"`
+	Reason      string   `json:"reason"`
 }
 
 // netFlags are the network plumbing flags shared by resolve, check and
@@ -101,6 +111,33 @@ func (nf *netFlags) register(fs interface {
 	fs.StringVar(&nf.caFile, "ca-file", "", "extra trusted root certificates (PEM `file`), added to the system pool")
 	fs.DurationVar(&nf.timeout, "timeout", 30*time.Second, "time limit for the whole lookup (DNS and HTTPS)")
 	fs.IntVar(&nf.httpsPort, "https-port", 0, "connect to policy hosts on this `port` instead of 443 (for test networks)")
+}
+
+// applyTo overrides cfg's network settings with the flags given on the
+// command line (set holds their names): --dns, --ca-file, --https-port and
+// --timeout (fetch.timeout).
+func (nf *netFlags) applyTo(cfg *policyd.Config, set map[string]bool) {
+	if set["dns"] {
+		cfg.DNS.Servers = nil
+		for _, s := range strings.Split(nf.dns, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				cfg.DNS.Servers = append(cfg.DNS.Servers, s)
+			}
+		}
+	}
+	if set["ca-file"] {
+		cfg.Fetch.CAFile = nf.caFile
+	}
+	if set["https-port"] {
+		cfg.Fetch.HTTPSPort = nf.httpsPort
+	}
+	if set["timeout"] {
+		cfg.Fetch.Timeout = nf.timeout
+	}
+}
+
+func userAgent() string {
+	return "mailsts/" + Version() + " (+https://github.com/mailsts/mailsts)"
 }
 
 // client builds the mtasts client the flags describe.
@@ -126,7 +163,7 @@ func (nf *netFlags) client() (*mtasts.Client, error) {
 		RootCAs:   roots,
 		Timeout:   nf.timeout,
 		HTTPSPort: nf.httpsPort,
-		UserAgent: "mailsts/" + Version() + " (+https://github.com/mailsts/mailsts)",
+		UserAgent: userAgent(),
 	}, nil
 }
 
@@ -136,7 +173,7 @@ func runResolve(ctx context.Context, env Env, args []string) int {
 	nf.register(fs)
 	asJSON := fs.Bool("json", false, "print one JSON object instead of text")
 	explain := fs.Bool("explain", false, "also show what mailsts policyd would answer Postfix, and why")
-	configFile := fs.String("config", "", "policyd configuration `file` whose zones and overrides --explain applies")
+	configFile := fs.String("config", "", "policyd configuration `file`: its DNS servers, CA file, HTTPS port and time limit (unless given as flags), and for --explain its zones, overrides and DANE settings")
 	zone := fs.String("zone", "postfix", "socketmap map `name` (zone) --explain asks in")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
@@ -146,7 +183,30 @@ func runResolve(ctx context.Context, env Env, args []string) int {
 		fs.Usage()
 		return ExitUsage
 	}
-	client, err := nf.client()
+	// With --config, the network plumbing is the configuration's, as
+	// policyd builds it (flags given on the command line win, as for
+	// policyd), so that --explain answers what the daemon answers.
+	cfg := policyd.Default()
+	var client *mtasts.Client
+	var err error
+	if *configFile != "" {
+		if cfg, _, err = policyd.Load(*configFile); err != nil {
+			fmt.Fprintf(env.Stderr, "mailsts resolve: %v\n", err)
+			return ExitUsage
+		}
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		nf.applyTo(cfg, set)
+		if !set["timeout"] {
+			nf.timeout = max(nf.timeout, cfg.Fetch.Timeout)
+		}
+		if client, err = policyd.NewClient(cfg, nil); err == nil {
+			client.UserAgent = userAgent()
+		}
+	} else {
+		client, err = nf.client()
+		cfg.Fetch.Timeout = nf.timeout
+	}
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "mailsts resolve: %v\n", err)
 		return ExitUsage
@@ -162,7 +222,7 @@ func runResolve(ctx context.Context, env Env, args []string) int {
 	rec, pol, err := client.Get(ctx, domain)
 	out := resolveResult(domain, rec, pol, err)
 	if *explain {
-		ex, err := explainPolicyd(ctx, client, *configFile, *zone, domain)
+		ex, err := explainPolicyd(ctx, client, cfg, *zone, domain)
 		if err != nil {
 			fmt.Fprintf(env.Stderr, "mailsts resolve: --explain: %v\n", err)
 			return ExitUsage
@@ -240,42 +300,55 @@ func writeResolveText(w io.Writer, out resolveOutput, input string) {
 	}
 }
 
-// explainPolicyd asks a policyd Responder, built from the configuration
-// (zones, overrides, DNS for DANE and the MX check) and a fresh in-memory
-// cache, what it would answer for domain in zone.
-func explainPolicyd(ctx context.Context, client *mtasts.Client, configFile, zone, domain string) (*explainOutput, error) {
-	cfg := policyd.Default()
-	if configFile != "" {
-		var err error
-		if cfg, _, err = policyd.Load(configFile); err != nil {
-			return nil, err
-		}
-	}
-	rules, err := cfg.Rules()
+// explainPolicyd asks the policyd Responder built from cfg (zones,
+// overrides, DANE and the MX check, through client as the daemon would use
+// it) with a fresh in-memory cache, what it would answer for domain in zone.
+func explainPolicyd(ctx context.Context, client *mtasts.Client, cfg *policyd.Config, zone, domain string) (*explainOutput, error) {
+	r, err := policyd.NewResponder(cfg, &mtasts.Cache{Client: client, Store: mtasts.NewMemoryStore()})
 	if err != nil {
 		return nil, err
 	}
-	r := &policyd.Responder{
-		Cache: &mtasts.Cache{Client: client, Store: mtasts.NewMemoryStore()},
-		DNS:   client.DNS,
-	}
-	if err := r.SetRules(rules); err != nil {
-		return nil, err
-	}
 	reply, d := r.Answer(ctx, zone, domain)
+	var hosts []string
+	for _, h := range d.MXHosts {
+		if h != "." {
+			hosts = append(hosts, h)
+		}
+	}
 	return &explainOutput{
-		Zone:  zone,
-		Reply: strings.TrimSpace(reply.Status.String() + " " + reply.Data),
+		Zone:    zone,
+		Reply:   strings.TrimSpace(reply.Status.String() + " " + reply.Data),
+		Warning: mismatchWarning(d, hosts),
 		Decision: explainDecision{
 			Domain: d.Domain, Answer: d.Answer, Source: d.Source, Mode: string(d.Mode), PolicyID: d.PolicyID,
-			MXCheck: d.MXCheck, DANE: d.DANE, Override: d.Override, Error: d.Err, Reason: d.Reason,
+			MXCheck: d.MXCheck, MXHosts: hosts, UnmatchedMX: d.Unmatched, MXPatterns: d.MXPatterns,
+			DANE: d.DANE, Override: d.Override, Error: d.Err, Reason: d.Reason,
 		},
 	}, nil
+}
+
+// mismatchWarning says what an MX mismatch does to mail under an enforced
+// policy: RFC 8461 §4.1 and §5, a sender delivers only to MX hosts that
+// match a pattern (and whose certificate is valid for them), so hosts
+// outside the patterns get no mail, and with none left all mail is
+// deferred. "" when there is nothing to say.
+func mismatchWarning(d policyd.Decision, hosts []string) string {
+	if d.Answer != policyd.AnswerSecure || len(d.Unmatched) == 0 || len(hosts) == 0 {
+		return ""
+	}
+	which := fmt.Sprintf("(MX hosts: %s; policy mx patterns: %s)", strings.Join(d.Unmatched, ", "), strings.Join(d.MXPatterns, ", "))
+	if len(d.Unmatched) >= len(hosts) {
+		return fmt.Sprintf("every MX host of %s fails the policy's mx patterns: Postfix will defer all mail to this domain until the policy or the MX records are fixed %s", d.Domain, which)
+	}
+	return fmt.Sprintf("%d of the %d MX hosts of %s fail the policy's mx patterns: Postfix will not deliver to them, only to the other MX hosts %s", len(d.Unmatched), len(hosts), d.Domain, which)
 }
 
 func writeExplainText(w io.Writer, ex *explainOutput) {
 	d := ex.Decision
 	fmt.Fprintf(w, "policyd (map %q) would answer: %s\n  Why: %s\n", ex.Zone, ex.Reply, d.Reason)
+	if ex.Warning != "" {
+		fmt.Fprintf(w, "  Warning: %s.\n", ex.Warning)
+	}
 	var facts []string
 	add := func(k, v string) {
 		if v != "" {

@@ -21,6 +21,10 @@ import (
 // Postfix users know from postfix-mta-sts-resolver.
 const DefaultListen = "127.0.0.1:8461"
 
+// minReplySize is the smallest listen[].max_reply_size: room for a secure
+// answer with one pattern of the longest name.
+const minReplySize = 512
+
 // MaxConfigSize caps the configuration file.
 const MaxConfigSize = 4 << 20
 
@@ -68,6 +72,11 @@ type Listener struct {
 	// Mode is the file mode of a unix socket, in octal ("0660"); "" keeps
 	// the umask's.
 	Mode string `yaml:"mode,omitempty"`
+	// MaxReplySize is the longest socketmap reply payload Postfix takes:
+	// its socketmap_max_reply_size (PFX-SOCKETMAP-6); 0 means Postfix's
+	// default, 100000. Longer policy answers are shortened to fit, as for
+	// tcp_table's fixed 4096 bytes (docs/policyd.md).
+	MaxReplySize int `yaml:"max_reply_size,omitempty"`
 }
 
 // DNSConfig configures the DNS layer.
@@ -81,6 +90,8 @@ type DNSConfig struct {
 
 // FetchConfig configures policy fetches.
 type FetchConfig struct {
+	// Timeout bounds one answer to Postfix (DANE and MX lookups, MTA-STS
+	// discovery) and a whole discovery: TXT, A/AAAA, HTTPS.
 	Timeout time.Duration `yaml:"timeout"`
 	// CAFile adds private roots to the system pool.
 	CAFile string `yaml:"ca_file"`
@@ -542,6 +553,9 @@ func (c *Config) Validate() error {
 			if _, err := parseMode(l.Mode, false); err != nil {
 				return bad("listen[%d].mode: %v", i, err)
 			}
+		}
+		if l.MaxReplySize != 0 && (l.Socketmap == "" || l.MaxReplySize < minReplySize) {
+			return bad("listen[%d].max_reply_size: only for socketmap, and at least %d bytes", i, minReplySize)
 		}
 		if l.Zone != "" && l.Socketmap != "" {
 			return bad("listen[%d].zone: socketmap requests name their zone themselves (the map name); zone is for tcp_table", i)

@@ -139,23 +139,14 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		Logger:             log,
 		Observer:           m,
 	}
-	d.responder = &Responder{
-		Cache:           d.cache,
-		DNS:             client.DNS,
-		DANETTL:         cfg.DANETTL,
-		MXCheckInterval: cfg.MXCheckInterval,
-		Touch:           st.Touch,
-		Now:             d.Now,
-		Logger:          log,
-		Observer:        m,
-	}
-	rules, err := cfg.Rules()
+	d.responder, err = NewResponder(cfg, d.cache)
 	if err != nil {
 		return err
 	}
-	if err := d.responder.SetRules(rules); err != nil {
-		return err
-	}
+	d.responder.Touch = st.Touch
+	d.responder.Now = d.Now
+	d.responder.Logger = log
+	d.responder.Observer = m
 
 	listeners, err := openListeners(cfg.Listen)
 	if err != nil {
@@ -166,7 +157,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	for i, l := range cfg.Listen {
 		addrs[i] = listeners[i].Addr()
 		if l.Socketmap != "" {
-			servers[i] = &postfix.SocketmapServer{Handler: d.responder, Logger: log, Observer: m}
+			servers[i] = &postfix.SocketmapServer{Handler: d.responder, MaxReplySize: l.MaxReplySize, Logger: log, Observer: m}
 		} else {
 			servers[i] = &postfix.TCPTableServer{Handler: d.responder, Name: l.Zone, Logger: log, Observer: m}
 		}
@@ -293,6 +284,33 @@ func NewClient(cfg *Config, dns dnsresolve.Resolver) (*mtasts.Client, error) {
 		return nil, fmt.Errorf("policyd: fetch.ca_file: %w", err)
 	}
 	return &mtasts.Client{DNS: dns, RootCAs: roots, Timeout: cfg.Fetch.Timeout, HTTPSPort: cfg.Fetch.HTTPSPort}, nil
+}
+
+// NewResponder returns the Responder policyd runs for cfg on cache, whose
+// Client (see [NewClient]) also serves the DANE and MX-check lookups: zones,
+// overrides, DANE and MX-check intervals and the time limit of an answer.
+// The daemon adds its store hook, clock, logger and metrics; `mailsts
+// resolve --explain` uses it as it is, so that both answer alike.
+func NewResponder(cfg *Config, cache *mtasts.Cache) (*Responder, error) {
+	rules, err := cfg.Rules()
+	if err != nil {
+		return nil, err
+	}
+	var dns dnsresolve.Resolver
+	if cache.Client != nil {
+		dns = cache.Client.DNS
+	}
+	r := &Responder{
+		Cache:           cache,
+		DNS:             dns,
+		DANETTL:         cfg.DANETTL,
+		MXCheckInterval: cfg.MXCheckInterval,
+		Timeout:         cfg.Fetch.Timeout,
+	}
+	if err := r.SetRules(rules); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 func openListeners(ls []Listener) ([]net.Listener, error) {

@@ -79,6 +79,11 @@ type Decision struct {
 	// "" (not done), "match", "mismatch", "recovered", "recovery-failed",
 	// "lookup-failed".
 	MXCheck string
+	// MXHosts is the live MX set the check used, and Unmatched its hosts
+	// that match none of MXPatterns, the applied policy's mx patterns:
+	// Postfix cannot authenticate those hosts (RFC 8461 §4.1), and when
+	// every host is unmatched an enforce answer defers all mail.
+	MXHosts, Unmatched, MXPatterns []string
 	// DANE is one of the DANE* outcomes.
 	DANE string
 	// Override is the override's reason when one decided.
@@ -103,6 +108,9 @@ func (d Decision) LogValue() slog.Value {
 	add("mode", string(d.Mode))
 	add("policy_id", d.PolicyID)
 	add("mx_check", d.MXCheck)
+	if len(d.Unmatched) > 0 {
+		attrs = append(attrs, slog.Any("unmatched_mx", d.Unmatched))
+	}
 	add("dane", d.DANE)
 	add("override", d.Override)
 	add("error", d.Err)
@@ -161,6 +169,15 @@ type Responder struct {
 	MXCheckInterval time.Duration
 	// MaxStates caps per-domain memory; 0 means DefaultMaxStates.
 	MaxStates int
+	// Timeout bounds the work behind one answer that is not memoised: the
+	// DANE lookups (MX, TLSA), the MX check and the wait for MTA-STS
+	// discovery (TXT, A/AAAA, HTTPS) all run under one deadline, so that
+	// Postfix gets its answer (TEMP if nothing was learned in time) within
+	// Timeout whatever the DNS client's per-query timeout and retries. A
+	// discovery cut short goes on in the Cache, bounded by the Client's
+	// Timeout, and the next lookup finds its result. 0 means no bound
+	// beyond the caller's ctx. The daemon sets it to fetch.timeout.
+	Timeout time.Duration
 	// Touch, when set, is called with the policy domain of every MTA-STS
 	// answer, so that the store can record use without a write per query
 	// (stscache.Tiered.Touch).
@@ -214,6 +231,8 @@ type domainState struct {
 	mu     sync.Mutex
 	mxKind uint8 // mxOK, mxNotFound, mxFailed
 	mxAuth bool
+	// fitWarned: an answer was shortened to fit a reply limit, and logged.
+	fitWarned bool
 	// MX set
 	mxHosts []string
 	mxAt    int64
@@ -302,7 +321,10 @@ func (r *Responder) Lookup(ctx context.Context, name, key string) postfix.Reply 
 	r.init()
 	mk := memoKey{name, key}
 	if !debug {
-		if e := r.memo.get(mk); e != nil && r.memoValid(e, now.UnixNano()) {
+		// A memoised answer may come from a connection with a larger reply
+		// limit (socketmap and tcp_table with one map name).
+		if e := r.memo.get(mk); e != nil && r.memoValid(e, now.UnixNano()) &&
+			(e.reply.Status != postfix.StatusOK || postfix.ReplyFits(ctx, e.reply.Data)) {
 			r.memoHits.Add(1)
 			if e.domain != "" {
 				if o := r.Cache.Observer; o != nil {
@@ -399,6 +421,14 @@ func (r *Responder) Answer(ctx context.Context, zone, key string) (postfix.Reply
 
 func (r *Responder) answer(ctx context.Context, zone, key string, now time.Time, f *memoFill) (postfix.Reply, Decision) {
 	r.init()
+	var dl *deadline
+	if r.Timeout > 0 {
+		// Issue #10 item 9: one deadline for every step of this answer.
+		dl = &deadline{}
+		ctx, dl.cancel = context.WithTimeout(ctx, r.Timeout)
+		dl.refs.Store(1)
+		defer dl.release()
+	}
 	rules := r.compiled()
 	f.rules = rules
 	z, tlsrpt, _ := rules.zone(zone)
@@ -420,7 +450,13 @@ func (r *Responder) answer(ctx context.Context, zone, key string, now time.Time,
 		}
 		return r.notFound(&d)
 	}
-	if !isASCII(domain) {
+	if !isASCII(domain) || strings.Contains(domain, "xn--") {
+		// U-labels become A-labels, and an "xn--" label must be valid
+		// Punycode (RFC 5891 §5.5): a key that fails is not a domain that
+		// can have a policy or TLSA records, so it is NOTFOUND with no DNS
+		// traffic like every other unusable key, never TEMP from a DNS
+		// layer refusing the name. ParseNextHop checked the rest (labels,
+		// characters, length) for ASCII names.
 		a, err := dnsresolve.Normalize(domain)
 		if err != nil {
 			d.Source, d.Reason = "key", "invalid domain name: "+err.Error()
@@ -450,7 +486,9 @@ func (r *Responder) answer(ctx context.Context, zone, key string, now time.Time,
 				// DANE decides, the discovery still fills the cache.
 				f.domain, f.cacheGen = domain, r.Cache.Generation(domain)
 				early = make(chan stsLookup, 1)
+				dl.hold() // the discovery may outlive the answer
 				go func() {
+					defer dl.release()
 					res, err := r.Cache.Get(ctx, domain)
 					early <- stsLookup{res, err}
 				}()
@@ -500,6 +538,27 @@ func (r *Responder) daneSome(rep postfix.Reply, d Decision) (postfix.Reply, Deci
 		return postfix.Found("dane"), d
 	}
 	return rep, d
+}
+
+// deadline is the time limit of one answer, shared with the discovery the
+// answer may start and not wait for (when DANE decides): the last of the
+// two to finish releases the timer, so the discovery still gets its result
+// (and the Cache counts it) within the limit.
+type deadline struct {
+	refs   atomic.Int32
+	cancel context.CancelFunc
+}
+
+func (d *deadline) hold() {
+	if d != nil {
+		d.refs.Add(1)
+	}
+}
+
+func (d *deadline) release() {
+	if d != nil && d.refs.Add(-1) == 0 {
+		d.cancel()
+	}
 }
 
 // stsLookup is the outcome of a Cache.Get started before the DANE decision.
@@ -618,6 +677,7 @@ func (r *Responder) answerSTS(ctx context.Context, st *domainState, z Zone, tlsr
 			}
 		}
 		d.Answer = AnswerSecure
+		d.MXPatterns = res.Policy.MX
 		if p.Mode == mtasts.ModeTesting {
 			d.Reason = "policy mode testing, enforced because strict_testing is on"
 		} else {
@@ -627,6 +687,10 @@ func (r *Responder) answerSTS(ctx context.Context, st *domainState, z Zone, tlsr
 		if err != nil {
 			d.Err, d.Reason = "policy-render", err.Error()
 			return r.temp(ctx, d, "cannot express the policy for Postfix")
+		}
+		if !postfix.ReplyFits(ctx, data) {
+			// Issue #10 item 9: never a TEMP for a long policy (fit.go).
+			data, f.no = r.fit(ctx, st, res, z, tlsrpt, d), true
 		}
 		return postfix.Found(data), *d
 	}
@@ -684,10 +748,12 @@ func (r *Responder) checkMX(ctx context.Context, st *domainState, domain string,
 		}
 		return res, false
 	}
+	d.MXHosts = hosts // shared, never modified
 	st.mu.Lock()
 	if st.checkedPolicy == res.Policy && st.checkedMXAt == mxAt {
 		mismatch := st.mismatch
 		st.mu.Unlock()
+		d.Unmatched = mismatch
 		if len(mismatch) == 0 {
 			d.MXCheck = "match"
 		} else {
@@ -707,6 +773,7 @@ func (r *Responder) checkMX(ctx context.Context, st *domainState, domain string,
 	st.checkedPolicy, st.checkedMXAt, st.mismatch = res.Policy, mxAt, mismatch
 	st.gen.Add(1)
 	st.mu.Unlock()
+	d.Unmatched = mismatch
 	if len(mismatch) == 0 {
 		d.MXCheck = "match"
 		return res, false
@@ -744,6 +811,7 @@ func (r *Responder) checkMX(ctx context.Context, st *domainState, domain string,
 		st.checkedPolicy, st.checkedMXAt, st.mismatch = nres.Policy, mxAt, still
 		st.gen.Add(1)
 		st.mu.Unlock()
+		d.Unmatched = still
 	}
 	return nres, true
 }
