@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 
+	"github.com/mailsts/mailsts/dnsresolve"
 	"github.com/mailsts/mailsts/internal/checker"
 )
 
@@ -55,8 +57,10 @@ terminal; a summary table ends the run (on stderr).
 Exit codes:
   0  every check passed (only ok and info findings)
   1  warnings, no failures
-  2  failures (bulk: in at least one domain, or an input line that is not a domain)
-  3  could not run: bad flags, invalid domain name, unreadable input or unwritable output
+  2  failures (bulk: in at least one domain, or an input line that is not a domain;
+     a resumed run counts the results already in --out)
+  3  could not run: unreadable input or unwritable output
+  64 usage error: bad flags or values, a missing or invalid DOMAIN
 `
 
 func runCheck(ctx context.Context, env Env, args []string) int {
@@ -73,32 +77,46 @@ func runCheck(ctx context.Context, env Env, args []string) int {
 	concurrency := fs.Int("concurrency", checker.DefaultConcurrency, "domains checked at once (with --bulk)")
 	out := fs.String("out", "", "write JSON Lines to `FILE` and resume from it (with --bulk; default stdout)")
 	if code := parseFlags(fs, args); code >= 0 {
-		if code == ExitUsage {
-			return checkExitError
-		}
 		return code
 	}
 	fail := func(format string, a ...any) int {
 		fmt.Fprintf(env.Stderr, "mailsts check: "+format+"\n", a...)
 		return checkExitError
 	}
+	usage := func(format string, a ...any) int {
+		fmt.Fprintf(env.Stderr, "mailsts check: "+format+"\n", a...)
+		return ExitUsage
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if (*bulk == "") == (fs.NArg() == 0) || fs.NArg() > 1 {
 		fmt.Fprintln(env.Stderr, "mailsts check: give exactly one DOMAIN, or --bulk FILE")
 		fs.Usage()
-		return checkExitError
+		return ExitUsage
 	}
-	if *bulk == "" && (*column != "" || *out != "") {
-		return fail("--column and --out need --bulk")
+	if *bulk == "" && (set["column"] || set["out"] || set["concurrency"]) {
+		return usage("--column, --out and --concurrency need --bulk")
 	}
 	if *concurrency < 1 || *concurrency > 4096 {
-		return fail("--concurrency must be between 1 and 4096")
+		return usage("--concurrency must be between 1 and 4096")
 	}
 	if *smtpPort < 1 || *smtpPort > 65535 {
-		return fail("--smtp-port must be a TCP port")
+		return usage("--smtp-port must be a TCP port")
+	}
+	if *probeTimeout <= 0 {
+		return usage("--probe-timeout must be positive")
+	}
+	if err := nf.checkValues(set); err != nil {
+		return usage("%v", err)
+	}
+	if *bulk == "" {
+		if _, err := dnsresolve.Normalize(fs.Arg(0)); err != nil {
+			return usage("%q is not a valid domain name: %v", fs.Arg(0), err)
+		}
 	}
 	sts, err := nf.client()
 	if err != nil {
-		return fail("%v", err)
+		return usage("%v", err)
 	}
 	c := &checker.Checker{
 		DNS:          sts.DNS,

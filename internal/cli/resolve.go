@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -103,6 +104,27 @@ func (nf *netFlags) register(fs interface {
 	fs.IntVar(&nf.httpsPort, "https-port", 0, "connect to policy hosts on this `port` instead of 443 (for test networks)")
 }
 
+// checkValues returns a usage error for a set flag whose value cannot work.
+func (nf *netFlags) checkValues(set map[string]bool) error {
+	if set["dns"] {
+		for _, srv := range strings.Split(nf.dns, ",") {
+			if srv = strings.TrimSpace(srv); srv == "" {
+				continue
+			}
+			if _, err := dnsresolve.NormalizeServer(srv); err != nil {
+				return fmt.Errorf("--dns: %w", err)
+			}
+		}
+	}
+	if nf.timeout <= 0 {
+		return fmt.Errorf("--timeout must be positive")
+	}
+	if nf.httpsPort < 0 || nf.httpsPort > 65535 {
+		return fmt.Errorf("--https-port must be a TCP port")
+	}
+	return nil
+}
+
 // client builds the mtasts client the flags describe.
 func (nf *netFlags) client() (*mtasts.Client, error) {
 	var servers []string
@@ -144,6 +166,12 @@ func runResolve(ctx context.Context, env Env, args []string) int {
 	if fs.NArg() != 1 {
 		fmt.Fprintln(env.Stderr, "mailsts resolve: exactly one DOMAIN is required")
 		fs.Usage()
+		return ExitUsage
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if err := nf.checkValues(set); err != nil {
+		fmt.Fprintf(env.Stderr, "mailsts resolve: %v\n", err)
 		return ExitUsage
 	}
 	client, err := nf.client()

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -228,6 +229,11 @@ func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
+	if *dkimMode != "" && *dkimMode != "require" && *dkimMode != "off" {
+		// Refused before the database is opened (or created).
+		fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: --dkim %q: want require or off\n", *dkimMode)
+		return ExitUsage
+	}
 	level := new(slog.LevelVar)
 	level.Set(policyd.ParseLevel(*logLevel))
 	log := newLogger(env.Stderr, "text", level)
@@ -422,26 +428,59 @@ func runTLSRPTQuery(ctx context.Context, env Env, sub string, args []string) int
 	fs := newFlagSet("tlsrpt "+sub, synopsis, queryHelp, env.Stderr)
 	var df dbFlags
 	df.register(fs)
-	since := fs.String("since", "", "first `day` (YYYY-MM-DD)")
-	until := fs.String("until", "", "last `day` (YYYY-MM-DD)")
-	domain := fs.String("domain", "", "policy `domain`")
-	org := fs.String("org", "", "sending `organization`")
-	mx := fs.String("mx", "", "MX `host`")
-	result := fs.String("result", "", "result `type`")
-	groupBy := fs.String("group-by", "", "summary `keys`: day, domain, org, mx, type, result")
-	limit := fs.Int("limit", 0, "at most `N` rows (failures, rejected; default 1000)")
-	asJSON := fs.Bool("json", false, "print JSON")
-	asCSV := fs.Bool("csv", false, "print CSV")
-	var rawShow *bool
-	var rawID *int64
+	// Each subcommand registers only the flags it honours, so that any
+	// other is refused as unknown (issue 11 item 13: show --csv and
+	// --org were accepted and ignored).
+	takes := map[string]string{
+		"summary":  "since until domain org mx result group-by json csv",
+		"failures": "since until domain org mx result limit json csv",
+		"show":     "json raw",
+		"rejected": "since until limit json csv raw",
+	}[sub]
+	str := func(name, usage string) *string {
+		v := new(string)
+		if slices.Contains(strings.Fields(takes), name) {
+			fs.StringVar(v, name, "", usage)
+		}
+		return v
+	}
+	boolean := func(name, usage string) *bool {
+		v := new(bool)
+		if slices.Contains(strings.Fields(takes), name) {
+			fs.BoolVar(v, name, false, usage)
+		}
+		return v
+	}
+	since := str("since", "first `day` (YYYY-MM-DD)")
+	until := str("until", "last `day` (YYYY-MM-DD)")
+	domain := str("domain", "policy `domain`")
+	org := str("org", "sending `organization`")
+	mx := str("mx", "MX `host`")
+	result := str("result", "result `type`")
+	groupBy := str("group-by", "summary `keys`: day, domain, org, mx, type, result")
+	limit := new(int)
+	if slices.Contains(strings.Fields(takes), "limit") {
+		fs.IntVar(limit, "limit", 0, "at most `N` rows (default 1000)")
+	}
+	asJSON := boolean("json", "print JSON")
+	asCSV := boolean("csv", "print CSV")
+	rawShow, rawID := new(bool), new(int64)
 	switch sub {
 	case "show":
-		rawShow = fs.Bool("raw", false, "print the raw input as received instead")
+		fs.BoolVar(rawShow, "raw", false, "print the raw input as received instead")
 	case "rejected":
-		rawID = fs.Int64("raw", 0, "print the raw input of rejected input `ID`")
+		fs.Int64Var(rawID, "raw", 0, "print the raw input of rejected input `ID`")
 	}
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
+	}
+	if *asJSON && *asCSV || *rawShow && *asJSON || *rawID != 0 && (*asJSON || *asCSV) {
+		fmt.Fprintf(env.Stderr, "mailsts tlsrpt %s: --json, --csv and --raw exclude each other\n", sub)
+		return ExitUsage
+	}
+	if *limit < 0 || *rawID < 0 {
+		fmt.Fprintf(env.Stderr, "mailsts tlsrpt %s: --limit and --raw must not be negative\n", sub)
+		return ExitUsage
 	}
 	fail := func(err error) int {
 		fmt.Fprintf(env.Stderr, "mailsts tlsrpt %s: %v\n", sub, err)
