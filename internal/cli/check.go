@@ -59,8 +59,10 @@ Exit codes:
   1  warnings, no failures
   2  failures (bulk: in at least one domain, or an input line that is not a domain;
      a resumed run counts the results already in --out)
-  3  could not run: unreadable input or unwritable output
-  64 usage error: bad flags or values, a missing or invalid DOMAIN
+  3  could not run: unreadable input, unwritable output, or the DNS resolver
+     does not answer (nothing was judged; fix --dns or /etc/resolv.conf)
+  64 usage error: bad flags or values, a missing or invalid DOMAIN, an IP
+     address (IP literal: MTA-STS does not apply)
 `
 
 func runCheck(ctx context.Context, env Env, args []string) int {
@@ -110,6 +112,10 @@ func runCheck(ctx context.Context, env Env, args []string) int {
 		return usage("%v", err)
 	}
 	if *bulk == "" {
+		if checker.IsIPLiteral(fs.Arg(0)) {
+			// As policyd (NOTFOUND) and resolve: no MTA-STS for addresses.
+			return usage("%s: %v (give a domain name)", fs.Arg(0), checker.ErrIPLiteral)
+		}
 		if _, err := dnsresolve.Normalize(fs.Arg(0)); err != nil {
 			return usage("%q is not a valid domain name: %v", fs.Arg(0), err)
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mailsts/mailsts/dnsresolve"
+	"github.com/mailsts/mailsts/internal/checker"
 	"github.com/mailsts/mailsts/internal/policyd"
 	"github.com/mailsts/mailsts/mtasts"
 )
@@ -42,7 +43,8 @@ or dns-error, or no-policy) and detail (human text).
 
 Exit codes:
   0  a policy was found (any mode, including none)
-  1  the domain has no MTA-STS policy (no usable _mta-sts TXT record)
+  1  the domain has no MTA-STS policy (no usable _mta-sts TXT record), or the
+     argument is an IP address (IP literal: MTA-STS does not apply)
   2  error: DNS failure, the policy could not be fetched, or it is invalid
   64 usage error
 `
@@ -178,6 +180,21 @@ func runResolve(ctx context.Context, env Env, args []string) int {
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "mailsts resolve: %v\n", err)
 		return ExitUsage
+	}
+	if checker.IsIPLiteral(fs.Arg(0)) {
+		// STS-SEL-4: no MTA-STS for address literals; policyd answers
+		// NOTFOUND for them without a lookup, and so does this.
+		out := resolveOutput{Domain: fs.Arg(0), MX: []string{}, Error: "no-policy", Detail: checker.ErrIPLiteral.Error()}
+		if *asJSON {
+			enc := json.NewEncoder(env.Stdout)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(out); err != nil {
+				return ExitError
+			}
+		} else {
+			fmt.Fprintf(env.Stdout, "%s: %s (RFC 8461 covers domain names; policyd answers NOTFOUND).\n", fs.Arg(0), checker.ErrIPLiteral)
+		}
+		return ExitFailure
 	}
 	domain, err := dnsresolve.Normalize(fs.Arg(0))
 	if err != nil {
