@@ -144,7 +144,7 @@ func runCheck(ctx context.Context, env Env, args []string) int {
 
 	r := c.Check(ctx, fs.Arg(0))
 	if r.Verdict == checker.VerdictError {
-		return fail("%s", r.Error)
+		return fail("%s", termSafe(r.Error))
 	}
 	if *asJSON {
 		enc := json.NewEncoder(env.Stdout)
@@ -190,7 +190,7 @@ func runCheckBulk(ctx context.Context, env Env, c *checker.Checker, in, column, 
 			fmt.Fprintf(env.Stderr, "resuming: %d domain(s) already in %s are skipped\n", done.Len(), outPath)
 		}
 	}
-	if isTerminal(env.Stderr) {
+	if env.isTerminal(env.Stderr) {
 		// The total is counted up front (a cheap pass over the file) so
 		// that the bar can show an ETA; the run itself streams.
 		total := int64(-1)
@@ -239,20 +239,10 @@ func countDomains(path, column string) (int, error) {
 	}
 }
 
-// isTerminal reports whether w is a character device (a terminal).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
 // useColor: colour only on a terminal, and never with NO_COLOR set
 // (https://no-color.org).
 func useColor(env Env, w io.Writer) bool {
-	return env.getenv("NO_COLOR") == "" && isTerminal(w)
+	return env.getenv("NO_COLOR") == "" && env.isTerminal(w)
 }
 
 var groupTitles = map[string]string{
@@ -283,13 +273,15 @@ func writeCheckText(w io.Writer, r *checker.Report, color bool) {
 	if r.Input != "" && r.Input != r.Domain {
 		name += " (" + r.Input + ")"
 	}
+	// Findings quote DNS and HTTP answers: escaped (termSafe).
+	name = termSafe(name)
 	fmt.Fprintf(w, "%s\n", paint("1", "mailsts check "+name))
 	if r.STS.Mode != "" {
-		fmt.Fprintf(w, "  policy: mode %s, id %s, max_age %s, mx %s\n", r.STS.Mode, r.STS.ID, humanDuration(time.Duration(r.STS.MaxAge)*time.Second), strings.Join(r.STS.MX, " "))
+		fmt.Fprintf(w, "  policy: mode %s, id %s, max_age %s, mx %s\n", termSafe(r.STS.Mode), termSafe(r.STS.ID), humanDuration(time.Duration(r.STS.MaxAge)*time.Second), termSafe(strings.Join(r.STS.MX, " ")))
 		if r.STS.Result != "" {
 			// The body parsed, but senders do not use it (bad record,
 			// fetch or, with --strict, lenient-only syntax).
-			fmt.Fprintf(w, "  not applied by senders: %s\n", r.STS.Result)
+			fmt.Fprintf(w, "  not applied by senders: %s\n", termSafe(r.STS.Result))
 		}
 	}
 	for _, g := range checker.Groups() {
@@ -302,9 +294,9 @@ func writeCheckText(w io.Writer, r *checker.Report, color bool) {
 				fmt.Fprintf(w, "\n%s\n", paint("1", groupTitles[g]))
 				first = false
 			}
-			fmt.Fprintf(w, "  %s %s  %s\n", marks[f.Severity], f.Message, paint("2", "["+f.ID+" "+f.Ref+"]"))
+			fmt.Fprintf(w, "  %s %s  %s\n", marks[f.Severity], termSafe(f.Message), paint("2", "["+f.ID+" "+f.Ref+"]"))
 			if f.Fix != "" {
-				fmt.Fprintf(w, "      fix: %s\n", f.Fix)
+				fmt.Fprintf(w, "      fix: %s\n", termSafe(f.Fix))
 			}
 		}
 	}

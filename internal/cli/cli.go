@@ -32,6 +32,9 @@ type Env struct {
 	Stderr io.Writer
 	// Getenv reads an environment variable; nil means os.Getenv.
 	Getenv func(string) string
+	// IsTerminal reports whether a writer is a terminal; nil means
+	// golang.org/x/term on *os.File (false for anything else).
+	IsTerminal func(io.Writer) bool
 }
 
 // getenv reads an environment variable through Env.Getenv.

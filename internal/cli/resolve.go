@@ -271,6 +271,11 @@ func writeResolveText(w io.Writer, out resolveOutput, input string) {
 	if input != "" && !strings.EqualFold(strings.TrimSuffix(input, "."), out.Domain) {
 		name = fmt.Sprintf("%s (%s)", out.Domain, input)
 	}
+	// The detail and the policy quote DNS and HTTP answers: escaped.
+	name, out.Detail, out.ID = termSafe(name), termSafe(out.Detail), termSafe(out.ID)
+	for i := range out.MX {
+		out.MX[i] = termSafe(out.MX[i])
+	}
 	switch {
 	case out.Error == "no-policy":
 		fmt.Fprintf(w, "%s: no MTA-STS policy.\n  %s\n  Senders deliver with opportunistic TLS (RFC 8461 §3.1); a sender that cached an unexpired policy keeps applying it.\n", name, out.Detail)
@@ -319,7 +324,10 @@ func explainPolicyd(ctx context.Context, client *mtasts.Client, configFile, zone
 }
 
 func writeExplainText(w io.Writer, ex *explainOutput) {
+	e := *ex
+	ex = &e
 	d := ex.Decision
+	d.Reason, d.Error, ex.Reply = termSafe(d.Reason), termSafe(d.Error), termSafe(ex.Reply)
 	fmt.Fprintf(w, "policyd (map %q) would answer: %s\n  Why: %s\n", ex.Zone, ex.Reply, d.Reason)
 	var facts []string
 	add := func(k, v string) {
