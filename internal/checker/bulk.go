@@ -310,8 +310,12 @@ type Summary struct {
 	// Earlier counts the results an earlier run left in the output file
 	// (Bulk.Done). Verdicts and Findings include them, so that a resumed
 	// run reports and exits on the whole file.
-	Earlier  int
-	Verdicts map[string]int
+	Earlier int
+	// ResolverDown counts the domains of this run not judged because the
+	// resolver did not answer (ErrResolver): when it equals Checked, the
+	// run could not run at all.
+	ResolverDown int
+	Verdicts     map[string]int
 	// Findings counts domains per warn or fail finding ID.
 	Findings map[string]int
 	Elapsed  time.Duration
@@ -422,6 +426,9 @@ func (b *Bulk) Run(ctx context.Context, src *DomainReader) (*Summary, error) {
 
 func (s *Summary) add(r *Report) {
 	s.Checked++
+	if r.Error == ErrResolver.Error() {
+		s.ResolverDown++
+	}
 	s.Verdicts[r.Verdict]++
 	seen := map[string]bool{}
 	for _, f := range r.Findings {

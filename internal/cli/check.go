@@ -216,6 +216,11 @@ func runCheckBulk(ctx context.Context, env Env, c *checker.Checker, in, column, 
 		fmt.Fprintf(env.Stderr, "mailsts check: %v\n", err)
 		return checkExitError
 	}
+	if sum.Checked > 0 && sum.ResolverDown == sum.Checked {
+		// Nothing was judged: the resolver, not the domains, failed.
+		fmt.Fprintf(env.Stderr, "mailsts check: %v (every domain of this run)\n", checker.ErrResolver)
+		return checkExitError
+	}
 	return verdictExit(sum.ExitVerdict())
 }
 

@@ -3,6 +3,8 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -17,6 +19,20 @@ func TestCheckResolverDown(t *testing.T) { // STS-TXT-13
 	code, stdout, stderr := run(t, "check", "--dns", dns, "--timeout", "2s", "--probe-timeout", "1s", "enforce.example")
 	if code != 3 || !strings.Contains(stderr, "could not run: resolver unreachable") || strings.Contains(stdout+stderr, "authoritative") {
 		t.Errorf("exit %d, want 3\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+}
+
+// In bulk too: a run in which the resolver answered nothing could not run.
+func TestCheckBulkResolverDown(t *testing.T) {
+	t.Parallel()
+	dns := fmt.Sprintf("127.0.0.1:%d", testnet.RefusedPortFor(t))
+	list := filepath.Join(t.TempDir(), "list.txt")
+	if err := os.WriteFile(list, []byte("enforce.example\ntesting.example\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := run(t, "check", "--dns", dns, "--timeout", "2s", "--probe-timeout", "1s", "--bulk", list)
+	if code != 3 || !strings.Contains(stderr, "could not run: resolver unreachable") {
+		t.Errorf("exit %d, want 3\n%s", code, stderr)
 	}
 }
 
