@@ -252,6 +252,14 @@ func (w *walker) walk(h message.Header, body io.Reader, depth int) error {
 func (w *walker) leaf(h message.Header, mt string, params map[string]string, body io.Reader) error {
 	var reps []Repair
 	raw, err := io.ReadAll(body) // bounded: the message is capped already
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		// The message ended inside this part: no closing boundary (the
+		// last part is often complete all the same). Keep what was read;
+		// the transfer, gzip and JSON decoding below decide whether it
+		// is whole, and a cut report fails there.
+		reps = append(reps, Repair{Code: "multipart-unterminated", Detail: fmt.Sprintf("%s part: message ended without the closing boundary", mt)})
+		err = nil
+	}
 	if err != nil {
 		return fmt.Errorf("%w: reading %s part: %w", ErrSyntax, mt, err)
 	}
@@ -523,4 +531,62 @@ func CheckConsistency(m *Message, a *Attachment, r *Report) []Problem {
 		}
 	}
 	return ps
+}
+
+// FillPolicyDomain gives every policy of r that has no policy-domain (quirk
+// 13: sys4 and others omit it for no-policy-found) the domain the mail
+// wrapping names: the TLS-Report-Domain header, the Subject and the
+// attachment's file name, in that order of trust. It fills only when the
+// sources that name a domain agree (or only one does), and returns one
+// "policy-domain-from-mail" repair per policy filled; nil when nothing was
+// filled. m or a may be nil. The body still wins where it names a domain
+// (RPT-DELIV-6); this only keeps a report from being stored under none.
+func FillPolicyDomain(m *Message, a *Attachment, r *Report) []Repair {
+	if r == nil {
+		return nil
+	}
+	missing := false
+	for _, p := range r.Policies {
+		missing = missing || strings.TrimSpace(p.Policy.Domain) == ""
+	}
+	if !missing {
+		return nil
+	}
+	type source struct{ name, domain string }
+	var srcs []source
+	if m != nil {
+		srcs = append(srcs, source{"TLS-Report-Domain header", m.ReportDomain})
+		if m.SubjectInfo != nil {
+			srcs = append(srcs, source{"Subject", m.SubjectInfo.Domain})
+		}
+	}
+	if a != nil && a.FilenameInfo != nil {
+		srcs = append(srcs, source{"file name", a.FilenameInfo.PolicyDomain})
+	}
+	domain := ""
+	var from []string
+	for _, s := range srcs {
+		d := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(s.domain), "."))
+		if d == "" {
+			continue
+		}
+		if !validFilenameDomain(d) || domain != "" && d != domain {
+			return nil // a source that is not a domain, or two that disagree
+		}
+		domain = d
+		from = append(from, s.name)
+	}
+	if domain == "" {
+		return nil
+	}
+	var reps []Repair
+	for i := range r.Policies {
+		if strings.TrimSpace(r.Policies[i].Policy.Domain) != "" {
+			continue
+		}
+		r.Policies[i].Policy.Domain = domain
+		reps = append(reps, Repair{Code: "policy-domain-from-mail", Detail: fmt.Sprintf("policies[%d]: no policy-domain; %q taken from the %s",
+			i, domain, strings.Join(from, ", "))})
+	}
+	return reps
 }

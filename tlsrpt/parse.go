@@ -28,7 +28,7 @@ import (
 // "summary-counter-missing", "count-string", "count-not-integer-literal",
 // "count-null", "count-missing", "result-type-missing",
 // "ipv6-noncanonical", "ip-invalid", "failure-count-mismatch",
-// "repairs-truncated".
+// "failure-count-from-details", "repairs-truncated".
 type Repair struct {
 	Code   string
 	Detail string
@@ -373,6 +373,13 @@ func (p *parser) policyResult(v *jvalue, path string) (PolicyResult, error) {
 
 	spath := path + ".summary"
 	sum := v.get("summary")
+	// failureAbsent: no total-failure-session-count (or null, or no
+	// summary at all); filled in from the details below.
+	failureAbsent := sum == nil || sum.kind == jNull
+	if sum != nil && sum.kind == jObject {
+		c := sum.get("total-failure-session-count")
+		failureAbsent = c == nil || c.kind == jNull
+	}
 	switch {
 	case sum == nil || sum.kind == jNull:
 		p.repair("summary-missing", "%s: missing, counts taken as 0", spath)
@@ -405,11 +412,19 @@ func (p *parser) policyResult(v *jvalue, path string) (PolicyResult, error) {
 			if err != nil {
 				return pr, err
 			}
-			sum64 += d.FailedSessionCount
+			sum64 = min(sum64+d.FailedSessionCount, MaxCount) // saturates: no overflow
 			pr.FailureDetails = append(pr.FailureDetails, d)
 		}
 	}
-	if sum64 > pr.Summary.TotalFailureSessionCount {
+	switch {
+	case failureAbsent && sum64 > 0:
+		// A report with failure details but no failure total would read
+		// as 100% success. The details' sum is the estimate at hand (it
+		// may count a session twice, RFC 8460 §4), better than none.
+		p.repair("failure-count-from-details", "%s: no total-failure-session-count; taken as %d, the sum of failed-session-count over the failure details",
+			path, sum64)
+		pr.Summary.TotalFailureSessionCount = sum64
+	case sum64 > pr.Summary.TotalFailureSessionCount:
 		// RFC 8460 §4 lets details overlap (one session, several results),
 		// so this is noted, not corrected (quirk 8, RPT-AGG-4).
 		p.repair("failure-count-mismatch", "%s: failed-session-count values sum to %d, above total-failure-session-count %d; kept as sent",

@@ -18,6 +18,7 @@ var quirkJSONFiles = []string{
 	"q10-details-without-ip.json", "q11-tlsa-nested-json.json", "q12-tlsa-domain-recipient.json",
 	"q13-no-policy-found-no-domain.json", "q14-unknown-policy-type.json", "q15-summary-one-counter.json",
 	"q16-multi-day.json", "q30-no-sessions.json", "q31-mox-mx-host-report.json",
+	"i11-10-failures-only-in-details.json",
 }
 
 var quirkMailFiles = []string{
@@ -25,7 +26,7 @@ var quirkMailFiles = []string{
 	"q21-google-report-id.eml", "q23-bare-tlsrpt.eml", "q24-whole-message.eml",
 	"q25-gzip-declared-plain.eml", "q26-base64-lenient.eml", "q27-contenttype-misspelt.eml",
 	"q28-octet-stream.eml", "q28-gzip.eml", "q28-zip.eml", "q29-submitter-org-name.eml",
-	"q32-halon-policy-string.eml",
+	"q32-halon-policy-string.eml", "i11-8-no-closing-boundary.eml", "i11-9-no-policy-domain.eml",
 }
 
 // after is a "now" later than every sample.
@@ -151,6 +152,13 @@ func TestQuirkJSON(t *testing.T) {
 				t.Errorf("policy %+v", p)
 			}
 		}},
+		// Issue 11 item 10: failures only in the details must not read as
+		// 100% success (RPT-AGG-4: the details' sum stands in for the total).
+		{"i11-10-failures-only-in-details.json", []string{"summary-counter-missing", "failure-count-from-details"}, nil, func(t *testing.T, r *Report) {
+			if s := r.Policies[0].Summary; s.TotalSuccessfulSessionCount != 97 || s.TotalFailureSessionCount != 303 {
+				t.Errorf("summary %+v, want 97 successful and 303 failed", s)
+			}
+		}},
 	}
 	if len(cases) != len(quirkJSONFiles) {
 		t.Fatalf("%d cases for %d JSON samples", len(cases), len(quirkJSONFiles))
@@ -256,6 +264,18 @@ func TestQuirkMail(t *testing.T) {
 					t.Errorf("policy-string %q", r.Policies[0].Policy.String)
 				}
 			}},
+		// Issue 11 item 8: the last part is complete, the closing boundary
+		// is missing; the part is kept and decodes (RPT-MAIL-1).
+		{"i11-8-no-closing-boundary.eml", MediaTypeGzip, "google.com!example.org!1726358400!1726444799!001.json.gz",
+			&Subject{"example.org", "google.com", "2024.09.15T00.00.00Z+example.org@google.com"}, []string{"multipart-unterminated"}, nil},
+		// Issue 11 item 9 (quirk 13 by mail): no policy-domain; the header,
+		// Subject and file name agree on example.org.
+		{"i11-9-no-policy-domain.eml", MediaTypeGzip, "reporter.example!example.org!1717200000!1717286399!001.json.gz",
+			&Subject{"example.org", "reporter.example", "2024-06-01_example.org@reporter.example"}, []string{"policy-domain-from-mail"}, func(t *testing.T, m *Message, r *Report) {
+				if ps := r.Problems(after); hasProblem(ps, "policy-domain-missing") {
+					t.Errorf("problems %v after the fill", ps)
+				}
+			}},
 	}
 	if len(cases) != len(quirkMailFiles) {
 		t.Fatalf("%d cases for %d mail samples", len(cases), len(quirkMailFiles))
@@ -282,21 +302,59 @@ func TestQuirkMail(t *testing.T) {
 			if tc.subject == nil && m.SubjectInfo != nil || tc.subject != nil && (m.SubjectInfo == nil || *m.SubjectInfo != *tc.subject) {
 				t.Errorf("subject %+v (%v), want %+v", m.SubjectInfo, m.SubjectErr, tc.subject)
 			}
+			r, _, err := a.Parse()
+			if err != nil {
+				t.Fatalf("report: %v", err)
+			}
 			all := append(append([]Repair(nil), m.Repairs...), a.Repairs...)
+			all = append(all, FillPolicyDomain(m, &a, r)...)
 			for _, code := range tc.repairs {
 				if !hasRepair(all, code) {
 					t.Errorf("repairs %v lack %q", repairCodes(all), code)
 				}
-			}
-			r, _, err := a.Parse()
-			if err != nil {
-				t.Fatalf("report: %v", err)
 			}
 			if r.Policies[0].Policy.Domain != "example.org" {
 				t.Errorf("policy-domain %q", r.Policies[0].Policy.Domain)
 			}
 			if tc.check != nil {
 				tc.check(t, m, r)
+			}
+		})
+	}
+}
+
+// TestFillPolicyDomain: the mail wrapping names the domain of a policy
+// without policy-domain (quirk 13) only when its sources agree.
+func TestFillPolicyDomain(t *testing.T) { // RPT-DELIV-6, RPT-MAIL-3
+	t.Parallel()
+	fn := func(d string) *Attachment { return &Attachment{FilenameInfo: &Filename{PolicyDomain: d}} }
+	cases := []struct {
+		name   string
+		m      *Message
+		a      *Attachment
+		domain string // "" when nothing may be filled
+	}{
+		{"all three agree", &Message{ReportDomain: "example.org", SubjectInfo: &Subject{Domain: "Example.ORG"}}, fn("example.org."), "example.org"},
+		{"header only", &Message{ReportDomain: "example.org"}, nil, "example.org"},
+		{"file name only", nil, fn("example.org"), "example.org"},
+		{"header and file name disagree", &Message{ReportDomain: "example.org"}, fn("example.net"), ""},
+		{"subject disagrees", &Message{ReportDomain: "example.org", SubjectInfo: &Subject{Domain: "example.net"}}, nil, ""},
+		{"header not a domain", &Message{ReportDomain: "sys4 AG"}, nil, ""},
+		{"no source", &Message{}, nil, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := &Report{Policies: []PolicyResult{
+				{Policy: Policy{Type: PolicyTypeNoPolicyFound}},
+				{Policy: Policy{Type: PolicyTypeSTS, Domain: "kept.example"}},
+			}}
+			reps := FillPolicyDomain(tc.m, tc.a, r)
+			if r.Policies[0].Policy.Domain != tc.domain || r.Policies[1].Policy.Domain != "kept.example" {
+				t.Errorf("domains %q %q, want %q", r.Policies[0].Policy.Domain, r.Policies[1].Policy.Domain, tc.domain)
+			}
+			if want := tc.domain != ""; (len(reps) == 1 && reps[0].Code == "policy-domain-from-mail") != want {
+				t.Errorf("repairs %v", reps)
 			}
 		})
 	}

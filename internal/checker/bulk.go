@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"iter"
+	"maps"
 	"os"
 	"slices"
 	"sort"
@@ -116,7 +118,16 @@ func (dr *DomainReader) Next() (string, error) {
 // n²/2⁶⁵ for n names. The zero value is an empty set.
 type DoneSet struct {
 	h []uint64 // sorted, no duplicates once sealed
+	// earlier counts the results read, so that a resumed run's Summary
+	// covers the whole output file, not only what it checked itself.
+	earlier  int
+	verdicts map[string]int
+	findings map[string]int
 }
+
+// maxEarlierFindings bounds the distinct finding ids counted from an
+// earlier run's file (the file is input: ids are not trusted to be few).
+const maxEarlierFindings = 1024
 
 func hashName(s string) uint64 {
 	h := fnv.New64a()
@@ -152,6 +163,29 @@ func (d *DoneSet) add(domain string) {
 	d.h = append(d.h, hashName(domain))
 }
 
+// count records one earlier result: its verdict and its warn and fail
+// finding ids (each counted once per result, as Summary does).
+func (d *DoneSet) count(verdict string, ids iter.Seq[string]) {
+	if d.verdicts == nil {
+		d.verdicts, d.findings = map[string]int{}, map[string]int{}
+	}
+	switch verdict {
+	case VerdictPass, VerdictWarn, VerdictFail, VerdictError:
+	default:
+		verdict = VerdictError // not one of ours: the line is not a usable result
+	}
+	d.earlier++
+	d.verdicts[verdict]++
+	seen := map[string]bool{}
+	for id := range ids {
+		if seen[id] || len(id) > 64 || d.findings[id] == 0 && len(d.findings) >= maxEarlierFindings {
+			continue
+		}
+		seen[id] = true
+		d.findings[id]++
+	}
+}
+
 // seal sorts the hashes, drops duplicates and returns spare capacity.
 func (d *DoneSet) seal() {
 	slices.Sort(d.h)
@@ -167,10 +201,14 @@ func ReadDone(r io.Reader) (*DoneSet, error) {
 	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
 	for sc.Scan() {
 		var rec struct {
-			Schema  int    `json:"schema"`
-			Domain  string `json:"domain"`
-			Input   string `json:"input"`
-			Verdict string `json:"verdict"`
+			Schema   int    `json:"schema"`
+			Domain   string `json:"domain"`
+			Input    string `json:"input"`
+			Verdict  string `json:"verdict"`
+			Findings []struct {
+				ID       string `json:"id"`
+				Severity string `json:"severity"`
+			} `json:"findings"`
 		}
 		if json.Unmarshal(sc.Bytes(), &rec) != nil || rec.Schema == 0 || rec.Verdict == "" {
 			continue
@@ -179,6 +217,13 @@ func ReadDone(r io.Reader) (*DoneSet, error) {
 		if rec.Input != "" {
 			d.add(rec.Input)
 		}
+		d.count(rec.Verdict, func(yield func(string) bool) {
+			for _, f := range rec.Findings {
+				if (f.Severity == SeverityWarn.String() || f.Severity == SeverityFail.String()) && !yield(f.ID) {
+					return
+				}
+			}
+		})
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("reading earlier results: %w", err)
@@ -258,9 +303,19 @@ type Bulk struct {
 
 // Summary counts the outcome of a bulk run.
 type Summary struct {
-	Checked  int
-	Skipped  int
-	Verdicts map[string]int
+	// Checked counts the domains this run checked; Skipped the input
+	// domains found in Done.
+	Checked int
+	Skipped int
+	// Earlier counts the results an earlier run left in the output file
+	// (Bulk.Done). Verdicts and Findings include them, so that a resumed
+	// run reports and exits on the whole file.
+	Earlier int
+	// ResolverDown counts the domains of this run not judged because the
+	// resolver did not answer (ErrResolver): when it equals Checked, the
+	// run could not run at all.
+	ResolverDown int
+	Verdicts     map[string]int
 	// Findings counts domains per warn or fail finding ID.
 	Findings map[string]int
 	Elapsed  time.Duration
@@ -276,6 +331,11 @@ type Summary struct {
 func (b *Bulk) Run(ctx context.Context, src *DomainReader) (*Summary, error) {
 	start := time.Now()
 	sum := &Summary{Verdicts: map[string]int{}, Findings: map[string]int{}}
+	if b.Done != nil {
+		sum.Earlier = b.Done.earlier
+		maps.Copy(sum.Verdicts, b.Done.verdicts)
+		maps.Copy(sum.Findings, b.Done.findings)
+	}
 	conc := b.Concurrency
 	if conc <= 0 {
 		conc = DefaultConcurrency
@@ -366,6 +426,9 @@ func (b *Bulk) Run(ctx context.Context, src *DomainReader) (*Summary, error) {
 
 func (s *Summary) add(r *Report) {
 	s.Checked++
+	if r.Error == ErrResolver.Error() {
+		s.ResolverDown++
+	}
 	s.Verdicts[r.Verdict]++
 	seen := map[string]bool{}
 	for _, f := range r.Findings {
@@ -395,9 +458,12 @@ func (s *Summary) ExitVerdict() string {
 // most frequent warn and fail findings (at most top), then throughput.
 func (s *Summary) WriteTable(w io.Writer, top int) {
 	fmt.Fprintf(w, "\n%-28s %8s %7s\n", "verdict", "domains", "share")
-	total := max(s.Checked, 1)
+	total := max(s.Checked+s.Earlier, 1)
 	for _, v := range []string{VerdictPass, VerdictWarn, VerdictFail, VerdictError} {
 		fmt.Fprintf(w, "%-28s %8d %6.1f%%\n", v, s.Verdicts[v], 100*float64(s.Verdicts[v])/float64(total))
+	}
+	if s.Earlier > 0 {
+		fmt.Fprintf(w, "%-28s %8d\n", "of which from earlier runs", s.Earlier)
 	}
 	if s.Skipped > 0 {
 		fmt.Fprintf(w, "%-28s %8d\n", "skipped (already done)", s.Skipped)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -158,6 +159,25 @@ func TestBulkResume(t *testing.T) {
 	third := run()
 	if third.Checked != 0 || third.Skipped != len(bulkDomains) {
 		t.Errorf("third run: checked %d skipped %d", third.Checked, third.Skipped)
+	}
+	// Issue 11 item 13: a run that resumes everything reports the results
+	// already in its output (not "0 fail") and exits on them.
+	if third.Earlier != len(bulkDomains) || !maps.Equal(third.Verdicts, first.Verdicts) || !maps.Equal(third.Findings, first.Findings) ||
+		third.ExitVerdict() != VerdictFail {
+		t.Errorf("third run: earlier %d verdicts %v findings %v, want %d, %v, %v", third.Earlier, third.Verdicts, third.Findings,
+			len(bulkDomains), first.Verdicts, first.Findings)
+	}
+	total := 0
+	for _, n := range second.Verdicts {
+		total += n
+	}
+	if second.Earlier != 12 || total != len(bulkDomains) {
+		t.Errorf("second run: earlier %d, %d verdicts counted, want 12 and %d", second.Earlier, total, len(bulkDomains))
+	}
+	var resumed strings.Builder
+	third.WriteTable(&resumed, 5)
+	if !strings.Contains(resumed.String(), "from earlier runs") {
+		t.Errorf("resumed summary:\n%s", resumed.String())
 	}
 	if first.ExitVerdict() != VerdictFail || first.Verdicts[VerdictFail] == 0 {
 		t.Errorf("verdicts %v", first.Verdicts)

@@ -5,6 +5,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"log/slog"
+	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -142,6 +144,36 @@ func (c *Checker) ehloName() string {
 // the name given to Check is not a valid domain name. Fix the input.
 var ErrInvalidDomain = errors.New("checker: invalid domain name")
 
+// ErrIPLiteral is reported (in Report.Error, with VerdictError) when the
+// name given to Check is an IP address ("192.0.2.1", "[IPv6:2001:db8::1]"):
+// MTA-STS applies to domain names only (RFC 8461 §4.1, STS-SEL-4), as
+// policyd answers NOTFOUND for address literals.
+var ErrIPLiteral = errors.New("IP literal: MTA-STS does not apply")
+
+// ErrResolver is reported (in Report.Error, with VerdictError) when the
+// configured DNS resolver itself did not answer: every lookup of the
+// domain failed without an answer and so did a lookup of its top-level
+// domain. The domain was not judged: fix the resolver (--dns) and retry.
+var ErrResolver = errors.New("could not run: resolver unreachable")
+
+// IsIPLiteral reports whether s is an IP address, bare or as an RFC 5321
+// address literal in brackets.
+func IsIPLiteral(s string) bool {
+	s = strings.TrimSpace(s)
+	if inner, ok := strings.CutPrefix(s, "["); ok {
+		inner, ok = strings.CutSuffix(inner, "]")
+		if !ok {
+			return false
+		}
+		if len(inner) > 5 && strings.EqualFold(inner[:5], "IPv6:") {
+			inner = inner[5:]
+		}
+		s = inner
+	}
+	_, err := netip.ParseAddr(s)
+	return err == nil
+}
+
 // Check audits domain (U-labels or A-labels, with or without a trailing
 // dot) and returns its report. It never returns nil, and finishes within
 // Timeout (or when ctx ends, with what it learned so far). An invalid name
@@ -150,6 +182,10 @@ func (c *Checker) Check(ctx context.Context, domain string) *Report {
 	c.init()
 	start := c.now()
 	r := &Report{Schema: SchemaVersion, Started: start.UTC(), Strict: c.Strict, MX: []MXResult{}, Findings: []Finding{}}
+	if IsIPLiteral(domain) {
+		r.Domain, r.Verdict, r.Error = domain, VerdictError, ErrIPLiteral.Error()
+		return r
+	}
 	d, err := dnsresolve.Normalize(domain)
 	if err != nil {
 		r.Domain, r.Verdict = domain, VerdictError
@@ -183,6 +219,19 @@ func (c *Checker) Check(ctx context.Context, domain string) *Report {
 	}
 	wg.Wait()
 
+	if c.resolverDown(ctx, d, sts, mx, rpt) {
+		r.Verdict, r.Error = VerdictError, ErrResolver.Error()
+		r.DurationMS = c.now().Sub(start).Milliseconds()
+		return r
+	}
+	if mx.nxdomain {
+		// The other findings ("publish an MX record", "no _mta-sts
+		// record") would advise a domain that does not exist.
+		r.Findings = append(r.Findings, mx.lookup...)
+		r.finish()
+		r.DurationMS = c.now().Sub(start).Milliseconds()
+		return r
+	}
 	r.STS = sts.summary
 	matchFindings := c.judgeMX(sts, &mx)
 	if mx.results != nil {
@@ -200,6 +249,32 @@ func (c *Checker) Check(ctx context.Context, domain string) *Report {
 	r.DurationMS = c.now().Sub(start).Milliseconds()
 	c.logger().LogAttrs(ctx, slog.LevelDebug, "checked", slog.Any("report", r))
 	return r
+}
+
+// resolverDown tells a resolver that does not answer from a domain whose
+// authoritative servers fail: when the _mta-sts TXT, MX and _smtp._tls TXT
+// lookups all failed, a lookup of the domain's top-level domain decides.
+// An answer there (even "no such record") means the resolver works and the
+// failures are the domain's; no answer means the fault is local, and
+// blaming the domain would be wrong.
+func (c *Checker) resolverDown(ctx context.Context, d string, sts stsState, mx mxState, rpt findings) bool {
+	has := func(fs findings, id string) bool {
+		for _, f := range fs {
+			if f.ID == id {
+				return true
+			}
+		}
+		return false
+	}
+	if !has(sts.record, "sts.record.dns-error") || !has(mx.lookup, "sts.mx.lookup-error") || !has(rpt, "tlsrpt.dns-error") {
+		return false
+	}
+	tld := d[strings.LastIndexByte(d, '.')+1:]
+	// The domain's own time limit may be spent: the probe gets its own.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.probeTimeout())
+	defer cancel()
+	_, _, err := c.dns.LookupMX(pctx, tld)
+	return errors.Is(err, dnsresolve.ErrLookupFailed)
 }
 
 // finish computes Counts and Verdict from Findings.

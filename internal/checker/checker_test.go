@@ -127,8 +127,12 @@ var scenarioCases = []scenarioCase{
 		{"sts.mx.match", SeverityOK, "mx1.wild.test"}, {"sts.mx.nomatch", SeverityFail, "a.b.wild.test"},
 		{"sts.mx.unused-pattern", SeverityInfo, ""},
 	}},
-	{domain: "implicit.test", want: []want{{"sts.mx.implicit", SeverityWarn, ""}}},                              // STS-MX-6
-	{domain: "nullmx.example", want: []want{{"sts.mx.null", SeverityInfo, ""}}, absent: []string{"mx.connect"}}, // STS-MX-7
+	{domain: "implicit.test", want: []want{{"sts.mx.implicit", SeverityWarn, ""}}}, // STS-MX-6
+	{domain: "expiring.example", verdict: VerdictWarn, want: []want{ // testnet "expiring" certificates (7 days)
+		{"sts.policy.cert-expiring", SeverityWarn, ""}, {"mx.cert-expiring", SeverityWarn, "mx1.expiring.example"},
+	}},
+	{domain: "no-such-domain.example", verdict: VerdictFail, want: []want{{"sts.mx.nxdomain", SeverityFail, ""}}, absent: []string{"sts.mx.implicit", "sts.record.missing"}}, // issue 11 item 12
+	{domain: "nullmx.example", want: []want{{"sts.mx.null", SeverityInfo, ""}}, absent: []string{"mx.connect"}},                                                              // STS-MX-7
 	{domain: "mxfault.test", verdict: VerdictFail, want: []want{{"sts.mx.lookup-error", SeverityFail, ""}}},
 	{domain: "many-mx.test", want: []want{{"sts.mx.truncated", SeverityInfo, ""}}},
 	// MX hosts (STS-CERT-*).

@@ -130,6 +130,7 @@ var catalog = map[string]kind{
 	"sts.mx.unused-pattern": {GroupSTSMX, "STS-MX-8", "remove mx patterns no MX host uses, or add the missing MX"},
 	"sts.mx.lookup-error":   {GroupSTSMX, "RFC 5321 §5.1", "make the authoritative servers answer MX queries for the domain"},
 	"sts.mx.implicit":       {GroupSTSMX, "STS-MX-6", "publish an MX record; with none, mail goes to the domain's own address"},
+	"sts.mx.nxdomain":       {GroupSTSMX, "RFC 5321 §5.1", "check the name: it does not exist in DNS (NXDOMAIN), so no mail can be sent to it"},
 	"sts.mx.null":           {GroupSTSMX, "STS-MX-7", ""},
 	"sts.mx.truncated":      {GroupSTSMX, "RFC 5321 §5.1", "publish fewer MX records"},
 	// Every MX host (RFC 8461 §4.2, RFC 3207).

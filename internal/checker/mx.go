@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/miekg/dns"
+
 	"github.com/mailsts/mailsts/dane"
 	"github.com/mailsts/mailsts/dnsresolve"
 	"github.com/mailsts/mailsts/mtasts"
@@ -16,10 +18,11 @@ import (
 // mxState is what the MX part of a check learned, before it is judged
 // against the policy.
 type mxState struct {
-	domain string
-	lookup findings // findings about the MX RRset itself
-	hosts  []hostData
-	secure bool // the MX RRset was DNSSEC-authenticated
+	domain   string
+	nxdomain bool     // the domain does not exist: nothing else matters
+	lookup   findings // findings about the MX RRset itself
+	hosts    []hostData
+	secure   bool // the MX RRset was DNSSEC-authenticated
 	// decision is the DANE decision (RFC 7672 §2.2) from the answers
 	// below, made by the dane library as policyd makes it.
 	decision dane.Result
@@ -48,7 +51,13 @@ type hostData struct {
 func (c *Checker) checkMX(ctx context.Context, d string) (st mxState) {
 	st.domain = d
 	mxs, ans, err := c.dns.LookupMX(ctx, d)
+	var de *dnsresolve.Error
 	switch {
+	case errors.Is(err, dnsresolve.ErrNotFound) && errors.As(err, &de) && de.Rcode == dns.RcodeNameError:
+		// NXDOMAIN, not NODATA: there is no domain to publish an MX in.
+		st.nxdomain = true
+		st.lookup.add("sts.mx.nxdomain", SeverityFail, "", d+" does not exist (NXDOMAIN): mail to it cannot be delivered, and it can have no MTA-STS policy")
+		return st
 	case errors.Is(err, dnsresolve.ErrNotFound):
 		// RFC 5321 §5.1: with no MX RRset the domain itself is the
 		// implicit MX (STS-MX-6).

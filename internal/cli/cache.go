@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -34,12 +35,13 @@ Operates on the policy cache policyd uses, found from the same --config,
 directory).
 
 Subcommands:
-  list                  table of cached domains (domain, mode, id, fetched, expires, last error)
-  show DOMAIN           everything cached for one domain
+  list [--json]         table of cached domains (domain, mode, id, fetched, expires, last error);
+                        --json: JSON Lines, as export
+  show [--json] DOMAIN  everything cached for one domain
   purge DOMAIN...       forget domains (purge --all: every entry); running
                         daemons drop them too and fetch them again when asked
   warm FILE             fetch the policies of the domains in FILE (one per line, # comments)
-  export [--json]       every entry as JSON Lines
+  export                every entry as JSON Lines
 
 Purging reaches running daemons without a restart. SQLite: the purge is
 logged in the file, and each policyd using it reads the log every 2 s and
@@ -61,17 +63,18 @@ Examples:
 Exit codes:
   0  done
   1  show: the domain is not cached; warm: some domains have no policy or failed
-  2  the store could not be opened or failed; cache.type is memory
-  64 usage error
+  2  the store could not be opened or failed; cache.type is memory or unknown in the configuration
+  64 usage error: unknown subcommand or flag, a flag the subcommand does not take, a bad value
+     (--cache bogus), missing or extra arguments
 `
 
 func runCache(ctx context.Context, env Env, args []string) int {
-	fs := newFlagSet("cache", "mailsts cache [--config F] [--state-dir D] [--cache T] list|show DOMAIN|purge [DOMAIN...|--all]|warm FILE|export [--json]", cacheHelp, env.Stderr)
+	fs := newFlagSet("cache", "mailsts cache [--config F] [--state-dir D] [--cache T] list [--json]|show [--json] DOMAIN|purge [DOMAIN...|--all]|warm FILE|export", cacheHelp, env.Stderr)
 	var df daemonFlags
 	df.register(fs)
 	all := fs.Bool("all", false, "purge: every entry")
 	concurrency := fs.Int("concurrency", 8, "warm: domains fetched at once")
-	fs.Bool("json", true, "export: JSON Lines (the only format)")
+	asJSON := fs.Bool("json", false, "list, show: print JSON (list as JSON Lines, like export); export writes JSON Lines only")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -85,15 +88,27 @@ func runCache(ctx context.Context, env Env, args []string) int {
 		return code
 	}
 	rest := fs.Args()
-	log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cfg, err := df.load(fs, log)
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "mailsts cache: %v\n", err)
-		return ExitError
-	}
 	usage := func(msg string) int {
 		fmt.Fprintf(env.Stderr, "mailsts cache %s: %s\n", sub, msg)
 		return ExitUsage
+	}
+	// Flags either work or are refused (issue 11 item 13): a flag given
+	// to a subcommand it does not apply to is a usage error.
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for _, o := range []struct {
+		flag string
+		subs []string
+	}{{"all", []string{"purge"}}, {"concurrency", []string{"warm"}}, {"json", []string{"list", "show", "export"}}} {
+		if set[o.flag] && !slices.Contains(o.subs, sub) && slices.Contains([]string{"list", "show", "purge", "warm", "export"}, sub) {
+			return usage(fmt.Sprintf("--%s applies to %s only", o.flag, strings.Join(o.subs, ", ")))
+		}
+	}
+	if sub == "export" && set["json"] && !*asJSON {
+		return usage("export writes JSON Lines only; use list for a table")
+	}
+	if err := df.checkValues(fs); err != nil {
+		return usage(err.Error())
 	}
 	switch sub {
 	case "list", "export":
@@ -115,6 +130,18 @@ func runCache(ctx context.Context, env Env, args []string) int {
 	default:
 		return usage("unknown subcommand")
 	}
+	log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg, err := df.load(fs, log)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "mailsts cache: %v\n", err)
+		return ExitError
+	}
+	if !validCacheType(cfg.Cache.Type) {
+		// From the configuration file: a configuration error, not usage.
+		// Never guess (OpenStore would create a SQLite file).
+		fmt.Fprintf(env.Stderr, "mailsts cache: cache.type %q is not sqlite, memory or redis\n", cfg.Cache.Type)
+		return ExitError
+	}
 	st, err := policyd.OpenStore(ctx, cfg, policyd.StoreOptions{Getenv: env.getenv, NoFallback: true}, log)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "mailsts cache: %v\n", err)
@@ -128,11 +155,14 @@ func runCache(ctx context.Context, env Env, args []string) int {
 	}
 	switch sub {
 	case "list":
+		if *asJSON {
+			return cacheExport(ctx, env, st.Store)
+		}
 		return cacheList(ctx, env, st.Store)
 	case "export":
 		return cacheExport(ctx, env, st.Store)
 	case "show":
-		return cacheShow(ctx, env, st.Store, rest[0])
+		return cacheShow(ctx, env, st.Store, rest[0], *asJSON)
 	case "purge":
 		return cachePurge(ctx, env, st, rest, *all)
 	default:
@@ -228,7 +258,9 @@ func cacheExport(ctx context.Context, env Env, s mtasts.Store) int {
 	return ExitOK
 }
 
-func cacheShow(ctx context.Context, env Env, s mtasts.Store, domain string) int {
+func validCacheType(t string) bool { return t == "sqlite" || t == "memory" || t == "redis" }
+
+func cacheShow(ctx context.Context, env Env, s mtasts.Store, domain string, asJSON bool) int {
 	d, err := dnsresolve.Normalize(domain)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "mailsts cache show: %v\n", err)
@@ -244,6 +276,14 @@ func cacheShow(ctx context.Context, env Env, s mtasts.Store, domain string) int 
 		return ExitFailure
 	}
 	x := toExport(e)
+	if asJSON {
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(x); err != nil {
+			return ExitError
+		}
+		return ExitOK
+	}
 	fmt.Fprintf(env.Stdout, "domain:          %s\nmode:            %s\nid:              %s\n", x.Domain, entryMode(e), x.ID)
 	if e.Policy != nil {
 		fmt.Fprintf(env.Stdout, "mx:              %s\nmax_age:         %d\n", strings.Join(x.MX, ", "), x.MaxAge)

@@ -65,6 +65,26 @@ func TestCacheCommand(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[0]), &x); err != nil || x.Domain == "" {
 		t.Errorf("export line %q: %v", lines[0], err)
 	}
+	// Issue 11 item 13: --json works where it is documented and is
+	// refused elsewhere.
+	code, out, _ = runCLI(t, append([]string{"cache", "list", "--json"}, common...)...)
+	if jl := strings.Split(strings.TrimSpace(out), "\n"); code != ExitOK || len(jl) != 3 || json.Unmarshal([]byte(jl[0]), &x) != nil {
+		t.Errorf("list --json: %d\n%s", code, out)
+	}
+	code, out, _ = runCLI(t, append([]string{"cache", "show", "--json"}, append(common, "enforce.example")...)...)
+	if err := json.Unmarshal([]byte(out), &x); code != ExitOK || err != nil || x.Domain != "enforce.example" || x.Mode != "enforce" {
+		t.Errorf("show --json: %d %v\n%s", code, err, out)
+	}
+	for _, bad := range [][]string{
+		{"cache", "export", "--json=false"},
+		{"cache", "purge", "--json", "enforce.example"},
+		{"cache", "list", "--all"},
+		{"cache", "list", "--concurrency", "4"},
+	} {
+		if code, _, _ := runCLI(t, append(bad, common...)...); code != ExitUsage {
+			t.Errorf("%v: %d, want usage error", bad, code)
+		}
+	}
 	// A bad name among good ones: nothing is purged.
 	if code, _, _ = runCLI(t, append([]string{"cache", "purge"}, append(common, "testing.example", "bad..name")...)...); code != ExitUsage {
 		t.Errorf("purge with a bad name: %d, want %d", code, ExitUsage)
@@ -180,5 +200,26 @@ func TestPolicydCheckConfig(t *testing.T) {
 	os.WriteFile(f, []byte("listen: [{socketmap: x}]\n"), 0o600)
 	if code, _, _ := runCLI(t, "policyd", "--config", f, "--check-config"); code != ExitError {
 		t.Errorf("bad config: %d, want %d", code, ExitError)
+	}
+}
+
+// Issue 11 item 13: `cache --cache bogus list` is a usage error and
+// creates nothing; an unknown cache.type in the configuration is a
+// configuration error, also without creating files.
+func TestCacheBogusType(t *testing.T) {
+	t.Parallel()
+	state := filepath.Join(t.TempDir(), "state")
+	if code, _, stderr := runCLI(t, "cache", "--state-dir", state, "--cache", "bogus", "list"); code != ExitUsage || !strings.Contains(stderr, "bogus") {
+		t.Errorf("--cache bogus: %d %q, want %d", code, stderr, ExitUsage)
+	}
+	cfg := filepath.Join(t.TempDir(), "policyd.yml")
+	if err := os.WriteFile(cfg, []byte("cache:\n  type: bogus\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := runCLI(t, "cache", "--config", cfg, "--state-dir", state, "list"); code != ExitError {
+		t.Errorf("cache.type bogus: %d, want %d", code, ExitError)
+	}
+	if _, err := os.Stat(state); !os.IsNotExist(err) {
+		t.Errorf("the state directory was created: %v", err)
 	}
 }

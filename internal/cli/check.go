@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 
+	"github.com/mailsts/mailsts/dnsresolve"
 	"github.com/mailsts/mailsts/internal/checker"
 )
 
@@ -55,8 +57,12 @@ terminal; a summary table ends the run (on stderr).
 Exit codes:
   0  every check passed (only ok and info findings)
   1  warnings, no failures
-  2  failures (bulk: in at least one domain, or an input line that is not a domain)
-  3  could not run: bad flags, invalid domain name, unreadable input or unwritable output
+  2  failures (bulk: in at least one domain, or an input line that is not a domain;
+     a resumed run counts the results already in --out)
+  3  could not run: unreadable input, unwritable output, or the DNS resolver
+     does not answer (nothing was judged; fix --dns or /etc/resolv.conf)
+  64 usage error: bad flags or values, a missing or invalid DOMAIN, an IP
+     address (IP literal: MTA-STS does not apply)
 `
 
 func runCheck(ctx context.Context, env Env, args []string) int {
@@ -73,32 +79,50 @@ func runCheck(ctx context.Context, env Env, args []string) int {
 	concurrency := fs.Int("concurrency", checker.DefaultConcurrency, "domains checked at once (with --bulk)")
 	out := fs.String("out", "", "write JSON Lines to `FILE` and resume from it (with --bulk; default stdout)")
 	if code := parseFlags(fs, args); code >= 0 {
-		if code == ExitUsage {
-			return checkExitError
-		}
 		return code
 	}
 	fail := func(format string, a ...any) int {
 		fmt.Fprintf(env.Stderr, "mailsts check: "+format+"\n", a...)
 		return checkExitError
 	}
+	usage := func(format string, a ...any) int {
+		fmt.Fprintf(env.Stderr, "mailsts check: "+format+"\n", a...)
+		return ExitUsage
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if (*bulk == "") == (fs.NArg() == 0) || fs.NArg() > 1 {
 		fmt.Fprintln(env.Stderr, "mailsts check: give exactly one DOMAIN, or --bulk FILE")
 		fs.Usage()
-		return checkExitError
+		return ExitUsage
 	}
-	if *bulk == "" && (*column != "" || *out != "") {
-		return fail("--column and --out need --bulk")
+	if *bulk == "" && (set["column"] || set["out"] || set["concurrency"]) {
+		return usage("--column, --out and --concurrency need --bulk")
 	}
 	if *concurrency < 1 || *concurrency > 4096 {
-		return fail("--concurrency must be between 1 and 4096")
+		return usage("--concurrency must be between 1 and 4096")
 	}
 	if *smtpPort < 1 || *smtpPort > 65535 {
-		return fail("--smtp-port must be a TCP port")
+		return usage("--smtp-port must be a TCP port")
+	}
+	if *probeTimeout <= 0 {
+		return usage("--probe-timeout must be positive")
+	}
+	if err := nf.checkValues(set); err != nil {
+		return usage("%v", err)
+	}
+	if *bulk == "" {
+		if checker.IsIPLiteral(fs.Arg(0)) {
+			// As policyd (NOTFOUND) and resolve: no MTA-STS for addresses.
+			return usage("%s: %v (give a domain name)", fs.Arg(0), checker.ErrIPLiteral)
+		}
+		if _, err := dnsresolve.Normalize(fs.Arg(0)); err != nil {
+			return usage("%q is not a valid domain name: %v", fs.Arg(0), err)
+		}
 	}
 	sts, err := nf.client()
 	if err != nil {
-		return fail("%v", err)
+		return usage("%v", err)
 	}
 	c := &checker.Checker{
 		DNS:          sts.DNS,
@@ -120,7 +144,7 @@ func runCheck(ctx context.Context, env Env, args []string) int {
 
 	r := c.Check(ctx, fs.Arg(0))
 	if r.Verdict == checker.VerdictError {
-		return fail("%s", r.Error)
+		return fail("%s", termSafe(r.Error))
 	}
 	if *asJSON {
 		enc := json.NewEncoder(env.Stdout)
@@ -166,7 +190,7 @@ func runCheckBulk(ctx context.Context, env Env, c *checker.Checker, in, column, 
 			fmt.Fprintf(env.Stderr, "resuming: %d domain(s) already in %s are skipped\n", done.Len(), outPath)
 		}
 	}
-	if isTerminal(env.Stderr) {
+	if env.isTerminal(env.Stderr) {
 		// The total is counted up front (a cheap pass over the file) so
 		// that the bar can show an ETA; the run itself streams.
 		total := int64(-1)
@@ -192,6 +216,11 @@ func runCheckBulk(ctx context.Context, env Env, c *checker.Checker, in, column, 
 		fmt.Fprintf(env.Stderr, "mailsts check: %v\n", err)
 		return checkExitError
 	}
+	if sum.Checked > 0 && sum.ResolverDown == sum.Checked {
+		// Nothing was judged: the resolver, not the domains, failed.
+		fmt.Fprintf(env.Stderr, "mailsts check: %v (every domain of this run)\n", checker.ErrResolver)
+		return checkExitError
+	}
 	return verdictExit(sum.ExitVerdict())
 }
 
@@ -215,20 +244,10 @@ func countDomains(path, column string) (int, error) {
 	}
 }
 
-// isTerminal reports whether w is a character device (a terminal).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
 // useColor: colour only on a terminal, and never with NO_COLOR set
 // (https://no-color.org).
 func useColor(env Env, w io.Writer) bool {
-	return env.getenv("NO_COLOR") == "" && isTerminal(w)
+	return env.getenv("NO_COLOR") == "" && env.isTerminal(w)
 }
 
 var groupTitles = map[string]string{
@@ -259,13 +278,15 @@ func writeCheckText(w io.Writer, r *checker.Report, color bool) {
 	if r.Input != "" && r.Input != r.Domain {
 		name += " (" + r.Input + ")"
 	}
+	// Findings quote DNS and HTTP answers: escaped (termSafe).
+	name = termSafe(name)
 	fmt.Fprintf(w, "%s\n", paint("1", "mailsts check "+name))
 	if r.STS.Mode != "" {
-		fmt.Fprintf(w, "  policy: mode %s, id %s, max_age %s, mx %s\n", r.STS.Mode, r.STS.ID, humanDuration(time.Duration(r.STS.MaxAge)*time.Second), strings.Join(r.STS.MX, " "))
+		fmt.Fprintf(w, "  policy: mode %s, id %s, max_age %s, mx %s\n", termSafe(r.STS.Mode), termSafe(r.STS.ID), humanDuration(time.Duration(r.STS.MaxAge)*time.Second), termSafe(strings.Join(r.STS.MX, " ")))
 		if r.STS.Result != "" {
 			// The body parsed, but senders do not use it (bad record,
 			// fetch or, with --strict, lenient-only syntax).
-			fmt.Fprintf(w, "  not applied by senders: %s\n", r.STS.Result)
+			fmt.Fprintf(w, "  not applied by senders: %s\n", termSafe(r.STS.Result))
 		}
 	}
 	for _, g := range checker.Groups() {
@@ -278,9 +299,9 @@ func writeCheckText(w io.Writer, r *checker.Report, color bool) {
 				fmt.Fprintf(w, "\n%s\n", paint("1", groupTitles[g]))
 				first = false
 			}
-			fmt.Fprintf(w, "  %s %s  %s\n", marks[f.Severity], f.Message, paint("2", "["+f.ID+" "+f.Ref+"]"))
+			fmt.Fprintf(w, "  %s %s  %s\n", marks[f.Severity], termSafe(f.Message), paint("2", "["+f.ID+" "+f.Ref+"]"))
 			if f.Fix != "" {
-				fmt.Fprintf(w, "      fix: %s\n", f.Fix)
+				fmt.Fprintf(w, "      fix: %s\n", termSafe(f.Fix))
 			}
 		}
 	}

@@ -46,7 +46,7 @@ func checkArgs(n *testnet.Net, extra ...string) []string {
 	return append(args, extra...)
 }
 
-// Exit codes: 0 pass, 1 warnings, 2 failures, 3 could not run.
+// Exit codes: 0 pass, 1 warnings, 2 failures, 3 could not run, 64 usage.
 func TestCheckExitCodes(t *testing.T) {
 	t.Parallel()
 	n := checkNet(t)
@@ -59,13 +59,18 @@ func TestCheckExitCodes(t *testing.T) {
 		{[]string{"mx-mismatch.example"}, 2},        // STS-MX-1
 		{[]string{"--strict", "mxhang.example"}, 2}, // strict: an unreachable MX fails
 		{[]string{"mxhang.example"}, 1},
-		{[]string{"a..b"}, 3},
-		{[]string{}, 3},
-		{[]string{"a.example", "b.example"}, 3},
-		{[]string{"--no-such-flag", "a.example"}, 3},
-		{[]string{"--out", "x.jsonl", "a.example"}, 3},
+		// Issue 11 item 13: usage errors exit 64 as in every command;
+		// 3 is left for "could not run".
+		{[]string{"a..b"}, ExitUsage},
+		{[]string{}, ExitUsage},
+		{[]string{"a.example", "b.example"}, ExitUsage},
+		{[]string{"--no-such-flag", "a.example"}, ExitUsage},
+		{[]string{"--timeout", "soon", "a.example"}, ExitUsage},
+		{[]string{"--out", "x.jsonl", "a.example"}, ExitUsage},
+		{[]string{"--concurrency", "8", "a.example"}, ExitUsage},
+		{[]string{"--concurrency", "0", "--bulk", "x"}, ExitUsage},
+		{[]string{"--smtp-port", "0", "a.example"}, ExitUsage},
 		{[]string{"--bulk", "/nonexistent/list.txt"}, 3},
-		{[]string{"--concurrency", "0", "--bulk", "x"}, 3},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
@@ -217,7 +222,8 @@ func TestCheckTextPolicyNotApplied(t *testing.T) {
 }
 
 // Bulk through the command line: JSON Lines to --out, summary on stderr,
-// exit code of the worst domain, and a rerun skips everything.
+// exit code of the worst domain, and a rerun skips everything but still
+// reports what its output holds.
 func TestCheckBulk(t *testing.T) {
 	t.Parallel()
 	n := checkNet(t)
@@ -229,6 +235,7 @@ func TestCheckBulk(t *testing.T) {
 	}
 	out := filepath.Join(dir, "out.jsonl")
 	code, _, stderr := run(t, checkArgs(n, "--bulk", list, "--column", "domain", "--out", out, "--concurrency", "3")...)
+	firstFail := regexp.MustCompile(`(?m)^fail +[1-9][0-9]* .*$`).FindString(stderr)
 	if code != 2 {
 		t.Errorf("exit %d, want 2\n%s", code, stderr)
 	}
@@ -245,8 +252,11 @@ func TestCheckBulk(t *testing.T) {
 		t.Errorf("%d lines in --out:\n%s", got, data)
 	}
 	code, _, stderr = run(t, checkArgs(n, "--bulk", list, "--column", "domain", "--out", out)...)
-	if code != 0 || !strings.Contains(stderr, "4 domain(s) already in") || !strings.Contains(stderr, "0 checked") {
-		t.Errorf("rerun: exit %d\n%s", code, stderr)
+	// Issue 11 item 13: the rerun checks nothing, yet reports (and exits
+	// on) the failures already in its output.
+	if code != 2 || !strings.Contains(stderr, "4 domain(s) already in") || !strings.Contains(stderr, "0 checked") ||
+		firstFail == "" || !strings.Contains(stderr, firstFail+"\n") || !regexp.MustCompile(`(?m)^of which from earlier runs +4$`).MatchString(stderr) {
+		t.Errorf("rerun: exit %d, want 2 and the first run's %q\n%s", code, firstFail, stderr)
 	}
 	// Without --out, JSON Lines go to stdout. A numbered column means
 	// there is no header row.

@@ -32,6 +32,9 @@ type Env struct {
 	Stderr io.Writer
 	// Getenv reads an environment variable; nil means os.Getenv.
 	Getenv func(string) string
+	// IsTerminal reports whether a writer is a terminal; nil means
+	// golang.org/x/term on *os.File (false for anything else).
+	IsTerminal func(io.Writer) bool
 }
 
 // getenv reads an environment variable through Env.Getenv.
@@ -153,6 +156,14 @@ var versionCommand = command{
 	name:    "version",
 	summary: "print the mailsts version",
 	run: func(ctx context.Context, env Env, args []string) int {
+		fs := newFlagSet("version", "mailsts version", "Exit codes: 0 printed, 64 usage.", env.Stderr)
+		if code := parseFlags(fs, args); code >= 0 {
+			return code
+		}
+		if fs.NArg() != 0 {
+			fmt.Fprintln(env.Stderr, "mailsts version: no arguments expected")
+			return ExitUsage
+		}
 		fmt.Fprintf(env.Stdout, "mailsts %s\n", Version())
 		return ExitOK
 	},

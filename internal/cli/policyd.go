@@ -67,6 +67,19 @@ func (df *daemonFlags) register(fs *flag.FlagSet) {
 	df.net.register(fs)
 }
 
+// checkValues returns a usage error for a flag value that can never work
+// (--cache bogus, --dns without a port), before anything is opened or
+// created; values from the configuration file are checked by load's
+// caller as configuration errors.
+func (df *daemonFlags) checkValues(fs *flag.FlagSet) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["cache"] && !validCacheType(df.cache) {
+		return fmt.Errorf("--cache %q: want sqlite, memory or redis", df.cache)
+	}
+	return df.net.checkValues(set)
+}
+
 // load reads the configuration (defaults without --config), applies the
 // flags that were set and logs the dialect notes.
 func (df *daemonFlags) load(fs *flag.FlagSet, log *slog.Logger) (*policyd.Config, error) {
@@ -115,6 +128,10 @@ func runPolicyd(ctx context.Context, env Env, args []string) int {
 	if fs.NArg() != 0 {
 		fmt.Fprintln(env.Stderr, "mailsts policyd: no arguments expected")
 		fs.Usage()
+		return ExitUsage
+	}
+	if err := df.checkValues(fs); err != nil {
+		fmt.Fprintf(env.Stderr, "mailsts policyd: %v\n", err)
 		return ExitUsage
 	}
 	level := new(slog.LevelVar)

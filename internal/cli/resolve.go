@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mailsts/mailsts/dnsresolve"
+	"github.com/mailsts/mailsts/internal/checker"
 	"github.com/mailsts/mailsts/internal/policyd"
 	"github.com/mailsts/mailsts/mtasts"
 )
@@ -44,7 +45,8 @@ or dns-error, or no-policy) and detail (human text).
 
 Exit codes:
   0  a policy was found (any mode, including none)
-  1  the domain has no MTA-STS policy (no usable _mta-sts TXT record)
+  1  the domain has no MTA-STS policy (no usable _mta-sts TXT record), or the
+     argument is an IP address (IP literal: MTA-STS does not apply)
   2  error: DNS failure, the policy could not be fetched, or it is invalid
   64 usage error
 `
@@ -140,6 +142,27 @@ func userAgent() string {
 	return "mailsts/" + Version() + " (+https://github.com/mailsts/mailsts)"
 }
 
+// checkValues returns a usage error for a set flag whose value cannot work.
+func (nf *netFlags) checkValues(set map[string]bool) error {
+	if set["dns"] {
+		for _, srv := range strings.Split(nf.dns, ",") {
+			if srv = strings.TrimSpace(srv); srv == "" {
+				continue
+			}
+			if _, err := dnsresolve.NormalizeServer(srv); err != nil {
+				return fmt.Errorf("--dns: %w", err)
+			}
+		}
+	}
+	if nf.timeout <= 0 {
+		return fmt.Errorf("--timeout must be positive")
+	}
+	if nf.httpsPort < 0 || nf.httpsPort > 65535 {
+		return fmt.Errorf("--https-port must be a TCP port")
+	}
+	return nil
+}
+
 // client builds the mtasts client the flags describe.
 func (nf *netFlags) client() (*mtasts.Client, error) {
 	var servers []string
@@ -183,6 +206,12 @@ func runResolve(ctx context.Context, env Env, args []string) int {
 		fs.Usage()
 		return ExitUsage
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if err := nf.checkValues(set); err != nil {
+		fmt.Fprintf(env.Stderr, "mailsts resolve: %v\n", err)
+		return ExitUsage
+	}
 	// With --config, the network plumbing is the configuration's, as
 	// policyd builds it (flags given on the command line win, as for
 	// policyd), so that --explain answers what the daemon answers.
@@ -194,8 +223,6 @@ func runResolve(ctx context.Context, env Env, args []string) int {
 			fmt.Fprintf(env.Stderr, "mailsts resolve: %v\n", err)
 			return ExitUsage
 		}
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		nf.applyTo(cfg, set)
 		if !set["timeout"] {
 			nf.timeout = max(nf.timeout, cfg.Fetch.Timeout)
@@ -210,6 +237,21 @@ func runResolve(ctx context.Context, env Env, args []string) int {
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "mailsts resolve: %v\n", err)
 		return ExitUsage
+	}
+	if checker.IsIPLiteral(fs.Arg(0)) {
+		// STS-SEL-4: no MTA-STS for address literals; policyd answers
+		// NOTFOUND for them without a lookup, and so does this.
+		out := resolveOutput{Domain: fs.Arg(0), MX: []string{}, Error: "no-policy", Detail: checker.ErrIPLiteral.Error()}
+		if *asJSON {
+			enc := json.NewEncoder(env.Stdout)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(out); err != nil {
+				return ExitError
+			}
+		} else {
+			fmt.Fprintf(env.Stdout, "%s: %s (RFC 8461 covers domain names; policyd answers NOTFOUND).\n", fs.Arg(0), checker.ErrIPLiteral)
+		}
+		return ExitFailure
 	}
 	domain, err := dnsresolve.Normalize(fs.Arg(0))
 	if err != nil {
@@ -286,6 +328,11 @@ func writeResolveText(w io.Writer, out resolveOutput, input string) {
 	if input != "" && !strings.EqualFold(strings.TrimSuffix(input, "."), out.Domain) {
 		name = fmt.Sprintf("%s (%s)", out.Domain, input)
 	}
+	// The detail and the policy quote DNS and HTTP answers: escaped.
+	name, out.Detail, out.ID = termSafe(name), termSafe(out.Detail), termSafe(out.ID)
+	for i := range out.MX {
+		out.MX[i] = termSafe(out.MX[i])
+	}
 	switch {
 	case out.Error == "no-policy":
 		fmt.Fprintf(w, "%s: no MTA-STS policy.\n  %s\n  Senders deliver with opportunistic TLS (RFC 8461 §3.1); a sender that cached an unexpired policy keeps applying it.\n", name, out.Detail)
@@ -344,7 +391,10 @@ func mismatchWarning(d policyd.Decision, hosts []string) string {
 }
 
 func writeExplainText(w io.Writer, ex *explainOutput) {
+	e := *ex
+	ex = &e
 	d := ex.Decision
+	d.Reason, d.Error, ex.Reply = termSafe(d.Reason), termSafe(d.Error), termSafe(ex.Reply)
 	fmt.Fprintf(w, "policyd (map %q) would answer: %s\n  Why: %s\n", ex.Zone, ex.Reply, d.Reason)
 	if ex.Warning != "" {
 		fmt.Fprintf(w, "  Warning: %s.\n", ex.Warning)

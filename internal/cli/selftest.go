@@ -28,7 +28,7 @@ Examples:
   mailsts selftest
   mailsts selftest -v        # also show the daemon's log
 
-Exit codes: 0 every scenario passed, 1 some failed, 2 the test could not run.
+Exit codes: 0 every scenario passed, 1 some failed, 2 the test could not run, 64 usage.
 `
 
 func runSelftest(ctx context.Context, env Env, args []string) int {
@@ -36,6 +36,10 @@ func runSelftest(ctx context.Context, env Env, args []string) int {
 	verbose := fs.Bool("v", false, "print the daemon's log (debug level) to stderr")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintln(env.Stderr, "mailsts selftest: no arguments expected")
+		return ExitUsage
 	}
 	var logger *slog.Logger
 	if *verbose {

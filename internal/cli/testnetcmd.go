@@ -51,6 +51,16 @@ func runTestnet(ctx context.Context, env Env, args []string) int {
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
+	if fs.NArg() != 0 {
+		fmt.Fprintln(env.Stderr, "mailsts testnet: no arguments expected")
+		return ExitUsage
+	}
+	for _, p := range []int{*dnsPort, *httpsPort, *smtpPort} {
+		if p < 0 || p > 65535 {
+			fmt.Fprintln(env.Stderr, "mailsts testnet: ports must be between 0 and 65535")
+			return ExitUsage
+		}
+	}
 	if *printScenario {
 		env.Stdout.Write(testnet.DefaultScenarioYAML())
 		return ExitOK

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -228,6 +229,11 @@ func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
+	if *dkimMode != "" && *dkimMode != "require" && *dkimMode != "off" {
+		// Refused before the database is opened (or created).
+		fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: --dkim %q: want require or off\n", *dkimMode)
+		return ExitUsage
+	}
 	level := new(slog.LevelVar)
 	level.Set(policyd.ParseLevel(*logLevel))
 	log := newLogger(env.Stderr, "text", level)
@@ -369,10 +375,12 @@ func printResult(w io.Writer, name string, res reports.Result) {
 		if len(r.Problems) > 0 {
 			extra = " problems=" + strings.Join(r.Problems, ",")
 		}
-		fmt.Fprintf(w, "%s: %s %q from %q (%d repairs)%s\n", name, word, r.ReportID, r.Organization, r.Repairs, extra)
+		fmt.Fprintf(w, "%s: %s %q from %q (%d repairs)%s\n", termSafe(name), word, r.ReportID, r.Organization, r.Repairs, extra)
 	}
 	for _, r := range res.Rejections {
-		fmt.Fprintf(w, "%s: rejected (%s, kept as #%d): %v\n", name, r.Reason, r.ID, r.Err)
+		// The error may quote the input (a header line, a JSON token):
+		// escaped, never echoed raw.
+		fmt.Fprintf(w, "%s: rejected (%s, kept as #%d): %s\n", termSafe(name), r.Reason, r.ID, termSafe(fmt.Sprint(r.Err)))
 	}
 }
 
@@ -404,6 +412,10 @@ Examples:
   mailsts tlsrpt show 2025-01-10T00:00:00Z_example.org
   mailsts tlsrpt rejected
   mailsts tlsrpt rejected --raw 12 > input.bin
+  mailsts tlsrpt show --raw 2025-01-10T00:00:00Z_example.org | gunzip
+
+--raw writes the input as received (often gzip); on a terminal it is
+refused unless --force is given.
 
 Exit codes:
   0  results printed (possibly none)
@@ -416,32 +428,76 @@ func runTLSRPTQuery(ctx context.Context, env Env, sub string, args []string) int
 	synopsis := map[string]string{
 		"summary":  "mailsts tlsrpt summary [--since D] [--until D] [--domain D] [--org O] [--mx H] [--result R] [--group-by K,…] [--json|--csv]",
 		"failures": "mailsts tlsrpt failures [--since D] [--until D] [--domain D] [--org O] [--mx H] [--result R] [--limit N] [--json|--csv]",
-		"show":     "mailsts tlsrpt show [--json] [--raw] REPORT-ID",
-		"rejected": "mailsts tlsrpt rejected [--since D] [--until D] [--limit N] [--json|--csv] [--raw ID]",
+		"show":     "mailsts tlsrpt show [--json | --raw [--force]] REPORT-ID",
+		"rejected": "mailsts tlsrpt rejected [--since D] [--until D] [--limit N] [--json|--csv] [--raw ID [--force]]",
 	}[sub]
 	fs := newFlagSet("tlsrpt "+sub, synopsis, queryHelp, env.Stderr)
 	var df dbFlags
 	df.register(fs)
-	since := fs.String("since", "", "first `day` (YYYY-MM-DD)")
-	until := fs.String("until", "", "last `day` (YYYY-MM-DD)")
-	domain := fs.String("domain", "", "policy `domain`")
-	org := fs.String("org", "", "sending `organization`")
-	mx := fs.String("mx", "", "MX `host`")
-	result := fs.String("result", "", "result `type`")
-	groupBy := fs.String("group-by", "", "summary `keys`: day, domain, org, mx, type, result")
-	limit := fs.Int("limit", 0, "at most `N` rows (failures, rejected; default 1000)")
-	asJSON := fs.Bool("json", false, "print JSON")
-	asCSV := fs.Bool("csv", false, "print CSV")
-	var rawShow *bool
-	var rawID *int64
+	// Each subcommand registers only the flags it honours, so that any
+	// other is refused as unknown (issue 11 item 13: show --csv and
+	// --org were accepted and ignored).
+	takes := map[string]string{
+		"summary":  "since until domain org mx result group-by json csv",
+		"failures": "since until domain org mx result limit json csv",
+		"show":     "json raw force",
+		"rejected": "since until limit json csv raw force",
+	}[sub]
+	str := func(name, usage string) *string {
+		v := new(string)
+		if slices.Contains(strings.Fields(takes), name) {
+			fs.StringVar(v, name, "", usage)
+		}
+		return v
+	}
+	boolean := func(name, usage string) *bool {
+		v := new(bool)
+		if slices.Contains(strings.Fields(takes), name) {
+			fs.BoolVar(v, name, false, usage)
+		}
+		return v
+	}
+	since := str("since", "first `day` (YYYY-MM-DD)")
+	until := str("until", "last `day` (YYYY-MM-DD)")
+	domain := str("domain", "policy `domain`")
+	org := str("org", "sending `organization`")
+	mx := str("mx", "MX `host`")
+	result := str("result", "result `type`")
+	groupBy := str("group-by", "summary `keys`: day, domain, org, mx, type, result")
+	limit := new(int)
+	if slices.Contains(strings.Fields(takes), "limit") {
+		fs.IntVar(limit, "limit", 0, "at most `N` rows (default 1000)")
+	}
+	asJSON := boolean("json", "print JSON")
+	asCSV := boolean("csv", "print CSV")
+	force := boolean("force", "with --raw: write the raw bytes even to a terminal")
+	rawShow, rawID := new(bool), new(int64)
 	switch sub {
 	case "show":
-		rawShow = fs.Bool("raw", false, "print the raw input as received instead")
+		fs.BoolVar(rawShow, "raw", false, "print the raw input as received instead")
 	case "rejected":
-		rawID = fs.Int64("raw", 0, "print the raw input of rejected input `ID`")
+		fs.Int64Var(rawID, "raw", 0, "print the raw input of rejected input `ID`")
 	}
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
+	}
+	if *asJSON && *asCSV || *rawShow && *asJSON || *rawID != 0 && (*asJSON || *asCSV) {
+		fmt.Fprintf(env.Stderr, "mailsts tlsrpt %s: --json, --csv and --raw exclude each other\n", sub)
+		return ExitUsage
+	}
+	if *force && !*rawShow && *rawID == 0 {
+		fmt.Fprintf(env.Stderr, "mailsts tlsrpt %s: --force applies to --raw only\n", sub)
+		return ExitUsage
+	}
+	if (*rawShow || *rawID != 0) && !*force && env.isTerminal(env.Stdout) {
+		// Raw input is gzip, zip or a hostile mail: bytes that can drive
+		// the terminal. Redirect it, or insist.
+		fmt.Fprintf(env.Stderr, "mailsts tlsrpt %s: refusing to write raw input (often gzip) to a terminal; redirect it to a file or pipe, or add --force\n", sub)
+		return ExitUsage
+	}
+	if *limit < 0 || *rawID < 0 {
+		fmt.Fprintf(env.Stderr, "mailsts tlsrpt %s: --limit and --raw must not be negative\n", sub)
+		return ExitUsage
 	}
 	fail := func(err error) int {
 		fmt.Fprintf(env.Stderr, "mailsts tlsrpt %s: %v\n", sub, err)
@@ -553,16 +609,11 @@ func writeRows[T any](w io.Writer, format string, v []T, table [][]string) int {
 }
 
 // sanitize keeps report content from driving the terminal (RFC 8460 §7:
-// report content is untrusted): control characters become '?'.
+// report content is untrusted): see termSafe.
 func sanitize(row []string) []string {
 	out := make([]string, len(row))
 	for i, s := range row {
-		out[i] = strings.Map(func(r rune) rune {
-			if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
-				return '?'
-			}
-			return r
-		}, s)
+		out[i] = termSafe(s)
 	}
 	return out
 }

@@ -123,6 +123,17 @@ func TestTLSRPTIngestAndQuery(t *testing.T) { // RPT-RECV-4, RPT-MAIL-7, F-9, F-
 		{"tlsrpt", "show"},
 		{"tlsrpt", "frobnicate"},
 		{"tlsrpt", "ingest", "--dkim", "maybe"},
+		// Issue 11 item 13: flags a subcommand does not honour, and
+		// conflicting ones, are refused rather than ignored.
+		{"tlsrpt", "show", "--csv", "x"},
+		{"tlsrpt", "show", "--org", "Google", "x"},
+		{"tlsrpt", "show", "--raw", "--json", "x"},
+		{"tlsrpt", "summary", "--json", "--csv"},
+		{"tlsrpt", "summary", "--limit", "5"},
+		{"tlsrpt", "failures", "--group-by", "org"},
+		{"tlsrpt", "rejected", "--domain", "example.org"},
+		{"tlsrpt", "rejected", "--raw", "1", "--csv"},
+		{"tlsrpt", "failures", "--limit", "-1"},
 	} {
 		if code, _, _ := runStdin(t, nil, state, args...); code != ExitUsage {
 			t.Errorf("%v: exit %d, want %d", args, code, ExitUsage)

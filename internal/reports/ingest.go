@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -258,6 +259,16 @@ func (in *Ingester) report(ctx context.Context, res *Result, raw, js []byte, rep
 	if err != nil {
 		return rejectAs(ReasonSyntax, err)
 	}
+	// A policy without policy-domain (quirk 13) takes the domain the mail
+	// headers, Subject and file name agree on, so that queries by domain
+	// find it. A file's own name counts like an attachment's.
+	fa := a
+	if fa == nil && base.Source == SourceFile {
+		if f, err := tlsrpt.ParseFilename(filepath.Base(base.Origin)); err == nil {
+			fa = &tlsrpt.Attachment{Filename: filepath.Base(base.Origin), FilenameInfo: &f}
+		}
+	}
+	preps = append(preps, tlsrpt.FillPolicyDomain(m, fa, rep)...)
 	now := in.now()
 	skew := in.FutureSkew
 	if skew <= 0 {

@@ -323,3 +323,68 @@ func TestIngestStorageFailure(t *testing.T) {
 		t.Errorf("rejection: %v", err)
 	}
 }
+
+// TestIngestIssue11Quirks: issue 11 items 8, 9 and 10 through the
+// ingester and the store's queries.
+func TestIngestIssue11Quirks(t *testing.T) { // RPT-MAIL-1, RPT-AGG-4, RPT-DELIV-6
+	t.Parallel()
+	ctx := context.Background()
+	q := func(name string) []byte { return readFile(t, "../../tlsrpt/testdata/quirks/"+name) }
+	storedRepairs := func(t *testing.T, st Store, reportID string) []tlsrpt.Repair {
+		t.Helper()
+		got, err := st.Show(ctx, reportID)
+		if err != nil || len(got) != 1 {
+			t.Fatalf("Show %s: %v %v", reportID, got, err)
+		}
+		return got[0].Repairs
+	}
+
+	t.Run("8 no closing boundary", func(t *testing.T) {
+		t.Parallel()
+		st := openTestSQLite(t)
+		res, err := newIngester(st, DKIMOff, nil).Message(ctx, bytes.NewReader(q("i11-8-no-closing-boundary.eml")), SourceMail, "")
+		mustOutcome(t, res, err, OutcomeStored)
+		if reps := storedRepairs(t, st, "2024-09-15T00:00:00Z_example.org"); !hasRepair(reps, "multipart-unterminated") {
+			t.Errorf("repairs %v", reps)
+		}
+	})
+	t.Run("9 policy-domain from the mail", func(t *testing.T) {
+		t.Parallel()
+		st := openTestSQLite(t)
+		res, err := newIngester(st, DKIMOff, nil).Message(ctx, bytes.NewReader(q("i11-9-no-policy-domain.eml")), SourceMail, "")
+		mustOutcome(t, res, err, OutcomeStored)
+		if reps := storedRepairs(t, st, "2024-06-01_example.org"); !hasRepair(reps, "policy-domain-from-mail") {
+			t.Errorf("repairs %v", reps)
+		}
+		rows, err := st.Summary(ctx, Filter{PolicyDomain: "example.org", GroupBy: []string{GroupPolicyDomain}})
+		if err != nil || len(rows) != 1 || rows[0].Reports != 1 || rows[0].Successful != 10 {
+			t.Errorf("summary --domain example.org: %+v %v", rows, err)
+		}
+	})
+	t.Run("9 policy-domain from a file name", func(t *testing.T) {
+		t.Parallel()
+		st := openTestSQLite(t)
+		raw := q("q13-no-policy-found-no-domain.json")
+		name := "/spool/reporter.example!example.org!1717200000!1717286399!001.json"
+		res, err := newIngester(st, DKIMOff, nil).Body(ctx, bytes.NewReader(raw), "", int64(len(raw)), SourceFile, name)
+		mustOutcome(t, res, err, OutcomeStored)
+		rows, err := st.Summary(ctx, Filter{PolicyDomain: "example.org", GroupBy: []string{GroupPolicyDomain}})
+		if err != nil || len(rows) != 1 || rows[0].Reports != 1 {
+			t.Errorf("summary --domain example.org: %+v %v", rows, err)
+		}
+	})
+	t.Run("10 failure total from the details", func(t *testing.T) {
+		t.Parallel()
+		st := openTestSQLite(t)
+		raw := q("i11-10-failures-only-in-details.json")
+		res, err := newIngester(st, DKIMOff, nil).Body(ctx, bytes.NewReader(raw), tlsrpt.MediaTypeJSON, int64(len(raw)), SourceHTTP, "192.0.2.9")
+		mustOutcome(t, res, err, OutcomeStored)
+		if reps := storedRepairs(t, st, "2024-06-01_example.org_i11-10"); !hasRepair(reps, "failure-count-from-details") {
+			t.Errorf("repairs %v", reps)
+		}
+		rows, err := st.Summary(ctx, Filter{GroupBy: []string{GroupPolicyDomain}})
+		if err != nil || len(rows) != 1 || rows[0].Successful != 97 || rows[0].Failed != 303 || rows[0].SuccessRate == nil || *rows[0].SuccessRate >= 0.5 {
+			t.Errorf("summary %+v %v: want 97 successful, 303 failed", rows, err)
+		}
+	})
+}

@@ -16,8 +16,14 @@ import (
 )
 
 // DefaultCertValidity is how long good leaf certificates stay valid when
-// no validity is given.
-const DefaultCertValidity = 7 * 24 * time.Hour
+// no validity is given: 90 days, like the ACME certificates real domains
+// use, so that a good demo domain passes without an expiry warning.
+const DefaultCertValidity = 90 * 24 * time.Hour
+
+// ExpiringCertValidity is the lifetime of CertExpiring certificates: inside
+// the checker's 14-day expiry warning, as a certificate whose renewal
+// failed.
+const ExpiringCertValidity = 7 * 24 * time.Hour
 
 // CA is a throw-away certificate authority (ECDSA P-256) that issues leaf
 // certificates on demand, one per (name, kind, validity), cached. It is safe
@@ -150,6 +156,8 @@ func (ca *CA) issue(k leafKey) (*tls.Certificate, error) {
 	parent, signer := ca.cert, ca.key
 	switch k.kind {
 	case CertGood:
+	case CertExpiring:
+		tmpl.NotAfter = now.Add(ExpiringCertValidity)
 	case CertExpired:
 		tmpl.NotBefore, tmpl.NotAfter = now.Add(-30*24*time.Hour), now.Add(-24*time.Hour)
 	case CertNotYetValid:

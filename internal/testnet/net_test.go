@@ -223,6 +223,18 @@ func TestCALeafCache(t *testing.T) {
 	if got := good.Leaf.NotAfter.Sub(good.Leaf.NotBefore); got < DefaultCertValidity {
 		t.Errorf("validity %v", got)
 	}
+	// Issue 11 item 15: good certificates outlive the checker's 14-day
+	// expiry warning (so good demo domains pass); "expiring" ones do not.
+	if left := time.Until(good.Leaf.NotAfter); left < 60*24*time.Hour {
+		t.Errorf("a good certificate expires in %v", left)
+	}
+	expiring, err := ca.Leaf("mx.example", CertExpiring, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left := time.Until(expiring.Leaf.NotAfter); left > ExpiringCertValidity || left < ExpiringCertValidity-time.Hour {
+		t.Errorf("an expiring certificate expires in %v, want about %v", left, ExpiringCertValidity)
+	}
 	if _, err := ca.Leaf("x.example", "bogus", 0); !errors.Is(err, ErrScenario) {
 		t.Errorf("bogus kind: %v", err)
 	}

@@ -147,6 +147,7 @@ type CertKind string
 // Certificate kinds. All but CertSelfSigned are issued by the test CA.
 const (
 	CertGood        CertKind = "good"          // valid SAN for the host, chains to the CA
+	CertExpiring    CertKind = "expiring"      // good, but expires in ExpiringCertValidity (7 days)
 	CertExpired     CertKind = "expired"       // NotAfter in the past
 	CertNotYetValid CertKind = "not-yet-valid" // NotBefore in the future
 	CertWrongName   CertKind = "wrong-name"    // SAN for WrongName only
@@ -371,7 +372,7 @@ func (f Fault) valid() bool {
 
 func (k CertKind) valid() bool {
 	switch k {
-	case "", CertGood, CertExpired, CertNotYetValid, CertWrongName, CertSelfSigned, CertCNOnly:
+	case "", CertGood, CertExpiring, CertExpired, CertNotYetValid, CertWrongName, CertSelfSigned, CertCNOnly:
 		return true
 	}
 	return false
