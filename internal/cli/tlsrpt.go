@@ -113,6 +113,11 @@ type ReportsConfig struct {
 		TLSCert string `yaml:"tls_cert"`
 		TLSKey  string `yaml:"tls_key"`
 		API     *bool  `yaml:"api"`
+		// APIListen is the query API's listener ("same": the report
+		// listener); APITokenFile its bearer token, required unless the
+		// API listens on loopback.
+		APIListen    string `yaml:"api_listen"`
+		APITokenFile string `yaml:"api_token_file"`
 	} `yaml:"serve"`
 }
 

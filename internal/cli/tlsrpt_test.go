@@ -5,15 +5,10 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
-	"io"
-	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mailsts/mailsts/internal/reports"
 	"github.com/mailsts/mailsts/tlsrpt"
@@ -162,54 +157,6 @@ func TestTLSRPTMaildirCLI(t *testing.T) {
 	}
 }
 
-func TestServe(t *testing.T) { // RPT-HTTP-3
-	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	st, err := reports.OpenSQLite(ctx, filepath.Join(t.TempDir(), "r.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	in := &reports.Ingester{Store: st, DKIM: reports.DKIMOff}
-	srv := newReportServer(in, st, "/reports", true, nil)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- serveUntil(ctx, srv, ln, discardLog()) }()
-	base := "http://" + ln.Addr().String()
-	resp, err := http.Post(base+"/reports", tlsrpt.MediaTypeJSON, bytes.NewReader(testdataFile(t, "f10c.json")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Errorf("POST: %d", resp.StatusCode)
-	}
-	resp, err = http.Get(base + "/api/v1/summary")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(b), `"successful_sessions": 5326`) {
-		t.Errorf("api: %s", b)
-	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("server did not stop")
-	}
-	if _, err := http.Get(base + "/api/v1/summary"); err == nil {
-		t.Error("still serving after shutdown")
-	}
-}
-
 func TestServeUsage(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{
@@ -222,5 +169,3 @@ func TestServeUsage(t *testing.T) {
 		}
 	}
 }
-
-func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }

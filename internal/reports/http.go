@@ -1,6 +1,8 @@
 package reports
 
 import (
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -155,10 +157,19 @@ func clipText(s string, n int) string {
 //	GET /api/v1/rejected?since=&until=&limit=
 //
 // Dates are YYYY-MM-DD (UTC). Errors are text with status 400 (bad
-// query), 404 (unknown report) or 503 (store failed).
+// query), 401 (token missing or wrong), 404 (unknown report) or 503
+// (store failed).
+//
+// The API reads every stored report: serve it on loopback, or set Token
+// (`mailsts serve` refuses a non-loopback API listener without one).
 type API struct {
 	Store  Store
 	Logger *slog.Logger
+	// Token, when not empty, is the bearer token every request must
+	// carry (RFC 6750 §2.1: "Authorization: Bearer TOKEN"); it is
+	// compared in constant time, and a request without it gets 401
+	// whatever its path.
+	Token string
 }
 
 // Handler returns the API's handler, with routes under prefix (for
@@ -170,7 +181,35 @@ func (a *API) Handler(prefix string) http.Handler {
 	mux.Handle("GET "+prefix+"/failures", serve(a.Logger, a.failures))
 	mux.Handle("GET "+prefix+"/reports/{id...}", serve(a.Logger, a.show))
 	mux.Handle("GET "+prefix+"/rejected", serve(a.Logger, a.rejected))
-	return mux
+	if a.Token == "" {
+		return mux
+	}
+	want := sha256.Sum256([]byte(a.Token))
+	deny := serve(a.Logger, func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="mailsts"`)
+		return &HTTPError{Status: http.StatusUnauthorized, Msg: "a bearer token is required (Authorization: Bearer TOKEN)",
+			Err: errors.New("missing or wrong API token")}
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !BearerTokenMatches(r, want) {
+			deny.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// BearerTokenMatches reports whether r carries "Authorization: Bearer T"
+// (the scheme is case-insensitive, RFC 7235 §2.1) with SHA-256(T) equal to
+// want. Comparing the digests in constant time reveals neither the token
+// nor its length through timing.
+func BearerTokenMatches(r *http.Request, want [sha256.Size]byte) bool {
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
 }
 
 // ParseFilter reads a Filter from query parameters: since, until
