@@ -190,8 +190,10 @@ Processed or Rejected Maildir++ subfolder. --imap polls a mailbox over TLS
 (imaps://, or imap:// with STARTTLS), moving messages to folders; the
 password comes from --imap-password-file or $MAILSTS_IMAP_PASSWORD.
 
-RFC 8460 §3: mail without a valid DKIM signature of the submitter is
-ignored; it is kept as rejected input. Use --dkim off only when the MTA
+RFC 8460 §3: mail without a valid DKIM signature of the reporting
+organisation (the submitter's domain, a parent or a child of it: Mail.ru
+signs mail.ru reports as corp.mail.ru) is ignored; it is kept as
+rejected input. Use --dkim off only when the MTA
 verifies DKIM already. Duplicates (same organisation and report-id) are
 acknowledged and stored once.
 

@@ -44,9 +44,11 @@
 //   - Future dates: a report starting more than [DefaultFutureSkew] after
 //     now is rejected and kept (reason "future-date").
 //   - DKIM: on by default for mail; a report mail must carry a valid
-//     signature by the submitter (TLS-Report-Submitter, else the
-//     contact-info domain) or a parent domain, with a key whose s= allows
-//     tlsrpt. A temporary key-lookup failure stores nothing and returns
+//     signature, with a key whose s= allows tlsrpt, by a domain of the
+//     reporting organisation: the submitter (TLS-Report-Submitter, else
+//     the contact-info domain), or the contact-info or From domain when
+//     they agree with it, or a parent or child of one of them
+//     ([tlsrpt.SameOrganization]; d=corp.mail.ru signs for mail.ru). A temporary key-lookup failure stores nothing and returns
 //     [ErrTemporary] so the MTA retries.
 //   - Oversize input: only the first 64 KiB are read and kept (flagged
 //     truncated); the rest is never read.
