@@ -102,8 +102,12 @@ type ReportResult struct {
 	Organization string
 	ReportID     string
 	Duplicate    bool
-	Repairs      int
-	Problems     []string
+	// Conflict: another stored report has this organisation and
+	// report-id but other content; both are kept (Store.PutReport).
+	Conflict      bool
+	Authenticated bool
+	Repairs       int
+	Problems      []string
 }
 
 // RejectionResult is one stored rejection. Err wraps the tlsrpt sentinel
@@ -287,11 +291,19 @@ func (in *Ingester) report(ctx context.Context, res *Result, raw, js []byte, rep
 	if err != nil {
 		return err
 	}
-	rr := ReportResult{ID: put.ID, Organization: rep.OrganizationName, ReportID: rep.ReportID, Duplicate: put.Duplicate, Repairs: len(inc.Repairs)}
+	rr := ReportResult{ID: put.ID, Organization: rep.OrganizationName, ReportID: rep.ReportID, Duplicate: put.Duplicate,
+		Conflict: put.Conflict, Authenticated: inc.Authenticated, Repairs: len(inc.Repairs)}
 	for _, p := range inc.Problems {
 		rr.Problems = append(rr.Problems, p.Code)
 	}
 	res.Reports = append(res.Reports, rr)
+	if put.Conflict {
+		// Someone sent a different report under this organisation and
+		// report-id: a broken sender or a forgery (issue #11.2).
+		in.logger().Warn("reports: report conflicts with another of the same organisation and report-id; both kept",
+			"id", put.ID, "organization", rep.OrganizationName, "report_id", rep.ReportID, "authenticated", inc.Authenticated,
+			"source", base.Source, "origin", base.Origin)
+	}
 	in.logger().Info("reports: report received", "id", put.ID, "duplicate", put.Duplicate, "source", base.Source,
 		"origin", base.Origin, "report", rep, "repairs", len(inc.Repairs), "problems", rr.Problems)
 	return nil
@@ -348,6 +360,8 @@ func (in *Ingester) message(ctx context.Context, res *Result, raw []byte, source
 			return in.reject(ctx, res, base, err)
 		}
 		inc.DKIMDomain = domain
+		// RFC 8460 §3: signed by a domain of the reporting organisation.
+		inc.Authenticated = true
 	}
 	for i := range m.Attachments {
 		a := &m.Attachments[i]

@@ -233,7 +233,7 @@ func rollupBackfill() string {
 // columns) and, with byResult, by result type; false when the rollup
 // cannot answer f.
 func rollupGrain(f Filter, cols []string, byResult bool) (int, bool) {
-	if f.MXHost != "" || f.ResultType != "" && !byResult {
+	if f.MXHost != "" || f.ResultType != "" && !byResult || f.AuthenticatedOnly {
 		return 0, false
 	}
 	g := 0
