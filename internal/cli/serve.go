@@ -217,11 +217,8 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 		}
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{kp}, MinVersion: tls.VersionTLS12})
 		scheme = "https"
-	} else if !isLoopbackListener(ln) {
-		// RFC 8460 §5.4: senders POST to an https: URI; plain HTTP is for
-		// loopback behind a proxy that terminates TLS.
-		log.Warn("mailsts serve: the report listener is plain HTTP on a non-loopback address; senders expect HTTPS (give --tls-cert/--tls-key, or listen on loopback behind a TLS proxy)",
-			"listen", ln.Addr().String())
+	} else {
+		warnPlainReportListener(log, ln)
 	}
 	sr.servers = append(sr.servers, servedListener{name: "reports", srv: newHTTPServer(reportMux, log), ln: ln})
 	log.Info("mailsts serve: listening for reports", "url", scheme+"://"+ln.Addr().String()+sc.Path, "api_here", sameAPI)
@@ -272,6 +269,18 @@ func isLoopbackAddr(addr string) bool {
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.IsLoopback()
+}
+
+// warnPlainReportListener logs a warning when the plain-HTTP report
+// listener ln is not on loopback. RFC 8460 §5.4: senders POST to an
+// https: URI; plain HTTP is for loopback behind a proxy that terminates
+// TLS.
+func warnPlainReportListener(log *slog.Logger, ln net.Listener) {
+	if isLoopbackListener(ln) {
+		return
+	}
+	log.Warn("mailsts serve: the report listener is plain HTTP on a non-loopback address; senders expect HTTPS (give --tls-cert/--tls-key, or listen on loopback behind a TLS proxy)",
+		"listen", ln.Addr().String())
 }
 
 func isLoopbackListener(ln net.Listener) bool {

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -140,6 +142,12 @@ func TestServeAPIToken(t *testing.T) {
 		_, api := startServe(t, "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0", "--api-token-file", file)
 		check(t, api)
 	})
+	t.Run("config file", func(t *testing.T) {
+		t.Parallel()
+		cfg := configFile(t, "serve: {listen: \"127.0.0.1:0\", api_listen: \"127.0.0.1:0\", api_token_file: "+file+"}\n")
+		_, api := startServe(t, "--config", cfg)
+		check(t, api)
+	})
 	t.Run("same", func(t *testing.T) {
 		t.Parallel()
 		rep, api := startServe(t, "--listen", "127.0.0.1:0", "--api-listen", "same", "--api-token-file", file)
@@ -167,12 +175,47 @@ func TestServeRefusesExposedAPI(t *testing.T) {
 		{"--api-listen", "same"},
 		{"--api-listen", "0.0.0.0:0", "--api-token-file", short},
 		{"--api-listen", "0.0.0.0:0", "--api-token-file", filepath.Join(t.TempDir(), "missing")},
+		{"--config", configFile(t, "serve: {api_listen: \"0.0.0.0:0\"}\n")},
+		{"--config", configFile(t, "serve: {api_listen: same, api_token_file: "+short+"}\n")},
 	} {
 		args = append([]string{"serve", "--listen", "127.0.0.1:0", "--db", "sqlite:" + filepath.Join(t.TempDir(), "r.db")}, args...)
 		if code, _, stderr := runStdin(t, nil, t.TempDir(), args...); code != ExitUsage {
 			t.Errorf("%v: exit %d, want %d (%s)", args, code, ExitUsage, stderr)
 		}
 	}
+}
+
+// addrListener is a net.Listener that only reports an address.
+type addrListener struct{ addr net.Addr }
+
+func (l addrListener) Accept() (net.Conn, error) { return nil, net.ErrClosed }
+func (l addrListener) Close() error              { return nil }
+func (l addrListener) Addr() net.Addr            { return l.addr }
+
+// TestWarnPlainReportListener: issue #11.1. A plain-HTTP report listener
+// on a non-loopback address logs a warning; on loopback it does not.
+func TestWarnPlainReportListener(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		ip   string
+		warn bool
+	}{{"0.0.0.0", true}, {"::", true}, {"192.0.2.1", true}, {"127.0.0.1", false}, {"::1", false}} {
+		var buf bytes.Buffer
+		log := slog.New(slog.NewTextHandler(&buf, nil))
+		warnPlainReportListener(log, addrListener{&net.TCPAddr{IP: net.ParseIP(tc.ip), Port: 8460}})
+		if got := strings.Contains(buf.String(), "level=WARN"); got != tc.warn {
+			t.Errorf("%s: warned=%v, want %v (%s)", tc.ip, got, tc.warn, buf.String())
+		}
+	}
+}
+
+func configFile(t *testing.T, yaml string) string {
+	t.Helper()
+	name := filepath.Join(t.TempDir(), "reports.yml")
+	if err := os.WriteFile(name, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return name
 }
 
 func TestCheckAPIExposure(t *testing.T) { // issue #11.1
