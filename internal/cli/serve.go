@@ -31,7 +31,11 @@ const serveHelp = `
 Receives TLS reports POSTed to the report path (default /tlsrpt) with
 Content-Type application/tlsrpt+gzip or application/tlsrpt+json
 (application/json and application/gzip are tolerated), stores them, and
-answers 201 (stored) or 200 (duplicate) only after the report is on disk.
+answers 201 (stored) or 200 (duplicate: same organisation, report-id and
+content) only after the report is on disk; a report with the
+organisation and report-id of a stored one but other content is stored
+too (201) and both are flagged as a conflict. HTTPS reports are stored
+as unauthenticated (RFC 8460 §5.3).
 Bad input gets a short 4xx text (413 too large, 415 wrong type, 400 not a
 report) and is kept as rejected input. The report listener (--listen)
 serves only that POST path and GET /healthz: it is the public side.
