@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/mailsts/mailsts/tlsrpt"
@@ -351,4 +352,60 @@ func TestReceiverForgedThenMail(t *testing.T) {
 	if _, err := ParseFilter(map[string][]string{"authenticated": {"maybe"}}); !errors.Is(err, ErrBadFilter) {
 		t.Errorf("ParseFilter: %v", err)
 	}
+}
+
+// TestStoreConflictConcurrent: concurrent writers of one key (PostgreSQL
+// takes POSTs without group commit) still keep every variant, flag them
+// all and count exactly one: the writers of a key are serialised.
+func TestStoreConflictConcurrent(t *testing.T) {
+	t.Parallel()
+	backends(t, func(t *testing.T, st Store) {
+		ctx := context.Background()
+		base := synthReport(11)
+		const n = 8
+		// Open the connections first so that the writers overlap.
+		st.(*sqlStore).w.SetMaxIdleConns(n)
+		var warm sync.WaitGroup
+		for range n {
+			warm.Go(func() { st.(*sqlStore).w.ExecContext(ctx, "SELECT 1") })
+		}
+		warm.Wait()
+		errs := make(chan error, n)
+		start := make(chan struct{})
+		for i := range n {
+			go func() {
+				<-start
+				v := forgedOf(base)
+				v.Policies[0].Summary.TotalFailureSessionCount = int64(100 + i)
+				_, err := st.PutReport(ctx, Incoming{Report: v, Raw: []byte("{}"), Source: SourceHTTP, ReceivedAt: fixedNow()})
+				errs <- err
+			}()
+		}
+		close(start)
+		for range n {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := st.Show(ctx, base.ReportID)
+		if err != nil || len(got) != n {
+			t.Fatalf("Show: %d reports, %v", len(got), err)
+		}
+		counted := 0
+		for _, sr := range got {
+			if !sr.Conflict {
+				t.Errorf("report %d not flagged", sr.ID)
+			}
+			if sr.Counted {
+				counted++
+			}
+		}
+		if counted != 1 {
+			t.Errorf("%d reports counted, want 1", counted)
+		}
+		if n, _, _ := orgTotals(t, st, Filter{}); n != 1 {
+			t.Errorf("summary counts %d reports", n)
+		}
+		checkSummaryConsistent(t, st)
+	})
 }
