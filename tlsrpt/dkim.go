@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -56,26 +57,86 @@ func (s DKIMSignature) ServiceTLSRPT() bool {
 
 // Passes reports whether a valid signature authenticates a report from
 // submitter (the TLS-Report-Submitter domain, or the contact-info domain):
-// the signing domain d= is the submitter or a parent of it, and the key
-// allows the tlsrpt service. Decision on RPT-MAIL-6's MAY: a key limited to
-// other services (s=email) does not pass. RFC 8460 §3: reports without such
-// a signature MUST be ignored (RPT-MAIL-7, RPT-RECV-1).
+// see Authenticates.
 func (r DKIMResult) Passes(submitter string) bool {
-	sub := strings.ToLower(strings.TrimSuffix(submitter, "."))
-	if sub == "" {
-		return false
-	}
+	_, ok := r.Authenticates(submitter)
+	return ok
+}
+
+// Authenticates returns the signing domain (lowercased, without a
+// trailing dot) of the first valid signature that authenticates a report
+// from the reporting organisation whose domains are orgDomains (see
+// OrganizationDomains): the key allows the tlsrpt service and d= belongs
+// to the organisation (SameOrganization with one of orgDomains: the
+// domain itself, a parent or a child, so that Mail.ru's d=corp.mail.ru
+// authenticates TLS-Report-Submitter mail.ru). A signature by an
+// unrelated domain authenticates nothing, however valid. Decision on
+// RPT-MAIL-6's MAY: a key limited to other services (s=email) does not
+// pass. RFC 8460 §3: reports without such a signature MUST be ignored
+// (RPT-MAIL-7, RPT-RECV-1).
+func (r DKIMResult) Authenticates(orgDomains ...string) (string, bool) {
 	for _, s := range r.Signatures {
-		d := strings.ToLower(strings.TrimSuffix(s.Domain, "."))
+		d := normName(s.Domain)
 		if s.Err != nil || d == "" || !s.ServiceTLSRPT() {
 			continue
 		}
-		if sub == d || strings.HasSuffix(sub, "."+d) {
-			return true
+		for _, o := range orgDomains {
+			if SameOrganization(d, o) {
+				return d, true
+			}
 		}
 	}
-	return false
+	return "", false
 }
+
+// SameOrganization reports whether domains a and b belong to one
+// organisation as far as DNS names alone tell, without a public-suffix
+// list: they are equal, or one is a parent of the other (a dot-suffix:
+// mail.ru and corp.mail.ru) and that parent has at least two labels, so
+// that a bare TLD ("ru") joins nothing. Case and a trailing dot are
+// ignored; an empty name matches nothing. Without a public-suffix list a
+// two-label public suffix (co.uk) still counts as a parent; that gives
+// nobody more than signing with their own domain already does.
+func SameOrganization(a, b string) bool {
+	a, b = normName(a), normName(b)
+	if a == "" || b == "" {
+		return false
+	}
+	if a == b {
+		return true
+	}
+	if len(a) < len(b) {
+		a, b = b, a
+	}
+	// b is the candidate parent.
+	return strings.HasSuffix(a, "."+b) && strings.Contains(b, ".")
+}
+
+// OrganizationDomains returns the domains that identify the reporting
+// organisation of a report mail: the submitter (TLS-Report-Submitter,
+// RPT-MAIL-3; the contact-info domain when the header is absent), then
+// the contact-info and From domains when they agree with it
+// (SameOrganization). Domains that disagree with the submitter are left
+// out: a From or contact-info of another organisation authenticates
+// nothing. Empty when there is no submitter.
+func OrganizationDomains(submitter, contactDomain, fromDomain string) []string {
+	sub := normName(submitter)
+	if sub == "" {
+		sub = normName(contactDomain)
+	}
+	if sub == "" {
+		return nil
+	}
+	out := []string{sub}
+	for _, d := range []string{contactDomain, fromDomain} {
+		if d = normName(d); d != "" && d != sub && SameOrganization(d, sub) && !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func normName(s string) string { return strings.ToLower(strings.TrimSuffix(strings.TrimSpace(s), ".")) }
 
 // Temporary reports whether no signature passed only because a key lookup
 // failed temporarily; the caller should retry later.

@@ -126,3 +126,89 @@ func TestVerifyDKIMFailures(t *testing.T) { // RPT-MAIL-7, RPT-RECV-1, F-6, F-9
 		t.Error("malformed header accepted")
 	}
 }
+
+func TestSameOrganization(t *testing.T) { // RPT-MAIL-5, RPT-MAIL-7, issue #11.7
+	t.Parallel()
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"mail.ru", "mail.ru", true},
+		{"corp.mail.ru", "mail.ru", true}, // child
+		{"mail.ru", "corp.mail.ru", true}, // parent
+		{"a.b.mail.ru", "MAIL.RU.", true},
+		{"google.com", "google.com", true},
+		{"microsoft.com", "microsoft.com", true},
+		{"evil.example", "google.com", false},
+		{"notmail.ru", "mail.ru", false}, // a suffix, but not at a dot
+		{"mail.ru", "ru", false},         // a bare TLD joins nothing
+		{"ru", "mail.ru", false},
+		{"ru", "ru", true},
+		{"corp.mail.ru", "other.mail.ru", false}, // siblings
+		{"", "", false},
+		{"mail.ru", "", false},
+		{".", "mail.ru", false},
+	} {
+		if got := SameOrganization(tc.a, tc.b); got != tc.want {
+			t.Errorf("SameOrganization(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
+
+func TestOrganizationDomains(t *testing.T) { // RPT-JSON-10, RPT-MAIL-3
+	t.Parallel()
+	for _, tc := range []struct {
+		submitter, contact, from string
+		want                     []string
+	}{
+		{"mail.ru", "mail.ru", "corp.mail.ru", []string{"mail.ru", "corp.mail.ru"}},
+		{"google.com", "google.com", "google.com", []string{"google.com"}},
+		{"", "Google.COM.", "", []string{"google.com"}},
+		// A contact-info or From of another organisation adds nothing.
+		{"google.com", "evil.example", "evil.example", []string{"google.com"}},
+		{"", "", "google.com", nil},
+	} {
+		if got := OrganizationDomains(tc.submitter, tc.contact, tc.from); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("OrganizationDomains(%q, %q, %q) = %q, want %q", tc.submitter, tc.contact, tc.from, got, tc.want)
+		}
+	}
+}
+
+// TestAuthenticatesRealSenders: issue #11.7 with the shapes real senders
+// use. A valid signature authenticates the report when d= belongs to the
+// reporting organisation; a valid signature of another domain does not.
+func TestAuthenticatesRealSenders(t *testing.T) { // RPT-MAIL-5, RPT-MAIL-7, RPT-RECV-1
+	t.Parallel()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, d                  string
+		submitter, contact, from string
+		want                     string // signing domain, "" when not authenticated
+	}{
+		{"Mail.ru", "corp.mail.ru", "mail.ru", "mail.ru", "tlsrpt@corp.mail.ru", "corp.mail.ru"},
+		{"Mail.ru, no submitter header", "corp.mail.ru", "", "mail.ru", "", "corp.mail.ru"},
+		{"Google", "google.com", "google.com", "google.com", "noreply-smtp-tls-reporting@google.com", "google.com"},
+		{"Microsoft", "microsoft.com", "microsoft.com", "microsoft.com", "tlsrpt-noreply@microsoft.com", "microsoft.com"},
+		{"subsidiary signs for parent", "reports.company-x.example", "company-x.example", "company-x.example", "", "reports.company-x.example"},
+		{"attacker with own key", "evil.example", "google.com", "google.com", "tlsrpt@google.com", ""},
+		{"attacker, matching From", "evil.example", "google.com", "google.com", "x@evil.example", ""},
+		{"attacker, matching contact-info", "evil.example", "google.com", "evil.example", "", ""},
+		{"TLD key", "ru", "mail.ru", "mail.ru", "", ""},
+		{"sibling", "corp.mail.ru", "other.mail.ru", "other.mail.ru", "", ""},
+	} {
+		msg, p := signedF10c(t, tc.d, "sel")
+		keys := &fakeResolver{txt: map[string][]string{"sel._domainkey." + tc.d: {"v=DKIM1; k=ed25519; s=tlsrpt; p=" + p}}}
+		res, err := VerifyDKIM(ctx, msg, keys)
+		if err != nil || len(res.Signatures) != 1 || res.Signatures[0].Err != nil {
+			t.Fatalf("%s: the signature itself must be valid: %+v %v", tc.name, res, err)
+		}
+		fromDomain := ""
+		if _, d, ok := strings.Cut(tc.from, "@"); ok {
+			fromDomain = d
+		}
+		got, ok := res.Authenticates(OrganizationDomains(tc.submitter, tc.contact, fromDomain)...)
+		if got != tc.want || ok != (tc.want != "") {
+			t.Errorf("%s: Authenticates = %q %v, want %q", tc.name, got, ok, tc.want)
+		}
+	}
+}

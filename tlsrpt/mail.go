@@ -493,6 +493,8 @@ func CheckConsistency(m *Message, a *Attachment, r *Report) []Problem {
 	if _, d, ok := strings.Cut(r.ContactInfo, "@"); ok {
 		contactDomain = d
 	}
+	// Domains of one organisation (mail.ru and corp.mail.ru) agree.
+	agree := func(a, b string) bool { return strings.EqualFold(a, b) || SameOrganization(a, b) }
 	hasDomain := func(d string) bool {
 		for _, p := range r.Policies {
 			if strings.EqualFold(p.Policy.Domain, d) {
@@ -502,7 +504,7 @@ func CheckConsistency(m *Message, a *Attachment, r *Report) []Problem {
 		return false
 	}
 	if m != nil {
-		if m.Submitter != "" && !strings.EqualFold(m.Submitter, contactDomain) {
+		if m.Submitter != "" && !agree(m.Submitter, contactDomain) {
 			add("submitter-contact-mismatch", "TLS-Report-Submitter %q, contact-info domain %q", clip(m.Submitter), clip(contactDomain))
 		}
 		if m.ReportDomain != "" && !hasDomain(m.ReportDomain) {
@@ -512,7 +514,7 @@ func CheckConsistency(m *Message, a *Attachment, r *Report) []Problem {
 			if !hasDomain(s.Domain) {
 				add("subject-domain-mismatch", "Subject domain %q is not a policy-domain of the report", clip(s.Domain))
 			}
-			if !strings.EqualFold(s.Submitter, contactDomain) {
+			if !agree(s.Submitter, contactDomain) {
 				add("subject-submitter-mismatch", "Subject submitter %q, contact-info domain %q", clip(s.Submitter), clip(contactDomain))
 			}
 			// ComposeMessage appends "@submitter" to a report-id that is
@@ -526,7 +528,7 @@ func CheckConsistency(m *Message, a *Attachment, r *Report) []Problem {
 		if !hasDomain(a.FilenameInfo.PolicyDomain) {
 			add("filename-domain-mismatch", "file name domain %q is not a policy-domain of the report", clip(a.FilenameInfo.PolicyDomain))
 		}
-		if !strings.EqualFold(a.FilenameInfo.Sender, contactDomain) {
+		if !agree(a.FilenameInfo.Sender, contactDomain) {
 			add("filename-sender-mismatch", "file name sender %q, contact-info domain %q", clip(a.FilenameInfo.Sender), clip(contactDomain))
 		}
 	}

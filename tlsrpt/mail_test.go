@@ -169,3 +169,36 @@ func FuzzParseMessage(f *testing.F) {
 		}
 	})
 }
+
+// TestCheckConsistencySameOrganization: issue #11.7. Domains of one
+// organisation (Mail.ru's mail.ru submitter and corp.mail.ru contact) are
+// not a mismatch; another organisation's domain still is. RPT-JSON-10.
+func TestCheckConsistencySameOrganization(t *testing.T) {
+	t.Parallel()
+	r, _, err := Parse(readTestdata(t, "f10c.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		submitter, contact string
+		mismatch           bool
+	}{
+		{"mail.ru", "tlsrpt@corp.mail.ru", false},
+		{"corp.mail.ru", "tlsrpt@mail.ru", false},
+		{"MAIL.RU", "tlsrpt@mail.ru", false},
+		{"mail.ru", "tlsrpt@evil.example", true},
+		{"mail.ru", "tlsrpt@ru", true},
+	} {
+		rr := *r
+		rr.ContactInfo = tc.contact
+		_, cd, _ := strings.Cut(tc.contact, "@")
+		m := &Message{Submitter: tc.submitter, SubjectInfo: &Subject{Domain: "company-y.example", Submitter: tc.submitter, ReportID: rr.ReportID}}
+		a := &Attachment{FilenameInfo: &Filename{Sender: tc.submitter, PolicyDomain: "company-y.example"}}
+		ps := CheckConsistency(m, a, &rr)
+		for _, code := range []string{"submitter-contact-mismatch", "subject-submitter-mismatch", "filename-sender-mismatch"} {
+			if hasProblem(ps, code) != tc.mismatch {
+				t.Errorf("submitter %q, contact domain %q: %s flagged=%v, want %v (%v)", tc.submitter, cd, code, !tc.mismatch, tc.mismatch, ps)
+			}
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -30,49 +31,112 @@ const serveHelp = `
 Receives TLS reports POSTed to the report path (default /tlsrpt) with
 Content-Type application/tlsrpt+gzip or application/tlsrpt+json
 (application/json and application/gzip are tolerated), stores them, and
-answers 201 (stored) or 200 (duplicate) only after the report is on disk.
+answers 201 (stored) or 200 (duplicate: same organisation, report-id and
+content) only after the report is on disk; a report with the
+organisation and report-id of a stored one but other content is stored
+too (201) and both are flagged as a conflict. HTTPS reports are stored
+as unauthenticated (RFC 8460 §5.3).
 Bad input gets a short 4xx text (413 too large, 415 wrong type, 400 not a
-report) and is kept as rejected input. The JSON query API is under
-/api/v1/: summary, failures, reports/{report-id}, rejected (see
-docs/tlsrpt.md); --api=false turns it off.
+report) and is kept as rejected input. The report listener (--listen)
+serves only that POST path and GET /healthz: it is the public side.
+
+The JSON query API (/api/v1/: summary, failures, reports/{report-id},
+rejected; see docs/tlsrpt.md) reads every stored report, so it has its
+own listener, --api-listen, on loopback by default (127.0.0.1:8462). A
+non-loopback --api-listen, or --api-listen same (the API on the report
+listener), needs a bearer token: --api-token-file F (at least 16
+characters; clients send "Authorization: Bearer TOKEN"); without one
+serve refuses to start. With a token file the token is required on
+loopback too. --api=false turns the API off.
 
 Publish the endpoint in DNS as
   _smtp._tls.example.org. TXT "v=TLSRPTv1; rua=https://reports.example.org/tlsrpt"
 Senders POST over HTTPS: give --tls-cert and --tls-key, or run plain HTTP
 on loopback behind a reverse proxy that terminates TLS (and does not
-buffer unlimited bodies). SIGTERM/SIGINT stop accepting, finish requests
-in flight (up to 20 s), then exit.
+buffer unlimited bodies); a plain-HTTP report listener on a non-loopback
+address is logged as a warning. SIGTERM/SIGINT stop accepting, finish
+requests in flight (up to 20 s), then exit.
 
 Examples:
   mailsts serve --listen :443 --tls-cert /etc/mailsts/cert.pem --tls-key /etc/mailsts/key.pem
+      reports on :443 for everyone; the API on 127.0.0.1:8462 only
+  curl http://127.0.0.1:8462/api/v1/summary
   mailsts serve --listen 127.0.0.1:8460 --db postgres://mailsts@db/mailsts
+  mailsts serve --listen :443 --tls-cert cert.pem --tls-key key.pem \
+      --api-listen 10.0.0.5:8462 --api-token-file /etc/mailsts/api.token
+  curl -H "Authorization: Bearer $(cat /etc/mailsts/api.token)" http://10.0.0.5:8462/api/v1/failures
   mailsts serve --config /etc/mailsts/reports.yml
 
 Exit codes:
   0  stopped cleanly
   2  could not start (configuration, database, listener)
-  64 usage error
+  64 usage error, or an exposed API without --api-token-file
 `
 
 // serveShutdownTimeout bounds the drain of requests in flight.
 const serveShutdownTimeout = 20 * time.Second
 
+// Defaults of `mailsts serve`. The API port is the one after policyd's
+// 8461 (DESIGN.md): 8460 reports, 8461 policyd, 8462 the query API.
+const (
+	defaultReportListen = "127.0.0.1:8460"
+	defaultAPIListen    = "127.0.0.1:8462"
+	// apiListenSame puts the API on the report listener (token required).
+	apiListenSame = "same"
+	// minAPIToken is the shortest accepted API token.
+	minAPIToken = 16
+)
+
+// errServeConfig marks a refused `mailsts serve` configuration (exit 64).
+var errServeConfig = errors.New("invalid serve configuration")
+
+// serveRun is a configured `mailsts serve`: open store and listeners,
+// ready to serve.
+type serveRun struct {
+	st      reports.Store
+	log     *slog.Logger
+	servers []servedListener
+}
+
+type servedListener struct {
+	name string
+	srv  *http.Server
+	ln   net.Listener
+}
+
 func runServe(ctx context.Context, env Env, args []string) int {
-	fs := newFlagSet("serve", "mailsts serve [--config F] [--listen ADDR] [--tls-cert F --tls-key F] [--db DB] [--path /tlsrpt]", serveHelp, env.Stderr)
+	sr, code := prepareServe(ctx, env, args)
+	if sr == nil {
+		return code
+	}
+	defer sr.close()
+	if err := sr.run(ctx); err != nil {
+		sr.log.Error("mailsts serve failed", "error", err)
+		return ExitError
+	}
+	return ExitOK
+}
+
+// prepareServe parses the command line, opens the store and the
+// listeners; nil and an exit code when it cannot start.
+func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) {
+	fs := newFlagSet("serve", "mailsts serve [--config F] [--listen ADDR] [--tls-cert F --tls-key F] [--db DB] [--path /tlsrpt] [--api-listen ADDR|same] [--api-token-file F]", serveHelp, env.Stderr)
 	var df dbFlags
 	df.register(fs)
-	listen := fs.String("listen", "", "listen `address` (default 127.0.0.1:8460)")
+	listen := fs.String("listen", "", "report listener `address` (default "+defaultReportListen+")")
 	path := fs.String("path", "", "report `path` (default /tlsrpt)")
 	cert := fs.String("tls-cert", "", "TLS certificate `file` (PEM); plain HTTP without it")
 	key := fs.String("tls-key", "", "TLS key `file` (PEM)")
 	api := fs.Bool("api", true, "serve the JSON query API under /api/v1/")
+	apiListen := fs.String("api-listen", "", "query API listener `address`, or \"same\" for the report listener (default "+defaultAPIListen+")")
+	apiTokenFile := fs.String("api-token-file", "", "`file` holding the API bearer token (required unless the API listens on loopback)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if code := parseFlags(fs, args); code >= 0 {
-		return code
+		return nil, code
 	}
 	if fs.NArg() != 0 {
 		fs.Usage()
-		return ExitUsage
+		return nil, ExitUsage
 	}
 	level := new(slog.LevelVar)
 	level.Set(policyd.ParseLevel(*logLevel))
@@ -80,9 +144,14 @@ func runServe(ctx context.Context, env Env, args []string) int {
 	cfg, st, err := df.open(ctx, env, log)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "mailsts serve: %v\n", err)
-		return ExitError
+		return nil, ExitError
 	}
-	defer st.Close()
+	sr := &serveRun{st: st, log: log}
+	fail := func(code int, format string, args ...any) (*serveRun, int) {
+		fmt.Fprintf(env.Stderr, "mailsts serve: "+format+"\n", args...)
+		sr.close()
+		return nil, code
+	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	sc := cfg.Serve
@@ -90,7 +159,8 @@ func runServe(ctx context.Context, env Env, args []string) int {
 		name string
 		v    string
 		dst  *string
-	}{{"listen", *listen, &sc.Listen}, {"path", *path, &sc.Path}, {"tls-cert", *cert, &sc.TLSCert}, {"tls-key", *key, &sc.TLSKey}} {
+	}{{"listen", *listen, &sc.Listen}, {"path", *path, &sc.Path}, {"tls-cert", *cert, &sc.TLSCert}, {"tls-key", *key, &sc.TLSKey},
+		{"api-listen", *apiListen, &sc.APIListen}, {"api-token-file", *apiTokenFile, &sc.APITokenFile}} {
 		if set[o.name] {
 			*o.dst = o.v
 		}
@@ -98,15 +168,25 @@ func runServe(ctx context.Context, env Env, args []string) int {
 	if set["api"] || sc.API == nil {
 		sc.API = api
 	}
-	sc.Listen = cmpOr(sc.Listen, "127.0.0.1:8460")
+	sc.Listen = cmpOr(sc.Listen, defaultReportListen)
+	sc.APIListen = cmpOr(sc.APIListen, defaultAPIListen)
 	sc.Path = cmpOr(sc.Path, "/tlsrpt")
-	if !strings.HasPrefix(sc.Path, "/") || strings.HasPrefix(sc.Path, "/api/") {
-		fmt.Fprintf(env.Stderr, "mailsts serve: path %q must start with / and not be under /api/\n", sc.Path)
-		return ExitUsage
+	if !strings.HasPrefix(sc.Path, "/") || strings.HasPrefix(sc.Path, "/api/") || sc.Path == "/healthz" {
+		return fail(ExitUsage, "path %q must start with / and be neither under /api/ nor /healthz", sc.Path)
 	}
 	if (sc.TLSCert == "") != (sc.TLSKey == "") {
-		fmt.Fprintln(env.Stderr, "mailsts serve: --tls-cert and --tls-key go together")
-		return ExitUsage
+		return fail(ExitUsage, "--tls-cert and --tls-key go together")
+	}
+	token := ""
+	if sc.APITokenFile != "" {
+		if token, err = readAPIToken(sc.APITokenFile); err != nil {
+			return fail(ExitUsage, "--api-token-file: %v", err)
+		}
+	}
+	if *sc.API {
+		if err := checkAPIExposure(sc.APIListen, token); err != nil {
+			return fail(ExitUsage, "%v", err)
+		}
 	}
 	// SQLite has one writer and syncs at each commit: concurrent POSTs
 	// share a transaction (one sync), each answered after its commit.
@@ -119,47 +199,177 @@ func runServe(ctx context.Context, env Env, args []string) int {
 	}
 	in := &reports.Ingester{Store: put, Logger: log, DKIM: reports.DKIMOff,
 		Limits: tlsrpt.Limits{MaxInput: cfg.MaxInput, MaxOutput: cfg.MaxOutput}}
-	srv := newReportServer(in, st, sc.Path, *sc.API, log)
+	var apiHandler http.Handler
+	if *sc.API {
+		apiHandler = (&reports.API{Store: st, Logger: log, Token: token}).Handler("/api/v1")
+	}
+	sameAPI := *sc.API && sc.APIListen == apiListenSame
+	reportMux := newReportMux(in, sc.Path, log)
+	if sameAPI {
+		reportMux.Handle("/api/v1/", apiHandler)
+	}
 	ln, err := net.Listen("tcp", sc.Listen)
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "mailsts serve: %v\n", err)
-		return ExitError
+		return fail(ExitError, "%v", err)
 	}
+	scheme := "http"
 	if sc.TLSCert != "" {
 		kp, err := tls.LoadX509KeyPair(sc.TLSCert, sc.TLSKey)
 		if err != nil {
 			ln.Close()
-			fmt.Fprintf(env.Stderr, "mailsts serve: %v\n", err)
-			return ExitError
+			return fail(ExitError, "%v", err)
 		}
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{kp}, MinVersion: tls.VersionTLS12}
-		ln = tls.NewListener(ln, srv.TLSConfig)
-	}
-	scheme := "http"
-	if sc.TLSCert != "" {
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{kp}, MinVersion: tls.VersionTLS12})
 		scheme = "https"
+	} else {
+		warnPlainReportListener(log, ln)
 	}
-	log.Info("mailsts serve: listening", "url", scheme+"://"+ln.Addr().String()+sc.Path, "api", *sc.API)
-	if err := serveUntil(ctx, srv, ln, log); err != nil {
-		log.Error("mailsts serve failed", "error", err)
-		return ExitError
+	sr.servers = append(sr.servers, servedListener{name: "reports", srv: newHTTPServer(reportMux, log), ln: ln})
+	log.Info("mailsts serve: listening for reports", "url", scheme+"://"+ln.Addr().String()+sc.Path, "api_here", sameAPI)
+	if *sc.API && !sameAPI {
+		aln, err := net.Listen("tcp", sc.APIListen)
+		if err != nil {
+			return fail(ExitError, "--api-listen: %v", err)
+		}
+		sr.servers = append(sr.servers, servedListener{name: "api", srv: newHTTPServer(newAPIMux(apiHandler), log), ln: aln})
+		if token == "" && !isLoopbackListener(aln) {
+			// A host name that resolved to a non-loopback address.
+			return fail(ExitUsage, "--api-listen %s is bound to %s, not loopback: give --api-token-file", sc.APIListen, aln.Addr())
+		}
+		if !isLoopbackListener(aln) {
+			log.Warn("mailsts serve: the query API is plain HTTP on a non-loopback address; its token and reports cross the network unencrypted unless a TLS proxy or tunnel carries them",
+				"api_listen", aln.Addr().String())
+		}
+		log.Info("mailsts serve: query API listening", "url", "http://"+aln.Addr().String()+"/api/v1/", "token", token != "")
 	}
-	return ExitOK
+	return sr, ExitOK
 }
 
-// newReportServer returns the HTTP server of `mailsts serve`. The
-// timeouts bound slow clients; the body size is capped by the Receiver.
-func newReportServer(in *reports.Ingester, st reports.Store, path string, api bool, log *slog.Logger) *http.Server {
+// checkAPIExposure refuses an API that anyone could reach without a
+// token: on the report listener ("same"), or on an address that is not
+// a loopback IP or "localhost" (a name, or an empty host meaning every
+// interface, counts as exposed).
+func checkAPIExposure(apiListen, token string) error {
+	if token != "" {
+		return nil
+	}
+	if apiListen == apiListenSame {
+		return fmt.Errorf("%w: --api-listen same serves every stored report on the public report listener: give --api-token-file", errServeConfig)
+	}
+	if !isLoopbackAddr(apiListen) {
+		return fmt.Errorf("%w: --api-listen %s is not a loopback address: give --api-token-file, or listen on 127.0.0.1 or [::1]", errServeConfig, apiListen)
+	}
+	return nil
+}
+
+// isLoopbackAddr reports whether host:port names a loopback address.
+func isLoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// warnPlainReportListener logs a warning when the plain-HTTP report
+// listener ln is not on loopback. RFC 8460 §5.4: senders POST to an
+// https: URI; plain HTTP is for loopback behind a proxy that terminates
+// TLS.
+func warnPlainReportListener(log *slog.Logger, ln net.Listener) {
+	if isLoopbackListener(ln) {
+		return
+	}
+	log.Warn("mailsts serve: the report listener is plain HTTP on a non-loopback address; senders expect HTTPS (give --tls-cert/--tls-key, or listen on loopback behind a TLS proxy)",
+		"listen", ln.Addr().String())
+}
+
+func isLoopbackListener(ln net.Listener) bool {
+	ta, ok := ln.Addr().(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}
+
+// readAPIToken reads the token file: its first line, trimmed.
+func readAPIToken(name string) (string, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return "", err
+	}
+	tok, _, _ := strings.Cut(string(b), "\n")
+	tok = strings.TrimSpace(tok)
+	if len(tok) < minAPIToken {
+		return "", fmt.Errorf("%w: %s: the token must be at least %d characters (for example: openssl rand -hex 32)", errServeConfig, name, minAPIToken)
+	}
+	return tok, nil
+}
+
+func (sr *serveRun) close() {
+	for _, s := range sr.servers {
+		s.ln.Close()
+	}
+	if sr.st != nil {
+		sr.st.Close()
+	}
+}
+
+// run serves every listener until ctx ends or one fails, then shuts all
+// down gracefully.
+func (sr *serveRun) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, len(sr.servers))
+	for _, s := range sr.servers {
+		go func() {
+			err := serveUntil(ctx, s.srv, s.ln, sr.log)
+			if err != nil {
+				err = fmt.Errorf("%s listener: %w", s.name, err)
+			}
+			cancel() // one stopping stops all
+			errc <- err
+		}()
+	}
+	var errs []error
+	for range sr.servers {
+		if err := <-errc; err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// newReportMux is the public side of `mailsts serve`: the report POST
+// path and GET /healthz, nothing that reads stored data.
+func newReportMux(in *reports.Ingester, path string, log *slog.Logger) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle(path, &reports.Receiver{Ingester: in, Logger: log})
+	mux.HandleFunc("GET /healthz", healthz)
+	return mux
+}
+
+// newAPIMux serves the query API and GET /healthz.
+func newAPIMux(api http.Handler) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("/api/v1/", api)
+	mux.HandleFunc("GET /healthz", healthz)
+	return mux
+}
+
+func healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintln(w, "ok")
+}
+
+// newHTTPServer returns an HTTP server of `mailsts serve`. The timeouts
+// bound slow clients; the body size is capped by the Receiver.
+func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	mux := http.NewServeMux()
-	mux.Handle(path, &reports.Receiver{Ingester: in, Logger: log})
-	if api {
-		mux.Handle("/api/v1/", (&reports.API{Store: st, Logger: log}).Handler("/api/v1"))
-	}
 	return &http.Server{
-		Handler:           mux,
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       2 * time.Minute,
 		WriteTimeout:      2 * time.Minute,

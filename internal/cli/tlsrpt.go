@@ -114,6 +114,11 @@ type ReportsConfig struct {
 		TLSCert string `yaml:"tls_cert"`
 		TLSKey  string `yaml:"tls_key"`
 		API     *bool  `yaml:"api"`
+		// APIListen is the query API's listener ("same": the report
+		// listener); APITokenFile its bearer token, required unless the
+		// API listens on loopback.
+		APIListen    string `yaml:"api_listen"`
+		APITokenFile string `yaml:"api_token_file"`
 	} `yaml:"serve"`
 }
 
@@ -186,10 +191,16 @@ Processed or Rejected Maildir++ subfolder. --imap polls a mailbox over TLS
 (imaps://, or imap:// with STARTTLS), moving messages to folders; the
 password comes from --imap-password-file or $MAILSTS_IMAP_PASSWORD.
 
-RFC 8460 §3: mail without a valid DKIM signature of the submitter is
-ignored; it is kept as rejected input. Use --dkim off only when the MTA
-verifies DKIM already. Duplicates (same organisation and report-id) are
-acknowledged and stored once.
+RFC 8460 §3: mail without a valid DKIM signature of the reporting
+organisation (the submitter's domain, a parent or a child of it: Mail.ru
+signs mail.ru reports as corp.mail.ru) is ignored; it is kept as
+rejected input. Use --dkim off only when the MTA
+verifies DKIM already. Duplicates (same organisation, report-id and
+content) are acknowledged and stored once; a report with the organisation
+and report-id of a stored one but other content is stored too and both are
+flagged as a conflict (see docs/tlsrpt.md). Mail reports signed by their
+organisation are recorded as authenticated; files and --dkim off input
+are not.
 
 Postfix master.cf:
   tlsrpt unix - n n - - pipe flags=Rq user=mailsts argv=/usr/bin/mailsts tlsrpt ingest
@@ -372,8 +383,11 @@ func printResult(w io.Writer, name string, res reports.Result) {
 			word = "duplicate"
 		}
 		extra := ""
+		if r.Conflict {
+			extra += " conflict=another report with this organisation and report-id differs"
+		}
 		if len(r.Problems) > 0 {
-			extra = " problems=" + strings.Join(r.Problems, ",")
+			extra += " problems=" + strings.Join(r.Problems, ",")
 		}
 		fmt.Fprintf(w, "%s: %s %q from %q (%d repairs)%s\n", termSafe(name), word, r.ReportID, r.Organization, r.Repairs, extra)
 	}
@@ -401,7 +415,10 @@ Filters: --since/--until YYYY-MM-DD (UTC day of the report, inclusive),
 --domain (policy domain), --org (organization-name), --mx (an MX host of
 the policy, or the receiving MX in failures), --result (result type).
 summary --group-by takes a comma list of day, domain, org, mx, type,
-result (default day,domain,org). Grouped by result, successful sessions
+result (default day,domain,org). --authenticated-only keeps the reports
+known to come from their organisation (mail signed by its DKIM domain;
+HTTPS reports never are, RFC 8460 §5.3). Summary counts one report per
+organisation and report-id even when conflicting copies are stored. Grouped by result, successful sessions
 are the row "(success)" and failures without details "(no-details)".
 Output is a table, or --json, or --csv.
 
@@ -409,6 +426,7 @@ Examples:
   mailsts tlsrpt summary --since 2025-01-01 --domain example.org
   mailsts tlsrpt summary --group-by org,result --json
   mailsts tlsrpt failures --result certificate-expired --mx mx1.example.org --csv
+  mailsts tlsrpt summary --authenticated-only --group-by org
   mailsts tlsrpt show 2025-01-10T00:00:00Z_example.org
   mailsts tlsrpt rejected
   mailsts tlsrpt rejected --raw 12 > input.bin
@@ -426,21 +444,21 @@ Exit codes:
 
 func runTLSRPTQuery(ctx context.Context, env Env, sub string, args []string) int {
 	synopsis := map[string]string{
-		"summary":  "mailsts tlsrpt summary [--since D] [--until D] [--domain D] [--org O] [--mx H] [--result R] [--group-by K,…] [--json|--csv]",
-		"failures": "mailsts tlsrpt failures [--since D] [--until D] [--domain D] [--org O] [--mx H] [--result R] [--limit N] [--json|--csv]",
-		"show":     "mailsts tlsrpt show [--json | --raw [--force]] REPORT-ID",
+		"summary":  "mailsts tlsrpt summary [--since D] [--until D] [--domain D] [--org O] [--mx H] [--result R] [--group-by K,…] [--authenticated-only] [--json|--csv]",
+		"failures": "mailsts tlsrpt failures [--since D] [--until D] [--domain D] [--org O] [--mx H] [--result R] [--limit N] [--authenticated-only] [--json|--csv]",
+		"show":     "mailsts tlsrpt show [--json | --raw [--force]] [--authenticated-only] REPORT-ID",
 		"rejected": "mailsts tlsrpt rejected [--since D] [--until D] [--limit N] [--json|--csv] [--raw ID [--force]]",
 	}[sub]
 	fs := newFlagSet("tlsrpt "+sub, synopsis, queryHelp, env.Stderr)
 	var df dbFlags
 	df.register(fs)
 	// Each subcommand registers only the flags it honours, so that any
-	// other is refused as unknown (issue 11 item 13: show --csv and
-	// --org were accepted and ignored).
+	// other is refused as unknown (show --csv and --org used to be
+	// accepted and ignored).
 	takes := map[string]string{
-		"summary":  "since until domain org mx result group-by json csv",
-		"failures": "since until domain org mx result limit json csv",
-		"show":     "json raw force",
+		"summary":  "since until domain org mx result group-by json csv authenticated-only",
+		"failures": "since until domain org mx result limit json csv authenticated-only",
+		"show":     "json raw force authenticated-only",
 		"rejected": "since until limit json csv raw force",
 	}[sub]
 	str := func(name, usage string) *string {
@@ -471,6 +489,7 @@ func runTLSRPTQuery(ctx context.Context, env Env, sub string, args []string) int
 	asJSON := boolean("json", "print JSON")
 	asCSV := boolean("csv", "print CSV")
 	force := boolean("force", "with --raw: write the raw bytes even to a terminal")
+	authOnly := boolean("authenticated-only", "only reports authenticated as their organisation's (DKIM-signed mail)")
 	rawShow, rawID := new(bool), new(int64)
 	switch sub {
 	case "show":
@@ -507,7 +526,7 @@ func runTLSRPTQuery(ctx context.Context, env Env, sub string, args []string) int
 		return ExitError
 	}
 	q := map[string][]string{"since": {*since}, "until": {*until}, "domain": {*domain}, "org": {*org}, "mx": {*mx},
-		"result": {*result}, "group-by": {*groupBy}, "limit": {strconv.Itoa(*limit)}}
+		"result": {*result}, "group-by": {*groupBy}, "limit": {strconv.Itoa(*limit)}, "authenticated": {strconv.FormatBool(*authOnly)}}
 	f, err := reports.ParseFilter(q)
 	if err != nil {
 		return fail(err)
@@ -556,7 +575,7 @@ func runTLSRPTQuery(ctx context.Context, env Env, sub string, args []string) int
 		}
 		return writeRows(env.Stdout, format, rows, rejectedTable(rows))
 	default: // show
-		rs, err := st.Show(ctx, fs.Arg(0))
+		rs, err := reports.ShowFiltered(ctx, st, fs.Arg(0), f)
 		if errors.Is(err, reports.ErrNotFound) {
 			fmt.Fprintf(env.Stderr, "mailsts tlsrpt show: %v\n", err)
 			return ExitFailure
@@ -666,11 +685,12 @@ func summaryTable(rows []reports.SummaryRow, f reports.Filter) [][]string {
 
 func failuresTable(rows []reports.FailureRow) [][]string {
 	table := [][]string{{"DAY", "ORGANIZATION", "REPORT-ID", "POLICY TYPE", "POLICY DOMAIN", "MX HOST", "RESULT TYPE",
-		"SENDING MTA IP", "RECEIVING MX", "RECEIVING MX HELO", "RECEIVING IP", "SESSIONS", "REASON CODE", "ADDITIONAL INFORMATION"}}
+		"SENDING MTA IP", "RECEIVING MX", "RECEIVING MX HELO", "RECEIVING IP", "SESSIONS", "REASON CODE", "ADDITIONAL INFORMATION",
+		"AUTHENTICATED", "CONFLICT"}}
 	for _, r := range rows {
 		table = append(table, []string{r.Day, r.Organization, r.ReportID, r.PolicyType, r.PolicyDomain, r.MXHost, r.ResultType,
 			r.SendingMTAIP, r.ReceivingMXHostname, r.ReceivingMXHelo, r.ReceivingIP, strconv.FormatInt(r.FailedSessionCount, 10),
-			r.FailureReasonCode, r.AdditionalInformation})
+			r.FailureReasonCode, r.AdditionalInformation, strconv.FormatBool(r.Authenticated), strconv.FormatBool(r.Conflict)})
 	}
 	return table
 }
@@ -696,6 +716,18 @@ func writeShow(w io.Writer, r reports.StoredReport) {
 	p("Received:      %s via %s %s", r.ReceivedAt.Format(time.RFC3339), r.Source, r.Origin)
 	if r.DKIMDomain != "" {
 		p("DKIM:          valid signature by %s", r.DKIMDomain)
+	}
+	if r.Authenticated {
+		p("Authenticated: yes (signed by a domain of the reporting organisation)")
+	} else {
+		p("Authenticated: no (HTTPS, files and unsigned input cannot prove who sent them)")
+	}
+	if r.Conflict {
+		counted := "not counted in summaries"
+		if r.Counted {
+			counted = "counted in summaries"
+		}
+		p("Conflict:      another report with this organisation and report-id has other content; this one is %s", counted)
 	}
 	p("Raw input:     %d bytes (mailsts tlsrpt show --raw %s)", r.RawSize, rep.ReportID)
 	for _, x := range r.Repairs {

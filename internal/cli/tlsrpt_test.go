@@ -5,15 +5,10 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
-	"io"
-	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mailsts/mailsts/internal/reports"
 	"github.com/mailsts/mailsts/tlsrpt"
@@ -173,54 +168,6 @@ func TestTLSRPTMaildirCLI(t *testing.T) {
 	}
 }
 
-func TestServe(t *testing.T) { // RPT-HTTP-3
-	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	st, err := reports.OpenSQLite(ctx, filepath.Join(t.TempDir(), "r.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	in := &reports.Ingester{Store: st, DKIM: reports.DKIMOff}
-	srv := newReportServer(in, st, "/reports", true, nil)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- serveUntil(ctx, srv, ln, discardLog()) }()
-	base := "http://" + ln.Addr().String()
-	resp, err := http.Post(base+"/reports", tlsrpt.MediaTypeJSON, bytes.NewReader(testdataFile(t, "f10c.json")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Errorf("POST: %d", resp.StatusCode)
-	}
-	resp, err = http.Get(base + "/api/v1/summary")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(b), `"successful_sessions": 5326`) {
-		t.Errorf("api: %s", b)
-	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("server did not stop")
-	}
-	if _, err := http.Get(base + "/api/v1/summary"); err == nil {
-		t.Error("still serving after shutdown")
-	}
-}
-
 func TestServeUsage(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{
@@ -234,4 +181,60 @@ func TestServeUsage(t *testing.T) {
 	}
 }
 
-func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+// TestTLSRPTConflictCLI: issue #11.2 through the command line. A second
+// report with the organisation and report-id of a stored one but other
+// content is stored and flagged, not acknowledged as a duplicate;
+// --authenticated-only leaves out the unauthenticated (file) input.
+func TestTLSRPTConflictCLI(t *testing.T) { // RPT-RECV-4
+	t.Parallel()
+	state := t.TempDir()
+	dir := t.TempDir()
+	c, _, err := tlsrpt.Parse(testdataFile(t, "f10c.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := *c
+	forged.Policies = []tlsrpt.PolicyResult{{Policy: c.Policies[0].Policy, Summary: tlsrpt.Summary{TotalFailureSessionCount: 7},
+		FailureDetails: []tlsrpt.FailureDetails{{ResultType: tlsrpt.ResultCertificateExpired, FailedSessionCount: 7}}}}
+	fb, _ := tlsrpt.Marshal(&forged)
+	forgedPath := filepath.Join(dir, "forged.json")
+	os.WriteFile(forgedPath, fb, 0o600)
+	genuinePath := filepath.Join(dir, "genuine.json")
+	os.WriteFile(genuinePath, testdataFile(t, "f10c.json"), 0o600)
+	if code, out, errOut := runStdin(t, nil, state, "tlsrpt", "ingest", "--dkim", "off", forgedPath); code != ExitOK || !strings.Contains(out, "stored") {
+		t.Fatalf("forged: %d %s %s", code, out, errOut)
+	}
+	code, out, _ := runStdin(t, nil, state, "tlsrpt", "ingest", "--dkim", "off", genuinePath)
+	if code != ExitOK || strings.Contains(out, "duplicate") || !strings.Contains(out, "conflict") {
+		t.Fatalf("genuine after forged: %d %s", code, out)
+	}
+	if code, out, _ = runStdin(t, nil, state, "tlsrpt", "ingest", "--dkim", "off", genuinePath); code != ExitOK || !strings.Contains(out, "duplicate") {
+		t.Errorf("identical retry: %d %s", code, out)
+	}
+	code, out, _ = runStdin(t, nil, state, "tlsrpt", "show", "--json", c.ReportID)
+	var shown []map[string]any
+	if err := json.Unmarshal([]byte(out), &shown); code != 0 || err != nil || len(shown) != 2 || shown[0]["conflict"] != true || shown[1]["authenticated"] != false {
+		t.Errorf("show --json: %d %v %s", code, err, out)
+	}
+	if code, out, _ = runStdin(t, nil, state, "tlsrpt", "show", c.ReportID); code != 0 || strings.Count(out, "Conflict:") != 2 || !strings.Contains(out, "Authenticated: no") {
+		t.Errorf("show: %d %s", code, out)
+	}
+	if code, _, _ = runStdin(t, nil, state, "tlsrpt", "show", "--authenticated-only", c.ReportID); code != ExitFailure {
+		t.Errorf("show --authenticated-only: %d, want %d (none authenticated)", code, ExitFailure)
+	}
+	// The first stored counts; the copy is not added.
+	code, out, _ = runStdin(t, nil, state, "tlsrpt", "summary", "--json")
+	var rows []reports.SummaryRow
+	if err := json.Unmarshal([]byte(out), &rows); code != 0 || err != nil || len(rows) != 1 || rows[0].Reports != 1 || rows[0].Failed != 7 {
+		t.Errorf("summary: %d %v %s", code, err, out)
+	}
+	code, out, _ = runStdin(t, nil, state, "tlsrpt", "summary", "--authenticated-only", "--json")
+	if err := json.Unmarshal([]byte(out), &rows); code != 0 || err != nil || len(rows) != 0 {
+		t.Errorf("summary --authenticated-only: %d %v %s", code, err, out)
+	}
+	code, out, _ = runStdin(t, nil, state, "tlsrpt", "failures", "--csv")
+	recs, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+	if code != 0 || err != nil || len(recs) != 5 || recs[0][14] != "AUTHENTICATED" || recs[1][14] != "false" || recs[1][15] != "true" {
+		t.Errorf("failures csv: %d %v %q", code, err, out)
+	}
+}

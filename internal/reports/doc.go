@@ -39,14 +39,21 @@
 //
 // # Decisions
 //
-//   - Duplicates: (organization-name, report-id) identifies a report; the
-//     second copy is acknowledged (HTTP 200, exit 0) and not stored.
+//   - Duplicates: a report with the organization-name, report-id and
+//     content (SHA-256 of the canonical report) of a stored one is
+//     acknowledged (HTTP 200, exit 0) and not stored. Other content under
+//     the same name is stored and flagged conflict; Summary counts the
+//     first authenticated report of the name, else the first (conflict.go).
+//   - Authenticated: mail signed by a domain of the reporting
+//     organisation; HTTPS reports never are (RFC 8460 §5.3).
 //   - Future dates: a report starting more than [DefaultFutureSkew] after
 //     now is rejected and kept (reason "future-date").
 //   - DKIM: on by default for mail; a report mail must carry a valid
-//     signature by the submitter (TLS-Report-Submitter, else the
-//     contact-info domain) or a parent domain, with a key whose s= allows
-//     tlsrpt. A temporary key-lookup failure stores nothing and returns
+//     signature, with a key whose s= allows tlsrpt, by a domain of the
+//     reporting organisation: the submitter (TLS-Report-Submitter, else
+//     the contact-info domain), or the contact-info or From domain when
+//     they agree with it, or a parent or child of one of them
+//     ([tlsrpt.SameOrganization]; d=corp.mail.ru signs for mail.ru). A temporary key-lookup failure stores nothing and returns
 //     [ErrTemporary] so the MTA retries.
 //   - Oversize input: only the first 64 KiB are read and kept (flagged
 //     truncated); the rest is never read.
@@ -56,7 +63,7 @@
 //   - §3 (RPT-MAIL-7, RPT-RECV-1): mail without a valid DKIM signature is
 //     ignored (kept as rejected, reason "dkim").
 //   - §5.3 (RPT-MAIL-10, RPT-RECV-4): report parts picked from the mail;
-//     duplicates by report-id dropped.
+//     duplicates by report-id dropped when their content is identical.
 //   - §5.4 (RPT-HTTP-3, RPT-HTTP-5): 200 only after the report (or its
 //     rejection) is durably stored.
 //   - §5.6 (RPT-DELIV-6): the body wins; Subject, header and file-name

@@ -1,6 +1,9 @@
 package reports
 
 import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -109,7 +112,11 @@ func (rc *Receiver) receive(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(status)
 		for _, rr := range res.Reports {
-			fmt.Fprintf(w, "%s: report-id %q\n", word, rr.ReportID)
+			note := ""
+			if rr.Conflict {
+				note = " (another report with this organisation and report-id differs; both kept)"
+			}
+			fmt.Fprintf(w, "%s: report-id %q%s\n", word, rr.ReportID, note)
 		}
 		return nil
 	}
@@ -149,16 +156,25 @@ func clipText(s string, n int) string {
 
 // API serves the query API as JSON (GET only), mounted at /api/v1/:
 //
-//	GET /api/v1/summary?since=&until=&domain=&org=&mx=&result=&group-by=day,domain
-//	GET /api/v1/failures?since=&until=&domain=&org=&mx=&result=&limit=
-//	GET /api/v1/reports/{report-id}
+//	GET /api/v1/summary?since=&until=&domain=&org=&mx=&result=&group-by=day,domain&authenticated=
+//	GET /api/v1/failures?since=&until=&domain=&org=&mx=&result=&limit=&authenticated=
+//	GET /api/v1/reports/{report-id}?authenticated=
 //	GET /api/v1/rejected?since=&until=&limit=
 //
 // Dates are YYYY-MM-DD (UTC). Errors are text with status 400 (bad
-// query), 404 (unknown report) or 503 (store failed).
+// query), 401 (token missing or wrong), 404 (unknown report) or 503
+// (store failed).
+//
+// The API reads every stored report: serve it on loopback, or set Token
+// (`mailsts serve` refuses a non-loopback API listener without one).
 type API struct {
 	Store  Store
 	Logger *slog.Logger
+	// Token, when not empty, is the bearer token every request must
+	// carry (RFC 6750 §2.1: "Authorization: Bearer TOKEN"); it is
+	// compared in constant time, and a request without it gets 401
+	// whatever its path.
+	Token string
 }
 
 // Handler returns the API's handler, with routes under prefix (for
@@ -170,12 +186,41 @@ func (a *API) Handler(prefix string) http.Handler {
 	mux.Handle("GET "+prefix+"/failures", serve(a.Logger, a.failures))
 	mux.Handle("GET "+prefix+"/reports/{id...}", serve(a.Logger, a.show))
 	mux.Handle("GET "+prefix+"/rejected", serve(a.Logger, a.rejected))
-	return mux
+	if a.Token == "" {
+		return mux
+	}
+	want := sha256.Sum256([]byte(a.Token))
+	deny := serve(a.Logger, func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="mailsts"`)
+		return &HTTPError{Status: http.StatusUnauthorized, Msg: "a bearer token is required (Authorization: Bearer TOKEN)",
+			Err: errors.New("missing or wrong API token")}
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !BearerTokenMatches(r, want) {
+			deny.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// BearerTokenMatches reports whether r carries "Authorization: Bearer T"
+// (the scheme is case-insensitive, RFC 7235 §2.1) with SHA-256(T) equal to
+// want. Comparing the digests in constant time reveals neither the token
+// nor its length through timing.
+func BearerTokenMatches(r *http.Request, want [sha256.Size]byte) bool {
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
 }
 
 // ParseFilter reads a Filter from query parameters: since, until
-// (YYYY-MM-DD), domain, org, mx, result, group-by (comma-separated) and
-// limit. Errors wrap ErrBadFilter.
+// (YYYY-MM-DD), domain, org, mx, result, group-by (comma-separated),
+// authenticated (true or only: AuthenticatedOnly) and limit. Errors wrap
+// ErrBadFilter.
 func ParseFilter(q url.Values) (Filter, error) {
 	var f Filter
 	var err error
@@ -191,6 +236,13 @@ func ParseFilter(q url.Values) (Filter, error) {
 	f.ResultType = q.Get("result")
 	if g := q.Get("group-by"); g != "" {
 		f.GroupBy = SplitList(g)
+	}
+	if a := q.Get("authenticated"); a != "" {
+		b, err := strconv.ParseBool(a)
+		if err != nil && a != "only" {
+			return f, fmt.Errorf("%w: authenticated %q is not true, false or only", ErrBadFilter, a)
+		}
+		f.AuthenticatedOnly = b || a == "only"
 	}
 	if l := q.Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)
@@ -268,11 +320,34 @@ func (a *API) failures(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) show(w http.ResponseWriter, r *http.Request) error {
-	rs, err := a.Store.Show(r.Context(), r.PathValue("id"))
+	f, err := ParseFilter(r.URL.Query())
+	if err != nil {
+		return queryError(err)
+	}
+	rs, err := ShowFiltered(r.Context(), a.Store, r.PathValue("id"), f)
 	if err != nil {
 		return queryError(err)
 	}
 	return writeJSON(w, rs)
+}
+
+// ShowFiltered is Store.Show keeping only the authenticated reports when
+// f.AuthenticatedOnly; ErrNotFound when none is left.
+func ShowFiltered(ctx context.Context, st Store, reportID string, f Filter) ([]StoredReport, error) {
+	rs, err := st.Show(ctx, reportID)
+	if err != nil || !f.AuthenticatedOnly {
+		return rs, err
+	}
+	var out []StoredReport
+	for _, sr := range rs {
+		if sr.Authenticated {
+			out = append(out, sr)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: no authenticated report with report-id %q", ErrNotFound, reportID)
+	}
+	return out, nil
 }
 
 func (a *API) rejected(w http.ResponseWriter, r *http.Request) error {

@@ -219,3 +219,38 @@ func TestAPI(t *testing.T) {
 		t.Errorf("rejected %d %v", code, rj)
 	}
 }
+
+// TestAPIToken: issue #11.1. With Token set, every request needs
+// "Authorization: Bearer TOKEN"; without it, or with another token, the
+// answer is 401 with a Bearer challenge and no data.
+func TestAPIToken(t *testing.T) {
+	t.Parallel()
+	st := openTestSQLite(t)
+	put(t, st, synthReport(1), nil)
+	const tok = "s3cret-token-0123456789"
+	srv := httptest.NewServer((&API{Store: st, Token: tok}).Handler("/api/v1"))
+	t.Cleanup(srv.Close)
+	get := func(auth string) (int, string, string) {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/api/v1/summary", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("WWW-Authenticate"), string(b)
+	}
+	for _, auth := range []string{"", "Bearer ", "Bearer s3cret-token-012345678", "Bearer s3cret-token-0123456789x", "Token " + tok, tok} {
+		if code, chal, body := get(auth); code != http.StatusUnauthorized || chal == "" || strings.Contains(body, "successful") {
+			t.Errorf("Authorization %q: %d %q %q", auth, code, chal, body)
+		}
+	}
+	for _, auth := range []string{"Bearer " + tok, "BEARER " + tok} {
+		if code, _, body := get(auth); code != http.StatusOK || !strings.Contains(body, "successful_sessions") {
+			t.Errorf("Authorization %q: %d %s", auth, code, body)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/mail"
 	"path/filepath"
 	"strings"
 	"time"
@@ -102,8 +103,12 @@ type ReportResult struct {
 	Organization string
 	ReportID     string
 	Duplicate    bool
-	Repairs      int
-	Problems     []string
+	// Conflict: another stored report has this organisation and
+	// report-id but other content; both are kept (Store.PutReport).
+	Conflict      bool
+	Authenticated bool
+	Repairs       int
+	Problems      []string
 }
 
 // RejectionResult is one stored rejection. Err wraps the tlsrpt sentinel
@@ -297,11 +302,19 @@ func (in *Ingester) report(ctx context.Context, res *Result, raw, js []byte, rep
 	if err != nil {
 		return err
 	}
-	rr := ReportResult{ID: put.ID, Organization: rep.OrganizationName, ReportID: rep.ReportID, Duplicate: put.Duplicate, Repairs: len(inc.Repairs)}
+	rr := ReportResult{ID: put.ID, Organization: rep.OrganizationName, ReportID: rep.ReportID, Duplicate: put.Duplicate,
+		Conflict: put.Conflict, Authenticated: inc.Authenticated, Repairs: len(inc.Repairs)}
 	for _, p := range inc.Problems {
 		rr.Problems = append(rr.Problems, p.Code)
 	}
 	res.Reports = append(res.Reports, rr)
+	if put.Conflict {
+		// Someone sent a different report under this organisation and
+		// report-id: a broken sender or a forgery (issue #11.2).
+		in.logger().Warn("reports: report conflicts with another of the same organisation and report-id; both kept",
+			"id", put.ID, "organization", rep.OrganizationName, "report_id", rep.ReportID, "authenticated", inc.Authenticated,
+			"source", base.Source, "origin", base.Origin)
+	}
 	in.logger().Info("reports: report received", "id", put.ID, "duplicate", put.Duplicate, "source", base.Source,
 		"origin", base.Origin, "report", rep, "repairs", len(inc.Repairs), "problems", rr.Problems)
 	return nil
@@ -338,18 +351,18 @@ func (in *Ingester) message(ctx context.Context, res *Result, raw []byte, source
 	}
 	inc := Incoming{Source: source, Origin: origin, Submitter: m.Submitter}
 	if in.DKIM != DKIMOff {
-		submitter := m.Submitter
-		if submitter == "" {
-			// No TLS-Report-Submitter header: the contact-info domain of
-			// the first report is the submitter (RPT-JSON-10).
-			for _, a := range m.Attachments {
-				if rep, _, err := a.Parse(); err == nil {
-					_, submitter, _ = strings.Cut(rep.ContactInfo, "@")
-					break
-				}
+		// The reporting organisation: the submitter, and the contact-info
+		// domain of the first report (the submitter when the header is
+		// absent, RPT-JSON-10) and the From domain when they agree with it.
+		contact := ""
+		for _, a := range m.Attachments {
+			if rep, _, err := a.Parse(); err == nil {
+				_, contact, _ = strings.Cut(rep.ContactInfo, "@")
+				break
 			}
 		}
-		domain, err := in.verifyDKIM(ctx, raw, submitter)
+		orgDomains := tlsrpt.OrganizationDomains(m.Submitter, contact, addressDomain(m.From))
+		domain, err := in.verifyDKIM(ctx, raw, orgDomains)
 		if errors.Is(err, ErrTemporary) {
 			return err
 		}
@@ -358,6 +371,8 @@ func (in *Ingester) message(ctx context.Context, res *Result, raw []byte, source
 			return in.reject(ctx, res, base, err)
 		}
 		inc.DKIMDomain = domain
+		// RFC 8460 §3: signed by a domain of the reporting organisation.
+		inc.Authenticated = true
 	}
 	for i := range m.Attachments {
 		a := &m.Attachments[i]
@@ -369,10 +384,13 @@ func (in *Ingester) message(ctx context.Context, res *Result, raw []byte, source
 	return nil
 }
 
-// verifyDKIM returns the signing domain that authenticates submitter.
-// RFC 8460 §3 (RPT-MAIL-7): a report without a valid DKIM signature MUST
-// be ignored; here it is kept as rejected rather than dropped.
-func (in *Ingester) verifyDKIM(ctx context.Context, raw []byte, submitter string) (string, error) {
+// verifyDKIM returns the signing domain that authenticates the reporting
+// organisation (orgDomains, tlsrpt.OrganizationDomains). RFC 8460 §3
+// (RPT-MAIL-7): a report without a valid DKIM signature MUST be ignored;
+// here it is kept as rejected rather than dropped. A valid signature by
+// an unrelated domain is treated as no signature: anyone holding any DKIM
+// key could otherwise speak for any organisation (issue #11.2).
+func (in *Ingester) verifyDKIM(ctx context.Context, raw []byte, orgDomains []string) (string, error) {
 	if in.Resolver == nil {
 		return "", fmt.Errorf("%w: DKIM required but no resolver configured", ErrTemporary)
 	}
@@ -380,14 +398,8 @@ func (in *Ingester) verifyDKIM(ctx context.Context, raw []byte, submitter string
 	if err != nil {
 		return "", err
 	}
-	if res.Passes(submitter) {
-		sub := strings.ToLower(strings.TrimSuffix(submitter, "."))
-		for _, s := range res.Signatures {
-			d := strings.ToLower(strings.TrimSuffix(s.Domain, "."))
-			if s.Err == nil && s.ServiceTLSRPT() && (sub == d || strings.HasSuffix(sub, "."+d)) {
-				return d, nil
-			}
-		}
+	if d, ok := res.Authenticates(orgDomains...); ok {
+		return d, nil
 	}
 	if res.Temporary() {
 		return "", fmt.Errorf("%w: DKIM key lookup failed, verify again later", ErrTemporary)
@@ -403,8 +415,19 @@ func (in *Ingester) verifyDKIM(ctx context.Context, raw []byte, submitter string
 		case !s.ServiceTLSRPT():
 			why = append(why, fmt.Sprintf("d=%s s=%s: key service %q excludes tlsrpt", s.Domain, s.Selector, strings.Join(s.Services, ":")))
 		default:
-			why = append(why, fmt.Sprintf("d=%s s=%s: valid, but does not cover submitter %q", s.Domain, s.Selector, submitter))
+			why = append(why, fmt.Sprintf("d=%s s=%s: valid, but not a domain of the reporting organisation %q", s.Domain, s.Selector, strings.Join(orgDomains, ", ")))
 		}
 	}
-	return "", fmt.Errorf("no valid DKIM signature of the submitter: %s", strings.Join(why, "; "))
+	return "", fmt.Errorf("no valid DKIM signature of the reporting organisation: %s", strings.Join(why, "; "))
+}
+
+// addressDomain is the domain of the first address in a From header
+// value, "" when it does not parse.
+func addressDomain(from string) string {
+	a, err := mail.ParseAddress(from)
+	if err != nil {
+		return ""
+	}
+	_, d, _ := strings.Cut(a.Address, "@")
+	return d
 }

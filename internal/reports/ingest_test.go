@@ -324,9 +324,10 @@ func TestIngestStorageFailure(t *testing.T) {
 	}
 }
 
-// TestIngestIssue11Quirks: issue 11 items 8, 9 and 10 through the
+// TestIngestSenderQuirks: a last MIME part without its closing boundary,
+// a missing policy-domain and a missing failure total, through the
 // ingester and the store's queries.
-func TestIngestIssue11Quirks(t *testing.T) { // RPT-MAIL-1, RPT-AGG-4, RPT-DELIV-6
+func TestIngestSenderQuirks(t *testing.T) { // RPT-MAIL-1, RPT-AGG-4, RPT-DELIV-6
 	t.Parallel()
 	ctx := context.Background()
 	q := func(name string) []byte { return readFile(t, "../../tlsrpt/testdata/quirks/"+name) }
@@ -387,4 +388,71 @@ func TestIngestIssue11Quirks(t *testing.T) { // RPT-MAIL-1, RPT-AGG-4, RPT-DELIV
 			t.Errorf("summary %+v %v: want 97 successful, 303 failed", rows, err)
 		}
 	})
+}
+
+// signedReportMail composes a report mail for r (submitter: its
+// contact-info domain) with From from, signed as d=domain, and a Fake
+// serving the key.
+func signedReportMail(t *testing.T, r *tlsrpt.Report, from, domain string) ([]byte, *dnsresolve.Fake) {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := tlsrpt.ComposeMessage(r, tlsrpt.MailOptions{From: from, To: []string{"tlsrpt@example.org"}, Date: fixedNow(), MessageID: "m@" + domain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := tlsrpt.SignMessage(msg, dkim.SignOptions{Domain: domain, Selector: "s1", Signer: priv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := &dnsresolve.Fake{}
+	fake.SetTXT("s1._domainkey."+domain, "v=DKIM1; k=ed25519; p="+base64.StdEncoding.EncodeToString(pub))
+	return signed, fake
+}
+
+// TestIngestDKIMOrganisation: issue #11.7 and #11.2. Mail.ru signs with
+// d=corp.mail.ru for submitter mail.ru: stored. A valid signature of an
+// unrelated domain for submitter google.com is no signature: rejected
+// (reason dkim), as unsigned mail is. RPT-MAIL-5, RPT-MAIL-7, RPT-RECV-1.
+func TestIngestDKIMOrganisation(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, contact, from, d string
+		stored                 bool
+	}{
+		{"Mail.ru", "tlsrpt@mail.ru", "tlsrpt@corp.mail.ru", "corp.mail.ru", true},
+		{"Google", "smtp-tls-reporting@google.com", "noreply-smtp-tls-reporting@google.com", "google.com", true},
+		{"Microsoft", "tlsrpt-noreply@microsoft.com", "tlsrpt-noreply@microsoft.com", "microsoft.com", true},
+		{"attacker", "smtp-tls-reporting@google.com", "x@evil.example", "evil.example", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			st := openTestSQLite(t)
+			r := synthReport(1)
+			r.ContactInfo = tc.contact
+			msg, fake := signedReportMail(t, r, tc.from, tc.d)
+			res, err := newIngester(st, DKIMRequire, fake).Message(ctx, bytes.NewReader(msg), SourceMail, "")
+			if !tc.stored {
+				mustOutcome(t, res, err, OutcomeRejected)
+				if res.Rejections[0].Reason != ReasonDKIM {
+					t.Errorf("reason %s", res.Rejections[0].Reason)
+				}
+				return
+			}
+			mustOutcome(t, res, err, OutcomeStored)
+			got, err := st.Show(ctx, r.ReportID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got[0].DKIMDomain != tc.d {
+				t.Errorf("DKIM domain %q, want %q", got[0].DKIMDomain, tc.d)
+			}
+			if slices.ContainsFunc(got[0].Problems, func(p tlsrpt.Problem) bool { return strings.HasSuffix(p.Code, "-mismatch") }) {
+				t.Errorf("same-organisation domains flagged: %v", got[0].Problems)
+			}
+		})
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"net/url"
 	"strconv"
@@ -61,6 +62,15 @@ func postgresDialect() dialect {
 		contains:   func(h, n string) string { return "strpos(" + h + ", " + n + ") > 0" },
 		lock: func(ctx context.Context, tx *sql.Tx) error {
 			_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(pgMigrationLock))
+			return err
+		},
+		lockKey: func(ctx context.Context, tx *sql.Tx, key string) error {
+			// The two-key form: a key space apart from pgMigrationLock's.
+			// The key is hashed here: it may hold bytes that are not text
+			// to PostgreSQL. Two keys with one hash only wait for each other.
+			h := fnv.New32a()
+			h.Write([]byte(key))
+			_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(8460, $1)`, int32(h.Sum32()))
 			return err
 		},
 		version: func(ctx context.Context, tx *sql.Tx) (int, error) {

@@ -39,7 +39,9 @@ import (
 // aggregation (summaryRaw).
 //
 // Maintenance: rows are added in the transaction that inserts the report
-// and only when it is inserted (a duplicate changes nothing), so the
+// and only for the report its (organization, report-id) counts (a
+// duplicate changes nothing; moving the count to an authenticated
+// conflicting copy subtracts the other, conflict.go), so the
 // rollup commits or rolls back with its report and re-ingesting is
 // idempotent. Rows are upserted in key order, so concurrent PostgreSQL
 // transactions take the row locks in the same order and cannot deadlock
@@ -233,7 +235,7 @@ func rollupBackfill() string {
 // columns) and, with byResult, by result type; false when the rollup
 // cannot answer f.
 func rollupGrain(f Filter, cols []string, byResult bool) (int, bool) {
-	if f.MXHost != "" || f.ResultType != "" && !byResult {
+	if f.MXHost != "" || f.ResultType != "" && !byResult || f.AuthenticatedOnly {
 		return 0, false
 	}
 	g := 0

@@ -120,6 +120,8 @@ func sqliteMigrations() []string {
 			PRIMARY KEY (grain, kind, day, organization, policy_domain, mx_host, policy_type, result_type)
 		) STRICT, WITHOUT ROWID;
 		` + rollupDroppedIndexes + rollupBackfill(),
+		// Version 3: content hash, authentication and conflicts (#11.2).
+		contentHashMigration(`TEXT`),
 	}
 }
 
@@ -233,7 +235,39 @@ func postgresMigrations() []string {
 			PRIMARY KEY (grain, kind, day, organization, policy_domain, mx_host, policy_type, result_type)
 		) WITH (fillfactor = 70);
 		` + rollupDroppedIndexes + rollupBackfill(),
+		// Version 3: content hash, authentication and conflicts (#11.2).
+		contentHashMigration(`TEXT COLLATE "C"`),
 	}
+}
+
+// contentHashMigration (version 3, both backends) stops de-duplicating
+// on (organization, report_id) alone: a report is a duplicate only when
+// its content is identical (conflict.go). SQLite cannot drop the
+// UNIQUE (organization, report_id) constraint without rebuilding the
+// table, which the foreign keys of policies forbid inside the migration
+// transaction; so the report_id column is renamed content_hash, keeping
+// the constraint, now UNIQUE (organization, content_hash), and a new
+// report_id column gets the ids. Rows stored before get content_hash
+// 'legacy:' || report_id (no SHA-256 hex has a colon) until a report
+// with the same key arrives and their hash is computed from the stored
+// rows. authenticated is 1 for rows that passed the DKIM check (their
+// dkim_domain is set); conflict marks every report of a key that has
+// reports of different content; counted marks the one report per key
+// that Summary and the rollup count (all of them before this version).
+// Cost: one UPDATE of every report row (SQLite rewrites each row with
+// its raw input). text is the backend's text type.
+func contentHashMigration(text string) string {
+	return `ALTER TABLE reports RENAME COLUMN report_id TO content_hash;
+		ALTER TABLE reports ADD COLUMN report_id ` + text + ` NOT NULL DEFAULT '';
+		ALTER TABLE reports ADD COLUMN authenticated INTEGER NOT NULL DEFAULT 0;
+		ALTER TABLE reports ADD COLUMN conflict INTEGER NOT NULL DEFAULT 0;
+		ALTER TABLE reports ADD COLUMN counted INTEGER NOT NULL DEFAULT 1;
+		UPDATE reports SET report_id = content_hash, content_hash = 'legacy:' || content_hash,
+			authenticated = CASE WHEN dkim_domain <> '' THEN 1 ELSE 0 END;
+		DROP INDEX reports_report_id;
+		CREATE INDEX reports_report_id ON reports(report_id);
+		CREATE INDEX reports_uncounted ON reports(id) WHERE counted = 0;
+		`
 }
 
 // rollupDroppedIndexes are the version-1 indexes that no query reads once

@@ -72,6 +72,7 @@ func sqliteDialect() dialect {
 		migrations: sqliteMigrations(),
 		contains:   func(h, n string) string { return "instr(" + h + ", " + n + ") > 0" },
 		lock:       func(context.Context, *sql.Tx) error { return nil }, // BEGIN IMMEDIATE already serialises
+		lockKey:    func(context.Context, *sql.Tx, string) error { return nil },
 		version: func(ctx context.Context, tx *sql.Tx) (int, error) {
 			var v int
 			err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v)

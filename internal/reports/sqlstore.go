@@ -30,8 +30,11 @@ type dialect struct {
 	contains func(haystack, needle string) string
 	// version reads and setVersion writes the schema version inside the
 	// migration transaction; lock serialises concurrent migrations.
-	lock       func(ctx context.Context, tx *sql.Tx) error
-	version    func(ctx context.Context, tx *sql.Tx) (int, error)
+	lock    func(ctx context.Context, tx *sql.Tx) error
+	version func(ctx context.Context, tx *sql.Tx) (int, error)
+	// lockKey serialises the writers of one report key (organization,
+	// report-id) until the transaction ends (conflict.go).
+	lockKey    func(ctx context.Context, tx *sql.Tx, key string) error
 	setVersion func(ctx context.Context, tx *sql.Tx, v int) error
 }
 
@@ -177,15 +180,25 @@ func (s *sqlStore) PutReports(ctx context.Context, ins []Incoming) ([]PutResult,
 	defer tx.Rollback()
 	ps := &putStmts{}
 	defer ps.close()
+	// One writer per (organization, report-id) at a time, taken in key
+	// order so that concurrent batches cannot deadlock (conflict.go).
+	keys := make([]string, 0, len(ins))
+	for _, in := range ins {
+		keys = append(keys, in.Report.OrganizationName+"\x00"+in.Report.ReportID)
+	}
+	slices.Sort(keys)
+	for _, k := range slices.Compact(keys) {
+		if err := s.d.lockKey(ctx, tx, k); err != nil {
+			return nil, s.errorf("lock report key: %w", err)
+		}
+	}
 	out := make([]PutResult, 0, len(ins))
+	// putTx adds to the rollup the report each key counts.
 	ru := rollup{}
 	for _, in := range ins {
-		res, err := s.putTx(ctx, tx, ps, in)
+		res, err := s.putTx(ctx, tx, ps, in, ru)
 		if err != nil {
 			return nil, err
-		}
-		if !res.Duplicate {
-			ru.addReport(in.Report, day(in.Report.DateRange.Start))
 		}
 		out = append(out, res)
 	}
@@ -222,7 +235,7 @@ func (s *sqlStore) prepare(ctx context.Context, tx *sql.Tx, st **sql.Stmt, q str
 	return nil
 }
 
-func (s *sqlStore) putTx(ctx context.Context, tx *sql.Tx, ps *putStmts, in Incoming) (PutResult, error) {
+func (s *sqlStore) putTx(ctx context.Context, tx *sql.Tx, ps *putStmts, in Incoming, ru rollup) (PutResult, error) {
 	r := in.Report
 	raw, enc := compressRaw(in.Raw)
 	success, failure := r.Totals()
@@ -235,28 +248,42 @@ func (s *sqlStore) putTx(ctx context.Context, tx *sql.Tx, ps *putStmts, in Incom
 	if problems == nil {
 		problems = []tlsrpt.Problem{}
 	}
-	if err := s.prepare(ctx, tx, &ps.report, `INSERT INTO reports (organization, report_id, contact_info,
+	// RFC 8460 §5.3 (RPT-RECV-4): (organization-name, report-id) names a
+	// report; a copy is a duplicate only when its content is identical,
+	// else both are kept as a conflict (conflict.go, issue #11.2).
+	hash := contentHash(r)
+	rows, err := s.keyRows(ctx, tx, r.OrganizationName, r.ReportID)
+	if err != nil {
+		return PutResult{}, err
+	}
+	for i, kr := range rows {
+		if kr.hash != hash {
+			continue
+		}
+		if in.Authenticated && !kr.authenticated {
+			// The same content, now with a signature of its organisation.
+			if _, err := tx.ExecContext(ctx, s.d.rebind(`UPDATE reports SET authenticated = 1, dkim_domain = ? WHERE id = ?`),
+				in.DKIMDomain, kr.id); err != nil {
+				return PutResult{}, s.errorf("mark report authenticated: %w", err)
+			}
+			rows[i].authenticated = true
+		}
+		if err := s.recount(ctx, tx, rows, r, kr.id, ru); err != nil {
+			return PutResult{}, err
+		}
+		return PutResult{ID: kr.id, Duplicate: true, Conflict: len(rows) > 1}, nil
+	}
+	if err := s.prepare(ctx, tx, &ps.report, `INSERT INTO reports (organization, report_id, content_hash, contact_info,
 		start_time, end_time, day, received_at, source, origin, submitter, dkim_domain, repairs, problems,
-		successful, failed, raw, raw_encoding, raw_size)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (organization, report_id) DO NOTHING RETURNING id`); err != nil {
+		successful, failed, raw, raw_encoding, raw_size, authenticated, conflict, counted)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0) RETURNING id`); err != nil {
 		return PutResult{}, err
 	}
 	var id int64
-	// RFC 8460 §5.3 (RPT-RECV-4): (organization-name, report-id) identifies
-	// a report; a second copy is not stored.
-	err := ps.report.QueryRowContext(ctx,
-		r.OrganizationName, r.ReportID, r.ContactInfo, r.DateRange.Start.Unix(), r.DateRange.End.Unix(), d,
+	if err := ps.report.QueryRowContext(ctx,
+		r.OrganizationName, r.ReportID, hash, r.ContactInfo, r.DateRange.Start.Unix(), r.DateRange.End.Unix(), d,
 		in.ReceivedAt.UTC().Unix(), in.Source, in.Origin, in.Submitter, in.DKIMDomain, jsonText(repairs), jsonText(problems),
-		success, failure, raw, enc, int64(len(in.Raw))).Scan(&id)
-	if errors.Is(err, sql.ErrNoRows) {
-		if err := tx.QueryRowContext(ctx, s.d.rebind(`SELECT id FROM reports WHERE organization = ? AND report_id = ?`),
-			r.OrganizationName, r.ReportID).Scan(&id); err != nil {
-			return PutResult{}, s.errorf("find duplicate: %w", err)
-		}
-		return PutResult{ID: id, Duplicate: true}, nil
-	}
-	if err != nil {
+		success, failure, raw, enc, int64(len(in.Raw)), boolInt(in.Authenticated), boolInt(len(rows) > 0)).Scan(&id); err != nil {
 		return PutResult{}, s.errorf("insert report: %w", err)
 	}
 	if err := s.prepare(ctx, tx, &ps.policy, `INSERT INTO policies (report, seq, day, organization,
@@ -297,7 +324,24 @@ func (s *sqlStore) putTx(ctx context.Context, tx *sql.Tx, ps *putStmts, in Incom
 			}
 		}
 	}
-	return PutResult{ID: id}, nil
+	rows = append(rows, keyRow{id: id, hash: hash, authenticated: in.Authenticated})
+	if len(rows) > 1 {
+		if _, err := tx.ExecContext(ctx, s.d.rebind(`UPDATE reports SET conflict = 1 WHERE report_id = ? AND organization = ?`),
+			r.ReportID, r.OrganizationName); err != nil {
+			return PutResult{}, s.errorf("flag conflict: %w", err)
+		}
+	}
+	if err := s.recount(ctx, tx, rows, r, id, ru); err != nil {
+		return PutResult{}, err
+	}
+	return PutResult{ID: id, Conflict: len(rows) > 1}, nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // PutRejected implements Store.
@@ -477,6 +521,8 @@ func (s *sqlStore) summaryRawQuery(f Filter, cols []string, byResult bool) (stri
 		}
 		return w + " AND " + cond
 	}
+	// One report per key counts (conflict.go).
+	pw = and(pw, uncountedCond(f))
 	if !byResult {
 		if f.ResultType != "" {
 			pw = and(pw, "id IN (SELECT policy FROM failure_details WHERE result_type = ?)")
@@ -486,6 +532,7 @@ func (s *sqlStore) summaryRawQuery(f Filter, cols []string, byResult bool) (stri
 		args = pargs
 	} else {
 		dw, dargs := s.where(f, "", false)
+		dw = and(dw, uncountedCond(f))
 		var parts []string
 		if f.ResultType == "" || f.ResultType == ResultSuccess {
 			parts = append(parts, `SELECT `+sel+`'`+ResultSuccess+`', COUNT(DISTINCT report), CAST(SUM(successful) AS BIGINT), 0 FROM policies`+and(pw, "successful > 0")+grp)
@@ -596,13 +643,21 @@ func (s *sqlStore) Failures(ctx context.Context, f Filter) ([]FailureRow, error)
 		w += "fd.result_type = ?"
 		args = append(args, f.ResultType)
 	}
+	if f.AuthenticatedOnly {
+		if w == "" {
+			w = " WHERE "
+		} else {
+			w += " AND "
+		}
+		w += "r.authenticated = 1"
+	}
 	args = append(args, limitOf(f))
 	rows, err := s.r.QueryContext(ctx, s.d.rebind(`SELECT fd.day, fd.organization, r.report_id, fd.policy_type,
 		fd.policy_domain, fd.mx_host, fd.result_type, fd.sending_mta_ip, fd.receiving_mx_hostname,
 		fd.receiving_mx_helo, fd.receiving_ip, fd.failed_session_count, fd.additional_information,
-		fd.failure_reason_code
+		fd.failure_reason_code, r.authenticated, r.conflict
 		FROM failure_details fd JOIN reports r ON r.id = fd.report`+w+`
-		ORDER BY fd.day DESC, fd.organization, r.report_id, fd.policy_seq, fd.seq LIMIT ?`), args...)
+		ORDER BY fd.day DESC, fd.organization, r.report_id, r.id, fd.policy_seq, fd.seq LIMIT ?`), args...)
 	if err != nil {
 		return nil, s.errorf("failures: %w", err)
 	}
@@ -610,11 +665,13 @@ func (s *sqlStore) Failures(ctx context.Context, f Filter) ([]FailureRow, error)
 	var out []FailureRow
 	for rows.Next() {
 		var x FailureRow
+		var auth, conflict int64
 		if err := rows.Scan(&x.Day, &x.Organization, &x.ReportID, &x.PolicyType, &x.PolicyDomain, &x.MXHost,
 			&x.ResultType, &x.SendingMTAIP, &x.ReceivingMXHostname, &x.ReceivingMXHelo, &x.ReceivingIP,
-			&x.FailedSessionCount, &x.AdditionalInformation, &x.FailureReasonCode); err != nil {
+			&x.FailedSessionCount, &x.AdditionalInformation, &x.FailureReasonCode, &auth, &conflict); err != nil {
 			return nil, s.errorf("failures: %w", err)
 		}
+		x.Authenticated, x.Conflict = auth != 0, conflict != 0
 		out = append(out, x)
 	}
 	if err := rows.Err(); err != nil {
@@ -626,7 +683,8 @@ func (s *sqlStore) Failures(ctx context.Context, f Filter) ([]FailureRow, error)
 // Show implements Store.
 func (s *sqlStore) Show(ctx context.Context, reportID string) ([]StoredReport, error) {
 	rows, err := s.r.QueryContext(ctx, s.d.rebind(`SELECT id, organization, report_id, contact_info, start_time,
-		end_time, received_at, source, origin, submitter, dkim_domain, repairs, problems, raw, raw_encoding, raw_size
+		end_time, received_at, source, origin, submitter, dkim_domain, repairs, problems, raw, raw_encoding, raw_size,
+		content_hash, authenticated, conflict, counted
 		FROM reports WHERE report_id = ? ORDER BY organization, id`), reportID)
 	if err != nil {
 		return nil, s.errorf("show: %w", err)
@@ -638,10 +696,16 @@ func (s *sqlStore) Show(ctx context.Context, reportID string) ([]StoredReport, e
 		var start, end, recv int64
 		var repairs, problems, enc string
 		var raw []byte
+		var auth, conflict, counted int64
 		if err := rows.Scan(&sr.ID, &r.OrganizationName, &r.ReportID, &r.ContactInfo, &start, &end, &recv,
-			&sr.Source, &sr.Origin, &sr.Submitter, &sr.DKIMDomain, &repairs, &problems, &raw, &enc, &sr.RawSize); err != nil {
+			&sr.Source, &sr.Origin, &sr.Submitter, &sr.DKIMDomain, &repairs, &problems, &raw, &enc, &sr.RawSize,
+			&sr.ContentHash, &auth, &conflict, &counted); err != nil {
 			rows.Close()
 			return nil, s.errorf("show: %w", err)
+		}
+		sr.Authenticated, sr.Conflict, sr.Counted = auth != 0, conflict != 0, counted != 0
+		if strings.HasPrefix(sr.ContentHash, legacyHashPrefix) {
+			sr.ContentHash = "" // not computed yet (stored before migration 3)
 		}
 		r.DateRange = tlsrpt.DateRange{Start: time.Unix(start, 0).UTC(), End: time.Unix(end, 0).UTC()}
 		sr.ReceivedAt = time.Unix(recv, 0).UTC()
@@ -668,15 +732,15 @@ func (s *sqlStore) Show(ctx context.Context, reportID string) ([]StoredReport, e
 		return nil, fmt.Errorf("%w: report-id %q", ErrNotFound, reportID)
 	}
 	for i := range out {
-		if err := s.loadPolicies(ctx, &out[i]); err != nil {
+		if err := s.loadPolicies(ctx, s.r, &out[i]); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
 }
 
-func (s *sqlStore) loadPolicies(ctx context.Context, sr *StoredReport) error {
-	rows, err := s.r.QueryContext(ctx, s.d.rebind(`SELECT id, policy_type, policy_domain, policy_string, mx_hosts,
+func (s *sqlStore) loadPolicies(ctx context.Context, q querier, sr *StoredReport) error {
+	rows, err := q.QueryContext(ctx, s.d.rebind(`SELECT id, policy_type, policy_domain, policy_string, mx_hosts,
 		successful, failed FROM policies WHERE report = ? ORDER BY seq`), sr.ID)
 	if err != nil {
 		return s.errorf("show: %w", err)
@@ -713,7 +777,7 @@ func (s *sqlStore) loadPolicies(ctx context.Context, sr *StoredReport) error {
 		return s.errorf("show: %w", err)
 	}
 	for i, id := range ids {
-		drows, err := s.r.QueryContext(ctx, s.d.rebind(`SELECT result_type, sending_mta_ip, receiving_mx_hostname,
+		drows, err := q.QueryContext(ctx, s.d.rebind(`SELECT result_type, sending_mta_ip, receiving_mx_hostname,
 			receiving_mx_helo, receiving_ip, failed_session_count, additional_information, failure_reason_code
 			FROM failure_details WHERE policy = ? ORDER BY seq`), id)
 		if err != nil {

@@ -37,8 +37,11 @@ type Store interface {
 	Migrate(ctx context.Context) error
 	// PutReport stores one parsed report with its raw input (compressed)
 	// and normalised rows in one transaction. RFC 8460 §5.3 (RPT-RECV-4):
-	// a report is identified by (organization-name, report-id); storing it
-	// again returns Duplicate=true and changes nothing.
+	// a report is named by (organization-name, report-id); storing one
+	// with identical content again returns Duplicate=true and changes
+	// nothing (except marking it authenticated when the copy is). One
+	// with the same name and other content is stored too, and both are
+	// flagged Conflict; Summary counts one of them (conflict.go).
 	PutReport(ctx context.Context, in Incoming) (PutResult, error)
 	// PutReports stores several reports in one transaction (bulk import:
 	// one disk sync for the batch). On error nothing is stored.
@@ -91,6 +94,10 @@ type Incoming struct {
 	// contact-info domain; DKIMDomain the domain whose signature passed.
 	Submitter  string
 	DKIMDomain string
+	// Authenticated is true when the report is known to come from its
+	// organisation: a mail whose DKIM signature belongs to it. HTTPS
+	// reports are not authenticated (RFC 8460 §5.3), nor are files.
+	Authenticated bool
 }
 
 // PutResult says what PutReport did.
@@ -99,6 +106,9 @@ type PutResult struct {
 	// duplicate). IDs are backend-specific.
 	ID        int64
 	Duplicate bool
+	// Conflict is true when another report with the same organisation
+	// and report-id but other content is stored.
+	Conflict bool
 }
 
 // Rejection is input that is not stored as a report.
@@ -146,17 +156,26 @@ type Rejected struct {
 // StoredReport is a report as stored: metadata, the report rebuilt from
 // the normalised rows, and the raw input.
 type StoredReport struct {
-	ID         int64            `json:"id"`
-	ReceivedAt time.Time        `json:"received_at"`
-	Source     string           `json:"source"`
-	Origin     string           `json:"origin,omitempty"`
-	Submitter  string           `json:"submitter,omitempty"`
-	DKIMDomain string           `json:"dkim_domain,omitempty"`
-	Repairs    []tlsrpt.Repair  `json:"repairs"`
-	Problems   []tlsrpt.Problem `json:"problems"`
-	RawSize    int64            `json:"raw_size"`
-	Report     *tlsrpt.Report   `json:"-"`
-	Raw        []byte           `json:"-"`
+	ID         int64     `json:"id"`
+	ReceivedAt time.Time `json:"received_at"`
+	Source     string    `json:"source"`
+	Origin     string    `json:"origin,omitempty"`
+	Submitter  string    `json:"submitter,omitempty"`
+	DKIMDomain string    `json:"dkim_domain,omitempty"`
+	// Authenticated: see Incoming. Conflict: another report with this
+	// organisation and report-id has other content. Counted: Summary
+	// counts this one of its key (conflict.go). ContentHash is the
+	// SHA-256 of the canonical report ("" until computed for reports
+	// stored by an older version).
+	Authenticated bool             `json:"authenticated"`
+	Conflict      bool             `json:"conflict"`
+	Counted       bool             `json:"counted"`
+	ContentHash   string           `json:"content_hash,omitempty"`
+	Repairs       []tlsrpt.Repair  `json:"repairs"`
+	Problems      []tlsrpt.Problem `json:"problems"`
+	RawSize       int64            `json:"raw_size"`
+	Report        *tlsrpt.Report   `json:"-"`
+	Raw           []byte           `json:"-"`
 }
 
 // LogValue implements slog.LogValuer.
@@ -196,6 +215,10 @@ type Filter struct {
 	GroupBy []string
 	// Limit caps Failures and ListRejected rows; 0 means 1000.
 	Limit int
+	// AuthenticatedOnly keeps only authenticated reports (Incoming) in
+	// Summary and Failures. Summary then aggregates the policy rows
+	// instead of the rollup.
+	AuthenticatedOnly bool
 }
 
 // SummaryRow is one group of Summary. Keys not grouped by are empty.
@@ -242,4 +265,7 @@ type FailureRow struct {
 	FailedSessionCount    int64  `json:"failed_session_count"`
 	AdditionalInformation string `json:"additional_information,omitempty"`
 	FailureReasonCode     string `json:"failure_reason_code,omitempty"`
+	// Authenticated and Conflict are the report's (StoredReport).
+	Authenticated bool `json:"authenticated"`
+	Conflict      bool `json:"conflict"`
 }
