@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
@@ -365,27 +366,48 @@ func cacheWarm(ctx context.Context, env Env, cfg *policyd.Config, s mtasts.Store
 		fmt.Fprintf(env.Stderr, "mailsts cache warm: %v\n", err)
 		return ExitError
 	}
+	// The flags and file must make a valid configuration before anything
+	// is fetched (a bad --dns is an error, not a failure of every domain).
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(env.Stderr, "mailsts cache warm: %v\n", err)
+		return ExitError
+	}
 	client, err := policyd.NewClient(cfg, nil)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "mailsts cache warm: %v\n", err)
 		return ExitError
 	}
-	cache := &mtasts.Cache{Client: client, Store: s, RefreshInterval: cfg.Cache.RefreshInterval, NegativeTTL: cfg.Cache.NegativeTTL, Logger: log}
+	// Only what the run learns reaches the shared store: its failures
+	// never make a running daemon answer TEMP (issue #10 item 8).
+	cache := &mtasts.Cache{Client: client, Store: newWarmStore(s, nil), RefreshInterval: cfg.Cache.RefreshInterval, NegativeTTL: cfg.Cache.NegativeTTL, Logger: log}
 	var found, none, failed atomic.Int64
+	var outMu sync.Mutex // the workers share env.Stderr
+	report := func(format string, a ...any) {
+		outMu.Lock()
+		defer outMu.Unlock()
+		fmt.Fprintf(env.Stderr, format, a...)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(concurrency)
 	for _, d := range domains {
 		g.Go(func() error {
 			res, err := cache.Get(gctx, d)
+			if err == nil && mtasts.Remembered(res.Err) {
+				// An earlier attempt's outcome (a daemon's negative
+				// cache or failure): warming means looking now. The
+				// back-off of a failed fetch of the same policy id
+				// still holds (RFC 8461 §3.3, STS-FETCH-7).
+				res, err = cache.Refresh(gctx, d, false)
+			}
 			switch {
 			case err != nil:
 				failed.Add(1)
-				fmt.Fprintf(env.Stderr, "%s: %v\n", d, err)
+				report("%s: %v\n", d, err)
 			case res.Policy != nil:
 				found.Add(1)
 			case res.Err != nil && mtasts.ResultType(res.Err) != "no-policy":
 				failed.Add(1)
-				fmt.Fprintf(env.Stderr, "%s: %s\n", d, res.Err)
+				report("%s: %s\n", d, res.Err)
 			default:
 				none.Add(1)
 			}
