@@ -41,6 +41,10 @@ Subcommands:
                         daemons drop them too and fetch them again when asked
   warm FILE             fetch the policies of the domains in FILE (one per line, # comments)
   export [--json]       every entry as JSON Lines
+  import --from-resolver FILE|URL
+                        copy the policies postfix-mta-sts-resolver cached
+                        (its SQLite file, read only, or a redis://, rediss://
+                        or unix:// URL of its Redis database) into this cache
 
 Purging reaches running daemons without a restart. SQLite: the purge is
 logged in the file, and each policyd using it reads the log every 2 s and
@@ -58,21 +62,24 @@ Examples:
   mailsts cache purge example.com example.net
   mailsts cache warm --concurrency 16 top-destinations.txt
   mailsts cache export > cache.jsonl
+  mailsts cache import --from-resolver /var/lib/mta-sts/cache.db
 
 Exit codes:
   0  done
-  1  show: the domain is not cached; warm: some domains have no policy or failed
+  1  show: the domain is not cached; warm: some domains have no policy or failed;
+     import: some records could not be read (skipped)
   2  the store could not be opened or failed; cache.type is memory
   64 usage error
 `
 
 func runCache(ctx context.Context, env Env, args []string) int {
-	fs := newFlagSet("cache", "mailsts cache [--config F] [--state-dir D] [--cache T] list|show DOMAIN|purge [DOMAIN...|--all]|warm FILE|export [--json]", cacheHelp, env.Stderr)
+	fs := newFlagSet("cache", "mailsts cache [--config F] [--state-dir D] [--cache T] list|show DOMAIN|purge [DOMAIN...|--all]|warm FILE|export [--json]|import --from-resolver FILE|URL", cacheHelp, env.Stderr)
 	var df daemonFlags
 	df.register(fs)
 	all := fs.Bool("all", false, "purge: every entry")
 	concurrency := fs.Int("concurrency", 8, "warm: domains fetched at once")
 	fs.Bool("json", true, "export: JSON Lines (the only format)")
+	fromResolver := fs.String("from-resolver", "", "import: postfix-mta-sts-resolver's cache, its SQLite `file` or a redis:// URL")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -113,6 +120,10 @@ func runCache(ctx context.Context, env Env, args []string) int {
 		if len(rest) != 1 || *concurrency < 1 {
 			return usage("exactly one FILE and --concurrency ≥ 1 are required")
 		}
+	case "import":
+		if len(rest) != 0 || *fromResolver == "" {
+			return usage("--from-resolver FILE|URL is required, and no arguments")
+		}
 	default:
 		return usage("unknown subcommand")
 	}
@@ -136,6 +147,8 @@ func runCache(ctx context.Context, env Env, args []string) int {
 		return cacheShow(ctx, env, st.Store, rest[0])
 	case "purge":
 		return cachePurge(ctx, env, st, rest, *all)
+	case "import":
+		return cacheImport(ctx, env, cfg, st, *fromResolver, log)
 	default:
 		return cacheWarm(ctx, env, cfg, st.Store, rest[0], *concurrency, log)
 	}

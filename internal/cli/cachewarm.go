@@ -2,9 +2,12 @@ package cli
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/mailsts/mailsts/internal/policyd"
 	"github.com/mailsts/mailsts/mtasts"
 )
 
@@ -84,4 +87,20 @@ func (w *warmStore) Delete(_ context.Context, domain string) error {
 // Range ranges over the shared store.
 func (w *warmStore) Range(ctx context.Context, fn func(*mtasts.Entry) bool) error {
 	return w.shared.Range(ctx, fn)
+}
+
+// cacheImport copies postfix-mta-sts-resolver's cached policies into st
+// (issue #10 item 7).
+func cacheImport(ctx context.Context, env Env, cfg *policyd.Config, st *policyd.Store, source string, log *slog.Logger) int {
+	stats, err := policyd.ImportResolver(ctx, st, cfg, source, time.Now(), log)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "mailsts cache import: %v\n", err)
+		return ExitError
+	}
+	fmt.Fprintf(env.Stdout, "%d records: %d imported, %d kept (already cached as recently), %d expired, %d unreadable (skipped)\n",
+		stats.Read, stats.Imported, stats.Kept, stats.Expired, stats.Bad)
+	if stats.Bad > 0 {
+		return ExitFailure
+	}
+	return ExitOK
 }
