@@ -9,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/mailsts/mailsts/internal/policyd"
+	"github.com/mailsts/mailsts/internal/stscache"
 	"github.com/mailsts/mailsts/internal/testnet"
 	"github.com/mailsts/mailsts/mtasts"
 )
@@ -121,5 +124,51 @@ func TestCacheWarmBadFlag(t *testing.T) {
 	code, out, errs := runCLI(t, "cache", "warm", "--state-dir", state, "--dns", "not an address", list)
 	if code != ExitError || strings.Contains(out, "domains:") || !strings.Contains(errs, "dns") {
 		t.Errorf("warm --dns 'not an address': %d %q %q", code, out, errs)
+	}
+}
+
+// The shared Redis cache of a fleet: a failed warm leaves no key behind;
+// the corrected warm stores the policy.
+func TestCacheWarmFailureRedis(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", DialTimeout: time.Second})
+	defer rdb.Close()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Skipf("no Redis on 127.0.0.1:6379 (SKIPPED, NOT PASSED): %v", err)
+	}
+	n, err := testnet.Start(ctx, testnet.DefaultScenario(), testnet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	prefix := "mailsts-test-warm-" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
+	t.Cleanup(func() {
+		keys, _ := rdb.Keys(context.Background(), prefix+"*").Result()
+		if len(keys) > 0 {
+			rdb.Del(context.Background(), keys...)
+		}
+	})
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "policyd.yml")
+	os.WriteFile(cfg, []byte("cache:\n  type: redis\n  redis:\n    address: 127.0.0.1:6379\n    prefix: '"+prefix+"'\n"), 0o600)
+	list := filepath.Join(dir, "domains.txt")
+	os.WriteFile(list, []byte("enforce.example\n"), 0o600)
+	common := []string{"--config", cfg, "--dns", n.DNSAddr(), "--ca-file", n.CAFile()}
+	code, out, errs := runCLI(t, append(append([]string{"cache", "warm", "--https-port", strconv.Itoa(testnet.RefusedPortFor(t))}, common...), list)...)
+	if code != ExitFailure || !strings.Contains(out, "1 failed") {
+		t.Fatalf("failed warm: %d %q %q", code, out, errs)
+	}
+	if keys, err := rdb.Keys(ctx, prefix+"*").Result(); err != nil || len(keys) != 0 {
+		t.Errorf("failed warm left %q (%v) in the shared cache", keys, err)
+	}
+	code, out, errs = runCLI(t, append(append([]string{"cache", "warm", "--https-port", strconv.Itoa(n.HTTPSPort())}, common...), list)...)
+	if code != ExitOK || !strings.Contains(out, "1 with a policy") {
+		t.Errorf("corrected warm: %d %q %q", code, out, errs)
+	}
+	e, err := stscache.NewRedis(rdb, prefix, nil).Get(ctx, "enforce.example")
+	if err != nil || e == nil || e.Policy == nil || e.LastError != "" {
+		t.Errorf("after the corrected warm: %+v, %v", e, err)
 	}
 }

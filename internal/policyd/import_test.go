@@ -11,7 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/mailsts/mailsts/internal/stscache"
 	"github.com/mailsts/mailsts/internal/testnet"
+	"github.com/mailsts/mailsts/mtasts"
 )
 
 // writeResolverCache builds postfix-mta-sts-resolver's SQLite cache (the
@@ -136,5 +140,64 @@ func TestOpenStoreRedirectsFromResolverFile(t *testing.T) {
 	// Importing the store into itself is refused.
 	if _, err := ImportResolver(ctx, st, cfg, own, now, nil); err == nil {
 		t.Error("import from the store's own file accepted")
+	}
+}
+
+// Redis: a translated configuration imports the old daemon's keys from the
+// same database at the first start, once per prefix (a fleet imports
+// once); mailsts's own keys sit beside them under the prefix.
+func TestAutoImportResolverRedis(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", DialTimeout: time.Second})
+	defer rdb.Close()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Skipf("no Redis on 127.0.0.1:6379 (SKIPPED, NOT PASSED): %v", err)
+	}
+	label := "t" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	domain := label + ".example.com"
+	prefix := "mailsts-test-import-" + label + ":"
+	member := "0123456789abcdef" + `["20160831085700Z", {"mx": ["mail.example.com", "*.example.net", "backupmx.example.com"], "version": "STSv1", "mode": "enforce", "max_age": 604800}]`
+	if err := rdb.ZAdd(ctx, domain, redis.Z{Score: float64(time.Now().Add(-time.Hour).Unix()), Member: member}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		keys, _ := rdb.Keys(ctx, prefix+"*").Result()
+		rdb.Del(ctx, append(keys, domain)...)
+	})
+	cfg, _, err := Parse([]byte("cache:\n  type: redis\n  options:\n    url: \"redis://127.0.0.1:6379/0?socket_timeout=5\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Cache.Redis.Prefix = prefix
+	st, err := OpenStore(ctx, cfg, StoreOptions{NoFallback: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close(ctx)
+	AutoImport(ctx, st, cfg, time.Now(), nil)
+	back := stscache.NewRedis(rdb, prefix, nil)
+	e, err := back.Get(ctx, domain)
+	if err != nil || e == nil || e.Policy == nil || e.ID != "20160831085700Z" || e.Policy.Mode != mtasts.ModeEnforce {
+		t.Fatalf("imported into Redis: %+v, %v", e, err)
+	}
+	// The old key is untouched.
+	if n, err := rdb.ZCard(ctx, domain).Result(); err != nil || n != 1 {
+		t.Errorf("old key: %d members, %v", n, err)
+	}
+	// Once per prefix: another daemon (or a restart) does not import again.
+	if err := back.Delete(ctx, domain); err != nil {
+		t.Fatal(err)
+	}
+	st2, err := OpenStore(ctx, cfg, StoreOptions{NoFallback: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close(ctx)
+	AutoImport(ctx, st2, cfg, time.Now(), nil)
+	if e, err := back.Get(ctx, domain); err != nil || e != nil {
+		t.Errorf("imported a second time: %+v, %v", e, err)
 	}
 }
