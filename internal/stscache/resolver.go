@@ -41,8 +41,11 @@ var (
 const resolverTable = "sts_policy_cache"
 
 // readOnlyDSN is a DSN that opens path for reading only, without changing
-// its journal mode or anything else in it.
-func readOnlyDSN(path string) (string, error) {
+// its journal mode or anything else in it. immutable also skips locking
+// and the WAL: for a file in a directory this process may not write (a
+// WAL-mode reader needs to create the -shm file), which is only safe when
+// the old daemon has stopped (it checkpoints the WAL when it closes).
+func readOnlyDSN(path string, immutable bool) (string, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return "", err
@@ -50,6 +53,9 @@ func readOnlyDSN(path string) (string, error) {
 	u := url.URL{Scheme: "file", Path: abs}
 	q := url.Values{}
 	q.Set("mode", "ro")
+	if immutable {
+		q.Set("immutable", "1")
+	}
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyTimeout.Milliseconds()))
 	q.Add("_pragma", "query_only(1)")
 	u.RawQuery = q.Encode()
@@ -63,31 +69,12 @@ func checkForeign(ctx context.Context, path string) error {
 	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
 		return nil
 	}
-	dsn, err := readOnlyDSN(path)
-	if err != nil {
-		return nil
-	}
-	db, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return nil
-	}
-	defer db.Close()
-	var v int
-	if err := db.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil || v != 0 {
-		return nil
-	}
-	rows, err := db.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table'`)
-	if err != nil {
-		return nil
-	}
-	defer rows.Close()
 	var tables []string
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			return nil
+	for _, immutable := range []bool{false, true} {
+		var ok bool
+		if tables, ok = foreignTables(ctx, path, immutable); ok {
+			break
 		}
-		tables = append(tables, name)
 	}
 	switch {
 	case slices.Contains(tables, resolverTable):
@@ -96,6 +83,41 @@ func checkForeign(ctx context.Context, path string) error {
 		return fmt.Errorf("%w: %s (tables %s)", ErrForeignFile, path, strings.Join(tables, ", "))
 	}
 	return nil
+}
+
+// foreignTables returns the tables of path when its schema version is 0,
+// and whether it could read the file.
+func foreignTables(ctx context.Context, path string, immutable bool) ([]string, bool) {
+	dsn, err := readOnlyDSN(path, immutable)
+	if err != nil {
+		return nil, false
+	}
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, false
+	}
+	defer db.Close()
+	var v int
+	if err := db.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
+		return nil, false
+	}
+	if v != 0 {
+		return nil, true
+	}
+	rows, err := db.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table'`)
+	if err != nil {
+		return nil, false
+	}
+	defer rows.Close()
+	var tables []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, false
+		}
+		tables = append(tables, name)
+	}
+	return tables, rows.Err() == nil
 }
 
 // ResolverEntry turns one record of postfix-mta-sts-resolver's cache into
@@ -216,18 +238,24 @@ func ReadResolverSQLite(ctx context.Context, path string, now time.Time, fn Reso
 	if _, err := os.Stat(path); err != nil {
 		return fmt.Errorf("stscache: resolver cache: %w", err)
 	}
-	dsn, err := readOnlyDSN(path)
-	if err != nil {
-		return fmt.Errorf("stscache: resolver cache %s: %w", path, err)
-	}
-	db, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return fmt.Errorf("stscache: resolver cache %s: %w", path, err)
-	}
-	defer db.Close()
-	rows, err := db.QueryContext(ctx, `SELECT domain, ts, pol_id, pol_body FROM `+resolverTable)
-	if err != nil {
-		return fmt.Errorf("stscache: resolver cache %s (is it postfix-mta-sts-resolver's?): %w", path, err)
+	var rows *sql.Rows
+	for _, immutable := range []bool{false, true} {
+		dsn, err := readOnlyDSN(path, immutable)
+		if err != nil {
+			return fmt.Errorf("stscache: resolver cache %s: %w", path, err)
+		}
+		db, err := sql.Open("sqlite", dsn)
+		if err != nil {
+			return fmt.Errorf("stscache: resolver cache %s: %w", path, err)
+		}
+		defer db.Close()
+		rows, err = db.QueryContext(ctx, `SELECT domain, ts, pol_id, pol_body FROM `+resolverTable)
+		if err == nil {
+			break
+		}
+		if immutable {
+			return fmt.Errorf("stscache: resolver cache %s (is it postfix-mta-sts-resolver's?): %w", path, err)
+		}
 	}
 	defer rows.Close()
 	for rows.Next() {
