@@ -70,7 +70,7 @@ func checkForeign(ctx context.Context, path string) error {
 		return nil
 	}
 	var tables []string
-	for _, immutable := range []bool{false, true} {
+	for _, immutable := range readOnlyModes(path) {
 		var ok bool
 		if tables, ok = foreignTables(ctx, path, immutable); ok {
 			break
@@ -83,6 +83,22 @@ func checkForeign(ctx context.Context, path string) error {
 		return fmt.Errorf("%w: %s (tables %s)", ErrForeignFile, path, strings.Join(tables, ", "))
 	}
 	return nil
+}
+
+// readOnlyModes says how to open another program's file for reading,
+// as the immutable argument of readOnlyDSN, in the order to try. Without a
+// -wal file next to it, everything is in the file itself: read it
+// immutable, which creates no -wal and -shm files beside it (files of ours
+// there, owned by our user, could keep the old daemon from writing its
+// file again after a rollback). With one (the old daemon is running, or
+// did not stop cleanly), a read-only WAL reader sees its latest writes;
+// immutable is the fallback when that open fails (a directory this process
+// may not write).
+func readOnlyModes(path string) []bool {
+	if _, err := os.Lstat(path + "-wal"); err != nil {
+		return []bool{true}
+	}
+	return []bool{false, true}
 }
 
 // foreignTables returns the tables of path when its schema version is 0,
@@ -239,7 +255,7 @@ func ReadResolverSQLite(ctx context.Context, path string, now time.Time, fn Reso
 		return fmt.Errorf("stscache: resolver cache: %w", err)
 	}
 	var rows *sql.Rows
-	for _, immutable := range []bool{false, true} {
+	for _, immutable := range readOnlyModes(path) {
 		dsn, err := readOnlyDSN(path, immutable)
 		if err != nil {
 			return fmt.Errorf("stscache: resolver cache %s: %w", path, err)

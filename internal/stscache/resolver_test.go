@@ -115,9 +115,11 @@ func TestOpenSQLiteRefusesForeignFiles(t *testing.T) {
 		if err != nil || !bytes.Equal(before, after) {
 			t.Errorf("%s changed by the refused open (%v)", filepath.Base(path), err)
 		}
-		for _, suffix := range []string{"-wal", "-shm"} {
-			if fi, err := os.Stat(path + suffix); err == nil && fi.Size() > 0 && suffix == "-wal" {
-				t.Errorf("%s%s written by the refused open", filepath.Base(path), suffix)
+		// Not even files beside it (ours, they could keep the old daemon
+		// from writing its file after a rollback).
+		for _, suffix := range []string{"-wal", "-shm", "-journal"} {
+			if _, err := os.Lstat(path + suffix); err == nil {
+				t.Errorf("%s%s created by the refused open", filepath.Base(path), suffix)
 			}
 		}
 	}
@@ -202,6 +204,11 @@ func TestImportResolverSQLite(t *testing.T) {
 	if after, _ := os.ReadFile(peer); !bytes.Equal(before, after) {
 		t.Error("the old daemon's file changed")
 	}
+	for _, suffix := range []string{"-wal", "-shm", "-journal"} {
+		if _, err := os.Lstat(peer + suffix); err == nil {
+			t.Errorf("cache.db%s created by the import", suffix)
+		}
+	}
 	// A second import keeps what is there; a newer policy in the store is
 	// never replaced by an older one from the file.
 	newer := &mtasts.Entry{Domain: "example.com", ID: "new", FetchedAt: now,
@@ -283,4 +290,41 @@ func TestImportResolverRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkImported(t, ctx, relabelled, now, stats)
+}
+
+// With the old daemon still running, its latest writes are in the WAL, not
+// yet in the file: the import reads them.
+func TestImportResolverSQLiteRunningPeer(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	now := time.Now()
+	peer := filepath.Join(t.TempDir(), "cache.db")
+	writeResolverSQLite(t, peer, nil)
+	db, err := sql.Open("sqlite", peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	for _, q := range []string{
+		"PRAGMA journal_mode=WAL",
+		"PRAGMA wal_autocheckpoint=0",
+		"insert into sts_policy_cache (domain, ts, pol_id, pol_body) values ('live.example', " + strconv.FormatInt(now.Unix()-60, 10) +
+			`, 'l1', '{"mx": ["mx.live.example"], "version": "STSv1", "mode": "enforce", "max_age": 86400}')`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fi, err := os.Stat(peer + "-wal"); err != nil || fi.Size() == 0 {
+		t.Fatalf("the running peer's WAL: %v", err)
+	}
+	dst := &Memory{}
+	stats, err := Import(ctx, dst, now, func(fn ResolverRecordFunc) error { return ReadResolverSQLite(ctx, peer, now, fn) }, nil)
+	if err != nil || stats.Imported != 1 {
+		t.Fatalf("import: %+v, %v", stats, err)
+	}
+	if e, _ := dst.Get(ctx, "live.example"); e == nil || e.ID != "l1" {
+		t.Errorf("live.example: %+v", e)
+	}
 }
