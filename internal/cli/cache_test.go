@@ -129,7 +129,7 @@ func TestCachePurgeRedis(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", DialTimeout: time.Second})
-	defer rdb.Close()
+	t.Cleanup(func() { rdb.Close() }) // after the key cleanup below (LIFO)
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		t.Skipf("no Redis on 127.0.0.1:6379 (SKIPPED, NOT PASSED): %v", err)
 	}
