@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
@@ -42,6 +43,10 @@ Subcommands:
                         daemons drop them too and fetch them again when asked
   warm FILE             fetch the policies of the domains in FILE (one per line, # comments)
   export                every entry as JSON Lines
+  import --from-resolver FILE|URL
+                        copy the policies postfix-mta-sts-resolver cached
+                        (its SQLite file, read only, or a redis://, rediss://
+                        or unix:// URL of its Redis database) into this cache
 
 Purging reaches running daemons without a restart. SQLite: the purge is
 logged in the file, and each policyd using it reads the log every 2 s and
@@ -59,22 +64,25 @@ Examples:
   mailsts cache purge example.com example.net
   mailsts cache warm --concurrency 16 top-destinations.txt
   mailsts cache export > cache.jsonl
+  mailsts cache import --from-resolver /var/lib/mta-sts/cache.db
 
 Exit codes:
   0  done
-  1  show: the domain is not cached; warm: some domains have no policy or failed
+  1  show: the domain is not cached; warm: some domains have no policy or failed;
+     import: some records could not be read (skipped)
   2  the store could not be opened or failed; cache.type is memory or unknown in the configuration
   64 usage error: unknown subcommand or flag, a flag the subcommand does not take, a bad value
      (--cache bogus), missing or extra arguments
 `
 
 func runCache(ctx context.Context, env Env, args []string) int {
-	fs := newFlagSet("cache", "mailsts cache [--config F] [--state-dir D] [--cache T] list [--json]|show [--json] DOMAIN|purge [DOMAIN...|--all]|warm FILE|export", cacheHelp, env.Stderr)
+	fs := newFlagSet("cache", "mailsts cache [--config F] [--state-dir D] [--cache T] list [--json]|show [--json] DOMAIN|purge [DOMAIN...|--all]|warm FILE|export|import --from-resolver FILE|URL", cacheHelp, env.Stderr)
 	var df daemonFlags
 	df.register(fs)
 	all := fs.Bool("all", false, "purge: every entry")
 	concurrency := fs.Int("concurrency", 8, "warm: domains fetched at once")
 	asJSON := fs.Bool("json", false, "list, show: print JSON (list as JSON Lines, like export); export writes JSON Lines only")
+	fromResolver := fs.String("from-resolver", "", "import: postfix-mta-sts-resolver's cache, its SQLite `file` or a redis:// URL")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -92,15 +100,15 @@ func runCache(ctx context.Context, env Env, args []string) int {
 		fmt.Fprintf(env.Stderr, "mailsts cache %s: %s\n", sub, msg)
 		return ExitUsage
 	}
-	// Flags either work or are refused (issue 11 item 13): a flag given
-	// to a subcommand it does not apply to is a usage error.
+	// Flags either work or are refused: a flag given to a subcommand it
+	// does not apply to is a usage error.
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	for _, o := range []struct {
 		flag string
 		subs []string
-	}{{"all", []string{"purge"}}, {"concurrency", []string{"warm"}}, {"json", []string{"list", "show", "export"}}} {
-		if set[o.flag] && !slices.Contains(o.subs, sub) && slices.Contains([]string{"list", "show", "purge", "warm", "export"}, sub) {
+	}{{"all", []string{"purge"}}, {"concurrency", []string{"warm"}}, {"json", []string{"list", "show", "export"}}, {"from-resolver", []string{"import"}}} {
+		if set[o.flag] && !slices.Contains(o.subs, sub) && slices.Contains([]string{"list", "show", "purge", "warm", "export", "import"}, sub) {
 			return usage(fmt.Sprintf("--%s applies to %s only", o.flag, strings.Join(o.subs, ", ")))
 		}
 	}
@@ -126,6 +134,10 @@ func runCache(ctx context.Context, env Env, args []string) int {
 	case "warm":
 		if len(rest) != 1 || *concurrency < 1 {
 			return usage("exactly one FILE and --concurrency ≥ 1 are required")
+		}
+	case "import":
+		if len(rest) != 0 || *fromResolver == "" {
+			return usage("--from-resolver FILE|URL is required, and no arguments")
 		}
 	default:
 		return usage("unknown subcommand")
@@ -165,6 +177,8 @@ func runCache(ctx context.Context, env Env, args []string) int {
 		return cacheShow(ctx, env, st.Store, rest[0], *asJSON)
 	case "purge":
 		return cachePurge(ctx, env, st, rest, *all)
+	case "import":
+		return cacheImport(ctx, env, cfg, st, *fromResolver, log)
 	default:
 		return cacheWarm(ctx, env, cfg, st.Store, rest[0], *concurrency, log)
 	}
@@ -405,27 +419,48 @@ func cacheWarm(ctx context.Context, env Env, cfg *policyd.Config, s mtasts.Store
 		fmt.Fprintf(env.Stderr, "mailsts cache warm: %v\n", err)
 		return ExitError
 	}
+	// The flags and file must make a valid configuration before anything
+	// is fetched (a bad --dns is an error, not a failure of every domain).
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(env.Stderr, "mailsts cache warm: %v\n", err)
+		return ExitError
+	}
 	client, err := policyd.NewClient(cfg, nil)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "mailsts cache warm: %v\n", err)
 		return ExitError
 	}
-	cache := &mtasts.Cache{Client: client, Store: s, RefreshInterval: cfg.Cache.RefreshInterval, NegativeTTL: cfg.Cache.NegativeTTL, Logger: log}
+	// Only what the run learns reaches the shared store: its failures
+	// never make a running daemon answer TEMP (issue #10 item 8).
+	cache := &mtasts.Cache{Client: client, Store: newWarmStore(s, nil), RefreshInterval: cfg.Cache.RefreshInterval, NegativeTTL: cfg.Cache.NegativeTTL, Logger: log}
 	var found, none, failed atomic.Int64
+	var outMu sync.Mutex // the workers share env.Stderr
+	report := func(format string, a ...any) {
+		outMu.Lock()
+		defer outMu.Unlock()
+		fmt.Fprintf(env.Stderr, format, a...)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(concurrency)
 	for _, d := range domains {
 		g.Go(func() error {
 			res, err := cache.Get(gctx, d)
+			if err == nil && mtasts.Remembered(res.Err) {
+				// An earlier attempt's outcome (a daemon's negative
+				// cache or failure): warming means looking now. The
+				// back-off of a failed fetch of the same policy id
+				// still holds (RFC 8461 §3.3, STS-FETCH-7).
+				res, err = cache.Refresh(gctx, d, false)
+			}
 			switch {
 			case err != nil:
 				failed.Add(1)
-				fmt.Fprintf(env.Stderr, "%s: %v\n", d, err)
+				report("%s: %v\n", d, err)
 			case res.Policy != nil:
 				found.Add(1)
 			case res.Err != nil && mtasts.ResultType(res.Err) != "no-policy":
 				failed.Add(1)
-				fmt.Fprintf(env.Stderr, "%s: %s\n", d, res.Err)
+				report("%s: %s\n", d, res.Err)
 			default:
 				none.Add(1)
 			}

@@ -119,14 +119,28 @@ type CacheConfig struct {
 	// EvictUnusedAfter removes entries without a valid policy unused for
 	// this long.
 	EvictUnusedAfter time.Duration `yaml:"evict_unused_after"`
+	// ImportResolver is postfix-mta-sts-resolver's cache (its SQLite file,
+	// or a redis://, rediss:// or unix:// URL of its Redis database) whose
+	// policies policyd imports once, at the first start with an empty
+	// cache, so that the trust it learned survives the move. The
+	// mta-sts-daemon.yml dialect sets it from the old cache settings.
+	ImportResolver string `yaml:"import_resolver,omitempty"`
 }
 
 // RedisConfig is the shared Redis cache.
 type RedisConfig struct {
-	Address  string `yaml:"address"`
+	// Address is host:port, used when URL is empty.
+	Address string `yaml:"address"`
+	// URL, when set, replaces Address and DB: a go-redis URL,
+	// redis://[user@]host[:port][/db][?option=value&...], rediss:// for
+	// TLS, or unix:///path/to/socket[?db=N]. Options are go-redis's
+	// (dial_timeout, read_timeout, write_timeout, pool_size, ...).
+	URL      string `yaml:"url,omitempty"`
 	Prefix   string `yaml:"prefix"`
 	Password string `yaml:"password,omitempty"`
 	DB       int    `yaml:"db"`
+	// CAFile adds roots for verifying a rediss:// server.
+	CAFile string `yaml:"ca_file,omitempty"`
 }
 
 // ZoneConfig is one zone in the file.
@@ -413,22 +427,35 @@ func parseLegacy(data []byte, cfg *Config) ([]string, error) {
 				if !ok {
 					return notes, fmt.Errorf("%w: cache.options.filename must be a string", ErrConfig)
 				}
-				cfg.Cache.Path = s
-				note("cache.options.filename → cache.path: %s (mailsts uses its own schema: give it a new file, the old cache is not read)", s)
+				// Never write into the old daemon's file: mailsts keeps
+				// its own (cache.path, default under state_dir) and
+				// imports the policies of the old one.
+				cfg.Cache.ImportResolver = s
+				note("cache.options.filename %s is postfix-mta-sts-resolver's cache: mailsts keeps its own cache (cache.path, default <state_dir>/%s) and never writes into the old file; "+
+					"its policies are imported at the first start (cache.import_resolver; by hand: mailsts cache import --from-resolver %s)", s, CacheFileName, s)
 			}
 		case "redis":
 			cfg.Cache.Type = "redis"
-			if err := legacyRedis(c.Options, &cfg.Cache.Redis, note); err != nil {
+			rc, rnotes, err := ResolverRedis(c.Options)
+			notes = append(notes, rnotes...)
+			if err != nil {
 				return notes, err
 			}
+			rc.Prefix = cfg.Cache.Redis.Prefix
+			cfg.Cache.Redis = rc
+			cfg.Cache.ImportResolver = rc.URL
+			note("cache.options → cache.redis: url %s (keys under prefix %q, mailsts's own format; the old daemon's keys in that database are imported at the first start, cache.import_resolver)",
+				rc.Where(), rc.Prefix)
 		default:
 			return notes, fmt.Errorf("%w: cache.type %q is not internal, sqlite or redis", ErrConfig, c.Type)
 		}
-		for k := range c.Options {
-			switch k {
-			case "cache_size", "filename", "url", "address", "host", "port", "db", "password":
-			default:
-				note("cache.options.%s ignored: no equivalent in mailsts", k)
+		if c.Type != "redis" {
+			for k := range c.Options {
+				switch k {
+				case "cache_size", "filename":
+				default:
+					note("cache.options.%s ignored: no equivalent in mailsts", k)
+				}
 			}
 		}
 	}
@@ -478,46 +505,6 @@ func parseLegacy(data []byte, cfg *Config) ([]string, error) {
 		cfg.Zones[name] = z
 	}
 	return notes, nil
-}
-
-// legacyRedis maps aioredis.from_url options.
-func legacyRedis(opts map[string]any, r *RedisConfig, note func(string, ...any)) error {
-	if u, ok := opts["url"].(string); ok {
-		rest, found := strings.CutPrefix(u, "redis://")
-		if !found {
-			return fmt.Errorf("%w: cache.options.url %q: only redis:// URLs are supported", ErrConfig, u)
-		}
-		hostPart, db, _ := strings.Cut(rest, "/")
-		if cred, h, ok := strings.Cut(hostPart, "@"); ok {
-			_, pw, _ := strings.Cut(cred, ":")
-			r.Password = pw
-			hostPart = h
-		}
-		if hostPart != "" {
-			if !strings.Contains(hostPart, ":") {
-				hostPart += ":6379"
-			}
-			r.Address = hostPart
-		}
-		if db != "" {
-			n, err := strconv.Atoi(db)
-			if err != nil {
-				return fmt.Errorf("%w: cache.options.url %q: database %q is not a number", ErrConfig, u, db)
-			}
-			r.DB = n
-		}
-		note("cache.options.url → cache.redis: address %s, db %d (keys under prefix %q, mailsts's own format)", r.Address, r.DB, r.Prefix)
-	}
-	if a, ok := opts["address"].(string); ok {
-		r.Address = strings.TrimPrefix(a, "redis://")
-	}
-	if pw, ok := opts["password"].(string); ok {
-		r.Password = pw
-	}
-	if db, ok := opts["db"].(int); ok {
-		r.DB = db
-	}
-	return nil
 }
 
 // parseMode parses a unix socket mode: octal text ("0660"), or, for the
@@ -570,6 +557,13 @@ func (c *Config) Validate() error {
 	case "sqlite", "memory", "redis":
 	default:
 		return bad("cache.type %q is not sqlite, memory or redis", c.Cache.Type)
+	}
+	if c.Cache.Type == "redis" {
+		// The address must be one go-redis can dial: a bad one would
+		// make every query TEMP.
+		if _, err := c.Cache.Redis.Options(); err != nil {
+			return err
+		}
 	}
 	if c.Cache.MaxEntries < 0 || c.Cache.RefreshConcurrency < 0 {
 		return bad("cache: max_entries and refresh_concurrency must not be negative")
@@ -670,5 +664,7 @@ func (c *Config) YAML() ([]byte, error) {
 	if cp.Cache.Redis.Password != "" {
 		cp.Cache.Redis.Password = "********"
 	}
+	cp.Cache.Redis.URL = maskURL(cp.Cache.Redis.URL)
+	cp.Cache.ImportResolver = maskURL(cp.Cache.ImportResolver)
 	return yaml.Marshal(&cp)
 }

@@ -148,14 +148,15 @@ zones:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Listen[0].Socketmap != "unix:/run/mta-sts.sock" || cfg.Listen[0].Mode != "0666" || cfg.Cache.Path != "/var/lib/mta-sts/cache.db" {
+	if cfg.Listen[0].Socketmap != "unix:/run/mta-sts.sock" || cfg.Listen[0].Mode != "0666" ||
+		cfg.Cache.Path != "" || cfg.Cache.ImportResolver != "/var/lib/mta-sts/cache.db" {
 		t.Errorf("unix/sqlite mapped to %+v %+v", cfg.Listen, cfg.Cache)
 	}
 	cfg, _, err = Parse([]byte("port: 9000\ncache:\n  type: redis\n  options:\n    url: redis://:pw@10.1.1.1:6380/3\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := cfg.Cache.Redis; r.Address != "10.1.1.1:6380" || r.Password != "pw" || r.DB != 3 || cfg.Listen[0].Socketmap != "127.0.0.1:9000" {
+	if r := cfg.Cache.Redis; r.URL != "redis://10.1.1.1:6380?db=3" || r.Password != "pw" || cfg.Listen[0].Socketmap != "127.0.0.1:9000" {
 		t.Errorf("redis mapped to %+v", r)
 	}
 	if _, _, err := Parse([]byte("host: 127.0.0.1\nbogus: 1\n")); err == nil || !strings.Contains(err.Error(), "line 2") {

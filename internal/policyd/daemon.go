@@ -122,6 +122,9 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		return err
 	}
 	d.store = st
+	// Issue #10 item 7: the policies postfix-mta-sts-resolver learned
+	// survive the move (once).
+	AutoImport(ctx, st, cfg, d.now(), log)
 	defer func() {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()

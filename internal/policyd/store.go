@@ -27,6 +27,10 @@ type Store struct {
 	Kind string
 	// Where describes the location: the file path or the Redis address.
 	Where string
+	// ResolverFile is set when the configured cache.path was
+	// postfix-mta-sts-resolver's cache file: Where is then mailsts's own
+	// file, and the old one is left untouched, to be imported.
+	ResolverFile string
 
 	front  *stscache.Memory
 	tiered *stscache.Tiered
@@ -72,20 +76,34 @@ func OpenStore(ctx context.Context, cfg *Config, opts StoreOptions, logger *slog
 		return &Store{Store: front, Kind: "memory", Where: "memory", front: front}, nil
 	case "redis":
 		rc := cfg.Cache.Redis
-		rdb := redis.NewClient(&redis.Options{Addr: rc.Address, Password: rc.Password, DB: rc.DB})
+		ropts, err := rc.Options()
+		if err != nil {
+			return nil, err
+		}
+		rdb := redis.NewClient(ropts)
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		if err := rdb.Ping(pctx).Err(); err != nil {
 			// Not fatal: Tiered serves from memory while Redis is away.
-			logger.Warn("Redis is not reachable yet; answering from memory until it is", "address", rc.Address, "error", err)
+			logger.Warn("Redis is not reachable yet; answering from memory until it is", "address", rc.Where(), "error", err)
 		}
 		back := stscache.NewRedis(rdb, rc.Prefix, logger)
 		back.Now = opts.Now
 		t := &stscache.Tiered{Front: front, Back: back, Now: opts.Now, Logger: logger}
-		return &Store{Store: t, Kind: "redis", Where: rc.Address + " prefix " + rc.Prefix, front: front, tiered: t, rdb: rdb}, nil
+		return &Store{Store: t, Kind: "redis", Where: rc.Where() + " prefix " + rc.Prefix, front: front, tiered: t, rdb: rdb}, nil
 	}
 	path := StatePath(cfg, opts.Getenv)
 	db, err := openSQLite(ctx, path, logger)
+	resolverFile := ""
+	if errors.Is(err, stscache.ErrResolverCache) {
+		// Issue #10 item 7: never write into postfix-mta-sts-resolver's
+		// file. Use our own and import what the old one holds.
+		own := StatePath(&Config{StateDir: cfg.StateDir}, opts.Getenv)
+		logger.Error("cache.path is postfix-mta-sts-resolver's cache file: mailsts does not write into it; using its own file and importing the old file's policies",
+			"resolver_file", path, "path", own)
+		resolverFile, path = path, own
+		db, err = openSQLite(ctx, path, logger)
+	}
 	if err != nil {
 		if opts.NoFallback {
 			return nil, err
@@ -99,7 +117,7 @@ func OpenStore(ctx context.Context, cfg *Config, opts StoreOptions, logger *slog
 	// Nothing is read yet: a lookup that misses memory reads the file, and
 	// Warm copies the whole file into memory in the background.
 	t := &stscache.Tiered{Front: front, Back: db, FrontTTL: -1, Now: opts.Now, Logger: logger}
-	return &Store{Store: t, Kind: "sqlite", Where: path, front: front, tiered: t, sqlite: db}, nil
+	return &Store{Store: t, Kind: "sqlite", Where: path, ResolverFile: resolverFile, front: front, tiered: t, sqlite: db}, nil
 }
 
 func openSQLite(ctx context.Context, path string, logger *slog.Logger) (*stscache.SQLite, error) {

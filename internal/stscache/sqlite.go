@@ -96,6 +96,10 @@ func OpenSQLite(ctx context.Context, path string, logger *slog.Logger) (*SQLite,
 	if logger == nil {
 		logger = discard
 	}
+	// Never take over another program's database (issue #10 item 7).
+	if err := checkForeign(ctx, path); err != nil {
+		return nil, err
+	}
 	// A file: URI so that '?', '#' and '%' in path are taken literally.
 	u := url.URL{Scheme: "file", Path: path}
 	q := url.Values{}
