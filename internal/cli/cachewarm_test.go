@@ -122,7 +122,7 @@ func TestCacheWarmBadFlag(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, errs := runCLI(t, "cache", "warm", "--state-dir", state, "--dns", "not an address", list)
-	if code != ExitError || strings.Contains(out, "domains:") || !strings.Contains(errs, "dns") {
+	if code != ExitUsage || strings.Contains(out, "domains:") || !strings.Contains(errs, "dns") {
 		t.Errorf("warm --dns 'not an address': %d %q %q", code, out, errs)
 	}
 }
