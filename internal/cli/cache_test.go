@@ -68,10 +68,9 @@ func TestCacheCommand(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[0]), &x); err != nil || x.Domain == "" {
 		t.Errorf("export line %q: %v", lines[0], err)
 	}
-	// Issue 11 item 13: --json works where it is documented and is
-	// refused elsewhere.
+	// --json works where it is documented and is refused elsewhere.
 	code, out, _ = runCLI(t, append([]string{"cache", "list", "--json"}, common...)...)
-	if jl := strings.Split(strings.TrimSpace(out), "\n"); code != ExitOK || len(jl) != 3 || json.Unmarshal([]byte(jl[0]), &x) != nil {
+	if jl := strings.Split(strings.TrimSpace(out), "\n"); code != ExitOK || len(jl) != 2 || json.Unmarshal([]byte(jl[0]), &x) != nil {
 		t.Errorf("list --json: %d\n%s", code, out)
 	}
 	code, out, _ = runCLI(t, append([]string{"cache", "show", "--json"}, append(common, "enforce.example")...)...)
