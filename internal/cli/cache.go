@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,7 +25,7 @@ import (
 
 var cacheCommand = command{
 	name:    "cache",
-	summary: "list, show, purge, warm or export policyd's MTA-STS cache",
+	summary: "list, show, purge, warm, export or check the status of policyd's MTA-STS cache",
 	run:     runCache,
 }
 
@@ -40,6 +41,11 @@ Subcommands:
                         daemons drop them too and fetch them again when asked
   warm FILE             fetch the policies of the domains in FILE (one per line, # comments)
   export [--json]       every entry as JSON Lines
+  status [--json]       which store is configured and in use, its path, entries,
+                        whether it is durable and writable by you, damaged
+                        files set aside, and what the running policyd recorded
+                        (its status file, policyd-status.json in the state
+                        directory); changes nothing
 
 Purging reaches running daemons without a restart. SQLite: the purge is
 logged in the file, and each policyd using it reads the log every 2 s and
@@ -57,16 +63,19 @@ Examples:
   mailsts cache purge example.com example.net
   mailsts cache warm --concurrency 16 top-destinations.txt
   mailsts cache export > cache.jsonl
+  mailsts cache status
+  sudo -u mailsts mailsts cache status --json
 
 Exit codes:
   0  done
-  1  show: the domain is not cached; warm: some domains have no policy or failed
+  1  show: the domain is not cached; warm: some domains have no policy or failed;
+     status: a problem was found (listed as PROBLEM lines, or "problems" in JSON)
   2  the store could not be opened or failed; cache.type is memory
   64 usage error
 `
 
 func runCache(ctx context.Context, env Env, args []string) int {
-	fs := newFlagSet("cache", "mailsts cache [--config F] [--state-dir D] [--cache T] list|show DOMAIN|purge [DOMAIN...|--all]|warm FILE|export [--json]", cacheHelp, env.Stderr)
+	fs := newFlagSet("cache", "mailsts cache [--config F] [--state-dir D] [--cache T] list|show DOMAIN|purge [DOMAIN...|--all]|warm FILE|export [--json]|status [--json]", cacheHelp, env.Stderr)
 	var df daemonFlags
 	df.register(fs)
 	all := fs.Bool("all", false, "purge: every entry")
@@ -96,7 +105,7 @@ func runCache(ctx context.Context, env Env, args []string) int {
 		return ExitUsage
 	}
 	switch sub {
-	case "list", "export":
+	case "list", "export", "status":
 		if len(rest) != 0 {
 			return usage("no arguments expected")
 		}
@@ -114,6 +123,11 @@ func runCache(ctx context.Context, env Env, args []string) int {
 		}
 	default:
 		return usage("unknown subcommand")
+	}
+	if sub == "status" {
+		asJSON := false
+		fs.Visit(func(f *flag.Flag) { asJSON = asJSON || f.Name == "json" && f.Value.String() == "true" })
+		return cacheStatus(ctx, env, cfg, asJSON)
 	}
 	st, err := policyd.OpenStore(ctx, cfg, policyd.StoreOptions{Getenv: env.getenv, NoFallback: true}, log)
 	if err != nil {

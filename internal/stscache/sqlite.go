@@ -169,6 +169,11 @@ func openSQLite(ctx context.Context, path string, logger *slog.Logger, check boo
 		}
 		return nil, err
 	}
+	// Files an earlier run as root left behind (the file, or its -wal and
+	// -shm while this process has them open) go to the directory's owner.
+	if err := sqlitedb.ChownLikeDir(path); err != nil {
+		logger.WarnContext(ctx, "stscache: cannot give the cache file to the owner of its directory", "path", path, "err", err)
+	}
 	if s.get, err = s.rdb.PrepareContext(ctx, `SELECT `+entryColumns+` FROM entries WHERE domain = ?`); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("stscache: prepare: %w", err)
