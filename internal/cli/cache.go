@@ -47,6 +47,12 @@ Subcommands:
                         (its status file, policyd-status.json in the state
                         directory); changes nothing
 
+Every subcommand but status opens the SQLite file as policyd does: a
+damaged file is set aside (FILE.damaged-TIME) and rebuilt from what can be
+read, with an ERROR line; restart a running policyd afterwards. Run as
+root in a state directory owned by another user, the files created belong
+to that user; better, run as that user (sudo -u mailsts mailsts cache ...).
+
 Purging reaches running daemons without a restart. SQLite: the purge is
 logged in the file, and each policyd using it reads the log every 2 s and
 drops the purged domains from memory. Redis: every policyd on the prefix is

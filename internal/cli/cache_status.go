@@ -118,17 +118,17 @@ func sqliteStatus(ctx context.Context, rep *cacheStatusReport, path string) {
 	}
 	rep.Exists = true
 	rep.Owner = fileOwner(abs)
-	if fi.Size() == 0 {
-		rep.Damaged = stscache.ErrEmptyFile.Error()
-		rep.Problems = append(rep.Problems, "the file is empty (0 bytes): policyd sets it aside at its next start")
-		return
-	}
 	if err := canWrite(abs, false); err != nil {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("this user cannot write %s: %v", abs, err))
 	} else if err := canWrite(filepath.Dir(abs), true); err != nil {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("this user cannot create the -wal and -shm files next to %s: %v", abs, err))
 	} else {
 		rep.Writable = true
+	}
+	if fi.Size() == 0 {
+		rep.Damaged = stscache.ErrEmptyFile.Error()
+		rep.Problems = append(rep.Problems, "the file is empty (0 bytes): policyd sets it aside at its next start")
+		return
 	}
 	db, err := sqlitedb.Open(abs, sqlitedb.Options{})
 	if err != nil {

@@ -8,7 +8,10 @@ import (
 )
 
 // Owner is a file owner: numeric user and group ids.
-type Owner struct{ UID, GID int }
+type Owner struct {
+	UID int `json:"uid"`
+	GID int `json:"gid"`
+}
 
 // chownTarget decides whose files a process creates in a directory: when
 // it runs as root (euid 0) in a directory owned by another user, that
