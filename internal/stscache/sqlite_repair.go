@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/mailsts/mailsts/internal/sqlitedb"
@@ -186,21 +187,41 @@ func repairSQLite(ctx context.Context, path string, damage error, logger *slog.L
 	return rep, nil
 }
 
-// salvageFile reads every entry it can from the damaged file at path.
+// salvageFile reads every entry it can from the damaged file at path:
+// through SQL first, then straight from the pages (readPages) for the
+// entries beneath a damaged interior page. It returns them in domain
+// order, and how many entries an index listed that neither could read.
 func salvageFile(ctx context.Context, path string, logger *slog.Logger) ([]*mtasts.Entry, int) {
-	db, err := sqlitedb.Open(path, sqliteOptions)
-	if err != nil {
-		logger.WarnContext(ctx, "stscache: cannot open the damaged file to salvage it", "path", path, "err", err)
-		return nil, 0
-	}
-	defer db.Close()
-	s := &SQLite{path: path, logger: discard, db: db, wdb: db.W, rdb: db.R}
 	var es []*mtasts.Entry
-	lost, err := s.salvage(ctx, db.W, func(e *mtasts.Entry) bool { es = append(es, e); return true })
+	var lost []string
+	func() {
+		db, err := sqlitedb.Open(path, sqliteOptions)
+		if err != nil {
+			logger.WarnContext(ctx, "stscache: cannot open the damaged file to salvage it", "path", path, "err", err)
+			return
+		}
+		// Closing checkpoints the set-aside log into the file, where
+		// readPages reads it.
+		defer db.Close()
+		s := &SQLite{path: path, logger: discard, db: db, wdb: db.W, rdb: db.R}
+		lost, err = s.salvage(ctx, db.W, func(e *mtasts.Entry) bool { es = append(es, e); return true })
+		if err != nil {
+			logger.WarnContext(ctx, "stscache: salvaging the damaged file stopped", "path", path, "err", err)
+		}
+	}()
+	raw, err := readPages(path)
 	if err != nil {
-		logger.WarnContext(ctx, "stscache: salvaging the damaged file stopped", "path", path, "err", err)
+		logger.WarnContext(ctx, "stscache: reading the damaged file page by page failed", "path", path, "err", err)
 	}
-	return es, lost
+	for _, e := range es {
+		delete(raw, e.Domain) // what SQL read is the current row
+	}
+	for _, e := range raw {
+		es = append(es, e)
+	}
+	slices.SortFunc(es, func(a, b *mtasts.Entry) int { return strings.Compare(a.Domain, b.Domain) })
+	lost = slices.DeleteFunc(lost, func(d string) bool { _, ok := raw[d]; return ok })
+	return es, len(lost)
 }
 
 // salvage visits every entry of a damaged file that can still be read, in
@@ -210,7 +231,7 @@ func salvageFile(ctx context.Context, path string, logger *slog.Logger) ([]*mtas
 // page: the indexes are b-trees of their own, and a backward scan reaches
 // the entries after a damaged page), then each entry is read on its own,
 // so a damaged page costs only the entries on it.
-func (s *SQLite) salvage(ctx context.Context, db *sql.DB, fn func(*mtasts.Entry) bool) (lost int, err error) {
+func (s *SQLite) salvage(ctx context.Context, db *sql.DB, fn func(*mtasts.Entry) bool) (lost []string, err error) {
 	domains := make(map[string]bool)
 	for _, q := range []string{
 		`SELECT domain FROM entries ORDER BY domain`,
@@ -239,7 +260,7 @@ func (s *SQLite) salvage(ctx context.Context, db *sql.DB, fn func(*mtasts.Entry)
 		`SELECT ` + entryColumns + ` FROM entries WHERE domain <= ?1 ORDER BY domain DESC LIMIT 1`,
 	} {
 		if gets[i], err = db.PrepareContext(ctx, q); err != nil {
-			return 0, fmt.Errorf("stscache: salvage %s: %w", s.path, err)
+			return nil, fmt.Errorf("stscache: salvage %s: %w", s.path, err)
 		}
 		defer gets[i].Close()
 	}
@@ -258,7 +279,7 @@ func (s *SQLite) salvage(ctx context.Context, db *sql.DB, fn func(*mtasts.Entry)
 		}
 		if err != nil {
 			if !errors.Is(err, sql.ErrNoRows) {
-				lost++
+				lost = append(lost, d)
 				s.readError(ctx, d, err)
 			}
 			continue
