@@ -49,7 +49,8 @@ Subcommands:
 
 Every subcommand but status opens the SQLite file as policyd does: a
 damaged file is set aside (FILE.damaged-TIME) and rebuilt from what can be
-read, with an ERROR line; restart a running policyd afterwards. Run as
+read, with an ERROR line; if a running policyd uses the file (its status
+file says so), they refuse instead (exit 2): restart policyd to repair it. Run as
 root in a state directory owned by another user, the files created belong
 to that user; better, run as that user (sudo -u mailsts mailsts cache ...).
 
@@ -134,6 +135,9 @@ func runCache(ctx context.Context, env Env, args []string) int {
 		asJSON := false
 		fs.Visit(func(f *flag.Flag) { asJSON = asJSON || f.Name == "json" && f.Value.String() == "true" })
 		return cacheStatus(ctx, env, cfg, asJSON)
+	}
+	if code, refused := refuseRepairUnderDaemon(ctx, env, cfg, sub); refused {
+		return code
 	}
 	st, err := policyd.OpenStore(ctx, cfg, policyd.StoreOptions{Getenv: env.getenv, NoFallback: true}, log)
 	if err != nil {

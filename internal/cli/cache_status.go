@@ -101,7 +101,7 @@ func sqliteStatus(ctx context.Context, rep *cacheStatusReport, path string) {
 	rep.SetAside = slices.DeleteFunc(rep.SetAside, func(p string) bool {
 		return strings.HasSuffix(p, "-wal") || strings.HasSuffix(p, "-shm") // the set-aside file's own log
 	})
-	fi, err := os.Stat(abs)
+	_, err = os.Stat(abs)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		dir := filepath.Dir(abs)
@@ -125,9 +125,13 @@ func sqliteStatus(ctx context.Context, rep *cacheStatusReport, path string) {
 	} else {
 		rep.Writable = true
 	}
-	if fi.Size() == 0 {
-		rep.Damaged = stscache.ErrEmptyFile.Error()
-		rep.Problems = append(rep.Problems, "the file is empty (0 bytes): policyd sets it aside at its next start")
+	if err := stscache.DamageOf(ctx, abs); err != nil {
+		if errors.Is(err, sqlitedb.ErrDamaged) || errors.Is(err, stscache.ErrEmptyFile) {
+			rep.Damaged = err.Error()
+			rep.Problems = append(rep.Problems, "the file is damaged: policyd sets it aside and rebuilds it from what can be read at its next start")
+		} else {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("cannot read %s: %v", abs, err))
+		}
 		return
 	}
 	db, err := sqlitedb.Open(abs, sqlitedb.Options{})
@@ -138,15 +142,6 @@ func sqliteStatus(ctx context.Context, rep *cacheStatusReport, path string) {
 	// Not db.Close: its PRAGMA optimize may write, and status changes nothing.
 	defer db.W.Close()
 	defer db.R.Close()
-	if err := sqlitedb.QuickCheck(ctx, db.R); err != nil {
-		if sqlitedb.Damaged(err) {
-			rep.Damaged = err.Error()
-			rep.Problems = append(rep.Problems, "the file is damaged: policyd sets it aside and rebuilds it from what can be read at its next start")
-		} else {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("cannot read %s: %v", abs, err))
-		}
-		return
-	}
 	var n int
 	if err := db.R.QueryRowContext(ctx, `SELECT count(*) FROM entries`).Scan(&n); err != nil {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("cannot count the entries of %s: %v", abs, err))
@@ -207,4 +202,28 @@ func printCacheStatus(env Env, rep *cacheStatusReport) {
 	for _, p := range rep.Problems {
 		fmt.Fprintf(w, "PROBLEM: %s\n", p)
 	}
+}
+
+// refuseRepairUnderDaemon: a cache subcommand would set a damaged file
+// aside and rebuild it; when the running policyd uses that file, it would
+// go on with the set-aside copy (its writes and the purge log out of
+// reach). Refuse instead, and say to restart policyd, which repairs it.
+func refuseRepairUnderDaemon(ctx context.Context, env Env, cfg *policyd.Config, sub string) (int, bool) {
+	if cfg.Cache.Type == "memory" || cfg.Cache.Type == "redis" {
+		return 0, false
+	}
+	st, err := policyd.ReadStatus(policyd.StatusPath(cfg, env.getenv))
+	if err != nil || st.Kind != "sqlite" || !processRunning(st.PID) {
+		return 0, false
+	}
+	path, err := filepath.Abs(policyd.StatePath(cfg, env.getenv))
+	if err != nil || st.Where != path {
+		return 0, false
+	}
+	if err := stscache.DamageOf(ctx, path); errors.Is(err, sqlitedb.ErrDamaged) || errors.Is(err, stscache.ErrEmptyFile) {
+		fmt.Fprintf(env.Stderr, "mailsts cache %s: %s is damaged (%v) and policyd (pid %d) is using it; "+
+			"restart policyd: it sets the file aside and rebuilds it from what can be read\n", sub, path, err, st.PID)
+		return ExitError, true
+	}
+	return 0, false
 }

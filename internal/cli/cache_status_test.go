@@ -115,8 +115,22 @@ func TestCacheStatusDamaged(t *testing.T) {
 	if b, err := os.ReadFile(path); err != nil || string(b) != strings.Repeat("garbage ", 2000) {
 		t.Errorf("cache status changed the damaged file: %v", err)
 	}
-	// Any other cache command repairs it, saying so.
+	// While a running policyd uses the file (this process stands in for
+	// it), the other cache commands refuse to set it aside under it.
+	status := filepath.Join(state, policyd.StatusFileName)
+	if err := policyd.WriteStatus(status, policyd.StoreStatus{PID: os.Getpid(), Kind: "sqlite", Where: path, Durable: true}); err != nil {
+		t.Fatal(err)
+	}
 	code, _, errs := runCLI(t, "cache", "list", "--state-dir", state)
+	if code != ExitError || !strings.Contains(errs, "restart policyd") {
+		t.Errorf("cache list on a damaged file policyd uses: %d %s", code, errs)
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != strings.Repeat("garbage ", 2000) {
+		t.Errorf("cache list changed the damaged file under policyd: %v", err)
+	}
+	os.Remove(status)
+	// With no policyd on it, any other cache command repairs it, saying so.
+	code, _, errs = runCLI(t, "cache", "list", "--state-dir", state)
 	if code != ExitOK || !strings.Contains(errs, "level=ERROR") {
 		t.Errorf("cache list on a damaged file: %d %s", code, errs)
 	}

@@ -552,3 +552,31 @@ func FuzzEntriesFromPages(f *testing.F) {
 		}
 	})
 }
+
+// DamageOf judges a file as OpenSQLite would, changing nothing.
+func TestDamageOf(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	if err := DamageOf(ctx, filepath.Join(dir, "missing.db")); err != nil {
+		t.Errorf("missing file: %v", err)
+	}
+	empty := filepath.Join(dir, "empty.db")
+	os.WriteFile(empty, nil, 0o600)
+	if err := DamageOf(ctx, empty); !errors.Is(err, ErrEmptyFile) {
+		t.Errorf("empty file: %v, want ErrEmptyFile", err)
+	}
+	junk := filepath.Join(dir, "junk.db")
+	os.WriteFile(junk, []byte(strings.Repeat("junk", 2000)), 0o600)
+	if err := DamageOf(ctx, junk); !errors.Is(err, sqlitedb.ErrDamaged) {
+		t.Errorf("junk file: %v, want sqlitedb.ErrDamaged", err)
+	}
+	if b, _ := os.ReadFile(junk); string(b) != strings.Repeat("junk", 2000) {
+		t.Error("DamageOf changed the file")
+	}
+	good := filepath.Join(dir, "good.db")
+	buildCache(t, good, time.Now())
+	if err := DamageOf(ctx, good); err != nil {
+		t.Errorf("sound file: %v", err)
+	}
+}

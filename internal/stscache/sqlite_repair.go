@@ -306,3 +306,26 @@ func listDomains(ctx context.Context, db *sql.DB, q string, domains map[string]b
 		domains[d] = true
 	}
 }
+
+// DamageOf checks the cache file at path without changing it (it neither
+// creates nor repairs; opening it may create its -wal and -shm): nil for a
+// sound or missing file, an error matching sqlitedb.ErrDamaged or
+// ErrEmptyFile for a file OpenSQLite would set aside, other errors when
+// the file cannot be read.
+func DamageOf(ctx context.Context, path string) error {
+	damage, err := checkFile(path)
+	if err != nil || damage != nil {
+		return errors.Join(damage, err)
+	}
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	db, err := sqlitedb.Open(path, sqlitedb.Options{BusyTimeout: sqliteBusyTimeout})
+	if err != nil {
+		return err
+	}
+	// Not db.Close: its PRAGMA optimize may write.
+	defer db.W.Close()
+	defer db.R.Close()
+	return sqlitedb.QuickCheck(ctx, db.R)
+}
