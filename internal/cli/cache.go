@@ -26,7 +26,7 @@ import (
 
 var cacheCommand = command{
 	name:    "cache",
-	summary: "list, show, purge, warm or export policyd's MTA-STS cache",
+	summary: "list, show, purge, warm, export or check the status of policyd's MTA-STS cache",
 	run:     runCache,
 }
 
@@ -47,6 +47,18 @@ Subcommands:
                         copy the policies postfix-mta-sts-resolver cached
                         (its SQLite file, read only, or a redis://, rediss://
                         or unix:// URL of its Redis database) into this cache
+  status [--json]       which store is configured and in use, its path, entries,
+                        whether it is durable and writable by you, damaged
+                        files set aside, and what the running policyd recorded
+                        (its status file, policyd-status.json in the state
+                        directory); changes nothing
+
+Every subcommand but status opens the SQLite file as policyd does: a
+damaged file is set aside (FILE.damaged-TIME) and rebuilt from what can be
+read, with an ERROR line; if a running policyd uses the file (its status
+file says so), they refuse instead (exit 2): restart policyd to repair it. Run as
+root in a state directory owned by another user, the files created belong
+to that user; better, run as that user (sudo -u mailsts mailsts cache ...).
 
 Purging reaches running daemons without a restart. SQLite: the purge is
 logged in the file, and each policyd using it reads the log every 2 s and
@@ -65,6 +77,7 @@ Examples:
   mailsts cache warm --concurrency 16 top-destinations.txt
   mailsts cache export > cache.jsonl
   mailsts cache import --from-resolver /var/lib/mta-sts/cache.db
+  sudo -u mailsts mailsts cache status --json
 
 Exit codes:
   0  done
@@ -76,12 +89,12 @@ Exit codes:
 `
 
 func runCache(ctx context.Context, env Env, args []string) int {
-	fs := newFlagSet("cache", "mailsts cache [--config F] [--state-dir D] [--cache T] list [--json]|show [--json] DOMAIN|purge [DOMAIN...|--all]|warm FILE|export|import --from-resolver FILE|URL", cacheHelp, env.Stderr)
+	fs := newFlagSet("cache", "mailsts cache [--config F] [--state-dir D] [--cache T] list [--json]|show [--json] DOMAIN|purge [DOMAIN...|--all]|warm FILE|export|import --from-resolver FILE|URL|status [--json]", cacheHelp, env.Stderr)
 	var df daemonFlags
 	df.register(fs)
 	all := fs.Bool("all", false, "purge: every entry")
 	concurrency := fs.Int("concurrency", 8, "warm: domains fetched at once")
-	asJSON := fs.Bool("json", false, "list, show: print JSON (list as JSON Lines, like export); export writes JSON Lines only")
+	asJSON := fs.Bool("json", false, "list, show, status: print JSON (list as JSON Lines, like export); export writes JSON Lines only")
 	fromResolver := fs.String("from-resolver", "", "import: postfix-mta-sts-resolver's cache, its SQLite `file` or a redis:// URL")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
@@ -107,8 +120,8 @@ func runCache(ctx context.Context, env Env, args []string) int {
 	for _, o := range []struct {
 		flag string
 		subs []string
-	}{{"all", []string{"purge"}}, {"concurrency", []string{"warm"}}, {"json", []string{"list", "show", "export"}}, {"from-resolver", []string{"import"}}} {
-		if set[o.flag] && !slices.Contains(o.subs, sub) && slices.Contains([]string{"list", "show", "purge", "warm", "export", "import"}, sub) {
+	}{{"all", []string{"purge"}}, {"concurrency", []string{"warm"}}, {"json", []string{"list", "show", "export", "status"}}, {"from-resolver", []string{"import"}}} {
+		if set[o.flag] && !slices.Contains(o.subs, sub) && slices.Contains([]string{"list", "show", "purge", "warm", "export", "import", "status"}, sub) {
 			return usage(fmt.Sprintf("--%s applies to %s only", o.flag, strings.Join(o.subs, ", ")))
 		}
 	}
@@ -119,7 +132,7 @@ func runCache(ctx context.Context, env Env, args []string) int {
 		return usage(err.Error())
 	}
 	switch sub {
-	case "list", "export":
+	case "list", "export", "status":
 		if len(rest) != 0 {
 			return usage("no arguments expected")
 		}
@@ -153,6 +166,12 @@ func runCache(ctx context.Context, env Env, args []string) int {
 		// Never guess (OpenStore would create a SQLite file).
 		fmt.Fprintf(env.Stderr, "mailsts cache: cache.type %q is not sqlite, memory or redis\n", cfg.Cache.Type)
 		return ExitError
+	}
+	if sub == "status" {
+		return cacheStatus(ctx, env, cfg, *asJSON)
+	}
+	if code, refused := refuseRepairUnderDaemon(ctx, env, cfg, sub); refused {
+		return code
 	}
 	st, err := policyd.OpenStore(ctx, cfg, policyd.StoreOptions{Getenv: env.getenv, NoFallback: true}, log)
 	if err != nil {

@@ -23,7 +23,17 @@
 //     left the cached policy (issue #3 item 5), ok (a new policy was
 //     fetched) or failed;
 //   - dane_decisions_total{outcome}: DANE lookups by outcome;
-//   - connections_open, protocol_errors_total: the socketmap/tcp_table side.
+//   - connections_open, protocol_errors_total: the socketmap/tcp_table side;
+//   - cache_durable: 1 when the policy cache survives a restart (a SQLite
+//     file or Redis), 0 when it lives in memory only;
+//   - cache_degraded: 1 when the configured SQLite file could not be opened
+//     and policyd fell back to memory (alert on it: cached policies will
+//     not survive a restart, STS-CACHE-10);
+//   - cache_repairs_total: damaged cache files set aside and rebuilt at
+//     open;
+//   - cache_unreadable_entries_total: entries that could not be read from
+//     the cache file (a damaged page, an undecodable row), treated as
+//     absent and fetched again.
 package metrics
 
 import (
@@ -55,6 +65,10 @@ type Metrics struct {
 	dane         *prometheus.CounterVec
 	conns        prometheus.Gauge
 	protoErrors  prometheus.Counter
+	durable      prometheus.Gauge
+	degraded     prometheus.Gauge
+	repairs      prometheus.Counter
+	unreadable   prometheus.Counter
 
 	hit, miss, stale prometheus.Counter
 }
@@ -92,9 +106,17 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			"Open Postfix connections."))),
 		protoErrors: prometheus.NewCounter(prometheus.CounterOpts(opts("protocol_errors_total",
 			"Malformed requests from clients."))),
+		durable: prometheus.NewGauge(prometheus.GaugeOpts(opts("cache_durable",
+			"1 when the policy cache survives a restart (SQLite file or Redis), 0 when it is in memory only."))),
+		degraded: prometheus.NewGauge(prometheus.GaugeOpts(opts("cache_degraded",
+			"1 when the configured SQLite cache could not be opened and policyd fell back to memory."))),
+		repairs: prometheus.NewCounter(prometheus.CounterOpts(opts("cache_repairs_total",
+			"Damaged cache files set aside and rebuilt from what could be read."))),
+		unreadable: prometheus.NewCounter(prometheus.CounterOpts(opts("cache_unreadable_entries_total",
+			"Cache entries that could not be read from the file, treated as absent and fetched again."))),
 	}
 	for _, c := range []prometheus.Collector{m.queries, m.latency, m.cacheLookups, m.fetches, m.fetchTime,
-		m.refreshes, m.recoveries, m.dane, m.conns, m.protoErrors} {
+		m.refreshes, m.recoveries, m.dane, m.conns, m.protoErrors, m.durable, m.degraded, m.repairs, m.unreadable} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -167,6 +189,27 @@ func (m *Metrics) Fetched(_ string, elapsed time.Duration, err error) {
 		return
 	}
 	m.fetches.WithLabelValues(mtasts.ResultType(err)).Inc()
+}
+
+// CacheOpened records the policy cache store policyd opened: whether it
+// survives a restart, and whether it is a fall back to memory from a
+// SQLite file that could not be opened.
+func (m *Metrics) CacheOpened(durable, degraded bool) {
+	m.durable.Set(boolValue(durable))
+	m.degraded.Set(boolValue(degraded))
+}
+
+// CacheRepaired records a damaged cache file set aside and rebuilt.
+func (m *Metrics) CacheRepaired() { m.repairs.Inc() }
+
+// CacheUnreadable records a cache entry that could not be read.
+func (m *Metrics) CacheUnreadable() { m.unreadable.Inc() }
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // ConnOpened implements postfix.Observer.

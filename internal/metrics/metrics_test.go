@@ -36,6 +36,10 @@ func TestMetrics(t *testing.T) {
 	m.Refreshed(3, 1)
 	m.ConnOpened()
 	m.ProtocolError(errors.New("bad"))
+	m.CacheOpened(false, true)
+	m.CacheRepaired()
+	m.CacheUnreadable()
+	m.CacheUnreadable()
 	srv := httptest.NewServer(Handler(reg))
 	defer srv.Close()
 	resp, err := srv.Client().Get(srv.URL)
@@ -57,6 +61,10 @@ func TestMetrics(t *testing.T) {
 		`mailsts_policyd_refreshes_total{result="ok"} 3`,
 		`mailsts_policyd_connections_open 1`,
 		`mailsts_policyd_protocol_errors_total 1`,
+		`mailsts_policyd_cache_durable 0`,
+		`mailsts_policyd_cache_degraded 1`,
+		`mailsts_policyd_cache_repairs_total 1`,
+		`mailsts_policyd_cache_unreadable_entries_total 2`,
 		`mailsts_policyd_query_duration_seconds_count{zone="postfix"} 2`,
 	} {
 		if !strings.Contains(string(body), want) {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync/atomic"
@@ -70,6 +71,10 @@ type Daemon struct {
 	responder *Responder
 	cache     *mtasts.Cache
 	store     *Store
+	started   time.Time // when Run began
+	// damageRecorded: the status file says the SQLite file was found
+	// damaged while running (maintainLoop only).
+	damageRecorded bool
 
 	// Tests: purgeEvery replaces purgePollEvery; purged, when set, is
 	// called after each poll of the SQLite purge log and each Redis purge
@@ -117,13 +122,20 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		return err
 	}
 	started := d.now() // purges made from here on are applied (purgeLoop)
-	st, err := OpenStore(ctx, cfg, StoreOptions{Getenv: d.Getenv, Now: d.Now}, log)
+	d.started = started
+	st, err := OpenStore(ctx, cfg, StoreOptions{Getenv: d.Getenv, Now: d.Now,
+		OnUnreadable: func(string, error) { m.CacheUnreadable() }}, log)
 	if err != nil {
 		return err
 	}
 	d.store = st
-	// Issue #10 item 7: the policies postfix-mta-sts-resolver learned
-	// survive the move (once).
+	m.CacheOpened(st.Durable, st.Degraded != nil)
+	if st.Repair != nil {
+		m.CacheRepaired()
+	}
+	d.writeStatus(started)
+	// The policies postfix-mta-sts-resolver learned survive the move
+	// (once).
 	AutoImport(ctx, st, cfg, d.now(), log)
 	defer func() {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -393,6 +405,20 @@ func (d *Daemon) now() time.Time {
 
 // maintainLoop flushes use times, evicts and caps the store, and prunes the
 // Responder's per-domain state.
+// writeStatus records the cache store in use in the status file under the
+// state directory, for `mailsts cache status`; best effort (a daemon that
+// fell back to memory because the directory is not writable cannot write
+// it either, and has said so at ERROR).
+func (d *Daemon) writeStatus(started time.Time) {
+	path := StatusPath(d.Config, d.Getenv)
+	if _, err := os.Stat(filepath.Dir(path)); err != nil && d.store.Kind != "sqlite" && d.store.Degraded == nil {
+		return // memory or Redis and no state directory: nothing to say
+	}
+	if err := WriteStatus(path, d.store.Status(started, d.now())); err != nil {
+		d.logger().Warn("cannot record the cache status for `mailsts cache status`", "path", path, "error", err)
+	}
+}
+
 func (d *Daemon) maintainLoop(ctx context.Context) {
 	log := d.logger()
 	flush := time.NewTicker(flushEvery)
@@ -406,6 +432,10 @@ func (d *Daemon) maintainLoop(ctx context.Context) {
 		case <-flush.C:
 			if err := d.store.Flush(ctx); err != nil && ctx.Err() == nil {
 				log.Warn("writing cache use times", "error", err)
+			}
+			if d.store.sqlite != nil && d.store.sqlite.Damaged() && !d.damageRecorded {
+				d.damageRecorded = true
+				d.writeStatus(d.started)
 			}
 		case <-maint.C:
 			now := d.now()

@@ -31,6 +31,14 @@ type Store struct {
 	// postfix-mta-sts-resolver's cache file: Where is then mailsts's own
 	// file, and the old one is left untouched, to be imported.
 	ResolverFile string
+	// Durable is true when the cache survives a restart (SQLite, Redis).
+	Durable bool
+	// Degraded is why the configured SQLite file could not be opened, when
+	// OpenStore fell back to memory; nil otherwise.
+	Degraded error
+	// Repair is the damaged SQLite file that was set aside and rebuilt at
+	// open, or nil.
+	Repair *stscache.Repair
 
 	front  *stscache.Memory
 	tiered *stscache.Tiered
@@ -48,6 +56,9 @@ type StoreOptions struct {
 	NoFallback bool
 	// Now is the clock of the stores; nil means time.Now.
 	Now func() time.Time
+	// OnUnreadable, when set, hears of each SQLite cache entry that could
+	// not be read (treated as absent: its policy is fetched again).
+	OnUnreadable func(domain string, err error)
 }
 
 // StatePath returns the SQLite cache path for cfg.
@@ -63,9 +74,13 @@ func StatePath(cfg *Config, getenv func(string) string) string {
 }
 
 // OpenStore opens the store cfg.Cache describes. A SQLite file that cannot
-// be created (read-only or missing state directory) falls back to memory
-// with a warning, unless opts.NoFallback: a policy daemon that cannot keep
-// its cache across restarts still protects mail while it runs.
+// be opened or created (permissions, a full disk, a read-only state
+// directory) falls back to memory, unless opts.NoFallback: a policy daemon
+// that cannot keep its cache across restarts still protects mail while it
+// runs. The fall back is loud: an ERROR line, and Store.Degraded says why
+// (policyd turns it into the cache_degraded metric and its status file).
+// A damaged file is not a reason to fall back: stscache.OpenSQLite sets it
+// aside and rebuilds it (Store.Repair).
 func OpenStore(ctx context.Context, cfg *Config, opts StoreOptions, logger *slog.Logger) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -90,7 +105,7 @@ func OpenStore(ctx context.Context, cfg *Config, opts StoreOptions, logger *slog
 		back := stscache.NewRedis(rdb, rc.Prefix, logger)
 		back.Now = opts.Now
 		t := &stscache.Tiered{Front: front, Back: back, Now: opts.Now, Logger: logger}
-		return &Store{Store: t, Kind: "redis", Where: rc.Where() + " prefix " + rc.Prefix, front: front, tiered: t, rdb: rdb}, nil
+		return &Store{Store: t, Kind: "redis", Where: rc.Where() + " prefix " + rc.Prefix, Durable: true, front: front, tiered: t, rdb: rdb}, nil
 	}
 	path := StatePath(cfg, opts.Getenv)
 	db, err := openSQLite(ctx, path, logger)
@@ -108,16 +123,18 @@ func OpenStore(ctx context.Context, cfg *Config, opts StoreOptions, logger *slog
 		if opts.NoFallback {
 			return nil, err
 		}
-		logger.Warn("cannot open the SQLite policy cache; using memory: cached policies will not survive a restart (STS-CACHE-10)",
+		logger.Error("cannot open the SQLite policy cache; FALLING BACK TO MEMORY: cached policies will not survive a restart "+
+			"(STS-CACHE-10); fix the path or its permissions and restart (mailsts cache status tells what is wrong)",
 			"path", path, "error", err)
-		return &Store{Store: front, Kind: "memory", Where: "memory (fallback)", front: front}, nil
+		return &Store{Store: front, Kind: "memory", Where: "memory (fallback from " + path + ")", Degraded: err, front: front}, nil
 	}
 	db.Now = opts.Now
+	db.OnUnreadable = opts.OnUnreadable
 	// This process is the file's only writer: trust memory forever.
 	// Nothing is read yet: a lookup that misses memory reads the file, and
 	// Warm copies the whole file into memory in the background.
 	t := &stscache.Tiered{Front: front, Back: db, FrontTTL: -1, Now: opts.Now, Logger: logger}
-	return &Store{Store: t, Kind: "sqlite", Where: path, ResolverFile: resolverFile, front: front, tiered: t, sqlite: db}, nil
+	return &Store{Store: t, Kind: "sqlite", Where: db.Path(), ResolverFile: resolverFile, Durable: true, Repair: db.Repaired(), front: front, tiered: t, sqlite: db}, nil
 }
 
 func openSQLite(ctx context.Context, path string, logger *slog.Logger) (*stscache.SQLite, error) {

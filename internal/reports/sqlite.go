@@ -5,11 +5,9 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
-	"net/url"
-	"runtime"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+	"github.com/mailsts/mailsts/internal/sqlitedb"
 )
 
 // sqliteBusyTimeout is how long a statement waits for a lock held by
@@ -17,7 +15,7 @@ import (
 const sqliteBusyTimeout = 10 * time.Second
 
 // OpenSQLite opens or creates the report database at path (one file, WAL
-// mode) and migrates its schema (PRAGMA user_version). A nil logger
+// mode; a relative path is taken against the working directory) and migrates its schema (PRAGMA user_version). A nil logger
 // discards.
 //
 // Durability: synchronous=FULL, so a report is on disk when PutReport
@@ -28,40 +26,19 @@ func OpenSQLite(ctx context.Context, path string, logger *slog.Logger) (Store, e
 	if logger == nil {
 		logger = discardLogger()
 	}
-	// A file: URI so that '?', '#' and '%' in path are taken literally.
-	u := url.URL{Scheme: "file", Path: path}
-	q := url.Values{}
-	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyTimeout.Milliseconds()))
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(FULL)")
-	q.Add("_pragma", "foreign_keys(1)")
-	wq := url.Values{}
-	for k, v := range q {
-		wq[k] = append([]string(nil), v...)
-	}
-	// BEGIN IMMEDIATE: take the write lock at the start of a transaction.
-	wq.Set("_txlock", "immediate")
-	u.RawQuery = wq.Encode()
-	wdb, err := sql.Open("sqlite", u.String())
+	db, err := sqlitedb.Open(path, sqlitedb.Options{
+		BusyTimeout: sqliteBusyTimeout,
+		Synchronous: "FULL",
+		ForeignKeys: true,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: sqlite %s: %w", ErrStorage, path, err)
 	}
-	wdb.SetMaxOpenConns(1)
-	wdb.SetConnMaxIdleTime(0)
-	s := &sqlStore{d: sqliteDialect(), loc: path, logger: logger, w: wdb}
+	s := &sqlStore{d: sqliteDialect(), loc: db.Path, logger: logger, w: db.W, r: db.R}
 	if err := s.Migrate(ctx); err != nil {
-		wdb.Close()
+		db.Close()
 		return nil, err
 	}
-	q.Add("_pragma", "query_only(1)")
-	u.RawQuery = q.Encode()
-	rdb, err := sql.Open("sqlite", u.String())
-	if err != nil {
-		wdb.Close()
-		return nil, fmt.Errorf("%w: sqlite %s: %w", ErrStorage, path, err)
-	}
-	rdb.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
-	s.r = rdb
 	return s, nil
 }
 

@@ -3,6 +3,7 @@ package reports
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -258,5 +259,37 @@ func TestSQLiteReopenAndSchemaTooNew(t *testing.T) {
 	st.Close()
 	if _, err := OpenSQLite(ctx, path, nil); !errors.Is(err, ErrSchemaTooNew) {
 		t.Errorf("version 99: %v, want ErrSchemaTooNew", err)
+	}
+}
+
+// Issue #11 item 11: --db sqlite:reports.db (a relative path) opens the
+// file it names; it failed with "invalid uri authority".
+func TestSQLiteRelativePath(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	abs := filepath.Join(t.TempDir(), "reports.db")
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := filepath.Rel(wd, abs)
+	if err != nil || filepath.IsAbs(rel) {
+		t.Fatalf("relative path: %q, %v", rel, err)
+	}
+	st, err := OpenSQLite(ctx, rel, nil)
+	if err != nil {
+		t.Fatalf("OpenSQLite(%q) = %v", rel, err)
+	}
+	put(t, st, synthReport(1), nil)
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err = OpenSQLite(ctx, abs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if got, err := st.Show(ctx, synthReport(1).ReportID); err != nil || len(got) != 1 {
+		t.Fatalf("report stored through the relative path not found at %s: %v %v", abs, got, err)
 	}
 }

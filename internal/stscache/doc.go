@@ -33,6 +33,10 @@
 //   - STS-CACHE-8: the failed-fetch state (FailedID, FailedAt, Failures) is
 //     stored with the entry, and a Redis TTL never ends before the failure
 //     back-off plus a grace period.
+//   - STS-CACHE-10: a damaged SQLite file does not cost the cache: OpenSQLite
+//     sets it aside (path.damaged-TIME) and rebuilds it from every entry
+//     still readable, and an entry unreadable at run time is absent (the
+//     policy is fetched again), never an error that defers mail.
 //   - STS-CACHE-10: the SQLite store survives restarts; Cap and Evict never
 //     drop a valid enforce or testing policy (Cap logs a warning and stays
 //     over the cap when only such policies remain).

@@ -7,13 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
-	"runtime"
+	"path/filepath"
+	"sync/atomic"
 	"time"
 
+	"github.com/mailsts/mailsts/internal/sqlitedb"
 	"github.com/mailsts/mailsts/mtasts"
-
-	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
 )
 
 // ErrSchemaTooNew is returned by OpenSQLite when the file was written by a
@@ -73,10 +72,19 @@ type SQLite struct {
 	// policies from expired ones. Nil means time.Now. Set it before use.
 	Now func() time.Time
 
+	// OnUnreadable, when set, is called for each entry that could not be
+	// read (a damaged page, an undecodable row); the entry is treated as
+	// absent, so its policy is fetched again. Set it before use.
+	OnUnreadable func(domain string, err error)
+
 	path   string
 	logger *slog.Logger
+	db     *sqlitedb.DB
 	rdb    *sql.DB // readers: a small pool, query_only
 	wdb    *sql.DB // the one writer connection
+	repair *Repair // the damaged file set aside at open, or nil
+
+	damaged atomic.Bool // a read or write hit a damaged page since open
 
 	get, put, purgesAfter *sql.Stmt
 }
@@ -90,68 +98,107 @@ var (
 // another process before failing.
 const sqliteBusyTimeout = 5 * time.Second
 
-// OpenSQLite opens or creates the cache file at path, migrating its schema
-// to the current version. A nil logger discards. Close releases it.
+// OpenSQLite opens or creates the cache file at path (relative paths are
+// taken against the working directory), migrating its schema to the
+// current version. A nil logger discards. Close releases it.
+//
+// A new file is built under a temporary name and linked into place, so a
+// cache file is never seen half made. A damaged file (a bad header, a
+// failed PRAGMA quick_check, or 0 bytes: mailsts never leaves an empty
+// file, so one was truncated) is set aside as path.damaged-TIMESTAMP, with
+// an ERROR line, and a new file is built from every entry that can still
+// be read from it ([SQLite.Repaired] says so). Other failures (permissions,
+// a full disk) are returned.
+//
+// Run as root in a directory owned by another user, it gives the files it
+// creates to that user (see [sqlitedb.ChownLikeDir]).
 func OpenSQLite(ctx context.Context, path string, logger *slog.Logger) (*SQLite, error) {
 	if logger == nil {
 		logger = discard
 	}
-	// Never take over another program's database (issue #10 item 7).
+	// Never take over another program's database (postfix-mta-sts-resolver's
+	// cache, or anything else): checked before any write, repair or move.
 	if err := checkForeign(ctx, path); err != nil {
 		return nil, err
 	}
-	// A file: URI so that '?', '#' and '%' in path are taken literally.
-	u := url.URL{Scheme: "file", Path: path}
-	q := url.Values{}
-	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyTimeout.Milliseconds()))
-	q.Add("_pragma", "journal_mode(WAL)")
-	// NORMAL is durable across process crashes in WAL mode; a power loss
-	// may lose the last transactions, which a cache can afford.
-	q.Add("_pragma", "synchronous(NORMAL)")
-	wq := url.Values{}
-	for k, v := range q {
-		wq[k] = v
-	}
-	// BEGIN IMMEDIATE: take the write lock at the start of a transaction,
-	// so a transaction never fails half way on a lock upgrade.
-	wq.Set("_txlock", "immediate")
-	u.RawQuery = wq.Encode()
-	wdb, err := sql.Open("sqlite", u.String())
+	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("stscache: open %s: %w", path, err)
 	}
-	wdb.SetMaxOpenConns(1)
-	wdb.SetConnMaxIdleTime(0)
-	s := &SQLite{path: path, logger: logger, wdb: wdb}
-	if err := s.migrate(ctx); err != nil {
-		wdb.Close()
+	path = abs
+	damage, err := checkFile(path)
+	if err != nil {
 		return nil, err
 	}
-	q.Add("_pragma", "query_only(1)")
-	u.RawQuery = q.Encode()
-	rdb, err := sql.Open("sqlite", u.String())
+	var s *SQLite
+	if damage == nil {
+		s, err = openSQLite(ctx, path, logger, true)
+		if err == nil || !errors.Is(err, sqlitedb.ErrDamaged) {
+			return s, err
+		}
+		damage = err
+	}
+	rep, err := repairSQLite(ctx, path, damage, logger)
 	if err != nil {
-		wdb.Close()
+		return nil, err
+	}
+	if s, err = openSQLite(ctx, path, logger, true); err != nil {
+		return nil, err
+	}
+	s.repair = rep
+	return s, nil
+}
+
+// openSQLite opens the file at path (absolute), creating it when missing,
+// checks it when check is set (errors matching sqlitedb.ErrDamaged for a
+// damaged file) and migrates it.
+func openSQLite(ctx context.Context, path string, logger *slog.Logger, check bool) (*SQLite, error) {
+	if err := createSQLite(ctx, path, nil, logger); err != nil {
+		return nil, err
+	}
+	db, err := sqlitedb.Open(path, sqliteOptions)
+	if err != nil {
 		return nil, fmt.Errorf("stscache: open %s: %w", path, err)
 	}
-	rdb.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
-	s.rdb = rdb
-	if s.get, err = rdb.PrepareContext(ctx, `SELECT `+entryColumns+` FROM entries WHERE domain = ?`); err != nil {
+	s := &SQLite{path: path, logger: logger, db: db, wdb: db.W, rdb: db.R}
+	if check {
+		if err := sqlitedb.QuickCheck(ctx, s.wdb); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("stscache: %s: %w", path, err)
+		}
+	}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		if sqlitedb.Damaged(err) && !errors.Is(err, sqlitedb.ErrDamaged) {
+			err = fmt.Errorf("%w: %w", sqlitedb.ErrDamaged, err)
+		}
+		return nil, err
+	}
+	// Files an earlier run as root left behind (the file, or its -wal and
+	// -shm while this process has them open) go to the directory's owner.
+	if err := sqlitedb.ChownLikeDir(path); err != nil {
+		logger.WarnContext(ctx, "stscache: cannot give the cache file to the owner of its directory", "path", path, "err", err)
+	}
+	if s.get, err = s.rdb.PrepareContext(ctx, `SELECT `+entryColumns+` FROM entries WHERE domain = ?`); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("stscache: prepare: %w", err)
 	}
-	if s.purgesAfter, err = rdb.PrepareContext(ctx, `SELECT seq, domain, at FROM purges
+	if s.purgesAfter, err = s.rdb.PrepareContext(ctx, `SELECT seq, domain, at FROM purges
 		WHERE seq > ? ORDER BY seq LIMIT ?`); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("stscache: prepare: %w", err)
 	}
-	if s.put, err = wdb.PrepareContext(ctx, `INSERT OR REPLACE INTO entries (`+entryColumns+`)
+	if s.put, err = s.wdb.PrepareContext(ctx, `INSERT OR REPLACE INTO entries (`+entryColumns+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("stscache: prepare: %w", err)
 	}
 	return s, nil
 }
+
+// sqliteOptions: NORMAL is durable across process crashes in WAL mode; a
+// power loss may lose the last transactions, which a cache can afford.
+var sqliteOptions = sqlitedb.Options{BusyTimeout: sqliteBusyTimeout, Synchronous: "NORMAL"}
 
 const entryColumns = `domain, policy, mode, expires_at, policy_id, fetched_at, checked_at,
 	no_policy_until, failed_id, failed_at, failures, last_error, last_used`
@@ -208,20 +255,15 @@ func (s *SQLite) Close() error {
 			errs = append(errs, st.Close())
 		}
 	}
-	if s.rdb != nil {
-		errs = append(errs, s.rdb.Close())
-	}
-	// PRAGMA optimize keeps the query planner's statistics fresh; it is
-	// cheap and recommended before closing a long-lived connection.
-	if _, err := s.wdb.Exec(`PRAGMA optimize`); err != nil {
-		s.logger.Debug("stscache: PRAGMA optimize", "path", s.path, "err", err)
-	}
-	errs = append(errs, s.wdb.Close())
+	errs = append(errs, s.db.Close())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("stscache: close %s: %w", s.path, err)
 	}
 	return nil
 }
+
+// Path returns the absolute path of the file.
+func (s *SQLite) Path() string { return s.path }
 
 func (s *SQLite) now() time.Time {
 	if s.Now != nil {
@@ -285,41 +327,82 @@ func scanEntry(sc scanner) (*mtasts.Entry, error) {
 	return &e, nil
 }
 
-// Get implements [mtasts.Store].
+// Get implements [mtasts.Store]. An entry that cannot be read (a damaged
+// page of the file, an undecodable row) is an error matching
+// [ErrCorruptEntry]: treat it as absent and fetch the policy again.
 func (s *SQLite) Get(ctx context.Context, domain string) (*mtasts.Entry, error) {
 	e, err := scanEntry(s.get.QueryRowContext(ctx, domain))
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, nil
 	case err != nil:
-		return nil, fmt.Errorf("stscache: sqlite get %s: %w", domain, err)
+		return nil, s.readError(ctx, domain, fmt.Errorf("stscache: sqlite get %s: %w", domain, err))
 	}
 	return e, nil
 }
 
+// readError classifies an error reading domain's entry: damage to the
+// file becomes ErrCorruptEntry (logged at ERROR the first time, since the
+// file needs setting aside), and OnUnreadable hears of every unreadable
+// entry.
+func (s *SQLite) readError(ctx context.Context, domain string, err error) error {
+	if sqlitedb.Damaged(err) {
+		s.noteDamage(ctx, err)
+		err = fmt.Errorf("%w: %w", ErrCorruptEntry, err)
+	}
+	if errors.Is(err, ErrCorruptEntry) && s.OnUnreadable != nil {
+		s.OnUnreadable(domain, err)
+	}
+	return err
+}
+
+// noteDamage records that the file is damaged, with an ERROR line the
+// first time.
+func (s *SQLite) noteDamage(ctx context.Context, err error) {
+	if s.damaged.CompareAndSwap(false, true) {
+		s.logger.ErrorContext(ctx, "stscache: the policy cache file is damaged; unreadable entries are fetched again, "+
+			"and the file is set aside and rebuilt the next time it is opened (restart policyd)", "path", s.path, "err", err)
+	}
+}
+
+// Damaged reports whether a read or write hit a damaged part of the file
+// since it was opened (the file was sound at open: OpenSQLite checks it).
+func (s *SQLite) Damaged() bool { return s.damaged.Load() }
+
 // Put implements [mtasts.Store].
 func (s *SQLite) Put(ctx context.Context, e *mtasts.Entry) error {
-	if err := checkDomain(e.Domain); err != nil {
+	args, err := entryArgs(e)
+	if err != nil {
 		return err
+	}
+	if _, err := s.put.ExecContext(ctx, args...); err != nil {
+		if sqlitedb.Damaged(err) {
+			s.noteDamage(ctx, err)
+		}
+		return fmt.Errorf("stscache: sqlite put %s: %w", e.Domain, err)
+	}
+	return nil
+}
+
+// entryArgs returns the values of entryColumns for e.
+func entryArgs(e *mtasts.Entry) ([]any, error) {
+	if err := checkDomain(e.Domain); err != nil {
+		return nil, err
 	}
 	var policy, mode sql.NullString
 	var expires sql.NullInt64
 	if e.Policy != nil {
 		b, err := json.Marshal(encodePolicy(e.Policy))
 		if err != nil {
-			return fmt.Errorf("stscache: sqlite put %s: %w", e.Domain, err)
+			return nil, fmt.Errorf("stscache: sqlite put %s: %w", e.Domain, err)
 		}
 		policy = sql.NullString{String: string(b), Valid: true}
 		mode = sql.NullString{String: string(e.Policy.Mode), Valid: true}
 		expires = sql.NullInt64{Int64: e.Expires().UnixMilli(), Valid: true}
 	}
-	_, err := s.put.ExecContext(ctx, e.Domain, policy, mode, expires, e.ID,
+	return []any{e.Domain, policy, mode, expires, e.ID,
 		nullMS(e.FetchedAt), nullMS(e.CheckedAt), nullMS(e.NoPolicyUntil),
-		e.FailedID, nullMS(e.FailedAt), e.Failures, e.LastError, nullMS(e.LastUsed))
-	if err != nil {
-		return fmt.Errorf("stscache: sqlite put %s: %w", e.Domain, err)
-	}
-	return nil
+		e.FailedID, nullMS(e.FailedAt), e.Failures, e.LastError, nullMS(e.LastUsed)}, nil
 }
 
 // Delete implements [mtasts.Store]. Like [SQLite.Purge], it records the
@@ -472,31 +555,51 @@ func (s *SQLite) TrimPurges(ctx context.Context, t time.Time) (int, error) {
 	return int(n), nil
 }
 
-// Range implements [mtasts.Store]. Rows that cannot be decoded are logged
-// and skipped, so one bad row cannot hide the rest of the cache.
+// Range implements [mtasts.Store], in domain order. Rows that cannot be
+// decoded are logged and skipped, so one bad row cannot hide the rest of
+// the cache; when the scan hits a damaged page, Range goes on with every
+// entry after it that can still be read, as the repair at open does.
 func (s *SQLite) Range(ctx context.Context, fn func(*mtasts.Entry) bool) error {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT `+entryColumns+` FROM entries`)
-	if err != nil {
+	last, stopped, err := s.scan(ctx, fn)
+	if err == nil || stopped {
+		return err
+	}
+	if !sqlitedb.Damaged(err) {
 		return fmt.Errorf("stscache: sqlite range: %w", err)
+	}
+	s.noteDamage(ctx, err)
+	_, err = s.salvage(ctx, s.rdb, func(e *mtasts.Entry) bool {
+		return e.Domain <= last || fn(e)
+	})
+	return err
+}
+
+// scan visits the entries in domain order until fn returns false
+// (stopped) or a read fails; last is the last domain visited.
+func (s *SQLite) scan(ctx context.Context, fn func(*mtasts.Entry) bool) (last string, stopped bool, err error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT `+entryColumns+` FROM entries ORDER BY domain`)
+	if err != nil {
+		return "", false, err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		e, err := scanEntry(rows)
 		if errors.Is(err, ErrCorruptEntry) {
 			s.logger.WarnContext(ctx, "stscache: skipping corrupt cache row", "path", s.path, "err", err)
+			if s.OnUnreadable != nil {
+				s.OnUnreadable("", err)
+			}
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("stscache: sqlite range: %w", err)
+			return last, false, err
 		}
+		last = e.Domain
 		if !fn(e) {
-			return nil
+			return last, true, nil
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("stscache: sqlite range: %w", err)
-	}
-	return nil
+	return last, false, rows.Err()
 }
 
 // Len returns the number of entries.

@@ -1,0 +1,112 @@
+package policyd
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// StatusFileName is the file under the state directory where a running
+// policyd records which cache store it uses (a fall back to memory lives
+// in its own process, out of sight of `mailsts cache status` otherwise).
+const StatusFileName = "policyd-status.json"
+
+// StoreStatus is what policyd records in its status file.
+type StoreStatus struct {
+	// PID and Started identify the daemon that wrote it.
+	PID     int       `json:"pid"`
+	Started time.Time `json:"started"`
+	// Updated is when it was last written.
+	Updated time.Time `json:"updated"`
+	// Kind is the store in use: "sqlite", "redis" or "memory".
+	Kind string `json:"kind"`
+	// Where is the file path, the Redis address, or "memory …".
+	Where string `json:"where"`
+	// Durable is true when the cache survives a restart.
+	Durable bool `json:"durable"`
+	// Degraded is why the configured SQLite file could not be opened, when
+	// policyd fell back to memory.
+	Degraded string `json:"degraded,omitempty"`
+	// Repair describes the damaged file set aside and rebuilt at start.
+	Repair *RepairStatus `json:"repair,omitempty"`
+	// Damaged is true when a read or write hit a damaged page of the file
+	// since start (the file is set aside and rebuilt at the next start).
+	Damaged bool `json:"damaged,omitempty"`
+}
+
+// RepairStatus is a repair of a damaged SQLite cache file.
+type RepairStatus struct {
+	SetAside string    `json:"set_aside"`
+	At       time.Time `json:"at"`
+	Damage   string    `json:"damage"`
+	Salvaged int       `json:"salvaged"`
+	Lost     int       `json:"unreadable"`
+}
+
+// StatusPath returns the path of policyd's status file for cfg.
+func StatusPath(cfg *Config, getenv func(string) string) string {
+	dir := cfg.StateDir
+	if dir == "" {
+		dir = DefaultStateDir(getenv)
+	}
+	return filepath.Join(dir, StatusFileName)
+}
+
+// Status returns the status of s for a daemon that started at started.
+func (s *Store) Status(started, now time.Time) StoreStatus {
+	st := StoreStatus{PID: os.Getpid(), Started: started.UTC(), Updated: now.UTC(), Kind: s.Kind, Where: s.Where, Durable: s.Durable}
+	if s.Degraded != nil {
+		st.Degraded = s.Degraded.Error()
+	}
+	if r := s.Repair; r != nil {
+		st.Repair = &RepairStatus{SetAside: r.SetAside, At: r.At, Damage: r.Damage.Error(), Salvaged: r.Salvaged, Lost: r.Lost}
+	}
+	if s.sqlite != nil {
+		st.Damaged = s.sqlite.Damaged()
+	}
+	return st
+}
+
+// WriteStatus writes st to path: a new file renamed into place, readable
+// by everyone who can read the directory (it holds no secrets).
+func WriteStatus(path string, st StoreStatus) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".new-*")
+	if err != nil {
+		return fmt.Errorf("policyd: status file: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return fmt.Errorf("policyd: status file: %w", err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return fmt.Errorf("policyd: status file: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("policyd: status file: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("policyd: status file: %w", err)
+	}
+	return nil
+}
+
+// ReadStatus reads a status file written by WriteStatus.
+func ReadStatus(path string) (*StoreStatus, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var st StoreStatus
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("policyd: %s: %w", path, err)
+	}
+	return &st, nil
+}

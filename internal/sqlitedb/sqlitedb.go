@@ -1,0 +1,189 @@
+// Package sqlitedb opens the SQLite files of mailsts (the policy cache of
+// internal/stscache and the report store of internal/reports) one way:
+//
+//   - [DSN] turns any file path (relative, or holding spaces, '?', '#',
+//     '%') into a file: URI of its absolute path, so that the driver never
+//     takes part of a path for a URI authority or a query;
+//   - [Open] returns one writer connection (BEGIN IMMEDIATE, so writes are
+//     serialised in Go instead of failing with SQLITE_BUSY) and a small
+//     query_only reader pool, both in WAL mode;
+//   - [Damaged] and [QuickCheck] tell a damaged file (SQLITE_CORRUPT,
+//     SQLITE_NOTADB, a failed PRAGMA quick_check) from other failures
+//     (permissions, a full disk, a lock), which callers handle differently;
+//   - [ChownLikeDir] keeps files created by root in a directory owned by a
+//     service user usable by that user.
+package sqlitedb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// ErrDamaged means the file is not a readable SQLite database: a bad
+// header, a corrupt page, or a failed PRAGMA quick_check. What to do
+// depends on the file: a cache can be set aside and rebuilt; a store of
+// record must be repaired by hand.
+var ErrDamaged = errors.New("sqlitedb: database file is damaged")
+
+// DSN returns the modernc.org/sqlite data source name of the file at
+// path (made absolute against the working directory) with the given
+// query parameters (such as "_pragma"). The result is a file: URI, so
+// '?', '#' and '%' in the path are escaped rather than taken as a query,
+// a fragment or an escape, and a relative path never becomes a URI
+// authority ("file://relstate/cache.db" is what fails with "invalid uri
+// authority").
+func DSN(path string, params url.Values) (string, error) {
+	if path == "" {
+		return "", errors.New("sqlitedb: empty database path")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("sqlitedb: %s: %w", path, err)
+	}
+	// url.URL escapes the path for a URI (space as %20, '?' as %3F, '#'
+	// as %23, '%' as %25); SQLite decodes %HH in file: URIs. An absolute
+	// path starts with '/', so String() gives "file:///…": empty authority.
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: params.Encode()}
+	return u.String(), nil
+}
+
+// Options are the settings of [Open].
+type Options struct {
+	// BusyTimeout is how long a statement waits for a lock held by
+	// another process before failing.
+	BusyTimeout time.Duration
+	// Synchronous is the PRAGMA synchronous level: "FULL" (a commit is on
+	// disk when it returns) or "NORMAL" (in WAL mode, durable across
+	// process crashes; a power loss may lose the last commits).
+	Synchronous string
+	// ForeignKeys turns on foreign key enforcement.
+	ForeignKeys bool
+}
+
+// DB is a SQLite file opened by [Open].
+type DB struct {
+	// Path is the file's absolute path.
+	Path string
+	// W is the one writer connection; its transactions BEGIN IMMEDIATE.
+	W *sql.DB
+	// R is the reader pool; its connections are query_only.
+	R *sql.DB
+}
+
+// Open opens (creating when missing) the SQLite file at path in WAL mode:
+// a writer with one connection and a query_only reader pool. Like
+// sql.Open, it does not touch the file; the first statement does.
+func Open(path string, o Options) (*DB, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlitedb: %s: %w", path, err)
+	}
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", o.BusyTimeout.Milliseconds()))
+	q.Add("_pragma", "journal_mode(WAL)")
+	if o.Synchronous != "" {
+		q.Add("_pragma", "synchronous("+o.Synchronous+")")
+	}
+	if o.ForeignKeys {
+		q.Add("_pragma", "foreign_keys(1)")
+	}
+	wq := url.Values{}
+	for k, v := range q {
+		wq[k] = append([]string(nil), v...)
+	}
+	// BEGIN IMMEDIATE: take the write lock at the start of a transaction,
+	// so a transaction never fails half way on a lock upgrade.
+	wq.Set("_txlock", "immediate")
+	wdsn, err := DSN(abs, wq)
+	if err != nil {
+		return nil, err
+	}
+	q.Add("_pragma", "query_only(1)")
+	rdsn, err := DSN(abs, q)
+	if err != nil {
+		return nil, err
+	}
+	w, err := sql.Open("sqlite", wdsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqlitedb: open %s: %w", abs, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetConnMaxIdleTime(0)
+	r, err := sql.Open("sqlite", rdsn)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlitedb: open %s: %w", abs, err)
+	}
+	r.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
+	return &DB{Path: abs, W: w, R: r}, nil
+}
+
+// Close closes the readers, then the writer after a PRAGMA optimize (cheap,
+// and it keeps the planner's statistics fresh for the next open).
+func (db *DB) Close() error {
+	errs := []error{db.R.Close()}
+	db.W.Exec(`PRAGMA optimize`) // best effort: fails on a damaged or read-only file
+	errs = append(errs, db.W.Close())
+	return errors.Join(errs...)
+}
+
+// Damaged reports whether err says that the database file is damaged
+// (SQLITE_CORRUPT, SQLITE_NOTADB, or [ErrDamaged]), as opposed to being
+// unreachable (permissions, a full disk, a lock held too long).
+func Damaged(err error) bool {
+	if errors.Is(err, ErrDamaged) {
+		return true
+	}
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code() & 0xff { // the primary code of an extended result code
+	case sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB:
+		return true
+	}
+	return false
+}
+
+// QuickCheck runs PRAGMA quick_check on db (the b-tree structure of every
+// table and index, without comparing indexes to their tables). It returns
+// nil for a sound file, an error matching [ErrDamaged] with the first
+// problems for a damaged one, and other errors unchanged.
+func QuickCheck(ctx context.Context, db *sql.DB) error {
+	rows, err := db.QueryContext(ctx, `PRAGMA quick_check(5)`)
+	if err != nil {
+		if Damaged(err) {
+			return fmt.Errorf("%w: %w", ErrDamaged, err)
+		}
+		return err
+	}
+	defer rows.Close()
+	var msgs []string
+	for rows.Next() {
+		var m string
+		if err := rows.Scan(&m); err != nil {
+			return err
+		}
+		msgs = append(msgs, m)
+	}
+	if err := rows.Err(); err != nil {
+		if Damaged(err) {
+			return fmt.Errorf("%w: %w", ErrDamaged, err)
+		}
+		return err
+	}
+	if len(msgs) == 1 && msgs[0] == "ok" {
+		return nil
+	}
+	return fmt.Errorf("%w: quick_check: %s", ErrDamaged, strings.Join(msgs, "; "))
+}

@@ -1,0 +1,149 @@
+package sqlitedb
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// relTo returns path relative to the working directory: tests run in
+// parallel, so they cannot change directory to make a relative path.
+func relTo(t *testing.T, path string) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := filepath.Rel(wd, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.IsAbs(rel) {
+		t.Fatalf("relative path %q is absolute", rel)
+	}
+	return rel
+}
+
+// Issue #10 item 6, #11 item 11: relative paths ("invalid uri authority"
+// before) and paths with URI metacharacters open the file they name.
+func TestOpenPaths(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for name, sub := range map[string]string{
+		"plain":    "cache.db",
+		"spaces":   "dir with spaces/cache.db",
+		"metachar": "a?b#c%41d&e=f/cache.db",
+		"colon":    "relstate:x/cache.db",
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			abs := filepath.Join(t.TempDir(), sub)
+			if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for _, path := range []string{abs, relTo(t, abs)} {
+				db, err := Open(path, Options{Synchronous: "FULL"})
+				if err != nil {
+					t.Fatalf("Open(%q): %v", path, err)
+				}
+				if db.Path != abs {
+					t.Errorf("Open(%q).Path = %q, want %q", path, db.Path, abs)
+				}
+				if _, err := db.W.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS t (x)`); err != nil {
+					t.Fatalf("Open(%q): write: %v", path, err)
+				}
+				var n int
+				if err := db.R.QueryRowContext(ctx, `SELECT count(*) FROM t`).Scan(&n); err != nil {
+					t.Fatalf("Open(%q): read: %v", path, err)
+				}
+				if _, err := db.R.ExecContext(ctx, `INSERT INTO t VALUES (1)`); err == nil {
+					t.Errorf("Open(%q): the reader pool can write", path)
+				}
+				if err := db.Close(); err != nil {
+					t.Fatal(err)
+				}
+				if fi, err := os.Stat(abs); err != nil || fi.Size() == 0 {
+					t.Errorf("Open(%q) did not write %s: %v", path, abs, err)
+				}
+			}
+			entries, err := os.ReadDir(filepath.Dir(abs))
+			if err != nil || len(entries) != 1 {
+				t.Errorf("files next to the database: %v, %v; want only it", entries, err)
+			}
+		})
+	}
+}
+
+func TestDSN(t *testing.T) {
+	t.Parallel()
+	dsn, err := DSN("/var/lib/a b/c?d#e%f.db", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "file:///var/lib/a%20b/c%3Fd%23e%25f.db"; dsn != want {
+		t.Errorf("DSN = %q, want %q", dsn, want)
+	}
+	dsn, err = DSN("relstate/cache.db", nil)
+	if err != nil || !strings.HasPrefix(dsn, "file:///") {
+		t.Errorf("DSN(relative) = %q, %v; want an absolute file:/// URI", dsn, err)
+	}
+	if _, err := DSN("", nil); err == nil {
+		t.Error("DSN(\"\") = nil error")
+	}
+}
+
+func TestDamaged(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "junk.db")
+	if err := os.WriteFile(path, []byte(strings.Repeat("not a database ", 300)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = QuickCheck(ctx, db.W)
+	if !errors.Is(err, ErrDamaged) || !Damaged(err) {
+		t.Errorf("QuickCheck(junk) = %v, want ErrDamaged", err)
+	}
+	if Damaged(errors.New("unable to open database file")) || Damaged(os.ErrPermission) {
+		t.Error("Damaged took an unrelated error for damage")
+	}
+
+	good, err := Open(filepath.Join(t.TempDir(), "good.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer good.Close()
+	if err := QuickCheck(ctx, good.W); err != nil {
+		t.Errorf("QuickCheck(new file) = %v", err)
+	}
+}
+
+// Issue #10 item 6: files created by root in a directory of the daemon's
+// user go to that user; other cases are left alone.
+func TestChownTarget(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		euid int
+		dir  Owner
+		want Owner
+		ok   bool
+	}{
+		{0, Owner{UID: 998, GID: 997}, Owner{UID: 998, GID: 997}, true},
+		{0, Owner{UID: 0, GID: 0}, Owner{}, false},
+		{0, Owner{UID: 0, GID: 997}, Owner{}, false},
+		{1000, Owner{UID: 998, GID: 997}, Owner{}, false},
+		{1000, Owner{UID: 1000, GID: 1000}, Owner{}, false},
+	} {
+		got, ok := chownTarget(c.euid, c.dir)
+		if got != c.want || ok != c.ok {
+			t.Errorf("chownTarget(%d, %+v) = %+v, %v; want %+v, %v", c.euid, c.dir, got, ok, c.want, c.ok)
+		}
+	}
+}
