@@ -126,6 +126,8 @@ func (rc *Receiver) receive(w http.ResponseWriter, r *http.Request) error {
 		he.Msg = "report rejected: its date range starts in the future"
 	case ReasonNoReportID:
 		he.Msg = "report rejected: report-id is missing"
+	case ReasonImplausible:
+		he.Msg = fmt.Sprintf("report rejected: implausible session counts (at most %d per counter)", int64(MaxSessionCount))
 	default:
 		he.Msg = "not a TLS report: " + clipText(rj.Err.Error(), 200)
 	}

@@ -38,6 +38,33 @@ const (
 	DKIMOff
 )
 
+// MaxSessionCount is the largest session count a report may carry in any
+// counter (a summary total or a failed-session-count). The busiest
+// senders report millions of sessions a day per domain; 10^12 leaves six
+// orders of magnitude, and a report of 1,000 policies (tlsrpt.MaxPolicies)
+// at this count still sums far below 2^63, so totals cannot wrap.
+const MaxSessionCount = 1_000_000_000_000
+
+// checkCounts rejects implausible counts (issue #11.4: counts near 2^53,
+// which tlsrpt.Parse accepts as I-JSON integers, drove the rollup past
+// int64). The error wraps tlsrpt.ErrInvalid.
+func checkCounts(r *tlsrpt.Report) error {
+	for i, p := range r.Policies {
+		s := p.Summary
+		if s.TotalSuccessfulSessionCount > MaxSessionCount || s.TotalFailureSessionCount > MaxSessionCount {
+			return fmt.Errorf("%w: policies[%d]: a summary count is above %d, not a plausible number of sessions for one day",
+				tlsrpt.ErrInvalid, i, int64(MaxSessionCount))
+		}
+		for j, d := range p.FailureDetails {
+			if d.FailedSessionCount > MaxSessionCount {
+				return fmt.Errorf("%w: policies[%d].failure-details[%d]: failed-session-count %d is above %d",
+					tlsrpt.ErrInvalid, i, j, d.FailedSessionCount, int64(MaxSessionCount))
+			}
+		}
+	}
+	return nil
+}
+
 // DefaultFutureSkew is the clock-skew allowance of the future-date check.
 const DefaultFutureSkew = time.Hour
 
@@ -256,7 +283,10 @@ func (in *Ingester) report(ctx context.Context, res *Result, raw, js []byte, rep
 	}
 	rep, preps, err := tlsrpt.Parse(js)
 	if err != nil {
-		return rejectAs(ReasonSyntax, err)
+		return rejectAs(reasonOf(err), err)
+	}
+	if err := checkCounts(rep); err != nil {
+		return rejectAs(ReasonImplausible, err)
 	}
 	now := in.now()
 	skew := in.FutureSkew

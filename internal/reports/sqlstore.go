@@ -28,6 +28,9 @@ type dialect struct {
 	migrations []string
 	// contains formats "haystack contains needle" for two SQL expressions.
 	contains func(haystack, needle string) string
+	// sum formats the sum of a non-negative BIGINT column as a BIGINT
+	// aggregate that saturates at 2^63-1 instead of failing on overflow.
+	sum func(col string) string
 	// version reads and setVersion writes the schema version inside the
 	// migration transaction; lock serialises concurrent migrations.
 	lock       func(ctx context.Context, tx *sql.Tx) error
@@ -482,17 +485,17 @@ func (s *sqlStore) summaryRawQuery(f Filter, cols []string, byResult bool) (stri
 			pw = and(pw, "id IN (SELECT policy FROM failure_details WHERE result_type = ?)")
 			pargs = append(pargs, f.ResultType)
 		}
-		q = `SELECT ` + sel + `'' AS result_type, COUNT(DISTINCT report), CAST(SUM(successful) AS BIGINT), CAST(SUM(failed) AS BIGINT) FROM policies` + pw + grp
+		q = `SELECT ` + sel + `'' AS result_type, COUNT(DISTINCT report), ` + s.d.sum("successful") + `, ` + s.d.sum("failed") + ` FROM policies` + pw + grp
 		args = pargs
 	} else {
 		dw, dargs := s.where(f, "", false)
 		var parts []string
 		if f.ResultType == "" || f.ResultType == ResultSuccess {
-			parts = append(parts, `SELECT `+sel+`'`+ResultSuccess+`', COUNT(DISTINCT report), CAST(SUM(successful) AS BIGINT), 0 FROM policies`+and(pw, "successful > 0")+grp)
+			parts = append(parts, `SELECT `+sel+`'`+ResultSuccess+`', COUNT(DISTINCT report), `+s.d.sum("successful")+`, 0 FROM policies`+and(pw, "successful > 0")+grp)
 			args = append(args, pargs...)
 		}
 		if f.ResultType == "" || f.ResultType == ResultNoDetails {
-			parts = append(parts, `SELECT `+sel+`'`+ResultNoDetails+`', COUNT(DISTINCT report), 0, CAST(SUM(failed) AS BIGINT) FROM policies`+and(pw, "failed > 0 AND details = 0")+grp)
+			parts = append(parts, `SELECT `+sel+`'`+ResultNoDetails+`', COUNT(DISTINCT report), 0, `+s.d.sum("failed")+` FROM policies`+and(pw, "failed > 0 AND details = 0")+grp)
 			args = append(args, pargs...)
 		}
 		if f.ResultType != ResultSuccess && f.ResultType != ResultNoDetails {
@@ -501,7 +504,7 @@ func (s *sqlStore) summaryRawQuery(f Filter, cols []string, byResult bool) (stri
 				dw = and(dw, "result_type = ?")
 				dargs = append(dargs, f.ResultType)
 			}
-			parts = append(parts, `SELECT `+sel+`result_type, COUNT(DISTINCT report), 0, CAST(SUM(failed_session_count) AS BIGINT) FROM failure_details`+dw+rgrp)
+			parts = append(parts, `SELECT `+sel+`result_type, COUNT(DISTINCT report), 0, `+s.d.sum("failed_session_count")+` FROM failure_details`+dw+rgrp)
 			args = append(args, dargs...)
 		}
 		q = strings.Join(parts, " UNION ALL ")

@@ -128,6 +128,7 @@ const (
 	ReasonFutureDate  = "future-date"
 	ReasonNoReportID  = "no-report-id"
 	ReasonReadFailure = "read-failure"
+	ReasonImplausible = "implausible-count"
 )
 
 // Rejected is a stored rejection.
