@@ -113,7 +113,11 @@ func TestIngestImplausibleCounts(t *testing.T) {
 	}
 	// The same through the Ingester: the error wraps tlsrpt.ErrInvalid.
 	in := newIngester(st, DKIMOff, nil)
-	b, _ := tlsrpt.Marshal(func() *tlsrpt.Report { r := bigReport(4, 5); r.Policies[0].Summary.TotalFailureSessionCount = tlsrpt.MaxCount; return r }())
+	b, _ := tlsrpt.Marshal(func() *tlsrpt.Report {
+		r := bigReport(4, 5)
+		r.Policies[0].Summary.TotalFailureSessionCount = tlsrpt.MaxCount
+		return r
+	}())
 	res, err := in.Body(context.Background(), bytes.NewReader(b), "", -1, SourceFile, "t")
 	if err != nil || res.Outcome != OutcomeRejected || !errors.Is(res.Rejections[0].Err, tlsrpt.ErrInvalid) {
 		t.Errorf("Body: %+v %v", res, err)
