@@ -211,10 +211,13 @@ func checkBackfill(t *testing.T, s *sqlStore) {
 	if len(maintained) < 100 {
 		t.Fatalf("rollup has %d rows", len(maintained))
 	}
-	// Back to version 1: the rollup table did not exist.
-	downgrade := `DROP TABLE summary_rollup; PRAGMA user_version = 1`
+	// Back to version 1: the rollup table did not exist, nor the
+	// columns of rejected added by version 3.
+	undo3 := `DROP INDEX rejected_input_key; DROP INDEX rejected_kept; ALTER TABLE rejected DROP COLUMN sha256;
+		ALTER TABLE rejected DROP COLUMN input_key; ALTER TABLE rejected DROP COLUMN kept; `
+	downgrade := undo3 + `DROP TABLE summary_rollup; PRAGMA user_version = 1`
 	if s.d.name == "postgres" {
-		downgrade = `DROP TABLE summary_rollup; UPDATE reports_schema_version SET version = 1`
+		downgrade = undo3 + `DROP TABLE summary_rollup; UPDATE reports_schema_version SET version = 1`
 	}
 	if _, err := s.w.ExecContext(ctx, downgrade); err != nil {
 		t.Fatal(err)

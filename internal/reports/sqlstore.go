@@ -323,14 +323,102 @@ func (s *sqlStore) PutRejected(ctx context.Context, rj Rejection) (int64, error)
 	if rj.Truncated {
 		truncated = 1
 	}
+	kept := int64(len(raw) + len(rj.Detail) + len(rj.Origin))
 	var id int64
+	// RETURNING gives no row when the key exists (DO NOTHING).
 	err := s.w.QueryRowContext(ctx, s.d.rebind(`INSERT INTO rejected (received_at, source, origin, reason, detail,
-		size, truncated, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
-		rj.ReceivedAt.UTC().Unix(), rj.Source, rj.Origin, rj.Reason, rj.Detail, size, truncated, raw).Scan(&id)
+		size, truncated, raw, sha256, input_key, kept) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (input_key) WHERE input_key <> '' DO NOTHING RETURNING id`),
+		rj.ReceivedAt.UTC().Unix(), rj.Source, rj.Origin, rj.Reason, rj.Detail, size, truncated, raw,
+		rj.SHA256, rj.Key, kept).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) && rj.Key != "" {
+		if err := s.w.QueryRowContext(ctx, s.d.rebind(`SELECT id FROM rejected WHERE input_key = ?`), rj.Key).Scan(&id); err != nil {
+			return 0, s.errorf("find rejected input %q: %w", rj.Key, err)
+		}
+		return id, nil
+	}
 	if err != nil {
 		return 0, s.errorf("insert rejected: %w", err)
 	}
 	return id, nil
+}
+
+// TrimRejected implements Store: the newest rows whose kept bytes sum to
+// at most maxBytes stay.
+func (s *sqlStore) TrimRejected(ctx context.Context, maxBytes int64) (int64, error) {
+	var total int64
+	if err := s.w.QueryRowContext(ctx, `SELECT CAST(COALESCE(SUM(kept), 0) AS BIGINT) FROM rejected`).Scan(&total); err != nil {
+		return 0, s.errorf("trim rejected: %w", err)
+	}
+	if total <= maxBytes {
+		return 0, nil
+	}
+	var cutoff int64
+	err := s.w.QueryRowContext(ctx, s.d.rebind(`SELECT id FROM (SELECT id, SUM(kept) OVER (ORDER BY id DESC) AS acc FROM rejected) t
+		WHERE acc > ? ORDER BY id DESC LIMIT 1`), maxBytes).Scan(&cutoff)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, s.errorf("trim rejected: %w", err)
+	}
+	res, err := s.w.ExecContext(ctx, s.d.rebind(`DELETE FROM rejected WHERE id <= ?`), cutoff)
+	if err != nil {
+		return 0, s.errorf("trim rejected: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	if n > 0 {
+		s.logger.Warn("reports: oldest rejected input deleted to stay within the byte budget", "rows", n, "budget", maxBytes)
+	}
+	return n, nil
+}
+
+// Prune implements Store. Rollup rows are keyed by the day of the
+// reports they count, and every report of a day before Before goes, so
+// deleting those rollup rows leaves exactly the sums of the reports kept.
+func (s *sqlStore) Prune(ctx context.Context, p Prune) (PruneResult, error) {
+	var res PruneResult
+	if p.Before.IsZero() {
+		return res, fmt.Errorf("%w: prune needs a day", ErrBadFilter)
+	}
+	d := day(p.Before)
+	y, m, dd := p.Before.UTC().Date()
+	cut := time.Date(y, m, dd, 0, 0, 0, 0, time.UTC).Unix()
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return res, s.errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	steps := []struct {
+		n            *int64
+		count, purge string
+		arg          any
+	}{
+		{&res.Reports, `SELECT COUNT(*) FROM reports WHERE day < ?`, `DELETE FROM reports WHERE day < ?`, d},
+		{&res.RollupRows, `SELECT COUNT(*) FROM summary_rollup WHERE day < ?`, `DELETE FROM summary_rollup WHERE day < ?`, d},
+		{&res.Rejected, `SELECT COUNT(*) FROM rejected WHERE received_at < ?`, `DELETE FROM rejected WHERE received_at < ?`, cut},
+	}
+	for _, st := range steps {
+		if p.DryRun {
+			if err := tx.QueryRowContext(ctx, s.d.rebind(st.count), st.arg).Scan(st.n); err != nil {
+				return res, s.errorf("prune: %w", err)
+			}
+			continue
+		}
+		r, err := tx.ExecContext(ctx, s.d.rebind(st.purge), st.arg)
+		if err != nil {
+			return res, s.errorf("prune: %w", err)
+		}
+		*st.n, _ = r.RowsAffected()
+	}
+	if p.DryRun {
+		return res, nil
+	}
+	if err := tx.Commit(); err != nil {
+		return res, s.errorf("prune: commit: %w", err)
+	}
+	s.logger.Info("reports: pruned", "before", d, "reports", res.Reports, "rollup_rows", res.RollupRows, "rejected", res.Rejected)
+	return res, nil
 }
 
 // groupOrder maps Summary keys to the columns shared by policies and
@@ -763,7 +851,7 @@ func (s *sqlStore) ListRejected(ctx context.Context, f Filter) ([]Rejected, erro
 		w = " WHERE " + strings.Join(conds, " AND ")
 	}
 	args = append(args, limitOf(f))
-	rows, err := s.r.QueryContext(ctx, s.d.rebind(`SELECT id, received_at, source, origin, reason, detail, size, truncated
+	rows, err := s.r.QueryContext(ctx, s.d.rebind(`SELECT id, received_at, source, origin, reason, detail, size, truncated, sha256
 		FROM rejected`+w+` ORDER BY received_at DESC, id DESC LIMIT ?`), args...)
 	if err != nil {
 		return nil, s.errorf("rejected: %w", err)
@@ -773,7 +861,7 @@ func (s *sqlStore) ListRejected(ctx context.Context, f Filter) ([]Rejected, erro
 	for rows.Next() {
 		var x Rejected
 		var recv, trunc int64
-		if err := rows.Scan(&x.ID, &recv, &x.Source, &x.Origin, &x.Reason, &x.Detail, &x.Size, &trunc); err != nil {
+		if err := rows.Scan(&x.ID, &recv, &x.Source, &x.Origin, &x.Reason, &x.Detail, &x.Size, &trunc, &x.SHA256); err != nil {
 			return nil, s.errorf("rejected: %w", err)
 		}
 		x.ReceivedAt = time.Unix(recv, 0).UTC()
@@ -791,8 +879,8 @@ func (s *sqlStore) RejectedRaw(ctx context.Context, id int64) (Rejected, error) 
 	var x Rejected
 	var recv, trunc int64
 	var raw []byte
-	err := s.r.QueryRowContext(ctx, s.d.rebind(`SELECT id, received_at, source, origin, reason, detail, size, truncated, raw
-		FROM rejected WHERE id = ?`), id).Scan(&x.ID, &recv, &x.Source, &x.Origin, &x.Reason, &x.Detail, &x.Size, &trunc, &raw)
+	err := s.r.QueryRowContext(ctx, s.d.rebind(`SELECT id, received_at, source, origin, reason, detail, size, truncated, sha256, raw
+		FROM rejected WHERE id = ?`), id).Scan(&x.ID, &recv, &x.Source, &x.Origin, &x.Reason, &x.Detail, &x.Size, &trunc, &x.SHA256, &raw)
 	if errors.Is(err, sql.ErrNoRows) {
 		return x, fmt.Errorf("%w: rejected input %d", ErrNotFound, id)
 	}
