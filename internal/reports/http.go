@@ -74,10 +74,14 @@ func serve(log *slog.Logger, h HandlerFunc) http.Handler {
 // 413 above the size cap (the rest of the body is not read), 415 for a
 // type that cannot hold a report, 400 for a body that is not a report
 // (the input is kept as rejected in all three cases), 405 for other
-// methods, 503 when the store failed (nothing stored: retry).
+// methods, 429 with Retry-After beyond the Limiter's rate, 503 when the
+// store failed (nothing stored: retry).
 type Receiver struct {
 	Ingester *Ingester
-	Logger   *slog.Logger
+	// Limiter, when set, answers 429 with Retry-After to a client
+	// address beyond its rate, before reading the body.
+	Limiter *RateLimiter
+	Logger  *slog.Logger
 }
 
 // ServeHTTP implements http.Handler.
@@ -89,6 +93,12 @@ func (rc *Receiver) receive(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
 		return &HTTPError{Status: http.StatusMethodNotAllowed, Msg: "POST a TLS report (RFC 8460 §5.4)"}
+	}
+	if rc.Limiter != nil {
+		if ok, wait := rc.Limiter.Allow(r.RemoteAddr); !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(max(1, int((wait+time.Second-1)/time.Second))))
+			return &HTTPError{Status: http.StatusTooManyRequests, Msg: "too many requests from your address, retry later"}
+		}
 	}
 	// A hard cap on top of the Ingester's, so that a wrong Content-Length
 	// cannot make it read more.
