@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -43,16 +44,51 @@ on loopback behind a reverse proxy that terminates TLS (and does not
 buffer unlimited bodies). SIGTERM/SIGINT stop accepting, finish requests
 in flight (up to 20 s), then exit.
 
+Bounds: a client address (IPv6: its /64) may POST --rate-limit reports a
+minute (default 600, burst --rate-burst 600), beyond which it gets 429
+with Retry-After. Rejected input is kept as its first 64 KiB with its size
+and SHA-256, at most --rejected-budget bytes in all (default 256 MiB,
+oldest deleted first). --retention 400d deletes reports, their summary
+rows and rejected input older than that, at start and daily (default:
+keep everything; see also 'mailsts tlsrpt prune').
+
 Examples:
   mailsts serve --listen :443 --tls-cert /etc/mailsts/cert.pem --tls-key /etc/mailsts/key.pem
   mailsts serve --listen 127.0.0.1:8460 --db postgres://mailsts@db/mailsts
   mailsts serve --config /etc/mailsts/reports.yml
+  mailsts serve --retention 400d --rate-limit 120
 
 Exit codes:
   0  stopped cleanly
   2  could not start (configuration, database, listener)
   64 usage error
 `
+
+// Default per-client rate of report POSTs: a sender posts one report per
+// policy domain per day, so 10 a second from one address leaves room for a
+// large provider's daily run and stops a flood.
+const (
+	defaultRateLimit = 600 // per minute
+	defaultRateBurst = 600
+)
+
+// pruneDaily applies the retention age now and then every day until ctx
+// ends (issue #11.5: nothing was ever deleted).
+func pruneDaily(ctx context.Context, st reports.Store, age time.Duration, log *slog.Logger) {
+	t := time.NewTicker(24 * time.Hour)
+	defer t.Stop()
+	for {
+		before := retentionDay(time.Now(), age)
+		if _, err := st.Prune(ctx, reports.Prune{Before: before}); err != nil && ctx.Err() == nil {
+			log.Error("mailsts serve: pruning failed, retrying tomorrow", "before", before.Format(time.DateOnly), "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
 
 // serveShutdownTimeout bounds the drain of requests in flight.
 const serveShutdownTimeout = 20 * time.Second
@@ -66,6 +102,10 @@ func runServe(ctx context.Context, env Env, args []string) int {
 	cert := fs.String("tls-cert", "", "TLS certificate `file` (PEM); plain HTTP without it")
 	key := fs.String("tls-key", "", "TLS key `file` (PEM)")
 	api := fs.Bool("api", true, "serve the JSON query API under /api/v1/")
+	retention := fs.String("retention", "", "keep reports and rejected input for `AGE` (for example 400d), pruned daily; default forever")
+	rateLimit := fs.Float64("rate-limit", 0, "report POSTs per minute per client address, IPv6 per /64 (default 600; negative: off)")
+	rateBurst := fs.Int("rate-burst", 0, "report POSTs a client may make at once (default 600)")
+	rejectedBudget := fs.Int64("rejected-budget", 0, "bytes kept of rejected input, oldest deleted first (default 256 MiB; negative: no cap)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
@@ -98,6 +138,33 @@ func runServe(ctx context.Context, env Env, args []string) int {
 	if set["api"] || sc.API == nil {
 		sc.API = api
 	}
+	if set["retention"] {
+		cfg.Retention = *retention
+	}
+	if set["rate-limit"] {
+		sc.RateLimit = *rateLimit
+	}
+	if set["rate-burst"] {
+		sc.RateBurst = *rateBurst
+	}
+	if set["rejected-budget"] {
+		cfg.RejectedBudget = *rejectedBudget
+	}
+	var age time.Duration
+	if cfg.Retention != "" {
+		if age, err = parseAge(cfg.Retention); err != nil {
+			fmt.Fprintf(env.Stderr, "mailsts serve: retention: %v\n", err)
+			return ExitUsage
+		}
+	}
+	var limiter *reports.RateLimiter
+	if sc.RateLimit >= 0 {
+		perMin := sc.RateLimit
+		if perMin == 0 {
+			perMin = defaultRateLimit
+		}
+		limiter = &reports.RateLimiter{Rate: perMin / 60, Burst: cmp.Or(sc.RateBurst, defaultRateBurst)}
+	}
 	sc.Listen = cmpOr(sc.Listen, "127.0.0.1:8460")
 	sc.Path = cmpOr(sc.Path, "/tlsrpt")
 	if !strings.HasPrefix(sc.Path, "/") || strings.HasPrefix(sc.Path, "/api/") {
@@ -117,9 +184,12 @@ func runServe(ctx context.Context, env Env, args []string) int {
 	if !isPostgresSpec(cfg.DB) {
 		put = &reports.GroupCommit{Store: st}
 	}
-	in := &reports.Ingester{Store: put, Logger: log, DKIM: reports.DKIMOff,
+	in := &reports.Ingester{Store: put, Logger: log, DKIM: reports.DKIMOff, RejectedBudget: cfg.RejectedBudget,
 		Limits: tlsrpt.Limits{MaxInput: cfg.MaxInput, MaxOutput: cfg.MaxOutput}}
-	srv := newReportServer(in, st, sc.Path, *sc.API, log)
+	srv := newLimitedReportServer(in, limiter, st, sc.Path, *sc.API, log)
+	if age > 0 {
+		go pruneDaily(ctx, st, age, log)
+	}
 	ln, err := net.Listen("tcp", sc.Listen)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "mailsts serve: %v\n", err)
@@ -150,11 +220,17 @@ func runServe(ctx context.Context, env Env, args []string) int {
 // newReportServer returns the HTTP server of `mailsts serve`. The
 // timeouts bound slow clients; the body size is capped by the Receiver.
 func newReportServer(in *reports.Ingester, st reports.Store, path string, api bool, log *slog.Logger) *http.Server {
+	return newLimitedReportServer(in, nil, st, path, api, log)
+}
+
+// newLimitedReportServer is newReportServer with a rate limiter (nil:
+// none) on the report path.
+func newLimitedReportServer(in *reports.Ingester, limiter *reports.RateLimiter, st reports.Store, path string, api bool, log *slog.Logger) *http.Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	mux := http.NewServeMux()
-	mux.Handle(path, &reports.Receiver{Ingester: in, Logger: log})
+	mux.Handle(path, &reports.Receiver{Ingester: in, Limiter: limiter, Logger: log})
 	if api {
 		mux.Handle("/api/v1/", (&reports.API{Store: st, Logger: log}).Handler("/api/v1"))
 	}
@@ -239,7 +315,7 @@ func runIMAPIngest(ctx context.Context, env Env, cfg *ReportsConfig, in *reports
 		b, err := os.ReadFile(cfg.IMAP.PasswordFile)
 		if err != nil {
 			fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: %v\n", err)
-			return ExitError
+			return ExitTempFail
 		}
 		c.Password = strings.TrimRight(string(b), "\r\n")
 	}
@@ -248,7 +324,7 @@ func runIMAPIngest(ctx context.Context, env Env, cfg *ReportsConfig, in *reports
 		pool := x509.NewCertPool()
 		if err != nil || !pool.AppendCertsFromPEM(pem) {
 			fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: --imap-ca-file %s: no certificates (%v)\n", cfg.IMAP.CAFile, err)
-			return ExitError
+			return ExitTempFail
 		}
 		c.TLSConfig = &tls.Config{RootCAs: pool, ServerName: u.Hostname()}
 	}
