@@ -1,12 +1,16 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mailsts/mailsts/internal/reports"
 )
@@ -101,5 +105,18 @@ func TestTLSRPTPrune(t *testing.T) {
 	}
 	if d := retentionDay(time.Date(2026, 3, 1, 5, 0, 0, 0, time.UTC), 400*24*time.Hour); d.Format(time.DateOnly) != "2025-01-25" {
 		t.Errorf("retentionDay = %s", d)
+	}
+}
+
+// TestLogLinesBounded: a value from hostile input cannot make a log line
+// of megabytes (issue #11.3 saw one of 20 MB).
+func TestLogLinesBounded(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	log := newLogger(&buf, "text", new(slog.LevelVar))
+	huge := strings.Repeat("é", 1<<20)
+	log.Info("x", "detail", huge, "error", errors.New(huge), "n", 5)
+	if buf.Len() > 3*maxLogValue || !strings.Contains(buf.String(), "bytes)") || !utf8.Valid(buf.Bytes()) {
+		t.Errorf("log line of %d bytes", buf.Len())
 	}
 }

@@ -161,12 +161,16 @@ func clipText(s string, n int) string {
 
 // API serves the query API as JSON (GET only), mounted at /api/v1/:
 //
-//	GET /api/v1/summary?since=&until=&domain=&org=&mx=&result=&group-by=day,domain
-//	GET /api/v1/failures?since=&until=&domain=&org=&mx=&result=&limit=
+//	GET /api/v1/summary?since=&until=&domain=&org=&mx=&result=&group-by=day,domain&limit=&cursor=
+//	GET /api/v1/failures?since=&until=&domain=&org=&mx=&result=&limit=&cursor=
 //	GET /api/v1/reports/{report-id}
-//	GET /api/v1/rejected?since=&until=&limit=
+//	GET /api/v1/rejected?since=&until=&limit=&cursor=
 //
-// Dates are YYYY-MM-DD (UTC). Errors are text with status 400 (bad
+// Lists are pages of at most limit rows (default DefaultPageSize, at
+// most MaxPageSize); a full page carries a Link header to the next one
+// (rel="next"). A report shows at most MaxReportFailureDetails failure
+// details (tlsrpt caps them at parsing) and reports/{id} at most 10
+// reports. Dates are YYYY-MM-DD (UTC). Errors are text with status 400 (bad
 // query), 404 (unknown report) or 503 (store failed).
 type API struct {
 	Store  Store
@@ -210,6 +214,12 @@ func ParseFilter(q url.Values) (Filter, error) {
 			return f, fmt.Errorf("%w: limit %q is not a non-negative number", ErrBadFilter, l)
 		}
 		f.Limit = n
+	}
+	if c := q.Get("cursor"); c != "" {
+		if len(c) > maxCursor {
+			return f, fmt.Errorf("%w: cursor longer than %d bytes", ErrBadFilter, maxCursor)
+		}
+		f.Cursor = c
 	}
 	return f, nil
 }
@@ -257,6 +267,9 @@ func writeJSON(w http.ResponseWriter, v any) error {
 
 func (a *API) summary(w http.ResponseWriter, r *http.Request) error {
 	f, err := ParseFilter(r.URL.Query())
+	if err == nil {
+		f, err = pageFilter(f)
+	}
 	if err != nil {
 		return queryError(err)
 	}
@@ -264,17 +277,28 @@ func (a *API) summary(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return queryError(err)
 	}
+	rows, next, err := pageSummary(rows, f)
+	if err != nil {
+		return queryError(err)
+	}
+	linkNext(w, r, next)
 	return writeJSON(w, nonNilSlice(rows))
 }
 
 func (a *API) failures(w http.ResponseWriter, r *http.Request) error {
 	f, err := ParseFilter(r.URL.Query())
+	if err == nil {
+		f, err = pageFilter(f)
+	}
 	if err != nil {
 		return queryError(err)
 	}
 	rows, err := a.Store.Failures(r.Context(), f)
 	if err != nil {
 		return queryError(err)
+	}
+	if len(rows) == f.Limit {
+		linkNext(w, r, NextFailures(rows))
 	}
 	return writeJSON(w, nonNilSlice(rows))
 }
@@ -292,9 +316,15 @@ func (a *API) rejected(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return queryError(err)
 	}
+	if f, err = pageFilter(f); err != nil {
+		return queryError(err)
+	}
 	rows, err := a.Store.ListRejected(r.Context(), f)
 	if err != nil {
 		return queryError(err)
+	}
+	if len(rows) == f.Limit {
+		linkNext(w, r, NextRejected(rows))
 	}
 	return writeJSON(w, nonNilSlice(rows))
 }

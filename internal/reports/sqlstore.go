@@ -687,11 +687,24 @@ func (s *sqlStore) Failures(ctx context.Context, f Filter) ([]FailureRow, error)
 		w += "fd.result_type = ?"
 		args = append(args, f.ResultType)
 	}
+	if f.Cursor != "" {
+		c, cargs, err := failuresAfter(f.Cursor)
+		if err != nil {
+			return nil, err
+		}
+		if w == "" {
+			w = " WHERE "
+		} else {
+			w += " AND "
+		}
+		w += c
+		args = append(args, cargs...)
+	}
 	args = append(args, limitOf(f))
 	rows, err := s.r.QueryContext(ctx, s.d.rebind(`SELECT fd.day, fd.organization, r.report_id, fd.policy_type,
 		fd.policy_domain, fd.mx_host, fd.result_type, fd.sending_mta_ip, fd.receiving_mx_hostname,
 		fd.receiving_mx_helo, fd.receiving_ip, fd.failed_session_count, fd.additional_information,
-		fd.failure_reason_code
+		fd.failure_reason_code, fd.policy_seq, fd.seq
 		FROM failure_details fd JOIN reports r ON r.id = fd.report`+w+`
 		ORDER BY fd.day DESC, fd.organization, r.report_id, fd.policy_seq, fd.seq LIMIT ?`), args...)
 	if err != nil {
@@ -703,7 +716,7 @@ func (s *sqlStore) Failures(ctx context.Context, f Filter) ([]FailureRow, error)
 		var x FailureRow
 		if err := rows.Scan(&x.Day, &x.Organization, &x.ReportID, &x.PolicyType, &x.PolicyDomain, &x.MXHost,
 			&x.ResultType, &x.SendingMTAIP, &x.ReceivingMXHostname, &x.ReceivingMXHelo, &x.ReceivingIP,
-			&x.FailedSessionCount, &x.AdditionalInformation, &x.FailureReasonCode); err != nil {
+			&x.FailedSessionCount, &x.AdditionalInformation, &x.FailureReasonCode, &x.policySeq, &x.seq); err != nil {
 			return nil, s.errorf("failures: %w", err)
 		}
 		out = append(out, x)
@@ -714,11 +727,18 @@ func (s *sqlStore) Failures(ctx context.Context, f Filter) ([]FailureRow, error)
 	return out, nil
 }
 
-// Show implements Store.
+// maxShow caps the reports Show returns for one report-id (anyone can
+// POST reports under any organisation name; real ids are shared by at most
+// a few). With MaxReportFailureDetails details each, one Show answer stays
+// bounded.
+const maxShow = 10
+
+// Show implements Store. It returns at most maxShow reports, ordered by
+// organisation.
 func (s *sqlStore) Show(ctx context.Context, reportID string) ([]StoredReport, error) {
 	rows, err := s.r.QueryContext(ctx, s.d.rebind(`SELECT id, organization, report_id, contact_info, start_time,
 		end_time, received_at, source, origin, submitter, dkim_domain, repairs, problems, raw, raw_encoding, raw_size
-		FROM reports WHERE report_id = ? ORDER BY organization, id`), reportID)
+		FROM reports WHERE report_id = ? ORDER BY organization, id LIMIT ?`), reportID, maxShow)
 	if err != nil {
 		return nil, s.errorf("show: %w", err)
 	}
@@ -845,6 +865,14 @@ func (s *sqlStore) ListRejected(ctx context.Context, f Filter) ([]Rejected, erro
 		y, m, d := f.Until.UTC().Date()
 		conds = append(conds, "received_at < ?")
 		args = append(args, time.Date(y, m, d+1, 0, 0, 0, 0, time.UTC).Unix())
+	}
+	if f.Cursor != "" {
+		c, cargs, err := rejectedAfter(f.Cursor)
+		if err != nil {
+			return nil, err
+		}
+		conds = append(conds, c)
+		args = append(args, cargs...)
 	}
 	w := ""
 	if len(conds) > 0 {

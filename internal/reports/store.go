@@ -229,6 +229,9 @@ type Filter struct {
 	GroupBy []string
 	// Limit caps Failures and ListRejected rows; 0 means 1000.
 	Limit int
+	// Cursor, from NextFailures or NextRejected (or the API's Link
+	// header), starts the list after the last row of the previous page.
+	Cursor string
 }
 
 // SummaryRow is one group of Summary. Keys not grouped by are empty.
@@ -275,4 +278,7 @@ type FailureRow struct {
 	FailedSessionCount    int64  `json:"failed_session_count"`
 	AdditionalInformation string `json:"additional_information,omitempty"`
 	FailureReasonCode     string `json:"failure_reason_code,omitempty"`
+
+	// The position in the report, for NextFailures.
+	policySeq, seq int
 }
