@@ -56,6 +56,9 @@ func TestTLSRPTIngestExitCodes(t *testing.T) {
 			t.Errorf("%s: exit %d, want %d\n%s%s", tc.name, code, tc.want, out, errOut)
 		}
 	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Errorf("the missing Maildir was created: %v", err)
+	}
 	// The help says so.
 	_, _, help := runStdin(t, nil, t.TempDir(), "tlsrpt", "ingest", "--help")
 	for _, s := range []string{"75 temporary failure", "state", "64 usage error", "does not exist", "65 rejected"} {

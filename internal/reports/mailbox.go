@@ -73,6 +73,11 @@ func (m *Maildir) Run(ctx context.Context) (Stats, error) {
 	}
 	processed := cmpOr(m.Processed, ".Processed")
 	rejected := cmpOr(m.Rejected, ".Rejected")
+	// A Maildir that does not exist is not created (a typo would
+	// otherwise grow folders); the error wraps fs.ErrNotExist.
+	if _, err := os.Stat(filepath.Join(m.Dir, "new")); err != nil {
+		return st, fmt.Errorf("reports: maildir: %w", err)
+	}
 	for _, f := range []string{processed, rejected} {
 		if strings.Contains(f, "/") || f == "." || f == ".." {
 			return st, fmt.Errorf("reports: maildir folder %q must be a plain name", f)
