@@ -36,20 +36,24 @@ func TestRollupSaturates(t *testing.T) {
 	t.Parallel()
 	backends(t, func(t *testing.T, st Store) {
 		ctx := context.Background()
+		// The store takes counts as given (the Ingester caps them), so
+		// a few reports of 2^62 sessions reach what about 1,025 reports
+		// of 2^53 did.
+		const big = 1 << 62
 		batch := func(from, n int) {
 			ins := make([]Incoming, n)
 			for i := range ins {
-				ins[i] = Incoming{Report: bigReport(from+i, tlsrpt.MaxCount), Raw: []byte("{}"), Source: SourceFile, ReceivedAt: fixedNow()}
+				ins[i] = Incoming{Report: bigReport(from+i, big), Raw: []byte("{}"), Source: SourceFile, ReceivedAt: fixedNow()}
 			}
 			if _, err := st.PutReports(ctx, ins); err != nil {
 				t.Fatalf("PutReports %d..%d: %v", from, from+n, err)
 			}
 		}
-		// 600 × 2^53 fits; the second batch overflows inside the upsert,
-		// the third in the batch's own sums.
-		batch(0, 600)
-		batch(600, 600)
-		batch(1200, 1100)
+		// The second batch overflows inside the upsert, the third in the
+		// batch's own sums.
+		batch(0, 1)
+		batch(1, 1)
+		batch(2, 3)
 		// Still storing reports of that key.
 		if res := put(t, st, bigReport(9999, 1), nil); res.Duplicate {
 			t.Fatal("duplicate")
@@ -72,8 +76,8 @@ func TestRollupSaturates(t *testing.T) {
 					t.Errorf("Summary %+v: failed = %d, want saturated at 2^63-1", f, r.Failed)
 				}
 			}
-			if len(rows) == 0 || rows[0].Reports != 2301 {
-				t.Errorf("Summary %+v: %+v, want 2,301 reports", f, rows)
+			if len(rows) == 0 || rows[0].Reports != 6 {
+				t.Errorf("Summary %+v: %+v, want 6 reports", f, rows)
 			}
 		}
 	})
