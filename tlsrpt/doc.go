@@ -47,6 +47,14 @@
 //     a repair; a fraction, a negative number or anything larger fails.
 //   - Times without a zone are taken as UTC (Microsoft, quirk 1); all times
 //     are converted to UTC.
+//   - Bounds (RFC 8460 §7): failure details are read one at a time;
+//     identical ones (all members but the count) are merged with their
+//     counts summed (repair "failure-details-merged", RPT-AGG-9), and at
+//     most [MaxFailureDetails] distinct ones per policy and
+//     [MaxReportFailureDetails] per report are kept, the rest counted in
+//     repair "failure-details-capped". More than [MaxPolicies] policies
+//     fail with [ErrTooLarge]. [ParseMessage] decompresses at most
+//     Limits.MaxOutput bytes per message, over all parts.
 //   - OPEN-7: generated end-datetime is 23:59:59Z of the reported day;
 //     receivers accept the next day's 00:00:00Z too.
 //   - RPT-TXT-5: a rua URI with an unencoded "!" is not usable (it looks

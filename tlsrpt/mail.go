@@ -107,7 +107,7 @@ var genericTypes = map[string]bool{
 // reject (quirk 26) and a misspelt "ContentType:" header (quirk 27).
 //
 // It reads at most lim.MaxInput bytes of message and decompresses at most
-// lim.MaxOutput bytes per report (ErrTooLarge). It returns ErrNoReport when
+// lim.MaxOutput bytes over all its reports (ErrTooLarge). It returns ErrNoReport when
 // the message holds no report part, and an error wrapping ErrSyntax when the
 // MIME structure is broken or a report part does not decode. It does not
 // verify DKIM: call VerifyDKIM on the same bytes (RPT-MAIL-7).
@@ -175,6 +175,7 @@ type walker struct {
 	msg      *Message
 	parts    int
 	firstErr error
+	out      int64 // bytes decompressed so far
 }
 
 func (w *walker) note(code, format string, args ...any) {
@@ -273,10 +274,18 @@ func (w *walker) leaf(h message.Header, mt string, params map[string]string, bod
 	if mt == "application/tlsrpt" {
 		reps = append(reps, Repair{Code: "media-type-bare-tlsrpt", Detail: "application/tlsrpt without +json or +gzip"})
 	}
-	out, dreps, err := decodeBytes(data, mt, w.lim, 0)
+	// The decompressed budget is per message, not per part: 64 parts of
+	// 20 MB each would otherwise cost 1.3 GB (RFC 8460 §7).
+	lim := w.lim
+	lim.MaxOutput = lim.maxOutput() - w.out
+	if lim.MaxOutput <= 0 {
+		return fmt.Errorf("%w: report parts decompress to more than %d bytes in all", ErrTooLarge, w.lim.maxOutput())
+	}
+	out, dreps, err := decodeBytes(data, mt, lim, 0)
 	if err != nil {
 		return w.partFailed(mt, err)
 	}
+	w.out += int64(len(out))
 	a := Attachment{ContentType: mt, JSON: out, Repairs: append(reps, dreps...)}
 	a.Filename = w.filename(h, params, &a.Repairs)
 	if a.Filename != "" {

@@ -28,7 +28,8 @@ import (
 // "summary-counter-missing", "count-string", "count-not-integer-literal",
 // "count-null", "count-missing", "result-type-missing",
 // "ipv6-noncanonical", "ip-invalid", "failure-count-mismatch",
-// "failure-count-from-details", "repairs-truncated".
+// "failure-count-from-details", "failure-details-merged",
+// "failure-details-capped", "repairs-truncated".
 type Repair struct {
 	Code   string
 	Detail string
@@ -48,6 +49,32 @@ const maxRepairs = 200
 // maxDepth bounds JSON nesting; a report needs 5 levels.
 const maxDepth = 32
 
+// Caps on what one report may hold (RFC 8460 §7: hostile input must not
+// cost unbounded work). A 19 KB gzip body can decompress to 6.5 million
+// empty failure details; Parse reads failure details one by one, merges
+// identical ones and keeps at most these many, so such a body costs
+// kilobytes, not gigabytes. Real reports have a handful of policies and
+// details: Google and Microsoft send one detail per (result type, sending
+// IP, MX) and merge the rest (RPT-AGG-9).
+const (
+	// MaxPolicies caps the policies of one report. More fail Parse with
+	// ErrTooLarge.
+	MaxPolicies = 1000
+	// MaxFailureDetails caps the distinct failure details kept per policy.
+	// Identical details (all members but failed-session-count equal) are
+	// merged, their counts summed ("failure-details-merged"); distinct
+	// details beyond the cap are dropped and counted in the repair
+	// "failure-details-capped".
+	MaxFailureDetails = 1000
+	// MaxReportFailureDetails caps the distinct failure details kept over
+	// all policies of one report, like MaxFailureDetails.
+	MaxReportFailureDetails = 10000
+	// maxNodes caps the JSON values Parse keeps in memory at once (failure
+	// details are converted and released one at a time). More fail Parse
+	// with ErrTooLarge.
+	maxNodes = 100000
+)
+
 // Parse decodes a JSON TLS report as real senders send it (RFC 8460 §4.4,
 // read liberally per RPT-RECV-5 and the quirk list). It returns the report,
 // the repairs applied in document order, and an error wrapping ErrSyntax when
@@ -58,6 +85,11 @@ const maxDepth = 32
 // Parse never rejects a report for its dates (see Report.Problems), for
 // unknown result or policy types, or for missing optional members.
 // Empty arrays come back as nil slices.
+//
+// Parse bounds its work whatever the input: failure details are merged
+// and capped (MaxFailureDetails, MaxReportFailureDetails) as they are read,
+// and a report with more than MaxPolicies policies or an unreasonable number
+// of other JSON values fails with an error wrapping ErrTooLarge.
 func Parse(data []byte) (*Report, []Repair, error) {
 	p := &parser{}
 	root, err := p.decode(data)
@@ -94,17 +126,71 @@ func ParseStrict(data []byte) (*Report, error) {
 type parser struct {
 	repairs   []Repair
 	truncated bool
+	// n counts the repairs recorded, deferred ones included.
+	n int
+	// deferred, when set, collects the repairs of failure details read
+	// during decoding; policyResult adds them where the details are
+	// interpreted, so that repairs stay in document order.
+	deferred *[]Repair
+	// nodes counts the JSON values held in memory (maxNodes).
+	nodes int
+	// detailsKept counts the failure details kept over all policies
+	// (MaxReportFailureDetails).
+	detailsKept int
 }
 
 func (p *parser) repair(code, format string, args ...any) {
-	if len(p.repairs) >= maxRepairs {
+	dst := &p.repairs
+	if p.deferred != nil {
+		dst = p.deferred
+	}
+	if p.n >= maxRepairs {
 		if !p.truncated {
 			p.truncated = true
-			p.repairs = append(p.repairs, Repair{Code: "repairs-truncated", Detail: "more repairs were applied but not listed"})
+			*dst = append(*dst, Repair{Code: "repairs-truncated", Detail: "more repairs were applied but not listed"})
 		}
 		return
 	}
-	p.repairs = append(p.repairs, Repair{Code: code, Detail: fmt.Sprintf(format, args...)})
+	p.n++
+	*dst = append(*dst, Repair{Code: code, Detail: fmt.Sprintf(format, detach(args)...)})
+}
+
+// listing reports whether a repair would still be recorded (or mark the
+// list truncated). Callers whose arguments cost an allocation (join,
+// clip) check it first: a hostile report can trigger millions of repairs.
+func (p *parser) listing() bool { return p.n < maxRepairs || !p.truncated }
+
+// summary records a repair that summarises many (merged or dropped
+// failure details) even when the list is full: there are at most two per
+// policy, and they say what happened to the data.
+func (p *parser) summary(code, format string, args ...any) {
+	dst := &p.repairs
+	if p.deferred != nil {
+		dst = p.deferred
+	}
+	*dst = append(*dst, Repair{Code: code, Detail: fmt.Sprintf(format, detach(args)...)})
+}
+
+// detach copies the arguments of a repair so that they do not escape to
+// the heap: the callers' variadic slices and boxed strings then stay on
+// the stack, and a repair that is not recorded because the list is full
+// costs no allocation. That matters when a hostile report triggers the
+// same repair millions of times. Repairs pass strings and integers only.
+func detach(args []any) []any {
+	out := make([]any, len(args))
+	for i, a := range args {
+		switch v := a.(type) {
+		case string:
+			out[i] = strings.Clone(v)
+		case int:
+			out[i] = v
+		case int64:
+			out[i] = v
+		default:
+			out[i] = "(?)"
+		}
+	}
+	return out
 }
 
 // A small ordered JSON tree, built token by token so duplicate members are
@@ -128,6 +214,10 @@ type jvalue struct {
 	b       bool
 	members []jmember
 	elems   []*jvalue
+	// details is set on a failure-details array read by detailArray: the
+	// details already interpreted, merged and capped, with the repairs
+	// recorded while reading them.
+	details *detailSet
 }
 
 type jmember struct {
@@ -176,12 +266,30 @@ func (p *parser) value(dec *json.Decoder, path string, depth int) (*jvalue, erro
 	if depth > maxDepth {
 		return nil, fmt.Errorf("%w: nesting deeper than %d", ErrSyntax, maxDepth)
 	}
+	tok, err := token(dec)
+	if err != nil {
+		return nil, err
+	}
+	return p.valueOf(dec, tok, path, depth, nil)
+}
+
+func token(dec *json.Decoder) (json.Token, error) {
 	tok, err := dec.Token()
 	if err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
 		return nil, fmt.Errorf("%w: %w", ErrSyntax, err)
+	}
+	return tok, nil
+}
+
+// valueOf builds the value that starts with tok. An object is built into
+// into when it is not nil (reused for failure details).
+func (p *parser) valueOf(dec *json.Decoder, tok json.Token, path string, depth int, into *jvalue) (*jvalue, error) {
+	p.nodes++
+	if p.nodes > maxNodes {
+		return nil, fmt.Errorf("%w: report holds more than %d JSON values", ErrTooLarge, maxNodes)
 	}
 	switch t := tok.(type) {
 	case nil:
@@ -195,21 +303,50 @@ func (p *parser) value(dec *json.Decoder, path string, depth int) (*jvalue, erro
 	case json.Delim:
 		switch t {
 		case '{':
-			v := &jvalue{kind: jObject}
+			v := into
+			if v == nil {
+				v = &jvalue{}
+			}
+			*v = jvalue{kind: jObject, members: v.members[:0]}
+			// seen makes the duplicate check linear for objects with
+			// many members.
+			var seen map[string]bool
 			for dec.More() {
 				kt, err := dec.Token()
 				if err != nil {
 					return nil, fmt.Errorf("%w: %w", ErrSyntax, err)
 				}
 				key, _ := kt.(string)
-				val, err := p.value(dec, join(path, key), depth+1)
+				var val *jvalue
+				if key == "failure-details" && isPolicyResultPath(path) {
+					val, err = p.detailArray(dec, join(path, key), depth+1)
+				} else {
+					val, err = p.value(dec, join(path, key), depth+1)
+				}
 				if err != nil {
 					return nil, err
 				}
-				if v.get(key) != nil {
+				dup := false
+				if seen != nil {
+					dup = seen[key]
+				} else {
+					dup = v.get(key) != nil
+					if len(v.members) >= 16 {
+						seen = make(map[string]bool, 2*len(v.members))
+						for _, m := range v.members {
+							seen[m.key] = true
+						}
+					}
+				}
+				if dup {
 					// Decision (RPT-JSON-1): the first occurrence wins.
-					p.repair("duplicate-member", "%s: later duplicate ignored, first value kept", join(path, key))
+					if p.listing() {
+						p.repair("duplicate-member", "%s: later duplicate ignored, first value kept", join(path, key))
+					}
 					continue
+				}
+				if seen != nil {
+					seen[key] = true
 				}
 				v.members = append(v.members, jmember{key: key, val: val})
 			}
@@ -220,6 +357,9 @@ func (p *parser) value(dec *json.Decoder, path string, depth int) (*jvalue, erro
 		case '[':
 			v := &jvalue{kind: jArray}
 			for i := 0; dec.More(); i++ {
+				if path == "policies" && i >= MaxPolicies {
+					return nil, fmt.Errorf("%w: more than %d policies", ErrTooLarge, MaxPolicies)
+				}
 				el, err := p.value(dec, fmt.Sprintf("%s[%d]", path, i), depth+1)
 				if err != nil {
 					return nil, err
@@ -233,6 +373,113 @@ func (p *parser) value(dec *json.Decoder, path string, depth int) (*jvalue, erro
 		}
 	}
 	return nil, fmt.Errorf("%w: unexpected token %v", ErrSyntax, tok)
+}
+
+// isPolicyResultPath reports whether path names an element of policies
+// (or policies itself, when it is a single object).
+func isPolicyResultPath(path string) bool {
+	return path == "policies" || strings.HasPrefix(path, "policies[") && !strings.Contains(path, ".")
+}
+
+// detailSet is a failure-details array as read: details interpreted,
+// identical ones merged, distinct ones beyond the caps dropped.
+type detailSet struct {
+	details []FailureDetails
+	index   map[FailureDetails]int // detail without its count → position
+	repairs []Repair
+	err     error
+}
+
+// detailArray reads the value of a policy's failure-details member. An
+// array is read element by element: each element is interpreted (detail)
+// and released, identical details are merged and distinct ones beyond
+// MaxFailureDetails or MaxReportFailureDetails dropped, so a report with
+// millions of entries never holds more than the caps in memory. Other
+// values are returned as they are for policyResult to judge.
+func (p *parser) detailArray(dec *json.Decoder, path string, depth int) (*jvalue, error) {
+	if depth > maxDepth {
+		return nil, fmt.Errorf("%w: nesting deeper than %d", ErrSyntax, maxDepth)
+	}
+	tok, err := token(dec)
+	if err != nil {
+		return nil, err
+	}
+	if tok != json.Delim('[') {
+		return p.valueOf(dec, tok, path, depth, nil)
+	}
+	p.nodes++
+	set := &detailSet{index: make(map[FailureDetails]int)}
+	// The repairs of the details are recorded where policyResult reads
+	// them, as when the array was interpreted after decoding.
+	saved := p.deferred
+	p.deferred = &set.repairs
+	defer func() { p.deferred = saved }()
+	var scratch jvalue
+	var elems, merged, dropped int
+	var droppedSessions int64
+	anyPath := path + "[…]"
+	for i := 0; dec.More(); i++ {
+		// Element paths name the index only while repairs are still
+		// listed: formatting one per element costs an allocation each.
+		epath := anyPath
+		if !p.truncated {
+			epath = fmt.Sprintf("%s[%d]", path, i)
+		}
+		base := p.nodes
+		tok, err := token(dec)
+		if err != nil {
+			return nil, err
+		}
+		el, err := p.valueOf(dec, tok, epath, depth+1, &scratch)
+		if err != nil {
+			return nil, err
+		}
+		d, err := p.detail(el, epath)
+		// The element is released: its values no longer count.
+		p.nodes = base
+		if err != nil {
+			if set.err == nil {
+				set.err = fmt.Errorf("%w (failure detail %d)", err, i)
+			}
+			continue
+		}
+		elems++
+		key := d
+		key.FailedSessionCount = 0
+		if j, ok := set.index[key]; ok {
+			merged++
+			sum := set.details[j].FailedSessionCount + d.FailedSessionCount
+			if sum > MaxCount {
+				if set.err == nil {
+					set.err = fmt.Errorf("%w: %s: identical failure details have failed-session-count values summing above 2^53", ErrSyntax, path)
+				}
+				continue
+			}
+			set.details[j].FailedSessionCount = sum
+			continue
+		}
+		if len(set.details) >= MaxFailureDetails || p.detailsKept >= MaxReportFailureDetails {
+			dropped++
+			droppedSessions = min(droppedSessions+d.FailedSessionCount, MaxCount)
+			continue
+		}
+		p.detailsKept++
+		set.index[key] = len(set.details)
+		set.details = append(set.details, d)
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSyntax, err)
+	}
+	set.index = nil
+	if merged > 0 {
+		p.summary("failure-details-merged", "%s: %d of %d details were identical but for failed-session-count and were merged, their counts summed (RPT-AGG-9)",
+			path, merged, elems)
+	}
+	if dropped > 0 {
+		p.summary("failure-details-capped", "%s: %d distinct details (%d failed sessions) beyond the cap of %d per policy and %d per report were dropped",
+			path, dropped, droppedSessions, MaxFailureDetails, MaxReportFailureDetails)
+	}
+	return &jvalue{kind: jArray, details: set}, nil
 }
 
 func join(path, key string) string {
@@ -305,7 +552,9 @@ outer:
 				continue outer
 			}
 		}
-		p.repair("unknown-member", "%s: ignored", join(path, m.key))
+		if p.listing() {
+			p.repair("unknown-member", "%s: ignored", join(path, m.key))
+		}
 	}
 }
 
@@ -406,15 +655,27 @@ func (p *parser) policyResult(v *jvalue, path string) (PolicyResult, error) {
 		return pr, fmt.Errorf("%w: %s is a JSON %s", ErrSyntax, fpath, kindNames[fd.kind])
 	}
 	var sum64 int64
-	if fd != nil {
+	switch {
+	case fd != nil && fd.details != nil:
+		set := fd.details
+		p.repairs = append(p.repairs, set.repairs...)
+		if set.err != nil {
+			return pr, set.err
+		}
+		pr.FailureDetails = set.details
+	case fd != nil:
 		for j, dv := range fd.elems {
 			d, err := p.detail(dv, fmt.Sprintf("%s[%d]", fpath, j))
 			if err != nil {
 				return pr, err
 			}
-			sum64 = min(sum64+d.FailedSessionCount, MaxCount) // saturates: no overflow
 			pr.FailureDetails = append(pr.FailureDetails, d)
 		}
+	}
+	for _, d := range pr.FailureDetails {
+		// Each count is at most MaxCount (2^53): the sum saturates there
+		// and cannot overflow.
+		sum64 = min(sum64+d.FailedSessionCount, MaxCount)
 	}
 	switch {
 	case failureAbsent && sum64 > 0:
@@ -468,16 +729,24 @@ func (p *parser) str(obj *jvalue, key, path string) string {
 	case jString:
 		return v.s
 	case jNull:
-		p.repair(key+"-null", "%s: null taken as empty", join(path, key))
+		if p.listing() {
+			p.repair(key+"-null", "%s: null taken as empty", join(path, key))
+		}
 		return ""
 	case jNumber:
-		p.repair("string-type", "%s: number %s taken as a string", join(path, key), v.s)
+		if p.listing() {
+			p.repair("string-type", "%s: number %s taken as a string", join(path, key), v.s)
+		}
 		return v.s
 	case jBool:
-		p.repair("string-type", "%s: boolean taken as a string", join(path, key))
+		if p.listing() {
+			p.repair("string-type", "%s: boolean taken as a string", join(path, key))
+		}
 		return strconv.FormatBool(v.b)
 	default:
-		p.repair("string-type", "%s: JSON %s ignored", join(path, key), kindNames[v.kind])
+		if p.listing() {
+			p.repair("string-type", "%s: JSON %s ignored", join(path, key), kindNames[v.kind])
+		}
 		return ""
 	}
 }
@@ -514,39 +783,49 @@ func (p *parser) time(obj *jvalue, key, path string) (time.Time, error) {
 // I-JSON). Defensive repairs: integral numbers in other forms, decimal
 // strings, null. missingCode is recorded when the member is absent.
 func (p *parser) count(obj *jvalue, key, path, missingCode string) (int64, error) {
-	where := join(path, key)
+	// where is built only when needed: this runs once per failure
+	// detail, and a hostile report has millions.
+	where := func() string { return join(path, key) }
 	v := obj.get(key)
 	if v == nil {
-		p.repair(missingCode, "%s: missing, taken as 0", where)
+		if p.listing() {
+			p.repair(missingCode, "%s: missing, taken as 0", where())
+		}
 		return 0, nil
 	}
 	text := v.s
 	switch v.kind {
 	case jNull:
-		p.repair("count-null", "%s: null taken as 0", where)
+		if p.listing() {
+			p.repair("count-null", "%s: null taken as 0", where())
+		}
 		return 0, nil
 	case jString:
 		text = strings.TrimSpace(text)
 		if text == "" || strings.Trim(text, "0123456789.eE+-") != "" {
-			return 0, fmt.Errorf("%w: %s: string %q is not a number", ErrSyntax, where, clip(v.s))
+			return 0, fmt.Errorf("%w: %s: string %q is not a number", ErrSyntax, where(), clip(v.s))
 		}
-		p.repair("count-string", "%s: string %q taken as a number", where, clip(v.s))
+		if p.listing() {
+			p.repair("count-string", "%s: string %q taken as a number", where(), clip(v.s))
+		}
 	case jNumber:
 	default:
-		return 0, fmt.Errorf("%w: %s is a JSON %s, not an integer", ErrSyntax, where, kindNames[v.kind])
+		return 0, fmt.Errorf("%w: %s is a JSON %s, not an integer", ErrSyntax, where(), kindNames[v.kind])
 	}
 	if n, err := strconv.ParseInt(text, 10, 64); err == nil {
 		if n < 0 || n > MaxCount {
-			return 0, fmt.Errorf("%w: %s: %d is outside 0..2^53", ErrSyntax, where, n)
+			return 0, fmt.Errorf("%w: %s: %d is outside 0..2^53", ErrSyntax, where(), n)
 		}
 		return n, nil
 	}
 	f, err := strconv.ParseFloat(text, 64)
 	if err != nil || f != math.Trunc(f) || f < 0 || f > MaxCount {
-		return 0, fmt.Errorf("%w: %s: %q is not an integer in 0..2^53", ErrSyntax, where, clip(text))
+		return 0, fmt.Errorf("%w: %s: %q is not an integer in 0..2^53", ErrSyntax, where(), clip(text))
 	}
 	if v.kind == jNumber {
-		p.repair("count-not-integer-literal", "%s: %s taken as %d", where, clip(text), int64(f))
+		if p.listing() {
+			p.repair("count-not-integer-literal", "%s: %s taken as %d", where(), clip(text), int64(f))
+		}
 	}
 	return int64(f), nil
 }
@@ -560,11 +839,15 @@ func (p *parser) ip(obj *jvalue, key, path string) string {
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil {
-		p.repair("ip-invalid", "%s: %q is not an IP address; kept as sent", join(path, key), clip(s))
+		if p.listing() {
+			p.repair("ip-invalid", "%s: %q is not an IP address; kept as sent", join(path, key), clip(s))
+		}
 		return s
 	}
 	if c := a.String(); c != s && a.Is6() {
-		p.repair("ipv6-noncanonical", "%s: %q rewritten as %q (RFC 5952)", join(path, key), clip(s), c)
+		if p.listing() {
+			p.repair("ipv6-noncanonical", "%s: %q rewritten as %q (RFC 5952)", join(path, key), clip(s), c)
+		}
 		return c
 	}
 	return s

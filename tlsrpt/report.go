@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/mail"
 	"net/netip"
 	"strconv"
@@ -95,13 +96,24 @@ func (r *Report) LogValue() slog.Value {
 	)
 }
 
-// Totals returns the success and failure totals over all policies.
+// Totals returns the success and failure totals over all policies. The
+// sums saturate at math.MaxInt64 rather than overflow.
 func (r *Report) Totals() (success, failure int64) {
 	for _, p := range r.Policies {
-		success += p.Summary.TotalSuccessfulSessionCount
-		failure += p.Summary.TotalFailureSessionCount
+		success = SaturatingAdd(success, p.Summary.TotalSuccessfulSessionCount)
+		failure = SaturatingAdd(failure, p.Summary.TotalFailureSessionCount)
 	}
 	return success, failure
+}
+
+// SaturatingAdd returns a+b for counts (non-negative), or math.MaxInt64
+// when the sum does not fit; a negative operand counts as 0.
+func SaturatingAdd(a, b int64) int64 {
+	a, b = max(a, 0), max(b, 0)
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }
 
 // Wire form. Member order follows RFC 8460 Appendix B (F-10c).

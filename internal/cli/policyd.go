@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"unicode/utf8"
 
 	"github.com/mailsts/mailsts/internal/policyd"
 )
@@ -208,8 +209,41 @@ func runPolicyd(ctx context.Context, env Env, args []string) int {
 }
 
 // newLogger returns a slog logger writing text or JSON to w.
+// maxLogValue bounds one logged value: values can carry text from hostile
+// input (error details, origins), and one 20 MB log line was seen (issue
+// #11.3).
+const maxLogValue = 2048
+
+// clipLogAttr truncates long string and error values.
+func clipLogAttr(_ []string, a slog.Attr) slog.Attr {
+	var s string
+	switch a.Value.Kind() {
+	case slog.KindString:
+		s = a.Value.String()
+	case slog.KindAny:
+		err, ok := a.Value.Any().(error)
+		if !ok {
+			return a
+		}
+		s = err.Error()
+		if len(s) <= maxLogValue {
+			return a
+		}
+	default:
+		return a
+	}
+	if len(s) > maxLogValue {
+		cut := maxLogValue
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		a.Value = slog.StringValue(s[:cut] + fmt.Sprintf("…(%d bytes)", len(s)))
+	}
+	return a
+}
+
 func newLogger(w io.Writer, format string, level *slog.LevelVar) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: clipLogAttr}
 	if format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}

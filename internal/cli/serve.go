@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -57,6 +58,14 @@ buffer unlimited bodies); a plain-HTTP report listener on a non-loopback
 address is logged as a warning. SIGTERM/SIGINT stop accepting, finish
 requests in flight (up to 20 s), then exit.
 
+Bounds: a client address (IPv6: its /64) may POST --rate-limit reports a
+minute (default 600, burst --rate-burst 600), beyond which it gets 429
+with Retry-After. Rejected input is kept as its first 64 KiB with its size
+and SHA-256, at most --rejected-budget bytes in all (default 256 MiB,
+oldest deleted first). --retention 400d deletes reports, their summary
+rows and rejected input older than that, at start and daily (default:
+keep everything; see also 'mailsts tlsrpt prune').
+
 Examples:
   mailsts serve --listen :443 --tls-cert /etc/mailsts/cert.pem --tls-key /etc/mailsts/key.pem
       reports on :443 for everyone; the API on 127.0.0.1:8462 only
@@ -66,6 +75,7 @@ Examples:
       --api-listen 10.0.0.5:8462 --api-token-file /etc/mailsts/api.token
   curl -H "Authorization: Bearer $(cat /etc/mailsts/api.token)" http://10.0.0.5:8462/api/v1/failures
   mailsts serve --config /etc/mailsts/reports.yml
+  mailsts serve --retention 400d --rate-limit 120
 
 Exit codes:
   0  stopped cleanly
@@ -96,6 +106,34 @@ type serveRun struct {
 	st      reports.Store
 	log     *slog.Logger
 	servers []servedListener
+	// retention is the age after which reports are pruned (0: never).
+	retention time.Duration
+}
+
+// Default per-client rate of report POSTs: a sender posts one report per
+// policy domain per day, so 10 a second from one address leaves room for a
+// large provider's daily run and stops a flood.
+const (
+	defaultRateLimit = 600 // per minute
+	defaultRateBurst = 600
+)
+
+// pruneDaily applies the retention age now and then every day until ctx
+// ends.
+func pruneDaily(ctx context.Context, st reports.Store, age time.Duration, log *slog.Logger) {
+	t := time.NewTicker(24 * time.Hour)
+	defer t.Stop()
+	for {
+		before := retentionDay(time.Now(), age)
+		if _, err := st.Prune(ctx, reports.Prune{Before: before}); err != nil && ctx.Err() == nil {
+			log.Error("mailsts serve: pruning failed, retrying tomorrow", "before", before.Format(time.DateOnly), "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 type servedListener struct {
@@ -130,6 +168,10 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 	api := fs.Bool("api", true, "serve the JSON query API under /api/v1/")
 	apiListen := fs.String("api-listen", "", "query API listener `address`, or \"same\" for the report listener (default "+defaultAPIListen+")")
 	apiTokenFile := fs.String("api-token-file", "", "`file` holding the API bearer token (required unless the API listens on loopback)")
+	retention := fs.String("retention", "", "keep reports and rejected input for `AGE` (for example 400d), pruned daily; default forever")
+	rateLimit := fs.Float64("rate-limit", 0, "report POSTs per minute per client address, IPv6 per /64 (default 600; negative: off)")
+	rateBurst := fs.Int("rate-burst", 0, "report POSTs a client may make at once (default 600)")
+	rejectedBudget := fs.Int64("rejected-budget", 0, "bytes kept of rejected input, oldest deleted first (default 256 MiB; negative: no cap)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if code := parseFlags(fs, args); code >= 0 {
 		return nil, code
@@ -168,6 +210,31 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 	if set["api"] || sc.API == nil {
 		sc.API = api
 	}
+	if set["retention"] {
+		cfg.Retention = *retention
+	}
+	if set["rate-limit"] {
+		sc.RateLimit = *rateLimit
+	}
+	if set["rate-burst"] {
+		sc.RateBurst = *rateBurst
+	}
+	if set["rejected-budget"] {
+		cfg.RejectedBudget = *rejectedBudget
+	}
+	if cfg.Retention != "" {
+		if sr.retention, err = parseAge(cfg.Retention); err != nil {
+			return fail(ExitUsage, "retention: %v", err)
+		}
+	}
+	var limiter *reports.RateLimiter
+	if sc.RateLimit >= 0 {
+		perMin := sc.RateLimit
+		if perMin == 0 {
+			perMin = defaultRateLimit
+		}
+		limiter = &reports.RateLimiter{Rate: perMin / 60, Burst: cmp.Or(sc.RateBurst, defaultRateBurst)}
+	}
 	sc.Listen = cmpOr(sc.Listen, defaultReportListen)
 	sc.APIListen = cmpOr(sc.APIListen, defaultAPIListen)
 	sc.Path = cmpOr(sc.Path, "/tlsrpt")
@@ -197,14 +264,14 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 	if !isPostgresSpec(cfg.DB) {
 		put = &reports.GroupCommit{Store: st}
 	}
-	in := &reports.Ingester{Store: put, Logger: log, DKIM: reports.DKIMOff,
+	in := &reports.Ingester{Store: put, Logger: log, DKIM: reports.DKIMOff, RejectedBudget: cfg.RejectedBudget,
 		Limits: tlsrpt.Limits{MaxInput: cfg.MaxInput, MaxOutput: cfg.MaxOutput}}
 	var apiHandler http.Handler
 	if *sc.API {
 		apiHandler = (&reports.API{Store: st, Logger: log, Token: token}).Handler("/api/v1")
 	}
 	sameAPI := *sc.API && sc.APIListen == apiListenSame
-	reportMux := newReportMux(in, sc.Path, log)
+	reportMux := newReportMux(in, limiter, sc.Path, log)
 	if sameAPI {
 		reportMux.Handle("/api/v1/", apiHandler)
 	}
@@ -320,6 +387,9 @@ func (sr *serveRun) close() {
 func (sr *serveRun) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if sr.retention > 0 {
+		go pruneDaily(ctx, sr.st, sr.retention, sr.log)
+	}
 	errc := make(chan error, len(sr.servers))
 	for _, s := range sr.servers {
 		go func() {
@@ -342,9 +412,9 @@ func (sr *serveRun) run(ctx context.Context) error {
 
 // newReportMux is the public side of `mailsts serve`: the report POST
 // path and GET /healthz, nothing that reads stored data.
-func newReportMux(in *reports.Ingester, path string, log *slog.Logger) *http.ServeMux {
+func newReportMux(in *reports.Ingester, limiter *reports.RateLimiter, path string, log *slog.Logger) *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.Handle(path, &reports.Receiver{Ingester: in, Logger: log})
+	mux.Handle(path, &reports.Receiver{Ingester: in, Limiter: limiter, Logger: log})
 	mux.HandleFunc("GET /healthz", healthz)
 	return mux
 }

@@ -40,10 +40,14 @@ const (
 	// rejected input (`mailsts tlsrpt rejected`). The MTA bounces it
 	// unless --reject-exit 0 is given. EX_DATAERR.
 	ExitRejected = 65
-	// ExitTempFail: storage or a DKIM key lookup failed; nothing was
-	// stored and the MTA should retry. EX_TEMPFAIL.
+	// ExitTempFail: storage, configuration or a DKIM key lookup failed;
+	// nothing was stored and the MTA should retry (Postfix pipe(8) retries
+	// on 75 and 71 only; every other code bounces the report). EX_TEMPFAIL.
 	ExitTempFail = 75
 )
+
+// errBadDBSpec is a --db value that is neither sqlite:PATH nor postgres://.
+var errBadDBSpec = errors.New("want sqlite:PATH or postgres://…")
 
 const tlsrptHelp = `
 Subcommands:
@@ -52,6 +56,7 @@ Subcommands:
   failures   failure details, filterable
   show       one report by report-id, with its repairs, problems and raw input
   rejected   input that was not stored as a report, and why
+  prune      delete reports, their rollup and rejected input before a day
 
 The database is --db sqlite:PATH or --db postgres://USER@HOST/DB (add
 ?search_path=SCHEMA for another schema). The default is SQLite at
@@ -78,6 +83,8 @@ func runTLSRPT(ctx context.Context, env Env, args []string) int {
 		return runTLSRPTIngest(ctx, env, args[1:])
 	case "summary", "failures", "show", "rejected":
 		return runTLSRPTQuery(ctx, env, args[0], args[1:])
+	case "prune":
+		return runTLSRPTPrune(ctx, env, args[1:])
 	}
 	fmt.Fprintf(env.Stderr, "mailsts tlsrpt: unknown subcommand %q\n", args[0])
 	return ExitUsage
@@ -94,7 +101,14 @@ type ReportsConfig struct {
 	DNS       []string `yaml:"dns"`
 	MaxInput  int64    `yaml:"max_input"`
 	MaxOutput int64    `yaml:"max_output"`
-	Maildir   struct {
+	// Retention is how long reports and rejected input are kept (for
+	// example 400d); empty keeps them forever. `mailsts serve` prunes
+	// daily.
+	Retention string `yaml:"retention"`
+	// RejectedBudget caps the bytes kept of rejected input (0: 256 MiB,
+	// negative: no cap).
+	RejectedBudget int64 `yaml:"rejected_budget"`
+	Maildir        struct {
 		Dir       string `yaml:"dir"`
 		Processed string `yaml:"processed"`
 		Rejected  string `yaml:"rejected"`
@@ -119,6 +133,11 @@ type ReportsConfig struct {
 		// API listens on loopback.
 		APIListen    string `yaml:"api_listen"`
 		APITokenFile string `yaml:"api_token_file"`
+		// RateLimit is the POSTs per minute per client address (IPv6:
+		// per /64), RateBurst the POSTs at once; 0 means the defaults,
+		// a negative RateLimit turns limiting off.
+		RateLimit float64 `yaml:"rate_limit"`
+		RateBurst int     `yaml:"rate_burst"`
 	} `yaml:"serve"`
 }
 
@@ -160,11 +179,13 @@ func openReportStore(ctx context.Context, spec string, getenv func(string) strin
 	case spec == "":
 		spec = filepath.Join(policyd.DefaultStateDir(getenv), "reports.db")
 	default:
-		return nil, fmt.Errorf("--db %q: want sqlite:PATH or postgres://…", spec)
+		return nil, fmt.Errorf("--db %q: %w", spec, errBadDBSpec)
 	}
 	if dir := filepath.Dir(spec); dir != "" {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return nil, err
+			// An unwritable state directory is a storage fault: the
+			// mail pipe must tempfail so the report is not bounced.
+			return nil, fmt.Errorf("%w: %w", reports.ErrStorage, err)
 		}
 	}
 	return reports.OpenSQLite(ctx, spec, log)
@@ -213,12 +234,16 @@ Examples:
   mailsts tlsrpt ingest --maildir ~/Maildir/.TLSRPT
   mailsts tlsrpt ingest --imap imaps://imap.example.org/TLSRPT --imap-user tlsrpt --poll 10m
 
-Exit codes:
+Exit codes (sysexits; Postfix pipe(8) retries on 75 and bounces on the
+others, so every fault that an administrator can fix is 75):
   0  stored (or a duplicate of a stored report)
-  2  configuration error
-  64 usage error
+  64 usage error: bad flags, a --db that is not sqlite: or postgres://,
+     a FILE or --maildir directory that does not exist
   65 rejected (kept for inspection; see 'mailsts tlsrpt rejected'); --reject-exit changes it
-  75 temporary failure (storage, DKIM key lookup): nothing stored, retry
+  75 temporary failure, nothing stored, retry: the database or the state
+     directory cannot be opened or written, the --config file cannot be
+     read or parsed, DNS for DKIM cannot be set up, a DKIM key lookup
+     failed, the input could not be read, a Maildir could not be updated
 `
 
 func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
@@ -251,16 +276,19 @@ func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
 	cfg, st, err := df.open(ctx, env, log)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: %v\n", err)
-		if errors.Is(err, reports.ErrStorage) {
-			return ExitTempFail
+		if errors.Is(err, errBadDBSpec) {
+			return ExitUsage
 		}
-		return ExitError
+		// Storage and configuration faults: the MTA keeps the report
+		// and retries while the administrator fixes them.
+		return ExitTempFail
 	}
 	defer st.Close()
 	if *dkimMode != "" {
 		cfg.DKIM = *dkimMode
 	}
-	in := &reports.Ingester{Store: st, Logger: log, Limits: tlsrpt.Limits{MaxInput: cfg.MaxInput, MaxOutput: cfg.MaxOutput}}
+	in := &reports.Ingester{Store: st, Logger: log, RejectedBudget: cfg.RejectedBudget,
+		Limits: tlsrpt.Limits{MaxInput: cfg.MaxInput, MaxOutput: cfg.MaxOutput}}
 	switch cfg.DKIM {
 	case "", "require":
 		servers := cfg.DNS
@@ -270,7 +298,7 @@ func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
 		c, err := dnsresolve.NewClient(servers...)
 		if err != nil {
 			fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: DNS for DKIM: %v\n", err)
-			return ExitError
+			return ExitTempFail
 		}
 		in.Resolver = c
 	case "off":
@@ -299,6 +327,11 @@ func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
 	}
 	exit := func(res reports.Result, err error) int {
 		switch {
+		case errors.Is(err, os.ErrNotExist):
+			// A named input that does not exist never will: retrying
+			// forever helps nobody.
+			fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: %v\n", err)
+			return ExitUsage
 		case err != nil:
 			fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: %v\n", err)
 			return ExitTempFail
@@ -316,8 +349,7 @@ func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
 			stats, err := md.Run(ctx)
 			fmt.Fprintf(env.Stdout, "%s: %s\n", cfg.Maildir.Dir, stats)
 			if err != nil {
-				fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: %v\n", err)
-				return ExitTempFail
+				return exit(reports.Result{}, err)
 			}
 			if *poll <= 0 || !sleepCtx(ctx, *poll) {
 				return ExitOK
@@ -329,8 +361,9 @@ func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
 			res, err := ingestFile(ctx, in, name)
 			code := exit(res, err)
 			printResult(env.Stdout, name, res)
-			if code == ExitTempFail || worst == ExitOK {
-				worst = max(worst, code)
+			// A temporary failure wins (retry), then usage, then rejected.
+			if code == ExitTempFail || worst == ExitOK || code == ExitUsage && worst != ExitTempFail {
+				worst = code
 			}
 		}
 		return worst
@@ -748,4 +781,114 @@ func writeShow(w io.Writer, r reports.StoredReport) {
 		}
 	}
 	fmt.Fprintln(w)
+}
+
+const pruneHelp = `
+Deletes the reports whose day (the UTC date of start-datetime) is before
+--before, with their policies, failure details and summary rollup rows,
+and the rejected input received before that day. Summaries afterwards are
+those of the reports kept. --older-than AGE (for example 400d) computes
+the day from today; without either flag the configuration's retention is
+used. --dry-run only counts. 'mailsts serve --retention AGE' prunes daily.
+
+Examples:
+  mailsts tlsrpt prune --before 2025-01-01 --dry-run
+  mailsts tlsrpt prune --older-than 400d
+
+Exit codes:
+  0  pruned (or counted, with --dry-run)
+  2  database error
+  64 usage error
+`
+
+func runTLSRPTPrune(ctx context.Context, env Env, args []string) int {
+	fs := newFlagSet("tlsrpt prune", "mailsts tlsrpt prune (--before YYYY-MM-DD | --older-than AGE) [--dry-run] [--json]", pruneHelp, env.Stderr)
+	var df dbFlags
+	df.register(fs)
+	before := fs.String("before", "", "first `day` kept (YYYY-MM-DD, UTC)")
+	olderThan := fs.String("older-than", "", "delete what is older than `AGE` (for example 400d or 720h)")
+	dryRun := fs.Bool("dry-run", false, "only count what would be deleted")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if code := parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	if fs.NArg() != 0 || *before != "" && *olderThan != "" {
+		fs.Usage()
+		return ExitUsage
+	}
+	cfg, err := loadReportsConfig(df.config)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "mailsts tlsrpt prune: %v\n", err)
+		return ExitError
+	}
+	var day time.Time
+	switch {
+	case *before != "":
+		if day, err = reports.ParseDay(*before); err != nil {
+			fmt.Fprintf(env.Stderr, "mailsts tlsrpt prune: %v\n", err)
+			return ExitUsage
+		}
+	case *olderThan != "" || cfg.Retention != "":
+		age := cmpOr(*olderThan, cfg.Retention)
+		d, err := parseAge(age)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "mailsts tlsrpt prune: %v\n", err)
+			return ExitUsage
+		}
+		day = retentionDay(time.Now(), d)
+	default:
+		fmt.Fprintln(env.Stderr, "mailsts tlsrpt prune: give --before or --older-than (or retention in the configuration)")
+		return ExitUsage
+	}
+	log := newLogger(env.Stderr, "text", new(slog.LevelVar))
+	_, st, err := df.open(ctx, env, log)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "mailsts tlsrpt prune: %v\n", err)
+		if errors.Is(err, errBadDBSpec) {
+			return ExitUsage
+		}
+		return ExitError
+	}
+	defer st.Close()
+	res, err := st.Prune(ctx, reports.Prune{Before: day, DryRun: *dryRun})
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "mailsts tlsrpt prune: %v\n", err)
+		return ExitError
+	}
+	if *asJSON {
+		return writeRows(env.Stdout, "json", []reports.PruneResult{res}, nil)
+	}
+	verb := "deleted"
+	if *dryRun {
+		verb = "would delete"
+	}
+	fmt.Fprintf(env.Stdout, "before %s: %s %d reports (%d rollup rows) and %d rejected inputs\n",
+		day.Format(time.DateOnly), verb, res.Reports, res.RollupRows, res.Rejected)
+	return ExitOK
+}
+
+// parseAge reads a retention age: a number of days ("400d") or a Go
+// duration ("720h").
+func parseAge(s string) (time.Duration, error) {
+	var d time.Duration
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days <= 0 {
+			return 0, fmt.Errorf("age %q: want a positive number of days (400d) or a duration (720h)", s)
+		}
+		d = time.Duration(days) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil || d <= 0 {
+			return 0, fmt.Errorf("age %q: want a positive number of days (400d) or a duration (720h)", s)
+		}
+	}
+	return d, nil
+}
+
+// retentionDay is the first day kept under a retention age: the UTC day
+// of now minus age.
+func retentionDay(now time.Time, age time.Duration) time.Time {
+	y, m, d := now.UTC().Add(-age).Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
 }

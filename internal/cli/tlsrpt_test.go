@@ -143,7 +143,7 @@ func TestTLSRPTIngestStorageFailure(t *testing.T) {
 	blocker := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(blocker, nil, 0o600)
 	code, _, errOut := runStdin(t, testdataFile(t, "f10c.json"), "", "tlsrpt", "ingest", "--db", "sqlite:"+filepath.Join(blocker, "x", "r.db"))
-	if code != ExitError && code != ExitTempFail {
+	if code != ExitTempFail {
 		t.Errorf("exit %d %s", code, errOut)
 	}
 	code, _, errOut = runStdin(t, testdataFile(t, "f10c.json"), "", "tlsrpt", "ingest", "--dkim", "off", "--db", "postgres://nobody@127.0.0.1:1/none?connect_timeout=2")

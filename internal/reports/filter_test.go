@@ -84,6 +84,9 @@ func FuzzParseFilter(f *testing.F) {
 		if got.Limit != 0 {
 			back.Set("limit", itoa(got.Limit))
 		}
+		if got.Cursor != "" {
+			back.Set("cursor", got.Cursor)
+		}
 		again, err := ParseFilter(back)
 		if err != nil || !reflect.DeepEqual(again, got) {
 			t.Fatalf("round trip: %+v -> %+v (%v)", got, again, err)

@@ -77,10 +77,14 @@ func serve(log *slog.Logger, h HandlerFunc) http.Handler {
 // 413 above the size cap (the rest of the body is not read), 415 for a
 // type that cannot hold a report, 400 for a body that is not a report
 // (the input is kept as rejected in all three cases), 405 for other
-// methods, 503 when the store failed (nothing stored: retry).
+// methods, 429 with Retry-After beyond the Limiter's rate, 503 when the
+// store failed (nothing stored: retry).
 type Receiver struct {
 	Ingester *Ingester
-	Logger   *slog.Logger
+	// Limiter, when set, answers 429 with Retry-After to a client
+	// address beyond its rate, before reading the body.
+	Limiter *RateLimiter
+	Logger  *slog.Logger
 }
 
 // ServeHTTP implements http.Handler.
@@ -92,6 +96,12 @@ func (rc *Receiver) receive(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
 		return &HTTPError{Status: http.StatusMethodNotAllowed, Msg: "POST a TLS report (RFC 8460 §5.4)"}
+	}
+	if rc.Limiter != nil {
+		if ok, wait := rc.Limiter.Allow(r.RemoteAddr); !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(max(1, int((wait+time.Second-1)/time.Second))))
+			return &HTTPError{Status: http.StatusTooManyRequests, Msg: "too many requests from your address, retry later"}
+		}
 	}
 	// A hard cap on top of the Ingester's, so that a wrong Content-Length
 	// cannot make it read more.
@@ -133,6 +143,8 @@ func (rc *Receiver) receive(w http.ResponseWriter, r *http.Request) error {
 		he.Msg = "report rejected: its date range starts in the future"
 	case ReasonNoReportID:
 		he.Msg = "report rejected: report-id is missing"
+	case ReasonImplausible:
+		he.Msg = fmt.Sprintf("report rejected: implausible session counts (at most %d per counter)", int64(MaxSessionCount))
 	default:
 		he.Msg = "not a TLS report: " + clipText(rj.Err.Error(), 200)
 	}
@@ -156,14 +168,18 @@ func clipText(s string, n int) string {
 
 // API serves the query API as JSON (GET only), mounted at /api/v1/:
 //
-//	GET /api/v1/summary?since=&until=&domain=&org=&mx=&result=&group-by=day,domain&authenticated=
-//	GET /api/v1/failures?since=&until=&domain=&org=&mx=&result=&limit=&authenticated=
+//	GET /api/v1/summary?since=&until=&domain=&org=&mx=&result=&group-by=day,domain&authenticated=&limit=&cursor=
+//	GET /api/v1/failures?since=&until=&domain=&org=&mx=&result=&authenticated=&limit=&cursor=
 //	GET /api/v1/reports/{report-id}?authenticated=
-//	GET /api/v1/rejected?since=&until=&limit=
+//	GET /api/v1/rejected?since=&until=&limit=&cursor=
 //
-// Dates are YYYY-MM-DD (UTC). Errors are text with status 400 (bad
-// query), 401 (token missing or wrong), 404 (unknown report) or 503
-// (store failed).
+// Lists are pages of at most limit rows (default DefaultPageSize, at
+// most MaxPageSize); a full page carries a Link header to the next one
+// (rel="next"). A report shows at most MaxReportFailureDetails failure
+// details (tlsrpt caps them at parsing) and reports/{id} at most 10
+// reports. Dates are YYYY-MM-DD (UTC). Errors are text with status 400 (bad
+// query), 401 (token missing or wrong), 404 (unknown report) or 503 (store
+// failed).
 //
 // The API reads every stored report: serve it on loopback, or set Token
 // (`mailsts serve` refuses a non-loopback API listener without one).
@@ -251,6 +267,12 @@ func ParseFilter(q url.Values) (Filter, error) {
 		}
 		f.Limit = n
 	}
+	if c := q.Get("cursor"); c != "" {
+		if len(c) > maxCursor {
+			return f, fmt.Errorf("%w: cursor longer than %d bytes", ErrBadFilter, maxCursor)
+		}
+		f.Cursor = c
+	}
 	return f, nil
 }
 
@@ -297,6 +319,9 @@ func writeJSON(w http.ResponseWriter, v any) error {
 
 func (a *API) summary(w http.ResponseWriter, r *http.Request) error {
 	f, err := ParseFilter(r.URL.Query())
+	if err == nil {
+		f, err = pageFilter(f)
+	}
 	if err != nil {
 		return queryError(err)
 	}
@@ -304,17 +329,28 @@ func (a *API) summary(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return queryError(err)
 	}
+	rows, next, err := pageSummary(rows, f)
+	if err != nil {
+		return queryError(err)
+	}
+	linkNext(w, r, next)
 	return writeJSON(w, nonNilSlice(rows))
 }
 
 func (a *API) failures(w http.ResponseWriter, r *http.Request) error {
 	f, err := ParseFilter(r.URL.Query())
+	if err == nil {
+		f, err = pageFilter(f)
+	}
 	if err != nil {
 		return queryError(err)
 	}
 	rows, err := a.Store.Failures(r.Context(), f)
 	if err != nil {
 		return queryError(err)
+	}
+	if len(rows) == f.Limit {
+		linkNext(w, r, NextFailures(rows))
 	}
 	return writeJSON(w, nonNilSlice(rows))
 }
@@ -355,9 +391,15 @@ func (a *API) rejected(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return queryError(err)
 	}
+	if f, err = pageFilter(f); err != nil {
+		return queryError(err)
+	}
 	rows, err := a.Store.ListRejected(r.Context(), f)
 	if err != nil {
 		return queryError(err)
+	}
+	if len(rows) == f.Limit {
+		linkNext(w, r, NextRejected(rows))
 	}
 	return writeJSON(w, nonNilSlice(rows))
 }

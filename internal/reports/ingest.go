@@ -3,6 +3,8 @@ package reports
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -40,12 +42,49 @@ const (
 	DKIMOff
 )
 
+// MaxSessionCount is the largest session count a report may carry in any
+// counter (a summary total or a failed-session-count). The busiest
+// senders report millions of sessions a day per domain; 10^12 leaves six
+// orders of magnitude, and a report of 1,000 policies (tlsrpt.MaxPolicies)
+// at this count still sums far below 2^63, so totals cannot wrap.
+const MaxSessionCount = 1_000_000_000_000
+
+// checkCounts rejects implausible counts (issue #11.4: counts near 2^53,
+// which tlsrpt.Parse accepts as I-JSON integers, drove the rollup past
+// int64). The error wraps tlsrpt.ErrInvalid.
+func checkCounts(r *tlsrpt.Report) error {
+	for i, p := range r.Policies {
+		s := p.Summary
+		if s.TotalSuccessfulSessionCount > MaxSessionCount || s.TotalFailureSessionCount > MaxSessionCount {
+			return fmt.Errorf("%w: policies[%d]: a summary count is above %d, not a plausible number of sessions for one day",
+				tlsrpt.ErrInvalid, i, int64(MaxSessionCount))
+		}
+		for j, d := range p.FailureDetails {
+			if d.FailedSessionCount > MaxSessionCount {
+				return fmt.Errorf("%w: policies[%d].failure-details[%d]: failed-session-count %d is above %d",
+					tlsrpt.ErrInvalid, i, j, d.FailedSessionCount, int64(MaxSessionCount))
+			}
+		}
+	}
+	return nil
+}
+
 // DefaultFutureSkew is the clock-skew allowance of the future-date check.
 const DefaultFutureSkew = time.Hour
 
-// rejectedPrefix caps the raw bytes kept of input above the size cap: the
-// rest is not read (RFC 8460 §7: no unbounded work for hostile input).
+// rejectedPrefix caps the raw bytes kept of rejected input: of input
+// above the size cap the rest is not even read (RFC 8460 §7: no unbounded
+// work for hostile input); of other rejected input the whole is read and
+// its SHA-256 kept with the prefix (issue #11.5: three junk POSTs kept
+// whole were 43 MB).
 const rejectedPrefix = 64 << 10
+
+// rejectedDetailMax caps the stored (and logged) text of a rejection.
+const rejectedDetailMax = 4 << 10
+
+// DefaultRejectedBudget is the byte budget of rejected input when
+// Ingester.RejectedBudget is 0: beyond it the oldest rows are deleted.
+const DefaultRejectedBudget = 256 << 20
 
 // Ingester turns received bytes into stored reports or stored rejections.
 // Decisions:
@@ -71,6 +110,10 @@ type Ingester struct {
 	Limits tlsrpt.Limits
 	// FutureSkew is the clock-skew allowance; 0 means DefaultFutureSkew.
 	FutureSkew time.Duration
+	// RejectedBudget caps the bytes kept of rejected input over all
+	// rejections (after each rejection the oldest are deleted to fit);
+	// 0 means DefaultRejectedBudget, negative means no budget.
+	RejectedBudget int64
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 	// Logger; nil discards.
@@ -168,6 +211,9 @@ func readCapped(r io.Reader, max int64) (data []byte, tooLarge bool, err error) 
 	return buf.Bytes(), false, nil
 }
 
+// inputKey is the context key of MessageOnce's key, read by reject.
+type inputKey struct{}
+
 // reasonOf maps a tlsrpt error to a rejection reason.
 func reasonOf(err error) string {
 	switch {
@@ -182,18 +228,43 @@ func reasonOf(err error) string {
 	}
 }
 
-// reject stores a rejection and adds it to res.
+// reject stores a rejection and adds it to res. It keeps the first
+// rejectedPrefix bytes of the input with the SHA-256 of the whole, and
+// then trims the rejected input to the byte budget.
 func (in *Ingester) reject(ctx context.Context, res *Result, rj Rejection, cause error) error {
 	rj.ReceivedAt = in.now()
+	if k, _ := ctx.Value(inputKey{}).(string); k != "" && rj.Key == "" {
+		// One input may hold several rejected attachments.
+		rj.Key = fmt.Sprintf("%s#%d", k, len(res.Rejections))
+	}
 	if rj.Detail == "" && cause != nil {
 		rj.Detail = cause.Error()
+	}
+	rj.Detail = clipText(rj.Detail, rejectedDetailMax)
+	rj.Origin = clipText(rj.Origin, 1024)
+	if !rj.Truncated {
+		sum := sha256.Sum256(rj.Raw)
+		rj.SHA256 = hex.EncodeToString(sum[:])
+		if len(rj.Raw) > rejectedPrefix {
+			rj.Size, rj.Truncated = int64(len(rj.Raw)), true
+			rj.Raw = rj.Raw[:rejectedPrefix]
+		}
 	}
 	id, err := in.Store.PutRejected(ctx, rj)
 	if err != nil {
 		return err
 	}
 	in.logger().Warn("reports: input rejected and kept", "id", id, "source", rj.Source, "origin", rj.Origin,
-		"reason", rj.Reason, "detail", rj.Detail)
+		"reason", rj.Reason, "detail", clipText(rj.Detail, 512))
+	if budget := in.RejectedBudget; budget >= 0 {
+		if budget == 0 {
+			budget = DefaultRejectedBudget
+		}
+		if _, err := in.Store.TrimRejected(ctx, budget); err != nil {
+			// The rejection is stored; the budget is enforced next time.
+			in.logger().Warn("reports: trimming rejected input failed", "error", err)
+		}
+	}
 	if cause == nil {
 		cause = errors.New(rj.Detail)
 	}
@@ -262,7 +333,10 @@ func (in *Ingester) report(ctx context.Context, res *Result, raw, js []byte, rep
 	}
 	rep, preps, err := tlsrpt.Parse(js)
 	if err != nil {
-		return rejectAs(ReasonSyntax, err)
+		return rejectAs(reasonOf(err), err)
+	}
+	if err := checkCounts(rep); err != nil {
+		return rejectAs(ReasonImplausible, err)
 	}
 	// A policy without policy-domain (quirk 13) takes the domain the mail
 	// headers, Subject and file name agree on, so that queries by domain
@@ -323,7 +397,16 @@ func (in *Ingester) report(ctx context.Context, res *Result, raw, js []byte, rep
 // Message ingests one report mail (RFC 8460 §5.3): every report
 // attachment is stored, after the DKIM check unless DKIM is DKIMOff.
 func (in *Ingester) Message(ctx context.Context, r io.Reader, source, origin string) (Result, error) {
+	return in.MessageOnce(ctx, r, source, origin, "")
+}
+
+// MessageOnce is Message for input that may be ingested again after a
+// crash (a Maildir file stored but not yet moved): key identifies the
+// input, and a rejection already stored under it is not stored again.
+// Reports need no key: a second copy is a duplicate (RPT-RECV-4).
+func (in *Ingester) MessageOnce(ctx context.Context, r io.Reader, source, origin, key string) (Result, error) {
 	var res Result
+	ctx = context.WithValue(ctx, inputKey{}, key)
 	raw, over, err := readCapped(r, in.maxInput())
 	if err != nil {
 		return res, fmt.Errorf("%w: %w", ErrRead, err)

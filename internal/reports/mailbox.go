@@ -3,9 +3,12 @@ package reports
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -55,14 +58,26 @@ type Maildir struct {
 	Processed, Rejected string
 	Ingester            *Ingester
 	Logger              *slog.Logger
+
+	// rename is os.Rename; tests make it fail to simulate a crash
+	// between storing a message and moving it.
+	rename func(oldpath, newpath string) error
 }
 
 // Run makes one pass. It stops at the first storage error (nothing of
 // that message was stored; it stays in place).
 func (m *Maildir) Run(ctx context.Context) (Stats, error) {
 	var st Stats
+	if m.rename == nil {
+		m.rename = os.Rename
+	}
 	processed := cmpOr(m.Processed, ".Processed")
 	rejected := cmpOr(m.Rejected, ".Rejected")
+	// A Maildir that does not exist is not created (a typo would
+	// otherwise grow folders); the error wraps fs.ErrNotExist.
+	if _, err := os.Stat(filepath.Join(m.Dir, "new")); err != nil {
+		return st, fmt.Errorf("reports: maildir: %w", err)
+	}
 	for _, f := range []string{processed, rejected} {
 		if strings.Contains(f, "/") || f == "." || f == ".." {
 			return st, fmt.Errorf("reports: maildir folder %q must be a plain name", f)
@@ -118,20 +133,32 @@ func (m *Maildir) Run(ctx context.Context) (Stats, error) {
 		if !strings.Contains(name, ":2,") {
 			name += ":2,S"
 		}
-		if err := os.Rename(path, filepath.Join(m.Dir, dest, "cur", name)); err != nil {
+		if err := m.rename(path, filepath.Join(m.Dir, dest, "cur", name)); err != nil {
 			return st, fmt.Errorf("reports: maildir: %w", err)
 		}
 	}
 	return st, nil
 }
 
+// one ingests one Maildir file. The rejection key is the file's unique
+// name (without the ":2," info) and a hash of its content: when a crash
+// comes between storing and moving the file, the next pass finds it again
+// and stores neither its reports (duplicates) nor its rejections twice.
 func (m *Maildir) one(ctx context.Context, path string) (Result, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return Result{}, err
 	}
 	defer f.Close()
-	return m.Ingester.Message(ctx, f, SourceMaildir, path)
+	// At most the cap plus one byte: MessageOnce rejects larger input.
+	raw, err := io.ReadAll(io.LimitReader(f, m.Ingester.maxInput()+1))
+	if err != nil {
+		return Result{}, fmt.Errorf("%w: %w", ErrRead, err)
+	}
+	uniq, _, _ := strings.Cut(filepath.Base(path), ":")
+	sum := sha256.Sum256(raw)
+	key := "maildir:" + uniq + ":" + hex.EncodeToString(sum[:8])
+	return m.Ingester.MessageOnce(ctx, bytes.NewReader(raw), SourceMaildir, path, key)
 }
 
 func cmpOr(s, def string) string {
@@ -221,7 +248,8 @@ func (c *IMAP) Poll(ctx context.Context) (Stats, error) {
 			}
 		}
 	}
-	if _, err := cl.Select(mailbox, nil).Wait(); err != nil {
+	sel, err := cl.Select(mailbox, nil).Wait()
+	if err != nil {
 		return st, fmt.Errorf("reports: imap select %q: %w", mailbox, err)
 	}
 	sd, err := cl.UIDSearch(&imap.SearchCriteria{}, nil).Wait()
@@ -246,7 +274,10 @@ func (c *IMAP) Poll(ctx context.Context) (Stats, error) {
 		}
 		raw := msgs[0].FindBodySection(section)
 		origin := fmt.Sprintf("%s/%s uid %d", c.Addr, mailbox, uid)
-		res, err := c.Ingester.Message(ctx, bytes.NewReader(raw), SourceIMAP, origin)
+		// The key makes a rejection stored before a failed move a no-op
+		// at the next poll (reports are duplicates anyway).
+		key := fmt.Sprintf("imap:%s/%s:%d:%d", c.Addr, mailbox, sel.UIDValidity, uid)
+		res, err := c.Ingester.MessageOnce(ctx, bytes.NewReader(raw), SourceIMAP, origin, key)
 		if errors.Is(err, ErrTemporary) {
 			log.Warn("reports: imap message deferred", "uid", uid, "error", err)
 			st.Deferred++
@@ -262,7 +293,8 @@ func (c *IMAP) Poll(ctx context.Context) (Stats, error) {
 		}
 		if _, err := cl.Move(imap.UIDSetNum(uid), dest).Wait(); err != nil {
 			// Stored already; the next poll finds it again as a
-			// duplicate, so nothing is lost or doubled.
+			// duplicate or an already kept rejection, so nothing is
+			// lost or doubled.
 			return st, fmt.Errorf("reports: imap move %d to %q: %w", uid, dest, err)
 		}
 	}

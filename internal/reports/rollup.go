@@ -97,8 +97,8 @@ func (ru rollup) addReport(r *tlsrpt.Report, d string) {
 	add := func(k rollupKey, succ, fail int64) {
 		s := seen[k]
 		s.reports = 1
-		s.successful += succ
-		s.failed += fail
+		s.successful = tlsrpt.SaturatingAdd(s.successful, succ)
+		s.failed = tlsrpt.SaturatingAdd(s.failed, fail)
 		seen[k] = s
 	}
 	for g := range grainCount {
@@ -133,9 +133,9 @@ func (ru rollup) addReport(r *tlsrpt.Report, d string) {
 	}
 	for k, s := range seen {
 		t := ru[k]
-		t.reports += s.reports
-		t.successful += s.successful
-		t.failed += s.failed
+		t.reports = tlsrpt.SaturatingAdd(t.reports, s.reports)
+		t.successful = tlsrpt.SaturatingAdd(t.successful, s.successful)
+		t.failed = tlsrpt.SaturatingAdd(t.failed, s.failed)
 		ru[k] = t
 	}
 }
@@ -188,10 +188,19 @@ func rollupUpsert(n int) string {
 		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 	}
 	b.WriteString(` ON CONFLICT (grain, kind, day, organization, policy_domain, mx_host, policy_type, result_type) DO UPDATE SET
-		reports = summary_rollup.reports + excluded.reports,
-		successful = summary_rollup.successful + excluded.successful,
-		failed = summary_rollup.failed + excluded.failed`)
+		reports = ` + saturatingSum("summary_rollup.reports", "excluded.reports") + `,
+		successful = ` + saturatingSum("summary_rollup.successful", "excluded.successful") + `,
+		failed = ` + saturatingSum("summary_rollup.failed", "excluded.failed"))
 	return b.String()
+}
+
+// saturatingSum is the SQL for a+b, both non-negative, saturating at
+// 2^63-1: a plain + fails the statement on overflow (PostgreSQL "bigint
+// out of range"; SQLite turns the sum into a REAL, which a STRICT INTEGER
+// column refuses), and then every later report of that key failed too
+// (issue #11.4).
+func saturatingSum(a, b string) string {
+	return "CASE WHEN " + a + " > 9223372036854775807 - " + b + " THEN 9223372036854775807 ELSE " + a + " + " + b + " END"
 }
 
 // rollupBackfill returns the statements that fill summary_rollup from the
@@ -295,7 +304,7 @@ func (s *sqlStore) summaryRollupQuery(f Filter, cols []string, byResult bool, gr
 	for _, c := range cols {
 		sel += c + ", "
 	}
-	q := `SELECT ` + sel + rt + `, CAST(SUM(reports) AS BIGINT), CAST(SUM(successful) AS BIGINT), CAST(SUM(failed) AS BIGINT)
+	q := `SELECT ` + sel + rt + `, ` + s.d.sum("reports") + `, ` + s.d.sum("successful") + `, ` + s.d.sum("failed") + `
 		FROM summary_rollup WHERE ` + strings.Join(conds, " AND ")
 	if len(grp) > 0 {
 		q += " GROUP BY " + strings.Join(grp, ", ")

@@ -120,8 +120,20 @@ func sqliteMigrations() []string {
 			PRIMARY KEY (grain, kind, day, organization, policy_domain, mx_host, policy_type, result_type)
 		) STRICT, WITHOUT ROWID;
 		` + rollupDroppedIndexes + rollupBackfill(),
-		// Version 3: content hash, authentication and conflicts (#11.2).
+		// Version 3: content hash, authentication and conflicts.
 		contentHashMigration(`TEXT`),
+		// Version 4: rejected input is kept capped
+		// (the first 64 KiB, with the SHA-256 of the whole); kept is the
+		// bytes a row costs (raw, detail, origin) for the byte budget,
+		// read through a covering index; input_key makes re-storing the
+		// same rejected input (a Maildir file after a crash before its
+		// move) a no-op.
+		`ALTER TABLE rejected ADD COLUMN sha256 TEXT NOT NULL DEFAULT '';
+		ALTER TABLE rejected ADD COLUMN input_key TEXT NOT NULL DEFAULT '';
+		ALTER TABLE rejected ADD COLUMN kept INTEGER NOT NULL DEFAULT 0;
+		UPDATE rejected SET kept = length(raw) + length(CAST(detail AS BLOB)) + length(CAST(origin AS BLOB));
+		CREATE UNIQUE INDEX rejected_input_key ON rejected(input_key) WHERE input_key <> '';
+		CREATE INDEX rejected_kept ON rejected(id, kept);`,
 	}
 }
 
@@ -235,8 +247,15 @@ func postgresMigrations() []string {
 			PRIMARY KEY (grain, kind, day, organization, policy_domain, mx_host, policy_type, result_type)
 		) WITH (fillfactor = 70);
 		` + rollupDroppedIndexes + rollupBackfill(),
-		// Version 3: content hash, authentication and conflicts (#11.2).
+		// Version 3: content hash, authentication and conflicts.
 		contentHashMigration(`TEXT COLLATE "C"`),
+		// Version 4: see sqliteMigrations.
+		`ALTER TABLE rejected ADD COLUMN sha256 TEXT NOT NULL DEFAULT '';
+		ALTER TABLE rejected ADD COLUMN input_key TEXT COLLATE "C" NOT NULL DEFAULT '';
+		ALTER TABLE rejected ADD COLUMN kept BIGINT NOT NULL DEFAULT 0;
+		UPDATE rejected SET kept = octet_length(raw) + octet_length(detail) + octet_length(origin);
+		CREATE UNIQUE INDEX rejected_input_key ON rejected(input_key) WHERE input_key <> '';
+		CREATE INDEX rejected_kept ON rejected(id, kept);`,
 	}
 }
 

@@ -48,8 +48,12 @@ func sqliteDialect() dialect {
 		rebind:     func(q string) string { return q },
 		migrations: sqliteMigrations(),
 		contains:   func(h, n string) string { return "instr(" + h + ", " + n + ") > 0" },
-		lock:       func(context.Context, *sql.Tx) error { return nil }, // BEGIN IMMEDIATE already serialises
-		lockKey:    func(context.Context, *sql.Tx, string) error { return nil },
+		// SUM fails with "integer overflow"; TOTAL sums as a double,
+		// exact below 2^53 (far above any real total), and the cast
+		// clamps at 2^63-1.
+		sum:     func(c string) string { return "CAST(MIN(TOTAL(" + c + "), 9223372036854775807.0) AS INTEGER)" },
+		lock:    func(context.Context, *sql.Tx) error { return nil }, // BEGIN IMMEDIATE already serialises
+		lockKey: func(context.Context, *sql.Tx, string) error { return nil },
 		version: func(ctx context.Context, tx *sql.Tx) (int, error) {
 			var v int
 			err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v)

@@ -28,6 +28,9 @@ type dialect struct {
 	migrations []string
 	// contains formats "haystack contains needle" for two SQL expressions.
 	contains func(haystack, needle string) string
+	// sum formats the sum of a non-negative BIGINT column as a BIGINT
+	// aggregate that saturates at 2^63-1 instead of failing on overflow.
+	sum func(col string) string
 	// version reads and setVersion writes the schema version inside the
 	// migration transaction; lock serialises concurrent migrations.
 	lock    func(ctx context.Context, tx *sql.Tx) error
@@ -364,14 +367,102 @@ func (s *sqlStore) PutRejected(ctx context.Context, rj Rejection) (int64, error)
 	if rj.Truncated {
 		truncated = 1
 	}
+	kept := int64(len(raw) + len(rj.Detail) + len(rj.Origin))
 	var id int64
+	// RETURNING gives no row when the key exists (DO NOTHING).
 	err := s.w.QueryRowContext(ctx, s.d.rebind(`INSERT INTO rejected (received_at, source, origin, reason, detail,
-		size, truncated, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
-		rj.ReceivedAt.UTC().Unix(), rj.Source, rj.Origin, rj.Reason, rj.Detail, size, truncated, raw).Scan(&id)
+		size, truncated, raw, sha256, input_key, kept) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (input_key) WHERE input_key <> '' DO NOTHING RETURNING id`),
+		rj.ReceivedAt.UTC().Unix(), rj.Source, rj.Origin, rj.Reason, rj.Detail, size, truncated, raw,
+		rj.SHA256, rj.Key, kept).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) && rj.Key != "" {
+		if err := s.w.QueryRowContext(ctx, s.d.rebind(`SELECT id FROM rejected WHERE input_key = ?`), rj.Key).Scan(&id); err != nil {
+			return 0, s.errorf("find rejected input %q: %w", rj.Key, err)
+		}
+		return id, nil
+	}
 	if err != nil {
 		return 0, s.errorf("insert rejected: %w", err)
 	}
 	return id, nil
+}
+
+// TrimRejected implements Store: the newest rows whose kept bytes sum to
+// at most maxBytes stay.
+func (s *sqlStore) TrimRejected(ctx context.Context, maxBytes int64) (int64, error) {
+	var total int64
+	if err := s.w.QueryRowContext(ctx, `SELECT CAST(COALESCE(SUM(kept), 0) AS BIGINT) FROM rejected`).Scan(&total); err != nil {
+		return 0, s.errorf("trim rejected: %w", err)
+	}
+	if total <= maxBytes {
+		return 0, nil
+	}
+	var cutoff int64
+	err := s.w.QueryRowContext(ctx, s.d.rebind(`SELECT id FROM (SELECT id, SUM(kept) OVER (ORDER BY id DESC) AS acc FROM rejected) t
+		WHERE acc > ? ORDER BY id DESC LIMIT 1`), maxBytes).Scan(&cutoff)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, s.errorf("trim rejected: %w", err)
+	}
+	res, err := s.w.ExecContext(ctx, s.d.rebind(`DELETE FROM rejected WHERE id <= ?`), cutoff)
+	if err != nil {
+		return 0, s.errorf("trim rejected: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	if n > 0 {
+		s.logger.Warn("reports: oldest rejected input deleted to stay within the byte budget", "rows", n, "budget", maxBytes)
+	}
+	return n, nil
+}
+
+// Prune implements Store. Rollup rows are keyed by the day of the
+// reports they count, and every report of a day before Before goes, so
+// deleting those rollup rows leaves exactly the sums of the reports kept.
+func (s *sqlStore) Prune(ctx context.Context, p Prune) (PruneResult, error) {
+	var res PruneResult
+	if p.Before.IsZero() {
+		return res, fmt.Errorf("%w: prune needs a day", ErrBadFilter)
+	}
+	d := day(p.Before)
+	y, m, dd := p.Before.UTC().Date()
+	cut := time.Date(y, m, dd, 0, 0, 0, 0, time.UTC).Unix()
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return res, s.errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	steps := []struct {
+		n            *int64
+		count, purge string
+		arg          any
+	}{
+		{&res.Reports, `SELECT COUNT(*) FROM reports WHERE day < ?`, `DELETE FROM reports WHERE day < ?`, d},
+		{&res.RollupRows, `SELECT COUNT(*) FROM summary_rollup WHERE day < ?`, `DELETE FROM summary_rollup WHERE day < ?`, d},
+		{&res.Rejected, `SELECT COUNT(*) FROM rejected WHERE received_at < ?`, `DELETE FROM rejected WHERE received_at < ?`, cut},
+	}
+	for _, st := range steps {
+		if p.DryRun {
+			if err := tx.QueryRowContext(ctx, s.d.rebind(st.count), st.arg).Scan(st.n); err != nil {
+				return res, s.errorf("prune: %w", err)
+			}
+			continue
+		}
+		r, err := tx.ExecContext(ctx, s.d.rebind(st.purge), st.arg)
+		if err != nil {
+			return res, s.errorf("prune: %w", err)
+		}
+		*st.n, _ = r.RowsAffected()
+	}
+	if p.DryRun {
+		return res, nil
+	}
+	if err := tx.Commit(); err != nil {
+		return res, s.errorf("prune: commit: %w", err)
+	}
+	s.logger.Info("reports: pruned", "before", d, "reports", res.Reports, "rollup_rows", res.RollupRows, "rejected", res.Rejected)
+	return res, nil
 }
 
 // groupOrder maps Summary keys to the columns shared by policies and
@@ -528,18 +619,18 @@ func (s *sqlStore) summaryRawQuery(f Filter, cols []string, byResult bool) (stri
 			pw = and(pw, "id IN (SELECT policy FROM failure_details WHERE result_type = ?)")
 			pargs = append(pargs, f.ResultType)
 		}
-		q = `SELECT ` + sel + `'' AS result_type, COUNT(DISTINCT report), CAST(SUM(successful) AS BIGINT), CAST(SUM(failed) AS BIGINT) FROM policies` + pw + grp
+		q = `SELECT ` + sel + `'' AS result_type, COUNT(DISTINCT report), ` + s.d.sum("successful") + `, ` + s.d.sum("failed") + ` FROM policies` + pw + grp
 		args = pargs
 	} else {
 		dw, dargs := s.where(f, "", false)
 		dw = and(dw, uncountedCond(f))
 		var parts []string
 		if f.ResultType == "" || f.ResultType == ResultSuccess {
-			parts = append(parts, `SELECT `+sel+`'`+ResultSuccess+`', COUNT(DISTINCT report), CAST(SUM(successful) AS BIGINT), 0 FROM policies`+and(pw, "successful > 0")+grp)
+			parts = append(parts, `SELECT `+sel+`'`+ResultSuccess+`', COUNT(DISTINCT report), `+s.d.sum("successful")+`, 0 FROM policies`+and(pw, "successful > 0")+grp)
 			args = append(args, pargs...)
 		}
 		if f.ResultType == "" || f.ResultType == ResultNoDetails {
-			parts = append(parts, `SELECT `+sel+`'`+ResultNoDetails+`', COUNT(DISTINCT report), 0, CAST(SUM(failed) AS BIGINT) FROM policies`+and(pw, "failed > 0 AND details = 0")+grp)
+			parts = append(parts, `SELECT `+sel+`'`+ResultNoDetails+`', COUNT(DISTINCT report), 0, `+s.d.sum("failed")+` FROM policies`+and(pw, "failed > 0 AND details = 0")+grp)
 			args = append(args, pargs...)
 		}
 		if f.ResultType != ResultSuccess && f.ResultType != ResultNoDetails {
@@ -548,7 +639,7 @@ func (s *sqlStore) summaryRawQuery(f Filter, cols []string, byResult bool) (stri
 				dw = and(dw, "result_type = ?")
 				dargs = append(dargs, f.ResultType)
 			}
-			parts = append(parts, `SELECT `+sel+`result_type, COUNT(DISTINCT report), 0, CAST(SUM(failed_session_count) AS BIGINT) FROM failure_details`+dw+rgrp)
+			parts = append(parts, `SELECT `+sel+`result_type, COUNT(DISTINCT report), 0, `+s.d.sum("failed_session_count")+` FROM failure_details`+dw+rgrp)
 			args = append(args, dargs...)
 		}
 		q = strings.Join(parts, " UNION ALL ")
@@ -651,11 +742,24 @@ func (s *sqlStore) Failures(ctx context.Context, f Filter) ([]FailureRow, error)
 		}
 		w += "r.authenticated = 1"
 	}
+	if f.Cursor != "" {
+		c, cargs, err := failuresAfter(f.Cursor)
+		if err != nil {
+			return nil, err
+		}
+		if w == "" {
+			w = " WHERE "
+		} else {
+			w += " AND "
+		}
+		w += c
+		args = append(args, cargs...)
+	}
 	args = append(args, limitOf(f))
 	rows, err := s.r.QueryContext(ctx, s.d.rebind(`SELECT fd.day, fd.organization, r.report_id, fd.policy_type,
 		fd.policy_domain, fd.mx_host, fd.result_type, fd.sending_mta_ip, fd.receiving_mx_hostname,
 		fd.receiving_mx_helo, fd.receiving_ip, fd.failed_session_count, fd.additional_information,
-		fd.failure_reason_code, r.authenticated, r.conflict
+		fd.failure_reason_code, r.authenticated, r.conflict, r.id, fd.policy_seq, fd.seq
 		FROM failure_details fd JOIN reports r ON r.id = fd.report`+w+`
 		ORDER BY fd.day DESC, fd.organization, r.report_id, r.id, fd.policy_seq, fd.seq LIMIT ?`), args...)
 	if err != nil {
@@ -668,7 +772,7 @@ func (s *sqlStore) Failures(ctx context.Context, f Filter) ([]FailureRow, error)
 		var auth, conflict int64
 		if err := rows.Scan(&x.Day, &x.Organization, &x.ReportID, &x.PolicyType, &x.PolicyDomain, &x.MXHost,
 			&x.ResultType, &x.SendingMTAIP, &x.ReceivingMXHostname, &x.ReceivingMXHelo, &x.ReceivingIP,
-			&x.FailedSessionCount, &x.AdditionalInformation, &x.FailureReasonCode, &auth, &conflict); err != nil {
+			&x.FailedSessionCount, &x.AdditionalInformation, &x.FailureReasonCode, &auth, &conflict, &x.reportRow, &x.policySeq, &x.seq); err != nil {
 			return nil, s.errorf("failures: %w", err)
 		}
 		x.Authenticated, x.Conflict = auth != 0, conflict != 0
@@ -680,12 +784,19 @@ func (s *sqlStore) Failures(ctx context.Context, f Filter) ([]FailureRow, error)
 	return out, nil
 }
 
-// Show implements Store.
+// maxShow caps the reports Show returns for one report-id (anyone can
+// POST reports under any organisation name; real ids are shared by at most
+// a few). With MaxReportFailureDetails details each, one Show answer stays
+// bounded.
+const maxShow = 10
+
+// Show implements Store. It returns at most maxShow reports, ordered by
+// organisation.
 func (s *sqlStore) Show(ctx context.Context, reportID string) ([]StoredReport, error) {
 	rows, err := s.r.QueryContext(ctx, s.d.rebind(`SELECT id, organization, report_id, contact_info, start_time,
 		end_time, received_at, source, origin, submitter, dkim_domain, repairs, problems, raw, raw_encoding, raw_size,
 		content_hash, authenticated, conflict, counted
-		FROM reports WHERE report_id = ? ORDER BY organization, id`), reportID)
+		FROM reports WHERE report_id = ? ORDER BY organization, id LIMIT ?`), reportID, maxShow)
 	if err != nil {
 		return nil, s.errorf("show: %w", err)
 	}
@@ -819,12 +930,20 @@ func (s *sqlStore) ListRejected(ctx context.Context, f Filter) ([]Rejected, erro
 		conds = append(conds, "received_at < ?")
 		args = append(args, time.Date(y, m, d+1, 0, 0, 0, 0, time.UTC).Unix())
 	}
+	if f.Cursor != "" {
+		c, cargs, err := rejectedAfter(f.Cursor)
+		if err != nil {
+			return nil, err
+		}
+		conds = append(conds, c)
+		args = append(args, cargs...)
+	}
 	w := ""
 	if len(conds) > 0 {
 		w = " WHERE " + strings.Join(conds, " AND ")
 	}
 	args = append(args, limitOf(f))
-	rows, err := s.r.QueryContext(ctx, s.d.rebind(`SELECT id, received_at, source, origin, reason, detail, size, truncated
+	rows, err := s.r.QueryContext(ctx, s.d.rebind(`SELECT id, received_at, source, origin, reason, detail, size, truncated, sha256
 		FROM rejected`+w+` ORDER BY received_at DESC, id DESC LIMIT ?`), args...)
 	if err != nil {
 		return nil, s.errorf("rejected: %w", err)
@@ -834,7 +953,7 @@ func (s *sqlStore) ListRejected(ctx context.Context, f Filter) ([]Rejected, erro
 	for rows.Next() {
 		var x Rejected
 		var recv, trunc int64
-		if err := rows.Scan(&x.ID, &recv, &x.Source, &x.Origin, &x.Reason, &x.Detail, &x.Size, &trunc); err != nil {
+		if err := rows.Scan(&x.ID, &recv, &x.Source, &x.Origin, &x.Reason, &x.Detail, &x.Size, &trunc, &x.SHA256); err != nil {
 			return nil, s.errorf("rejected: %w", err)
 		}
 		x.ReceivedAt = time.Unix(recv, 0).UTC()
@@ -852,8 +971,8 @@ func (s *sqlStore) RejectedRaw(ctx context.Context, id int64) (Rejected, error) 
 	var x Rejected
 	var recv, trunc int64
 	var raw []byte
-	err := s.r.QueryRowContext(ctx, s.d.rebind(`SELECT id, received_at, source, origin, reason, detail, size, truncated, raw
-		FROM rejected WHERE id = ?`), id).Scan(&x.ID, &recv, &x.Source, &x.Origin, &x.Reason, &x.Detail, &x.Size, &trunc, &raw)
+	err := s.r.QueryRowContext(ctx, s.d.rebind(`SELECT id, received_at, source, origin, reason, detail, size, truncated, sha256, raw
+		FROM rejected WHERE id = ?`), id).Scan(&x.ID, &recv, &x.Source, &x.Origin, &x.Reason, &x.Detail, &x.Size, &trunc, &x.SHA256, &raw)
 	if errors.Is(err, sql.ErrNoRows) {
 		return x, fmt.Errorf("%w: rejected input %d", ErrNotFound, id)
 	}

@@ -48,7 +48,18 @@ type Store interface {
 	PutReports(ctx context.Context, ins []Incoming) ([]PutResult, error)
 	// PutRejected keeps input that could not be stored as a report, with
 	// the reason, for inspection. Rejected input is never dropped silently.
+	// A rejection with a Key already stored is not stored again: the
+	// existing row's id is returned.
 	PutRejected(ctx context.Context, r Rejection) (int64, error)
+	// TrimRejected deletes the oldest rejected input until the rows kept
+	// cost at most maxBytes (raw bytes as stored, detail and origin), and
+	// returns how many rows it deleted.
+	TrimRejected(ctx context.Context, maxBytes int64) (int64, error)
+	// Prune deletes, in one transaction, the reports whose day is before
+	// p.Before with their policies, failure details and rollup rows, and
+	// the rejected input received before that day; with p.DryRun it only
+	// counts. Summary afterwards equals the summary of the reports kept.
+	Prune(ctx context.Context, p Prune) (PruneResult, error)
 	// Summary aggregates session counts over the reports matching f.
 	Summary(ctx context.Context, f Filter) ([]SummaryRow, error)
 	// Failures lists failure details matching f, newest day first.
@@ -111,9 +122,29 @@ type PutResult struct {
 	Conflict bool
 }
 
+// Prune selects what Store.Prune deletes.
+type Prune struct {
+	// Before is the first day kept (UTC date; time of day ignored).
+	Before time.Time
+	DryRun bool
+}
+
+// PruneResult counts what Prune deleted (or would delete).
+type PruneResult struct {
+	Reports    int64 `json:"reports"`
+	RollupRows int64 `json:"rollup_rows"`
+	Rejected   int64 `json:"rejected"`
+}
+
 // Rejection is input that is not stored as a report.
 type Rejection struct {
 	Raw []byte
+	// SHA256 is the hex SHA-256 of the whole input when Raw is only its
+	// beginning and the whole was read; empty otherwise.
+	SHA256 string
+	// Key identifies the input across retries (a Maildir file's unique
+	// name and content hash); empty for none. See Store.PutRejected.
+	Key string
 	// Truncated is true when Raw is only the first part of the input (a
 	// body above the size cap is not read to the end); Size is then the
 	// declared size, or -1 when unknown.
@@ -138,6 +169,7 @@ const (
 	ReasonFutureDate  = "future-date"
 	ReasonNoReportID  = "no-report-id"
 	ReasonReadFailure = "read-failure"
+	ReasonImplausible = "implausible-count"
 )
 
 // Rejected is a stored rejection.
@@ -150,6 +182,7 @@ type Rejected struct {
 	Detail     string    `json:"detail"`
 	Size       int64     `json:"size"`
 	Truncated  bool      `json:"truncated"`
+	SHA256     string    `json:"sha256,omitempty"`
 	Raw        []byte    `json:"-"`
 }
 
@@ -219,6 +252,9 @@ type Filter struct {
 	// Summary and Failures. Summary then aggregates the policy rows
 	// instead of the rollup.
 	AuthenticatedOnly bool
+	// Cursor, from NextFailures or NextRejected (or the API's Link
+	// header), starts the list after the last row of the previous page.
+	Cursor string
 }
 
 // SummaryRow is one group of Summary. Keys not grouped by are empty.
@@ -268,4 +304,9 @@ type FailureRow struct {
 	// Authenticated and Conflict are the report's (StoredReport).
 	Authenticated bool `json:"authenticated"`
 	Conflict      bool `json:"conflict"`
+
+	// The position of the row (report row id, policy, detail), for
+	// NextFailures.
+	reportRow      int64
+	policySeq, seq int
 }
