@@ -112,7 +112,7 @@ func TestAPIPagination(t *testing.T) {
 	}
 	want, _ := st.Failures(ctx, Filter{Limit: MaxPageSize})
 	for i := range want {
-		want[i].policySeq, want[i].seq = 0, 0 // not in the JSON
+		want[i].reportRow, want[i].policySeq, want[i].seq = 0, 0, 0 // not in the JSON
 	}
 	if len(want) < 20 || !reflect.DeepEqual(all, want) {
 		t.Errorf("paged failures: %d rows, want %d in the same order", len(all), len(want))

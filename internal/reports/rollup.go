@@ -133,11 +133,22 @@ func (ru rollup) addReport(r *tlsrpt.Report, d string) {
 	}
 	for k, s := range seen {
 		t := ru[k]
-		t.reports = tlsrpt.SaturatingAdd(t.reports, s.reports)
-		t.successful = tlsrpt.SaturatingAdd(t.successful, s.successful)
-		t.failed = tlsrpt.SaturatingAdd(t.failed, s.failed)
+		t.reports = addDelta(t.reports, s.reports)
+		t.successful = addDelta(t.successful, s.successful)
+		t.failed = addDelta(t.failed, s.failed)
 		ru[k] = t
 	}
+}
+
+// addDelta adds a report's count s (non-negative) to an accumulated delta
+// t, saturating at 2^63-1. t is negative when subReport took a report out
+// earlier in the transaction: the sum cannot overflow then, and must not
+// be clamped (SaturatingAdd counts a negative operand as 0).
+func addDelta(t, s int64) int64 {
+	if t < 0 {
+		return t + s
+	}
+	return tlsrpt.SaturatingAdd(t, s)
 }
 
 func compareRollupKeys(a, b rollupKey) int {
@@ -194,13 +205,15 @@ func rollupUpsert(n int) string {
 	return b.String()
 }
 
-// saturatingSum is the SQL for a+b, both non-negative, saturating at
-// 2^63-1: a plain + fails the statement on overflow (PostgreSQL "bigint
-// out of range"; SQLite turns the sum into a REAL, which a STRICT INTEGER
-// column refuses), and then every later report of that key failed too
-// (issue #11.4).
+// saturatingSum is the SQL for a+b, a non-negative, saturating at 2^63-1:
+// a plain + fails the statement on overflow (PostgreSQL "bigint out of
+// range"; SQLite turns the sum into a REAL, which a STRICT INTEGER column
+// refuses), and then every later report of that key failed too. b is
+// negative when the count of a report key moves to another copy
+// (conflict.go); a+b cannot overflow then, and MAX - b would, so that case
+// is taken first (CASE evaluates its branches in order, only as needed).
 func saturatingSum(a, b string) string {
-	return "CASE WHEN " + a + " > 9223372036854775807 - " + b + " THEN 9223372036854775807 ELSE " + a + " + " + b + " END"
+	return "CASE WHEN " + b + " <= 0 THEN " + a + " + " + b + " WHEN " + a + " > 9223372036854775807 - " + b + " THEN 9223372036854775807 ELSE " + a + " + " + b + " END"
 }
 
 // rollupBackfill returns the statements that fill summary_rollup from the
