@@ -23,7 +23,9 @@
 //     left the cached policy (issue #3 item 5), ok (a new policy was
 //     fetched) or failed;
 //   - dane_decisions_total{outcome}: DANE lookups by outcome;
-//   - connections_open, protocol_errors_total: the socketmap/tcp_table side.
+//   - connections_open, protocol_errors_total: the socketmap/tcp_table side;
+//   - cache_degraded: 1 while the cache's back store (SQLite or Redis) is
+//     failing and policyd answers from memory and fresh lookups, else 0.
 package metrics
 
 import (
@@ -55,6 +57,7 @@ type Metrics struct {
 	dane         *prometheus.CounterVec
 	conns        prometheus.Gauge
 	protoErrors  prometheus.Counter
+	degraded     prometheus.Gauge
 
 	hit, miss, stale prometheus.Counter
 }
@@ -92,9 +95,11 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			"Open Postfix connections."))),
 		protoErrors: prometheus.NewCounter(prometheus.CounterOpts(opts("protocol_errors_total",
 			"Malformed requests from clients."))),
+		degraded: prometheus.NewGauge(prometheus.GaugeOpts(opts("cache_degraded",
+			"1 while the policy cache's back store is failing (answers from memory and fresh lookups), else 0."))),
 	}
 	for _, c := range []prometheus.Collector{m.queries, m.latency, m.cacheLookups, m.fetches, m.fetchTime,
-		m.refreshes, m.recoveries, m.dane, m.conns, m.protoErrors} {
+		m.refreshes, m.recoveries, m.dane, m.conns, m.protoErrors, m.degraded} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -167,6 +172,16 @@ func (m *Metrics) Fetched(_ string, elapsed time.Duration, err error) {
 		return
 	}
 	m.fetches.WithLabelValues(mtasts.ResultType(err)).Inc()
+}
+
+// CacheDegraded sets cache_degraded: whether the cache's back store is
+// failing.
+func (m *Metrics) CacheDegraded(degraded bool) {
+	if degraded {
+		m.degraded.Set(1)
+	} else {
+		m.degraded.Set(0)
+	}
 }
 
 // ConnOpened implements postfix.Observer.

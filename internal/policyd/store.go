@@ -71,18 +71,7 @@ func OpenStore(ctx context.Context, cfg *Config, opts StoreOptions, logger *slog
 	case "memory":
 		return &Store{Store: front, Kind: "memory", Where: "memory", front: front}, nil
 	case "redis":
-		rc := cfg.Cache.Redis
-		rdb := redis.NewClient(&redis.Options{Addr: rc.Address, Password: rc.Password, DB: rc.DB})
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		if err := rdb.Ping(pctx).Err(); err != nil {
-			// Not fatal: Tiered serves from memory while Redis is away.
-			logger.Warn("Redis is not reachable yet; answering from memory until it is", "address", rc.Address, "error", err)
-		}
-		back := stscache.NewRedis(rdb, rc.Prefix, logger)
-		back.Now = opts.Now
-		t := &stscache.Tiered{Front: front, Back: back, Now: opts.Now, Logger: logger}
-		return &Store{Store: t, Kind: "redis", Where: rc.Address + " prefix " + rc.Prefix, front: front, tiered: t, rdb: rdb}, nil
+		return openRedis(ctx, cfg.Cache.Redis, front, opts.Now, logger)
 	}
 	path := StatePath(cfg, opts.Getenv)
 	db, err := openSQLite(ctx, path, logger)

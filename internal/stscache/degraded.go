@@ -268,6 +268,18 @@ func (t *Tiered) Resync() {
 	t.signal()
 }
 
+// Check asks the back store now (one call bounded by BackTimeout) and
+// returns its error. A failure makes the Tiered degraded as a failed query
+// would (an ERROR line, OnBackState); call it at start so that a back store
+// that is down is reported before the first query.
+func (t *Tiered) Check(ctx context.Context) error {
+	err := t.probe(ctx)
+	if err != nil && ctx.Err() == nil {
+		t.backFailed(ctx, err)
+	}
+	return err
+}
+
 func (t *Tiered) probeEvery() time.Duration {
 	if t.ProbeEvery > 0 {
 		return t.ProbeEvery
