@@ -261,3 +261,50 @@ func TestRedisLogAdapter(t *testing.T) {
 		t.Errorf("logged %v", rec)
 	}
 }
+
+// Issue #10 item 1: `mailsts cache purge` while this daemon's connection to
+// Redis is down. The announcement is lost, but the purge left a tombstone:
+// the resync on reconnection drops the domain from memory instead of
+// writing it back, and the next lookup fetches the new policy.
+func TestDaemonRedisPurgeWhileDisconnected(t *testing.T) {
+	t.Parallel()
+	direct, prefix := testRedis(t)
+	proxy := testnet.StartProxyFor(t, testRedisAddr)
+	n := startNet(t, f2Domain())
+	cfg := testConfig(t, n, "redis", t.TempDir())
+	cfg.Cache.Redis.Address = proxy.Addr()
+	cfg.Cache.Redis.Prefix = prefix
+	clk := newClock()
+	subscribed := make(chan int, 16)
+	resynced := make(chan stscache.ResyncStats, 16)
+	d := &Daemon{Config: cfg, Now: clk.Now,
+		purged:   func(k int) { subscribed <- k },
+		resynced: func(s stscache.ResyncStats) { resynced <- s }}
+	r := startDaemon(t, d, nil)
+	waitFor(t, subscribed, "subscription")
+	if got := lookup(t, r.addr, "postfix", "example.com"); got != f2Secure {
+		t.Fatalf("before: %q", got)
+	}
+	proxy.Cut()
+	if err := n.Set(fixedF2Domain()); err != nil {
+		t.Fatal(err)
+	}
+	// The purge, as the CLI does it, straight to Redis.
+	if err := stscache.NewRedis(direct, prefix, nil).Delete(context.Background(), "example.com"); err != nil {
+		t.Fatal(err)
+	}
+	for len(resynced) > 0 {
+		<-resynced
+	}
+	proxy.Restore()
+	waitFor(t, subscribed, "resubscription")
+	if st := waitFor(t, resynced, "resync"); st.Purged != 1 {
+		t.Errorf("resync %+v, want the purged domain dropped", st)
+	}
+	if k, _ := direct.Exists(context.Background(), prefix+"policy:example.com").Result(); k != 0 {
+		t.Error("purged policy written back to Redis")
+	}
+	if got := lookup(t, r.addr, "postfix", "example.com"); got != "OK secure match=mail.example.com servername=hostname" {
+		t.Errorf("after the purge: %q, want the new policy", got)
+	}
+}
