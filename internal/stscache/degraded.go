@@ -395,7 +395,7 @@ func (t *Tiered) recover(ctx context.Context, wake <-chan struct{}) {
 				continue
 			}
 		}
-		if err := t.resync(ctx, down); err != nil {
+		if err := t.resync(ctx); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
@@ -431,9 +431,8 @@ type ResyncStats struct {
 }
 
 // resync reconciles Front with Back (see Watch), writes back the entries
-// Put while degraded, and ends the degraded state. wasDown says whether it
-// follows an outage (for the log).
-func (t *Tiered) resync(ctx context.Context, wasDown bool) error {
+// Put while degraded, and ends the degraded state.
+func (t *Tiered) resync(ctx context.Context) error {
 	var st ResyncStats
 	t.deg.mu.Lock()
 	pending := t.deg.pending
@@ -473,7 +472,9 @@ func (t *Tiered) resync(ctx context.Context, wasDown bool) error {
 			down := t.deg.down
 			t.leaveLocked()
 			t.deg.mu.Unlock()
-			t.resynced(ctx, wasDown && down, since, st)
+			// down, not wasDown: a call may have failed (and said so)
+			// while this ran; the store answered this resync since.
+			t.resynced(ctx, down, since, st)
 			return nil
 		}
 		t.deg.mu.Unlock()
