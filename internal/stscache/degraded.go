@@ -163,6 +163,12 @@ func (t *Tiered) downErr() error {
 // backFailed records a back store failure: it enters the degraded state
 // (an ERROR line and OnBackState(true) on entry) and asks Watch to probe.
 func (t *Tiered) backFailed(ctx context.Context, err error) {
+	t.markDown(ctx, err, true)
+}
+
+// markDown is backFailed; wake says whether to signal Watch (not when
+// Watch itself failed: its back-off must not be cut short).
+func (t *Tiered) markDown(ctx context.Context, err error, wake bool) {
 	now := t.now()
 	t.deg.mu.Lock()
 	entered := !t.deg.down
@@ -178,7 +184,9 @@ func (t *Tiered) backFailed(ctx context.Context, err error) {
 	}
 	t.deg.retryAt = now.Add(retry)
 	t.deg.resync = true
-	t.signal()
+	if wake {
+		t.signal()
+	}
 	watched := t.deg.watchers > 0
 	t.deg.mu.Unlock()
 	if !entered {
@@ -399,7 +407,7 @@ func (t *Tiered) recover(ctx context.Context, wake <-chan struct{}) {
 			if ctx.Err() != nil {
 				return
 			}
-			t.backFailed(ctx, err)
+			t.markDown(ctx, err, false)
 			continue
 		}
 	}

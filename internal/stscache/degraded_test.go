@@ -169,3 +169,43 @@ func TestTieredUnwatchedPutError(t *testing.T) {
 		t.Errorf("%d back puts, want 1: the second is skipped while the back store is down", p)
 	}
 }
+
+// failingRestorer answers reads but fails every Restore (a read-only
+// replica, say), and reports each attempt.
+type failingRestorer struct {
+	mtasts.Store
+	calls chan struct{}
+}
+
+func (f *failingRestorer) Restore(context.Context, []*mtasts.Entry) ([]RestoreOutcome, error) {
+	f.calls <- struct{}{}
+	return nil, errInjected
+}
+
+// A back store that answers probes but fails the resync keeps Tiered
+// degraded, and Watch retries on its back-off, not in a tight loop.
+func TestTieredResyncFailureBacksOff(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	back := &failingRestorer{Store: &Memory{}, calls: make(chan struct{}, 100)}
+	tr := &Tiered{Front: &Memory{}, Back: back, ProbeEvery: time.Hour}
+	states, _ := watched(t, tr)
+	if err := tr.Put(ctx, entryAt("a.example", mtasts.ModeEnforce, time.Now(), 86400, time.Time{})); err != nil {
+		t.Fatal(err)
+	}
+	tr.Resync()
+	recv(t, back.calls, "restore attempt")
+	if !recv(t, states, "degraded state") {
+		t.Fatal("not degraded after a failed resync")
+	}
+	// The next attempt is an hour away. A tight loop would call again at
+	// once; the wait only bounds how long the test looks for that.
+	select {
+	case <-back.calls:
+		t.Fatal("resync retried at once after failing, without waiting for the back-off")
+	case <-time.After(200 * time.Millisecond):
+	}
+	if s := tr.BackState(); !s.Degraded {
+		t.Errorf("BackState = %+v, want degraded", s)
+	}
+}
