@@ -159,25 +159,11 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	if err := d.responder.SetRules(rules); err != nil {
 		return err
 	}
-	if st.tiered != nil {
-		// A failing back store never fails a lookup: the Tiered answers
-		// from memory, reports the rest as not cached (they are fetched),
-		// and Watch writes back what it missed when it answers again.
-		st.tiered.OnBackState = m.CacheDegraded
-		st.tiered.OnResync = func(rs stscache.ResyncStats) {
-			if rs.Purged+rs.Adopted > 0 {
-				// Memoised answers came from entries that changed.
-				d.responder.ForgetAnswers()
-			}
-			if d.resynced != nil {
-				d.resynced(rs)
-			}
-		}
-		// Redis down at start: OpenStore's check made it degraded.
-		m.CacheDegraded(st.tiered.BackState().Degraded)
-		// Deferred after Close, so stopped before the store closes.
-		defer st.tiered.StartWatch(ctx)()
-	}
+	// A failing back store never fails a lookup: the Tiered answers from
+	// memory, reports the rest as not cached (they are fetched), and
+	// writes back what it missed when it answers again. Deferred after
+	// Close, so stopped before the store closes.
+	defer d.watchBack(ctx, m)()
 
 	listeners, err := openListeners(cfg.Listen)
 	if err != nil {

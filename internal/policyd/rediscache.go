@@ -11,51 +11,83 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/mailsts/mailsts/internal/metrics"
 	"github.com/mailsts/mailsts/internal/stscache"
 )
 
-// redisTimeout bounds every Redis call policyd makes for a query: a dial
-// (one attempt, no dial retries), a read, a write, a wait for a pooled
-// connection, and the whole back store call (stscache.Tiered.BackTimeout).
-// A Redis on the LAN answers in well under a millisecond; one that takes
-// longer is treated as down: policyd then answers from memory and fetches
+// Redis time bounds. A Redis on the LAN answers in well under a
+// millisecond; one that takes longer than redisQueryTimeout on a query's
+// behalf is treated as down: policyd then answers from memory and fetches
 // what memory does not hold, and a background probe finds Redis again
-// (stscache.Tiered.Watch). So no lookup waits on go-redis's dial retries
+// (stscache.Tiered.Watch). redisIOTimeout bounds every Redis call at the
+// client (a dial, with one attempt and no dial retries; a read; a write; a
+// wait for a pooled connection), for the daemon's background work and the
+// cache command as well. So no lookup waits on go-redis's dial retries
 // (five attempts of up to 5 s each by default) or command retries.
-const redisTimeout = 300 * time.Millisecond
+const (
+	redisQueryTimeout = 300 * time.Millisecond
+	redisIOTimeout    = time.Second
+)
 
 // redisOptions returns the go-redis options of rc: short timeouts, no
-// retries (see redisTimeout), deadlines from the caller's context honoured.
+// retries (see redisIOTimeout), deadlines from the caller's context
+// honoured.
 func redisOptions(rc RedisConfig) *redis.Options {
 	return &redis.Options{
 		Addr:                  rc.Address,
 		Password:              rc.Password,
 		DB:                    rc.DB,
-		DialTimeout:           redisTimeout,
+		DialTimeout:           redisIOTimeout,
 		DialerRetries:         1,
-		ReadTimeout:           redisTimeout,
-		WriteTimeout:          redisTimeout,
-		PoolTimeout:           redisTimeout,
+		ReadTimeout:           redisIOTimeout,
+		WriteTimeout:          redisIOTimeout,
+		PoolTimeout:           redisIOTimeout,
 		MaxRetries:            -1,
 		ContextTimeoutEnabled: true,
 	}
 }
 
 // openRedis opens the Redis back store of rc behind front. Redis being down
-// is not an error: the daemon starts and answers (stscache.Tiered's
-// degraded mode).
-func openRedis(ctx context.Context, rc RedisConfig, front *stscache.Memory, now func() time.Time, logger *slog.Logger) (*Store, error) {
+// is not an error: a daemon starts and answers (stscache.Tiered's degraded
+// mode, see Daemon.Run).
+func openRedis(rc RedisConfig, front *stscache.Memory, now func() time.Time, logger *slog.Logger) *Store {
 	useRedisLogger(logger)
 	rdb := redis.NewClient(redisOptions(rc))
 	back := stscache.NewRedis(rdb, rc.Prefix, logger)
 	back.Now = now
 	where := rc.Address + " prefix " + rc.Prefix
-	t := &stscache.Tiered{Front: front, Back: back, Now: now, BackTimeout: redisTimeout,
+	t := &stscache.Tiered{Front: front, Back: back, Now: now, BackTimeout: redisIOTimeout,
 		Logger: logger.With(slog.String("cache", "redis "+where))}
-	// An error is logged by Check as the start of the degraded state; a
-	// running daemon's Watch finds Redis when it comes.
+	return &Store{Store: t, Kind: "redis", Where: where, front: front, tiered: t, rdb: rdb}
+}
+
+// watchBack makes the daemon's store resilient to its back store failing
+// (issue #10 items 1, 4): lookups on a Redis store wait at most
+// redisQueryTimeout on it; the hooks feed the metric and the memoised
+// answers; the back store is checked now (Redis down at start: an ERROR
+// line and the degraded state); and Watch runs until the returned stop is
+// called. It must be called before the store serves lookups.
+func (d *Daemon) watchBack(ctx context.Context, m *metrics.Metrics) (stop func()) {
+	t := d.store.tiered
+	if t == nil {
+		return func() {}
+	}
+	if d.store.Kind == "redis" {
+		t.BackTimeout = redisQueryTimeout
+	}
+	t.OnBackState = m.CacheDegraded
+	t.OnResync = func(rs stscache.ResyncStats) {
+		if rs.Purged+rs.Adopted > 0 {
+			// Memoised answers came from entries that changed.
+			d.responder.ForgetAnswers()
+		}
+		if d.resynced != nil {
+			d.resynced(rs)
+		}
+	}
+	stop = t.StartWatch(ctx)
 	t.Check(ctx)
-	return &Store{Store: t, Kind: "redis", Where: where, front: front, tiered: t, rdb: rdb}, nil
+	return stop
 }
 
 // Go-redis logs through one package-wide logger (redis.SetLogger; there is

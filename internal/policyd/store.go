@@ -71,7 +71,7 @@ func OpenStore(ctx context.Context, cfg *Config, opts StoreOptions, logger *slog
 	case "memory":
 		return &Store{Store: front, Kind: "memory", Where: "memory", front: front}, nil
 	case "redis":
-		return openRedis(ctx, cfg.Cache.Redis, front, opts.Now, logger)
+		return openRedis(cfg.Cache.Redis, front, opts.Now, logger), nil
 	}
 	path := StatePath(cfg, opts.Getenv)
 	db, err := openSQLite(ctx, path, logger)

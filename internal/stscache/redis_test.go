@@ -334,11 +334,11 @@ func proxiedRedis(t *testing.T) (*redis.Client, *testnet.Proxy) {
 	p := testnet.StartProxyFor(t, redisAddr)
 	c := redis.NewClient(&redis.Options{
 		Addr:                  p.Addr(),
-		DialTimeout:           200 * time.Millisecond,
+		DialTimeout:           time.Second,
 		DialerRetries:         1,
-		ReadTimeout:           200 * time.Millisecond,
-		WriteTimeout:          200 * time.Millisecond,
-		PoolTimeout:           200 * time.Millisecond,
+		ReadTimeout:           time.Second,
+		WriteTimeout:          time.Second,
+		PoolTimeout:           time.Second,
 		MaxRetries:            -1,
 		ContextTimeoutEnabled: true,
 	})
