@@ -38,6 +38,50 @@ var daemons = []policyDaemon{
 	{name: "mailsts", addr: "127.0.0.1:8461", start: startMailsts, enforces: true, cases: slices.Concat(mtaSTSCases, daneCases)},
 	{name: "peer", addr: "127.0.0.1:8462", start: startPeer, enforces: true, cases: slices.Concat(mtaSTSCases, peerDANECases)},
 	{name: "control", addr: "127.0.0.1:8463", start: startNoPolicy, cases: slices.Concat(controlCases, controlDANECases)},
+	{name: "mailsts-redis-down", addr: "127.0.0.1:8464", start: startMailstsRedisDown, enforces: true, cases: redisDownCases},
+}
+
+// redisDownCases are what mailsts policyd must achieve with its Redis cache
+// unreachable from the start (issue #10 item 4): mail is delivered, not
+// deferred, both to a domain without MTA-STS (NOTFOUND, not TEMP) and to
+// an enforce domain (waitReady's lookup cached it in memory), which keeps
+// its verified TLS.
+var redisDownCases = []mailCase{
+	{
+		id: "PFX-STS redis-down", domain: "enforce.example",
+		mx:      []string{"mx1.enforce.example", "mx2.enforce.example"},
+		answer:  "OK secure ",
+		deliver: true, sni: true, logLine: "Verified TLS connection established to ",
+	},
+	{
+		id: "PFX-POL NOTFOUND redis-down", domain: "nosts.example", mx: []string{"mx1.nosts.example"},
+		answer:  "NOTFOUND ",
+		deliver: true,
+	},
+}
+
+// startMailstsRedisDown runs `mailsts policyd` with cache.type redis
+// pointed at a port of the namespace where nothing listens.
+func startMailstsRedisDown(t *testing.T, n *testnet.Net, addr string) *process {
+	t.Helper()
+	bin := os.Getenv(envBinary)
+	if bin == "" {
+		t.Fatal(envBinary + " is not set: the outer test builds mailsts and sets it")
+	}
+	port := testnet.RefusedPortFor(t)
+	cfg := fmt.Sprintf("cache:\n  type: redis\n  redis:\n    address: 127.0.0.1:%d\n    prefix: \"e2e:\"\n", port)
+	path := filepath.Join(t.TempDir(), "policyd.yml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return startProcess(t, "mailsts policyd (redis down)", nil, bin, "policyd",
+		"--config", path,
+		"--listen", addr,
+		"--dns", n.DNSAddr(),
+		"--ca-file", n.CAFile(),
+		"--https-port", strconv.Itoa(n.HTTPSPort()),
+		"--state-dir", t.TempDir(),
+	)
 }
 
 // startNoPolicy serves NOTFOUND for every key, as if no policy daemon were

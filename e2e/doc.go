@@ -66,6 +66,13 @@
 //     dane.example delivery is asserted; what it does with the failing
 //     TLSA domains is only logged.
 //
+// Cache store down (issue #10 item 4), mailsts only: a fourth run starts
+// policyd with cache.type redis pointed at a port of the namespace where
+// nothing listens (a refused port; policyd on 127.0.0.1:8464). Mail to
+// enforce.example (cached in memory by the readiness lookup) is delivered
+// over verified TLS, and mail to nosts.example is delivered with the
+// policy answer NOTFOUND: neither is deferred by a TEMP answer.
+//
 // Prerequisites: root, iproute2 (ip netns), Postfix (postfix, postconf,
 // postqueue, sendmail) and the go command. Missing ones skip the test with
 // the reason, unless MAILSTS_REQUIRE_E2E=1, which makes them a failure

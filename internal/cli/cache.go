@@ -63,8 +63,9 @@ to that user; better, run as that user (sudo -u mailsts mailsts cache ...).
 Purging reaches running daemons without a restart. SQLite: the purge is
 logged in the file, and each policyd using it reads the log every 2 s and
 drops the purged domains from memory. Redis: every policyd on the prefix is
-told at once (Pub/Sub); one that lost its connection meanwhile drops its
-whole memory cache when it reconnects. A purged domain's policy is fetched
+told at once (Pub/Sub); one that lost its connection meanwhile finds the
+purge's one-hour tombstone when it reconnects and drops the domain from
+memory (it keeps the rest). A purged domain's policy is fetched
 again at its next lookup. cache.type memory: each policyd's cache lives in its own process,
 out of reach of this command, so every subcommand refuses (exit 2): it would
 list, show, fill or purge an empty cache of its own. Restart policyd to empty

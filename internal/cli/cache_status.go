@@ -68,6 +68,9 @@ func cacheStatus(ctx context.Context, env Env, cfg *policyd.Config, asJSON bool)
 	if st, err := policyd.ReadStatus(policyd.StatusPath(cfg, env.getenv)); err == nil {
 		ds := &daemonStatus{StoreStatus: *st, StatusFile: policyd.StatusPath(cfg, env.getenv), Running: processRunning(st.PID)}
 		rep.Daemon = ds
+		if ds.Running && ds.BackFailing {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("the running policyd (pid %d) finds its %s store failing since %s: %s", ds.PID, ds.Kind, fmtTime(ds.BackFailingSince), ds.BackError))
+		}
 		if ds.Running && ds.Degraded != "" {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("the running policyd (pid %d) fell back to memory: %s", ds.PID, ds.Degraded))
 		}
@@ -195,6 +198,10 @@ func printCacheStatus(env Env, rep *cacheStatusReport) {
 		}
 		if d.Damaged {
 			fmt.Fprintln(w, "  found the file damaged while running")
+		}
+		if d.BackFailing {
+			fmt.Fprintf(w, "  STORE FAILING since %s (%s): answering from memory and fresh lookups, %d entries waiting to be written back\n",
+				fmtTime(d.BackFailingSince), termSafe(d.BackError), d.Pending)
 		}
 	} else {
 		fmt.Fprintln(w, "policyd:          no status file (not started with this state directory)")

@@ -26,9 +26,11 @@
 //   - connections_open, protocol_errors_total: the socketmap/tcp_table side;
 //   - cache_durable: 1 when the policy cache survives a restart (a SQLite
 //     file or Redis), 0 when it lives in memory only;
-//   - cache_degraded: 1 when the configured SQLite file could not be opened
-//     and policyd fell back to memory (alert on it: cached policies will
-//     not survive a restart, STS-CACHE-10);
+//   - cache_degraded: 1 while the cache does not keep what it promises:
+//     the configured SQLite file could not be opened and policyd fell back
+//     to memory (cached policies will not survive a restart,
+//     STS-CACHE-10), or the back store (SQLite or Redis) is failing and
+//     policyd answers from memory and fresh lookups; alert on it;
 //   - cache_repairs_total: damaged cache files set aside and rebuilt at
 //     open;
 //   - cache_unreadable_entries_total: entries that could not be read from
@@ -38,6 +40,7 @@ package metrics
 
 import (
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -69,6 +72,9 @@ type Metrics struct {
 	degraded     prometheus.Gauge
 	repairs      prometheus.Counter
 	unreadable   prometheus.Counter
+	// fellBack and backFailing are the two causes of cache_degraded.
+	degradedMu            sync.Mutex
+	fellBack, backFailing bool
 
 	hit, miss, stale prometheus.Counter
 }
@@ -109,7 +115,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		durable: prometheus.NewGauge(prometheus.GaugeOpts(opts("cache_durable",
 			"1 when the policy cache survives a restart (SQLite file or Redis), 0 when it is in memory only."))),
 		degraded: prometheus.NewGauge(prometheus.GaugeOpts(opts("cache_degraded",
-			"1 when the configured SQLite cache could not be opened and policyd fell back to memory."))),
+			"1 while the policy cache is degraded: a fall back to memory at start, or a failing back store (answers from memory and fresh lookups)."))),
 		repairs: prometheus.NewCounter(prometheus.CounterOpts(opts("cache_repairs_total",
 			"Damaged cache files set aside and rebuilt from what could be read."))),
 		unreadable: prometheus.NewCounter(prometheus.CounterOpts(opts("cache_unreadable_entries_total",
@@ -194,9 +200,21 @@ func (m *Metrics) Fetched(_ string, elapsed time.Duration, err error) {
 // CacheOpened records the policy cache store policyd opened: whether it
 // survives a restart, and whether it is a fall back to memory from a
 // SQLite file that could not be opened.
-func (m *Metrics) CacheOpened(durable, degraded bool) {
+func (m *Metrics) CacheOpened(durable, fellBack bool) {
 	m.durable.Set(boolValue(durable))
-	m.degraded.Set(boolValue(degraded))
+	m.degradedMu.Lock()
+	defer m.degradedMu.Unlock()
+	m.fellBack = fellBack
+	m.degraded.Set(boolValue(m.fellBack || m.backFailing))
+}
+
+// CacheDegraded records whether the cache's back store is failing (policyd
+// answers from memory and fresh lookups meanwhile).
+func (m *Metrics) CacheDegraded(failing bool) {
+	m.degradedMu.Lock()
+	defer m.degradedMu.Unlock()
+	m.backFailing = failing
+	m.degraded.Set(boolValue(m.fellBack || m.backFailing))
 }
 
 // CacheRepaired records a damaged cache file set aside and rebuilt.

@@ -78,9 +78,12 @@ type Daemon struct {
 
 	// Tests: purgeEvery replaces purgePollEvery; purged, when set, is
 	// called after each poll of the SQLite purge log and each Redis purge
-	// announcement with the number of domains dropped (-1: all of them).
+	// announcement with the number of domains dropped (-1: all of them; 0
+	// also when the Redis subscription is (re)established); resynced,
+	// when set, after each reconciliation of memory with the back store.
 	purgeEvery time.Duration
 	purged     func(n int)
+	resynced   func(stscache.ResyncStats)
 	// metricsAddr is the metrics listener's address, set before Ready.
 	metricsAddr net.Addr
 }
@@ -162,6 +165,11 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	d.responder.Now = d.Now
 	d.responder.Logger = log
 	d.responder.Observer = m
+	// A failing back store never fails a lookup: the Tiered answers from
+	// memory, reports the rest as not cached (they are fetched), and
+	// writes back what it missed when it answers again. Deferred after
+	// Close, so stopped before the store closes.
+	defer d.watchBack(ctx, m)()
 
 	listeners, err := openListeners(cfg.Listen)
 	if err != nil {
@@ -584,9 +592,13 @@ func (d *Daemon) forget(ctx context.Context, domain string) {
 
 // followRedisPurges drops from memory the domains other processes delete
 // from the shared Redis (`mailsts cache purge`), as Redis.Delete announces
-// them, and everything when the subscription was lost, so that this daemon
-// neither keeps answering from them nor, after FrontTTL, writes a purged
-// enforce policy back (Tiered restores valid policies Redis lost).
+// them, so that this daemon neither keeps answering from them nor, after
+// FrontTTL, writes a purged enforce policy back (Tiered restores valid
+// policies Redis lost). When the subscription is (re)established, purges
+// may have been missed and Redis may have lost its keys (a restart without
+// persistence): the Tiered reconciles memory with Redis (Tiered.Resync)
+// instead of dropping memory, which would lose enforce policies an
+// attacker could then keep us from fetching again (issue #10 item 1).
 // Dropped domains are counted in the log every purgePollEvery, not one line
 // each (purge --all on Redis deletes domain by domain).
 func (d *Daemon) followRedisPurges(ctx context.Context, rb *stscache.Redis) {
@@ -608,8 +620,11 @@ func (d *Daemon) followRedisPurges(ctx context.Context, rb *stscache.Redis) {
 		}
 	}()
 	rb.FollowPurges(ctx, func(dom string) {
-		n := d.dropFromMemory(ctx, dom == "", []string{dom})
-		if n > 0 {
+		n := 0
+		if dom == "" {
+			d.store.tiered.Resync()
+		} else {
+			n = d.dropFromMemory(ctx, false, []string{dom})
 			dropped.Add(int64(n))
 		}
 		if d.purged != nil {

@@ -34,6 +34,14 @@ type StoreStatus struct {
 	// Damaged is true when a read or write hit a damaged page of the file
 	// since start (the file is set aside and rebuilt at the next start).
 	Damaged bool `json:"damaged,omitempty"`
+	// BackFailing is true while the back store (SQLite or Redis) fails
+	// and policyd answers from memory and fresh lookups, since
+	// BackFailingSince, with the last error; Pending entries wait in
+	// memory to be written back.
+	BackFailing      bool      `json:"back_failing,omitempty"`
+	BackFailingSince time.Time `json:"back_failing_since,omitzero"`
+	BackError        string    `json:"back_error,omitempty"`
+	Pending          int       `json:"pending_writes,omitempty"`
 }
 
 // RepairStatus is a repair of a damaged SQLite cache file.
@@ -65,6 +73,12 @@ func (s *Store) Status(started, now time.Time) StoreStatus {
 	}
 	if s.sqlite != nil {
 		st.Damaged = s.sqlite.Damaged()
+	}
+	if live := s.Live(); live.Degraded {
+		st.BackFailing, st.BackFailingSince, st.Pending = true, live.Since.UTC(), live.Pending
+		if live.Err != nil {
+			st.BackError = live.Err.Error()
+		}
 	}
 	return st
 }

@@ -90,22 +90,7 @@ func OpenStore(ctx context.Context, cfg *Config, opts StoreOptions, logger *slog
 	case "memory":
 		return &Store{Store: front, Kind: "memory", Where: "memory", front: front}, nil
 	case "redis":
-		rc := cfg.Cache.Redis
-		ropts, err := rc.Options()
-		if err != nil {
-			return nil, err
-		}
-		rdb := redis.NewClient(ropts)
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		if err := rdb.Ping(pctx).Err(); err != nil {
-			// Not fatal: Tiered serves from memory while Redis is away.
-			logger.Warn("Redis is not reachable yet; answering from memory until it is", "address", rc.Where(), "error", err)
-		}
-		back := stscache.NewRedis(rdb, rc.Prefix, logger)
-		back.Now = opts.Now
-		t := &stscache.Tiered{Front: front, Back: back, Now: opts.Now, Logger: logger}
-		return &Store{Store: t, Kind: "redis", Where: rc.Where() + " prefix " + rc.Prefix, Durable: true, front: front, tiered: t, rdb: rdb}, nil
+		return openRedis(cfg.Cache.Redis, front, opts.Now, logger)
 	}
 	path := StatePath(cfg, opts.Getenv)
 	db, err := openSQLite(ctx, path, logger)

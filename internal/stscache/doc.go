@@ -29,7 +29,8 @@
 //     fetch time, round-tripped to the millisecond.
 //   - STS-CACHE-5: a store never drops a valid policy on its own: a back
 //     store outage is answered from memory, and a policy a shared Redis
-//     lost is restored from memory.
+//     lost is restored from memory (at its next read, and for every entry
+//     at once by [Tiered.Watch] after an outage or a [Tiered.Resync]).
 //   - STS-CACHE-8: the failed-fetch state (FailedID, FailedAt, Failures) is
 //     stored with the entry, and a Redis TTL never ends before the failure
 //     back-off plus a grace period.

@@ -42,25 +42,43 @@ func (c *clock) Advance(d time.Duration) {
 type counting struct {
 	mtasts.Store
 	gets, puts atomic.Int64
+	probes     atomic.Int64 // gets of probeDomain, not counted in gets
 	fail       atomic.Bool
+	// hang, when set, makes every call wait for its context to end.
+	hang atomic.Bool
 }
 
 var errInjected = errors.New("injected back store failure")
 
 func (c *counting) Get(ctx context.Context, d string) (*mtasts.Entry, error) {
-	c.gets.Add(1)
-	if c.fail.Load() {
-		return nil, errInjected
+	if d == probeDomain {
+		c.probes.Add(1)
+	} else {
+		c.gets.Add(1)
+	}
+	if err := c.failure(ctx); err != nil {
+		return nil, err
 	}
 	return c.Store.Get(ctx, d)
 }
 
 func (c *counting) Put(ctx context.Context, e *mtasts.Entry) error {
 	c.puts.Add(1)
+	if err := c.failure(ctx); err != nil {
+		return err
+	}
+	return c.Store.Put(ctx, e)
+}
+
+func (c *counting) failure(ctx context.Context) error {
+	if c.hang.Load() {
+		<-ctx.Done()
+		return ctx.Err()
+	}
 	if c.fail.Load() {
 		return errInjected
 	}
-	return c.Store.Put(ctx, e)
+	return nil
 }
 
 // logBuffer returns a logger writing text to a buffer safe for concurrent

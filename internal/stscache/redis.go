@@ -215,6 +215,74 @@ func (r *Redis) Purged(ctx context.Context, domain string) (bool, error) {
 	return n > 0, nil
 }
 
+// restoreScript writes an entry unless the domain was purged recently (its
+// tombstone, KEYS[2]) or an entry is there (KEYS[1]); in one step, so that
+// a purge cannot fall between the check and the write. It returns the
+// RestoreOutcome. A key of another type is someone else's: left alone.
+var restoreScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[2]) == 1 then return 2 end
+local t = redis.call('TYPE', KEYS[1])['ok']
+if t == 'hash' then
+  if redis.call('HEXISTS', KEYS[1], 'e') == 1 then return 1 end
+elseif t ~= 'none' then
+  return 3
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'e', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 0
+`)
+
+// Restore implements [Restorer]: one script per entry, in one pipeline,
+// each checking the tombstone and the key and writing the entry when both
+// are missing (with the TTL a Put would set). Like Put and Delete, it needs
+// the two keys of a domain on one server (no Redis Cluster).
+func (r *Redis) Restore(ctx context.Context, entries []*mtasts.Entry) ([]RestoreOutcome, error) {
+	if len(entries) == 0 {
+		return nil, nil
+	}
+	if err := restoreScript.Load(ctx, r.client).Err(); err != nil {
+		return nil, fmt.Errorf("stscache: redis restore: %w", err)
+	}
+	now := r.now()
+	cmds := make([]*redis.Cmd, len(entries))
+	outs := make([]RestoreOutcome, len(entries))
+	_, _ = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, e := range entries {
+			b, err := encodeEntry(e)
+			if err != nil || checkDomain(e.Domain) != nil {
+				outs[i] = Foreign // cannot be written; leave it to Put's error
+				continue
+			}
+			cmds[i] = restoreScript.EvalSha(ctx, p, []string{r.Key(e.Domain), r.tombstoneKey(e.Domain)},
+				b, r.TTL(e, now).Milliseconds())
+		}
+		return nil
+	})
+	for i, cmd := range cmds {
+		if cmd == nil {
+			continue
+		}
+		n, err := cmd.Int()
+		if err != nil {
+			return nil, fmt.Errorf("stscache: redis restore %s: %w", entries[i].Domain, err)
+		}
+		switch n {
+		case 0:
+			outs[i] = Restored
+		case 1:
+			outs[i] = Present
+		case 2:
+			outs[i] = Purged
+		default:
+			outs[i] = Foreign
+		}
+	}
+	return outs, nil
+}
+
+var _ Restorer = (*Redis)(nil)
+
 // PurgeChannel is the Pub/Sub channel on which Delete announces deleted
 // domains: <prefix>purge.
 func (r *Redis) PurgeChannel() string { return r.prefix + "purge" }
@@ -232,8 +300,9 @@ const (
 // domain another process deletes, until ctx ends. Pub/Sub delivers at most
 // once: announcements made while the subscription is down are lost. So
 // each time the subscription is (re)established, including the first,
-// drop is called with "": the caller should forget everything it holds in
-// memory (with a [Tiered], the next Get reads the domain from Redis).
+// drop is called with "": the caller should reconcile what it holds in
+// memory with Redis ([Tiered.Resync]: the tombstones Delete leaves tell
+// purged domains from lost ones, and what Redis lost is written back).
 // drop is called from one goroutine.
 func (r *Redis) FollowPurges(ctx context.Context, drop func(domain string)) {
 	ps := r.client.Subscribe(ctx, r.PurgeChannel())

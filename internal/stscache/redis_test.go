@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/mailsts/mailsts/internal/testnet"
 	"github.com/mailsts/mailsts/mtasts"
 )
 
@@ -321,5 +322,160 @@ func TestRedisTombstone(t *testing.T) {
 	}
 	if p, _ := cli.Purged(ctx, "purged.example"); p {
 		t.Error("tombstone survived a Put")
+	}
+}
+
+// proxiedRedis returns a client of the local Redis through a Proxy the test
+// can cut and hang, with the short timeouts and no retries of a daemon's
+// client, or skips.
+func proxiedRedis(t *testing.T) (*redis.Client, *testnet.Proxy) {
+	t.Helper()
+	redisClient(t) // skips without Redis
+	p := testnet.StartProxyFor(t, redisAddr)
+	c := redis.NewClient(&redis.Options{
+		Addr:                  p.Addr(),
+		DialTimeout:           time.Second,
+		DialerRetries:         1,
+		ReadTimeout:           time.Second,
+		WriteTimeout:          time.Second,
+		PoolTimeout:           time.Second,
+		MaxRetries:            -1,
+		ContextTimeoutEnabled: true,
+	})
+	t.Cleanup(func() { c.Close() })
+	return c, p
+}
+
+// Issue #10 item 1: Redis restarted without persistence (every key of the
+// prefix gone) and, meanwhile, another process purged one domain. On
+// Resync (the daemon calls it when its purge subscription comes back) the
+// memory is kept, what Redis lost is written back, and the purged domain
+// is dropped from memory, not restored (STS-CACHE-10).
+func TestRedisResyncAfterRestart(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := redisClient(t)
+	prefix := redisPrefix(t, c)
+	clk := newClock(time.Now())
+	tr := &Tiered{Front: &Memory{}, Back: NewRedis(c, prefix, nil), Now: clk.Now}
+	_, resyncs := watched(t, tr)
+	for _, e := range []*mtasts.Entry{
+		entryAt("a.example", mtasts.ModeEnforce, clk.Now(), 86400, time.Time{}),
+		entryAt("b.example", mtasts.ModeTesting, clk.Now(), 86400, time.Time{}),
+		entryAt("neg.example", "", clk.Now(), 0, time.Time{}),
+		entryAt("purged.example", mtasts.ModeEnforce, clk.Now(), 86400, time.Time{}),
+		entryAt("kept.example", mtasts.ModeEnforce, clk.Now(), 86400, time.Time{}),
+	} {
+		if err := tr.Put(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The restart: every key of the prefix but kept.example is gone...
+	for _, d := range []string{"a.example", "b.example", "neg.example", "purged.example"} {
+		c.Del(ctx, prefix+"policy:"+d)
+	}
+	// ... and another daemon refreshed kept.example meanwhile ...
+	other := entryAt("kept.example", mtasts.ModeEnforce, clk.Now().Add(time.Minute), 86400, time.Time{})
+	other.ID = "id2"
+	if err := NewRedis(c, prefix, nil).Put(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	// ... and `mailsts cache purge purged.example` ran while no one listened.
+	if err := NewRedis(c, prefix, nil).Delete(ctx, "purged.example"); err != nil {
+		t.Fatal(err)
+	}
+	tr.Resync()
+	st := recv(t, resyncs, "resync")
+	if st.Restored != 3 || st.Purged != 1 {
+		t.Errorf("resync %+v, want 3 restored and 1 purged", st)
+	}
+	r := NewRedis(c, prefix, nil)
+	for _, d := range []string{"a.example", "b.example", "neg.example"} {
+		if e, err := r.Get(ctx, d); e == nil || err != nil {
+			t.Errorf("%s not written back to Redis: %v, %v", d, e, err)
+		}
+		if ttl, _ := c.PTTL(ctx, r.Key(d)).Result(); ttl <= 0 {
+			t.Errorf("%s written back without a TTL (%v)", d, ttl)
+		}
+	}
+	if e, _ := r.Get(ctx, "kept.example"); e == nil || e.ID != "id2" {
+		t.Errorf("kept.example in Redis = %+v, want the other daemon's id2 (present entries are not overwritten)", e)
+	}
+	if e, _ := r.Get(ctx, "purged.example"); e != nil {
+		t.Error("purged domain written back to Redis")
+	}
+	if p, _ := r.Purged(ctx, "purged.example"); !p {
+		t.Error("tombstone removed by the resync")
+	}
+	if it := tr.Front.item("purged.example"); it != nil {
+		t.Error("purged domain still in memory")
+	}
+	if e, err := tr.Get(ctx, "a.example"); e == nil || err != nil || e.Policy.Mode != mtasts.ModeEnforce {
+		t.Errorf("memory lost a.example: %v, %v", e, err)
+	}
+}
+
+// Issue #10 item 4, with a real Redis behind a proxy: down at start, then
+// hanging after a flap. No lookup fails or waits beyond the first bounded
+// attempt; entries Put while Redis was away are written back when it
+// answers again.
+func TestRedisDownAndHang(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	direct := redisClient(t)
+	prefix := redisPrefix(t, direct)
+	c, proxy := proxiedRedis(t)
+	proxy.Cut() // down at start
+	clk := newClock(time.Now())
+	tr := &Tiered{Front: &Memory{}, Back: NewRedis(c, prefix, nil), Now: clk.Now, ProbeEvery: time.Millisecond}
+	states, _ := watched(t, tr)
+	if e, err := tr.Get(ctx, "x.example"); e != nil || err != nil {
+		t.Fatalf("Get with Redis down = %v, %v; want nil, nil", e, err)
+	}
+	if err := tr.Put(ctx, entryAt("x.example", mtasts.ModeEnforce, clk.Now(), 86400, time.Time{})); err != nil {
+		t.Fatalf("Put with Redis down = %v, want nil (queued)", err)
+	}
+	if !recv(t, states, "degraded") {
+		t.Fatal("not degraded")
+	}
+	proxy.Restore()
+	if recv(t, states, "recovery") {
+		t.Fatal("degraded twice")
+	}
+	r := NewRedis(direct, prefix, nil)
+	if e, err := r.Get(ctx, "x.example"); e == nil || err != nil {
+		t.Fatalf("x.example not written back after Redis came back: %v, %v", e, err)
+	}
+
+	// The flap: Redis hangs; memory is stale (past FrontTTL).
+	proxy.Hang()
+	clk.Advance(time.Minute)
+	if e, err := tr.Get(ctx, "x.example"); e == nil || err != nil {
+		t.Fatalf("Get(x) while Redis hangs = %v, %v; want the policy from memory", e, err)
+	}
+	if !recv(t, states, "degraded") {
+		t.Fatal("not degraded")
+	}
+	for i := range 50 {
+		d := "h" + strconv.Itoa(i) + ".example"
+		if e, err := tr.Get(ctx, d); e != nil || err != nil {
+			t.Fatalf("Get(%s) while Redis hangs = %v, %v", d, e, err)
+		}
+		if err := tr.Put(ctx, entryAt(d, mtasts.ModeEnforce, clk.Now(), 86400, time.Time{})); err != nil {
+			t.Fatalf("Put(%s) while Redis hangs = %v", d, err)
+		}
+	}
+	if s := tr.BackState(); !s.Degraded || s.Pending != 50 {
+		t.Errorf("while hanging: %+v, want degraded with 50 pending; every lookup above completed while the proxy hung", s)
+	}
+	proxy.Restore()
+	if recv(t, states, "recovery") {
+		t.Fatal("degraded twice")
+	}
+	for i := range 50 {
+		d := "h" + strconv.Itoa(i) + ".example"
+		if e, err := r.Get(ctx, d); e == nil || err != nil {
+			t.Fatalf("%s not written back: %v, %v", d, e, err)
+		}
 	}
 }

@@ -23,12 +23,13 @@ type LastUsedWriter interface {
 	WriteLastUsed(ctx context.Context, used map[string]time.Time) error
 }
 
-// ErrBackUnavailable is returned by [Tiered.Get] for a domain that is not
-// in memory while the back store is failing: after a back store error,
+// ErrBackUnavailable is returned by a [Tiered] that is not watched
+// ([Tiered.Watch]) while its back store is failing: by Get for a domain not
+// in memory, by Put after writing memory only. After a back store error,
 // Tiered stops asking it for FrontTTL instead of paying a timeout per
-// query. The caller should treat the domain as not cached (look the policy
-// up); a later Put still fills the front. Domains already in memory keep
-// being answered from memory.
+// query. Domains already in memory keep being answered from memory. A
+// watched Tiered never returns it: it answers (nil, nil) for domains not
+// in memory and writes Put entries back later.
 var ErrBackUnavailable = errors.New("stscache: back store unavailable")
 
 // DefaultFrontTTL is how long Tiered trusts a front entry before reading the
@@ -55,8 +56,14 @@ const maxAbsent = 1 << 16
 //     holds (Redis restarted without persistence, or evicted it under
 //     maxmemory), Tiered keeps it and writes it back (STS-CACHE-10).
 //   - If Back fails, domains in Front are served from Front (STS-CACHE-5:
-//     a back store outage must not drop a valid policy) and Back is not
-//     asked again for FrontTTL.
+//     a back store outage must not drop a valid policy), and no query
+//     waits on Back more than BackTimeout. With [Tiered.Watch] running
+//     (a daemon), Tiered is then degraded ([BackState]) until Back answers
+//     again: domains not in Front are reported as not cached, so the caller
+//     looks them up instead of failing, entries Put meanwhile are written
+//     back, and memory is reconciled with Back (a Redis that restarted
+//     empty gets back what it lost; purges made meanwhile are honoured).
+//     Without Watch, Back is not asked again for FrontTTL.
 //
 // Front and Back must be set before use; the other fields may be left
 // zero. A Tiered must not be copied after first use.
@@ -72,6 +79,22 @@ type Tiered struct {
 	Now func() time.Time
 	// Logger receives warnings about the back store. Nil discards.
 	Logger *slog.Logger
+	// BackTimeout bounds each back store call made for a query (the
+	// read-through of Get, the write-through of Put). Zero means
+	// DefaultBackTimeout.
+	BackTimeout time.Duration
+	// ProbeEvery is the first wait of [Tiered.Watch] before probing a
+	// failed back store; it doubles up to 30 s. Zero means
+	// DefaultProbeEvery.
+	ProbeEvery time.Duration
+	// OnBackState, when set, is called with true when the back store
+	// fails and Tiered becomes degraded, and with false when it is healthy
+	// again (see [BackState]); from the goroutine that noticed, never
+	// concurrently with itself for one transition.
+	OnBackState func(degraded bool)
+	// OnResync, when set, is called by Watch after each reconciliation of
+	// memory with the back store, with what it did.
+	OnResync func(ResyncStats)
 
 	seed     maphash.Seed
 	seedOne  sync.Once
@@ -82,7 +105,8 @@ type Tiered struct {
 	absentMu sync.Mutex
 	absent   map[string]time.Time // domain → when its absence stops being trusted
 
-	backDownUntil atomic.Int64 // UnixNano; 0 when Back is healthy
+	isDown atomic.Bool // deg.down, read without the lock
+	deg    degraded
 }
 
 var _ mtasts.Store = (*Tiered)(nil)
@@ -157,20 +181,6 @@ func (t *Tiered) setAbsent(domain string, now time.Time, absent bool) {
 	t.absent[domain] = until
 }
 
-// backDown reports whether Back failed less than FrontTTL ago.
-func (t *Tiered) backDown(now time.Time) bool {
-	until := t.backDownUntil.Load()
-	return until != 0 && now.UnixNano() < until
-}
-
-func (t *Tiered) markBackDown(now time.Time) {
-	ttl := t.ttl()
-	if ttl < 0 {
-		ttl = DefaultFrontTTL
-	}
-	t.backDownUntil.Store(now.Add(ttl).UnixNano())
-}
-
 // Get implements [mtasts.Store]. A fresh front hit takes one read lock and
 // one copy; see the type documentation for misses.
 func (t *Tiered) Get(ctx context.Context, domain string) (*mtasts.Entry, error) {
@@ -193,22 +203,22 @@ func (t *Tiered) Get(ctx context.Context, domain string) (*mtasts.Entry, error) 
 	if it == nil && t.isAbsent(domain, now) {
 		return nil, nil
 	}
-	if t.backDown(now) {
-		if it != nil {
-			return it.entry(domain), nil
-		}
-		return nil, fmt.Errorf("%w: %s not in memory", ErrBackUnavailable, domain)
+	if !t.backUsable(now) {
+		return t.unavailable(domain, it, nil)
 	}
 
-	e, err := t.Back.Get(ctx, domain)
-	if err != nil && !errors.Is(err, ErrCorruptEntry) {
-		t.markBackDown(now)
-		t.logger().WarnContext(ctx, "stscache: back store read failed; answering from memory", "domain", domain, "err", err)
-		if it != nil {
-			return it.entry(domain), nil
+	bctx, cancel := t.backCtx(ctx)
+	e, err := t.Back.Get(bctx, domain)
+	cancel()
+	if outage(err) {
+		if ctx.Err() != nil {
+			// The caller gave up, not Back.
+			return nil, fmt.Errorf("stscache: back store read %s: %w", domain, err)
 		}
-		return nil, fmt.Errorf("%w: %w", ErrBackUnavailable, err)
+		t.backFailed(ctx, err)
+		return t.unavailable(domain, it, err)
 	}
+	t.backOK(ctx)
 	if err != nil {
 		// A corrupt back entry is as good as none; the caller's next Put
 		// replaces it.
@@ -235,8 +245,15 @@ func (t *Tiered) Get(ctx context.Context, domain string) (*mtasts.Entry, error) 
 			t.logger().WarnContext(ctx, "stscache: back store lost a valid policy; restoring it from memory",
 				"domain", domain, "mode", cur.Policy.Mode, "expires", cur.Expires())
 			bcur := *cur // Back may swap in a shared policy of its own
-			if err := t.Back.Put(ctx, &bcur); err != nil {
+			bctx, cancel := t.backCtx(ctx)
+			err := t.Back.Put(bctx, &bcur)
+			cancel()
+			if err != nil {
 				t.logger().WarnContext(ctx, "stscache: restoring policy to back store failed", "domain", domain, "err", err)
+				if outage(err) && ctx.Err() == nil {
+					t.backFailed(ctx, err)
+					t.queueIfDown(domain)
+				}
 			}
 			return cur, nil
 		}
@@ -257,6 +274,23 @@ func (t *Tiered) Get(ctx context.Context, domain string) (*mtasts.Entry, error) 
 	t.Front.putItem(domain, nit)
 	t.setAbsent(domain, now, false)
 	return nit.entry(domain), nil
+}
+
+// unavailable answers Get for domain while Back cannot be asked: from it
+// when Front holds the domain (STS-CACHE-5); else (nil, nil) when a Watch
+// runs (the caller looks the domain up afresh; its Put is written back
+// later), or ErrBackUnavailable.
+func (t *Tiered) unavailable(domain string, it *item, err error) (*mtasts.Entry, error) {
+	if it != nil {
+		return it.entry(domain), nil
+	}
+	if t.watched() {
+		return nil, nil
+	}
+	if err == nil {
+		err = t.downErr()
+	}
+	return nil, fmt.Errorf("%w: %s not in memory: %w", ErrBackUnavailable, domain, err)
 }
 
 // Put implements [mtasts.Store]: it writes Front, then Back. If Back fails
@@ -280,9 +314,25 @@ func (t *Tiered) Put(ctx context.Context, e *mtasts.Entry) error {
 	// A copy: Back may swap in a shared policy of its own (a Memory does),
 	// and the caller's e.Policy must be Front's, the one Get returns.
 	be := *e
-	if err := t.Back.Put(ctx, &be); err != nil {
+	if t.queueIfDown(e.Domain) {
+		return nil // Watch writes it back
+	}
+	if !t.backUsable(now) {
+		return fmt.Errorf("stscache: write-through to back store (the entry is in memory only): %w: %w", ErrBackUnavailable, t.downErr())
+	}
+	bctx, cancel := t.backCtx(ctx)
+	err := t.Back.Put(bctx, &be)
+	cancel()
+	if err != nil {
+		if outage(err) && ctx.Err() == nil {
+			t.backFailed(ctx, err)
+			if t.queueIfDown(e.Domain) {
+				return nil
+			}
+		}
 		return fmt.Errorf("stscache: write-through to back store (the entry is in memory only): %w", err)
 	}
+	t.backOK(ctx)
 	return nil
 }
 
@@ -295,6 +345,7 @@ func (t *Tiered) Delete(ctx context.Context, domain string) error {
 		return err
 	}
 	t.setAbsent(domain, t.now(), true)
+	t.unqueue(domain)
 	if err := t.Back.Delete(ctx, domain); err != nil {
 		return fmt.Errorf("stscache: delete from back store: %w", err)
 	}
@@ -315,7 +366,9 @@ func (t *Tiered) purged(ctx context.Context, domain string) bool {
 	if !ok {
 		return false
 	}
-	p, err := pa.Purged(ctx, domain)
+	bctx, cancel := t.backCtx(ctx)
+	defer cancel()
+	p, err := pa.Purged(bctx, domain)
 	if err != nil {
 		t.logger().WarnContext(ctx, "stscache: cannot tell whether a missing policy was purged; restoring it", "domain", domain, "err", err)
 		return false
@@ -335,8 +388,13 @@ func (t *Tiered) Forget(ctx context.Context, domain string) {
 }
 
 // Range implements [mtasts.Store] over Back, the complete set, with
-// LastUsed taken from Front where Front has seen more recent use.
+// LastUsed taken from Front where Front has seen more recent use. While
+// degraded under Watch it ranges over Front, what this process holds (so
+// that background refreshes go on).
 func (t *Tiered) Range(ctx context.Context, fn func(*mtasts.Entry) bool) error {
+	if t.isDown.Load() && t.watched() {
+		return t.Front.Range(ctx, fn)
+	}
 	return t.Back.Range(ctx, func(e *mtasts.Entry) bool {
 		if it := t.Front.item(e.Domain); it != nil {
 			if u := it.lastUsed.Load(); u > toMS(e.LastUsed) {
@@ -360,6 +418,9 @@ func (t *Tiered) Touch(domain string, now time.Time) bool {
 // and the next Flush retries them. It returns the number of domains
 // written.
 func (t *Tiered) Flush(ctx context.Context) (int, error) {
+	if t.isDown.Load() && t.watched() {
+		return 0, nil // the entries stay dirty until Watch ends the outage
+	}
 	var dirty []domainItem
 	for _, it := range t.Front.snapshot() {
 		if it.dirty.Swap(false) {
