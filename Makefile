@@ -7,12 +7,27 @@ TESTFLAGS   ?= -race -shuffle=on -timeout 20m
 # iproute2 or postfix, unless MAILSTS_REQUIRE_E2E=1 (set by .ci/run).
 TAGS        ?= e2e
 
-.PHONY: all build test check fuzz bench tools clean
+# Release identity for make build (mailsts version, mailsts_build_info).
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null)
+DATE        ?= $(shell git log -1 --format=%cI 2>/dev/null)
+BUILDINFO   := github.com/mailsts/mailsts/internal/buildinfo
+LDFLAGS     := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT) -X $(BUILDINFO).date=$(DATE)
+
+.PHONY: all build man test check fuzz bench tools clean
 
 all: check test
 
+# The first build compiles every dependency (several minutes on a cold
+# cache): -v names each package as it is compiled.
 build:
-	$(GO) build -o bin/mailsts ./cmd/mailsts
+	@echo "building bin/mailsts $(VERSION) (a first build compiles all dependencies: several minutes)"
+	$(GO) build -v -trimpath -ldflags '$(LDFLAGS)' -o bin/mailsts ./cmd/mailsts
+
+# Regenerates docs/man from the command table and contrib/*.yml
+# (a test fails when the checked-in pages are out of date).
+man:
+	$(GO) run ./cmd/mailsts man docs/man
 
 # The README's test command. Fuzz seed corpora run as part of go test.
 test:

@@ -24,6 +24,9 @@
 //     fetched) or failed;
 //   - dane_decisions_total{outcome}: DANE lookups by outcome;
 //   - connections_open, protocol_errors_total: the socketmap/tcp_table side.
+//
+// mailsts_build_info{version,commit,go_version} is 1 and says which build
+// is running (the values `mailsts version` prints).
 package metrics
 
 import (
@@ -33,6 +36,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/mailsts/mailsts/internal/buildinfo"
 	"github.com/mailsts/mailsts/mtasts"
 	"github.com/mailsts/mailsts/postfix"
 )
@@ -93,7 +97,12 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		protoErrors: prometheus.NewCounter(prometheus.CounterOpts(opts("protocol_errors_total",
 			"Malformed requests from clients."))),
 	}
-	for _, c := range []prometheus.Collector{m.queries, m.latency, m.cacheLookups, m.fetches, m.fetchTime,
+	bi := buildinfo.Get()
+	build := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "build_info",
+		Help:        "Which mailsts build is running: version (release), commit and Go toolchain; always 1.",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "commit": bi.Commit, "go_version": bi.GoVersion}})
+	build.Set(1)
+	for _, c := range []prometheus.Collector{build, m.queries, m.latency, m.cacheLookups, m.fetches, m.fetchTime,
 		m.refreshes, m.recoveries, m.dane, m.conns, m.protoErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
