@@ -51,7 +51,7 @@ deb:
 	for u in policyd serve; do \
 	  sed -e 's|/usr/local/bin/mailsts|/usr/bin/mailsts|' \
 	      -e 's|^DynamicUser=yes|User=mailsts\nGroup=mailsts|' \
-	      -e 's|^# Install: .*|# Installed by the mailsts Debian package.|' \
+	      -e 's|^# Install: .*|# Installed by the mailsts Debian package.|' -e '/^#          /d' \
 	      contrib/mailsts-$$u.service > $(DEBBUILD)/mailsts-$$u.service; done
 	sed -e 's|@VERSION@|$(DEBVERSION)|' -e 's|@ARCH@|$(DEBARCH)|' -e 's|@BUILD@|$(DEBBUILD)|' \
 	  packaging/nfpm.yaml > $(DEBBUILD)/nfpm.yaml

@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/md5"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -95,6 +96,7 @@ func TestDebianPackage(t *testing.T) {
 	}
 	versionIs(t, ctx, in("/usr/bin/mailsts"), "v1.0.0")
 	policydAnswers(t, ctx, in("/usr/bin/mailsts"), in("/etc/mailsts/policyd.yml"))
+	serveAnswers(t, ctx, in("/usr/bin/mailsts"), in("/etc/mailsts/reports.yml"))
 
 	// Upgrade: a changed conffile is kept, the user is not created twice.
 	local := "\n# local change kept across upgrades\n"
@@ -246,38 +248,10 @@ func policydAnswers(t *testing.T, ctx context.Context, bin, config string) {
 	defer n.Close()
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "policyd", "--config", config, "--listen", "127.0.0.1:0",
+	addr := startDaemon(t, ctx, regexp.MustCompile(`msg=listening .*address=(\S+)`), bin, "policyd",
+		"--config", config, "--listen", "127.0.0.1:0",
 		"--dns", n.DNSAddr(), "--ca-file", n.CAFile(), "--https-port", strconv.Itoa(n.HTTPSPort()),
 		"--state-dir", t.TempDir(), "--log-level", "info")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Signal(os.Interrupt)
-		cmd.Wait()
-	}()
-	// The daemon logs the address it listens on; read up to that line.
-	addrRE := regexp.MustCompile(`msg=listening .*address=(\S+)`)
-	sc := bufio.NewScanner(stderr)
-	var addr string
-	var log []string
-	for i := 0; i < 200 && addr == "" && sc.Scan(); i++ {
-		log = append(log, sc.Text())
-		if m := addrRE.FindStringSubmatch(sc.Text()); m != nil {
-			addr = m[1]
-		}
-	}
-	if addr == "" {
-		t.Fatalf("policyd did not say where it listens:\n%s", strings.Join(log, "\n"))
-	}
-	go func() { // keep draining so the daemon never blocks on its log
-		for sc.Scan() {
-		}
-	}()
 	c, err := postfix.DialSocketmap(ctx, "tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -289,5 +263,63 @@ func policydAnswers(t *testing.T, ctx context.Context, bin, config string) {
 	}
 	if r.Status != postfix.StatusOK || !strings.HasPrefix(r.Data, "secure ") {
 		t.Errorf("installed policyd answered %v %q for enforce.example, want OK secure …", r.Status, r.Data)
+	}
+}
+
+// startDaemon runs bin with args until the test ends and returns the first
+// submatch of re in its log: the daemon logs where it listens.
+func startDaemon(t *testing.T, ctx context.Context, re *regexp.Regexp, bin string, args ...string) string {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+	})
+	sc := bufio.NewScanner(stderr)
+	var found string
+	var log []string
+	for i := 0; i < 200 && found == "" && sc.Scan(); i++ {
+		log = append(log, sc.Text())
+		if m := re.FindStringSubmatch(sc.Text()); m != nil {
+			found = m[1]
+		}
+	}
+	if found == "" {
+		t.Fatalf("%s %s did not say where it listens:\n%s", bin, args[0], strings.Join(log, "\n"))
+	}
+	go func() { // keep draining so the daemon never blocks on its log
+		for sc.Scan() {
+		}
+	}()
+	return found
+}
+
+// serveAnswers starts the installed report receiver with the installed
+// reports.yml on a loopback port of its choosing and posts a report that
+// is not one: it must answer 400 (kept as rejected input), which proves the
+// configuration loads, the database opens and the handler runs.
+func serveAnswers(t *testing.T, ctx context.Context, bin, config string) {
+	t.Helper()
+	url := startDaemon(t, ctx, regexp.MustCompile(`listening.* url=(\S+)`), bin, "serve",
+		"--config", config, "--listen", "127.0.0.1:0", "--db", "sqlite:"+filepath.Join(t.TempDir(), "reports.db"))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/tlsrpt+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("installed serve answered %s to an empty report, want 400", resp.Status)
 	}
 }
