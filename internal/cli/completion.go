@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 )
 
@@ -262,9 +263,16 @@ func fishCompletion(w io.Writer, docs []cmdDoc) {
 	for _, d := range docs {
 		fmt.Fprintf(w, "complete -c mailsts -n __fish_use_subcommand -a %s -d %s\n", d.name, fishQuote(d.summary))
 	}
+	// Files are offered where the synopsis names a FILE argument.
+	files := func(cond, synopsis string) {
+		if regexp.MustCompile(`\bFILE\b`).MatchString(synopsis) {
+			fmt.Fprintf(w, "complete -c mailsts -n %s -F\n", fishQuote(cond))
+		}
+	}
 	for _, d := range docs {
 		in := "__fish_seen_subcommand_from " + d.name
 		fishFlags(w, in, d.flags)
+		files(in, d.synopsis)
 		if len(d.subs) == 0 {
 			continue
 		}
@@ -273,6 +281,7 @@ func fishCompletion(w io.Writer, docs []cmdDoc) {
 		for i, s := range d.subs {
 			fmt.Fprintf(w, "complete -c mailsts -n %s -a %s -d %s\n", fishQuote(none), subs[i], fishQuote(s.summary))
 			fishFlags(w, in+"; and __fish_seen_subcommand_from "+subs[i], s.flags)
+			files(in+"; and __fish_seen_subcommand_from "+subs[i], s.synopsis)
 		}
 	}
 }

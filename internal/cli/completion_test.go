@@ -245,6 +245,8 @@ func TestZshFishCompletionSyntax(t *testing.T) {
 				"mailsts tlsrpt ingest --mai": "--maildir",
 				"mailsts policyd --check":     "--check-config",
 				"mailsts completion ":         "zsh",
+				// a FILE argument: files are offered
+				"mailsts tlsrpt ingest " + filepath.Join(filepath.Dir(p), "mailsts.f"): p,
 			} {
 				out, err := exec.Command(bin, "--no-config", "-c", `source $argv[1]; complete -C $argv[2]`, p, line).CombinedOutput()
 				if err != nil {
