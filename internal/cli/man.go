@@ -185,7 +185,11 @@ func writeFlags(w io.Writer, fl []*flag.Flag) {
 	}
 }
 
-func writeCommand(w io.Writer, d cmdDoc) {
+func writeCommand(w io.Writer, d cmdDoc) { writeCommandOnce(w, d, map[string]string{}) }
+
+// writeCommandOnce writes d; a help text already written (subcommands
+// sharing one, like tlsrpt summary and failures) is referred to by seen.
+func writeCommandOnce(w io.Writer, d cmdDoc, seen map[string]string) {
 	fmt.Fprintf(w, ".SS %s\n", roff("mailsts "+d.name))
 	if d.summary != "" {
 		fmt.Fprintln(w, roff(strings.ToUpper(d.summary[:1])+d.summary[1:]+"."))
@@ -194,12 +198,15 @@ func writeCommand(w io.Writer, d cmdDoc) {
 		fmt.Fprintf(w, ".PP\n.B Usage:\n.RS 4\n.nf\n%s\n.fi\n.RE\n", roff(d.synopsis))
 	}
 	writeFlags(w, d.flags)
-	if d.help != "" {
+	if first, ok := seen[d.help]; ok && d.help != "" {
+		fmt.Fprintf(w, ".PP\nDescription, examples and exit codes: see \\fB%s\\fR above.\n", roff("mailsts "+first))
+	} else if d.help != "" {
+		seen[d.help] = d.name
 		writeText(w, d.help)
 	}
 	for _, s := range d.subs {
 		if s.flags != nil || s.help != "" {
-			writeCommand(w, s)
+			writeCommandOnce(w, s, seen)
 		}
 	}
 }
