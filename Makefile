@@ -7,12 +7,56 @@ TESTFLAGS   ?= -race -shuffle=on -timeout 20m
 # iproute2 or postfix, unless MAILSTS_REQUIRE_E2E=1 (set by .ci/run).
 TAGS        ?= e2e
 
-.PHONY: all build test check fuzz bench tools clean
+# Release identity for make build (mailsts version, mailsts_build_info).
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null)
+DATE        ?= $(shell git log -1 --format=%cI 2>/dev/null)
+BUILDINFO   := github.com/mailsts/mailsts/internal/buildinfo
+LDFLAGS     := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT) -X $(BUILDINFO).date=$(DATE)
+
+.PHONY: all build man deb test check fuzz bench tools clean
 
 all: check test
 
+# The first build compiles every dependency (several minutes on a cold
+# cache): -v names each package as it is compiled.
 build:
-	$(GO) build -o bin/mailsts ./cmd/mailsts
+	@echo "building bin/mailsts $(VERSION) (a first build compiles all dependencies: several minutes)"
+	$(GO) build -v -trimpath -ldflags '$(LDFLAGS)' -o bin/mailsts ./cmd/mailsts
+
+# Regenerates docs/man from the command table and contrib/*.yml
+# (a test fails when the checked-in pages are out of date).
+man:
+	$(GO) run ./cmd/mailsts man docs/man
+
+# The Debian package, built offline with nfpm (a go tool of this module):
+# $(DEBDIR)/mailsts_$(DEBVERSION)_$(DEBARCH).deb. The version comes from git
+# describe (v1.2.0 -> 1.2.0, v1.2.0-3-gabc -> 1.2.0+3.gabc, untagged ->
+# 0.0.0~git<hash>); override with DEBVERSION=. See docs/packaging.md.
+DEBDIR      ?= dist
+DEBARCH     ?= $(shell $(GO) env GOARCH)
+DEBVERSION  ?= $(shell echo '$(VERSION)' | sed -E -e 's/^v//' -e 's/^([^0-9])/0.0.0~git\1/' -e 's/-/+/' -e 's/-/./g')
+DEBBUILD     = $(DEBDIR)/build
+deb:
+	@echo "building mailsts $(DEBVERSION) for $(DEBARCH) (a first build compiles all dependencies and nfpm: several minutes)"
+	rm -rf $(DEBBUILD) && mkdir -p $(DEBBUILD)
+	CGO_ENABLED=0 GOARCH=$(DEBARCH) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DEBBUILD)/mailsts ./cmd/mailsts
+	$(GO) run ./cmd/mailsts man $(DEBBUILD)
+	gzip -9n $(DEBBUILD)/*.[15]
+	$(GO) run ./cmd/mailsts completion bash > $(DEBBUILD)/mailsts.bash
+	$(GO) run ./cmd/mailsts completion zsh > $(DEBBUILD)/_mailsts
+	$(GO) run ./cmd/mailsts completion fish > $(DEBBUILD)/mailsts.fish
+	# The package's units: /usr/bin, and the static user the package creates
+	# (contrib/ has the DynamicUser units for installs by hand).
+	for u in policyd serve; do \
+	  sed -e 's|/usr/local/bin/mailsts|/usr/bin/mailsts|' \
+	      -e 's|^DynamicUser=yes|User=mailsts\nGroup=mailsts|' \
+	      -e 's|^# Install: .*|# Installed by the mailsts Debian package.|' -e '/^#          /d' \
+	      contrib/mailsts-$$u.service > $(DEBBUILD)/mailsts-$$u.service; done
+	sed -e 's|@VERSION@|$(DEBVERSION)|' -e 's|@ARCH@|$(DEBARCH)|' -e 's|@BUILD@|$(DEBBUILD)|' \
+	  packaging/nfpm.yaml > $(DEBBUILD)/nfpm.yaml
+	$(GO) tool nfpm package --config $(DEBBUILD)/nfpm.yaml --packager deb --target $(DEBDIR)/
+	@ls $(DEBDIR)/*.deb
 
 # The README's test command. Fuzz seed corpora run as part of go test.
 test:
@@ -35,4 +79,4 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 clean:
-	rm -rf bin
+	rm -rf bin dist

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 	"sort"
 	"strings"
 )
@@ -60,6 +59,8 @@ func commands() []command {
 	cmds := []command{
 		checkCommand,
 		cacheCommand,
+		completionCommand,
+		manCommand,
 		policydCommand,
 		resolveCommand,
 		serveCommand,
@@ -120,6 +121,9 @@ func usage(w io.Writer) {
 func newFlagSet(name, synopsis, help string, w io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(w)
+	if in, ok := w.(*introspector); ok {
+		in.record(synopsis, help, fs) // completion and man pages read the flags
+	}
 	fs.Usage = func() {
 		fmt.Fprintf(w, "Usage: %s\n\nFlags:\n", synopsis)
 		fs.PrintDefaults()
@@ -142,29 +146,4 @@ func parseFlags(fs *flag.FlagSet, args []string) int {
 	default:
 		return ExitUsage
 	}
-}
-
-// Version is the mailsts version, from the module build info.
-func Version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "devel"
-}
-
-var versionCommand = command{
-	name:    "version",
-	summary: "print the mailsts version",
-	run: func(ctx context.Context, env Env, args []string) int {
-		fs := newFlagSet("version", "mailsts version", "Exit codes: 0 printed, 64 usage.", env.Stderr)
-		if code := parseFlags(fs, args); code >= 0 {
-			return code
-		}
-		if fs.NArg() != 0 {
-			fmt.Fprintln(env.Stderr, "mailsts version: no arguments expected")
-			return ExitUsage
-		}
-		fmt.Fprintf(env.Stdout, "mailsts %s\n", Version())
-		return ExitOK
-	},
 }

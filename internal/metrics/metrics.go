@@ -36,6 +36,9 @@
 //   - cache_unreadable_entries_total: entries that could not be read from
 //     the cache file (a damaged page, an undecodable row), treated as
 //     absent and fetched again.
+//
+// mailsts_build_info{version,commit,go_version} is 1 and says which build
+// is running (the values `mailsts version` prints).
 package metrics
 
 import (
@@ -46,6 +49,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/mailsts/mailsts/internal/buildinfo"
 	"github.com/mailsts/mailsts/mtasts"
 	"github.com/mailsts/mailsts/postfix"
 )
@@ -121,7 +125,12 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		unreadable: prometheus.NewCounter(prometheus.CounterOpts(opts("cache_unreadable_entries_total",
 			"Cache entries that could not be read from the file, treated as absent and fetched again."))),
 	}
-	for _, c := range []prometheus.Collector{m.queries, m.latency, m.cacheLookups, m.fetches, m.fetchTime,
+	bi := buildinfo.Get()
+	build := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "build_info",
+		Help:        "Which mailsts build is running: version (release), commit and Go toolchain; always 1.",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "commit": bi.Commit, "go_version": bi.GoVersion}})
+	build.Set(1)
+	for _, c := range []prometheus.Collector{build, m.queries, m.latency, m.cacheLookups, m.fetches, m.fetchTime,
 		m.refreshes, m.recoveries, m.dane, m.conns, m.protoErrors, m.durable, m.degraded, m.repairs, m.unreadable} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

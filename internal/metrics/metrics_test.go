@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mailsts/mailsts/internal/buildinfo"
 	"github.com/mailsts/mailsts/mtasts"
 )
 
@@ -70,6 +71,11 @@ func TestMetrics(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("missing %s", want)
 		}
+	}
+	bi := buildinfo.Get()
+	build := fmt.Sprintf(`mailsts_build_info{commit=%q,go_version=%q,version=%q} 1`, bi.Commit, bi.GoVersion, bi.Version)
+	if !strings.Contains(string(body), build) {
+		t.Errorf("missing %s in\n%s", build, body)
 	}
 }
 
