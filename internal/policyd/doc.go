@@ -13,8 +13,10 @@
 //     that SIGHUP reloads.
 //   - OpenStore opens the cache store (SQLite under the state directory by
 //     default, memory, or Redis), always behind an in-memory front.
-//   - Daemon runs listeners, background refresh, maintenance and metrics as
-//     one errgroup with graceful shutdown.
+//   - Daemon runs listeners, background refresh and maintenance as one
+//     errgroup with graceful shutdown, reporting to a DaemonObserver for
+//     metrics (internal/metrics implements it and serves them; this
+//     package does not import Prometheus).
 //
 // What Postfix gets (checklist IDs from RFC-CHECKLIST.md):
 //   - enforce: "OK secure match=<patterns, policy order, '*.' → '.'>
