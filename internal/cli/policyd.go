@@ -7,11 +7,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/mailsts/mailsts/internal/metrics"
 	"github.com/mailsts/mailsts/internal/policyd"
 )
 
@@ -201,11 +206,37 @@ func runPolicyd(ctx context.Context, env Env, args []string) int {
 			return c, nil
 		}
 	}
-	if err := d.Run(ctx, reload); err != nil && !errors.Is(err, context.Canceled) {
+	if err := runDaemon(ctx, d, reload, log); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("mailsts policyd failed", "error", err)
 		return ExitError
 	}
 	return ExitOK
+}
+
+// runDaemon runs d with its metrics: they are always collected, and served
+// (with Go's profiler when metrics.pprof is set) on metrics.listen when it
+// is set. The metrics listener is opened first, so that an address in use
+// fails the start; a metrics server failing later stops the daemon, and the
+// daemon stopping stops the metrics server.
+func runDaemon(ctx context.Context, d *policyd.Daemon, reload <-chan struct{}, log *slog.Logger) error {
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(reg)
+	if err != nil {
+		return err
+	}
+	d.Observer = m
+	mc := d.Config.Metrics
+	if mc.Listen == "" {
+		return d.Run(ctx, reload)
+	}
+	ln, err := net.Listen("tcp", mc.Listen)
+	if err != nil {
+		return fmt.Errorf("policyd: metrics listener: %w", err)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return d.Run(gctx, reload) })
+	g.Go(func() error { return metrics.Serve(gctx, ln, reg, mc.Pprof, d.Config.ShutdownTimeout, log) })
+	return g.Wait()
 }
 
 // newLogger returns a slog logger writing text or JSON to w.

@@ -1,10 +1,12 @@
 // Package metrics is mailsts's only Prometheus code: it turns the small
 // observer interfaces of the library packages (mtasts.Observer,
-// postfix.Observer) and of the policy daemon into Prometheus metrics.
+// postfix.Observer) and of the policy daemon (policyd.DaemonObserver) into
+// Prometheus metrics, and serves them.
 //
 // Nothing registers itself globally: New takes the prometheus.Registerer to
 // register with, so tests and embedders use their own registry, and Handler
-// serves exactly that registry on the opt-in metrics listener.
+// serves exactly that registry; Serve runs the opt-in metrics listener
+// (with Go's profiler when asked).
 //
 // Metrics of the policy daemon (prefix mailsts_policyd_):
 //   - queries_total{zone,answer}: answers by kind (ok_secure, ok_dane,
@@ -58,7 +60,7 @@ const namespace = "mailsts"
 const subsystem = "policyd"
 
 // Metrics holds the policy daemon's metrics. Its methods implement
-// mtasts.Observer, postfix.Observer and the policyd Observer; all are safe
+// mtasts.Observer, postfix.Observer and policyd.DaemonObserver; all are safe
 // for concurrent use and allocation-free on the hot path once a label set
 // has been seen.
 type Metrics struct {

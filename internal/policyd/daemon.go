@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"net/http"
-	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -16,11 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mailsts/mailsts/dnsresolve"
-	"github.com/mailsts/mailsts/internal/metrics"
 	"github.com/mailsts/mailsts/internal/stscache"
 	"github.com/mailsts/mailsts/mtasts"
 	"github.com/mailsts/mailsts/postfix"
@@ -46,9 +42,10 @@ const (
 	purgeKeep = time.Hour
 )
 
-// Daemon is the policy daemon: store, cache, Responder, listeners, the
-// background refresh and maintenance loops and the metrics listener, run as
-// one errgroup by Run.
+// Daemon is the policy daemon: store, cache, Responder, listeners and the
+// background refresh and maintenance loops, run as one errgroup by Run. It
+// reports to Observer; serving the metrics (metrics.listen) is the
+// caller's job (internal/metrics.Serve, wired by `mailsts policyd`).
 type Daemon struct {
 	// Config is the configuration to run; required.
 	Config *Config
@@ -67,6 +64,9 @@ type Daemon struct {
 	// Ready, when set, is called once every listener is open, with their
 	// addresses in Config.Listen order.
 	Ready func(addrs []net.Addr)
+	// Observer, when set, receives the daemon's events for metrics
+	// (internal/metrics.Metrics implements it); nil reports nothing.
+	Observer DaemonObserver
 
 	responder *Responder
 	cache     *mtasts.Cache
@@ -84,8 +84,6 @@ type Daemon struct {
 	purgeEvery time.Duration
 	purged     func(n int)
 	resynced   func(stscache.ResyncStats)
-	// metricsAddr is the metrics listener's address, set before Ready.
-	metricsAddr net.Addr
 }
 
 // Responder returns the daemon's Responder once Run has built it (nil
@@ -114,10 +112,9 @@ type server interface {
 func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	cfg := d.Config
 	log := d.logger()
-	reg := prometheus.NewRegistry()
-	m, err := metrics.New(reg)
-	if err != nil {
-		return err
+	var m DaemonObserver = nopObserver{}
+	if d.Observer != nil {
+		m = d.Observer
 	}
 
 	client, err := NewClient(cfg, d.DNS)
@@ -188,28 +185,6 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	}
 	log.Info("mailsts policyd started", "cache", st.Kind, "where", st.Where)
 
-	var metricsSrv *http.Server
-	var metricsLn net.Listener
-	if cfg.Metrics.Listen != "" {
-		metricsLn, err = net.Listen("tcp", cfg.Metrics.Listen)
-		if err != nil {
-			for _, l := range listeners {
-				l.Close()
-			}
-			return fmt.Errorf("policyd: metrics listener: %w", err)
-		}
-		d.metricsAddr = metricsLn.Addr()
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", metrics.Handler(reg))
-		if cfg.Metrics.Pprof {
-			mux.HandleFunc("/debug/pprof/", pprof.Index)
-			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		}
-		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		log.Info("metrics listening", "address", metricsLn.Addr().String())
-	}
 	if d.Ready != nil {
 		d.Ready(addrs)
 	}
@@ -219,14 +194,6 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		g.Go(func() error {
 			if err := srv.Serve(listeners[i]); !errors.Is(err, postfix.ErrServerClosed) {
 				return fmt.Errorf("policyd: %s listener %s: %w", cfg.Listen[i].Kind(), addrs[i], err)
-			}
-			return nil
-		})
-	}
-	if metricsSrv != nil {
-		g.Go(func() error {
-			if err := metricsSrv.Serve(metricsLn); !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("policyd: metrics listener: %w", err)
 			}
 			return nil
 		})
@@ -277,9 +244,6 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 				log.Warn("connections still busy at the shutdown deadline; closing them", "error", err)
 				srv.Close()
 			}
-		}
-		if metricsSrv != nil {
-			metricsSrv.Shutdown(sctx)
 		}
 		return nil
 	})
@@ -378,7 +342,7 @@ func jitter(d time.Duration) time.Duration {
 
 // refreshLoop refreshes cached policies ahead of expiry (RFC 8461 §10.2,
 // STS-FETCH-11), with jitter so that a fleet does not fetch in step.
-func (d *Daemon) refreshLoop(ctx context.Context, m *metrics.Metrics) {
+func (d *Daemon) refreshLoop(ctx context.Context, m DaemonObserver) {
 	log := d.logger()
 	t := time.NewTimer(jitter(refreshEvery))
 	defer t.Stop()

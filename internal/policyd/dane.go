@@ -153,3 +153,10 @@ func (r *Responder) lookupDANE(ctx context.Context, st *domainState, domain stri
 		return DANENone
 	}
 }
+
+func (r *Responder) daneTTL() time.Duration {
+	if r.DANETTL > 0 {
+		return r.DANETTL
+	}
+	return DefaultDANETTL
+}

@@ -13,8 +13,10 @@
 //     that SIGHUP reloads.
 //   - OpenStore opens the cache store (SQLite under the state directory by
 //     default, memory, or Redis), always behind an in-memory front.
-//   - Daemon runs listeners, background refresh, maintenance and metrics as
-//     one errgroup with graceful shutdown.
+//   - Daemon runs listeners, background refresh and maintenance as one
+//     errgroup with graceful shutdown, reporting to a DaemonObserver for
+//     metrics (internal/metrics implements it and serves them; this
+//     package does not import Prometheus).
 //
 // What Postfix gets (checklist IDs from RFC-CHECKLIST.md):
 //   - enforce: "OK secure match=<patterns, policy order, '*.' → '.'>
@@ -49,4 +51,16 @@
 //
 // A cache hit costs no DNS query, no store write and no allocation for the
 // answer text (it is rendered once per policy and zone settings).
+//
+// Files of the Responder, by concern:
+//   - responder.go: the Responder, its Observer and Lookup (postfix.Handler);
+//   - decision.go: Decision, the Answer* and DANE* constants;
+//   - answer.go: the answer logic: key, overrides, DANE first (daneSome),
+//     MTA-STS, the OPEN-1 TEMP window, the per-answer deadline;
+//   - dane.go: MX lookups and the DANE decision;
+//   - mxcheck.go: the MX check of an enforce policy (stale-policy recovery);
+//   - state.go: per-domain state (domainState) and its pruning;
+//   - reply.go: rendering the reply (postfix.TLSPolicy, TLSRPT attributes);
+//     fit.go: shortening it to the reply size limit;
+//   - memo.go: the answer memo and what an answer was derived from.
 package policyd

@@ -146,3 +146,36 @@ func (r *Responder) memoValid(e *memoEntry, now int64) bool {
 	}
 	return e.domain == "" || r.Cache.Generation(e.domain) == e.cacheGen
 }
+
+// memoFill collects, while an answer is computed, what it depends on.
+type memoFill struct {
+	rules    *compiled
+	st       *domainState
+	stGen    uint64
+	domain   string // set when the Cache was asked
+	cacheGen uint64
+	src      mtasts.Source
+	err      error
+	cacheTil time.Time // Result.Until
+	ovTil    time.Time // the deciding override's expiry
+	no       bool      // not memoable
+}
+
+// memoable reports whether the kind of answer just computed may be reused
+// at all: not TEMP, not decided by a failure window, and when the Cache was
+// asked, an answer it would repeat from the store (Result.Until).
+func (f *memoFill) memoable(d *Decision) bool {
+	return !f.no && d.Answer != AnswerTemp && (f.domain == "" || !f.cacheTil.IsZero())
+}
+
+// until is when a memo of the answer expires.
+func (f *memoFill) until(now time.Time) time.Time {
+	t := now.Add(memoTTL)
+	if !f.cacheTil.IsZero() && f.cacheTil.Before(t) {
+		t = f.cacheTil
+	}
+	if !f.ovTil.IsZero() && f.ovTil.Before(t) {
+		t = f.ovTil
+	}
+	return t
+}

@@ -170,7 +170,7 @@ func TestDaemonRedisDownAtStart(t *testing.T) {
 	if !st.Degraded || st.Err == nil || st.Pending < 1 || st.Kind != "redis" {
 		t.Errorf("CacheStatus = %+v, want degraded with pending entries", st)
 	}
-	resp, err := http.Get("http://" + r.d.metricsAddr.String() + "/metrics")
+	resp, err := http.Get("http://" + r.metricsAddr.String() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/mailsts/mailsts/internal/metrics"
 	"github.com/mailsts/mailsts/internal/stscache"
 )
 
@@ -73,7 +72,7 @@ func openRedis(rc RedisConfig, front *stscache.Memory, now func() time.Time, log
 // answers; the back store is checked now (Redis down at start: an ERROR
 // line and the degraded state); and Watch runs until the returned stop is
 // called. It must be called before the store serves lookups.
-func (d *Daemon) watchBack(ctx context.Context, m *metrics.Metrics) (stop func()) {
+func (d *Daemon) watchBack(ctx context.Context, m DaemonObserver) (stop func()) {
 	t := d.store.tiered
 	if t == nil {
 		return func() {}

@@ -38,7 +38,7 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 // metricsText returns the daemon's /metrics page.
 func metricsText(t *testing.T, r *running) string {
 	t.Helper()
-	resp, err := http.Get("http://" + r.d.metricsAddr.String() + "/metrics")
+	resp, err := http.Get("http://" + r.metricsAddr.String() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
