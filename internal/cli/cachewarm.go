@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mailsts/mailsts/internal/policyd"
+	"github.com/mailsts/mailsts/internal/stscache"
 	"github.com/mailsts/mailsts/mtasts"
 )
 
@@ -91,7 +92,7 @@ func (w *warmStore) Range(ctx context.Context, fn func(*mtasts.Entry) bool) erro
 
 // cacheImport copies postfix-mta-sts-resolver's cached policies into st
 // (issue #10 item 7).
-func cacheImport(ctx context.Context, env Env, cfg *policyd.Config, st *policyd.Store, source string, log *slog.Logger) int {
+func cacheImport(ctx context.Context, env Env, cfg *policyd.Config, st *stscache.Cache, source string, log *slog.Logger) int {
 	stats, err := policyd.ImportResolver(ctx, st, cfg, source, time.Now(), log)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "mailsts cache import: %v\n", err)
