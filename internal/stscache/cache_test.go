@@ -127,3 +127,46 @@ func TestRedisLogAdapter(t *testing.T) {
 		t.Errorf("logged %v", rec)
 	}
 }
+
+// CountEntries counts what a Cache wrote, read only.
+func TestCountEntries(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "cache.sqlite")
+	c := openTestCache(t, path)
+	for _, d := range []string{"a.example", "b.example"} {
+		if err := c.Put(ctx, &mtasts.Entry{Domain: d, FetchedAt: time.Now(), NoPolicyUntil: time.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := CountEntries(ctx, path); n != 2 || err != nil {
+		t.Errorf("CountEntries = %d, %v; want 2", n, err)
+	}
+}
+
+// Purge on a memory cache drops this process's entries and counts those
+// that were there; purge all drops everything.
+func TestCachePurgeMemory(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, err := Open(ctx, Config{Kind: KindMemory})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	for _, d := range []string{"a.example", "b.example", "c.example"} {
+		c.Put(ctx, &mtasts.Entry{Domain: d, FetchedAt: time.Now()})
+	}
+	if n, err := c.Purge(ctx, []string{"a.example", "missing.example"}, false); n != 1 || err != nil {
+		t.Errorf("Purge = %d, %v; want 1", n, err)
+	}
+	if n, err := c.Purge(ctx, nil, true); n != 2 || err != nil || c.Len() != 0 {
+		t.Errorf("Purge all = %d, %v (%d left); want 2, none left", n, err, c.Len())
+	}
+	if st := c.Status(); st.Kind != KindMemory || st.Durable || st.FellBack != nil {
+		t.Errorf("Status = %+v", st)
+	}
+}
