@@ -198,7 +198,7 @@ func runCache(ctx context.Context, env Env, args []string) int {
 	case "purge":
 		return cachePurge(ctx, env, st, rest, *all)
 	case "import":
-		return cacheImport(ctx, env, cfg, st, *fromResolver, log)
+		return cacheImport(ctx, env, cfg, st, *fromResolver)
 	default:
 		return cacheWarm(ctx, env, cfg, st, rest[0], *concurrency, log)
 	}

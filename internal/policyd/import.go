@@ -5,18 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 
 	"github.com/mailsts/mailsts/internal/stscache"
 )
 
 // ErrImportSource: the source given to ImportResolver is not usable (the
-// message says why); fix it.
-var ErrImportSource = errors.New("policyd: postfix-mta-sts-resolver cache")
+// message says why); fix it. It is stscache's.
+var ErrImportSource = stscache.ErrImportSource
 
 // isRedisURL reports whether source names a Redis database rather than a
 // SQLite file.
@@ -30,25 +28,15 @@ func isRedisURL(source string) bool {
 }
 
 // ImportResolver copies the policies of postfix-mta-sts-resolver's cache
-// into st: source is its SQLite file (read only, never changed) or a
-// redis://, rediss:// or unix:// URL of its Redis database (its keys are
-// read; mailsts's own keys, under cfg.Cache.Redis.Prefix, are passed over).
-// A URL equal to cfg.Cache.Redis.URL uses cfg's password and CA file.
-// Each policy body is parsed as a fetched policy would be; the policy id
-// and the time the old daemon last checked it are kept; expired and
-// unreadable records are counted and skipped; a domain st already holds a
-// policy for, fetched as recently, is kept.
-func ImportResolver(ctx context.Context, st *stscache.Cache, cfg *Config, source string, now time.Time, logger *slog.Logger) (stscache.ImportStats, error) {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+// into st (stscache.Cache.ImportResolver): source is its SQLite file (read
+// only, never changed) or a redis://, rediss:// or unix:// URL of its
+// Redis database (its keys are read; mailsts's own keys, under
+// cfg.Cache.Redis.Prefix, are passed over). A URL equal to
+// cfg.Cache.Redis.URL uses cfg's password and CA file. Skipped records
+// are logged to the cache's logger.
+func ImportResolver(ctx context.Context, st *stscache.Cache, cfg *Config, source string, now time.Time) (stscache.ImportStats, error) {
 	if !isRedisURL(source) {
-		if cs := st.Status(); cs.Kind == stscache.KindSQLite && samePath(source, cs.Where) {
-			return stscache.ImportStats{}, fmt.Errorf("%w: %s is the cache being imported into", ErrImportSource, source)
-		}
-		return stscache.Import(ctx, st, now, func(fn stscache.ResolverRecordFunc) error {
-			return stscache.ReadResolverSQLite(ctx, source, now, fn)
-		}, logger)
+		return st.ImportResolver(ctx, stscache.ResolverSource{File: source}, now)
 	}
 	rc := cfg.Cache.Redis
 	if source != rc.URL {
@@ -61,17 +49,7 @@ func ImportResolver(ctx context.Context, st *stscache.Cache, cfg *Config, source
 	if err != nil {
 		return stscache.ImportStats{}, fmt.Errorf("%w: %w", ErrImportSource, err)
 	}
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
-	return stscache.Import(ctx, st, now, func(fn stscache.ResolverRecordFunc) error {
-		return stscache.ReadResolverRedis(ctx, rdb, "", cfg.Cache.Redis.Prefix, now, fn)
-	}, logger)
-}
-
-func samePath(a, b string) bool {
-	aa, err1 := filepath.Abs(a)
-	bb, err2 := filepath.Abs(b)
-	return err1 == nil && err2 == nil && aa == bb
+	return st.ImportResolver(ctx, stscache.ResolverSource{Redis: opts, SkipPrefix: cfg.Cache.Redis.Prefix}, now)
 }
 
 // AutoImport runs the one-time import of a configuration translated from
@@ -106,7 +84,7 @@ func AutoImport(ctx context.Context, st *stscache.Cache, cfg *Config, now time.T
 		logger.Debug("postfix-mta-sts-resolver cache not imported: mailsts's cache cannot be read", "source", source, "error", err)
 		return
 	}
-	stats, err := ImportResolver(ctx, st, cfg, source, now, logger)
+	stats, err := ImportResolver(ctx, st, cfg, source, now)
 	if err != nil {
 		release()
 		logger.Error("importing postfix-mta-sts-resolver's cache failed; starting with what mailsts has (retry: mailsts cache import --from-resolver)",

@@ -137,7 +137,7 @@ func TestOpenStoreRedirectsFromResolverFile(t *testing.T) {
 		t.Error("the old daemon's file changed")
 	}
 	// Importing the store into itself is refused.
-	if _, err := ImportResolver(ctx, st, cfg, own, now, nil); err == nil {
+	if _, err := ImportResolver(ctx, st, cfg, own, now); err == nil {
 		t.Error("import from the store's own file accepted")
 	}
 }

@@ -382,3 +382,45 @@ func (c *Cache) ClaimImport(ctx context.Context, now time.Time) (release func(),
 	}
 	return func() {}, nil
 }
+
+// ErrImportSource: the source given to [Cache.ImportResolver] is not
+// usable (the message says why); fix it.
+var ErrImportSource = errors.New("postfix-mta-sts-resolver cache")
+
+// ResolverSource is a postfix-mta-sts-resolver cache to import: its
+// SQLite File (read only, never changed), or its Redis database (go-redis
+// options), whose keys are read except those under SkipPrefix (mailsts's
+// own).
+type ResolverSource struct {
+	File       string
+	Redis      *redis.Options
+	SkipPrefix string
+}
+
+// ImportResolver copies the policies of postfix-mta-sts-resolver's cache
+// src into c ([Import]): each policy body is parsed as a fetched policy
+// would be; the policy id and the time the old daemon last checked it are
+// kept; expired and unreadable records are counted and skipped; a domain c
+// already holds a policy for, fetched as recently, is kept. Importing c's
+// own SQLite file is refused (ErrImportSource).
+func (c *Cache) ImportResolver(ctx context.Context, src ResolverSource, now time.Time) (ImportStats, error) {
+	if src.Redis == nil {
+		if c.sqlite != nil && samePath(src.File, c.where) {
+			return ImportStats{}, fmt.Errorf("%w: %s is the cache being imported into", ErrImportSource, src.File)
+		}
+		return Import(ctx, c, now, func(fn ResolverRecordFunc) error {
+			return ReadResolverSQLite(ctx, src.File, now, fn)
+		}, c.logger)
+	}
+	rdb := redis.NewClient(src.Redis)
+	defer rdb.Close()
+	return Import(ctx, c, now, func(fn ResolverRecordFunc) error {
+		return ReadResolverRedis(ctx, rdb, "", src.SkipPrefix, now, fn)
+	}, c.logger)
+}
+
+func samePath(a, b string) bool {
+	aa, err1 := filepath.Abs(a)
+	bb, err2 := filepath.Abs(b)
+	return err1 == nil && err2 == nil && aa == bb
+}
