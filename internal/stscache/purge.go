@@ -34,13 +34,21 @@ const (
 // (purge all as one record: daemons drop everything, including what they
 // hold that the file lost). Redis: a delete per domain, which leaves a
 // tombstone and announces it (Pub/Sub). Memory: the entries of this
-// process only.
+// process only. This process's memory forgets them in every case.
 func (c *Cache) Purge(ctx context.Context, domains []string, all bool) (int, error) {
 	if c.sqlite != nil {
+		var n int
+		var err error
 		if all {
-			return c.sqlite.PurgeAll(ctx)
+			n, err = c.sqlite.PurgeAll(ctx)
+		} else {
+			n, err = c.sqlite.Purge(ctx, domains...)
 		}
-		return c.sqlite.Purge(ctx, domains...)
+		if err == nil {
+			// This process forgets them too, as the others will.
+			c.dropFromMemory(ctx, all, domains)
+		}
+		return n, err
 	}
 	if all {
 		var held []string
