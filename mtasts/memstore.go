@@ -10,6 +10,11 @@ import (
 // concurrent use, and its zero value is an empty store ready to use. It does
 // not survive a restart (STS-CACHE-10): daemons should use a persistent
 // store and keep MemoryStore for tests, tools and short-lived processes.
+// It is deliberately plain (a map of copied entries, no size bound, no
+// use times): mailsts's own daemon uses a compact, interned, size-capped
+// memory store in front of SQLite or Redis, built for hundreds of
+// thousands of domains; a program that holds a few domains needs none of
+// that.
 //
 // Entries are copied on Put and on the way out, so callers may modify what
 // they pass in or get back. Policies are shared, not copied: a [Policy]

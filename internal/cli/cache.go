@@ -164,7 +164,7 @@ func runCache(ctx context.Context, env Env, args []string) int {
 	}
 	if !validCacheType(cfg.Cache.Type) {
 		// From the configuration file: a configuration error, not usage.
-		// Never guess (OpenStore would create a SQLite file).
+		// Never guess (OpenCache would create a SQLite file).
 		fmt.Fprintf(env.Stderr, "mailsts cache: cache.type %q is not sqlite, memory or redis\n", cfg.Cache.Type)
 		return ExitError
 	}
@@ -174,13 +174,13 @@ func runCache(ctx context.Context, env Env, args []string) int {
 	if code, refused := refuseRepairUnderDaemon(ctx, env, cfg, sub); refused {
 		return code
 	}
-	st, err := policyd.OpenStore(ctx, cfg, policyd.StoreOptions{Getenv: env.getenv, NoFallback: true}, log)
+	st, err := policyd.OpenCache(ctx, cfg, policyd.StoreOptions{Getenv: env.getenv, NoFallback: true}, log)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "mailsts cache: %v\n", err)
 		return ExitError
 	}
 	defer st.Close(context.WithoutCancel(ctx))
-	if st.Kind == "memory" {
+	if st.Kind() == stscache.KindMemory {
 		fmt.Fprintf(env.Stderr, "mailsts cache %s: cache.type is memory: each running policyd holds its own cache, "+
 			"out of reach of this command (restart policyd to empty it); use sqlite or redis to manage the cache from outside\n", sub)
 		return ExitError
@@ -188,19 +188,19 @@ func runCache(ctx context.Context, env Env, args []string) int {
 	switch sub {
 	case "list":
 		if *asJSON {
-			return cacheExport(ctx, env, st.Store)
+			return cacheExport(ctx, env, st)
 		}
-		return cacheList(ctx, env, st.Store)
+		return cacheList(ctx, env, st)
 	case "export":
-		return cacheExport(ctx, env, st.Store)
+		return cacheExport(ctx, env, st)
 	case "show":
-		return cacheShow(ctx, env, st.Store, rest[0], *asJSON)
+		return cacheShow(ctx, env, st, rest[0], *asJSON)
 	case "purge":
 		return cachePurge(ctx, env, st, rest, *all)
 	case "import":
-		return cacheImport(ctx, env, cfg, st, *fromResolver, log)
+		return cacheImport(ctx, env, cfg, st, *fromResolver)
 	default:
-		return cacheWarm(ctx, env, cfg, st.Store, rest[0], *concurrency, log)
+		return cacheWarm(ctx, env, cfg, st, rest[0], *concurrency, log)
 	}
 }
 
@@ -330,7 +330,7 @@ func cacheShow(ctx context.Context, env Env, s mtasts.Store, domain string, asJS
 	return ExitOK
 }
 
-func cachePurge(ctx context.Context, env Env, st *policyd.Store, args []string, all bool) int {
+func cachePurge(ctx context.Context, env Env, st *stscache.Cache, args []string, all bool) int {
 	// Check every name before deleting any.
 	domains := make([]string, 0, len(args))
 	for _, dom := range args {
@@ -341,70 +341,21 @@ func cachePurge(ctx context.Context, env Env, st *policyd.Store, args []string, 
 		}
 		domains = append(domains, d)
 	}
-	n, err := purge(ctx, st.Store, domains, all)
+	// The cache tells running daemons (SQLite: its purge log; Redis: a
+	// tombstone and an announcement).
+	n, err := st.Purge(ctx, domains, all)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "mailsts cache purge: %v\n", err)
 		return ExitError
 	}
 	fmt.Fprintf(env.Stdout, "purged %d entries\n", n)
-	switch st.Kind {
-	case "sqlite":
-		fmt.Fprintf(env.Stdout, "running policyd daemons using %s drop them from memory within a few seconds\n", st.Where)
-	case "redis":
+	switch cs := st.Status(); cs.Kind {
+	case stscache.KindSQLite:
+		fmt.Fprintf(env.Stdout, "running policyd daemons using %s drop them from memory within a few seconds\n", cs.Where)
+	case stscache.KindRedis:
 		fmt.Fprintln(env.Stdout, "policyd daemons sharing this Redis prefix drop them from memory now")
 	}
 	return ExitOK
-}
-
-// sqlitePurger is the SQLite back store: it deletes and logs the purge in
-// one transaction, and running daemons on the file follow the log.
-type sqlitePurger interface {
-	Purge(ctx context.Context, domains ...string) (int, error)
-	PurgeAll(ctx context.Context) (int, error)
-}
-
-var _ sqlitePurger = (*stscache.SQLite)(nil)
-
-// purge deletes domains (every entry when all) and returns how many
-// entries there were. With SQLite, one transaction that also logs the
-// purge (purge --all as one record: daemons drop everything, including
-// what they hold that the file lost). Otherwise (Redis) a Delete per
-// domain, which announces it to the daemons.
-func purge(ctx context.Context, s mtasts.Store, domains []string, all bool) (int, error) {
-	if t, ok := s.(*stscache.Tiered); ok {
-		if p, ok := t.Back.(sqlitePurger); ok {
-			if all {
-				return p.PurgeAll(ctx)
-			}
-			return p.Purge(ctx, domains...)
-		}
-	}
-	if all {
-		es, err := entries(ctx, s)
-		if err != nil {
-			return 0, err
-		}
-		for i, e := range es {
-			if err := s.Delete(ctx, e.Domain); err != nil {
-				return i, err
-			}
-		}
-		return len(es), nil
-	}
-	n := 0
-	for _, d := range domains {
-		e, err := s.Get(ctx, d)
-		if err != nil {
-			return n, err
-		}
-		if err := s.Delete(ctx, d); err != nil {
-			return n, err
-		}
-		if e != nil {
-			n++
-		}
-	}
-	return n, nil
 }
 
 // maxWarmFile caps the domain list read by warm.

@@ -137,17 +137,9 @@ func sqliteStatus(ctx context.Context, rep *cacheStatusReport, path string) {
 		}
 		return
 	}
-	db, err := sqlitedb.Open(abs, sqlitedb.Options{})
+	n, err := stscache.CountEntries(ctx, abs) // changes nothing
 	if err != nil {
 		rep.Problems = append(rep.Problems, err.Error())
-		return
-	}
-	// Not db.Close: its PRAGMA optimize may write, and status changes nothing.
-	defer db.W.Close()
-	defer db.R.Close()
-	var n int
-	if err := db.R.QueryRowContext(ctx, `SELECT count(*) FROM entries`).Scan(&n); err != nil {
-		rep.Problems = append(rep.Problems, fmt.Sprintf("cannot count the entries of %s: %v", abs, err))
 		return
 	}
 	rep.Entries = &n

@@ -56,14 +56,14 @@ func TestCacheStatus(t *testing.T) {
 		t.Error("cache status created the file")
 	}
 
-	s, err := stscache.OpenSQLite(ctx, path, nil)
+	s, err := stscache.Open(ctx, stscache.Config{Path: path, NoFallback: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, d := range []string{"a.example", "b.example"} {
 		s.Put(ctx, &mtasts.Entry{Domain: d, FetchedAt: time.Now(), NoPolicyUntil: time.Now().Add(time.Hour)})
 	}
-	s.Close()
+	s.Close(ctx)
 	code, rep = statusJSON(t, "--state-dir", state)
 	if code != ExitOK || !rep.Exists || rep.Entries == nil || *rep.Entries != 2 || len(rep.Problems) != 0 {
 		t.Errorf("with two entries: %d %+v", code, rep)

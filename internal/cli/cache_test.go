@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/mailsts/mailsts/internal/policyd"
+	"github.com/mailsts/mailsts/internal/sqlitedb"
 	"github.com/mailsts/mailsts/internal/stscache"
 	"github.com/mailsts/mailsts/internal/testnet"
 	"github.com/mailsts/mailsts/mtasts"
@@ -103,17 +104,24 @@ func TestCacheCommand(t *testing.T) {
 		t.Errorf("purge --all: %d %q", code, out)
 	}
 	// What a running policyd on the file reads: the purged names, in
-	// order, then one record for --all.
-	db, err := stscache.OpenSQLite(ctx, filepath.Join(state, policyd.CacheFileName), nil)
+	// order, then one record for --all (the file's purges table).
+	db, err := sqlitedb.Open(filepath.Join(state, policyd.CacheFileName), sqlitedb.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ps, err := db.PurgesAfter(ctx, 0, 10)
-	db.Close()
 	var log []string
-	for _, p := range ps {
-		log = append(log, p.Domain)
+	rows, err := db.R.QueryContext(ctx, `SELECT coalesce(domain, '') FROM purges ORDER BY seq LIMIT 10`)
+	for err == nil && rows.Next() {
+		var d string
+		if err = rows.Scan(&d); err == nil {
+			log = append(log, d)
+		}
 	}
+	if err == nil {
+		err = rows.Err()
+		rows.Close()
+	}
+	db.Close()
 	if err != nil || strings.Join(log, ",") != "enforce.example,never-cached.example," {
 		t.Errorf("purge log = %q, %v; want enforce.example, never-cached.example, then all (\"\")", log, err)
 	}
@@ -153,7 +161,11 @@ func TestCachePurgeRedis(t *testing.T) {
 		t.Skipf("no Redis on 127.0.0.1:6379 (SKIPPED, NOT PASSED): %v", err)
 	}
 	prefix := "mailsts-test-cli-" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
-	store := stscache.NewRedis(rdb, prefix, nil)
+	store, err := stscache.Open(ctx, stscache.Config{Kind: stscache.KindRedis, Redis: &redis.Options{Addr: "127.0.0.1:6379"}, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close(ctx)
 	now := time.Now()
 	for _, d := range []string{"a.example", "b.example"} {
 		p := &mtasts.Policy{Mode: mtasts.ModeEnforce, MX: []string{"mx." + d}, MaxAge: 86400}
@@ -161,11 +173,11 @@ func TestCachePurgeRedis(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	t.Cleanup(func() { rdb.Del(context.Background(), store.Key("a.example"), store.Key("b.example")) })
+	t.Cleanup(func() { rdb.Del(context.Background(), prefix+"policy:a.example", prefix+"policy:b.example") })
 	cfg := filepath.Join(t.TempDir(), "policyd.yml")
 	os.WriteFile(cfg, []byte("cache:\n  type: redis\n  redis:\n    address: 127.0.0.1:6379\n    prefix: '"+prefix+"'\n"), 0o600)
 
-	sub := rdb.Subscribe(ctx, store.PurgeChannel())
+	sub := rdb.Subscribe(ctx, prefix+"purge")
 	defer sub.Close()
 	if _, err := sub.Receive(ctx); err != nil { // the subscription
 		t.Fatal(err)

@@ -3,11 +3,11 @@ package cli
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/mailsts/mailsts/internal/policyd"
+	"github.com/mailsts/mailsts/internal/stscache"
 	"github.com/mailsts/mailsts/mtasts"
 )
 
@@ -91,8 +91,8 @@ func (w *warmStore) Range(ctx context.Context, fn func(*mtasts.Entry) bool) erro
 
 // cacheImport copies postfix-mta-sts-resolver's cached policies into st
 // (issue #10 item 7).
-func cacheImport(ctx context.Context, env Env, cfg *policyd.Config, st *policyd.Store, source string, log *slog.Logger) int {
-	stats, err := policyd.ImportResolver(ctx, st, cfg, source, time.Now(), log)
+func cacheImport(ctx context.Context, env Env, cfg *policyd.Config, st *stscache.Cache, source string) int {
+	stats, err := policyd.ImportResolver(ctx, st, cfg, source, time.Now())
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "mailsts cache import: %v\n", err)
 		return ExitError

@@ -55,18 +55,18 @@ func TestCacheWarmFailureDoesNotPoison(t *testing.T) {
 	cfg.StateDir = state
 	cfg.DNS.Servers = []string{n.DNSAddr()}
 	cfg.Fetch.CAFile, cfg.Fetch.HTTPSPort = n.CAFile(), n.HTTPSPort()
-	st, err := policyd.OpenStore(ctx, cfg, policyd.StoreOptions{NoFallback: true}, nil)
+	st, err := policyd.OpenCache(ctx, cfg, policyd.StoreOptions{NoFallback: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e, err := st.Store.Get(ctx, "enforce.example"); err != nil || e != nil {
+	if e, err := st.Get(ctx, "enforce.example"); err != nil || e != nil {
 		t.Errorf("after failed warms the shared store holds %+v, %v; want nothing", e, err)
 	}
 	client, err := policyd.NewClient(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &policyd.Responder{Cache: &mtasts.Cache{Client: client, Store: st.Store}}
+	r := &policyd.Responder{Cache: &mtasts.Cache{Client: client, Store: st}}
 	if _, d := r.Answer(ctx, "postfix", "enforce.example"); d.Answer != policyd.AnswerSecure {
 		t.Errorf("daemon after failed warms: %+v; want secure", d)
 	}
@@ -167,7 +167,12 @@ func TestCacheWarmFailureRedis(t *testing.T) {
 	if code != ExitOK || !strings.Contains(out, "1 with a policy") {
 		t.Errorf("corrected warm: %d %q %q", code, out, errs)
 	}
-	e, err := stscache.NewRedis(rdb, prefix, nil).Get(ctx, "enforce.example")
+	shared, err := stscache.Open(ctx, stscache.Config{Kind: stscache.KindRedis, Redis: &redis.Options{Addr: "127.0.0.1:6379"}, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shared.Close(ctx)
+	e, err := shared.Get(ctx, "enforce.example")
 	if err != nil || e == nil || e.Policy == nil || e.LastError != "" {
 		t.Errorf("after the corrected warm: %+v, %v", e, err)
 	}

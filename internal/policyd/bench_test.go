@@ -9,11 +9,10 @@ import (
 )
 
 // BenchmarkAnswerCacheHit measures the hot path: a cached enforce policy,
-// through the Tiered store the daemon uses, with the MX check done.
+// through the tiered SQLite cache the daemon uses, with the MX check done.
 func BenchmarkAnswerCacheHit(b *testing.B) {
 	n := startNet(b, f2Domain())
-	front := &stscache.Memory{}
-	st := &stscache.Tiered{Front: front, Back: &stscache.Memory{}, FrontTTL: -1}
+	st := openCacheKind(b, stscache.KindSQLite)
 	e := newEnvOn(b, n, st, nil)
 	e.r.Touch = st.Touch
 	ctx := context.Background()

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -28,18 +27,6 @@ const (
 	flushEvery    = time.Minute
 	maintainEvery = 10 * time.Minute
 	refreshBatch  = 1000
-
-	// purgePollEvery is how often a daemon on SQLite reads the file's purge
-	// log, so that `mailsts cache purge` reaches it without a restart: one
-	// indexed query, off the query path.
-	purgePollEvery = 2 * time.Second
-	// purgeBatch and purgePages bound one poll; the rest waits for the next.
-	purgeBatch = 1000
-	purgePages = 10
-	// purgeKeep is how long purge log records are kept: far longer than a
-	// poll, so that only a daemon stopped (SIGSTOP, suspended VM) for longer
-	// misses records, and it then notices the gap and forgets everything.
-	purgeKeep = time.Hour
 )
 
 // Daemon is the policy daemon: store, cache, Responder, listeners and the
@@ -70,13 +57,14 @@ type Daemon struct {
 
 	responder *Responder
 	cache     *mtasts.Cache
-	store     *Store
+	store     *stscache.Cache
 	started   time.Time // when Run began
 	// damageRecorded: the status file says the SQLite file was found
 	// damaged while running (maintainLoop only).
 	damageRecorded bool
 
-	// Tests: purgeEvery replaces purgePollEvery; purged, when set, is
+	// Tests: purgeEvery replaces the purge log poll interval (see
+	// stscache.Cache.WatchPurges); purged, when set, is
 	// called after each poll of the SQLite purge log and each Redis purge
 	// announcement with the number of domains dropped (-1: all of them; 0
 	// also when the Redis subscription is (re)established); resynced,
@@ -121,16 +109,17 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	if err != nil {
 		return err
 	}
-	started := d.now() // purges made from here on are applied (purgeLoop)
+	started := d.now() // purges made from here on are applied (WatchPurges)
 	d.started = started
-	st, err := OpenStore(ctx, cfg, StoreOptions{Getenv: d.Getenv, Now: d.Now,
+	st, err := OpenCache(ctx, cfg, StoreOptions{Getenv: d.Getenv, Now: d.Now,
 		OnUnreadable: func(string, error) { m.CacheUnreadable() }}, log)
 	if err != nil {
 		return err
 	}
 	d.store = st
-	m.CacheOpened(st.Durable, st.Degraded != nil)
-	if st.Repair != nil {
+	cs := st.Status()
+	m.CacheOpened(cs.Durable, cs.FellBack != nil)
+	if cs.Repair != nil {
 		m.CacheRepaired()
 	}
 	d.writeStatus(started)
@@ -146,7 +135,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	}()
 	d.cache = &mtasts.Cache{
 		Client:             client,
-		Store:              st.Store,
+		Store:              st,
 		Now:                d.Now,
 		RefreshInterval:    cfg.Cache.RefreshInterval,
 		RefreshConcurrency: cfg.Cache.RefreshConcurrency,
@@ -183,7 +172,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		}
 		log.Info("listening", "kind", l.Kind(), "address", addrs[i].String())
 	}
-	log.Info("mailsts policyd started", "cache", st.Kind, "where", st.Where)
+	log.Info("mailsts policyd started", "cache", cs.Kind, "where", cs.Where)
 
 	if d.Ready != nil {
 		d.Ready(addrs)
@@ -199,7 +188,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		})
 	}
 	bg, stopBG := context.WithCancel(gctx)
-	if st.Kind == "sqlite" {
+	if cs.Kind == stscache.KindSQLite {
 		g.Go(func() error {
 			// Listeners are open: lookups meanwhile read the file.
 			begin := time.Now()
@@ -208,21 +197,15 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 			case err != nil && bg.Err() == nil:
 				log.Warn("loading the policy cache into memory failed; lookups read the file instead", "error", err)
 			case err == nil:
-				log.Info("policy cache loaded", "where", st.Where, "entries", n, "took", time.Since(begin).Round(time.Millisecond))
+				log.Info("policy cache loaded", "where", cs.Where, "entries", n, "took", time.Since(begin).Round(time.Millisecond))
 			}
 			return nil
 		})
 	}
 	g.Go(func() error { d.refreshLoop(bg, m); return nil })
 	g.Go(func() error { d.maintainLoop(bg); return nil })
-	if st.sqlite != nil {
-		g.Go(func() error { d.purgeLoop(bg, started); return nil })
-	}
-	if t, ok := st.Store.(*stscache.Tiered); ok {
-		if rb, ok := t.Back.(*stscache.Redis); ok {
-			g.Go(func() error { d.followRedisPurges(bg, rb); return nil })
-		}
-	}
+	// `mailsts cache purge` reaches this daemon without a restart.
+	g.Go(func() error { st.WatchPurges(bg, started, d.purgeEvery, d.onPurged); return nil })
 	g.Go(func() error {
 		for {
 			select {
@@ -383,10 +366,11 @@ func (d *Daemon) now() time.Time {
 // it either, and has said so at ERROR).
 func (d *Daemon) writeStatus(started time.Time) {
 	path := StatusPath(d.Config, d.Getenv)
-	if _, err := os.Stat(filepath.Dir(path)); err != nil && d.store.Kind != "sqlite" && d.store.Degraded == nil {
+	cs := d.store.Status()
+	if _, err := os.Stat(filepath.Dir(path)); err != nil && cs.Kind != stscache.KindSQLite && cs.FellBack == nil {
 		return // memory or Redis and no state directory: nothing to say
 	}
-	if err := WriteStatus(path, d.store.Status(started, d.now())); err != nil {
+	if err := WriteStatus(path, NewStoreStatus(cs, started, d.now())); err != nil {
 		d.logger().Warn("cannot record the cache status for `mailsts cache status`", "path", path, "error", err)
 	}
 }
@@ -405,7 +389,7 @@ func (d *Daemon) maintainLoop(ctx context.Context) {
 			if err := d.store.Flush(ctx); err != nil && ctx.Err() == nil {
 				log.Warn("writing cache use times", "error", err)
 			}
-			if d.store.sqlite != nil && d.store.sqlite.Damaged() && !d.damageRecorded {
+			if d.store.Damaged() && !d.damageRecorded {
 				d.damageRecorded = true
 				d.writeStatus(d.started)
 			}
@@ -416,186 +400,22 @@ func (d *Daemon) maintainLoop(ctx context.Context) {
 			if err != nil && ctx.Err() == nil {
 				log.Warn("cache maintenance", "error", err)
 			}
-			if d.store.sqlite != nil {
-				if _, err := d.store.sqlite.TrimPurges(ctx, now.Add(-purgeKeep)); err != nil && ctx.Err() == nil {
-					log.Warn("trimming the cache purge log", "error", err)
-				}
-			}
 			p := d.responder.Prune(now)
 			log.Debug("cache maintenance", "evicted", n, "pruned_states", p, "entries", d.store.Len())
 		}
 	}
 }
 
-// purgeLoop follows the SQLite file's purge log, written by `mailsts cache
-// purge` (and any other process deleting from the file), and drops the
-// purged domains from memory, where this daemon would otherwise keep
-// answering from them until a restart: Tiered never re-reads SQLite for a
-// domain it holds. The next query for such a domain reads the file, finds
-// nothing and fetches the policy again. It starts with the purges made
-// since started, when the daemon began loading the file.
-func (d *Daemon) purgeLoop(ctx context.Context, started time.Time) {
-	log := d.logger()
-	every := d.purgeEvery
-	if every <= 0 {
-		every = purgePollEvery
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	seq := int64(-1) // not read yet
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if seq < 0 {
-			s, err := d.store.sqlite.PurgeSeqBefore(ctx, started)
-			if err != nil {
-				if ctx.Err() == nil {
-					log.Warn("reading the cache purge log", "error", err)
-				}
-				continue
-			}
-			seq = s
-		}
-		var err error
-		seq, err = d.applyPurges(ctx, seq)
-		if err != nil && ctx.Err() == nil {
-			log.Warn("reading the cache purge log", "error", err)
-		}
-	}
-}
-
-// applyPurges reads the purge log after seq, drops what it names from
-// memory and returns the last seq read.
-func (d *Daemon) applyPurges(ctx context.Context, seq int64) (int64, error) {
-	log := d.logger()
-	all := false
-	var domains []string
-	var err error
-	for range purgePages {
-		var ps []stscache.Purge
-		ps, err = d.store.sqlite.PurgesAfter(ctx, seq, purgeBatch)
-		if err != nil {
-			break
-		}
-		if len(ps) > 0 && ps[0].Seq != seq+1 {
-			// Records were trimmed before this daemon read them (it was
-			// stopped for longer than purgeKeep): forget everything.
-			log.Warn("cache purges were missed; dropping every cached policy from memory (the file still has them)",
-				"after", seq, "next", ps[0].Seq)
-			all = true
-		}
-		for _, p := range ps {
-			if p.Domain == "" {
-				all = true
-			} else {
-				domains = append(domains, p.Domain)
-			}
-			seq = p.Seq
-		}
-		if len(ps) < purgeBatch {
-			break
-		}
-	}
-	if !all && len(domains) == 0 {
-		if d.purged != nil {
-			d.purged(0)
-		}
-		return seq, err
-	}
-	n := d.dropFromMemory(ctx, all, domains)
-	if !all {
-		log.Info("cache purged: dropped domains from memory", "count", n, "domains", strings.Join(domains[:min(n, 10)], " "))
+// onPurged hears from the cache's purge watch how many domains it dropped
+// from memory (-1: all of them).
+func (d *Daemon) onPurged(n int) {
+	if n != 0 && d.responder != nil {
+		// Memoised answers were derived from the entries that went away.
+		d.responder.ForgetAnswers()
 	}
 	if d.purged != nil {
 		d.purged(n)
 	}
-	return seq, err
-}
-
-// dropFromMemory drops domains, or every entry when all (which it logs),
-// from the Tiered front and returns the number of domains dropped (-1 for
-// all). Front.Delete, not Store.Delete: the back store already lost
-// the entries, and a delete through the Tiered would announce another
-// purge.
-func (d *Daemon) dropFromMemory(ctx context.Context, all bool, domains []string) int {
-	log := d.logger()
-	front := d.store.front
-	if d.responder != nil {
-		// Memoised answers were derived from the entries going away.
-		defer d.responder.ForgetAnswers()
-	}
-	if all {
-		var held []string
-		front.Range(ctx, func(e *mtasts.Entry) bool { held = append(held, e.Domain); return true })
-		for _, dom := range held {
-			d.forget(ctx, dom)
-		}
-		if len(held) > 0 {
-			log.Info("cache purged: dropped every policy from memory", "entries", len(held))
-		}
-		return -1
-	}
-	for _, dom := range domains {
-		d.forget(ctx, dom)
-	}
-	return len(domains)
-}
-
-// forget drops domain from memory, under the Tiered's per-domain lock when
-// there is a back store (a read racing the purge cannot put it back).
-func (d *Daemon) forget(ctx context.Context, domain string) {
-	if d.store.tiered != nil {
-		d.store.tiered.Forget(ctx, domain)
-		return
-	}
-	d.store.front.Delete(ctx, domain)
-}
-
-// followRedisPurges drops from memory the domains other processes delete
-// from the shared Redis (`mailsts cache purge`), as Redis.Delete announces
-// them, so that this daemon neither keeps answering from them nor, after
-// FrontTTL, writes a purged enforce policy back (Tiered restores valid
-// policies Redis lost). When the subscription is (re)established, purges
-// may have been missed and Redis may have lost its keys (a restart without
-// persistence): the Tiered reconciles memory with Redis (Tiered.Resync)
-// instead of dropping memory, which would lose enforce policies an
-// attacker could then keep us from fetching again (issue #10 item 1).
-// Dropped domains are counted in the log every purgePollEvery, not one line
-// each (purge --all on Redis deletes domain by domain).
-func (d *Daemon) followRedisPurges(ctx context.Context, rb *stscache.Redis) {
-	var dropped atomic.Int64
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(purgePollEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if n := dropped.Swap(0); n > 0 {
-					d.logger().Info("cache purged: dropped domains from memory", "count", n)
-				}
-			}
-		}
-	}()
-	rb.FollowPurges(ctx, func(dom string) {
-		n := 0
-		if dom == "" {
-			d.store.tiered.Resync()
-		} else {
-			n = d.dropFromMemory(ctx, false, []string{dom})
-			dropped.Add(int64(n))
-		}
-		if d.purged != nil {
-			d.purged(n)
-		}
-	})
-	<-done
 }
 
 // reload re-reads the configuration and applies what can change while

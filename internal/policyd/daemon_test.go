@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,7 +20,6 @@ import (
 
 	"github.com/mailsts/mailsts/dnsresolve"
 	"github.com/mailsts/mailsts/internal/metrics"
-	"github.com/mailsts/mailsts/internal/stscache"
 	"github.com/mailsts/mailsts/internal/testnet"
 	"github.com/mailsts/mailsts/mtasts"
 	"github.com/mailsts/mailsts/postfix"
@@ -346,32 +344,25 @@ func TestDaemonRedisShared(t *testing.T) {
 		t.Errorf("policy requests: %d before B, %d after, want 1 and 1", before, after)
 	}
 	t.Cleanup(func() {
-		st, err := OpenStore(context.Background(), newCfg(), StoreOptions{}, nil)
+		st, err := OpenCache(context.Background(), newCfg(), StoreOptions{}, nil)
 		if err == nil {
-			st.Store.Delete(context.Background(), "example.com")
+			st.Delete(context.Background(), "example.com")
 			st.Close(context.Background())
 		}
 	})
 }
 
 // purgeAsCLI deletes from the SQLite file as `mailsts cache purge` does: a
-// store opened from the same configuration, its SQLite back store's Purge
-// or PurgeAll.
+// cache opened from the same configuration, its Purge.
 func purgeAsCLI(t *testing.T, cfg *Config, domains ...string) int {
 	t.Helper()
 	ctx := context.Background()
-	st, err := OpenStore(ctx, cfg, StoreOptions{NoFallback: true}, nil)
+	st, err := OpenCache(ctx, cfg, StoreOptions{NoFallback: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close(ctx)
-	db := st.Store.(*stscache.Tiered).Back.(*stscache.SQLite)
-	var n int
-	if len(domains) == 0 {
-		n, err = db.PurgeAll(ctx)
-	} else {
-		n, err = db.Purge(ctx, domains...)
-	}
+	n, err := st.Purge(ctx, domains, len(domains) == 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -458,82 +449,6 @@ func TestDaemonSQLitePurge(t *testing.T) {
 	}
 }
 
-// applyPurges drops what the purge log names from memory, and everything
-// when records it never read were trimmed (a daemon stopped for longer
-// than purgeKeep).
-func TestDaemonApplyPurges(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	cfg := Default()
-	cfg.Cache.Type = "sqlite"
-	cfg.StateDir = t.TempDir()
-	now := time.Now()
-	seed, err := OpenStore(ctx, cfg, StoreOptions{NoFallback: true}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	domains := []string{"a.example", "b.example", "c.example", "d.example"}
-	for _, dom := range domains {
-		p := &mtasts.Policy{Mode: mtasts.ModeEnforce, MX: []string{"mx." + dom}, MaxAge: 86400}
-		if err := seed.Store.Put(ctx, &mtasts.Entry{Domain: dom, ID: "1", Policy: p, FetchedAt: now}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	seed.Close(ctx)
-
-	st, err := OpenStore(ctx, cfg, StoreOptions{NoFallback: true}, nil) // the daemon's
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close(ctx)
-	if n, err := st.Warm(ctx); n != len(domains) || err != nil {
-		t.Fatalf("Warm: %d, %v", n, err)
-	}
-	d := &Daemon{store: st}
-	held := func() string {
-		var out []string
-		st.front.Range(ctx, func(e *mtasts.Entry) bool { out = append(out, e.Domain); return true })
-		slices.Sort(out)
-		return strings.Join(out, " ")
-	}
-	if got := held(); got != strings.Join(domains, " ") {
-		t.Fatalf("loaded: %q", got)
-	}
-	seq, err := st.sqlite.PurgeSeqBefore(ctx, now)
-	if err != nil || seq != 0 {
-		t.Fatalf("start: %d, %v", seq, err)
-	}
-	if seq, err = d.applyPurges(ctx, seq); err != nil || seq != 0 {
-		t.Fatalf("empty log: %d, %v", seq, err)
-	}
-
-	purgeAsCLI(t, cfg, "a.example", "missing.example")
-	if seq, err = d.applyPurges(ctx, seq); err != nil || seq != 2 {
-		t.Fatalf("after purging two: seq %d, %v; want 2", seq, err)
-	}
-	if got := held(); got != "b.example c.example d.example" {
-		t.Errorf("after purging a: %q", got)
-	}
-
-	// Two purges the daemon does not read before they are trimmed (only
-	// the newest record stays): it must assume the worst.
-	purgeAsCLI(t, cfg, "b.example")
-	purgeAsCLI(t, cfg, "c.example")
-	if k, err := st.sqlite.TrimPurges(ctx, time.Now().Add(time.Minute)); err != nil || k != 3 {
-		t.Fatalf("TrimPurges = %d, %v; want 3", k, err)
-	}
-	if seq, err = d.applyPurges(ctx, seq); err != nil || seq != 4 {
-		t.Fatalf("after a gap: seq %d, %v; want 4", seq, err)
-	}
-	if got := held(); got != "" {
-		t.Errorf("after missed purges, memory still holds %q", got)
-	}
-	// d.example is still in the file: the next Get reads it back.
-	if e, err := st.Store.Get(ctx, "d.example"); err != nil || e == nil {
-		t.Errorf("d.example after the gap: %+v, %v; want it read back from the file", e, err)
-	}
-}
-
 // `mailsts cache purge` on a shared Redis: Redis.Delete announces the
 // domain and the daemon drops it from memory at once. Without that it
 // would answer from memory for FrontTTL and then, finding a valid enforce
@@ -550,9 +465,9 @@ func TestDaemonRedisPurge(t *testing.T) {
 	cfg := testConfig(t, n, "redis", t.TempDir())
 	cfg.Cache.Redis.Prefix = "mailsts-test-purge-" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
 	t.Cleanup(func() {
-		st, err := OpenStore(context.Background(), cfg, StoreOptions{}, nil)
+		st, err := OpenCache(context.Background(), cfg, StoreOptions{}, nil)
 		if err == nil {
-			st.Store.Delete(context.Background(), "example.com")
+			st.Delete(context.Background(), "example.com")
 			st.Close(context.Background())
 		}
 	})
@@ -578,11 +493,11 @@ func TestDaemonRedisPurge(t *testing.T) {
 	if err := n.Set(fixedF2Domain()); err != nil {
 		t.Fatal(err)
 	}
-	st, err := OpenStore(context.Background(), cfg, StoreOptions{NoFallback: true}, nil)
+	st, err := OpenCache(context.Background(), cfg, StoreOptions{NoFallback: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Store.Delete(context.Background(), "example.com"); err != nil { // as the CLI does
+	if err := st.Delete(context.Background(), "example.com"); err != nil { // as the CLI does
 		t.Fatal(err)
 	}
 	st.Close(context.Background())
@@ -605,19 +520,19 @@ func TestStoreAnswersBeforeWarm(t *testing.T) {
 	cfg := Default()
 	cfg.Cache.Type = "sqlite"
 	cfg.StateDir = t.TempDir()
-	seed, err := OpenStore(ctx, cfg, StoreOptions{NoFallback: true}, nil)
+	seed, err := OpenCache(ctx, cfg, StoreOptions{NoFallback: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := &mtasts.Policy{Mode: mtasts.ModeEnforce, MX: []string{"mx.a.example"}, MaxAge: 86400}
 	for _, dom := range []string{"a.example", "b.example"} {
-		if err := seed.Store.Put(ctx, &mtasts.Entry{Domain: dom, ID: "1", Policy: p, FetchedAt: time.Now(), CheckedAt: time.Now()}); err != nil {
+		if err := seed.Put(ctx, &mtasts.Entry{Domain: dom, ID: "1", Policy: p, FetchedAt: time.Now(), CheckedAt: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	seed.Close(ctx)
 
-	st, err := OpenStore(ctx, cfg, StoreOptions{NoFallback: true}, nil)
+	st, err := OpenCache(ctx, cfg, StoreOptions{NoFallback: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -626,7 +541,7 @@ func TestStoreAnswersBeforeWarm(t *testing.T) {
 		t.Fatalf("%d entries in memory before Warm: the open blocked on loading", n)
 	}
 	// DNS and HTTPS unreachable: only the file can answer.
-	c := &mtasts.Cache{Store: st.Store, Client: &mtasts.Client{DNS: &dnsresolve.Fake{}}}
+	c := &mtasts.Cache{Store: st, Client: &mtasts.Client{DNS: &dnsresolve.Fake{}}}
 	res, err := c.Get(ctx, "a.example")
 	if err != nil || res.Policy == nil || res.Policy.Mode != mtasts.ModeEnforce || res.Source != mtasts.SourceCache {
 		t.Fatalf("before Warm: %+v, %v", res, err)

@@ -11,8 +11,11 @@
 //   - Config is the YAML file (mailsts's dialect, or postfix-mta-sts-
 //     resolver's mta-sts-daemon.yml mapped key by key); Rules are the parts
 //     that SIGHUP reloads.
-//   - OpenStore opens the cache store (SQLite under the state directory by
-//     default, memory, or Redis), always behind an in-memory front.
+//   - OpenCache opens the policy cache (SQLite under the state directory by
+//     default, memory, or Redis, always behind an in-memory front): it maps
+//     the cache section of Config to stscache.Config (StoreConfig) and
+//     calls stscache.Open, which owns composition, purge propagation and
+//     degraded mode.
 //   - Daemon runs listeners, background refresh and maintenance as one
 //     errgroup with graceful shutdown, reporting to a DaemonObserver for
 //     metrics (internal/metrics implements it and serves them; this

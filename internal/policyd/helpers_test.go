@@ -2,11 +2,13 @@ package policyd
 
 import (
 	"context"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/mailsts/mailsts/dnsresolve"
+	"github.com/mailsts/mailsts/internal/stscache"
 	"github.com/mailsts/mailsts/internal/testnet"
 	"github.com/mailsts/mailsts/mtasts"
 )
@@ -111,4 +113,17 @@ func (e *env) answer(t testing.TB, zone, key string) (string, Decision) {
 	defer cancel()
 	rep, d := e.r.Answer(ctx, zone, key)
 	return rep.Status.String() + " " + rep.Data, d
+}
+
+// openCacheKind opens a policy cache of kind (stscache.KindMemory, or
+// stscache.KindSQLite in a temporary directory), closed when t ends.
+func openCacheKind(t testing.TB, kind string) *stscache.Cache {
+	t.Helper()
+	c, err := stscache.Open(context.Background(), stscache.Config{Kind: kind,
+		Path: filepath.Join(t.TempDir(), CacheFileName), NoFallback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
 }

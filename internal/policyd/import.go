@@ -5,22 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/mailsts/mailsts/internal/stscache"
 )
 
 // ErrImportSource: the source given to ImportResolver is not usable (the
-// message says why); fix it.
-var ErrImportSource = errors.New("policyd: postfix-mta-sts-resolver cache")
-
-// importMarker is the Redis key (under the prefix) that records that the
-// old daemon's Redis keys were imported, so that a fleet imports once.
-const importMarker = "imported-resolver"
+// message says why); fix it. It is stscache's.
+var ErrImportSource = stscache.ErrImportSource
 
 // isRedisURL reports whether source names a Redis database rather than a
 // SQLite file.
@@ -34,25 +27,15 @@ func isRedisURL(source string) bool {
 }
 
 // ImportResolver copies the policies of postfix-mta-sts-resolver's cache
-// into st: source is its SQLite file (read only, never changed) or a
-// redis://, rediss:// or unix:// URL of its Redis database (its keys are
-// read; mailsts's own keys, under cfg.Cache.Redis.Prefix, are passed over).
-// A URL equal to cfg.Cache.Redis.URL uses cfg's password and CA file.
-// Each policy body is parsed as a fetched policy would be; the policy id
-// and the time the old daemon last checked it are kept; expired and
-// unreadable records are counted and skipped; a domain st already holds a
-// policy for, fetched as recently, is kept.
-func ImportResolver(ctx context.Context, st *Store, cfg *Config, source string, now time.Time, logger *slog.Logger) (stscache.ImportStats, error) {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+// into st (stscache.Cache.ImportResolver): source is its SQLite file (read
+// only, never changed) or a redis://, rediss:// or unix:// URL of its
+// Redis database (its keys are read; mailsts's own keys, under
+// cfg.Cache.Redis.Prefix, are passed over). A URL equal to
+// cfg.Cache.Redis.URL uses cfg's password and CA file. Skipped records
+// are logged to the cache's logger.
+func ImportResolver(ctx context.Context, st *stscache.Cache, cfg *Config, source string, now time.Time) (stscache.ImportStats, error) {
 	if !isRedisURL(source) {
-		if st.Kind == "sqlite" && samePath(source, st.Where) {
-			return stscache.ImportStats{}, fmt.Errorf("%w: %s is the cache being imported into", ErrImportSource, source)
-		}
-		return stscache.Import(ctx, st.Store, now, func(fn stscache.ResolverRecordFunc) error {
-			return stscache.ReadResolverSQLite(ctx, source, now, fn)
-		}, logger)
+		return st.ImportResolver(ctx, stscache.ResolverSource{File: source}, now)
 	}
 	rc := cfg.Cache.Redis
 	if source != rc.URL {
@@ -65,61 +48,44 @@ func ImportResolver(ctx context.Context, st *Store, cfg *Config, source string, 
 	if err != nil {
 		return stscache.ImportStats{}, fmt.Errorf("%w: %w", ErrImportSource, err)
 	}
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
-	return stscache.Import(ctx, st.Store, now, func(fn stscache.ResolverRecordFunc) error {
-		return stscache.ReadResolverRedis(ctx, rdb, "", cfg.Cache.Redis.Prefix, now, fn)
-	}, logger)
-}
-
-func samePath(a, b string) bool {
-	aa, err1 := filepath.Abs(a)
-	bb, err2 := filepath.Abs(b)
-	return err1 == nil && err2 == nil && aa == bb
+	return st.ImportResolver(ctx, stscache.ResolverSource{Redis: opts, SkipPrefix: cfg.Cache.Redis.Prefix}, now)
 }
 
 // AutoImport runs the one-time import of a configuration translated from
 // postfix-mta-sts-resolver's (cache.import_resolver), or of the old
-// daemon's file that cache.path named (Store.ResolverFile): with SQLite,
-// when mailsts's file holds no entry yet; with Redis, when no daemon on the
-// prefix has imported before (a marker key, set first, so that a fleet
-// imports once; removed again if the import fails). Failures are logged,
-// never fatal: the daemon starts with what it has.
-func AutoImport(ctx context.Context, st *Store, cfg *Config, now time.Time, logger *slog.Logger) {
+// daemon's file that cache.path named (stscache.Status.ResolverFile): with
+// SQLite, when mailsts's file holds no entry yet; with Redis, when no
+// daemon on the prefix has imported before (stscache.Cache.ClaimImport: a
+// marker key, set first, so that a fleet imports once; removed again if
+// the import fails). Failures are logged, never fatal: the daemon starts
+// with what it has.
+func AutoImport(ctx context.Context, st *stscache.Cache, cfg *Config, now time.Time, logger *slog.Logger) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	source := cfg.Cache.ImportResolver
 	if source == "" {
-		source = st.ResolverFile
+		source = st.Status().ResolverFile
 	}
 	if source == "" {
 		return
 	}
-	switch st.Kind {
-	case "sqlite":
-		n, err := st.sqlite.Len(ctx)
-		if err != nil || n > 0 {
-			logger.Debug("postfix-mta-sts-resolver cache not imported: mailsts's cache is not empty (imported before)", "source", source, "entries", n, "error", err)
-			return
-		}
-	case "redis":
-		ok, err := st.rdb.SetNX(ctx, cfg.Cache.Redis.Prefix+importMarker, now.Unix(), 0).Result()
-		if err != nil {
-			logger.Warn("postfix-mta-sts-resolver cache not imported: Redis unreachable; it is tried again at the next start",
-				"source", maskURL(source), "error", err)
-			return
-		}
-		if !ok {
-			logger.Debug("postfix-mta-sts-resolver cache not imported: imported before", "source", maskURL(source))
-			return
-		}
+	release, err := st.ClaimImport(ctx, now)
+	switch {
+	case errors.Is(err, stscache.ErrImportedBefore):
+		logger.Debug("postfix-mta-sts-resolver cache not imported: imported before", "source", maskURL(source), "error", err)
+		return
+	case err != nil && st.Kind() == stscache.KindRedis:
+		logger.Warn("postfix-mta-sts-resolver cache not imported: Redis unreachable; it is tried again at the next start",
+			"source", maskURL(source), "error", err)
+		return
+	case err != nil:
+		logger.Debug("postfix-mta-sts-resolver cache not imported: mailsts's cache cannot be read", "source", source, "error", err)
+		return
 	}
-	stats, err := ImportResolver(ctx, st, cfg, source, now, logger)
+	stats, err := ImportResolver(ctx, st, cfg, source, now)
 	if err != nil {
-		if st.Kind == "redis" {
-			st.rdb.Del(context.WithoutCancel(ctx), cfg.Cache.Redis.Prefix+importMarker)
-		}
+		release()
 		logger.Error("importing postfix-mta-sts-resolver's cache failed; starting with what mailsts has (retry: mailsts cache import --from-resolver)",
 			"source", maskURL(source), "imported", stats.Imported, "error", err)
 		return

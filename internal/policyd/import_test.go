@@ -13,7 +13,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/mailsts/mailsts/internal/stscache"
 	"github.com/mailsts/mailsts/internal/testnet"
 	"github.com/mailsts/mailsts/mtasts"
 )
@@ -104,41 +103,41 @@ func TestOpenStoreRedirectsFromResolverFile(t *testing.T) {
 	cfg.Cache.Path = peer
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	st, err := OpenStore(ctx, cfg, StoreOptions{NoFallback: true}, log)
+	st, err := OpenCache(ctx, cfg, StoreOptions{NoFallback: true}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close(ctx)
 	own := filepath.Join(cfg.StateDir, CacheFileName)
-	if st.Kind != "sqlite" || st.Where != own || st.ResolverFile != peer || !bytes.Contains(logs.Bytes(), []byte("postfix-mta-sts-resolver")) {
+	if cs := st.Status(); cs.Kind != "sqlite" || cs.Where != own || cs.ResolverFile != peer || !bytes.Contains(logs.Bytes(), []byte("postfix-mta-sts-resolver")) {
 		t.Errorf("store %+v; log:\n%s", st, logs.String())
 	}
 	now := time.Now()
 	AutoImport(ctx, st, cfg, now, log)
-	e, err := st.Store.Get(ctx, "example.com")
+	e, err := st.Get(ctx, "example.com")
 	if err != nil || e == nil || e.Policy == nil || e.ID != "20160831085700Z" {
 		t.Fatalf("imported: %+v, %v", e, err)
 	}
 	// Once: a second start does not import again over what mailsts has.
-	if err := st.Store.Delete(ctx, "example.com"); err != nil {
+	if err := st.Delete(ctx, "example.com"); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Store.Put(ctx, e); err != nil {
+	if err := st.Put(ctx, e); err != nil {
 		t.Fatal(err)
 	}
 	e.ID = "changed-by-mailsts"
-	if err := st.Store.Put(ctx, e); err != nil {
+	if err := st.Put(ctx, e); err != nil {
 		t.Fatal(err)
 	}
 	AutoImport(ctx, st, cfg, now, log)
-	if e, _ := st.Store.Get(ctx, "example.com"); e == nil || e.ID != "changed-by-mailsts" {
+	if e, _ := st.Get(ctx, "example.com"); e == nil || e.ID != "changed-by-mailsts" {
 		t.Errorf("second import overwrote mailsts's entry: %+v", e)
 	}
 	if after, _ := os.ReadFile(peer); !bytes.Equal(before, after) {
 		t.Error("the old daemon's file changed")
 	}
 	// Importing the store into itself is refused.
-	if _, err := ImportResolver(ctx, st, cfg, own, now, nil); err == nil {
+	if _, err := ImportResolver(ctx, st, cfg, own, now); err == nil {
 		t.Error("import from the store's own file accepted")
 	}
 }
@@ -172,14 +171,13 @@ func TestAutoImportResolverRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Cache.Redis.Prefix = prefix
-	st, err := OpenStore(ctx, cfg, StoreOptions{NoFallback: true}, nil)
+	st, err := OpenCache(ctx, cfg, StoreOptions{NoFallback: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close(ctx)
 	AutoImport(ctx, st, cfg, time.Now(), nil)
-	back := stscache.NewRedis(rdb, prefix, nil)
-	e, err := back.Get(ctx, domain)
+	e, err := openRedisCache(t, prefix).Get(ctx, domain)
 	if err != nil || e == nil || e.Policy == nil || e.ID != "20160831085700Z" || e.Policy.Mode != mtasts.ModeEnforce {
 		t.Fatalf("imported into Redis: %+v, %v", e, err)
 	}
@@ -188,16 +186,16 @@ func TestAutoImportResolverRedis(t *testing.T) {
 		t.Errorf("old key: %d members, %v", n, err)
 	}
 	// Once per prefix: another daemon (or a restart) does not import again.
-	if err := back.Delete(ctx, domain); err != nil {
+	if err := openRedisCache(t, prefix).Delete(ctx, domain); err != nil {
 		t.Fatal(err)
 	}
-	st2, err := OpenStore(ctx, cfg, StoreOptions{NoFallback: true}, nil)
+	st2, err := OpenCache(ctx, cfg, StoreOptions{NoFallback: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st2.Close(ctx)
 	AutoImport(ctx, st2, cfg, time.Now(), nil)
-	if e, err := back.Get(ctx, domain); err != nil || e != nil {
+	if e, err := openRedisCache(t, prefix).Get(ctx, domain); err != nil || e != nil {
 		t.Errorf("imported a second time: %+v, %v", e, err)
 	}
 }

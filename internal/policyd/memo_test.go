@@ -111,12 +111,12 @@ func TestMemoInvalidation(t *testing.T) {
 	// A change the Cache does not see (another daemon writing a shared
 	// store) is picked up after memoTTL at the latest.
 	warm2 := e.lookup(t, "postfix", "example.com")
-	en, err := st.Store.Get(context.Background(), "example.com")
+	en, err := st.Get(context.Background(), "example.com")
 	if err != nil || en == nil {
 		t.Fatal(en, err)
 	}
 	en.Policy = &mtasts.Policy{Mode: mtasts.ModeTesting, MX: en.Policy.MX, MaxAge: en.Policy.MaxAge}
-	if err := st.Store.Put(context.Background(), en); err != nil {
+	if err := st.Put(context.Background(), en); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.lookup(t, "postfix", "example.com"); got != warm2 {
@@ -292,7 +292,7 @@ func TestSharedReplies(t *testing.T) {
 	a := stsDomain("a.example", "1", "enforce", "mx.host.example")
 	b := stsDomain("b.example", "7", "enforce", "mx.host.example")
 	b.MX = a.MX
-	e := newEnvOn(t, startNet(t, a, b), &stscache.Memory{}, nil)
+	e := newEnvOn(t, startNet(t, a, b), openCacheKind(t, stscache.KindMemory), nil)
 	for _, d := range []string{"a.example", "b.example"} {
 		if got := e.lookup(t, "postfix", d); got != "OK secure match=mx.host.example servername=hostname" {
 			t.Fatalf("%s: %s", d, got)

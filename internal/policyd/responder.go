@@ -96,7 +96,7 @@ type Responder struct {
 	Timeout time.Duration
 	// Touch, when set, is called with the policy domain of every MTA-STS
 	// answer, so that the store can record use without a write per query
-	// (stscache.Tiered.Touch).
+	// (stscache.Cache.Touch).
 	Touch func(domain string, now time.Time) bool
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/mailsts/mailsts/internal/stscache"
 )
 
 // StatusFileName is the file under the state directory where a running
@@ -62,22 +64,20 @@ func StatusPath(cfg *Config, getenv func(string) string) string {
 	return filepath.Join(dir, StatusFileName)
 }
 
-// Status returns the status of s for a daemon that started at started.
-func (s *Store) Status(started, now time.Time) StoreStatus {
-	st := StoreStatus{PID: os.Getpid(), Started: started.UTC(), Updated: now.UTC(), Kind: s.Kind, Where: s.Where, Durable: s.Durable}
-	if s.Degraded != nil {
-		st.Degraded = s.Degraded.Error()
+// NewStoreStatus returns the status file record of a cache in state cs,
+// for a daemon that started at started.
+func NewStoreStatus(cs stscache.Status, started, now time.Time) StoreStatus {
+	st := StoreStatus{PID: os.Getpid(), Started: started.UTC(), Updated: now.UTC(), Kind: cs.Kind, Where: cs.Where, Durable: cs.Durable, Damaged: cs.Damaged}
+	if cs.FellBack != nil {
+		st.Degraded = cs.FellBack.Error()
 	}
-	if r := s.Repair; r != nil {
+	if r := cs.Repair; r != nil {
 		st.Repair = &RepairStatus{SetAside: r.SetAside, At: r.At, Damage: r.Damage.Error(), Salvaged: r.Salvaged, Lost: r.Lost}
 	}
-	if s.sqlite != nil {
-		st.Damaged = s.sqlite.Damaged()
-	}
-	if live := s.Live(); live.Degraded {
-		st.BackFailing, st.BackFailingSince, st.Pending = true, live.Since.UTC(), live.Pending
-		if live.Err != nil {
-			st.BackError = live.Err.Error()
+	if b := cs.Back; b.Degraded {
+		st.BackFailing, st.BackFailingSince, st.Pending = true, b.Since.UTC(), b.Pending
+		if b.Err != nil {
+			st.BackError = b.Err.Error()
 		}
 	}
 	return st

@@ -116,12 +116,12 @@ func TestDaemonRelativeStateDir(t *testing.T) {
 		t.Fatalf("relative path: %q, %v", rel, err)
 	}
 	cfg := testConfig(t, n, "sqlite", rel)
-	st, err := OpenStore(context.Background(), cfg, StoreOptions{NoFallback: true}, nil)
+	st, err := OpenCache(context.Background(), cfg, StoreOptions{NoFallback: true}, nil)
 	if err != nil {
-		t.Fatalf("OpenStore(state dir %q) = %v", rel, err)
+		t.Fatalf("OpenCache(state dir %q) = %v", rel, err)
 	}
-	if st.Kind != "sqlite" || !st.Durable || st.Where != filepath.Join(abs, CacheFileName) {
-		t.Errorf("store: kind %s, durable %v, where %s", st.Kind, st.Durable, st.Where)
+	if cs := st.Status(); cs.Kind != "sqlite" || !cs.Durable || cs.Where != filepath.Join(abs, CacheFileName) {
+		t.Errorf("store: kind %s, durable %v, where %s", cs.Kind, cs.Durable, cs.Where)
 	}
 	st.Close(context.Background())
 
@@ -129,8 +129,8 @@ func TestDaemonRelativeStateDir(t *testing.T) {
 	if got := lookup(t, r.addr, "postfix", "example.com"); got != f2Secure {
 		t.Fatalf("lookup: %q", got)
 	}
-	if s := r.d.store; s.Kind != "sqlite" || s.Degraded != nil {
-		t.Errorf("daemon store: %s, degraded %v", s.Kind, s.Degraded)
+	if s := r.d.store.Status(); s.Kind != "sqlite" || s.FellBack != nil {
+		t.Errorf("daemon store: %s, fell back %v", s.Kind, s.FellBack)
 	}
 }
 
@@ -152,8 +152,8 @@ func TestDaemonFallbackIsLoud(t *testing.T) {
 	if got := lookup(t, r.addr, "postfix", "example.com"); got != f2Secure {
 		t.Fatalf("lookup on the memory fallback: %q", got)
 	}
-	if s := r.d.store; s.Kind != "memory" || s.Degraded == nil || s.Durable {
-		t.Errorf("store: %s, degraded %v, durable %v", s.Kind, s.Degraded, s.Durable)
+	if s := r.d.store.Status(); s.Kind != "memory" || s.FellBack == nil || s.Durable {
+		t.Errorf("store: %s, fell back %v, durable %v", s.Kind, s.FellBack, s.Durable)
 	}
 	if !strings.Contains(getLogs(), "level=ERROR") || !strings.Contains(getLogs(), "FALLING BACK TO MEMORY") {
 		t.Errorf("fall back not logged at ERROR; log:\n%s", getLogs())

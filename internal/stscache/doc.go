@@ -1,6 +1,16 @@
-// Package stscache provides persistent and shared stores for the MTA-STS
-// policy cache (RFC 8461 §3.3, §10.2): implementations of [mtasts.Store]
-// that keep cached policies across restarts and share them across a fleet.
+// Package stscache owns mailsts's MTA-STS policy cache (RFC 8461 §3.3,
+// §10.2): the stores that keep cached policies across restarts and share
+// them across a fleet, how they are put together, how a purge reaches
+// every process using them, and what happens when the back store fails.
+//
+// [Open] takes a [Config] (kind, SQLite path or Redis options, prefix,
+// fall back policy, logger, clock) and returns one [Cache]: the
+// [mtasts.Store] policyd's [mtasts.Cache] uses, plus Touch and Flush of
+// use times, Warm, Maintain (evict, cap, trim the purge log), Purge (with
+// its propagation: the SQLite purge log, or Redis delete, tombstone and
+// Pub/Sub announcement), WatchPurges (the daemon's side of it), Watch and
+// Check of the back store (degraded mode), Status and Close. Nothing
+// outside this package names the concrete stores below.
 //
 // A Postfix policy daemon answers tens of thousands of queries a second from
 // its cache, so no store here may put a disk write or a network round trip
@@ -16,10 +26,11 @@
 //     shared entries after FrontTTL, and use times recorded in memory by
 //     [Tiered.Touch] and written back in batch by [Tiered.Flush].
 //
-// A daemon typically opens a SQLite file, wraps it in a Tiered with a
-// negative FrontTTL (it is the file's only writer), calls [Tiered.Load] at
-// start, Touch per query, Flush every minute and at shutdown, and
-// [Tiered.Cap] plus [SQLite.Evict] or [SQLite.Cap] now and then.
+// A SQLite [Cache] is a Tiered with a negative FrontTTL (the process is
+// the file's only writer): a daemon calls [Cache.Warm] at start
+// ([Tiered.Load]), Touch per query, Flush every minute and at shutdown,
+// and [Cache.Maintain] ([Tiered.Cap] plus [SQLite.Evict] and [SQLite.Cap])
+// now and then.
 //
 // [TestStore] is the conformance suite every store here passes; other
 // mtasts.Store implementations can run it too.

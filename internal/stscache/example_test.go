@@ -12,6 +12,41 @@ import (
 	"github.com/mailsts/mailsts/mtasts"
 )
 
+// How policyd and `mailsts cache` use the cache: Open one from a Config,
+// serve lookups from it, and purge through it so that every process using
+// the file forgets the domain.
+func ExampleOpen() {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "stscache-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+
+	cache, err := stscache.Open(ctx, stscache.Config{Kind: stscache.KindSQLite, Path: filepath.Join(dir, "cache.sqlite")})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer cache.Close(ctx)
+	now := time.Now()
+	cache.Put(ctx, &mtasts.Entry{
+		Domain:    "example.com",
+		Policy:    &mtasts.Policy{Mode: mtasts.ModeEnforce, MX: []string{"mx.example.com"}, MaxAge: 86400},
+		ID:        "20250101",
+		FetchedAt: now,
+	})
+	st := cache.Status()
+	fmt.Println(st.Kind, st.Durable, st.Entries)
+	// A daemon runs cache.WatchPurges(ctx, started, 0, forgetAnswers) to
+	// hear of purges made by other processes.
+	n, _ := cache.Purge(ctx, []string{"example.com"}, false)
+	e, _ := cache.Get(ctx, "example.com")
+	fmt.Println("purged", n, e == nil)
+	// Output:
+	// sqlite true 1
+	// purged 1 true
+}
+
 // A daemon keeps its cache in a SQLite file behind a memory front: queries
 // never touch the disk, and the cache survives a restart.
 func ExampleTiered() {

@@ -20,6 +20,18 @@ import (
 // the per-query path: Get is one read-locked map lookup and one copy, and
 // [Memory.Touch] records use with an atomic store, never a write lock.
 //
+// Why a second in-memory store beside [mtasts.MemoryStore], the library's
+// simple default: a policy daemon holds hundreds of thousands of domains
+// for as long as it runs, and Memory is built for that. Items are compact
+// (one 80-byte allocation per plain entry) with equal policies interned
+// (one copy shared by every domain that publishes it), use times are
+// recorded without a write lock, and it does what a daemon's cache needs
+// beyond [mtasts.Store]: Touch, and Cap and Evict that never drop a valid
+// enforce or testing policy (STS-CACHE-10). mtasts.MemoryStore stays a
+// plain map any Go program can use (this package is internal); use it for
+// tests, tools and short-lived processes, and Memory (through [Open]) for
+// a daemon.
+//
 // LastUsed is kept to the millisecond. The zero value is an empty store
 // ready to use; a Memory must not be copied after first use.
 type Memory struct {

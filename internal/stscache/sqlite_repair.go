@@ -329,3 +329,21 @@ func DamageOf(ctx context.Context, path string) error {
 	defer db.R.Close()
 	return sqlitedb.QuickCheck(ctx, db.R)
 }
+
+// CountEntries returns the number of entries in the cache file at path
+// without changing anything (no migration, no repair, no PRAGMA optimize),
+// so that `mailsts cache status` is safe while a daemon uses the file.
+func CountEntries(ctx context.Context, path string) (int, error) {
+	db, err := sqlitedb.Open(path, sqlitedb.Options{})
+	if err != nil {
+		return 0, err
+	}
+	// Not db.Close: its PRAGMA optimize may write.
+	defer db.W.Close()
+	defer db.R.Close()
+	var n int
+	if err := db.R.QueryRowContext(ctx, `SELECT count(*) FROM entries`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("cannot count the entries of %s: %v", path, err)
+	}
+	return n, nil
+}
