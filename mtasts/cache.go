@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mailsts/mailsts/tlsrpt/result"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
 )
@@ -754,7 +755,7 @@ const temporaryMark = "+temporary"
 // lastError is how err is kept in Entry.LastError:
 // "<result type>[+temporary]: <message>", clipped.
 func lastError(err error) string {
-	typ := ResultType(err)
+	typ := string(ResultType(err))
 	if Temporary(err) {
 		typ += temporaryMark
 	}
@@ -786,16 +787,16 @@ func storedError(s string) error {
 	}
 	typ, temp := strings.CutSuffix(typ, temporaryMark)
 	var sentinel error
-	switch typ {
+	switch result.Type(typ) {
 	case ResultWebPKIInvalid:
 		sentinel = ErrPolicyCertificate
 	case ResultPolicyInvalid:
 		sentinel = ErrPolicySyntax
 	case ResultFetchError:
 		sentinel = ErrPolicyFetch
-	case "dns-error":
+	case result.DNSError:
 		sentinel = ErrDNS
-	case "no-policy":
+	case result.NoPolicy:
 		sentinel = ErrNoRecord
 		for _, s := range []error{ErrMultipleRecords, ErrRecordSyntax} {
 			if strings.Contains(msg, s.Error()) {

@@ -17,6 +17,7 @@ import (
 	"github.com/mailsts/mailsts/dnsresolve"
 	"github.com/mailsts/mailsts/mtasts"
 	"github.com/mailsts/mailsts/postfix"
+	"github.com/mailsts/mailsts/tlsrpt/result"
 )
 
 // Defaults of the Responder fields.
@@ -89,7 +90,8 @@ type Decision struct {
 	// Override is the override's reason when one decided.
 	Override string
 	// Err is the class of the discovery error: an RFC 8460 result type,
-	// "dns-error", "no-policy", "cache-error" or "".
+	// a local class of package result ("dns-error", "no-policy",
+	// "cache-error"), "policy-render" or "".
 	Err string
 	// Reason says why, in one line for people.
 	Reason string
@@ -509,7 +511,7 @@ func (r *Responder) answer(ctx context.Context, zone, key string, now time.Time,
 			case DANETemp:
 				// STS-DANE-3: never downgrade to MTA-STS on a failed
 				// DNSSEC lookup.
-				d.Source, d.Err = "dane", "dns-error"
+				d.Source, d.Err = "dane", string(result.DNSError)
 				d.Reason = "DNS lookup for DANE failed; not downgrading to MTA-STS (STS-DANE-3)"
 				return r.temp(ctx, &d, "DANE lookup failed")
 			}
@@ -640,7 +642,7 @@ func (r *Responder) answerSTS(ctx context.Context, st *domainState, z Zone, tlsr
 		}
 		// No answer at all (a failing store, ctx ended): defer, as
 		// mtasts.Cache.Get asks.
-		d.Err, d.Reason = "cache-error", err.Error()
+		d.Err, d.Reason = string(result.CacheError), err.Error()
 		return r.temp(ctx, d, "policy lookup failed")
 	}
 	if r.Touch != nil {
@@ -734,7 +736,7 @@ func errClass(err error) string {
 	if err == nil {
 		return ""
 	}
-	return mtasts.ResultType(err)
+	return string(mtasts.ResultType(err))
 }
 
 // checkMX compares an enforce policy with the live MX set and re-fetches it
