@@ -86,7 +86,8 @@ type tablePage struct {
 // tablePages returns the pages of the entries table, read from the file
 // format (sqlite.org/fileformat2.html §1.6): a WITHOUT ROWID table is an
 // index b-tree whose leaves (type 0x0a) and interior pages (0x02, each cell
-// after a 4-byte child pointer) hold 13-column records; the indexes' have 2.
+// after a 4-byte child pointer) hold 15-column records (13 before schema
+// version 3); the indexes' have 2.
 func tablePages(t *testing.T, path string) map[int]tablePage {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -130,7 +131,7 @@ func tablePages(t *testing.T, path string) map[int]tablePage {
 			at += k
 			cols++
 		}
-		if cols == 13 {
+		if cols == 13 || cols == 15 {
 			out[p] = tablePage{cells: cells, leaf: pg[0] == 0x0a}
 		}
 	}
