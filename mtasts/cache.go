@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mailsts/mailsts/tlsrpt/result"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
 )
@@ -496,7 +497,7 @@ func (c *Cache) fromCache(e *Entry, now time.Time) (Result, bool) {
 		}
 		r := entryResult(e, SourceCache)
 		if e.LastError != "" {
-			r.Source, r.Err, r.Failures = SourceStale, storedError(e.LastError), e.Failures
+			r.Source, r.Err, r.Failures = SourceStale, rememberedError(e), e.Failures
 		}
 		r.Until = c.nextCheck(e)
 		if exp := r.Expires; exp.Before(r.Until) {
@@ -505,7 +506,7 @@ func (c *Cache) fromCache(e *Entry, now time.Time) (Result, bool) {
 		return r, true
 	}
 	if now.Before(e.NoPolicyUntil) {
-		r := Result{Domain: e.Domain, Source: SourceNone, Err: storedError(e.LastError), Until: e.NoPolicyUntil}
+		r := Result{Domain: e.Domain, Source: SourceNone, Err: rememberedError(e), Until: e.NoPolicyUntil}
 		if r.Err != nil {
 			r.Failures = e.Failures
 		}
@@ -579,7 +580,7 @@ func (c *Cache) discover(ctx context.Context, d string, m mode, now time.Time) (
 	if !need {
 		// OPEN-4: an unchanged id does not extend the policy's life.
 		e.CheckedAt = now
-		e.LastError = ""
+		setLastError(e, nil)
 		if e.FailedID == "" {
 			// A streak of TXT-level failures ends here. A failing fetch
 			// of another id keeps its back-off (STS-FETCH-7).
@@ -594,7 +595,7 @@ func (c *Cache) discover(ctx context.Context, d string, m mode, now time.Time) (
 	if next, limited := c.rateLimited(e, id, now); limited {
 		// RFC 8461 §3.3: wait before fetching the same id again after a
 		// failure (STS-FETCH-7, STS-CACHE-8).
-		cause := storedError(e.LastError)
+		cause := rememberedError(e)
 		if cause == nil {
 			cause = ErrPolicyFetch
 		}
@@ -667,7 +668,7 @@ func (c *Cache) refreshWithoutRecord(ctx context.Context, log *slog.Logger, e *E
 	e.FailedID = ""
 	e.Failures++
 	e.FailedAt = now
-	e.LastError = lastError(txtErr)
+	setLastError(e, txtErr)
 	c.put(ctx, log, e)
 	log.LogAttrs(ctx, slog.LevelWarn, "mta-sts TXT lookup failed; cached policy refreshed over HTTPS regardless (RFC 8461 §10.2)",
 		slog.String("id", e.ID), slog.Any("policy", p), slog.Int("failures", e.Failures), slog.String("error", txtErr.Error()))
@@ -700,7 +701,7 @@ func (c *Cache) failed(ctx context.Context, log *slog.Logger, e *Entry, now time
 // count or the back-off, logs it, stores e and returns the answer.
 func (c *Cache) report(ctx context.Context, log *slog.Logger, e *Entry, now time.Time, err error) Result {
 	valid := e.Valid(now)
-	e.LastError = lastError(err)
+	setLastError(e, err)
 	lvl := slog.LevelDebug
 	if valid && e.Policy.Mode != ModeNone {
 		// RFC 8461 §10.2: alert on refresh failures, louder as expiry
@@ -751,18 +752,35 @@ func clip(s string) string {
 // failure was Temporary.
 const temporaryMark = "+temporary"
 
-// lastError is how err is kept in Entry.LastError:
-// "<result type>[+temporary]: <message>", clipped.
-func lastError(err error) string {
-	typ := ResultType(err)
-	if Temporary(err) {
-		typ += temporaryMark
+// setLastError records err (nil for none) as the last failure of e: its
+// class and temporariness as fields, and its text for operators.
+func setLastError(e *Entry, err error) {
+	if err == nil {
+		e.LastError, e.LastErrorType, e.LastErrorTemporary = "", "", false
+		return
 	}
-	return clip(typ + ": " + err.Error())
+	e.LastError, e.LastErrorType, e.LastErrorTemporary = lastError(err), ResultType(err), Temporary(err)
 }
 
-// cachedError is a failure remembered in Entry.LastError, brought back as
-// an error that matches the sentinel of the original failure and keeps its
+// lastError is how err is kept in Entry.LastError:
+// "<result type>[+temporary]: <message>", clipped. The prefix repeats
+// LastErrorType and LastErrorTemporary for operators (and for mailsts
+// versions that read only LastError, sharing a store).
+func lastError(err error) string {
+	return clip(lastErrorPrefix(ResultType(err), Temporary(err)) + err.Error())
+}
+
+// lastErrorPrefix is the start of a LastError written by lastError.
+func lastErrorPrefix(typ result.Type, temp bool) string {
+	s := string(typ)
+	if temp {
+		s += temporaryMark
+	}
+	return s + ": "
+}
+
+// cachedError is a failure remembered in an Entry, brought back as an error
+// that matches the sentinel of the original failure and keeps its
 // temporariness (see Temporary and Remembered).
 type cachedError struct {
 	msg      string
@@ -774,8 +792,34 @@ func (e *cachedError) Error() string   { return e.msg + " (remembered from an ea
 func (e *cachedError) Unwrap() error   { return e.sentinel }
 func (e *cachedError) temporary() bool { return e.temp }
 
+// rememberedError rebuilds the last failure of e from its class and
+// temporariness fields. It returns nil when e records no failure.
+func rememberedError(e *Entry) error {
+	if e.LastErrorType == "" {
+		return storedError(e.LastError)
+	}
+	// The prefix only repeats the fields; cut it for the message.
+	msg, ok := strings.CutPrefix(e.LastError, lastErrorPrefix(e.LastErrorType, e.LastErrorTemporary))
+	if !ok {
+		msg = e.LastError
+	}
+	sentinel := classSentinel(e.LastErrorType, msg)
+	if sentinel == nil {
+		// A class without a sentinel (result.ValidationFailure, a class
+		// of a later version): an opaque remembered failure, as
+		// storedError makes of it.
+		return &cachedError{msg: e.LastError}
+	}
+	return &cachedError{msg: msg, sentinel: sentinel, temp: e.LastErrorTemporary}
+}
+
 // storedError rebuilds an error from an Entry.LastError written by
-// lastError. It returns nil for "".
+// lastError, for entries without LastErrorType. It returns nil for "".
+//
+// Legacy: this reads the class from the text, for entries stored before
+// Entry had LastErrorType and LastErrorTemporary (and for Stores that do
+// not keep them). The Cache writes the fields with every failure, so an
+// entry takes this path until its next failure or success.
 func storedError(s string) error {
 	if s == "" {
 		return nil
@@ -785,25 +829,37 @@ func storedError(s string) error {
 		return &cachedError{msg: s}
 	}
 	typ, temp := strings.CutSuffix(typ, temporaryMark)
-	var sentinel error
+	sentinel := classSentinel(result.Type(typ), msg)
+	if sentinel == nil {
+		return &cachedError{msg: s}
+	}
+	return &cachedError{msg: msg, sentinel: sentinel, temp: temp}
+}
+
+// classSentinel returns the sentinel error of class typ, the inverse of
+// ResultType, or nil for a class without one. result.NoPolicy stands for
+// three sentinels; which one msg (the remembered error's text) wraps is
+// the one distinction still read from text, since the class has no room
+// for it: it only refines errors.Is, never ResultType, Temporary or
+// Remembered.
+func classSentinel(typ result.Type, msg string) error {
 	switch typ {
 	case ResultWebPKIInvalid:
-		sentinel = ErrPolicyCertificate
+		return ErrPolicyCertificate
 	case ResultPolicyInvalid:
-		sentinel = ErrPolicySyntax
+		return ErrPolicySyntax
 	case ResultFetchError:
-		sentinel = ErrPolicyFetch
-	case "dns-error":
-		sentinel = ErrDNS
-	case "no-policy":
-		sentinel = ErrNoRecord
+		return ErrPolicyFetch
+	case result.DNSError:
+		return ErrDNS
+	case result.NoPolicy:
+		sentinel := ErrNoRecord
 		for _, s := range []error{ErrMultipleRecords, ErrRecordSyntax} {
 			if strings.Contains(msg, s.Error()) {
 				sentinel = s
 			}
 		}
-	default:
-		return &cachedError{msg: s}
+		return sentinel
 	}
-	return &cachedError{msg: msg, sentinel: sentinel, temp: temp}
+	return nil
 }

@@ -930,7 +930,7 @@ func TestStoredError(t *testing.T) {
 		fmt.Errorf("_mta-sts.x: %w: 2 records", ErrMultipleRecords),
 		fmt.Errorf("%w: missing id", ErrRecordSyntax),
 	} {
-		s := clip(ResultType(err) + ": " + err.Error())
+		s := clip(string(ResultType(err)) + ": " + err.Error())
 		got := storedError(s)
 		if ResultType(got) != ResultType(err) {
 			t.Errorf("%v: ResultType %q, want %q", err, ResultType(got), ResultType(err))
@@ -966,7 +966,7 @@ func FuzzStoredError(f *testing.F) {
 			t.Errorf("message %q lost in %q", msg, err)
 		}
 		// Round trip: writing the rebuilt error again gives the same class.
-		again := storedError(clip(ResultType(err) + ": " + err.Error()))
+		again := storedError(clip(string(ResultType(err)) + ": " + err.Error()))
 		if ResultType(again) != ResultType(err) {
 			t.Errorf("class changed: %q -> %q", ResultType(err), ResultType(again))
 		}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/mailsts/mailsts/dnsresolve"
+	"github.com/mailsts/mailsts/tlsrpt/result"
 )
 
 // STS-TXT-7, STS-TXT-13, STS-TXT-1: record selection and error classes
@@ -135,7 +136,7 @@ func TestResultType_NetworkErrors(t *testing.T) {
 	cases := []struct {
 		name string
 		prep func(env *netEnv)
-		want string
+		want result.Type
 	}{
 		{"ok", func(*netEnv) {}, ""},
 		{"no record", func(env *netEnv) { env.dns.SetTXT("_mta-sts." + testDomain) }, "no-policy"},

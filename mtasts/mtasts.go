@@ -74,6 +74,8 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+
+	"github.com/mailsts/mailsts/tlsrpt/result"
 )
 
 // Version is the only defined value of the TXT "v" field and the policy
@@ -160,18 +162,26 @@ var (
 	ErrPolicySyntax = errors.New("mtasts: invalid policy")
 )
 
-// RFC 8460 §4.3 result types for MTA-STS policy discovery failures.
+// RFC 8460 §4.3 result types for MTA-STS policy discovery failures
+// (RPT-RES-9..11), as [result.Type] values.
 const (
-	ResultFetchError    = "sts-policy-fetch-error"
-	ResultPolicyInvalid = "sts-policy-invalid"
-	ResultWebPKIInvalid = "sts-webpki-invalid"
+	ResultFetchError    = result.STSPolicyFetchError
+	ResultPolicyInvalid = result.STSPolicyInvalid
+	ResultWebPKIInvalid = result.STSWebPKIInvalid
 )
 
-// ResultType maps an error from this package to its RFC 8460 result type
-// ("sts-policy-fetch-error", "sts-policy-invalid", "sts-webpki-invalid"), or
-// to "dns-error" for ErrDNS and "no-policy" for the no-usable-record errors.
-// It returns "" for a nil error and "validation-failure" for anything else.
-func ResultType(err error) string {
+// ResultType classifies an error from this package: its RFC 8460 result
+// type ([result.STSWebPKIInvalid], [result.STSPolicyInvalid],
+// [result.STSPolicyFetchError]), or the local class [result.DNSError] for
+// ErrDNS and [result.NoPolicy] for the no-usable-record errors. It returns
+// "" for a nil error and [result.ValidationFailure] for anything else.
+// Errors a [Cache] brings back from its Store keep their class.
+//
+// It returns the typed [result.Type] rather than a string so that one
+// function and one vocabulary serve every caller: comparisons with the
+// constants (or with string literals) read as before, and a caller that
+// needs a plain string (a JSON field, a metrics label) converts once.
+func ResultType(err error) result.Type {
 	switch {
 	case err == nil:
 		return ""
@@ -182,10 +192,10 @@ func ResultType(err error) string {
 	case errors.Is(err, ErrPolicyFetch):
 		return ResultFetchError
 	case errors.Is(err, ErrDNS):
-		return "dns-error"
+		return result.DNSError
 	case errors.Is(err, ErrNoRecord), errors.Is(err, ErrMultipleRecords), errors.Is(err, ErrRecordSyntax):
-		return "no-policy"
+		return result.NoPolicy
 	default:
-		return "validation-failure"
+		return result.ValidationFailure
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/mailsts/mailsts/tlsrpt/result"
 )
 
 // recordCase is one row of the TXT record table. A row with an empty wantID
@@ -225,7 +227,7 @@ func TestSelectRecord(t *testing.T) {
 				if !errors.Is(err, tc.wantErr) || r != nil {
 					t.Fatalf("SelectRecord(%q) = %+v, %v; want error %v", tc.txts, r, err, tc.wantErr)
 				}
-				if got, want := ResultType(err), "no-policy"; got != want {
+				if got, want := ResultType(err), result.NoPolicy; got != want || want != "no-policy" {
 					t.Fatalf("ResultType(%v) = %q, want %q", err, got, want)
 				}
 				return

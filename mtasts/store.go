@@ -3,6 +3,8 @@ package mtasts
 import (
 	"context"
 	"time"
+
+	"github.com/mailsts/mailsts/tlsrpt/result"
 )
 
 // Entry is what a [Cache] keeps per policy domain: the last policy that was
@@ -38,6 +40,16 @@ type Entry struct {
 	// LastError is the RFC 8460 result type (or "dns-error") and message of
 	// the last failed attempt, for operators; empty after a success.
 	LastError string
+	// LastErrorType is the class of the last failed attempt ([ResultType]
+	// of its error), and LastErrorTemporary whether it was [Temporary];
+	// both zero after a success. The Cache brings a remembered failure
+	// back from these fields, not from LastError's text.
+	//
+	// Legacy: entries written before these fields existed (and Stores that
+	// do not keep them) have only LastError; for those the Cache reads the
+	// class from LastError's "<type>[+temporary]: " prefix.
+	LastErrorType      result.Type
+	LastErrorTemporary bool
 
 	// LastUsed is when the entry last answered a query, for eviction of
 	// entries unused for a long time. Stores may keep it coarse.

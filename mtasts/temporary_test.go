@@ -71,3 +71,55 @@ func TestTemporary(t *testing.T) {
 		t.Error("Remembered(fresh error) = true")
 	}
 }
+
+// A remembered failure's class and temporariness come from the Entry's
+// fields, not from its text; entries with only the text (written before
+// the fields existed) still classify through the legacy reading.
+func TestRememberedErrorFields(t *testing.T) {
+	t.Parallel()
+	for _, orig := range []error{
+		fmt.Errorf("%w: x", ErrPolicyCertificate),
+		markTemporary(fmt.Errorf("%w: refused", ErrPolicyFetch)),
+		fmt.Errorf("%w: 404", ErrPolicyFetch),
+		&SyntaxError{Line: 2, Msg: "bad"},
+		fmt.Errorf("%w: SERVFAIL", ErrDNS),
+		ErrNoRecord,
+		fmt.Errorf("_mta-sts.x: %w: 2 records", ErrMultipleRecords),
+	} {
+		var e Entry
+		setLastError(&e, orig)
+		if e.LastErrorType != ResultType(orig) || e.LastErrorTemporary != Temporary(orig) || e.LastError != lastError(orig) {
+			t.Errorf("%v: fields %q %v %q", orig, e.LastErrorType, e.LastErrorTemporary, e.LastError)
+		}
+		back := rememberedError(&e)
+		if ResultType(back) != ResultType(orig) || Temporary(back) != Temporary(orig) || !Remembered(back) ||
+			back.Error() != orig.Error()+" (remembered from an earlier attempt)" {
+			t.Errorf("%v: back %q: ResultType %q, Temporary %v, Remembered %v", orig, back, ResultType(back), Temporary(back), Remembered(back))
+		}
+		for _, sentinel := range []error{ErrNoRecord, ErrMultipleRecords, ErrRecordSyntax, ErrDNS, ErrPolicyFetch, ErrPolicyCertificate, ErrPolicySyntax} {
+			if errors.Is(orig, sentinel) != errors.Is(back, sentinel) {
+				t.Errorf("%v: errors.Is(%v) differs after the round trip (%v)", orig, sentinel, back)
+			}
+		}
+
+		// The text does not decide: a message that reads like another
+		// class keeps the stored one.
+		lie := e
+		lie.LastError = "dns-error+temporary: mtasts: DNS lookup failed"
+		if back := rememberedError(&lie); ResultType(back) != ResultType(orig) || Temporary(back) != Temporary(orig) || !Remembered(back) {
+			t.Errorf("%v: with text %q: ResultType %q, Temporary %v", orig, lie.LastError, ResultType(back), Temporary(back))
+		}
+
+		// Legacy: an entry with the text only.
+		legacy := Entry{LastError: e.LastError}
+		if back := rememberedError(&legacy); ResultType(back) != ResultType(orig) || Temporary(back) != Temporary(orig) || !Remembered(back) {
+			t.Errorf("%v: legacy %q: ResultType %q, Temporary %v", orig, legacy.LastError, ResultType(back), Temporary(back))
+		}
+	}
+	var e Entry
+	setLastError(&e, ErrDNS)
+	setLastError(&e, nil)
+	if e != (Entry{}) || rememberedError(&e) != nil {
+		t.Errorf("cleared entry %+v", e)
+	}
+}

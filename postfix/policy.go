@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/mailsts/mailsts/tlsrpt/result"
 )
 
 // ErrPolicySyntax is returned by [TLSPolicy.Validate] and [ParseTLSPolicy]
@@ -134,7 +136,8 @@ func (p TLSPolicy) Validate() error {
 		return fmt.Errorf("%w: policy_domain %q is not a host name", ErrPolicySyntax, p.PolicyDomain)
 	}
 	switch p.PolicyFailure {
-	case "", "sts-policy-fetch-error", "sts-policy-invalid", "sts-webpki-invalid", "validation-failure":
+	case "", string(result.STSPolicyFetchError), string(result.STSPolicyInvalid), string(result.STSWebPKIInvalid),
+		string(result.ValidationFailure):
 	default:
 		return fmt.Errorf("%w: unknown policy_failure %q", ErrPolicySyntax, p.PolicyFailure)
 	}

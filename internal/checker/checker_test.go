@@ -189,7 +189,7 @@ func TestScenarios(t *testing.T) {
 					t.Errorf("missing %s %s %s\n%s", w.sev, w.id, w.host, dump(r))
 				}
 			}
-			if want := strings.TrimPrefix(tc.result, resultUsable); tc.result != "" && r.STS.Result != want {
+			if want := strings.TrimPrefix(tc.result, resultUsable); tc.result != "" && string(r.STS.Result) != want {
 				t.Errorf("sts.result %q, want %q", r.STS.Result, want)
 			}
 			for _, id := range tc.absent {

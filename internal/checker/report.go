@@ -3,6 +3,8 @@ package checker
 import (
 	"log/slog"
 	"time"
+
+	"github.com/mailsts/mailsts/tlsrpt/result"
 )
 
 // SchemaVersion is the version of the JSON form of Report. It changes only
@@ -81,9 +83,9 @@ type STSSummary struct {
 	MX     []string `json:"mx_patterns,omitempty"`
 	MaxAge int64    `json:"max_age,omitempty"`
 	// Result is "" when a usable policy was found, otherwise the RFC 8460
-	// result type of the failure ("sts-policy-fetch-error", …) or
-	// "no-policy" / "dns-error".
-	Result string `json:"result,omitempty"`
+	// result type of the failure ([result.STSPolicyFetchError], …) or the
+	// local class [result.NoPolicy] or [result.DNSError].
+	Result result.Type `json:"result,omitempty"`
 }
 
 // FetchSummary describes the policy fetch.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mailsts/mailsts/dnsresolve"
 	"github.com/mailsts/mailsts/mtasts"
+	"github.com/mailsts/mailsts/tlsrpt/result"
 )
 
 // stsState is what the MTA-STS part of a check learned.
@@ -34,11 +35,11 @@ func (c *Checker) checkSTS(ctx context.Context, d string) (st stsState) {
 	txts, ans, err := c.dns.LookupTXT(ctx, name)
 	switch {
 	case errors.Is(err, dnsresolve.ErrNotFound):
-		st.summary.Result = "no-policy"
+		st.summary.Result = result.NoPolicy
 		st.record.add("sts.record.missing", SeverityWarn, "", "no TXT record at "+name+": the domain has no MTA-STS policy, so senders use opportunistic TLS")
 		return st
 	case err != nil:
-		st.summary.Result = "dns-error"
+		st.summary.Result = result.DNSError
 		st.record.add("sts.record.dns-error", SeverityFail, "", "the TXT lookup of "+name+" failed: "+err.Error()+"; senders cannot discover the policy")
 		return st
 	}
@@ -61,14 +62,14 @@ func (c *Checker) checkSTS(ctx context.Context, d string) (st stsState) {
 	recordOK := false
 	switch {
 	case errors.Is(err, mtasts.ErrNoRecord):
-		st.summary.Result = "no-policy"
+		st.summary.Result = result.NoPolicy
 		st.record.add("sts.record.missing", SeverityWarn, "", fmt.Sprintf("none of the %d TXT records at %s begins with v=STSv1: the domain has no MTA-STS policy", len(txts), name))
 		return st
 	case errors.Is(err, mtasts.ErrMultipleRecords):
-		st.summary.Result = "no-policy"
+		st.summary.Result = result.NoPolicy
 		st.record.add("sts.record.multiple", SeverityFail, "", fmt.Sprintf("%d TXT records at %s begin with v=STSv1 (%s); senders then ignore MTA-STS (RFC 8461 §3.1)", len(candidates), name, quoteList(candidates)))
 	case err != nil:
-		st.summary.Result = "no-policy"
+		st.summary.Result = result.NoPolicy
 		st.summary.Record = candidates[0]
 		msg := fmt.Sprintf("the record %q is invalid: %v; senders ignore it (RFC 8461 §3.1)", clip(candidates[0]), err)
 		if id := lenientID(candidates[0]); id != "" {

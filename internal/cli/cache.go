@@ -22,6 +22,7 @@ import (
 	"github.com/mailsts/mailsts/internal/policyd"
 	"github.com/mailsts/mailsts/internal/stscache"
 	"github.com/mailsts/mailsts/mtasts"
+	"github.com/mailsts/mailsts/tlsrpt/result"
 )
 
 var cacheCommand = command{
@@ -429,7 +430,7 @@ func cacheWarm(ctx context.Context, env Env, cfg *policyd.Config, s mtasts.Store
 				report("%s: %v\n", d, err)
 			case res.Policy != nil:
 				found.Add(1)
-			case res.Err != nil && mtasts.ResultType(res.Err) != "no-policy":
+			case res.Err != nil && mtasts.ResultType(res.Err) != result.NoPolicy:
 				failed.Add(1)
 				report("%s: %s\n", d, res.Err)
 			default:

@@ -286,7 +286,7 @@ func writeCheckText(w io.Writer, r *checker.Report, color bool) {
 		if r.STS.Result != "" {
 			// The body parsed, but senders do not use it (bad record,
 			// fetch or, with --strict, lenient-only syntax).
-			fmt.Fprintf(w, "  not applied by senders: %s\n", termSafe(r.STS.Result))
+			fmt.Fprintf(w, "  not applied by senders: %s\n", termSafe(string(r.STS.Result)))
 		}
 	}
 	for _, g := range checker.Groups() {

@@ -13,6 +13,7 @@ import (
 	"github.com/mailsts/mailsts/internal/checker"
 	"github.com/mailsts/mailsts/internal/policyd"
 	"github.com/mailsts/mailsts/mtasts"
+	"github.com/mailsts/mailsts/tlsrpt/result"
 )
 
 var resolveCommand = command{
@@ -59,8 +60,10 @@ type resolveOutput struct {
 	Mode   string   `json:"mode"`
 	MX     []string `json:"mx"`
 	MaxAge int64    `json:"max_age"`
-	Error  string   `json:"error"`
-	Detail string   `json:"detail"`
+	// Error is the class of the discovery failure (mtasts.ResultType,
+	// never result.ValidationFailure), "" on success.
+	Error  result.Type `json:"error"`
+	Detail string      `json:"detail"`
 	// PolicyURL is where the policy was (or would be) fetched from.
 	PolicyURL string `json:"policy_url,omitempty"`
 	// Policyd is what the policy daemon would answer (--explain).
@@ -241,7 +244,7 @@ func runResolve(ctx context.Context, env Env, args []string) int {
 	if checker.IsIPLiteral(fs.Arg(0)) {
 		// STS-SEL-4: no MTA-STS for address literals; policyd answers
 		// NOTFOUND for them without a lookup, and so does this.
-		out := resolveOutput{Domain: fs.Arg(0), MX: []string{}, Error: "no-policy", Detail: checker.ErrIPLiteral.Error()}
+		out := resolveOutput{Domain: fs.Arg(0), MX: []string{}, Error: result.NoPolicy, Detail: checker.ErrIPLiteral.Error()}
 		if *asJSON {
 			enc := json.NewEncoder(env.Stdout)
 			enc.SetIndent("", "  ")
@@ -286,7 +289,7 @@ func runResolve(ctx context.Context, env Env, args []string) int {
 	switch {
 	case out.Error == "":
 		return ExitOK
-	case out.Error == "no-policy":
+	case out.Error == result.NoPolicy:
 		return ExitFailure
 	default:
 		return ExitError
@@ -302,10 +305,10 @@ func resolveResult(domain string, rec *mtasts.Record, pol *mtasts.Policy, err er
 	if err != nil {
 		out.Error = mtasts.ResultType(err)
 		out.Detail = err.Error()
-		if out.Error == "validation-failure" {
+		if out.Error == result.ValidationFailure {
 			// Not a discovery error class: the lookup itself broke (for
 			// example the time limit ran out before DNS answered).
-			out.Error = "dns-error"
+			out.Error = result.DNSError
 		}
 		return out
 	}
@@ -334,7 +337,7 @@ func writeResolveText(w io.Writer, out resolveOutput, input string) {
 		out.MX[i] = termSafe(out.MX[i])
 	}
 	switch {
-	case out.Error == "no-policy":
+	case out.Error == result.NoPolicy:
 		fmt.Fprintf(w, "%s: no MTA-STS policy.\n  %s\n  Senders deliver with opportunistic TLS (RFC 8461 §3.1); a sender that cached an unexpired policy keeps applying it.\n", name, out.Detail)
 	case out.Error != "":
 		fmt.Fprintf(w, "%s: MTA-STS policy could not be obtained (%s).\n  %s\n  Senders with no cached policy deliver as if there were none (RFC 8461 §3.3); senders with one keep applying it.\n", name, out.Error, out.Detail)

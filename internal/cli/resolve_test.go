@@ -98,7 +98,7 @@ func TestResolveScenarios(t *testing.T) {
 			if err := json.Unmarshal([]byte(stdout), &out); err != nil {
 				t.Fatalf("output is not JSON: %v\n%s", err, stdout)
 			}
-			if out.Domain != c.domain || out.Error != c.errCat {
+			if out.Domain != c.domain || string(out.Error) != c.errCat {
 				t.Errorf("domain %q error %q, want %q %q (detail %q)", out.Domain, out.Error, c.domain, c.errCat, out.Detail)
 			}
 			if c.mode != "" && out.Mode != c.mode {

@@ -205,7 +205,7 @@ func (m *Metrics) Fetched(_ string, elapsed time.Duration, err error) {
 		m.fetches.WithLabelValues("ok").Inc()
 		return
 	}
-	m.fetches.WithLabelValues(mtasts.ResultType(err)).Inc()
+	m.fetches.WithLabelValues(string(mtasts.ResultType(err))).Inc()
 }
 
 // CacheOpened records the policy cache store policyd opened: whether it

@@ -12,6 +12,7 @@ import (
 	"github.com/mailsts/mailsts/dnsresolve"
 	"github.com/mailsts/mailsts/mtasts"
 	"github.com/mailsts/mailsts/postfix"
+	"github.com/mailsts/mailsts/tlsrpt/result"
 )
 
 // Answer decides the reply to a lookup of key in map zone (see Responder).
@@ -109,7 +110,7 @@ func (r *Responder) answer(ctx context.Context, zone, key string, now time.Time,
 			case DANETemp:
 				// STS-DANE-3: never downgrade to MTA-STS on a failed
 				// DNSSEC lookup.
-				d.Source, d.Err = "dane", "dns-error"
+				d.Source, d.Err = "dane", string(result.DNSError)
 				d.Reason = "DNS lookup for DANE failed; not downgrading to MTA-STS (STS-DANE-3)"
 				return r.temp(ctx, &d, "DANE lookup failed")
 			}
@@ -240,7 +241,7 @@ func (r *Responder) answerSTS(ctx context.Context, st *domainState, z Zone, tlsr
 		}
 		// No answer at all (a failing store, ctx ended): defer, as
 		// mtasts.Cache.Get asks.
-		d.Err, d.Reason = "cache-error", err.Error()
+		d.Err, d.Reason = string(result.CacheError), err.Error()
 		return r.temp(ctx, d, "policy lookup failed")
 	}
 	if r.Touch != nil {

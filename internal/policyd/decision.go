@@ -57,7 +57,8 @@ type Decision struct {
 	// Override is the override's reason when one decided.
 	Override string
 	// Err is the class of the discovery error: an RFC 8460 result type,
-	// "dns-error", "no-policy", "cache-error" or "".
+	// a local class of package result ("dns-error", "no-policy",
+	// "cache-error"), "policy-render" or "".
 	Err string
 	// Reason says why, in one line for people.
 	Reason string
@@ -91,5 +92,5 @@ func errClass(err error) string {
 	if err == nil {
 		return ""
 	}
-	return mtasts.ResultType(err)
+	return string(mtasts.ResultType(err))
 }

@@ -163,7 +163,7 @@ func BenchmarkSQLiteLoad100k(b *testing.B) {
 		pj := encodePolicy(e.Policy)
 		_, err := put.ExecContext(ctx, e.Domain, mustJSON(b, pj), string(e.Policy.Mode), e.Expires().UnixMilli(), e.ID,
 			nullMS(e.FetchedAt), nullMS(e.CheckedAt), nullMS(e.NoPolicyUntil), e.FailedID, nullMS(e.FailedAt),
-			e.Failures, e.LastError, nullMS(e.LastUsed))
+			e.Failures, e.LastError, nullMS(e.LastUsed), string(e.LastErrorType), boolInt(e.LastErrorTemporary))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mailsts/mailsts/mtasts"
+	"github.com/mailsts/mailsts/tlsrpt/result"
 )
 
 // ErrCorruptEntry means a stored entry could not be decoded (a truncated
@@ -134,7 +135,13 @@ type entryJSON struct {
 	FailedAt      msTime      `json:"failed_at"`
 	Failures      int         `json:"failures,omitempty"`
 	LastError     string      `json:"last_error,omitempty"`
-	LastUsed      msTime      `json:"last_used"`
+	// LastErrorType and LastErrorTemporary were added after the first
+	// release: values written before have neither (they decode as zero,
+	// and mtasts reads the class from LastError's text, its legacy path).
+	// omitempty keeps entries without a failure as they were.
+	LastErrorType      string `json:"last_error_type,omitempty"`
+	LastErrorTemporary bool   `json:"last_error_temporary,omitempty"`
+	LastUsed           msTime `json:"last_used"`
 }
 
 // encodeEntry returns the JSON form of e. Times keep millisecond precision.
@@ -151,6 +158,9 @@ func encodeEntry(e *mtasts.Entry) ([]byte, error) {
 		Failures:      e.Failures,
 		LastError:     e.LastError,
 		LastUsed:      msTime(e.LastUsed),
+
+		LastErrorType:      string(e.LastErrorType),
+		LastErrorTemporary: e.LastErrorTemporary,
 	}
 	return json.Marshal(&ej)
 }
@@ -187,6 +197,9 @@ func decodeEntry(b []byte) (*mtasts.Entry, error) {
 		Failures:      ej.Failures,
 		LastError:     ej.LastError,
 		LastUsed:      time.Time(ej.LastUsed),
+
+		LastErrorType:      result.Type(ej.LastErrorType),
+		LastErrorTemporary: ej.LastErrorTemporary,
 	}, nil
 }
 

@@ -1,9 +1,13 @@
 package stscache
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/mailsts/mailsts/mtasts"
+	"github.com/mailsts/mailsts/tlsrpt/result"
 )
 
 func TestEntryJSONRoundTrip(t *testing.T) { // STS-CACHE-1
@@ -20,6 +24,36 @@ func TestEntryJSONRoundTrip(t *testing.T) { // STS-CACHE-1
 		if d := EntryDiff(got, want); d != "" {
 			t.Errorf("%s: %s", want.Domain, d)
 		}
+	}
+}
+
+// A value written before the failure's class and temporariness were
+// fields decodes with the text only (mtasts reads the class from it, its
+// legacy path); a value without a failure encodes as it did.
+func TestEntryJSONLegacy(t *testing.T) { // STS-CACHE-1
+	t.Parallel()
+	old := `{"domain":"a.example","policy":null,"fetched_at":null,"checked_at":null,"no_policy_until":4102444800000,` +
+		`"failed_at":1735689600000,"failures":1,"last_error":"dns-error+temporary: SERVFAIL","last_used":null}`
+	e, err := decodeEntry([]byte(old))
+	if err != nil || e.LastError != "dns-error+temporary: SERVFAIL" || e.LastErrorType != "" || e.LastErrorTemporary || e.Failures != 1 {
+		t.Fatalf("decode old value: %+v, %v", e, err)
+	}
+	s := &Memory{}
+	if err := s.Put(context.Background(), e); err != nil {
+		t.Fatal(err)
+	}
+	r, err := (&mtasts.Cache{Store: s}).Get(context.Background(), "a.example")
+	if err != nil || mtasts.ResultType(r.Err) != result.DNSError || !mtasts.Temporary(r.Err) || !mtasts.Remembered(r.Err) {
+		t.Errorf("old value through the cache: %+v, %v", r, err)
+	}
+
+	ok := `{"domain":"a.example","policy":null,"fetched_at":null,"checked_at":1735689600000,"no_policy_until":4102444800000,"failed_at":null,"last_used":null}`
+	e, err = decodeEntry([]byte(ok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := encodeEntry(e); err != nil || string(b) != ok {
+		t.Errorf("re-encoded %s, %v; want %s", b, err, ok)
 	}
 }
 

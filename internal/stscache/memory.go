@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mailsts/mailsts/mtasts"
+	"github.com/mailsts/mailsts/tlsrpt/result"
 )
 
 // Memory is an in-memory [mtasts.Store]: a map guarded by a read-write
@@ -72,17 +73,22 @@ type item struct {
 	rare     *itemRare    // nil for most entries
 	idLen    uint16       // text[:idLen] is the ID
 	locs     uint8
-	dirty    atomic.Bool // lastUsed moved since Back last saw it (Tiered)
+	// lastErr is LastErrorType and LastErrorTemporary (see packFailure).
+	// Unused when rare.
+	lastErr uint8
+	dirty   atomic.Bool // lastUsed moved since Back last saw it (Tiered)
 }
 
 // itemRare holds the parts of an entry most entries do not have. When an
 // item has one, its ID and LastError are here, not in item.text.
 type itemRare struct {
-	id        string
-	lastError string
-	failedID  string
-	failedAt  time.Time
-	failures  int
+	id            string
+	lastError     string
+	lastErrorType result.Type
+	lastErrorTemp bool
+	failedID      string
+	failedAt      time.Time
+	failures      int
 	// times, when set, are FetchedAt, CheckedAt and NoPolicyUntil as given,
 	// for entries with a time compactTime cannot hold exactly.
 	times *[3]time.Time
@@ -154,9 +160,11 @@ func (m *Memory) newItem(e *mtasts.Entry, loadedAt int64) *item {
 			it.locs |= 1 << i
 		}
 	}
-	if exact || e.FailedID != "" || !e.FailedAt.IsZero() || e.Failures != 0 || len(e.ID) > math.MaxUint16 {
+	lastErr, packed := packFailure(e.LastErrorType, e.LastErrorTemporary)
+	if exact || e.FailedID != "" || !e.FailedAt.IsZero() || e.Failures != 0 || len(e.ID) > math.MaxUint16 || !packed {
 		it.rare = &itemRare{
 			id: strings.Clone(e.ID), lastError: e.LastError,
+			lastErrorType: e.LastErrorType, lastErrorTemp: e.LastErrorTemporary,
 			failedID: e.FailedID, failedAt: e.FailedAt, failures: e.Failures,
 		}
 		if exact {
@@ -171,7 +179,42 @@ func (m *Memory) newItem(e *mtasts.Entry, loadedAt int64) *item {
 		it.text = strings.Clone(e.ID)
 	}
 	it.idLen = uint16(len(e.ID))
+	it.lastErr = lastErr
 	return it
+}
+
+// failureClasses are the classes item.lastErr can hold: the result types
+// and local classes mtasts.ResultType returns. Append only within a
+// process; the numbers are never stored.
+var failureClasses = append(result.Types(), result.Locals()...)
+
+// tempBit marks a temporary failure in item.lastErr.
+const tempBit = 0x80
+
+// packFailure returns LastErrorType and LastErrorTemporary in one byte:
+// the class's index in failureClasses plus one (0 for none), with tempBit
+// for a temporary failure. ok is false for a class outside the table,
+// which an item keeps in rare.
+func packFailure(typ result.Type, temp bool) (b uint8, ok bool) {
+	if temp {
+		b = tempBit
+	}
+	if typ == "" {
+		return b, true
+	}
+	i := slices.Index(failureClasses, typ)
+	if i < 0 || i+1 >= tempBit {
+		return 0, false
+	}
+	return b | uint8(i+1), true
+}
+
+// unpackFailure is the inverse of packFailure.
+func unpackFailure(b uint8) (typ result.Type, temp bool) {
+	if i := int(b &^ tempBit); i > 0 {
+		typ = failureClasses[i-1]
+	}
+	return typ, b&tempBit != 0
 }
 
 // id returns the entry's ID.
@@ -212,6 +255,9 @@ func (it *item) entry(domain string) *mtasts.Entry {
 	}
 	if r := it.rare; r != nil {
 		e.FailedID, e.FailedAt, e.Failures = r.failedID, r.failedAt, r.failures
+		e.LastErrorType, e.LastErrorTemporary = r.lastErrorType, r.lastErrorTemp
+	} else {
+		e.LastErrorType, e.LastErrorTemporary = unpackFailure(it.lastErr)
 	}
 	return e
 }

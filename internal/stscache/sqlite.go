@@ -13,6 +13,7 @@ import (
 
 	"github.com/mailsts/mailsts/internal/sqlitedb"
 	"github.com/mailsts/mailsts/mtasts"
+	"github.com/mailsts/mailsts/tlsrpt/result"
 )
 
 // ErrSchemaTooNew is returned by OpenSQLite when the file was written by a
@@ -56,6 +57,13 @@ var migrations = []string{
 		domain TEXT,
 		at     INTEGER NOT NULL
 	) STRICT;`,
+
+	// Version 3: the class and temporariness of the last failure
+	// (mtasts.Entry.LastErrorType, LastErrorTemporary). Rows written
+	// before get '' and 0, which mtasts reads as "class in last_error's
+	// text" (its legacy path).
+	`ALTER TABLE entries ADD COLUMN last_error_type TEXT NOT NULL DEFAULT '';
+	ALTER TABLE entries ADD COLUMN last_error_temporary INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // SQLite is an [mtasts.Store] in one SQLite file, so the policy cache
@@ -189,7 +197,7 @@ func openSQLite(ctx context.Context, path string, logger *slog.Logger, check boo
 		return nil, fmt.Errorf("stscache: prepare: %w", err)
 	}
 	if s.put, err = s.wdb.PrepareContext(ctx, `INSERT OR REPLACE INTO entries (`+entryColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`); err != nil {
+		VALUES `+entryValues); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("stscache: prepare: %w", err)
 	}
@@ -201,7 +209,18 @@ func openSQLite(ctx context.Context, path string, logger *slog.Logger, check boo
 var sqliteOptions = sqlitedb.Options{BusyTimeout: sqliteBusyTimeout, Synchronous: "NORMAL"}
 
 const entryColumns = `domain, policy, mode, expires_at, policy_id, fetched_at, checked_at,
-	no_policy_until, failed_id, failed_at, failures, last_error, last_used`
+	no_policy_until, failed_id, failed_at, failures, last_error, last_used,
+	last_error_type, last_error_temporary`
+
+// entryColumnsV2 reads the rows of a file at schema version 2 (before
+// migration 3) like entryColumns: salvage may find a damaged file that was
+// never migrated.
+const entryColumnsV2 = `domain, policy, mode, expires_at, policy_id, fetched_at, checked_at,
+	no_policy_until, failed_id, failed_at, failures, last_error, last_used,
+	'' AS last_error_type, 0 AS last_error_temporary`
+
+// entryValues is the VALUES list for entryColumns.
+const entryValues = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 // migrate brings the schema to len(migrations), one step per transaction.
 func (s *SQLite) migrate(ctx context.Context) error {
@@ -297,9 +316,12 @@ func scanEntry(sc scanner) (*mtasts.Entry, error) {
 		expires, fetched, checked, noPol, failed sql.NullInt64
 		lastUsed                                 sql.NullInt64
 		failures                                 int64
+		lastErrorType                            string
+		lastErrorTemp                            int64
 	)
 	err := sc.Scan(&e.Domain, &policy, &mode, &expires, &e.ID, &fetched, &checked,
-		&noPol, &e.FailedID, &failed, &failures, &e.LastError, &lastUsed)
+		&noPol, &e.FailedID, &failed, &failures, &e.LastError, &lastUsed,
+		&lastErrorType, &lastErrorTemp)
 	if err != nil {
 		return nil, err
 	}
@@ -319,6 +341,7 @@ func scanEntry(sc scanner) (*mtasts.Entry, error) {
 		return nil, fmt.Errorf("%w: %s: failures %d", ErrCorruptEntry, e.Domain, failures)
 	}
 	e.Failures = int(failures)
+	e.LastErrorType, e.LastErrorTemporary = result.Type(lastErrorType), lastErrorTemp != 0
 	e.FetchedAt = msOrZero(fetched)
 	e.CheckedAt = msOrZero(checked)
 	e.NoPolicyUntil = msOrZero(noPol)
@@ -402,7 +425,16 @@ func entryArgs(e *mtasts.Entry) ([]any, error) {
 	}
 	return []any{e.Domain, policy, mode, expires, e.ID,
 		nullMS(e.FetchedAt), nullMS(e.CheckedAt), nullMS(e.NoPolicyUntil),
-		e.FailedID, nullMS(e.FailedAt), e.Failures, e.LastError, nullMS(e.LastUsed)}, nil
+		e.FailedID, nullMS(e.FailedAt), e.Failures, e.LastError, nullMS(e.LastUsed),
+		string(e.LastErrorType), boolInt(e.LastErrorTemporary)}, nil
+}
+
+// boolInt is b as an INTEGER column value.
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Delete implements [mtasts.Store]. Like [SQLite.Purge], it records the

@@ -3,6 +3,7 @@ package stscache
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -86,7 +87,8 @@ type tablePage struct {
 // tablePages returns the pages of the entries table, read from the file
 // format (sqlite.org/fileformat2.html §1.6): a WITHOUT ROWID table is an
 // index b-tree whose leaves (type 0x0a) and interior pages (0x02, each cell
-// after a 4-byte child pointer) hold 13-column records; the indexes' have 2.
+// after a 4-byte child pointer) hold 15-column records (13 before schema
+// version 3); the indexes' have 2.
 func tablePages(t *testing.T, path string) map[int]tablePage {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -130,7 +132,7 @@ func tablePages(t *testing.T, path string) map[int]tablePage {
 			at += k
 			cols++
 		}
-		if cols == 13 {
+		if cols == 13 || cols == 15 {
 			out[p] = tablePage{cells: cells, leaf: pg[0] == 0x0a}
 		}
 	}
@@ -579,4 +581,71 @@ func TestDamageOf(t *testing.T) {
 	if err := DamageOf(ctx, good); err != nil {
 		t.Errorf("sound file: %v", err)
 	}
+}
+
+// Salvage reads a file that was never migrated to schema version 3 (the
+// last failure's class as columns), by SQL and page by page: its rows keep
+// the failure as text only, for mtasts's legacy reading.
+func TestSalvageBeforeV3(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "v2.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`CREATE TABLE entries (
+			domain          TEXT PRIMARY KEY NOT NULL,
+			policy          TEXT,
+			mode            TEXT,
+			expires_at      INTEGER,
+			policy_id       TEXT NOT NULL DEFAULT '',
+			fetched_at      INTEGER,
+			checked_at      INTEGER,
+			no_policy_until INTEGER,
+			failed_id       TEXT NOT NULL DEFAULT '',
+			failed_at       INTEGER,
+			failures        INTEGER NOT NULL DEFAULT 0,
+			last_error      TEXT NOT NULL DEFAULT '',
+			last_used       INTEGER
+		) STRICT, WITHOUT ROWID`,
+		`CREATE INDEX entries_expires_at ON entries(expires_at)`,
+		`CREATE INDEX entries_last_used ON entries(last_used)`,
+		`INSERT INTO entries (domain, no_policy_until, failed_at, failures, last_error)
+			VALUES ('legacy.example', 4102444800000, 1735689600000, 1, 'dns-error+temporary: SERVFAIL')`,
+		`PRAGMA user_version = 2`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+	check := func(how string, e *mtasts.Entry) {
+		t.Helper()
+		if e == nil || e.Domain != "legacy.example" || e.LastError != "dns-error+temporary: SERVFAIL" || e.LastErrorType != "" || e.LastErrorTemporary || e.Failures != 1 {
+			t.Errorf("%s: %+v", how, e)
+		}
+	}
+	sdb, err := sqlitedb.Open(path, sqliteOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bySQL []*mtasts.Entry
+	s := &SQLite{path: path, logger: discard, db: sdb, wdb: sdb.W, rdb: sdb.R}
+	if lost, err := s.salvage(ctx, sdb.W, func(e *mtasts.Entry) bool { bySQL = append(bySQL, e); return true }); err != nil || len(lost) != 0 || len(bySQL) != 1 {
+		t.Fatalf("salvage by SQL = %v, lost %v, %v", bySQL, lost, err)
+	}
+	check("by SQL", bySQL[0])
+	sdb.Close()
+	raw, err := readPages(path)
+	if err != nil || len(raw) != 1 {
+		t.Fatalf("readPages = %v, %v", raw, err)
+	}
+	check("page by page", raw["legacy.example"])
+	es, lost := salvageFile(ctx, path, discard)
+	if len(es) != 1 || lost != 0 {
+		t.Fatalf("salvageFile = %v, %d lost", es, lost)
+	}
+	check("salvaged", es[0])
 }

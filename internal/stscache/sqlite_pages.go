@@ -22,7 +22,9 @@ const maxRecoverFile = 1 << 30
 // interior page, this can. It keeps only what is safe to trust: pages
 // outside the freelist (a freed page still holds deleted or replaced
 // rows), cells whose record lies whole on the page, records of the
-// table's 13 columns that decode as an entry. When a domain turns up more
+// table's 15 columns (or 13, for a row written before schema version 3:
+// SQLite does not rewrite rows when a column is added) that decode as an
+// entry. When a domain turns up more
 // than once, the entry checked last wins. A file whose header is not
 // SQLite's gives nothing.
 func readPages(path string) (map[string]*mtasts.Entry, error) {
@@ -113,7 +115,11 @@ func entriesFromPages(b []byte) map[string]*mtasts.Entry {
 				continue
 			}
 			vals, ok := record(pg[c+k : c+k+int(size)])
-			if !ok || len(vals) != 13 {
+			if ok && len(vals) == 13 {
+				// Before version 3: the defaults of the added columns.
+				vals = append(vals, "", int64(0))
+			}
+			if !ok || len(vals) != 15 {
 				continue
 			}
 			e, err := scanEntry(valuesScanner(vals))

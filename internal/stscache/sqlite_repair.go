@@ -139,7 +139,7 @@ func (s *SQLite) putAll(ctx context.Context, es []*mtasts.Entry) error {
 	}
 	defer tx.Rollback()
 	put, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO entries (`+entryColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		VALUES `+entryValues)
 	if err != nil {
 		return fmt.Errorf("stscache: %s: %w", s.path, err)
 	}
@@ -256,10 +256,14 @@ func (s *SQLite) salvage(ctx context.Context, db *sql.DB, fn func(*mtasts.Entry)
 	// leaf first, the one after it (>=) or the one before it (<=).
 	var gets [2]*sql.Stmt
 	for i, q := range []string{
-		`SELECT ` + entryColumns + ` FROM entries WHERE domain >= ?1 ORDER BY domain LIMIT 1`,
-		`SELECT ` + entryColumns + ` FROM entries WHERE domain <= ?1 ORDER BY domain DESC LIMIT 1`,
+		` FROM entries WHERE domain >= ?1 ORDER BY domain LIMIT 1`,
+		` FROM entries WHERE domain <= ?1 ORDER BY domain DESC LIMIT 1`,
 	} {
-		if gets[i], err = db.PrepareContext(ctx, q); err != nil {
+		if gets[i], err = db.PrepareContext(ctx, `SELECT `+entryColumns+q); err != nil {
+			// A file never migrated to version 3.
+			gets[i], err = db.PrepareContext(ctx, `SELECT `+entryColumnsV2+q)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("stscache: salvage %s: %w", s.path, err)
 		}
 		defer gets[i].Close()

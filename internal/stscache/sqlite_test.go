@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mailsts/mailsts/mtasts"
+	"github.com/mailsts/mailsts/tlsrpt/result"
 )
 
 // STS-CACHE-10: the cache survives a restart (close and reopen the file).
@@ -338,7 +339,9 @@ func TestSQLiteTrimPurges(t *testing.T) {
 }
 
 // STS-CACHE-10: a file written by the version 1 schema (before the purge
-// log) opens, keeps its entries and gets the purge log.
+// log) opens, keeps its entries and gets the purge log; a failure it
+// remembers as text only (before version 3) keeps its class and
+// temporariness through mtasts's legacy reading.
 func TestSQLiteMigrateV1(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -369,6 +372,8 @@ func TestSQLiteMigrateV1(t *testing.T) {
 		`CREATE INDEX entries_last_used ON entries(last_used)`,
 		`INSERT INTO entries (domain, policy, mode, expires_at, policy_id, fetched_at, checked_at)
 			VALUES ('old.example', '{"mode":"enforce","mx":["mx.old.example"],"max_age":86400}', 'enforce', 4102444800000, 'id1', 1735689600000, 1735689600000)`,
+		`INSERT INTO entries (domain, no_policy_until, failed_at, failures, last_error)
+			VALUES ('legacy.example', 4102444800000, 1735689600000, 1, 'dns-error+temporary: mtasts: DNS lookup failed: SERVFAIL')`,
 		`PRAGMA user_version = 1`,
 	} {
 		if _, err := db.Exec(q); err != nil {
@@ -383,8 +388,16 @@ func TestSQLiteMigrateV1(t *testing.T) {
 	}
 	defer s.Close()
 	var v int
-	if err := s.rdb.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil || v != 2 || len(migrations) != 2 {
-		t.Errorf("user_version = %d, %v; want 2 (of %d migrations)", v, err, len(migrations))
+	if err := s.rdb.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil || v != 3 || len(migrations) != 3 {
+		t.Errorf("user_version = %d, %v; want 3 (of %d migrations)", v, err, len(migrations))
+	}
+	le, err := s.Get(ctx, "legacy.example")
+	if err != nil || le == nil || le.LastErrorType != "" || le.LastErrorTemporary || le.Failures != 1 {
+		t.Fatalf("legacy entry: %+v, %v", le, err)
+	}
+	r, err := (&mtasts.Cache{Store: s}).Get(ctx, "legacy.example")
+	if err != nil || r.Source != mtasts.SourceNone || mtasts.ResultType(r.Err) != result.DNSError || !mtasts.Temporary(r.Err) || !mtasts.Remembered(r.Err) {
+		t.Errorf("legacy failure through the cache: %+v, %v (class %q, temporary %v)", r, err, mtasts.ResultType(r.Err), mtasts.Temporary(r.Err))
 	}
 	e, err := s.Get(ctx, "old.example")
 	if err != nil || e == nil || e.Policy == nil || e.Policy.Mode != mtasts.ModeEnforce || e.ID != "id1" {

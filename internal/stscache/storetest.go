@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mailsts/mailsts/mtasts"
+	"github.com/mailsts/mailsts/tlsrpt/result"
 )
 
 // TestStore is the conformance suite for an [mtasts.Store]. newStore must
@@ -227,8 +228,10 @@ func TestStore(t *testing.T, newStore func(t *testing.T) mtasts.Store) {
 
 // sampleEntries returns fresh entries covering every field: a full entry
 // with a policy carrying extensions, a negative entry with failure state,
-// and a mode none policy with empty (non-nil) slices and zero times. Times
-// carry sub-millisecond parts that stores may drop.
+// and a mode none policy with empty (non-nil) slices and zero times; then
+// last failures of every shape: a class without failure state, a class
+// mailsts does not know (temporary), and a legacy failure with only its
+// text. Times carry sub-millisecond parts that stores may drop.
 func sampleEntries(now time.Time) []*mtasts.Entry {
 	sub := 456789 * time.Nanosecond
 	return []*mtasts.Entry{
@@ -248,6 +251,7 @@ func sampleEntries(now time.Time) []*mtasts.Entry {
 			FailedAt:      now.Add(-30*time.Second + sub),
 			Failures:      3,
 			LastError:     "sts-policy-fetch-error: HTTP 500",
+			LastErrorType: result.STSPolicyFetchError,
 			LastUsed:      now.Add(-time.Second + sub),
 		},
 		{
@@ -257,7 +261,10 @@ func sampleEntries(now time.Time) []*mtasts.Entry {
 			FailedID:      "abc",
 			FailedAt:      now.Add(-2 * time.Minute),
 			Failures:      1,
-			LastError:     "dns-error: SERVFAIL",
+			LastError:     "dns-error+temporary: SERVFAIL",
+			LastErrorType: result.DNSError,
+
+			LastErrorTemporary: true,
 		},
 		{
 			Domain: "none.example",
@@ -265,6 +272,25 @@ func sampleEntries(now time.Time) []*mtasts.Entry {
 			ID:     "n1",
 			// FetchedAt long before the Unix epoch, to catch sign bugs.
 			FetchedAt: time.Date(1969, 7, 20, 20, 17, 40, 0, time.UTC),
+		},
+		{
+			Domain:        "nopolicy.example",
+			NoPolicyUntil: now.Add(5 * time.Minute),
+			LastError:     "no-policy: mtasts: no MTA-STS TXT record",
+			LastErrorType: result.NoPolicy,
+		},
+		{
+			Domain:        "future.example",
+			NoPolicyUntil: now.Add(5 * time.Minute),
+			LastError:     "some-future-class+temporary: x",
+			LastErrorType: "some-future-class",
+
+			LastErrorTemporary: true,
+		},
+		{
+			Domain:        "legacy.example",
+			NoPolicyUntil: now.Add(5 * time.Minute),
+			LastError:     "sts-policy-invalid: mtasts: invalid policy",
 		},
 	}
 }
@@ -294,6 +320,10 @@ func EntryDiff(got, want *mtasts.Entry) string {
 	str("ID", got.ID, want.ID)
 	str("FailedID", got.FailedID, want.FailedID)
 	str("LastError", got.LastError, want.LastError)
+	str("LastErrorType", string(got.LastErrorType), string(want.LastErrorType))
+	if got.LastErrorTemporary != want.LastErrorTemporary {
+		d = append(d, fmt.Sprintf("LastErrorTemporary = %v, want %v", got.LastErrorTemporary, want.LastErrorTemporary))
+	}
 	if got.Failures != want.Failures {
 		d = append(d, fmt.Sprintf("Failures = %d, want %d", got.Failures, want.Failures))
 	}
