@@ -24,6 +24,9 @@ import (
 	"github.com/mailsts/mailsts/dnsresolve"
 	"github.com/mailsts/mailsts/internal/policyd"
 	"github.com/mailsts/mailsts/internal/reports"
+	"github.com/mailsts/mailsts/internal/reports/ingest"
+	"github.com/mailsts/mailsts/internal/reports/mailbox"
+	"github.com/mailsts/mailsts/internal/reports/sqlstore"
 	"github.com/mailsts/mailsts/tlsrpt"
 )
 
@@ -173,7 +176,7 @@ func (d *dbFlags) register(fs *flag.FlagSet) {
 func openReportStore(ctx context.Context, spec string, getenv func(string) string, log *slog.Logger) (reports.Store, error) {
 	switch {
 	case strings.HasPrefix(spec, "postgres://"), strings.HasPrefix(spec, "postgresql://"):
-		return reports.OpenPostgres(ctx, spec, log)
+		return sqlstore.OpenPostgres(ctx, spec, log)
 	case strings.HasPrefix(spec, "sqlite:"):
 		spec = strings.TrimPrefix(spec, "sqlite:")
 	case spec == "":
@@ -188,7 +191,7 @@ func openReportStore(ctx context.Context, spec string, getenv func(string) strin
 			return nil, fmt.Errorf("%w: %w", reports.ErrStorage, err)
 		}
 	}
-	return reports.OpenSQLite(ctx, spec, log)
+	return sqlstore.OpenSQLite(ctx, spec, log)
 }
 
 func (d *dbFlags) open(ctx context.Context, env Env, log *slog.Logger) (*ReportsConfig, reports.Store, error) {
@@ -287,7 +290,7 @@ func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
 	if *dkimMode != "" {
 		cfg.DKIM = *dkimMode
 	}
-	in := &reports.Ingester{Store: st, Logger: log, RejectedBudget: cfg.RejectedBudget,
+	in := &ingest.Ingester{Store: st, Logger: log, RejectedBudget: cfg.RejectedBudget,
 		Limits: tlsrpt.Limits{MaxInput: cfg.MaxInput, MaxOutput: cfg.MaxOutput}}
 	switch cfg.DKIM {
 	case "", "require":
@@ -302,7 +305,7 @@ func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
 		}
 		in.Resolver = c
 	case "off":
-		in.DKIM = reports.DKIMOff
+		in.DKIM = ingest.DKIMOff
 	default:
 		fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: --dkim %q: want require or off\n", cfg.DKIM)
 		return ExitUsage
@@ -325,7 +328,7 @@ func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
 	if *poll > 0 {
 		cfg.IMAP.Poll = *poll
 	}
-	exit := func(res reports.Result, err error) int {
+	exit := func(res ingest.Result, err error) int {
 		switch {
 		case errors.Is(err, os.ErrNotExist):
 			// A named input that does not exist never will: retrying
@@ -335,7 +338,7 @@ func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
 		case err != nil:
 			fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: %v\n", err)
 			return ExitTempFail
-		case res.Outcome == reports.OutcomeRejected:
+		case res.Outcome == ingest.OutcomeRejected:
 			return *rejectExit
 		}
 		return ExitOK
@@ -344,12 +347,12 @@ func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
 	case cfg.IMAP.URL != "":
 		return runIMAPIngest(ctx, env, cfg, in, log)
 	case cfg.Maildir.Dir != "":
-		md := &reports.Maildir{Dir: cfg.Maildir.Dir, Processed: cfg.Maildir.Processed, Rejected: cfg.Maildir.Rejected, Ingester: in, Logger: log}
+		md := &mailbox.Maildir{Dir: cfg.Maildir.Dir, Processed: cfg.Maildir.Processed, Rejected: cfg.Maildir.Rejected, Ingester: in, Logger: log}
 		for {
 			stats, err := md.Run(ctx)
 			fmt.Fprintf(env.Stdout, "%s: %s\n", cfg.Maildir.Dir, stats)
 			if err != nil {
-				return exit(reports.Result{}, err)
+				return exit(ingest.Result{}, err)
 			}
 			if *poll <= 0 || !sleepCtx(ctx, *poll) {
 				return ExitOK
@@ -370,7 +373,7 @@ func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
 	default:
 		br := bufio.NewReader(env.Stdin)
 		head, _ := br.Peek(512)
-		var res reports.Result
+		var res ingest.Result
 		var err error
 		if looksLikeBody(head) {
 			res, err = in.Body(ctx, br, "", -1, reports.SourceFile, "stdin")
@@ -388,10 +391,10 @@ func looksLikeBody(b []byte) bool {
 	return bytes.HasPrefix(b, []byte{0x1f, 0x8b}) || bytes.HasPrefix(b, []byte("PK\x03\x04")) || bytes.HasPrefix(t, []byte("{"))
 }
 
-func ingestFile(ctx context.Context, in *reports.Ingester, name string) (reports.Result, error) {
+func ingestFile(ctx context.Context, in *ingest.Ingester, name string) (ingest.Result, error) {
 	f, err := os.Open(name)
 	if err != nil {
-		return reports.Result{}, err
+		return ingest.Result{}, err
 	}
 	defer f.Close()
 	head := make([]byte, 512)
@@ -409,7 +412,7 @@ func ingestFile(ctx context.Context, in *reports.Ingester, name string) (reports
 	return in.Message(ctx, src, reports.SourceFile, name)
 }
 
-func printResult(w io.Writer, name string, res reports.Result) {
+func printResult(w io.Writer, name string, res ingest.Result) {
 	for _, r := range res.Reports {
 		word := "stored"
 		if r.Duplicate {

@@ -305,8 +305,14 @@ type FailureRow struct {
 	Authenticated bool `json:"authenticated"`
 	Conflict      bool `json:"conflict"`
 
-	// The position of the row (report row id, policy, detail), for
-	// NextFailures.
-	reportRow      int64
-	policySeq, seq int
+	// Position is where the row sits in Failures' order, set by the
+	// store for NextFailures; not part of the JSON.
+	Position FailurePosition `json:"-"`
+}
+
+// FailurePosition is the position of a failure row: its report's row id
+// in the store, the policy's and the detail's index.
+type FailurePosition struct {
+	ReportRow      int64
+	PolicySeq, Seq int
 }
