@@ -265,7 +265,7 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 	// their WAL flushes itself (bench/reports: 16 writers, 782 reports/s
 	// direct, 576 through GroupCommit).
 	put := st
-	if !isPostgresSpec(cfg.DB) {
+	if !sqlstore.IsPostgres(cfg.DB) {
 		put = &sqlstore.GroupCommit{Store: st}
 	}
 	in := &ingest.Ingester{Store: put, Logger: log, DKIM: ingest.DKIMOff, RejectedBudget: cfg.RejectedBudget,
@@ -485,7 +485,7 @@ func cmpOr(s, def string) string {
 
 // runIMAPIngest polls the configured IMAP mailbox once, or every
 // cfg.IMAP.Poll until ctx ends.
-func runIMAPIngest(ctx context.Context, env Env, cfg *ReportsConfig, in *ingest.Ingester, log *slog.Logger) int {
+func runIMAPIngest(ctx context.Context, env Env, cfg *reports.Config, in *ingest.Ingester, log *slog.Logger) int {
 	u, err := url.Parse(cfg.IMAP.URL)
 	if err != nil || u.Host == "" {
 		fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: --imap %q: want imaps://host[:port]/MAILBOX\n", cfg.IMAP.URL)
@@ -550,8 +550,4 @@ func runIMAPIngest(ctx context.Context, env Env, cfg *ReportsConfig, in *ingest.
 			return ExitOK
 		}
 	}
-}
-
-func isPostgresSpec(spec string) bool {
-	return strings.HasPrefix(spec, "postgres://") || strings.HasPrefix(spec, "postgresql://")
 }
