@@ -15,10 +15,11 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/mailsts/mailsts/internal/reports"
 	"github.com/mailsts/mailsts/internal/reports/sqlstore"
 	"github.com/mailsts/mailsts/tlsrpt"
-	"golang.org/x/sync/errgroup"
 )
 
 // Config of one run.

@@ -6,13 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/mailsts/mailsts/internal/reports"
-	"github.com/mailsts/mailsts/internal/reports/ingest"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mailsts/mailsts/internal/reports"
+	"github.com/mailsts/mailsts/internal/reports/ingest"
 )
 
 // HandlerFunc is an HTTP handler that returns its error (STYLE 11): the

@@ -6,7 +6,7 @@
 //
 // # Decisions
 //
-//   - Duplicates and conflicts: decided by the store (package reports).
+//   - Duplicates and conflicts: decided by the store (see package reports).
 //   - Authenticated: mail signed by a domain of the reporting
 //     organisation; HTTPS reports never are (RFC 8460 §5.3).
 //   - Future dates: a report starting more than [DefaultFutureSkew] after

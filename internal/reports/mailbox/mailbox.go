@@ -9,8 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/mailsts/mailsts/internal/reports"
-	"github.com/mailsts/mailsts/internal/reports/ingest"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -23,6 +21,9 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/mailsts/mailsts/internal/reports"
+	"github.com/mailsts/mailsts/internal/reports/ingest"
 )
 
 // Stats counts what one mailbox pass did.

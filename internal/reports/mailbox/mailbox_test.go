@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
+
 	"github.com/mailsts/mailsts/internal/reports"
 	"github.com/mailsts/mailsts/internal/reports/ingest"
 	"github.com/mailsts/mailsts/internal/reports/reportstest"

@@ -7,10 +7,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/mailsts/mailsts/internal/reports"
 	"strings"
 	"time"
 
+	"github.com/mailsts/mailsts/internal/reports"
 	"github.com/mailsts/mailsts/tlsrpt"
 )
 

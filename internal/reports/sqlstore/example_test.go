@@ -3,6 +3,7 @@ package sqlstore_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -48,4 +49,26 @@ func ExampleGroupCommit() {
 	fmt.Println(rows[0].PolicyDomain, rows[0].Reports, rows[0].Successful)
 	// Output:
 	// example.org 10 1000
+}
+
+// Open takes the spec of --db and of the db: configuration key.
+func ExampleOpen() {
+	ctx := context.Background()
+	dir, _ := os.MkdirTemp("", "reports-example")
+	defer os.RemoveAll(dir)
+	// "" is reports.db in the state directory; sqlite:PATH and a
+	// postgres:// URL name other databases.
+	st, err := sqlstore.Open(ctx, "", dir, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	st.Close()
+	_, err = os.Stat(filepath.Join(dir, sqlstore.DefaultFile))
+	fmt.Println(err)
+	_, err = sqlstore.Open(ctx, "mysql://db.example.org/reports", dir, nil)
+	fmt.Println(errors.Is(err, sqlstore.ErrBadSpec))
+	// Output:
+	// <nil>
+	// true
 }

@@ -3,9 +3,10 @@ package sqlstore
 import (
 	"context"
 	"fmt"
-	"github.com/mailsts/mailsts/internal/reports"
 	"sync"
 	"time"
+
+	"github.com/mailsts/mailsts/internal/reports"
 )
 
 // GroupCommit wraps a Store so that concurrent PutReport calls share one

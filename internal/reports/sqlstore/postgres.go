@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"github.com/mailsts/mailsts/internal/reports"
 	"hash/fnv"
 	"log/slog"
 	"net/url"
@@ -12,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/mailsts/mailsts/internal/reports"
 )
 
 // OpenPostgres connects to PostgreSQL (dsn is a postgres:// URL or a

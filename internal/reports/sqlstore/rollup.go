@@ -5,10 +5,10 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"github.com/mailsts/mailsts/internal/reports"
 	"slices"
 	"strings"
 
+	"github.com/mailsts/mailsts/internal/reports"
 	"github.com/mailsts/mailsts/tlsrpt"
 )
 

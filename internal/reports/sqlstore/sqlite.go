@@ -4,10 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"github.com/mailsts/mailsts/internal/reports"
 	"log/slog"
 	"time"
 
+	"github.com/mailsts/mailsts/internal/reports"
 	"github.com/mailsts/mailsts/internal/sqlitedb"
 )
 

@@ -9,13 +9,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/mailsts/mailsts/internal/reports"
 	"io"
 	"log/slog"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/mailsts/mailsts/internal/reports"
 	"github.com/mailsts/mailsts/tlsrpt"
 )
 
