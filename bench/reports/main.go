@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mailsts/mailsts/internal/reports"
+	"github.com/mailsts/mailsts/internal/reports/sqlstore"
 	"github.com/mailsts/mailsts/tlsrpt"
 )
 
@@ -70,7 +71,7 @@ func main() {
 	flag.StringVar(&c.DB, "db", "sqlite:"+filepath.Join(os.TempDir(), "mailsts-bench-reports.db"), "sqlite:PATH (removed first) or postgres://…")
 	flag.IntVar(&c.Batch, "batch", 100, "reports per transaction")
 	flag.IntVar(&c.Writers, "writers", 0, "concurrent PutReport callers instead of batches (as HTTP POSTs)")
-	flag.BoolVar(&c.Group, "group", false, "with -writers: through reports.GroupCommit")
+	flag.BoolVar(&c.Group, "group", false, "with -writers: through sqlstore.GroupCommit")
 	flag.StringVar(&c.Schema, "schema", "bench_reports", "PostgreSQL schema (dropped and recreated; dropped after the run unless -keep)")
 	flag.BoolVar(&c.Reuse, "reuse", false, "skip the ingest and query the existing database")
 	flag.BoolVar(&c.Keep, "keep", false, "keep the PostgreSQL schema after the run")
@@ -147,7 +148,7 @@ func open(ctx context.Context, c Config) (*store, error) {
 	} else if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("-reuse: %w", err)
 	}
-	st, err := reports.OpenSQLite(ctx, path, nil)
+	st, err := sqlstore.OpenSQLite(ctx, path, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +186,7 @@ func openPostgres(ctx context.Context, c Config) (*store, error) {
 	if strings.Contains(c.DB, "?") {
 		sep = "&"
 	}
-	st, err := reports.OpenPostgres(ctx, c.DB+sep+"search_path="+schema, nil)
+	st, err := sqlstore.OpenPostgres(ctx, c.DB+sep+"search_path="+schema, nil)
 	if err != nil {
 		admin.Close()
 		return nil, err
@@ -287,7 +288,7 @@ func ingestConcurrent(ctx context.Context, st *store, c Config, res *Results) er
 	}
 	var put reports.Store = st.Store
 	if c.Group {
-		put = &reports.GroupCommit{Store: st.Store}
+		put = &sqlstore.GroupCommit{Store: st.Store}
 	}
 	next := make(chan reports.Incoming)
 	g, gctx := errgroup.WithContext(ctx)

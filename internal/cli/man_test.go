@@ -13,6 +13,7 @@ import (
 
 	"github.com/mailsts/mailsts/contrib"
 	"github.com/mailsts/mailsts/internal/policyd"
+	"github.com/mailsts/mailsts/internal/reports"
 )
 
 // TestManPagesCurrent: docs/man holds exactly what `mailsts man` writes
@@ -174,7 +175,7 @@ func TestConfigSamplesDocumentSchema(t *testing.T) {
 		typ  reflect.Type
 	}{
 		{"contrib/policyd.yml", contrib.PolicydYML(), reflect.TypeOf(policyd.Config{})},
-		{"contrib/reports.yml", contrib.ReportsYML(), reflect.TypeOf(ReportsConfig{})},
+		{"contrib/reports.yml", contrib.ReportsYML(), reflect.TypeOf(reports.Config{})},
 	} {
 		keys, comments := fileKeys(t, tc.text)
 		schema := map[string]bool{}
@@ -208,7 +209,7 @@ func TestConfigSamplesDocumentSchema(t *testing.T) {
 	if err := os.WriteFile(p, []byte(contrib.ReportsYML()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loadReportsConfig(p); err != nil {
+	if _, err := reports.LoadConfig(p); err != nil {
 		t.Errorf("contrib/reports.yml: %v", err)
 	}
 	cfg, _, err := policyd.Parse([]byte(contrib.PolicydYML()))

@@ -19,6 +19,10 @@ import (
 
 	"github.com/mailsts/mailsts/internal/policyd"
 	"github.com/mailsts/mailsts/internal/reports"
+	"github.com/mailsts/mailsts/internal/reports/httpapi"
+	"github.com/mailsts/mailsts/internal/reports/ingest"
+	"github.com/mailsts/mailsts/internal/reports/mailbox"
+	"github.com/mailsts/mailsts/internal/reports/sqlstore"
 	"github.com/mailsts/mailsts/tlsrpt"
 )
 
@@ -227,13 +231,13 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 			return fail(ExitUsage, "retention: %v", err)
 		}
 	}
-	var limiter *reports.RateLimiter
+	var limiter *httpapi.RateLimiter
 	if sc.RateLimit >= 0 {
 		perMin := sc.RateLimit
 		if perMin == 0 {
 			perMin = defaultRateLimit
 		}
-		limiter = &reports.RateLimiter{Rate: perMin / 60, Burst: cmp.Or(sc.RateBurst, defaultRateBurst)}
+		limiter = &httpapi.RateLimiter{Rate: perMin / 60, Burst: cmp.Or(sc.RateBurst, defaultRateBurst)}
 	}
 	sc.Listen = cmpOr(sc.Listen, defaultReportListen)
 	sc.APIListen = cmpOr(sc.APIListen, defaultAPIListen)
@@ -261,14 +265,14 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 	// their WAL flushes itself (bench/reports: 16 writers, 782 reports/s
 	// direct, 576 through GroupCommit).
 	put := st
-	if !isPostgresSpec(cfg.DB) {
-		put = &reports.GroupCommit{Store: st}
+	if !sqlstore.IsPostgres(cfg.DB) {
+		put = &sqlstore.GroupCommit{Store: st}
 	}
-	in := &reports.Ingester{Store: put, Logger: log, DKIM: reports.DKIMOff, RejectedBudget: cfg.RejectedBudget,
+	in := &ingest.Ingester{Store: put, Logger: log, DKIM: ingest.DKIMOff, RejectedBudget: cfg.RejectedBudget,
 		Limits: tlsrpt.Limits{MaxInput: cfg.MaxInput, MaxOutput: cfg.MaxOutput}}
 	var apiHandler http.Handler
 	if *sc.API {
-		apiHandler = (&reports.API{Store: st, Logger: log, Token: token}).Handler("/api/v1")
+		apiHandler = (&httpapi.API{Store: st, Logger: log, Token: token}).Handler("/api/v1")
 	}
 	sameAPI := *sc.API && sc.APIListen == apiListenSame
 	reportMux := newReportMux(in, limiter, sc.Path, log)
@@ -412,9 +416,9 @@ func (sr *serveRun) run(ctx context.Context) error {
 
 // newReportMux is the public side of `mailsts serve`: the report POST
 // path and GET /healthz, nothing that reads stored data.
-func newReportMux(in *reports.Ingester, limiter *reports.RateLimiter, path string, log *slog.Logger) *http.ServeMux {
+func newReportMux(in *ingest.Ingester, limiter *httpapi.RateLimiter, path string, log *slog.Logger) *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.Handle(path, &reports.Receiver{Ingester: in, Limiter: limiter, Logger: log})
+	mux.Handle(path, &httpapi.Receiver{Ingester: in, Limiter: limiter, Logger: log})
 	mux.HandleFunc("GET /healthz", healthz)
 	return mux
 }
@@ -481,23 +485,23 @@ func cmpOr(s, def string) string {
 
 // runIMAPIngest polls the configured IMAP mailbox once, or every
 // cfg.IMAP.Poll until ctx ends.
-func runIMAPIngest(ctx context.Context, env Env, cfg *ReportsConfig, in *reports.Ingester, log *slog.Logger) int {
+func runIMAPIngest(ctx context.Context, env Env, cfg *reports.Config, in *ingest.Ingester, log *slog.Logger) int {
 	u, err := url.Parse(cfg.IMAP.URL)
 	if err != nil || u.Host == "" {
 		fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: --imap %q: want imaps://host[:port]/MAILBOX\n", cfg.IMAP.URL)
 		return ExitUsage
 	}
-	c := &reports.IMAP{Addr: u.Host, Ingester: in, Logger: log, Username: cfg.IMAP.Username,
+	c := &mailbox.IMAP{Addr: u.Host, Ingester: in, Logger: log, Username: cfg.IMAP.Username,
 		Mailbox: strings.TrimPrefix(u.Path, "/"), Processed: cfg.IMAP.Processed, Rejected: cfg.IMAP.Rejected}
 	port := "993"
 	switch u.Scheme {
 	case "imaps":
-		c.Security = reports.IMAPTLS
+		c.Security = mailbox.IMAPTLS
 	case "imap":
-		c.Security, port = reports.IMAPStartTLS, "143"
+		c.Security, port = mailbox.IMAPStartTLS, "143"
 	case "imap+insecure":
 		// Plain text, for a local server on loopback only.
-		c.Security, port = reports.IMAPPlainInsecure, "143"
+		c.Security, port = mailbox.IMAPPlainInsecure, "143"
 	default:
 		fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: --imap scheme %q: want imaps or imap (STARTTLS)\n", u.Scheme)
 		return ExitUsage
@@ -505,7 +509,7 @@ func runIMAPIngest(ctx context.Context, env Env, cfg *ReportsConfig, in *reports
 	if u.Port() == "" {
 		c.Addr = net.JoinHostPort(u.Hostname(), port)
 	}
-	if c.Security == reports.IMAPPlainInsecure {
+	if c.Security == mailbox.IMAPPlainInsecure {
 		if ip := net.ParseIP(u.Hostname()); ip == nil || !ip.IsLoopback() {
 			fmt.Fprintln(env.Stderr, "mailsts tlsrpt ingest: imap+insecure is only allowed to a loopback address")
 			return ExitUsage
@@ -546,8 +550,4 @@ func runIMAPIngest(ctx context.Context, env Env, cfg *ReportsConfig, in *reports
 			return ExitOK
 		}
 	}
-}
-
-func isPostgresSpec(spec string) bool {
-	return strings.HasPrefix(spec, "postgres://") || strings.HasPrefix(spec, "postgresql://")
 }

@@ -12,18 +12,18 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/mailsts/mailsts/dnsresolve"
 	"github.com/mailsts/mailsts/internal/policyd"
 	"github.com/mailsts/mailsts/internal/reports"
+	"github.com/mailsts/mailsts/internal/reports/ingest"
+	"github.com/mailsts/mailsts/internal/reports/mailbox"
+	"github.com/mailsts/mailsts/internal/reports/sqlstore"
 	"github.com/mailsts/mailsts/tlsrpt"
 )
 
@@ -45,9 +45,6 @@ const (
 	// on 75 and 71 only; every other code bounces the report). EX_TEMPFAIL.
 	ExitTempFail = 75
 )
-
-// errBadDBSpec is a --db value that is neither sqlite:PATH nor postgres://.
-var errBadDBSpec = errors.New("want sqlite:PATH or postgres://…")
 
 const tlsrptHelp = `
 Subcommands:
@@ -90,74 +87,6 @@ func runTLSRPT(ctx context.Context, env Env, args []string) int {
 	return ExitUsage
 }
 
-// ReportsConfig is the YAML configuration shared by `mailsts tlsrpt` and
-// `mailsts serve`. Every field is optional.
-type ReportsConfig struct {
-	// DB is sqlite:PATH or a postgres:// URL.
-	DB string `yaml:"db"`
-	// DKIM is "require" (default) or "off".
-	DKIM string `yaml:"dkim"`
-	// DNS servers for DKIM key lookups (default: /etc/resolv.conf).
-	DNS       []string `yaml:"dns"`
-	MaxInput  int64    `yaml:"max_input"`
-	MaxOutput int64    `yaml:"max_output"`
-	// Retention is how long reports and rejected input are kept (for
-	// example 400d); empty keeps them forever. `mailsts serve` prunes
-	// daily.
-	Retention string `yaml:"retention"`
-	// RejectedBudget caps the bytes kept of rejected input (0: 256 MiB,
-	// negative: no cap).
-	RejectedBudget int64 `yaml:"rejected_budget"`
-	Maildir        struct {
-		Dir       string `yaml:"dir"`
-		Processed string `yaml:"processed"`
-		Rejected  string `yaml:"rejected"`
-	} `yaml:"maildir"`
-	IMAP struct {
-		URL          string        `yaml:"url"`
-		Username     string        `yaml:"username"`
-		PasswordFile string        `yaml:"password_file"`
-		Processed    string        `yaml:"processed"`
-		Rejected     string        `yaml:"rejected"`
-		Poll         time.Duration `yaml:"poll"`
-		CAFile       string        `yaml:"ca_file"`
-	} `yaml:"imap"`
-	Serve struct {
-		Listen  string `yaml:"listen"`
-		Path    string `yaml:"path"`
-		TLSCert string `yaml:"tls_cert"`
-		TLSKey  string `yaml:"tls_key"`
-		API     *bool  `yaml:"api"`
-		// APIListen is the query API's listener ("same": the report
-		// listener); APITokenFile its bearer token, required unless the
-		// API listens on loopback.
-		APIListen    string `yaml:"api_listen"`
-		APITokenFile string `yaml:"api_token_file"`
-		// RateLimit is the POSTs per minute per client address (IPv6:
-		// per /64), RateBurst the POSTs at once; 0 means the defaults,
-		// a negative RateLimit turns limiting off.
-		RateLimit float64 `yaml:"rate_limit"`
-		RateBurst int     `yaml:"rate_burst"`
-	} `yaml:"serve"`
-}
-
-func loadReportsConfig(path string) (*ReportsConfig, error) {
-	c := &ReportsConfig{}
-	if path == "" {
-		return c, nil
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return c, nil
-}
-
 // dbFlags select the database and the configuration file.
 type dbFlags struct {
 	config string
@@ -169,37 +98,18 @@ func (d *dbFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&d.db, "db", "", "database: sqlite:`PATH` or postgres://… (default sqlite in the state directory)")
 }
 
-// openReportStore opens the store named by spec (see tlsrptHelp).
-func openReportStore(ctx context.Context, spec string, getenv func(string) string, log *slog.Logger) (reports.Store, error) {
-	switch {
-	case strings.HasPrefix(spec, "postgres://"), strings.HasPrefix(spec, "postgresql://"):
-		return reports.OpenPostgres(ctx, spec, log)
-	case strings.HasPrefix(spec, "sqlite:"):
-		spec = strings.TrimPrefix(spec, "sqlite:")
-	case spec == "":
-		spec = filepath.Join(policyd.DefaultStateDir(getenv), "reports.db")
-	default:
-		return nil, fmt.Errorf("--db %q: %w", spec, errBadDBSpec)
-	}
-	if dir := filepath.Dir(spec); dir != "" {
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			// An unwritable state directory is a storage fault: the
-			// mail pipe must tempfail so the report is not bounced.
-			return nil, fmt.Errorf("%w: %w", reports.ErrStorage, err)
-		}
-	}
-	return reports.OpenSQLite(ctx, spec, log)
-}
-
-func (d *dbFlags) open(ctx context.Context, env Env, log *slog.Logger) (*ReportsConfig, reports.Store, error) {
-	cfg, err := loadReportsConfig(d.config)
+func (d *dbFlags) open(ctx context.Context, env Env, log *slog.Logger) (*reports.Config, reports.Store, error) {
+	cfg, err := reports.LoadConfig(d.config)
 	if err != nil {
 		return nil, nil, err
 	}
 	if d.db != "" {
 		cfg.DB = d.db
 	}
-	st, err := openReportStore(ctx, cfg.DB, env.getenv, log)
+	st, err := sqlstore.Open(ctx, cfg.DB, policyd.DefaultStateDir(env.getenv), log)
+	if errors.Is(err, sqlstore.ErrBadSpec) {
+		err = fmt.Errorf("--db %w", err)
+	}
 	return cfg, st, err
 }
 
@@ -276,7 +186,7 @@ func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
 	cfg, st, err := df.open(ctx, env, log)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: %v\n", err)
-		if errors.Is(err, errBadDBSpec) {
+		if errors.Is(err, sqlstore.ErrBadSpec) {
 			return ExitUsage
 		}
 		// Storage and configuration faults: the MTA keeps the report
@@ -287,7 +197,7 @@ func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
 	if *dkimMode != "" {
 		cfg.DKIM = *dkimMode
 	}
-	in := &reports.Ingester{Store: st, Logger: log, RejectedBudget: cfg.RejectedBudget,
+	in := &ingest.Ingester{Store: st, Logger: log, RejectedBudget: cfg.RejectedBudget,
 		Limits: tlsrpt.Limits{MaxInput: cfg.MaxInput, MaxOutput: cfg.MaxOutput}}
 	switch cfg.DKIM {
 	case "", "require":
@@ -302,7 +212,7 @@ func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
 		}
 		in.Resolver = c
 	case "off":
-		in.DKIM = reports.DKIMOff
+		in.DKIM = ingest.DKIMOff
 	default:
 		fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: --dkim %q: want require or off\n", cfg.DKIM)
 		return ExitUsage
@@ -325,7 +235,7 @@ func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
 	if *poll > 0 {
 		cfg.IMAP.Poll = *poll
 	}
-	exit := func(res reports.Result, err error) int {
+	exit := func(res ingest.Result, err error) int {
 		switch {
 		case errors.Is(err, os.ErrNotExist):
 			// A named input that does not exist never will: retrying
@@ -335,7 +245,7 @@ func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
 		case err != nil:
 			fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: %v\n", err)
 			return ExitTempFail
-		case res.Outcome == reports.OutcomeRejected:
+		case res.Outcome == ingest.OutcomeRejected:
 			return *rejectExit
 		}
 		return ExitOK
@@ -344,12 +254,12 @@ func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
 	case cfg.IMAP.URL != "":
 		return runIMAPIngest(ctx, env, cfg, in, log)
 	case cfg.Maildir.Dir != "":
-		md := &reports.Maildir{Dir: cfg.Maildir.Dir, Processed: cfg.Maildir.Processed, Rejected: cfg.Maildir.Rejected, Ingester: in, Logger: log}
+		md := &mailbox.Maildir{Dir: cfg.Maildir.Dir, Processed: cfg.Maildir.Processed, Rejected: cfg.Maildir.Rejected, Ingester: in, Logger: log}
 		for {
 			stats, err := md.Run(ctx)
 			fmt.Fprintf(env.Stdout, "%s: %s\n", cfg.Maildir.Dir, stats)
 			if err != nil {
-				return exit(reports.Result{}, err)
+				return exit(ingest.Result{}, err)
 			}
 			if *poll <= 0 || !sleepCtx(ctx, *poll) {
 				return ExitOK
@@ -370,7 +280,7 @@ func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
 	default:
 		br := bufio.NewReader(env.Stdin)
 		head, _ := br.Peek(512)
-		var res reports.Result
+		var res ingest.Result
 		var err error
 		if looksLikeBody(head) {
 			res, err = in.Body(ctx, br, "", -1, reports.SourceFile, "stdin")
@@ -388,10 +298,10 @@ func looksLikeBody(b []byte) bool {
 	return bytes.HasPrefix(b, []byte{0x1f, 0x8b}) || bytes.HasPrefix(b, []byte("PK\x03\x04")) || bytes.HasPrefix(t, []byte("{"))
 }
 
-func ingestFile(ctx context.Context, in *reports.Ingester, name string) (reports.Result, error) {
+func ingestFile(ctx context.Context, in *ingest.Ingester, name string) (ingest.Result, error) {
 	f, err := os.Open(name)
 	if err != nil {
-		return reports.Result{}, err
+		return ingest.Result{}, err
 	}
 	defer f.Close()
 	head := make([]byte, 512)
@@ -409,7 +319,7 @@ func ingestFile(ctx context.Context, in *reports.Ingester, name string) (reports
 	return in.Message(ctx, src, reports.SourceFile, name)
 }
 
-func printResult(w io.Writer, name string, res reports.Result) {
+func printResult(w io.Writer, name string, res ingest.Result) {
 	for _, r := range res.Reports {
 		word := "stored"
 		if r.Duplicate {
@@ -816,7 +726,7 @@ func runTLSRPTPrune(ctx context.Context, env Env, args []string) int {
 		fs.Usage()
 		return ExitUsage
 	}
-	cfg, err := loadReportsConfig(df.config)
+	cfg, err := reports.LoadConfig(df.config)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "mailsts tlsrpt prune: %v\n", err)
 		return ExitError
@@ -844,7 +754,7 @@ func runTLSRPTPrune(ctx context.Context, env Env, args []string) int {
 	_, st, err := df.open(ctx, env, log)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "mailsts tlsrpt prune: %v\n", err)
-		if errors.Is(err, errBadDBSpec) {
+		if errors.Is(err, sqlstore.ErrBadSpec) {
 			return ExitUsage
 		}
 		return ExitError

@@ -4,8 +4,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/url"
 )
 
 // Pagination of the query API (issue #11.3: one query returned 220 MB).
@@ -19,12 +17,24 @@ import (
 const (
 	DefaultPageSize = 1000
 	MaxPageSize     = 10000
-	// maxCursor bounds the cursor text read from a query.
-	maxCursor = 2048
+	// MaxCursor bounds the cursor text read from a query.
+	MaxCursor = 2048
+	// DefaultLimit caps Failures and ListRejected when Filter.Limit is 0.
+	DefaultLimit = 1000
 )
 
-// failureCursor is the sort key of a failure row.
-type failureCursor struct {
+// LimitOrDefault is f.Limit, or DefaultLimit when it is not positive.
+func (f Filter) LimitOrDefault() int {
+	if f.Limit <= 0 {
+		return DefaultLimit
+	}
+	return f.Limit
+}
+
+// FailureCursor is the sort key of a failure row: Failures' order is day
+// DESC, then organization, report_id, the report's row id (copies and
+// conflicts share a report-id), policy_seq, seq ascending.
+type FailureCursor struct {
 	Day       string `json:"d"`
 	Org       string `json:"o"`
 	ReportID  string `json:"r"`
@@ -33,27 +43,29 @@ type failureCursor struct {
 	Seq       int    `json:"s"`
 }
 
-type rejectedCursor struct {
+// RejectedCursor is the sort key of a rejected input: ListRejected's
+// order is received_at DESC, id DESC.
+type RejectedCursor struct {
 	ReceivedAt int64 `json:"t"`
 	ID         int64 `json:"i"`
 }
 
-type summaryCursor struct {
-	Offset int `json:"n"`
-}
-
-func encodeCursor(v any) string {
+// EncodeCursor encodes a cursor value (FailureCursor, RejectedCursor, or a
+// position in a sorted result) as the opaque text the API gives out.
+func EncodeCursor(v any) string {
 	b, _ := json.Marshal(v)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func decodeCursor(s string, v any) error {
+// DecodeCursor decodes the text of EncodeCursor into v. Errors wrap
+// ErrBadFilter.
+func DecodeCursor(s string, v any) error {
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err == nil {
 		err = json.Unmarshal(b, v)
 	}
 	if err != nil {
-		return fmt.Errorf("%w: cursor %q is not one this API gave out", ErrBadFilter, clipText(s, 40))
+		return fmt.Errorf("%w: cursor %q is not one this API gave out", ErrBadFilter, ClipText(s, 40))
 	}
 	return nil
 }
@@ -64,7 +76,7 @@ func NextFailures(rows []FailureRow) string {
 		return ""
 	}
 	r := rows[len(rows)-1]
-	return encodeCursor(failureCursor{r.Day, r.Organization, r.ReportID, r.reportRow, r.policySeq, r.seq})
+	return EncodeCursor(FailureCursor{r.Day, r.Organization, r.ReportID, r.Position.ReportRow, r.Position.PolicySeq, r.Position.Seq})
 }
 
 // NextRejected returns the cursor of the page after rows.
@@ -73,74 +85,14 @@ func NextRejected(rows []Rejected) string {
 		return ""
 	}
 	r := rows[len(rows)-1]
-	return encodeCursor(rejectedCursor{r.ReceivedAt.Unix(), r.ID})
+	return EncodeCursor(RejectedCursor{r.ReceivedAt.Unix(), r.ID})
 }
 
-// failuresAfter is the WHERE condition (alias fd, reports r) of the rows
-// after the cursor in Failures' order: day DESC, then organization,
-// report_id, the report's row id (copies and conflicts share a report-id),
-// policy_seq, seq ascending.
-func failuresAfter(cursor string) (string, []any, error) {
-	var c failureCursor
-	if err := decodeCursor(cursor, &c); err != nil {
-		return "", nil, err
+// ClipText cuts s to n bytes, marking the cut with "…" (error text shown
+// to clients and kept with rejected input).
+func ClipText(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
 	}
-	return `(fd.day < ? OR fd.day = ? AND (fd.organization > ? OR fd.organization = ? AND (r.report_id > ? OR
-		r.report_id = ? AND (r.id > ? OR r.id = ? AND (fd.policy_seq > ? OR fd.policy_seq = ? AND fd.seq > ?)))))`,
-		[]any{c.Day, c.Day, c.Org, c.Org, c.ReportID, c.ReportID, c.Row, c.Row, c.PolicySeq, c.PolicySeq, c.Seq}, nil
-}
-
-// rejectedAfter is the condition of the rows after the cursor in
-// ListRejected's order: received_at DESC, id DESC.
-func rejectedAfter(cursor string) (string, []any, error) {
-	var c rejectedCursor
-	if err := decodeCursor(cursor, &c); err != nil {
-		return "", nil, err
-	}
-	return "(received_at < ? OR received_at = ? AND id < ?)", []any{c.ReceivedAt, c.ReceivedAt, c.ID}, nil
-}
-
-// pageSummary cuts Summary's sorted rows to the page f asks for and
-// returns the next cursor ("" on the last page).
-func pageSummary(rows []SummaryRow, f Filter) ([]SummaryRow, string, error) {
-	if f.Limit == 0 && f.Cursor == "" {
-		return rows, "", nil
-	}
-	var c summaryCursor
-	if f.Cursor != "" {
-		if err := decodeCursor(f.Cursor, &c); err != nil {
-			return nil, "", err
-		}
-	}
-	start := min(max(c.Offset, 0), len(rows))
-	end := min(start+limitOf(f), len(rows))
-	next := ""
-	if end < len(rows) {
-		next = encodeCursor(summaryCursor{end})
-	}
-	return rows[start:end], next, nil
-}
-
-// pageFilter applies the API's page size to f: DefaultPageSize without a
-// limit, ErrBadFilter above MaxPageSize.
-func pageFilter(f Filter) (Filter, error) {
-	switch {
-	case f.Limit == 0:
-		f.Limit = DefaultPageSize
-	case f.Limit > MaxPageSize:
-		return f, fmt.Errorf("%w: limit %d is above the maximum page size %d; follow the Link rel=\"next\" header", ErrBadFilter, f.Limit, MaxPageSize)
-	}
-	return f, nil
-}
-
-// linkNext sets the Link header to the request's URL with cursor next.
-func linkNext(w http.ResponseWriter, r *http.Request, next string) {
-	if next == "" {
-		return
-	}
-	u := url.URL{Path: r.URL.Path}
-	q := r.URL.Query()
-	q.Set("cursor", next)
-	u.RawQuery = q.Encode()
-	w.Header().Set("Link", "<"+u.String()+`>; rel="next"`)
+	return s
 }

@@ -41,7 +41,7 @@ type Store interface {
 	// with identical content again returns Duplicate=true and changes
 	// nothing (except marking it authenticated when the copy is). One
 	// with the same name and other content is stored too, and both are
-	// flagged Conflict; Summary counts one of them (conflict.go).
+	// flagged Conflict; Summary counts one of them (sqlstore/conflict.go).
 	PutReport(ctx context.Context, in Incoming) (PutResult, error)
 	// PutReports stores several reports in one transaction (bulk import:
 	// one disk sync for the batch). On error nothing is stored.
@@ -197,7 +197,7 @@ type StoredReport struct {
 	DKIMDomain string    `json:"dkim_domain,omitempty"`
 	// Authenticated: see Incoming. Conflict: another report with this
 	// organisation and report-id has other content. Counted: Summary
-	// counts this one of its key (conflict.go). ContentHash is the
+	// counts this one of its key (sqlstore/conflict.go). ContentHash is the
 	// SHA-256 of the canonical report ("" until computed for reports
 	// stored by an older version).
 	Authenticated bool             `json:"authenticated"`
@@ -305,8 +305,14 @@ type FailureRow struct {
 	Authenticated bool `json:"authenticated"`
 	Conflict      bool `json:"conflict"`
 
-	// The position of the row (report row id, policy, detail), for
-	// NextFailures.
-	reportRow      int64
-	policySeq, seq int
+	// Position is where the row sits in Failures' order, set by the
+	// store for NextFailures; not part of the JSON.
+	Position FailurePosition `json:"-"`
+}
+
+// FailurePosition is the position of a failure row: its report's row id
+// in the store, the policy's and the detail's index.
+type FailurePosition struct {
+	ReportRow      int64
+	PolicySeq, Seq int
 }

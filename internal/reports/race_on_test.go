@@ -1,7 +1,0 @@
-//go:build race
-
-package reports
-
-// raceEnabled: the race detector makes more values escape to the heap,
-// so allocation bounds are doubled under it.
-const raceEnabled = true

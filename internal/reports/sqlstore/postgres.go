@@ -1,0 +1,118 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/mailsts/mailsts/internal/reports"
+)
+
+// OpenPostgres connects to PostgreSQL (dsn is a postgres:// URL or a
+// key=value string; add search_path=SCHEMA to use a schema other than
+// public) and migrates the schema, kept in table reports_schema_version.
+// Concurrent migrations are serialised by an advisory lock. A nil logger
+// discards.
+func OpenPostgres(ctx context.Context, dsn string, logger *slog.Logger) (reports.Store, error) {
+	if logger == nil {
+		logger = discardLogger()
+	}
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("%w: postgres: %w", reports.ErrStorage, err)
+	}
+	db.SetMaxOpenConns(16)
+	s := &sqlStore{d: postgresDialect(), loc: redactDSN(dsn), logger: logger, w: db, r: db}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, s.errorf("connect: %w", err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// redactDSN drops a password from a URL DSN for messages.
+func redactDSN(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" {
+		return u.Redacted()
+	}
+	if strings.Contains(dsn, "password") {
+		return "(dsn with password)"
+	}
+	return dsn
+}
+
+// pgMigrationLock is the advisory lock key serialising migrations
+// ("mailsts reports" in ASCII, truncated).
+const pgMigrationLock = 0x6d61696c72707473
+
+func postgresDialect() dialect {
+	return dialect{
+		name:       "postgres",
+		rebind:     rebindDollar,
+		migrations: postgresMigrations(),
+		contains:   func(h, n string) string { return "strpos(" + h + ", " + n + ") > 0" },
+		// SUM(bigint) is numeric and cannot overflow; clamp it.
+		sum: func(c string) string { return "CAST(LEAST(SUM(" + c + "), 9223372036854775807) AS BIGINT)" },
+		lock: func(ctx context.Context, tx *sql.Tx) error {
+			_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(pgMigrationLock))
+			return err
+		},
+		lockKey: func(ctx context.Context, tx *sql.Tx, key string) error {
+			// The two-key form: a key space apart from pgMigrationLock's.
+			// The key is hashed here: it may hold bytes that are not text
+			// to PostgreSQL. Two keys with one hash only wait for each other.
+			h := fnv.New32a()
+			h.Write([]byte(key))
+			_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(8460, $1)`, int32(h.Sum32()))
+			return err
+		},
+		version: func(ctx context.Context, tx *sql.Tx) (int, error) {
+			if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS reports_schema_version (version INTEGER NOT NULL)`); err != nil {
+				return 0, err
+			}
+			var v int
+			err := tx.QueryRowContext(ctx, `SELECT version FROM reports_schema_version`).Scan(&v)
+			if err == sql.ErrNoRows {
+				return 0, nil
+			}
+			return v, err
+		},
+		setVersion: func(ctx context.Context, tx *sql.Tx, v int) error {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM reports_schema_version`); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO reports_schema_version (version) VALUES ($1)`, v)
+			return err
+		},
+	}
+}
+
+// rebindDollar turns "?" placeholders into "$1", "$2", …. Our queries
+// have no "?" inside literals.
+func rebindDollar(q string) string {
+	var b strings.Builder
+	n := 0
+	for i := 0; i < len(q); i++ {
+		if q[i] == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(q[i])
+	}
+	return b.String()
+}
+
+var _ = stdlib.GetDefaultDriver // the import registers the "pgx" driver

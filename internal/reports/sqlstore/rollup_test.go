@@ -1,0 +1,232 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/mailsts/mailsts/internal/reports"
+	"github.com/mailsts/mailsts/internal/reports/reportstest"
+	"github.com/mailsts/mailsts/tlsrpt"
+)
+
+// randomReport builds report i of a seeded random set chosen to stress
+// the rollup: few organisations, days, domains and MX hosts so that keys
+// collide; several policies of one type or domain in a report (they
+// merge in coarse grains); repeated result types in a policy; a detail
+// whose result type is spelled like a pseudo type; domains in mixed case
+// with trailing dots; zero counts.
+func randomReport(rng *rand.Rand, i int) *tlsrpt.Report {
+	orgs := []string{"Google Inc.", "Mail.Ru", "Yahoo"}
+	doms := []string{"a.example", "B.example.", "c.example"}
+	types := []string{tlsrpt.PolicyTypeSTS, tlsrpt.PolicyTypeTLSA, tlsrpt.PolicyTypeNoPolicyFound}
+	results := []tlsrpt.ResultType{tlsrpt.ResultCertificateExpired, tlsrpt.ResultTLSAInvalid, tlsrpt.ResultSTARTTLSNotSupported,
+		reports.ResultSuccess, "x-unknown"}
+	r := &tlsrpt.Report{
+		OrganizationName: orgs[rng.IntN(len(orgs))],
+		ReportID:         fmt.Sprintf("rand-%d", i),
+		ContactInfo:      "mailto:tlsrpt@example.net",
+	}
+	start := time.Date(2025, 1, 1+rng.IntN(4), 0, 0, 0, 0, time.UTC)
+	r.DateRange = tlsrpt.DateRange{Start: start, End: start.Add(24*time.Hour - time.Second)}
+	for range 1 + rng.IntN(4) {
+		var p tlsrpt.PolicyResult
+		p.Policy.Type = types[rng.IntN(len(types))]
+		p.Policy.Domain = doms[rng.IntN(len(doms))]
+		for range rng.IntN(3) {
+			p.Policy.MXHost = append(p.Policy.MXHost, fmt.Sprintf("MX%d.%s", rng.IntN(2), p.Policy.Domain))
+		}
+		p.Summary.TotalSuccessfulSessionCount = int64(rng.IntN(3) * rng.IntN(50))
+		p.Summary.TotalFailureSessionCount = int64(rng.IntN(2) * rng.IntN(20))
+		if p.Summary.TotalFailureSessionCount > 0 {
+			for range rng.IntN(4) {
+				p.FailureDetails = append(p.FailureDetails, tlsrpt.FailureDetails{
+					ResultType:         results[rng.IntN(len(results))],
+					FailedSessionCount: int64(rng.IntN(10)),
+				})
+			}
+		}
+		r.Policies = append(r.Policies, p)
+	}
+	return r
+}
+
+// loadRandom stores 200 random reports in batches of up to 7, with
+// duplicates inside a batch, across batches and as single puts.
+func loadRandom(t *testing.T, st reports.Store) {
+	t.Helper()
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(8460, 8461))
+	var all []*tlsrpt.Report
+	for i := 0; i < 200; {
+		var batch []reports.Incoming
+		for n := 1 + rng.IntN(7); n > 0 && i < 200; n-- {
+			r := randomReport(rng, i)
+			all = append(all, r)
+			batch = append(batch, reports.Incoming{Report: r, Raw: []byte("{}"), Source: reports.SourceFile, ReceivedAt: reportstest.FixedNow()})
+			i++
+			if rng.IntN(5) == 0 {
+				// The same report again: a duplicate in the batch.
+				batch = append(batch, batch[len(batch)-1])
+			}
+			if rng.IntN(6) == 0 && len(all) > 1 {
+				// An earlier report: a duplicate of a committed batch.
+				old := all[rng.IntN(len(all)-1)]
+				batch = append(batch, reports.Incoming{Report: old, Raw: []byte("{}"), Source: reports.SourceFile, ReceivedAt: reportstest.FixedNow()})
+			}
+		}
+		if _, err := st.PutReports(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range all[:40] {
+		if res, err := st.PutReport(ctx, reports.Incoming{Report: r, Raw: []byte("{}"), Source: reports.SourceHTTP, ReceivedAt: reportstest.FixedNow()}); err != nil || !res.Duplicate {
+			t.Fatalf("re-ingest %s: %+v %v", r.ReportID, res, err)
+		}
+	}
+}
+
+// rollupFilters are every grouping (all 63 non-empty subsets of the six
+// keys), and every fifth grouping crossed with filters on each key the
+// rollup answers (all 441 pairs take too long under -race).
+func rollupFilters() []reports.Filter {
+	keys := []string{reports.GroupDay, reports.GroupPolicyDomain, reports.GroupOrganization, reports.GroupMXHost, reports.GroupPolicyType, reports.GroupResultType}
+	d := func(s string) time.Time { t, _ := time.Parse(time.DateOnly, s); return t }
+	filters := []reports.Filter{
+		{},
+		{PolicyDomain: "b.example"},
+		{Organization: "Mail.Ru", Since: d("2025-01-02"), Until: d("2025-01-03")},
+		{ResultType: string(tlsrpt.ResultCertificateExpired)},
+		{ResultType: reports.ResultSuccess},
+		{ResultType: reports.ResultNoDetails},
+		{ResultType: "x-unknown", PolicyDomain: "a.example"},
+	}
+	var out []reports.Filter
+	for mask := 1; mask < 1<<len(keys); mask++ {
+		var g []string
+		for i, k := range keys {
+			if mask&(1<<i) != 0 {
+				g = append(g, k)
+			}
+		}
+		for i, f := range filters {
+			if i > 0 && mask%5 != 1 {
+				continue
+			}
+			f.GroupBy = g
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// TestRollupEqualsRawAggregation: for every grouping and filter, Summary
+// from the rollup equals the direct aggregation over the stored rows, on
+// random data with duplicates (RPT-RECV-4: a duplicate counts once); and
+// the migration's backfill builds the same rollup as the inserts.
+func TestRollupEqualsRawAggregation(t *testing.T) {
+	t.Parallel()
+	backends(t, func(t *testing.T, st reports.Store) {
+		loadRandom(t, st)
+		ctx := context.Background()
+		s := st.(*sqlStore)
+		nonEmpty, viaRollup := 0, 0
+		for _, f := range rollupFilters() {
+			cols, byResult, err := summaryColumns(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := rollupGrain(f, cols, byResult); ok {
+				viaRollup++
+			}
+			got, err := st.Summary(ctx, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := s.summaryRaw(ctx, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("%+v: rollup differs from raw\nrollup %+v\nraw    %+v", f, got, want)
+			}
+			if len(got) > 0 {
+				nonEmpty++
+			}
+		}
+		if viaRollup < len(rollupFilters())*3/4 {
+			t.Errorf("only %d of %d queries read the rollup", viaRollup, len(rollupFilters()))
+		}
+		if nonEmpty < len(rollupFilters())*3/4 {
+			t.Errorf("only %d of %d queries returned rows: the data does not exercise the rollup", nonEmpty, len(rollupFilters()))
+		}
+		// The reports counted: 200 distinct, whatever the duplicates.
+		rows, err := st.Summary(ctx, reports.Filter{GroupBy: []string{reports.GroupOrganization}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for _, r := range rows {
+			n += r.Reports
+		}
+		if n != 200 {
+			t.Errorf("reports counted %d, want 200", n)
+		}
+		checkBackfill(t, s)
+	})
+}
+
+// rollupTable reads summary_rollup in key order.
+func rollupTable(t *testing.T, s *sqlStore) []string {
+	t.Helper()
+	rows, err := s.r.QueryContext(context.Background(), `SELECT grain, kind, day, organization, policy_domain, mx_host,
+		policy_type, result_type, reports, successful, failed FROM summary_rollup
+		ORDER BY grain, kind, day, organization, policy_domain, mx_host, policy_type, result_type`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var g, k, n, succ, fail int64
+		var d, o, dom, mx, pt, rt string
+		if err := rows.Scan(&g, &k, &d, &o, &dom, &mx, &pt, &rt, &n, &succ, &fail); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, fmt.Sprintf("%d %d %s %q %s %s %s %s: %d %d %d", g, k, d, o, dom, mx, pt, rt, n, succ, fail))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// checkBackfill: migration 2 over a version-1 database builds exactly
+// the rollup that inserts maintain.
+func checkBackfill(t *testing.T, s *sqlStore) {
+	t.Helper()
+	ctx := context.Background()
+	maintained := rollupTable(t, s)
+	if len(maintained) < 100 {
+		t.Fatalf("rollup has %d rows", len(maintained))
+	}
+	// Back to version 1: the rollup table did not exist. Then migration 2
+	// alone (the later ones are not written to run twice).
+	if _, err := s.w.ExecContext(ctx, `DROP TABLE summary_rollup`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.w.ExecContext(ctx, s.d.migrations[1]); err != nil {
+		t.Fatal(err)
+	}
+	if got := rollupTable(t, s); !reflect.DeepEqual(got, maintained) {
+		t.Errorf("backfilled rollup (%d rows) differs from the maintained one (%d rows)", len(got), len(maintained))
+		for i := range min(len(got), len(maintained)) {
+			if got[i] != maintained[i] {
+				t.Fatalf("first difference at %d:\nbackfill   %s\nmaintained %s", i, got[i], maintained[i])
+			}
+		}
+	}
+}

@@ -1,0 +1,92 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/mailsts/mailsts/internal/reports"
+	"github.com/mailsts/mailsts/internal/sqlitedb"
+)
+
+// sqliteBusyTimeout is how long a statement waits for a lock held by
+// another process (a CLI query while `mailsts serve` writes).
+const sqliteBusyTimeout = 10 * time.Second
+
+// OpenSQLite opens or creates the report database at path (one file, WAL
+// mode; a relative path is taken against the working directory) and migrates its schema (PRAGMA user_version). A nil logger
+// discards.
+//
+// Durability: synchronous=FULL, so a report is on disk when PutReport
+// returns, which is what lets the HTTP receiver answer 200 and the mail
+// pipe exit 0 (RFC 8460 §5.4, RPT-HTTP-3). Writes go through one
+// connection; reads use a small query_only pool and never block it.
+func OpenSQLite(ctx context.Context, path string, logger *slog.Logger) (reports.Store, error) {
+	if logger == nil {
+		logger = discardLogger()
+	}
+	db, err := sqlitedb.Open(path, sqlitedb.Options{
+		BusyTimeout: sqliteBusyTimeout,
+		Synchronous: "FULL",
+		ForeignKeys: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: sqlite %s: %w", reports.ErrStorage, path, err)
+	}
+	s := &sqlStore{d: sqliteDialect(), loc: db.Path, logger: logger, w: db.W, r: db.R}
+	if err := s.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func sqliteDialect() dialect {
+	return dialect{
+		name:       "sqlite",
+		rebind:     func(q string) string { return q },
+		migrations: sqliteMigrations(),
+		contains:   func(h, n string) string { return "instr(" + h + ", " + n + ") > 0" },
+		// SUM fails with "integer overflow"; TOTAL sums as a double,
+		// exact below 2^53 (far above any real total), and the cast
+		// clamps at 2^63-1.
+		sum:     func(c string) string { return "CAST(MIN(TOTAL(" + c + "), 9223372036854775807.0) AS INTEGER)" },
+		lock:    func(context.Context, *sql.Tx) error { return nil }, // BEGIN IMMEDIATE already serialises
+		lockKey: func(context.Context, *sql.Tx, string) error { return nil },
+		version: func(ctx context.Context, tx *sql.Tx) (int, error) {
+			var v int
+			err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v)
+			return v, err
+		},
+		setVersion: func(ctx context.Context, tx *sql.Tx, v int) error {
+			// PRAGMA takes no bound parameters; v is our own integer.
+			_, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, v))
+			return err
+		},
+	}
+}
+
+// Close implements Store.
+func (s *sqlStore) Close() error {
+	var errs []error
+	if s.r != nil && s.r != s.w {
+		if err := s.r.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.d.name == "sqlite" {
+		// Keeps the planner's statistics fresh; cheap before closing.
+		if _, err := s.w.Exec(`PRAGMA optimize`); err != nil {
+			s.logger.Debug("reports: PRAGMA optimize", "where", s.loc, "err", err)
+		}
+	}
+	if err := s.w.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return s.errorf("close: %v", errs)
+	}
+	return nil
+}
