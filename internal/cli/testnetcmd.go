@@ -12,7 +12,7 @@ import (
 
 var testnetCommand = command{
 	name:    "testnet",
-	summary: "run the fake Internet on loopback (DNS, policy hosts, MX hosts) for demos and tests",
+	summary: "run the fake Internet on loopback (DNS, policy hosts, MX hosts, mail-client endpoints) for demos and tests",
 	run:     runTestnet,
 }
 
