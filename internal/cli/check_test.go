@@ -452,3 +452,45 @@ func TestCheckClientPortsFlag(t *testing.T) {
 		}
 	}
 }
+
+// The README's demo: `mailsts testnet` prints check flags that include
+// --client-ports, and `check --clients` with exactly those flags passes
+// for the default scenario's good client host.
+func TestCheckClientsWithTestnetFlags(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	var tnOut, tnErr syncBuffer
+	exited := make(chan int, 1)
+	go func() { exited <- Main(ctx, []string{"testnet"}, Env{Stdout: &tnOut, Stderr: &tnErr}) }()
+	defer func() {
+		cancel()
+		if code := <-exited; code != ExitOK {
+			t.Errorf("testnet exit %d: %s", code, tnErr.String())
+		}
+	}()
+	var flags []string
+	timeout := time.After(30 * time.Second)
+	for flags == nil {
+		select {
+		case <-tnOut.Wrote():
+		case code := <-exited:
+			exited <- code
+			t.Fatalf("testnet exited (%d): %s %s", code, tnOut.String(), tnErr.String())
+		case <-timeout:
+			t.Fatalf("testnet printed no flags: %s %s", tnOut.String(), tnErr.String())
+		}
+		for l := range strings.Lines(tnOut.String()) {
+			if rest, ok := strings.CutPrefix(l, "check flags: "); ok && strings.HasSuffix(rest, "\n") {
+				flags = strings.Fields(rest)
+			}
+		}
+	}
+	if !strings.Contains(strings.Join(flags, " "), "--client-ports submissions=") {
+		t.Fatalf("check flags lack --client-ports: %q", flags)
+	}
+	args := append(append([]string{"check"}, flags...), "--probe-timeout", "2s", "--clients", "mail.clients.example", "clients.example")
+	code, stdout, stderr := run(t, args...)
+	if code != 0 || strings.Count(stdout, "[clients.ok TLS8314-1]") != 6 {
+		t.Errorf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+}
