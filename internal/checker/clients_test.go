@@ -67,14 +67,20 @@ func TestClientsTestnet(t *testing.T) {
 		t.Errorf("verdict %s, imaps %+v", r.Verdict, r.Clients[2].Probe)
 	}
 
-	// Stripped STARTTLS on IMAP and POP3, a refused port, TLS 1.1 only.
-	if err := n.Set(testnet.Domain{Name: "clientfaults.test", Clients: []testnet.ClientHost{{
-		Name: "mail.clientfaults.test",
-		IMAP: testnet.ClientEndpoint{NoSTARTTLS: true}, POP3: testnet.ClientEndpoint{NoSTARTTLS: true},
-		Submission: testnet.ClientEndpoint{Down: true}, IMAPS: testnet.ClientEndpoint{MaxTLS: "1.1"},
-	}}}); err != nil {
+	// Stripped STARTTLS on IMAP and POP3, a refused port, TLS 1.1 only,
+	// on a network of its own (the shared one is read-only).
+	n, err := testnet.Start(context.Background(), &testnet.Scenario{Domains: []testnet.Domain{{
+		Name: "clientfaults.test", Clients: []testnet.ClientHost{{
+			Name: "mail.clientfaults.test",
+			IMAP: testnet.ClientEndpoint{NoSTARTTLS: true}, POP3: testnet.ClientEndpoint{NoSTARTTLS: true},
+			Submission: testnet.ClientEndpoint{Down: true}, IMAPS: testnet.ClientEndpoint{MaxTLS: "1.1"},
+		}},
+	}}}, testnet.Options{})
+	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(n.Close)
+	c = newChecker(t, n, false)
 	c.Clients = testnetEndpoints(n, "mail.clientfaults.test")
 	r = c.Check(context.Background(), "clientfaults.test")
 	record(r)
