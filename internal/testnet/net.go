@@ -95,12 +95,13 @@ type Net struct {
 	setMu sync.Mutex
 
 	// life guards the listeners, connections and goroutine accounting.
-	life      sync.Mutex
-	closed    bool
-	wg        sync.WaitGroup
-	smtpLns   map[netip.Addr]net.Listener
+	life    sync.Mutex
+	closed  bool
+	wg      sync.WaitGroup
+	smtpLns map[netip.Addr]net.Listener
+	conns   map[net.Conn]struct{}
+	// clientLns (guarded by life) are the mail-client listeners.
 	clientLns map[netip.AddrPort]net.Listener
-	conns     map[net.Conn]struct{}
 
 	stats    sync.Mutex
 	requests map[string]int
@@ -152,16 +153,16 @@ func Start(ctx context.Context, sc *Scenario, opts Options) (*Net, error) {
 		opts.CertValidity = DefaultCertValidity
 	}
 	n := &Net{
-		opts:      opts,
-		log:       opts.Logger,
-		ca:        opts.CA,
-		requests:  make(map[string]int),
-		sniSeen:   make(map[string]bool),
-		received:  make(map[string][]Message),
-		smtpLns:   make(map[netip.Addr]net.Listener),
-		clientLns: make(map[netip.AddrPort]net.Listener),
-		conns:     make(map[net.Conn]struct{}),
+		opts:     opts,
+		log:      opts.Logger,
+		ca:       opts.CA,
+		requests: make(map[string]int),
+		sniSeen:  make(map[string]bool),
+		received: make(map[string][]Message),
+		smtpLns:  make(map[netip.Addr]net.Listener),
+		conns:    make(map[net.Conn]struct{}),
 	}
+	n.clientLns = make(map[netip.AddrPort]net.Listener)
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
