@@ -342,7 +342,16 @@ func TestClients(t *testing.T) {
 	if r.Clients[1].Probe.Cert == nil || r.Clients[1].Probe.Cert.Problem != certNameMismatch {
 		t.Errorf("endpoint 1: %+v", r.Clients[1].Probe)
 	}
-	if got := ClientEndpoints("mail.example"); len(got) != 4 || got[1].Port != 587 || !got[1].STARTTLS {
+	got := ClientEndpoints("mail.example")
+	ports := map[string]int{}
+	for _, ep := range got {
+		ports[ep.Service] = ep.Port
+		if ep.STARTTLS != (ep.Port == 587 || ep.Port == 143 || ep.Port == 110) {
+			t.Errorf("ClientEndpoints: %+v", ep)
+		}
+	}
+	if len(got) != 6 || ports["submissions"] != 465 || ports["submission"] != 587 || ports["imaps"] != 993 ||
+		ports["imap"] != 143 || ports["pop3s"] != 995 || ports["pop3"] != 110 {
 		t.Errorf("ClientEndpoints: %+v", got)
 	}
 }
@@ -358,6 +367,7 @@ func TestEveryFindingHasAScenario(t *testing.T) {
 	t.Run("scenarios", func(t *testing.T) {
 		t.Run("TestScenarios", TestScenarios)
 		t.Run("TestClients", TestClients)
+		t.Run("TestClientsTestnet", TestClientsTestnet)
 		t.Run("TestExpiringCertificates", TestExpiringCertificates)
 		t.Run("TestDNSFaults", TestDNSFaults)
 		t.Run("TestProbeStubs", TestProbeStubs)

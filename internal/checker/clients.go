@@ -1,9 +1,11 @@
 package checker
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 
@@ -11,24 +13,43 @@ import (
 )
 
 // Endpoint is a mail client endpoint of RFC 8314: submission with
-// implicit TLS (465) or STARTTLS (587), IMAP (993) or POP3 (995) with
-// implicit TLS.
+// implicit TLS (465) or STARTTLS (587), IMAP with implicit TLS (993) or
+// STARTTLS (143), POP3 with implicit TLS (995) or STLS (110).
 type Endpoint struct {
-	Host    string `json:"host"`
-	Port    int    `json:"port"`
+	Host string `json:"host"`
+	Port int    `json:"port"`
+	// Service is the IANA service name: submissions, submission, imaps,
+	// imap, pop3s or pop3. With STARTTLS it selects the protocol spoken
+	// before TLS (SMTP for any other name).
 	Service string `json:"service"`
-	// STARTTLS is true for SMTP submission on 587, false for implicit TLS.
+	// STARTTLS is true for submission, imap and pop3 (the session starts
+	// in cleartext and upgrades), false for implicit TLS.
 	STARTTLS bool `json:"starttls"`
 }
 
-// ClientEndpoints returns the four RFC 8314 endpoints of host on their
-// standard ports (TLS8314-1, TLS8314-2, TLS8314-3).
+// Client services (IANA names) of ClientEndpoints.
+const (
+	ServiceSubmissions = "submissions"
+	ServiceSubmission  = "submission"
+	ServiceIMAPS       = "imaps"
+	ServiceIMAP        = "imap"
+	ServicePOP3S       = "pop3s"
+	ServicePOP3        = "pop3"
+)
+
+// ClientEndpoints returns the six RFC 8314 endpoints of host on their
+// standard ports, each implicit-TLS service before its STARTTLS sibling
+// (TLS8314-1, TLS8314-2, TLS8314-3). RFC 8314 §3 prefers implicit TLS;
+// a STARTTLS port that is not served is fine, one that is served must
+// offer STARTTLS.
 func ClientEndpoints(host string) []Endpoint {
 	return []Endpoint{
-		{Host: host, Port: 465, Service: "submissions"},
-		{Host: host, Port: 587, Service: "submission", STARTTLS: true},
-		{Host: host, Port: 993, Service: "imaps"},
-		{Host: host, Port: 995, Service: "pop3s"},
+		{Host: host, Port: 465, Service: ServiceSubmissions},
+		{Host: host, Port: 587, Service: ServiceSubmission, STARTTLS: true},
+		{Host: host, Port: 993, Service: ServiceIMAPS},
+		{Host: host, Port: 143, Service: ServiceIMAP, STARTTLS: true},
+		{Host: host, Port: 995, Service: ServicePOP3S},
+		{Host: host, Port: 110, Service: ServicePOP3, STARTTLS: true},
 	}
 }
 
@@ -60,7 +81,202 @@ func (c *Checker) probeEndpoint(ctx context.Context, ep Endpoint) ProbeResult {
 		}
 		return ProbeResult{Stage: stageDNS, Error: "no address: " + err.Error()}
 	}
-	return c.probe(ctx, host, pickAddr(addrs), ep.Port, !ep.STARTTLS).res
+	var phase starttlsPhase
+	switch {
+	case !ep.STARTTLS:
+	case ep.Service == ServiceIMAP:
+		phase = imapSTARTTLS
+	case ep.Service == ServicePOP3:
+		phase = pop3STLS
+	default:
+		phase = smtpSTARTTLS
+	}
+	return c.probeWith(ctx, host, pickAddr(addrs), ep.Port, phase).res
+}
+
+// errMUAReply is wrapped by errors about malformed IMAP and POP3 replies.
+var errMUAReply = errors.New("malformed reply")
+
+// readMUALine reads one IMAP or POP3 response line, bounded like SMTP
+// replies (maxReplyLine).
+func readMUALine(br *bufio.Reader) (string, error) {
+	raw, err := br.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		return "", fmt.Errorf("%w: line longer than %d bytes", errMUAReply, maxReplyLine)
+	}
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimRight(string(raw), "\r\n"), nil
+}
+
+// imapTagged sends "tag cmd" and reads up to the tagged response, at most
+// maxReplyLines lines; it returns the untagged lines and the tagged
+// status text ("OK …", "NO …", "BAD …").
+func imapTagged(conn net.Conn, br *bufio.Reader, tag, cmd string) (untagged []string, status string, err error) {
+	if _, err := fmt.Fprintf(conn, "%s %s\r\n", tag, cmd); err != nil {
+		return nil, "", err
+	}
+	for range maxReplyLines {
+		l, err := readMUALine(br)
+		if err != nil {
+			return nil, "", err
+		}
+		if rest, ok := strings.CutPrefix(l, tag+" "); ok {
+			return untagged, rest, nil
+		}
+		untagged = append(untagged, l)
+	}
+	return nil, "", fmt.Errorf("%w: no tagged response in %d lines", errMUAReply, maxReplyLines)
+}
+
+func okStatus(status string) bool {
+	kw, _, _ := strings.Cut(status, " ")
+	return strings.EqualFold(kw, "OK")
+}
+
+// imapSTARTTLS is the cleartext phase of IMAP (RFC 9051 §6.2.1, RFC 2595
+// §3.1): greeting, CAPABILITY, STARTTLS.
+func imapSTARTTLS(_ *Checker, conn net.Conn, br *bufio.Reader, out *probeOutcome, deadline func()) (string, bool) {
+	out.res.Stage = stageBanner
+	deadline()
+	greeting, err := readMUALine(br)
+	if err != nil {
+		out.res.Error = describeNetErr("waiting for the greeting", err)
+		return "", false
+	}
+	out.res.Banner = clip(greeting)
+	kw := ""
+	if f := strings.Fields(greeting); len(f) >= 2 && f[0] == "*" {
+		kw = strings.ToUpper(f[1])
+	}
+	switch kw {
+	case "OK":
+	case "PREAUTH":
+		// RFC 9051 §6.2.1: STARTTLS only in the not-authenticated
+		// state; a cleartext PREAUTH session can never be protected.
+		out.res.Stage = stageSTARTTLS
+		out.res.Error = "the greeting is PREAUTH: the session is authenticated in cleartext and cannot STARTTLS"
+		return "", false
+	default:
+		out.res.Error = fmt.Sprintf("greeting %q; expected * OK", clip(greeting))
+		return "", false
+	}
+	out.res.Stage = stageEHLO
+	deadline()
+	untagged, status, err := imapTagged(conn, br, "m1", "CAPABILITY")
+	if err != nil {
+		out.res.Error = describeNetErr("reading the CAPABILITY response", err)
+		return "", false
+	}
+	if !okStatus(status) {
+		out.res.Error = fmt.Sprintf("CAPABILITY answered %s", clip(status))
+		return "", false
+	}
+	for _, l := range untagged {
+		if caps, ok := cutPrefixFold(l, "* CAPABILITY "); ok {
+			for _, c := range strings.Fields(caps) {
+				// RFC 9051 §7.2.2: capability names are case-insensitive.
+				if strings.EqualFold(c, "STARTTLS") {
+					out.res.STARTTLS = true
+				}
+			}
+		}
+	}
+	out.res.Stage = stageSTARTTLS
+	if !out.res.STARTTLS {
+		out.res.Error = "STARTTLS is not offered in the CAPABILITY response"
+		quit(conn, "m2 LOGOUT\r\n")
+		return "", false
+	}
+	deadline()
+	_, status, err = imapTagged(conn, br, "m2", "STARTTLS")
+	if err != nil {
+		out.res.Error = describeNetErr("reading the STARTTLS response", err)
+		return "", false
+	}
+	if !okStatus(status) {
+		out.res.Error = fmt.Sprintf("STARTTLS answered %s", clip(status))
+		return "", false
+	}
+	return "m3 LOGOUT\r\n", true
+}
+
+// pop3STLS is the cleartext phase of POP3 (RFC 2595 §4, RFC 2449): greeting,
+// CAPA, STLS.
+func pop3STLS(_ *Checker, conn net.Conn, br *bufio.Reader, out *probeOutcome, deadline func()) (string, bool) {
+	out.res.Stage = stageBanner
+	deadline()
+	greeting, err := readMUALine(br)
+	if err != nil {
+		out.res.Error = describeNetErr("waiting for the greeting", err)
+		return "", false
+	}
+	out.res.Banner = clip(greeting)
+	if _, ok := cutPrefixFold(greeting+" ", "+OK "); !ok {
+		out.res.Error = fmt.Sprintf("greeting %q; expected +OK", clip(greeting))
+		return "", false
+	}
+	out.res.Stage = stageEHLO
+	deadline()
+	if _, err := conn.Write([]byte("CAPA\r\n")); err != nil {
+		out.res.Error = describeNetErr("sending CAPA", err)
+		return "", false
+	}
+	first, err := readMUALine(br)
+	if err != nil {
+		out.res.Error = describeNetErr("reading the CAPA response", err)
+		return "", false
+	}
+	if _, ok := cutPrefixFold(first+" ", "+OK "); ok {
+		// RFC 2449 §5: a multi-line response ending with ".".
+		for n := 0; ; n++ {
+			if n == maxReplyLines {
+				out.res.Error = fmt.Sprintf("reading the CAPA response: %v: more than %d lines", errMUAReply, maxReplyLines)
+				return "", false
+			}
+			l, err := readMUALine(br)
+			if err != nil {
+				out.res.Error = describeNetErr("reading the CAPA response", err)
+				return "", false
+			}
+			if l == "." {
+				break
+			}
+			if kw, _, _ := strings.Cut(l, " "); strings.EqualFold(kw, "STLS") {
+				out.res.STARTTLS = true
+			}
+		}
+	}
+	out.res.Stage = stageSTARTTLS
+	if !out.res.STARTTLS {
+		// RFC 2595 §4: a server offering STLS lists it in CAPA.
+		out.res.Error = "STLS is not offered in the CAPA response"
+		quit(conn, "QUIT\r\n")
+		return "", false
+	}
+	deadline()
+	if _, err := conn.Write([]byte("STLS\r\n")); err != nil {
+		out.res.Error = describeNetErr("sending STLS", err)
+		return "", false
+	}
+	l, err := readMUALine(br)
+	if err != nil {
+		out.res.Error = describeNetErr("reading the STLS response", err)
+		return "", false
+	}
+	if _, ok := cutPrefixFold(l+" ", "+OK "); !ok {
+		out.res.Error = fmt.Sprintf("STLS answered %s", clip(l))
+		return "", false
+	}
+	return "QUIT\r\n", true
+}
+
+func cutPrefixFold(s, prefix string) (string, bool) {
+	if len(s) < len(prefix) || !strings.EqualFold(s[:len(prefix)], prefix) {
+		return "", false
+	}
+	return s[len(prefix):], true
 }
 
 // endpointFindings judges one endpoint (RFC 8314 §3.3, §5).
@@ -79,7 +295,9 @@ func (c *Checker) endpointFindings(fs *findings, r EndpointResult) {
 	case stageBanner, stageEHLO:
 		fs.add("clients.connect", SeverityWarn, where, label+": "+p.Error)
 	case stageSTARTTLS:
-		// RFC 8314 §3.3: submission data must be protected by TLS.
+		// RFC 8314 §3.3: submission data must be protected by TLS; §4.1:
+		// cleartext access is deprecated. A STARTTLS port that is served
+		// must upgrade (not serving it is fine: clients.connect, info).
 		fs.add("clients.starttls", SeverityFail, where, label+": "+p.Error)
 	case stageHandshake:
 		fs.add("clients.tls", SeverityFail, where, label+": "+p.Error)
@@ -94,6 +312,10 @@ func (c *Checker) endpointFindings(fs *findings, r EndpointResult) {
 			fs.add("clients.cert", SeverityFail, where, fmt.Sprintf("%s: certificate %s for %s", label, problem, r.Host))
 			return
 		}
-		fs.add("clients.ok", SeverityOK, where, fmt.Sprintf("%s: %s, %s, certificate valid for %d more days", label, p.TLSVersion, p.CipherSuite, p.Cert.DaysLeft))
+		how := "implicit TLS"
+		if r.STARTTLS {
+			how = "STARTTLS"
+		}
+		fs.add("clients.ok", SeverityOK, where, fmt.Sprintf("%s: %s with %s, %s, certificate valid for %d more days", label, how, p.TLSVersion, p.CipherSuite, p.Cert.DaysLeft))
 	}
 }

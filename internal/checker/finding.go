@@ -166,7 +166,7 @@ var catalog = map[string]kind{
 	// RFC 8314 mail client endpoints (--clients).
 	"clients.ok":       {GroupClients, "TLS8314-1", ""},
 	"clients.connect":  {GroupClients, "TLS8314-2", "serve the endpoint, or stop advertising it to clients"},
-	"clients.starttls": {GroupClients, "TLS8314-2", "offer STARTTLS on submission port 587"},
+	"clients.starttls": {GroupClients, "TLS8314-2", "offer STARTTLS (STLS for POP3) on the port, or stop serving it and use implicit TLS (465, 993, 995)"},
 	"clients.tls":      {GroupClients, "TLS8314-5", "complete TLS 1.2 or later handshakes on the endpoint"},
 	"clients.cert":     {GroupClients, "TLS8314-4", "install a publicly trusted certificate valid for the host name clients use"},
 }

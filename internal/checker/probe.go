@@ -131,7 +131,21 @@ type probeOutcome struct {
 // Every step has a deadline of c.probeTimeout(), and ctx ends the probe
 // early; a host that accepts the connection and never speaks costs at most
 // one step timeout.
-func (c *Checker) probe(ctx context.Context, host string, addr netip.Addr, port int, implicit bool) (out probeOutcome) {
+func (c *Checker) probe(ctx context.Context, host string, addr netip.Addr, port int, implicit bool) probeOutcome {
+	if implicit {
+		return c.probeWith(ctx, host, addr, port, nil)
+	}
+	return c.probeWith(ctx, host, addr, port, smtpSTARTTLS)
+}
+
+// starttlsPhase runs the cleartext part of a STARTTLS probe on conn,
+// reading through br, calling deadline before each step. It returns the
+// command that ends the session once TLS is up ("" for none), or ok false
+// with out.res.Error set.
+type starttlsPhase func(c *Checker, conn net.Conn, br *bufio.Reader, out *probeOutcome, deadline func()) (bye string, ok bool)
+
+// probeWith is probe for any protocol: phase nil means implicit TLS.
+func (c *Checker) probeWith(ctx context.Context, host string, addr netip.Addr, port int, phase starttlsPhase) (out probeOutcome) {
 	start := time.Now()
 	defer func() { out.res.ElapsedMS = time.Since(start).Milliseconds() }()
 	step := c.probeTimeout()
@@ -156,10 +170,10 @@ func (c *Checker) probe(ctx context.Context, host string, addr netip.Addr, port 
 		}
 	}
 
-	if implicit {
+	if phase == nil {
 		out.res.Stage = stageHandshake
 		deadline()
-		c.handshake(ctx, conn, host, &out, false)
+		c.handshake(ctx, conn, host, &out, "")
 		return out
 	}
 
@@ -167,33 +181,53 @@ func (c *Checker) probe(ctx context.Context, host string, addr netip.Addr, port 
 	// TLS starts: RFC 3207 §4.2, nothing received before the handshake
 	// may be used after it.
 	br := bufio.NewReaderSize(conn, maxReplyLine)
+	bye, ok := phase(c, conn, br, &out, deadline)
+	if !ok {
+		return out
+	}
+	if br.Buffered() > 0 {
+		// RFC 3207 §4.2 (RFC 2595 §3.1 for IMAP and POP3): data after
+		// the go-ahead in the same read would be plaintext injected into
+		// the TLS session. Refuse it.
+		out.res.Error = "the server sent data after its STARTTLS go-ahead (STARTTLS injection)"
+		return out
+	}
+	out.res.Stage = stageHandshake
+	deadline()
+	c.handshake(ctx, conn, host, &out, bye)
+	return out
+}
+
+// smtpSTARTTLS is the cleartext phase of SMTP: banner, EHLO, STARTTLS
+// (RFC 3207).
+func smtpSTARTTLS(c *Checker, conn net.Conn, br *bufio.Reader, out *probeOutcome, deadline func()) (string, bool) {
 	out.res.Stage = stageBanner
 	deadline()
 	code, lines, err := readReply(br)
 	if err != nil {
 		out.res.Error = describeNetErr("waiting for the greeting", err)
-		return out
+		return "", false
 	}
 	out.res.Banner = clip(lines[0])
 	if code != 220 {
 		out.res.Error = fmt.Sprintf("greeting %d %s; expected 220", code, clip(lines[0]))
-		return out
+		return "", false
 	}
 
 	out.res.Stage = stageEHLO
 	deadline()
 	if _, err := fmt.Fprintf(conn, "EHLO %s\r\n", c.ehloName()); err != nil {
 		out.res.Error = describeNetErr("sending EHLO", err)
-		return out
+		return "", false
 	}
 	code, lines, err = readReply(br)
 	if err != nil {
 		out.res.Error = describeNetErr("reading the EHLO reply", err)
-		return out
+		return "", false
 	}
 	if code != 250 {
 		out.res.Error = fmt.Sprintf("EHLO answered %d %s", code, clip(lines[0]))
-		return out
+		return "", false
 	}
 	for _, l := range lines[1:] {
 		// RFC 5321 §4.1.1.1: keywords are case-insensitive.
@@ -204,38 +238,29 @@ func (c *Checker) probe(ctx context.Context, host string, addr netip.Addr, port 
 	out.res.Stage = stageSTARTTLS
 	if !out.res.STARTTLS {
 		out.res.Error = "STARTTLS is not offered in the EHLO reply"
-		quit(conn)
-		return out
+		quit(conn, "QUIT\r\n")
+		return "", false
 	}
 	deadline()
 	if _, err := conn.Write([]byte("STARTTLS\r\n")); err != nil {
 		out.res.Error = describeNetErr("sending STARTTLS", err)
-		return out
+		return "", false
 	}
 	code, lines, err = readReply(br)
 	if err != nil {
 		out.res.Error = describeNetErr("reading the STARTTLS reply", err)
-		return out
+		return "", false
 	}
 	if code != 220 {
 		out.res.Error = fmt.Sprintf("STARTTLS answered %d %s", code, clip(lines[0]))
-		return out
+		return "", false
 	}
-	if br.Buffered() > 0 {
-		// RFC 3207 §4.2: data after the 220 in the same read would be
-		// plaintext injected into the TLS session. Refuse it.
-		out.res.Error = "the server sent data after its STARTTLS 220 reply (STARTTLS injection)"
-		return out
-	}
-	out.res.Stage = stageHandshake
-	deadline()
-	c.handshake(ctx, conn, host, &out, true)
-	return out
+	return "QUIT\r\n", true
 }
 
 // handshake runs the TLS handshake on conn and fills out.
-// smtp says whether to end the session with an SMTP QUIT.
-func (c *Checker) handshake(ctx context.Context, conn net.Conn, host string, out *probeOutcome, smtp bool) {
+// bye, when not empty, is sent to end the session (an SMTP QUIT).
+func (c *Checker) handshake(ctx context.Context, conn net.Conn, host string, out *probeOutcome, bye string) {
 	tc := tls.Client(conn, &tls.Config{
 		// RFC 8461 §7.1 (STS-CERT-5, GO-5): SNI is the MX host name.
 		ServerName: host,
@@ -257,16 +282,16 @@ func (c *Checker) handshake(ctx context.Context, conn net.Conn, host string, out
 	out.chain = st.PeerCertificates
 	out.res.Cert = verifyCert(st.PeerCertificates, host, c.RootCAs, c.now())
 	out.res.Stage = stageDone
-	if smtp {
-		quit(tc)
+	if bye != "" {
+		quit(tc, bye)
 	}
 }
 
 // quit says goodbye without waiting for the answer: the probe has what it
 // needs, and a slow server must not hold it.
-func quit(w net.Conn) {
+func quit(w net.Conn, bye string) {
 	_ = w.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-	_, _ = w.Write([]byte("QUIT\r\n"))
+	_, _ = w.Write([]byte(bye))
 }
 
 // describeNetErr turns a probe error into a one-line explanation.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -37,7 +38,10 @@ Checks what a strict sending MTA sees: the _mta-sts TXT record, the policy at
 https://mta-sts.DOMAIN/.well-known/mta-sts.txt (certificate, status, type,
 syntax), the live MX hosts against the policy's mx patterns, a STARTTLS probe
 of every MX host (TLS version, certificate chain, name and expiry), DANE TLSA
-records, and the _smtp._tls TLSRPT record. Each finding has a stable id, a
+records, and the _smtp._tls TLSRPT record. With --clients HOST it also probes
+the RFC 8314 mail-client endpoints of HOST: submission (465 implicit TLS, 587
+STARTTLS), IMAP (993, 143 STARTTLS) and POP3 (995, 110 STLS); --client-ports
+moves them, as the testnet needs. Each finding has a stable id, a
 severity (ok, info, warn, fail), a checklist or RFC reference and a fix hint.
 The JSON schema and every finding id are documented in docs/check.md.
 
@@ -45,6 +49,7 @@ Examples:
   mailsts check example.com
   mailsts check --strict --json example.com | jq '.findings[] | select(.severity=="fail")'
   mailsts check --clients mail.example.com example.com
+  mailsts check <testnet flags> --clients mail.clients.example clients.example
   mailsts check --bulk domains.txt --out results.jsonl
   mailsts check --bulk top.csv --column domain --concurrency 128 --out results.jsonl
 
@@ -73,7 +78,8 @@ func runCheck(ctx context.Context, env Env, args []string) int {
 	strict := fs.Bool("strict", false, "judge as the strictest sender would: lenient policy syntax and every MX problem fail")
 	smtpPort := fs.Int("smtp-port", checker.DefaultSMTPPort, "probe MX hosts on this `port` (for test networks)")
 	probeTimeout := fs.Duration("probe-timeout", checker.DefaultProbeTimeout, "time limit for each step of an SMTP probe")
-	clients := fs.String("clients", "", "also check the RFC 8314 endpoints of `HOST` (465, 587, 993, 995)")
+	clients := fs.String("clients", "", "also check the RFC 8314 endpoints of `HOST` (465, 587, 993, 143, 995, 110)")
+	clientPorts := fs.String("client-ports", "", "probe the --clients services on these ports instead: `LIST` of service=port, services submissions, submission, imaps, imap, pop3s, pop3 (for test networks)")
 	bulk := fs.String("bulk", "", "check every domain listed in `FILE` (one per line, or CSV with --column)")
 	column := fs.String("column", "", "CSV column holding the domain: header `name` or 1-based number (with --bulk)")
 	concurrency := fs.Int("concurrency", checker.DefaultConcurrency, "domains checked at once (with --bulk)")
@@ -108,6 +114,10 @@ func runCheck(ctx context.Context, env Env, args []string) int {
 	if *probeTimeout <= 0 {
 		return usage("--probe-timeout must be positive")
 	}
+	ports, err := parseClientPorts(*clientPorts)
+	if err != nil {
+		return usage("--client-ports: %v", err)
+	}
 	if err := nf.checkValues(set); err != nil {
 		return usage("%v", err)
 	}
@@ -137,6 +147,11 @@ func runCheck(ctx context.Context, env Env, args []string) int {
 	}
 	if *clients != "" {
 		c.Clients = checker.ClientEndpoints(*clients)
+		for i, ep := range c.Clients {
+			if p, ok := ports[ep.Service]; ok {
+				c.Clients[i].Port = p
+			}
+		}
 	}
 	if *bulk != "" {
 		return runCheckBulk(ctx, env, c, *bulk, *column, *out, *concurrency)
@@ -156,6 +171,41 @@ func runCheck(ctx context.Context, env Env, args []string) int {
 		writeCheckText(env.Stdout, r, useColor(env, env.Stdout))
 	}
 	return verdictExit(r.Verdict)
+}
+
+// parseClientPorts reads --client-ports: "service=port,…" with the
+// services of checker.ClientEndpoints. `mailsts testnet` prints the
+// value for its client hosts. Without --clients the flag changes nothing,
+// so the testnet's "check flags" line works for every check.
+func parseClientPorts(s string) (map[string]int, error) {
+	ports := map[string]int{}
+	if s == "" {
+		return ports, nil
+	}
+	known := map[string]bool{}
+	var names []string
+	for _, ep := range checker.ClientEndpoints("") {
+		known[ep.Service] = true
+		names = append(names, ep.Service)
+	}
+	for item := range strings.SplitSeq(s, ",") {
+		svc, p, ok := strings.Cut(strings.TrimSpace(item), "=")
+		if !ok {
+			return nil, fmt.Errorf("%q is not service=port", item)
+		}
+		if !known[svc] {
+			return nil, fmt.Errorf("unknown service %q (known: %s)", svc, strings.Join(names, ", "))
+		}
+		if _, dup := ports[svc]; dup {
+			return nil, fmt.Errorf("%s given twice", svc)
+		}
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("%s: %q is not a TCP port", svc, p)
+		}
+		ports[svc] = n
+	}
+	return ports, nil
 }
 
 func verdictExit(v string) int {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -389,5 +390,107 @@ func TestCheckGeneratedTestnet(t *testing.T) {
 	}
 	if code, _, stderr := run(t, "testnet", "--generate", "3", "--scenario", "x.yaml"); code != ExitUsage || !strings.Contains(stderr, "not both") {
 		t.Errorf("--generate with --scenario: exit %d %s", code, stderr)
+	}
+}
+
+// clientPortsArg is the --client-ports value for n, as `mailsts testnet`
+// prints it.
+func clientPortsArg(n *testnet.Net) string {
+	var ports []string
+	for _, s := range testnet.ClientServices() {
+		ports = append(ports, string(s)+"="+strconv.Itoa(n.ClientPort(s)))
+	}
+	return strings.Join(ports, ",")
+}
+
+// check --clients against the testnet's client hosts with --client-ports:
+// a host whose six endpoints pass (TLS8314-1, TLS8314-2, TLS8314-3), and
+// one with an expired certificate on imaps (TLS8314-4) and submission
+// without STARTTLS (TLS8314-2).
+func TestCheckClients(t *testing.T) {
+	t.Parallel()
+	n := checkNet(t)
+	ports := clientPortsArg(n)
+	code, stdout, stderr := run(t, checkArgs(n, "--client-ports", ports, "--clients", "mail.clients.example", "clients.example")...)
+	if code != 0 || strings.Count(stdout, "[clients.ok TLS8314-1]") != 6 || !strings.Contains(stdout, "Mail client endpoints (RFC 8314)") {
+		t.Errorf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	imap := fmt.Sprintf("mail.clients.example:%d (imap): STARTTLS with TLS 1.3", n.ClientPort(testnet.ServiceIMAP))
+	if !strings.Contains(stdout, imap) {
+		t.Errorf("output lacks %q:\n%s", imap, stdout)
+	}
+
+	code, stdout, stderr = run(t, checkArgs(n, "--json", "--client-ports", ports, "--clients", "mail.badclients.example", "badclients.example")...)
+	var r checker.Report
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("%v\n%s\n%s", err, stdout, stderr)
+	}
+	got := map[string]string{}
+	for _, f := range r.Findings {
+		if f.Group == checker.GroupClients {
+			got[f.ID+" "+f.Severity.String()] += f.Message + "\n"
+		}
+	}
+	if code != 2 || len(r.Clients) != 6 ||
+		!strings.Contains(got["clients.cert fail"], fmt.Sprintf(":%d (imaps): certificate expired", n.ClientPort(testnet.ServiceIMAPS))) ||
+		!strings.Contains(got["clients.starttls fail"], fmt.Sprintf(":%d (submission): STARTTLS is not offered", n.ClientPort(testnet.ServiceSubmission))) ||
+		strings.Count(got["clients.ok ok"], "\n") != 4 {
+		t.Errorf("exit %d, findings %q", code, got)
+	}
+}
+
+func TestCheckClientPortsFlag(t *testing.T) {
+	t.Parallel()
+	got, err := parseClientPorts("submissions=1, imap=143,pop3=65535")
+	if err != nil || len(got) != 3 || got["submissions"] != 1 || got["imap"] != 143 || got["pop3"] != 65535 {
+		t.Errorf("%v %v", got, err)
+	}
+	for _, bad := range []string{"imap", "smtp=25", "imap=0", "imap=65536", "imap=x", "imap=1,imap=2", ","} {
+		code, _, stderr := run(t, "check", "--client-ports", bad, "a.example")
+		if code != ExitUsage || !strings.Contains(stderr, "--client-ports") {
+			t.Errorf("%q: exit %d %s", bad, code, stderr)
+		}
+	}
+}
+
+// The README's demo: `mailsts testnet` prints check flags that include
+// --client-ports, and `check --clients` with exactly those flags passes
+// for the default scenario's good client host.
+func TestCheckClientsWithTestnetFlags(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	var tnOut, tnErr syncBuffer
+	exited := make(chan int, 1)
+	go func() { exited <- Main(ctx, []string{"testnet"}, Env{Stdout: &tnOut, Stderr: &tnErr}) }()
+	defer func() {
+		cancel()
+		if code := <-exited; code != ExitOK {
+			t.Errorf("testnet exit %d: %s", code, tnErr.String())
+		}
+	}()
+	var flags []string
+	timeout := time.After(30 * time.Second)
+	for flags == nil {
+		select {
+		case <-tnOut.Wrote():
+		case code := <-exited:
+			exited <- code
+			t.Fatalf("testnet exited (%d): %s %s", code, tnOut.String(), tnErr.String())
+		case <-timeout:
+			t.Fatalf("testnet printed no flags: %s %s", tnOut.String(), tnErr.String())
+		}
+		for l := range strings.Lines(tnOut.String()) {
+			if rest, ok := strings.CutPrefix(l, "check flags: "); ok && strings.HasSuffix(rest, "\n") {
+				flags = strings.Fields(rest)
+			}
+		}
+	}
+	if !strings.Contains(strings.Join(flags, " "), "--client-ports submissions=") {
+		t.Fatalf("check flags lack --client-ports: %q", flags)
+	}
+	args := append(append([]string{"check"}, flags...), "--probe-timeout", "2s", "--clients", "mail.clients.example", "clients.example")
+	code, stdout, stderr := run(t, args...)
+	if code != 0 || strings.Count(stdout, "[clients.ok TLS8314-1]") != 6 {
+		t.Errorf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
 }

@@ -12,18 +12,20 @@ import (
 
 var testnetCommand = command{
 	name:    "testnet",
-	summary: "run the fake Internet on loopback (DNS, policy hosts, MX hosts) for demos and tests",
+	summary: "run the fake Internet on loopback (DNS, policy hosts, MX hosts, mail-client endpoints) for demos and tests",
 	run:     runTestnet,
 }
 
 const testnetHelp = `
 Starts mailsts's fake Internet on loopback: an authoritative DNS server, HTTPS
-policy hosts (certificates from a throwaway test CA) and SMTP MX hosts, as
-described by a scenario (the embedded default covers every behaviour a sender
-or checker must get right: good enforce/testing/none policies, redirects, 404,
-text/html, huge and dripping bodies, bad certificates, DNS failures, MX hosts
-without STARTTLS, DANE). It prints the flags other commands need to use it,
-then runs until interrupted. Only .example names are served.
+policy hosts (certificates from a throwaway test CA), SMTP MX hosts and mail
+client endpoints (RFC 8314 submission, IMAP and POP3), as described by a
+scenario (the embedded default covers every behaviour a sender or checker
+must get right: good enforce/testing/none policies, redirects, 404, text/html,
+huge and dripping bodies, bad certificates, DNS failures, MX hosts without
+STARTTLS, DANE, good and broken mail-client endpoints). It prints the flags
+other commands need to use it (check also gets the client ports as
+--client-ports), then runs until interrupted. Only .example names are served.
 
 Examples:
   mailsts testnet                       # default scenario, free ports
@@ -34,6 +36,8 @@ Examples:
   # in another terminal, with the printed flags:
   mailsts resolve --dns 127.0.0.1:PORT --ca-file /tmp/.../ca.pem --https-port PORT enforce.example
   mailsts check --dns 127.0.0.1:PORT --ca-file /tmp/.../ca.pem --https-port PORT --smtp-port PORT enforce.example
+  mailsts check <check flags> --clients mail.clients.example clients.example   # mail clients, good
+  mailsts check <check flags> --clients mail.badclients.example badclients.example
 
 Exit codes: 0 after an interrupt, 2 when the network could not start, 64 usage.
 `
@@ -108,7 +112,11 @@ func runTestnet(ctx context.Context, env Env, args []string) int {
 	fmt.Fprintf(env.Stdout, "testnet running: %d domains (%s)\n", len(sc.Domains), strings.Join(names, " "))
 	fmt.Fprintf(env.Stdout, "DNS %s  HTTPS port %d  SMTP port %d  MX addresses %s\n", n.DNSAddr(), n.HTTPSPort(), n.SMTPPort(), n.MXPrefix())
 	fmt.Fprintf(env.Stdout, "flags: --dns %s --ca-file %s --https-port %s\n", n.DNSAddr(), n.CAFile(), strconv.Itoa(n.HTTPSPort()))
-	fmt.Fprintf(env.Stdout, "check flags: --dns %s --ca-file %s --https-port %d --smtp-port %d\n", n.DNSAddr(), n.CAFile(), n.HTTPSPort(), n.SMTPPort())
+	var ports []string
+	for _, s := range testnet.ClientServices() {
+		ports = append(ports, string(s)+"="+strconv.Itoa(n.ClientPort(s)))
+	}
+	fmt.Fprintf(env.Stdout, "check flags: --dns %s --ca-file %s --https-port %d --smtp-port %d --client-ports %s\n", n.DNSAddr(), n.CAFile(), n.HTTPSPort(), n.SMTPPort(), strings.Join(ports, ","))
 	<-ctx.Done()
 	return ExitOK
 }

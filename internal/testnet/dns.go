@@ -180,6 +180,12 @@ func (n *Net) node(name, owner string) node {
 			nd.rrs = append(nd.rrs, addrRR(owner, a.AsSlice()))
 		}
 	}
+	if ce := n.clients[name]; ce != nil {
+		merge(ce.conf.Fault, n.refsSecure(ce.refs))
+		if a, ok := n.addrs[name]; ok && n.mx[name] == nil {
+			nd.rrs = append(nd.rrs, addrRR(owner, a.AsSlice()))
+		}
+	}
 	if mxName, ok := strings.CutPrefix(name, "_25._tcp."); ok {
 		if m := n.mx[mxName]; m != nil && m.conf.TLSA != TLSANone {
 			merge(FaultNone, n.mxSecure(m))
@@ -233,6 +239,9 @@ func (n *Net) zoneSecure(name string) bool {
 		}
 		if m := n.mx[name]; m != nil {
 			return n.mxSecure(m)
+		}
+		if ce := n.clients[name]; ce != nil {
+			return n.refsSecure(ce.refs)
 		}
 		_, rest, ok := strings.Cut(name, ".")
 		if !ok {

@@ -21,6 +21,12 @@
 // [Net.Remove] change a domain while the network serves, for tests of
 // policy updates and caching.
 //
+// Client hosts ([ClientHost], a domain's "clients") serve the RFC 8314
+// mail-client endpoints: submission, IMAP and POP3, each with implicit TLS
+// and with STARTTLS, on their own address like MX hosts and on ports picked
+// at Start ([Net.ClientPort]; "mailsts testnet" prints them as
+// --client-ports for "mailsts check --clients").
+//
 // Policies are raw text here: this package does not parse them, so it can
 // serve every broken policy a sender must reject.
 //
@@ -45,6 +51,11 @@
 //   - RFC 6604: the RCODE of a CNAME chain describes its last name.
 //   - RFC 7505: null MX.
 //   - RFC 3207 §4.2: state learned before STARTTLS is discarded.
+//   - TLS8314-1/2/3: client hosts greet, advertise and run STARTTLS (STLS
+//     for POP3), or start TLS at once on the implicit-TLS services; each
+//     endpoint has its own certificate kind and may strip STARTTLS, cap
+//     the TLS version or refuse connections. Lines are bounded and a
+//     session of errors is closed.
 //
 // DNS faults ([Fault]) break single names: SERVFAIL, REFUSED, NXDOMAIN,
 // NODATA, no reply at all, or a truncated UDP reply that forces a retry over

@@ -78,11 +78,13 @@ type Net struct {
 	httpsPort      int
 	prefix         netip.Prefix
 	smtpPort       int
+	clientPorts    [6]int // by ClientServices order
 
 	// mu guards the scenario state, read by every DNS query.
 	mu      sync.RWMutex
 	domains map[string]*domainEntry
 	mx      map[string]*mxEntry
+	clients map[string]*clientEntry
 	raw     map[string][]rawRecord
 	ents    map[string]int // ancestors of existing names (empty non-terminals)
 	addrs   map[string]netip.Addr
@@ -98,6 +100,8 @@ type Net struct {
 	wg      sync.WaitGroup
 	smtpLns map[netip.Addr]net.Listener
 	conns   map[net.Conn]struct{}
+	// clientLns (guarded by life) are the mail-client listeners.
+	clientLns map[netip.AddrPort]net.Listener
 
 	stats    sync.Mutex
 	requests map[string]int
@@ -158,6 +162,7 @@ func Start(ctx context.Context, sc *Scenario, opts Options) (*Net, error) {
 		smtpLns:  make(map[netip.Addr]net.Listener),
 		conns:    make(map[net.Conn]struct{}),
 	}
+	n.clientLns = make(map[netip.AddrPort]net.Listener)
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
@@ -291,9 +296,13 @@ func (n *Net) loadSMTP(ctx context.Context, prefix netip.Prefix, domains []Domai
 	n.smtpPort = ln.Addr().(*net.TCPAddr).Port
 	n.next = first.Next()
 	n.serveSMTPListener(first, ln)
+	if err := n.reserveClientPorts(ctx, first); err != nil {
+		return err
+	}
 	n.mu.Lock()
 	n.domains = make(map[string]*domainEntry, len(domains))
 	n.mx = make(map[string]*mxEntry)
+	n.clients = make(map[string]*clientEntry)
 	n.raw = make(map[string][]rawRecord)
 	n.ents = make(map[string]int)
 	n.addrs = make(map[string]netip.Addr)
@@ -311,11 +320,19 @@ func (n *Net) loadSMTP(ctx context.Context, prefix netip.Prefix, domains []Domai
 	}
 	n.mu.Unlock()
 	for _, m := range slices.Sorted(maps.Keys(touched)) {
-		if err := n.reconcile(m); err != nil {
+		if err := n.reconcileHost(m); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// reconcileHost reconciles the SMTP and client listeners of a host name.
+func (n *Net) reconcileHost(name string) error {
+	if err := n.reconcile(name); err != nil {
+		return err
+	}
+	return n.reconcileClients(name)
 }
 
 // resetSMTP closes every SMTP listener after a failed load.
@@ -324,6 +341,10 @@ func (n *Net) resetSMTP() {
 	for a, ln := range n.smtpLns {
 		ln.Close()
 		delete(n.smtpLns, a)
+	}
+	for a, ln := range n.clientLns {
+		ln.Close()
+		delete(n.clientLns, a)
 	}
 	n.life.Unlock()
 }
@@ -339,6 +360,9 @@ func (n *Net) Close() {
 	n.closed = true
 	n.cancel()
 	for _, ln := range n.smtpLns {
+		ln.Close()
+	}
+	for _, ln := range n.clientLns {
 		ln.Close()
 	}
 	for c := range n.conns {
@@ -391,8 +415,8 @@ func (n *Net) SMTPPort() int { return n.smtpPort }
 // MXPrefix returns the prefix holding the MX host addresses.
 func (n *Net) MXPrefix() netip.Prefix { return n.prefix }
 
-// MXAddr returns the address assigned to an MX host name, as served in its
-// A record.
+// MXAddr returns the address assigned to an MX host name or a client host
+// name, as served in its A record.
 func (n *Net) MXAddr(mxName string) (netip.Addr, bool) {
 	name, err := canonicalName(mxName)
 	if err != nil {
@@ -488,7 +512,7 @@ func (n *Net) Set(d Domain) error {
 		return err
 	}
 	for _, m := range touched {
-		if err := n.reconcile(m); err != nil {
+		if err := n.reconcileHost(m); err != nil {
 			return err
 		}
 	}
@@ -515,7 +539,7 @@ func (n *Net) Remove(name string) {
 	n.mu.Unlock()
 	for _, m := range touched {
 		// Closing a listener cannot fail in a way the caller can act on.
-		_ = n.reconcile(m)
+		_ = n.reconcileHost(m)
 	}
 }
 
@@ -539,15 +563,17 @@ func (n *Net) setLocked(d Domain) ([]string, error) {
 	}
 	// Allocate addresses first so that a full prefix changes nothing.
 	var fresh []string
-	for _, h := range d.MX {
-		if _, ok := n.addrs[h.Name]; !ok {
-			fresh = append(fresh, h.Name)
+	isFresh := map[string]bool{}
+	for _, name := range d.hostNames() {
+		if _, ok := n.addrs[name]; !ok && !isFresh[name] {
+			isFresh[name] = true
+			fresh = append(fresh, name)
 		}
 	}
 	next := n.next
 	for range fresh {
 		if !n.prefix.Contains(next) || !n.prefix.Contains(next.Next()) {
-			return nil, fmt.Errorf("%w: MX prefix %s has no address left for %d new MX hosts; use a larger Options.MXPrefix", ErrScenario, n.prefix, len(fresh))
+			return nil, fmt.Errorf("%w: MX prefix %s has no address left for %d new MX or client hosts; use a larger Options.MXPrefix", ErrScenario, n.prefix, len(fresh))
 		}
 		next = next.Next()
 	}
@@ -576,6 +602,17 @@ func (n *Net) setLocked(d Domain) ([]string, error) {
 		m.refs[d.Name] = true
 		touched = append(touched, h.Name)
 	}
+	for _, h := range d.Clients {
+		ce := n.clients[h.Name]
+		if ce == nil {
+			ce = &clientEntry{refs: make(map[string]bool)}
+			n.clients[h.Name] = ce
+			n.addAncestors(h.Name, +1)
+		}
+		ce.conf = h
+		ce.refs[d.Name] = true
+		touched = append(touched, h.Name)
+	}
 	for _, rr := range e.raw {
 		owner := strings.ToLower(strings.TrimSuffix(rr.Header().Name, "."))
 		if len(n.raw[owner]) == 0 {
@@ -599,6 +636,18 @@ func (n *Net) unrefLocked(old *domainEntry) []string {
 		delete(m.refs, old.d.Name)
 		if len(m.refs) == 0 {
 			delete(n.mx, h.Name)
+			n.addAncestors(h.Name, -1)
+		}
+	}
+	for _, h := range old.d.Clients {
+		touched = append(touched, h.Name)
+		ce := n.clients[h.Name]
+		if ce == nil {
+			continue
+		}
+		delete(ce.refs, old.d.Name)
+		if len(ce.refs) == 0 {
+			delete(n.clients, h.Name)
 			n.addAncestors(h.Name, -1)
 		}
 	}
@@ -637,6 +686,7 @@ func (d Domain) clone() Domain {
 	c.STSTXT = cloneTXT(d.STSTXT)
 	c.TLSRPTTXT = cloneTXT(d.TLSRPTTXT)
 	c.MX = slices.Clone(d.MX)
+	c.Clients = slices.Clone(d.Clients)
 	c.Records = slices.Clone(d.Records)
 	if d.Policy != nil {
 		p := *d.Policy

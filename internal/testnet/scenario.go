@@ -32,6 +32,7 @@ type Scenario struct {
 //	<mx>                A     the MX host's own loopback address, fault MXHost.Fault
 //	_25._tcp.<mx>       TLSA  MXHost.TLSA
 //	_smtp._tls.<name>   TXT   TLSRPTTXT
+//	<client host>       A     the host's own loopback address, fault ClientHost.Fault
 //
 // plus every record in Records.
 type Domain struct {
@@ -64,6 +65,18 @@ type Domain struct {
 	// Secure sets the DNSSEC AD bit on every answer about this domain and
 	// its MX hosts, simulating a validating resolver on a signed zone.
 	Secure bool `yaml:"secure,omitempty"`
+	// Clients are hosts serving the RFC 8314 mail-client endpoints
+	// (submission, IMAP, POP3, each with implicit TLS and STARTTLS) on
+	// the ports of Net.ClientPort. In YAML:
+	//
+	//	clients:
+	//	  - name: mail.example.org          # all six endpoints, good certificates
+	//	  - name: mail2.example.org
+	//	    cert: wrong-name                # the default of every endpoint
+	//	    imaps: {cert: expired}
+	//	    submission: {no_starttls: true} # STARTTLS stripped
+	//	    pop3: {down: true}              # connections refused
+	Clients []ClientHost `yaml:"clients,omitempty"`
 	// Records are extra resource records in zone-file presentation form,
 	// for example `alias.example. 300 IN CNAME _mta-sts.provider.example.`.
 	// Owner names are taken as absolute. They share Secure with the domain.
@@ -242,6 +255,7 @@ func (sc *Scenario) Marshal() ([]byte, error) {
 func (sc *Scenario) Validate() error {
 	seen := make(map[string]bool, len(sc.Domains))
 	mx := make(map[string]MXHost)
+	clients := make(map[string]ClientHost)
 	for i := range sc.Domains {
 		d := &sc.Domains[i]
 		if err := d.normalize(); err != nil {
@@ -258,8 +272,27 @@ func (sc *Scenario) Validate() error {
 			}
 			mx[h.Name] = h
 		}
+		for _, h := range d.Clients {
+			if prev, ok := clients[h.Name]; ok && prev != h {
+				return fmt.Errorf("%w: client host %q defined differently by two domains", ErrScenario, h.Name)
+			}
+			clients[h.Name] = h
+		}
 	}
 	return nil
+}
+
+// hostNames returns the names of the MX and client hosts of d, which get
+// addresses of their own.
+func (d *Domain) hostNames() []string {
+	names := make([]string, 0, len(d.MX)+len(d.Clients))
+	for _, h := range d.MX {
+		names = append(names, h.Name)
+	}
+	for _, h := range d.Clients {
+		names = append(names, h.Name)
+	}
+	return names
 }
 
 func (h MXHost) equal(o MXHost) bool {
@@ -314,6 +347,17 @@ func (d *Domain) normalize() error {
 		if h.Down && h.Hang {
 			return bad("mx %s: down and hang are exclusive", h.Name)
 		}
+	}
+	clients := make(map[string]bool, len(d.Clients))
+	for i := range d.Clients {
+		h := &d.Clients[i]
+		if err := h.normalize(); err != nil {
+			return bad("%v", err)
+		}
+		if clients[h.Name] {
+			return bad("client host %q listed twice", h.Name)
+		}
+		clients[h.Name] = true
 	}
 	if p := d.Policy; p != nil {
 		if !p.Cert.valid() || !p.Fault.valid() || !validMaxTLS(p.MaxTLS) {
@@ -482,6 +526,9 @@ func padding(body string, padTo int) (string, string, int, error) {
 // LogValue summarizes a domain for structured logs.
 func (d Domain) LogValue() slog.Value {
 	attrs := []slog.Attr{slog.String("name", d.Name), slog.Int("sts_txt", len(d.STSTXT)), slog.Int("mx", len(d.MX))}
+	if len(d.Clients) > 0 {
+		attrs = append(attrs, slog.Int("clients", len(d.Clients)))
+	}
 	if d.STSFault != FaultNone {
 		attrs = append(attrs, slog.String("sts_fault", string(d.STSFault)))
 	}
