@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailsts/mailsts/internal/watchdog"
 )
 
 var readerCases = []struct {
@@ -211,7 +213,7 @@ func TestBulkHangBounded(t *testing.T) {
 		sum *Summary
 		err error
 	}
-	res := checkWithin(t, 2*time.Minute, func() result {
+	res := watchdog.Within(t, 2*time.Minute, func() result {
 		sum, err := b.Run(context.Background(), NewDomainReader(strings.NewReader("mxhang.example\nenforce.example\nnosts.example\n"), ""))
 		return result{sum, err}
 	})
@@ -240,7 +242,7 @@ func TestBulkCancel(t *testing.T) {
 	var out bytes.Buffer
 	b := &Bulk{Checker: c, Concurrency: 2, Out: &out, OnReport: func(*Report) { cancel() }}
 	// Every timeout is an hour: only the cancellation can end the run.
-	err := checkWithin(t, 2*time.Minute, func() error {
+	err := watchdog.Within(t, 2*time.Minute, func() error {
 		_, err := b.Run(ctx, NewDomainReader(strings.NewReader("nosts.example\nmxhang.example\nmxhang.example\n"), ""))
 		return err
 	})

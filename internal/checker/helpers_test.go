@@ -2,7 +2,6 @@ package checker
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -11,25 +10,19 @@ import (
 	"github.com/mailsts/mailsts/mtasts"
 )
 
-var (
-	sharedOnce sync.Once
-	sharedNet  *testnet.Net
-	sharedErr  error
-)
+// shared is the testnet of this package's tests: the default scenario plus
+// the extra domains of extraDomains, read only.
+var shared = testnet.Shared{Start: func() (*testnet.Net, error) {
+	sc := testnet.DefaultScenario()
+	sc.Domains = append(sc.Domains, extraDomains()...)
+	return testnet.Start(context.Background(), sc, testnet.Options{CertValidity: 90 * 24 * time.Hour})
+}}
 
-// defaultNet returns one testnet with the default scenario plus the extra
-// domains of extraDomains, shared read-only by the tests of this package.
+// defaultNet returns the shared testnet (read only: tests must not Set
+// domains on it).
 func defaultNet(t *testing.T) *testnet.Net {
 	t.Helper()
-	sharedOnce.Do(func() {
-		sc := testnet.DefaultScenario()
-		sc.Domains = append(sc.Domains, extraDomains()...)
-		sharedNet, sharedErr = testnet.Start(context.Background(), sc, testnet.Options{CertValidity: 90 * 24 * time.Hour})
-	})
-	if sharedErr != nil {
-		t.Fatalf("testnet: %v", sharedErr)
-	}
-	return sharedNet
+	return shared.Net(t)
 }
 
 // newChecker returns a Checker pointed at n with short timeouts.

@@ -21,26 +21,6 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/check")
 
-var (
-	checkNetOnce sync.Once
-	checkNetVal  *testnet.Net
-	checkNetErr  error
-)
-
-// checkNet is a testnet with the default scenario and certificates valid
-// for 90 days, so that good domains pass without expiry warnings.
-func checkNet(t *testing.T) *testnet.Net {
-	t.Helper()
-	checkNetOnce.Do(func() {
-		checkNetVal, checkNetErr = testnet.Start(context.Background(), testnet.DefaultScenario(),
-			testnet.Options{CertValidity: 90 * 24 * time.Hour})
-	})
-	if checkNetErr != nil {
-		t.Fatalf("testnet: %v", checkNetErr)
-	}
-	return checkNetVal
-}
-
 func checkArgs(n *testnet.Net, extra ...string) []string {
 	args := append([]string{"check"}, netArgs(n)...)
 	args = append(args, "--smtp-port", strconv.Itoa(n.SMTPPort()), "--timeout", "3s", "--probe-timeout", "1s")
@@ -50,7 +30,7 @@ func checkArgs(n *testnet.Net, extra ...string) []string {
 // Exit codes: 0 pass, 1 warnings, 2 failures, 3 could not run, 64 usage.
 func TestCheckExitCodes(t *testing.T) {
 	t.Parallel()
-	n := checkNet(t)
+	n := defaultNet(t)
 	cases := []struct {
 		args []string
 		code int
@@ -91,7 +71,7 @@ func TestCheckExitCodes(t *testing.T) {
 // output is not a terminal.
 func TestCheckText(t *testing.T) {
 	t.Parallel()
-	n := checkNet(t)
+	n := defaultNet(t)
 	code, stdout, _ := run(t, checkArgs(n, "nostarttls.example")...)
 	if code != 2 {
 		t.Errorf("exit %d", code)
@@ -171,7 +151,7 @@ func normalizeReport(t *testing.T, data []byte) []byte {
 // rewrites them).
 func TestCheckGolden(t *testing.T) {
 	t.Parallel()
-	n := checkNet(t)
+	n := defaultNet(t)
 	// An entry is the arguments after --json; the domain comes last. The
 	// strict run of a testing-mode domain shows how --strict changes
 	// severities (every MX problem fails).
@@ -211,7 +191,7 @@ func TestCheckGolden(t *testing.T) {
 // header (STS-POL-2: served as text/html).
 func TestCheckTextPolicyNotApplied(t *testing.T) {
 	t.Parallel()
-	n := checkNet(t)
+	n := defaultNet(t)
 	_, stdout, _ := run(t, checkArgs(n, "html.example")...)
 	if !strings.Contains(stdout, "  policy: mode enforce") || !strings.Contains(stdout, "  not applied by senders: sts-policy-invalid\n") {
 		t.Errorf("header:\n%s", stdout)
@@ -227,7 +207,7 @@ func TestCheckTextPolicyNotApplied(t *testing.T) {
 // reports what its output holds.
 func TestCheckBulk(t *testing.T) {
 	t.Parallel()
-	n := checkNet(t)
+	n := defaultNet(t)
 	dir := t.TempDir()
 	list := filepath.Join(dir, "list.csv")
 	csv := "rank,domain\n1,enforce.example\n2,nostarttls.example\n3,Bücher.example\n4,testing.example\n"
@@ -409,7 +389,7 @@ func clientPortsArg(n *testnet.Net) string {
 // without STARTTLS (TLS8314-2).
 func TestCheckClients(t *testing.T) {
 	t.Parallel()
-	n := checkNet(t)
+	n := defaultNet(t)
 	ports := clientPortsArg(n)
 	code, stdout, stderr := run(t, checkArgs(n, "--client-ports", ports, "--clients", "mail.clients.example", "clients.example")...)
 	if code != 0 || strings.Count(stdout, "[clients.ok TLS8314-1]") != 6 || !strings.Contains(stdout, "Mail client endpoints (RFC 8314)") {

@@ -39,7 +39,7 @@ func TestCheckBulkResolverDown(t *testing.T) {
 // A nonexistent domain is told so, not asked to publish an MX record.
 func TestCheckNXDOMAINText(t *testing.T) {
 	t.Parallel()
-	n := checkNet(t)
+	n := defaultNet(t)
 	code, stdout, _ := run(t, checkArgs(n, "no-such-domain.example")...)
 	if code != 2 || !strings.Contains(stdout, "does not exist (NXDOMAIN)") || strings.Contains(stdout, "publish an MX") {
 		t.Errorf("exit %d\n%s", code, stdout)

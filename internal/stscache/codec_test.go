@@ -7,12 +7,13 @@ import (
 	"time"
 
 	"github.com/mailsts/mailsts/mtasts"
+	"github.com/mailsts/mailsts/mtasts/mtaststest"
 	"github.com/mailsts/mailsts/tlsrpt/result"
 )
 
 func TestEntryJSONRoundTrip(t *testing.T) { // STS-CACHE-1
 	t.Parallel()
-	for _, want := range sampleEntries(time.Now()) {
+	for _, want := range mtaststest.SampleEntries(time.Now()) {
 		b, err := encodeEntry(want)
 		if err != nil {
 			t.Fatal(err)
@@ -21,7 +22,7 @@ func TestEntryJSONRoundTrip(t *testing.T) { // STS-CACHE-1
 		if err != nil {
 			t.Fatalf("decode(%s): %v", b, err)
 		}
-		if d := EntryDiff(got, want); d != "" {
+		if d := mtaststest.EntryDiff(got, want); d != "" {
 			t.Errorf("%s: %s", want.Domain, d)
 		}
 	}
@@ -82,7 +83,7 @@ func TestDecodeEntryBad(t *testing.T) {
 // FuzzDecodeEntry: decoding never panics, and whatever decodes re-encodes
 // to an entry that decodes to the same thing.
 func FuzzDecodeEntry(f *testing.F) {
-	for _, e := range sampleEntries(time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)) {
+	for _, e := range mtaststest.SampleEntries(time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)) {
 		b, err := encodeEntry(e)
 		if err != nil {
 			f.Fatal(err)
@@ -107,7 +108,7 @@ func FuzzDecodeEntry(f *testing.F) {
 		if err != nil {
 			t.Fatalf("decode(encode(e)) of %s: %v", b2, err)
 		}
-		if d := EntryDiff(e2, e); d != "" {
+		if d := mtaststest.EntryDiff(e2, e); d != "" {
 			t.Fatalf("round trip of %s: %s", b2, d)
 		}
 	})

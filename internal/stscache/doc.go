@@ -32,8 +32,8 @@
 // and [Cache.Maintain] ([Tiered.Cap] plus [SQLite.Evict] and [SQLite.Cap])
 // now and then.
 //
-// [TestStore] is the conformance suite every store here passes; other
-// mtasts.Store implementations can run it too.
+// mtaststest.TestStore (package mtasts/mtaststest) is the conformance suite
+// every store here passes, as must other mtasts.Store implementations.
 //
 // Conformance (see RFC-CHECKLIST.md):
 //   - STS-CACHE-1: an entry is kept per policy domain with its TXT id and

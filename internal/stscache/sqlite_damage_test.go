@@ -15,6 +15,7 @@ import (
 
 	"github.com/mailsts/mailsts/internal/sqlitedb"
 	"github.com/mailsts/mailsts/mtasts"
+	"github.com/mailsts/mailsts/mtasts/mtaststest"
 )
 
 // damagedCacheEntries is the size of the cache damageCache builds: about
@@ -146,7 +147,7 @@ func checkSalvaged(t *testing.T, s *SQLite, want map[string]*mtasts.Entry) int {
 	n := 0
 	err := s.Range(context.Background(), func(e *mtasts.Entry) bool {
 		n++
-		if d := EntryDiff(e, want[e.Domain]); d != "" {
+		if d := mtaststest.EntryDiff(e, want[e.Domain]); d != "" {
 			t.Errorf("salvaged %s: %s", e.Domain, d)
 		}
 		return true
@@ -318,7 +319,7 @@ func TestSQLiteDamagedWhileOpen(t *testing.T) {
 			t.Fatalf("Get(%s) = nil, nil: an entry vanished without an error", d)
 		default:
 			readable++
-			if diff := EntryDiff(e, w); diff != "" {
+			if diff := mtaststest.EntryDiff(e, w); diff != "" {
 				t.Errorf("%s: %s", d, diff)
 			}
 		}

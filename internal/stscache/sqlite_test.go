@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mailsts/mailsts/mtasts"
+	"github.com/mailsts/mailsts/mtasts/mtaststest"
 	"github.com/mailsts/mailsts/tlsrpt/result"
 )
 
@@ -24,7 +25,7 @@ func TestSQLiteSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	want := sampleEntries(now)
+	want := mtaststest.SampleEntries(now)
 	s, err := OpenSQLite(ctx, path, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +52,7 @@ func TestSQLiteSurvivesRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d := EntryDiff(got, w); d != "" {
+		if d := mtaststest.EntryDiff(got, w); d != "" {
 			t.Errorf("after restart, %s: %s", w.Domain, d)
 		}
 	}

@@ -8,16 +8,17 @@ import (
 	"time"
 
 	"github.com/mailsts/mailsts/mtasts"
+	"github.com/mailsts/mailsts/mtasts/mtaststest"
 )
 
 func TestMemoryConformance(t *testing.T) {
 	t.Parallel()
-	TestStore(t, func(t *testing.T) mtasts.Store { return &Memory{} })
+	mtaststest.TestStore(t, func(t *testing.T) mtasts.Store { return &Memory{} })
 }
 
 func TestSQLiteConformance(t *testing.T) {
 	t.Parallel()
-	TestStore(t, func(t *testing.T) mtasts.Store {
+	mtaststest.TestStore(t, func(t *testing.T) mtasts.Store {
 		s, _ := openTestSQLite(t)
 		return s
 	})
@@ -26,7 +27,7 @@ func TestSQLiteConformance(t *testing.T) {
 func TestRedisConformance(t *testing.T) {
 	t.Parallel()
 	redisClient(t) // skip the whole suite, once, when Redis is not there
-	TestStore(t, func(t *testing.T) mtasts.Store {
+	mtaststest.TestStore(t, func(t *testing.T) mtasts.Store {
 		r, _ := newTestRedis(t)
 		return r
 	})
@@ -36,13 +37,13 @@ func TestTieredConformance(t *testing.T) {
 	t.Parallel()
 	t.Run("memory-back", func(t *testing.T) {
 		t.Parallel()
-		TestStore(t, func(t *testing.T) mtasts.Store {
+		mtaststest.TestStore(t, func(t *testing.T) mtasts.Store {
 			return &Tiered{Front: &Memory{}, Back: &Memory{}}
 		})
 	})
 	t.Run("sqlite-back", func(t *testing.T) {
 		t.Parallel()
-		TestStore(t, func(t *testing.T) mtasts.Store {
+		mtaststest.TestStore(t, func(t *testing.T) mtasts.Store {
 			s, _ := openTestSQLite(t)
 			return &Tiered{Front: &Memory{}, Back: s, FrontTTL: -1}
 		})
@@ -50,7 +51,7 @@ func TestTieredConformance(t *testing.T) {
 	t.Run("redis-back", func(t *testing.T) {
 		t.Parallel()
 		redisClient(t)
-		TestStore(t, func(t *testing.T) mtasts.Store {
+		mtaststest.TestStore(t, func(t *testing.T) mtasts.Store {
 			r, _ := newTestRedis(t)
 			return &Tiered{Front: &Memory{}, Back: r}
 		})

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/mailsts/mailsts/internal/reports"
 	"github.com/mailsts/mailsts/internal/reports/ingest"
@@ -130,7 +129,6 @@ func TestReceiver100MB(t *testing.T) { // RPT-RECV-2: 413 without reading it all
 		if !chunked {
 			req.ContentLength = 100 << 20
 		}
-		start := time.Now()
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			// The server may close the connection while the client is
@@ -142,11 +140,10 @@ func TestReceiver100MB(t *testing.T) { // RPT-RECV-2: 413 without reading it all
 				t.Errorf("chunked=%v: status %d", chunked, resp.StatusCode)
 			}
 		}
+		// A bound on work, not on time: the client got its answer before
+		// sending most of the 100 MB.
 		if sent := src.read.Load(); sent > 40<<20 {
 			t.Errorf("chunked=%v: client sent %d MB before the answer", chunked, sent>>20)
-		}
-		if d := time.Since(start); d > 30*time.Second {
-			t.Errorf("took %v", d)
 		}
 	}
 	rej, _ := st.ListRejected(context.Background(), reports.Filter{})

@@ -1,4 +1,4 @@
-package stscache
+package mtaststest
 
 import (
 	"context"
@@ -41,12 +41,12 @@ func TestStore(t *testing.T, newStore func(t *testing.T) mtasts.Store) {
 	t.Run("round-trip", func(t *testing.T) { // STS-CACHE-1
 		t.Parallel()
 		s := newStore(t)
-		for _, want := range sampleEntries(now) {
+		for _, want := range SampleEntries(now) {
 			if err := s.Put(ctx, want); err != nil {
 				t.Fatalf("Put(%s): %v", want.Domain, err)
 			}
 		}
-		for _, want := range sampleEntries(now) {
+		for _, want := range SampleEntries(now) {
 			got, err := s.Get(ctx, want.Domain)
 			if err != nil {
 				t.Fatalf("Get(%s): %v", want.Domain, err)
@@ -60,7 +60,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T) mtasts.Store) {
 	t.Run("copies", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)
-		e := sampleEntries(now)[0]
+		e := SampleEntries(now)[0]
 		want := *e
 		if err := s.Put(ctx, e); err != nil {
 			t.Fatal(err)
@@ -88,7 +88,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T) mtasts.Store) {
 	t.Run("replace", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)
-		entries := sampleEntries(now)
+		entries := SampleEntries(now)
 		first, second := entries[0], entries[1]
 		second.Domain = first.Domain
 		for _, e := range []*mtasts.Entry{first, second} {
@@ -108,7 +108,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T) mtasts.Store) {
 	t.Run("delete", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)
-		e := sampleEntries(now)[0]
+		e := SampleEntries(now)[0]
 		if err := s.Put(ctx, e); err != nil {
 			t.Fatal(err)
 		}
@@ -136,7 +136,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T) mtasts.Store) {
 		const n = 60
 		want := make(map[string]bool)
 		for i := range n {
-			e := sampleEntries(now)[i%3]
+			e := SampleEntries(now)[i%3]
 			e.Domain = fmt.Sprintf("d%02d.range.example", i)
 			want[e.Domain] = true
 			if err := s.Put(ctx, e); err != nil {
@@ -173,14 +173,14 @@ func TestStore(t *testing.T, newStore func(t *testing.T) mtasts.Store) {
 		t.Parallel()
 		s := newStore(t)
 		for _, d := range []string{"", strings.Repeat("a", 254), "with space.example", "star*.example"} {
-			e := sampleEntries(now)[1]
+			e := SampleEntries(now)[1]
 			e.Domain = d
 			if err := s.Put(ctx, e); err == nil {
 				t.Errorf("Put(%q) = nil, want an error", d)
 			}
 		}
 		long := strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "." + strings.Repeat("d", 61)
-		e := sampleEntries(now)[1]
+		e := SampleEntries(now)[1]
 		e.Domain = long
 		if err := s.Put(ctx, e); err != nil {
 			t.Errorf("Put(253-octet domain) = %v", err)
@@ -198,7 +198,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T) mtasts.Store) {
 			go func() {
 				defer wg.Done()
 				for i := range ops {
-					e := sampleEntries(now)[i%3]
+					e := SampleEntries(now)[i%3]
 					e.Domain = fmt.Sprintf("d%d.concurrent.example", i%5)
 					e.Failures = w
 					if err := s.Put(ctx, e); err != nil {
@@ -226,13 +226,15 @@ func TestStore(t *testing.T, newStore func(t *testing.T) mtasts.Store) {
 	})
 }
 
-// sampleEntries returns fresh entries covering every field: a full entry
-// with a policy carrying extensions, a negative entry with failure state,
-// and a mode none policy with empty (non-nil) slices and zero times; then
-// last failures of every shape: a class without failure state, a class
-// mailsts does not know (temporary), and a legacy failure with only its
-// text. Times carry sub-millisecond parts that stores may drop.
-func sampleEntries(now time.Time) []*mtasts.Entry {
+// SampleEntries returns fresh entries covering every field, for tests of a
+// store's encoding: a full entry with a policy carrying extensions, a
+// negative entry with failure state, and a mode none policy with empty
+// (non-nil) slices and zero times; then last failures of every shape: a
+// class without failure state, a class mailsts does not know (temporary),
+// and a legacy failure with only its text. Times are relative to now and
+// carry sub-millisecond parts that stores may drop (compare with
+// [EntryDiff]).
+func SampleEntries(now time.Time) []*mtasts.Entry {
 	sub := 456789 * time.Nanosecond
 	return []*mtasts.Entry{
 		{
