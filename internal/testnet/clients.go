@@ -230,39 +230,7 @@ func (n *Net) reconcileClients(name string) error {
 
 // serveClientListener registers ln and starts its accept loop.
 func (n *Net) serveClientListener(ap netip.AddrPort, s ClientService, ln net.Listener) {
-	n.life.Lock()
-	defer n.life.Unlock()
-	if n.closed {
-		ln.Close()
-		return
-	}
-	n.clientLns[ap] = ln
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		var backoff time.Duration
-		for {
-			c, err := ln.Accept()
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			if err != nil {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				if !sleep(n.ctx, backoff) {
-					return
-				}
-				continue
-			}
-			backoff = 0
-			if !n.track(c) {
-				return
-			}
-			go func() {
-				defer n.untrack(c)
-				n.serveClient(c, ap.Addr(), s)
-			}()
-		}
-	}()
+	n.startListener(ln, func() { n.clientLns[ap] = ln }, func(c net.Conn) { n.serveClient(c, ap.Addr(), s) })
 }
 
 // serveClient runs one session of service s for whichever client host

@@ -73,13 +73,22 @@ func (n *Net) reconcile(mxName string) error {
 
 // serveSMTPListener registers ln and starts its accept loop.
 func (n *Net) serveSMTPListener(addr netip.Addr, ln net.Listener) {
+	n.startListener(ln, func() { n.smtpLns[addr] = ln }, func(c net.Conn) { n.serveSMTP(c, addr) })
+}
+
+// startListener runs register (which records ln) and starts ln's accept
+// loop, unless the Net is closed, in which case ln is closed. Each
+// connection is tracked, so that Close ends it, and served by serve in its
+// own goroutine. The loop ends when ln is closed (by Close, Set or a failed
+// start) or the Net is.
+func (n *Net) startListener(ln net.Listener, register func(), serve func(net.Conn)) {
 	n.life.Lock()
 	defer n.life.Unlock()
 	if n.closed {
 		ln.Close()
 		return
 	}
-	n.smtpLns[addr] = ln
+	register()
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -104,7 +113,7 @@ func (n *Net) serveSMTPListener(addr netip.Addr, ln net.Listener) {
 			}
 			go func() {
 				defer n.untrack(c)
-				n.serveSMTP(c, addr)
+				serve(c)
 			}()
 		}
 	}()
