@@ -2,7 +2,6 @@ package testnet
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -333,27 +332,8 @@ func (s *lineSession) send(lines ...string) error {
 // readLine reads one command line of at most maxCommandLine bytes; a
 // longer one is consumed and reported as errLineTooLong.
 func (s *lineSession) readLine() (string, error) {
-	_ = s.conn.SetReadDeadline(time.Now().Add(commandTimeout))
-	var line []byte
-	tooLong := false
-	for {
-		frag, err := s.r.ReadSlice('\n')
-		if len(line)+len(frag) > maxCommandLine {
-			tooLong = true
-		} else {
-			line = append(line, frag...)
-		}
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, bufio.ErrBufferFull) {
-			return "", err
-		}
-	}
-	if tooLong {
-		return "", errLineTooLong
-	}
-	return string(bytes.TrimRight(line, "\r\n")), nil
+	line, err := readBoundedLine(s.conn, s.r, maxCommandLine, time.Now().Add(commandTimeout))
+	return string(line), err
 }
 
 // bad sends an error reply and reports, after too many, that the session

@@ -181,11 +181,19 @@ func (s *smtpSession) reply(code int, lines ...string) error {
 // readLine reads one line of at most limit bytes without its line ending.
 // A longer line is consumed and reported as errLineTooLong.
 func (s *smtpSession) readLine(limit int, deadline time.Time) ([]byte, error) {
-	_ = s.conn.SetReadDeadline(deadline)
+	return readBoundedLine(s.conn, s.r, limit, deadline)
+}
+
+// readBoundedLine reads one line from r (which reads conn) by deadline, of
+// at most limit bytes, and returns it without its line ending. A longer
+// line is consumed and reported as errLineTooLong: hostile clients cannot
+// make a session buffer without bound.
+func readBoundedLine(conn net.Conn, r *bufio.Reader, limit int, deadline time.Time) ([]byte, error) {
+	_ = conn.SetReadDeadline(deadline)
 	var line []byte
 	tooLong := false
 	for {
-		frag, err := s.r.ReadSlice('\n')
+		frag, err := r.ReadSlice('\n')
 		if len(line)+len(frag) > limit {
 			tooLong = true
 		} else {
