@@ -1,0 +1,88 @@
+package stscache
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/mailsts/mailsts/internal/watchdog"
+	"github.com/mailsts/mailsts/mtasts"
+)
+
+// Two processes on one SQLite file, through Open: what one stores the other
+// reads; a purge by one reaches the other's memory through the purge log
+// (WatchPurges), and its next read finds nothing. STS-CACHE-1,
+// STS-CACHE-10.
+func TestCacheOpenSQLitePurgeReachesOtherCache(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "cache.sqlite")
+	open := func() *Cache {
+		t.Helper()
+		c, err := Open(ctx, Config{Kind: KindSQLite, Path: path, NoFallback: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(context.Background()) })
+		return c
+	}
+	a, b := open(), open()
+	if a.Kind() != KindSQLite {
+		t.Errorf("Kind %q", a.Kind())
+	}
+	if st := a.Check(ctx); !st.Durable || st.FellBack != nil || st.Back.Degraded {
+		t.Errorf("status %+v", st)
+	}
+	now := time.Now()
+	for _, d := range []string{"keep.example", "purge.example"} {
+		if err := a.Put(ctx, entryAt(d, mtasts.ModeEnforce, now, 86400, now)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{"keep.example", "purge.example"} {
+		if e, err := b.Get(ctx, d); err != nil || e == nil {
+			t.Fatalf("b.Get(%s) = %v, %v: the other cache's entry is not in the file", d, e, err)
+		}
+	}
+	if !b.Touch("keep.example", now) {
+		t.Error("Touch of a cached domain reports it absent")
+	}
+	n := 0
+	if err := b.Range(ctx, func(*mtasts.Entry) bool { n++; return true }); err != nil || n != 2 {
+		t.Errorf("Range saw %d entries (%v)", n, err)
+	}
+
+	wctx, cancel := context.WithCancel(ctx)
+	dropped := make(chan int, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.WatchPurges(wctx, now.Add(-time.Second), 10*time.Millisecond, func(n int) { dropped <- n })
+	}()
+	if got, err := a.Purge(ctx, []string{"purge.example"}, false); err != nil || got != 1 {
+		t.Fatalf("Purge = %d, %v", got, err)
+	}
+	if n := watchdog.Within(t, 2*time.Minute, func() int { return <-dropped }); n != 1 {
+		t.Errorf("the watching cache dropped %d domains, want 1", n)
+	}
+	cancel()
+	<-done
+	if e, err := b.Get(ctx, "purge.example"); err != nil || e != nil {
+		t.Errorf("after the purge b.Get = %+v, %v; want nothing", e, err)
+	}
+	if e, err := b.Get(ctx, "keep.example"); err != nil || e == nil {
+		t.Errorf("the other domain went too: %v", err)
+	}
+	if err := b.Delete(ctx, "keep.example"); err != nil {
+		t.Fatal(err)
+	}
+	// A third process reads the file (a's memory still holds its own
+	// copy: Delete, unlike Purge, is not announced).
+	if e, _ := open().Get(ctx, "keep.example"); e != nil {
+		t.Error("Delete through one cache left the entry in the file")
+	}
+	if _, err := a.Maintain(ctx, now.Add(-time.Hour), 100); err != nil {
+		t.Errorf("Maintain: %v", err)
+	}
+}
