@@ -280,3 +280,22 @@ func FuzzApplies(f *testing.F) {
 		}
 	})
 }
+
+// The names of summaries and host statuses are what the checker's JSON and
+// policyd's logs print: pinned, and distinct.
+func TestStatusNames(t *testing.T) {
+	t.Parallel()
+	summaries := map[Summary]string{None: "none", Some: "some", All: "all", TemporaryFailure: "temporary-failure", Summary(99): "invalid"}
+	for s, want := range summaries {
+		if got := s.String(); got != want {
+			t.Errorf("Summary(%d).String() = %q, want %q", s, got, want)
+		}
+	}
+	hosts := map[HostStatus]string{HostInsecure: "insecure", HostNoTLSA: "no-tlsa", HostUnusable: "unusable",
+		HostUsable: "usable", HostNoAddress: "no-address", HostFailed: "failed", HostStatus(99): "invalid"}
+	for s, want := range hosts {
+		if got := s.String(); got != want {
+			t.Errorf("HostStatus(%d).String() = %q, want %q", s, got, want)
+		}
+	}
+}
