@@ -1,0 +1,67 @@
+package checker
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"slices"
+	"testing"
+)
+
+// Groups is the report order and a copy callers cannot change.
+func TestGroupsOrder(t *testing.T) {
+	t.Parallel()
+	g := Groups()
+	want := []string{GroupSTSRecord, GroupSTSPolicy, GroupSTSMX, GroupMX, GroupDANE, GroupTLSRPT, GroupClients}
+	if !slices.Equal(g, want) {
+		t.Fatalf("Groups() = %v", g)
+	}
+	g[0] = "changed"
+	if Groups()[0] != GroupSTSRecord {
+		t.Error("Groups returns the package's own slice")
+	}
+}
+
+// Findings and reports log as structured groups (JSON logs of bulk runs).
+func TestLogValues(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&buf, nil))
+	f := Finding{ID: "mx.cert-expired", Severity: SeverityFail, Host: "mx1.example.org", Message: "expired"}
+	r := &Report{Domain: "example.org", Verdict: VerdictFail, Counts: Counts{Fail: 2, Warn: 1}, DurationMS: 42}
+	log.Info("x", "finding", f, "report", r)
+	var got struct {
+		Finding map[string]any `json:"finding"`
+		Report  map[string]any `json:"report"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
+		t.Fatalf("%v: %s", err, buf.String())
+	}
+	if got.Finding["id"] != "mx.cert-expired" || got.Finding["severity"] != SeverityFail.String() || got.Finding["host"] != "mx1.example.org" {
+		t.Errorf("finding logged as %v", got.Finding)
+	}
+	if got.Report["domain"] != "example.org" || got.Report["verdict"] != VerdictFail || got.Report["fail"] != 2.0 || got.Report["ms"] != 42.0 {
+		t.Errorf("report logged as %v", got.Report)
+	}
+}
+
+// A bulk run's exit verdict is its worst domain; an invalid domain name
+// counts as a failure.
+func TestExitVerdict(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		verdicts map[string]int
+		want     string
+	}{
+		{map[string]int{VerdictPass: 3}, VerdictPass},
+		{map[string]int{VerdictPass: 3, VerdictWarn: 1}, VerdictWarn},
+		{map[string]int{VerdictWarn: 1, VerdictFail: 1}, VerdictFail},
+		{map[string]int{VerdictPass: 1, VerdictError: 1}, VerdictFail},
+		{map[string]int{}, VerdictPass},
+	} {
+		s := &Summary{Verdicts: tc.verdicts}
+		if got := s.ExitVerdict(); got != tc.want {
+			t.Errorf("%v: %s, want %s", tc.verdicts, got, tc.want)
+		}
+	}
+}
