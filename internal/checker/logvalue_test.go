@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"testing"
 )
@@ -63,5 +64,33 @@ func TestExitVerdict(t *testing.T) {
 		if got := s.ExitVerdict(); got != tc.want {
 			t.Errorf("%v: %s, want %s", tc.verdicts, got, tc.want)
 		}
+	}
+}
+
+// OpenResume reports a file it cannot open instead of starting a run that
+// could not record its results.
+func TestOpenResumeUnopenable(t *testing.T) {
+	t.Parallel()
+	f, done, err := OpenResume(filepath.Join(t.TempDir(), "missing-dir", "out.jsonl"))
+	if err == nil || f != nil || done != nil {
+		t.Fatalf("OpenResume in a missing directory = %v, %v, %v; want an error", f, done, err)
+	}
+	if _, _, err := OpenResume(t.TempDir()); err == nil {
+		t.Error("OpenResume of a directory: no error")
+	}
+}
+
+// A zero Checker uses the documented defaults; set fields win.
+func TestCheckerDefaults(t *testing.T) {
+	t.Parallel()
+	var zero Checker
+	if zero.smtpPort() != DefaultSMTPPort || zero.probeTimeout() != DefaultProbeTimeout || zero.timeout() != DefaultTimeout ||
+		zero.maxMX() != DefaultMaxMX || zero.ehloName() != DefaultEHLOName || zero.logger() == nil {
+		t.Error("a zero Checker does not use the defaults")
+	}
+	set := Checker{SMTPPort: 2525, ProbeTimeout: 3, Timeout: 4, MaxMX: 2, EHLOName: "probe.example", Logger: slog.Default()}
+	if set.smtpPort() != 2525 || set.probeTimeout() != 3 || set.timeout() != 4 || set.maxMX() != 2 ||
+		set.ehloName() != "probe.example" || set.logger() != slog.Default() {
+		t.Error("set Checker fields are not used")
 	}
 }
