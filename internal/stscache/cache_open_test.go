@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/mailsts/mailsts/internal/watchdog"
 	"github.com/mailsts/mailsts/mtasts"
 )
@@ -84,5 +86,67 @@ func TestCacheOpenSQLitePurgeReachesOtherCache(t *testing.T) {
 	}
 	if _, err := a.Maintain(ctx, now.Add(-time.Hour), 100); err != nil {
 		t.Errorf("Maintain: %v", err)
+	}
+}
+
+// The same through Redis: two caches on one prefix, each watching its back
+// store; a purge by one reaches the other at once (Pub/Sub), and the
+// purged domain is gone from both. STS-CACHE-1.
+func TestCacheOpenRedisPurgeReachesOtherCache(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	prefix := redisPrefix(t, redisClient(t)) // skips without Redis
+	open := func() *Cache {
+		t.Helper()
+		c, err := Open(ctx, Config{Kind: KindRedis, Redis: &redis.Options{Addr: "127.0.0.1:6379"}, RedisWhere: "127.0.0.1:6379", Prefix: prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(context.Background()) })
+		return c
+	}
+	a, b := open(), open()
+	if b.Kind() != KindRedis {
+		t.Errorf("Kind %q", b.Kind())
+	}
+	states := make(chan bool, 16)
+	stop := b.Watch(ctx, func(failing bool) { states <- failing }, nil)
+	defer stop()
+	if st := b.Check(ctx); !st.Durable || st.Back.Degraded {
+		t.Errorf("status with Redis up: %+v", st)
+	}
+	now := time.Now()
+	if err := a.Put(ctx, entryAt("purge.example", mtasts.ModeEnforce, now, 86400, now)); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := b.Get(ctx, "purge.example"); err != nil || e == nil {
+		t.Fatalf("b.Get = %v, %v: the other cache's entry is not in Redis", e, err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	dropped := make(chan int, 16)
+	go b.WatchPurges(wctx, now, 0, func(n int) { dropped <- n })
+	// Pub/Sub does not queue: purge until the subscription has heard one
+	// (bounded: a handful of rounds at most).
+	got := 0
+	for round := 0; round < 50 && got == 0; round++ {
+		if _, err := a.Purge(ctx, []string{"purge.example"}, false); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got = <-dropped:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if got == 0 {
+		t.Fatal("the watching cache never heard the purge")
+	}
+	if e, err := b.Get(ctx, "purge.example"); err != nil || e != nil {
+		t.Errorf("after the purge b.Get = %+v, %v; want nothing", e, err)
+	}
+	select {
+	case failing := <-states:
+		t.Errorf("back store state changed to failing=%v with Redis up", failing)
+	default:
 	}
 }
