@@ -2,6 +2,7 @@ package stscache
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -148,5 +149,44 @@ func TestCacheOpenRedisPurgeReachesOtherCache(t *testing.T) {
 	case failing := <-states:
 		t.Errorf("back store state changed to failing=%v with Redis up", failing)
 	default:
+	}
+}
+
+// Open pointed at postfix-mta-sts-resolver's file opens mailsts's own file
+// instead (the old one is never written) and says so; the one-time import
+// is claimed once, copies the old daemon's valid policies, and refuses the
+// cache's own file as a source.
+func TestCacheOpenResolverFileAndImport(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	peer, own := filepath.Join(dir, "cache.db"), filepath.Join(dir, "policyd-cache.sqlite")
+	now := time.Now()
+	writeResolverSQLite(t, peer, resolverRows(now))
+	c, err := Open(ctx, Config{Kind: KindSQLite, Path: peer, OwnPath: own, NoFallback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	if st := c.Status(); st.ResolverFile != peer || !samePath(st.Where, own) {
+		t.Fatalf("status %+v: want own file %s and the resolver file noted", st, own)
+	}
+	release, err := c.ClaimImport(ctx, now)
+	if err != nil {
+		t.Fatalf("first claim: %v", err)
+	}
+	stats, err := c.ImportResolver(ctx, ResolverSource{File: peer}, now)
+	if err != nil || stats.Imported != 3 || stats.Expired != 1 {
+		release()
+		t.Fatalf("import: %+v, %v; want 3 imported, 1 expired", stats, err)
+	}
+	if e, err := c.Get(ctx, "example.com"); err != nil || e == nil || e.Policy == nil || e.Policy.Mode != mtasts.ModeEnforce || e.ID != "20160831085700Z" {
+		t.Errorf("imported example.com: %+v, %v", e, err)
+	}
+	if _, err := c.ClaimImport(ctx, now); !errors.Is(err, ErrImportedBefore) {
+		t.Errorf("second claim: %v, want ErrImportedBefore", err)
+	}
+	if _, err := c.ImportResolver(ctx, ResolverSource{File: own}, now); !errors.Is(err, ErrImportSource) {
+		t.Errorf("importing the cache's own file: %v, want ErrImportSource", err)
 	}
 }
