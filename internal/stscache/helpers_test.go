@@ -184,3 +184,28 @@ func entryAt(domain string, mode mtasts.Mode, fetched time.Time, maxAge int64, u
 	}
 	return e
 }
+
+// schemaV1DDL is the cache file's version 1 schema as released, written
+// out here (not taken from migrations[0]) so that an edit to the migration
+// list cannot hide a broken upgrade of files already in the field.
+func schemaV1DDL() []string {
+	return []string{
+		`CREATE TABLE entries (
+			domain          TEXT PRIMARY KEY NOT NULL,
+			policy          TEXT,
+			mode            TEXT,
+			expires_at      INTEGER,
+			policy_id       TEXT NOT NULL DEFAULT '',
+			fetched_at      INTEGER,
+			checked_at      INTEGER,
+			no_policy_until INTEGER,
+			failed_id       TEXT NOT NULL DEFAULT '',
+			failed_at       INTEGER,
+			failures        INTEGER NOT NULL DEFAULT 0,
+			last_error      TEXT NOT NULL DEFAULT '',
+			last_used       INTEGER
+		) STRICT, WITHOUT ROWID`,
+		`CREATE INDEX entries_expires_at ON entries(expires_at)`,
+		`CREATE INDEX entries_last_used ON entries(last_used)`,
+	}
+}

@@ -595,28 +595,11 @@ func TestSalvageBeforeV3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{
-		`CREATE TABLE entries (
-			domain          TEXT PRIMARY KEY NOT NULL,
-			policy          TEXT,
-			mode            TEXT,
-			expires_at      INTEGER,
-			policy_id       TEXT NOT NULL DEFAULT '',
-			fetched_at      INTEGER,
-			checked_at      INTEGER,
-			no_policy_until INTEGER,
-			failed_id       TEXT NOT NULL DEFAULT '',
-			failed_at       INTEGER,
-			failures        INTEGER NOT NULL DEFAULT 0,
-			last_error      TEXT NOT NULL DEFAULT '',
-			last_used       INTEGER
-		) STRICT, WITHOUT ROWID`,
-		`CREATE INDEX entries_expires_at ON entries(expires_at)`,
-		`CREATE INDEX entries_last_used ON entries(last_used)`,
+	for _, q := range append(schemaV1DDL(),
 		`INSERT INTO entries (domain, no_policy_until, failed_at, failures, last_error)
 			VALUES ('legacy.example', 4102444800000, 1735689600000, 1, 'dns-error+temporary: SERVFAIL')`,
 		`PRAGMA user_version = 2`,
-	} {
+	) {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}

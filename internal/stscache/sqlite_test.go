@@ -351,32 +351,13 @@ func TestSQLiteMigrateV1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The version 1 DDL as released, written out here so that an edit to
-	// migrations[0] cannot hide a broken upgrade.
-	for _, q := range []string{
-		`CREATE TABLE entries (
-			domain          TEXT PRIMARY KEY NOT NULL,
-			policy          TEXT,
-			mode            TEXT,
-			expires_at      INTEGER,
-			policy_id       TEXT NOT NULL DEFAULT '',
-			fetched_at      INTEGER,
-			checked_at      INTEGER,
-			no_policy_until INTEGER,
-			failed_id       TEXT NOT NULL DEFAULT '',
-			failed_at       INTEGER,
-			failures        INTEGER NOT NULL DEFAULT 0,
-			last_error      TEXT NOT NULL DEFAULT '',
-			last_used       INTEGER
-		) STRICT, WITHOUT ROWID`,
-		`CREATE INDEX entries_expires_at ON entries(expires_at)`,
-		`CREATE INDEX entries_last_used ON entries(last_used)`,
+	for _, q := range append(schemaV1DDL(),
 		`INSERT INTO entries (domain, policy, mode, expires_at, policy_id, fetched_at, checked_at)
 			VALUES ('old.example', '{"mode":"enforce","mx":["mx.old.example"],"max_age":86400}', 'enforce', 4102444800000, 'id1', 1735689600000, 1735689600000)`,
 		`INSERT INTO entries (domain, no_policy_until, failed_at, failures, last_error)
 			VALUES ('legacy.example', 4102444800000, 1735689600000, 1, 'dns-error+temporary: mtasts: DNS lookup failed: SERVFAIL')`,
 		`PRAGMA user_version = 1`,
-	} {
+	) {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
