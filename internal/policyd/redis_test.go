@@ -95,23 +95,8 @@ func waitFor[T any](t *testing.T, ch <-chan T, what string) T {
 // NOTFOUND.
 func TestDaemonRedisRestartKeepsEnforce(t *testing.T) {
 	t.Parallel()
-	direct, prefix := testRedis(t)
-	proxy := testnet.StartProxyFor(t, testRedisAddr)
-	n := startNet(t, f2Domain())
-	cfg := testConfig(t, n, "redis", t.TempDir())
-	cfg.Cache.Redis.Address = proxy.Addr()
-	cfg.Cache.Redis.Prefix = prefix
-	clk := newClock()
-	subscribed := make(chan int, 16)
-	resynced := make(chan stscache.ResyncStats, 16)
-	d := &Daemon{Config: cfg, Now: clk.Now,
-		purged:   func(k int) { subscribed <- k },
-		resynced: func(s stscache.ResyncStats) { resynced <- s }}
-	r := startDaemon(t, d, nil)
-	waitFor(t, subscribed, "subscription")
-	if got := lookup(t, r.addr, "postfix", "example.com"); got != f2Secure {
-		t.Fatalf("before: %q", got)
-	}
+	h := startProxiedF2(t)
+	direct, prefix, proxy, n, clk, r, subscribed, resynced := h.direct, h.prefix, h.proxy, h.n, h.clk, h.r, h.subscribed, h.resynced
 
 	// The restart: connections drop, the keys are gone.
 	proxy.Cut()
@@ -265,23 +250,8 @@ func TestDaemonRedisHang(t *testing.T) {
 // writing it back, and the next lookup fetches the new policy.
 func TestDaemonRedisPurgeWhileDisconnected(t *testing.T) {
 	t.Parallel()
-	direct, prefix := testRedis(t)
-	proxy := testnet.StartProxyFor(t, testRedisAddr)
-	n := startNet(t, f2Domain())
-	cfg := testConfig(t, n, "redis", t.TempDir())
-	cfg.Cache.Redis.Address = proxy.Addr()
-	cfg.Cache.Redis.Prefix = prefix
-	clk := newClock()
-	subscribed := make(chan int, 16)
-	resynced := make(chan stscache.ResyncStats, 16)
-	d := &Daemon{Config: cfg, Now: clk.Now,
-		purged:   func(k int) { subscribed <- k },
-		resynced: func(s stscache.ResyncStats) { resynced <- s }}
-	r := startDaemon(t, d, nil)
-	waitFor(t, subscribed, "subscription")
-	if got := lookup(t, r.addr, "postfix", "example.com"); got != f2Secure {
-		t.Fatalf("before: %q", got)
-	}
+	h := startProxiedF2(t)
+	direct, prefix, proxy, n, r, subscribed, resynced := h.direct, h.prefix, h.proxy, h.n, h.r, h.subscribed, h.resynced
 	proxy.Cut()
 	if err := n.Set(fixedF2Domain()); err != nil {
 		t.Fatal(err)
@@ -317,4 +287,39 @@ func openRedisCache(t *testing.T, prefix string) *stscache.Cache {
 	}
 	t.Cleanup(func() { c.Close(context.Background()) })
 	return c
+}
+
+// proxiedF2 is a daemon on the test Redis, reached through a proxy the
+// test can cut, hang and restore, with the F-2 domain (example.com,
+// enforce) looked up once and cached; purged and resynced report the
+// daemon's subscriptions and reconciliations.
+type proxiedF2 struct {
+	direct     *redis.Client
+	prefix     string
+	proxy      *testnet.Proxy
+	n          *testnet.Net
+	clk        *clock
+	r          *running
+	subscribed chan int
+	resynced   chan stscache.ResyncStats
+}
+
+func startProxiedF2(t *testing.T) *proxiedF2 {
+	t.Helper()
+	h := &proxiedF2{clk: newClock(), subscribed: make(chan int, 16), resynced: make(chan stscache.ResyncStats, 16)}
+	h.direct, h.prefix = testRedis(t)
+	h.proxy = testnet.StartProxyFor(t, testRedisAddr)
+	h.n = startNet(t, f2Domain())
+	cfg := testConfig(t, h.n, "redis", t.TempDir())
+	cfg.Cache.Redis.Address = h.proxy.Addr()
+	cfg.Cache.Redis.Prefix = h.prefix
+	d := &Daemon{Config: cfg, Now: h.clk.Now,
+		purged:   func(k int) { h.subscribed <- k },
+		resynced: func(s stscache.ResyncStats) { h.resynced <- s }}
+	h.r = startDaemon(t, d, nil)
+	waitFor(t, h.subscribed, "subscription")
+	if got := lookup(t, h.r.addr, "postfix", "example.com"); got != f2Secure {
+		t.Fatalf("before: %q", got)
+	}
+	return h
 }
