@@ -66,7 +66,7 @@
 //     dane.example delivery is asserted; what it does with the failing
 //     TLSA domains is only logged.
 //
-// Cache store down (issue #10 item 4), mailsts only: a fourth run starts
+// Cache store down, mailsts only: a fourth run starts
 // policyd with cache.type redis pointed at a port of the namespace where
 // nothing listens (a refused port; policyd on 127.0.0.1:8464). Mail to
 // enforce.example (cached in memory by the readiness lookup) is delivered

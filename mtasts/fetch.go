@@ -296,9 +296,8 @@ func (c *Client) fetch(ctx context.Context, domain string) (*FetchResult, error)
 		DialContext: func(_ context.Context, network, _ string) (net.Conn, error) {
 			// net/http dials under a context detached from the request's
 			// (no deadline, no cancelation), so the policy host's A/AAAA
-			// lookups and connects would escape Timeout (issue #10 item
-			// 9): dial under the fetch's own context, which this
-			// single-request transport may use.
+			// lookups and connects would escape Timeout: dial under the
+			// fetch's own context, which this single-request transport may use.
 			return c.dial(fctx, dns, network, host, port)
 		},
 		TLSClientConfig: &tls.Config{

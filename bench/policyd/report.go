@@ -11,7 +11,7 @@ import (
 )
 
 // report prints the figures as a Markdown table, then the ratios against
-// the goals of issue #3.
+// the goals in bench/README.md.
 func report(w io.Writer, cfg config, all []*figures) {
 	host, _ := os.Hostname()
 	fmt.Fprintf(w, "\n## bench/policyd, %s, %s/%s, %d CPUs, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), host)

@@ -403,7 +403,7 @@ func cacheWarm(ctx context.Context, env Env, cfg *policyd.Config, s mtasts.Store
 		return ExitError
 	}
 	// Only what the run learns reaches the shared store: its failures
-	// never make a running daemon answer TEMP (issue #10 item 8).
+	// never make a running daemon answer TEMP.
 	cache := &mtasts.Cache{Client: client, Store: newWarmStore(s, nil), RefreshInterval: cfg.Cache.RefreshInterval, NegativeTTL: cfg.Cache.NegativeTTL, Logger: log}
 	var found, none, failed atomic.Int64
 	var outMu sync.Mutex // the workers share env.Stderr

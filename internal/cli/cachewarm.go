@@ -11,7 +11,7 @@ import (
 	"github.com/mailsts/mailsts/mtasts"
 )
 
-// warmStore is the store of one `cache warm` run (issue #10 item 8). It
+// warmStore is the store of one `cache warm` run. It
 // reads the shared store the daemons use, but writes back only what the
 // run learned: a valid policy, fetched or confirmed by this run without a
 // failure. Everything else the run's Cache records (failures, back-off,
@@ -89,8 +89,7 @@ func (w *warmStore) Range(ctx context.Context, fn func(*mtasts.Entry) bool) erro
 	return w.shared.Range(ctx, fn)
 }
 
-// cacheImport copies postfix-mta-sts-resolver's cached policies into st
-// (issue #10 item 7).
+// cacheImport copies postfix-mta-sts-resolver's cached policies into st.
 func cacheImport(ctx context.Context, env Env, cfg *policyd.Config, st *stscache.Cache, source string) int {
 	stats, err := policyd.ImportResolver(ctx, st, cfg, source, time.Now())
 	if err != nil {

@@ -22,7 +22,7 @@
 //   - fetch_duration_seconds: fetch latency histogram;
 //   - refreshes_total{result}: background refreshes, ok or failed;
 //   - mx_recoveries_total{result}: re-fetches triggered by an MX set that
-//     left the cached policy (issue #3 item 5), ok (a new policy was
+//     left the cached policy, ok (a new policy was
 //     fetched) or failed;
 //   - dane_decisions_total{outcome}: DANE lookups by outcome;
 //   - connections_open, protocol_errors_total: the socketmap/tcp_table side;

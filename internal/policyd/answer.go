@@ -24,7 +24,7 @@ func (r *Responder) answer(ctx context.Context, zone, key string, now time.Time,
 	r.init()
 	var dl *deadline
 	if r.Timeout > 0 {
-		// Issue #10 item 9: one deadline for every step of this answer.
+		// One deadline for every step of this answer.
 		dl = &deadline{}
 		ctx, dl.cancel = context.WithTimeout(ctx, r.Timeout)
 		dl.refs.Store(1)
@@ -290,7 +290,7 @@ func (r *Responder) answerSTS(ctx context.Context, st *domainState, z Zone, tlsr
 			return r.temp(ctx, d, "cannot express the policy for Postfix")
 		}
 		if !postfix.ReplyFits(ctx, data) {
-			// Issue #10 item 9: never a TEMP for a long policy (fit.go).
+			// Never a TEMP for a long policy (fit.go).
 			data, f.no = r.fit(ctx, st, res, z, tlsrpt, d), true
 		}
 		return postfix.Found(data), *d

@@ -49,7 +49,7 @@ func (r *Responder) checkMX(ctx context.Context, st *domainState, domain string,
 		d.MXCheck = "match"
 		return res, false
 	}
-	// Issue #3 item 5: the MX set moved away from the cached policy; the
+	// The MX set moved away from the cached policy; the
 	// domain may have published a new policy under the same id. RFC 8461
 	// §5.1 (STS-APPLY-4): look for a newer policy before failing mail.
 	nres, err := r.Cache.Refresh(ctx, domain, true)

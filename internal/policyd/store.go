@@ -55,7 +55,7 @@ func StoreConfig(cfg *Config, opts StoreOptions, logger *slog.Logger) (stscache.
 	case stscache.KindMemory:
 	default:
 		sc.Path = StatePath(cfg, opts.Getenv)
-		// Issue #10 item 7: when cache.path is postfix-mta-sts-resolver's
+		// When cache.path is postfix-mta-sts-resolver's
 		// file, mailsts uses its own and imports what the old one holds.
 		sc.OwnPath = StatePath(&Config{StateDir: cfg.StateDir}, opts.Getenv)
 	}

@@ -6,7 +6,7 @@ import (
 	"fmt"
 )
 
-// Pagination of the query API (issue #11.3: one query returned 220 MB).
+// Pagination of the query API (one unbounded query once returned 220 MB).
 // Failures and ListRejected take Filter.Limit rows after Filter.Cursor,
 // in their usual order; the cursor names the last row of the previous
 // page (keyset pagination: stable while reports arrive). Summary pages

@@ -9,7 +9,7 @@ import (
 )
 
 // RateLimiter is a token bucket per client address for the report
-// receiver (issue #11.5: nothing stopped one client from filling the disk
+// receiver (without it nothing stopped one client from filling the disk
 // with rejected input). IPv6 clients are grouped by /64, which one host
 // can rotate through. Safe for concurrent use; the zero value is not
 // usable: set Rate and Burst.

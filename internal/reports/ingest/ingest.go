@@ -50,7 +50,7 @@ const (
 // at this count still sums far below 2^63, so totals cannot wrap.
 const MaxSessionCount = 1_000_000_000_000
 
-// checkCounts rejects implausible counts (issue #11.4: counts near 2^53,
+// checkCounts rejects implausible counts (counts near 2^53,
 // which tlsrpt.Parse accepts as I-JSON integers, drove the rollup past
 // int64). The error wraps tlsrpt.ErrInvalid.
 func checkCounts(r *tlsrpt.Report) error {
@@ -76,7 +76,7 @@ const DefaultFutureSkew = time.Hour
 // rejectedPrefix caps the raw bytes kept of rejected input: of input
 // above the size cap the rest is not even read (RFC 8460 §7: no unbounded
 // work for hostile input); of other rejected input the whole is read and
-// its SHA-256 kept with the prefix (issue #11.5: three junk POSTs kept
+// its SHA-256 kept with the prefix (three junk POSTs kept
 // whole were 43 MB).
 const rejectedPrefix = 64 << 10
 
@@ -396,7 +396,7 @@ func (in *Ingester) report(ctx context.Context, res *Result, raw, js []byte, rep
 	res.Reports = append(res.Reports, rr)
 	if put.Conflict {
 		// Someone sent a different report under this organisation and
-		// report-id: a broken sender or a forgery (issue #11.2).
+		// report-id: a broken sender or a forgery.
 		in.logger().Warn("reports: report conflicts with another of the same organisation and report-id; both kept",
 			"id", put.ID, "organization", rep.OrganizationName, "report_id", rep.ReportID, "authenticated", inc.Authenticated,
 			"source", base.Source, "origin", base.Origin)
@@ -484,7 +484,7 @@ func (in *Ingester) message(ctx context.Context, res *Result, raw []byte, source
 // (RPT-MAIL-7): a report without a valid DKIM signature MUST be ignored;
 // here it is kept as rejected rather than dropped. A valid signature by
 // an unrelated domain is treated as no signature: anyone holding any DKIM
-// key could otherwise speak for any organisation (issue #11.2).
+// key could otherwise speak for any organisation.
 func (in *Ingester) verifyDKIM(ctx context.Context, raw []byte, orgDomains []string) (string, error) {
 	if in.Resolver == nil {
 		return "", fmt.Errorf("%w: DKIM required but no resolver configured", ErrTemporary)

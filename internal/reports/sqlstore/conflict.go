@@ -14,7 +14,7 @@ import (
 	"github.com/mailsts/mailsts/tlsrpt"
 )
 
-// Duplicates, conflicts and the one counted report per key (issue #11.2).
+// Duplicates, conflicts and the one counted report per key.
 //
 // RFC 8460 §5.3 (RPT-RECV-4) uses report-id to drop duplicates, but a
 // report POSTed over HTTPS carries no authentication (§5.3: "not

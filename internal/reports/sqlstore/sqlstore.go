@@ -254,7 +254,7 @@ func (s *sqlStore) putTx(ctx context.Context, tx *sql.Tx, ps *putStmts, in repor
 	}
 	// RFC 8460 §5.3 (RPT-RECV-4): (organization-name, report-id) names a
 	// report; a copy is a duplicate only when its content is identical,
-	// else both are kept as a conflict (conflict.go, issue #11.2).
+	// else both are kept as a conflict (conflict.go).
 	hash := contentHash(r)
 	rows, err := s.keyRows(ctx, tx, r.OrganizationName, r.ReportID)
 	if err != nil {
