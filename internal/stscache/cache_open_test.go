@@ -3,7 +3,9 @@ package stscache
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -188,5 +190,93 @@ func TestCacheOpenResolverFileAndImport(t *testing.T) {
 	}
 	if _, err := c.ImportResolver(ctx, ResolverSource{File: own}, now); !errors.Is(err, ErrImportSource) {
 		t.Errorf("importing the cache's own file: %v, want ErrImportSource", err)
+	}
+}
+
+// On Redis the one-time import is claimed once per prefix for the whole
+// fleet: a second daemon on the same prefix finds the claim, a daemon on
+// another prefix does not, and a released claim (a failed import) can be
+// claimed again. A memory cache always claims (it starts empty).
+func TestCacheClaimImportRedis(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb := redisClient(t) // skips without Redis
+	prefix := redisPrefix(t, rdb)
+	open := func(prefix string) *Cache {
+		c, err := Open(ctx, Config{Kind: KindRedis, Redis: &redis.Options{Addr: redisAddr}, Prefix: prefix, NoFallback: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(context.Background()) })
+		return c
+	}
+	now := time.Now()
+	a, b := open(prefix), open(prefix)
+	release, err := a.ClaimImport(ctx, now)
+	if err != nil {
+		t.Fatalf("first claim: %v", err)
+	}
+	if _, err := b.ClaimImport(ctx, now); !errors.Is(err, ErrImportedBefore) {
+		t.Errorf("second daemon on the same prefix: %v, want ErrImportedBefore", err)
+	}
+	release() // the import failed: withdraw the claim
+	again, err := b.ClaimImport(ctx, now)
+	if err != nil {
+		t.Fatalf("claim after release: %v, want it granted (the import is tried again)", err)
+	}
+	defer again()
+	otherPrefix := redisPrefix(t, rdb)
+	if rel, err := open(otherPrefix).ClaimImport(ctx, now); err != nil {
+		t.Errorf("a daemon on another prefix: %v, want its own claim", err)
+	} else {
+		rel()
+	}
+
+	mem, err := Open(ctx, Config{Kind: KindMemory})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close(ctx)
+	for range 2 {
+		if _, err := mem.ClaimImport(ctx, now); err != nil {
+			t.Errorf("memory cache claim: %v, want always granted", err)
+		}
+	}
+}
+
+// A SQLite file that cannot be opened (here its directory cannot be
+// created) makes Open fall back to memory loudly: one ERROR line naming
+// the path, Status not durable with the reason; with NoFallback (mailsts
+// cache commands) it is an error instead.
+func TestCacheOpenFallsBackLoudly(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	blocker := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(blocker, "state", "cache.sqlite") // under a regular file
+	if _, err := Open(ctx, Config{Kind: KindSQLite, Path: path, NoFallback: true}); err == nil {
+		t.Fatal("Open with NoFallback succeeded on an impossible path")
+	}
+	log, out := logBuffer()
+	c, err := Open(ctx, Config{Kind: KindSQLite, Path: path, Logger: log})
+	if err != nil {
+		t.Fatalf("Open with fallback: %v", err)
+	}
+	defer c.Close(ctx)
+	st := c.Status()
+	if st.Kind != KindMemory || st.Durable || st.FellBack == nil || !strings.Contains(st.Where, path) {
+		t.Errorf("status %+v: want a memory cache, not durable, saying why and which path", st)
+	}
+	if n := strings.Count(out(), "level=ERROR"); n != 1 || !strings.Contains(out(), "FALLING BACK TO MEMORY") {
+		t.Errorf("want one ERROR line announcing the fallback, got:\n%s", out())
+	}
+	// It still caches.
+	if err := c.Put(ctx, entryAt("a.example", mtasts.ModeEnforce, time.Now(), 86400, time.Time{})); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := c.Get(ctx, "a.example"); err != nil || e == nil {
+		t.Errorf("Get after Put on the fallback cache: %v, %v", e, err)
 	}
 }

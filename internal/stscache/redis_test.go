@@ -1,10 +1,13 @@
 package stscache
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -476,6 +479,123 @@ func TestRedisDownAndHang(t *testing.T) {
 		d := "h" + strconv.Itoa(i) + ".example"
 		if e, err := r.Get(ctx, d); e == nil || err != nil {
 			t.Fatalf("%s not written back: %v, %v", d, e, err)
+		}
+	}
+}
+
+// While Redis was unreachable, this daemon Put two domains that another
+// daemon also refreshed in Redis meanwhile. On recovery the newer copy
+// wins, whichever side holds it: this daemon's newer entry is written over
+// Redis's older one, and Redis's newer entry replaces this daemon's older
+// one in memory (STS-CACHE-5: no daemon's fresher discovery is lost).
+// Runs Watch itself (not StartWatch) until its context ends.
+func TestRedisSettleAfterOutage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	direct := redisClient(t)
+	prefix := redisPrefix(t, direct)
+	c, proxy := proxiedRedis(t)
+	clk := newClock(time.Now())
+	var mu sync.Mutex
+	var buf bytes.Buffer
+	debug := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return buf.Write(p)
+	}), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logged := func() string { mu.Lock(); defer mu.Unlock(); return buf.String() }
+	tr := &Tiered{Front: &Memory{}, Back: NewRedis(c, prefix, nil), Now: clk.Now, ProbeEvery: time.Millisecond, Logger: debug}
+	states := make(chan bool, 16)
+	resyncs := make(chan ResyncStats, 16)
+	tr.OnBackState = func(d bool) { states <- d }
+	tr.OnResync = func(s ResyncStats) { resyncs <- s }
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); tr.Watch(wctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	t0 := clk.Now()
+	other := NewRedis(direct, prefix, nil)
+	// Redis holds both domains as the other daemon last saw them: mine.example
+	// at t0, theirs.example a minute later than this daemon's copy.
+	older := entryAt("mine.example", mtasts.ModeTesting, t0, 86400, time.Time{})
+	older.ID = "theirs-old"
+	newerTheirs := entryAt("theirs.example", mtasts.ModeEnforce, t0.Add(2*time.Minute), 86400, time.Time{})
+	newerTheirs.ID = "theirs-new"
+	for _, e := range []*mtasts.Entry{older, newerTheirs} {
+		if err := other.Put(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	proxy.Cut()
+	mine := entryAt("mine.example", mtasts.ModeEnforce, t0.Add(time.Minute), 86400, time.Time{})
+	mine.ID = "mine-new"
+	stale := entryAt("theirs.example", mtasts.ModeTesting, t0.Add(time.Minute), 86400, time.Time{})
+	stale.ID = "mine-old"
+	for _, e := range []*mtasts.Entry{mine, stale} {
+		if err := tr.Put(ctx, e); err != nil {
+			t.Fatalf("Put(%s) with Redis down = %v, want nil (queued)", e.Domain, err)
+		}
+	}
+	if !recv(t, states, "degraded") {
+		t.Fatal("not degraded after a Put with Redis down")
+	}
+	if s := tr.BackState(); s.Pending != 2 {
+		t.Fatalf("BackState = %+v, want 2 pending entries", s)
+	}
+	// Watch keeps probing while Redis stays away (and stays degraded).
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(logged(), "back store still failing"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no failed probe logged within 30 s:\n%s", logged())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if !tr.BackState().Degraded {
+		t.Fatal("not degraded while the probes fail")
+	}
+
+	proxy.Restore()
+	tr.Resync()
+	if recv(t, states, "recovery") {
+		t.Fatal("degraded twice")
+	}
+	st := recv(t, resyncs, "resync")
+	if st.WrittenBack != 1 || st.Adopted != 1 {
+		t.Errorf("resync %+v, want 1 written back (mine.example) and 1 adopted (theirs.example)", st)
+	}
+	if e, err := other.Get(ctx, "mine.example"); err != nil || e == nil || e.ID != "mine-new" {
+		t.Errorf("Redis mine.example = %+v, %v; want this daemon's newer mine-new", e, err)
+	}
+	if e, err := other.Get(ctx, "theirs.example"); err != nil || e == nil || e.ID != "theirs-new" {
+		t.Errorf("Redis theirs.example = %+v, %v; want the other daemon's newer theirs-new kept", e, err)
+	}
+	if e, err := tr.Get(ctx, "theirs.example"); err != nil || e == nil || e.ID != "theirs-new" || e.Policy.Mode != mtasts.ModeEnforce {
+		t.Errorf("memory theirs.example = %+v, %v; want Redis's newer enforce entry adopted", e, err)
+	}
+	if e, err := tr.Get(ctx, "mine.example"); err != nil || e == nil || e.ID != "mine-new" {
+		t.Errorf("memory mine.example = %+v, %v; want mine-new", e, err)
+	}
+}
+
+// stamp takes the latest of the three discovery times, so a failed
+// refresh or a re-check counts as newer than an older fetch.
+func TestNewerStamp(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	fetched := &mtasts.Entry{FetchedAt: t0}
+	checked := &mtasts.Entry{FetchedAt: t0.Add(-time.Hour), CheckedAt: t0.Add(time.Minute)}
+	failed := &mtasts.Entry{FetchedAt: t0.Add(-time.Hour), FailedAt: t0.Add(2 * time.Minute)}
+	for _, c := range []struct {
+		a, b *mtasts.Entry
+		want bool
+	}{
+		{checked, fetched, true},
+		{fetched, checked, false},
+		{failed, checked, true},
+		{fetched, fetched, false}, // a tie is not newer: the back store's copy wins
+	} {
+		if got := newer(c.a, c.b); got != c.want {
+			t.Errorf("newer(%v, %v) = %v, want %v", stamp(c.a), stamp(c.b), got, c.want)
 		}
 	}
 }

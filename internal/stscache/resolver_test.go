@@ -328,3 +328,34 @@ func TestImportResolverSQLiteRunningPeer(t *testing.T) {
 		t.Errorf("live.example: %+v", e)
 	}
 }
+
+// The old daemon's policies are JSON read from a cache another program
+// wrote: resolverPolicyText rebuilds policy text from them and refuses any
+// value that could smuggle a second line or a key into it, or that is not
+// what a policy field holds (STS-POL-1: one key-value pair per line).
+func TestResolverPolicyTextHostile(t *testing.T) {
+	good := map[string]any{"version": "STSv1", "mode": "enforce", "mx": []any{"mx1.example", "*.example"},
+		"max_age": float64(86400), "zz_ext": "x", "aa_ext": float64(1)}
+	got, err := resolverPolicyText(good)
+	want := "version: STSv1\r\nmode: enforce\r\nmx: mx1.example\r\nmx: *.example\r\nmax_age: 86400\r\naa_ext: 1\r\nzz_ext: x\r\n"
+	if err != nil || got != want {
+		t.Fatalf("resolverPolicyText(good) = %q, %v; want %q", got, err, want)
+	}
+	for name, fields := range map[string]map[string]any{
+		"fractional max_age":    {"max_age": 86400.5},
+		"huge max_age":          {"max_age": float64(1 << 60)},
+		"boolean mode":          {"mode": true},
+		"mode with a new line":  {"mode": "testing\r\nmx: evil.example"},
+		"mx not a list":         {"mx": "mx1.example"},
+		"mx entry not a string": {"mx": []any{map[string]any{}}},
+		"mx entry with a LF":    {"mx": []any{"a.example\nmode: none"}},
+		"key with a colon":      {"mode: enforce\r\nx": "y"},
+		"empty key":             {"": "y"},
+		"extension value list":  {"ext": []any{"a"}},
+		"extension value LF":    {"ext": "a\nb"},
+	} {
+		if s, err := resolverPolicyText(fields); err == nil {
+			t.Errorf("%s: accepted as %q, want an error", name, s)
+		}
+	}
+}

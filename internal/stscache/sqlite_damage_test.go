@@ -109,8 +109,12 @@ func tablePages(t *testing.T, path string) map[int]tablePage {
 		}
 		return v, len(b)
 	}
+	free := freelistPages(b)
 	out := make(map[int]tablePage)
 	for p := 2; p*4096 <= len(b); p++ {
+		if free[p] {
+			continue // a freed page keeps its old content but holds nothing
+		}
 		pg := b[(p-1)*4096 : p*4096]
 		cells := int(pg[3])<<8 | int(pg[4])
 		hdr, skip := 8, 0
@@ -138,6 +142,28 @@ func tablePages(t *testing.T, path string) map[int]tablePage {
 		}
 	}
 	return out
+}
+
+// freelistPages returns the pages of the SQLite file b on its freelist
+// (file header offset 32: the first trunk page; each trunk page lists the
+// next trunk, a count, and that many leaf page numbers).
+func freelistPages(b []byte) map[int]bool {
+	be32 := func(at int) int {
+		if at < 0 || at+4 > len(b) {
+			return 0
+		}
+		return int(b[at])<<24 | int(b[at+1])<<16 | int(b[at+2])<<8 | int(b[at+3])
+	}
+	free := make(map[int]bool)
+	for trunk := be32(32); trunk > 0 && !free[trunk]; {
+		free[trunk] = true
+		base := (trunk - 1) * 4096
+		for i := range min(be32(base+4), 1022) {
+			free[be32(base+8+4*i)] = true
+		}
+		trunk = be32(base)
+	}
+	return free
 }
 
 // checkSalvaged checks that every entry of s is one of want, unchanged, and
