@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/mailsts/mailsts/internal/testnet"
 	"github.com/mailsts/mailsts/internal/watchdog"
 	"github.com/mailsts/mailsts/mtasts"
 )
@@ -278,5 +279,51 @@ func TestCacheOpenFallsBackLoudly(t *testing.T) {
 	}
 	if e, err := c.Get(ctx, "a.example"); err != nil || e == nil {
 		t.Errorf("Get after Put on the fallback cache: %v, %v", e, err)
+	}
+}
+
+// `mailsts cache purge` against an unreachable Redis fails, saying so: a
+// purge is never reported done when no daemon can have seen it. Once Redis
+// answers, the same purge goes through, leaving the tombstone the other
+// daemons follow (STS-CACHE-10).
+func TestCachePurgeRedisUnreachable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	direct := redisClient(t) // skips without Redis
+	prefix := redisPrefix(t, direct)
+	proxy := testnet.StartProxyFor(t, redisAddr)
+	c, err := Open(ctx, Config{Kind: KindRedis, Redis: &redis.Options{Addr: proxy.Addr(), MaxRetries: -1}, Prefix: prefix, NoFallback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	for _, d := range []string{"a.example", "b.example"} {
+		if err := c.Put(ctx, entryAt(d, mtasts.ModeEnforce, time.Now(), 86400, time.Time{})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proxy.Cut()
+	if n, err := c.Purge(ctx, []string{"a.example"}, false); err == nil {
+		t.Fatalf("purge with Redis cut = %d, nil; want an error", n)
+	}
+	if n, err := c.Purge(ctx, nil, true); err == nil {
+		t.Fatalf("purge --all with Redis cut = %d, nil; want an error", n)
+	}
+	proxy.Restore()
+	// The operator runs the command again (a new process).
+	again, err := Open(ctx, Config{Kind: KindRedis, Redis: &redis.Options{Addr: redisAddr}, Prefix: prefix, NoFallback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close(context.Background())
+	if n, err := again.Purge(ctx, []string{"a.example", "nothere.example"}, false); err != nil || n != 1 {
+		t.Fatalf("purge after Redis came back = %d, %v; want 1 entry purged", n, err)
+	}
+	r := NewRedis(direct, prefix, nil)
+	if p, err := r.Purged(ctx, "a.example"); err != nil || !p {
+		t.Errorf("no tombstone for the purged domain: %v, %v", p, err)
+	}
+	if e, err := r.Get(ctx, "b.example"); err != nil || e == nil {
+		t.Errorf("b.example lost by a purge of a.example: %v, %v", e, err)
 	}
 }
