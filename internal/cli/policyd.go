@@ -132,13 +132,10 @@ func runPolicyd(ctx context.Context, env Env, args []string) int {
 		return code
 	}
 	if fs.NArg() != 0 {
-		fmt.Fprintln(env.Stderr, "mailsts policyd: no arguments expected")
-		fs.Usage()
-		return ExitUsage
+		return usageError(env.Stderr, "policyd", "no arguments expected")
 	}
 	if err := df.checkValues(fs); err != nil {
-		fmt.Fprintf(env.Stderr, "mailsts policyd: %v\n", err)
-		return ExitUsage
+		return usageError(env.Stderr, "policyd", "%v", err)
 	}
 	level := new(slog.LevelVar)
 	boot := newLogger(env.Stderr, "text", level)

@@ -38,8 +38,7 @@ func runSelftest(ctx context.Context, env Env, args []string) int {
 		return code
 	}
 	if fs.NArg() != 0 {
-		fmt.Fprintln(env.Stderr, "mailsts selftest: no arguments expected")
-		return ExitUsage
+		return usageError(env.Stderr, "selftest", "no arguments expected")
 	}
 	var logger *slog.Logger
 	if *verbose {

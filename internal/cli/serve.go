@@ -181,8 +181,7 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 		return nil, code
 	}
 	if fs.NArg() != 0 {
-		fs.Usage()
-		return nil, ExitUsage
+		return nil, usageError(env.Stderr, "serve", "no arguments expected")
 	}
 	level := new(slog.LevelVar)
 	level.Set(policyd.ParseLevel(*logLevel))
@@ -194,7 +193,11 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 	}
 	sr := &serveRun{st: st, log: log}
 	fail := func(code int, format string, args ...any) (*serveRun, int) {
-		fmt.Fprintf(env.Stderr, "mailsts serve: "+format+"\n", args...)
+		if code == ExitUsage {
+			usageError(env.Stderr, "serve", format, args...)
+		} else {
+			fmt.Fprintf(env.Stderr, "mailsts serve: "+format+"\n", args...)
+		}
 		sr.close()
 		return nil, code
 	}
@@ -488,8 +491,7 @@ func cmpOr(s, def string) string {
 func runIMAPIngest(ctx context.Context, env Env, cfg *reports.Config, in *ingest.Ingester, log *slog.Logger) int {
 	u, err := url.Parse(cfg.IMAP.URL)
 	if err != nil || u.Host == "" {
-		fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: --imap %q: want imaps://host[:port]/MAILBOX\n", cfg.IMAP.URL)
-		return ExitUsage
+		return usageError(env.Stderr, "tlsrpt ingest", "--imap %q: want imaps://host[:port]/MAILBOX", cfg.IMAP.URL)
 	}
 	c := &mailbox.IMAP{Addr: u.Host, Ingester: in, Logger: log, Username: cfg.IMAP.Username,
 		Mailbox: strings.TrimPrefix(u.Path, "/"), Processed: cfg.IMAP.Processed, Rejected: cfg.IMAP.Rejected}
@@ -503,16 +505,14 @@ func runIMAPIngest(ctx context.Context, env Env, cfg *reports.Config, in *ingest
 		// Plain text, for a local server on loopback only.
 		c.Security, port = mailbox.IMAPPlainInsecure, "143"
 	default:
-		fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: --imap scheme %q: want imaps or imap (STARTTLS)\n", u.Scheme)
-		return ExitUsage
+		return usageError(env.Stderr, "tlsrpt ingest", "--imap scheme %q: want imaps or imap (STARTTLS)", u.Scheme)
 	}
 	if u.Port() == "" {
 		c.Addr = net.JoinHostPort(u.Hostname(), port)
 	}
 	if c.Security == mailbox.IMAPPlainInsecure {
 		if ip := net.ParseIP(u.Hostname()); ip == nil || !ip.IsLoopback() {
-			fmt.Fprintln(env.Stderr, "mailsts tlsrpt ingest: imap+insecure is only allowed to a loopback address")
-			return ExitUsage
+			return usageError(env.Stderr, "tlsrpt ingest", "imap+insecure is only allowed to a loopback address")
 		}
 	}
 	if c.Username == "" && u.User != nil {

@@ -66,14 +66,12 @@ Run 'mailsts tlsrpt <subcommand> --help' for its flags and examples.
 `
 
 func runTLSRPT(ctx context.Context, env Env, args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		w := env.Stdout
-		code := ExitOK
-		if len(args) == 0 {
-			w, code = env.Stderr, ExitUsage
-		}
-		fmt.Fprintf(w, "Usage: mailsts tlsrpt <subcommand> [flags]\n%s", tlsrptHelp)
-		return code
+	if len(args) == 0 {
+		return usageError(env.Stderr, "tlsrpt", "missing subcommand: ingest, summary, failures, show, rejected or prune")
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprintf(env.Stdout, "Usage: mailsts tlsrpt <subcommand> [flags]\n%s", tlsrptHelp)
+		return ExitOK
 	}
 	switch args[0] {
 	case "ingest":
@@ -83,8 +81,7 @@ func runTLSRPT(ctx context.Context, env Env, args []string) int {
 	case "prune":
 		return runTLSRPTPrune(ctx, env, args[1:])
 	}
-	fmt.Fprintf(env.Stderr, "mailsts tlsrpt: unknown subcommand %q\n", args[0])
-	return ExitUsage
+	return usageError(env.Stderr, "tlsrpt", "unknown subcommand %q", args[0])
 }
 
 // dbFlags select the database and the configuration file.
@@ -177,18 +174,17 @@ func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
 	}
 	if *dkimMode != "" && *dkimMode != "require" && *dkimMode != "off" {
 		// Refused before the database is opened (or created).
-		fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: --dkim %q: want require or off\n", *dkimMode)
-		return ExitUsage
+		return usageError(env.Stderr, "tlsrpt ingest", "--dkim %q: want require or off", *dkimMode)
 	}
 	level := new(slog.LevelVar)
 	level.Set(policyd.ParseLevel(*logLevel))
 	log := newLogger(env.Stderr, "text", level)
 	cfg, st, err := df.open(ctx, env, log)
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: %v\n", err)
 		if errors.Is(err, sqlstore.ErrBadSpec) {
-			return ExitUsage
+			return usageError(env.Stderr, "tlsrpt ingest", "%v", err)
 		}
+		fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: %v\n", err)
 		// Storage and configuration faults: the MTA keeps the report
 		// and retries while the administrator fixes them.
 		return ExitTempFail
@@ -214,8 +210,7 @@ func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
 	case "off":
 		in.DKIM = ingest.DKIMOff
 	default:
-		fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: --dkim %q: want require or off\n", cfg.DKIM)
-		return ExitUsage
+		return usageError(env.Stderr, "tlsrpt ingest", "--dkim %q: want require or off", cfg.DKIM)
 	}
 	if *maildir != "" {
 		cfg.Maildir.Dir = *maildir
@@ -240,8 +235,7 @@ func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
 		case errors.Is(err, os.ErrNotExist):
 			// A named input that does not exist never will: retrying
 			// forever helps nobody.
-			fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: %v\n", err)
-			return ExitUsage
+			return usageError(env.Stderr, "tlsrpt ingest", "%v", err)
 		case err != nil:
 			fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: %v\n", err)
 			return ExitTempFail
@@ -444,28 +438,24 @@ func runTLSRPTQuery(ctx context.Context, env Env, sub string, args []string) int
 		return code
 	}
 	if *asJSON && *asCSV || *rawShow && *asJSON || *rawID != 0 && (*asJSON || *asCSV) {
-		fmt.Fprintf(env.Stderr, "mailsts tlsrpt %s: --json, --csv and --raw exclude each other\n", sub)
-		return ExitUsage
+		return usageError(env.Stderr, "tlsrpt "+sub, "--json, --csv and --raw exclude each other")
 	}
 	if *force && !*rawShow && *rawID == 0 {
-		fmt.Fprintf(env.Stderr, "mailsts tlsrpt %s: --force applies to --raw only\n", sub)
-		return ExitUsage
+		return usageError(env.Stderr, "tlsrpt "+sub, "--force applies to --raw only")
 	}
 	if (*rawShow || *rawID != 0) && !*force && env.isTerminal(env.Stdout) {
 		// Raw input is gzip, zip or a hostile mail: bytes that can drive
 		// the terminal. Redirect it, or insist.
-		fmt.Fprintf(env.Stderr, "mailsts tlsrpt %s: refusing to write raw input (often gzip) to a terminal; redirect it to a file or pipe, or add --force\n", sub)
-		return ExitUsage
+		return usageError(env.Stderr, "tlsrpt "+sub, "refusing to write raw input (often gzip) to a terminal; redirect it to a file or pipe, or add --force")
 	}
 	if *limit < 0 || *rawID < 0 {
-		fmt.Fprintf(env.Stderr, "mailsts tlsrpt %s: --limit and --raw must not be negative\n", sub)
-		return ExitUsage
+		return usageError(env.Stderr, "tlsrpt "+sub, "--limit and --raw must not be negative")
 	}
 	fail := func(err error) int {
-		fmt.Fprintf(env.Stderr, "mailsts tlsrpt %s: %v\n", sub, err)
 		if errors.Is(err, reports.ErrBadFilter) {
-			return ExitUsage
+			return usageError(env.Stderr, "tlsrpt "+sub, "%v", err)
 		}
+		fmt.Fprintf(env.Stderr, "mailsts tlsrpt %s: %v\n", sub, err)
 		return ExitError
 	}
 	q := map[string][]string{"since": {*since}, "until": {*until}, "domain": {*domain}, "org": {*org}, "mx": {*mx},
@@ -474,9 +464,13 @@ func runTLSRPTQuery(ctx context.Context, env Env, sub string, args []string) int
 	if err != nil {
 		return fail(err)
 	}
-	if (sub == "show") != (fs.NArg() == 1) || (sub != "show" && fs.NArg() != 0) {
-		fs.Usage()
-		return ExitUsage
+	switch {
+	case sub == "show" && fs.NArg() == 0:
+		return usageError(env.Stderr, "tlsrpt show", "missing REPORT-ID")
+	case sub == "show" && fs.NArg() > 1:
+		return usageError(env.Stderr, "tlsrpt show", "one REPORT-ID expected, got %d arguments", fs.NArg())
+	case sub != "show" && fs.NArg() != 0:
+		return usageError(env.Stderr, "tlsrpt "+sub, "no arguments expected")
 	}
 	log := newLogger(env.Stderr, "text", new(slog.LevelVar))
 	_, st, err := df.open(ctx, env, log)
@@ -722,9 +716,11 @@ func runTLSRPTPrune(ctx context.Context, env Env, args []string) int {
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	if fs.NArg() != 0 || *before != "" && *olderThan != "" {
-		fs.Usage()
-		return ExitUsage
+	if fs.NArg() != 0 {
+		return usageError(env.Stderr, "tlsrpt prune", "no arguments expected")
+	}
+	if *before != "" && *olderThan != "" {
+		return usageError(env.Stderr, "tlsrpt prune", "give --before or --older-than, not both")
 	}
 	cfg, err := reports.LoadConfig(df.config)
 	if err != nil {
@@ -735,28 +731,25 @@ func runTLSRPTPrune(ctx context.Context, env Env, args []string) int {
 	switch {
 	case *before != "":
 		if day, err = reports.ParseDay(*before); err != nil {
-			fmt.Fprintf(env.Stderr, "mailsts tlsrpt prune: %v\n", err)
-			return ExitUsage
+			return usageError(env.Stderr, "tlsrpt prune", "%v", err)
 		}
 	case *olderThan != "" || cfg.Retention != "":
 		age := cmpOr(*olderThan, cfg.Retention)
 		d, err := parseAge(age)
 		if err != nil {
-			fmt.Fprintf(env.Stderr, "mailsts tlsrpt prune: %v\n", err)
-			return ExitUsage
+			return usageError(env.Stderr, "tlsrpt prune", "%v", err)
 		}
 		day = retentionDay(time.Now(), d)
 	default:
-		fmt.Fprintln(env.Stderr, "mailsts tlsrpt prune: give --before or --older-than (or retention in the configuration)")
-		return ExitUsage
+		return usageError(env.Stderr, "tlsrpt prune", "give --before or --older-than (or retention in the configuration)")
 	}
 	log := newLogger(env.Stderr, "text", new(slog.LevelVar))
 	_, st, err := df.open(ctx, env, log)
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "mailsts tlsrpt prune: %v\n", err)
 		if errors.Is(err, sqlstore.ErrBadSpec) {
-			return ExitUsage
+			return usageError(env.Stderr, "tlsrpt prune", "%v", err)
 		}
+		fmt.Fprintf(env.Stderr, "mailsts tlsrpt prune: %v\n", err)
 		return ExitError
 	}
 	defer st.Close()
