@@ -41,8 +41,9 @@ content) only after the report is on disk; a report with the
 organisation and report-id of a stored one but other content is stored
 too (201) and both are flagged as a conflict. HTTPS reports are stored
 as unauthenticated (RFC 8460 §5.3).
-Bad input gets a short 4xx text (413 too large, 415 wrong type, 400 not a
-report) and is kept as rejected input. The report listener (--listen)
+Bad input gets a 4xx answer, JSON {"error": {"code": …, "message": …}}
+like every error of the API (413 too large, 415 wrong type, 400 not a
+report; see docs/tlsrpt.md), and is kept as rejected input. The report listener (--listen)
 serves only that POST path and GET /healthz: it is the public side.
 
 The JSON query API (/api/v1/: summary, failures, reports/{report-id},
