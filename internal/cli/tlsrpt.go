@@ -4,8 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/csv"
-	"encoding/json"
+		"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -490,13 +489,13 @@ func runTLSRPTQuery(ctx context.Context, env Env, sub string, args []string) int
 		if err != nil {
 			return fail(err)
 		}
-		return writeRows(env.Stdout, format, rows, summaryTable(rows, f))
+		return writeRows(env.Stdout, format, rows, summaryColumns(f))
 	case "failures":
 		rows, err := st.Failures(ctx, f)
 		if err != nil {
 			return fail(err)
 		}
-		return writeRows(env.Stdout, format, rows, failuresTable(rows))
+		return writeRows(env.Stdout, format, rows, failuresColumns())
 	case "rejected":
 		if *rawID != 0 {
 			rj, err := st.RejectedRaw(ctx, *rawID)
@@ -510,7 +509,7 @@ func runTLSRPTQuery(ctx context.Context, env Env, sub string, args []string) int
 		if err != nil {
 			return fail(err)
 		}
-		return writeRows(env.Stdout, format, rows, rejectedTable(rows))
+		return writeRows(env.Stdout, format, rows, rejectedColumns())
 	default: // show
 		rs, err := reports.ShowFiltered(ctx, st, fs.Arg(0), f)
 		if errors.Is(err, reports.ErrNotFound) {
@@ -536,8 +535,10 @@ func runTLSRPTQuery(ctx context.Context, env Env, sub string, args []string) int
 	}
 }
 
-// writeRows prints v as JSON, or table (header + rows) as a table or CSV.
-func writeRows[T any](w io.Writer, format string, v []T, table [][]string) int {
+// writeRows prints v as JSON, or as a table or CSV of cols. Table headers
+// are titles for people; CSV headers are the JSON keys and CSV numbers
+// are plain numbers, as in JSON (see column).
+func writeRows[T any](w io.Writer, format string, v []T, cols []column[T]) int {
 	switch format {
 	case "json":
 		if v == nil {
@@ -549,15 +550,22 @@ func writeRows[T any](w io.Writer, format string, v []T, table [][]string) int {
 			return ExitError
 		}
 	case "csv":
-		cw := csv.NewWriter(w)
-		cw.WriteAll(table)
-		if cw.Error() != nil {
+		if err := writeCSV(w, v, cols); err != nil {
 			return ExitError
 		}
 	default:
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		for _, row := range table {
-			fmt.Fprintln(tw, strings.Join(sanitize(row), "\t"))
+		header := make([]string, len(cols))
+		for i, c := range cols {
+			header[i] = c.title
+		}
+		fmt.Fprintln(tw, strings.Join(header, "\t"))
+		for _, r := range v {
+			line := make([]string, len(cols))
+			for i, c := range cols {
+				line[i] = c.text(r)
+			}
+			fmt.Fprintln(tw, strings.Join(sanitize(line), "\t"))
 		}
 		tw.Flush()
 	}
@@ -574,7 +582,17 @@ func sanitize(row []string) []string {
 	return out
 }
 
-func summaryTable(rows []reports.SummaryRow, f reports.Filter) [][]string {
+func colStr[T any](f func(T) string) func(T) string { return f }
+
+func colNum[T any](f func(T) int64) func(T) string {
+	return func(r T) string { return strconv.FormatInt(f(r), 10) }
+}
+
+func colBool[T any](f func(T) bool) func(T) string {
+	return func(r T) string { return strconv.FormatBool(f(r)) }
+}
+
+func summaryColumns(f reports.Filter) []column[reports.SummaryRow] {
 	groups := f.GroupBy
 	if len(groups) == 0 {
 		groups = reports.DefaultGroupBy()
@@ -583,62 +601,79 @@ func summaryTable(rows []reports.SummaryRow, f reports.Filter) [][]string {
 	for _, g := range groups {
 		has[g] = true
 	}
-	type col struct {
-		key, title string
-		get        func(reports.SummaryRow) string
+	type R = reports.SummaryRow
+	groupCols := []struct {
+		group string
+		col   column[R]
+	}{
+		{reports.GroupDay, column[R]{key: "day", title: "DAY", text: func(r R) string { return r.Day }}},
+		{reports.GroupPolicyDomain, column[R]{key: "policy_domain", title: "POLICY DOMAIN", text: func(r R) string { return r.PolicyDomain }}},
+		{reports.GroupOrganization, column[R]{key: "organization", title: "ORGANIZATION", text: func(r R) string { return r.Organization }}},
+		{reports.GroupMXHost, column[R]{key: "mx_host", title: "MX HOST", text: func(r R) string { return r.MXHost }}},
+		{reports.GroupPolicyType, column[R]{key: "policy_type", title: "POLICY TYPE", text: func(r R) string { return r.PolicyType }}},
+		{reports.GroupResultType, column[R]{key: "result_type", title: "RESULT TYPE", text: func(r R) string { return r.ResultType }}},
 	}
-	cols := []col{
-		{reports.GroupDay, "DAY", func(r reports.SummaryRow) string { return r.Day }},
-		{reports.GroupPolicyDomain, "POLICY DOMAIN", func(r reports.SummaryRow) string { return r.PolicyDomain }},
-		{reports.GroupOrganization, "ORGANIZATION", func(r reports.SummaryRow) string { return r.Organization }},
-		{reports.GroupMXHost, "MX HOST", func(r reports.SummaryRow) string { return r.MXHost }},
-		{reports.GroupPolicyType, "POLICY TYPE", func(r reports.SummaryRow) string { return r.PolicyType }},
-		{reports.GroupResultType, "RESULT TYPE", func(r reports.SummaryRow) string { return r.ResultType }},
-	}
-	var header []string
-	var used []col
-	for _, c := range cols {
-		if has[c.key] {
-			header = append(header, c.title)
-			used = append(used, c)
+	var cols []column[R]
+	for _, g := range groupCols {
+		if has[g.group] {
+			cols = append(cols, g.col)
 		}
 	}
-	header = append(header, "REPORTS", "SUCCESSFUL", "FAILED", "SUCCESS RATE")
-	table := [][]string{header}
-	for _, r := range rows {
-		var line []string
-		for _, c := range used {
-			line = append(line, c.get(r))
-		}
-		rate := "-"
-		if r.SuccessRate != nil {
-			rate = strconv.FormatFloat(*r.SuccessRate*100, 'f', 2, 64) + "%"
-		}
-		line = append(line, strconv.FormatInt(r.Reports, 10), strconv.FormatInt(r.Successful, 10), strconv.FormatInt(r.Failed, 10), rate)
-		table = append(table, line)
-	}
-	return table
+	return append(cols,
+		column[R]{key: "reports", title: "REPORTS", text: colNum(func(r R) int64 { return r.Reports })},
+		column[R]{key: "successful_sessions", title: "SUCCESSFUL", text: colNum(func(r R) int64 { return r.Successful })},
+		column[R]{key: "failed_sessions", title: "FAILED", text: colNum(func(r R) int64 { return r.Failed })},
+		column[R]{key: "success_rate", title: "SUCCESS RATE",
+			// People read a percentage; CSV has the fraction, as JSON.
+			text: func(r R) string {
+				if r.SuccessRate == nil {
+					return "-"
+				}
+				return strconv.FormatFloat(*r.SuccessRate*100, 'f', 2, 64) + "%"
+			},
+			csv: func(r R) string {
+				if r.SuccessRate == nil {
+					return ""
+				}
+				return strconv.FormatFloat(*r.SuccessRate, 'g', -1, 64)
+			}},
+	)
 }
 
-func failuresTable(rows []reports.FailureRow) [][]string {
-	table := [][]string{{"DAY", "ORGANIZATION", "REPORT-ID", "POLICY TYPE", "POLICY DOMAIN", "MX HOST", "RESULT TYPE",
-		"SENDING MTA IP", "RECEIVING MX", "RECEIVING MX HELO", "RECEIVING IP", "SESSIONS", "REASON CODE", "ADDITIONAL INFORMATION",
-		"AUTHENTICATED", "CONFLICT"}}
-	for _, r := range rows {
-		table = append(table, []string{r.Day, r.Organization, r.ReportID, r.PolicyType, r.PolicyDomain, r.MXHost, r.ResultType,
-			r.SendingMTAIP, r.ReceivingMXHostname, r.ReceivingMXHelo, r.ReceivingIP, strconv.FormatInt(r.FailedSessionCount, 10),
-			r.FailureReasonCode, r.AdditionalInformation, strconv.FormatBool(r.Authenticated), strconv.FormatBool(r.Conflict)})
+func failuresColumns() []column[reports.FailureRow] {
+	type R = reports.FailureRow
+	return []column[R]{
+		{key: "day", title: "DAY", text: colStr(func(r R) string { return r.Day })},
+		{key: "organization", title: "ORGANIZATION", text: colStr(func(r R) string { return r.Organization })},
+		{key: "report_id", title: "REPORT-ID", text: colStr(func(r R) string { return r.ReportID })},
+		{key: "policy_type", title: "POLICY TYPE", text: colStr(func(r R) string { return r.PolicyType })},
+		{key: "policy_domain", title: "POLICY DOMAIN", text: colStr(func(r R) string { return r.PolicyDomain })},
+		{key: "mx_host", title: "MX HOST", text: colStr(func(r R) string { return r.MXHost })},
+		{key: "result_type", title: "RESULT TYPE", text: colStr(func(r R) string { return r.ResultType })},
+		{key: "sending_mta_ip", title: "SENDING MTA IP", text: colStr(func(r R) string { return r.SendingMTAIP })},
+		{key: "receiving_mx_hostname", title: "RECEIVING MX", text: colStr(func(r R) string { return r.ReceivingMXHostname })},
+		{key: "receiving_mx_helo", title: "RECEIVING MX HELO", text: colStr(func(r R) string { return r.ReceivingMXHelo })},
+		{key: "receiving_ip", title: "RECEIVING IP", text: colStr(func(r R) string { return r.ReceivingIP })},
+		{key: "failed_session_count", title: "SESSIONS", text: colNum(func(r R) int64 { return r.FailedSessionCount })},
+		{key: "failure_reason_code", title: "REASON CODE", text: colStr(func(r R) string { return r.FailureReasonCode })},
+		{key: "additional_information", title: "ADDITIONAL INFORMATION", text: colStr(func(r R) string { return r.AdditionalInformation })},
+		{key: "authenticated", title: "AUTHENTICATED", text: colBool(func(r R) bool { return r.Authenticated })},
+		{key: "conflict", title: "CONFLICT", text: colBool(func(r R) bool { return r.Conflict })},
 	}
-	return table
 }
 
-func rejectedTable(rows []reports.Rejected) [][]string {
-	table := [][]string{{"ID", "RECEIVED", "SOURCE", "ORIGIN", "REASON", "SIZE", "TRUNCATED", "DETAIL"}}
-	for _, r := range rows {
-		table = append(table, []string{strconv.FormatInt(r.ID, 10), r.ReceivedAt.Format(time.RFC3339), r.Source, r.Origin, r.Reason,
-			strconv.FormatInt(r.Size, 10), strconv.FormatBool(r.Truncated), r.Detail})
+func rejectedColumns() []column[reports.Rejected] {
+	type R = reports.Rejected
+	return []column[R]{
+		{key: "id", title: "ID", text: colNum(func(r R) int64 { return r.ID })},
+		{key: "received_at", title: "RECEIVED", text: colStr(func(r R) string { return r.ReceivedAt.Format(time.RFC3339) })},
+		{key: "source", title: "SOURCE", text: colStr(func(r R) string { return r.Source })},
+		{key: "origin", title: "ORIGIN", text: colStr(func(r R) string { return r.Origin })},
+		{key: "reason", title: "REASON", text: colStr(func(r R) string { return r.Reason })},
+		{key: "size", title: "SIZE", text: colNum(func(r R) int64 { return r.Size })},
+		{key: "truncated", title: "TRUNCATED", text: colBool(func(r R) bool { return r.Truncated })},
+		{key: "detail", title: "DETAIL", text: colStr(func(r R) string { return r.Detail })},
 	}
-	return table
 }
 
 func writeShow(w io.Writer, r reports.StoredReport) {
