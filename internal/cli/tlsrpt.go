@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -139,10 +140,17 @@ Examples:
   mailsts tlsrpt ingest --dkim off google.com!example.org!1700000000!1700086399.json.gz
   mailsts tlsrpt ingest --maildir ~/Maildir/.TLSRPT
   mailsts tlsrpt ingest --imap imaps://imap.example.org/TLSRPT --imap-user tlsrpt --poll 10m
+  mailsts tlsrpt ingest --config /etc/mailsts/reports.yml --check-config
+
+Logging: log.level and log.format (text or json) in --config, to stderr;
+--log-level overrides the level (default warn). --check-config checks the
+configuration and the flags (database spec, DKIM, IMAP URL, password and
+CA files, Maildir) without opening the database or connecting, prints one
+line and exits 0, or with the code a run would have.
 
 Exit codes (sysexits; Postfix pipe(8) retries on 75 and bounces on the
 others, so every fault that an administrator can fix is 75):
-  0  stored (or a duplicate of a stored report)
+  0  stored (or a duplicate of a stored report); --check-config: valid
   64 usage error: bad flags, a --db that is not sqlite: or postgres://,
      a FILE or --maildir directory that does not exist
   65 rejected (kept for inspection; see 'mailsts tlsrpt rejected'); --reject-exit changes it
@@ -167,7 +175,9 @@ func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
 	imapCA := fs.String("imap-ca-file", "", "PEM `file` of CAs to trust for the IMAP server")
 	poll := fs.Duration("poll", 0, "with --imap or --maildir: repeat every `interval` until stopped (0: once)")
 	rejectExit := fs.Int("reject-exit", ExitRejected, "exit `code` for rejected input (0 keeps the MTA from bouncing it)")
-	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
+	var lf logFlags
+	lf.register(fs, "warn")
+	check := checkConfigFlag(fs)
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -175,41 +185,35 @@ func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
 		// Refused before the database is opened (or created).
 		return usageError(env.Stderr, "tlsrpt ingest", "--dkim %q: want require or off", *dkimMode)
 	}
-	level := new(slog.LevelVar)
-	level.Set(policyd.ParseLevel(*logLevel))
-	log := newLogger(env.Stderr, "text", level)
-	cfg, st, err := df.open(ctx, env, log)
-	if err != nil {
-		if errors.Is(err, sqlstore.ErrBadSpec) {
-			return usageError(env.Stderr, "tlsrpt ingest", "%v", err)
-		}
-		fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: %v\n", err)
-		// Storage and configuration faults: the MTA keeps the report
-		// and retries while the administrator fixes them.
+	if err := lf.check(); err != nil {
+		return usageError(env.Stderr, "tlsrpt ingest", "%v", err)
+	}
+	// Configuration faults: the MTA keeps the report and retries while
+	// the administrator fixes them.
+	tempFail := func(format string, args ...any) int {
+		fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: "+format+"\n", args...)
 		return ExitTempFail
 	}
-	defer st.Close()
+	cfg, err := reports.LoadConfig(df.config)
+	if err != nil {
+		return tempFail("%v", err)
+	}
+	if df.db != "" {
+		cfg.DB = df.db
+	}
+	if err := sqlstore.CheckSpec(cfg.DB); err != nil {
+		return usageError(env.Stderr, "tlsrpt ingest", "--db %v", err)
+	}
+	cfg.Log = lf.apply(cfg.Log)
+	if err := cfg.Log.Validate(); err != nil {
+		return tempFail("%v", err)
+	}
+	log, _ := newLog(env.Stderr, cfg.Log)
 	if *dkimMode != "" {
 		cfg.DKIM = *dkimMode
 	}
-	in := &ingest.Ingester{Store: st, Logger: log, RejectedBudget: cfg.RejectedBudget,
-		Limits: tlsrpt.Limits{MaxInput: cfg.MaxInput, MaxOutput: cfg.MaxOutput}}
-	switch cfg.DKIM {
-	case "", "require":
-		servers := cfg.DNS
-		if *dnsServers != "" {
-			servers = reports.SplitList(*dnsServers)
-		}
-		c, err := dnsresolve.NewClient(servers...)
-		if err != nil {
-			fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: DNS for DKIM: %v\n", err)
-			return ExitTempFail
-		}
-		in.Resolver = c
-	case "off":
-		in.DKIM = ingest.DKIMOff
-	default:
-		return usageError(env.Stderr, "tlsrpt ingest", "--dkim %q: want require or off", cfg.DKIM)
+	if cfg.DKIM != "" && cfg.DKIM != "require" && cfg.DKIM != "off" {
+		return usageError(env.Stderr, "tlsrpt ingest", "dkim %q: want require or off", cfg.DKIM)
 	}
 	if *maildir != "" {
 		cfg.Maildir.Dir = *maildir
@@ -229,6 +233,62 @@ func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
 	if *poll > 0 {
 		cfg.IMAP.Poll = *poll
 	}
+	var dkimResolver *dnsresolve.Client
+	if cfg.DKIM != "off" {
+		servers := cfg.DNS
+		if *dnsServers != "" {
+			servers = reports.SplitList(*dnsServers)
+		}
+		if dkimResolver, err = dnsresolve.NewClient(servers...); err != nil {
+			return tempFail("DNS for DKIM: %v", err)
+		}
+	}
+	var imapClient *mailbox.IMAP
+	if cfg.IMAP.URL != "" {
+		var code int
+		if imapClient, code = newIMAPClient(env, cfg, log); imapClient == nil {
+			return code
+		}
+	}
+	if *check {
+		var from string
+		switch {
+		case cfg.IMAP.URL != "":
+			every := "once"
+			if cfg.IMAP.Poll > 0 {
+				every = "every " + cfg.IMAP.Poll.String()
+			}
+			from = "IMAP " + termSafe(cfg.IMAP.URL) + " " + every
+		case cfg.Maildir.Dir != "":
+			if fi, err := os.Stat(cfg.Maildir.Dir); err != nil || !fi.IsDir() {
+				return usageError(env.Stderr, "tlsrpt ingest", "maildir %s: not a directory", cfg.Maildir.Dir)
+			}
+			every := "once"
+			if *poll > 0 {
+				every = "every " + poll.String()
+			}
+			from = "Maildir " + termSafe(cfg.Maildir.Dir) + " " + every
+		case fs.NArg() > 0:
+			from = plural(fs.NArg(), "file", "files")
+		default:
+			from = "stdin"
+		}
+		db := cmpOr(cfg.DB, "sqlite:"+filepath.Join(policyd.DefaultStateDir(env.getenv), sqlstore.DefaultFile))
+		return configOK(env.Stdout, "tlsrpt ingest", "from %s, DKIM %s, database %s, log %s/%s",
+			from, cmpOr(cfg.DKIM, "require"), redactDB(db), cfg.Log.Level, cfg.Log.Format)
+	}
+	st, err := sqlstore.Open(ctx, cfg.DB, policyd.DefaultStateDir(env.getenv), log)
+	if err != nil {
+		return tempFail("%v", err)
+	}
+	defer st.Close()
+	in := &ingest.Ingester{Store: st, Logger: log, RejectedBudget: cfg.RejectedBudget,
+		Limits: tlsrpt.Limits{MaxInput: cfg.MaxInput, MaxOutput: cfg.MaxOutput}}
+	if cfg.DKIM == "off" {
+		in.DKIM = ingest.DKIMOff
+	} else {
+		in.Resolver = dkimResolver
+	}
 	exit := func(res ingest.Result, err error) int {
 		switch {
 		case errors.Is(err, os.ErrNotExist):
@@ -244,8 +304,9 @@ func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
 		return ExitOK
 	}
 	switch {
-	case cfg.IMAP.URL != "":
-		return runIMAPIngest(ctx, env, cfg, in, log)
+	case imapClient != nil:
+		imapClient.Ingester = in
+		return runIMAPIngest(ctx, env, cfg, imapClient, log)
 	case cfg.Maildir.Dir != "":
 		md := &mailbox.Maildir{Dir: cfg.Maildir.Dir, Processed: cfg.Maildir.Processed, Rejected: cfg.Maildir.Rejected, Ingester: in, Logger: log}
 		for {
