@@ -345,7 +345,7 @@ func cachePurge(ctx context.Context, env Env, st *stscache.Cache, args []string,
 		fmt.Fprintf(env.Stderr, "mailsts cache purge: %v\n", err)
 		return ExitError
 	}
-	fmt.Fprintf(env.Stdout, "purged %d entries\n", n)
+	fmt.Fprintf(env.Stdout, "purged %s\n", plural(n, "entry", "entries"))
 	switch cs := st.Status(); cs.Kind {
 	case stscache.KindSQLite:
 		fmt.Fprintf(env.Stdout, "running policyd daemons using %s drop them from memory within a few seconds\n", cs.Where)
@@ -439,7 +439,7 @@ func cacheWarm(ctx context.Context, env Env, cfg *policyd.Config, s mtasts.Store
 		fmt.Fprintf(env.Stderr, "mailsts cache warm: %v\n", err)
 		return ExitError
 	}
-	fmt.Fprintf(env.Stdout, "%d domains: %d with a policy, %d without, %d failed\n", len(domains), found.Load(), none.Load(), failed.Load())
+	fmt.Fprintf(env.Stdout, "%s: %d with a policy, %d without, %d failed\n", plural(len(domains), "domain", "domains"), found.Load(), none.Load(), failed.Load())
 	if failed.Load() > 0 || none.Load() > 0 {
 		return ExitFailure
 	}

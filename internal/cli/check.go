@@ -234,7 +234,7 @@ func runCheckBulk(ctx context.Context, env Env, c *checker.Checker, in, column, 
 		defer of.Close()
 		b.Out, b.Done = of, done
 		if done.Len() > 0 {
-			fmt.Fprintf(env.Stderr, "resuming: %d domain(s) already in %s are skipped\n", done.Len(), outPath)
+			fmt.Fprintf(env.Stderr, "resuming: %s already in %s skipped\n", plural(done.Len(), "domain", "domains"), outPath)
 		}
 	}
 	if env.isTerminal(env.Stderr) {

@@ -1,13 +1,9 @@
 package cli
 
-import "strconv"
+import pluralpkg "github.com/mailsts/mailsts/internal/plural"
 
 // plural spells a count with its noun for people: "0 repairs", "1 repair",
-// "2 repairs", "1 policy", "3 policies". Machine output (JSON, CSV) has
-// bare numbers instead.
-func plural[N ~int | ~int64 | ~uint64](n N, one, many string) string {
-	if n == 1 {
-		return "1 " + one
-	}
-	return strconv.FormatInt(int64(n), 10) + " " + many
+// "2 repairs" (plural.Count).
+func plural[N ~int | ~int64](n N, one, many string) string {
+	return pluralpkg.Count(n, one, many)
 }

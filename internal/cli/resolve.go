@@ -383,7 +383,7 @@ func mismatchWarning(d policyd.Decision, hosts []string) string {
 	if len(d.Unmatched) >= len(hosts) {
 		return fmt.Sprintf("every MX host of %s fails the policy's mx patterns: Postfix will defer all mail to this domain until the policy or the MX records are fixed %s", d.Domain, which)
 	}
-	return fmt.Sprintf("%d of the %d MX hosts of %s fail the policy's mx patterns: Postfix will not deliver to them, only to the other MX hosts %s", len(d.Unmatched), len(hosts), d.Domain, which)
+	return fmt.Sprintf("%d of the %s of %s fail the policy's mx patterns: Postfix will not deliver to them, only to the other MX hosts %s", len(d.Unmatched), plural(len(hosts), "MX host", "MX hosts"), d.Domain, which)
 }
 
 func writeExplainText(w io.Writer, ex *explainOutput) {

@@ -103,7 +103,7 @@ func runTestnet(ctx context.Context, env Env, args []string) int {
 		}
 		names = append(names, d.Name)
 	}
-	fmt.Fprintf(env.Stdout, "testnet running: %d domains (%s)\n", len(sc.Domains), strings.Join(names, " "))
+	fmt.Fprintf(env.Stdout, "testnet running: %s (%s)\n", plural(len(sc.Domains), "domain", "domains"), strings.Join(names, " "))
 	fmt.Fprintf(env.Stdout, "DNS %s  HTTPS port %d  SMTP port %d  MX addresses %s\n", n.DNSAddr(), n.HTTPSPort(), n.SMTPPort(), n.MXPrefix())
 	fmt.Fprintf(env.Stdout, "flags: --dns %s --ca-file %s --https-port %s\n", n.DNSAddr(), n.CAFile(), strconv.Itoa(n.HTTPSPort()))
 	var ports []string

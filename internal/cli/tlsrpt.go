@@ -386,7 +386,7 @@ func printResult(w io.Writer, name string, res ingest.Result) {
 		if len(r.Problems) > 0 {
 			extra += " problems=" + strings.Join(r.Problems, ",")
 		}
-		fmt.Fprintf(w, "%s: %s %q from %q (%d repairs)%s\n", termSafe(name), word, r.ReportID, r.Organization, r.Repairs, extra)
+		fmt.Fprintf(w, "%s: %s %q from %q (%s)%s\n", termSafe(name), word, r.ReportID, r.Organization, plural(r.Repairs, "repair", "repairs"), extra)
 	}
 	for _, r := range res.Rejections {
 		// The error may quote the input (a header line, a JSON token):
@@ -762,7 +762,7 @@ func writeShow(w io.Writer, r reports.StoredReport) {
 		}
 		p("Conflict:      another report with this organisation and report-id has other content; this one is %s", counted)
 	}
-	p("Raw input:     %d bytes (mailsts tlsrpt show --raw %s)", r.RawSize, rep.ReportID)
+	p("Raw input:     %s (mailsts tlsrpt show --raw %s)", plural(r.RawSize, "byte", "bytes"), rep.ReportID)
 	for _, x := range r.Repairs {
 		p("Repair:        %s", x)
 	}
@@ -861,8 +861,8 @@ func runTLSRPTPrune(ctx context.Context, env Env, args []string) int {
 	if *dryRun {
 		verb = "would delete"
 	}
-	fmt.Fprintf(env.Stdout, "before %s: %s %d reports (%d rollup rows) and %d rejected inputs\n",
-		day.Format(time.DateOnly), verb, res.Reports, res.RollupRows, res.Rejected)
+	fmt.Fprintf(env.Stdout, "before %s: %s %s (%s) and %s\n", day.Format(time.DateOnly), verb, plural(res.Reports, "report", "reports"),
+		plural(res.RollupRows, "rollup row", "rollup rows"), plural(res.Rejected, "rejected input", "rejected inputs"))
 	return ExitOK
 }
 
