@@ -37,6 +37,8 @@ func TestJSONKeysSnakeCase(t *testing.T) {
 		t.Fatalf("cache warm: %d\n%s%s", code, out, errOut)
 	}
 
+	bulkList := filepath.Join(t.TempDir(), "bulk.txt")
+	os.WriteFile(bulkList, []byte("enforce.example\nnosts.example\n"), 0o600)
 	cases := []struct {
 		args []string
 		skip []string
@@ -46,6 +48,7 @@ func TestJSONKeysSnakeCase(t *testing.T) {
 		{args: append(append([]string{"resolve", "--json", "--explain"}, netFlags...), "enforce.example")},
 		{args: append(append([]string{"check", "--json", "--smtp-port", strconv.Itoa(n.SMTPPort()), "--timeout", "3s", "--probe-timeout", "1s"}, netFlags...), "enforce.example")},
 		{args: append(append([]string{"check", "--json", "--smtp-port", strconv.Itoa(n.SMTPPort()), "--timeout", "3s", "--probe-timeout", "1s"}, netFlags...), "mx-mismatch.example")},
+		{args: append([]string{"check", "--bulk", bulkList, "--smtp-port", strconv.Itoa(n.SMTPPort()), "--timeout", "3s", "--probe-timeout", "1s"}, netFlags...)},
 		{args: append([]string{"cache", "list", "--json"}, cacheFlags...)},
 		{args: append(append([]string{"cache", "show", "--json"}, cacheFlags...), "enforce.example")},
 		{args: append([]string{"cache", "status", "--json"}, cacheFlags...)},
