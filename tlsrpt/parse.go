@@ -31,8 +31,8 @@ import (
 // "failure-count-from-details", "failure-details-merged",
 // "failure-details-capped", "repairs-truncated".
 type Repair struct {
-	Code   string
-	Detail string
+	Code   string `json:"code"`
+	Detail string `json:"detail"`
 }
 
 func (r Repair) String() string { return r.Code + ": " + r.Detail }

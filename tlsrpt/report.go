@@ -407,8 +407,8 @@ func validALabelHost(s string, wildcard bool) bool {
 // Problem is a semantic oddity of a parsed report that a receiver may want
 // to flag. It is not a parse error.
 type Problem struct {
-	Code   string
-	Detail string
+	Code   string `json:"code"`
+	Detail string `json:"detail"`
 }
 
 // Problems returns what a receiver should flag about r at time now:

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/mailsts/mailsts/dnsresolve"
+	"github.com/mailsts/mailsts/internal/plural"
 )
 
 // Endpoint is a mail client endpoint of RFC 8314: submission with
@@ -316,6 +317,6 @@ func (c *Checker) endpointFindings(fs *findings, r EndpointResult) {
 		if r.STARTTLS {
 			how = "STARTTLS"
 		}
-		fs.add("clients.ok", SeverityOK, where, fmt.Sprintf("%s: %s with %s, %s, certificate valid for %d more days", label, how, p.TLSVersion, p.CipherSuite, p.Cert.DaysLeft))
+		fs.add("clients.ok", SeverityOK, where, fmt.Sprintf("%s: %s with %s, %s, certificate valid for %s", label, how, p.TLSVersion, p.CipherSuite, plural.Count(p.Cert.DaysLeft, "more day", "more days")))
 	}
 }

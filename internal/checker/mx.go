@@ -12,6 +12,7 @@ import (
 
 	"github.com/mailsts/mailsts/dane"
 	"github.com/mailsts/mailsts/dnsresolve"
+	"github.com/mailsts/mailsts/internal/plural"
 	"github.com/mailsts/mailsts/mtasts"
 )
 
@@ -272,7 +273,7 @@ func (c *Checker) daneFindings(fs *findings, st *mxState, h hostData, dh dane.Ho
 			fs.add("dane.none", SeverityInfo, host, "no TLSA records at "+name+" (not DNSSEC-proven): DANE does not apply")
 			return "none"
 		}
-		fs.add("dane.insecure", SeverityWarn, host, fmt.Sprintf("%d TLSA record(s) at %s, but the answers for %s are not DNSSEC-validated: senders ignore them", len(h.tlsa), name, strings.Join(insecure, ", ")))
+		fs.add("dane.insecure", SeverityWarn, host, fmt.Sprintf("%s at %s, but the answers for %s are not DNSSEC-validated: senders ignore them", plural.Count(len(h.tlsa), "TLSA record", "TLSA records"), name, strings.Join(insecure, ", ")))
 		return "insecure"
 	case dane.HostUnusable:
 		// DANE-3, DANE-6: usages 0 and 1 are unusable for SMTP.

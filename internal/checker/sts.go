@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mailsts/mailsts/dnsresolve"
+	"github.com/mailsts/mailsts/internal/plural"
 	"github.com/mailsts/mailsts/mtasts"
 	"github.com/mailsts/mailsts/tlsrpt/result"
 )
@@ -56,7 +57,7 @@ func (c *Checker) checkSTS(ctx context.Context, d string) (st stsState) {
 		}
 	}
 	if len(others) > 0 && len(candidates) > 0 {
-		st.record.add("sts.record.other", SeverityInfo, "", fmt.Sprintf("%d other TXT record(s) at %s are ignored, such as %q", len(others), name, clip(others[0])))
+		st.record.add("sts.record.other", SeverityInfo, "", fmt.Sprintf("%s at %s %s ignored, such as %q", plural.Count(len(others), "other TXT record", "other TXT records"), name, plural.Noun(len(others), "is", "are"), clip(others[0])))
 	}
 	rec, err := mtasts.SelectRecord(txts)
 	recordOK := false
@@ -218,7 +219,7 @@ func (c *Checker) judgeBody(body []byte, fs *findings) (*mtasts.Policy, bool) {
 		}
 		fs.add("sts.policy.lenient", sev, "", msg)
 	}
-	fs.add("sts.policy.ok", SeverityOK, "", fmt.Sprintf("policy mode %s with %d mx pattern(s), max_age %d", pol.Mode, len(pol.MX), pol.MaxAge))
+	fs.add("sts.policy.ok", SeverityOK, "", fmt.Sprintf("policy mode %s with %s, max_age %d", pol.Mode, plural.Count(len(pol.MX), "mx pattern", "mx patterns"), pol.MaxAge))
 	switch pol.Mode {
 	case mtasts.ModeEnforce:
 		fs.add("sts.policy.mode", SeverityOK, "", "mode enforce: senders refuse MX hosts that fail the checks")
@@ -266,9 +267,9 @@ func (c *Checker) certFinding(fs *findings, prefix, findingHost, host string, ci
 		fs.add(prefix+".cert-untrusted", sev, findingHost, fmt.Sprintf("the certificate of %s (issuer %s) does not chain to a trusted root", host, ci.Issuer))
 	default:
 		if left := time.Duration(ci.DaysLeft) * 24 * time.Hour; left < ExpiryWarning {
-			fs.add(prefix+".cert-expiring", SeverityWarn, findingHost, fmt.Sprintf("the certificate of %s expires in %d day(s), on %s", host, ci.DaysLeft, ci.NotAfter.Format(time.DateOnly)))
+			fs.add(prefix+".cert-expiring", SeverityWarn, findingHost, fmt.Sprintf("the certificate of %s expires in %s, on %s", host, plural.Count(ci.DaysLeft, "day", "days"), ci.NotAfter.Format(time.DateOnly)))
 		} else {
-			fs.add(prefix+".cert-ok", SeverityOK, findingHost, fmt.Sprintf("the certificate of %s is valid for %d more days", host, ci.DaysLeft))
+			fs.add(prefix+".cert-ok", SeverityOK, findingHost, fmt.Sprintf("the certificate of %s is valid for %s", host, plural.Count(ci.DaysLeft, "more day", "more days")))
 		}
 	}
 }

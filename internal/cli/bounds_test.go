@@ -90,7 +90,7 @@ func TestTLSRPTPrune(t *testing.T) {
 	}
 	// Rejected input received now is older than a day only tomorrow.
 	code, out, _ = runStdin(t, nil, state, "tlsrpt", "prune", "--older-than", "1d")
-	if code != ExitOK || !strings.Contains(out, "deleted 1 reports") || !strings.Contains(out, "and 0 rejected") {
+	if code != ExitOK || !strings.Contains(out, "deleted 1 report ") || !strings.Contains(out, "and 0 rejected") {
 		t.Errorf("prune --older-than 1d: %d %s", code, out)
 	}
 	if _, out, _ = runStdin(t, nil, state, "tlsrpt", "summary", "--csv"); strings.Contains(out, "company-y.example") {

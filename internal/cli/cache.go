@@ -102,8 +102,7 @@ func runCache(ctx context.Context, env Env, args []string) int {
 		return code
 	}
 	if fs.NArg() == 0 {
-		fs.Usage()
-		return ExitUsage
+		return usageError(env.Stderr, "cache", "missing subcommand: list, show, purge, warm, export, import or status")
 	}
 	sub := fs.Arg(0)
 	// Flags may also follow the subcommand.
@@ -112,8 +111,7 @@ func runCache(ctx context.Context, env Env, args []string) int {
 	}
 	rest := fs.Args()
 	usage := func(msg string) int {
-		fmt.Fprintf(env.Stderr, "mailsts cache %s: %s\n", sub, msg)
-		return ExitUsage
+		return usageError(env.Stderr, "cache "+sub, "%s", msg)
 	}
 	// Flags either work or are refused: a flag given to a subcommand it
 	// does not apply to is a usage error.
@@ -298,8 +296,7 @@ func validCacheType(t string) bool { return t == "sqlite" || t == "memory" || t 
 func cacheShow(ctx context.Context, env Env, s mtasts.Store, domain string, asJSON bool) int {
 	d, err := dnsresolve.Normalize(domain)
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "mailsts cache show: %v\n", err)
-		return ExitUsage
+		return usageError(env.Stderr, "cache show", "%v", err)
 	}
 	e, err := s.Get(ctx, d)
 	if err != nil {
@@ -337,8 +334,7 @@ func cachePurge(ctx context.Context, env Env, st *stscache.Cache, args []string,
 	for _, dom := range args {
 		d, err := dnsresolve.Normalize(dom)
 		if err != nil {
-			fmt.Fprintf(env.Stderr, "mailsts cache purge: %q: %v\n", dom, err)
-			return ExitUsage
+			return usageError(env.Stderr, "cache purge", "%q: %v", dom, err)
 		}
 		domains = append(domains, d)
 	}
@@ -349,7 +345,7 @@ func cachePurge(ctx context.Context, env Env, st *stscache.Cache, args []string,
 		fmt.Fprintf(env.Stderr, "mailsts cache purge: %v\n", err)
 		return ExitError
 	}
-	fmt.Fprintf(env.Stdout, "purged %d entries\n", n)
+	fmt.Fprintf(env.Stdout, "purged %s\n", plural(n, "entry", "entries"))
 	switch cs := st.Status(); cs.Kind {
 	case stscache.KindSQLite:
 		fmt.Fprintf(env.Stdout, "running policyd daemons using %s drop them from memory within a few seconds\n", cs.Where)
@@ -443,7 +439,7 @@ func cacheWarm(ctx context.Context, env Env, cfg *policyd.Config, s mtasts.Store
 		fmt.Fprintf(env.Stderr, "mailsts cache warm: %v\n", err)
 		return ExitError
 	}
-	fmt.Fprintf(env.Stdout, "%d domains: %d with a policy, %d without, %d failed\n", len(domains), found.Load(), none.Load(), failed.Load())
+	fmt.Fprintf(env.Stdout, "%s: %d with a policy, %d without, %d failed\n", plural(len(domains), "domain", "domains"), found.Load(), none.Load(), failed.Load())
 	if failed.Load() > 0 || none.Load() > 0 {
 		return ExitFailure
 	}

@@ -186,14 +186,14 @@ func printCacheStatus(env Env, rep *cacheStatusReport) {
 			fmt.Fprintf(w, "  FELL BACK TO MEMORY: %s\n", d.Degraded)
 		}
 		if r := d.Repair; r != nil {
-			fmt.Fprintf(w, "  repaired at start: %s set aside (%s); %d entries salvaged, %d unreadable\n", r.SetAside, r.Damage, r.Salvaged, r.Lost)
+			fmt.Fprintf(w, "  repaired at start: %s set aside (%s); %s salvaged, %d unreadable\n", r.SetAside, r.Damage, plural(r.Salvaged, "entry", "entries"), r.Lost)
 		}
 		if d.Damaged {
 			fmt.Fprintln(w, "  found the file damaged while running")
 		}
 		if d.BackFailing {
-			fmt.Fprintf(w, "  STORE FAILING since %s (%s): answering from memory and fresh lookups, %d entries waiting to be written back\n",
-				fmtTime(d.BackFailingSince), termSafe(d.BackError), d.Pending)
+			fmt.Fprintf(w, "  STORE FAILING since %s (%s): answering from memory and fresh lookups, %s waiting to be written back\n",
+				fmtTime(d.BackFailingSince), termSafe(d.BackError), plural(d.Pending, "entry", "entries"))
 		}
 	} else {
 		fmt.Fprintln(w, "policyd:          no status file (not started with this state directory)")

@@ -93,7 +93,7 @@ func TestCacheCommand(t *testing.T) {
 		t.Errorf("purge with a bad name: %d, want %d", code, ExitUsage)
 	}
 	code, out, _ = runCLI(t, append([]string{"cache", "purge"}, append(common, "enforce.example", "never-cached.example")...)...)
-	if code != ExitOK || !strings.Contains(out, "purged 1 entries") || !strings.Contains(out, "drop them from memory within a few seconds") {
+	if code != ExitOK || !strings.Contains(out, "purged 1 entry") || !strings.Contains(out, "drop them from memory within a few seconds") {
 		t.Errorf("purge: %d %q", code, out)
 	}
 	if code, _, _ = runCLI(t, append([]string{"cache", "show"}, append(common, "enforce.example")...)...); code != ExitFailure {
@@ -183,7 +183,7 @@ func TestCachePurgeRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, errs := runCLI(t, "cache", "purge", "--config", cfg, "a.example", "gone.example")
-	if code != ExitOK || !strings.Contains(out, "purged 1 entries") || !strings.Contains(out, "drop them from memory now") {
+	if code != ExitOK || !strings.Contains(out, "purged 1 entry") || !strings.Contains(out, "drop them from memory now") {
 		t.Fatalf("purge: %d %q %q", code, out, errs)
 	}
 	for _, want := range []string{"a.example", "gone.example"} {
@@ -192,7 +192,7 @@ func TestCachePurgeRedis(t *testing.T) {
 			t.Fatalf("announced %+v, %v; want %s", m, err, want)
 		}
 	}
-	if code, out, _ = runCLI(t, "cache", "purge", "--config", cfg, "--all"); code != ExitOK || !strings.Contains(out, "purged 1 entries") {
+	if code, out, _ = runCLI(t, "cache", "purge", "--config", cfg, "--all"); code != ExitOK || !strings.Contains(out, "purged 1 entry") {
 		t.Errorf("purge --all: %d %q", code, out)
 	}
 	if m, err := sub.ReceiveMessage(ctx); err != nil || m.Payload != "b.example" {

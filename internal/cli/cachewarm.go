@@ -96,8 +96,8 @@ func cacheImport(ctx context.Context, env Env, cfg *policyd.Config, st *stscache
 		fmt.Fprintf(env.Stderr, "mailsts cache import: %v\n", err)
 		return ExitError
 	}
-	fmt.Fprintf(env.Stdout, "%d records: %d imported, %d kept (already cached as recently), %d expired, %d unreadable (skipped)\n",
-		stats.Read, stats.Imported, stats.Kept, stats.Expired, stats.Bad)
+	fmt.Fprintf(env.Stdout, "%s: %d imported, %d kept (already cached as recently), %d expired, %d unreadable (skipped)\n",
+		plural(stats.Read, "record", "records"), stats.Imported, stats.Kept, stats.Expired, stats.Bad)
 	if stats.Bad > 0 {
 		return ExitFailure
 	}

@@ -45,7 +45,7 @@ func TestCacheWarmFailureDoesNotPoison(t *testing.T) {
 	}
 	for _, name := range []string{"https-port", "ca-file"} {
 		code, out, errs := runCLI(t, append(append([]string{"cache", "warm"}, wrong[name]...), list)...)
-		if code != ExitFailure || !strings.Contains(out, "1 domains: 0 with a policy, 0 without, 1 failed") {
+		if code != ExitFailure || !strings.Contains(out, "1 domain: 0 with a policy, 0 without, 1 failed") {
 			t.Fatalf("warm with a wrong --%s: %d %q %q", name, code, out, errs)
 		}
 	}
@@ -80,7 +80,7 @@ func TestCacheWarmFailureDoesNotPoison(t *testing.T) {
 	}
 	before := n.Requests("enforce.example")
 	code, out, errs := runCLI(t, append(append([]string{"cache", "warm"}, good...), list)...)
-	if code != ExitOK || !strings.Contains(out, "1 domains: 1 with a policy, 0 without, 0 failed") || n.Requests("enforce.example") == before {
+	if code != ExitOK || !strings.Contains(out, "1 domain: 1 with a policy, 0 without, 0 failed") || n.Requests("enforce.example") == before {
 		t.Errorf("corrected warm: %d %q %q (policy requests %d → %d)", code, out, errs, before, n.Requests("enforce.example"))
 	}
 }

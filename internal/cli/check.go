@@ -92,15 +92,12 @@ func runCheck(ctx context.Context, env Env, args []string) int {
 		return checkExitError
 	}
 	usage := func(format string, a ...any) int {
-		fmt.Fprintf(env.Stderr, "mailsts check: "+format+"\n", a...)
-		return ExitUsage
+		return usageError(env.Stderr, "check", format, a...)
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if (*bulk == "") == (fs.NArg() == 0) || fs.NArg() > 1 {
-		fmt.Fprintln(env.Stderr, "mailsts check: give exactly one DOMAIN, or --bulk FILE")
-		fs.Usage()
-		return ExitUsage
+		return usage("give exactly one DOMAIN, or --bulk FILE")
 	}
 	if *bulk == "" && (set["column"] || set["out"] || set["concurrency"]) {
 		return usage("--column, --out and --concurrency need --bulk")
@@ -237,7 +234,7 @@ func runCheckBulk(ctx context.Context, env Env, c *checker.Checker, in, column, 
 		defer of.Close()
 		b.Out, b.Done = of, done
 		if done.Len() > 0 {
-			fmt.Fprintf(env.Stderr, "resuming: %d domain(s) already in %s are skipped\n", done.Len(), outPath)
+			fmt.Fprintf(env.Stderr, "resuming: %s already in %s skipped\n", plural(done.Len(), "domain", "domains"), outPath)
 		}
 	}
 	if env.isTerminal(env.Stderr) {

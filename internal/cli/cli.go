@@ -5,7 +5,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -82,8 +81,7 @@ func Main(ctx context.Context, args []string, env Env) int {
 		env.Stderr = io.Discard
 	}
 	if len(args) == 0 {
-		usage(env.Stderr)
-		return ExitUsage
+		return usageError(env.Stderr, "", "no command given")
 	}
 	name := args[0]
 	switch name {
@@ -101,9 +99,7 @@ func Main(ctx context.Context, args []string, env Env) int {
 			return c.run(ctx, env, args[1:])
 		}
 	}
-	fmt.Fprintf(env.Stderr, "mailsts: unknown command %q\n\n", name)
-	usage(env.Stderr)
-	return ExitUsage
+	return usageError(env.Stderr, "", "unknown command %q", name)
 }
 
 func usage(w io.Writer) {
@@ -132,18 +128,4 @@ func newFlagSet(name, synopsis, help string, w io.Writer) *flag.FlagSet {
 		}
 	}
 	return fs
-}
-
-// parseFlags parses args and returns the exit code to use when parsing
-// stopped the command (help requested or bad flags), or -1 to go on.
-func parseFlags(fs *flag.FlagSet, args []string) int {
-	err := fs.Parse(args)
-	switch {
-	case err == nil:
-		return -1
-	case errors.Is(err, flag.ErrHelp):
-		return ExitOK
-	default:
-		return ExitUsage
-	}
 }

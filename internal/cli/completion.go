@@ -44,21 +44,18 @@ func runCompletion(ctx context.Context, env Env, args []string) int {
 		return code
 	}
 	if fs.NArg() == 0 {
-		fmt.Fprintln(env.Stderr, "mailsts completion: name the shell: bash, zsh or fish (see --help)")
-		return ExitUsage
+		return usageError(env.Stderr, "completion", "name the shell: bash, zsh or fish (see --help)")
 	}
 	shell := fs.Arg(0)
 	if code := parseFlags(fs, fs.Args()[1:]); code >= 0 {
 		return code
 	}
 	if fs.NArg() != 0 {
-		fmt.Fprintln(env.Stderr, "mailsts completion: one shell expected (see --help)")
-		return ExitUsage
+		return usageError(env.Stderr, "completion", "one shell expected (see --help)")
 	}
 	gen := map[string]func(io.Writer, []cmdDoc){"bash": bashCompletion, "zsh": zshCompletion, "fish": fishCompletion}[shell]
 	if gen == nil {
-		fmt.Fprintf(env.Stderr, "mailsts completion: unknown shell %q: bash, zsh or fish\n", shell)
-		return ExitUsage
+		return usageError(env.Stderr, "completion", "unknown shell %q: bash, zsh or fish", shell)
 	}
 	docs, err := describe()
 	if err != nil {

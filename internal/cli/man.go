@@ -47,8 +47,7 @@ func runMan(ctx context.Context, env Env, args []string) int {
 		return code
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintln(env.Stderr, "mailsts man: one DIR expected (see --help)")
-		return ExitUsage
+		return usageError(env.Stderr, "man", "one DIR expected (see --help)")
 	}
 	pages, err := manPages()
 	if err != nil {

@@ -11,11 +11,11 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/mailsts/mailsts/internal/logging"
 	"github.com/mailsts/mailsts/internal/metrics"
 	"github.com/mailsts/mailsts/internal/policyd"
 )
@@ -126,19 +126,20 @@ func runPolicyd(ctx context.Context, env Env, args []string) int {
 	listen := fs.String("listen", "", "socketmap `address` (host:port or unix:/path), replacing the configured listeners")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics on this `address` (overrides metrics.listen)")
 	pprofOn := fs.Bool("pprof", false, "also serve Go's profiler under /debug/pprof/ on the metrics listener (sets metrics.pprof)")
-	logLevel := fs.String("log-level", "", "debug, info, warn or error (overrides log.level)")
+	var lf logFlags
+	lf.register(fs, "info")
 	check := fs.Bool("check-config", false, "validate the configuration, print the effective one and exit")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
 	if fs.NArg() != 0 {
-		fmt.Fprintln(env.Stderr, "mailsts policyd: no arguments expected")
-		fs.Usage()
-		return ExitUsage
+		return usageError(env.Stderr, "policyd", "no arguments expected")
 	}
 	if err := df.checkValues(fs); err != nil {
-		fmt.Fprintf(env.Stderr, "mailsts policyd: %v\n", err)
-		return ExitUsage
+		return usageError(env.Stderr, "policyd", "%v", err)
+	}
+	if err := lf.check(); err != nil {
+		return usageError(env.Stderr, "policyd", "%v", err)
 	}
 	level := new(slog.LevelVar)
 	boot := newLogger(env.Stderr, "text", level)
@@ -156,9 +157,7 @@ func runPolicyd(ctx context.Context, env Env, args []string) int {
 	if *pprofOn {
 		cfg.Metrics.Pprof = true
 	}
-	if *logLevel != "" {
-		cfg.Log.Level = *logLevel
-	}
+	cfg.Log = lf.apply(cfg.Log)
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(env.Stderr, "mailsts policyd: %v\n", err)
 		return ExitError
@@ -172,8 +171,8 @@ func runPolicyd(ctx context.Context, env Env, args []string) int {
 		fmt.Fprintf(env.Stdout, "# effective configuration (state directory %s)\n%s", policyd.StatePath(cfg, env.getenv), out)
 		return ExitOK
 	}
-	level.Set(policyd.ParseLevel(cfg.Log.Level))
-	log := newLogger(env.Stderr, cfg.Log.Format, level)
+	level.Set(logging.ParseLevel(cfg.Log.Level))
+	log := logging.New(env.Stderr, cfg.Log.Format, level)
 
 	reload := make(chan struct{}, 1)
 	hup := make(chan os.Signal, 1)
@@ -200,9 +199,7 @@ func runPolicyd(ctx context.Context, env Env, args []string) int {
 			if err != nil {
 				return nil, err
 			}
-			if *logLevel != "" {
-				c.Log.Level = *logLevel
-			}
+			c.Log = lf.apply(c.Log)
 			return c, nil
 		}
 	}
@@ -239,44 +236,11 @@ func runDaemon(ctx context.Context, d *policyd.Daemon, reload <-chan struct{}, l
 	return g.Wait()
 }
 
-// newLogger returns a slog logger writing text or JSON to w.
-// maxLogValue bounds one logged value: values can carry text from hostile
-// input (error details, origins), and one 20 MB log line was seen (issue
-// #11.3).
-const maxLogValue = 2048
-
-// clipLogAttr truncates long string and error values.
-func clipLogAttr(_ []string, a slog.Attr) slog.Attr {
-	var s string
-	switch a.Value.Kind() {
-	case slog.KindString:
-		s = a.Value.String()
-	case slog.KindAny:
-		err, ok := a.Value.Any().(error)
-		if !ok {
-			return a
-		}
-		s = err.Error()
-		if len(s) <= maxLogValue {
-			return a
-		}
-	default:
-		return a
-	}
-	if len(s) > maxLogValue {
-		cut := maxLogValue
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		a.Value = slog.StringValue(s[:cut] + fmt.Sprintf("…(%d bytes)", len(s)))
-	}
-	return a
-}
-
+// newLogger returns a slog logger writing text or JSON to w, long values
+// clipped (see logging.New).
 func newLogger(w io.Writer, format string, level *slog.LevelVar) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: clipLogAttr}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return logging.New(w, format, level)
 }
+
+// maxLogValue bounds one logged value (logging.MaxValue).
+const maxLogValue = logging.MaxValue

@@ -205,15 +205,12 @@ func runResolve(ctx context.Context, env Env, args []string) int {
 		return code
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintln(env.Stderr, "mailsts resolve: exactly one DOMAIN is required")
-		fs.Usage()
-		return ExitUsage
+		return usageError(env.Stderr, "resolve", "exactly one DOMAIN is required")
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if err := nf.checkValues(set); err != nil {
-		fmt.Fprintf(env.Stderr, "mailsts resolve: %v\n", err)
-		return ExitUsage
+		return usageError(env.Stderr, "resolve", "%v", err)
 	}
 	// With --config, the network plumbing is the configuration's, as
 	// policyd builds it (flags given on the command line win, as for
@@ -223,8 +220,7 @@ func runResolve(ctx context.Context, env Env, args []string) int {
 	var err error
 	if *configFile != "" {
 		if cfg, _, err = policyd.Load(*configFile); err != nil {
-			fmt.Fprintf(env.Stderr, "mailsts resolve: %v\n", err)
-			return ExitUsage
+			return usageError(env.Stderr, "resolve", "%v", err)
 		}
 		nf.applyTo(cfg, set)
 		if !set["timeout"] {
@@ -238,8 +234,7 @@ func runResolve(ctx context.Context, env Env, args []string) int {
 		cfg.Fetch.Timeout = nf.timeout
 	}
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "mailsts resolve: %v\n", err)
-		return ExitUsage
+		return usageError(env.Stderr, "resolve", "%v", err)
 	}
 	if checker.IsIPLiteral(fs.Arg(0)) {
 		// STS-SEL-4: no MTA-STS for address literals; policyd answers
@@ -258,8 +253,7 @@ func runResolve(ctx context.Context, env Env, args []string) int {
 	}
 	domain, err := dnsresolve.Normalize(fs.Arg(0))
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "mailsts resolve: %q is not a valid domain name: %v\n", fs.Arg(0), err)
-		return ExitUsage
+		return usageError(env.Stderr, "resolve", "%q is not a valid domain name: %v", fs.Arg(0), err)
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, nf.timeout)
@@ -269,8 +263,7 @@ func runResolve(ctx context.Context, env Env, args []string) int {
 	if *explain {
 		ex, err := explainPolicyd(ctx, client, cfg, *zone, domain)
 		if err != nil {
-			fmt.Fprintf(env.Stderr, "mailsts resolve: --explain: %v\n", err)
-			return ExitUsage
+			return usageError(env.Stderr, "resolve", "--explain: %v", err)
 		}
 		out.Policyd = ex
 	}
@@ -390,7 +383,7 @@ func mismatchWarning(d policyd.Decision, hosts []string) string {
 	if len(d.Unmatched) >= len(hosts) {
 		return fmt.Sprintf("every MX host of %s fails the policy's mx patterns: Postfix will defer all mail to this domain until the policy or the MX records are fixed %s", d.Domain, which)
 	}
-	return fmt.Sprintf("%d of the %d MX hosts of %s fail the policy's mx patterns: Postfix will not deliver to them, only to the other MX hosts %s", len(d.Unmatched), len(hosts), d.Domain, which)
+	return fmt.Sprintf("%d of the %s of %s fail the policy's mx patterns: Postfix will not deliver to them, only to the other MX hosts %s", len(d.Unmatched), plural(len(hosts), "MX host", "MX hosts"), d.Domain, which)
 }
 
 func writeExplainText(w io.Writer, ex *explainOutput) {

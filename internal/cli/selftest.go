@@ -38,8 +38,7 @@ func runSelftest(ctx context.Context, env Env, args []string) int {
 		return code
 	}
 	if fs.NArg() != 0 {
-		fmt.Fprintln(env.Stderr, "mailsts selftest: no arguments expected")
-		return ExitUsage
+		return usageError(env.Stderr, "selftest", "no arguments expected")
 	}
 	var logger *slog.Logger
 	if *verbose {
@@ -65,7 +64,7 @@ func runSelftest(ctx context.Context, env Env, args []string) int {
 		fmt.Fprintf(env.Stderr, "mailsts selftest: %v\n", err)
 		return ExitError
 	}
-	fmt.Fprintf(env.Stdout, "\n%d of %d scenarios passed.\n", len(results)-failed, len(results))
+	fmt.Fprintf(env.Stdout, "\n%d of %s passed.\n", len(results)-failed, plural(len(results), "scenario", "scenarios"))
 	if failed > 0 {
 		return ExitFailure
 	}

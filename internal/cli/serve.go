@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -41,8 +42,9 @@ content) only after the report is on disk; a report with the
 organisation and report-id of a stored one but other content is stored
 too (201) and both are flagged as a conflict. HTTPS reports are stored
 as unauthenticated (RFC 8460 §5.3).
-Bad input gets a short 4xx text (413 too large, 415 wrong type, 400 not a
-report) and is kept as rejected input. The report listener (--listen)
+Bad input gets a 4xx answer, JSON {"error": {"code": …, "message": …}}
+like every error of the API (413 too large, 415 wrong type, 400 not a
+report; see docs/tlsrpt.md), and is kept as rejected input. The report listener (--listen)
 serves only that POST path and GET /healthz: it is the public side.
 
 The JSON query API (/api/v1/: summary, failures, reports/{report-id},
@@ -79,10 +81,17 @@ Examples:
       --api-listen 10.0.0.5:8462 --api-token-file /etc/mailsts/api.token
   curl -H "Authorization: Bearer $(cat /etc/mailsts/api.token)" http://10.0.0.5:8462/api/v1/failures
   mailsts serve --config /etc/mailsts/reports.yml
+  mailsts serve --config /etc/mailsts/reports.yml --check-config
   mailsts serve --retention 400d --rate-limit 120
 
+Logging: log.level and log.format (text or json) in --config, to stderr;
+--log-level overrides the level. --check-config reads and checks the
+configuration and the flags (database spec, TLS files, token file, API
+exposure, log settings) without opening the database or a listener,
+prints one line and exits with the code a start would have.
+
 Exit codes:
-  0  stopped cleanly
+  0  stopped cleanly (or --check-config found the configuration valid)
   2  could not start (configuration, database, listener)
   64 usage error, or an exposed API without --api-token-file
 `
@@ -176,28 +185,48 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 	rateLimit := fs.Float64("rate-limit", 0, "report POSTs per minute per client address, IPv6 per /64 (default 600; negative: off)")
 	rateBurst := fs.Int("rate-burst", 0, "report POSTs a client may make at once (default 600)")
 	rejectedBudget := fs.Int64("rejected-budget", 0, "bytes kept of rejected input, oldest deleted first (default 256 MiB; negative: no cap)")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	var lf logFlags
+	lf.register(fs, "info")
+	check := checkConfigFlag(fs)
 	if code := parseFlags(fs, args); code >= 0 {
 		return nil, code
 	}
 	if fs.NArg() != 0 {
-		fs.Usage()
-		return nil, ExitUsage
+		return nil, usageError(env.Stderr, "serve", "no arguments expected")
 	}
-	level := new(slog.LevelVar)
-	level.Set(policyd.ParseLevel(*logLevel))
-	log := newLogger(env.Stderr, "text", level)
-	cfg, st, err := df.open(ctx, env, log)
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "mailsts serve: %v\n", err)
-		return nil, ExitError
+	if err := lf.check(); err != nil {
+		return nil, usageError(env.Stderr, "serve", "%v", err)
 	}
-	sr := &serveRun{st: st, log: log}
+	var sr *serveRun
 	fail := func(code int, format string, args ...any) (*serveRun, int) {
-		fmt.Fprintf(env.Stderr, "mailsts serve: "+format+"\n", args...)
-		sr.close()
+		if code == ExitUsage {
+			usageError(env.Stderr, "serve", format, args...)
+		} else {
+			fmt.Fprintf(env.Stderr, "mailsts serve: "+format+"\n", args...)
+		}
+		if sr != nil {
+			sr.close()
+		}
 		return nil, code
 	}
+	// Everything is read and checked before anything is opened, so that
+	// --check-config and a refused start create nothing.
+	cfg, err := reports.LoadConfig(df.config)
+	if err != nil {
+		return fail(ExitError, "%v", err)
+	}
+	if df.db != "" {
+		cfg.DB = df.db
+	}
+	if err := sqlstore.CheckSpec(cfg.DB); err != nil {
+		return fail(ExitError, "--db %v", err)
+	}
+	cfg.Log = lf.apply(cfg.Log)
+	if err := cfg.Log.Validate(); err != nil {
+		return fail(ExitError, "%v", err)
+	}
+	log, _ := newLog(env.Stderr, cfg.Log)
+	var retentionAge time.Duration
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	sc := cfg.Serve
@@ -227,7 +256,7 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 		cfg.RejectedBudget = *rejectedBudget
 	}
 	if cfg.Retention != "" {
-		if sr.retention, err = parseAge(cfg.Retention); err != nil {
+		if retentionAge, err = parseAge(cfg.Retention); err != nil {
 			return fail(ExitUsage, "retention: %v", err)
 		}
 	}
@@ -259,6 +288,38 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 			return fail(ExitUsage, "%v", err)
 		}
 	}
+	var certs []tls.Certificate
+	if sc.TLSCert != "" {
+		kp, err := tls.LoadX509KeyPair(sc.TLSCert, sc.TLSKey)
+		if err != nil {
+			return fail(ExitError, "%v", err)
+		}
+		certs = []tls.Certificate{kp}
+	}
+	if *check {
+		db := cmpOr(cfg.DB, "sqlite:"+filepath.Join(policyd.DefaultStateDir(env.getenv), sqlstore.DefaultFile))
+		scheme := "http"
+		if certs != nil {
+			scheme = "https"
+		}
+		apiAt := "off"
+		if *sc.API {
+			apiAt = "http://" + sc.APIListen + "/api/v1/"
+			if sc.APIListen == apiListenSame {
+				apiAt = "on the report listener"
+			}
+			if token != "" {
+				apiAt += " (token)"
+			}
+		}
+		return nil, configOK(env.Stdout, "serve", "reports %s://%s%s, API %s, database %s, log %s/%s",
+			scheme, sc.Listen, sc.Path, apiAt, redactDB(db), cfg.Log.Level, cfg.Log.Format)
+	}
+	st, err := sqlstore.Open(ctx, cfg.DB, policyd.DefaultStateDir(env.getenv), log)
+	if err != nil {
+		return fail(ExitError, "%v", err)
+	}
+	sr = &serveRun{st: st, log: log, retention: retentionAge}
 	// SQLite has one writer and syncs at each commit: concurrent POSTs
 	// share a transaction (one sync), each answered after its commit.
 	// PostgreSQL commits concurrent transactions in parallel and groups
@@ -284,13 +345,8 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 		return fail(ExitError, "%v", err)
 	}
 	scheme := "http"
-	if sc.TLSCert != "" {
-		kp, err := tls.LoadX509KeyPair(sc.TLSCert, sc.TLSKey)
-		if err != nil {
-			ln.Close()
-			return fail(ExitError, "%v", err)
-		}
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{kp}, MinVersion: tls.VersionTLS12})
+	if certs != nil {
+		ln = tls.NewListener(ln, &tls.Config{Certificates: certs, MinVersion: tls.VersionTLS12})
 		scheme = "https"
 	} else {
 		warnPlainReportListener(log, ln)
@@ -483,15 +539,15 @@ func cmpOr(s, def string) string {
 	return s
 }
 
-// runIMAPIngest polls the configured IMAP mailbox once, or every
-// cfg.IMAP.Poll until ctx ends.
-func runIMAPIngest(ctx context.Context, env Env, cfg *reports.Config, in *ingest.Ingester, log *slog.Logger) int {
+// newIMAPClient returns the client of the configured IMAP mailbox, its
+// settings checked and its password and CA file read, without connecting;
+// nil and the exit code when they are wrong.
+func newIMAPClient(env Env, cfg *reports.Config, log *slog.Logger) (*mailbox.IMAP, int) {
 	u, err := url.Parse(cfg.IMAP.URL)
 	if err != nil || u.Host == "" {
-		fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: --imap %q: want imaps://host[:port]/MAILBOX\n", cfg.IMAP.URL)
-		return ExitUsage
+		return nil, usageError(env.Stderr, "tlsrpt ingest", "--imap %q: want imaps://host[:port]/MAILBOX", cfg.IMAP.URL)
 	}
-	c := &mailbox.IMAP{Addr: u.Host, Ingester: in, Logger: log, Username: cfg.IMAP.Username,
+	c := &mailbox.IMAP{Addr: u.Host, Logger: log, Username: cfg.IMAP.Username,
 		Mailbox: strings.TrimPrefix(u.Path, "/"), Processed: cfg.IMAP.Processed, Rejected: cfg.IMAP.Rejected}
 	port := "993"
 	switch u.Scheme {
@@ -503,16 +559,14 @@ func runIMAPIngest(ctx context.Context, env Env, cfg *reports.Config, in *ingest
 		// Plain text, for a local server on loopback only.
 		c.Security, port = mailbox.IMAPPlainInsecure, "143"
 	default:
-		fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: --imap scheme %q: want imaps or imap (STARTTLS)\n", u.Scheme)
-		return ExitUsage
+		return nil, usageError(env.Stderr, "tlsrpt ingest", "--imap scheme %q: want imaps or imap (STARTTLS)", u.Scheme)
 	}
 	if u.Port() == "" {
 		c.Addr = net.JoinHostPort(u.Hostname(), port)
 	}
 	if c.Security == mailbox.IMAPPlainInsecure {
 		if ip := net.ParseIP(u.Hostname()); ip == nil || !ip.IsLoopback() {
-			fmt.Fprintln(env.Stderr, "mailsts tlsrpt ingest: imap+insecure is only allowed to a loopback address")
-			return ExitUsage
+			return nil, usageError(env.Stderr, "tlsrpt ingest", "imap+insecure is only allowed to a loopback address")
 		}
 	}
 	if c.Username == "" && u.User != nil {
@@ -523,7 +577,7 @@ func runIMAPIngest(ctx context.Context, env Env, cfg *reports.Config, in *ingest
 		b, err := os.ReadFile(cfg.IMAP.PasswordFile)
 		if err != nil {
 			fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: %v\n", err)
-			return ExitError
+			return nil, ExitError
 		}
 		c.Password = strings.TrimRight(string(b), "\r\n")
 	}
@@ -532,10 +586,16 @@ func runIMAPIngest(ctx context.Context, env Env, cfg *reports.Config, in *ingest
 		pool := x509.NewCertPool()
 		if err != nil || !pool.AppendCertsFromPEM(pem) {
 			fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: --imap-ca-file %s: no certificates (%v)\n", cfg.IMAP.CAFile, err)
-			return ExitError
+			return nil, ExitError
 		}
 		c.TLSConfig = &tls.Config{RootCAs: pool, ServerName: u.Hostname()}
 	}
+	return c, ExitOK
+}
+
+// runIMAPIngest polls the IMAP mailbox once, or every cfg.IMAP.Poll until
+// ctx ends.
+func runIMAPIngest(ctx context.Context, env Env, cfg *reports.Config, c *mailbox.IMAP, log *slog.Logger) int {
 	for {
 		stats, err := c.Poll(ctx)
 		fmt.Fprintf(env.Stdout, "%s: %s\n", cfg.IMAP.URL, stats)
@@ -550,4 +610,16 @@ func runIMAPIngest(ctx context.Context, env Env, cfg *reports.Config, in *ingest
 			return ExitOK
 		}
 	}
+}
+
+// redactDB hides the password of a postgres:// database spec.
+func redactDB(spec string) string {
+	if !sqlstore.IsPostgres(spec) {
+		return spec
+	}
+	u, err := url.Parse(spec)
+	if err != nil {
+		return "postgres://…"
+	}
+	return u.Redacted()
 }

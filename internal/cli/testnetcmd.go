@@ -56,13 +56,11 @@ func runTestnet(ctx context.Context, env Env, args []string) int {
 		return code
 	}
 	if fs.NArg() != 0 {
-		fmt.Fprintln(env.Stderr, "mailsts testnet: no arguments expected")
-		return ExitUsage
+		return usageError(env.Stderr, "testnet", "no arguments expected")
 	}
 	for _, p := range []int{*dnsPort, *httpsPort, *smtpPort} {
 		if p < 0 || p > 65535 {
-			fmt.Fprintln(env.Stderr, "mailsts testnet: ports must be between 0 and 65535")
-			return ExitUsage
+			return usageError(env.Stderr, "testnet", "ports must be between 0 and 65535")
 		}
 	}
 	if *printScenario {
@@ -70,12 +68,10 @@ func runTestnet(ctx context.Context, env Env, args []string) int {
 		return ExitOK
 	}
 	if *generate < 0 || *generate > 1_000_000 {
-		fmt.Fprintln(env.Stderr, "mailsts testnet: --generate must be between 1 and 1000000")
-		return ExitUsage
+		return usageError(env.Stderr, "testnet", "--generate must be between 1 and 1000000")
 	}
 	if *generate > 0 && *scenario != "" {
-		fmt.Fprintln(env.Stderr, "mailsts testnet: give --scenario or --generate, not both")
-		return ExitUsage
+		return usageError(env.Stderr, "testnet", "give --scenario or --generate, not both")
 	}
 	sc := testnet.DefaultScenario()
 	switch {
@@ -84,14 +80,12 @@ func runTestnet(ctx context.Context, env Env, args []string) int {
 	case *scenario != "":
 		var err error
 		if sc, err = testnet.LoadScenarioFile(*scenario); err != nil {
-			fmt.Fprintf(env.Stderr, "mailsts testnet: %v\n", err)
-			return ExitUsage
+			return usageError(env.Stderr, "testnet", "%v", err)
 		}
 	}
 	addr, err := netip.ParseAddr(*ip)
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "mailsts testnet: --ip: %v\n", err)
-		return ExitUsage
+		return usageError(env.Stderr, "testnet", "--ip: %v", err)
 	}
 	n, err := testnet.Start(ctx, sc, testnet.Options{IP: addr, DNSPort: *dnsPort, HTTPSPort: *httpsPort, SMTPPort: *smtpPort})
 	if err != nil {
@@ -109,7 +103,7 @@ func runTestnet(ctx context.Context, env Env, args []string) int {
 		}
 		names = append(names, d.Name)
 	}
-	fmt.Fprintf(env.Stdout, "testnet running: %d domains (%s)\n", len(sc.Domains), strings.Join(names, " "))
+	fmt.Fprintf(env.Stdout, "testnet running: %s (%s)\n", plural(len(sc.Domains), "domain", "domains"), strings.Join(names, " "))
 	fmt.Fprintf(env.Stdout, "DNS %s  HTTPS port %d  SMTP port %d  MX addresses %s\n", n.DNSAddr(), n.HTTPSPort(), n.SMTPPort(), n.MXPrefix())
 	fmt.Fprintf(env.Stdout, "flags: --dns %s --ca-file %s --https-port %s\n", n.DNSAddr(), n.CAFile(), strconv.Itoa(n.HTTPSPort()))
 	var ports []string

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -12,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -66,14 +66,12 @@ Run 'mailsts tlsrpt <subcommand> --help' for its flags and examples.
 `
 
 func runTLSRPT(ctx context.Context, env Env, args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		w := env.Stdout
-		code := ExitOK
-		if len(args) == 0 {
-			w, code = env.Stderr, ExitUsage
-		}
-		fmt.Fprintf(w, "Usage: mailsts tlsrpt <subcommand> [flags]\n%s", tlsrptHelp)
-		return code
+	if len(args) == 0 {
+		return usageError(env.Stderr, "tlsrpt", "missing subcommand: ingest, summary, failures, show, rejected or prune")
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprintf(env.Stdout, "Usage: mailsts tlsrpt <subcommand> [flags]\n%s", tlsrptHelp)
+		return ExitOK
 	}
 	switch args[0] {
 	case "ingest":
@@ -83,8 +81,7 @@ func runTLSRPT(ctx context.Context, env Env, args []string) int {
 	case "prune":
 		return runTLSRPTPrune(ctx, env, args[1:])
 	}
-	fmt.Fprintf(env.Stderr, "mailsts tlsrpt: unknown subcommand %q\n", args[0])
-	return ExitUsage
+	return usageError(env.Stderr, "tlsrpt", "unknown subcommand %q", args[0])
 }
 
 // dbFlags select the database and the configuration file.
@@ -143,10 +140,17 @@ Examples:
   mailsts tlsrpt ingest --dkim off google.com!example.org!1700000000!1700086399.json.gz
   mailsts tlsrpt ingest --maildir ~/Maildir/.TLSRPT
   mailsts tlsrpt ingest --imap imaps://imap.example.org/TLSRPT --imap-user tlsrpt --poll 10m
+  mailsts tlsrpt ingest --config /etc/mailsts/reports.yml --check-config
+
+Logging: log.level and log.format (text or json) in --config, to stderr;
+--log-level overrides the level (default warn). --check-config checks the
+configuration and the flags (database spec, DKIM, IMAP URL, password and
+CA files, Maildir) without opening the database or connecting, prints one
+line and exits 0, or with the code a run would have.
 
 Exit codes (sysexits; Postfix pipe(8) retries on 75 and bounces on the
 others, so every fault that an administrator can fix is 75):
-  0  stored (or a duplicate of a stored report)
+  0  stored (or a duplicate of a stored report); --check-config: valid
   64 usage error: bad flags, a --db that is not sqlite: or postgres://,
      a FILE or --maildir directory that does not exist
   65 rejected (kept for inspection; see 'mailsts tlsrpt rejected'); --reject-exit changes it
@@ -171,51 +175,45 @@ func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
 	imapCA := fs.String("imap-ca-file", "", "PEM `file` of CAs to trust for the IMAP server")
 	poll := fs.Duration("poll", 0, "with --imap or --maildir: repeat every `interval` until stopped (0: once)")
 	rejectExit := fs.Int("reject-exit", ExitRejected, "exit `code` for rejected input (0 keeps the MTA from bouncing it)")
-	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
+	var lf logFlags
+	lf.register(fs, "warn")
+	check := checkConfigFlag(fs)
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
 	if *dkimMode != "" && *dkimMode != "require" && *dkimMode != "off" {
 		// Refused before the database is opened (or created).
-		fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: --dkim %q: want require or off\n", *dkimMode)
-		return ExitUsage
+		return usageError(env.Stderr, "tlsrpt ingest", "--dkim %q: want require or off", *dkimMode)
 	}
-	level := new(slog.LevelVar)
-	level.Set(policyd.ParseLevel(*logLevel))
-	log := newLogger(env.Stderr, "text", level)
-	cfg, st, err := df.open(ctx, env, log)
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: %v\n", err)
-		if errors.Is(err, sqlstore.ErrBadSpec) {
-			return ExitUsage
-		}
-		// Storage and configuration faults: the MTA keeps the report
-		// and retries while the administrator fixes them.
+	if err := lf.check(); err != nil {
+		return usageError(env.Stderr, "tlsrpt ingest", "%v", err)
+	}
+	// Configuration faults: the MTA keeps the report and retries while
+	// the administrator fixes them.
+	tempFail := func(format string, args ...any) int {
+		fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: "+format+"\n", args...)
 		return ExitTempFail
 	}
-	defer st.Close()
+	cfg, err := reports.LoadConfig(df.config)
+	if err != nil {
+		return tempFail("%v", err)
+	}
+	if df.db != "" {
+		cfg.DB = df.db
+	}
+	if err := sqlstore.CheckSpec(cfg.DB); err != nil {
+		return usageError(env.Stderr, "tlsrpt ingest", "--db %v", err)
+	}
+	cfg.Log = lf.apply(cfg.Log)
+	if err := cfg.Log.Validate(); err != nil {
+		return tempFail("%v", err)
+	}
+	log, _ := newLog(env.Stderr, cfg.Log)
 	if *dkimMode != "" {
 		cfg.DKIM = *dkimMode
 	}
-	in := &ingest.Ingester{Store: st, Logger: log, RejectedBudget: cfg.RejectedBudget,
-		Limits: tlsrpt.Limits{MaxInput: cfg.MaxInput, MaxOutput: cfg.MaxOutput}}
-	switch cfg.DKIM {
-	case "", "require":
-		servers := cfg.DNS
-		if *dnsServers != "" {
-			servers = reports.SplitList(*dnsServers)
-		}
-		c, err := dnsresolve.NewClient(servers...)
-		if err != nil {
-			fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: DNS for DKIM: %v\n", err)
-			return ExitTempFail
-		}
-		in.Resolver = c
-	case "off":
-		in.DKIM = ingest.DKIMOff
-	default:
-		fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: --dkim %q: want require or off\n", cfg.DKIM)
-		return ExitUsage
+	if cfg.DKIM != "" && cfg.DKIM != "require" && cfg.DKIM != "off" {
+		return usageError(env.Stderr, "tlsrpt ingest", "dkim %q: want require or off", cfg.DKIM)
 	}
 	if *maildir != "" {
 		cfg.Maildir.Dir = *maildir
@@ -235,13 +233,68 @@ func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
 	if *poll > 0 {
 		cfg.IMAP.Poll = *poll
 	}
+	var dkimResolver *dnsresolve.Client
+	if cfg.DKIM != "off" {
+		servers := cfg.DNS
+		if *dnsServers != "" {
+			servers = reports.SplitList(*dnsServers)
+		}
+		if dkimResolver, err = dnsresolve.NewClient(servers...); err != nil {
+			return tempFail("DNS for DKIM: %v", err)
+		}
+	}
+	var imapClient *mailbox.IMAP
+	if cfg.IMAP.URL != "" {
+		var code int
+		if imapClient, code = newIMAPClient(env, cfg, log); imapClient == nil {
+			return code
+		}
+	}
+	if *check {
+		var from string
+		switch {
+		case cfg.IMAP.URL != "":
+			every := "once"
+			if cfg.IMAP.Poll > 0 {
+				every = "every " + cfg.IMAP.Poll.String()
+			}
+			from = "IMAP " + termSafe(cfg.IMAP.URL) + " " + every
+		case cfg.Maildir.Dir != "":
+			if fi, err := os.Stat(cfg.Maildir.Dir); err != nil || !fi.IsDir() {
+				return usageError(env.Stderr, "tlsrpt ingest", "maildir %s: not a directory", cfg.Maildir.Dir)
+			}
+			every := "once"
+			if *poll > 0 {
+				every = "every " + poll.String()
+			}
+			from = "Maildir " + termSafe(cfg.Maildir.Dir) + " " + every
+		case fs.NArg() > 0:
+			from = plural(fs.NArg(), "file", "files")
+		default:
+			from = "stdin"
+		}
+		db := cmpOr(cfg.DB, "sqlite:"+filepath.Join(policyd.DefaultStateDir(env.getenv), sqlstore.DefaultFile))
+		return configOK(env.Stdout, "tlsrpt ingest", "from %s, DKIM %s, database %s, log %s/%s",
+			from, cmpOr(cfg.DKIM, "require"), redactDB(db), cfg.Log.Level, cfg.Log.Format)
+	}
+	st, err := sqlstore.Open(ctx, cfg.DB, policyd.DefaultStateDir(env.getenv), log)
+	if err != nil {
+		return tempFail("%v", err)
+	}
+	defer st.Close()
+	in := &ingest.Ingester{Store: st, Logger: log, RejectedBudget: cfg.RejectedBudget,
+		Limits: tlsrpt.Limits{MaxInput: cfg.MaxInput, MaxOutput: cfg.MaxOutput}}
+	if cfg.DKIM == "off" {
+		in.DKIM = ingest.DKIMOff
+	} else {
+		in.Resolver = dkimResolver
+	}
 	exit := func(res ingest.Result, err error) int {
 		switch {
 		case errors.Is(err, os.ErrNotExist):
 			// A named input that does not exist never will: retrying
 			// forever helps nobody.
-			fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: %v\n", err)
-			return ExitUsage
+			return usageError(env.Stderr, "tlsrpt ingest", "%v", err)
 		case err != nil:
 			fmt.Fprintf(env.Stderr, "mailsts tlsrpt ingest: %v\n", err)
 			return ExitTempFail
@@ -251,8 +304,9 @@ func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
 		return ExitOK
 	}
 	switch {
-	case cfg.IMAP.URL != "":
-		return runIMAPIngest(ctx, env, cfg, in, log)
+	case imapClient != nil:
+		imapClient.Ingester = in
+		return runIMAPIngest(ctx, env, cfg, imapClient, log)
 	case cfg.Maildir.Dir != "":
 		md := &mailbox.Maildir{Dir: cfg.Maildir.Dir, Processed: cfg.Maildir.Processed, Rejected: cfg.Maildir.Rejected, Ingester: in, Logger: log}
 		for {
@@ -332,7 +386,7 @@ func printResult(w io.Writer, name string, res ingest.Result) {
 		if len(r.Problems) > 0 {
 			extra += " problems=" + strings.Join(r.Problems, ",")
 		}
-		fmt.Fprintf(w, "%s: %s %q from %q (%d repairs)%s\n", termSafe(name), word, r.ReportID, r.Organization, r.Repairs, extra)
+		fmt.Fprintf(w, "%s: %s %q from %q (%s)%s\n", termSafe(name), word, r.ReportID, r.Organization, plural(r.Repairs, "repair", "repairs"), extra)
 	}
 	for _, r := range res.Rejections {
 		// The error may quote the input (a header line, a JSON token):
@@ -444,28 +498,24 @@ func runTLSRPTQuery(ctx context.Context, env Env, sub string, args []string) int
 		return code
 	}
 	if *asJSON && *asCSV || *rawShow && *asJSON || *rawID != 0 && (*asJSON || *asCSV) {
-		fmt.Fprintf(env.Stderr, "mailsts tlsrpt %s: --json, --csv and --raw exclude each other\n", sub)
-		return ExitUsage
+		return usageError(env.Stderr, "tlsrpt "+sub, "--json, --csv and --raw exclude each other")
 	}
 	if *force && !*rawShow && *rawID == 0 {
-		fmt.Fprintf(env.Stderr, "mailsts tlsrpt %s: --force applies to --raw only\n", sub)
-		return ExitUsage
+		return usageError(env.Stderr, "tlsrpt "+sub, "--force applies to --raw only")
 	}
 	if (*rawShow || *rawID != 0) && !*force && env.isTerminal(env.Stdout) {
 		// Raw input is gzip, zip or a hostile mail: bytes that can drive
 		// the terminal. Redirect it, or insist.
-		fmt.Fprintf(env.Stderr, "mailsts tlsrpt %s: refusing to write raw input (often gzip) to a terminal; redirect it to a file or pipe, or add --force\n", sub)
-		return ExitUsage
+		return usageError(env.Stderr, "tlsrpt "+sub, "refusing to write raw input (often gzip) to a terminal; redirect it to a file or pipe, or add --force")
 	}
 	if *limit < 0 || *rawID < 0 {
-		fmt.Fprintf(env.Stderr, "mailsts tlsrpt %s: --limit and --raw must not be negative\n", sub)
-		return ExitUsage
+		return usageError(env.Stderr, "tlsrpt "+sub, "--limit and --raw must not be negative")
 	}
 	fail := func(err error) int {
-		fmt.Fprintf(env.Stderr, "mailsts tlsrpt %s: %v\n", sub, err)
 		if errors.Is(err, reports.ErrBadFilter) {
-			return ExitUsage
+			return usageError(env.Stderr, "tlsrpt "+sub, "%v", err)
 		}
+		fmt.Fprintf(env.Stderr, "mailsts tlsrpt %s: %v\n", sub, err)
 		return ExitError
 	}
 	q := map[string][]string{"since": {*since}, "until": {*until}, "domain": {*domain}, "org": {*org}, "mx": {*mx},
@@ -474,9 +524,13 @@ func runTLSRPTQuery(ctx context.Context, env Env, sub string, args []string) int
 	if err != nil {
 		return fail(err)
 	}
-	if (sub == "show") != (fs.NArg() == 1) || (sub != "show" && fs.NArg() != 0) {
-		fs.Usage()
-		return ExitUsage
+	switch {
+	case sub == "show" && fs.NArg() == 0:
+		return usageError(env.Stderr, "tlsrpt show", "missing REPORT-ID")
+	case sub == "show" && fs.NArg() > 1:
+		return usageError(env.Stderr, "tlsrpt show", "one REPORT-ID expected, got %d arguments", fs.NArg())
+	case sub != "show" && fs.NArg() != 0:
+		return usageError(env.Stderr, "tlsrpt "+sub, "no arguments expected")
 	}
 	log := newLogger(env.Stderr, "text", new(slog.LevelVar))
 	_, st, err := df.open(ctx, env, log)
@@ -496,13 +550,13 @@ func runTLSRPTQuery(ctx context.Context, env Env, sub string, args []string) int
 		if err != nil {
 			return fail(err)
 		}
-		return writeRows(env.Stdout, format, rows, summaryTable(rows, f))
+		return writeRows(env.Stdout, format, rows, summaryColumns(f))
 	case "failures":
 		rows, err := st.Failures(ctx, f)
 		if err != nil {
 			return fail(err)
 		}
-		return writeRows(env.Stdout, format, rows, failuresTable(rows))
+		return writeRows(env.Stdout, format, rows, failuresColumns())
 	case "rejected":
 		if *rawID != 0 {
 			rj, err := st.RejectedRaw(ctx, *rawID)
@@ -516,7 +570,7 @@ func runTLSRPTQuery(ctx context.Context, env Env, sub string, args []string) int
 		if err != nil {
 			return fail(err)
 		}
-		return writeRows(env.Stdout, format, rows, rejectedTable(rows))
+		return writeRows(env.Stdout, format, rows, rejectedColumns())
 	default: // show
 		rs, err := reports.ShowFiltered(ctx, st, fs.Arg(0), f)
 		if errors.Is(err, reports.ErrNotFound) {
@@ -542,8 +596,10 @@ func runTLSRPTQuery(ctx context.Context, env Env, sub string, args []string) int
 	}
 }
 
-// writeRows prints v as JSON, or table (header + rows) as a table or CSV.
-func writeRows[T any](w io.Writer, format string, v []T, table [][]string) int {
+// writeRows prints v as JSON, or as a table or CSV of cols. Table headers
+// are titles for people; CSV headers are the JSON keys and CSV numbers
+// are plain numbers, as in JSON (see column).
+func writeRows[T any](w io.Writer, format string, v []T, cols []column[T]) int {
 	switch format {
 	case "json":
 		if v == nil {
@@ -555,15 +611,22 @@ func writeRows[T any](w io.Writer, format string, v []T, table [][]string) int {
 			return ExitError
 		}
 	case "csv":
-		cw := csv.NewWriter(w)
-		cw.WriteAll(table)
-		if cw.Error() != nil {
+		if err := writeCSV(w, v, cols); err != nil {
 			return ExitError
 		}
 	default:
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		for _, row := range table {
-			fmt.Fprintln(tw, strings.Join(sanitize(row), "\t"))
+		header := make([]string, len(cols))
+		for i, c := range cols {
+			header[i] = c.title
+		}
+		fmt.Fprintln(tw, strings.Join(header, "\t"))
+		for _, r := range v {
+			line := make([]string, len(cols))
+			for i, c := range cols {
+				line[i] = c.text(r)
+			}
+			fmt.Fprintln(tw, strings.Join(sanitize(line), "\t"))
 		}
 		tw.Flush()
 	}
@@ -580,7 +643,17 @@ func sanitize(row []string) []string {
 	return out
 }
 
-func summaryTable(rows []reports.SummaryRow, f reports.Filter) [][]string {
+func colStr[T any](f func(T) string) func(T) string { return f }
+
+func colNum[T any](f func(T) int64) func(T) string {
+	return func(r T) string { return strconv.FormatInt(f(r), 10) }
+}
+
+func colBool[T any](f func(T) bool) func(T) string {
+	return func(r T) string { return strconv.FormatBool(f(r)) }
+}
+
+func summaryColumns(f reports.Filter) []column[reports.SummaryRow] {
 	groups := f.GroupBy
 	if len(groups) == 0 {
 		groups = reports.DefaultGroupBy()
@@ -589,62 +662,79 @@ func summaryTable(rows []reports.SummaryRow, f reports.Filter) [][]string {
 	for _, g := range groups {
 		has[g] = true
 	}
-	type col struct {
-		key, title string
-		get        func(reports.SummaryRow) string
+	type R = reports.SummaryRow
+	groupCols := []struct {
+		group string
+		col   column[R]
+	}{
+		{reports.GroupDay, column[R]{key: "day", title: "DAY", text: func(r R) string { return r.Day }}},
+		{reports.GroupPolicyDomain, column[R]{key: "policy_domain", title: "POLICY DOMAIN", text: func(r R) string { return r.PolicyDomain }}},
+		{reports.GroupOrganization, column[R]{key: "organization", title: "ORGANIZATION", text: func(r R) string { return r.Organization }}},
+		{reports.GroupMXHost, column[R]{key: "mx_host", title: "MX HOST", text: func(r R) string { return r.MXHost }}},
+		{reports.GroupPolicyType, column[R]{key: "policy_type", title: "POLICY TYPE", text: func(r R) string { return r.PolicyType }}},
+		{reports.GroupResultType, column[R]{key: "result_type", title: "RESULT TYPE", text: func(r R) string { return r.ResultType }}},
 	}
-	cols := []col{
-		{reports.GroupDay, "DAY", func(r reports.SummaryRow) string { return r.Day }},
-		{reports.GroupPolicyDomain, "POLICY DOMAIN", func(r reports.SummaryRow) string { return r.PolicyDomain }},
-		{reports.GroupOrganization, "ORGANIZATION", func(r reports.SummaryRow) string { return r.Organization }},
-		{reports.GroupMXHost, "MX HOST", func(r reports.SummaryRow) string { return r.MXHost }},
-		{reports.GroupPolicyType, "POLICY TYPE", func(r reports.SummaryRow) string { return r.PolicyType }},
-		{reports.GroupResultType, "RESULT TYPE", func(r reports.SummaryRow) string { return r.ResultType }},
-	}
-	var header []string
-	var used []col
-	for _, c := range cols {
-		if has[c.key] {
-			header = append(header, c.title)
-			used = append(used, c)
+	var cols []column[R]
+	for _, g := range groupCols {
+		if has[g.group] {
+			cols = append(cols, g.col)
 		}
 	}
-	header = append(header, "REPORTS", "SUCCESSFUL", "FAILED", "SUCCESS RATE")
-	table := [][]string{header}
-	for _, r := range rows {
-		var line []string
-		for _, c := range used {
-			line = append(line, c.get(r))
-		}
-		rate := "-"
-		if r.SuccessRate != nil {
-			rate = strconv.FormatFloat(*r.SuccessRate*100, 'f', 2, 64) + "%"
-		}
-		line = append(line, strconv.FormatInt(r.Reports, 10), strconv.FormatInt(r.Successful, 10), strconv.FormatInt(r.Failed, 10), rate)
-		table = append(table, line)
-	}
-	return table
+	return append(cols,
+		column[R]{key: "reports", title: "REPORTS", text: colNum(func(r R) int64 { return r.Reports })},
+		column[R]{key: "successful_sessions", title: "SUCCESSFUL", text: colNum(func(r R) int64 { return r.Successful })},
+		column[R]{key: "failed_sessions", title: "FAILED", text: colNum(func(r R) int64 { return r.Failed })},
+		column[R]{key: "success_rate", title: "SUCCESS RATE",
+			// People read a percentage; CSV has the fraction, as JSON.
+			text: func(r R) string {
+				if r.SuccessRate == nil {
+					return "-"
+				}
+				return strconv.FormatFloat(*r.SuccessRate*100, 'f', 2, 64) + "%"
+			},
+			csv: func(r R) string {
+				if r.SuccessRate == nil {
+					return ""
+				}
+				return strconv.FormatFloat(*r.SuccessRate, 'g', -1, 64)
+			}},
+	)
 }
 
-func failuresTable(rows []reports.FailureRow) [][]string {
-	table := [][]string{{"DAY", "ORGANIZATION", "REPORT-ID", "POLICY TYPE", "POLICY DOMAIN", "MX HOST", "RESULT TYPE",
-		"SENDING MTA IP", "RECEIVING MX", "RECEIVING MX HELO", "RECEIVING IP", "SESSIONS", "REASON CODE", "ADDITIONAL INFORMATION",
-		"AUTHENTICATED", "CONFLICT"}}
-	for _, r := range rows {
-		table = append(table, []string{r.Day, r.Organization, r.ReportID, r.PolicyType, r.PolicyDomain, r.MXHost, r.ResultType,
-			r.SendingMTAIP, r.ReceivingMXHostname, r.ReceivingMXHelo, r.ReceivingIP, strconv.FormatInt(r.FailedSessionCount, 10),
-			r.FailureReasonCode, r.AdditionalInformation, strconv.FormatBool(r.Authenticated), strconv.FormatBool(r.Conflict)})
+func failuresColumns() []column[reports.FailureRow] {
+	type R = reports.FailureRow
+	return []column[R]{
+		{key: "day", title: "DAY", text: colStr(func(r R) string { return r.Day })},
+		{key: "organization", title: "ORGANIZATION", text: colStr(func(r R) string { return r.Organization })},
+		{key: "report_id", title: "REPORT-ID", text: colStr(func(r R) string { return r.ReportID })},
+		{key: "policy_type", title: "POLICY TYPE", text: colStr(func(r R) string { return r.PolicyType })},
+		{key: "policy_domain", title: "POLICY DOMAIN", text: colStr(func(r R) string { return r.PolicyDomain })},
+		{key: "mx_host", title: "MX HOST", text: colStr(func(r R) string { return r.MXHost })},
+		{key: "result_type", title: "RESULT TYPE", text: colStr(func(r R) string { return r.ResultType })},
+		{key: "sending_mta_ip", title: "SENDING MTA IP", text: colStr(func(r R) string { return r.SendingMTAIP })},
+		{key: "receiving_mx_hostname", title: "RECEIVING MX", text: colStr(func(r R) string { return r.ReceivingMXHostname })},
+		{key: "receiving_mx_helo", title: "RECEIVING MX HELO", text: colStr(func(r R) string { return r.ReceivingMXHelo })},
+		{key: "receiving_ip", title: "RECEIVING IP", text: colStr(func(r R) string { return r.ReceivingIP })},
+		{key: "failed_session_count", title: "SESSIONS", text: colNum(func(r R) int64 { return r.FailedSessionCount })},
+		{key: "failure_reason_code", title: "REASON CODE", text: colStr(func(r R) string { return r.FailureReasonCode })},
+		{key: "additional_information", title: "ADDITIONAL INFORMATION", text: colStr(func(r R) string { return r.AdditionalInformation })},
+		{key: "authenticated", title: "AUTHENTICATED", text: colBool(func(r R) bool { return r.Authenticated })},
+		{key: "conflict", title: "CONFLICT", text: colBool(func(r R) bool { return r.Conflict })},
 	}
-	return table
 }
 
-func rejectedTable(rows []reports.Rejected) [][]string {
-	table := [][]string{{"ID", "RECEIVED", "SOURCE", "ORIGIN", "REASON", "SIZE", "TRUNCATED", "DETAIL"}}
-	for _, r := range rows {
-		table = append(table, []string{strconv.FormatInt(r.ID, 10), r.ReceivedAt.Format(time.RFC3339), r.Source, r.Origin, r.Reason,
-			strconv.FormatInt(r.Size, 10), strconv.FormatBool(r.Truncated), r.Detail})
+func rejectedColumns() []column[reports.Rejected] {
+	type R = reports.Rejected
+	return []column[R]{
+		{key: "id", title: "ID", text: colNum(func(r R) int64 { return r.ID })},
+		{key: "received_at", title: "RECEIVED", text: colStr(func(r R) string { return r.ReceivedAt.Format(time.RFC3339) })},
+		{key: "source", title: "SOURCE", text: colStr(func(r R) string { return r.Source })},
+		{key: "origin", title: "ORIGIN", text: colStr(func(r R) string { return r.Origin })},
+		{key: "reason", title: "REASON", text: colStr(func(r R) string { return r.Reason })},
+		{key: "size", title: "SIZE", text: colNum(func(r R) int64 { return r.Size })},
+		{key: "truncated", title: "TRUNCATED", text: colBool(func(r R) bool { return r.Truncated })},
+		{key: "detail", title: "DETAIL", text: colStr(func(r R) string { return r.Detail })},
 	}
-	return table
 }
 
 func writeShow(w io.Writer, r reports.StoredReport) {
@@ -672,7 +762,7 @@ func writeShow(w io.Writer, r reports.StoredReport) {
 		}
 		p("Conflict:      another report with this organisation and report-id has other content; this one is %s", counted)
 	}
-	p("Raw input:     %d bytes (mailsts tlsrpt show --raw %s)", r.RawSize, rep.ReportID)
+	p("Raw input:     %s (mailsts tlsrpt show --raw %s)", plural(r.RawSize, "byte", "bytes"), rep.ReportID)
 	for _, x := range r.Repairs {
 		p("Repair:        %s", x)
 	}
@@ -722,9 +812,11 @@ func runTLSRPTPrune(ctx context.Context, env Env, args []string) int {
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	if fs.NArg() != 0 || *before != "" && *olderThan != "" {
-		fs.Usage()
-		return ExitUsage
+	if fs.NArg() != 0 {
+		return usageError(env.Stderr, "tlsrpt prune", "no arguments expected")
+	}
+	if *before != "" && *olderThan != "" {
+		return usageError(env.Stderr, "tlsrpt prune", "give --before or --older-than, not both")
 	}
 	cfg, err := reports.LoadConfig(df.config)
 	if err != nil {
@@ -735,28 +827,25 @@ func runTLSRPTPrune(ctx context.Context, env Env, args []string) int {
 	switch {
 	case *before != "":
 		if day, err = reports.ParseDay(*before); err != nil {
-			fmt.Fprintf(env.Stderr, "mailsts tlsrpt prune: %v\n", err)
-			return ExitUsage
+			return usageError(env.Stderr, "tlsrpt prune", "%v", err)
 		}
 	case *olderThan != "" || cfg.Retention != "":
 		age := cmpOr(*olderThan, cfg.Retention)
 		d, err := parseAge(age)
 		if err != nil {
-			fmt.Fprintf(env.Stderr, "mailsts tlsrpt prune: %v\n", err)
-			return ExitUsage
+			return usageError(env.Stderr, "tlsrpt prune", "%v", err)
 		}
 		day = retentionDay(time.Now(), d)
 	default:
-		fmt.Fprintln(env.Stderr, "mailsts tlsrpt prune: give --before or --older-than (or retention in the configuration)")
-		return ExitUsage
+		return usageError(env.Stderr, "tlsrpt prune", "give --before or --older-than (or retention in the configuration)")
 	}
 	log := newLogger(env.Stderr, "text", new(slog.LevelVar))
 	_, st, err := df.open(ctx, env, log)
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "mailsts tlsrpt prune: %v\n", err)
 		if errors.Is(err, sqlstore.ErrBadSpec) {
-			return ExitUsage
+			return usageError(env.Stderr, "tlsrpt prune", "%v", err)
 		}
+		fmt.Fprintf(env.Stderr, "mailsts tlsrpt prune: %v\n", err)
 		return ExitError
 	}
 	defer st.Close()
@@ -772,8 +861,8 @@ func runTLSRPTPrune(ctx context.Context, env Env, args []string) int {
 	if *dryRun {
 		verb = "would delete"
 	}
-	fmt.Fprintf(env.Stdout, "before %s: %s %d reports (%d rollup rows) and %d rejected inputs\n",
-		day.Format(time.DateOnly), verb, res.Reports, res.RollupRows, res.Rejected)
+	fmt.Fprintf(env.Stdout, "before %s: %s %s (%s) and %s\n", day.Format(time.DateOnly), verb, plural(res.Reports, "report", "reports"),
+		plural(res.RollupRows, "rollup row", "rollup rows"), plural(res.Rejected, "rejected input", "rejected inputs"))
 	return ExitOK
 }
 

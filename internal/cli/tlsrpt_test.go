@@ -234,7 +234,7 @@ func TestTLSRPTConflictCLI(t *testing.T) { // RPT-RECV-4
 	}
 	code, out, _ = runStdin(t, nil, state, "tlsrpt", "failures", "--csv")
 	recs, err := csv.NewReader(strings.NewReader(out)).ReadAll()
-	if code != 0 || err != nil || len(recs) != 5 || recs[0][14] != "AUTHENTICATED" || recs[1][14] != "false" || recs[1][15] != "true" {
+	if code != 0 || err != nil || len(recs) != 5 || recs[0][14] != "authenticated" || recs[1][14] != "false" || recs[1][15] != "true" {
 		t.Errorf("failures csv: %d %v %q", code, err, out)
 	}
 }

@@ -34,8 +34,7 @@ func runVersion(ctx context.Context, env Env, args []string) int {
 		return code
 	}
 	if fs.NArg() != 0 {
-		fmt.Fprintln(env.Stderr, "mailsts version: no arguments expected")
-		return ExitUsage
+		return usageError(env.Stderr, "version", "no arguments expected")
 	}
 	fmt.Fprint(env.Stdout, buildinfo.Get().String())
 	return ExitOK

@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/mailsts/mailsts/dnsresolve"
+	"github.com/mailsts/mailsts/internal/logging"
 )
 
 // DefaultListen is where policyd listens without configuration: the port
@@ -173,11 +174,9 @@ type MetricsConfig struct {
 	Pprof bool `yaml:"pprof,omitempty"`
 }
 
-// LogConfig configures logging.
-type LogConfig struct {
-	Level  string `yaml:"level"`  // debug, info, warn, error
-	Format string `yaml:"format"` // text or json
-}
+// LogConfig configures logging: the `log:` section shared by every
+// long-running command.
+type LogConfig = logging.Config
 
 // Default returns the configuration used when there is no file.
 func Default() *Config {
@@ -574,15 +573,8 @@ func (c *Config) Validate() error {
 	if c.Fetch.HTTPSPort < 0 || c.Fetch.HTTPSPort > 65535 {
 		return bad("fetch.https_port %d is not a port", c.Fetch.HTTPSPort)
 	}
-	switch strings.ToLower(c.Log.Level) {
-	case "", "debug", "info", "warn", "warning", "error":
-	default:
-		return bad("log.level %q is not debug, info, warn or error", c.Log.Level)
-	}
-	switch c.Log.Format {
-	case "", "text", "json":
-	default:
-		return bad("log.format %q is not text or json", c.Log.Format)
+	if err := c.Log.Validate(); err != nil {
+		return bad("%v", err)
 	}
 	if _, err := c.Rules(); err != nil {
 		return bad("%v", err)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/mailsts/mailsts/internal/logging"
 )
 
 // Config is the YAML configuration shared by `mailsts tlsrpt` and
@@ -43,6 +45,9 @@ type Config struct {
 		Poll         time.Duration `yaml:"poll"`
 		CAFile       string        `yaml:"ca_file"`
 	} `yaml:"imap"`
+	// Log is the logging of `mailsts serve` and of `mailsts tlsrpt
+	// ingest` (level and format; --log-level overrides the level).
+	Log   logging.Config `yaml:"log"`
 	Serve struct {
 		Listen  string `yaml:"listen"`
 		Path    string `yaml:"path"`

@@ -23,6 +23,9 @@ type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
 // HTTPError is an error with the status and the text the client sees.
 type HTTPError struct {
 	Status int
+	// Code is the error's stable name in the answer (see ErrorBody);
+	// empty means the name of Status (StatusCode).
+	Code string
 	// Msg is shown to the client; Err is logged only.
 	Msg string
 	Err error
@@ -59,10 +62,7 @@ func serve(log *slog.Logger, h HandlerFunc) http.Handler {
 		if he.Status == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", "300")
 		}
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		w.WriteHeader(he.Status)
-		fmt.Fprintln(w, he.Msg)
+		writeError(w, he.Status, he.Code, he.Msg)
 	})
 }
 
@@ -130,13 +130,13 @@ func (rc *Receiver) receive(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	rj := res.Rejections[0]
-	he := &HTTPError{Status: http.StatusBadRequest, Err: rj.Err}
+	he := &HTTPError{Status: http.StatusBadRequest, Code: CodeNotAReport, Err: rj.Err}
 	switch rj.Reason {
 	case reports.ReasonTooLarge:
-		he.Status = http.StatusRequestEntityTooLarge
+		he.Status, he.Code = http.StatusRequestEntityTooLarge, ""
 		he.Msg = fmt.Sprintf("report too large (limit %d bytes, %d decompressed)", rc.Ingester.MaxInput(), rc.Ingester.MaxOutput())
 	case reports.ReasonBadType:
-		he.Status = http.StatusUnsupportedMediaType
+		he.Status, he.Code = http.StatusUnsupportedMediaType, ""
 		he.Msg = "unsupported Content-Type: send application/tlsrpt+gzip or application/tlsrpt+json"
 	case reports.ReasonFutureDate:
 		he.Msg = "report rejected: its date range starts in the future"
@@ -162,9 +162,9 @@ func (rc *Receiver) receive(w http.ResponseWriter, r *http.Request) error {
 // most MaxPageSize); a full page carries a Link header to the next one
 // (rel="next"). A report shows at most MaxReportFailureDetails failure
 // details (tlsrpt caps them at parsing) and reports/{id} at most 10
-// reports. Dates are YYYY-MM-DD (UTC). Errors are text with status 400 (bad
-// query), 401 (token missing or wrong), 404 (unknown report) or 503 (store
-// failed).
+// reports. Dates are YYYY-MM-DD (UTC). Errors are JSON (ErrorBody) with
+// status 400 (bad query), 401 (token missing or wrong), 404 (unknown
+// report or path), 405 (not GET), 500 (a bug) or 503 (store failed).
 //
 // The API reads every stored report: serve it on loopback, or set Token
 // (`mailsts serve` refuses a non-loopback API listener without one).
@@ -187,6 +187,18 @@ func (a *API) Handler(prefix string) http.Handler {
 	mux.Handle("GET "+prefix+"/failures", serve(a.Logger, a.failures))
 	mux.Handle("GET "+prefix+"/reports/{id...}", serve(a.Logger, a.show))
 	mux.Handle("GET "+prefix+"/rejected", serve(a.Logger, a.rejected))
+	// Everything else under the prefix: 405 for a known path with
+	// another method, 404 for an unknown path, as JSON like every other
+	// error (the mux's own answers are text).
+	mux.Handle(prefix+"/", serve(a.Logger, func(w http.ResponseWriter, r *http.Request) error {
+		get := r.Clone(r.Context())
+		get.Method = http.MethodGet
+		if _, pattern := mux.Handler(get); pattern != prefix+"/" {
+			w.Header().Set("Allow", "GET, HEAD")
+			return &HTTPError{Status: http.StatusMethodNotAllowed, Msg: "only GET is allowed here"}
+		}
+		return &HTTPError{Status: http.StatusNotFound, Msg: "no such API path; see /api/v1/summary, failures, reports/{report-id}, rejected"}
+	}))
 	if a.Token == "" {
 		return mux
 	}
@@ -221,9 +233,9 @@ func BearerTokenMatches(r *http.Request, want [sha256.Size]byte) bool {
 func queryError(err error) error {
 	switch {
 	case errors.Is(err, reports.ErrBadFilter):
-		return &HTTPError{Status: http.StatusBadRequest, Msg: err.Error(), Err: err}
+		return &HTTPError{Status: http.StatusBadRequest, Code: CodeBadQuery, Msg: err.Error(), Err: err}
 	case errors.Is(err, reports.ErrNotFound):
-		return &HTTPError{Status: http.StatusNotFound, Msg: err.Error(), Err: err}
+		return &HTTPError{Status: http.StatusNotFound, Code: CodeNoSuchReport, Msg: err.Error(), Err: err}
 	default:
 		return &HTTPError{Status: http.StatusServiceUnavailable, Msg: "query failed", Err: err}
 	}

@@ -302,8 +302,10 @@ func (in *Ingester) Body(ctx context.Context, r io.Reader, contentType string, d
 	var res Result
 	if declaredSize > in.MaxInput() {
 		// Declared too large: read only the prefix that is kept, never
-		// the rest (a 100 MB POST costs 64 KiB).
-		prefix, _, err := readCapped(r, rejectedPrefix)
+		// the rest (a 100 MB POST costs 64 KiB). Not beyond the cap
+		// either: a reader bounded there (http.MaxBytesReader) would
+		// fail, and the answer would be 400 instead of 413.
+		prefix, _, err := readCapped(r, min(rejectedPrefix, in.MaxInput()))
 		if err != nil {
 			return res, fmt.Errorf("%w: %w", ErrRead, err)
 		}

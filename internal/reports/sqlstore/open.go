@@ -26,6 +26,15 @@ func IsPostgres(spec string) bool {
 	return strings.HasPrefix(spec, "postgres://") || strings.HasPrefix(spec, "postgresql://")
 }
 
+// CheckSpec reports, without opening anything, whether spec is a database
+// spec Open takes: an error wrapping ErrBadSpec if not.
+func CheckSpec(spec string) error {
+	if spec == "" || IsPostgres(spec) || strings.HasPrefix(spec, "sqlite:") {
+		return nil
+	}
+	return fmt.Errorf("%q: %w", spec, ErrBadSpec)
+}
+
 // Open opens the store a spec names: a postgres:// (or postgresql://) URL,
 // sqlite:PATH, or "" for DefaultFile in stateDir; the directory of a
 // SQLite file is created (mode 0750) when missing. Any other spec fails
