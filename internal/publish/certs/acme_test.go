@@ -1,0 +1,104 @@
+package certs
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+)
+
+// A hosted domain's policy host gets its certificate up front, over
+// HTTP-01, and the TLS listener serves it.
+func TestManageHTTP01(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{disableALPN: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := e.m.Manage(ctx, []string{"MTA-STS.Hosted.test."}); err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := e.handshake("mta-sts.hosted.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(leaf.DNSNames, "mta-sts.hosted.test") {
+		t.Errorf("served certificate names %v", leaf.DNSNames)
+	}
+	st, err := e.m.Status(ctx, "mta-sts.hosted.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.NotAfter.Equal(leaf.NotAfter) || st.NotAfter.Before(time.Now().Add(24*time.Hour)) {
+		t.Errorf("status not_after %v, served %v", st.NotAfter, leaf.NotAfter)
+	}
+	if st.Issuer != leaf.Issuer.CommonName || st.Issuer == "" {
+		t.Errorf("status issuer %q, served %q", st.Issuer, leaf.Issuer.CommonName)
+	}
+	if !e.ca.Ordered("mta-sts.hosted.test") {
+		t.Errorf("pebble saw no order for the hosted name: %v", e.ca.Orders())
+	}
+	if _, err := e.m.Status(ctx, "mta-sts.other.test"); !errors.Is(err, ErrNoCertificate) {
+		t.Errorf("status of an unknown name: %v, want ErrNoCertificate", err)
+	}
+	// Without delegation configured, nothing else is issued on demand.
+	if _, err := e.handshake("mta-sts.good.test"); err == nil {
+		t.Error("on-demand certificate issued with delegation off")
+	}
+	if e.ca.Ordered("mta-sts.good.test") {
+		t.Error("pebble saw an order for a name that is not hosted")
+	}
+}
+
+// RFC 8461 §8.2: delegated domains get a certificate on demand, over
+// TLS-ALPN-01, once DNS shows both CNAMEs (or our address); names whose
+// delegation is missing, half done or pointing elsewhere get none, and the
+// CA never sees an order for them.
+func TestOnDemandDelegation(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{disableHTTP: true, delegation: providerDelegation()})
+	for _, name := range []string{"mta-sts.good.test", "mta-sts.byaddr.test"} {
+		leaf, err := e.handshake(name)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !slices.Contains(leaf.DNSNames, name) {
+			t.Errorf("%s: certificate for %v", name, leaf.DNSNames)
+		}
+		if !e.ca.Ordered(name) {
+			t.Errorf("%s: no order seen by pebble", name)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		st, err := e.m.Status(ctx, name)
+		cancel()
+		if err != nil || !st.NotAfter.Equal(leaf.NotAfter) {
+			t.Errorf("%s: status %+v, %v", name, st, err)
+		}
+	}
+	refused := map[string]error{
+		"mta-sts.half.test":      ErrNotDelegated, // _mta-sts CNAME missing
+		"mta-sts.otherhalf.test": ErrNotDelegated, // mta-sts CNAME missing
+		"mta-sts.foreign.test":   ErrNotDelegated, // someone else's address
+		"mta-sts.owntxt.test":    ErrNotDelegated, // own TXT, no CNAME to ours
+		"mta-sts.nowhere.test":   ErrNotDelegated, // no records at all
+		"www.good.test":          ErrNotPolicyHost,
+	}
+	for name, want := range refused {
+		if _, err := e.handshake(name); err == nil {
+			t.Errorf("%s: handshake succeeded", name)
+		}
+		if err := e.m.Decide(context.Background(), name); !errors.Is(err, want) {
+			t.Errorf("%s: Decide = %v, want %v", name, err, want)
+		}
+	}
+	for _, o := range e.ca.Orders() {
+		for _, n := range o {
+			if _, bad := refused[n]; bad {
+				t.Errorf("pebble saw an order for %s", n)
+			}
+		}
+	}
+	if got := len(e.ca.Orders()); got != 2 {
+		t.Errorf("pebble saw %d orders, want 2: %v", got, e.ca.Orders())
+	}
+}
