@@ -2,8 +2,10 @@ package certs
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -101,4 +103,49 @@ func TestOnDemandDelegation(t *testing.T) {
 	if got := len(e.ca.Orders()); got != 2 {
 		t.Errorf("pebble saw %d orders, want 2: %v", got, e.ca.Orders())
 	}
+}
+
+// Instances sharing a PostgreSQL or Redis storage share certificates: the
+// second instance serves the first one's certificate without a new order.
+func TestSharedStorageACME(t *testing.T) {
+	t.Parallel()
+	forBackends(t, func(t *testing.T, open sharedStorage) {
+		// certmagic keeps pending challenges in a process-wide map keyed
+		// by name: the parallel subtests use names of their own.
+		name := "mta-sts.hosted2.test"
+		if strings.HasSuffix(t.Name(), "redis") {
+			name = "mta-sts.hosted3.test"
+		}
+		e := newEnv(t, envOptions{disableALPN: true, storage: open(t, 0)})
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		if err := e.m.Manage(ctx, []string{name}); err != nil {
+			t.Fatal(err)
+		}
+		first, err := e.m.Status(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		orders := len(e.ca.Orders())
+		m2, err := New(Config{CA: e.ca.URL, TrustedRoots: e.ca.APIRoots, Storage: open(t, 0),
+			HTTPPort: 1, TLSPort: 1, DisableTLSALPN01: true, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m2.Close()
+		if err := m2.Manage(ctx, []string{name}); err != nil {
+			t.Fatal(err)
+		}
+		second, err := m2.Status(ctx, name)
+		if err != nil || !second.NotAfter.Equal(first.NotAfter) {
+			t.Errorf("second instance: %+v, %v; first %+v", second, err, first)
+		}
+		if n := len(e.ca.Orders()); n != orders {
+			t.Errorf("second instance placed %d new orders", n-orders)
+		}
+		c, err := m2.GetCertificate(&tls.ClientHelloInfo{ServerName: name})
+		if err != nil || c.Leaf == nil || !c.Leaf.NotAfter.Equal(first.NotAfter) {
+			t.Errorf("second instance serves %v, %v", c, err)
+		}
+	})
 }

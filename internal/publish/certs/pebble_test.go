@@ -56,6 +56,7 @@ var shared = testnet.Shared{Start: func() (*testnet.Net, error) {
 			`_mta-sts.provider.test. 300 IN TXT "v=STSv1; id=20261206"`),
 		rec("hosted.test", "mta-sts.hosted.test. 300 IN A 127.0.0.1"),
 		rec("hosted2.test", "mta-sts.hosted2.test. 300 IN A 127.0.0.1"),
+		rec("hosted3.test", "mta-sts.hosted3.test. 300 IN A 127.0.0.1"),
 		// RFC 8461 §8.2 delegation with two CNAMEs.
 		rec("good.test",
 			"mta-sts.good.test. 300 IN CNAME mta-sts.provider.test.",
