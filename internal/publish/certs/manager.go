@@ -80,14 +80,15 @@ type Config struct {
 // Manager obtains, renews and serves policy host certificates. It is safe
 // for concurrent use; Close stops its background maintenance.
 type Manager struct {
-	cfg    *certmagic.Config
-	cache  *certmagic.Cache
-	issuer *certmagic.ACMEIssuer
-	deleg  *Delegation
-	res    dnsresolve.Resolver
-	log    *slog.Logger
-	now    func() time.Time
-	limit  *limiter
+	cfg        *certmagic.Config // serves handshakes; on-demand with delegation
+	managedCfg *certmagic.Config // the names given to Manage
+	cache      *certmagic.Cache
+	issuer     *certmagic.ACMEIssuer
+	deleg      *Delegation
+	res        dnsresolve.Resolver
+	log        *slog.Logger
+	now        func() time.Time
+	limit      *limiter
 
 	mu      sync.RWMutex
 	managed map[string]bool
@@ -126,17 +127,23 @@ func New(c Config) (*Manager, error) {
 		storage = &certmagic.FileStorage{Path: filepath.Clean(dir)}
 	}
 	zl := zapLogger(m.log)
-	var cfg *certmagic.Config
+	// Two configurations over one cache and one storage: managed (the
+	// names given to Manage, renewed in the background) and, with
+	// delegation, onDemand (certificates obtained and renewed during
+	// handshakes after Decide allowed them; certmagic never renews those
+	// in the background).
+	var managed, onDemand *certmagic.Config
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
-		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return cfg, nil },
-		Logger:           zl,
+		GetConfigForCert: func(cert certmagic.Certificate) (*certmagic.Config, error) {
+			for _, n := range cert.Names {
+				if !m.isManaged(n) {
+					return onDemand, nil
+				}
+			}
+			return managed, nil
+		},
+		Logger: zl,
 	})
-	tmpl := certmagic.Config{Storage: storage, Logger: zl}
-	if m.deleg != nil {
-		// certmagic asks Decide before every on-demand obtain or renewal.
-		tmpl.OnDemand = &certmagic.OnDemandConfig{DecisionFunc: m.Decide}
-	}
-	cfg = certmagic.New(m.cache, tmpl)
 	httpPort, tlsPort := c.HTTPPort, c.TLSPort
 	if httpPort == 0 {
 		httpPort = 80
@@ -144,24 +151,38 @@ func New(c Config) (*Manager, error) {
 	if tlsPort == 0 {
 		tlsPort = 443
 	}
-	m.issuer = certmagic.NewACMEIssuer(cfg, certmagic.ACMEIssuer{
-		CA:                      c.CA,
-		TestCA:                  c.CA, // never fall back to another CA
-		Email:                   c.Email,
-		Agreed:                  true,
-		TrustedRoots:            c.TrustedRoots,
-		DisableHTTPChallenge:    c.DisableHTTP01,
-		DisableTLSALPNChallenge: c.DisableTLSALPN01,
-		ListenHost:              c.ListenHost,
-		AltHTTPPort:             httpPort,
-		AltTLSALPNPort:          tlsPort,
-		Logger:                  zl,
-	})
-	if c.CA == "" {
-		m.issuer.TestCA = ""
+	build := func(od *certmagic.OnDemandConfig) (*certmagic.Config, *certmagic.ACMEIssuer) {
+		// A non-nil Issuers keeps certmagic from building a default
+		// issuer from its package-level defaults; ours is set below.
+		cfg := certmagic.New(m.cache, certmagic.Config{Storage: storage, Logger: zl, Issuers: []certmagic.Issuer{}, OnDemand: od})
+		tmpl := certmagic.ACMEIssuer{
+			CA:                      c.CA,
+			TestCA:                  c.CA, // never fall back to another CA
+			Email:                   c.Email,
+			Agreed:                  true,
+			TrustedRoots:            c.TrustedRoots,
+			DisableHTTPChallenge:    c.DisableHTTP01,
+			DisableTLSALPNChallenge: c.DisableTLSALPN01,
+			ListenHost:              c.ListenHost,
+			AltHTTPPort:             httpPort,
+			AltTLSALPNPort:          tlsPort,
+			Logger:                  zl,
+		}
+		if c.CA == "" {
+			tmpl.CA = certmagic.LetsEncryptProductionCA
+			tmpl.TestCA = certmagic.LetsEncryptProductionCA
+		}
+		iss := certmagic.NewACMEIssuer(cfg, tmpl)
+		cfg.Issuers = []certmagic.Issuer{iss}
+		return cfg, iss
 	}
-	cfg.Issuers = []certmagic.Issuer{m.issuer}
-	m.cfg = cfg
+	managed, m.issuer = build(nil)
+	onDemand = managed
+	if m.deleg != nil {
+		// certmagic asks Decide before every on-demand obtain or renewal.
+		onDemand, _ = build(&certmagic.OnDemandConfig{DecisionFunc: m.Decide})
+	}
+	m.cfg, m.managedCfg = onDemand, managed
 	return m, nil
 }
 
@@ -186,9 +207,10 @@ func (m *Manager) HTTPHandler(next http.Handler) http.Handler {
 }
 
 // Manage obtains (or loads from storage) certificates for names and keeps
-// them renewed; it returns once every name has one or failed. The names
-// are the policy hosts of hosted domains (mta-sts.<domain>); they need no
-// delegation check.
+// them renewed; it returns once every name has one, or at the first
+// failure. ctx bounds that first round (renewals run in the background
+// until Close). The names are the policy hosts of hosted domains
+// (mta-sts.<domain>); they need no delegation check.
 func (m *Manager) Manage(ctx context.Context, names []string) error {
 	norm := make([]string, 0, len(names))
 	for _, n := range names {
@@ -203,8 +225,17 @@ func (m *Manager) Manage(ctx context.Context, names []string) error {
 		m.managed[n] = true
 	}
 	m.mu.Unlock()
-	if err := m.cfg.ManageSync(ctx, norm); err != nil {
-		return fmt.Errorf("certs: manage: %w", err)
+	// certmagic's "sync" calls are its interactive ones: without an email
+	// they prompt on stdin. Obtain non-interactively (a no-op when storage
+	// has the certificate), then load each into the cache, where
+	// maintenance renews it.
+	for _, n := range norm {
+		if err := m.managedCfg.ObtainCertAsync(ctx, n); err != nil {
+			return fmt.Errorf("certs: obtain %s: %w", n, err)
+		}
+		if _, err := m.managedCfg.CacheManagedCertificate(ctx, n); err != nil {
+			return fmt.Errorf("certs: load %s: %w", n, err)
+		}
 	}
 	return nil
 }

@@ -5,14 +5,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
 	"io"
 	"log"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"os"
 	"sync"
@@ -21,12 +18,9 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
-	"github.com/letsencrypt/pebble/v2/ca"
-	"github.com/letsencrypt/pebble/v2/db"
-	"github.com/letsencrypt/pebble/v2/va"
-	"github.com/letsencrypt/pebble/v2/wfe"
 
 	"github.com/mailsts/mailsts/dnsresolve"
+	"github.com/mailsts/mailsts/internal/publish/certs/certstest"
 	"github.com/mailsts/mailsts/internal/testnet"
 )
 
@@ -84,96 +78,17 @@ var shared = testnet.Shared{Start: func() (*testnet.Net, error) {
 	return testnet.Start(context.Background(), sc, testnet.Options{})
 }}
 
-// acmeCA is pebble running in-process behind an httptest TLS server; it
-// records the names of every order it receives.
-type acmeCA struct {
-	URL       string         // directory URL
-	APIRoots  *x509.CertPool // trusts the ACME API's TLS certificate
-	CertRoots *x509.CertPool // trusts the certificates pebble issues
-
-	mu     sync.Mutex
-	orders [][]string
-}
-
-// Orders returns the identifiers of every new-order request so far.
-func (c *acmeCA) Orders() [][]string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([][]string(nil), c.orders...)
-}
-
-// Ordered reports whether any order named name.
-func (c *acmeCA) Ordered(name string) bool {
-	for _, o := range c.Orders() {
-		for _, n := range o {
-			if n == name {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // startPebble runs a pebble CA whose VA resolves through dnsAddr and
 // validates HTTP-01 on httpPort and TLS-ALPN-01 on tlsPort.
-func startPebble(t testing.TB, dnsAddr string, httpPort, tlsPort int) *acmeCA {
+func startPebble(t testing.TB, dnsAddr string, httpPort, tlsPort int) *certstest.CA {
 	t.Helper()
-	logger := log.New(io.Discard, "", 0)
-	if testing.Verbose() && os.Getenv("PEBBLE_LOG") != "" {
-		logger = log.New(os.Stderr, "pebble ", log.LstdFlags)
+	o := certstest.Options{DNSAddr: dnsAddr, HTTPPort: httpPort, TLSPort: tlsPort}
+	if os.Getenv("PEBBLE_LOG") != "" {
+		o.Log = log.New(os.Stderr, "pebble ", log.LstdFlags)
 	}
-	store := db.NewMemoryStore()
-	profiles := map[string]ca.Profile{"default": {Description: "default"}}
-	authority := ca.New(logger, store, "", "ecdsa", 0, 1, profiles)
-	validator := va.New(logger, httpPort, tlsPort, false, dnsAddr, store)
-	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
-	c := &acmeCA{CertRoots: x509.NewCertPool()}
-	c.CertRoots.AddCert(authority.GetRootCert(0).Cert)
-	api := front.Handler()
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && r.URL.Path == "/order-plz" {
-			body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
-			}
-			c.recordOrder(body)
-			r.Body = io.NopCloser(bytes.NewReader(body))
-		}
-		api.ServeHTTP(w, r)
-	}))
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	c.APIRoots = x509.NewCertPool()
-	c.APIRoots.AddCert(srv.Certificate())
-	c.URL = srv.URL + wfe.DirectoryPath
+	c := certstest.Start(o)
+	t.Cleanup(c.Close)
 	return c
-}
-
-// recordOrder decodes the JWS payload of a new-order request.
-func (c *acmeCA) recordOrder(body []byte) {
-	var jws struct {
-		Payload string `json:"payload"`
-	}
-	var order struct {
-		Identifiers []struct {
-			Value string `json:"value"`
-		} `json:"identifiers"`
-	}
-	if json.Unmarshal(body, &jws) != nil {
-		return
-	}
-	p, err := base64.RawURLEncoding.DecodeString(jws.Payload)
-	if err != nil || json.Unmarshal(p, &order) != nil {
-		return
-	}
-	var names []string
-	for _, id := range order.Identifiers {
-		names = append(names, id.Value)
-	}
-	c.mu.Lock()
-	c.orders = append(c.orders, names)
-	c.mu.Unlock()
 }
 
 // env is a policy host on loopback: a Manager behind an HTTP listener (for
@@ -181,7 +96,7 @@ func (c *acmeCA) recordOrder(body []byte) {
 // pebble validating against both.
 type env struct {
 	m       *Manager
-	ca      *acmeCA
+	ca      *certstest.CA
 	tlsAddr string
 }
 
