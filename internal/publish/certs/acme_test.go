@@ -77,6 +77,16 @@ func TestOnDemandDelegation(t *testing.T) {
 			t.Errorf("%s: status %+v, %v", name, st, err)
 		}
 	}
+	// Hosted names are managed next to the delegated ones, with no
+	// delegation in DNS (hosted4.test's _mta-sts is ours to publish).
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := e.m.Manage(ctx, []string{"mta-sts.hosted4.test"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.handshake("mta-sts.hosted4.test"); err != nil {
+		t.Fatalf("hosted name with delegation on: %v", err)
+	}
 	refused := map[string]error{
 		"mta-sts.half.test":      ErrNotDelegated, // _mta-sts CNAME missing
 		"mta-sts.otherhalf.test": ErrNotDelegated, // mta-sts CNAME missing
@@ -100,8 +110,8 @@ func TestOnDemandDelegation(t *testing.T) {
 			}
 		}
 	}
-	if got := len(e.ca.Orders()); got != 2 {
-		t.Errorf("pebble saw %d orders, want 2: %v", got, e.ca.Orders())
+	if got := len(e.ca.Orders()); got != 3 {
+		t.Errorf("pebble saw %d orders, want 3: %v", got, e.ca.Orders())
 	}
 }
 

@@ -51,6 +51,7 @@ var shared = testnet.Shared{Start: func() (*testnet.Net, error) {
 		rec("hosted.test", "mta-sts.hosted.test. 300 IN A 127.0.0.1"),
 		rec("hosted2.test", "mta-sts.hosted2.test. 300 IN A 127.0.0.1"),
 		rec("hosted3.test", "mta-sts.hosted3.test. 300 IN A 127.0.0.1"),
+		rec("hosted4.test", "mta-sts.hosted4.test. 300 IN A 127.0.0.1"),
 		// RFC 8461 §8.2 delegation with two CNAMEs.
 		rec("good.test",
 			"mta-sts.good.test. 300 IN CNAME mta-sts.provider.test.",
