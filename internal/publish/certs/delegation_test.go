@@ -48,7 +48,7 @@ func newDecider(t *testing.T, f dnsresolve.Resolver, d Delegation, clock *fakeCl
 	if clock != nil {
 		now = clock.Now
 	}
-	m, err := New(Config{CA: "https://acme.invalid/dir", Dir: t.TempDir(), Delegation: &d, Resolver: f, Now: now, Logger: testLogger(t)})
+	m, err := New(Config{CA: "https://acme.invalid/dir", Email: "hostmaster@provider.example", Dir: t.TempDir(), Delegation: &d, Resolver: f, Now: now, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,9 +245,10 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	t.Parallel()
 	bad := []Config{
 		{DisableHTTP01: true, DisableTLSALPN01: true},
-		{Delegation: &Delegation{}},
-		{Delegation: &Delegation{Host: "provider"}},
-		{Delegation: &Delegation{Host: "mta-sts.provider.example", Addresses: []netip.Addr{{}}}},
+		{Email: "a@b.example", Delegation: &Delegation{}},
+		{Email: "a@b.example", Delegation: &Delegation{Host: "provider"}},
+		{Email: "a@b.example", Delegation: &Delegation{Host: "mta-sts.provider.example", Addresses: []netip.Addr{{}}}},
+		{Delegation: &Delegation{Host: "mta-sts.provider.example"}}, // no email
 	}
 	for i, c := range bad {
 		c.Dir = t.TempDir()

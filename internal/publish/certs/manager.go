@@ -42,7 +42,8 @@ type Config struct {
 	// CA is the ACME directory URL (default Let's Encrypt's production
 	// directory).
 	CA string
-	// Email is the ACME account's contact address (optional).
+	// Email is the ACME account's contact address; required with
+	// Delegation, optional otherwise.
 	Email string
 	// TrustedRoots verifies the ACME server's own TLS certificate (nil:
 	// the system roots).
@@ -106,6 +107,13 @@ func New(c Config) (*Manager, error) {
 	}
 	if m.now == nil {
 		m.now = time.Now
+	}
+	if c.Delegation != nil && c.Email == "" {
+		// certmagic registers the ACME account on first use; without an
+		// email, concurrent first on-demand orders race and fail for a
+		// minute. A provider serving other people's domains needs a
+		// contact at the CA anyway.
+		return nil, fmt.Errorf("%w: delegation needs an ACME account email", ErrConfig)
 	}
 	if c.Delegation != nil {
 		d, err := c.Delegation.normalize()

@@ -138,6 +138,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		ListenHost:       "127.0.0.1",
 		DisableHTTP01:    o.disableHTTP,
 		DisableTLSALPN01: o.disableALPN,
+		Email:            "hostmaster@provider.test",
 		Delegation:       o.delegation,
 		Resolver:         res,
 		Logger:           testLogger(t),

@@ -88,6 +88,10 @@ func Start(o Options) *CA {
 	return c
 }
 
+// APICert returns the self-signed certificate of the ACME API, for
+// clients in other processes (APIRoots holds it).
+func (c *CA) APICert() *x509.Certificate { return c.srv.Certificate() }
+
 // Close stops the ACME API.
 func (c *CA) Close() { c.srv.Close() }
 
