@@ -11,7 +11,7 @@ import (
 )
 
 // A hosted domain's policy host gets its certificate up front, over
-// HTTP-01, and the TLS listener serves it.
+// HTTP-01, and the TLS listener serves it (STS-PUB-3).
 func TestManageHTTP01(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{disableALPN: true})
@@ -52,10 +52,11 @@ func TestManageHTTP01(t *testing.T) {
 	}
 }
 
-// RFC 8461 §8.2: delegated domains get a certificate on demand, over
-// TLS-ALPN-01, once DNS shows both CNAMEs (or our address); names whose
-// delegation is missing, half done or pointing elsewhere get none, and the
-// CA never sees an order for them.
+// RFC 8461 §8.2 (fixture F-4): delegated domains get a certificate on
+// demand, over TLS-ALPN-01, once DNS shows both CNAMEs (or our address);
+// the certificate names mta-sts.<their domain>, not our host (STS-FETCH-15,
+// STS-PUB-3). Names whose delegation is missing, half done or pointing
+// elsewhere get none, and the CA never sees an order for them.
 func TestOnDemandDelegation(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{disableHTTP: true, delegation: providerDelegation()})

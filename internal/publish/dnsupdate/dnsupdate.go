@@ -26,11 +26,13 @@ package dnsupdate
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -107,13 +109,10 @@ func ParseKey(text string) (Key, error) {
 	sc := bufio.NewScanner(strings.NewReader(text))
 	for sc.Scan() {
 		line := sc.Text()
-		for _, c := range []string{"#", "//"} {
-			if i := strings.Index(line, c); i >= 0 && !strings.Contains(line[:i], `"`) {
-				line = line[:i]
-			}
-		}
 		for len(line) > 0 {
 			switch c := line[0]; {
+			case c == '#' || strings.HasPrefix(line, "//"):
+				line = "" // a comment, outside any string
 			case c == ' ' || c == '\t' || c == '\r':
 				line = line[1:]
 			case c == '{' || c == '}' || c == ';':
@@ -140,9 +139,13 @@ func ParseKey(text string) (Key, error) {
 		return k, fmt.Errorf(`%w: TSIG key: want key "NAME" { algorithm ALG; secret "BASE64"; };`, ErrConfig)
 	}
 	k.Name = toks[1]
-	for i := 3; i+2 < len(toks) && toks[i] != "}"; i += 3 {
+	if !keyName.MatchString(k.Name) {
+		return Key{}, fmt.Errorf("%w: TSIG key name %q", ErrConfig, k.Name)
+	}
+	i := 3
+	for ; i+2 < len(toks) && toks[i] != "}"; i += 3 {
 		if toks[i+2] != ";" {
-			return k, fmt.Errorf("%w: TSIG key: missing ';' after %s", ErrConfig, toks[i])
+			return Key{}, fmt.Errorf("%w: TSIG key: missing ';' after %s", ErrConfig, toks[i])
 		}
 		switch toks[i] {
 		case "algorithm":
@@ -150,17 +153,24 @@ func ParseKey(text string) (Key, error) {
 		case "secret":
 			k.Secret = toks[i+1]
 		default:
-			return k, fmt.Errorf("%w: TSIG key: unknown clause %q", ErrConfig, toks[i])
+			return Key{}, fmt.Errorf("%w: TSIG key: unknown clause %q", ErrConfig, toks[i])
 		}
 	}
-	if _, err := k.algorithm(); err != nil {
-		return k, err
+	if i+2 != len(toks) || toks[i] != "}" || toks[i+1] != ";" {
+		return Key{}, fmt.Errorf("%w: TSIG key: want one key block ending in \"};\"", ErrConfig)
 	}
-	if k.Secret == "" {
-		return k, fmt.Errorf("%w: TSIG key %q has no secret", ErrConfig, k.Name)
+	if _, err := k.algorithm(); err != nil {
+		return Key{}, err
+	}
+	if _, err := base64.StdEncoding.DecodeString(k.Secret); err != nil || k.Secret == "" {
+		return Key{}, fmt.Errorf("%w: TSIG key %q: secret is not base64", ErrConfig, k.Name)
 	}
 	return k, nil
 }
+
+// keyName is what a TSIG key name may be made of here (a domain name,
+// as tsig-keygen writes them).
+var keyName = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})$`)
 
 func (k Key) algorithm() (string, error) {
 	switch strings.ToLower(strings.TrimSuffix(k.Algorithm, ".")) {
@@ -266,6 +276,11 @@ func (u *Updater) SetTXT(ctx context.Context, name, text string) error {
 	defer cancel()
 	c := &dns.Client{Net: "tcp", TsigSecret: map[string]string{keyName: u.Key.Secret}, Timeout: timeout}
 	resp, _, err := c.ExchangeContext(ctx, m, u.Server)
+	if errors.Is(err, dns.ErrAuth) {
+		// RFC 8945 §5.2: a NOTAUTH reply, unsigned, for a key the server
+		// does not know or a signature it rejects.
+		return fmt.Errorf("%w: update of %s TXT at %s: NOTAUTH: the primary rejected TSIG key %s (check its name, secret and algorithm)", ErrRefused, owner, u.Server, strings.TrimSuffix(keyName, "."))
+	}
 	if err != nil {
 		return fmt.Errorf("%w: update of %s TXT at %s: %w", ErrTransport, owner, u.Server, err)
 	}

@@ -3,6 +3,7 @@ package dnsupdate
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -63,8 +64,14 @@ func TestUpdateRefused(t *testing.T) {
 	}
 	wrong := p.updater(t)
 	wrong.Key.Secret = "d3Jvbmcgc2VjcmV0IGZvciB0ZXN0aW5nIG9ubHkhIQ=="
-	if err := wrong.SetSTS(ctx, "example.test", "bad1"); !errors.Is(err, ErrRefused) && !errors.Is(err, ErrTransport) {
-		t.Errorf("wrong key: %v, want ErrRefused or ErrTransport", err)
+	// named answers NOTAUTH with an unsigned reply (RFC 8945 §5.2).
+	if err := wrong.SetSTS(ctx, "example.test", "bad1"); !errors.Is(err, ErrRefused) {
+		t.Errorf("wrong key: %v, want ErrRefused", err)
+	}
+	unknown := p.updater(t)
+	unknown.Key.Name = "nobody"
+	if err := unknown.SetSTS(ctx, "example.test", "bad2"); !errors.Is(err, ErrRefused) {
+		t.Errorf("unknown key: %v, want ErrRefused", err)
 	}
 	u := p.updater(t)
 	if err := u.SetSTS(ctx, "example.org", "abc"); !errors.Is(err, ErrConfig) {
@@ -176,6 +183,10 @@ func TestParseKey(t *testing.T) {
 		`key "k" { secret "eA==; };`,
 		`zone "k" { };`,
 		`key "k" { owner x; secret "eA=="; };`,
+		`key "" { secret "eA=="; };`,
+		`key "k" { secret "not base64!"; };`,
+		`key "k" { secret "eA=="; }`,
+		`key "k" { secret "eA=="; }; key "l" { secret "eA=="; };`,
 	}
 	for _, text := range bad {
 		if _, err := ParseKey(text); !errors.Is(err, ErrConfig) {
@@ -192,4 +203,42 @@ func TestParseKey(t *testing.T) {
 	if _, err := LoadKey(filepath.Join(t.TempDir(), "missing")); !errors.Is(err, ErrConfig) {
 		t.Errorf("missing key file: %v", err)
 	}
+}
+
+// ParseKey never panics, and a key it accepts round-trips through the
+// file format tsig-keygen writes.
+func FuzzParseKey(f *testing.F) {
+	for _, s := range []string{
+		"key \"mailsts\" {\n\talgorithm hmac-sha256;\n\tsecret \"c2VjcmV0\";\n};\n",
+		"# tsig-keygen output\nkey \"a.b\" { algorithm hmac-sha512; secret \"eA==\"; }; // end\n",
+		`key k { secret "eA=="; };`,
+		`key "k" { algorithm hmac-md5; secret "eA=="; };`,
+		`key "k" { secret "eA==; };`,
+		`key "k" { owner x; secret "eA=="; };`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		k, err := ParseKey(text)
+		if err != nil {
+			return
+		}
+		if k.Secret == "" || strings.ContainsAny(k.Name+k.Secret+k.Algorithm, "\"\n") {
+			return
+		}
+		again, err := ParseKey(fmt.Sprintf("key %q {\n\talgorithm %s;\n\tsecret %q;\n};\n", k.Name, orDefault(k.Algorithm), k.Secret))
+		if err != nil {
+			t.Fatalf("re-parse of %+v: %v", k, err)
+		}
+		if again.Name != k.Name || again.Secret != k.Secret {
+			t.Fatalf("round trip %+v -> %+v", k, again)
+		}
+	})
+}
+
+func orDefault(alg string) string {
+	if alg == "" {
+		return "hmac-sha256"
+	}
+	return alg
 }
