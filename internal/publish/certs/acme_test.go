@@ -1,0 +1,162 @@
+package certs
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A hosted domain's policy host gets its certificate up front, over
+// HTTP-01, and the TLS listener serves it (STS-PUB-3).
+func TestManageHTTP01(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{disableALPN: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := e.m.Manage(ctx, []string{"MTA-STS.Hosted.test."}); err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := e.handshake("mta-sts.hosted.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(leaf.DNSNames, "mta-sts.hosted.test") {
+		t.Errorf("served certificate names %v", leaf.DNSNames)
+	}
+	st, err := e.m.Status(ctx, "mta-sts.hosted.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.NotAfter.Equal(leaf.NotAfter) || st.NotAfter.Before(time.Now().Add(24*time.Hour)) {
+		t.Errorf("status not_after %v, served %v", st.NotAfter, leaf.NotAfter)
+	}
+	if st.Issuer != leaf.Issuer.CommonName || st.Issuer == "" {
+		t.Errorf("status issuer %q, served %q", st.Issuer, leaf.Issuer.CommonName)
+	}
+	if !e.ca.Ordered("mta-sts.hosted.test") {
+		t.Errorf("pebble saw no order for the hosted name: %v", e.ca.Orders())
+	}
+	if _, err := e.m.Status(ctx, "mta-sts.other.test"); !errors.Is(err, ErrNoCertificate) {
+		t.Errorf("status of an unknown name: %v, want ErrNoCertificate", err)
+	}
+	// Without delegation configured, nothing else is issued on demand.
+	if _, err := e.handshake("mta-sts.good.test"); err == nil {
+		t.Error("on-demand certificate issued with delegation off")
+	}
+	if e.ca.Ordered("mta-sts.good.test") {
+		t.Error("pebble saw an order for a name that is not hosted")
+	}
+}
+
+// RFC 8461 §8.2 (fixture F-4): delegated domains get a certificate on
+// demand, over TLS-ALPN-01, once DNS shows both CNAMEs (or our address);
+// the certificate names mta-sts.<their domain>, not our host (STS-FETCH-15,
+// STS-PUB-3). Names whose delegation is missing, half done or pointing
+// elsewhere get none, and the CA never sees an order for them.
+func TestOnDemandDelegation(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{disableHTTP: true, delegation: providerDelegation()})
+	for _, name := range []string{"mta-sts.good.test", "mta-sts.byaddr.test"} {
+		leaf, err := e.handshake(name)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !slices.Contains(leaf.DNSNames, name) {
+			t.Errorf("%s: certificate for %v", name, leaf.DNSNames)
+		}
+		if !e.ca.Ordered(name) {
+			t.Errorf("%s: no order seen by pebble", name)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		st, err := e.m.Status(ctx, name)
+		cancel()
+		if err != nil || !st.NotAfter.Equal(leaf.NotAfter) {
+			t.Errorf("%s: status %+v, %v", name, st, err)
+		}
+	}
+	// Hosted names are managed next to the delegated ones, with no
+	// delegation in DNS (hosted4.test's _mta-sts is ours to publish).
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := e.m.Manage(ctx, []string{"mta-sts.hosted4.test"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.handshake("mta-sts.hosted4.test"); err != nil {
+		t.Fatalf("hosted name with delegation on: %v", err)
+	}
+	refused := map[string]error{
+		"mta-sts.half.test":      ErrNotDelegated, // _mta-sts CNAME missing
+		"mta-sts.otherhalf.test": ErrNotDelegated, // mta-sts CNAME missing
+		"mta-sts.foreign.test":   ErrNotDelegated, // someone else's address
+		"mta-sts.owntxt.test":    ErrNotDelegated, // own TXT, no CNAME to ours
+		"mta-sts.nowhere.test":   ErrNotDelegated, // no records at all
+		"www.good.test":          ErrNotPolicyHost,
+	}
+	for name, want := range refused {
+		if _, err := e.handshake(name); err == nil {
+			t.Errorf("%s: handshake succeeded", name)
+		}
+		if err := e.m.Decide(context.Background(), name); !errors.Is(err, want) {
+			t.Errorf("%s: Decide = %v, want %v", name, err, want)
+		}
+	}
+	for _, o := range e.ca.Orders() {
+		for _, n := range o {
+			if _, bad := refused[n]; bad {
+				t.Errorf("pebble saw an order for %s", n)
+			}
+		}
+	}
+	if got := len(e.ca.Orders()); got != 3 {
+		t.Errorf("pebble saw %d orders, want 3: %v", got, e.ca.Orders())
+	}
+}
+
+// Instances sharing a PostgreSQL or Redis storage share certificates: the
+// second instance serves the first one's certificate without a new order.
+func TestSharedStorageACME(t *testing.T) {
+	t.Parallel()
+	forBackends(t, func(t *testing.T, open sharedStorage) {
+		// certmagic keeps pending challenges in a process-wide map keyed
+		// by name: the parallel subtests use names of their own.
+		name := "mta-sts.hosted2.test"
+		if strings.HasSuffix(t.Name(), "redis") {
+			name = "mta-sts.hosted3.test"
+		}
+		e := newEnv(t, envOptions{disableALPN: true, storage: open(t, 0)})
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		if err := e.m.Manage(ctx, []string{name}); err != nil {
+			t.Fatal(err)
+		}
+		first, err := e.m.Status(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		orders := len(e.ca.Orders())
+		m2, err := New(Config{CA: e.ca.URL, TrustedRoots: e.ca.APIRoots, Storage: open(t, 0),
+			HTTPPort: 1, TLSPort: 1, DisableTLSALPN01: true, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m2.Close()
+		if err := m2.Manage(ctx, []string{name}); err != nil {
+			t.Fatal(err)
+		}
+		second, err := m2.Status(ctx, name)
+		if err != nil || !second.NotAfter.Equal(first.NotAfter) {
+			t.Errorf("second instance: %+v, %v; first %+v", second, err, first)
+		}
+		if n := len(e.ca.Orders()); n != orders {
+			t.Errorf("second instance placed %d new orders", n-orders)
+		}
+		c, err := m2.GetCertificate(&tls.ClientHelloInfo{ServerName: name})
+		if err != nil || c.Leaf == nil || !c.Leaf.NotAfter.Equal(first.NotAfter) {
+			t.Errorf("second instance serves %v, %v", c, err)
+		}
+	})
+}
