@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/netip"
 	"net/url"
 	"os"
 	"runtime/debug"
@@ -217,7 +218,13 @@ func (c *Client) resolver() (dnsresolve.Resolver, error) {
 // [ParsePolicy]). Errors wrap ErrPolicyFetch, ErrPolicyCertificate or
 // ErrPolicySyntax (see [FetchRaw]); an invalid domain gives ErrInvalidDomain.
 func (c *Client) Fetch(ctx context.Context, domain string) (*Policy, error) {
-	res, err := c.FetchRaw(ctx, domain)
+	return c.fetchPolicy(ctx, domain, nil)
+}
+
+// fetchPolicy is Fetch with the policy host's addresses possibly looked up
+// ahead (nil: looked up when connecting).
+func (c *Client) fetchPolicy(ctx context.Context, domain string, ahead *addrLookup) (*Policy, error) {
+	res, err := c.fetchRaw(ctx, domain, ahead)
 	if err != nil {
 		return nil, err
 	}
@@ -254,12 +261,16 @@ func (c *Client) Fetch(ctx context.Context, domain string) (*Policy, error) {
 // error. On a certificate failure, errors.As with a
 // *tls.CertificateVerificationError gives the chain the host presented.
 func (c *Client) FetchRaw(ctx context.Context, domain string) (*FetchResult, error) {
+	return c.fetchRaw(ctx, domain, nil)
+}
+
+func (c *Client) fetchRaw(ctx context.Context, domain string, ahead *addrLookup) (*FetchResult, error) {
 	d, err := normalizeDomain(domain)
 	if err != nil {
 		return nil, err
 	}
 	start := time.Now()
-	res, err := c.fetch(ctx, d)
+	res, err := c.fetch(ctx, d, ahead)
 	res.Elapsed = time.Since(start)
 	c.logger().LogAttrs(ctx, slog.LevelDebug, "mta-sts policy fetch",
 		slog.String("domain", d), slog.Int("status", res.StatusCode),
@@ -276,7 +287,9 @@ func (c *Client) FetchRaw(ctx context.Context, domain string) (*FetchResult, err
 var fetchCurves = []tls.CurveID{tls.X25519, tls.CurveP256, tls.CurveP384, tls.CurveP521}
 
 // fetch does the work of FetchRaw; it always returns a non-nil result.
-func (c *Client) fetch(ctx context.Context, domain string) (*FetchResult, error) {
+// ahead, when not nil, is the policy host's address lookup already under
+// way.
+func (c *Client) fetch(ctx context.Context, domain string, ahead *addrLookup) (*FetchResult, error) {
 	host := "mta-sts." + domain
 	res := &FetchResult{URL: PolicyURL(domain)}
 	dns, err := c.resolver()
@@ -298,7 +311,7 @@ func (c *Client) fetch(ctx context.Context, domain string) (*FetchResult, error)
 			// (no deadline, no cancelation), so the policy host's A/AAAA
 			// lookups and connects would escape Timeout: dial under the
 			// fetch's own context, which this single-request transport may use.
-			return c.dial(fctx, dns, network, host, port)
+			return c.dial(fctx, dns, ahead, network, host, port)
 		},
 		TLSClientConfig: &tls.Config{
 			// GO-5, STS-FETCH-13: ServerName sets the SNI and the name
@@ -411,10 +424,60 @@ func (c *Client) checkContentType(ct string) error {
 	return nil
 }
 
-// dial resolves host through the DNS layer and connects to each address in
-// turn. Errors wrap ErrPolicyFetch.
-func (c *Client) dial(ctx context.Context, dns dnsresolve.Resolver, network, host, port string) (net.Conn, error) {
+// addrLookup is the A/AAAA lookup of a policy host started before the TXT
+// record is known (see [Client.lookupAhead]).
+type addrLookup struct {
+	host  string
+	done  chan struct{}
+	addrs []netip.Addr
+	err   error
+}
+
+// lookupAhead starts looking up the addresses of mta-sts.<domain> (domain
+// normalized) in the background, under ctx; the caller cancels ctx when it
+// no longer needs the answer. It returns nil when there is no resolver.
+//
+// This is DNS only: RFC 8461 §3.3 lets a sender fetch the policy only once
+// the TXT record says one exists, and the caller still decides that. Looking
+// up the policy host together with the TXT record saves a round trip on
+// every cold lookup of a domain that has a policy, at the cost of an unused
+// A/AAAA query for one that has none.
+func (c *Client) lookupAhead(ctx context.Context, domain string) *addrLookup {
+	dns, err := c.resolver()
+	if err != nil {
+		return nil
+	}
+	l := &addrLookup{host: "mta-sts." + domain, done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		l.addrs, _, l.err = dns.LookupIP(ctx, l.host)
+	}()
+	return l
+}
+
+// hostAddrs returns the addresses of host: the lookup ahead's when it was
+// for host and did not fail (a failure is retried, as a lookup made now
+// would be), else a new lookup.
+func hostAddrs(ctx context.Context, dns dnsresolve.Resolver, ahead *addrLookup, host string) ([]netip.Addr, error) {
+	if ahead != nil && ahead.host == host {
+		select {
+		case <-ahead.done:
+			if ahead.err == nil || errors.Is(ahead.err, dnsresolve.ErrNotFound) {
+				return ahead.addrs, ahead.err
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	addrs, _, err := dns.LookupIP(ctx, host)
+	return addrs, err
+}
+
+// dial resolves host through the DNS layer (or takes the addresses looked
+// up ahead) and connects to each address in turn. Errors wrap
+// ErrPolicyFetch.
+func (c *Client) dial(ctx context.Context, dns dnsresolve.Resolver, ahead *addrLookup, network, host, port string) (net.Conn, error) {
+	addrs, err := hostAddrs(ctx, dns, ahead, host)
 	if err != nil {
 		if errors.Is(err, dnsresolve.ErrNotFound) {
 			return nil, fmt.Errorf("%w: policy host %s has no A or AAAA record: %w", ErrPolicyFetch, host, err)

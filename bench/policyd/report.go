@@ -31,9 +31,14 @@ func report(w io.Writer, cfg config, all []*figures) {
 		line := "| " + name + " |"
 		for _, f := range all {
 			c := "–"
-			if f.err == nil {
+			switch {
+			case f.err == nil && f.name == "floor" && strings.Contains(name, "cold"):
 				c = cell(f)
-			} else {
+			case f.err == nil && f.name == "floor":
+				// Cold lookups only: it has no cache.
+			case f.err == nil:
+				c = cell(f)
+			default:
 				c = "failed"
 			}
 			line += " " + c + " |"
@@ -81,6 +86,12 @@ func report(w io.Writer, cfg config, all []*figures) {
 		}
 	}
 
+	row("daemon CPU per cold domain", func(f *figures) string {
+		if len(f.coldRounds) == 0 {
+			return "–"
+		}
+		return dur(coldCPUPerDomain(cfg, f))
+	})
 	m, p, x := byName["mailsts"], byName["peer"], byName["minimal"]
 	ok := func(f *figures) bool { return f != nil && f.err == nil }
 	fmt.Fprintln(w, "\nRatios (same run) against the policyd goals (bench/README.md):")
@@ -108,6 +119,12 @@ func report(w io.Writer, cfg config, all []*figures) {
 				(float64(m.memBytes)/float64(m.memDomains))/(float64(p.memBytes)/float64(p.memDomains)))
 		}
 	}
+	if fl := byName["floor"]; ok(m) && ok(fl) && len(m.coldRounds) > 0 && len(fl.coldRounds) > 0 {
+		goal("mailsts CPU per cold domain ÷ floor client's", float64(coldCPUPerDomain(cfg, m))/float64(coldCPUPerDomain(cfg, fl)), "≤", 1.25)
+		if ok(p) && len(p.coldRounds) > 0 {
+			fmt.Fprintf(w, "- peer CPU per cold domain ÷ floor client's: %.2f\n", float64(coldCPUPerDomain(cfg, p))/float64(coldCPUPerDomain(cfg, fl)))
+		}
+	}
 	if ok(m) && ok(x) {
 		goal("mailsts q/s ÷ minimal q/s", m.qps()/x.qps(), "≥", 0.8)
 	}
@@ -116,8 +133,16 @@ func report(w io.Writer, cfg config, all []*figures) {
 	}
 }
 
+// coldCPUPerDomain is the daemon's CPU time over its cold rounds divided by
+// the domains they looked up.
+func coldCPUPerDomain(cfg config, f *figures) time.Duration {
+	return f.coldCPU / time.Duration(max(1, len(f.coldRounds)*cfg.cold))
+}
+
 func label(name string) string {
 	switch name {
+	case "floor":
+		return "floor client"
 	case "minimal":
 		return "minimal map server"
 	case "peer":
