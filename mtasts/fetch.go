@@ -1,6 +1,7 @@
 package mtasts
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -11,7 +12,6 @@ import (
 	"mime"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"net/netip"
 	"net/url"
 	"os"
@@ -97,6 +97,8 @@ type Client struct {
 	dnsOnce sync.Once
 	dnsDef  dnsresolve.Resolver
 	dnsErr  error
+	uaOnce  sync.Once // the default User-Agent: reading the build info costs
+	ua      string
 }
 
 // FetchResult is what a policy fetch saw, for diagnostics (the checker shows
@@ -176,7 +178,8 @@ func (c *Client) userAgent() string {
 	if c.UserAgent != "" {
 		return c.UserAgent
 	}
-	return "mailsts/" + moduleVersion() + " (+https://github.com/mailsts/mailsts)"
+	c.uaOnce.Do(func() { c.ua = "mailsts/" + moduleVersion() + " (+https://github.com/mailsts/mailsts)" })
+	return c.ua
 }
 
 // moduleVersion returns the version of the mailsts module in this binary,
@@ -303,57 +306,20 @@ func (c *Client) fetch(ctx context.Context, domain string, ahead *addrLookup) (*
 	fctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	port := strconv.Itoa(c.port())
-	tr := &http.Transport{
-		// No proxy (see the Client doc): Proxy stays nil.
-		DialContext: func(_ context.Context, network, _ string) (net.Conn, error) {
-			// net/http dials under a context detached from the request's
-			// (no deadline, no cancelation), so the policy host's A/AAAA
-			// lookups and connects would escape Timeout: dial under the
-			// fetch's own context, which this single-request transport may use.
-			return c.dial(fctx, dns, ahead, network, host, port)
-		},
-		TLSClientConfig: &tls.Config{
-			// GO-5, STS-FETCH-13: ServerName sets the SNI and the name
-			// the certificate is verified for (STS-FETCH-2).
-			ServerName: host,
-			RootCAs:    c.RootCAs,
-			// RFC 8461 §7.2, STS-FETCH-14: TLS 1.2 or later.
-			MinVersion: tls.VersionTLS12,
-			// Classical key exchange only. The policy is public and its
-			// authenticity rests on the certificate, not on the key
-			// exchange; Go's default post-quantum hybrid (X25519MLKEM768)
-			// protects confidentiality the fetch does not need and costs
-			// about a fifth of a cold lookup's CPU, on both ends.
-			CurvePreferences: fetchCurves,
-		},
-		// GO-3: do not ask for gzip, so nothing is decoded behind our
-		// back; the body cap applies to the bytes on the wire.
-		DisableCompression:     true,
-		DisableKeepAlives:      true,
-		MaxResponseHeaderBytes: maxHeaderBytes,
-	}
-	defer tr.CloseIdleConnections()
-	hc := &http.Client{
-		Transport: tr,
-		// RFC 8461 §3.3: redirects MUST NOT be followed (GO-2). The 3xx
-		// response is returned as is and fails the status check.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-
-	trace := &httptrace.ClientTrace{
-		GotConn: func(info httptrace.GotConnInfo) { res.Addr = info.Conn.RemoteAddr().String() },
-	}
-	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(fctx, trace), http.MethodGet, res.URL, nil)
+	req, err := http.NewRequestWithContext(fctx, http.MethodGet, res.URL, nil)
 	if err != nil {
 		return res, fmt.Errorf("%w: %w", ErrPolicyFetch, err)
 	}
 	// RFC 8461 §3.3: no HTTP caching, so no validators
-	// (If-None-Match, If-Modified-Since) are ever sent (STS-FETCH-6).
+	// (If-None-Match, If-Modified-Since) are ever sent (STS-FETCH-6). GO-3:
+	// no Accept-Encoding either, so nothing is decoded behind our back and
+	// the body cap applies to the bytes on the wire. One request per
+	// connection.
 	req.Header.Set("User-Agent", c.userAgent())
 	req.Header.Set("Accept", "text/plain")
+	req.Close = true
 
-	resp, err := hc.Do(req)
+	resp, err := c.exchange(fctx, dns, ahead, host, req, res)
 	if err != nil {
 		return res, c.classify(ctx, fctx, res.URL, "connecting to", err)
 	}
@@ -361,7 +327,6 @@ func (c *Client) fetch(ctx context.Context, domain string, ahead *addrLookup) (*
 	res.StatusCode = resp.StatusCode
 	res.Header = resp.Header
 	res.ContentType = resp.Header.Get("Content-Type")
-	res.TLS = resp.TLS
 
 	// RFC 8461 §3.3: only status 200 produces a policy (STS-FETCH-4).
 	if resp.StatusCode != http.StatusOK {
@@ -402,6 +367,110 @@ func (c *Client) fetch(ctx context.Context, domain string, ahead *addrLookup) (*
 		return res, fmt.Errorf("%w: %s: %v", ErrPolicySyntax, res.URL, err)
 	}
 	return res, nil
+}
+
+// exchange connects to the policy host, makes the TLS handshake and sends
+// req over HTTP/1.1, all under ctx (the fetch's Timeout), and returns the
+// response; res gets the address and the TLS state. It is a single
+// request on a connection of its own, so it does what net/http's Transport
+// would without its pooling machinery:
+//   - no proxy (see the Client doc);
+//   - RFC 8461 §3.3: redirects are not followed (GO-2); a 3xx response is
+//     returned as is and fails the status check;
+//   - response headers are capped at maxHeaderBytes;
+//   - interim 1xx responses (103 Early Hints) are skipped, a bounded
+//     number of them.
+//
+// The returned response's Body closes the connection.
+func (c *Client) exchange(ctx context.Context, dns dnsresolve.Resolver, ahead *addrLookup, host string, req *http.Request, res *FetchResult) (*http.Response, error) {
+	raw, err := c.dial(ctx, dns, ahead, "tcp", host, strconv.Itoa(c.port()))
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = raw.Close()
+		}
+	}()
+	res.Addr = raw.RemoteAddr().String()
+	// The end of ctx (Timeout included) interrupts blocked reads and
+	// writes at once; no socket deadline of its own, so that ctx.Err()
+	// says why the exchange ended.
+	stop := context.AfterFunc(ctx, func() { _ = raw.SetDeadline(time.Unix(1, 0)) })
+	conn := tls.Client(raw, &tls.Config{
+		// GO-5, STS-FETCH-13: ServerName sets the SNI and the name the
+		// certificate is verified for (STS-FETCH-2).
+		ServerName: host,
+		RootCAs:    c.RootCAs,
+		// RFC 8461 §7.2, STS-FETCH-14: TLS 1.2 or later.
+		MinVersion: tls.VersionTLS12,
+		// Classical key exchange only. The policy is public and its
+		// authenticity rests on the certificate, not on the key exchange;
+		// Go's default post-quantum hybrid (X25519MLKEM768) protects
+		// confidentiality the fetch does not need and costs about a fifth
+		// of a cold lookup's CPU, on both ends.
+		CurvePreferences: fetchCurves,
+		// HTTP/1.1 only, as net/http's Transport with a custom TLS
+		// configuration would.
+		NextProtos: []string{"http/1.1"},
+	})
+	if err := conn.HandshakeContext(ctx); err != nil {
+		stop()
+		return nil, err
+	}
+	st := conn.ConnectionState()
+	res.TLS = &st
+	if err := req.Write(conn); err != nil {
+		stop()
+		return nil, err
+	}
+	// The header cap: the reader sees at most maxHeaderBytes until the
+	// headers are parsed, then enough for a capped body and its framing.
+	lr := &io.LimitedReader{R: conn, N: maxHeaderBytes}
+	br := bufio.NewReaderSize(lr, 4<<10)
+	var resp *http.Response
+	for range maxInterim + 1 {
+		resp, err = http.ReadResponse(br, req)
+		if err != nil {
+			stop()
+			if lr.N == 0 {
+				return nil, fmt.Errorf("%w: response headers over %d bytes", ErrPolicyFetch, maxHeaderBytes)
+			}
+			return nil, err
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			break
+		}
+		_ = resp.Body.Close()
+	}
+	if resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+		stop()
+		return nil, fmt.Errorf("%w: more than %d interim responses", ErrPolicyFetch, maxInterim)
+	}
+	// Chunked framing may double a small body; the body itself is capped
+	// by the caller.
+	lr.N = 2*c.maxBody() + maxHeaderBytes
+	resp.Body = &connBody{ReadCloser: resp.Body, conn: conn, stop: stop}
+	ok = true
+	return resp, nil
+}
+
+// maxInterim bounds the 1xx responses skipped before the final one.
+const maxInterim = 5
+
+// connBody is a response body that closes its connection.
+type connBody struct {
+	io.ReadCloser
+	conn net.Conn
+	stop func() bool
+}
+
+func (b *connBody) Close() error {
+	b.stop()
+	err := b.ReadCloser.Close()
+	_ = b.conn.Close()
+	return err
 }
 
 // checkContentType applies RFC 8461 §3.2 (STS-POL-2, GO-6): the media type
