@@ -109,6 +109,7 @@ type figures struct {
 	name          string
 	startup       time.Duration // to the first answer, empty cache
 	hit           loadResult    // all rounds merged (latencies)
+	open          loadResult    // open-loop rounds merged
 	hitRounds     []float64     // q/s per round
 	cpuRounds     []float64     // CPU seconds per query, per round
 	cold          loadResult    // the round with the median wall time
@@ -389,6 +390,16 @@ func hitRound(ctx context.Context, cfg config, ks keySets, d *daemon, f *figures
 	}
 	if r.queries == 0 {
 		return errors.New("hit phase: no query answered")
+	}
+	if cfg.openRate > 0 {
+		o := openLoop(ctx, d.addr, ks.hot, cfg.conns, cfg.openRate, cfg.openDuration, wantReply)
+		if err := o.check("open-loop phase", 0); err != nil {
+			return err
+		}
+		f.open.queries += o.queries
+		f.open.wall += o.wall
+		f.open.lat = append(f.open.lat, o.lat...)
+		slices.Sort(f.open.lat)
 	}
 	f.hitRounds = append(f.hitRounds, r.qps())
 	f.cpuRounds = append(f.cpuRounds, (c1-c0).Seconds()/float64(r.queries))

@@ -63,6 +63,8 @@ type config struct {
 	floor               string
 	floorDNS, floorCA   string
 	floorPort           string
+	openRate            float64 // open-loop queries per second after each hit round; 0: none
+	openDuration        time.Duration
 	latency             time.Duration // one-way delay; > 0 selects the latency mode
 	latSingle, latBatch int
 }
@@ -89,6 +91,8 @@ func main() {
 	fs.StringVar(&cfg.mailstsCache, "mailsts-cache", "sqlite", "mailsts policyd --cache: sqlite (its default; the restart figure needs it) or memory")
 	fs.StringVar(&cfg.profile, "profile", "", "write CPU profiles of mailsts policyd (its first cold and first hit round) to this `directory`, for go tool pprof")
 	fs.DurationVar(&cfg.profileTime, "profile-time", 3*time.Second, "length of each -profile CPU profile, taken from the start of the round")
+	fs.Float64Var(&cfg.openRate, "open-rate", 30000, "open-loop load after each cache-hit round: this many queries/s over -conns connections, latency from each query's scheduled time (0: none)")
+	fs.DurationVar(&cfg.openDuration, "open-duration", 5*time.Second, "length of each open-loop round")
 	fs.DurationVar(&cfg.latency, "latency", 0, "latency mode: put a delay proxy adding this one-way `delay` (UDP and TCP) in front of the testnet's DNS and HTTPS, and measure only cold lookups (-latency-single one at a time, -latency-batch over -conns connections); e.g. 10ms for a 20 ms round trip")
 	fs.IntVar(&cfg.latSingle, "latency-single", 21, "latency mode: never-seen domains looked up one at a time per round, for the single-lookup p50")
 	fs.IntVar(&cfg.latBatch, "latency-batch", 200, "latency mode: never-seen domains looked up over -conns connections per round, for the wall time")

@@ -52,6 +52,26 @@ func report(w io.Writer, cfg config, all []*figures) {
 	row("latency p50 (all rounds)", func(f *figures) string { return dur(f.hit.percentile(50)) })
 	row("latency p99", func(f *figures) string { return dur(f.hit.percentile(99)) })
 	row("latency max", func(f *figures) string { return dur(f.hit.percentile(100)) })
+	if cfg.openRate > 0 {
+		row(fmt.Sprintf("open loop %.0f q/s: achieved q/s", cfg.openRate), func(f *figures) string {
+			if f.open.wall == 0 {
+				return "–"
+			}
+			return fmt.Sprintf("%.0f", float64(f.open.queries)/f.open.wall.Seconds())
+		})
+		row("open loop latency p50 / p99 / p99.9", func(f *figures) string {
+			if len(f.open.lat) == 0 {
+				return "–"
+			}
+			return dur(f.open.percentile(50)) + " / " + dur(f.open.percentile(99)) + " / " + dur(f.open.percentile(99.9))
+		})
+		row("open loop latency max", func(f *figures) string {
+			if len(f.open.lat) == 0 {
+				return "–"
+			}
+			return dur(f.open.percentile(100))
+		})
+	}
 	row(fmt.Sprintf("%d cold domains, wall (median; min–max)", cfg.cold), func(f *figures) string {
 		if len(f.coldRounds) == 0 {
 			return "–"
@@ -113,7 +133,11 @@ func report(w io.Writer, cfg config, all []*figures) {
 		if m.coldWall() > 0 {
 			goal("peer cold wall ÷ mailsts cold wall", float64(p.coldWall())/float64(m.coldWall()), "≥", 10)
 		}
-		fmt.Fprintf(w, "- mailsts p99 ÷ peer p99: %.2f\n", float64(m.hit.percentile(99))/float64(p.hit.percentile(99)))
+		fmt.Fprintf(w, "- mailsts p99 ÷ peer p99 (closed loop): %.2f\n", float64(m.hit.percentile(99))/float64(p.hit.percentile(99)))
+		if len(m.open.lat) > 0 && len(p.open.lat) > 0 {
+			goal(fmt.Sprintf("mailsts p99 ÷ peer p99, open loop at %.0f q/s", cfg.openRate),
+				float64(m.open.percentile(99))/float64(p.open.percentile(99)), "≤", 1)
+		}
 		if m.memDomains > 0 && p.memDomains > 0 {
 			fmt.Fprintf(w, "- memory per cached domain, mailsts ÷ peer: %.2f\n",
 				(float64(m.memBytes)/float64(m.memDomains))/(float64(p.memBytes)/float64(p.memDomains)))
