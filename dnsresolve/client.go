@@ -72,6 +72,7 @@ type Client struct {
 	servers []string // normalized, set by once
 	initErr error
 	bufs    sync.Pool // *[]byte of maxUDPReply
+	udp     udpPool   // idle connected UDP sockets per server
 }
 
 // NewClient returns a Client querying servers ("host:port", or a bare IP for
@@ -502,18 +503,35 @@ func (c *Client) roundTrip(ctx context.Context, network, server, name string, qt
 	defer cancel()
 	deadline, _ := actx.Deadline()
 
-	var d net.Dialer
-	conn, err := d.DialContext(actx, network, server)
+	var (
+		conn net.Conn
+		sock *udpSock // UDP: the pooled socket (see udppool.go)
+	)
+	if network == "udp" {
+		sock, err = c.udp.get(actx, server)
+		if sock != nil {
+			conn = sock.conn
+		}
+	} else {
+		var d net.Dialer
+		conn, err = d.DialContext(actx, network, server)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", err, ErrLookupFailed)
 	}
-	defer conn.Close()
+	reuse := false
+	defer func() {
+		if reuse {
+			c.udp.put(server, sock)
+		} else {
+			_ = conn.Close()
+		}
+	}()
 	if err := conn.SetDeadline(deadline); err != nil {
 		return nil, fmt.Errorf("%w: %w", err, ErrLookupFailed)
 	}
 	// Cancellation of ctx interrupts blocked reads and writes at once.
 	stop := context.AfterFunc(actx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
 
 	var reply *dns.Msg
 	if network == "udp" {
@@ -523,6 +541,9 @@ func (c *Client) roundTrip(ctx context.Context, network, server, name string, qt
 	} else {
 		reply, err = readTCP(conn, packed, q)
 	}
+	// A UDP socket is reused only after a clean exchange: the AfterFunc
+	// did not run (its deadline would stick) and the reply matched.
+	reuse = stop() && err == nil && sock != nil
 	if err != nil {
 		ctxErr := ctx.Err()
 		timedOut := errors.Is(err, os.ErrDeadlineExceeded) || actx.Err() != nil

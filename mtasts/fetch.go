@@ -1,6 +1,7 @@
 package mtasts
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -11,7 +12,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
-	"net/http/httptrace"
+	"net/netip"
 	"net/url"
 	"os"
 	"runtime/debug"
@@ -96,6 +97,8 @@ type Client struct {
 	dnsOnce sync.Once
 	dnsDef  dnsresolve.Resolver
 	dnsErr  error
+	uaOnce  sync.Once // the default User-Agent: reading the build info costs
+	ua      string
 }
 
 // FetchResult is what a policy fetch saw, for diagnostics (the checker shows
@@ -175,7 +178,8 @@ func (c *Client) userAgent() string {
 	if c.UserAgent != "" {
 		return c.UserAgent
 	}
-	return "mailsts/" + moduleVersion() + " (+https://github.com/mailsts/mailsts)"
+	c.uaOnce.Do(func() { c.ua = "mailsts/" + moduleVersion() + " (+https://github.com/mailsts/mailsts)" })
+	return c.ua
 }
 
 // moduleVersion returns the version of the mailsts module in this binary,
@@ -217,7 +221,13 @@ func (c *Client) resolver() (dnsresolve.Resolver, error) {
 // [ParsePolicy]). Errors wrap ErrPolicyFetch, ErrPolicyCertificate or
 // ErrPolicySyntax (see [FetchRaw]); an invalid domain gives ErrInvalidDomain.
 func (c *Client) Fetch(ctx context.Context, domain string) (*Policy, error) {
-	res, err := c.FetchRaw(ctx, domain)
+	return c.fetchPolicy(ctx, domain, nil)
+}
+
+// fetchPolicy is Fetch with the policy host's addresses possibly looked up
+// ahead (nil: looked up when connecting).
+func (c *Client) fetchPolicy(ctx context.Context, domain string, ahead *addrLookup) (*Policy, error) {
+	res, err := c.fetchRaw(ctx, domain, ahead)
 	if err != nil {
 		return nil, err
 	}
@@ -254,12 +264,16 @@ func (c *Client) Fetch(ctx context.Context, domain string) (*Policy, error) {
 // error. On a certificate failure, errors.As with a
 // *tls.CertificateVerificationError gives the chain the host presented.
 func (c *Client) FetchRaw(ctx context.Context, domain string) (*FetchResult, error) {
+	return c.fetchRaw(ctx, domain, nil)
+}
+
+func (c *Client) fetchRaw(ctx context.Context, domain string, ahead *addrLookup) (*FetchResult, error) {
 	d, err := normalizeDomain(domain)
 	if err != nil {
 		return nil, err
 	}
 	start := time.Now()
-	res, err := c.fetch(ctx, d)
+	res, err := c.fetch(ctx, d, ahead)
 	res.Elapsed = time.Since(start)
 	c.logger().LogAttrs(ctx, slog.LevelDebug, "mta-sts policy fetch",
 		slog.String("domain", d), slog.Int("status", res.StatusCode),
@@ -276,7 +290,9 @@ func (c *Client) FetchRaw(ctx context.Context, domain string) (*FetchResult, err
 var fetchCurves = []tls.CurveID{tls.X25519, tls.CurveP256, tls.CurveP384, tls.CurveP521}
 
 // fetch does the work of FetchRaw; it always returns a non-nil result.
-func (c *Client) fetch(ctx context.Context, domain string) (*FetchResult, error) {
+// ahead, when not nil, is the policy host's address lookup already under
+// way.
+func (c *Client) fetch(ctx context.Context, domain string, ahead *addrLookup) (*FetchResult, error) {
 	host := "mta-sts." + domain
 	res := &FetchResult{URL: PolicyURL(domain)}
 	dns, err := c.resolver()
@@ -290,57 +306,20 @@ func (c *Client) fetch(ctx context.Context, domain string) (*FetchResult, error)
 	fctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	port := strconv.Itoa(c.port())
-	tr := &http.Transport{
-		// No proxy (see the Client doc): Proxy stays nil.
-		DialContext: func(_ context.Context, network, _ string) (net.Conn, error) {
-			// net/http dials under a context detached from the request's
-			// (no deadline, no cancelation), so the policy host's A/AAAA
-			// lookups and connects would escape Timeout: dial under the
-			// fetch's own context, which this single-request transport may use.
-			return c.dial(fctx, dns, network, host, port)
-		},
-		TLSClientConfig: &tls.Config{
-			// GO-5, STS-FETCH-13: ServerName sets the SNI and the name
-			// the certificate is verified for (STS-FETCH-2).
-			ServerName: host,
-			RootCAs:    c.RootCAs,
-			// RFC 8461 §7.2, STS-FETCH-14: TLS 1.2 or later.
-			MinVersion: tls.VersionTLS12,
-			// Classical key exchange only. The policy is public and its
-			// authenticity rests on the certificate, not on the key
-			// exchange; Go's default post-quantum hybrid (X25519MLKEM768)
-			// protects confidentiality the fetch does not need and costs
-			// about a fifth of a cold lookup's CPU, on both ends.
-			CurvePreferences: fetchCurves,
-		},
-		// GO-3: do not ask for gzip, so nothing is decoded behind our
-		// back; the body cap applies to the bytes on the wire.
-		DisableCompression:     true,
-		DisableKeepAlives:      true,
-		MaxResponseHeaderBytes: maxHeaderBytes,
-	}
-	defer tr.CloseIdleConnections()
-	hc := &http.Client{
-		Transport: tr,
-		// RFC 8461 §3.3: redirects MUST NOT be followed (GO-2). The 3xx
-		// response is returned as is and fails the status check.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-
-	trace := &httptrace.ClientTrace{
-		GotConn: func(info httptrace.GotConnInfo) { res.Addr = info.Conn.RemoteAddr().String() },
-	}
-	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(fctx, trace), http.MethodGet, res.URL, nil)
+	req, err := http.NewRequestWithContext(fctx, http.MethodGet, res.URL, nil)
 	if err != nil {
 		return res, fmt.Errorf("%w: %w", ErrPolicyFetch, err)
 	}
 	// RFC 8461 §3.3: no HTTP caching, so no validators
-	// (If-None-Match, If-Modified-Since) are ever sent (STS-FETCH-6).
+	// (If-None-Match, If-Modified-Since) are ever sent (STS-FETCH-6). GO-3:
+	// no Accept-Encoding either, so nothing is decoded behind our back and
+	// the body cap applies to the bytes on the wire. One request per
+	// connection.
 	req.Header.Set("User-Agent", c.userAgent())
 	req.Header.Set("Accept", "text/plain")
+	req.Close = true
 
-	resp, err := hc.Do(req)
+	resp, err := c.exchange(fctx, dns, ahead, host, req, res)
 	if err != nil {
 		return res, c.classify(ctx, fctx, res.URL, "connecting to", err)
 	}
@@ -348,7 +327,6 @@ func (c *Client) fetch(ctx context.Context, domain string) (*FetchResult, error)
 	res.StatusCode = resp.StatusCode
 	res.Header = resp.Header
 	res.ContentType = resp.Header.Get("Content-Type")
-	res.TLS = resp.TLS
 
 	// RFC 8461 §3.3: only status 200 produces a policy (STS-FETCH-4).
 	if resp.StatusCode != http.StatusOK {
@@ -391,6 +369,110 @@ func (c *Client) fetch(ctx context.Context, domain string) (*FetchResult, error)
 	return res, nil
 }
 
+// exchange connects to the policy host, makes the TLS handshake and sends
+// req over HTTP/1.1, all under ctx (the fetch's Timeout), and returns the
+// response; res gets the address and the TLS state. It is a single
+// request on a connection of its own, so it does what net/http's Transport
+// would without its pooling machinery:
+//   - no proxy (see the Client doc);
+//   - RFC 8461 §3.3: redirects are not followed (GO-2); a 3xx response is
+//     returned as is and fails the status check;
+//   - response headers are capped at maxHeaderBytes;
+//   - interim 1xx responses (103 Early Hints) are skipped, a bounded
+//     number of them.
+//
+// The returned response's Body closes the connection.
+func (c *Client) exchange(ctx context.Context, dns dnsresolve.Resolver, ahead *addrLookup, host string, req *http.Request, res *FetchResult) (*http.Response, error) {
+	raw, err := c.dial(ctx, dns, ahead, "tcp", host, strconv.Itoa(c.port()))
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = raw.Close()
+		}
+	}()
+	res.Addr = raw.RemoteAddr().String()
+	// The end of ctx (Timeout included) interrupts blocked reads and
+	// writes at once; no socket deadline of its own, so that ctx.Err()
+	// says why the exchange ended.
+	stop := context.AfterFunc(ctx, func() { _ = raw.SetDeadline(time.Unix(1, 0)) })
+	conn := tls.Client(raw, &tls.Config{
+		// GO-5, STS-FETCH-13: ServerName sets the SNI and the name the
+		// certificate is verified for (STS-FETCH-2).
+		ServerName: host,
+		RootCAs:    c.RootCAs,
+		// RFC 8461 §7.2, STS-FETCH-14: TLS 1.2 or later.
+		MinVersion: tls.VersionTLS12,
+		// Classical key exchange only. The policy is public and its
+		// authenticity rests on the certificate, not on the key exchange;
+		// Go's default post-quantum hybrid (X25519MLKEM768) protects
+		// confidentiality the fetch does not need and costs about a fifth
+		// of a cold lookup's CPU, on both ends.
+		CurvePreferences: fetchCurves,
+		// HTTP/1.1 only, as net/http's Transport with a custom TLS
+		// configuration would.
+		NextProtos: []string{"http/1.1"},
+	})
+	if err := conn.HandshakeContext(ctx); err != nil {
+		stop()
+		return nil, err
+	}
+	st := conn.ConnectionState()
+	res.TLS = &st
+	if err := req.Write(conn); err != nil {
+		stop()
+		return nil, err
+	}
+	// The header cap: the reader sees at most maxHeaderBytes until the
+	// headers are parsed, then enough for a capped body and its framing.
+	lr := &io.LimitedReader{R: conn, N: maxHeaderBytes}
+	br := bufio.NewReaderSize(lr, 4<<10)
+	var resp *http.Response
+	for range maxInterim + 1 {
+		resp, err = http.ReadResponse(br, req)
+		if err != nil {
+			stop()
+			if lr.N == 0 {
+				return nil, fmt.Errorf("%w: response headers over %d bytes", ErrPolicyFetch, maxHeaderBytes)
+			}
+			return nil, err
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			break
+		}
+		_ = resp.Body.Close()
+	}
+	if resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+		stop()
+		return nil, fmt.Errorf("%w: more than %d interim responses", ErrPolicyFetch, maxInterim)
+	}
+	// Chunked framing may double a small body; the body itself is capped
+	// by the caller.
+	lr.N = 2*c.maxBody() + maxHeaderBytes
+	resp.Body = &connBody{ReadCloser: resp.Body, conn: conn, stop: stop}
+	ok = true
+	return resp, nil
+}
+
+// maxInterim bounds the 1xx responses skipped before the final one.
+const maxInterim = 5
+
+// connBody is a response body that closes its connection.
+type connBody struct {
+	io.ReadCloser
+	conn net.Conn
+	stop func() bool
+}
+
+func (b *connBody) Close() error {
+	b.stop()
+	err := b.ReadCloser.Close()
+	_ = b.conn.Close()
+	return err
+}
+
 // checkContentType applies RFC 8461 §3.2 (STS-POL-2, GO-6): the media type
 // must be text/plain; parameters, charset included, are ignored and the
 // body is read as UTF-8 in any case.
@@ -411,10 +493,60 @@ func (c *Client) checkContentType(ct string) error {
 	return nil
 }
 
-// dial resolves host through the DNS layer and connects to each address in
-// turn. Errors wrap ErrPolicyFetch.
-func (c *Client) dial(ctx context.Context, dns dnsresolve.Resolver, network, host, port string) (net.Conn, error) {
+// addrLookup is the A/AAAA lookup of a policy host started before the TXT
+// record is known (see [Client.lookupAhead]).
+type addrLookup struct {
+	host  string
+	done  chan struct{}
+	addrs []netip.Addr
+	err   error
+}
+
+// lookupAhead starts looking up the addresses of mta-sts.<domain> (domain
+// normalized) in the background, under ctx; the caller cancels ctx when it
+// no longer needs the answer. It returns nil when there is no resolver.
+//
+// This is DNS only: RFC 8461 §3.3 lets a sender fetch the policy only once
+// the TXT record says one exists, and the caller still decides that. Looking
+// up the policy host together with the TXT record saves a round trip on
+// every cold lookup of a domain that has a policy, at the cost of an unused
+// A/AAAA query for one that has none.
+func (c *Client) lookupAhead(ctx context.Context, domain string) *addrLookup {
+	dns, err := c.resolver()
+	if err != nil {
+		return nil
+	}
+	l := &addrLookup{host: "mta-sts." + domain, done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		l.addrs, _, l.err = dns.LookupIP(ctx, l.host)
+	}()
+	return l
+}
+
+// hostAddrs returns the addresses of host: the lookup ahead's when it was
+// for host and did not fail (a failure is retried, as a lookup made now
+// would be), else a new lookup.
+func hostAddrs(ctx context.Context, dns dnsresolve.Resolver, ahead *addrLookup, host string) ([]netip.Addr, error) {
+	if ahead != nil && ahead.host == host {
+		select {
+		case <-ahead.done:
+			if ahead.err == nil || errors.Is(ahead.err, dnsresolve.ErrNotFound) {
+				return ahead.addrs, ahead.err
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	addrs, _, err := dns.LookupIP(ctx, host)
+	return addrs, err
+}
+
+// dial resolves host through the DNS layer (or takes the addresses looked
+// up ahead) and connects to each address in turn. Errors wrap
+// ErrPolicyFetch.
+func (c *Client) dial(ctx context.Context, dns dnsresolve.Resolver, ahead *addrLookup, network, host, port string) (net.Conn, error) {
+	addrs, err := hostAddrs(ctx, dns, ahead, host)
 	if err != nil {
 		if errors.Is(err, dnsresolve.ErrNotFound) {
 			return nil, fmt.Errorf("%w: policy host %s has no A or AAAA record: %w", ErrPolicyFetch, host, err)

@@ -28,6 +28,7 @@ const (
 // Addresses of the daemons inside the namespace.
 const (
 	minimalAddr = "127.0.0.1:8463"
+	floorAddr   = "127.0.0.1:8464"
 	peerAddr    = "127.0.0.1:8462"
 	mailstsAddr = "127.0.0.1:8461"
 	// mailstsDebug is policyd's metrics listener with the profiler (-profile).
@@ -108,6 +109,7 @@ type figures struct {
 	name          string
 	startup       time.Duration // to the first answer, empty cache
 	hit           loadResult    // all rounds merged (latencies)
+	open          loadResult    // open-loop rounds merged
 	hitRounds     []float64     // q/s per round
 	cpuRounds     []float64     // CPU seconds per query, per round
 	cold          loadResult    // the round with the median wall time
@@ -229,6 +231,9 @@ func runInside(ctx context.Context, cfg config, out io.Writer) error {
 		}
 	}
 	for _, f := range live() {
+		if f.name == "floor" {
+			continue // cold lookups only: it has no cache
+		}
 		warm := each(ctx, procs[f.name].addr, ks.hot, cfg.conns, 10*time.Minute, wantReply)
 		if err := warm.check("warm-up", len(ks.hot)); err != nil {
 			if err := fail(f, "warm-up", err); err != nil {
@@ -238,6 +243,9 @@ func runInside(ctx context.Context, cfg config, out io.Writer) error {
 	}
 	for r := range cfg.rounds {
 		for _, f := range live() {
+			if f.name == "floor" {
+				continue
+			}
 			log.Printf("hit round %d: %s", r+1, f.name)
 			if err := hitRound(ctx, cfg, ks, procs[f.name], f); err != nil {
 				if err := fail(f, "hit phase", err); err != nil {
@@ -247,7 +255,7 @@ func runInside(ctx context.Context, cfg config, out io.Writer) error {
 		}
 	}
 	for _, f := range live() {
-		if f.name == "minimal" {
+		if f.name == "minimal" || f.name == "floor" {
 			continue
 		}
 		log.Printf("memory fill: %s", f.name)
@@ -272,9 +280,23 @@ func runInside(ctx context.Context, cfg config, out io.Writer) error {
 	return nil
 }
 
-// startOne starts one daemon (not waiting for it).
+// startOne starts one daemon (not waiting for it), pointed at the
+// testnet's DNS and HTTPS.
 func startOne(ctx context.Context, cfg config, n *testnet.Net, tmp, name string) (*daemon, error) {
+	return startOneAt(ctx, cfg, n, n.DNSAddr(), n.HTTPSPort(), tmp, name)
+}
+
+// startOneAt starts one daemon using the DNS server dnsAddr and policy
+// hosts on httpsPort (where the peer's are fixed: 127.0.0.1:53 and 443).
+func startOneAt(ctx context.Context, cfg config, n *testnet.Net, dnsAddr string, httpsPort int, tmp, name string) (*daemon, error) {
 	switch name {
+	case "floor":
+		self, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		return startDaemon("floor", floorAddr, nil, self, "-serve-floor", floorAddr,
+			"-floor-dns", dnsAddr, "-floor-https-port", strconv.Itoa(httpsPort), "-floor-ca", n.CAFile())
 	case "minimal":
 		self, err := os.Executable()
 		if err != nil {
@@ -302,21 +324,21 @@ func startOne(ctx context.Context, cfg config, n *testnet.Net, tmp, name string)
 		if cfg.mailsts == "" {
 			return nil, errors.New("no mailsts binary (-mailsts)")
 		}
-		args := mailstsArgs(n, cfg.mailstsCache, filepath.Join(tmp, "state"))
+		args := mailstsArgs(n, dnsAddr, httpsPort, cfg.mailstsCache, filepath.Join(tmp, "state"))
 		if cfg.profile != "" {
 			args = append(args, "--metrics", mailstsDebug, "--pprof")
 		}
 		return startDaemon("mailsts", mailstsAddr, nil, cfg.mailsts, args...)
 	}
-	return nil, fmt.Errorf("unknown daemon %q (want minimal, peer or mailsts)", name)
+	return nil, fmt.Errorf("unknown daemon %q (want minimal, peer, mailsts or floor)", name)
 }
 
-func mailstsArgs(n *testnet.Net, cache, stateDir string) []string {
+func mailstsArgs(n *testnet.Net, dnsAddr string, httpsPort int, cache, stateDir string) []string {
 	return []string{"policyd",
 		"--listen", mailstsAddr,
-		"--dns", n.DNSAddr(),
+		"--dns", dnsAddr,
 		"--ca-file", n.CAFile(),
-		"--https-port", strconv.Itoa(n.HTTPSPort()),
+		"--https-port", strconv.Itoa(httpsPort),
 		"--state-dir", stateDir,
 		"--cache", cache,
 	}
@@ -369,6 +391,16 @@ func hitRound(ctx context.Context, cfg config, ks keySets, d *daemon, f *figures
 	if r.queries == 0 {
 		return errors.New("hit phase: no query answered")
 	}
+	if cfg.openRate > 0 {
+		o := openLoop(ctx, d.addr, ks.hot, cfg.conns, cfg.openRate, cfg.openDuration, wantReply)
+		if err := o.check("open-loop phase", 0); err != nil {
+			return err
+		}
+		f.open.queries += o.queries
+		f.open.wall += o.wall
+		f.open.lat = append(f.open.lat, o.lat...)
+		slices.Sort(f.open.lat)
+	}
 	f.hitRounds = append(f.hitRounds, r.qps())
 	f.cpuRounds = append(f.cpuRounds, (c1-c0).Seconds()/float64(r.queries))
 	f.hit.queries += r.queries
@@ -420,7 +452,7 @@ func restartPhase(ctx context.Context, cfg config, ks keySets, n *testnet.Net, t
 	f.dbBytes = dirSize(state)
 	probe := ks.mem[len(ks.mem)/2]
 	before := n.Requests(probe)
-	d, err := startDaemon("mailsts (restart)", mailstsAddr, nil, cfg.mailsts, mailstsArgs(n, "sqlite", state)...)
+	d, err := startDaemon("mailsts (restart)", mailstsAddr, nil, cfg.mailsts, mailstsArgs(n, n.DNSAddr(), n.HTTPSPort(), "sqlite", state)...)
 	if err != nil {
 		return err
 	}

@@ -155,3 +155,62 @@ func (r loadResult) check(phase string, expected int) error {
 	}
 	return nil
 }
+
+// openLoop offers rate queries per second over conns connections for dur,
+// whatever the daemon's answers do: connection i sends its k-th query at
+// start + (k + i/conns) × conns/rate. A connection carries one query at a
+// time (as Postfix's), so a late answer delays the next send; each
+// latency is therefore measured from the query's scheduled time, not from
+// when it was sent, and includes the queueing a slow answer causes (no
+// coordinated omission). Client-side timer lateness counts too, alike for
+// every daemon.
+func openLoop(ctx context.Context, addr string, keys []string, conns int, rate float64, dur time.Duration, want string) loadResult {
+	ctx, cancel := context.WithTimeout(ctx, dur+30*time.Second)
+	defer cancel()
+	interval := time.Duration(float64(conns) / rate * float64(time.Second))
+	var (
+		mu  sync.Mutex
+		res loadResult
+		wg  sync.WaitGroup
+	)
+	start := time.Now().Add(20 * time.Millisecond)
+	for i := range conns {
+		wg.Go(func() {
+			w := &worker{addr: addr}
+			defer w.close()
+			lat := make([]time.Duration, 0, int(dur/interval)+1)
+			var n, wrong, errs int
+			offset := time.Duration(i) * interval / time.Duration(conns)
+			for k := 0; ctx.Err() == nil; k++ {
+				at := start.Add(offset + time.Duration(k)*interval)
+				if at.Sub(start) >= dur {
+					break
+				}
+				if d := time.Until(at); d > 0 {
+					time.Sleep(d)
+				}
+				key := keys[(i*len(keys)/conns+k)%len(keys)]
+				r, err := w.lookup(ctx, key)
+				if err != nil {
+					errs++
+					continue
+				}
+				n++
+				lat = append(lat, time.Since(at))
+				if !matches(r, want) {
+					wrong++
+				}
+			}
+			mu.Lock()
+			res.queries += n
+			res.wrong += wrong
+			res.errors += errs
+			res.lat = append(res.lat, lat...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	res.wall = time.Since(start)
+	slices.Sort(res.lat)
+	return res
+}

@@ -6,6 +6,8 @@
 //   - peer: Debian's postfix-mta-sts-resolver (mta-sts-daemon), the
 //     daemon mailsts replaces;
 //   - mailsts: `mailsts policyd`, built from this checkout;
+//   - floor: the least work a cold lookup needs (TXT and A queries, one
+//     TLS 1.3 handshake, one GET; cold phases only), the CPU floor;
 //
 // and prints each figure with the ratios the issue sets as goals. Timings on
 // a shared machine are noisy: read the ratios, measured in the same run,
@@ -15,7 +17,8 @@
 // a network namespace whose resolv.conf names the testnet DNS server on
 // 127.0.0.1:53, with policy hosts on 127.0.0.1:443):
 //
-//	go run ./bench/policyd [-duration 5s] [-conns 16] [-hot 1000] [-cold 1000] [-mem 100000] [-rounds 3] [-daemons minimal,peer,mailsts]
+//	go run ./bench/policyd [-duration 5s] [-conns 16] [-hot 1000] [-cold 1000] [-mem 100000] [-rounds 3] [-daemons minimal,peer,mailsts,floor]
+//	go run ./bench/policyd -latency 10ms [-daemons peer,mailsts,floor]
 package main
 
 import (
@@ -55,6 +58,15 @@ type config struct {
 	mailstsCache string
 	profile      string
 	profileTime  time.Duration
+
+	// floor: the minimal cold-lookup client served as a socketmap.
+	floor               string
+	floorDNS, floorCA   string
+	floorPort           string
+	openRate            float64 // open-loop queries per second after each hit round; 0: none
+	openDuration        time.Duration
+	latency             time.Duration // one-way delay; > 0 selects the latency mode
+	latSingle, latBatch int
 }
 
 func main() {
@@ -70,7 +82,7 @@ func main() {
 	fs.IntVar(&cfg.cold, "cold", 1000, "never-seen domains looked up in the cold phase")
 	fs.IntVar(&cfg.mem, "mem", 100000, "domains cached for the memory and start-up figures")
 	fs.DurationVar(&cfg.fillTimeout, "fill-timeout", 15*time.Minute, "bound on filling the cache with -mem domains (per daemon)")
-	fs.StringVar(&daemons, "daemons", "minimal,peer,mailsts", "daemons to measure, comma-separated")
+	fs.StringVar(&daemons, "daemons", "minimal,peer,mailsts,floor", "daemons to measure, comma-separated (floor: cold lookups only)")
 	fs.StringVar(&cfg.mailsts, "mailsts", "", "mailsts binary (default: go build ./cmd/mailsts)")
 	fs.StringVar(&cfg.peer, "peer", "/usr/bin/mta-sts-daemon", "postfix-mta-sts-resolver's mta-sts-daemon")
 	fs.StringVar(&cfg.inside, "inside", "", "internal: the network namespace this process runs in")
@@ -79,6 +91,15 @@ func main() {
 	fs.StringVar(&cfg.mailstsCache, "mailsts-cache", "sqlite", "mailsts policyd --cache: sqlite (its default; the restart figure needs it) or memory")
 	fs.StringVar(&cfg.profile, "profile", "", "write CPU profiles of mailsts policyd (its first cold and first hit round) to this `directory`, for go tool pprof")
 	fs.DurationVar(&cfg.profileTime, "profile-time", 3*time.Second, "length of each -profile CPU profile, taken from the start of the round")
+	fs.Float64Var(&cfg.openRate, "open-rate", 30000, "open-loop load after each cache-hit round: this many queries/s over -conns connections, latency from each query's scheduled time (0: none)")
+	fs.DurationVar(&cfg.openDuration, "open-duration", 5*time.Second, "length of each open-loop round")
+	fs.DurationVar(&cfg.latency, "latency", 0, "latency mode: put a delay proxy adding this one-way `delay` (UDP and TCP) in front of the testnet's DNS and HTTPS, and measure only cold lookups (-latency-single one at a time, -latency-batch over -conns connections); e.g. 10ms for a 20 ms round trip")
+	fs.IntVar(&cfg.latSingle, "latency-single", 21, "latency mode: never-seen domains looked up one at a time per round, for the single-lookup p50")
+	fs.IntVar(&cfg.latBatch, "latency-batch", 200, "latency mode: never-seen domains looked up over -conns connections per round, for the wall time")
+	fs.StringVar(&cfg.floor, "serve-floor", "", "internal: serve the floor client as a socketmap on this address")
+	fs.StringVar(&cfg.floorDNS, "floor-dns", "", "internal: the floor client's DNS server")
+	fs.StringVar(&cfg.floorPort, "floor-https-port", "443", "internal: the floor client's HTTPS port")
+	fs.StringVar(&cfg.floorCA, "floor-ca", "", "internal: the floor client's CA file")
 	fs.BoolVar(&cfg.keep, "keep-going", false, "report the other daemons when one fails instead of stopping")
 	_ = fs.Parse(os.Args[1:])
 	for d := range strings.SplitSeq(daemons, ",") {
@@ -92,6 +113,13 @@ func main() {
 	switch {
 	case cfg.minimal != "":
 		err = serveMinimal(cfg.minimal, minimalAnswers(cfg.hot))
+	case cfg.floor != "":
+		var f *floorClient
+		if f, err = newFloorClient(cfg.floorDNS, cfg.floorPort, cfg.floorCA); err == nil {
+			err = serveFloor(cfg.floor, f)
+		}
+	case cfg.inside != "" && cfg.latency > 0:
+		err = runLatency(ctx, cfg, os.Stdout)
 	case cfg.inside != "":
 		err = runInside(ctx, cfg, os.Stdout)
 	default:

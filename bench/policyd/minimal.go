@@ -21,6 +21,26 @@ const maxMinimalRequest = 10000
 // are already buffered. Any framing error closes the connection. It runs
 // until SIGTERM.
 func serveMinimal(addr string, answers map[string]string) error {
+	// Replies are encoded once.
+	encoded := make(map[string][]byte, len(answers))
+	for k, v := range answers {
+		encoded[k] = netstring("OK " + v)
+	}
+	notFound := netstring("NOTFOUND ")
+	return serveSocketmap(addr, func(key []byte) []byte {
+		reply, ok := encoded[string(key)] // no allocation for the lookup
+		if !ok {
+			reply = notFound
+		}
+		return reply
+	})
+}
+
+// serveSocketmap serves the socketmap protocol on addr, answering each
+// key with the netstring answer returns, one goroutine per connection,
+// flushing after each reply unless more requests are already buffered. Any
+// framing error closes the connection. It runs until SIGTERM.
+func serveSocketmap(addr string, answer func(key []byte) []byte) error {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
@@ -31,12 +51,6 @@ func serveMinimal(addr string, answers map[string]string) error {
 		<-sig
 		l.Close()
 	}()
-	// Replies are encoded once.
-	encoded := make(map[string][]byte, len(answers))
-	for k, v := range answers {
-		encoded[k] = netstring("OK " + v)
-	}
-	notFound := netstring("NOTFOUND ")
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -63,11 +77,7 @@ func serveMinimal(addr string, answers map[string]string) error {
 						break
 					}
 				}
-				reply, ok := encoded[string(key)] // no allocation for the lookup
-				if !ok {
-					reply = notFound
-				}
-				if _, err := bw.Write(reply); err != nil {
+				if _, err := bw.Write(answer(key)); err != nil {
 					return
 				}
 				if br.Buffered() == 0 {

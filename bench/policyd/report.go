@@ -31,9 +31,14 @@ func report(w io.Writer, cfg config, all []*figures) {
 		line := "| " + name + " |"
 		for _, f := range all {
 			c := "–"
-			if f.err == nil {
+			switch {
+			case f.err == nil && f.name == "floor" && strings.Contains(name, "cold"):
 				c = cell(f)
-			} else {
+			case f.err == nil && f.name == "floor":
+				// Cold lookups only: it has no cache.
+			case f.err == nil:
+				c = cell(f)
+			default:
 				c = "failed"
 			}
 			line += " " + c + " |"
@@ -47,6 +52,26 @@ func report(w io.Writer, cfg config, all []*figures) {
 	row("latency p50 (all rounds)", func(f *figures) string { return dur(f.hit.percentile(50)) })
 	row("latency p99", func(f *figures) string { return dur(f.hit.percentile(99)) })
 	row("latency max", func(f *figures) string { return dur(f.hit.percentile(100)) })
+	if cfg.openRate > 0 {
+		row(fmt.Sprintf("open loop %.0f q/s: achieved q/s", cfg.openRate), func(f *figures) string {
+			if f.open.wall == 0 {
+				return "–"
+			}
+			return fmt.Sprintf("%.0f", float64(f.open.queries)/f.open.wall.Seconds())
+		})
+		row("open loop latency p50 / p99 / p99.9", func(f *figures) string {
+			if len(f.open.lat) == 0 {
+				return "–"
+			}
+			return dur(f.open.percentile(50)) + " / " + dur(f.open.percentile(99)) + " / " + dur(f.open.percentile(99.9))
+		})
+		row("open loop latency max", func(f *figures) string {
+			if len(f.open.lat) == 0 {
+				return "–"
+			}
+			return dur(f.open.percentile(100))
+		})
+	}
 	row(fmt.Sprintf("%d cold domains, wall (median; min–max)", cfg.cold), func(f *figures) string {
 		if len(f.coldRounds) == 0 {
 			return "–"
@@ -81,6 +106,12 @@ func report(w io.Writer, cfg config, all []*figures) {
 		}
 	}
 
+	row("daemon CPU per cold domain", func(f *figures) string {
+		if len(f.coldRounds) == 0 {
+			return "–"
+		}
+		return dur(coldCPUPerDomain(cfg, f))
+	})
 	m, p, x := byName["mailsts"], byName["peer"], byName["minimal"]
 	ok := func(f *figures) bool { return f != nil && f.err == nil }
 	fmt.Fprintln(w, "\nRatios (same run) against the policyd goals (bench/README.md):")
@@ -102,10 +133,20 @@ func report(w io.Writer, cfg config, all []*figures) {
 		if m.coldWall() > 0 {
 			goal("peer cold wall ÷ mailsts cold wall", float64(p.coldWall())/float64(m.coldWall()), "≥", 10)
 		}
-		fmt.Fprintf(w, "- mailsts p99 ÷ peer p99: %.2f\n", float64(m.hit.percentile(99))/float64(p.hit.percentile(99)))
+		fmt.Fprintf(w, "- mailsts p99 ÷ peer p99 (closed loop): %.2f\n", float64(m.hit.percentile(99))/float64(p.hit.percentile(99)))
+		if len(m.open.lat) > 0 && len(p.open.lat) > 0 {
+			goal(fmt.Sprintf("mailsts p99 ÷ peer p99, open loop at %.0f q/s", cfg.openRate),
+				float64(m.open.percentile(99))/float64(p.open.percentile(99)), "≤", 1)
+		}
 		if m.memDomains > 0 && p.memDomains > 0 {
 			fmt.Fprintf(w, "- memory per cached domain, mailsts ÷ peer: %.2f\n",
 				(float64(m.memBytes)/float64(m.memDomains))/(float64(p.memBytes)/float64(p.memDomains)))
+		}
+	}
+	if fl := byName["floor"]; ok(m) && ok(fl) && len(m.coldRounds) > 0 && len(fl.coldRounds) > 0 {
+		goal("mailsts CPU per cold domain ÷ floor client's", float64(coldCPUPerDomain(cfg, m))/float64(coldCPUPerDomain(cfg, fl)), "≤", 1.25)
+		if ok(p) && len(p.coldRounds) > 0 {
+			fmt.Fprintf(w, "- peer CPU per cold domain ÷ floor client's: %.2f\n", float64(coldCPUPerDomain(cfg, p))/float64(coldCPUPerDomain(cfg, fl)))
 		}
 	}
 	if ok(m) && ok(x) {
@@ -116,8 +157,16 @@ func report(w io.Writer, cfg config, all []*figures) {
 	}
 }
 
+// coldCPUPerDomain is the daemon's CPU time over its cold rounds divided by
+// the domains they looked up.
+func coldCPUPerDomain(cfg config, f *figures) time.Duration {
+	return f.coldCPU / time.Duration(max(1, len(f.coldRounds)*cfg.cold))
+}
+
 func label(name string) string {
 	switch name {
+	case "floor":
+		return "floor client"
 	case "minimal":
 		return "minimal map server"
 	case "peer":

@@ -10,8 +10,10 @@ import (
 	"database/sql"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -42,6 +44,9 @@ type Config struct {
 	Keep  bool
 	// Repeat runs each query this many times (at least 1).
 	Repeat int
+
+	// profile, when set, receives a CPU profile of the ingest.
+	profile io.Writer
 }
 
 // Results of one run.
@@ -76,7 +81,16 @@ func main() {
 	flag.BoolVar(&c.Reuse, "reuse", false, "skip the ingest and query the existing database")
 	flag.BoolVar(&c.Keep, "keep", false, "keep the PostgreSQL schema after the run")
 	flag.IntVar(&c.Repeat, "repeat", 3, "runs of each query")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the ingest to this `file`")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		c.profile = f
+	}
 	r, err := Run(context.Background(), c)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -241,7 +255,16 @@ func Run(ctx context.Context, c Config) (res Results, err error) {
 		if c.Writers > 0 {
 			ingestFn = ingestConcurrent
 		}
-		if err := ingestFn(ctx, st, c, &res); err != nil {
+		if c.profile != nil {
+			if err := pprof.StartCPUProfile(c.profile); err != nil {
+				return res, err
+			}
+		}
+		err := ingestFn(ctx, st, c, &res)
+		if c.profile != nil {
+			pprof.StopCPUProfile()
+		}
+		if err != nil {
 			return res, err
 		}
 	}

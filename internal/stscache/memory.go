@@ -45,6 +45,9 @@ type Memory struct {
 	mu       sync.RWMutex
 	m        map[string]*item
 	policies policyTable
+	// drops counts the entries Cap and Evict removed: what a [Tiered]
+	// front loses while its back store keeps it.
+	drops atomic.Uint64
 }
 
 // item is one stored entry, kept compact: a daemon's front holds one per
@@ -482,6 +485,7 @@ func (m *Memory) capAt(ctx context.Context, max int, now time.Time) (int, error)
 			return evicted, err
 		}
 		if m.removeItem(it.domain, it.item) {
+			m.drops.Add(1)
 			evicted++
 		}
 	}
@@ -514,6 +518,7 @@ func (m *Memory) Evict(ctx context.Context, unusedSince time.Time) (int, error) 
 			return n, err
 		}
 		if it.lastUsed.Load() < cut && !it.protected(now) && m.removeItem(it.domain, it.item) {
+			m.drops.Add(1)
 			n++
 		}
 	}

@@ -51,6 +51,9 @@ func (c *Cache) Purge(ctx context.Context, domains []string, all bool) (int, err
 		return n, err
 	}
 	if all {
+		// Entries the file still has leave memory: a miss must read the
+		// file again (see Tiered.Load), so this counts as a drop.
+		c.front.drops.Add(1)
 		var held []string
 		err := c.store.Range(ctx, func(e *mtasts.Entry) bool { held = append(held, e.Domain); return true })
 		if err != nil {
@@ -198,6 +201,9 @@ func (c *Cache) applyPurges(ctx context.Context, seq int64, dropped func(int)) (
 // entries, and a delete through the Tiered would announce another purge.
 func (c *Cache) dropFromMemory(ctx context.Context, all bool, domains []string) int {
 	if all {
+		// Entries the file still has leave memory: a miss must read the
+		// file again (see Tiered.Load), so this counts as a drop.
+		c.front.drops.Add(1)
 		var held []string
 		c.front.Range(ctx, func(e *mtasts.Entry) bool { held = append(held, e.Domain); return true })
 		for _, dom := range held {

@@ -107,6 +107,13 @@ type Tiered struct {
 
 	isDown atomic.Bool // deg.down, read without the lock
 	deg    degraded
+
+	// complete is 1 + Front.drops at the start of the last Load that
+	// copied all of Back into Front, 0 before: while Front.drops has not
+	// moved since, and FrontTTL is negative (this process is Back's only
+	// writer, so everything it writes goes through Front), Front holds
+	// every entry of Back and a miss needs no back read.
+	complete atomic.Uint64
 }
 
 var _ mtasts.Store = (*Tiered)(nil)
@@ -185,8 +192,15 @@ func (t *Tiered) setAbsent(domain string, now time.Time, absent bool) {
 // one copy; see the type documentation for misses.
 func (t *Tiered) Get(ctx context.Context, domain string) (*mtasts.Entry, error) {
 	it := t.Front.item(domain)
-	if it != nil && t.ttl() < 0 {
-		return it.entry(domain), nil // no clock read when the front never goes stale
+	if t.ttl() < 0 {
+		if it != nil {
+			return it.entry(domain), nil // no clock read when the front never goes stale
+		}
+		if t.frontComplete() {
+			// Memory proves the domain absent: no disk read for a
+			// never-seen domain.
+			return nil, nil
+		}
 	}
 	now := t.now()
 	if it != nil && t.fresh(it, now) {
@@ -472,10 +486,24 @@ func (t *Tiered) writeLastUsed(ctx context.Context, used map[string]time.Time) e
 	return nil
 }
 
+// frontComplete reports whether Front holds every entry of Back: a Load
+// finished and nothing was dropped from Front alone since it started
+// (see complete).
+func (t *Tiered) frontComplete() bool {
+	c := t.complete.Load()
+	return c != 0 && c-1 == t.Front.drops.Load()
+}
+
 // Load warms Front with every entry of Back, keeping any entry Front
 // already has. Call it at start with a SQLite back store; with a shared
 // Redis it is optional. It returns the number of entries added.
+//
+// With a negative FrontTTL (this process is Back's only writer), a Load
+// that succeeds makes Front complete: from then on a domain missing from
+// Front is known to be missing from Back and Get answers it without a back
+// read, until Cap or Evict drops an entry from Front alone.
 func (t *Tiered) Load(ctx context.Context) (int, error) {
+	drops := t.Front.drops.Load()
 	loaded := t.since(t.now())
 	n := 0
 	err := t.Back.Range(ctx, func(e *mtasts.Entry) bool {
@@ -486,6 +514,9 @@ func (t *Tiered) Load(ctx context.Context) (int, error) {
 	})
 	if err != nil {
 		return n, fmt.Errorf("stscache: load from back store: %w", err)
+	}
+	if t.ttl() < 0 {
+		t.complete.Store(drops + 1)
 	}
 	return n, nil
 }

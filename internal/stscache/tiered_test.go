@@ -336,3 +336,91 @@ func TestTieredForget(t *testing.T) {
 		t.Error("an entry written under the lock survived the Forget that waited for it")
 	}
 }
+
+// After a Load with a negative FrontTTL (the SQLite file's only writer),
+// memory holds every entry: a never-seen domain costs no back read, however
+// many are asked. Dropping entries from the front alone (Cap, Evict) ends
+// that, and the dropped ones are read through again.
+func TestTieredCompleteFrontSkipsBack(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := newClock(now)
+	tr, back := newCountingTiered(c, -1)
+	for i := range 10 {
+		mode := mtasts.Mode("") // negative entries: Cap may drop them
+		if i < 2 {
+			mode = mtasts.ModeEnforce
+		}
+		if err := back.Store.Put(ctx, entryAt(fmt.Sprintf("d%d.example", i), mode, now, 86400, now.Add(time.Duration(i)*time.Second))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Before Load, a miss reads the back store.
+	if e, err := tr.Get(ctx, "d3.example"); err != nil || e == nil {
+		t.Fatalf("Get(d3) before Load = %v, %v", e, err)
+	}
+	if _, err := tr.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	g0 := back.gets.Load()
+	for i := range 100 {
+		if e, err := tr.Get(ctx, fmt.Sprintf("new%d.example", i)); e != nil || err != nil {
+			t.Fatalf("Get(new%d) = %v, %v", i, e, err)
+		}
+		if e, err := tr.Get(ctx, "d7.example"); e == nil || err != nil {
+			t.Fatalf("Get(d7) = %v, %v", e, err)
+		}
+	}
+	if g := back.gets.Load() - g0; g != 0 {
+		t.Errorf("complete front: %d back reads for never-seen and loaded domains, want 0", g)
+	}
+	// A Put through Tiered keeps the front complete.
+	if err := tr.Put(ctx, entryAt("put.example", mtasts.ModeTesting, now, 86400, now)); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := tr.Get(ctx, "put.example"); e == nil || back.gets.Load() != g0 {
+		t.Errorf("Get(put.example) = %v with %d back reads", e, back.gets.Load()-g0)
+	}
+	// Cap drops negative entries from memory only: misses read Back again.
+	if n, err := tr.Cap(ctx, 5); err != nil || n == 0 {
+		t.Fatalf("Cap(5) = %d, %v", n, err)
+	}
+	if tr.Front.item("d2.example") != nil {
+		t.Fatal("Cap kept d2, the least recently used negative entry")
+	}
+	if e, err := tr.Get(ctx, "d2.example"); err != nil || e == nil {
+		t.Errorf("Get(d2) after Cap = %v, %v; want it read from the back store", e, err)
+	}
+	if back.gets.Load() == g0 {
+		t.Error("after Cap, a miss did not read the back store")
+	}
+	// A new Load makes it complete again.
+	if _, err := tr.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	g1 := back.gets.Load()
+	tr.Get(ctx, "other.example")
+	if g := back.gets.Load() - g1; g != 0 {
+		t.Errorf("after a second Load: %d back reads for a never-seen domain, want 0", g)
+	}
+}
+
+// A shared back store (positive FrontTTL: other daemons write it) is never
+// taken as complete: a domain another writer adds is seen.
+func TestTieredSharedBackNeverComplete(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := newClock(now)
+	tr, back := newCountingTiered(c, 30*time.Second)
+	if _, err := tr.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := back.Store.Put(ctx, entryAt("other.example", mtasts.ModeEnforce, now, 86400, now)); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := tr.Get(ctx, "other.example"); err != nil || e == nil {
+		t.Errorf("Get of a domain another writer added = %v, %v", e, err)
+	}
+}
