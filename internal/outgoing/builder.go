@@ -100,7 +100,8 @@ func dur(d, def time.Duration) time.Duration {
 	return max(d, 0)
 }
 
-func (b *Builder) check() error {
+// Check reports whether the settings can build valid reports (ErrConfig).
+func (b *Builder) Check() error {
 	if b.Store == nil || b.Sink == nil {
 		return fmt.Errorf("%w: a Store and a Sink are needed", ErrConfig)
 	}
@@ -122,7 +123,7 @@ func (b *Builder) Submitter() string {
 // Build builds the report of one domain and day from the store, without
 // claiming it: the same data always gives the same bytes.
 func (b *Builder) Build(ctx context.Context, dd DomainDay) (BuiltReport, error) {
-	if err := b.check(); err != nil {
+	if err := b.Check(); err != nil {
 		return BuiltReport{}, err
 	}
 	ps, err := b.Store.Policies(ctx, dd)
@@ -159,7 +160,7 @@ func (b *Builder) Build(ctx context.Context, dd DomainDay) (BuiltReport, error) 
 // logged, counted and left for RetryAfter.
 func (b *Builder) RunOnce(ctx context.Context) (BuildStats, error) {
 	var st BuildStats
-	if err := b.check(); err != nil {
+	if err := b.Check(); err != nil {
 		return st, err
 	}
 	log := b.logger()
@@ -243,7 +244,7 @@ func NextRun(now time.Time, delay, spread time.Duration) time.Time {
 // again after RetryAfter. After each pass it expires results older than
 // keepDays days (0 keeps everything).
 func (b *Builder) Schedule(ctx context.Context, spread time.Duration, keepDays int) error {
-	if err := b.check(); err != nil {
+	if err := b.Check(); err != nil {
 		return err
 	}
 	log := b.logger()

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -247,5 +249,27 @@ func TestNextRun(t *testing.T) {
 	}
 	if n := NextRun(now, 0, 0); !n.Equal(time.Date(2026, 3, 15, 0, 0, 0, 0, time.UTC)) {
 		t.Errorf("NextRun without spread = %v", n)
+	}
+}
+
+func TestDirSink(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := DirSink{Dir: dir}
+	r := BuiltReport{Filename: "sender.example!example.com!1773446400!1773532799.json.gz", Body: []byte("one")}
+	for _, body := range []string{"one", "two"} {
+		r.Body = []byte(body)
+		if err := s.Enqueue(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(filepath.Join(dir, r.Filename))
+	if err != nil || string(got) != "one" {
+		t.Errorf("file = %q %v; the first write must stay", got, err)
+	}
+	for _, bad := range []string{"", "../x.json.gz", "a/b.json.gz", ".hidden"} {
+		if err := s.Enqueue(context.Background(), BuiltReport{Filename: bad}); err == nil {
+			t.Errorf("file name %q accepted", bad)
+		}
 	}
 }
