@@ -152,7 +152,7 @@ func TestCollectorToReport(t *testing.T) {
 	}
 	var got outgoing.BuiltReport
 	b := &outgoing.Builder{Store: st, OrganizationName: "Sender", ContactInfo: "tlsrpt@sender.example",
-		Now: func() time.Time { return day.Add(24 * time.Hour) },
+		Now:  func() time.Time { return day.Add(24 * time.Hour) },
 		Sink: outgoing.SinkFunc(func(_ context.Context, r outgoing.BuiltReport) error { got = r; return nil })}
 	if s, err := b.RunOnce(ctx); err != nil || s.Built != 1 {
 		t.Fatalf("RunOnce = %+v %v", s, err)

@@ -70,7 +70,7 @@ func TestParseFields(t *testing.T) {
 		"f success":             {mustParse(t, tlsaSuccess).Policies[0].Failed, false},
 		"optional members absent": {mustParse(t, noPolicy).Policies[0],
 			Policy{Type: "no-policy-found", Count: 0}},
-		"t absent": {mustParse(t, `{"dpv": "1","d": "x.example","policies":[{"policy-type":9,"f":0}]}`).Policies[0].Count, -1},
+		"t absent":                {mustParse(t, `{"dpv": "1","d": "x.example","policies":[{"policy-type":9,"f":0}]}`).Policies[0].Count, -1},
 		"dpv absent (taken as 1)": {mustParse(t, `{"d": "x.example","policies":[{"policy-type":9,"f":0}]}`).Version, ""},
 	} {
 		if !reflect.DeepEqual(c.got, c.want) {
