@@ -21,7 +21,8 @@ import (
 // one row per distinct failure detail of a policy, with its session count.
 // outgoing_claims: one row per (policy domain, day) report: who builds it
 // until when, or that it is done. day is the UTC date as YYYY-MM-DD; times
-// are Unix seconds.
+// are Unix seconds. outgoing_answers (version 2): policyd's latest answer
+// per next-hop domain.
 
 func sqliteMigrations() []string {
 	return []string{
@@ -67,6 +68,17 @@ func sqliteMigrations() []string {
 			PRIMARY KEY (policy_domain, day)
 		) STRICT;
 		CREATE INDEX outgoing_claims_day ON outgoing_claims(day);`,
+		// Version 2: policyd's latest answer per next-hop domain, for
+		// joining the MTA's delivery log with the policy that applied.
+		`CREATE TABLE outgoing_answers (
+			policy_domain TEXT PRIMARY KEY,
+			answered_at   INTEGER NOT NULL,
+			answer        TEXT NOT NULL,
+			policy_type   TEXT NOT NULL,
+			policy_string TEXT NOT NULL,
+			mx_host       TEXT NOT NULL
+		) STRICT;
+		CREATE INDEX outgoing_answers_at ON outgoing_answers(answered_at);`,
 	}
 }
 
@@ -116,6 +128,15 @@ func postgresMigrations() []string {
 			PRIMARY KEY (policy_domain, day)
 		);
 		CREATE INDEX outgoing_claims_day ON outgoing_claims(day);`,
+		`CREATE TABLE outgoing_answers (
+			policy_domain TEXT COLLATE "C" PRIMARY KEY,
+			answered_at   BIGINT NOT NULL,
+			answer        TEXT NOT NULL,
+			policy_type   TEXT NOT NULL,
+			policy_string TEXT NOT NULL,
+			mx_host       TEXT NOT NULL
+		);
+		CREATE INDEX outgoing_answers_at ON outgoing_answers(answered_at);`,
 	}
 }
 

@@ -548,8 +548,13 @@ func (s *Store) Expire(ctx context.Context, before time.Time) (int64, error) {
 		`DELETE FROM outgoing_failures WHERE day < ?`,
 		`DELETE FROM outgoing_policies WHERE day < ?`,
 		`DELETE FROM outgoing_claims WHERE day < ?`,
+		`DELETE FROM outgoing_answers WHERE answered_at < ?`,
 	} {
-		res, err := tx.ExecContext(ctx, s.d.rebind(q), day)
+		var arg any = day
+		if strings.Contains(q, "answered_at") {
+			arg = before.Unix()
+		}
+		res, err := tx.ExecContext(ctx, s.d.rebind(q), arg)
 		if err != nil {
 			return 0, s.errorf("expire: %w", err)
 		}
