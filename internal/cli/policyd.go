@@ -193,6 +193,19 @@ func runPolicyd(ctx context.Context, env Env, args []string) int {
 	}()
 
 	d := &policyd.Daemon{Config: cfg, Logger: log, Level: level, Getenv: env.getenv}
+	if cfg.TLSRPTResults != "" {
+		dir := cfg.StateDir
+		if dir == "" {
+			dir = policyd.DefaultStateDir(env.getenv)
+		}
+		rep, err := openPolicydReport(ctx, cfg.TLSRPTResults, dir, log)
+		if err != nil {
+			log.Error("mailsts policyd: tlsrpt_results", "error", err)
+			return ExitError
+		}
+		defer rep.Close()
+		d.Report = rep
+	}
 	if df.config != "" {
 		d.Load = func() (*policyd.Config, error) {
 			c, err := df.load(fs, log)

@@ -54,6 +54,7 @@ Subcommands:
   show       one report by report-id, with its repairs, problems and raw input
   rejected   input that was not stored as a report, and why
   prune      delete reports, their rollup and rejected input before a day
+  collect    collect libtlsrpt results of this MTA and build the daily reports to send
 
 The database is --db sqlite:PATH or --db postgres://USER@HOST/DB (add
 ?search_path=SCHEMA for another schema). The default is SQLite at
@@ -80,6 +81,8 @@ func runTLSRPT(ctx context.Context, env Env, args []string) int {
 		return runTLSRPTQuery(ctx, env, args[0], args[1:])
 	case "prune":
 		return runTLSRPTPrune(ctx, env, args[1:])
+	case "collect":
+		return runTLSRPTCollect(ctx, env, args[1:])
 	}
 	return usageError(env.Stderr, "tlsrpt", "unknown subcommand %q", args[0])
 }

@@ -253,6 +253,7 @@ func (r *Responder) answerSTS(ctx context.Context, st *domainState, z Zone, tlsr
 		d.Err = errClass(res.Err)
 		d.Mode, d.PolicyID = "", res.ID
 		p := res.Policy
+		f.policy = p
 		if p == nil {
 			return r.noPolicy(ctx, st, z, res, now, d, f)
 		}

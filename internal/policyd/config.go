@@ -58,6 +58,12 @@ type Config struct {
 	Overrides   []OverrideConfig      `yaml:"overrides"`
 	Metrics     MetricsConfig         `yaml:"metrics"`
 	Log         LogConfig             `yaml:"log"`
+	// TLSRPTResults is the results store of TLS reporting (the send.db
+	// of `mailsts tlsrpt collect`: sqlite:PATH, postgres://…, or
+	// "default" for tlsrpt-send.db in the state directory). When set,
+	// policyd records there its discovery failures as failed sessions
+	// and its answer per next hop; "" records nothing.
+	TLSRPTResults string `yaml:"tlsrpt_results"`
 }
 
 // Listener is one socket Postfix connects to.

@@ -55,6 +55,9 @@ type Daemon struct {
 	// Observer, when set, receives the daemon's events for metrics
 	// (internal/metrics.Metrics implements it); nil reports nothing.
 	Observer DaemonObserver
+	// Report, when set, hears policyd's answers and discovery failures
+	// for TLS reporting (see ReportObserver); nil reports nothing.
+	Report ReportObserver
 
 	responder *Responder
 	cache     *mtasts.Cache
@@ -152,6 +155,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	d.responder.Now = d.Now
 	d.responder.Logger = log
 	d.responder.Observer = m
+	d.responder.Report = d.Report
 	// A failing back store never fails a lookup: the Tiered answers from
 	// memory, reports the rest as not cached (they are fetched), and
 	// writes back what it missed when it answers again. Deferred after

@@ -51,6 +51,7 @@ type memoEntry struct {
 	src      mtasts.Source // what Cache.Get said, replayed to its Observer
 	err      error
 	until    int64
+	report   *PolicyAnswer // replayed to the ReportObserver; nil without one
 }
 
 type memoShard struct {
@@ -156,9 +157,10 @@ type memoFill struct {
 	cacheGen uint64
 	src      mtasts.Source
 	err      error
-	cacheTil time.Time // Result.Until
-	ovTil    time.Time // the deciding override's expiry
-	no       bool      // not memoable
+	cacheTil time.Time      // Result.Until
+	ovTil    time.Time      // the deciding override's expiry
+	no       bool           // not memoable
+	policy   *mtasts.Policy // the MTA-STS policy looked at, for the ReportObserver
 }
 
 // memoable reports whether the kind of answer just computed may be reused

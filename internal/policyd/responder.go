@@ -105,6 +105,9 @@ type Responder struct {
 	Logger *slog.Logger
 	// Observer, when set, receives events for metrics.
 	Observer Observer
+	// Report, when set, hears what was answered per next-hop domain and
+	// the discovery failures, for TLS reporting (see ReportObserver).
+	Report ReportObserver
 
 	rules      atomic.Pointer[compiled]
 	initOnce   sync.Once
@@ -197,11 +200,22 @@ func (r *Responder) Lookup(ctx context.Context, name, key string) postfix.Reply 
 			if e.record != nil {
 				e.record(time.Since(start))
 			}
+			if e.report != nil && r.Report != nil {
+				a := *e.report
+				a.Time = now
+				r.Report.PolicyAnswered(a)
+			}
 			return e.reply
 		}
 	}
 	var f memoFill
 	reply, d := r.answer(ctx, name, key, now, &f)
+	var report *PolicyAnswer
+	if r.Report != nil {
+		if report = policyAnswer(&d, f.policy, now); report != nil {
+			r.Report.PolicyAnswered(*report)
+		}
+	}
 	_, _, label := f.rules.zone(name)
 	record := r.recorder(label, d.Answer)
 	if record != nil {
@@ -215,7 +229,7 @@ func (r *Responder) Lookup(ctx context.Context, name, key string) postfix.Reply 
 		reply: reply, record: record,
 		rules: f.rules, st: f.st, stGen: f.stGen,
 		domain: f.domain, cacheGen: f.cacheGen, src: f.src, err: f.err,
-		until: f.until(now).UnixNano(),
+		until: f.until(now).UnixNano(), report: report,
 	}
 	// A lookup that changed what it was derived from (state, a fetched
 	// policy) is not stored: the next one will be.

@@ -65,6 +65,8 @@ type Config struct {
 		RateLimit float64 `yaml:"rate_limit"`
 		RateBurst int     `yaml:"rate_burst"`
 	} `yaml:"serve"`
+	// Send is the sending side: `mailsts tlsrpt collect` (config_send.go).
+	Send SendConfig `yaml:"send"`
 }
 
 // LoadConfig reads the YAML file at path; unknown keys are errors. An

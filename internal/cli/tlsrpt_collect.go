@@ -1,0 +1,218 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/mailsts/mailsts/internal/outgoing"
+	"github.com/mailsts/mailsts/internal/outgoing/libtlsrpt"
+	"github.com/mailsts/mailsts/internal/policyd"
+	"github.com/mailsts/mailsts/internal/reports"
+)
+
+const collectHelp = `
+Collects what this host's MTA saw when it sent mail over TLS and builds one
+TLS report (RFC 8460) per day and recipient domain.
+
+It listens on a Unix datagram socket for the datagrams of sys4's libtlsrpt
+(protocol version 1), which Postfix 3.10+ built with TLSRPT support sends
+with these main.cf lines, unchanged from tlsrpt-collectd:
+  smtp_tlsrpt_enable = yes
+  smtp_tlsrpt_socket_name = /run/mailsts/tlsrpt.sock
+Results go to the results store (send.db in the configuration; SQLite
+tlsrpt-send.db in the state directory by default, or PostgreSQL shared by
+every MTA that reports as one organisation).
+
+The same process builds the reports of each finished UTC day, after
+send.delay plus a random share of send.spread past midnight, and once at
+start for days left over. Each (domain, day) is claimed in the database,
+so several nodes on one PostgreSQL build each report once. Built reports
+go to the outbox; --report-dir (send.report_dir) also writes each as its
+RFC 8460 file name. --once builds what is pending and exits, without the
+socket.
+
+Malformed datagrams, other protocol versions and results a report could
+not carry are counted and logged, never fatal. The counters are logged
+every --stats-interval and at exit.
+
+Examples:
+  mailsts tlsrpt collect --config /etc/mailsts/reports.yml
+  mailsts tlsrpt collect --socket /run/mailsts/tlsrpt.sock --org "Example Mail" --contact tlsrpt@example.net --report-dir /var/lib/mailsts/out
+  mailsts tlsrpt collect --once --config /etc/mailsts/reports.yml
+
+Exit codes:
+  0  stopped by SIGTERM or SIGINT; with --once, every pending report was built
+  1  with --once, some reports failed to build or enqueue (retried next run)
+  2  the results store or the socket could not be opened, or the builder failed
+  64 usage error: bad flags, a bad --db, a --config that cannot be read,
+     organisation name or contact address missing or invalid while building,
+     no place to put built reports
+`
+
+func runTLSRPTCollect(ctx context.Context, env Env, args []string) int {
+	fs := newFlagSet("tlsrpt collect", "mailsts tlsrpt collect [flags]", collectHelp, env.Stderr)
+	config := fs.String("config", "", "YAML configuration `file` (its send: section)")
+	db := fs.String("db", "", "results store: sqlite:`PATH` or postgres://… (default sqlite tlsrpt-send.db in the state directory)")
+	socket := fs.String("socket", "", "Unix datagram socket `path` for libtlsrpt (default /run/mailsts/tlsrpt.sock)")
+	socketMode := fs.String("socket-mode", "", "socket permissions in `octal` (default 0622)")
+	org := fs.String("org", "", "organisation `name` in the reports")
+	contact := fs.String("contact", "", "contact `address` in the reports; its domain is the submitter")
+	reportDir := fs.String("report-dir", "", "also write each built report into `DIR`")
+	noBuild := fs.Bool("no-build", false, "only collect; leave building to other nodes")
+	once := fs.Bool("once", false, "build the pending reports of finished days and exit (no socket)")
+	statsEvery := fs.Duration("stats-interval", time.Hour, "log the counters every `interval` (0: only at exit)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if code := parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(env.Stderr, "mailsts tlsrpt collect: unexpected argument %q\n", fs.Arg(0))
+		return ExitUsage
+	}
+	errf := func(code int, format string, a ...any) int {
+		fmt.Fprintf(env.Stderr, "mailsts tlsrpt collect: "+format+"\n", a...)
+		return code
+	}
+	full, err := reports.LoadConfig(*config)
+	if err != nil {
+		return errf(ExitUsage, "%v", err)
+	}
+	cfg := full.Send
+	for _, s := range []struct{ flag, dst *string }{
+		{db, &cfg.DB}, {socket, &cfg.Socket}, {socketMode, &cfg.SocketMode}, {org, &cfg.OrganizationName},
+		{contact, &cfg.ContactInfo}, {reportDir, &cfg.ReportDir},
+	} {
+		if *s.flag != "" {
+			*s.dst = *s.flag
+		}
+	}
+	if cfg.Socket == "" {
+		cfg.Socket = "/run/mailsts/tlsrpt.sock"
+	}
+	if cfg.SocketMode == "" {
+		cfg.SocketMode = "0622"
+	}
+	mode, err := strconv.ParseUint(cfg.SocketMode, 8, 32)
+	if err != nil || mode > 0o777 {
+		return errf(ExitUsage, "socket mode %q: want octal permissions such as 0622", cfg.SocketMode)
+	}
+	build := (cfg.Build == nil || *cfg.Build) && !*noBuild
+	if *once {
+		build = true
+	}
+	level := new(slog.LevelVar)
+	level.Set(policyd.ParseLevel(*logLevel))
+	log := newLogger(env.Stderr, "text", level)
+
+	var sink outgoing.Sink
+	if build {
+		sink = collectSink(cfg)
+		if sink == nil {
+			return errf(ExitUsage, "no place for built reports: set --report-dir (send.report_dir), or --no-build")
+		}
+		if cfg.ReportDir != "" {
+			if err := os.MkdirAll(cfg.ReportDir, 0o750); err != nil {
+				return errf(ExitError, "report directory: %v", err)
+			}
+		}
+	}
+	st, err := outgoing.Open(ctx, cfg.DB, policyd.DefaultStateDir(env.getenv), outgoing.Options{MaxDetails: cfg.MaxDetails, Logger: log})
+	if errors.Is(err, outgoing.ErrBadSpec) {
+		return errf(ExitUsage, "--db %v", err)
+	}
+	if err != nil {
+		return errf(ExitError, "%v", err)
+	}
+	defer st.Close()
+	keep := cfg.KeepDays
+	if keep <= 0 {
+		keep = 30
+	}
+	b := &outgoing.Builder{Store: st, Sink: sink, OrganizationName: cfg.OrganizationName, ContactInfo: cfg.ContactInfo,
+		Node: cfg.Node, Delay: cfg.Delay, Logger: log}
+	spread := cfg.Spread
+	if spread == 0 {
+		spread = outgoing.DefaultSpread
+	}
+	if *once {
+		s, err := b.RunOnce(ctx)
+		fmt.Fprintf(env.Stdout, "built %d, failed %d, held by other nodes %d\n", s.Built, s.Failed, s.Claimed)
+		switch {
+		case errors.Is(err, outgoing.ErrConfig):
+			return errf(ExitUsage, "%v", err)
+		case err != nil:
+			return errf(ExitError, "%v", err)
+		case s.Failed > 0:
+			return ExitFailure
+		}
+		return ExitOK
+	}
+	if build {
+		// Refuse a configuration that can never build a report now,
+		// not at the first midnight.
+		if err := b.Check(); err != nil {
+			return errf(ExitUsage, "%v", err)
+		}
+	}
+	conn, err := libtlsrpt.Listen(cfg.Socket, os.FileMode(mode))
+	if err != nil {
+		return errf(ExitError, "%v", err)
+	}
+	defer os.Remove(cfg.Socket)
+	rec := outgoing.NewRecorder(st, outgoing.RecorderOptions{Buffer: cfg.Buffer, Logger: log})
+	col := &libtlsrpt.Collector{Recorder: rec, Logger: log}
+	logStats := func(msg string) {
+		s, r := col.Stats(), rec.Stats()
+		log.Info(msg, "datagrams", s.Datagrams, "sessions", s.Sessions, "malformed", s.Malformed, "too_large", s.TooLarge,
+			"other_version", s.OtherVersion, "no_version", s.NoVersion, "unknown_codes", s.UnknownCodes,
+			"details_on_success", s.DetailsOnSuccess, "count_mismatch", s.CountMismatch, "invalid", s.Invalid,
+			"dropped", s.Dropped, "written", r.Written, "lost", r.Lost)
+	}
+	log.Info("tlsrpt collect: listening", "socket", cfg.Socket, "store", st.Backend(), "build", build)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return col.Serve(gctx, conn) })
+	if build {
+		g.Go(func() error { return b.Schedule(gctx, spread, keep) })
+	}
+	if *statsEvery > 0 {
+		g.Go(func() error {
+			t := time.NewTicker(*statsEvery)
+			defer t.Stop()
+			for {
+				select {
+				case <-gctx.Done():
+					return nil
+				case <-t.C:
+					logStats("tlsrpt collect: counters")
+				}
+			}
+		})
+	}
+	err = g.Wait()
+	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if cerr := rec.Close(cctx); cerr != nil {
+		log.Error("tlsrpt collect: buffered results not written", "err", cerr)
+	}
+	logStats("tlsrpt collect: stopped")
+	if err != nil {
+		return errf(ExitError, "%v", err)
+	}
+	return ExitOK
+}
+
+// collectSink is where the builder hands built reports: the report
+// directory when one is set. The outbox joins here.
+func collectSink(cfg reports.SendConfig) outgoing.Sink {
+	if cfg.ReportDir != "" {
+		return outgoing.DirSink{Dir: cfg.ReportDir}
+	}
+	return nil
+}

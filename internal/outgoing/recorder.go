@@ -1,0 +1,214 @@
+package outgoing
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrDropped means the Recorder's buffer was full for longer than
+// RecorderOptions.MaxWait: the result was not counted (and the drop was).
+var ErrDropped = errors.New("outgoing: recorder buffer full, result dropped")
+
+// ErrClosed means the Recorder was closed.
+var ErrClosed = errors.New("outgoing: recorder closed")
+
+// Default Recorder settings.
+const (
+	DefaultBuffer     = 8192
+	DefaultBatch      = 512
+	DefaultFlushEvery = time.Second
+	DefaultMaxWait    = 5 * time.Millisecond
+)
+
+// RecorderOptions configure a Recorder. Zero values mean the defaults.
+type RecorderOptions struct {
+	// Buffer is how many results wait for the writer at most.
+	Buffer int
+	// Batch is how many results one transaction writes at most.
+	Batch int
+	// FlushEvery is the longest a result waits in a partial batch.
+	FlushEvery time.Duration
+	// MaxWait is how long Record waits for room in a full buffer before
+	// it drops the result (counted, logged). Negative means not at all.
+	MaxWait time.Duration
+	// Exclude, when set, is asked about every result; true drops it as
+	// excluded, like Result.ReportDelivery. The outbox can mark its own
+	// deliveries' sessions this way.
+	Exclude func(Result) bool
+	// Logger receives drops (at most one line a second, with the
+	// counts) and write errors; nil discards.
+	Logger *slog.Logger
+	// Now is the clock for results without a Time; nil is time.Now.
+	Now func() time.Time
+}
+
+// RecorderStats are a Recorder's counters since it started.
+type RecorderStats struct {
+	Recorded uint64 // accepted into the buffer
+	Written  uint64 // written to the store
+	Dropped  uint64 // buffer full: not counted
+	Excluded uint64 // report deliveries and Exclude: not counted by design
+	Invalid  uint64 // refused with ErrInvalidResult
+	Lost     uint64 // accepted but the store failed to write them
+}
+
+// Recorder records results into a Store without making the MTA wait for
+// the database: Record checks a result and puts it in a bounded buffer; a
+// writer goroutine merges buffered results and writes them in batches.
+// When the buffer stays full for MaxWait, Record drops the result, counts
+// it and logs (rate-limited) instead of blocking. Safe for concurrent use.
+type Recorder struct {
+	st      *Store
+	o       RecorderOptions
+	logger  *slog.Logger
+	ch      chan Result
+	done    chan struct{}
+	mu      sync.RWMutex // guards closed against sends on ch
+	closed  bool
+	lastLog atomic.Int64
+
+	recorded, written, dropped, excluded, invalid, lost atomic.Uint64
+}
+
+// NewRecorder starts a Recorder writing to st; Close stops it.
+func NewRecorder(st *Store, o RecorderOptions) *Recorder {
+	if o.Buffer <= 0 {
+		o.Buffer = DefaultBuffer
+	}
+	if o.Batch <= 0 {
+		o.Batch = DefaultBatch
+	}
+	if o.FlushEvery <= 0 {
+		o.FlushEvery = DefaultFlushEvery
+	}
+	if o.MaxWait == 0 {
+		o.MaxWait = DefaultMaxWait
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Recorder{st: st, o: o, logger: logger, ch: make(chan Result, o.Buffer), done: make(chan struct{})}
+	go r.run()
+	return r
+}
+
+// Record counts one session's result. It returns ErrInvalidResult for a
+// result the report could not carry, ErrDropped when the buffer stayed
+// full, ErrClosed after Close, and nil otherwise (also for excluded
+// results). It waits at most MaxWait, or until ctx ends.
+func (r *Recorder) Record(ctx context.Context, res Result) error {
+	if res.ReportDelivery || (r.o.Exclude != nil && r.o.Exclude(res)) {
+		r.excluded.Add(1)
+		return nil
+	}
+	n, err := normalize(res, r.o.Now())
+	if err != nil {
+		r.invalid.Add(1)
+		return err
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.closed {
+		return ErrClosed
+	}
+	select {
+	case r.ch <- n:
+		r.recorded.Add(1)
+		return nil
+	default:
+	}
+	if r.o.MaxWait > 0 {
+		t := time.NewTimer(r.o.MaxWait)
+		defer t.Stop()
+		select {
+		case r.ch <- n:
+			r.recorded.Add(1)
+			return nil
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+	d := r.dropped.Add(1)
+	r.logDrop(d)
+	return ErrDropped
+}
+
+// logDrop logs a drop at most once a second, with the total so far.
+func (r *Recorder) logDrop(total uint64) {
+	now := time.Now().UnixNano()
+	last := r.lastLog.Load()
+	if now-last < int64(time.Second) || !r.lastLog.CompareAndSwap(last, now) {
+		return
+	}
+	r.logger.Warn("outgoing: result buffer full, results dropped", "dropped_total", total, "buffer", r.o.Buffer)
+}
+
+// Stats returns the counters.
+func (r *Recorder) Stats() RecorderStats {
+	return RecorderStats{
+		Recorded: r.recorded.Load(), Written: r.written.Load(), Dropped: r.dropped.Load(),
+		Excluded: r.excluded.Load(), Invalid: r.invalid.Load(), Lost: r.lost.Load(),
+	}
+}
+
+// Close stops accepting results, writes what is buffered and returns;
+// ctx bounds the final write.
+func (r *Recorder) Close(ctx context.Context) error {
+	r.mu.Lock()
+	if !r.closed {
+		r.closed = true
+		close(r.ch)
+	}
+	r.mu.Unlock()
+	select {
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (r *Recorder) run() {
+	defer close(r.done)
+	batch := make([]Result, 0, r.o.Batch)
+	t := time.NewTicker(r.o.FlushEvery)
+	defer t.Stop()
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err := r.st.add(ctx, batch)
+		cancel()
+		if err != nil {
+			r.lost.Add(uint64(len(batch)))
+			r.logger.Error("outgoing: results not written", "results", len(batch), "err", err)
+		} else {
+			r.written.Add(uint64(len(batch)))
+		}
+		batch = batch[:0]
+	}
+	for {
+		select {
+		case res, ok := <-r.ch:
+			if !ok {
+				flush()
+				return
+			}
+			batch = append(batch, res)
+			if len(batch) >= r.o.Batch {
+				flush()
+			}
+		case <-t.C:
+			flush()
+		}
+	}
+}

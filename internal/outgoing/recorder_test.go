@@ -1,0 +1,115 @@
+package outgoing
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/mailsts/mailsts/tlsrpt"
+	"github.com/mailsts/mailsts/tlsrpt/result"
+)
+
+// A full buffer drops the result at once (MaxWait < 0), counted; what was
+// accepted is written once the store is free again.
+func TestRecorderDropsWhenFull(t *testing.T) {
+	t.Parallel()
+	st := openSQLite(t)
+	ctx := ctxT(t)
+	// Hold SQLite's one writer connection: the recorder's write blocks.
+	tx, err := st.w.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := NewRecorder(st, RecorderOptions{Buffer: 1, Batch: 1, MaxWait: -1})
+	var accepted, dropped int
+	for i := 0; i < 50 && dropped == 0; i++ {
+		switch err := rec.Record(ctx, ok("example.com", day1)); {
+		case err == nil:
+			accepted++
+		case errors.Is(err, ErrDropped):
+			dropped++
+		default:
+			t.Fatal(err)
+		}
+		if accepted == 1 {
+			// Let the writer take the first into its (blocked) batch.
+			waitFor(t, func() bool { return len(rec.ch) == 0 })
+		}
+	}
+	if dropped != 1 || accepted != 2 {
+		t.Fatalf("accepted %d, dropped %d; want 2 and 1 (one in the writer, one in the buffer)", accepted, dropped)
+	}
+	tx.Rollback()
+	if err := rec.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := rec.Stats()
+	if s.Recorded != 2 || s.Written != 2 || s.Dropped != 1 || s.Lost != 0 {
+		t.Errorf("stats = %+v", s)
+	}
+	got, err := st.Policies(ctx, DomainDay{Domain: "example.com", Day: tlsrpt.DayRange(day1).Start})
+	if err != nil || len(got) != 1 || got[0].Summary.TotalSuccessfulSessionCount != 2 {
+		t.Errorf("stored %+v, %v", got, err)
+	}
+	if err := rec.Record(ctx, ok("example.com", day1)); !errors.Is(err, ErrClosed) {
+		t.Errorf("Record after Close = %v", err)
+	}
+}
+
+// Report deliveries are never counted (no report-about-report loops), by
+// the flag or by the Exclude hook; invalid results are refused at once.
+func TestRecorderExcludes(t *testing.T) {
+	t.Parallel()
+	st := openSQLite(t)
+	ctx := ctxT(t)
+	rec := NewRecorder(st, RecorderOptions{Exclude: func(r Result) bool { return r.PolicyDomain == "rua.example" }})
+	r := fail("example.com", day1, Failure{ResultType: result.CertificateExpired})
+	r.ReportDelivery = true
+	for _, x := range []Result{r, ok("rua.example", day1), ok("example.com", day1)} {
+		if err := rec.Record(ctx, x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rec.Record(ctx, ok("", day1)); !errors.Is(err, ErrInvalidResult) {
+		t.Errorf("invalid: %v", err)
+	}
+	if err := rec.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := rec.Stats(); s.Excluded != 2 || s.Written != 1 || s.Invalid != 1 {
+		t.Errorf("stats = %+v", s)
+	}
+	pend, err := st.Pending(ctx, day1.Add(48*time.Hour), 0)
+	if err != nil || len(pend) != 1 || pend[0].Domain != "example.com" {
+		t.Fatalf("pending = %v, %v", pend, err)
+	}
+	got, _ := st.Policies(ctx, pend[0])
+	if got[0].Summary.TotalFailureSessionCount != 0 || got[0].Summary.TotalSuccessfulSessionCount != 1 {
+		t.Errorf("counted %+v", got[0].Summary)
+	}
+}
+
+// A partial batch is written after FlushEvery without Close.
+func TestRecorderFlushesOnTimer(t *testing.T) {
+	t.Parallel()
+	st := openSQLite(t)
+	rec := NewRecorder(st, RecorderOptions{FlushEvery: 10 * time.Millisecond})
+	defer rec.Close(context.Background())
+	if err := rec.Record(ctxT(t), ok("example.com", day1)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return rec.Stats().Written == 1 })
+}
+
+// waitFor polls cond (bounded: 10 s) for state another goroutine reaches.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for range 1000 {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("condition not reached in 10 s")
+}
