@@ -64,6 +64,10 @@ type Store interface {
 	Summary(ctx context.Context, f Filter) ([]SummaryRow, error)
 	// Failures lists failure details matching f, newest day first.
 	Failures(ctx context.Context, f Filter) ([]FailureRow, error)
+	// ListReports lists the reports having a policy that matches f
+	// (days, domains, organisation, MX host, result type), newest day
+	// first, at most f.Limit (0: DefaultLimit). Cursor is not supported.
+	ListReports(ctx context.Context, f Filter) ([]ReportRow, error)
 	// Show returns every stored report with this report-id (normally one;
 	// two organisations may use the same id). ErrNotFound when none.
 	Show(ctx context.Context, reportID string) ([]StoredReport, error)
@@ -243,6 +247,10 @@ type Filter struct {
 	Organization string
 	MXHost       string
 	ResultType   string
+	// Domains, when not empty, keeps only these policy domains (matched
+	// case-insensitively), on top of PolicyDomain: the scope of a user
+	// limited to some domains (Scoped). Not read from query strings.
+	Domains []string
 	// GroupBy lists Summary's keys (Group* constants); empty means
 	// DefaultGroupBy.
 	GroupBy []string
@@ -315,4 +323,24 @@ type FailureRow struct {
 type FailurePosition struct {
 	ReportRow      int64
 	PolicySeq, Seq int
+}
+
+// MaxFilterDomains bounds Filter.Domains (one query parameter each).
+const MaxFilterDomains = 1000
+
+// ReportRow is one report of ListReports: its keys and the session totals
+// of its policies that match the filter.
+type ReportRow struct {
+	ID            int64  `json:"id"`
+	Day           string `json:"day"`
+	Organization  string `json:"organization"`
+	ReportID      string `json:"report_id"`
+	Authenticated bool   `json:"authenticated"`
+	Conflict      bool   `json:"conflict"`
+	Counted       bool   `json:"counted"`
+	// Policies counts the matching policies; Successful and Failed sum
+	// their summary totals.
+	Policies   int64 `json:"policies"`
+	Successful int64 `json:"successful_sessions"`
+	Failed     int64 `json:"failed_sessions"`
 }
