@@ -105,6 +105,14 @@ func (s *scoped) ListReports(ctx context.Context, f Filter) ([]ReportRow, error)
 	return s.st.ListReports(ctx, f)
 }
 
+func (s *scoped) FailureGroups(ctx context.Context, f Filter, key string) ([]FailureGroup, error) {
+	f, ok := s.narrow(f)
+	if !ok {
+		return nil, nil
+	}
+	return s.st.FailureGroups(ctx, f, key)
+}
+
 // Show keeps the reports with a policy of the scope, and of those only
 // the policies of the scope. Raw is dropped from a report that also
 // covers other domains (it would show them).

@@ -174,3 +174,66 @@ func TestScoped(t *testing.T) {
 		}
 	})
 }
+
+// FailureGroups per result type equals Summary by result type; each
+// sending IP's group equals the Failures filtered by that IP.
+func TestFailureGroups(t *testing.T) {
+	t.Parallel()
+	backends(t, func(t *testing.T, st reports.Store) {
+		ctx := context.Background()
+		putSynth(t, st, 60)
+		f := reports.Filter{PolicyDomain: "d3.example"}
+		groups, err := st.FailureGroups(ctx, f, reports.FailureKeyResult)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sf := f
+		sf.GroupBy = []string{reports.GroupResultType}
+		sum, err := st.Summary(ctx, sf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]int64{}
+		for _, r := range sum {
+			if r.ResultType != reports.ResultSuccess && r.ResultType != reports.ResultNoDetails {
+				want[r.ResultType] = r.Failed
+			}
+		}
+		if len(groups) != len(want) || len(groups) == 0 {
+			t.Fatalf("groups %+v, summary %v", groups, want)
+		}
+		for i, g := range groups {
+			if want[g.Key] != g.Failed {
+				t.Errorf("result %s: groups %d, summary %d", g.Key, g.Failed, want[g.Key])
+			}
+			if i > 0 && groups[i-1].Failed < g.Failed {
+				t.Errorf("not largest first: %+v", groups)
+			}
+		}
+		ips, err := st.FailureGroups(ctx, f, reports.FailureKeySendingIP)
+		if err != nil || len(ips) == 0 {
+			t.Fatalf("ip groups: %v %v", ips, err)
+		}
+		for _, g := range ips {
+			ff := f
+			ff.SendingIP = g.Key
+			rows, err := st.Failures(ctx, ff)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var n int64
+			for _, r := range rows {
+				if r.SendingMTAIP != g.Key {
+					t.Errorf("Failures ip=%q gave %q", g.Key, r.SendingMTAIP)
+				}
+				n += r.FailedSessionCount
+			}
+			if n != g.Failed || int64(len(rows)) != g.Details {
+				t.Errorf("ip %q: group %+v, failures %d rows %d sessions", g.Key, g, len(rows), n)
+			}
+		}
+		if _, err := st.FailureGroups(ctx, f, "nope"); !errors.Is(err, reports.ErrBadFilter) {
+			t.Errorf("unknown key: %v", err)
+		}
+	})
+}

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/mailsts/mailsts/internal/reports"
 )
@@ -50,6 +51,55 @@ func (s *sqlStore) ListReports(ctx context.Context, f reports.Filter) ([]reports
 	}
 	if err := rows.Err(); err != nil {
 		return nil, s.errorf("list reports: %w", err)
+	}
+	return out, nil
+}
+
+// FailureGroups implements Store. With a day range and a domain it reads
+// the failure details' (policy_domain, day) index.
+func (s *sqlStore) FailureGroups(ctx context.Context, f reports.Filter, key string) ([]reports.FailureGroup, error) {
+	if err := validateFilter(f); err != nil {
+		return nil, err
+	}
+	col := map[string]string{reports.FailureKeyResult: "fd.result_type", reports.FailureKeyMX: "fd.receiving_mx_hostname",
+		reports.FailureKeySendingIP: "fd.sending_mta_ip", reports.FailureKeyOrg: "fd.organization", reports.FailureKeyReceiverIP: "fd.receiving_ip"}[key]
+	if col == "" {
+		return nil, fmt.Errorf("%w: unknown failure key %q (want result, mx, ip, org or receiving-ip)", reports.ErrBadFilter, key)
+	}
+	w, args := s.where(f, "fd", true)
+	and := func(cond string) {
+		if w == "" {
+			w = " WHERE " + cond
+		} else {
+			w += " AND " + cond
+		}
+	}
+	if f.ResultType != "" {
+		and("fd.result_type = ?")
+		args = append(args, f.ResultType)
+	}
+	if f.AuthenticatedOnly {
+		and("fd.report IN (SELECT id FROM reports WHERE authenticated = 1)")
+	}
+	// Only the counted copy of conflicting reports, as in Summary.
+	and("fd.report NOT IN (SELECT id FROM reports WHERE counted = 0)")
+	args = append(args, f.LimitOrDefault())
+	rows, err := s.r.QueryContext(ctx, s.d.rebind(`SELECT `+col+`, `+s.d.sum("fd.failed_session_count")+`, COUNT(*), COUNT(DISTINCT fd.report)
+		FROM failure_details fd`+w+` GROUP BY `+col+` ORDER BY 2 DESC, 1 LIMIT ?`), args...)
+	if err != nil {
+		return nil, s.errorf("failure groups: %w", err)
+	}
+	defer rows.Close()
+	var out []reports.FailureGroup
+	for rows.Next() {
+		var g reports.FailureGroup
+		if err := rows.Scan(&g.Key, &g.Failed, &g.Details, &g.Reports); err != nil {
+			return nil, s.errorf("failure groups: %w", err)
+		}
+		out = append(out, g)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.errorf("failure groups: %w", err)
 	}
 	return out, nil
 }

@@ -520,6 +520,10 @@ func (s *sqlStore) where(f reports.Filter, a string, details bool) (string, []an
 		}
 		conds = append(conds, c+")")
 	}
+	if details && f.SendingIP != "" {
+		conds = append(conds, a+"sending_mta_ip = ?")
+		args = append(args, f.SendingIP)
+	}
 	if len(conds) == 0 {
 		return "", nil
 	}
