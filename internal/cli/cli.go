@@ -60,6 +60,7 @@ func commands() []command {
 		checkCommand,
 		cacheCommand,
 		completionCommand,
+		dashboardCommand,
 		manCommand,
 		policydCommand,
 		resolveCommand,

@@ -54,6 +54,11 @@ characters; clients send "Authorization: Bearer TOKEN"); without one
 serve refuses to start. With a token file the token is required on
 loopback too. --api=false turns the API off.
 
+With users under dashboard: in the configuration, the API listener also
+serves the web dashboard at / (sign-in with a password or token; see
+'mailsts dashboard' and docs/dashboard.md), and every API request then
+needs a sign-in or a token, the --api-token-file token included.
+
 Publish the endpoint in DNS as
   _smtp._tls.example.org. TXT "v=TLSRPTv1; rua=https://reports.example.org/tlsrpt"
 Senders POST over HTTPS: give --tls-cert and --tls-key, or run plain HTTP
@@ -254,7 +259,12 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 			return fail(ExitUsage, "--api-token-file: %v", err)
 		}
 	}
-	if *sc.API {
+	dash, err := newServeDashboard(cfg.Dashboard, st, token, log)
+	if err != nil {
+		return fail(ExitUsage, "%v", err)
+	}
+	// With dashboard users every API request needs a sign-in or a token.
+	if *sc.API && dash == nil {
 		if err := checkAPIExposure(sc.APIListen, token); err != nil {
 			return fail(ExitUsage, "%v", err)
 		}
@@ -273,10 +283,17 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 	var apiHandler http.Handler
 	if *sc.API {
 		apiHandler = (&httpapi.API{Store: st, Logger: log, Token: token}).Handler("/api/v1")
+		if dash != nil {
+			apiHandler = dash.api(st, log)
+		}
 	}
 	sameAPI := *sc.API && sc.APIListen == apiListenSame
 	reportMux := newReportMux(in, limiter, sc.Path, log)
 	if sameAPI {
+		if dash != nil {
+			// The API only: the dashboard never goes on the public listener.
+			apiHandler = dash.auth.GuardAPI(apiHandler)
+		}
 		reportMux.Handle("/api/v1/", apiHandler)
 	}
 	ln, err := net.Listen("tcp", sc.Listen)
@@ -302,8 +319,16 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 		if err != nil {
 			return fail(ExitError, "--api-listen: %v", err)
 		}
-		sr.servers = append(sr.servers, servedListener{name: "api", srv: newHTTPServer(newAPIMux(apiHandler), log), ln: aln})
-		if token == "" && !isLoopbackListener(aln) {
+		var h http.Handler = newAPIMux(apiHandler)
+		if dash != nil {
+			if h, err = dash.handler(apiHandler); err != nil {
+				aln.Close()
+				return fail(ExitError, "%v", err)
+			}
+			log.Info("mailsts serve: dashboard listening", "url", "http://"+aln.Addr().String()+"/", "users", len(cfg.Dashboard.Users))
+		}
+		sr.servers = append(sr.servers, servedListener{name: "api", srv: newHTTPServer(h, log), ln: aln})
+		if token == "" && dash == nil && !isLoopbackListener(aln) {
 			// A host name that resolved to a non-loopback address.
 			return fail(ExitUsage, "--api-listen %s is bound to %s, not loopback: give --api-token-file", sc.APIListen, aln.Addr())
 		}

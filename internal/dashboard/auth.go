@@ -357,10 +357,10 @@ func (s *Server) signedIn(h handlerFunc) http.Handler {
 	})
 }
 
-// guardAPI lets through API requests with a bearer token (the API token
+// GuardAPI lets through API requests with a bearer token (the API token
 // or a user's) or a session cookie; others get 401. The user goes into
 // the request's context for StoreFor.
-func (a *Auth) guardAPI(api http.Handler) http.Handler {
+func (a *Auth) GuardAPI(api http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u := a.bearerUser(r)
 		if u == nil {

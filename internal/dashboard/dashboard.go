@@ -171,7 +171,7 @@ func (s *Server) Handler(api http.Handler) (http.Handler, error) {
 		}))
 	}
 	if api != nil {
-		mux.Handle("/api/v1/", s.Auth.guardAPI(api))
+		mux.Handle("/api/v1/", s.Auth.GuardAPI(api))
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

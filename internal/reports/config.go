@@ -60,6 +60,9 @@ type Config struct {
 		RateLimit float64 `yaml:"rate_limit"`
 		RateBurst int     `yaml:"rate_burst"`
 	} `yaml:"serve"`
+	// Dashboard is the web dashboard of `mailsts serve`
+	// (config_dashboard.go).
+	Dashboard DashboardConfig `yaml:"dashboard"`
 }
 
 // LoadConfig reads the YAML file at path; unknown keys are errors. An
