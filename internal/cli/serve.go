@@ -17,6 +17,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mailsts/mailsts/internal/alerts"
+	"github.com/mailsts/mailsts/internal/metrics"
 	"github.com/mailsts/mailsts/internal/policyd"
 	"github.com/mailsts/mailsts/internal/reports"
 	"github.com/mailsts/mailsts/internal/reports/httpapi"
@@ -117,6 +121,8 @@ type serveRun struct {
 	servers []servedListener
 	// retention is the age after which reports are pruned (0: never).
 	retention time.Duration
+	// alerts watch the reports (nil: off).
+	alerts *alerts.Engine
 }
 
 // Default per-client rate of report POSTs: a sender posts one report per
@@ -262,6 +268,14 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 	dash, err := newServeDashboard(cfg.Dashboard, st, token, log)
 	if err != nil {
 		return fail(ExitUsage, "%v", err)
+	}
+	reg := prometheus.NewRegistry()
+	if sr.alerts, err = newServeAlerts(cfg.Dashboard.Alerts, st, policyd.DefaultStateDir(env.getenv), reg, log); err != nil {
+		return fail(ExitUsage, "%v", err)
+	}
+	if dash != nil && sr.alerts != nil {
+		dash.srv.Alerts = alertLister{sr.alerts}
+		dash.srv.Metrics = metrics.Handler(reg)
 	}
 	// With dashboard users every API request needs a sign-in or a token.
 	if *sc.API && dash == nil {
@@ -418,6 +432,9 @@ func (sr *serveRun) run(ctx context.Context) error {
 	defer cancel()
 	if sr.retention > 0 {
 		go pruneDaily(ctx, sr.st, sr.retention, sr.log)
+	}
+	if sr.alerts != nil {
+		go sr.alerts.Run(ctx)
 	}
 	errc := make(chan error, len(sr.servers))
 	for _, s := range sr.servers {

@@ -117,3 +117,28 @@ func TestDashboardCommand(t *testing.T) {
 		t.Errorf("unknown subcommand: %d", code)
 	}
 }
+
+// dashboard.alerts: the engine runs, its metrics are on the API listener
+// for a token of every domain, and a bad rule name stops serve.
+func TestServeAlerts(t *testing.T) {
+	t.Parallel()
+	tok := dashboard.NewToken()
+	state := t.TempDir() + "/alerts.json"
+	cfg := configFile(t, "dashboard:\n  users:\n    - name: prom\n      token_hash: "+dashboard.HashToken(tok)+
+		"\n  alerts:\n    enabled: true\n    state_file: "+state+"\n    digest_hour: -1\n")
+	_, apiURL := startServe(t, "--config", cfg, "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0")
+	code, _, body := httpDo(t, "GET", apiURL+"/metrics", "Bearer "+tok, nil)
+	if code != http.StatusOK || !strings.Contains(body, "mailsts_alerts_open") {
+		t.Errorf("metrics: %d\n%s", code, body)
+	}
+	if code, _, _ := httpDo(t, "GET", apiURL+"/metrics", "", nil); code != http.StatusUnauthorized {
+		t.Errorf("metrics without a token: %d", code)
+	}
+	bad := configFile(t, "dashboard:\n  alerts:\n    enabled: true\n    rules: [nope]\n")
+	var errb bytes.Buffer
+	env := Env{Stdout: io.Discard, Stderr: &errb, Getenv: func(string) string { return "" }}
+	sr, c := prepareServe(t.Context(), env, []string{"--db", "sqlite:" + t.TempDir() + "/r.db", "--config", bad, "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"})
+	if sr != nil || c != ExitUsage || !strings.Contains(errb.String(), "unknown rule") {
+		t.Errorf("bad rule: exit %d: %s", c, errb.String())
+	}
+}

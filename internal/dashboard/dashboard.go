@@ -29,6 +29,10 @@ type Server struct {
 	Auth *Auth
 	// Alerts lists open alerts for the overview; nil shows none.
 	Alerts AlertLister
+	// Metrics, when set, is served at GET /metrics to users of every
+	// domain and to the API token (a Prometheus scrape with a bearer
+	// token).
+	Metrics http.Handler
 	// Sections are more pages, listed in the navigation after the
 	// built-in ones.
 	Sections []Section
@@ -172,6 +176,16 @@ func (s *Server) Handler(api http.Handler) (http.Handler, error) {
 	}
 	if api != nil {
 		mux.Handle("/api/v1/", s.Auth.GuardAPI(api))
+	}
+	if s.Metrics != nil {
+		m := s.Metrics
+		mux.Handle("GET /metrics", s.Auth.GuardAPI(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if u := UserFrom(r.Context()); u == nil || len(u.Domains) > 0 {
+				http.Error(w, "the metrics are for users of every domain", http.StatusForbidden)
+				return
+			}
+			m.ServeHTTP(w, r)
+		})))
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

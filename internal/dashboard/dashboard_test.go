@@ -344,3 +344,38 @@ func TestCheckUsers(t *testing.T) {
 		t.Error("short password hashed")
 	}
 }
+
+type fakeAlerts []Alert
+
+func (f fakeAlerts) OpenAlerts(_ context.Context, domains []string) ([]Alert, error) {
+	var out []Alert
+	for _, a := range f {
+		if len(domains) == 0 || a.Domain == domains[0] {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+// Open alerts show on the overview (escaped) and on their domain's card;
+// a user limited to other domains does not see them.
+func TestOverviewAlerts(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t, func(s *Server) {
+		s.Alerts = fakeAlerts{{Domain: "d3.example", Rule: "reporter-silent", Subject: `"<b>Big</b>" went silent`, Since: testNow}}
+	})
+	c := fx.alice(t)
+	body, _ := fx.get(t, c, "/?q=d3.example")
+	if !strings.Contains(body, "Open alerts") || !strings.Contains(body, "&lt;b&gt;Big&lt;/b&gt;") || strings.Contains(body, "<b>Big</b>") {
+		t.Errorf("overview alerts:\n%s", body)
+	}
+	if !strings.Contains(body, `<p class="alert">⚠ reporter-silent:`) {
+		t.Error("no alert on the domain's card")
+	}
+	b := fx.client(t)
+	fx.signIn(t, b, url.Values{"token": {bobToken}})
+	body, _ = fx.get(t, b, "/")
+	if strings.Contains(body, "went silent") {
+		t.Error("bob sees an alert of d3.example")
+	}
+}

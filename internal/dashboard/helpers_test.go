@@ -56,7 +56,7 @@ type fixture struct {
 // newFixture serves a dashboard over a SQLite store holding 60 synthetic
 // reports and a hostile one, with users alice (password, every domain)
 // and bob (token, d1.example only), and the API behind it.
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T, opts ...func(*Server)) *fixture {
 	t.Helper()
 	st := sqlstoretest.OpenSQLite(t)
 	// One transaction: one disk sync.
@@ -91,6 +91,9 @@ func newFixture(t *testing.T) *fixture {
 	fx.auth = &Auth{Users: []User{{Name: "alice", PasswordHash: string(hash)}, {Name: "bob", TokenHash: HashToken(bobToken), Domains: []string{"d1.example"}}},
 		APIToken: scriptToken, Now: clock, SessionTTL: time.Hour}
 	fx.srv = &Server{Store: st, Auth: fx.auth, Now: clock, PageSize: 4}
+	for _, o := range opts {
+		o(fx.srv)
+	}
 	api := (&httpapi.API{Store: st, StoreFor: func(r *http.Request) reports.Store { return StoreFor(r, st) }}).Handler("/api/v1")
 	h, err := fx.srv.Handler(api)
 	if err != nil {
