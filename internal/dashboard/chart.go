@@ -12,6 +12,8 @@ import (
 type dayPoint struct {
 	Day                string
 	Successful, Failed int64
+	// Last is the last day of a bucket of several days (bucket).
+	Last string
 }
 
 // fillDays returns one point per day from from to to (inclusive), zero
@@ -27,6 +29,40 @@ func fillDays(m map[string]dayPoint, from, to time.Time) []dayPoint {
 	return out
 }
 
+// dayPoint.Label is the text of a bucket of days (bucket).
+func (p dayPoint) label() string {
+	if p.Last == "" || p.Last == p.Day {
+		return p.Day
+	}
+	return p.Day + " to " + p.Last
+}
+
+// bucket merges consecutive days so that at most maxN points remain: a
+// year is drawn by week, not by day (smaller pages, same totals).
+func bucket(points []dayPoint, maxN int) []dayPoint {
+	if len(points) <= maxN {
+		return points
+	}
+	per := (len(points) + maxN - 1) / maxN
+	var out []dayPoint
+	for i := 0; i < len(points); i += per {
+		b := points[i]
+		for _, p := range points[i+1 : min(i+per, len(points))] {
+			b.Successful += p.Successful
+			b.Failed += p.Failed
+			b.Last = p.Day
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// Most points of a chart.
+const (
+	sparkPoints = 60
+	barPoints   = 120
+)
+
 // sparkline draws sessions per day as two stacked areas (successful,
 // failed) and the success rate as a line on a 0-100% scale: a few
 // hundred bytes whatever the range. Only numbers go into the drawing;
@@ -36,6 +72,7 @@ func sparkline(points []dayPoint, label string) template.HTML {
 	if len(points) == 0 {
 		return ""
 	}
+	points = bucket(points, sparkPoints)
 	var peak int64
 	for _, p := range points {
 		peak = max(peak, p.Successful+p.Failed)
@@ -88,10 +125,8 @@ func barChart(points []dayPoint, label string) template.HTML {
 		return ""
 	}
 	const h = 160.0
-	bw := 10.0
-	if len(points) > 120 {
-		bw = 3
-	}
+	const bw = 10.0
+	points = bucket(points, barPoints)
 	w := bw * float64(len(points))
 	var peak int64
 	for _, p := range points {
@@ -111,9 +146,9 @@ func barChart(points []dayPoint, label string) template.HTML {
 		x := float64(i) * bw
 		n := p.Successful + p.Failed
 		hs, hf := scale(p.Successful), scale(p.Failed)
-		tip := p.Day + ": no sessions"
+		tip := p.label() + ": no sessions"
 		if n > 0 {
-			tip = fmt.Sprintf("%s: %d sessions, %d failed, %s successful", p.Day, n, p.Failed, pct(p.Successful, n))
+			tip = fmt.Sprintf("%s: %d sessions, %d failed, %s successful", p.label(), n, p.Failed, pct(p.Successful, n))
 			cmd := "L"
 			if rate.Len() == 0 {
 				cmd = "M"
