@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"html/template"
 	"net/http"
 	"net/url"
 	"strings"
@@ -377,5 +378,30 @@ func TestOverviewAlerts(t *testing.T) {
 	body, _ = fx.get(t, b, "/")
 	if strings.Contains(body, "went silent") {
 		t.Error("bob sees an alert of d3.example")
+	}
+}
+
+// A section added by another part of mailsts is listed in the
+// navigation, rendered in the layout, and only for signed-in users.
+func TestSection(t *testing.T) {
+	t.Parallel()
+	var srv *Server
+	fx := newFixture(t, func(s *Server) {
+		srv = s
+		s.Sections = []Section{{Path: "/outbox", Title: "Outbox", Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			srv.Render(w, r, "Outbox", template.HTML("<p id=outbox>"+template.HTMLEscapeString(UserFrom(r.Context()).Name)+"</p>"))
+		})}}
+	})
+	c := fx.client(t)
+	if _, resp := fx.get(t, c, "/outbox"); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("section without sign-in: %s", resp.Status)
+	}
+	c = fx.alice(t)
+	body, resp := fx.get(t, c, "/outbox")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "<p id=outbox>alice</p>") || !strings.Contains(body, `<a href="/outbox" aria-current="page">Outbox</a>`) {
+		t.Errorf("section page: %s\n%s", resp.Status, body)
+	}
+	if _, err := (&Server{Store: fx.st, Auth: fx.auth, Sections: []Section{{Path: "x", Handler: http.NotFoundHandler()}}}).Handler(nil); err == nil {
+		t.Error("section path without / accepted")
 	}
 }

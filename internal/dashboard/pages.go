@@ -386,6 +386,9 @@ func (s *Server) failures(w http.ResponseWriter, r *http.Request) error {
 	if d.IP == emptyKey {
 		f.SendingIP = ""
 	}
+	if d.MX == emptyKey {
+		f.MXHost = ""
+	}
 	if len(q.Get("cursor")) > reports.MaxCursor {
 		return badRequest("cursor too long", nil)
 	}
@@ -394,8 +397,10 @@ func (s *Server) failures(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return storeError(err)
 	}
-	if d.IP == emptyKey {
-		rows = slices.DeleteFunc(rows, func(x reports.FailureRow) bool { return x.SendingMTAIP != "" })
+	if d.IP == emptyKey || d.MX == emptyKey {
+		rows = slices.DeleteFunc(rows, func(x reports.FailureRow) bool {
+			return d.IP == emptyKey && x.SendingMTAIP != "" || d.MX == emptyKey && x.ReceivingMXHostname != ""
+		})
 	}
 	d.Rows = rows
 	if len(rows) == listRows {
