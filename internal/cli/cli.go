@@ -59,6 +59,7 @@ func commands() []command {
 		checkCommand,
 		cacheCommand,
 		completionCommand,
+		dashboardCommand,
 		manCommand,
 		policydCommand,
 		resolveCommand,

@@ -18,6 +18,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mailsts/mailsts/internal/alerts"
+	"github.com/mailsts/mailsts/internal/metrics"
 	"github.com/mailsts/mailsts/internal/policyd"
 	"github.com/mailsts/mailsts/internal/reports"
 	"github.com/mailsts/mailsts/internal/reports/httpapi"
@@ -55,6 +59,11 @@ listener), needs a bearer token: --api-token-file F (at least 16
 characters; clients send "Authorization: Bearer TOKEN"); without one
 serve refuses to start. With a token file the token is required on
 loopback too. --api=false turns the API off.
+
+With users under dashboard: in the configuration, the API listener also
+serves the web dashboard at / (sign-in with a password or token; see
+'mailsts dashboard' and docs/dashboard.md), and every API request then
+needs a sign-in or a token, the --api-token-file token included.
 
 Publish the endpoint in DNS as
   _smtp._tls.example.org. TXT "v=TLSRPTv1; rua=https://reports.example.org/tlsrpt"
@@ -121,6 +130,8 @@ type serveRun struct {
 	servers []servedListener
 	// retention is the age after which reports are pruned (0: never).
 	retention time.Duration
+	// alerts watch the reports (nil: off).
+	alerts *alerts.Engine
 }
 
 // Default per-client rate of report POSTs: a sender posts one report per
@@ -283,7 +294,23 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 			return fail(ExitUsage, "--api-token-file: %v", err)
 		}
 	}
-	if *sc.API {
+	// The dashboard and alerts are checked here, with the rest of the
+	// configuration; they get the store once it is open.
+	dash, err := newServeDashboard(cfg.Dashboard, nil, token, log)
+	if err != nil {
+		return fail(ExitUsage, "%v", err)
+	}
+	reg := prometheus.NewRegistry()
+	alertEngine, err := newServeAlerts(cfg.Dashboard.Alerts, nil, policyd.DefaultStateDir(env.getenv), reg, log)
+	if err != nil {
+		return fail(ExitUsage, "%v", err)
+	}
+	if dash != nil && alertEngine != nil {
+		dash.srv.Alerts = alertLister{alertEngine}
+		dash.srv.Metrics = metrics.Handler(reg)
+	}
+	// With dashboard users every API request needs a sign-in or a token.
+	if *sc.API && dash == nil {
 		if err := checkAPIExposure(sc.APIListen, token); err != nil {
 			return fail(ExitUsage, "%v", err)
 		}
@@ -319,7 +346,13 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 	if err != nil {
 		return fail(ExitError, "%v", err)
 	}
-	sr = &serveRun{st: st, log: log, retention: retentionAge}
+	sr = &serveRun{st: st, log: log, retention: retentionAge, alerts: alertEngine}
+	if dash != nil {
+		dash.srv.Store = st
+	}
+	if alertEngine != nil {
+		alertEngine.Store = st
+	}
 	// SQLite has one writer and syncs at each commit: concurrent POSTs
 	// share a transaction (one sync), each answered after its commit.
 	// PostgreSQL commits concurrent transactions in parallel and groups
@@ -334,10 +367,17 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 	var apiHandler http.Handler
 	if *sc.API {
 		apiHandler = (&httpapi.API{Store: st, Logger: log, Token: token}).Handler("/api/v1")
+		if dash != nil {
+			apiHandler = dash.api(st, log)
+		}
 	}
 	sameAPI := *sc.API && sc.APIListen == apiListenSame
 	reportMux := newReportMux(in, limiter, sc.Path, log)
 	if sameAPI {
+		if dash != nil {
+			// The API only: the dashboard never goes on the public listener.
+			apiHandler = dash.auth.GuardAPI(apiHandler)
+		}
 		reportMux.Handle("/api/v1/", apiHandler)
 	}
 	ln, err := net.Listen("tcp", sc.Listen)
@@ -358,8 +398,16 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 		if err != nil {
 			return fail(ExitError, "--api-listen: %v", err)
 		}
-		sr.servers = append(sr.servers, servedListener{name: "api", srv: newHTTPServer(newAPIMux(apiHandler), log), ln: aln})
-		if token == "" && !isLoopbackListener(aln) {
+		var h http.Handler = newAPIMux(apiHandler)
+		if dash != nil {
+			if h, err = dash.handler(apiHandler); err != nil {
+				aln.Close()
+				return fail(ExitError, "%v", err)
+			}
+			log.Info("mailsts serve: dashboard listening", "url", "http://"+aln.Addr().String()+"/", "users", len(cfg.Dashboard.Users))
+		}
+		sr.servers = append(sr.servers, servedListener{name: "api", srv: newHTTPServer(h, log), ln: aln})
+		if token == "" && dash == nil && !isLoopbackListener(aln) {
 			// A host name that resolved to a non-loopback address.
 			return fail(ExitUsage, "--api-listen %s is bound to %s, not loopback: give --api-token-file", sc.APIListen, aln.Addr())
 		}
@@ -449,6 +497,9 @@ func (sr *serveRun) run(ctx context.Context) error {
 	defer cancel()
 	if sr.retention > 0 {
 		go pruneDaily(ctx, sr.st, sr.retention, sr.log)
+	}
+	if sr.alerts != nil {
+		go sr.alerts.Run(ctx)
 	}
 	errc := make(chan error, len(sr.servers))
 	for _, s := range sr.servers {

@@ -67,6 +67,9 @@ type Config struct {
 	} `yaml:"serve"`
 	// Send is the sending side: `mailsts tlsrpt collect` (config_send.go).
 	Send SendConfig `yaml:"send"`
+	// Dashboard is the web dashboard of `mailsts serve`
+	// (config_dashboard.go).
+	Dashboard DashboardConfig `yaml:"dashboard"`
 }
 
 // LoadConfig reads the YAML file at path; unknown keys are errors. An

@@ -64,6 +64,14 @@ type Store interface {
 	Summary(ctx context.Context, f Filter) ([]SummaryRow, error)
 	// Failures lists failure details matching f, newest day first.
 	Failures(ctx context.Context, f Filter) ([]FailureRow, error)
+	// ListReports lists the reports having a policy that matches f
+	// (days, domains, organisation, MX host, result type), newest day
+	// first, at most f.Limit (0: DefaultLimit). Cursor is not supported.
+	ListReports(ctx context.Context, f Filter) ([]ReportRow, error)
+	// FailureGroups sums the failed-session-count of the failure details
+	// matching f (as Failures) per value of one key (a FailureKey*
+	// constant), largest first, at most f.Limit groups (0: DefaultLimit).
+	FailureGroups(ctx context.Context, f Filter, key string) ([]FailureGroup, error)
 	// Show returns every stored report with this report-id (normally one;
 	// two organisations may use the same id). ErrNotFound when none.
 	Show(ctx context.Context, reportID string) ([]StoredReport, error)
@@ -243,6 +251,13 @@ type Filter struct {
 	Organization string
 	MXHost       string
 	ResultType   string
+	// Domains, when not empty, keeps only these policy domains (matched
+	// case-insensitively), on top of PolicyDomain: the scope of a user
+	// limited to some domains (Scoped). Not read from query strings.
+	Domains []string
+	// SendingIP matches a failure detail's sending-mta-ip (Failures and
+	// FailureGroups only).
+	SendingIP string
 	// GroupBy lists Summary's keys (Group* constants); empty means
 	// DefaultGroupBy.
 	GroupBy []string
@@ -315,4 +330,42 @@ type FailureRow struct {
 type FailurePosition struct {
 	ReportRow      int64
 	PolicySeq, Seq int
+}
+
+// MaxFilterDomains bounds Filter.Domains (one query parameter each).
+const MaxFilterDomains = 1000
+
+// ReportRow is one report of ListReports: its keys and the session totals
+// of its policies that match the filter.
+type ReportRow struct {
+	ID            int64  `json:"id"`
+	Day           string `json:"day"`
+	Organization  string `json:"organization"`
+	ReportID      string `json:"report_id"`
+	Authenticated bool   `json:"authenticated"`
+	Conflict      bool   `json:"conflict"`
+	Counted       bool   `json:"counted"`
+	// Policies counts the matching policies; Successful and Failed sum
+	// their summary totals.
+	Policies   int64 `json:"policies"`
+	Successful int64 `json:"successful_sessions"`
+	Failed     int64 `json:"failed_sessions"`
+}
+
+// Keys of FailureGroups.
+const (
+	FailureKeyResult     = "result"
+	FailureKeyMX         = "mx"  // receiving-mx-hostname
+	FailureKeySendingIP  = "ip"  // sending-mta-ip
+	FailureKeyOrg        = "org" // reporting organisation
+	FailureKeyReceiverIP = "receiving-ip"
+)
+
+// FailureGroup is one group of FailureGroups: the key's value, the
+// failed sessions of its details, how many details and reports.
+type FailureGroup struct {
+	Key     string `json:"key"`
+	Failed  int64  `json:"failed_sessions"`
+	Details int64  `json:"details"`
+	Reports int64  `json:"reports"`
 }

@@ -176,6 +176,21 @@ type API struct {
 	// compared in constant time, and a request without it gets 401
 	// whatever its path.
 	Token string
+	// StoreFor, when set, returns the store a request may read (a
+	// signed-in user's view limited to their domains, reports.Scoped)
+	// instead of Store; nil refuses the request with 401.
+	StoreFor func(r *http.Request) reports.Store
+}
+
+// store returns the store r may read.
+func (a *API) store(r *http.Request) (reports.Store, error) {
+	if a.StoreFor == nil {
+		return a.Store, nil
+	}
+	if st := a.StoreFor(r); st != nil {
+		return st, nil
+	}
+	return nil, &HTTPError{Status: http.StatusUnauthorized, Msg: "sign in or send a bearer token", Err: errors.New("no user for the request")}
 }
 
 // Handler returns the API's handler, with routes under prefix (for
@@ -256,7 +271,11 @@ func (a *API) summary(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return queryError(err)
 	}
-	rows, err := a.Store.Summary(r.Context(), f)
+	st, err := a.store(r)
+	if err != nil {
+		return err
+	}
+	rows, err := st.Summary(r.Context(), f)
 	if err != nil {
 		return queryError(err)
 	}
@@ -276,7 +295,11 @@ func (a *API) failures(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return queryError(err)
 	}
-	rows, err := a.Store.Failures(r.Context(), f)
+	st, err := a.store(r)
+	if err != nil {
+		return err
+	}
+	rows, err := st.Failures(r.Context(), f)
 	if err != nil {
 		return queryError(err)
 	}
@@ -291,7 +314,11 @@ func (a *API) show(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return queryError(err)
 	}
-	rs, err := reports.ShowFiltered(r.Context(), a.Store, r.PathValue("id"), f)
+	st, err := a.store(r)
+	if err != nil {
+		return err
+	}
+	rs, err := reports.ShowFiltered(r.Context(), st, r.PathValue("id"), f)
 	if err != nil {
 		return queryError(err)
 	}
@@ -306,7 +333,11 @@ func (a *API) rejected(w http.ResponseWriter, r *http.Request) error {
 	if f, err = pageFilter(f); err != nil {
 		return queryError(err)
 	}
-	rows, err := a.Store.ListRejected(r.Context(), f)
+	st, err := a.store(r)
+	if err != nil {
+		return err
+	}
+	rows, err := st.ListRejected(r.Context(), f)
 	if err != nil {
 		return queryError(err)
 	}

@@ -262,7 +262,7 @@ func rollupGrain(f reports.Filter, cols []string, byResult bool) (int, bool) {
 		return 0, false
 	}
 	g := 0
-	if f.PolicyDomain != "" || slices.Contains(cols, "policy_domain") {
+	if f.PolicyDomain != "" || len(f.Domains) > 0 || slices.Contains(cols, "policy_domain") {
 		g |= grainDomain
 	}
 	if slices.Contains(cols, "mx_host") {

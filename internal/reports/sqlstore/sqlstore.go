@@ -498,6 +498,12 @@ func (s *sqlStore) where(f reports.Filter, a string, details bool) (string, []an
 		conds = append(conds, a+"policy_domain = ?")
 		args = append(args, normDomain(f.PolicyDomain))
 	}
+	if len(f.Domains) > 0 {
+		conds = append(conds, a+"policy_domain IN ("+strings.TrimSuffix(strings.Repeat("?, ", len(f.Domains)), ", ")+")")
+		for _, d := range f.Domains {
+			args = append(args, normDomain(d))
+		}
+	}
 	if f.Organization != "" {
 		conds = append(conds, a+"organization = ?")
 		args = append(args, f.Organization)
@@ -514,6 +520,10 @@ func (s *sqlStore) where(f reports.Filter, a string, details bool) (string, []an
 		}
 		conds = append(conds, c+")")
 	}
+	if details && f.SendingIP != "" {
+		conds = append(conds, a+"sending_mta_ip = ?")
+		args = append(args, f.SendingIP)
+	}
 	if len(conds) == 0 {
 		return "", nil
 	}
@@ -526,6 +536,9 @@ func validateFilter(f reports.Filter) error {
 	}
 	if f.Limit < 0 {
 		return fmt.Errorf("%w: negative limit", reports.ErrBadFilter)
+	}
+	if len(f.Domains) > reports.MaxFilterDomains {
+		return fmt.Errorf("%w: more than %d domains", reports.ErrBadFilter, reports.MaxFilterDomains)
 	}
 	return nil
 }
