@@ -88,8 +88,14 @@ func TestCheckConfig(t *testing.T) {
 				if !strings.HasPrefix(out, c.okLine) || strings.Count(out, "\n") != 1 || !strings.HasSuffix(out, "log debug/json\n") {
 					t.Errorf("valid: stdout %q, want one line %q… ending in log debug/json", out, c.okLine)
 				}
-			} else if !strings.Contains(out, "level: debug") || !strings.Contains(out, "format: json") {
-				t.Errorf("policyd effective configuration lacks the log settings:\n%s", out)
+			} else {
+				if !strings.Contains(out, "level: debug") || !strings.Contains(out, "format: json") {
+					t.Errorf("policyd effective configuration lacks the log settings:\n%s", out)
+				}
+				if !strings.HasPrefix(errOut, "mailsts policyd: configuration OK: socketmap 127.0.0.1:8461, cache sqlite ") ||
+					strings.Count(errOut, "\n") != 1 || !strings.HasSuffix(errOut, "log debug/json\n") {
+					t.Errorf("policyd: stderr %q, want the one OK line", errOut)
+				}
 			}
 			code, out, errOut = runQuiet(t, state, args("--config", c.good, "--check-config", "--log-level", "loud")...)
 			checkUsageError(t, code, out, errOut, name)

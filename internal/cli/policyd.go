@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -169,7 +170,22 @@ func runPolicyd(ctx context.Context, env Env, args []string) int {
 			return ExitError
 		}
 		fmt.Fprintf(env.Stdout, "# effective configuration (state directory %s)\n%s", policyd.StatePath(cfg, env.getenv), out)
-		return ExitOK
+		// The one line every --check-config prints, on stderr here:
+		// stdout is the YAML above.
+		var ls []string
+		for _, l := range cfg.Listen {
+			if l.Socketmap != "" {
+				ls = append(ls, "socketmap "+l.Socketmap)
+			}
+			if l.TCPTable != "" {
+				ls = append(ls, "tcp_table "+l.TCPTable)
+			}
+		}
+		cache := cfg.Cache.Type
+		if cache == "sqlite" {
+			cache += " " + policyd.StatePath(cfg, env.getenv)
+		}
+		return configOK(env.Stderr, "policyd", "%s, cache %s, log %s/%s", strings.Join(ls, ", "), cache, cfg.Log.Level, cfg.Log.Format)
 	}
 	level.Set(logging.ParseLevel(cfg.Log.Level))
 	log := logging.New(env.Stderr, cfg.Log.Format, level)

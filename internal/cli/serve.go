@@ -230,7 +230,7 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 		cfg.DB = df.db
 	}
 	if err := sqlstore.CheckSpec(cfg.DB); err != nil {
-		return fail(ExitError, "--db %v", err)
+		return fail(ExitError, "db: %v", err)
 	}
 	cfg.Log = lf.apply(cfg.Log)
 	if err := cfg.Log.Validate(); err != nil {

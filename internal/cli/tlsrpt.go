@@ -205,7 +205,7 @@ func runTLSRPTIngest(ctx context.Context, env Env, args []string) int {
 		cfg.DB = df.db
 	}
 	if err := sqlstore.CheckSpec(cfg.DB); err != nil {
-		return usageError(env.Stderr, "tlsrpt ingest", "--db %v", err)
+		return usageError(env.Stderr, "tlsrpt ingest", "db: %v", err)
 	}
 	cfg.Log = lf.apply(cfg.Log)
 	if err := cfg.Log.Validate(); err != nil {
