@@ -4,6 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -39,6 +42,16 @@ func TestManageHTTP01(t *testing.T) {
 	}
 	if !e.ca.Ordered("mta-sts.hosted.test") {
 		t.Errorf("pebble saw no order for the hosted name: %v", e.ca.Orders())
+	}
+	// Requests that are no challenge reach the wrapped handler.
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/.well-known/mta-sts.txt", e.httpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "next handler" {
+		t.Errorf("plain request answered %q", body)
 	}
 	if _, err := e.m.Status(ctx, "mta-sts.other.test"); !errors.Is(err, ErrNoCertificate) {
 		t.Errorf("status of an unknown name: %v, want ErrNoCertificate", err)

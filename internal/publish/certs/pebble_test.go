@@ -148,7 +148,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(m.Close)
-	hs := &http.Server{Handler: m.HTTPHandler(http.NotFoundHandler()), ReadHeaderTimeout: 10 * time.Second}
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "next handler") })
+	hs := &http.Server{Handler: m.HTTPHandler(next), ReadHeaderTimeout: 10 * time.Second}
 	go hs.Serve(httpLn)
 	t.Cleanup(func() { hs.Close() })
 	cfg := m.TLSConfig()
