@@ -117,6 +117,18 @@ func TestOnDemandDelegation(t *testing.T) {
 			t.Errorf("%s: Decide = %v, want %v", name, err, want)
 		}
 	}
+	// Each refused name has now used 2 of its 3 checks (the handshake's and
+	// ours): the next two decisions are one check and one refusal by the
+	// rate limiter.
+	if err := e.m.Decide(context.Background(), "mta-sts.half.test"); !errors.Is(err, ErrNotDelegated) {
+		t.Errorf("third check: %v, want ErrNotDelegated", err)
+	}
+	if _, err := e.handshake("mta-sts.half.test"); err == nil {
+		t.Error("rate-limited name served")
+	}
+	if err := e.m.Decide(context.Background(), "mta-sts.half.test"); !errors.Is(err, ErrRateLimited) {
+		t.Errorf("past the limit: %v, want ErrRateLimited", err)
+	}
 	for _, o := range e.ca.Orders() {
 		for _, n := range o {
 			if _, bad := refused[n]; bad {
