@@ -142,8 +142,7 @@ func run() error {
 	}
 	defer os.RemoveAll(dir)
 	rootFile := filepath.Join(dir, "acme-api-root.pem")
-	var apiRoot []byte
-	apiRoot = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.APICert().Raw})
+	apiRoot := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.APICert().Raw})
 	if err := os.WriteFile(rootFile, apiRoot, 0o600); err != nil {
 		return err
 	}

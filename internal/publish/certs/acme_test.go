@@ -4,6 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -39,6 +42,16 @@ func TestManageHTTP01(t *testing.T) {
 	}
 	if !e.ca.Ordered("mta-sts.hosted.test") {
 		t.Errorf("pebble saw no order for the hosted name: %v", e.ca.Orders())
+	}
+	// Requests that are no challenge reach the wrapped handler.
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/.well-known/mta-sts.txt", e.httpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "next handler" {
+		t.Errorf("plain request answered %q", body)
 	}
 	if _, err := e.m.Status(ctx, "mta-sts.other.test"); !errors.Is(err, ErrNoCertificate) {
 		t.Errorf("status of an unknown name: %v, want ErrNoCertificate", err)
@@ -104,6 +117,18 @@ func TestOnDemandDelegation(t *testing.T) {
 			t.Errorf("%s: Decide = %v, want %v", name, err, want)
 		}
 	}
+	// Each refused name has now used 2 of its 3 checks (the handshake's and
+	// ours): the next two decisions are one check and one refusal by the
+	// rate limiter.
+	if err := e.m.Decide(context.Background(), "mta-sts.half.test"); !errors.Is(err, ErrNotDelegated) {
+		t.Errorf("third check: %v, want ErrNotDelegated", err)
+	}
+	if _, err := e.handshake("mta-sts.half.test"); err == nil {
+		t.Error("rate-limited name served")
+	}
+	if err := e.m.Decide(context.Background(), "mta-sts.half.test"); !errors.Is(err, ErrRateLimited) {
+		t.Errorf("past the limit: %v, want ErrRateLimited", err)
+	}
 	for _, o := range e.ca.Orders() {
 		for _, n := range o {
 			if _, bad := refused[n]; bad {
@@ -116,8 +141,10 @@ func TestOnDemandDelegation(t *testing.T) {
 	}
 }
 
-// Instances sharing a PostgreSQL or Redis storage share certificates: the
-// second instance serves the first one's certificate without a new order.
+// Instances sharing a PostgreSQL or Redis storage share certificates: two
+// managers asking for the same name at once take turns through the
+// storage's lock, and the CA sees exactly one order; both then serve that
+// certificate.
 func TestSharedStorageACME(t *testing.T) {
 	t.Parallel()
 	forBackends(t, func(t *testing.T, open sharedStorage) {
@@ -128,31 +155,33 @@ func TestSharedStorageACME(t *testing.T) {
 			name = "mta-sts.hosted3.test"
 		}
 		e := newEnv(t, envOptions{disableALPN: true, storage: open(t, 0)})
+		m2, err := New(Config{CA: e.ca.URL, TrustedRoots: e.ca.APIRoots, Storage: open(t, 0),
+			HTTPPort: e.httpPort, TLSPort: e.tlsPort, ListenHost: "127.0.0.1", DisableTLSALPN01: true, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m2.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		if err := e.m.Manage(ctx, []string{name}); err != nil {
-			t.Fatal(err)
+		errs := make(chan error, 2)
+		for _, m := range []*Manager{e.m, m2} {
+			go func() { errs <- m.Manage(ctx, []string{name}) }()
+		}
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := e.ca.OrderCount(name); n != 1 {
+			t.Errorf("the CA saw %d orders for %s, want 1", n, name)
 		}
 		first, err := e.m.Status(ctx, name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		orders := len(e.ca.Orders())
-		m2, err := New(Config{CA: e.ca.URL, TrustedRoots: e.ca.APIRoots, Storage: open(t, 0),
-			HTTPPort: 1, TLSPort: 1, DisableTLSALPN01: true, Logger: testLogger(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m2.Close()
-		if err := m2.Manage(ctx, []string{name}); err != nil {
-			t.Fatal(err)
-		}
 		second, err := m2.Status(ctx, name)
 		if err != nil || !second.NotAfter.Equal(first.NotAfter) {
 			t.Errorf("second instance: %+v, %v; first %+v", second, err, first)
-		}
-		if n := len(e.ca.Orders()); n != orders {
-			t.Errorf("second instance placed %d new orders", n-orders)
 		}
 		c, err := m2.GetCertificate(&tls.ClientHelloInfo{ServerName: name})
 		if err != nil || c.Leaf == nil || !c.Leaf.NotAfter.Equal(first.NotAfter) {

@@ -96,9 +96,10 @@ func startPebble(t testing.TB, dnsAddr string, httpPort, tlsPort int) *certstest
 // HTTP-01) and a TLS listener (TLS-ALPN-01 and the certificates), with
 // pebble validating against both.
 type env struct {
-	m       *Manager
-	ca      *certstest.CA
-	tlsAddr string
+	m                 *Manager
+	ca                *certstest.CA
+	tlsAddr           string
+	httpPort, tlsPort int
 }
 
 type envOptions struct {
@@ -147,7 +148,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(m.Close)
-	hs := &http.Server{Handler: m.HTTPHandler(http.NotFoundHandler()), ReadHeaderTimeout: 10 * time.Second}
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "next handler") })
+	hs := &http.Server{Handler: m.HTTPHandler(next), ReadHeaderTimeout: 10 * time.Second}
 	go hs.Serve(httpLn)
 	t.Cleanup(func() { hs.Close() })
 	cfg := m.TLSConfig()
@@ -173,7 +175,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		}
 	}()
 	t.Cleanup(func() { tlsLn.Close(); wg.Wait() })
-	return &env{m: m, ca: acme, tlsAddr: tlsLn.Addr().String()}
+	return &env{m: m, ca: acme, tlsAddr: tlsLn.Addr().String(), httpPort: httpPort, tlsPort: tlsPort}
 }
 
 // handshake connects to the policy host with SNI name and verifies its

@@ -18,6 +18,9 @@ import (
 type RedisOptions struct {
 	// Prefix begins every Redis key of the storage (default
 	// "mailsts:certs:"); instances sharing certificates use the same one.
+	// With Redis Cluster, put a hash tag in it ("{mailsts-certs}:") so
+	// that every key lands in one slot: Store and Delete update a key and
+	// the index in one transaction.
 	Prefix string
 	// LockLease is the lease of distributed locks (default
 	// DefaultLockLease).
