@@ -60,6 +60,8 @@ type Config struct {
 		RateLimit float64 `yaml:"rate_limit"`
 		RateBurst int     `yaml:"rate_burst"`
 	} `yaml:"serve"`
+	// Publish is the hosted MTA-STS policies (config_publish.go).
+	Publish PublishConfig `yaml:"publish"`
 }
 
 // LoadConfig reads the YAML file at path; unknown keys are errors. An
