@@ -62,6 +62,7 @@ func commands() []command {
 		completionCommand,
 		manCommand,
 		policydCommand,
+		policyCommand,
 		resolveCommand,
 		serveCommand,
 		selftestCommand,

@@ -390,6 +390,9 @@ func readAPIToken(name string) (string, error) {
 }
 
 func (sr *serveRun) close() {
+	if sr.publish != nil {
+		sr.publish.close()
+	}
 	for _, s := range sr.servers {
 		s.ln.Close()
 	}

@@ -13,9 +13,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/mailsts/mailsts/dnsresolve"
+	"github.com/mailsts/mailsts/internal/checker"
+	"github.com/mailsts/mailsts/internal/metrics"
 	"github.com/mailsts/mailsts/internal/publish"
 	"github.com/mailsts/mailsts/internal/reports"
+	"github.com/mailsts/mailsts/mtasts"
 )
 
 // publishRun is the policy host of `mailsts serve`: the hosted domains of
@@ -28,6 +33,14 @@ type publishRun struct {
 	loader  *publish.Loader
 	host    *publish.Host
 	log     *slog.Logger
+
+	// checker checks every hosted domain every checkInterval (0: never)
+	// and reports to observer; metricsLn serves the metrics.
+	checker       *publish.Checker
+	checkInterval time.Duration
+	observer      publish.Observer
+	registry      *prometheus.Registry
+	metricsLn     net.Listener
 
 	mu  sync.Mutex // guards cfg and set
 	cfg reports.PublishConfig
@@ -86,6 +99,25 @@ func (sr *serveRun) preparePublish(ctx context.Context, cfgPath string, cfg *rep
 	srv.ReadTimeout, srv.WriteTimeout, srv.IdleTimeout = 30*time.Second, 30*time.Second, 60*time.Second
 	sr.servers = append(sr.servers, servedListener{name: "policy host", srv: srv, ln: ln})
 	sr.publish = pr
+	if set.CheckInterval > 0 {
+		roots, err := mtasts.LoadRootCAs("")
+		if err != nil {
+			return fmt.Errorf("publish: %w", err)
+		}
+		pr.checkInterval = set.CheckInterval
+		pr.checker = statusChecker(&mtasts.Client{DNS: dns, RootCAs: roots, Timeout: time.Minute, UserAgent: userAgent()}, checker.DefaultSMTPPort)
+	}
+	if pc.MetricsListen != "" {
+		pr.registry = prometheus.NewRegistry()
+		m, err := metrics.NewPublish(pr.registry)
+		if err != nil {
+			return fmt.Errorf("publish metrics: %w", err)
+		}
+		pr.observer = m
+		if pr.metricsLn, err = net.Listen("tcp", pc.MetricsListen); err != nil {
+			return fmt.Errorf("publish.metrics_listen: %w", err)
+		}
+	}
 	for _, d := range set.Domains {
 		sr.log.Info("mailsts serve: hosting policy", "url", scheme+"://"+d.PolicyHost()+portSuffix(ln)+publish.WellKnownPath,
 			"mode", d.Mode, "id", d.Policy().ID, "mx", d.Patterns)
@@ -123,6 +155,13 @@ func publishCertificates(pc reports.PublishConfig, set *publish.Set, log *slog.L
 	return sc.GetCertificate, nil
 }
 
+// close releases the metrics listener (metrics.Serve closes it too).
+func (pr *publishRun) close() {
+	if pr.metricsLn != nil {
+		pr.metricsLn.Close()
+	}
+}
+
 // current returns the served set.
 func (pr *publishRun) current() *publish.Set {
 	pr.mu.Lock()
@@ -154,8 +193,34 @@ func (pr *publishRun) reload(ctx context.Context, fromFile bool) error {
 	return nil
 }
 
-// run re-validates every MXRefresh and on SIGHUP until ctx ends.
+// checkLoop checks every hosted domain now and every checkInterval
+// until ctx ends.
+func (pr *publishRun) checkLoop(ctx context.Context) {
+	t := time.NewTicker(pr.checkInterval)
+	defer t.Stop()
+	for {
+		pr.checker.CheckAll(ctx, pr.current(), pr.observer, pr.log)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// run re-validates every MXRefresh and on SIGHUP until ctx ends, and
+// runs the checks and the metrics listener.
 func (pr *publishRun) run(ctx context.Context) {
+	if pr.metricsLn != nil {
+		go func() {
+			if err := metrics.Serve(ctx, pr.metricsLn, pr.registry, false, 5*time.Second, pr.log); err != nil {
+				pr.log.Error("mailsts serve: publish metrics listener failed", "error", err)
+			}
+		}()
+	}
+	if pr.checker != nil {
+		go pr.checkLoop(ctx)
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -69,9 +70,9 @@ var pubNet = testnet.Shared{Start: func() (*testnet.Net, error) {
 
 // writeLeaf writes a certificate of the test network's CA for names into
 // dir and returns the file names.
-func writeLeaf(t *testing.T, n *testnet.Net, dir, name string) (certFile, keyFile string) {
+func writeLeaf(t *testing.T, n *testnet.Net, dir, name string, kind testnet.CertKind) (certFile, keyFile string) {
 	t.Helper()
-	c, err := n.CA().Leaf(name, testnet.CertGood, 0)
+	c, err := n.CA().Leaf(name, kind, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,24 +99,33 @@ func writeLeaf(t *testing.T, n *testnet.Net, dir, name string) (certFile, keyFil
 // publish section, and returns its path.
 func pubConfig(t *testing.T, n *testnet.Net, mode string, extra string) string {
 	t.Helper()
+	return pubConfigDomains(t, n, fmt.Sprintf(`
+    - domain: %s
+      mode: %s
+      mx: %s
+      max_age: 86400
+`, pubDomain, mode, pubMXConfig), extra)
+}
+
+// pubConfigDomains writes a serve configuration with the given domains:
+// list and extra lines of the publish section.
+func pubConfigDomains(t *testing.T, n *testnet.Net, domains, extra string) string {
+	t.Helper()
 	dir := t.TempDir()
 	certs := filepath.Join(dir, "certs")
 	os.Mkdir(certs, 0o700)
-	for _, d := range []string{pubDomain, "stale.example", "nolive.example", "badmx.example"} {
-		writeLeaf(t, n, certs, "mta-sts."+d)
+	for _, d := range []string{pubDomain, "nolive.example", "badmx.example"} {
+		writeLeaf(t, n, certs, "mta-sts."+d, testnet.CertGood)
 	}
+	writeLeaf(t, n, certs, "mta-sts.stale.example", testnet.CertExpiring)
 	y := fmt.Sprintf(`dns: [%q]
 publish:
   listen: 127.0.0.1:0
   cert_dir: %q
   state_file: %q
+  check_interval: -1s
 %s
-  domains:
-    - domain: %s
-      mode: %s
-      mx: %s
-      max_age: 86400
-`, n.DNSAddr(), certs, filepath.Join(dir, "state.json"), extra, pubDomain, mode, pubMXConfig)
+  domains:%s`, n.DNSAddr(), certs, filepath.Join(dir, "state.json"), extra, domains)
 	p := filepath.Join(dir, "mailsts.yml")
 	if err := os.WriteFile(p, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
@@ -126,6 +136,13 @@ publish:
 // startPublish runs serve with the configuration file and returns the
 // policy host's port.
 func startPublish(t *testing.T, cfgFile string) int {
+	t.Helper()
+	_, port := startPublishRun(t, cfgFile)
+	return port
+}
+
+// startPublishRun is startPublish returning the running serve too.
+func startPublishRun(t *testing.T, cfgFile string) (*serveRun, int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var errb bytes.Buffer
@@ -155,7 +172,7 @@ func startPublish(t *testing.T, cfgFile string) int {
 	if ln.name != "policy host" {
 		t.Fatalf("last listener is %q", ln.name)
 	}
-	return ln.ln.Addr().(*net.TCPAddr).Port
+	return sr, ln.ln.Addr().(*net.TCPAddr).Port
 }
 
 // TestServePublishFetchedBySender: the hosted policy, fetched through the
@@ -268,3 +285,40 @@ func TestServePublishPlainHTTP(t *testing.T) {
 }
 
 var regexpCertDir = regexp.MustCompile(`(?m)^  cert_dir: .*\n`)
+
+// TestServePublishChecksMetrics: serve's checks of its hosted domains
+// end up in the log and in the metrics on publish.metrics_listen.
+func TestServePublishChecksMetrics(t *testing.T) {
+	t.Parallel()
+	n := pubNet.Net(t)
+	cfg := pubConfigDomains(t, n, fourDomains, "  metrics_listen: 127.0.0.1:0")
+	sr, port := startPublishRun(t, cfg)
+	pr := sr.publish
+	dns, _ := dnsresolve.NewClient(n.DNSAddr())
+	// The checks of serve, aimed at the test network's ports.
+	c := statusChecker(&mtasts.Client{DNS: dns, RootCAs: n.RootCAs(), HTTPSPort: port, Timeout: time.Hour}, n.SMTPPort())
+	var logb bytes.Buffer
+	sts := c.CheckAll(context.Background(), pr.current(), pr.observer, slog.New(slog.NewTextHandler(&logb, nil)))
+	if len(sts) != 4 {
+		t.Fatalf("%d statuses", len(sts))
+	}
+	if !strings.Contains(logb.String(), "finding=publish.txt.stale") || !strings.Contains(logb.String(), "domain=badmx.example finding=publish.mx.tls host=mx2.badmx.example") {
+		t.Errorf("log:\n%s", logb.String())
+	}
+	res, err := http.Get("http://" + pr.metricsLn.Addr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{
+		`mailsts_publish_domain_ok{domain="hosted.example"} 1`,
+		`mailsts_publish_domain_ok{domain="badmx.example"} 0`,
+		`mailsts_publish_findings{domain="nolive.example",id="publish.txt.missing"} 1`,
+		`mailsts_publish_findings{domain="stale.example",id="publish.cert.expiring"} 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}

@@ -203,6 +203,9 @@ func (l *Loader) Load(ctx context.Context, cfg reports.PublishConfig) (*Set, err
 				bad(name, "%s", msg)
 			}
 		}
+		for _, msg := range checkRecords(d.Records) {
+			bad(name, "%s", msg)
+		}
 		if !d.Auto && len(dc.MX) == 0 && d.Mode != mtasts.ModeNone {
 			bad(name, "no mx patterns: list them, or write mx: auto")
 		}
