@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/mailsts/mailsts/dnsresolve"
 	"github.com/mailsts/mailsts/internal/checker"
@@ -31,6 +32,8 @@ const policyHelp = `
 Subcommands:
   records    the DNS records to publish for hosted domains
   status     each hosted domain as senders see it: TXT id, served policy, certificate, MX
+  promote    switch a domain from testing to enforce, if the evidence allows it
+  retire     switch a domain to mode none and say until when to keep serving it
 
 The hosted domains are the publish: section of the serve configuration
 (--config, default ` + defaultPublishConfig + `; see docs/publish.md). The policy
@@ -55,6 +58,10 @@ func runPolicy(ctx context.Context, env Env, args []string) int {
 		return runPolicyRecords(ctx, env, args[1:])
 	case "status":
 		return runPolicyStatus(ctx, env, args[1:])
+	case "promote":
+		return runPolicyPromote(ctx, env, args[1:])
+	case "retire":
+		return runPolicyRetire(ctx, env, args[1:])
 	}
 	fmt.Fprintf(env.Stderr, "mailsts policy: unknown subcommand %q\n", args[0])
 	return ExitUsage
@@ -128,6 +135,12 @@ certificate (RFC 8659, with the RFC 8657 accounturi and
 validationmethods), the _mta-sts TXT record with the id of the policy
 served now, and the _smtp._tls TXT record when a rua is configured.
 
+Warnings (on stderr) name the MX hosts that senders holding an earlier
+enforce policy in their cache would refuse, and until when: the state
+file remembers the policies served before. Move MX hosts safely: add the
+new host to the policy first (mx, or mx_planned while it is not in DNS),
+wait max_age, then change the MX records.
+
 Change the _mta-sts TXT record only after serve serves the new policy
 (RFC 8461 §8.1): reload serve first, check with 'mailsts policy status',
 then publish the printed id.
@@ -150,6 +163,8 @@ type recordsJSON struct {
 	Policy  string              `json:"policy"`
 	Records []publish.DNSRecord `json:"records"`
 	Notes   []string            `json:"notes"`
+	// Warnings are the MX hosts senders' cached enforce policies refuse.
+	Warnings []string `json:"warnings"`
 }
 
 func runPolicyRecords(ctx context.Context, env Env, args []string) int {
@@ -160,7 +175,7 @@ func runPolicyRecords(ctx context.Context, env Env, args []string) int {
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	_, set, _, err := pf.load(ctx)
+	cfg, set, _, err := pf.load(ctx)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "mailsts policy records: %v\n", err)
 		return ExitError
@@ -170,11 +185,23 @@ func runPolicyRecords(ctx context.Context, env Env, args []string) int {
 		fmt.Fprintf(env.Stderr, "mailsts policy records: %v\n", err)
 		return ExitUsage
 	}
+	warnings := map[string][]string{}
+	if state, err := publish.LoadState(publishStatePath(env, cfg.Publish)); err != nil {
+		fmt.Fprintf(env.Stderr, "mailsts policy records: %v (no MX change warnings)\n", err)
+	} else {
+		for _, w := range state.MXWarnings(set, time.Now()) {
+			warnings[w.Domain] = append(warnings[w.Domain], w.Msg)
+		}
+	}
 	var out []recordsJSON
 	for i, d := range doms {
 		recs, notes := d.DNSRecords()
+		for _, w := range warnings[d.Name] {
+			fmt.Fprintf(env.Stderr, "mailsts policy records: WARNING: %s: %s\n", d.Name, w)
+		}
 		if *asJSON {
-			out = append(out, recordsJSON{Domain: d.Name, Mode: string(d.Mode), ID: d.Policy().ID, Policy: string(d.Policy().Text), Records: recs, Notes: append([]string{}, notes...)})
+			out = append(out, recordsJSON{Domain: d.Name, Mode: string(d.Mode), ID: d.Policy().ID, Policy: string(d.Policy().Text), Records: recs,
+				Notes: append([]string{}, notes...), Warnings: append([]string{}, warnings[d.Name]...)})
 			continue
 		}
 		if i > 0 {

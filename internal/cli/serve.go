@@ -322,7 +322,7 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 		}
 		log.Info("mailsts serve: query API listening", "url", "http://"+aln.Addr().String()+"/api/v1/", "token", token != "")
 	}
-	if err := sr.preparePublish(ctx, df.config, cfg); err != nil {
+	if err := sr.preparePublish(ctx, env, df.config, cfg); err != nil {
 		return fail(ExitError, "%v", err)
 	}
 	return sr, ExitOK

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/mailsts/mailsts/dnsresolve"
 	"github.com/mailsts/mailsts/internal/checker"
 	"github.com/mailsts/mailsts/internal/metrics"
+	"github.com/mailsts/mailsts/internal/policyd"
 	"github.com/mailsts/mailsts/internal/publish"
 	"github.com/mailsts/mailsts/internal/reports"
 	"github.com/mailsts/mailsts/mtasts"
@@ -29,10 +31,11 @@ import (
 // configuration file is read again). A reload that fails validation
 // keeps serving what was served and logs every problem.
 type publishRun struct {
-	cfgPath string
-	loader  *publish.Loader
-	host    *publish.Host
-	log     *slog.Logger
+	cfgPath   string
+	statePath string
+	loader    *publish.Loader
+	host      *publish.Host
+	log       *slog.Logger
 
 	// checker checks every hosted domain every checkInterval (0: never)
 	// and reports to observer; metricsLn serves the metrics.
@@ -55,7 +58,7 @@ func publishSection(c reports.PublishConfig) bool {
 // preparePublish validates the publish: section and opens the policy
 // host's listener; nothing when the section is empty. The ACME
 // certificate source is the seam in publishCertificates.
-func (sr *serveRun) preparePublish(ctx context.Context, cfgPath string, cfg *reports.Config) error {
+func (sr *serveRun) preparePublish(ctx context.Context, env Env, cfgPath string, cfg *reports.Config) error {
 	pc := cfg.Publish
 	if !publishSection(pc) {
 		return nil
@@ -65,13 +68,14 @@ func (sr *serveRun) preparePublish(ctx context.Context, cfgPath string, cfg *rep
 		return fmt.Errorf("dns: %w", err)
 	}
 	pr := &publishRun{cfgPath: cfgPath, loader: &publish.Loader{DNS: dns, Logger: sr.log},
-		host: &publish.Host{Logger: sr.log}, log: sr.log, cfg: pc}
+		host: &publish.Host{Logger: sr.log}, log: sr.log, cfg: pc, statePath: publishStatePath(env, pc)}
 	set, err := pr.loader.Load(ctx, pc)
 	if err != nil {
 		return err
 	}
 	pr.set = set
 	pr.host.Set(set)
+	pr.record(set)
 	var get publish.GetCertificateFunc
 	if !pc.PlainHTTP {
 		if get, err = publishCertificates(pc, set, sr.log); err != nil {
@@ -190,7 +194,38 @@ func (pr *publishRun) reload(ctx context.Context, fromFile bool) error {
 	pr.cfg, pr.set = pc, set
 	pr.mu.Unlock()
 	pr.host.Set(set)
+	pr.record(set)
 	return nil
+}
+
+// publishStatePath is publish.state_file, else publish-state.json in the
+// state directory.
+func publishStatePath(env Env, pc reports.PublishConfig) string {
+	if pc.StateFile != "" {
+		return pc.StateFile
+	}
+	return filepath.Join(policyd.DefaultStateDir(env.getenv), publish.StateFileName)
+}
+
+// record notes in the state file that set is served from now on (when a
+// mode started, the policies senders may still cache) and logs the MX
+// changes senders' cached policies would refuse. A state file that cannot
+// be written is logged: serving goes on.
+func (pr *publishRun) record(set *publish.Set) {
+	st, err := publish.LoadState(pr.statePath)
+	if err != nil {
+		pr.log.Error("mailsts serve: publish state unreadable; mode start times are not recorded", "file", pr.statePath, "error", err)
+		return
+	}
+	now := time.Now()
+	for _, w := range st.MXWarnings(set, now) {
+		pr.log.Warn("mailsts serve: "+w.Msg, "domain", w.Domain)
+	}
+	if st.Record(set, now) {
+		if err := st.Save(pr.statePath); err != nil {
+			pr.log.Error("mailsts serve: publish state not saved; promote cannot see when testing began", "file", pr.statePath, "error", err)
+		}
+	}
 }
 
 // checkLoop checks every hosted domain now and every checkInterval

@@ -322,3 +322,37 @@ func TestServePublishChecksMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestServePublishReload: a reload (SIGHUP) serves the edited
+// configuration and records the new mode in the state file; an invalid
+// edit keeps the previous policies served.
+func TestServePublishReload(t *testing.T) {
+	t.Parallel()
+	n := pubNet.Net(t)
+	cfg := pubConfig(t, n, "testing", "")
+	sr, _ := startPublishRun(t, cfg)
+	pr := sr.publish
+	host := "mta-sts." + pubDomain
+	if err := publish.SetModeInFile(cfg, pubDomain, "enforce"); err != nil {
+		t.Fatal(err)
+	}
+	if err := pr.reload(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+	want := pubPolicy(t, mtasts.ModeEnforce)
+	if got := pr.host.Lookup(host); got == nil || got.ID != want.ID {
+		t.Fatalf("after reload: %+v", got)
+	}
+	st, err := publish.LoadState(filepath.Join(filepath.Dir(cfg), "state.json"))
+	if err != nil || st.Domains[pubDomain].Mode != "enforce" || len(st.Domains[pubDomain].Earlier) != 1 {
+		t.Errorf("state: %+v %v", st.Domains[pubDomain], err)
+	}
+	b, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, bytes.Replace(b, []byte("max_age: 86400"), []byte("max_age: 99999999"), 1), 0o600)
+	if err := pr.reload(context.Background(), true); err == nil || !strings.Contains(err.Error(), "max_age 99999999") {
+		t.Errorf("bad edit: %v", err)
+	}
+	if got := pr.host.Lookup(host); got == nil || got.ID != want.ID {
+		t.Errorf("after a bad edit: %+v", got)
+	}
+}
