@@ -62,6 +62,7 @@ func commands() []command {
 		dashboardCommand,
 		manCommand,
 		policydCommand,
+		policyCommand,
 		resolveCommand,
 		serveCommand,
 		selftestCommand,

@@ -81,6 +81,13 @@ oldest deleted first). --retention 400d deletes reports, their summary
 rows and rejected input older than that, at start and daily (default:
 keep everything; see also 'mailsts tlsrpt prune').
 
+With a publish: section in --config, serve also hosts MTA-STS policies
+(RFC 8461) at https://mta-sts.<domain>/.well-known/mta-sts.txt on its own
+listener (publish.listen, default :443), re-reads the live MX of mx: auto
+domains, checks every hosted domain as senders see it, and re-reads the
+publish section on SIGHUP; see 'mailsts policy --help' and
+docs/publish.md.
+
 Examples:
   mailsts serve --listen :443 --tls-cert /etc/mailsts/cert.pem --tls-key /etc/mailsts/key.pem
       reports on :443 for everyone; the API on 127.0.0.1:8462 only
@@ -132,6 +139,8 @@ type serveRun struct {
 	retention time.Duration
 	// alerts watch the reports (nil: off).
 	alerts *alerts.Engine
+	// publish is the policy host (serve_publish.go), nil without one.
+	publish *publishRun
 }
 
 // Default per-client rate of report POSTs: a sender posts one report per
@@ -417,6 +426,9 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 		}
 		log.Info("mailsts serve: query API listening", "url", "http://"+aln.Addr().String()+"/api/v1/", "token", token != "")
 	}
+	if err := sr.preparePublish(ctx, env, df.config, cfg); err != nil {
+		return fail(ExitError, "%v", err)
+	}
 	return sr, ExitOK
 }
 
@@ -482,6 +494,9 @@ func readAPIToken(name string) (string, error) {
 }
 
 func (sr *serveRun) close() {
+	if sr.publish != nil {
+		sr.publish.close()
+	}
 	for _, s := range sr.servers {
 		s.ln.Close()
 	}
@@ -500,6 +515,9 @@ func (sr *serveRun) run(ctx context.Context) error {
 	}
 	if sr.alerts != nil {
 		go sr.alerts.Run(ctx)
+	}
+	if sr.publish != nil {
+		go sr.publish.run(ctx)
 	}
 	errc := make(chan error, len(sr.servers))
 	for _, s := range sr.servers {

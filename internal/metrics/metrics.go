@@ -39,6 +39,10 @@
 //     the cache file (a damaged page, an undecodable row), treated as
 //     absent and fetched again.
 //
+// Metrics of `mailsts serve`'s checks of its hosted policies (prefix
+// mailsts_publish_, see Publish): domain_ok, findings, cert_expiry_timestamp_seconds
+// and checks_total.
+//
 // mailsts_build_info{version,commit,go_version} is 1 and says which build
 // is running (the values `mailsts version` prints).
 package metrics

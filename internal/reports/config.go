@@ -70,6 +70,8 @@ type Config struct {
 	// Dashboard is the web dashboard of `mailsts serve`
 	// (config_dashboard.go).
 	Dashboard DashboardConfig `yaml:"dashboard"`
+	// Publish is the hosted MTA-STS policies (config_publish.go).
+	Publish PublishConfig `yaml:"publish"`
 }
 
 // LoadConfig reads the YAML file at path; unknown keys are errors. An

@@ -1,0 +1,281 @@
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mailsts/mailsts/dnsresolve"
+	"github.com/mailsts/mailsts/internal/checker"
+	"github.com/mailsts/mailsts/internal/metrics"
+	"github.com/mailsts/mailsts/internal/policyd"
+	"github.com/mailsts/mailsts/internal/publish"
+	"github.com/mailsts/mailsts/internal/reports"
+	"github.com/mailsts/mailsts/mtasts"
+)
+
+// publishRun is the policy host of `mailsts serve`: the hosted domains of
+// the publish: section, served on their own listener, re-validated
+// every mx_refresh (mx: auto follows the live MX) and on SIGHUP (the
+// configuration file is read again). A reload that fails validation
+// keeps serving what was served and logs every problem.
+type publishRun struct {
+	cfgPath   string
+	statePath string
+	loader    *publish.Loader
+	host      *publish.Host
+	log       *slog.Logger
+
+	// checker checks every hosted domain every checkInterval (0: never)
+	// and reports to observer; metricsLn serves the metrics.
+	checker       *publish.Checker
+	checkInterval time.Duration
+	observer      publish.Observer
+	registry      *prometheus.Registry
+	metricsLn     net.Listener
+
+	mu  sync.Mutex // guards cfg and set
+	cfg reports.PublishConfig
+	set *publish.Set
+}
+
+// publishSection reports whether the configuration asks for a policy host.
+func publishSection(c reports.PublishConfig) bool {
+	return len(c.Domains) > 0 || c.Listen != ""
+}
+
+// preparePublish validates the publish: section and opens the policy
+// host's listener; nothing when the section is empty. The ACME
+// certificate source is the seam in publishCertificates.
+func (sr *serveRun) preparePublish(ctx context.Context, env Env, cfgPath string, cfg *reports.Config) error {
+	pc := cfg.Publish
+	if !publishSection(pc) {
+		return nil
+	}
+	dns, err := dnsresolve.NewClient(cfg.DNS...)
+	if err != nil {
+		return fmt.Errorf("dns: %w", err)
+	}
+	pr := &publishRun{cfgPath: cfgPath, loader: &publish.Loader{DNS: dns, Logger: sr.log},
+		host: &publish.Host{Logger: sr.log}, log: sr.log, cfg: pc, statePath: publishStatePath(env, pc)}
+	set, err := pr.loader.Load(ctx, pc)
+	if err != nil {
+		return err
+	}
+	pr.set = set
+	pr.host.Set(set)
+	pr.record(set)
+	var get publish.GetCertificateFunc
+	if !pc.PlainHTTP {
+		if get, err = publishCertificates(pc, set, sr.log); err != nil {
+			return fmt.Errorf("publish: %w", err)
+		}
+	}
+	listen := pc.Listen
+	if listen == "" {
+		listen = ":443"
+		if pc.PlainHTTP {
+			listen = ":80"
+		}
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("publish.listen: %w", err)
+	}
+	scheme := "http"
+	if get != nil {
+		ln = tls.NewListener(ln, publish.TLSConfig(get))
+		scheme = "https"
+	}
+	srv := newHTTPServer(pr.host, sr.log)
+	// A policy is tiny: short timeouts bound slow clients.
+	srv.ReadTimeout, srv.WriteTimeout, srv.IdleTimeout = 30*time.Second, 30*time.Second, 60*time.Second
+	sr.servers = append(sr.servers, servedListener{name: "policy host", srv: srv, ln: ln})
+	sr.publish = pr
+	if set.CheckInterval > 0 {
+		roots, err := mtasts.LoadRootCAs("")
+		if err != nil {
+			return fmt.Errorf("publish: %w", err)
+		}
+		pr.checkInterval = set.CheckInterval
+		pr.checker = statusChecker(&mtasts.Client{DNS: dns, RootCAs: roots, Timeout: time.Minute, UserAgent: userAgent()}, checker.DefaultSMTPPort)
+	}
+	if pc.MetricsListen != "" {
+		pr.registry = prometheus.NewRegistry()
+		m, err := metrics.NewPublish(pr.registry)
+		if err != nil {
+			return fmt.Errorf("publish metrics: %w", err)
+		}
+		pr.observer = m
+		if pr.metricsLn, err = net.Listen("tcp", pc.MetricsListen); err != nil {
+			return fmt.Errorf("publish.metrics_listen: %w", err)
+		}
+	}
+	for _, d := range set.Domains {
+		sr.log.Info("mailsts serve: hosting policy", "url", scheme+"://"+d.PolicyHost()+portSuffix(ln)+publish.WellKnownPath,
+			"mode", d.Mode, "id", d.Policy().ID, "mx", d.Patterns)
+	}
+	return nil
+}
+
+// portSuffix returns ":PORT" of ln unless it is 443 or 80.
+func portSuffix(ln net.Listener) string {
+	if ta, ok := ln.Addr().(*net.TCPAddr); ok && ta.Port != 443 && ta.Port != 80 {
+		return fmt.Sprintf(":%d", ta.Port)
+	}
+	return ""
+}
+
+// publishCertificates returns the certificate source of the policy host.
+// Today: the static files (tls_cert/tls_key and cert_dir). The ACME
+// source (certificates issued and renewed by mailsts, on demand for
+// delegated domains) plugs in here: when the configuration selects it,
+// return its GetCertificate instead.
+func publishCertificates(pc reports.PublishConfig, set *publish.Set, log *slog.Logger) (publish.GetCertificateFunc, error) {
+	if pc.TLSCert == "" && pc.CertDir == "" {
+		return nil, errors.New("the policy host needs certificates: give publish.tls_cert and tls_key, or publish.cert_dir, or publish.plain_http: true behind a TLS proxy")
+	}
+	sc, err := publish.LoadStaticCerts(pc.TLSCert, pc.TLSKey, pc.CertDir)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range set.Domains {
+		if !sc.Covers(d.PolicyHost()) {
+			// Senders would fail the fetch (sts-webpki-invalid): say so now.
+			log.Warn("mailsts serve: no certificate covers the policy host; senders will not fetch its policy", "host", d.PolicyHost())
+		}
+	}
+	return sc.GetCertificate, nil
+}
+
+// close releases the metrics listener (metrics.Serve closes it too).
+func (pr *publishRun) close() {
+	if pr.metricsLn != nil {
+		pr.metricsLn.Close()
+	}
+}
+
+// current returns the served set.
+func (pr *publishRun) current() *publish.Set {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	return pr.set
+}
+
+// reload validates the publish section again (read from the file when
+// fromFile) and serves the result; on failure it keeps the served set.
+func (pr *publishRun) reload(ctx context.Context, fromFile bool) error {
+	pr.mu.Lock()
+	pc := pr.cfg
+	pr.mu.Unlock()
+	if fromFile && pr.cfgPath != "" {
+		cfg, err := reports.LoadConfig(pr.cfgPath)
+		if err != nil {
+			return err
+		}
+		pc = cfg.Publish
+	}
+	set, err := pr.loader.Load(ctx, pc)
+	if err != nil {
+		return err
+	}
+	pr.mu.Lock()
+	pr.cfg, pr.set = pc, set
+	pr.mu.Unlock()
+	pr.host.Set(set)
+	pr.record(set)
+	return nil
+}
+
+// publishStatePath is publish.state_file, else publish-state.json in the
+// state directory.
+func publishStatePath(env Env, pc reports.PublishConfig) string {
+	if pc.StateFile != "" {
+		return pc.StateFile
+	}
+	return filepath.Join(policyd.DefaultStateDir(env.getenv), publish.StateFileName)
+}
+
+// record notes in the state file that set is served from now on (when a
+// mode started, the policies senders may still cache) and logs the MX
+// changes senders' cached policies would refuse. A state file that cannot
+// be written is logged: serving goes on.
+func (pr *publishRun) record(set *publish.Set) {
+	st, err := publish.LoadState(pr.statePath)
+	if err != nil {
+		pr.log.Error("mailsts serve: publish state unreadable; mode start times are not recorded", "file", pr.statePath, "error", err)
+		return
+	}
+	now := time.Now()
+	for _, w := range st.MXWarnings(set, now) {
+		pr.log.Warn("mailsts serve: "+w.Msg, "domain", w.Domain)
+	}
+	if st.Record(set, now) {
+		if err := st.Save(pr.statePath); err != nil {
+			pr.log.Error("mailsts serve: publish state not saved; promote cannot see when testing began", "file", pr.statePath, "error", err)
+		}
+	}
+}
+
+// checkLoop checks every hosted domain now and every checkInterval
+// until ctx ends.
+func (pr *publishRun) checkLoop(ctx context.Context) {
+	t := time.NewTicker(pr.checkInterval)
+	defer t.Stop()
+	for {
+		pr.checker.CheckAll(ctx, pr.current(), pr.observer, pr.log)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// run re-validates every MXRefresh and on SIGHUP until ctx ends, and
+// runs the checks and the metrics listener.
+func (pr *publishRun) run(ctx context.Context) {
+	if pr.metricsLn != nil {
+		go func() {
+			if err := metrics.Serve(ctx, pr.metricsLn, pr.registry, false, 5*time.Second, pr.log); err != nil {
+				pr.log.Error("mailsts serve: publish metrics listener failed", "error", err)
+			}
+		}()
+	}
+	if pr.checker != nil {
+		go pr.checkLoop(ctx)
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	t := time.NewTicker(pr.current().MXRefresh)
+	defer t.Stop()
+	for {
+		fromFile := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-hup:
+			fromFile = true
+		}
+		if err := pr.reload(ctx, fromFile); err != nil {
+			pr.log.Error("mailsts serve: publish configuration not applied; still serving the previous policies", "error", err)
+			continue
+		}
+		if fromFile {
+			pr.log.Info("mailsts serve: publish configuration reloaded", "domains", len(pr.current().Domains))
+		}
+	}
+}
