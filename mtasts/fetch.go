@@ -459,7 +459,10 @@ func (c *Client) exchange(ctx context.Context, dns dnsresolve.Resolver, ahead *a
 	// Chunked framing may double a small body; the body itself is capped
 	// by the caller.
 	lr.N = 2*c.maxBody() + maxHeaderBytes
-	resp.Body = &connBody{ReadCloser: resp.Body, conn: conn, stop: stop}
+	// Closing the TCP connection without a TLS close_notify: the request
+	// said "Connection: close", and the alert would cost an encryption
+	// and a write per fetch for nothing.
+	resp.Body = &connBody{ReadCloser: resp.Body, conn: raw, stop: stop}
 	ok = true
 	return resp, nil
 }
