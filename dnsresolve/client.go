@@ -52,6 +52,12 @@ const (
 // walked Attempts times, for timeouts, network errors, unusable replies and
 // rcodes other than NOERROR and NXDOMAIN.
 //
+// UDP queries go out on connected sockets that the Client reuses, one query
+// at a time per socket: a socket returns to a small per-server pool only
+// after a clean exchange and is replaced after 100 queries or 10 seconds,
+// so that source ports keep changing; every reply is still checked for the
+// query's ID and question.
+//
 // The zero value is usable. Set the fields before the first lookup and do not
 // change them afterwards; a Client is then safe for concurrent use and takes
 // no lock on the lookup path. A Client must not be copied after first use.

@@ -2,6 +2,7 @@ package mtasts
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -421,14 +422,21 @@ func (c *Client) exchange(ctx context.Context, dns dnsresolve.Resolver, ahead *a
 	}
 	st := conn.ConnectionState()
 	res.TLS = &st
-	if err := req.Write(conn); err != nil {
+	// One write of the whole request: a bytes.Buffer spares Request.Write
+	// its own 4 KiB bufio.Writer.
+	var out bytes.Buffer
+	if err := req.Write(&out); err != nil {
+		stop()
+		return nil, err
+	}
+	if _, err := conn.Write(out.Bytes()); err != nil {
 		stop()
 		return nil, err
 	}
 	// The header cap: the reader sees at most maxHeaderBytes until the
 	// headers are parsed, then enough for a capped body and its framing.
 	lr := &io.LimitedReader{R: conn, N: maxHeaderBytes}
-	br := bufio.NewReaderSize(lr, 4<<10)
+	br := bufio.NewReaderSize(lr, 1<<10) // headers are small; longer lines still parse
 	var resp *http.Response
 	for range maxInterim + 1 {
 		resp, err = http.ReadResponse(br, req)
@@ -451,7 +459,10 @@ func (c *Client) exchange(ctx context.Context, dns dnsresolve.Resolver, ahead *a
 	// Chunked framing may double a small body; the body itself is capped
 	// by the caller.
 	lr.N = 2*c.maxBody() + maxHeaderBytes
-	resp.Body = &connBody{ReadCloser: resp.Body, conn: conn, stop: stop}
+	// Closing the TCP connection without a TLS close_notify: the request
+	// said "Connection: close", and the alert would cost an encryption
+	// and a write per fetch for nothing.
+	resp.Body = &connBody{ReadCloser: resp.Body, conn: raw, stop: stop}
 	ok = true
 	return resp, nil
 }

@@ -29,6 +29,7 @@ const (
 const (
 	minimalAddr = "127.0.0.1:8463"
 	floorAddr   = "127.0.0.1:8464"
+	tlspolAddr  = "127.0.0.1:8465"
 	peerAddr    = "127.0.0.1:8462"
 	mailstsAddr = "127.0.0.1:8461"
 	// mailstsDebug is policyd's metrics listener with the profiler (-profile).
@@ -290,6 +291,8 @@ func startOne(ctx context.Context, cfg config, n *testnet.Net, tmp, name string)
 // hosts on httpsPort (where the peer's are fixed: 127.0.0.1:53 and 443).
 func startOneAt(ctx context.Context, cfg config, n *testnet.Net, dnsAddr string, httpsPort int, tmp, name string) (*daemon, error) {
 	switch name {
+	case "tlspol":
+		return startTLSPol(cfg, n, dnsAddr, tmp)
 	case "floor":
 		self, err := os.Executable()
 		if err != nil {
@@ -330,7 +333,7 @@ func startOneAt(ctx context.Context, cfg config, n *testnet.Net, dnsAddr string,
 		}
 		return startDaemon("mailsts", mailstsAddr, nil, cfg.mailsts, args...)
 	}
-	return nil, fmt.Errorf("unknown daemon %q (want minimal, peer, mailsts or floor)", name)
+	return nil, fmt.Errorf("unknown daemon %q (want minimal, peer, mailsts, tlspol or floor)", name)
 }
 
 func mailstsArgs(n *testnet.Net, dnsAddr string, httpsPort int, cache, stateDir string) []string {

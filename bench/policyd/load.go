@@ -47,7 +47,7 @@ func (w *worker) lookup(ctx context.Context, key string) (postfix.Reply, error) 
 		}
 		w.c = c
 	}
-	r, err := w.c.Lookup(ctx, "postfix", key)
+	r, err := w.c.Lookup(ctx, mapName(w.addr), key)
 	if err != nil {
 		w.c.Close()
 		w.c = nil

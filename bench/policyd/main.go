@@ -6,6 +6,8 @@
 //   - peer: Debian's postfix-mta-sts-resolver (mta-sts-daemon), the
 //     daemon mailsts replaces;
 //   - mailsts: `mailsts policyd`, built from this checkout;
+//   - tlspol: postfix-tlspol, a second peer, built from a source tree or git
+//     directory given with -tlspol (its code never enters this repository);
 //   - floor: the least work a cold lookup needs (TXT and A queries, one
 //     TLS 1.3 handshake, one GET; cold phases only), the CPU floor;
 //
@@ -51,6 +53,7 @@ type config struct {
 	daemons      []string
 	mailsts      string
 	peer         string
+	tlspol       string // postfix-tlspol: source tree or git directory (built at bench time), or a binary
 	inside       string
 	minimal      string
 	keep         bool
@@ -85,6 +88,7 @@ func main() {
 	fs.StringVar(&daemons, "daemons", "minimal,peer,mailsts,floor", "daemons to measure, comma-separated (floor: cold lookups only)")
 	fs.StringVar(&cfg.mailsts, "mailsts", "", "mailsts binary (default: go build ./cmd/mailsts)")
 	fs.StringVar(&cfg.peer, "peer", "/usr/bin/mta-sts-daemon", "postfix-mta-sts-resolver's mta-sts-daemon")
+	fs.StringVar(&cfg.tlspol, "tlspol", "", "postfix-tlspol for the tlspol daemon: a source tree or git directory with vendored modules (built into a temporary directory), or a binary")
 	fs.StringVar(&cfg.inside, "inside", "", "internal: the network namespace this process runs in")
 	fs.StringVar(&cfg.minimal, "serve-minimal", "", "internal: serve the minimal netstring server on this address")
 	fs.IntVar(&cfg.rounds, "rounds", 3, "rounds of the hit and cold phases, daemons interleaved; medians are reported")
@@ -161,6 +165,11 @@ func runOutside(ctx context.Context, cfg config) error {
 			return err
 		}
 	}
+	if contains(cfg.daemons, "tlspol") {
+		if cfg.tlspol, err = buildTLSPol(ctx, cfg.tlspol, tmp); err != nil {
+			return err
+		}
+	}
 	if cfg.profile != "" {
 		if err := os.MkdirAll(cfg.profile, 0o755); err != nil {
 			return err
@@ -193,7 +202,7 @@ func runOutside(ctx context.Context, cfg config) error {
 		return err
 	}
 	args := append([]string{"netns", "exec", ns, self}, os.Args[1:]...)
-	args = append(args, "-inside", ns, "-mailsts", cfg.mailsts)
+	args = append(args, "-inside", ns, "-mailsts", cfg.mailsts, "-tlspol", cfg.tlspol)
 	cmd := exec.CommandContext(ctx, ip, args...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }

@@ -92,7 +92,7 @@ func (d *daemon) waitAnswer(ctx context.Context, key, want string, timeout time.
 				return err
 			}
 			defer c.Close()
-			r, err := c.Lookup(cctx, "postfix", key)
+			r, err := c.Lookup(cctx, mapName(d.addr), key)
 			if err != nil {
 				return err
 			}
