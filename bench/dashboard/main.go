@@ -183,10 +183,10 @@ func run(ctx context.Context, c Config) error {
 		{"overview, 30 days", "/"},
 		{"overview, 365 days", "/?" + year},
 		{"overview, page 10", "/?page=10"},
-		{"domain, 30 days", "/domain/domain007.example"},
-		{"domain, 365 days", "/domain/domain007.example?" + year},
-		{"failures of a domain and IP, 30 days", "/failures?domain=domain007.example&ip=192.0.2.8"},
-		{"reports of a domain, 30 days", "/reports?domain=domain007.example"},
+		{"domain, 30 days", "/domain/domain008.example"},
+		{"domain, 365 days", "/domain/domain008.example?" + year},
+		{"failures of a domain and IP, 30 days", "/failures?domain=domain008.example&ip=192.0.2.9"},
+		{"reports of a domain, 30 days", "/reports?domain=domain008.example"},
 	}
 	var res []pageResult
 	for _, p := range pages {

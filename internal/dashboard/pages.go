@@ -22,6 +22,8 @@ const (
 	groupRows    = 50
 	listRows     = 100
 	reportRows   = 200
+	// cardReporters is the organisations listed on an overview card.
+	cardReporters = 8
 )
 
 // span is the day range of a page: ?from=&to= (YYYY-MM-DD, UTC),
@@ -100,6 +102,9 @@ type domainCard struct {
 	totals
 	Chart     template.HTML
 	Reporters []reporterLast
+	// Reporting counts the organisations (Reporters holds the first
+	// cardReporters).
+	Reporting int
 	Alerts    []Alert
 }
 
@@ -241,6 +246,11 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) error {
 		slices.SortFunc(c.Reporters, func(a, b reporterLast) int {
 			return cmp.Or(strings.Compare(b.LastDay, a.LastDay), cmp.Compare(b.Reports, a.Reports), strings.Compare(a.Org, b.Org))
 		})
+		// The card lists the most recent few; the domain page has all.
+		c.Reporting = len(c.Reporters)
+		if len(c.Reporters) > cardReporters {
+			c.Reporters = c.Reporters[:cardReporters]
+		}
 		for _, al := range alerts {
 			if reports.NormDomain(al.Domain) == n {
 				c.Alerts = append(c.Alerts, al)
