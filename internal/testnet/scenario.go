@@ -33,6 +33,7 @@ type Scenario struct {
 //	_25._tcp.<mx>       TLSA  MXHost.TLSA
 //	_smtp._tls.<name>   TXT   TLSRPTTXT
 //	<client host>       A     the host's own loopback address, fault ClientHost.Fault
+//	_<service>._tcp.<name> SRV  client hosts with SRV (RFC 6186), ports of Net.ClientPort
 //
 // plus every record in Records.
 type Domain struct {
