@@ -218,10 +218,12 @@ func (c *Checker) Check(ctx context.Context, domain string) *Report {
 		rptSum       TLSRPTSummary
 		clientRes    []EndpointResult
 		clientSum    *ClientSummary
+		drafts       draftLookups
 	)
 	wg.Go(func() { sts = c.checkSTS(ctx, d) })
 	wg.Go(func() { mx = c.checkMX(ctx, d) })
 	wg.Go(func() { rptSum, rpt = c.checkTLSRPT(ctx, d) })
+	wg.Go(func() { drafts = c.lookupDrafts(ctx, d) })
 	if len(c.Clients) > 0 || c.ClientAccount != "" {
 		wg.Go(func() { clientRes, clientSum, clients = c.checkClients(ctx) })
 	}
@@ -240,6 +242,7 @@ func (c *Checker) Check(ctx context.Context, domain string) *Report {
 		r.DurationMS = c.now().Sub(start).Milliseconds()
 		return r
 	}
+	c.judgeDrafts(ctx, d, drafts, &sts, &rpt, rptSum)
 	r.STS = sts.summary
 	matchFindings := c.judgeMX(sts, &mx)
 	if mx.results != nil {

@@ -163,6 +163,12 @@ var catalog = map[string]kind{
 	"tlsrpt.syntax":      {GroupTLSRPT, "RPT-TXT-2", "write the record as \"v=TLSRPTv1; rua=mailto:…\" (RFC 8460 §3)"},
 	"tlsrpt.rua-ignored": {GroupTLSRPT, "RPT-TXT-4", "use only mailto: and https: report URIs"},
 	"tlsrpt.no-rua":      {GroupTLSRPT, "RPT-TXT-4", "add at least one mailto: or https: rua URI"},
+	// Forms of the early drafts that no current sender reads.
+	"sts.record.draft-name":    {GroupSTSRecord, "RFC 8461 §3.1", "publish _mta-sts.<domain> TXT \"v=STSv1; id=…\""},
+	"sts.record.draft-version": {GroupSTSRecord, "STS-TXT-3", "publish _mta-sts.<domain> TXT \"v=STSv1; id=…\""},
+	"sts.policy.draft-json":    {GroupSTSPolicy, "RFC 8461 §3.2", "publish the policy as text at /.well-known/mta-sts.txt"},
+	"sts.policy.draft-mode":    {GroupSTSPolicy, "STS-POL-3", "use mode testing"},
+	"tlsrpt.draft-name":        {GroupTLSRPT, "RPT-TXT-1", "publish _smtp._tls.<domain> TXT \"v=TLSRPTv1; rua=…\""},
 	// RFC 8314 mail client endpoints (--clients).
 	"clients.ok":          {GroupClients, "TLS8314-1", ""},
 	"clients.connect":     {GroupClients, "TLS8314-2", "serve the endpoint, or stop advertising it to clients"},

@@ -26,6 +26,10 @@ type stsState struct {
 	// effective reports whether a sender would apply policy: the TXT
 	// record is usable and the fetch succeeded.
 	effective bool
+	// txts are the TXT records at _mta-sts, body the policy body fetched
+	// (for the draft forms).
+	txts []string
+	body []byte
 }
 
 // checkSTS checks the _mta-sts TXT record and the policy host.
@@ -43,6 +47,7 @@ func (c *Checker) checkSTS(ctx context.Context, d string) (st stsState) {
 		st.record.add("sts.record.dns-error", SeverityFail, "", "the TXT lookup of "+name+" failed: "+err.Error()+"; senders cannot discover the policy")
 		return st
 	}
+	st.txts = txts
 	if cn := strings.TrimSuffix(ans.CanonicalName, "."); cn != "" && cn != name {
 		st.summary.RecordName = cn
 		st.record.add("sts.record.cname", SeverityInfo, "", name+" is an alias of "+cn+"; the policy is still fetched from mta-sts."+d+" (RFC 8461 §3.1)")
@@ -111,6 +116,7 @@ func (c *Checker) checkPolicy(ctx context.Context, d string, st *stsState) (*mta
 	res, err := c.sts.FetchRaw(ctx, d)
 	fs := &st.pol
 	if res != nil {
+		st.body = res.Body
 		st.summary.Fetch = &FetchSummary{Status: res.StatusCode, ContentType: res.ContentType, Bytes: len(res.Body)}
 		if res.TLS != nil {
 			st.summary.Fetch.TLSVersion = tls.VersionName(res.TLS.Version)

@@ -25,7 +25,9 @@ var resolveCommand = command{
 const resolveHelp = `
 Looks up _mta-sts.DOMAIN (TXT), fetches https://mta-sts.DOMAIN/.well-known/mta-sts.txt
 with certificate validation, parses the policy and explains what a sender does with it.
-Nothing is cached.
+Nothing is cached. When there is no usable policy, forms of the early drafts that no
+sender reads (_smtp_sts, v=STS1, mta-sts.json, mode report, _smtp-tlsrpt) are
+noted with what to publish instead.
 
 With --explain, also shows what mailsts policyd would answer Postfix for the
 domain right now and why (DANE, overrides, zone settings such as strict_testing,
@@ -42,7 +44,8 @@ Examples:
 JSON output (--json): one object with domain, id, mode (enforce|testing|none, empty
 when there is no policy), mx (patterns), max_age (seconds), error (empty, an RFC 8460
 result type such as sts-policy-fetch-error, sts-policy-invalid, sts-webpki-invalid,
-or dns-error, or no-policy) and detail (human text).
+or dns-error, or no-policy), detail (human text) and, when draft forms were found,
+notes (array of text).
 
 Exit codes:
   0  a policy was found (any mode, including none)
@@ -66,6 +69,10 @@ type resolveOutput struct {
 	Detail string      `json:"detail"`
 	// PolicyURL is where the policy was (or would be) fetched from.
 	PolicyURL string `json:"policy_url,omitempty"`
+	// Notes explain forms of the early drafts found when there is no
+	// usable policy (_smtp_sts, v=STS1, mta-sts.json, mode report,
+	// _smtp-tlsrpt) and what to publish instead.
+	Notes []string `json:"notes,omitempty"`
 	// Policyd is what the policy daemon would answer (--explain).
 	Policyd *explainOutput `json:"policyd,omitempty"`
 }
@@ -266,6 +273,9 @@ func runResolve(ctx context.Context, env Env, args []string) int {
 	defer cancel()
 	rec, pol, err := client.Get(ctx, domain)
 	out := resolveResult(domain, rec, pol, err)
+	if out.Error != "" {
+		out.Notes = checker.DraftNotes(ctx, client, domain)
+	}
 	if *explain {
 		ex, err := explainPolicyd(ctx, client, cfg, *zone, domain)
 		if err != nil {
@@ -347,6 +357,9 @@ func writeResolveText(w io.Writer, out resolveOutput, input string) {
 			fmt.Fprintf(w, "  MX patterns: %s\n", strings.Join(out.MX, ", "))
 		}
 		fmt.Fprintf(w, "  Meaning: %s.\n", out.Detail)
+	}
+	for _, n := range out.Notes {
+		fmt.Fprintf(w, "  Note: %s\n", termSafe(n))
 	}
 }
 
