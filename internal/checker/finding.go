@@ -168,6 +168,7 @@ var catalog = map[string]kind{
 	"sts.record.draft-version": {GroupSTSRecord, "STS-TXT-3", "publish _mta-sts.<domain> TXT \"v=STSv1; id=…\""},
 	"sts.policy.draft-json":    {GroupSTSPolicy, "RFC 8461 §3.2", "publish the policy as text at /.well-known/mta-sts.txt"},
 	"sts.policy.draft-mode":    {GroupSTSPolicy, "STS-POL-3", "use mode testing"},
+	"sts.policy.root":          {GroupSTSPolicy, "STS-FETCH-2", ""},
 	"tlsrpt.draft-name":        {GroupTLSRPT, "RPT-TXT-1", "publish _smtp._tls.<domain> TXT \"v=TLSRPTv1; rua=…\""},
 	// RFC 8314 mail client endpoints (--clients).
 	"clients.ok":          {GroupClients, "TLS8314-1", ""},

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/mailsts/mailsts/internal/trustroots"
 	"github.com/mailsts/mailsts/tlsrpt/result"
 )
 
@@ -99,6 +100,8 @@ type FetchSummary struct {
 	TLSVersion  string    `json:"tls_version,omitempty"`
 	Cert        *CertInfo `json:"cert,omitempty"`
 	Error       string    `json:"error,omitempty"`
+	// Root is the root the verified chain depends on.
+	Root *trustroots.Root `json:"root,omitempty"`
 }
 
 // CertInfo describes a presented leaf certificate.

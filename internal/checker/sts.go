@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mailsts/mailsts/dnsresolve"
+	"github.com/mailsts/mailsts/internal/trustroots"
 	"github.com/mailsts/mailsts/mtasts"
 	"github.com/mailsts/mailsts/tlsrpt/result"
 )
@@ -172,6 +173,16 @@ func (c *Checker) checkPolicy(ctx context.Context, d string, st *stsState) (*mta
 	}
 	if res.TLS != nil {
 		c.certFinding(fs, "sts.policy", "", host, st.summary.Fetch.Cert, SeverityFail, nil)
+		if len(res.TLS.VerifiedChains) > 0 {
+			if root, ok := trustroots.Describe(res.TLS.VerifiedChains[0]); ok {
+				st.summary.Fetch.Root = &root
+				where := "in the curated root set (fetch.roots: curated trusts it)"
+				if !root.Curated {
+					where = "not in the curated root set: senders using it (policyd fetch.roots: curated) refuse the policy unless fetch.zone_roots adds this root"
+				}
+				fs.add("sts.policy.root", SeverityInfo, "", fmt.Sprintf("the certificate chain of %s depends on the root %q (SHA-256 %s…), %s", host, root.Subject, root.SHA256[:16], where))
+			}
+		}
 	}
 	pol, strictOK := c.judgeBody(res.Body, fs)
 	return pol, err == nil && pol != nil && (strictOK || !c.Strict)

@@ -12,6 +12,7 @@ import (
 	"github.com/mailsts/mailsts/dnsresolve"
 	"github.com/mailsts/mailsts/internal/checker"
 	"github.com/mailsts/mailsts/internal/policyd"
+	"github.com/mailsts/mailsts/internal/trustroots"
 	"github.com/mailsts/mailsts/mtasts"
 	"github.com/mailsts/mailsts/tlsrpt/result"
 )
@@ -40,6 +41,7 @@ Examples:
   mailsts resolve --explain --config /etc/mailsts/policyd.yml --zone postfix example.com
   mailsts resolve --json example.com | jq .mode
   mailsts resolve --dns 127.0.0.1:5353 --ca-file private-root.pem example.org
+  mailsts resolve --roots curated example.com
 
 JSON output (--json): one object with domain, id, mode (enforce|testing|none, empty
 when there is no policy), mx (patterns), max_age (seconds), error (empty, an RFC 8460
@@ -208,6 +210,7 @@ func runResolve(ctx context.Context, env Env, args []string) int {
 	explain := fs.Bool("explain", false, "also show what mailsts policyd would answer Postfix, and why")
 	configFile := fs.String("config", "", "policyd configuration `file`: its DNS servers, CA file, HTTPS port and time limit (unless given as flags), and for --explain its zones, overrides and DANE settings")
 	zone := fs.String("zone", "postfix", "socketmap map `name` (zone) --explain asks in")
+	roots := fs.String("roots", "", "root `set` verifying the policy host: system (default) or curated (the vendored list), plus --ca-file; with --config, replaces fetch.roots")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -243,6 +246,20 @@ func runResolve(ctx context.Context, env Env, args []string) int {
 	} else {
 		client, err = nf.client()
 		cfg.Fetch.Timeout = nf.timeout
+	}
+	if err == nil && *roots != "" {
+		f := cfg.Fetch
+		if *configFile == "" {
+			f = policyd.FetchConfig{CAFile: nf.caFile}
+		}
+		f.Roots = *roots
+		var set *trustroots.Set
+		if set, err = policyd.RootSet(f); err == nil {
+			client.RootCAs = set.Default()
+			if len(f.ZoneRoots) > 0 {
+				client.RootsFor = set.For
+			}
+		}
 	}
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "mailsts resolve: %v\n", err)
