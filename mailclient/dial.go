@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mailsts/mailsts/dane"
@@ -142,6 +143,7 @@ type Dialer struct {
 	Logger *slog.Logger
 
 	mem MemoryStore
+	mu  sync.Mutex // serializes latch updates
 }
 
 func (d *Dialer) resolver() interface {
@@ -237,8 +239,16 @@ func (d *Dialer) Dial(ctx context.Context, account string, ep Endpoint) (*Sessio
 			return nil, err
 		}
 	}
-	next := latch.Raise(obs, d.now())
-	if err := d.store().Put(ctx, account, p, next); err != nil {
+	// Raise what is stored now, not what was read before connecting:
+	// another connection of this Dialer may have raised it meanwhile.
+	d.mu.Lock()
+	cur, _, err := d.store().Get(ctx, account, p)
+	next := cur.Raise(obs, d.now())
+	if err == nil {
+		err = d.store().Put(ctx, account, p, next)
+	}
+	d.mu.Unlock()
+	if err != nil {
 		conn.Close()
 		return nil, err
 	}

@@ -232,3 +232,35 @@ func TestSessionsWithClients(t *testing.T) {
 		t.Errorf("POP3: %v", err)
 	}
 }
+
+// Concurrent dials of one account share the latch without a race, and
+// the FileStore keeps one latch per protocol.
+func TestConcurrentDials(t *testing.T) {
+	t.Parallel()
+	n := shared.Net(t)
+	d := newDialer(t, n)
+	d.Store = &FileStore{Path: t.TempDir() + "/latches.json"}
+	errs := make(chan error, 8)
+	for i := range 8 {
+		go func() {
+			s := IMAPS
+			if i%2 == 1 {
+				s = Submissions
+			}
+			sess, err := d.Dial(context.Background(), "user@clients.example", endpoint(n, s, "mail.clients.example"))
+			if err == nil {
+				sess.Conn.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	level, latches, err := d.AccountLevel(context.Background(), "user@clients.example")
+	if err != nil || level != LevelValidated || len(latches) != 2 {
+		t.Errorf("level %s, latches %v, %v", level, latches, err)
+	}
+}
