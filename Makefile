@@ -14,7 +14,7 @@ DATE        ?= $(shell git log -1 --format=%cI 2>/dev/null)
 BUILDINFO   := github.com/mailsts/mailsts/internal/buildinfo
 LDFLAGS     := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT) -X $(BUILDINFO).date=$(DATE)
 
-.PHONY: all build man deb test check fuzz bench tools clean
+.PHONY: all build man deb test check fuzz bench tools clean curated-roots
 
 all: check test
 
@@ -28,6 +28,13 @@ build:
 # (a test fails when the checked-in pages are out of date).
 man:
 	$(GO) run ./cmd/mailsts man docs/man
+
+# The curated root set (internal/trustroots): curated.list selects roots of a
+# ca-certificates directory; CA_BUNDLE= points at another copy of it.
+CA_BUNDLE ?= /usr/share/ca-certificates/mozilla
+curated-roots:
+	$(GO) run ./internal/trustroots/gen -bundle $(CA_BUNDLE) \
+		-source "$$(dpkg-query -W -f='Debian ca-certificates $${Version}' ca-certificates 2>/dev/null || echo 'ca-certificates') ($(CA_BUNDLE))"
 
 # The Debian package, built offline with nfpm (a go tool of this module):
 # $(DEBDIR)/mailsts_$(DEBVERSION)_$(DEBARCH).deb. The version comes from git

@@ -40,6 +40,7 @@ type Fake struct {
 	MX            map[string][]MX
 	IP            map[string][]netip.Addr
 	TLSA          map[string][]TLSA
+	SRV           map[string][]SRV
 	CNAME         map[string]string
 	Errors        map[string]error
 	Authenticated map[string]bool
@@ -221,7 +222,7 @@ func (f *Fake) resolve(ctx context.Context, typ, name string, has func(string) b
 // exists reports whether name owns any record in the fake zone.
 func (f *Fake) exists(name string) bool {
 	return len(f.TXT[name]) > 0 || len(f.MX[name]) > 0 || len(f.IP[name]) > 0 ||
-		len(f.TLSA[name]) > 0 || f.CNAME[name] != ""
+		len(f.TLSA[name]) > 0 || len(f.SRV[name]) > 0 || f.CNAME[name] != ""
 }
 
 // LookupTXT implements [Resolver].

@@ -71,6 +71,10 @@ type Client struct {
 	// RootCAs verifies policy host certificates. Nil means the system pool
 	// (see [LoadRootCAs] to add private roots).
 	RootCAs *x509.CertPool
+	// RootsFor, when set and returning a pool, verifies the policy host
+	// of the given policy domain instead of RootCAs: roots chosen per
+	// domain (policyd's fetch.zone_roots).
+	RootsFor func(domain string) *x509.CertPool
 	// Timeout bounds a whole fetch including the body (the policy host's
 	// A/AAAA lookups, connect, TLS, headers, body); in a [Cache] it bounds
 	// a whole discovery, the TXT lookup included. 0 means
@@ -145,6 +149,16 @@ func LoadRootCAs(extraCAFile string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("mtasts: CA file %s holds no PEM certificate", extraCAFile)
 	}
 	return pool, nil
+}
+
+// roots returns the pool verifying the policy host of domain.
+func (c *Client) roots(domain string) *x509.CertPool {
+	if c.RootsFor != nil {
+		if p := c.RootsFor(domain); p != nil {
+			return p
+		}
+	}
+	return c.RootCAs
 }
 
 func (c *Client) logger() *slog.Logger {
@@ -403,7 +417,7 @@ func (c *Client) exchange(ctx context.Context, dns dnsresolve.Resolver, ahead *a
 		// GO-5, STS-FETCH-13: ServerName sets the SNI and the name the
 		// certificate is verified for (STS-FETCH-2).
 		ServerName: host,
-		RootCAs:    c.RootCAs,
+		RootCAs:    c.roots(strings.TrimPrefix(host, "mta-sts.")),
 		// RFC 8461 §7.2, STS-FETCH-14: TLS 1.2 or later.
 		MinVersion: tls.VersionTLS12,
 		// Classical key exchange only. The policy is public and its

@@ -62,6 +62,13 @@ type Checker struct {
 	Strict bool
 	// Clients are RFC 8314 mail client endpoints to probe as well.
 	Clients []Endpoint
+	// ClientAccount, when set, is an address, domain or host whose mail
+	// client endpoints are discovered (mailclient: RFC 6186 SRV records,
+	// then well-known names, the name itself last) and probed as well.
+	ClientAccount string
+	// ClientPorts replaces the standard port of a service (by IANA name)
+	// for endpoints found by well-known names (test networks).
+	ClientPorts map[string]int
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 	// Logger receives a debug line per check; nil discards.
@@ -210,12 +217,15 @@ func (c *Checker) Check(ctx context.Context, domain string) *Report {
 		rpt, clients findings
 		rptSum       TLSRPTSummary
 		clientRes    []EndpointResult
+		clientSum    *ClientSummary
+		drafts       draftLookups
 	)
 	wg.Go(func() { sts = c.checkSTS(ctx, d) })
 	wg.Go(func() { mx = c.checkMX(ctx, d) })
 	wg.Go(func() { rptSum, rpt = c.checkTLSRPT(ctx, d) })
-	if len(c.Clients) > 0 {
-		wg.Go(func() { clientRes, clients = c.checkClients(ctx) })
+	wg.Go(func() { drafts = c.lookupDrafts(ctx, d) })
+	if len(c.Clients) > 0 || c.ClientAccount != "" {
+		wg.Go(func() { clientRes, clientSum, clients = c.checkClients(ctx) })
 	}
 	wg.Wait()
 
@@ -232,6 +242,7 @@ func (c *Checker) Check(ctx context.Context, domain string) *Report {
 		r.DurationMS = c.now().Sub(start).Milliseconds()
 		return r
 	}
+	c.judgeDrafts(ctx, d, drafts, &sts, &rpt, rptSum)
 	r.STS = sts.summary
 	matchFindings := c.judgeMX(sts, &mx)
 	if mx.results != nil {
@@ -239,6 +250,7 @@ func (c *Checker) Check(ctx context.Context, domain string) *Report {
 	}
 	r.TLSRPT = rptSum
 	r.Clients = clientRes
+	r.ClientSummary = clientSum
 
 	all := make([]Finding, 0, len(sts.record)+len(sts.pol)+len(matchFindings)+len(mx.hostF)+len(mx.dane)+len(rpt)+len(clients))
 	for _, part := range []findings{sts.record, sts.pol, matchFindings, mx.hostF, mx.dane, rpt, clients} {

@@ -368,6 +368,8 @@ func TestEveryFindingHasAScenario(t *testing.T) {
 		t.Run("TestScenarios", TestScenarios)
 		t.Run("TestClients", TestClients)
 		t.Run("TestClientsTestnet", TestClientsTestnet)
+		t.Run("TestClientsAccount", TestClientsAccount)
+		t.Run("TestDraftForms", TestDraftForms)
 		t.Run("TestExpiringCertificates", TestExpiringCertificates)
 		t.Run("TestDNSFaults", TestDNSFaults)
 		t.Run("TestProbeStubs", TestProbeStubs)

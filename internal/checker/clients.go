@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 
 	"github.com/mailsts/mailsts/dnsresolve"
 	"github.com/mailsts/mailsts/internal/plural"
+	"github.com/mailsts/mailsts/mailclient"
 )
 
 // Endpoint is a mail client endpoint of RFC 8314: submission with
@@ -26,6 +28,14 @@ type Endpoint struct {
 	// STARTTLS is true for submission, imap and pop3 (the session starts
 	// in cleartext and upgrades), false for implicit TLS.
 	STARTTLS bool `json:"starttls"`
+	// Source is how the endpoint was found with ClientAccount: "srv",
+	// "well-known" ("" for Clients given explicitly).
+	Source string `json:"source,omitempty"`
+	// Priority and Weight are the SRV record's.
+	Priority uint16 `json:"priority,omitempty"`
+	Weight   uint16 `json:"weight,omitempty"`
+	// Confirm: an unsigned SRV target outside the domain (RFC 6186 §6).
+	Confirm bool `json:"confirm,omitempty"`
 }
 
 // Client services (IANA names) of ClientEndpoints.
@@ -54,20 +64,39 @@ func ClientEndpoints(host string) []Endpoint {
 	}
 }
 
-// checkClients probes every configured client endpoint concurrently.
-func (c *Checker) checkClients(ctx context.Context) ([]EndpointResult, findings) {
-	res := make([]EndpointResult, len(c.Clients))
+// maxClientEndpoints caps the endpoints probed: SRV records are Internet
+// input.
+const maxClientEndpoints = 24
+
+// checkClients probes every configured client endpoint and those
+// discovered for ClientAccount, concurrently, and judges them as a
+// mailclient.Dialer would.
+func (c *Checker) checkClients(ctx context.Context) ([]EndpointResult, *ClientSummary, findings) {
+	var fs findings
+	eps := c.Clients
+	var disc *mailclient.Discovery
+	if c.ClientAccount != "" {
+		found, d, err := c.discoverClients(ctx)
+		if err != nil {
+			fs.add("clients.discovery", SeverityFail, c.ClientAccount, err.Error(), "give an address (user@example.org), a domain or a host name")
+		}
+		eps, disc = append(slices.Clone(eps), found...), d
+	}
+	if len(eps) > maxClientEndpoints {
+		eps = eps[:maxClientEndpoints]
+	}
+	res := make([]EndpointResult, len(eps))
 	var wg sync.WaitGroup
-	for i, ep := range c.Clients {
+	for i, ep := range eps {
 		res[i].Endpoint = ep
 		wg.Go(func() { res[i].Probe = c.probeEndpoint(ctx, ep) })
 	}
 	wg.Wait()
-	var fs findings
 	for _, r := range res {
 		c.endpointFindings(&fs, r)
 	}
-	return res, fs
+	sum := c.judgeClients(&fs, res, disc)
+	return res, sum, fs
 }
 
 func (c *Checker) probeEndpoint(ctx context.Context, ep Endpoint) ProbeResult {

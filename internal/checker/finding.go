@@ -163,12 +163,22 @@ var catalog = map[string]kind{
 	"tlsrpt.syntax":      {GroupTLSRPT, "RPT-TXT-2", "write the record as \"v=TLSRPTv1; rua=mailto:…\" (RFC 8460 §3)"},
 	"tlsrpt.rua-ignored": {GroupTLSRPT, "RPT-TXT-4", "use only mailto: and https: report URIs"},
 	"tlsrpt.no-rua":      {GroupTLSRPT, "RPT-TXT-4", "add at least one mailto: or https: rua URI"},
+	// Forms of the early drafts that no current sender reads.
+	"sts.record.draft-name":    {GroupSTSRecord, "RFC 8461 §3.1", "publish _mta-sts.<domain> TXT \"v=STSv1; id=…\""},
+	"sts.record.draft-version": {GroupSTSRecord, "STS-TXT-3", "publish _mta-sts.<domain> TXT \"v=STSv1; id=…\""},
+	"sts.policy.draft-json":    {GroupSTSPolicy, "RFC 8461 §3.2", "publish the policy as text at /.well-known/mta-sts.txt"},
+	"sts.policy.draft-mode":    {GroupSTSPolicy, "STS-POL-3", "use mode testing"},
+	"sts.policy.root":          {GroupSTSPolicy, "STS-FETCH-2", ""},
+	"tlsrpt.draft-name":        {GroupTLSRPT, "RPT-TXT-1", "publish _smtp._tls.<domain> TXT \"v=TLSRPTv1; rua=…\""},
 	// RFC 8314 mail client endpoints (--clients).
-	"clients.ok":       {GroupClients, "TLS8314-1", ""},
-	"clients.connect":  {GroupClients, "TLS8314-2", "serve the endpoint, or stop advertising it to clients"},
-	"clients.starttls": {GroupClients, "TLS8314-2", "offer STARTTLS (STLS for POP3) on the port, or stop serving it and use implicit TLS (465, 993, 995)"},
-	"clients.tls":      {GroupClients, "TLS8314-5", "complete TLS 1.2 or later handshakes on the endpoint"},
-	"clients.cert":     {GroupClients, "TLS8314-4", "install a publicly trusted certificate valid for the host name clients use"},
+	"clients.ok":          {GroupClients, "TLS8314-1", ""},
+	"clients.connect":     {GroupClients, "TLS8314-2", "serve the endpoint, or stop advertising it to clients"},
+	"clients.starttls":    {GroupClients, "TLS8314-2", "offer STARTTLS (STLS for POP3) on the port, or stop serving it and use implicit TLS (465, 993, 995)"},
+	"clients.tls":         {GroupClients, "TLS8314-5", "complete TLS 1.2 or later handshakes on the endpoint"},
+	"clients.cert":        {GroupClients, "TLS8314-4", "install a publicly trusted certificate valid for the host name clients use"},
+	"clients.discovery":   {GroupClients, "TLS8314-4", "publish RFC 6186 SRV records for the services offered"},
+	"clients.srv-confirm": {GroupClients, "TLS8314-4", "point the SRV record at a host inside the domain, or sign the zone with DNSSEC"},
+	"clients.latch":       {GroupClients, "TLS8314-4", ""},
 }
 
 // IDs returns every finding ID the checker can emit, sorted.

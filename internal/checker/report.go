@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/mailsts/mailsts/internal/trustroots"
 	"github.com/mailsts/mailsts/tlsrpt/result"
 )
 
@@ -49,6 +50,9 @@ type Report struct {
 	TLSRPT TLSRPTSummary `json:"tlsrpt"`
 	// Clients has one entry per RFC 8314 endpoint probed (--clients).
 	Clients []EndpointResult `json:"clients,omitempty"`
+	// ClientSummary is what a latching mail client would use and
+	// remember (--clients with an account, domain or host).
+	ClientSummary *ClientSummary `json:"client_summary,omitempty"`
 	// Findings lists every finding, grouped in the order of Groups.
 	Findings []Finding `json:"findings"`
 }
@@ -96,6 +100,8 @@ type FetchSummary struct {
 	TLSVersion  string    `json:"tls_version,omitempty"`
 	Cert        *CertInfo `json:"cert,omitempty"`
 	Error       string    `json:"error,omitempty"`
+	// Root is the root the verified chain depends on.
+	Root *trustroots.Root `json:"root,omitempty"`
 }
 
 // CertInfo describes a presented leaf certificate.
@@ -155,4 +161,12 @@ type TLSRPTSummary struct {
 type EndpointResult struct {
 	Endpoint
 	Probe ProbeResult `json:"probe"`
+	// Level is the confidentiality level reached: validated,
+	// tls-unvalidated, cleartext, or unknown when no session was judged.
+	Level string `json:"level,omitempty"`
+	// Accept is whether a mail client with the default policy (TLS 1.2
+	// or later, validated certificate; RFC 8314 §5.2) accepts the
+	// endpoint; Reasons say why not.
+	Accept  bool     `json:"accept"`
+	Reasons []string `json:"reasons,omitempty"`
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mailsts/mailsts/dnsresolve"
 	"github.com/mailsts/mailsts/internal/plural"
+	"github.com/mailsts/mailsts/internal/trustroots"
 	"github.com/mailsts/mailsts/mtasts"
 	"github.com/mailsts/mailsts/tlsrpt/result"
 )
@@ -27,6 +28,10 @@ type stsState struct {
 	// effective reports whether a sender would apply policy: the TXT
 	// record is usable and the fetch succeeded.
 	effective bool
+	// txts are the TXT records at _mta-sts, body the policy body fetched
+	// (for the draft forms).
+	txts []string
+	body []byte
 }
 
 // checkSTS checks the _mta-sts TXT record and the policy host.
@@ -44,6 +49,7 @@ func (c *Checker) checkSTS(ctx context.Context, d string) (st stsState) {
 		st.record.add("sts.record.dns-error", SeverityFail, "", "the TXT lookup of "+name+" failed: "+err.Error()+"; senders cannot discover the policy")
 		return st
 	}
+	st.txts = txts
 	if cn := strings.TrimSuffix(ans.CanonicalName, "."); cn != "" && cn != name {
 		st.summary.RecordName = cn
 		st.record.add("sts.record.cname", SeverityInfo, "", name+" is an alias of "+cn+"; the policy is still fetched from mta-sts."+d+" (RFC 8461 §3.1)")
@@ -112,6 +118,7 @@ func (c *Checker) checkPolicy(ctx context.Context, d string, st *stsState) (*mta
 	res, err := c.sts.FetchRaw(ctx, d)
 	fs := &st.pol
 	if res != nil {
+		st.body = res.Body
 		st.summary.Fetch = &FetchSummary{Status: res.StatusCode, ContentType: res.ContentType, Bytes: len(res.Body)}
 		if res.TLS != nil {
 			st.summary.Fetch.TLSVersion = tls.VersionName(res.TLS.Version)
@@ -167,6 +174,16 @@ func (c *Checker) checkPolicy(ctx context.Context, d string, st *stsState) (*mta
 	}
 	if res.TLS != nil {
 		c.certFinding(fs, "sts.policy", "", host, st.summary.Fetch.Cert, SeverityFail, nil)
+		if len(res.TLS.VerifiedChains) > 0 {
+			if root, ok := trustroots.Describe(res.TLS.VerifiedChains[0]); ok {
+				st.summary.Fetch.Root = &root
+				where := "in the curated root set (fetch.roots: curated trusts it)"
+				if !root.Curated {
+					where = "not in the curated root set: senders using it (policyd fetch.roots: curated) refuse the policy unless fetch.zone_roots adds this root"
+				}
+				fs.add("sts.policy.root", SeverityInfo, "", fmt.Sprintf("the certificate chain of %s depends on the root %q (SHA-256 %s…), %s", host, root.Subject, root.SHA256[:16], where))
+			}
+		}
 	}
 	pol, strictOK := c.judgeBody(res.Body, fs)
 	return pol, err == nil && pol != nil && (strictOK || !c.Strict)

@@ -38,18 +38,25 @@ Checks what a strict sending MTA sees: the _mta-sts TXT record, the policy at
 https://mta-sts.DOMAIN/.well-known/mta-sts.txt (certificate, status, type,
 syntax), the live MX hosts against the policy's mx patterns, a STARTTLS probe
 of every MX host (TLS version, certificate chain, name and expiry), DANE TLSA
-records, and the _smtp._tls TLSRPT record. With --clients HOST it also probes
-the RFC 8314 mail-client endpoints of HOST: submission (465 implicit TLS, 587
-STARTTLS), IMAP (993, 143 STARTTLS) and POP3 (995, 110 STLS); --client-ports
-moves them, as the testnet needs. Each finding has a stable id, a
+records, and the _smtp._tls TLSRPT record. With --clients ACCOUNT it also
+checks the RFC 8314 mail-client endpoints of ACCOUNT (user@example.org, a
+domain or a host) as a mail client finds them: RFC 6186 SRV records
+(_submissions._tcp, _submission._tcp, _imaps._tcp, _imap._tcp, _pop3s._tcp,
+_pop3._tcp), else the well-known names smtp., imap., pop3., mail. and the name
+itself on the standard ports: submission (465 implicit TLS, 587 STARTTLS),
+IMAP (993, 143 STARTTLS) and POP3 (995, 110 STLS); --client-ports moves the
+standard ports, as the testnet needs. It shows whether a client requiring
+validated TLS accepts each endpoint, and what a latching client would
+remember and refuse later. Each finding has a stable id, a
 severity (ok, info, warn, fail), a checklist or RFC reference and a fix hint.
 The JSON schema and every finding id are documented in docs/check.md.
 
 Examples:
   mailsts check example.com
   mailsts check --strict --json example.com | jq '.findings[] | select(.severity=="fail")'
+  mailsts check --clients user@example.com example.com
   mailsts check --clients mail.example.com example.com
-  mailsts check <testnet flags> --clients mail.clients.example clients.example
+  mailsts check <testnet flags> --clients user@clients.example clients.example
   mailsts check --bulk domains.txt --out results.jsonl
   mailsts check --bulk top.csv --column domain --concurrency 128 --out results.jsonl
 
@@ -78,7 +85,7 @@ func runCheck(ctx context.Context, env Env, args []string) int {
 	strict := fs.Bool("strict", false, "judge as the strictest sender would: lenient policy syntax and every MX problem fail")
 	smtpPort := fs.Int("smtp-port", checker.DefaultSMTPPort, "probe MX hosts on this `port` (for test networks)")
 	probeTimeout := fs.Duration("probe-timeout", checker.DefaultProbeTimeout, "time limit for each step of an SMTP probe")
-	clients := fs.String("clients", "", "also check the RFC 8314 endpoints of `HOST` (465, 587, 993, 143, 995, 110)")
+	clients := fs.String("clients", "", "also check the RFC 8314 mail-client endpoints of `ACCOUNT` (user@domain, a domain or a host): SRV records, else well-known names")
 	clientPorts := fs.String("client-ports", "", "probe the --clients services on these ports instead: `LIST` of service=port, services submissions, submission, imaps, imap, pop3s, pop3 (for test networks)")
 	bulk := fs.String("bulk", "", "check every domain listed in `FILE` (one per line, or CSV with --column)")
 	column := fs.String("column", "", "CSV column holding the domain: header `name` or 1-based number (with --bulk)")
@@ -143,12 +150,7 @@ func runCheck(ctx context.Context, env Env, args []string) int {
 		Strict:  *strict,
 	}
 	if *clients != "" {
-		c.Clients = checker.ClientEndpoints(*clients)
-		for i, ep := range c.Clients {
-			if p, ok := ports[ep.Service]; ok {
-				c.Clients[i].Port = p
-			}
-		}
+		c.ClientAccount, c.ClientPorts = *clients, ports
 	}
 	if *bulk != "" {
 		return runCheckBulk(ctx, env, c, *bulk, *column, *out, *concurrency)

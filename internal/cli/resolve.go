@@ -12,6 +12,7 @@ import (
 	"github.com/mailsts/mailsts/dnsresolve"
 	"github.com/mailsts/mailsts/internal/checker"
 	"github.com/mailsts/mailsts/internal/policyd"
+	"github.com/mailsts/mailsts/internal/trustroots"
 	"github.com/mailsts/mailsts/mtasts"
 	"github.com/mailsts/mailsts/tlsrpt/result"
 )
@@ -25,7 +26,9 @@ var resolveCommand = command{
 const resolveHelp = `
 Looks up _mta-sts.DOMAIN (TXT), fetches https://mta-sts.DOMAIN/.well-known/mta-sts.txt
 with certificate validation, parses the policy and explains what a sender does with it.
-Nothing is cached.
+Nothing is cached. When there is no usable policy, forms of the early drafts that no
+sender reads (_smtp_sts, v=STS1, mta-sts.json, mode report, _smtp-tlsrpt) are
+noted with what to publish instead.
 
 With --explain, also shows what mailsts policyd would answer Postfix for the
 domain right now and why (DANE, overrides, zone settings such as strict_testing,
@@ -38,11 +41,13 @@ Examples:
   mailsts resolve --explain --config /etc/mailsts/policyd.yml --zone postfix example.com
   mailsts resolve --json example.com | jq .mode
   mailsts resolve --dns 127.0.0.1:5353 --ca-file private-root.pem example.org
+  mailsts resolve --roots curated example.com
 
 JSON output (--json): one object with domain, id, mode (enforce|testing|none, empty
 when there is no policy), mx (patterns), max_age (seconds), error (empty, an RFC 8460
 result type such as sts-policy-fetch-error, sts-policy-invalid, sts-webpki-invalid,
-or dns-error, or no-policy) and detail (human text).
+or dns-error, or no-policy), detail (human text) and, when draft forms were found,
+notes (array of text).
 
 Exit codes:
   0  a policy was found (any mode, including none)
@@ -66,6 +71,10 @@ type resolveOutput struct {
 	Detail string      `json:"detail"`
 	// PolicyURL is where the policy was (or would be) fetched from.
 	PolicyURL string `json:"policy_url,omitempty"`
+	// Notes explain forms of the early drafts found when there is no
+	// usable policy (_smtp_sts, v=STS1, mta-sts.json, mode report,
+	// _smtp-tlsrpt) and what to publish instead.
+	Notes []string `json:"notes,omitempty"`
 	// Policyd is what the policy daemon would answer (--explain).
 	Policyd *explainOutput `json:"policyd,omitempty"`
 }
@@ -201,6 +210,7 @@ func runResolve(ctx context.Context, env Env, args []string) int {
 	explain := fs.Bool("explain", false, "also show what mailsts policyd would answer Postfix, and why")
 	configFile := fs.String("config", "", "policyd configuration `file`: its DNS servers, CA file, HTTPS port and time limit (unless given as flags), and for --explain its zones, overrides and DANE settings")
 	zone := fs.String("zone", "postfix", "socketmap map `name` (zone) --explain asks in")
+	roots := fs.String("roots", "", "root `set` verifying the policy host: system (default) or curated (the vendored list), plus --ca-file; with --config, replaces fetch.roots")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -233,6 +243,20 @@ func runResolve(ctx context.Context, env Env, args []string) int {
 		client, err = nf.client()
 		cfg.Fetch.Timeout = nf.timeout
 	}
+	if err == nil && *roots != "" {
+		f := cfg.Fetch
+		if *configFile == "" {
+			f = policyd.FetchConfig{CAFile: nf.caFile}
+		}
+		f.Roots = *roots
+		var set *trustroots.Set
+		if set, err = policyd.RootSet(f); err == nil {
+			client.RootCAs = set.Default()
+			if len(f.ZoneRoots) > 0 {
+				client.RootsFor = set.For
+			}
+		}
+	}
 	if err != nil {
 		return usageError(env.Stderr, "resolve", "%v", err)
 	}
@@ -260,6 +284,9 @@ func runResolve(ctx context.Context, env Env, args []string) int {
 	defer cancel()
 	rec, pol, err := client.Get(ctx, domain)
 	out := resolveResult(domain, rec, pol, err)
+	if out.Error != "" {
+		out.Notes = checker.DraftNotes(ctx, client, domain)
+	}
 	if *explain {
 		ex, err := explainPolicyd(ctx, client, cfg, *zone, domain)
 		if err != nil {
@@ -340,6 +367,9 @@ func writeResolveText(w io.Writer, out resolveOutput, input string) {
 			fmt.Fprintf(w, "  MX patterns: %s\n", strings.Join(out.MX, ", "))
 		}
 		fmt.Fprintf(w, "  Meaning: %s.\n", out.Detail)
+	}
+	for _, n := range out.Notes {
+		fmt.Fprintf(w, "  Note: %s\n", termSafe(n))
 	}
 }
 

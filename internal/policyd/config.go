@@ -100,10 +100,23 @@ type FetchConfig struct {
 	// Timeout bounds one answer to Postfix (DANE and MX lookups, MTA-STS
 	// discovery) and a whole discovery: TXT, A/AAAA, HTTPS.
 	Timeout time.Duration `yaml:"timeout"`
-	// CAFile adds private roots to the system pool.
+	// CAFile adds private roots to the root set.
 	CAFile string `yaml:"ca_file"`
 	// HTTPSPort replaces 443, for test networks only.
 	HTTPSPort int `yaml:"https_port,omitempty"`
+	// Roots is the root set verifying policy hosts: "system" (default)
+	// or "curated" (mailsts's vendored list).
+	Roots string `yaml:"roots,omitempty"`
+	// ZoneRoots gives domains roots of their own.
+	ZoneRoots []ZoneRoots `yaml:"zone_roots,omitempty"`
+}
+
+// ZoneRoots adds roots for, or replaces the roots of, the policy hosts of
+// some domains (suffixes: each covers its subdomains).
+type ZoneRoots struct {
+	Domains []string `yaml:"domains"`
+	CAFile  string   `yaml:"ca_file"`
+	Replace bool     `yaml:"replace,omitempty"`
 }
 
 // CacheConfig configures the policy cache.
@@ -190,7 +203,7 @@ func Default() *Config {
 	return &Config{
 		Listen: []Listener{{Socketmap: DefaultListen}},
 		DNS:    DNSConfig{Timeout: dnsresolve.DefaultTimeout},
-		Fetch:  FetchConfig{Timeout: 20 * time.Second},
+		Fetch:  FetchConfig{Timeout: 20 * time.Second, Roots: "system"},
 		Cache: CacheConfig{
 			Type:               "sqlite",
 			Redis:              RedisConfig{Address: "127.0.0.1:6379", Prefix: "mailsts:"},
@@ -556,6 +569,16 @@ func (c *Config) Validate() error {
 	for _, s := range c.DNS.Servers {
 		if _, err := dnsresolve.NormalizeServer(s); err != nil {
 			return bad("dns.servers: %v", err)
+		}
+	}
+	switch c.Fetch.Roots {
+	case "", "system", "curated":
+	default:
+		return bad("fetch.roots %q is not system or curated", c.Fetch.Roots)
+	}
+	for i, z := range c.Fetch.ZoneRoots {
+		if len(z.Domains) == 0 || z.CAFile == "" {
+			return bad("fetch.zone_roots[%d]: give domains and ca_file", i)
 		}
 	}
 	switch c.Cache.Type {

@@ -254,11 +254,15 @@ func NewClient(cfg *Config, dns dnsresolve.Resolver) (*mtasts.Client, error) {
 		c.Timeout = cfg.DNS.Timeout
 		dns = c
 	}
-	roots, err := mtasts.LoadRootCAs(cfg.Fetch.CAFile)
+	set, err := RootSet(cfg.Fetch)
 	if err != nil {
-		return nil, fmt.Errorf("policyd: fetch.ca_file: %w", err)
+		return nil, err
 	}
-	return &mtasts.Client{DNS: dns, RootCAs: roots, Timeout: cfg.Fetch.Timeout, HTTPSPort: cfg.Fetch.HTTPSPort}, nil
+	c := &mtasts.Client{DNS: dns, RootCAs: set.Default(), Timeout: cfg.Fetch.Timeout, HTTPSPort: cfg.Fetch.HTTPSPort}
+	if len(cfg.Fetch.ZoneRoots) > 0 {
+		c.RootsFor = set.For
+	}
+	return c, nil
 }
 
 // NewResponder returns the Responder policyd runs for cfg on cache, whose

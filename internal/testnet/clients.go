@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 // Mail-client endpoints (RFC 8314): a ClientHost serves submission, IMAP and
@@ -95,7 +97,29 @@ type ClientHost struct {
 	POP3        ClientEndpoint `yaml:"pop3,omitempty"`
 	// Fault breaks the A record of the host.
 	Fault Fault `yaml:"fault,omitempty"`
+	// SRV publishes the RFC 6186 SRV records of the domain listing this
+	// host: _submissions._tcp, _submission._tcp, _imaps._tcp, _imap._tcp,
+	// _pop3s._tcp and _pop3._tcp, each pointing at this host on the port
+	// of [Net.ClientPort], unless the endpoint's SRV says otherwise.
+	SRV bool `yaml:"srv,omitempty"`
+	// SRVPriority and SRVWeight go into every SRV record of this host.
+	SRVPriority uint16 `yaml:"srv_priority,omitempty"`
+	SRVWeight   uint16 `yaml:"srv_weight,omitempty"`
 }
+
+// SRVKind selects what a ClientHost with SRV publishes for one service.
+type SRVKind string
+
+// SRV kinds.
+const (
+	SRVTarget SRVKind = ""     // a record pointing at the host (the default)
+	SRVOmit   SRVKind = "omit" // no record for this service
+	// SRVNone publishes the target "." (RFC 2782, RFC 6186 §4): the
+	// service is decidedly not offered at this domain.
+	SRVNone SRVKind = "none"
+)
+
+func (k SRVKind) valid() bool { return k == SRVTarget || k == SRVOmit || k == SRVNone }
 
 // ClientEndpoint scripts one service of a ClientHost.
 type ClientEndpoint struct {
@@ -109,6 +133,8 @@ type ClientEndpoint struct {
 	MaxTLS string `yaml:"max_tls,omitempty"`
 	// Down refuses connections to this service.
 	Down bool `yaml:"down,omitempty"`
+	// SRV selects this service's SRV record when the host has SRV.
+	SRV SRVKind `yaml:"srv,omitempty"`
 }
 
 // Endpoint returns the effective definition of one service of h (with the
@@ -147,8 +173,8 @@ func (h *ClientHost) normalize() error {
 	}
 	for _, s := range ClientServices() {
 		e := h.Endpoint(s)
-		if !e.Cert.valid() || !validMaxTLS(e.MaxTLS) {
-			return fmt.Errorf("client host %s: %s: unknown cert %q or max_tls %q", name, s, e.Cert, e.MaxTLS)
+		if !e.Cert.valid() || !validMaxTLS(e.MaxTLS) || !e.SRV.valid() {
+			return fmt.Errorf("client host %s: %s: unknown cert %q, max_tls %q or srv %q", name, s, e.Cert, e.MaxTLS, e.SRV)
 		}
 		if e.NoSTARTTLS && s.Implicit() {
 			return fmt.Errorf("client host %s: %s: no_starttls applies to submission, imap and pop3 only (%s is implicit TLS)", name, s, s)
@@ -501,6 +527,51 @@ func (n *Net) servePOP3(c net.Conn, name string, ep ClientEndpoint, implicit boo
 func (n *Net) refsSecure(refs map[string]bool) bool {
 	for d := range refs {
 		if e := n.domains[d]; e != nil && e.d.Secure {
+			return true
+		}
+	}
+	return false
+}
+
+// clientSRV returns the SRV records at _service._tcp.<domain> for the
+// domain's client hosts with SRV (RFC 6186 §3), and whether the name
+// exists. A "." target (SRVNone) replaces all others: RFC 2782 allows it
+// only alone. n.mu must be held.
+func (n *Net) clientSRV(name, owner string) (rrs []dns.RR, exists, secure bool) {
+	label, rest, ok := strings.Cut(name, "._tcp.")
+	if !ok || !strings.HasPrefix(label, "_") {
+		return nil, false, false
+	}
+	s := ClientService(label[1:])
+	e := n.domains[rest]
+	if s.index() < 0 || e == nil {
+		return nil, false, false
+	}
+	for _, h := range e.d.Clients {
+		if !h.SRV {
+			continue
+		}
+		switch h.Endpoint(s).SRV {
+		case SRVOmit:
+			continue
+		case SRVNone:
+			return []dns.RR{&dns.SRV{Hdr: hdr(owner, dns.TypeSRV), Target: "."}}, true, e.d.Secure
+		}
+		rrs = append(rrs, &dns.SRV{Hdr: hdr(owner, dns.TypeSRV), Priority: h.SRVPriority, Weight: h.SRVWeight,
+			Port: uint16(n.ClientPort(s)), Target: h.Name + "."})
+	}
+	return rrs, len(rrs) > 0, e.d.Secure
+}
+
+// hasClientSRV reports whether the domain publishes any client SRV
+// record, making _tcp.<domain> an empty non-terminal. n.mu must be held.
+func (n *Net) hasClientSRV(domain string) bool {
+	e := n.domains[domain]
+	if e == nil {
+		return false
+	}
+	for _, h := range e.d.Clients {
+		if h.SRV {
 			return true
 		}
 	}

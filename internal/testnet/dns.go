@@ -198,6 +198,13 @@ func (n *Net) node(name, owner string) node {
 		if m := n.mx[mxName]; m != nil && m.conf.TLSA != TLSANone {
 			merge(FaultNone, n.mxSecure(m)) // empty non-terminal
 		}
+		if n.hasClientSRV(mxName) {
+			merge(FaultNone, n.domains[mxName].d.Secure) // empty non-terminal
+		}
+	}
+	if rrs, ok, secure := n.clientSRV(name, owner); ok {
+		merge(FaultNone, secure)
+		nd.rrs = append(nd.rrs, rrs...)
 	}
 	for _, r := range n.raw[name] {
 		secure := false

@@ -56,6 +56,14 @@
 //     endpoint has its own certificate kind and may strip STARTTLS, cap
 //     the TLS version or refuse connections. Lines are bounded and a
 //     session of errors is closed.
+//   - RFC 6186 (with RFC 8314 §5.1's _submissions): a client host with
+//     SRV publishes _submissions._tcp, _submission._tcp, _imaps._tcp,
+//     _imap._tcp, _pop3s._tcp and _pop3._tcp at its domain with the
+//     testnet's ports, priority and weight; a service may publish the
+//     target "." (not offered) or nothing.
+//   - Draft forms still in the wild: raw records (Domain.Records) for
+//     _smtp_sts and _smtp-tlsrpt, and PolicyHost.JSONBody served at
+//     /.well-known/mta-sts.json, as the early MTA-STS drafts had it.
 //
 // DNS faults ([Fault]) break single names: SERVFAIL, REFUSED, NXDOMAIN,
 // NODATA, no reply at all, or a truncated UDP reply that forces a retry over

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -110,6 +111,13 @@ func (n *Net) servePolicy(w http.ResponseWriter, r *http.Request) {
 	n.requests[d]++
 	n.stats.Unlock()
 	n.log.Debug("testnet: policy request", "host", host, "path", r.URL.Path, "remote", r.RemoteAddr)
+	if r.URL.Path == DraftJSONPolicyPath && e.d.Policy.JSONBody != "" {
+		// The JSON policy of the early MTA-STS drafts, still found on
+		// some hosts.
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, e.d.Policy.JSONBody)
+		return
+	}
 	if r.URL.Path != PolicyPath {
 		http.NotFound(w, r)
 		return

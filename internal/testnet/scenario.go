@@ -33,6 +33,7 @@ type Scenario struct {
 //	_25._tcp.<mx>       TLSA  MXHost.TLSA
 //	_smtp._tls.<name>   TXT   TLSRPTTXT
 //	<client host>       A     the host's own loopback address, fault ClientHost.Fault
+//	_<service>._tcp.<name> SRV  client hosts with SRV (RFC 6186), ports of Net.ClientPort
 //
 // plus every record in Records.
 type Domain struct {
@@ -110,7 +111,14 @@ type PolicyHost struct {
 	MaxTLS string `yaml:"max_tls,omitempty"`
 	// Fault breaks the A record of mta-sts.<domain>.
 	Fault Fault `yaml:"fault,omitempty"`
+	// JSONBody, when set, is served at DraftJSONPolicyPath
+	// (/.well-known/mta-sts.json) as application/json: the policy form of
+	// the early MTA-STS drafts, which no current sender fetches.
+	JSONBody string `yaml:"json_body,omitempty"`
 }
+
+// DraftJSONPolicyPath is where the early MTA-STS drafts put a JSON policy.
+const DraftJSONPolicyPath = "/.well-known/mta-sts.json"
 
 // MXHost scripts one MX host: its DNS records and its SMTP server.
 type MXHost struct {
