@@ -166,7 +166,10 @@ func runTLSRPTCollect(ctx context.Context, env Env, args []string) int {
 		return errf(ExitError, "%v", err)
 	}
 	defer os.Remove(cfg.Socket)
-	rec := outgoing.NewRecorder(st, outgoing.RecorderOptions{Buffer: cfg.Buffer, Logger: log})
+	// The reader may wait for the database longer than an MTA would:
+	// meanwhile the socket's buffer holds the datagrams, so a short
+	// stall (a WAL checkpoint) loses nothing.
+	rec := outgoing.NewRecorder(st, outgoing.RecorderOptions{Buffer: cfg.Buffer, MaxWait: 2 * time.Second, Logger: log})
 	col := &libtlsrpt.Collector{Recorder: rec, Logger: log}
 	logStats := func(msg string) {
 		s, r := col.Stats(), rec.Stats()

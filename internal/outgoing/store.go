@@ -240,8 +240,13 @@ func (s *Store) add(ctx context.Context, rs []Result) error {
 		return s.errorf("begin: %w", err)
 	}
 	defer tx.Rollback()
+	ps, err := s.prepare(ctx, tx)
+	if err != nil {
+		return err
+	}
+	defer ps.close()
 	for _, a := range order {
-		if err := s.addPolicy(ctx, tx, a); err != nil {
+		if err := s.addPolicy(ctx, ps, a); err != nil {
 			return err
 		}
 	}
@@ -251,20 +256,57 @@ func (s *Store) add(ctx context.Context, rs []Result) error {
 	return nil
 }
 
-func (s *Store) addPolicy(ctx context.Context, tx *sql.Tx, a *policyAgg) error {
+// addStmts are the statements of add, prepared once per transaction.
+type addStmts struct {
+	upsertPolicy, bump, insert, setDetails *sql.Stmt
+}
+
+func (s *Store) prepare(ctx context.Context, tx *sql.Tx) (*addStmts, error) {
+	var ps addStmts
+	for _, q := range []struct {
+		dst **sql.Stmt
+		sql string
+	}{
+		{&ps.upsertPolicy, `INSERT INTO outgoing_policies
+		(day, policy_domain, policy_key, policy_type, policy_string, mx_host, successful, failed, details)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)
+		ON CONFLICT (day, policy_domain, policy_key) DO UPDATE SET
+			successful = outgoing_policies.successful + excluded.successful,
+			failed = outgoing_policies.failed + excluded.failed
+		RETURNING id, details`},
+		{&ps.bump, `UPDATE outgoing_failures SET sessions = sessions + ? WHERE policy = ? AND detail_key = ?`},
+		{&ps.insert, `INSERT INTO outgoing_failures
+		(policy, day, detail_key, result_type, sending_mta_ip, receiving_mx_hostname, receiving_mx_helo,
+		 receiving_ip, additional_information, failure_reason_code, sessions)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&ps.setDetails, `UPDATE outgoing_policies SET details = ? WHERE id = ?`},
+	} {
+		st, err := tx.PrepareContext(ctx, s.d.rebind(q.sql))
+		if err != nil {
+			ps.close()
+			return nil, s.errorf("prepare: %w", err)
+		}
+		*q.dst = st
+	}
+	return &ps, nil
+}
+
+func (ps *addStmts) close() {
+	for _, st := range []*sql.Stmt{ps.upsertPolicy, ps.bump, ps.insert, ps.setDetails} {
+		if st != nil {
+			st.Close()
+		}
+	}
+}
+
+func (s *Store) addPolicy(ctx context.Context, ps *addStmts, a *policyAgg) error {
 	strs, _ := json.Marshal(nonNil(a.pol.Strings))
 	mx, _ := json.Marshal(nonNil(a.pol.MXHosts))
 	var id, details int64
 	// The upsert takes the policy row's lock (PostgreSQL) or the
 	// database's (SQLite) for the transaction: the detail count below is
 	// read and raised by one writer at a time.
-	err := tx.QueryRowContext(ctx, s.d.rebind(`INSERT INTO outgoing_policies
-		(day, policy_domain, policy_key, policy_type, policy_string, mx_host, successful, failed, details)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)
-		ON CONFLICT (day, policy_domain, policy_key) DO UPDATE SET
-			successful = outgoing_policies.successful + excluded.successful,
-			failed = outgoing_policies.failed + excluded.failed
-		RETURNING id, details`),
+	err := ps.upsertPolicy.QueryRowContext(ctx,
 		a.day, a.domain, a.key, a.pol.Type, string(strs), string(mx), a.succ, a.fail).Scan(&id, &details)
 	if err != nil {
 		return s.errorf("add policy: %w", err)
@@ -273,7 +315,7 @@ func (s *Store) addPolicy(ctx context.Context, tx *sql.Tx, a *policyAgg) error {
 	merged := int64(0)
 	for _, f := range a.order {
 		n := a.details[f]
-		ok, err := s.bumpDetail(ctx, tx, id, f, n)
+		ok, err := s.bumpDetail(ctx, ps, id, f, n)
 		if err != nil {
 			return err
 		}
@@ -286,7 +328,7 @@ func (s *Store) addPolicy(ctx context.Context, tx *sql.Tx, a *policyAgg) error {
 			// result type).
 			merged += n
 			f = Failure{ResultType: f.ResultType, AdditionalInfo: overflowInfo}
-			if ok, err := s.bumpDetail(ctx, tx, id, f, n); err != nil || ok {
+			if ok, err := s.bumpDetail(ctx, ps, id, f, n); err != nil || ok {
 				if err != nil {
 					return err
 				}
@@ -295,12 +337,12 @@ func (s *Store) addPolicy(ctx context.Context, tx *sql.Tx, a *policyAgg) error {
 		} else {
 			details++
 		}
-		if err := s.insertDetail(ctx, tx, id, a.day, f, n); err != nil {
+		if err := s.insertDetail(ctx, ps, id, a.day, f, n); err != nil {
 			return err
 		}
 	}
 	if details != start {
-		if _, err := tx.ExecContext(ctx, s.d.rebind(`UPDATE outgoing_policies SET details = ? WHERE id = ?`), details, id); err != nil {
+		if _, err := ps.setDetails.ExecContext(ctx, details, id); err != nil {
 			return s.errorf("count details: %w", err)
 		}
 	}
@@ -311,9 +353,8 @@ func (s *Store) addPolicy(ctx context.Context, tx *sql.Tx, a *policyAgg) error {
 	return nil
 }
 
-func (s *Store) bumpDetail(ctx context.Context, tx *sql.Tx, policy int64, f Failure, n int64) (bool, error) {
-	res, err := tx.ExecContext(ctx, s.d.rebind(`UPDATE outgoing_failures SET sessions = sessions + ? WHERE policy = ? AND detail_key = ?`),
-		n, policy, detailKey(f))
+func (s *Store) bumpDetail(ctx context.Context, ps *addStmts, policy int64, f Failure, n int64) (bool, error) {
+	res, err := ps.bump.ExecContext(ctx, n, policy, detailKey(f))
 	if err != nil {
 		return false, s.errorf("add failure detail: %w", err)
 	}
@@ -324,11 +365,8 @@ func (s *Store) bumpDetail(ctx context.Context, tx *sql.Tx, policy int64, f Fail
 	return c > 0, nil
 }
 
-func (s *Store) insertDetail(ctx context.Context, tx *sql.Tx, policy int64, day string, f Failure, n int64) error {
-	_, err := tx.ExecContext(ctx, s.d.rebind(`INSERT INTO outgoing_failures
-		(policy, day, detail_key, result_type, sending_mta_ip, receiving_mx_hostname, receiving_mx_helo,
-		 receiving_ip, additional_information, failure_reason_code, sessions)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+func (s *Store) insertDetail(ctx context.Context, ps *addStmts, policy int64, day string, f Failure, n int64) error {
+	_, err := ps.insert.ExecContext(ctx,
 		policy, day, detailKey(f), string(f.ResultType), f.SendingMTAIP, f.ReceivingMXHostname, f.ReceivingMXHelo,
 		f.ReceivingIP, f.AdditionalInfo, f.FailureReasonCode, n)
 	if err != nil {
