@@ -32,7 +32,15 @@ func main() {
 	domains := flag.Int("domains", 1000, "distinct recipient domains")
 	timeout := flag.Duration("timeout", 5*time.Minute, "give up a run after this long")
 	bin := flag.String("mailsts", "", "mailsts binary (default: go build ./cmd/mailsts into a temporary directory)")
+	build := flag.Int("build-domains", 0, "instead: time one daily build of this many domains' reports (in process, SQLite)")
 	flag.Parse()
+	if *build > 0 {
+		if err := runBuild(*build); err != nil {
+			fmt.Fprintln(os.Stderr, "bench/sender:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*n, *senders, *domains, *timeout, *bin); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/sender:", err)
 		os.Exit(1)

@@ -222,6 +222,8 @@ func runTLSRPTCollect(ctx context.Context, env Env, args []string) int {
 	}
 	if build {
 		g.Go(func() error { return b.Schedule(gctx, spread, keep) })
+	} else {
+		g.Go(func() error { outgoing.ExpireDaily(gctx, st, keep, nil, log); return nil })
 	}
 	if *statsEvery > 0 {
 		g.Go(func() error {
