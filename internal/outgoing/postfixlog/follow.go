@@ -13,6 +13,7 @@ import (
 
 	"github.com/mailsts/mailsts/internal/outgoing"
 	"github.com/mailsts/mailsts/tlsrpt"
+	"github.com/mailsts/mailsts/tlsrpt/result"
 )
 
 // Recorder takes the results (outgoing.Recorder).
@@ -63,9 +64,15 @@ type Follower struct {
 
 type proc struct {
 	level, host string
+	ip          string
 	verify      *Line
 	counted     bool
 	lastKey     string // queue id and host of the last counted non-TLS attempt
+	// pending is a failed attempt to one MX host ("QUEUEID: Server
+	// certificate not verified"), recorded when the queue id's delivery
+	// line names the domain.
+	pending       *Line
+	pendingVerify *Line
 }
 
 type cachedAnswer struct {
@@ -128,8 +135,22 @@ func (f *Follower) HandleLine(ctx context.Context, s string) {
 		if p.verify != nil && p.verify.Host != l.Host {
 			p.verify = nil
 		}
-		p.level, p.host, p.counted = l.Level, l.Host, false
+		p.level, p.host, p.ip, p.counted = l.Level, l.Host, l.IP, false
+	case KindAttempt:
+		if p.level != "" && !p.counted {
+			a := l
+			a.Host, a.IP, a.Status = p.host, p.ip, "deferred"
+			p.pending, p.pendingVerify, p.counted = &a, p.verifyFor(p.host), true
+		}
 	case KindDelivery:
+		if a := p.pending; a != nil {
+			p.pending = nil
+			defer func() { p.pendingVerify = nil }()
+			if a.QueueID == l.QueueID {
+				a.Domain, a.Time = l.Domain, l.Time
+				f.record(ctx, *a, "", p.pendingVerify)
+			}
+		}
 		f.delivery(ctx, p, l)
 	}
 }
@@ -147,10 +168,7 @@ func (f *Follower) delivery(ctx context.Context, p *proc, l Line) {
 	if inSession {
 		level = p.level
 	}
-	var verify *Line
-	if p.verify != nil && p.verify.Host == l.Host {
-		verify = p.verify
-	}
+	verify := p.verifyFor(l.Host)
 	rt, counted := Outcome(l, level, verify)
 	if !counted {
 		return
@@ -161,6 +179,22 @@ func (f *Follower) delivery(ctx context.Context, p *proc, l Line) {
 		p.lastKey = key
 	}
 	p.verify = nil
+	f.record(ctx, l, rt, verify)
+}
+
+func (p *proc) verifyFor(host string) *Line {
+	if p.verify != nil && p.verify.Host == host {
+		return p.verify
+	}
+	return nil
+}
+
+// record records the session of line l: a success when rt is "" and l is
+// a delivery, else a failure (rt, or the outcome of a failed attempt).
+func (f *Follower) record(ctx context.Context, l Line, rt result.Type, verify *Line) {
+	if l.Kind == KindAttempt {
+		rt, _ = Outcome(l, "", verify)
+	}
 	a := f.answer(ctx, l.Domain)
 	if a.Policy.Type == tlsrpt.PolicyTypeTLSA && len(a.Policy.Strings) == 0 {
 		f.unjoined.Add(1)

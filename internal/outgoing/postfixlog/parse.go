@@ -8,6 +8,8 @@
 //
 //	Verified|Trusted|Untrusted|Anonymous TLS connection established to HOST[IP]:PORT: …
 //	server certificate verification failed for HOST[IP]:PORT: num=N:REASON
+//	certificate verification failed for HOST[IP]:PORT: REASON
+//	QUEUEID: Server certificate not verified        (one MX failed, the next is tried)
 //	QUEUEID: to=<RCPT>, relay=HOST[IP]:PORT, …, status=sent|deferred|bounced (TEXT)
 //
 // A session counts once, at its first delivery line (one line per
@@ -34,6 +36,7 @@ const (
 	KindTLS      // a TLS connection was established
 	KindVerify   // a server certificate failed verification
 	KindDelivery // a delivery attempt's status
+	KindAttempt  // a failed attempt to one MX host, before the next is tried
 )
 
 // Line is one parsed smtp(8) log line.
@@ -57,9 +60,12 @@ type Line struct {
 var (
 	// Syslog prefix: "Mmm dd hh:mm:ss host prog[pid]: " or an RFC 3339
 	// time stamp instead of the first three fields.
-	prefixRE   = regexp.MustCompile(`^(\S+(?: +\d+ \d\d:\d\d:\d\d)?) \S+ (postfix[^\[\s]*/smtp)\[(\d+)\]: (.*)$`)
-	tlsRE      = regexp.MustCompile(`^(Verified|Trusted|Untrusted|Anonymous) TLS connection established to ([^\[\s]+)\[([^\]]+)\](?::\d+)?`)
-	verifyRE   = regexp.MustCompile(`^(?:server )?certificate verification failed for ([^\[\s]+)\[([^\]]+)\](?::\d+)?: num=(\d+):(.*)$`)
+	prefixRE = regexp.MustCompile(`^(\S+(?: +\d+ \d\d:\d\d:\d\d)?) \S+ (postfix[^\[\s]*/smtp)\[(\d+)\]: (.*)$`)
+	tlsRE    = regexp.MustCompile(`^(Verified|Trusted|Untrusted|Anonymous) TLS connection established to ([^\[\s]+)\[([^\]]+)\](?::\d+)?`)
+	verifyRE = regexp.MustCompile(`^(?:server )?certificate verification failed for ([^\[\s]+)\[([^\]]+)\](?::\d+)?: (?:num=(\d+):)?(.*)$`)
+	// A failed attempt to one MX host before the next one is tried:
+	// "QUEUEID: Server certificate not verified" (no recipient).
+	attemptRE  = regexp.MustCompile(`^([0-9A-Za-z]+): (Server certificate not (?:verified|trusted)|TLS is required, but .*|Cannot start TLS.*)$`)
 	deliveryRE = regexp.MustCompile(`^([0-9A-Za-z]+): to=<([^>]*)>, (?:orig_to=<[^>]*>, )?relay=([^\[\s,]+)(?:\[([^\]]+)\](?::\d+)?)?, .*status=(sent|deferred|bounced) \((.*)\)$`)
 )
 
@@ -84,12 +90,20 @@ func Parse(s string, year int, loc *time.Location) (Line, bool) {
 	}
 	if v := verifyRE.FindStringSubmatch(msg); v != nil {
 		l.Kind, l.Host, l.IP, l.VerifyReason = KindVerify, strings.ToLower(v[1]), v[2], v[4]
+		l.VerifyNum = -1
+		if v[3] != "" {
+			l.VerifyNum = 0
+		}
 		for _, c := range v[3] {
 			l.VerifyNum = l.VerifyNum*10 + int(c-'0')
 			if l.VerifyNum > 1<<20 {
 				break
 			}
 		}
+		return l, true
+	}
+	if a := attemptRE.FindStringSubmatch(msg); a != nil {
+		l.Kind, l.QueueID, l.Text = KindAttempt, a[1], a[2]
 		return l, true
 	}
 	if d := deliveryRE.FindStringSubmatch(msg); d != nil {
@@ -134,7 +148,7 @@ func Outcome(d Line, tlsLevel string, verify *Line) (failure result.Type, counte
 		return result.STARTTLSNotSupported, true
 	case strings.Contains(t, "Server certificate not verified"), strings.Contains(t, "Server certificate not trusted"):
 		if verify != nil {
-			return verifyResult(verify.VerifyNum), true
+			return verifyResult(verify.VerifyNum, verify.VerifyReason), true
 		}
 		if strings.Contains(t, "not trusted") {
 			return result.CertificateNotTrusted, true
@@ -149,17 +163,32 @@ func Outcome(d Line, tlsLevel string, verify *Line) (failure result.Type, counte
 	return "", false
 }
 
-// verifyResult maps OpenSSL's X509_V_ERR numbers to RFC 8460 result
-// types: 10 expired, 62 host name mismatch, the chain
-// errors not trusted, anything else a validation failure.
-func verifyResult(num int) result.Type {
+// verifyResult maps OpenSSL's X509_V_ERR numbers (or, on lines without
+// one, the reason text) to RFC 8460 result types: 10 expired, 62 host
+// name mismatch, 65 no matching DANE TLSA record, the chain errors not
+// trusted, anything else a validation failure.
+func verifyResult(num int, reason string) result.Type {
 	switch num {
 	case 10:
 		return result.CertificateExpired
 	case 62:
 		return result.CertificateHostMismatch
+	case 65:
+		return result.TLSAInvalid
 	case 2, 18, 19, 20, 21, 27:
 		return result.CertificateNotTrusted
+	case -1:
+		switch {
+		case strings.Contains(reason, "expired"):
+			return result.CertificateExpired
+		case strings.Contains(reason, "hostname mismatch"), strings.Contains(reason, "name mismatch"):
+			return result.CertificateHostMismatch
+		case strings.Contains(reason, "TLSA"):
+			return result.TLSAInvalid
+		case strings.Contains(reason, "self-signed"), strings.Contains(reason, "self signed"),
+			strings.Contains(reason, "issuer"), strings.Contains(reason, "untrusted"):
+			return result.CertificateNotTrusted
+		}
 	}
 	return result.ValidationFailure
 }
