@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/stdlib"
@@ -66,6 +67,9 @@ type Store struct {
 	loc        string
 	maxDetails int
 	logger     *slog.Logger
+
+	prepMu                sync.Mutex
+	stPolicies, stDetails *sql.Stmt
 }
 
 // Open opens the store a spec names: a postgres:// (or postgresql://)
@@ -399,8 +403,11 @@ func (d DomainDay) LogValue() slog.Value {
 // domain.
 func (s *Store) Policies(ctx context.Context, dd DomainDay) ([]tlsrpt.PolicyResult, error) {
 	day := dayString(dd.Day)
-	rows, err := s.r.QueryContext(ctx, s.d.rebind(`SELECT id, policy_type, policy_string, mx_host, successful, failed
-		FROM outgoing_policies WHERE policy_domain = ? AND day = ? ORDER BY policy_type, policy_key`), dd.Domain, day)
+	stPol, stDet, err := s.readStmts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := stPol.QueryContext(ctx, dd.Domain, day)
 	if err != nil {
 		return nil, s.errorf("read policies: %w", err)
 	}
@@ -433,11 +440,7 @@ func (s *Store) Policies(ctx context.Context, dd DomainDay) ([]tlsrpt.PolicyResu
 		return nil, s.errorf("read policies: %w", err)
 	}
 	for i, id := range ids {
-		rows, err := s.r.QueryContext(ctx, s.d.rebind(`SELECT result_type, sending_mta_ip, receiving_mx_hostname,
-			receiving_mx_helo, receiving_ip, additional_information, failure_reason_code, sessions
-			FROM outgoing_failures WHERE policy = ?
-			ORDER BY result_type, receiving_mx_hostname, receiving_ip, sending_mta_ip, receiving_mx_helo,
-			         additional_information, failure_reason_code`), id)
+		rows, err := stDet.QueryContext(ctx, id)
 		if err != nil {
 			return nil, s.errorf("read failure details: %w", err)
 		}
@@ -460,6 +463,32 @@ func (s *Store) Policies(ctx context.Context, dd DomainDay) ([]tlsrpt.PolicyResu
 		}
 	}
 	return out, nil
+}
+
+// readStmts returns the prepared statements of Policies, prepared on
+// first use (database/sql re-prepares them per connection as needed).
+func (s *Store) readStmts(ctx context.Context) (policies, details *sql.Stmt, err error) {
+	s.prepMu.Lock()
+	defer s.prepMu.Unlock()
+	if s.stPolicies == nil {
+		p, err := s.r.PrepareContext(ctx, s.d.rebind(`SELECT id, policy_type, policy_string, mx_host, successful, failed
+		FROM outgoing_policies WHERE policy_domain = ? AND day = ? ORDER BY policy_type, policy_key`))
+		if err != nil {
+			return nil, nil, s.errorf("prepare: %w", err)
+		}
+		d, err := s.r.PrepareContext(ctx, s.d.rebind(`SELECT result_type, sending_mta_ip, receiving_mx_hostname,
+			receiving_mx_helo, receiving_ip, additional_information, failure_reason_code, sessions
+			FROM outgoing_failures WHERE policy = ?
+			ORDER BY result_type, receiving_mx_hostname, receiving_ip, sending_mta_ip, receiving_mx_helo,
+			         additional_information, failure_reason_code`))
+		if err != nil {
+			p.Close()
+			return nil, nil, s.errorf("prepare: %w", err)
+		}
+		s.stPolicies, s.stDetails = p, d
+		s.closers = append([]io.Closer{p, d}, s.closers...)
+	}
+	return s.stPolicies, s.stDetails, nil
 }
 
 // Pending lists the (domain, day) pairs before the day of before that
