@@ -10,8 +10,10 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/mailsts/mailsts/internal/metrics"
 	"github.com/mailsts/mailsts/internal/outgoing"
 	"github.com/mailsts/mailsts/internal/outgoing/libtlsrpt"
 	"github.com/mailsts/mailsts/internal/outgoing/postfixlog"
@@ -52,7 +54,8 @@ socket.
 
 Malformed datagrams, other protocol versions and results a report could
 not carry are counted and logged, never fatal. The counters are logged
-every --stats-interval and at exit.
+every --stats-interval and at exit, and served to Prometheus on --metrics
+(mailsts_tlsrpt_collect_*).
 
 Examples:
   mailsts tlsrpt collect --config /etc/mailsts/reports.yml
@@ -63,8 +66,8 @@ Examples:
 Exit codes:
   0  stopped by SIGTERM or SIGINT; with --once, every pending report was built
   1  with --once, some reports failed to build or enqueue (retried next run)
-  2  the results store, the socket or the --postfix-log file could not be
-     opened, or the builder failed
+  2  the results store, the socket, the --postfix-log file or the --metrics
+     listener could not be opened, or the builder failed
   64 usage error: bad flags, a bad --db, a --config that cannot be read,
      organisation name or contact address missing or invalid while building,
      no place to put built reports
@@ -83,6 +86,7 @@ func runTLSRPTCollect(ctx context.Context, env Env, args []string) int {
 	reportDir := fs.String("report-dir", "", "also write each built report into `DIR`")
 	noBuild := fs.Bool("no-build", false, "only collect; leave building to other nodes")
 	once := fs.Bool("once", false, "build the pending reports of finished days and exit (no socket)")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics on this `address` (keep it on loopback)")
 	statsEvery := fs.Duration("stats-interval", time.Hour, "log the counters every `interval` (0: only at exit)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if code := parseFlags(fs, args); code >= 0 {
@@ -214,6 +218,21 @@ func runTLSRPTCollect(ctx context.Context, env Env, args []string) int {
 	}
 	log.Info("tlsrpt collect: started", "socket", conn != nil, "postfix_log", cfg.PostfixLog, "store", st.Backend(), "build", build)
 	g, gctx := errgroup.WithContext(ctx)
+	if *metricsAddr != "" {
+		reg := prometheus.NewRegistry()
+		src := metrics.SendSources{Collector: col.Stats, Recorder: rec.Stats}
+		if follower != nil {
+			src.Log = follower.Stats
+		}
+		if err := metrics.RegisterSend(reg, src); err != nil {
+			return errf(ExitError, "metrics: %v", err)
+		}
+		ln, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			return errf(ExitError, "metrics listener: %v", err)
+		}
+		g.Go(func() error { return metrics.Serve(gctx, ln, reg, false, 5*time.Second, log) })
+	}
 	if conn != nil {
 		g.Go(func() error { return col.Serve(gctx, conn) })
 	}

@@ -168,7 +168,8 @@ func TestTLSRPTCollectPostfixLog(t *testing.T) {
 			}
 			return ""
 		}}
-		done <- Main(ctx, []string{"tlsrpt", "collect", "--no-build", "--no-socket", "--postfix-log", logPath, "--stats-interval", "0"}, env)
+		done <- Main(ctx, []string{"tlsrpt", "collect", "--no-build", "--no-socket", "--postfix-log", logPath, "--stats-interval", "0",
+			"--metrics", "127.0.0.1:0"}, env)
 	}()
 	st, err := outgoing.Open(context.Background(), "", state, outgoing.Options{})
 	if err != nil {
