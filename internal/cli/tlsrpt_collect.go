@@ -5,14 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/mailsts/mailsts/internal/metrics"
 	"github.com/mailsts/mailsts/internal/outgoing"
 	"github.com/mailsts/mailsts/internal/outgoing/libtlsrpt"
+	"github.com/mailsts/mailsts/internal/outgoing/postfixlog"
 	"github.com/mailsts/mailsts/internal/policyd"
 	"github.com/mailsts/mailsts/internal/reports"
 )
@@ -30,6 +34,16 @@ Results go to the results store (send.db in the configuration; SQLite
 tlsrpt-send.db in the state directory by default, or PostgreSQL shared by
 every MTA that reports as one organisation).
 
+For a Postfix without libtlsrpt (Debian 12 ships 3.7), --postfix-log
+(send.postfix_log) follows the mail log across rotation and turns each
+smtp(8) delivery attempt into a result: TLS sessions that delivered are
+successes; "TLS is required, but was not offered", certificate
+verification failures (expired, name mismatch, untrusted issuer) and
+handshake failures are failures. Each attempt is joined with the policy
+'mailsts policyd' answered for the domain (policyd.yml tlsrpt_results on
+the same store); without one it counts under no-policy-found. --no-socket
+then turns the datagram socket off.
+
 The same process builds the reports of each finished UTC day, after
 send.delay plus a random share of send.spread past midnight, and once at
 start for days left over. Each (domain, day) is claimed in the database,
@@ -40,17 +54,20 @@ socket.
 
 Malformed datagrams, other protocol versions and results a report could
 not carry are counted and logged, never fatal. The counters are logged
-every --stats-interval and at exit.
+every --stats-interval and at exit, and served to Prometheus on --metrics
+(mailsts_tlsrpt_collect_*).
 
 Examples:
   mailsts tlsrpt collect --config /etc/mailsts/reports.yml
   mailsts tlsrpt collect --socket /run/mailsts/tlsrpt.sock --org "Example Mail" --contact tlsrpt@example.net --report-dir /var/lib/mailsts/out
+  mailsts tlsrpt collect --no-socket --postfix-log /var/log/mail.log --config /etc/mailsts/reports.yml
   mailsts tlsrpt collect --once --config /etc/mailsts/reports.yml
 
 Exit codes:
   0  stopped by SIGTERM or SIGINT; with --once, every pending report was built
   1  with --once, some reports failed to build or enqueue (retried next run)
-  2  the results store or the socket could not be opened, or the builder failed
+  2  the results store, the socket, the --postfix-log file or the --metrics
+     listener could not be opened, or the builder failed
   64 usage error: bad flags, a bad --db, a --config that cannot be read,
      organisation name or contact address missing or invalid while building,
      no place to put built reports
@@ -64,9 +81,12 @@ func runTLSRPTCollect(ctx context.Context, env Env, args []string) int {
 	socketMode := fs.String("socket-mode", "", "socket permissions in `octal` (default 0622)")
 	org := fs.String("org", "", "organisation `name` in the reports")
 	contact := fs.String("contact", "", "contact `address` in the reports; its domain is the submitter")
+	postfixLog := fs.String("postfix-log", "", "follow this mail log `file` for smtp(8) delivery results (Postfix without libtlsrpt)")
+	noSocket := fs.Bool("no-socket", false, "do not listen for libtlsrpt datagrams (with --postfix-log)")
 	reportDir := fs.String("report-dir", "", "also write each built report into `DIR`")
 	noBuild := fs.Bool("no-build", false, "only collect; leave building to other nodes")
 	once := fs.Bool("once", false, "build the pending reports of finished days and exit (no socket)")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics on this `address` (keep it on loopback)")
 	statsEvery := fs.Duration("stats-interval", time.Hour, "log the counters every `interval` (0: only at exit)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if code := parseFlags(fs, args); code >= 0 {
@@ -87,7 +107,7 @@ func runTLSRPTCollect(ctx context.Context, env Env, args []string) int {
 	cfg := full.Send
 	for _, s := range []struct{ flag, dst *string }{
 		{db, &cfg.DB}, {socket, &cfg.Socket}, {socketMode, &cfg.SocketMode}, {org, &cfg.OrganizationName},
-		{contact, &cfg.ContactInfo}, {reportDir, &cfg.ReportDir},
+		{contact, &cfg.ContactInfo}, {reportDir, &cfg.ReportDir}, {postfixLog, &cfg.PostfixLog},
 	} {
 		if *s.flag != "" {
 			*s.dst = *s.flag
@@ -161,25 +181,68 @@ func runTLSRPTCollect(ctx context.Context, env Env, args []string) int {
 			return errf(ExitUsage, "%v", err)
 		}
 	}
-	conn, err := libtlsrpt.Listen(cfg.Socket, os.FileMode(mode))
-	if err != nil {
-		return errf(ExitError, "%v", err)
+	var conn *net.UnixConn
+	if !*noSocket {
+		conn, err = libtlsrpt.Listen(cfg.Socket, os.FileMode(mode))
+		if err != nil {
+			return errf(ExitError, "%v", err)
+		}
+		defer os.Remove(cfg.Socket)
 	}
-	defer os.Remove(cfg.Socket)
-	rec := outgoing.NewRecorder(st, outgoing.RecorderOptions{Buffer: cfg.Buffer, Logger: log})
+	var follower *postfixlog.Follower
+	if cfg.PostfixLog != "" {
+		if _, err := os.Stat(cfg.PostfixLog); err != nil {
+			return errf(ExitError, "postfix log: %v", err)
+		}
+	}
+	// The reader may wait for the database longer than an MTA would:
+	// meanwhile the socket's buffer holds the datagrams, so a short
+	// stall (a WAL checkpoint) loses nothing.
+	rec := outgoing.NewRecorder(st, outgoing.RecorderOptions{Buffer: cfg.Buffer, MaxWait: 2 * time.Second, Logger: log})
 	col := &libtlsrpt.Collector{Recorder: rec, Logger: log}
+	if cfg.PostfixLog != "" {
+		follower = &postfixlog.Follower{Path: cfg.PostfixLog, Recorder: rec, Answers: st, Logger: log}
+	}
 	logStats := func(msg string) {
 		s, r := col.Stats(), rec.Stats()
-		log.Info(msg, "datagrams", s.Datagrams, "sessions", s.Sessions, "malformed", s.Malformed, "too_large", s.TooLarge,
+		args := []any{"datagrams", s.Datagrams, "sessions", s.Sessions, "malformed", s.Malformed, "too_large", s.TooLarge,
 			"other_version", s.OtherVersion, "no_version", s.NoVersion, "unknown_codes", s.UnknownCodes,
 			"details_on_success", s.DetailsOnSuccess, "count_mismatch", s.CountMismatch, "invalid", s.Invalid,
-			"dropped", s.Dropped, "written", r.Written, "lost", r.Lost)
+			"dropped", s.Dropped, "written", r.Written, "lost", r.Lost}
+		if follower != nil {
+			ls := follower.Stats()
+			args = append(args, "log_lines", ls.Lines, "log_sessions", ls.Sessions, "log_failures", ls.Failures,
+				"log_unjoined", ls.Unjoined, "log_refused", ls.Refused, "log_rotations", ls.Rotations)
+		}
+		log.Info(msg, args...)
 	}
-	log.Info("tlsrpt collect: listening", "socket", cfg.Socket, "store", st.Backend(), "build", build)
+	log.Info("tlsrpt collect: started", "socket", conn != nil, "postfix_log", cfg.PostfixLog, "store", st.Backend(), "build", build)
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return col.Serve(gctx, conn) })
+	if *metricsAddr != "" {
+		reg := prometheus.NewRegistry()
+		src := metrics.SendSources{Collector: col.Stats, Recorder: rec.Stats}
+		if follower != nil {
+			src.Log = follower.Stats
+		}
+		if err := metrics.RegisterSend(reg, src); err != nil {
+			return errf(ExitError, "metrics: %v", err)
+		}
+		ln, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			return errf(ExitError, "metrics listener: %v", err)
+		}
+		g.Go(func() error { return metrics.Serve(gctx, ln, reg, false, 5*time.Second, log) })
+	}
+	if conn != nil {
+		g.Go(func() error { return col.Serve(gctx, conn) })
+	}
+	if follower != nil {
+		g.Go(func() error { return follower.Run(gctx) })
+	}
 	if build {
 		g.Go(func() error { return b.Schedule(gctx, spread, keep) })
+	} else {
+		g.Go(func() error { outgoing.ExpireDaily(gctx, st, keep, nil, log); return nil })
 	}
 	if *statsEvery > 0 {
 		g.Go(func() error {

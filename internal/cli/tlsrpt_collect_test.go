@@ -146,3 +146,72 @@ func TestTLSRPTCollectEndToEnd(t *testing.T) {
 		t.Errorf("second --once: %d %s", code, out)
 	}
 }
+
+// --postfix-log: smtp(8) lines appended to the mail log become results.
+func TestTLSRPTCollectPostfixLog(t *testing.T) {
+	t.Parallel()
+	state := t.TempDir()
+	logPath := filepath.Join(state, "mail.log")
+	os.WriteFile(logPath, nil, 0o600)
+	fixture, err := os.ReadFile(filepath.Join("..", "outgoing", "postfixlog", "testdata", "smtp-3.7.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var errb syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		env := Env{Stdout: io.Discard, Stderr: &errb, Getenv: func(k string) string {
+			if k == "STATE_DIRECTORY" {
+				return state
+			}
+			return ""
+		}}
+		done <- Main(ctx, []string{"tlsrpt", "collect", "--no-build", "--no-socket", "--postfix-log", logPath, "--stats-interval", "0",
+			"--metrics", "127.0.0.1:0"}, env)
+	}()
+	st, err := outgoing.Open(context.Background(), "", state, outgoing.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	day := outgoing.DomainDay{Domain: "sts.example", Day: time.Date(time.Now().Year(), 12, 6, 0, 0, 0, 0, time.UTC)}
+	// The follower starts at the end of the file: append until it has
+	// opened it and the lines come through.
+	var ps []tlsrpt.PolicyResult
+	for i := 0; ; i++ {
+		if i%50 == 0 {
+			f, _ := os.OpenFile(logPath, os.O_APPEND|os.O_WRONLY, 0o600)
+			f.Write(fixture)
+			f.Close()
+		}
+		ps, _ = st.Policies(context.Background(), day)
+		if len(ps) == 1 && ps[0].Summary.TotalFailureSessionCount >= 4 {
+			break
+		}
+		if i > 2000 {
+			t.Fatalf("no results from the log: %+v\n%s", ps, errb.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if code := <-done; code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	types := map[string]bool{}
+	for _, d := range ps[0].FailureDetails {
+		types[string(d.ResultType)] = true
+	}
+	for _, rt := range []string{"certificate-expired", "certificate-host-mismatch", "certificate-not-trusted"} {
+		if !types[rt] {
+			t.Errorf("no %s detail in %+v", rt, ps[0].FailureDetails)
+		}
+	}
+	if ps[0].Policy.Type != "no-policy-found" {
+		t.Errorf("without policyd's answers the policy is %q", ps[0].Policy.Type)
+	}
+	if !strings.Contains(errb.String(), "log_sessions=") {
+		t.Errorf("follower counters not logged: %s", errb.String())
+	}
+}

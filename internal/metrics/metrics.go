@@ -45,6 +45,11 @@
 //
 // mailsts_build_info{version,commit,go_version} is 1 and says which build
 // is running (the values `mailsts version` prints).
+//
+// Metrics of `mailsts tlsrpt collect` (prefix mailsts_tlsrpt_collect_,
+// RegisterSend): datagrams_total, datagrams_ignored_total{reason},
+// results_total{outcome}, log_lines_total, log_sessions_total{outcome},
+// log_rotations_total.
 package metrics
 
 import (

@@ -60,3 +60,20 @@ func TestAnswerLog(t *testing.T) {
 		t.Error("the dropped answer was written")
 	}
 }
+
+func TestExpireDaily(t *testing.T) {
+	t.Parallel()
+	st := openSQLite(t)
+	if err := st.Add(ctxT(t), ok("example.com", day1)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { ExpireDaily(ctx, st, 30, func() time.Time { return day1.AddDate(0, 0, 31) }, nil); close(done) }()
+	waitFor(t, func() bool {
+		p, _ := st.Pending(context.Background(), day1.AddDate(0, 0, 40), 0)
+		return len(p) == 0
+	})
+	cancel()
+	<-done
+}

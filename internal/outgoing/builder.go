@@ -239,6 +239,30 @@ func NextRun(now time.Time, delay, spread time.Duration) time.Time {
 	return next
 }
 
+// ExpireDaily deletes results older than keepDays days now and then
+// every day until ctx ends: for nodes that collect without building
+// (Schedule expires after its passes).
+func ExpireDaily(ctx context.Context, st *Store, keepDays int, now func() time.Time, logger *slog.Logger) {
+	if now == nil {
+		now = time.Now
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	for {
+		if n, err := st.Expire(ctx, now().AddDate(0, 0, -keepDays)); err != nil && ctx.Err() == nil {
+			logger.Error("outgoing: expiry failed", "err", err)
+		} else if n > 0 {
+			logger.Info("outgoing: expired old results", "policies", n, "keep_days", keepDays)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(24 * time.Hour):
+		}
+	}
+}
+
 // Schedule runs the builder until ctx ends: once at start (days left over
 // from a stop), then every day at NextRun, and after a pass with failures
 // again after RetryAfter. After each pass it expires results older than

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/stdlib"
@@ -66,6 +67,9 @@ type Store struct {
 	loc        string
 	maxDetails int
 	logger     *slog.Logger
+
+	prepMu                sync.Mutex
+	stPolicies, stDetails *sql.Stmt
 }
 
 // Open opens the store a spec names: a postgres:// (or postgresql://)
@@ -240,8 +244,13 @@ func (s *Store) add(ctx context.Context, rs []Result) error {
 		return s.errorf("begin: %w", err)
 	}
 	defer tx.Rollback()
+	ps, err := s.prepare(ctx, tx)
+	if err != nil {
+		return err
+	}
+	defer ps.close()
 	for _, a := range order {
-		if err := s.addPolicy(ctx, tx, a); err != nil {
+		if err := s.addPolicy(ctx, ps, a); err != nil {
 			return err
 		}
 	}
@@ -251,20 +260,57 @@ func (s *Store) add(ctx context.Context, rs []Result) error {
 	return nil
 }
 
-func (s *Store) addPolicy(ctx context.Context, tx *sql.Tx, a *policyAgg) error {
+// addStmts are the statements of add, prepared once per transaction.
+type addStmts struct {
+	upsertPolicy, bump, insert, setDetails *sql.Stmt
+}
+
+func (s *Store) prepare(ctx context.Context, tx *sql.Tx) (*addStmts, error) {
+	var ps addStmts
+	for _, q := range []struct {
+		dst **sql.Stmt
+		sql string
+	}{
+		{&ps.upsertPolicy, `INSERT INTO outgoing_policies
+		(day, policy_domain, policy_key, policy_type, policy_string, mx_host, successful, failed, details)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)
+		ON CONFLICT (day, policy_domain, policy_key) DO UPDATE SET
+			successful = outgoing_policies.successful + excluded.successful,
+			failed = outgoing_policies.failed + excluded.failed
+		RETURNING id, details`},
+		{&ps.bump, `UPDATE outgoing_failures SET sessions = sessions + ? WHERE policy = ? AND detail_key = ?`},
+		{&ps.insert, `INSERT INTO outgoing_failures
+		(policy, day, detail_key, result_type, sending_mta_ip, receiving_mx_hostname, receiving_mx_helo,
+		 receiving_ip, additional_information, failure_reason_code, sessions)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&ps.setDetails, `UPDATE outgoing_policies SET details = ? WHERE id = ?`},
+	} {
+		st, err := tx.PrepareContext(ctx, s.d.rebind(q.sql))
+		if err != nil {
+			ps.close()
+			return nil, s.errorf("prepare: %w", err)
+		}
+		*q.dst = st
+	}
+	return &ps, nil
+}
+
+func (ps *addStmts) close() {
+	for _, st := range []*sql.Stmt{ps.upsertPolicy, ps.bump, ps.insert, ps.setDetails} {
+		if st != nil {
+			st.Close()
+		}
+	}
+}
+
+func (s *Store) addPolicy(ctx context.Context, ps *addStmts, a *policyAgg) error {
 	strs, _ := json.Marshal(nonNil(a.pol.Strings))
 	mx, _ := json.Marshal(nonNil(a.pol.MXHosts))
 	var id, details int64
 	// The upsert takes the policy row's lock (PostgreSQL) or the
 	// database's (SQLite) for the transaction: the detail count below is
 	// read and raised by one writer at a time.
-	err := tx.QueryRowContext(ctx, s.d.rebind(`INSERT INTO outgoing_policies
-		(day, policy_domain, policy_key, policy_type, policy_string, mx_host, successful, failed, details)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)
-		ON CONFLICT (day, policy_domain, policy_key) DO UPDATE SET
-			successful = outgoing_policies.successful + excluded.successful,
-			failed = outgoing_policies.failed + excluded.failed
-		RETURNING id, details`),
+	err := ps.upsertPolicy.QueryRowContext(ctx,
 		a.day, a.domain, a.key, a.pol.Type, string(strs), string(mx), a.succ, a.fail).Scan(&id, &details)
 	if err != nil {
 		return s.errorf("add policy: %w", err)
@@ -273,7 +319,7 @@ func (s *Store) addPolicy(ctx context.Context, tx *sql.Tx, a *policyAgg) error {
 	merged := int64(0)
 	for _, f := range a.order {
 		n := a.details[f]
-		ok, err := s.bumpDetail(ctx, tx, id, f, n)
+		ok, err := s.bumpDetail(ctx, ps, id, f, n)
 		if err != nil {
 			return err
 		}
@@ -286,7 +332,7 @@ func (s *Store) addPolicy(ctx context.Context, tx *sql.Tx, a *policyAgg) error {
 			// result type).
 			merged += n
 			f = Failure{ResultType: f.ResultType, AdditionalInfo: overflowInfo}
-			if ok, err := s.bumpDetail(ctx, tx, id, f, n); err != nil || ok {
+			if ok, err := s.bumpDetail(ctx, ps, id, f, n); err != nil || ok {
 				if err != nil {
 					return err
 				}
@@ -295,12 +341,12 @@ func (s *Store) addPolicy(ctx context.Context, tx *sql.Tx, a *policyAgg) error {
 		} else {
 			details++
 		}
-		if err := s.insertDetail(ctx, tx, id, a.day, f, n); err != nil {
+		if err := s.insertDetail(ctx, ps, id, a.day, f, n); err != nil {
 			return err
 		}
 	}
 	if details != start {
-		if _, err := tx.ExecContext(ctx, s.d.rebind(`UPDATE outgoing_policies SET details = ? WHERE id = ?`), details, id); err != nil {
+		if _, err := ps.setDetails.ExecContext(ctx, details, id); err != nil {
 			return s.errorf("count details: %w", err)
 		}
 	}
@@ -311,9 +357,8 @@ func (s *Store) addPolicy(ctx context.Context, tx *sql.Tx, a *policyAgg) error {
 	return nil
 }
 
-func (s *Store) bumpDetail(ctx context.Context, tx *sql.Tx, policy int64, f Failure, n int64) (bool, error) {
-	res, err := tx.ExecContext(ctx, s.d.rebind(`UPDATE outgoing_failures SET sessions = sessions + ? WHERE policy = ? AND detail_key = ?`),
-		n, policy, detailKey(f))
+func (s *Store) bumpDetail(ctx context.Context, ps *addStmts, policy int64, f Failure, n int64) (bool, error) {
+	res, err := ps.bump.ExecContext(ctx, n, policy, detailKey(f))
 	if err != nil {
 		return false, s.errorf("add failure detail: %w", err)
 	}
@@ -324,11 +369,8 @@ func (s *Store) bumpDetail(ctx context.Context, tx *sql.Tx, policy int64, f Fail
 	return c > 0, nil
 }
 
-func (s *Store) insertDetail(ctx context.Context, tx *sql.Tx, policy int64, day string, f Failure, n int64) error {
-	_, err := tx.ExecContext(ctx, s.d.rebind(`INSERT INTO outgoing_failures
-		(policy, day, detail_key, result_type, sending_mta_ip, receiving_mx_hostname, receiving_mx_helo,
-		 receiving_ip, additional_information, failure_reason_code, sessions)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+func (s *Store) insertDetail(ctx context.Context, ps *addStmts, policy int64, day string, f Failure, n int64) error {
+	_, err := ps.insert.ExecContext(ctx,
 		policy, day, detailKey(f), string(f.ResultType), f.SendingMTAIP, f.ReceivingMXHostname, f.ReceivingMXHelo,
 		f.ReceivingIP, f.AdditionalInfo, f.FailureReasonCode, n)
 	if err != nil {
@@ -361,8 +403,11 @@ func (d DomainDay) LogValue() slog.Value {
 // domain.
 func (s *Store) Policies(ctx context.Context, dd DomainDay) ([]tlsrpt.PolicyResult, error) {
 	day := dayString(dd.Day)
-	rows, err := s.r.QueryContext(ctx, s.d.rebind(`SELECT id, policy_type, policy_string, mx_host, successful, failed
-		FROM outgoing_policies WHERE policy_domain = ? AND day = ? ORDER BY policy_type, policy_key`), dd.Domain, day)
+	stPol, stDet, err := s.readStmts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := stPol.QueryContext(ctx, dd.Domain, day)
 	if err != nil {
 		return nil, s.errorf("read policies: %w", err)
 	}
@@ -395,11 +440,7 @@ func (s *Store) Policies(ctx context.Context, dd DomainDay) ([]tlsrpt.PolicyResu
 		return nil, s.errorf("read policies: %w", err)
 	}
 	for i, id := range ids {
-		rows, err := s.r.QueryContext(ctx, s.d.rebind(`SELECT result_type, sending_mta_ip, receiving_mx_hostname,
-			receiving_mx_helo, receiving_ip, additional_information, failure_reason_code, sessions
-			FROM outgoing_failures WHERE policy = ?
-			ORDER BY result_type, receiving_mx_hostname, receiving_ip, sending_mta_ip, receiving_mx_helo,
-			         additional_information, failure_reason_code`), id)
+		rows, err := stDet.QueryContext(ctx, id)
 		if err != nil {
 			return nil, s.errorf("read failure details: %w", err)
 		}
@@ -422,6 +463,32 @@ func (s *Store) Policies(ctx context.Context, dd DomainDay) ([]tlsrpt.PolicyResu
 		}
 	}
 	return out, nil
+}
+
+// readStmts returns the prepared statements of Policies, prepared on
+// first use (database/sql re-prepares them per connection as needed).
+func (s *Store) readStmts(ctx context.Context) (policies, details *sql.Stmt, err error) {
+	s.prepMu.Lock()
+	defer s.prepMu.Unlock()
+	if s.stPolicies == nil {
+		p, err := s.r.PrepareContext(ctx, s.d.rebind(`SELECT id, policy_type, policy_string, mx_host, successful, failed
+		FROM outgoing_policies WHERE policy_domain = ? AND day = ? ORDER BY policy_type, policy_key`))
+		if err != nil {
+			return nil, nil, s.errorf("prepare: %w", err)
+		}
+		d, err := s.r.PrepareContext(ctx, s.d.rebind(`SELECT result_type, sending_mta_ip, receiving_mx_hostname,
+			receiving_mx_helo, receiving_ip, additional_information, failure_reason_code, sessions
+			FROM outgoing_failures WHERE policy = ?
+			ORDER BY result_type, receiving_mx_hostname, receiving_ip, sending_mta_ip, receiving_mx_helo,
+			         additional_information, failure_reason_code`))
+		if err != nil {
+			p.Close()
+			return nil, nil, s.errorf("prepare: %w", err)
+		}
+		s.stPolicies, s.stDetails = p, d
+		s.closers = append([]io.Closer{p, d}, s.closers...)
+	}
+	return s.stPolicies, s.stDetails, nil
 }
 
 // Pending lists the (domain, day) pairs before the day of before that

@@ -14,6 +14,9 @@ type SendConfig struct {
 	// smtp_tlsrpt_socket_name); SocketMode its permissions in octal.
 	Socket     string `yaml:"socket"`
 	SocketMode string `yaml:"socket_mode"`
+	// PostfixLog is the mail log file to follow for smtp(8) delivery
+	// results (a Postfix without libtlsrpt); "" follows none.
+	PostfixLog string `yaml:"postfix_log"`
 	// OrganizationName and ContactInfo go into every report
 	// (RFC 8460 §4.4); ContactInfo's domain is the report submitter.
 	OrganizationName string `yaml:"organization_name"`

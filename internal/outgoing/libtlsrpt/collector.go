@@ -150,10 +150,16 @@ func (c *Collector) Serve(ctx context.Context, conn *net.UnixConn) error {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			// A passing error (ENOBUFS and the like): note it, go on.
+			// A passing error (ENOBUFS and the like): note it, go on
+			// after a pause, so that a lasting one does not spin.
 			c.logger().Warn("tlsrpt collect: read", "err", err)
 			if errors.Is(err, syscall.EBADF) {
 				return err
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(100 * time.Millisecond):
 			}
 			continue
 		}
