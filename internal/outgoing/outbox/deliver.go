@@ -445,6 +445,9 @@ func (h *HTTPSPoster) Post(ctx context.Context, res dnsresolve.Resolver, dest st
 	req.Header.Set("User-Agent", ua)
 	resp, err := h.httpClient(res).Do(req)
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("POST %s: no answer within %v: %w", u.Redacted(), h.timeout(), context.DeadlineExceeded)
+		}
 		return fmt.Errorf("POST %s: %w", u.Redacted(), err)
 	}
 	defer resp.Body.Close()
