@@ -54,6 +54,7 @@ Subcommands:
   show       one report by report-id, with its repairs, problems and raw input
   rejected   input that was not stored as a report, and why
   prune      delete reports, their rollup and rejected input before a day
+  outbox     the reports this site sends: pending, sent, failed, suppressed; send, retry
 
 The database is --db sqlite:PATH or --db postgres://USER@HOST/DB (add
 ?search_path=SCHEMA for another schema). The default is SQLite at
@@ -82,6 +83,8 @@ func runTLSRPT(ctx context.Context, env Env, args []string) int {
 		return runTLSRPTQuery(ctx, env, args[0], args[1:])
 	case "prune":
 		return runTLSRPTPrune(ctx, env, args[1:])
+	case "outbox":
+		return runTLSRPTOutbox(ctx, env, args[1:])
 	}
 	fmt.Fprintf(env.Stderr, "mailsts tlsrpt: unknown subcommand %q\n", args[0])
 	return ExitUsage

@@ -60,6 +60,8 @@ type Config struct {
 		RateLimit float64 `yaml:"rate_limit"`
 		RateBurst int     `yaml:"rate_burst"`
 	} `yaml:"serve"`
+	// Delivery is how the reports this site sends are delivered.
+	Delivery DeliveryConfig `yaml:"delivery"`
 }
 
 // LoadConfig reads the YAML file at path; unknown keys are errors. An
