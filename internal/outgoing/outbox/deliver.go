@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/mail"
 	"net/netip"
 	"net/smtp"
 	"net/textproto"
@@ -193,6 +194,10 @@ func (m *Mailer) Deliver(ctx context.Context, r Report, to string, now time.Time
 	if to == "" {
 		return permanent(errors.New("not a usable mailto address"))
 	}
+	// RFC 8460 §3's own example, mailto:tls%2Creports@…, decodes to a
+	// local part that must be quoted in headers and SMTP commands (a bare
+	// comma would also split it into two recipients).
+	to = quoteAddress(to)
 	from, msg, err := m.Compose(r, to, now)
 	if err != nil {
 		return err
@@ -201,6 +206,15 @@ func (m *Mailer) Deliver(ctx context.Context, r Report, to string, now time.Time
 		return m.sendmail(ctx, from, to, msg)
 	}
 	return m.smtp(ctx, from, to, msg)
+}
+
+// quoteAddress returns addr as an RFC 5322 addr-spec, quoting the local
+// part when it holds specials; an address that already parses is kept.
+func quoteAddress(addr string) string {
+	if a, err := mail.ParseAddress(addr); err == nil && a.Name == "" && a.Address == addr {
+		return addr
+	}
+	return strings.TrimSuffix(strings.TrimPrefix((&mail.Address{Address: addr}).String(), "<"), ">")
 }
 
 func (m *Mailer) timeout() time.Duration {
