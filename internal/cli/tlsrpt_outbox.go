@@ -25,8 +25,8 @@ reached every rua of its domain's _smtp._tls record, looked up when the
 report is due: mailto: as DKIM-signed mail through delivery.mail.relay or
 sendmail, https: as a POST of application/tlsrpt+gzip. Failed deliveries
 are retried with growing waits (delivery.retry_base up to retry_max) and
-given up after delivery.max_age; SMTP 5xx, HTTP 413/415 and reports above
-a size limit are given up at once. A destination failing on
+given up after delivery.max_age (24h); SMTP 5xx and reports above a size
+limit are given up at once, every HTTP status but 2xx is retried. A destination failing on
 delivery.suppress_after_days consecutive days is suppressed.
 
 Actions (default list):
@@ -266,6 +266,11 @@ func NewOutbox(cfg *reports.Config, st *outbox.Store, log *slog.Logger) (*outbox
 	default:
 		return nil, fmt.Errorf("delivery.mail.starttls %q: want required, opportunistic or off", m.StartTLS)
 	}
+	switch d.HTTPSVerify {
+	case "", "log", "require":
+	default:
+		return nil, fmt.Errorf("delivery.https_verify %q: want log or require", d.HTTPSVerify)
+	}
 	if m.PasswordFile != "" {
 		b, err := os.ReadFile(m.PasswordFile)
 		if err != nil {
@@ -290,7 +295,7 @@ func NewOutbox(cfg *reports.Config, st *outbox.Store, log *slog.Logger) (*outbox
 		Store:    st,
 		Resolver: res,
 		Mail:     mailer,
-		HTTP:     &outbox.HTTPSPoster{RootCAs: roots, Timeout: d.HTTPTimeout},
+		HTTP:     &outbox.HTTPSPoster{RootCAs: roots, Timeout: d.HTTPTimeout, RequireValidCertificates: d.HTTPSVerify == "require", Logger: log},
 		Logger:   log,
 		Config: outbox.Config{Spread: d.Spread, RetryBase: d.RetryBase, RetryMax: d.RetryMax, MaxAge: d.MaxAge, Lease: d.Lease,
 			MaxSize: d.MaxSize, SuppressAfterDays: d.SuppressAfterDays, Workers: d.Workers},

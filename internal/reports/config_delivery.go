@@ -32,6 +32,9 @@ type DeliveryConfig struct {
 	// HTTPTimeout bounds one HTTPS POST; CAFile adds trusted roots.
 	HTTPTimeout time.Duration `yaml:"http_timeout"`
 	CAFile      string        `yaml:"ca_file"`
+	// HTTPSVerify is "log" (default: a certificate that does not verify
+	// is logged and the report posted anyway, RFC 8460 §3) or "require".
+	HTTPSVerify string `yaml:"https_verify"`
 	Mail        struct {
 		From         string        `yaml:"from"`
 		Relay        string        `yaml:"relay"`

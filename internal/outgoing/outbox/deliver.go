@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/mail"
@@ -33,13 +34,14 @@ import (
 )
 
 // ErrPermanent marks a delivery failure that retrying cannot fix (an SMTP
-// 5xx reply, HTTP 413 or 415, a report above a size limit): the delivery
+// 5xx reply, a report above a size limit): the delivery
 // is given up at once. Test with Permanent.
 var ErrPermanent = errors.New("permanent failure")
 
 // ErrTooLarge means the destination refuses a report of this size (SMTP
-// SIZE extension, HTTP 413, delivery.max_size). It wraps ErrPermanent.
-var ErrTooLarge = fmt.Errorf("%w: report too large for the destination", ErrPermanent)
+// SIZE extension or 552, HTTP 413). Over SMTP it comes with ErrPermanent;
+// over HTTPS it is retried (RPT-HTTP-3).
+var ErrTooLarge = errors.New("report too large for the destination")
 
 func permanent(err error) error { return fmt.Errorf("%w: %w", ErrPermanent, err) }
 
@@ -229,7 +231,7 @@ func smtpErr(step string, err error) error {
 	var te *textproto.Error
 	if errors.As(err, &te) && te.Code >= 500 && te.Code < 600 {
 		if te.Code == 552 || te.Code == 523 {
-			return fmt.Errorf("relay %s: %w: %w", step, ErrTooLarge, err)
+			return fmt.Errorf("relay %s: %w: %w: %w", step, ErrPermanent, ErrTooLarge, err)
 		}
 		return fmt.Errorf("relay %s: %w: %w", step, ErrPermanent, err)
 	}
@@ -296,7 +298,7 @@ func (m *Mailer) smtp(ctx context.Context, from, to string, msg []byte) error {
 	// send them only to be refused.
 	if ok, p := c.Extension("SIZE"); ok {
 		if n, err := strconv.ParseInt(strings.TrimSpace(p), 10, 64); err == nil && n > 0 && int64(len(msg)) > n {
-			return fmt.Errorf("relay %s: message of %d bytes above its SIZE %d: %w", m.Relay, len(msg), n, ErrTooLarge)
+			return fmt.Errorf("relay %s: message of %d bytes above its SIZE %d: %w: %w", m.Relay, len(msg), n, ErrPermanent, ErrTooLarge)
 		}
 	}
 	if err := c.Mail(from); err != nil {
@@ -376,9 +378,24 @@ type HTTPSPoster struct {
 	Client *http.Client
 	// UserAgent of the requests; empty means "mailsts".
 	UserAgent string
+	// RequireValidCertificates refuses destinations whose certificate
+	// does not verify. RFC 8460 §3 lets a reporter ignore certificate
+	// errors when posting (RPT-HTTP-4); by default such a POST is logged
+	// and made anyway, since the report is about TLS trouble in the first
+	// place. It has no effect on an injected Client.
+	RequireValidCertificates bool
+	Logger                   *slog.Logger
 
-	once   sync.Once
-	client *http.Client
+	once     sync.Once
+	client   *http.Client
+	insecure *http.Client
+}
+
+func (h *HTTPSPoster) log() *slog.Logger {
+	if h.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return h.Logger
 }
 
 func (h *HTTPSPoster) timeout() time.Duration {
@@ -403,9 +420,16 @@ func (h *HTTPSPoster) httpClient(res dnsresolve.Resolver) *http.Client {
 				IdleConnTimeout:       time.Minute,
 			}
 			h.client = &http.Client{Transport: tr}
+			itr := tr.Clone()
+			itr.TLSClientConfig.InsecureSkipVerify = true
+			h.insecure = &http.Client{Transport: itr}
 		}
-		h.client.Timeout = h.timeout()
-		h.client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		for _, c := range []*http.Client{h.client, h.insecure} {
+			if c != nil {
+				c.Timeout = h.timeout()
+				c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+			}
+		}
 	})
 	return h.client
 }
@@ -458,6 +482,18 @@ func (h *HTTPSPoster) Post(ctx context.Context, res dnsresolve.Resolver, dest st
 	}
 	req.Header.Set("User-Agent", ua)
 	resp, err := h.httpClient(res).Do(req)
+	var cve *tls.CertificateVerificationError
+	if err != nil && errors.As(err, &cve) && h.insecure != nil && !h.RequireValidCertificates {
+		// RPT-HTTP-4: log the certificate error and post anyway.
+		h.log().Warn("report destination's certificate does not verify; posting anyway", "url", u.Redacted(), "err", cve)
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(r.Body))
+		if err != nil {
+			return permanent(err)
+		}
+		req.Header.Set("Content-Type", tlsrpt.MediaTypeGzip)
+		req.Header.Set("User-Agent", ua)
+		resp, err = h.insecure.Do(req)
+	}
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("POST %s: no answer within %v: %w", u.Redacted(), h.timeout(), context.DeadlineExceeded)
@@ -477,9 +513,10 @@ func (h *HTTPSPoster) Post(ctx context.Context, res dnsresolve.Resolver, dest st
 		// would send reports where the domain's record does not say.
 		return fmt.Errorf("POST %s: %s, redirect to %q not followed", u.Redacted(), resp.Status, printable([]byte(resp.Header.Get("Location")), 200))
 	case resp.StatusCode == http.StatusRequestEntityTooLarge:
+		// RPT-HTTP-3: every other status is a failure to retry, 413
+		// included (the receiver's limit may change; the give-up age
+		// bounds the cost).
 		return fmt.Errorf("POST %s: %s %s: %w", u.Redacted(), resp.Status, text, ErrTooLarge)
-	case resp.StatusCode == http.StatusUnsupportedMediaType:
-		return fmt.Errorf("POST %s: %s %s: %w", u.Redacted(), resp.Status, text, ErrPermanent)
 	}
 	return fmt.Errorf("POST %s: %s %s", u.Redacted(), resp.Status, text)
 }

@@ -26,7 +26,8 @@ func runPass(t testing.TB, o *Outbox) PassResult {
 
 // TestHostileHTTPS: destinations that hang, refuse, redirect, fail or
 // refuse the size each end in a clear state after one attempt, without a
-// second POST and without following a redirect (RPT-HTTP).
+// second POST and without following a redirect; every 2xx is success,
+// every other status a failure to retry (RPT-HTTP-3, RPT-DELIV-5).
 func TestHostileHTTPS(t *testing.T) {
 	t.Parallel()
 	target := newPostCounter(t) // where a redirect points
@@ -65,8 +66,12 @@ func TestHostileHTTPS(t *testing.T) {
 		{"permanent redirect", status(http.StatusPermanentRedirect, "Location", target.URL()), "", StateRetrying, "not followed"},
 		{"500", status(http.StatusInternalServerError), "", StateRetrying, "500"},
 		{"429", status(http.StatusTooManyRequests), "", StateRetrying, "429"},
-		{"413", status(http.StatusRequestEntityTooLarge), "", StateGivenUp, "too large"},
-		{"415", status(http.StatusUnsupportedMediaType), "", StateGivenUp, "415"},
+		{"400", status(http.StatusBadRequest), "", StateRetrying, "400"},
+		{"413", status(http.StatusRequestEntityTooLarge), "", StateRetrying, "too large"},
+		{"415", status(http.StatusUnsupportedMediaType), "", StateRetrying, "415"},
+		{"200", status(http.StatusOK), "", StateSent, ""},
+		{"202", status(http.StatusAccepted), "", StateSent, ""},
+		{"204", status(http.StatusNoContent), "", StateSent, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -92,8 +97,8 @@ func TestHostileHTTPS(t *testing.T) {
 			if tc.state == StateRetrying && !e.NextAttempt.Equal(t0.Add(DefaultRetryBase)) {
 				t.Errorf("next attempt %v, want %v", e.NextAttempt, t0.Add(DefaultRetryBase))
 			}
-			if tc.state == StateGivenUp && !e.NextAttempt.IsZero() {
-				t.Errorf("given up but next attempt %v", e.NextAttempt)
+			if tc.state == StateSent && (e.SentAt.IsZero() || !e.NextAttempt.IsZero()) {
+				t.Errorf("sent at %v, next attempt %v", e.SentAt, e.NextAttempt)
 			}
 			// Nothing more is due at the same instant.
 			if res := runPass(t, o); res != (PassResult{}) {

@@ -12,8 +12,9 @@
 // workers, processes or nodes sharing one database never send it twice at
 // once, and a delivery whose worker died is attempted again once the
 // lease expires. Failures are retried with exponential back-off and
-// given up after Config.MaxAge; permanent failures (SMTP 5xx, HTTP 413
-// and 415, a report above a size limit) are given up at once. A
+// given up after Config.MaxAge (24 hours by default, RPT-DELIV-5);
+// permanent failures (SMTP 5xx, a report above a size limit) are given up
+// at once, while every HTTP status but 2xx is retried (RPT-HTTP-3). A
 // destination that fails on Config.SuppressAfterDays consecutive UTC days
 // is suppressed until cleared ([Store.Unsuppress]).
 //
@@ -27,7 +28,11 @@
 //     and Auto-Submitted: auto-generated, DKIM-signed without l=
 //     (RPT-MAIL-1..5); the SMTP SIZE extension is honoured.
 //   - RFC 8460 §5.4: HTTPS is a POST of application/tlsrpt+gzip; 2xx is
-//     success; redirects are not followed.
+//     success; redirects are not followed (RPT-HTTP-1..3); certificate
+//     errors are logged and the POST is made anyway unless configured
+//     otherwise (RPT-HTTP-4).
+//   - RFC 8460 §3: each usable rua gets the report; the report counts as
+//     delivered once one of them accepted it (RPT-DELIV-7).
 //
 // Report deliveries must not be counted in reports themselves: mail
 // leaves with a Message-ID starting with [MessageIDPrefix]

@@ -172,3 +172,35 @@ func TestRetryReportAndPrune(t *testing.T) {
 		t.Error("retry of a bad id accepted")
 	}
 }
+
+// TestHTTPSBadCertificate: a destination whose certificate does not verify
+// gets the report anyway, logged (RPT-HTTP-4), unless valid certificates
+// are required.
+func TestHTTPSBadCertificate(t *testing.T) {
+	t.Parallel()
+	for _, require := range []bool{false, true} {
+		t.Run(strconv.FormatBool(require), func(t *testing.T) {
+			t.Parallel()
+			pc := newPostCounter(t)
+			s := openSQLite(t)
+			o := &Outbox{Store: s, Resolver: fakeDNS(map[string]string{"policy.example": rua(pc.URL())}),
+				HTTP: &HTTPSPoster{RootCAs: x509.NewCertPool(), RequireValidCertificates: require}, // trusts nothing
+				Now:  newClock(t0).Now, Config: Config{DisableSpread: true}}
+			if err := o.Enqueue(context.Background(), testReport(t, "policy.example")); err != nil {
+				t.Fatal(err)
+			}
+			runPass(t, o)
+			e := only(t, s)
+			want, posts := StateSent, int32(1)
+			if require {
+				want, posts = StateRetrying, 0
+			}
+			if e.State != want || pc.total.Load() != posts {
+				t.Fatalf("state %s (%q), %d posts; want %s", e.State, e.LastError, pc.total.Load(), want)
+			}
+			if require && !strings.Contains(e.LastError, "certificate") {
+				t.Errorf("error %q does not name the certificate", e.LastError)
+			}
+		})
+	}
+}

@@ -22,7 +22,7 @@ const (
 	DefaultSpread        = 4 * time.Hour
 	DefaultRetryBase     = 5 * time.Minute
 	DefaultRetryMax      = 4 * time.Hour
-	DefaultMaxAge        = 48 * time.Hour
+	DefaultMaxAge        = 24 * time.Hour // RPT-DELIV-5: retry for up to 24 hours
 	DefaultLease         = 15 * time.Minute
 	DefaultMaxSize       = 10 << 20
 	DefaultSuppressDays  = 3
