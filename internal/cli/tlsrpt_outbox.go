@@ -215,7 +215,7 @@ func runTLSRPTOutbox(ctx context.Context, env Env, args []string) int {
 	}
 	if *asJSON {
 		return printJSON(env, map[string]int{"resolved": res.Resolved, "sent": res.Sent, "retrying": res.Retrying,
-			"given_up": res.GivenUp, "suppressed": res.Suppressed, "lease_lost": res.LeaseLost})
+			"given_up": res.GivenUp, "suppressed": res.Suppressed, "lease_lost": res.LeaseLost, "pruned": res.Pruned})
 	}
 	fmt.Fprintf(env.Stdout, "looked up %d records; sent %d, failed %d (will retry), gave up %d, suppressed %d\n",
 		res.Resolved, res.Sent, res.Retrying, res.GivenUp, res.Suppressed)
@@ -298,6 +298,6 @@ func NewOutbox(cfg *reports.Config, st *outbox.Store, log *slog.Logger) (*outbox
 		HTTP:     &outbox.HTTPSPoster{RootCAs: roots, Timeout: d.HTTPTimeout, RequireValidCertificates: d.HTTPSVerify == "require", Logger: log},
 		Logger:   log,
 		Config: outbox.Config{Spread: d.Spread, RetryBase: d.RetryBase, RetryMax: d.RetryMax, MaxAge: d.MaxAge, Lease: d.Lease,
-			MaxSize: d.MaxSize, SuppressAfterDays: d.SuppressAfterDays, Workers: d.Workers},
+			MaxSize: d.MaxSize, SuppressAfterDays: d.SuppressAfterDays, Workers: d.Workers, Keep: d.Keep},
 	}, nil
 }

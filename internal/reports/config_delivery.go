@@ -29,6 +29,8 @@ type DeliveryConfig struct {
 	SuppressAfterDays int `yaml:"suppress_after_days"`
 	// Workers deliver in parallel.
 	Workers int `yaml:"workers"`
+	// Keep is how long finished reports stay listed; negative: forever.
+	Keep time.Duration `yaml:"keep"`
 	// HTTPTimeout bounds one HTTPS POST; CAFile adds trusted roots.
 	HTTPTimeout time.Duration `yaml:"http_timeout"`
 	CAFile      string        `yaml:"ca_file"`

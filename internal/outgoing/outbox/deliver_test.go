@@ -144,7 +144,7 @@ func TestBackoffAndGiveUp(t *testing.T) {
 		pc := newPostCounter(t)
 		pc.status.Store(http.StatusServiceUnavailable)
 		clk := newClock(t0)
-		cfg := Config{DisableSpread: true, RetryBase: 5 * time.Minute, RetryMax: 4 * time.Hour, MaxAge: 48 * time.Hour, SuppressAfterDays: -1}
+		cfg := Config{DisableSpread: true, RetryBase: 5 * time.Minute, RetryMax: 4 * time.Hour, MaxAge: 48 * time.Hour, SuppressAfterDays: -1, Keep: -1}
 		o := &Outbox{Store: s, Resolver: fakeDNS(map[string]string{"policy.example": rua(pc.URL())}), HTTP: pc.poster(), Now: clk.Now, Config: cfg}
 		r := testReport(t, "policy.example")
 		if err := o.Enqueue(context.Background(), r); err != nil {

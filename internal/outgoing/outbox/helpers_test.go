@@ -116,10 +116,11 @@ type postCounter struct {
 	posts  map[string]int // by policy domain in the file name… by body hash
 	total  atomic.Int32
 	types  []string
+	got    chan struct{} // a token after each POST (buffer 1)
 }
 
 func newPostCounter(t testing.TB) *postCounter {
-	pc := &postCounter{posts: map[string]int{}}
+	pc := &postCounter{posts: map[string]int{}, got: make(chan struct{}, 1)}
 	pc.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		buf := new(strings.Builder)
 		js, _, err := tlsrpt.Decode(r.Body, r.Header.Get("Content-Type"), tlsrpt.Limits{})
@@ -134,6 +135,10 @@ func newPostCounter(t testing.TB) *postCounter {
 		pc.posts[buf.String()]++
 		pc.types = append(pc.types, r.Header.Get("Content-Type"))
 		pc.mu.Unlock()
+		select {
+		case pc.got <- struct{}{}:
+		default:
+		}
 		st := int(pc.status.Load())
 		if st == 0 {
 			st = http.StatusCreated

@@ -161,8 +161,13 @@ func TestRetryReportAndPrune(t *testing.T) {
 		t.Fatalf("after retry: %+v", res)
 	}
 	clk.Add(10 * 24 * time.Hour)
-	if n, err := s.Prune(ctx, clk.Now()); err != nil || n != 1 {
-		t.Fatalf("prune: %d %v", n, err)
+	if n, err := s.Prune(ctx, clk.Now().Add(-11*24*time.Hour)); err != nil || n != 0 {
+		t.Fatalf("prune of nothing old enough: %d %v", n, err)
+	}
+	// A pass deletes finished reports older than Config.Keep (30 days).
+	clk.Add(21 * 24 * time.Hour)
+	if res := runPass(t, o); res.Pruned != 1 {
+		t.Fatalf("pass after 31 days: %+v", res)
 	}
 	es := entries(t, s)
 	if len(es) != 1 || es[0].PolicyDomain != "other.example" {
@@ -202,5 +207,33 @@ func TestHTTPSBadCertificate(t *testing.T) {
 				t.Errorf("error %q does not name the certificate", e.LastError)
 			}
 		})
+	}
+}
+
+// TestRun: Run passes until its context ends.
+func TestRun(t *testing.T) {
+	t.Parallel()
+	srv := newPostCounter(t)
+	s := openSQLite(t)
+	r := testReport(t, "policy.example")
+	o := &Outbox{Store: s, Resolver: fakeDNS(map[string]string{"policy.example": rua(srv.URL())}), HTTP: srv.poster(),
+		Now: newClock(t0).Now, Config: Config{DisableSpread: true}}
+	if err := o.Enqueue(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- o.Run(ctx, time.Millisecond) }()
+	select {
+	case <-srv.got:
+	case <-time.After(time.Minute):
+		t.Fatal("Run delivered nothing within a minute")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if srv.count(r.ReportID) != 1 {
+		t.Errorf("%d posts", srv.count(r.ReportID))
 	}
 }

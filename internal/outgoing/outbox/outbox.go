@@ -29,6 +29,7 @@ const (
 	DefaultWorkers       = 2
 	DefaultHTTPTimeout   = 2 * time.Minute
 	DefaultMaxPerPass    = 10000
+	DefaultKeep          = 30 * 24 * time.Hour
 	maxHTTPResponseBytes = 4096
 )
 
@@ -58,6 +59,10 @@ type Config struct {
 	Workers int
 	// DisableSpread sends reports as soon as their day is over.
 	DisableSpread bool
+	// Keep is how long finished reports (every delivery sent or given up)
+	// stay listed before a pass deletes them; default 30 days, negative
+	// keeps them forever.
+	Keep time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -82,6 +87,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Workers <= 0 {
 		c.Workers = DefaultWorkers
+	}
+	if c.Keep == 0 {
+		c.Keep = DefaultKeep
 	}
 	return c
 }
@@ -189,6 +197,7 @@ type PassResult struct {
 	GivenUp    int
 	Suppressed int
 	LeaseLost  int
+	Pruned     int // finished reports deleted (Config.Keep)
 }
 
 func (p *PassResult) add(q PassResult) {
@@ -252,6 +261,13 @@ func (o *Outbox) RunOnce(ctx context.Context) (PassResult, error) {
 		})
 	}
 	wg.Wait()
+	if firstErr == nil && cfg.Keep > 0 {
+		n, err := o.Store.Prune(ctx, o.now().Add(-cfg.Keep))
+		if err != nil {
+			return total, err
+		}
+		total.Pruned = int(n)
+	}
 	return total, firstErr
 }
 
