@@ -115,7 +115,19 @@ func LoadDKIMKey(path string) (crypto.Signer, error) {
 	return s, nil
 }
 
-// StartTLS modes of the relay connection.
+// isLoopback reports whether host is localhost or a loopback address.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
+}
+
+// StartTLS modes of the relay connection: required (STARTTLS and a
+// certificate that verifies for the relay's name), opportunistic
+// (STARTTLS when offered, the certificate not checked) or off. Empty
+// means off for a relay on loopback, else required.
 const (
 	StartTLSRequired      = "required"
 	StartTLSOpportunistic = "opportunistic"
@@ -133,7 +145,8 @@ type Mailer struct {
 	DKIM *DKIMSigner
 	// Relay is the SMTP relay's host:port; empty runs Sendmail instead.
 	Relay string
-	// StartTLS is required (default), opportunistic or off.
+	// StartTLS is required, opportunistic or off (see StartTLSRequired);
+	// empty means off for a loopback relay, else required.
 	StartTLS string
 	// TLSConfig for STARTTLS; nil verifies the relay's name against the
 	// system roots.
@@ -274,6 +287,11 @@ func (m *Mailer) smtp(ctx context.Context, from, to string, msg []byte) error {
 	mode := m.StartTLS
 	if mode == "" {
 		mode = StartTLSRequired
+		if isLoopback(host) {
+			// The local MTA: nothing to protect on the wire, and its
+			// certificate rarely names 127.0.0.1.
+			mode = StartTLSOff
+		}
 	}
 	if ok, _ := c.Extension("STARTTLS"); ok && mode != StartTLSOff {
 		tc := m.TLSConfig.Clone()
@@ -282,6 +300,9 @@ func (m *Mailer) smtp(ctx context.Context, from, to string, msg []byte) error {
 		}
 		if tc.ServerName == "" {
 			tc.ServerName = host
+		}
+		if mode == StartTLSOpportunistic {
+			tc.InsecureSkipVerify = true // encryption without authentication, like Postfix's "may"
 		}
 		if err := c.StartTLS(tc); err != nil {
 			return smtpErr("STARTTLS", err)

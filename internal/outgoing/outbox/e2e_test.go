@@ -143,3 +143,46 @@ func TestEndToEndIntoOwnReceiver(t *testing.T) {
 		t.Errorf("active recipients %v %v", rcpts, err)
 	}
 }
+
+// TestRelaySTARTTLSModes: a relay whose certificate does not verify is
+// refused with starttls required and used with opportunistic; a loopback
+// relay without STARTTLS is fine by default and refused when TLS is
+// required.
+func TestRelaySTARTTLSModes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	n, err := testnet.Start(ctx, &testnet.Scenario{Domains: []testnet.Domain{
+		{Name: "relay.example", MX: []testnet.MXHost{{Name: "mx.relay.example", Cert: testnet.CertSelfSigned}}},
+	}}, testnet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	ip, _ := n.MXAddr("mx.relay.example")
+	selfSigned := net.JoinHostPort(ip.String(), strconv.Itoa(n.SMTPPort()))
+	plain := newFakeRelay(t, 0, 0, 0) // on 127.0.0.1, no STARTTLS
+	r := testReport(t, "policy.example")
+	for _, tc := range []struct {
+		relay, mode string
+		ok          bool
+		want        string
+	}{
+		{selfSigned, StartTLSRequired, false, "certificate"},
+		{selfSigned, StartTLSOpportunistic, true, ""},
+		{plain.Addr(), "", true, ""},
+		{plain.Addr(), StartTLSRequired, false, "no STARTTLS"},
+	} {
+		m := &Mailer{Relay: tc.relay, StartTLS: tc.mode, HelloName: "sender.example",
+			TLSConfig: &tls.Config{RootCAs: n.RootCAs(), ServerName: "mx.relay.example"}}
+		err := m.Deliver(ctx, r, "tlsrpt@policy.example", t0)
+		if (err == nil) != tc.ok || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("relay %s starttls %q: %v", tc.relay, tc.mode, err)
+		}
+	}
+	if got := len(n.Received("mx.relay.example")); got != 1 {
+		t.Errorf("self-signed relay received %d messages, want 1", got)
+	}
+	if got := len(plain.messages()); got != 1 {
+		t.Errorf("plain relay received %d messages, want 1", got)
+	}
+}
