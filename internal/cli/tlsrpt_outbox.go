@@ -260,7 +260,7 @@ func NewOutbox(cfg *reports.Config, st *outbox.Store, log *slog.Logger) (*outbox
 	}
 	m := d.Mail
 	mailer := &outbox.Mailer{From: m.From, Relay: m.Relay, StartTLS: m.StartTLS, Username: m.Username,
-		HelloName: m.HelloName, Sendmail: m.Sendmail, Timeout: m.Timeout, TLSConfig: &tls.Config{RootCAs: roots}}
+		HelloName: m.HelloName, Sendmail: m.Sendmail, Timeout: m.Timeout, TLSConfig: &tls.Config{RootCAs: roots}, Resolver: res}
 	switch m.StartTLS {
 	case "", outbox.StartTLSRequired, outbox.StartTLSOpportunistic, outbox.StartTLSOff:
 	default:

@@ -160,8 +160,10 @@ type Mailer struct {
 	Timeout time.Duration
 	// Sendmail is the sendmail binary (default /usr/sbin/sendmail).
 	Sendmail string
-	// Dial connects to the relay; nil means net.Dialer.
-	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Dial connects to the relay; nil means net.Dialer, with a relay host
+	// name resolved through Resolver when set.
+	Dial     func(ctx context.Context, network, addr string) (net.Conn, error)
+	Resolver dnsresolve.Resolver
 }
 
 // Compose builds the signed report mail for one recipient.
@@ -256,7 +258,7 @@ func (m *Mailer) smtp(ctx context.Context, from, to string, msg []byte) error {
 	defer cancel()
 	dial := m.Dial
 	if dial == nil {
-		dial = (&net.Dialer{}).DialContext
+		dial = resolvingDialer(m.Resolver)
 	}
 	conn, err := dial(ctx, "tcp", m.Relay)
 	if err != nil {
@@ -488,7 +490,11 @@ func (h *HTTPSPoster) Post(ctx context.Context, res dnsresolve.Resolver, dest st
 	if err != nil || !strings.EqualFold(u.Scheme, "https") {
 		return permanent(fmt.Errorf("not an https URI: %q", dest))
 	}
-	ctx, cancel := context.WithTimeout(ctx, h.timeout())
+	limit := h.timeout()
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < limit {
+		limit = time.Until(dl).Round(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(r.Body))
 	if err != nil {
@@ -517,7 +523,7 @@ func (h *HTTPSPoster) Post(ctx context.Context, res dnsresolve.Resolver, dest st
 	}
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("POST %s: no answer within %v: %w", u.Redacted(), h.timeout(), context.DeadlineExceeded)
+			return fmt.Errorf("POST %s: no answer within %v: %w", u.Redacted(), limit, context.DeadlineExceeded)
 		}
 		return fmt.Errorf("POST %s: %w", u.Redacted(), err)
 	}

@@ -7,6 +7,9 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -235,5 +238,33 @@ func TestRun(t *testing.T) {
 	}
 	if srv.count(r.ReportID) != 1 {
 		t.Errorf("%d posts", srv.count(r.ReportID))
+	}
+}
+
+// TestAttemptBoundedByLease: an attempt that would outlast the lease is
+// cut at 90% of it, so no other worker can claim the delivery while it is
+// under way; it is then retried like any failure.
+func TestAttemptBoundedByLease(t *testing.T) {
+	t.Parallel()
+	stop := make(chan struct{})
+	hang := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		select {
+		case <-r.Context().Done():
+		case <-stop:
+		}
+	}))
+	t.Cleanup(hang.Close)
+	t.Cleanup(func() { close(stop) })
+	s := openSQLite(t)
+	o := &Outbox{Store: s, Resolver: fakeDNS(map[string]string{"policy.example": rua(hang.URL + "/")}),
+		HTTP: &HTTPSPoster{Client: hang.Client(), Timeout: time.Hour}, // the lease, not the HTTP timeout, ends it
+		Now:  newClock(t0).Now, Config: Config{DisableSpread: true, Lease: 300 * time.Millisecond}}
+	if err := o.Enqueue(context.Background(), testReport(t, "policy.example")); err != nil {
+		t.Fatal(err)
+	}
+	runPass(t, o)
+	if e := only(t, s); e.State != StateRetrying || e.Attempts != 1 {
+		t.Fatalf("%+v", e)
 	}
 }

@@ -359,7 +359,11 @@ func (o *Outbox) deliver(ctx context.Context, cfg Config, c *Claimed) (PassResul
 		oc = outcome{State: StateGivenUp, Error: fmt.Sprintf("report of %d bytes is above the delivery size limit of %d bytes", len(c.Report.Body), cfg.MaxSize)}
 		res.GivenUp++
 	default:
-		err := o.send(ctx, c)
+		// The attempt ends well within the lease, so that no other worker
+		// can take the delivery over while it is still under way.
+		actx, cancel := context.WithTimeout(ctx, cfg.Lease*9/10)
+		err := o.send(actx, c)
+		cancel()
 		now := o.now()
 		switch {
 		case err == nil:

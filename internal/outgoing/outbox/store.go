@@ -215,7 +215,7 @@ func (s *Store) claimReport(ctx context.Context, owner string, now time.Time, le
 		WHERE id = (SELECT id FROM outbox_reports WHERE `+due+` ORDER BY next_attempt, id LIMIT 1`+s.skipLocked()+`)
 		AND `+due+`
 		RETURNING id, policy_domain, report_id, attempts, age_from`),
-		owner, now.Add(lease).Unix(), now.Unix(), now.Unix(), now.Unix(), now.Unix(), now.Unix())
+		owner, ceilUnix(now.Add(lease)), now.Unix(), now.Unix(), now.Unix(), now.Unix(), now.Unix())
 	var c claimedReport
 	var age int64
 	err := row.Scan(&c.ID, &c.PolicyDomain, &c.ReportID, &c.Attempts, &age)
@@ -301,7 +301,7 @@ func (s *Store) claimDelivery(ctx context.Context, owner string, now time.Time, 
 		WHERE id = (SELECT id FROM outbox_deliveries WHERE `+due+` ORDER BY next_attempt, id LIMIT 1`+s.skipLocked()+`)
 		AND `+due+`
 		RETURNING id, report, destination, attempts, age_from`),
-		owner, now.Add(lease).Unix(), now.Unix(), now.Unix(), now.Unix(), now.Unix(), now.Unix()).
+		owner, ceilUnix(now.Add(lease)), now.Unix(), now.Unix(), now.Unix(), now.Unix(), now.Unix()).
 		Scan(&c.ID, &reportRow, &c.Destination, &c.Attempts, &age)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
@@ -415,6 +415,16 @@ func (s *Store) noteAttempt(ctx context.Context, tx *sql.Tx, dest string, o outc
 		}
 	}
 	return suppress, nil
+}
+
+// ceilUnix rounds t up to whole seconds: a lease is never shorter than
+// asked.
+func ceilUnix(t time.Time) int64 {
+	u := t.Unix()
+	if t.After(time.Unix(u, 0)) {
+		u++
+	}
+	return u
 }
 
 func clip(s string) string {
