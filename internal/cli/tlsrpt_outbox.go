@@ -46,7 +46,7 @@ state directory. See docs/tlsrpt-outbox.md.
 
 Examples:
   mailsts tlsrpt outbox --config /etc/mailsts/reports.yml
-  mailsts tlsrpt outbox --state failed-retrying,given-up --json
+  mailsts tlsrpt outbox --state failed --json
   mailsts tlsrpt outbox send --config /etc/mailsts/reports.yml
   mailsts tlsrpt outbox retry d42
   mailsts tlsrpt outbox suppress https://reports.example.net/tlsrpt --reason "answers 404"
@@ -65,7 +65,7 @@ func runTLSRPTOutbox(ctx context.Context, env Env, args []string) int {
 	config := fs.String("config", "", "YAML configuration `file` (optional; the delivery: section)")
 	db := fs.String("db", "", "outbox database: sqlite:`PATH` or postgres://… (default delivery.db, else outgoing.db in the state directory)")
 	asJSON := fs.Bool("json", false, "print JSON (snake_case keys)")
-	stateFlag := fs.String("state", "", "list only these `states`, comma-separated")
+	stateFlag := fs.String("state", "", "list only these `states`, comma-separated (failed means failed-retrying and given-up)")
 	limit := fs.Int("limit", 1000, "list at most `n` entries")
 	reason := fs.String("reason", "", "suppress: the `reason` shown in listings")
 	dnsServers := fs.String("dns", "", "send: DNS `servers`, comma-separated (default delivery.dns, dns, /etc/resolv.conf)")
@@ -103,6 +103,10 @@ func runTLSRPTOutbox(ctx context.Context, env Env, args []string) int {
 	if *stateFlag != "" {
 		for s := range strings.SplitSeq(*stateFlag, ",") {
 			st := outbox.State(strings.TrimSpace(s))
+			if st == "failed" {
+				states = append(states, outbox.StateRetrying, outbox.StateGivenUp)
+				continue
+			}
 			if !validState(st) {
 				return fail(ExitUsage, "--state %q: want one of %v", s, outbox.States)
 			}

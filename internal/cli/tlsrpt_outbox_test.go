@@ -90,6 +90,10 @@ func TestTLSRPTOutboxCLI(t *testing.T) {
 		t.Errorf("entry %v", es[0])
 	}
 	id := es[0]["id"].(string)
+	code, out, _ = runStdin(t, nil, state, "tlsrpt", "outbox", "--json", "--state", "failed", "--config", cfg)
+	if code != ExitOK || strings.TrimSpace(out) != "[]" {
+		t.Errorf("--state failed: %d %s", code, out)
+	}
 	if code, _, _ := runStdin(t, nil, state, "tlsrpt", "outbox", "retry", id, "--config", cfg); code != ExitFailure {
 		t.Errorf("retry of a sent delivery: exit %d, want 1", code)
 	}
