@@ -299,7 +299,7 @@ func NewOutbox(cfg *reports.Config, st *outbox.Store, log *slog.Logger) (*outbox
 		Store:    st,
 		Resolver: res,
 		Mail:     mailer,
-		HTTP:     &outbox.HTTPSPoster{RootCAs: roots, Timeout: d.HTTPTimeout, RequireValidCertificates: d.HTTPSVerify == "require", Logger: log},
+		HTTP:     &outbox.HTTPSPoster{RootCAs: roots, Timeout: d.HTTPTimeout, RequireValidCertificates: d.HTTPSVerify == "require", AllowPrivate: d.HTTPSAllowPrivate, Logger: log},
 		Logger:   log,
 		Config: outbox.Config{Spread: d.Spread, RetryBase: d.RetryBase, RetryMax: d.RetryMax, MaxAge: d.MaxAge, Lease: d.Lease,
 			MaxSize: d.MaxSize, SuppressAfterDays: d.SuppressAfterDays, Workers: d.Workers, Keep: d.Keep},

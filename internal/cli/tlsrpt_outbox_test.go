@@ -49,7 +49,7 @@ func TestTLSRPTOutboxCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(dir, "reports.yml")
-	if err := os.WriteFile(cfg, []byte("delivery:\n  dns: ["+n.DNSAddr()+"]\n  ca_file: "+ca+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte("delivery:\n  dns: ["+n.DNSAddr()+"]\n  ca_file: "+ca+"\n  https_allow_private: true\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 

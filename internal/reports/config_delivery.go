@@ -37,7 +37,10 @@ type DeliveryConfig struct {
 	// HTTPSVerify is "log" (default: a certificate that does not verify
 	// is logged and the report posted anyway, RFC 8460 §3) or "require".
 	HTTPSVerify string `yaml:"https_verify"`
-	Mail        struct {
+	// HTTPSAllowPrivate lets https rua reach loopback and private
+	// addresses (off: a published record cannot aim at this network).
+	HTTPSAllowPrivate bool `yaml:"https_allow_private"`
+	Mail              struct {
 		From         string        `yaml:"from"`
 		Relay        string        `yaml:"relay"`
 		StartTLS     string        `yaml:"starttls"`

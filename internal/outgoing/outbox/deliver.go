@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -407,7 +408,11 @@ type HTTPSPoster struct {
 	// and made anyway, since the report is about TLS trouble in the first
 	// place. It has no effect on an injected Client.
 	RequireValidCertificates bool
-	Logger                   *slog.Logger
+	// AllowPrivate lets https rua reach loopback, private, link-local
+	// and other non-public addresses. Off by default: a domain's record
+	// must not make this host POST to services on its own network.
+	AllowPrivate bool
+	Logger       *slog.Logger
 
 	once     sync.Once
 	client   *http.Client
@@ -435,7 +440,7 @@ func (h *HTTPSPoster) httpClient(res dnsresolve.Resolver) *http.Client {
 			h.client = &c
 		} else {
 			tr := &http.Transport{
-				DialContext:           resolvingDialer(res),
+				DialContext:           publicDialer(res, h.AllowPrivate),
 				TLSClientConfig:       &tls.Config{RootCAs: h.RootCAs, MinVersion: tls.VersionTLS12},
 				TLSHandshakeTimeout:   30 * time.Second,
 				ResponseHeaderTimeout: h.timeout(),
@@ -459,26 +464,63 @@ func (h *HTTPSPoster) httpClient(res dnsresolve.Resolver) *http.Client {
 
 // resolvingDialer resolves host names through the project's DNS layer.
 func resolvingDialer(res dnsresolve.Resolver) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return publicDialer(res, true)
+}
+
+// ErrNotPublic means an https rua's host is (or resolves to) an address
+// that is not public: loopback, private, link-local, unspecified or
+// multicast. It wraps ErrPermanent; HTTPSPoster.AllowPrivate allows them.
+var ErrNotPublic = fmt.Errorf("%w: destination address is not public", ErrPermanent)
+
+func public(a netip.Addr) bool {
+	a = a.Unmap()
+	return !(a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() ||
+		a.IsInterfaceLocalMulticast() || a.IsMulticast() || a.IsUnspecified())
+}
+
+// publicDialer resolves host names through the DNS layer (res nil: the
+// system's) and, unless allowPrivate, dials public addresses only.
+func publicDialer(res dnsresolve.Resolver, allowPrivate bool) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	var d net.Dialer
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		host, port, err := net.SplitHostPort(addr)
 		if err != nil {
 			return nil, err
 		}
-		if _, err := netip.ParseAddr(host); err == nil || res == nil {
-			return d.DialContext(ctx, network, addr)
+		var ips []netip.Addr
+		if ip, err := netip.ParseAddr(host); err == nil {
+			ips = []netip.Addr{ip}
+		} else if res == nil {
+			if allowPrivate {
+				return d.DialContext(ctx, network, addr)
+			}
+			ips, err = net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+			if err != nil {
+				return nil, fmt.Errorf("resolving %s: %w", host, err)
+			}
+		} else {
+			ips, _, err = res.LookupIP(ctx, host)
+			if err != nil {
+				return nil, fmt.Errorf("resolving %s: %w", host, err)
+			}
 		}
-		ips, _, err := res.LookupIP(ctx, host)
-		if err != nil {
-			return nil, fmt.Errorf("resolving %s: %w", host, err)
+		if len(ips) == 0 {
+			return nil, fmt.Errorf("resolving %s: no address", host)
 		}
 		var errs []error
 		for _, ip := range ips {
+			if !allowPrivate && !public(ip) {
+				errs = append(errs, fmt.Errorf("%s is not a public address", ip))
+				continue
+			}
 			c, err := d.DialContext(ctx, network, net.JoinHostPort(ip.String(), port))
 			if err == nil {
 				return c, nil
 			}
 			errs = append(errs, err)
+		}
+		if len(errs) == len(ips) && !allowPrivate && !slices.ContainsFunc(ips, public) {
+			return nil, fmt.Errorf("%s (%v): %w", host, ips, ErrNotPublic)
 		}
 		return nil, errors.Join(errs...)
 	}

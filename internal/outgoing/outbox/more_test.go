@@ -79,7 +79,7 @@ func TestHTTPSHostThroughDNS(t *testing.T) {
 	dns := fakeDNS(map[string]string{"policy.example": rua("https://example.com:" + strconv.Itoa(int(port)) + "/r")})
 	dns.SetIP("example.com", netip.MustParseAddr("127.0.0.1")) // the fake's answer, never the real name
 	s := openSQLite(t)
-	o := &Outbox{Store: s, Resolver: dns, HTTP: &HTTPSPoster{RootCAs: pool}, Now: newClock(t0).Now, Config: Config{DisableSpread: true}}
+	o := &Outbox{Store: s, Resolver: dns, HTTP: &HTTPSPoster{RootCAs: pool, AllowPrivate: true}, Now: newClock(t0).Now, Config: Config{DisableSpread: true}}
 	r := testReport(t, "policy.example")
 	if err := o.Enqueue(context.Background(), r); err != nil {
 		t.Fatal(err)
@@ -192,7 +192,7 @@ func TestHTTPSBadCertificate(t *testing.T) {
 			pc := newPostCounter(t)
 			s := openSQLite(t)
 			o := &Outbox{Store: s, Resolver: fakeDNS(map[string]string{"policy.example": rua(pc.URL())}),
-				HTTP: &HTTPSPoster{RootCAs: x509.NewCertPool(), RequireValidCertificates: require}, // trusts nothing
+				HTTP: &HTTPSPoster{RootCAs: x509.NewCertPool(), RequireValidCertificates: require, AllowPrivate: true}, // trusts nothing
 				Now:  newClock(t0).Now, Config: Config{DisableSpread: true}}
 			if err := o.Enqueue(context.Background(), testReport(t, "policy.example")); err != nil {
 				t.Fatal(err)
@@ -266,5 +266,42 @@ func TestAttemptBoundedByLease(t *testing.T) {
 	runPass(t, o)
 	if e := only(t, s); e.State != StateRetrying || e.Attempts != 1 {
 		t.Fatalf("%+v", e)
+	}
+}
+
+// TestHTTPSNotPublic: a record cannot make the sender POST to its own
+// network: rua hosts on loopback or private addresses are given up, by
+// address or by name, unless allowed.
+func TestHTTPSNotPublic(t *testing.T) {
+	t.Parallel()
+	pc := newPostCounter(t)
+	port := strconv.Itoa(int(pc.srv.Listener.Addr().(interface{ AddrPort() netip.AddrPort }).AddrPort().Port()))
+	dns := fakeDNS(map[string]string{
+		"ip.example":   rua("https://127.0.0.1:" + port + "/"),
+		"name.example": rua("https://internal.example:" + port + "/"),
+		"ten.example":  rua("https://[::ffff:10.1.2.3]:" + port + "/"),
+	})
+	dns.SetIP("internal.example", netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("192.168.1.1"))
+	s := openSQLite(t)
+	o := &Outbox{Store: s, Resolver: dns, HTTP: &HTTPSPoster{}, Now: newClock(t0).Now, Config: Config{DisableSpread: true}}
+	for _, d := range []string{"ip.example", "name.example", "ten.example"} {
+		if err := o.Enqueue(context.Background(), testReport(t, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runPass(t, o)
+	for _, e := range entries(t, s) {
+		if e.State != StateGivenUp || !strings.Contains(e.LastError, "not public") {
+			t.Errorf("%s: %s %q", e.PolicyDomain, e.State, e.LastError)
+		}
+	}
+	if pc.total.Load() != 0 {
+		t.Errorf("%d posts reached a loopback receiver", pc.total.Load())
+	}
+	for a, want := range map[string]bool{"8.8.8.8": true, "2001:db8::1": true, "127.0.0.1": false, "10.0.0.1": false,
+		"169.254.1.1": false, "::1": false, "fe80::1": false, "0.0.0.0": false, "::ffff:192.168.0.1": false, "fc00::1": false} {
+		if public(netip.MustParseAddr(a)) != want {
+			t.Errorf("public(%s) = %v", a, !want)
+		}
 	}
 }
