@@ -33,11 +33,15 @@ func TestHostileHTTPS(t *testing.T) {
 	target := newPostCounter(t) // where a redirect points
 	stop := make(chan struct{})
 	hang := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Take the connection and never answer: only the client's own
+		// deadline can end the request.
 		io.Copy(io.Discard, r.Body)
-		select {
-		case <-r.Context().Done():
-		case <-stop:
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			panic(err)
 		}
+		<-stop
+		conn.Close()
 	}))
 	t.Cleanup(hang.Close)
 	t.Cleanup(func() { close(stop) })
@@ -82,10 +86,18 @@ func TestHostileHTTPS(t *testing.T) {
 			if tc.srv != nil {
 				u, client = tc.srv.URL+"/r", tc.srv.Client()
 			}
-			client.Transport.(*http.Transport).DisableKeepAlives = true
+			tr := client.Transport.(*http.Transport).Clone() // one per subtest: no shared connections
+			tr.DisableKeepAlives = true
+			client = &http.Client{Transport: tr}
 			clk := newClock(t0)
+			// The hanging server meets a short timeout; every other case
+			// an hour, so that a loaded machine cannot turn it into one.
+			timeout := time.Hour
+			if tc.srv == hang {
+				timeout = 300 * time.Millisecond
+			}
 			o := &Outbox{Store: s, Resolver: fakeDNS(map[string]string{"policy.example": rua(u)}), Now: clk.Now,
-				HTTP: &HTTPSPoster{Client: client, Timeout: 300 * time.Millisecond}, Config: Config{DisableSpread: true}}
+				HTTP: &HTTPSPoster{Client: client, Timeout: timeout}, Config: Config{DisableSpread: true}}
 			if err := o.Enqueue(context.Background(), testReport(t, "policy.example")); err != nil {
 				t.Fatal(err)
 			}

@@ -248,11 +248,15 @@ func TestAttemptBoundedByLease(t *testing.T) {
 	t.Parallel()
 	stop := make(chan struct{})
 	hang := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Take the connection and never answer: only the client's own
+		// deadline can end the request.
 		io.Copy(io.Discard, r.Body)
-		select {
-		case <-r.Context().Done():
-		case <-stop:
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			panic(err)
 		}
+		<-stop
+		conn.Close()
 	}))
 	t.Cleanup(hang.Close)
 	t.Cleanup(func() { close(stop) })
@@ -303,5 +307,33 @@ func TestHTTPSNotPublic(t *testing.T) {
 		if public(netip.MustParseAddr(a)) != want {
 			t.Errorf("public(%s) = %v", a, !want)
 		}
+	}
+}
+
+// TestDestinationCap: a record with many rua gets the report at the first
+// MaxDestinations distinct ones only.
+func TestDestinationCap(t *testing.T) {
+	t.Parallel()
+	var uris []string
+	for i := range 30 {
+		uris = append(uris, "https://r"+strconv.Itoa(i%20)+".example/")
+	}
+	s := openSQLite(t)
+	o := &Outbox{Store: s, Resolver: fakeDNS(map[string]string{"policy.example": rua(uris...)}), Now: newClock(t0).Now,
+		Config: Config{DisableSpread: true}}
+	if err := o.Enqueue(context.Background(), testReport(t, "policy.example")); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.claimReport(context.Background(), "w", t0, time.Minute)
+	if err != nil || c == nil {
+		t.Fatal(c, err)
+	}
+	o.Owner = "w"
+	if _, err := o.resolve(context.Background(), o.Config.withDefaults(), c); err != nil {
+		t.Fatal(err)
+	}
+	es := entries(t, s)
+	if len(es) != MaxDestinations {
+		t.Fatalf("%d deliveries, want %d:\n%s", len(es), MaxDestinations, dump(es))
 	}
 }

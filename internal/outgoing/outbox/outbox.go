@@ -9,6 +9,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -19,17 +20,20 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultSpread        = 4 * time.Hour
-	DefaultRetryBase     = 5 * time.Minute
-	DefaultRetryMax      = 4 * time.Hour
-	DefaultMaxAge        = 24 * time.Hour // RPT-DELIV-5: retry for up to 24 hours
-	DefaultLease         = 15 * time.Minute
-	DefaultMaxSize       = 10 << 20
-	DefaultSuppressDays  = 3
-	DefaultWorkers       = 2
-	DefaultHTTPTimeout   = 2 * time.Minute
-	DefaultMaxPerPass    = 10000
-	DefaultKeep          = 30 * 24 * time.Hour
+	DefaultSpread       = 4 * time.Hour
+	DefaultRetryBase    = 5 * time.Minute
+	DefaultRetryMax     = 4 * time.Hour
+	DefaultMaxAge       = 24 * time.Hour // RPT-DELIV-5: retry for up to 24 hours
+	DefaultLease        = 15 * time.Minute
+	DefaultMaxSize      = 10 << 20
+	DefaultSuppressDays = 3
+	DefaultWorkers      = 2
+	DefaultHTTPTimeout  = 2 * time.Minute
+	DefaultMaxPerPass   = 10000
+	DefaultKeep         = 30 * 24 * time.Hour
+	// MaxDestinations is the most rua one report is delivered to, in
+	// record order.
+	MaxDestinations      = 10
 	maxHTTPResponseBytes = 4096
 )
 
@@ -333,7 +337,14 @@ func (o *Outbox) resolve(ctx context.Context, cfg Config, c *claimedReport) (Pas
 	}
 	var dests []string
 	for _, u := range usable {
-		dests = append(dests, u.Raw)
+		if !slices.Contains(dests, u.Raw) {
+			dests = append(dests, u.Raw)
+		}
+	}
+	if len(dests) > MaxDestinations {
+		// A hostile record must not turn one report into a flood.
+		o.log().Warn("rua beyond the limit ignored", "policy_domain", c.PolicyDomain, "limit", MaxDestinations, "ignored", dests[MaxDestinations:])
+		dests = dests[:MaxDestinations]
 	}
 	err = o.Store.resolveReport(ctx, c.ID, owner, dests, o.now())
 	if errors.Is(err, ErrLeaseLost) {
