@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -130,13 +131,17 @@ func TestHTTPSPostForm(t *testing.T) {
 	pc := newPostCounter(t)
 	s := openSQLite(t)
 	r := testReport(t, "policy.example")
+	obs := &observer{}
 	o := &Outbox{Store: s, Resolver: fakeDNS(map[string]string{"policy.example": rua(pc.URL())}), HTTP: pc.poster(),
-		Now: newClock(t0).Now, Config: Config{DisableSpread: true}}
+		Now: newClock(t0).Now, Config: Config{DisableSpread: true}, Observer: obs}
 	if err := o.Enqueue(context.Background(), r); err != nil {
 		t.Fatal(err)
 	}
 	if res := runPass(t, o); res.Sent != 1 || res.Resolved != 1 {
 		t.Fatalf("pass: %+v", res)
+	}
+	if len(obs.seen) != 1 || obs.seen[0] != "https sent" {
+		t.Errorf("observer saw %v", obs.seen)
 	}
 	if pc.count(r.ReportID) != 1 || pc.types[0] != "application/tlsrpt+gzip" {
 		t.Fatalf("posts %d, type %v", pc.count(r.ReportID), pc.types)
@@ -389,4 +394,15 @@ func TestSuppression(t *testing.T) {
 			t.Errorf("manual suppression: %+v", sup)
 		}
 	})
+}
+
+type observer struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (o *observer) DeliveryAttempt(scheme string, st State, _ time.Duration) {
+	o.mu.Lock()
+	o.seen = append(o.seen, scheme+" "+string(st))
+	o.mu.Unlock()
 }

@@ -116,6 +116,8 @@ type Outbox struct {
 	// Owner names this worker in leases; empty means host:pid:random.
 	Owner  string
 	Logger *slog.Logger
+	// Observer, when set, hears of every delivery attempt (for metrics).
+	Observer Observer
 
 	ownerOnce sync.Once
 	owner     string
@@ -146,6 +148,14 @@ func (o *Outbox) ownerName() string {
 		}
 	})
 	return o.owner
+}
+
+// Observer is told the outcome of every delivery attempt: the
+// destination's scheme ("mailto" or "https"), the state it left the
+// delivery in, and how long the attempt took. Implementations must be safe
+// for concurrent use and quick.
+type Observer interface {
+	DeliveryAttempt(scheme string, st State, took time.Duration)
 }
 
 // SendTime returns when a report of the given day and report-id is first
@@ -361,6 +371,7 @@ func (o *Outbox) resolve(ctx context.Context, cfg Config, c *claimedReport) (Pas
 func (o *Outbox) deliver(ctx context.Context, cfg Config, c *Claimed) (PassResult, error) {
 	var res PassResult
 	var oc outcome
+	var took time.Duration
 	log := o.log().With("id", c.ID, "destination", c.Destination, "policy_domain", c.Report.PolicyDomain, "report_id", c.Report.ReportID, "attempt", c.Attempts)
 	switch {
 	case c.Suppressed:
@@ -373,7 +384,9 @@ func (o *Outbox) deliver(ctx context.Context, cfg Config, c *Claimed) (PassResul
 		// The attempt ends well within the lease, so that no other worker
 		// can take the delivery over while it is still under way.
 		actx, cancel := context.WithTimeout(ctx, cfg.Lease*9/10)
+		start := time.Now()
 		err := o.send(actx, c)
+		took = time.Since(start)
 		cancel()
 		now := o.now()
 		switch {
@@ -397,6 +410,10 @@ func (o *Outbox) deliver(ctx context.Context, cfg Config, c *Claimed) (PassResul
 				log.Info("report delivery failed, will retry", "err", err, "next_attempt", next)
 			}
 		}
+	}
+	if o.Observer != nil {
+		scheme, _, _ := strings.Cut(c.Destination, ":")
+		o.Observer.DeliveryAttempt(strings.ToLower(scheme), oc.State, took)
 	}
 	suppressed, err := o.Store.finishDelivery(ctx, c, o.ownerName(), oc, o.now(), cfg.SuppressAfterDays)
 	if errors.Is(err, ErrLeaseLost) {
