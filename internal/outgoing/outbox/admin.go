@@ -223,7 +223,7 @@ func (s *Store) Unsuppress(ctx context.Context, dest string, now time.Time) erro
 // IsReportMessageID.
 func (s *Store) ActiveMailRecipients(ctx context.Context, since time.Time) ([]string, error) {
 	rows, err := s.r.QueryContext(ctx, s.q(`SELECT DISTINCT destination FROM outbox_deliveries
-		WHERE destination LIKE 'mailto:%' AND (updated_at >= ? OR state IN ('pending', 'sending', 'failed-retrying'))`), since.Unix())
+		WHERE LOWER(destination) LIKE 'mailto:%' AND (updated_at >= ? OR state IN ('pending', 'sending', 'failed-retrying'))`), since.Unix())
 	if err != nil {
 		return nil, storageErr("recipients", err)
 	}
