@@ -26,8 +26,9 @@ report is due: mailto: as DKIM-signed mail through delivery.mail.relay or
 sendmail, https: as a POST of application/tlsrpt+gzip. Failed deliveries
 are retried with growing waits (delivery.retry_base up to retry_max) and
 given up after delivery.max_age (24h); SMTP 5xx and reports above a size
-limit are given up at once, every HTTP status but 2xx is retried. A destination failing on
-delivery.suppress_after_days consecutive days is suppressed.
+limit are given up at once, every HTTP status but 2xx is retried. A
+destination failing on delivery.suppress_after_days consecutive days is
+suppressed.
 
 Actions (default list):
   list                 deliveries and reports waiting for their record lookup, newest day first
