@@ -440,12 +440,13 @@ func (h *HTTPSPoster) httpClient(res dnsresolve.Resolver) *http.Client {
 			h.client = &c
 		} else {
 			tr := &http.Transport{
-				DialContext:           publicDialer(res, h.AllowPrivate),
-				TLSClientConfig:       &tls.Config{RootCAs: h.RootCAs, MinVersion: tls.VersionTLS12},
-				TLSHandshakeTimeout:   30 * time.Second,
-				ResponseHeaderTimeout: h.timeout(),
-				MaxIdleConnsPerHost:   2,
-				IdleConnTimeout:       time.Minute,
+				DialContext:            publicDialer(res, h.AllowPrivate),
+				TLSClientConfig:        &tls.Config{RootCAs: h.RootCAs, MinVersion: tls.VersionTLS12},
+				TLSHandshakeTimeout:    30 * time.Second,
+				ResponseHeaderTimeout:  h.timeout(),
+				MaxResponseHeaderBytes: 64 << 10, // a hostile destination's headers are bounded too
+				MaxIdleConnsPerHost:    2,
+				IdleConnTimeout:        time.Minute,
 			}
 			h.client = &http.Client{Transport: tr}
 			itr := tr.Clone()
