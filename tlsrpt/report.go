@@ -382,7 +382,10 @@ func validIPv4(s string) bool {
 
 func validAddrSpec(s string) bool {
 	a, err := mail.ParseAddress(s)
-	return err == nil && a.Name == "" && a.Address == s
+	// A quoted local part ("tls,reports"@example.com, the decoded form of
+	// RFC 8460 §3's own rua example) is an addr-spec too; net/mail
+	// returns it unquoted in Address.
+	return err == nil && a.Name == "" && (a.Address == s || a.String() == "<"+s+">")
 }
 
 // validALabelHost reports whether s is a lowercase-insensitive host name in

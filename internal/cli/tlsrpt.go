@@ -55,6 +55,7 @@ Subcommands:
   rejected   input that was not stored as a report, and why
   prune      delete reports, their rollup and rejected input before a day
   collect    collect libtlsrpt results of this MTA and build the daily reports to send
+  outbox     the reports this site sends: pending, sent, failed, suppressed; send, retry
 
 The database is --db sqlite:PATH or --db postgres://USER@HOST/DB (add
 ?search_path=SCHEMA for another schema). The default is SQLite at
@@ -68,7 +69,7 @@ Run 'mailsts tlsrpt <subcommand> --help' for its flags and examples.
 
 func runTLSRPT(ctx context.Context, env Env, args []string) int {
 	if len(args) == 0 {
-		return usageError(env.Stderr, "tlsrpt", "missing subcommand: ingest, summary, failures, show, rejected or prune")
+		return usageError(env.Stderr, "tlsrpt", "missing subcommand: ingest, summary, failures, show, rejected, prune, collect or outbox")
 	}
 	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprintf(env.Stdout, "Usage: mailsts tlsrpt <subcommand> [flags]\n%s", tlsrptHelp)
@@ -83,6 +84,8 @@ func runTLSRPT(ctx context.Context, env Env, args []string) int {
 		return runTLSRPTPrune(ctx, env, args[1:])
 	case "collect":
 		return runTLSRPTCollect(ctx, env, args[1:])
+	case "outbox":
+		return runTLSRPTOutbox(ctx, env, args[1:])
 	}
 	return usageError(env.Stderr, "tlsrpt", "unknown subcommand %q", args[0])
 }

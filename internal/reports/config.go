@@ -72,6 +72,8 @@ type Config struct {
 	Dashboard DashboardConfig `yaml:"dashboard"`
 	// Publish is the hosted MTA-STS policies (config_publish.go).
 	Publish PublishConfig `yaml:"publish"`
+	// Delivery is how the reports this site sends are delivered.
+	Delivery DeliveryConfig `yaml:"delivery"`
 }
 
 // LoadConfig reads the YAML file at path; unknown keys are errors. An
