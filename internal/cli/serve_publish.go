@@ -99,8 +99,11 @@ func (sr *serveRun) preparePublish(ctx context.Context, env Env, cfgPath string,
 		scheme = "https"
 	}
 	srv := newHTTPServer(pr.host, sr.log)
-	// A policy is tiny: short timeouts bound slow clients.
-	srv.ReadTimeout, srv.WriteTimeout, srv.IdleTimeout = 30*time.Second, 30*time.Second, 60*time.Second
+	// Requests are read up to their headers only (ReadHeaderTimeout bounds
+	// slow clients) and a policy answer fits in the socket buffer, so the
+	// per-request read and write deadlines would only cost CPU on every
+	// kept-alive request; idle connections close after a minute.
+	srv.ReadTimeout, srv.WriteTimeout, srv.IdleTimeout = 0, 0, 60*time.Second
 	sr.servers = append(sr.servers, servedListener{name: "policy host", srv: srv, ln: ln})
 	sr.publish = pr
 	if set.CheckInterval > 0 {
