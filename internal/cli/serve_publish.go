@@ -99,8 +99,12 @@ func (sr *serveRun) preparePublish(ctx context.Context, env Env, cfgPath string,
 		scheme = "https"
 	}
 	srv := newHTTPServer(pr.host, sr.log)
-	// A policy is tiny: short timeouts bound slow clients.
-	srv.ReadTimeout, srv.WriteTimeout, srv.IdleTimeout = 30*time.Second, 30*time.Second, 60*time.Second
+	// ReadTimeout bounds a request (a body the server discards included)
+	// at no cost: net/http sets the read deadline for every request
+	// anyway. A write deadline would cost a call on every kept-alive
+	// request, and an answer of a few hundred bytes fits in the socket
+	// buffer: none. Idle connections close after a minute.
+	srv.ReadTimeout, srv.WriteTimeout, srv.IdleTimeout = 30*time.Second, 0, 60*time.Second
 	sr.servers = append(sr.servers, servedListener{name: "policy host", srv: srv, ln: ln})
 	sr.publish = pr
 	if set.CheckInterval > 0 {

@@ -356,3 +356,43 @@ func TestServePublishReload(t *testing.T) {
 		t.Errorf("after a bad edit: %+v", got)
 	}
 }
+
+// TestServePublishMXAutoRefresh: an mx: auto domain follows its live MX
+// records at each refresh (a new id for the new policy), and a refresh
+// that finds the MX gone keeps serving the last good policy.
+func TestServePublishMXAutoRefresh(t *testing.T) {
+	t.Parallel()
+	dom := testnet.Domain{Name: "auto.example", MX: []testnet.MXHost{{Name: "mx1.auto.example", Pref: 10}},
+		Records: []string{"mta-sts.auto.example. 300 IN A 127.0.0.1"}}
+	n, err := testnet.Start(context.Background(), &testnet.Scenario{Domains: []testnet.Domain{dom}}, testnet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	cfg := pubConfigDomains(t, n, "\n    - {domain: auto.example, mode: enforce, mx: auto, max_age: 86400}\n", "")
+	sr, _ := startPublishRun(t, cfg)
+	pr := sr.publish
+	before := pr.host.Lookup("mta-sts.auto.example")
+	if before == nil || !strings.Contains(string(before.Text), "mx: mx1.auto.example\r\n") {
+		t.Fatalf("%+v", before)
+	}
+	dom.MX = append(dom.MX, testnet.MXHost{Name: "mx2.auto.example", Pref: 20})
+	if err := n.Set(dom); err != nil {
+		t.Fatal(err)
+	}
+	if err := pr.reload(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	after := pr.host.Lookup("mta-sts.auto.example")
+	if after == nil || !strings.Contains(string(after.Text), "mx: mx2.auto.example\r\n") || after.ID == before.ID {
+		t.Fatalf("after the MX change: %+v", after)
+	}
+	dom.MX = nil
+	n.Set(dom)
+	if err := pr.reload(context.Background(), false); err == nil || !strings.Contains(err.Error(), "no MX records") {
+		t.Errorf("MX gone: %v", err)
+	}
+	if got := pr.host.Lookup("mta-sts.auto.example"); got == nil || got.ID != after.ID {
+		t.Errorf("after a failed refresh: %+v", got)
+	}
+}

@@ -99,7 +99,8 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Host) debug(r *http.Request, status int) {
-	if h.Logger == nil {
+	// Checked first: the arguments would cost allocations per request.
+	if h.Logger == nil || !h.Logger.Enabled(r.Context(), slog.LevelDebug) {
 		return
 	}
 	h.Logger.Debug("publish: policy request", "host", r.Host, "path", r.URL.Path, "method", r.Method, "status", status, "remote", r.RemoteAddr)

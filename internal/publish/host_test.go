@@ -1,10 +1,13 @@
 package publish
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -94,4 +97,48 @@ func TestHostSwap(t *testing.T) {
 	if rec.Code != http.StatusNotFound {
 		t.Errorf("after Set(nil): %d", rec.Code)
 	}
+}
+
+// FuzzHost: any method, Host header and path; the handler never panics,
+// answers 200 only with the policy of a hosted name on the policy path,
+// and never redirects (STS-PUB-2).
+func FuzzHost(f *testing.F) {
+	for _, s := range [][3]string{
+		{"GET", "mta-sts.example.org", WellKnownPath},
+		{"HEAD", "MTA-STS.EXAMPLE.ORG:443", WellKnownPath},
+		{"POST", "mta-sts.example.org.", "/"},
+		{"GET", "[::1]:443", WellKnownPath},
+		{"GET", "mta-sts.example.org:", "//.well-known/mta-sts.txt"},
+	} {
+		f.Add(s[0], s[1], s[2])
+	}
+	s, err := (&Loader{DNS: fakeDNS()}).Load(context.Background(), reports.PublishConfig{Domains: []reports.PublishDomain{
+		{Domain: "example.org", Mode: "enforce", MX: reports.PublishMX{"*.example.org"}}}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	h := &Host{}
+	h.Set(s)
+	want := s.Domains[0].Policy().Text
+	f.Fuzz(func(t *testing.T, method, host, path string) {
+		req := &http.Request{Method: method, Host: host, URL: &url.URL{Path: path}, Header: http.Header{}}
+		req = req.WithContext(context.Background())
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		switch rec.Code {
+		case http.StatusOK:
+			if path != WellKnownPath || canonicalHost(host) != "mta-sts.example.org" || (method != "GET" && method != "HEAD") {
+				t.Fatalf("200 for %q %q %q", method, host, path)
+			}
+			if method == "GET" && !bytes.Equal(rec.Body.Bytes(), want) {
+				t.Fatalf("body %q", rec.Body.Bytes())
+			}
+		case http.StatusNotFound, http.StatusMethodNotAllowed:
+		default:
+			t.Fatalf("status %d for %q %q %q", rec.Code, method, host, path)
+		}
+		if rec.Header().Get("Location") != "" {
+			t.Fatal("Location header")
+		}
+	})
 }

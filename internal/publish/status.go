@@ -24,7 +24,7 @@ const (
 // Finding IDs of Checker.Check (stable: tools and alerts match on them).
 const (
 	FindTXTMissing    = "publish.txt.missing"    // no usable _mta-sts TXT record
-	FindTXTStale      = "publish.txt.stale"      // the live id is not the served policy's
+	FindTXTStale      = "publish.txt.stale"      // the live id is not the configured policy's
 	FindTXTLookup     = "publish.txt.lookup"     // the TXT lookup failed
 	FindPolicyFetch   = "publish.policy.fetch"   // the policy could not be fetched as a sender does
 	FindPolicyDiffers = "publish.policy.differs" // the served policy is not the configured one
@@ -167,8 +167,7 @@ func (c *Checker) Check(ctx context.Context, d *Domain) *Status {
 		}
 	}
 	if st.LiveID != "" && st.LiveID != want.ID {
-		sev := SeverityFail
-		add(FindTXTStale, sev, "", fmt.Sprintf("the live TXT id %s is not the served policy's id %s: senders keep their cached policy", st.LiveID, want.ID), txtFix)
+		add(FindTXTStale, SeverityFail, "", fmt.Sprintf("the live TXT id %s is not the configured policy's id %s: senders keep their cached policy", st.LiveID, want.ID), txtFix)
 	}
 
 	rep := c.MX.Check(ctx, d.Name)
