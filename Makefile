@@ -55,7 +55,7 @@ deb:
 	$(GO) run ./cmd/mailsts completion fish > $(DEBBUILD)/mailsts.fish
 	# The package's units: /usr/bin, and the static user the package creates
 	# (contrib/ has the DynamicUser units for installs by hand).
-	for u in policyd serve; do \
+	for u in policyd serve tlsrpt-collect; do \
 	  sed -e 's|/usr/local/bin/mailsts|/usr/bin/mailsts|' \
 	      -e 's|^DynamicUser=yes|User=mailsts\nGroup=mailsts|' \
 	      -e 's|^# Install: .*|# Installed by the mailsts Debian package.|' -e '/^#          /d' \

@@ -65,7 +65,7 @@ func TestDebianPackage(t *testing.T) {
 	// Install.
 	dpkg("-i", deb1)
 	for _, f := range []string{"/usr/bin/mailsts", "/lib/systemd/system/mailsts-policyd.service",
-		"/lib/systemd/system/mailsts-serve.service", "/etc/mailsts/policyd.yml", "/etc/mailsts/reports.yml",
+		"/lib/systemd/system/mailsts-serve.service", "/lib/systemd/system/mailsts-tlsrpt-collect.service", "/etc/mailsts/policyd.yml", "/etc/mailsts/reports.yml",
 		"/usr/share/man/man1/mailsts.1.gz", "/usr/share/man/man5/mailsts-policyd.yml.5.gz",
 		"/usr/share/man/man5/mailsts-reports.yml.5.gz", "/usr/share/bash-completion/completions/mailsts",
 		"/usr/share/zsh/vendor-completions/_mailsts", "/usr/share/fish/vendor_completions.d/mailsts.fish"} {

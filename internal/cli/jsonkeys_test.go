@@ -1,13 +1,16 @@
 package cli
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mailsts/mailsts/internal/jsonkeys"
+	"github.com/mailsts/mailsts/internal/outgoing/outbox"
 )
 
 // TestJSONKeysSnakeCase runs every command that prints JSON (--json, and
@@ -42,6 +45,7 @@ func TestJSONKeysSnakeCase(t *testing.T) {
 	cases := []struct {
 		args []string
 		skip []string
+		want string // in the output, when set: the case prints real data
 	}{
 		{args: append(append([]string{"resolve", "--json"}, netFlags...), "enforce.example")},
 		{args: append(append([]string{"resolve", "--json"}, netFlags...), "nosts.example")},
@@ -59,8 +63,27 @@ func TestJSONKeysSnakeCase(t *testing.T) {
 		{args: []string{"tlsrpt", "rejected", "--json"}},
 		{args: []string{"tlsrpt", "show", "--json", "133178592000000000+example.org"}, skip: []string{"[].report"}},
 		{args: []string{"tlsrpt", "prune", "--json", "--dry-run", "--before", "2000-01-01"}},
+		{args: []string{"tlsrpt", "outbox", "--json"}, want: "example.org"},
+		{args: []string{"tlsrpt", "outbox", "suppressed", "--json"}, want: "reports.example.org"},
 	}
-	covered := map[string]bool{}
+	// A report in the outbox, and a suppressed destination.
+	obs, err := outbox.Open(context.Background(), "", state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ob := &outbox.Outbox{Store: obs}
+	day := time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC)
+	if err := ob.Enqueue(context.Background(), outbox.Report{PolicyDomain: "example.org", Day: day, ReportID: "2026-12-05_example.org@example.net",
+		Filename: "example.net!example.org!1764892800!1764979199.json.gz", Body: []byte{0x1f, 0x8b}, Submitter: "example.net"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := obs.Suppress(context.Background(), "https://reports.example.org/tlsrpt", "keeps failing", day); err != nil {
+		t.Fatal(err)
+	}
+	obs.Close()
+	// The policy commands need a hosted policy on the fake Internet: their
+	// JSON keys are checked where that is set up.
+	covered := map[string]bool{"policy records": true, "policy status": true} // TestPolicyRecords, TestPolicyStatus
 	for _, c := range cases {
 		covered[c.args[0]] = true
 		covered[c.args[0]+" "+c.args[1]] = true
@@ -84,6 +107,9 @@ func TestJSONKeysSnakeCase(t *testing.T) {
 			code, out, errOut := runStdin(t, nil, state, c.args...)
 			if code != ExitOK && code != ExitFailure && !(c.args[0] == "check" && code == 2) {
 				t.Fatalf("exit %d\n%s", code, errOut)
+			}
+			if !strings.Contains(out, c.want) {
+				t.Errorf("output lacks %q:\n%s", c.want, out)
 			}
 			bad, err := jsonkeys.Check([]byte(out), c.skip...)
 			if err != nil {

@@ -10,7 +10,7 @@ import (
 
 // longRunning are the commands that run until stopped (or may: ingest
 // --poll): each has --log-level, a log: section and --check-config.
-var longRunning = []string{"policyd", "serve", "tlsrpt ingest"}
+var longRunning = []string{"policyd", "serve", "tlsrpt ingest", "tlsrpt collect"}
 
 // TestLongRunningFlags: the long-running commands, and any command with
 // --log-level or --check-config, have both.

@@ -44,14 +44,12 @@ Run 'mailsts policy <subcommand> --help' for its flags and examples.
 `
 
 func runPolicy(ctx context.Context, env Env, args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		w := env.Stdout
-		code := ExitOK
-		if len(args) == 0 {
-			w, code = env.Stderr, ExitUsage
-		}
-		fmt.Fprintf(w, "Usage: mailsts policy <subcommand> [flags]\n%s", policyHelp)
-		return code
+	if len(args) == 0 {
+		return usageError(env.Stderr, "policy", "missing subcommand: records, status, promote or retire")
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprintf(env.Stdout, "Usage: mailsts policy <subcommand> [flags]\n%s", policyHelp)
+		return ExitOK
 	}
 	switch args[0] {
 	case "records":
@@ -63,8 +61,7 @@ func runPolicy(ctx context.Context, env Env, args []string) int {
 	case "retire":
 		return runPolicyRetire(ctx, env, args[1:])
 	}
-	fmt.Fprintf(env.Stderr, "mailsts policy: unknown subcommand %q\n", args[0])
-	return ExitUsage
+	return usageError(env.Stderr, "policy", "unknown subcommand %q", args[0])
 }
 
 // publishFlags are the flags every policy subcommand shares.
@@ -182,8 +179,7 @@ func runPolicyRecords(ctx context.Context, env Env, args []string) int {
 	}
 	doms, err := pick(set, fs.Args())
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "mailsts policy records: %v\n", err)
-		return ExitUsage
+		return usageError(env.Stderr, "policy records", "%v", err)
 	}
 	warnings := map[string][]string{}
 	if state, err := publish.LoadState(publishStatePath(env, cfg.Publish)); err != nil {
@@ -304,8 +300,7 @@ func (pf *publishFlags) prepareCheck(ctx context.Context, env Env, name string, 
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if err := pf.nf.checkValues(set); err != nil {
-		fmt.Fprintf(env.Stderr, "mailsts policy %s: %v\n", name, err)
-		return nil, nil, nil, nil, ExitUsage
+		return nil, nil, nil, nil, usageError(env.Stderr, "policy "+name, "%v", err)
 	}
 	cfg, pset, dns, err := pf.load(ctx)
 	if err != nil {
@@ -314,8 +309,7 @@ func (pf *publishFlags) prepareCheck(ctx context.Context, env Env, name string, 
 	}
 	doms, err := pick(pset, fs.Args())
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "mailsts policy %s: %v\n", name, err)
-		return nil, nil, nil, nil, ExitUsage
+		return nil, nil, nil, nil, usageError(env.Stderr, "policy "+name, "%v", err)
 	}
 	roots, err := mtasts.LoadRootCAs(pf.nf.caFile)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mailsts/mailsts/internal/jsonkeys"
 	"github.com/mailsts/mailsts/internal/publish"
 	"github.com/mailsts/mailsts/mtasts"
 )
@@ -56,6 +57,9 @@ func TestPolicyStatus(t *testing.T) {
 	var sts []publish.Status
 	if err := json.Unmarshal([]byte(out), &sts); err != nil || len(sts) != 4 {
 		t.Fatalf("%v: %s", err, out)
+	}
+	if bad, err := jsonkeys.Check([]byte(out)); err != nil || len(bad) > 0 {
+		t.Errorf("policy status --json keys (TestJSONKeysSnakeCase): %v %s", err, jsonkeys.Describe(bad))
 	}
 	want := map[string][]string{
 		"hosted.example": {publish.FindOK},
@@ -126,6 +130,9 @@ func TestPolicyRecords(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(out), &recs); err != nil || code != 0 || len(recs) != 1 || recs[0].ID != id || len(recs[0].Records) != 4 {
 		t.Errorf("json: %v %d %s", err, code, out)
+	}
+	if bad, err := jsonkeys.Check([]byte(out)); err != nil || len(bad) > 0 {
+		t.Errorf("policy records --json keys (TestJSONKeysSnakeCase): %v %s", err, jsonkeys.Describe(bad))
 	}
 	if code, _, _ := runPolicyCLI(t, "policy", "records", "--config", cfg, "other.example"); code != ExitUsage {
 		t.Errorf("unknown domain: exit %d", code)

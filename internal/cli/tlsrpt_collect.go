@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -16,6 +16,7 @@ import (
 	"github.com/mailsts/mailsts/internal/metrics"
 	"github.com/mailsts/mailsts/internal/outgoing"
 	"github.com/mailsts/mailsts/internal/outgoing/libtlsrpt"
+	"github.com/mailsts/mailsts/internal/outgoing/outbox"
 	"github.com/mailsts/mailsts/internal/outgoing/postfixlog"
 	"github.com/mailsts/mailsts/internal/policyd"
 	"github.com/mailsts/mailsts/internal/reports"
@@ -50,7 +51,16 @@ start for days left over. Each (domain, day) is claimed in the database,
 so several nodes on one PostgreSQL build each report once. Built reports
 go to the outbox; --report-dir (send.report_dir) also writes each as its
 RFC 8460 file name. --once builds what is pending and exits, without the
-socket.
+socket. The outbox (delivery: in the configuration; SQLite
+tlsrpt-outbox.db in the state directory by default) is delivered from by
+this process too, every minute, unless --no-deliver (then run 'mailsts
+tlsrpt outbox send' from a timer, or let another node deliver). Report
+mail that goes out through this host's Postfix is recognised in the mail
+log by its Message-ID and never counted itself.
+
+--check-config validates the configuration and flags (the send: and
+delivery: sections, the DKIM key, the log: settings), prints one line
+and exits, opening nothing.
 
 Malformed datagrams, other protocol versions and results a report could
 not carry are counted and logged, never fatal. The counters are logged
@@ -70,7 +80,7 @@ Exit codes:
      listener could not be opened, or the builder failed
   64 usage error: bad flags, a bad --db, a --config that cannot be read,
      organisation name or contact address missing or invalid while building,
-     no place to put built reports
+     a delivery: section that cannot work (bad values, unreadable DKIM key)
 `
 
 func runTLSRPTCollect(ctx context.Context, env Env, args []string) int {
@@ -88,13 +98,18 @@ func runTLSRPTCollect(ctx context.Context, env Env, args []string) int {
 	once := fs.Bool("once", false, "build the pending reports of finished days and exit (no socket)")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics on this `address` (keep it on loopback)")
 	statsEvery := fs.Duration("stats-interval", time.Hour, "log the counters every `interval` (0: only at exit)")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	noDeliver := fs.Bool("no-deliver", false, "only build into the outbox; leave delivery to 'mailsts tlsrpt outbox send' or other nodes")
+	var lf logFlags
+	lf.register(fs, "info")
+	check := checkConfigFlag(fs)
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(env.Stderr, "mailsts tlsrpt collect: unexpected argument %q\n", fs.Arg(0))
-		return ExitUsage
+		return usageError(env.Stderr, "tlsrpt collect", "unexpected argument %q", fs.Arg(0))
+	}
+	if err := lf.check(); err != nil {
+		return usageError(env.Stderr, "tlsrpt collect", "%v", err)
 	}
 	errf := func(code int, format string, a ...any) int {
 		fmt.Fprintf(env.Stderr, "mailsts tlsrpt collect: "+format+"\n", a...)
@@ -127,23 +142,56 @@ func runTLSRPTCollect(ctx context.Context, env Env, args []string) int {
 	if *once {
 		build = true
 	}
-	level := new(slog.LevelVar)
-	level.Set(policyd.ParseLevel(*logLevel))
-	log := newLogger(env.Stderr, "text", level)
-
-	var sink outgoing.Sink
-	if build {
-		sink = collectSink(cfg)
-		if sink == nil {
-			return errf(ExitUsage, "no place for built reports: set --report-dir (send.report_dir), or --no-build")
-		}
-		if cfg.ReportDir != "" {
-			if err := os.MkdirAll(cfg.ReportDir, 0o750); err != nil {
-				return errf(ExitError, "report directory: %v", err)
+	full.Log = lf.apply(full.Log)
+	if err := full.Log.Validate(); err != nil {
+		return errf(ExitUsage, "%v", err)
+	}
+	log, _ := newLog(env.Stderr, full.Log)
+	// Built reports go to the outbox, whose workers (here, unless
+	// --no-deliver) send them to every rua of the domain.
+	deliver := !*noDeliver && !*once
+	stateDir := policyd.DefaultStateDir(env.getenv)
+	if *check {
+		if build {
+			probe := &outgoing.Builder{OrganizationName: cfg.OrganizationName, ContactInfo: cfg.ContactInfo}
+			if err := probe.Check(); err != nil {
+				return errf(ExitUsage, "%v", err)
 			}
 		}
+		if build || deliver {
+			if _, err := NewOutbox(full, nil, log); err != nil {
+				return errf(ExitUsage, "%v", err)
+			}
+		}
+		return configOK(env.Stdout, "tlsrpt collect", "results %s, outbox %s, socket %s, postfix log %q, build %t, deliver %t, log %s/%s",
+			redactDB(cmpOr(cfg.DB, "sqlite:"+filepath.Join(stateDir, outgoing.DefaultFile))),
+			redactDB(cmpOr(full.Delivery.DB, "sqlite:"+filepath.Join(stateDir, outbox.DefaultFile))),
+			map[bool]string{true: "off", false: cfg.Socket}[*noSocket], cfg.PostfixLog, build, deliver, full.Log.Level, full.Log.Format)
 	}
-	st, err := outgoing.Open(ctx, cfg.DB, policyd.DefaultStateDir(env.getenv), outgoing.Options{MaxDetails: cfg.MaxDetails, Logger: log})
+	if cfg.ReportDir != "" {
+		if err := os.MkdirAll(cfg.ReportDir, 0o750); err != nil {
+			return errf(ExitError, "report directory: %v", err)
+		}
+	}
+	var ob *outbox.Outbox
+	if build || deliver {
+		obStore, err := outbox.Open(ctx, full.Delivery.DB, stateDir)
+		if errors.Is(err, outbox.ErrBadSpec) {
+			return errf(ExitUsage, "delivery.db %v", err)
+		}
+		if err != nil {
+			return errf(ExitError, "%v", err)
+		}
+		defer obStore.Close()
+		if ob, err = NewOutbox(full, obStore, log); err != nil {
+			return errf(ExitUsage, "%v", err)
+		}
+	}
+	var sink outgoing.Sink
+	if build {
+		sink = collectSink(cfg, ob)
+	}
+	st, err := outgoing.Open(ctx, cfg.DB, stateDir, outgoing.Options{MaxDetails: cfg.MaxDetails, Logger: log})
 	if errors.Is(err, outgoing.ErrBadSpec) {
 		return errf(ExitUsage, "--db %v", err)
 	}
@@ -201,7 +249,8 @@ func runTLSRPTCollect(ctx context.Context, env Env, args []string) int {
 	rec := outgoing.NewRecorder(st, outgoing.RecorderOptions{Buffer: cfg.Buffer, MaxWait: 2 * time.Second, Logger: log})
 	col := &libtlsrpt.Collector{Recorder: rec, Logger: log}
 	if cfg.PostfixLog != "" {
-		follower = &postfixlog.Follower{Path: cfg.PostfixLog, Recorder: rec, Answers: st, Logger: log}
+		follower = &postfixlog.Follower{Path: cfg.PostfixLog, Recorder: rec, Answers: st, Logger: log,
+			ReportMessageID: outbox.IsReportMessageID}
 	}
 	logStats := func(msg string) {
 		s, r := col.Stats(), rec.Stats()
@@ -216,7 +265,7 @@ func runTLSRPTCollect(ctx context.Context, env Env, args []string) int {
 		}
 		log.Info(msg, args...)
 	}
-	log.Info("tlsrpt collect: started", "socket", conn != nil, "postfix_log", cfg.PostfixLog, "store", st.Backend(), "build", build)
+	log.Info("tlsrpt collect: started", "socket", conn != nil, "postfix_log", cfg.PostfixLog, "store", st.Backend(), "build", build, "deliver", deliver)
 	g, gctx := errgroup.WithContext(ctx)
 	if *metricsAddr != "" {
 		reg := prometheus.NewRegistry()
@@ -238,6 +287,9 @@ func runTLSRPTCollect(ctx context.Context, env Env, args []string) int {
 	}
 	if follower != nil {
 		g.Go(func() error { return follower.Run(gctx) })
+	}
+	if deliver {
+		g.Go(func() error { return ob.Run(gctx, time.Minute) })
 	}
 	if build {
 		g.Go(func() error { return b.Schedule(gctx, spread, keep) })
@@ -271,11 +323,19 @@ func runTLSRPTCollect(ctx context.Context, env Env, args []string) int {
 	return ExitOK
 }
 
-// collectSink is where the builder hands built reports: the report
-// directory when one is set. The outbox joins here.
-func collectSink(cfg reports.SendConfig) outgoing.Sink {
-	if cfg.ReportDir != "" {
-		return outgoing.DirSink{Dir: cfg.ReportDir}
+// collectSink is where the builder hands built reports: the outbox, and
+// also the report directory when one is set (written first, so that a
+// report in the outbox is always on disk too).
+func collectSink(cfg reports.SendConfig, ob *outbox.Outbox) outgoing.Sink {
+	enqueue := func(ctx context.Context, r outgoing.BuiltReport) error { return ob.Enqueue(ctx, outbox.Report(r)) }
+	if cfg.ReportDir == "" {
+		return outgoing.SinkFunc(enqueue)
 	}
-	return nil
+	dir := outgoing.DirSink{Dir: cfg.ReportDir}
+	return outgoing.SinkFunc(func(ctx context.Context, r outgoing.BuiltReport) error {
+		if err := dir.Enqueue(ctx, r); err != nil {
+			return err
+		}
+		return enqueue(ctx, r)
+	})
 }

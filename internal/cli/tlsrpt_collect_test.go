@@ -22,11 +22,16 @@ func TestTLSRPTCollectUsage(t *testing.T) {
 	if code, _, help := runStdin(t, nil, state, "tlsrpt", "collect", "--help"); code != ExitOK || !strings.Contains(help, "smtp_tlsrpt_socket_name") {
 		t.Errorf("--help: %d", code)
 	}
+	badDelivery := filepath.Join(t.TempDir(), "bad.yml")
+	if err := os.WriteFile(badDelivery, []byte("delivery:\n  mail:\n    starttls: sometimes\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for name, args := range map[string][]string{
 		"bad mode":          {"--socket-mode", "999", "--no-build"},
 		"argument":          {"--no-build", "extra"},
 		"bad db":            {"--db", "mysql://x", "--no-build"},
-		"no report place":   {"--org", "O", "--contact", "a@b.example"},
+		"bad delivery":      {"--config", badDelivery, "--org", "O", "--contact", "a@b.example"},
+		"bad log level":     {"--no-build", "--log-level", "loud"},
 		"no organisation":   {"--report-dir", t.TempDir(), "--contact", "a@b.example", "--socket", filepath.Join(t.TempDir(), "s")},
 		"bad contact":       {"--report-dir", t.TempDir(), "--org", "O", "--contact", "nobody", "--once"},
 		"unreadable config": {"--config", filepath.Join(state, "missing.yml")},

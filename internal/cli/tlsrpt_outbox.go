@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -42,7 +43,7 @@ States: pending, sending (a worker holds it), failed-retrying (with the
 next attempt), sent, given-up (with the reason), suppressed.
 
 The outbox database is delivery.db of --config (or --db): sqlite:PATH or
-postgres://… shared by several nodes; the default is outgoing.db in the
+postgres://… shared by several nodes; the default is tlsrpt-outbox.db in the
 state directory. See docs/tlsrpt-outbox.md.
 
 Examples:
@@ -52,6 +53,9 @@ Examples:
   mailsts tlsrpt outbox retry d42
   mailsts tlsrpt outbox suppress https://reports.example.net/tlsrpt --reason "answers 404"
   mailsts tlsrpt outbox unsuppress mailto:tlsrpt@example.net
+
+--check-config validates the configuration (the delivery: section, its
+DKIM key, the log: settings) and exits, opening nothing.
 
 Exit codes:
   0  done (send: the pass ran; failed deliveries are recorded, not errors)
@@ -64,13 +68,15 @@ Exit codes:
 func runTLSRPTOutbox(ctx context.Context, env Env, args []string) int {
 	fs := newFlagSet("tlsrpt outbox", "mailsts tlsrpt outbox [flags] [list|send|retry ID|suppress DEST|unsuppress DEST|suppressed]", outboxHelp, env.Stderr)
 	config := fs.String("config", "", "YAML configuration `file` (optional; the delivery: section)")
-	db := fs.String("db", "", "outbox database: sqlite:`PATH` or postgres://… (default delivery.db, else outgoing.db in the state directory)")
+	db := fs.String("db", "", "outbox database: sqlite:`PATH` or postgres://… (default delivery.db, else tlsrpt-outbox.db in the state directory)")
 	asJSON := fs.Bool("json", false, "print JSON (snake_case keys)")
 	stateFlag := fs.String("state", "", "list only these `states`, comma-separated (failed means failed-retrying and given-up)")
 	limit := fs.Int("limit", 1000, "list at most `n` entries")
 	reason := fs.String("reason", "", "suppress: the `reason` shown in listings")
 	dnsServers := fs.String("dns", "", "send: DNS `servers`, comma-separated (default delivery.dns, dns, /etc/resolv.conf)")
-	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
+	var lf logFlags
+	lf.register(fs, "warn")
+	check := checkConfigFlag(fs)
 	// Flags may come before, between and after the action and its
 	// argument.
 	var pos []string
@@ -114,15 +120,27 @@ func runTLSRPTOutbox(ctx context.Context, env Env, args []string) int {
 			states = append(states, st)
 		}
 	}
-	level := new(slog.LevelVar)
-	level.Set(policyd.ParseLevel(*logLevel))
-	log := newLogger(env.Stderr, "text", level)
+	if err := lf.check(); err != nil {
+		return usageError(env.Stderr, "tlsrpt outbox", "%v", err)
+	}
 	cfg, err := reports.LoadConfig(*config)
 	if err != nil {
 		return fail(ExitError, "%v", err)
 	}
+	cfg.Log = lf.apply(cfg.Log)
+	if err := cfg.Log.Validate(); err != nil {
+		return fail(ExitError, "%v", err)
+	}
+	log, _ := newLog(env.Stderr, cfg.Log)
 	if *db != "" {
 		cfg.Delivery.DB = *db
+	}
+	if *check {
+		if _, err := NewOutbox(cfg, nil, log); err != nil {
+			return fail(ExitError, "%v", err)
+		}
+		return configOK(env.Stdout, "tlsrpt outbox", "outbox %s, log %s/%s",
+			redactDB(cmpOr(cfg.Delivery.DB, "sqlite:"+filepath.Join(policyd.DefaultStateDir(env.getenv), outbox.DefaultFile))), cfg.Log.Level, cfg.Log.Format)
 	}
 	st, err := outbox.Open(ctx, cfg.Delivery.DB, policyd.DefaultStateDir(env.getenv))
 	if err != nil {

@@ -8,7 +8,7 @@ import "time"
 // defaults (contrib/reports.yml).
 type DeliveryConfig struct {
 	// DB is the outbox database: sqlite:PATH or a postgres:// URL shared
-	// by several nodes; empty means outgoing.db in the state directory.
+	// by several nodes; empty means tlsrpt-outbox.db in the state directory.
 	DB string `yaml:"db"`
 	// DNS servers for _smtp._tls and HTTPS host lookups; empty means the
 	// top-level dns, else /etc/resolv.conf.

@@ -51,7 +51,7 @@ func (c *clock) Add(d time.Duration) {
 
 func openSQLite(t testing.TB) *Store {
 	t.Helper()
-	s, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "outgoing.db"))
+	s, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "tlsrpt-outbox.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,7 @@ var (
 
 // DefaultFile is the SQLite file Open uses in the state directory when the
 // spec is empty.
-const DefaultFile = "outgoing.db"
+const DefaultFile = "tlsrpt-outbox.db"
 
 // Store keeps reports waiting for delivery and the state of each
 // delivery, in SQLite (one node) or PostgreSQL (several nodes sharing one

@@ -137,7 +137,7 @@ func TestTwoWorkersNeverDoubleSend(t *testing.T) {
 	}
 	t.Run("sqlite", func(t *testing.T) {
 		t.Parallel()
-		path := t.TempDir() + "/outgoing.db"
+		path := t.TempDir() + "/tlsrpt-outbox.db"
 		var st []*Store
 		for range 2 {
 			s, err := OpenSQLite(context.Background(), path)

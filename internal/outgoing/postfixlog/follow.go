@@ -50,6 +50,11 @@ type Follower struct {
 	FromStart bool
 	// Poll is how often the end of the file is checked; 0 means 250 ms.
 	Poll time.Duration
+	// ReportMessageID, when set, tells the Message-IDs of the TLS reports
+	// this site sends by mail (outbox.IsReportMessageID): the sessions
+	// that deliver them are recorded as report deliveries, which the
+	// Recorder never counts, so sending a report never causes one.
+	ReportMessageID func(id string) bool
 	// Location of syslog time stamps without a zone; nil is UTC.
 	Location *time.Location
 	// Now dates year-less time stamps and lines without one; nil is
@@ -58,6 +63,7 @@ type Follower struct {
 	Logger *slog.Logger
 
 	procs                                                   map[string]*proc
+	reportQueue                                             map[string]bool // queue ids of report mail
 	answers                                                 map[string]cachedAnswer
 	lines, sessions, failures, unjoined, refused, rotations atomic.Uint64
 }
@@ -85,7 +91,10 @@ type cachedAnswer struct {
 const (
 	maxProcs   = 4096
 	maxAnswers = 10000
-	answerTTL  = time.Minute
+	// maxReportQueue bounds the queue ids of report mail remembered until
+	// their deliveries are logged (a site sends a few hundred a day).
+	maxReportQueue = 10000
+	answerTTL      = time.Minute
 )
 
 // Stats returns the counters.
@@ -114,9 +123,19 @@ func (f *Follower) HandleLine(ctx context.Context, s string) {
 	if f.procs == nil {
 		f.procs = map[string]*proc{}
 		f.answers = map[string]cachedAnswer{}
+		f.reportQueue = map[string]bool{}
 	}
 	l, ok := Parse(s, f.now().Year(), f.Location)
 	if !ok {
+		return
+	}
+	if l.Kind == KindMessageID {
+		if f.ReportMessageID != nil && f.ReportMessageID(l.Text) {
+			if len(f.reportQueue) >= maxReportQueue {
+				clear(f.reportQueue) // bounded; a few deliveries may then count
+			}
+			f.reportQueue[l.QueueID] = true
+		}
 		return
 	}
 	p := f.procs[l.PID]
@@ -207,7 +226,7 @@ func (f *Follower) record(ctx context.Context, l Line, rt result.Type, verify *L
 	if t.IsZero() {
 		t = f.now()
 	}
-	r := outgoing.Result{Time: t, PolicyDomain: l.Domain, Policy: a.Policy}
+	r := outgoing.Result{Time: t, PolicyDomain: l.Domain, Policy: a.Policy, ReportDelivery: f.reportQueue[l.QueueID]}
 	if rt != "" {
 		fd := outgoing.Failure{ResultType: rt, ReceivingMXHostname: l.Host, ReceivingIP: reportIP(l.IP), AdditionalInfo: l.Text}
 		if verify != nil {

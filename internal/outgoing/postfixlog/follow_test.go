@@ -226,3 +226,43 @@ func FuzzParse(f *testing.F) {
 		(&Follower{Recorder: &memRecorder{}}).HandleLine(context.Background(), s)
 	})
 }
+
+// The session that delivers a TLS report by mail is marked as a report
+// delivery (the Recorder never counts it: no report-about-report loops);
+// other mail to the same domain through the same MX still counts. The
+// queue id is known from cleanup(8)'s message-id line, logged before the
+// delivery.
+func TestReportDeliveriesMarked(t *testing.T) {
+	t.Parallel()
+	rec := &memRecorder{}
+	isReport := func(id string) bool { return strings.HasPrefix(strings.TrimPrefix(id, "<"), "mailsts-tlsrpt.") }
+	f := &Follower{Recorder: rec, Answers: answers(), ReportMessageID: isReport,
+		Now: func() time.Time { return time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC) }}
+	for _, l := range []string{
+		"Dec  6 00:20:01 mail postfix/cleanup[300]: 5AAA1: message-id=<mailsts-tlsrpt.0a1b2c3d@example.net>",
+		"Dec  6 00:20:01 mail postfix/cleanup[300]: 5BBB2: message-id=<20261206.abc@example.net>",
+		"Dec  6 00:20:02 mail postfix/smtp[301]: Verified TLS connection established to mx1.sts.example[192.0.2.10]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)",
+		"Dec  6 00:20:02 mail postfix/smtp[301]: 5AAA1: to=<tlsrpt@sts.example>, relay=mx1.sts.example[192.0.2.10]:25, delay=0.4, delays=0/0/0.2/0.2, dsn=2.0.0, status=sent (250 2.0.0 Ok)",
+		"Dec  6 00:20:03 mail postfix/smtp[302]: Verified TLS connection established to mx1.sts.example[192.0.2.10]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)",
+		"Dec  6 00:20:03 mail postfix/smtp[302]: 5BBB2: to=<alice@sts.example>, relay=mx1.sts.example[192.0.2.10]:25, delay=0.4, delays=0/0/0.2/0.2, dsn=2.0.0, status=sent (250 2.0.0 Ok)",
+	} {
+		f.HandleLine(context.Background(), l)
+	}
+	got := rec.results()
+	if len(got) != 2 {
+		t.Fatalf("%d results, want 2: %+v", len(got), got)
+	}
+	if !got[0].ReportDelivery || got[1].ReportDelivery {
+		t.Errorf("ReportDelivery = %v, %v; want the report mail's session marked and the other not", got[0].ReportDelivery, got[1].ReportDelivery)
+	}
+
+	// Without the hook nothing is marked.
+	rec2 := &memRecorder{}
+	f2 := &Follower{Recorder: rec2, Answers: answers()}
+	f2.HandleLine(context.Background(), "Dec  6 00:20:01 mail postfix/cleanup[300]: 5AAA1: message-id=<mailsts-tlsrpt.0a1b2c3d@example.net>")
+	f2.HandleLine(context.Background(), "Dec  6 00:20:02 mail postfix/smtp[301]: Verified TLS connection established to mx1.sts.example[192.0.2.10]:25: TLSv1.3")
+	f2.HandleLine(context.Background(), "Dec  6 00:20:02 mail postfix/smtp[301]: 5AAA1: to=<tlsrpt@sts.example>, relay=mx1.sts.example[192.0.2.10]:25, delay=0.4, delays=0/0/0.2/0.2, dsn=2.0.0, status=sent (250 2.0.0 Ok)")
+	if r := rec2.results(); len(r) != 1 || r[0].ReportDelivery {
+		t.Errorf("without ReportMessageID: %+v", r)
+	}
+}

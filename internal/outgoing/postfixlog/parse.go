@@ -32,11 +32,12 @@ import (
 
 // Kinds of parsed lines.
 const (
-	KindOther    = iota
-	KindTLS      // a TLS connection was established
-	KindVerify   // a server certificate failed verification
-	KindDelivery // a delivery attempt's status
-	KindAttempt  // a failed attempt to one MX host, before the next is tried
+	KindOther     = iota
+	KindTLS       // a TLS connection was established
+	KindVerify    // a server certificate failed verification
+	KindDelivery  // a delivery attempt's status
+	KindAttempt   // a failed attempt to one MX host, before the next is tried
+	KindMessageID // cleanup(8) logged a queued message's Message-ID
 )
 
 // Line is one parsed smtp(8) log line.
@@ -65,7 +66,9 @@ var (
 	verifyRE = regexp.MustCompile(`^(?:server )?certificate verification failed for ([^\[\s]+)\[([^\]]+)\](?::\d+)?: (?:num=(\d+):)?(.*)$`)
 	// A failed attempt to one MX host before the next one is tried:
 	// "QUEUEID: Server certificate not verified" (no recipient).
-	attemptRE  = regexp.MustCompile(`^([0-9A-Za-z]+): (Server certificate not (?:verified|trusted)|TLS is required, but .*|Cannot start TLS.*)$`)
+	attemptRE = regexp.MustCompile(`^([0-9A-Za-z]+): (Server certificate not (?:verified|trusted)|TLS is required, but .*|Cannot start TLS.*)$`)
+	// cleanup(8): "QUEUEID: message-id=<…>", for every queued message.
+	cleanupRE  = regexp.MustCompile(`^(\S+(?: +\d+ \d\d:\d\d:\d\d)?) \S+ postfix[^\[\s]*/cleanup\[\d+\]: ([0-9A-Za-z]+): message-id=<?([^>\s]*)>?$`)
 	deliveryRE = regexp.MustCompile(`^([0-9A-Za-z]+): to=<([^>]*)>, (?:orig_to=<[^>]*>, )?relay=([^\[\s,]+)(?:\[([^\]]+)\](?::\d+)?)?, .*status=(sent|deferred|bounced) \((.*)\)$`)
 )
 
@@ -80,6 +83,9 @@ func Parse(s string, year int, loc *time.Location) (Line, bool) {
 	}
 	m := prefixRE.FindStringSubmatch(s)
 	if m == nil {
+		if c := cleanupRE.FindStringSubmatch(s); c != nil {
+			return Line{Kind: KindMessageID, Time: parseTime(c[1], year, loc), QueueID: c[2], Text: c[3]}, true
+		}
 		return Line{}, false
 	}
 	l := Line{PID: m[2] + "[" + m[3] + "]", Time: parseTime(m[1], year, loc)}
