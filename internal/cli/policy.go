@@ -44,14 +44,12 @@ Run 'mailsts policy <subcommand> --help' for its flags and examples.
 `
 
 func runPolicy(ctx context.Context, env Env, args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		w := env.Stdout
-		code := ExitOK
-		if len(args) == 0 {
-			w, code = env.Stderr, ExitUsage
-		}
-		fmt.Fprintf(w, "Usage: mailsts policy <subcommand> [flags]\n%s", policyHelp)
-		return code
+	if len(args) == 0 {
+		return usageError(env.Stderr, "policy", "a subcommand is required: records, status, promote or retire")
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprintf(env.Stdout, "Usage: mailsts policy <subcommand> [flags]\n%s", policyHelp)
+		return ExitOK
 	}
 	switch args[0] {
 	case "records":
@@ -63,8 +61,7 @@ func runPolicy(ctx context.Context, env Env, args []string) int {
 	case "retire":
 		return runPolicyRetire(ctx, env, args[1:])
 	}
-	fmt.Fprintf(env.Stderr, "mailsts policy: unknown subcommand %q\n", args[0])
-	return ExitUsage
+	return usageError(env.Stderr, "policy", "unknown subcommand %q", args[0])
 }
 
 // publishFlags are the flags every policy subcommand shares.
@@ -275,14 +272,21 @@ func runPolicyStatus(ctx context.Context, env Env, args []string) int {
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	_, set, doms, sc, code := pf.prepareCheck(ctx, env, "status", fs, *smtpPort)
+	cfg, set, doms, sc, code := pf.prepareCheck(ctx, env, "status", fs, *smtpPort)
 	if set == nil {
 		return code
 	}
+	stored, closeStored, err := storedCerts(ctx, cfg, sc.STS.DNS)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "mailsts policy status: %v\n", err)
+		return ExitError
+	}
+	defer closeStored()
 	var all []*publish.Status
 	worst := publish.SeverityOK
 	for _, d := range doms {
 		st := sc.Check(ctx, d)
+		stored(ctx, d, st)
 		all = append(all, st)
 		worst = worse(worst, st.Verdict)
 		if !*asJSON {
@@ -351,6 +355,12 @@ func printStatus(env Env, st *publish.Status) {
 	}
 	fmt.Fprintf(env.Stdout, "%s: %s (mode %s, id %s, live id %s, served id %s, certificate until %s)\n",
 		st.Domain, strings.ToUpper(st.Verdict), st.Mode, st.ID, orDash(st.LiveID), orDash(st.ServedID), cert)
+	switch {
+	case st.StoredCertNotAfter != nil:
+		fmt.Fprintf(env.Stdout, "  acme certificate in storage: until %s, issuer %s\n", st.StoredCertNotAfter.UTC().Format("2006-01-02"), st.StoredCertIssuer)
+	case st.StoredCertError != "":
+		fmt.Fprintf(env.Stdout, "  acme certificate in storage: none (%s)\n", st.StoredCertError)
+	}
 	for _, m := range st.MX {
 		state := "ok"
 		if m.Problem != "" {

@@ -62,8 +62,7 @@ func runPolicyPromote(ctx context.Context, env Env, args []string) int {
 		return code
 	}
 	if fs.NArg() != 1 {
-		fs.Usage()
-		return ExitUsage
+		return usageError(env.Stderr, "policy promote", "want one DOMAIN")
 	}
 	cfg, set, doms, sc, code := pf.prepareCheck(ctx, env, "promote", fs, *smtpPort)
 	if set == nil {
@@ -172,8 +171,7 @@ func runPolicyRetire(ctx context.Context, env Env, args []string) int {
 		return code
 	}
 	if fs.NArg() != 1 {
-		fs.Usage()
-		return ExitUsage
+		return usageError(env.Stderr, "policy retire", "want one DOMAIN")
 	}
 	cfg, set, dns, err := pf.load(ctx)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	"github.com/mailsts/mailsts/internal/metrics"
 	"github.com/mailsts/mailsts/internal/policyd"
 	"github.com/mailsts/mailsts/internal/publish"
+	"github.com/mailsts/mailsts/internal/publish/certs"
 	"github.com/mailsts/mailsts/internal/reports"
 	"github.com/mailsts/mailsts/mtasts"
 )
@@ -45,6 +47,16 @@ type publishRun struct {
 	registry      *prometheus.Registry
 	metricsLn     net.Listener
 
+	// certs issues and renews the policy hosts' certificates (publish.acme;
+	// nil without); certsClose releases it and its storage.
+	certs      *certs.Manager
+	certsClose func()
+	// kick asks the effects loop (effects.go) for a round: manage the
+	// certificates of the served set, publish changed ids in DNS.
+	// firstRound is closed once the first round has run.
+	kick       chan struct{}
+	firstRound chan struct{}
+
 	mu  sync.Mutex // guards cfg and set
 	cfg reports.PublishConfig
 	set *publish.Set
@@ -68,7 +80,10 @@ func (sr *serveRun) preparePublish(ctx context.Context, env Env, cfgPath string,
 		return fmt.Errorf("dns: %w", err)
 	}
 	pr := &publishRun{cfgPath: cfgPath, loader: &publish.Loader{DNS: dns, Logger: sr.log},
-		host: &publish.Host{Logger: sr.log}, log: sr.log, cfg: pc, statePath: publishStatePath(env, pc)}
+		host: &publish.Host{Logger: sr.log}, log: sr.log, cfg: pc, statePath: publishStatePath(env, pc),
+		kick: make(chan struct{}, 1), firstRound: make(chan struct{})}
+	// Set now, so that a failure below releases what was opened.
+	sr.publish = pr
 	set, err := pr.loader.Load(ctx, pc)
 	if err != nil {
 		return err
@@ -77,7 +92,7 @@ func (sr *serveRun) preparePublish(ctx context.Context, env Env, cfgPath string,
 	pr.host.Set(set)
 	pr.record(set)
 	var get publish.GetCertificateFunc
-	if !pc.PlainHTTP {
+	if !pc.PlainHTTP && pc.ACME == nil {
 		if get, err = publishCertificates(pc, set, sr.log); err != nil {
 			return fmt.Errorf("publish: %w", err)
 		}
@@ -94,15 +109,26 @@ func (sr *serveRun) preparePublish(ctx context.Context, env Env, cfgPath string,
 		return fmt.Errorf("publish.listen: %w", err)
 	}
 	scheme := "http"
-	if get != nil {
+	var handler http.Handler = pr.host
+	switch {
+	case pc.ACME != nil:
+		if err := pr.prepareACME(ctx, sr, pc, dns, ln); err != nil {
+			ln.Close()
+			return fmt.Errorf("publish: %w", err)
+		}
+		ln = tls.NewListener(ln, acmeTLSConfig(pr.certs, pc.ACME.TLSALPN01On()))
+		scheme = "https"
+		if pc.Delegation != nil {
+			handler = &delegatedHost{host: pr.host, policyHost: pr.delegatedPolicyHost}
+		}
+	case get != nil:
 		ln = tls.NewListener(ln, publish.TLSConfig(get))
 		scheme = "https"
 	}
-	srv := newHTTPServer(pr.host, sr.log)
+	srv := newHTTPServer(handler, sr.log)
 	// A policy is tiny: short timeouts bound slow clients.
 	srv.ReadTimeout, srv.WriteTimeout, srv.IdleTimeout = 30*time.Second, 30*time.Second, 60*time.Second
 	sr.servers = append(sr.servers, servedListener{name: "policy host", srv: srv, ln: ln})
-	sr.publish = pr
 	if set.CheckInterval > 0 {
 		roots, err := mtasts.LoadRootCAs("")
 		if err != nil {
@@ -144,7 +170,7 @@ func portSuffix(ln net.Listener) string {
 // return its GetCertificate instead.
 func publishCertificates(pc reports.PublishConfig, set *publish.Set, log *slog.Logger) (publish.GetCertificateFunc, error) {
 	if pc.TLSCert == "" && pc.CertDir == "" {
-		return nil, errors.New("the policy host needs certificates: give publish.tls_cert and tls_key, or publish.cert_dir, or publish.plain_http: true behind a TLS proxy")
+		return nil, errors.New("the policy host needs certificates: give publish.acme (certificates from an ACME CA), publish.tls_cert and tls_key, or publish.cert_dir, or publish.plain_http: true behind a TLS proxy")
 	}
 	sc, err := publish.LoadStaticCerts(pc.TLSCert, pc.TLSKey, pc.CertDir)
 	if err != nil {
@@ -163,6 +189,10 @@ func publishCertificates(pc reports.PublishConfig, set *publish.Set, log *slog.L
 func (pr *publishRun) close() {
 	if pr.metricsLn != nil {
 		pr.metricsLn.Close()
+	}
+	if pr.certsClose != nil {
+		pr.certsClose()
+		pr.certsClose = nil
 	}
 }
 
@@ -256,6 +286,8 @@ func (pr *publishRun) run(ctx context.Context) {
 	if pr.checker != nil {
 		go pr.checkLoop(ctx)
 	}
+	go pr.effects(ctx)
+	pr.kickEffects()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -277,5 +309,6 @@ func (pr *publishRun) run(ctx context.Context) {
 		if fromFile {
 			pr.log.Info("mailsts serve: publish configuration reloaded", "domains", len(pr.current().Domains))
 		}
+		pr.kickEffects()
 	}
 }

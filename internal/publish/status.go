@@ -76,10 +76,16 @@ type Status struct {
 	ServedID string `json:"served_id"`
 	// CertNotAfter is the end of the policy host certificate's validity.
 	CertNotAfter *time.Time `json:"cert_not_after,omitempty"`
-	MX           []MXStatus `json:"mx"`
-	Findings     []Finding  `json:"findings"`
-	Checked      time.Time  `json:"checked"`
-	Verdict      string     `json:"verdict"`
+	// StoredCertNotAfter and StoredCertIssuer describe the certificate in
+	// the ACME storage (publish.acme); StoredCertError says why there is
+	// none. Empty without ACME.
+	StoredCertNotAfter *time.Time `json:"stored_cert_not_after,omitempty"`
+	StoredCertIssuer   string     `json:"stored_cert_issuer,omitempty"`
+	StoredCertError    string     `json:"stored_cert_error,omitempty"`
+	MX                 []MXStatus `json:"mx"`
+	Findings           []Finding  `json:"findings"`
+	Checked            time.Time  `json:"checked"`
+	Verdict            string     `json:"verdict"`
 	// Report is the checker's full report of the domain.
 	Report *checker.Report `json:"-"`
 }
