@@ -32,6 +32,7 @@ const policyHelp = `
 Subcommands:
   records    the DNS records to publish for hosted domains
   status     each hosted domain as senders see it: TXT id, served policy, certificate, MX
+  publish    publish the TXT records with DNS UPDATE, once the policy is served
   promote    switch a domain from testing to enforce, if the evidence allows it
   retire     switch a domain to mode none and say until when to keep serving it
 
@@ -45,7 +46,7 @@ Run 'mailsts policy <subcommand> --help' for its flags and examples.
 
 func runPolicy(ctx context.Context, env Env, args []string) int {
 	if len(args) == 0 {
-		return usageError(env.Stderr, "policy", "a subcommand is required: records, status, promote or retire")
+		return usageError(env.Stderr, "policy", "a subcommand is required: records, status, publish, promote or retire")
 	}
 	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprintf(env.Stdout, "Usage: mailsts policy <subcommand> [flags]\n%s", policyHelp)
@@ -56,6 +57,8 @@ func runPolicy(ctx context.Context, env Env, args []string) int {
 		return runPolicyRecords(ctx, env, args[1:])
 	case "status":
 		return runPolicyStatus(ctx, env, args[1:])
+	case "publish":
+		return runPolicyPublish(ctx, env, args[1:])
 	case "promote":
 		return runPolicyPromote(ctx, env, args[1:])
 	case "retire":

@@ -134,7 +134,7 @@ publish:
 		t.Fatal(err)
 	}
 	// --check-config validates the section, ACME keys included.
-	code, out, errOut := runQuiet(t, filepath.Join(dir, "state"), "serve", "--config", cfg, "--check-config", "--db", "sqlite:"+filepath.Join(dir, "r.db"))
+	code, out, errOut := runStdin(t, nil, filepath.Join(dir, "state"), "serve", "--config", cfg, "--check-config", "--db", "sqlite:"+filepath.Join(dir, "r.db"))
 	if code != 0 || !bytes.Contains([]byte(out), []byte("publish 1 domain over https, certificates from ACME and on demand for delegated domains")) {
 		t.Errorf("--check-config: exit %d: %s%s", code, out, errOut)
 	}
@@ -218,7 +218,7 @@ publish:
 	}
 
 	// policy status shows the certificate in the ACME storage.
-	code, out, errOut = runQuiet(t, filepath.Join(dir, "state"), "policy", "status", "--json", "--config", cfg,
+	code, out, errOut = runStdin(t, nil, filepath.Join(dir, "state"), "policy", "status", "--json", "--config", cfg,
 		"--https-port", fmt.Sprint(port), "--smtp-port", fmt.Sprint(n.SMTPPort()), pubDomain)
 	var sts []struct {
 		StoredCertNotAfter *time.Time `json:"stored_cert_not_after"`

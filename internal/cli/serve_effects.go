@@ -7,8 +7,12 @@ import (
 	"time"
 
 	"github.com/mailsts/mailsts/dnsresolve"
+	"github.com/mailsts/mailsts/internal/checker"
+	"github.com/mailsts/mailsts/internal/metrics"
 	"github.com/mailsts/mailsts/internal/publish"
+	"github.com/mailsts/mailsts/internal/publish/dnsupdate"
 	"github.com/mailsts/mailsts/internal/reports"
+	"github.com/mailsts/mailsts/mtasts"
 )
 
 // Effects on the world happen in one loop of the policy host, in the
@@ -95,8 +99,8 @@ func (pr *publishRun) effects(ctx context.Context) {
 	}
 }
 
-// effectsRound manages the certificates of the served set, then (slice
-// of DNS publishing) announces changed ids; it returns when to try
+// effectsRound manages the certificates of the served set, then
+// publishes in DNS the ids not published yet; it returns when to try
 // again (0: nothing left to do).
 func (pr *publishRun) effectsRound(ctx context.Context) time.Duration {
 	set := pr.current()
@@ -119,5 +123,60 @@ func (pr *publishRun) effectsRound(ctx context.Context) time.Duration {
 		}
 		pr.log.Info("mailsts serve: policy host certificates ready", "hosts", hosts)
 	}
+	if pr.announcer != nil {
+		for _, d := range set.Domains {
+			if ctx.Err() != nil {
+				return 0
+			}
+			id := d.Policy().ID
+			if pr.announced[d.Name] == id {
+				continue
+			}
+			an := pr.announcer.Announce(ctx, d)
+			if an.Outcome == publish.AnnouncePublished {
+				pr.announced[d.Name] = id
+				continue
+			}
+			// The Publisher logged the reason; try again later.
+			again = pr.dnsRetry
+		}
+	}
 	return again
+}
+
+// prepareDNSUpdate builds the announcer of publish.dns_update (nothing
+// without it): ids are published through the primary once the policy is
+// fetched as a sender fetches it and, for enforce, once every MX passes
+// the strict checks of `policy status`.
+func (pr *publishRun) prepareDNSUpdate(pc reports.PublishConfig, dns dnsresolve.Resolver) error {
+	u := pc.DNSUpdate
+	if u == nil {
+		return nil
+	}
+	key, err := dnsupdate.LoadKey(u.KeyFile)
+	if err != nil {
+		return err
+	}
+	roots, err := mtasts.LoadRootCAs("")
+	if err != nil {
+		return err
+	}
+	pr.announcer = &publish.Announcer{
+		Records: &dnsupdate.Updater{Server: u.Server, Zone: u.Zone, Key: key, TTL: u.TTL, Logger: pr.log},
+		Checker: statusChecker(&mtasts.Client{DNS: dns, RootCAs: roots, Timeout: time.Minute, UserAgent: userAgent()}, checker.DefaultSMTPPort),
+		Logger:  pr.log,
+	}
+	if pr.registry != nil {
+		m, err := metrics.NewPublishDNS(pr.registry)
+		if err != nil {
+			return err
+		}
+		pr.announcer.Observer = m
+	}
+	pr.announced = map[string]string{}
+	pr.dnsRetry = u.Retry
+	if pr.dnsRetry <= 0 {
+		pr.dnsRetry = effectsRetry
+	}
+	return nil
 }

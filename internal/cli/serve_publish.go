@@ -56,6 +56,12 @@ type publishRun struct {
 	// firstRound is closed once the first round has run.
 	kick       chan struct{}
 	firstRound chan struct{}
+	// announcer publishes ids in DNS (publish.dns_update; nil without);
+	// announced maps each domain to the id last published (effects loop
+	// only); dnsRetry is how soon a refused publication is retried.
+	announcer *publish.Announcer
+	announced map[string]string
+	dnsRetry  time.Duration
 
 	mu  sync.Mutex // guards cfg and set
 	cfg reports.PublishConfig
@@ -147,6 +153,9 @@ func (sr *serveRun) preparePublish(ctx context.Context, env Env, cfgPath string,
 		if pr.metricsLn, err = net.Listen("tcp", pc.MetricsListen); err != nil {
 			return fmt.Errorf("publish.metrics_listen: %w", err)
 		}
+	}
+	if err := pr.prepareDNSUpdate(pc, dns); err != nil {
+		return fmt.Errorf("publish: %w", err)
 	}
 	for _, d := range set.Domains {
 		sr.log.Info("mailsts serve: hosting policy", "url", scheme+"://"+d.PolicyHost()+portSuffix(ln)+publish.WellKnownPath,
