@@ -90,6 +90,19 @@ func TestPolicyPublishDNSUpdate(t *testing.T) {
 	if got := p.TXT(t, "_mta-sts.badmx.example"); len(got) != 0 {
 		t.Errorf("enforce with a failing MX published: %q", got)
 	}
+	// The dashboard's page shows the last publication of each domain.
+	for _, r := range sr.publish.rows(nil) {
+		switch r.Domain {
+		case pubDomain:
+			if !strings.HasPrefix(r.DNS, "published ") {
+				t.Errorf("dashboard row %+v", r)
+			}
+		case "badmx.example":
+			if !strings.HasPrefix(r.DNS, "refused ") || !strings.Contains(r.DNSDetail, "mx2.badmx.example") {
+				t.Errorf("dashboard row %+v", r)
+			}
+		}
+	}
 	res, err := http.Get("http://" + sr.publish.metricsLn.Addr().String() + "/metrics")
 	if err != nil {
 		t.Fatal(err)

@@ -423,6 +423,9 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 		}
 		var h http.Handler = newAPIMux(apiHandler)
 		if dash != nil {
+			if publishSection(cfg.Publish) {
+				dash.srv.Sections = append(dash.srv.Sections, policiesSection(dash.srv, func() *publishRun { return sr.publish }))
+			}
 			if h, err = dash.handler(apiHandler); err != nil {
 				aln.Close()
 				return fail(ExitError, "%v", err)

@@ -133,6 +133,7 @@ func (pr *publishRun) effectsRound(ctx context.Context) time.Duration {
 				continue
 			}
 			an := pr.announcer.Announce(ctx, d)
+			pr.noteAnnouncement(an, time.Now())
 			if an.Outcome == publish.AnnouncePublished {
 				pr.announced[d.Name] = id
 				continue

@@ -63,9 +63,13 @@ type publishRun struct {
 	announced map[string]string
 	dnsRetry  time.Duration
 
-	mu  sync.Mutex // guards cfg and set
+	mu  sync.Mutex // guards cfg, set, lastStatus and lastAnnounce
 	cfg reports.PublishConfig
 	set *publish.Set
+	// lastStatus and lastAnnounce are the last check and DNS publication
+	// of each domain, for the dashboard (serve_policies.go).
+	lastStatus   map[string]*publish.Status
+	lastAnnounce map[string]policyAnnouncement
 }
 
 // publishSection reports whether the configuration asks for a policy host.
@@ -273,7 +277,7 @@ func (pr *publishRun) checkLoop(ctx context.Context) {
 	t := time.NewTicker(pr.checkInterval)
 	defer t.Stop()
 	for {
-		pr.checker.CheckAll(ctx, pr.current(), pr.observer, pr.log)
+		pr.noteStatuses(pr.checker.CheckAll(ctx, pr.current(), pr.observer, pr.log))
 		select {
 		case <-ctx.Done():
 			return
