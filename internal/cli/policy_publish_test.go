@@ -133,8 +133,35 @@ func TestPolicyPublishDNSUpdate(t *testing.T) {
 	if code != ExitOK || !strings.Contains(out, pubDomain+": published") {
 		t.Errorf("publish: exit %d: %s %s", code, out, errOut)
 	}
-	// Without dns_update, only --dry-run runs.
+	// A reload that changes the policy publishes the new id; an invalid
+	// edit publishes nothing.
 	b, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, []byte(strings.Replace(string(b), "max_age: 86400", "max_age: 604800", 1)), 0o600)
+	if err := sr.publish.reload(t.Context(), true); err != nil {
+		t.Fatal(err)
+	}
+	newID := sr.publish.current().Domain(pubDomain).Policy().ID
+	if newID == want.ID {
+		t.Fatal("the edit did not change the id")
+	}
+	// The round the reload asks for (run here, where its end is known).
+	sr.publish.effectsRound(t.Context())
+	if got := p.TXT(t, "_mta-sts.hosted.example"); !slices.Equal(got, []string{"v=STSv1; id=" + newID + ";"}) {
+		t.Errorf("after reload: _mta-sts %q, want id %s", got, newID)
+	}
+	before = serial()
+	b, _ = os.ReadFile(cfg)
+	os.WriteFile(cfg, []byte(strings.Replace(string(b), "max_age: 604800", "max_age: 99999999", 1)), 0o600)
+	if err := sr.publish.reload(t.Context(), true); err == nil {
+		t.Fatal("invalid edit applied")
+	}
+	sr.publish.effectsRound(t.Context())
+	if serial() != before {
+		t.Error("an invalid edit changed the zone")
+	}
+	// Without dns_update, only --dry-run runs.
+	b, _ = os.ReadFile(cfg)
+	b = []byte(strings.Replace(string(b), "max_age: 99999999", "max_age: 86400", 1))
 	noUpdate := filepath.Join(t.TempDir(), "no-update.yml")
 	os.WriteFile(noUpdate, []byte(strings.Split(string(b), "  dns_update:")[0]+"  domains:"+strings.SplitN(string(b), "  domains:", 2)[1]), 0o600)
 	if code, _, errOut := runStdin(t, nil, state, "policy", "publish", "--config", noUpdate, "--dns", n.DNSAddr(), pubDomain); code != ExitError || !strings.Contains(errOut, "dns_update is not configured") {
