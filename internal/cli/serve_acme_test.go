@@ -15,9 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/mailsts/mailsts/dnsresolve"
 	"github.com/mailsts/mailsts/internal/publish"
 	"github.com/mailsts/mailsts/internal/publish/certs/certstest"
+	"github.com/mailsts/mailsts/internal/reports/reportstest"
 	"github.com/mailsts/mailsts/internal/testnet"
 	"github.com/mailsts/mailsts/internal/watchdog"
 	"github.com/mailsts/mailsts/mtasts"
@@ -229,5 +233,100 @@ publish:
 	}
 	if sts[0].StoredCertNotAfter == nil || !sts[0].StoredCertNotAfter.Equal(leaf.NotAfter) || sts[0].StoredCertIssuer == "" {
 		t.Errorf("stored certificate %v %q, served %v", sts[0].StoredCertNotAfter, sts[0].StoredCertIssuer, leaf.NotAfter)
+	}
+}
+
+// TestServePublishACMESharedStorage: with certs.storage postgres or
+// redis, serve keeps the ACME certificate in the shared store, where
+// another process (here `policy status`) finds it. Each backend hosts a
+// domain of its own (certmagic keeps pending challenges per name,
+// process-wide).
+func TestServePublishACMESharedStorage(t *testing.T) {
+	t.Parallel()
+	for backend, domain := range map[string]string{"postgres": "nolive.example", "redis": "stale.example"} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			var certsYAML string
+			switch backend {
+			case "postgres":
+				dsn := reportstest.PostgresServer()
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				admin, err := pgx.Connect(ctx, dsn)
+				if err != nil {
+					t.Skipf("PostgreSQL test server unreachable (set MAILSTS_TEST_POSTGRES): %v", err)
+				}
+				schema := fmt.Sprintf("mailsts_certs_cli_%d", time.Now().UnixNano())
+				t.Cleanup(func() {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					if _, err := admin.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE"); err != nil {
+						t.Errorf("drop schema %s: %v", schema, err)
+					}
+					admin.Close(ctx)
+				})
+				certsYAML = fmt.Sprintf("storage: postgres, postgres: %q, postgres_schema: %s", dsn, schema)
+			case "redis":
+				c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", DialTimeout: 2 * time.Second})
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if err := c.Ping(ctx).Err(); err != nil {
+					c.Close()
+					t.Skipf("Redis at 127.0.0.1:6379 unreachable: %v", err)
+				}
+				prefix := fmt.Sprintf("mailsts-test:cli-certs:%d:", time.Now().UnixNano())
+				t.Cleanup(func() {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					iter := c.Scan(ctx, 0, prefix+"*", 100).Iterator()
+					for iter.Next(ctx) {
+						c.Del(ctx, iter.Val())
+					}
+					c.Close()
+				})
+				certsYAML = fmt.Sprintf("storage: redis, redis: 127.0.0.1:6379, redis_prefix: %q", prefix)
+			}
+			n := pubNet.Net(t)
+			ca, caFile, setTargets := startTestACME(t, n)
+			dir := t.TempDir()
+			cfg := filepath.Join(dir, "mailsts.yml")
+			y := fmt.Sprintf(`dns: [%q]
+publish:
+  listen: 127.0.0.1:0
+  http_listen: 127.0.0.1:0
+  state_file: %q
+  check_interval: -1s
+  acme: {directory: %s, email: hostmaster@%s, ca_file: %q}
+  certs: {%s}
+  domains:
+    - {domain: %s, mode: testing, mx: auto}
+`, n.DNSAddr(), filepath.Join(dir, "state.json"), ca.URL, domain, caFile, certsYAML, domain)
+			if err := os.WriteFile(cfg, []byte(y), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			sr, port := startPublishRunWith(t, cfg, func(sr *serveRun) {
+				addr := map[string]string{}
+				for _, s := range sr.servers {
+					addr[s.name] = s.ln.Addr().String()
+				}
+				setTargets(addr["ACME HTTP-01"], addr["policy host"])
+			})
+			watchdog.Within(t, 3*time.Minute, func() struct{} { <-sr.publish.firstRound; return struct{}{} })
+			if n := ca.OrderCount("mta-sts." + domain); n != 1 {
+				t.Fatalf("%d orders for mta-sts.%s: %v", n, domain, ca.Orders())
+			}
+			code, out, errOut := runStdin(t, nil, filepath.Join(dir, "state"), "policy", "status", "--json", "--config", cfg,
+				"--https-port", fmt.Sprint(port), "--smtp-port", fmt.Sprint(n.SMTPPort()), "--timeout", "5s", domain)
+			var sts []struct {
+				StoredCertNotAfter *time.Time `json:"stored_cert_not_after"`
+				StoredCertError    string     `json:"stored_cert_error"`
+			}
+			if err := json.Unmarshal([]byte(out), &sts); err != nil || len(sts) != 1 {
+				t.Fatalf("policy status: exit %d, %v: %s %s", code, err, out, errOut)
+			}
+			if sts[0].StoredCertNotAfter == nil || sts[0].StoredCertNotAfter.Before(time.Now().Add(24*time.Hour)) {
+				t.Errorf("stored certificate: %+v", sts[0])
+			}
+		})
 	}
 }
