@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -328,5 +329,28 @@ publish:
 				t.Errorf("stored certificate: %+v", sts[0])
 			}
 		})
+	}
+}
+
+// TestServeCheckConfigPublish: --check-config refuses an invalid publish
+// section (here acme next to certificate files, and a dns_update zone
+// that does not hold the domain) with one line per problem, exit 2, and
+// creates nothing.
+func TestServeCheckConfigPublish(t *testing.T) {
+	t.Parallel()
+	n := pubNet.Net(t)
+	cfg := pubConfig(t, n, "testing", "  acme: {email: hostmaster@hosted.example}\n  dns_update: {server: \"127.0.0.1:53\", zone: other.example, key_file: /nonexistent}")
+	state := filepath.Join(t.TempDir(), "state")
+	code, out, errOut := runStdin(t, nil, state, "serve", "--config", cfg, "--check-config")
+	if code != ExitError || out != "" {
+		t.Errorf("exit %d, stdout %q", code, out)
+	}
+	for _, w := range []string{"publish: acme: excludes tls_cert and cert_dir", "publish: dns_update.zone other.example does not hold _mta-sts.hosted.example", "publish: dns_update.key_file:"} {
+		if !strings.Contains(errOut, w) {
+			t.Errorf("stderr lacks %q:\n%s", w, errOut)
+		}
+	}
+	if _, err := os.Stat(state); !os.IsNotExist(err) {
+		t.Errorf("--check-config created %s", state)
 	}
 }

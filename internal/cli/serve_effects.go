@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"reflect"
 	"time"
 
 	"github.com/mailsts/mailsts/dnsresolve"
@@ -180,4 +181,12 @@ func (pr *publishRun) prepareDNSUpdate(pc reports.PublishConfig, dns dnsresolve.
 		pr.dnsRetry = effectsRetry
 	}
 	return nil
+}
+
+// sameEffects reports whether a and b agree on the settings a reload
+// does not apply (listeners, certificates, DNS publishing).
+func sameEffects(a, b reports.PublishConfig) bool {
+	return a.Listen == b.Listen && a.HTTPListen == b.HTTPListen && a.PlainHTTP == b.PlainHTTP &&
+		reflect.DeepEqual(a.ACME, b.ACME) && a.Certs == b.Certs && reflect.DeepEqual(a.Delegation, b.Delegation) &&
+		reflect.DeepEqual(a.DNSUpdate, b.DNSUpdate)
 }

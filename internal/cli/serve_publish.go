@@ -234,8 +234,12 @@ func (pr *publishRun) reload(ctx context.Context, fromFile bool) error {
 		return err
 	}
 	pr.mu.Lock()
+	old := pr.cfg
 	pr.cfg, pr.set = pc, set
 	pr.mu.Unlock()
+	if !sameEffects(old, pc) {
+		pr.log.Warn("mailsts serve: publish listen, http_listen, plain_http, acme, certs, delegation and dns_update changes take effect at the next start; the domains were reloaded")
+	}
 	pr.host.Set(set)
 	pr.record(set)
 	return nil
