@@ -321,8 +321,7 @@ func (pf *publishFlags) prepareCheck(ctx context.Context, env Env, name string, 
 	}
 	doms, err := pick(pset, fs.Args())
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "mailsts policy %s: %v\n", name, err)
-		return nil, nil, nil, nil, ExitUsage
+		return nil, nil, nil, nil, usageError(env.Stderr, "policy "+name, "%v", err)
 	}
 	roots, err := mtasts.LoadRootCAs(pf.nf.caFile)
 	if err != nil {

@@ -159,6 +159,8 @@ func TestPolicyPublishDNSUpdate(t *testing.T) {
 	if serial() != before {
 		t.Error("an invalid edit changed the zone")
 	}
+	code, out, errOut = runStdin(t, nil, state, publishArgs("--dry-run", "nothosted.example")...)
+	checkUsageError(t, code, out, errOut, "policy publish")
 	// Without dns_update, only --dry-run runs.
 	b, _ = os.ReadFile(cfg)
 	b = []byte(strings.Replace(string(b), "max_age: 99999999", "max_age: 86400", 1))
