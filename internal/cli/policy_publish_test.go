@@ -129,6 +129,8 @@ func TestPolicyPublishDNSUpdate(t *testing.T) {
 	if code != ExitOK || !strings.Contains(out, "would publish") || !strings.Contains(out, want.ID) || serial() != before {
 		t.Errorf("dry run: exit %d: %s %s", code, out, errOut)
 	}
+	code, out, errOut = runStdin(t, nil, state, publishArgs("--dry-run", "nothosted.example")...)
+	checkUsageError(t, code, out, errOut, "policy publish")
 	code, out, errOut = runStdin(t, nil, state, publishArgs(pubDomain)...)
 	if code != ExitOK || !strings.Contains(out, pubDomain+": published") {
 		t.Errorf("publish: exit %d: %s %s", code, out, errOut)
@@ -159,8 +161,6 @@ func TestPolicyPublishDNSUpdate(t *testing.T) {
 	if serial() != before {
 		t.Error("an invalid edit changed the zone")
 	}
-	code, out, errOut = runStdin(t, nil, state, publishArgs("--dry-run", "nothosted.example")...)
-	checkUsageError(t, code, out, errOut, "policy publish")
 	// Without dns_update, only --dry-run runs.
 	b, _ = os.ReadFile(cfg)
 	b = []byte(strings.Replace(string(b), "max_age: 99999999", "max_age: 86400", 1))
