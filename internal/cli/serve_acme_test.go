@@ -239,12 +239,13 @@ publish:
 
 // TestServePublishACMESharedStorage: with certs.storage postgres or
 // redis, serve keeps the ACME certificate in the shared store, where
-// another process (here `policy status`) finds it. Each backend hosts a
-// domain of its own (certmagic keeps pending challenges per name,
-// process-wide).
+// another process (here `policy status`) finds it; with HTTP-01 off, the
+// certificate comes over TLS-ALPN-01 alone and no plain-HTTP listener is
+// opened. Each case hosts a domain of its own (certmagic keeps pending
+// challenges per name, process-wide).
 func TestServePublishACMESharedStorage(t *testing.T) {
 	t.Parallel()
-	for backend, domain := range map[string]string{"postgres": "nolive.example", "redis": "stale.example"} {
+	for backend, domain := range map[string]string{"postgres": "nolive.example", "redis": "stale.example", "tls-alpn-only": "badmx.example"} {
 		t.Run(backend, func(t *testing.T) {
 			t.Parallel()
 			var certsYAML string
@@ -286,6 +287,12 @@ func TestServePublishACMESharedStorage(t *testing.T) {
 					c.Close()
 				})
 				certsYAML = fmt.Sprintf("storage: redis, redis: 127.0.0.1:6379, redis_prefix: %q", prefix)
+			case "tls-alpn-only":
+				certsYAML = fmt.Sprintf("dir: %q", t.TempDir())
+			}
+			acmeExtra, httpListen := "", "\n  http_listen: 127.0.0.1:0"
+			if backend == "tls-alpn-only" {
+				acmeExtra, httpListen = ", http_01: false", ""
 			}
 			n := pubNet.Net(t)
 			ca, caFile, setTargets := startTestACME(t, n)
@@ -293,15 +300,14 @@ func TestServePublishACMESharedStorage(t *testing.T) {
 			cfg := filepath.Join(dir, "mailsts.yml")
 			y := fmt.Sprintf(`dns: [%q]
 publish:
-  listen: 127.0.0.1:0
-  http_listen: 127.0.0.1:0
+  listen: 127.0.0.1:0%s
   state_file: %q
   check_interval: -1s
-  acme: {directory: %s, email: hostmaster@%s, ca_file: %q}
+  acme: {directory: %s, email: hostmaster@%s, ca_file: %q%s}
   certs: {%s}
   domains:
     - {domain: %s, mode: testing, mx: auto}
-`, n.DNSAddr(), filepath.Join(dir, "state.json"), ca.URL, domain, caFile, certsYAML, domain)
+`, n.DNSAddr(), httpListen, filepath.Join(dir, "state.json"), ca.URL, domain, caFile, acmeExtra, certsYAML, domain)
 			if err := os.WriteFile(cfg, []byte(y), 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -309,6 +315,9 @@ publish:
 				addr := map[string]string{}
 				for _, s := range sr.servers {
 					addr[s.name] = s.ln.Addr().String()
+				}
+				if _, ok := addr["ACME HTTP-01"]; ok == (backend == "tls-alpn-only") {
+					t.Errorf("listeners %v", addr)
 				}
 				setTargets(addr["ACME HTTP-01"], addr["policy host"])
 			})
