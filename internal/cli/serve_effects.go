@@ -77,8 +77,9 @@ func (pr *publishRun) kickEffects() {
 	}
 }
 
-// effects runs rounds until ctx ends.
+// effects runs rounds until ctx ends, then closes effectsDone.
 func (pr *publishRun) effects(ctx context.Context) {
+	defer close(pr.effectsDone)
 	first := true
 	var retry <-chan time.Time
 	for {

@@ -56,6 +56,9 @@ type publishRun struct {
 	// firstRound is closed once the first round has run.
 	kick       chan struct{}
 	firstRound chan struct{}
+	// effectsDone is closed when the effects loop has ended (if started).
+	effectsDone    chan struct{}
+	effectsStarted bool
 	// announcer publishes ids in DNS (publish.dns_update; nil without);
 	// announced maps each domain to the id last published (effects loop
 	// only); dnsRetry is how soon a refused publication is retried.
@@ -91,7 +94,7 @@ func (sr *serveRun) preparePublish(ctx context.Context, env Env, cfgPath string,
 	}
 	pr := &publishRun{cfgPath: cfgPath, loader: &publish.Loader{DNS: dns, Logger: sr.log},
 		host: &publish.Host{Logger: sr.log}, log: sr.log, cfg: pc, statePath: publishStatePath(env, pc),
-		kick: make(chan struct{}, 1), firstRound: make(chan struct{})}
+		kick: make(chan struct{}, 1), firstRound: make(chan struct{}), effectsDone: make(chan struct{})}
 	// Set now, so that a failure below releases what was opened.
 	sr.publish = pr
 	set, err := pr.loader.Load(ctx, pc)
@@ -203,6 +206,18 @@ func (pr *publishRun) close() {
 	if pr.metricsLn != nil {
 		pr.metricsLn.Close()
 	}
+	pr.mu.Lock()
+	started := pr.effectsStarted
+	pr.mu.Unlock()
+	if started {
+		// The loop ends with serve's context; let a round in flight
+		// finish before its certificate storage closes.
+		select {
+		case <-pr.effectsDone:
+		case <-time.After(serveShutdownTimeout):
+			pr.log.Warn("mailsts serve: certificate and DNS work still running at exit")
+		}
+	}
 	if pr.certsClose != nil {
 		pr.certsClose()
 		pr.certsClose = nil
@@ -303,6 +318,9 @@ func (pr *publishRun) run(ctx context.Context) {
 	if pr.checker != nil {
 		go pr.checkLoop(ctx)
 	}
+	pr.mu.Lock()
+	pr.effectsStarted = true
+	pr.mu.Unlock()
 	go pr.effects(ctx)
 	pr.kickEffects()
 	hup := make(chan os.Signal, 1)
