@@ -77,4 +77,12 @@
 // postqueue, sendmail) and the go command. Missing ones skip the test with
 // the reason, unless MAILSTS_REQUIRE_E2E=1, which makes them a failure
 // (CI sets it). Postfix 3.7 has no TLSRPT attributes, so none are checked.
+//
+// TestPublishPeer is the domain owner's side: `mailsts serve` hosts the
+// policy of hosted.example on 127.0.0.2:443 in its own namespace, the
+// testnet DNS on port 53 points mta-sts.hosted.example there and carries
+// the derived id, and postfix-mta-sts-resolver's mta-sts-query (trusting
+// the testnet CA through SSL_CERT_FILE) must report that id and the
+// configured mode, mx and max_age as a VALID policy. It needs root,
+// iproute2, go and mta-sts-query (Debian postfix-mta-sts-resolver).
 package e2e

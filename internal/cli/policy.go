@@ -32,6 +32,7 @@ const policyHelp = `
 Subcommands:
   records    the DNS records to publish for hosted domains
   status     each hosted domain as senders see it: TXT id, served policy, certificate, MX
+  publish    publish the TXT records with DNS UPDATE, once the policy is served
   promote    switch a domain from testing to enforce, if the evidence allows it
   retire     switch a domain to mode none and say until when to keep serving it
 
@@ -45,7 +46,7 @@ Run 'mailsts policy <subcommand> --help' for its flags and examples.
 
 func runPolicy(ctx context.Context, env Env, args []string) int {
 	if len(args) == 0 {
-		return usageError(env.Stderr, "policy", "missing subcommand: records, status, promote or retire")
+		return usageError(env.Stderr, "policy", "a subcommand is required: records, status, publish, promote or retire")
 	}
 	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprintf(env.Stdout, "Usage: mailsts policy <subcommand> [flags]\n%s", policyHelp)
@@ -56,6 +57,8 @@ func runPolicy(ctx context.Context, env Env, args []string) int {
 		return runPolicyRecords(ctx, env, args[1:])
 	case "status":
 		return runPolicyStatus(ctx, env, args[1:])
+	case "publish":
+		return runPolicyPublish(ctx, env, args[1:])
 	case "promote":
 		return runPolicyPromote(ctx, env, args[1:])
 	case "retire":
@@ -271,14 +274,21 @@ func runPolicyStatus(ctx context.Context, env Env, args []string) int {
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	_, set, doms, sc, code := pf.prepareCheck(ctx, env, "status", fs, *smtpPort)
+	cfg, set, doms, sc, code := pf.prepareCheck(ctx, env, "status", fs, *smtpPort)
 	if set == nil {
 		return code
 	}
+	stored, closeStored, err := storedCerts(ctx, cfg, sc.STS.DNS)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "mailsts policy status: %v\n", err)
+		return ExitError
+	}
+	defer closeStored()
 	var all []*publish.Status
 	worst := publish.SeverityOK
 	for _, d := range doms {
 		st := sc.Check(ctx, d)
+		stored(ctx, d, st)
 		all = append(all, st)
 		worst = worse(worst, st.Verdict)
 		if !*asJSON {
@@ -345,6 +355,12 @@ func printStatus(env Env, st *publish.Status) {
 	}
 	fmt.Fprintf(env.Stdout, "%s: %s (mode %s, id %s, live id %s, served id %s, certificate until %s)\n",
 		st.Domain, strings.ToUpper(st.Verdict), st.Mode, st.ID, orDash(st.LiveID), orDash(st.ServedID), cert)
+	switch {
+	case st.StoredCertNotAfter != nil:
+		fmt.Fprintf(env.Stdout, "  acme certificate in storage: until %s, issuer %s\n", st.StoredCertNotAfter.UTC().Format("2006-01-02"), st.StoredCertIssuer)
+	case st.StoredCertError != "":
+		fmt.Fprintf(env.Stdout, "  acme certificate in storage: none (%s)\n", st.StoredCertError)
+	}
 	for _, m := range st.MX {
 		state := "ok"
 		if m.Problem != "" {

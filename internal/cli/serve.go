@@ -86,7 +86,12 @@ With a publish: section in --config, serve also hosts MTA-STS policies
 listener (publish.listen, default :443), re-reads the live MX of mx: auto
 domains, checks every hosted domain as senders see it, and re-reads the
 publish section on SIGHUP; see 'mailsts policy --help' and
-docs/publish.md.
+docs/publish.md. With publish.acme the policy hosts' certificates come
+from an ACME CA (HTTP-01 on publish.http_listen, default :80, and
+TLS-ALPN-01 on publish.listen), obtained at start and on reload, and on
+demand for domains delegated with publish.delegation; with
+publish.dns_update serve publishes each new policy id in DNS once the
+policy is served (docs/publish-certs.md).
 
 Examples:
   mailsts serve --listen :443 --tls-cert /etc/mailsts/cert.pem --tls-key /etc/mailsts/key.pem
@@ -103,7 +108,8 @@ Examples:
 Logging: log.level and log.format (text or json) in --config, to stderr;
 --log-level overrides the level. --check-config reads and checks the
 configuration and the flags (database spec, TLS files, token file, API
-exposure, log settings) without opening the database or a listener,
+exposure, log settings, and the publish: section as a start checks it,
+live MX included) without opening the database or a listener,
 prints one line and exits with the code a start would have.
 
 Exit codes:
@@ -333,6 +339,11 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 		certs = []tls.Certificate{kp}
 	}
 	if *check {
+		// The publish: section as a start would check it.
+		pubSummary, err := checkPublishConfig(ctx, cfg, log)
+		if err != nil {
+			return fail(ExitError, "%v", err)
+		}
 		db := cmpOr(cfg.DB, "sqlite:"+filepath.Join(policyd.DefaultStateDir(env.getenv), sqlstore.DefaultFile))
 		scheme := "http"
 		if certs != nil {
@@ -348,8 +359,11 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 				apiAt += " (token)"
 			}
 		}
-		return nil, configOK(env.Stdout, "serve", "reports %s://%s%s, API %s, database %s, log %s/%s",
-			scheme, sc.Listen, sc.Path, apiAt, redactDB(db), cfg.Log.Level, cfg.Log.Format)
+		if pubSummary != "" {
+			pubSummary += ", "
+		}
+		return nil, configOK(env.Stdout, "serve", "reports %s://%s%s, API %s, database %s, %slog %s/%s",
+			scheme, sc.Listen, sc.Path, apiAt, redactDB(db), pubSummary, cfg.Log.Level, cfg.Log.Format)
 	}
 	st, err := sqlstore.Open(ctx, cfg.DB, policyd.DefaultStateDir(env.getenv), log)
 	if err != nil {
@@ -409,6 +423,9 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 		}
 		var h http.Handler = newAPIMux(apiHandler)
 		if dash != nil {
+			if publishSection(cfg.Publish) {
+				dash.srv.Sections = append(dash.srv.Sections, policiesSection(dash.srv, func() *publishRun { return sr.publish }))
+			}
 			if h, err = dash.handler(apiHandler); err != nil {
 				aln.Close()
 				return fail(ExitError, "%v", err)

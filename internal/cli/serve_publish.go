@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	"github.com/mailsts/mailsts/internal/metrics"
 	"github.com/mailsts/mailsts/internal/policyd"
 	"github.com/mailsts/mailsts/internal/publish"
+	"github.com/mailsts/mailsts/internal/publish/certs"
 	"github.com/mailsts/mailsts/internal/reports"
 	"github.com/mailsts/mailsts/mtasts"
 )
@@ -45,9 +47,32 @@ type publishRun struct {
 	registry      *prometheus.Registry
 	metricsLn     net.Listener
 
-	mu  sync.Mutex // guards cfg and set
+	// certs issues and renews the policy hosts' certificates (publish.acme;
+	// nil without); certsClose releases it and its storage.
+	certs      *certs.Manager
+	certsClose func()
+	// kick asks the effects loop (effects.go) for a round: manage the
+	// certificates of the served set, publish changed ids in DNS.
+	// firstRound is closed once the first round has run.
+	kick       chan struct{}
+	firstRound chan struct{}
+	// effectsDone is closed when the effects loop has ended (if started).
+	effectsDone    chan struct{}
+	effectsStarted bool
+	// announcer publishes ids in DNS (publish.dns_update; nil without);
+	// announced maps each domain to the id last published (effects loop
+	// only); dnsRetry is how soon a refused publication is retried.
+	announcer *publish.Announcer
+	announced map[string]string
+	dnsRetry  time.Duration
+
+	mu  sync.Mutex // guards cfg, set, lastStatus and lastAnnounce
 	cfg reports.PublishConfig
 	set *publish.Set
+	// lastStatus and lastAnnounce are the last check and DNS publication
+	// of each domain, for the dashboard (serve_policies.go).
+	lastStatus   map[string]*publish.Status
+	lastAnnounce map[string]policyAnnouncement
 }
 
 // publishSection reports whether the configuration asks for a policy host.
@@ -68,7 +93,10 @@ func (sr *serveRun) preparePublish(ctx context.Context, env Env, cfgPath string,
 		return fmt.Errorf("dns: %w", err)
 	}
 	pr := &publishRun{cfgPath: cfgPath, loader: &publish.Loader{DNS: dns, Logger: sr.log},
-		host: &publish.Host{Logger: sr.log}, log: sr.log, cfg: pc, statePath: publishStatePath(env, pc)}
+		host: &publish.Host{Logger: sr.log}, log: sr.log, cfg: pc, statePath: publishStatePath(env, pc),
+		kick: make(chan struct{}, 1), firstRound: make(chan struct{}), effectsDone: make(chan struct{})}
+	// Set now, so that a failure below releases what was opened.
+	sr.publish = pr
 	set, err := pr.loader.Load(ctx, pc)
 	if err != nil {
 		return err
@@ -77,7 +105,7 @@ func (sr *serveRun) preparePublish(ctx context.Context, env Env, cfgPath string,
 	pr.host.Set(set)
 	pr.record(set)
 	var get publish.GetCertificateFunc
-	if !pc.PlainHTTP {
+	if !pc.PlainHTTP && pc.ACME == nil {
 		if get, err = publishCertificates(pc, set, sr.log); err != nil {
 			return fmt.Errorf("publish: %w", err)
 		}
@@ -94,11 +122,23 @@ func (sr *serveRun) preparePublish(ctx context.Context, env Env, cfgPath string,
 		return fmt.Errorf("publish.listen: %w", err)
 	}
 	scheme := "http"
-	if get != nil {
+	var handler http.Handler = pr.host
+	switch {
+	case pc.ACME != nil:
+		if err := pr.prepareACME(ctx, sr, pc, dns, ln); err != nil {
+			ln.Close()
+			return fmt.Errorf("publish: %w", err)
+		}
+		ln = tls.NewListener(ln, acmeTLSConfig(pr.certs, pc.ACME.TLSALPN01On()))
+		scheme = "https"
+		if pc.Delegation != nil {
+			handler = &delegatedHost{host: pr.host, policyHost: pr.delegatedPolicyHost}
+		}
+	case get != nil:
 		ln = tls.NewListener(ln, publish.TLSConfig(get))
 		scheme = "https"
 	}
-	srv := newHTTPServer(pr.host, sr.log)
+	srv := newHTTPServer(handler, sr.log)
 	// ReadTimeout bounds a request (a body the server discards included)
 	// at no cost: net/http sets the read deadline for every request
 	// anyway. A write deadline would cost a call on every kept-alive
@@ -106,7 +146,6 @@ func (sr *serveRun) preparePublish(ctx context.Context, env Env, cfgPath string,
 	// buffer: none. Idle connections close after a minute.
 	srv.ReadTimeout, srv.WriteTimeout, srv.IdleTimeout = 30*time.Second, 0, 60*time.Second
 	sr.servers = append(sr.servers, servedListener{name: "policy host", srv: srv, ln: ln})
-	sr.publish = pr
 	if set.CheckInterval > 0 {
 		roots, err := mtasts.LoadRootCAs("")
 		if err != nil {
@@ -125,6 +164,9 @@ func (sr *serveRun) preparePublish(ctx context.Context, env Env, cfgPath string,
 		if pr.metricsLn, err = net.Listen("tcp", pc.MetricsListen); err != nil {
 			return fmt.Errorf("publish.metrics_listen: %w", err)
 		}
+	}
+	if err := pr.prepareDNSUpdate(pc, dns); err != nil {
+		return fmt.Errorf("publish: %w", err)
 	}
 	for _, d := range set.Domains {
 		sr.log.Info("mailsts serve: hosting policy", "url", scheme+"://"+d.PolicyHost()+portSuffix(ln)+publish.WellKnownPath,
@@ -148,7 +190,7 @@ func portSuffix(ln net.Listener) string {
 // return its GetCertificate instead.
 func publishCertificates(pc reports.PublishConfig, set *publish.Set, log *slog.Logger) (publish.GetCertificateFunc, error) {
 	if pc.TLSCert == "" && pc.CertDir == "" {
-		return nil, errors.New("the policy host needs certificates: give publish.tls_cert and tls_key, or publish.cert_dir, or publish.plain_http: true behind a TLS proxy")
+		return nil, errors.New("the policy host needs certificates: give publish.acme (certificates from an ACME CA), publish.tls_cert and tls_key, or publish.cert_dir, or publish.plain_http: true behind a TLS proxy")
 	}
 	sc, err := publish.LoadStaticCerts(pc.TLSCert, pc.TLSKey, pc.CertDir)
 	if err != nil {
@@ -167,6 +209,22 @@ func publishCertificates(pc reports.PublishConfig, set *publish.Set, log *slog.L
 func (pr *publishRun) close() {
 	if pr.metricsLn != nil {
 		pr.metricsLn.Close()
+	}
+	pr.mu.Lock()
+	started := pr.effectsStarted
+	pr.mu.Unlock()
+	if started {
+		// The loop ends with serve's context; let a round in flight
+		// finish before its certificate storage closes.
+		select {
+		case <-pr.effectsDone:
+		case <-time.After(serveShutdownTimeout):
+			pr.log.Warn("mailsts serve: certificate and DNS work still running at exit")
+		}
+	}
+	if pr.certsClose != nil {
+		pr.certsClose()
+		pr.certsClose = nil
 	}
 }
 
@@ -195,8 +253,12 @@ func (pr *publishRun) reload(ctx context.Context, fromFile bool) error {
 		return err
 	}
 	pr.mu.Lock()
+	old := pr.cfg
 	pr.cfg, pr.set = pc, set
 	pr.mu.Unlock()
+	if !sameEffects(old, pc) {
+		pr.log.Warn("mailsts serve: publish listen, http_listen, plain_http, acme, certs, delegation and dns_update changes take effect at the next start; the domains were reloaded")
+	}
 	pr.host.Set(set)
 	pr.record(set)
 	return nil
@@ -238,7 +300,7 @@ func (pr *publishRun) checkLoop(ctx context.Context) {
 	t := time.NewTicker(pr.checkInterval)
 	defer t.Stop()
 	for {
-		pr.checker.CheckAll(ctx, pr.current(), pr.observer, pr.log)
+		pr.noteStatuses(pr.checker.CheckAll(ctx, pr.current(), pr.observer, pr.log))
 		select {
 		case <-ctx.Done():
 			return
@@ -260,6 +322,11 @@ func (pr *publishRun) run(ctx context.Context) {
 	if pr.checker != nil {
 		go pr.checkLoop(ctx)
 	}
+	pr.mu.Lock()
+	pr.effectsStarted = true
+	pr.mu.Unlock()
+	go pr.effects(ctx)
+	pr.kickEffects()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -281,5 +348,6 @@ func (pr *publishRun) run(ctx context.Context) {
 		if fromFile {
 			pr.log.Info("mailsts serve: publish configuration reloaded", "domains", len(pr.current().Domains))
 		}
+		pr.kickEffects()
 	}
 }

@@ -64,7 +64,14 @@ var pubNet = testnet.Shared{Start: func() (*testnet.Net, error) {
 	badmx := good("badmx.example")
 	badmx.STSTXT = [][]string{{"v=STSv1; id=x1"}}
 	badmx.MX[1].Cert = testnet.CertExpired
-	sc := &testnet.Scenario{Domains: []testnet.Domain{hosted, stale, good("nolive.example"), badmx}}
+	// RFC 8461 §8.2: deleg.example delegates its policy to hosted.example
+	// (both CNAMEs); halfdeleg.example only points its policy host there.
+	deleg := testnet.Domain{Name: "deleg.example", Records: []string{
+		"mta-sts.deleg.example. 300 IN CNAME mta-sts.hosted.example.",
+		"_mta-sts.deleg.example. 300 IN CNAME _mta-sts.hosted.example."}}
+	halfdeleg := testnet.Domain{Name: "halfdeleg.example", Records: []string{
+		"mta-sts.halfdeleg.example. 300 IN CNAME mta-sts.hosted.example."}}
+	sc := &testnet.Scenario{Domains: []testnet.Domain{hosted, stale, good("nolive.example"), badmx, deleg, halfdeleg}}
 	return testnet.Start(context.Background(), sc, testnet.Options{})
 }}
 
@@ -144,6 +151,13 @@ func startPublish(t *testing.T, cfgFile string) int {
 // startPublishRun is startPublish returning the running serve too.
 func startPublishRun(t *testing.T, cfgFile string) (*serveRun, int) {
 	t.Helper()
+	return startPublishRunWith(t, cfgFile, nil)
+}
+
+// startPublishRunWith is startPublishRun calling before (when not nil)
+// once the listeners are open, before serve runs.
+func startPublishRunWith(t *testing.T, cfgFile string, before func(*serveRun)) (*serveRun, int) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var errb bytes.Buffer
 	env := Env{Stdout: io.Discard, Stderr: &errb, Getenv: func(string) string { return "" }}
@@ -153,6 +167,9 @@ func startPublishRun(t *testing.T, cfgFile string) (*serveRun, int) {
 	if sr == nil {
 		cancel()
 		t.Fatalf("prepareServe: exit %d: %s", code, errb.String())
+	}
+	if before != nil {
+		before(sr)
 	}
 	done := make(chan error, 1)
 	go func() { done <- sr.run(ctx) }()

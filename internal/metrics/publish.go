@@ -62,3 +62,25 @@ func (p *Publish) Checked(domain, verdict string, findingIDs []string, certNotAf
 		p.expiry.WithLabelValues(domain).Set(float64(certNotAfter.Unix()))
 	}
 }
+
+// PublishDNS counts the DNS publications of hosted policies' records
+// (mailsts_publish_dns_updates_total{outcome}: published, refused — a
+// readiness check failed and nothing was written —, failed — the
+// primary refused or did not answer). Its Announced method implements
+// the observer of publish.Announcer.
+type PublishDNS struct {
+	updates *prometheus.CounterVec
+}
+
+// NewPublishDNS creates the counter and registers it with reg.
+func NewPublishDNS(reg prometheus.Registerer) (*PublishDNS, error) {
+	p := &PublishDNS{updates: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: "publish", Name: "dns_updates_total",
+		Help: "Publications of hosted domains' TXT records with DNS UPDATE, by outcome (published, refused, failed)."}, []string{"outcome"})}
+	if err := reg.Register(p.updates); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Announced counts one publication attempt.
+func (p *PublishDNS) Announced(_, outcome string) { p.updates.WithLabelValues(outcome).Inc() }

@@ -60,3 +60,19 @@ mailsts_publish_findings{domain=example.org,id=publish.mx.tls} 1`)
 		t.Error("registered twice")
 	}
 }
+
+func TestPublishDNS(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	p, err := NewPublishDNS(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Announced("example.org", "refused")
+	p.Announced("example.org", "refused")
+	p.Announced("other.example", "published")
+	want := "mailsts_publish_dns_updates_total{outcome=published} 1\nmailsts_publish_dns_updates_total{outcome=refused} 2"
+	if got := gathered(t, reg); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}

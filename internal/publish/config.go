@@ -242,6 +242,7 @@ func (l *Loader) Load(ctx context.Context, cfg reports.PublishConfig) (*Set, err
 		}
 		s.Domains = append(s.Domains, d)
 	}
+	probs = append(probs, checkEffects(cfg, seen)...)
 	if len(probs) > 0 {
 		return nil, &ConfigError{Problems: probs}
 	}

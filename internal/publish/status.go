@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/mailsts/mailsts/internal/checker"
@@ -76,10 +77,16 @@ type Status struct {
 	ServedID string `json:"served_id"`
 	// CertNotAfter is the end of the policy host certificate's validity.
 	CertNotAfter *time.Time `json:"cert_not_after,omitempty"`
-	MX           []MXStatus `json:"mx"`
-	Findings     []Finding  `json:"findings"`
-	Checked      time.Time  `json:"checked"`
-	Verdict      string     `json:"verdict"`
+	// StoredCertNotAfter and StoredCertIssuer describe the certificate in
+	// the ACME storage (publish.acme); StoredCertError says why there is
+	// none. Empty without ACME.
+	StoredCertNotAfter *time.Time `json:"stored_cert_not_after,omitempty"`
+	StoredCertIssuer   string     `json:"stored_cert_issuer,omitempty"`
+	StoredCertError    string     `json:"stored_cert_error,omitempty"`
+	MX                 []MXStatus `json:"mx"`
+	Findings           []Finding  `json:"findings"`
+	Checked            time.Time  `json:"checked"`
+	Verdict            string     `json:"verdict"`
 	// Report is the checker's full report of the domain.
 	Report *checker.Report `json:"-"`
 }
@@ -170,35 +177,7 @@ func (c *Checker) Check(ctx context.Context, d *Domain) *Status {
 		add(FindTXTStale, SeverityFail, "", fmt.Sprintf("the live TXT id %s is not the configured policy's id %s: senders keep their cached policy", st.LiveID, want.ID), txtFix)
 	}
 
-	rep := c.MX.Check(ctx, d.Name)
-	st.Report = rep
-	if len(rep.MX) == 0 {
-		add(FindMXLookup, SeverityError, "", "no MX hosts found: "+rep.Error, "")
-	}
-	for _, m := range rep.MX {
-		ms := MXStatus{Host: m.Host, STARTTLS: m.Probe.STARTTLS}
-		if v := want.Policy.CheckMX([]string{m.Host})[0]; v.Allowed {
-			ms.Pattern = v.Pattern
-		} else if d.Mode != mtasts.ModeNone {
-			add(FindMXUnmatched, SeverityFail, m.Host, "live MX host matches no pattern: "+v.Reason, "add a pattern for it (mx in the publish section)")
-		}
-		ms.CertOK = m.Probe.Cert != nil && m.Probe.Cert.Problem == "" && m.Probe.Stage == "done"
-		if !m.Probe.STARTTLS || !ms.CertOK {
-			ms.Problem = m.Probe.Error
-			if ms.Problem == "" && m.Probe.Cert != nil {
-				ms.Problem = "certificate " + m.Probe.Cert.Problem
-			}
-			if ms.Problem == "" {
-				ms.Problem = "probe stopped at " + m.Probe.Stage
-			}
-			sev := SeverityFail
-			if d.Mode == mtasts.ModeNone {
-				sev = SeverityWarn
-			}
-			add(FindMXTLS, sev, m.Host, "a strict sender cannot deliver over TLS: "+ms.Problem, "fix STARTTLS and the certificate of "+m.Host)
-		}
-		st.MX = append(st.MX, ms)
-	}
+	st.MX, st.Report = c.checkMX(ctx, d, want, add)
 	if len(st.Findings) == 0 {
 		add(FindOK, SeverityOK, "", fmt.Sprintf("senders see id %s, the configured policy, and every MX passes", want.ID), "")
 	}
@@ -251,4 +230,60 @@ func (c *Checker) CheckAll(ctx context.Context, set *Set, obs Observer, log *slo
 		}
 	}
 	return out
+}
+
+// checkMX probes the live MX hosts of d as a strict sender and adds the
+// findings (FindMXLookup, FindMXUnmatched, FindMXTLS) through add.
+func (c *Checker) checkMX(ctx context.Context, d *Domain, want *Served, add func(id, sev, host, msg, fix string)) ([]MXStatus, *checker.Report) {
+	rep := c.MX.Check(ctx, d.Name)
+	mxs := []MXStatus{}
+	if len(rep.MX) == 0 {
+		add(FindMXLookup, SeverityError, "", "no MX hosts found: "+rep.Error, "")
+	}
+	for _, m := range rep.MX {
+		ms := MXStatus{Host: m.Host, STARTTLS: m.Probe.STARTTLS}
+		if v := want.Policy.CheckMX([]string{m.Host})[0]; v.Allowed {
+			ms.Pattern = v.Pattern
+		} else if d.Mode != mtasts.ModeNone {
+			add(FindMXUnmatched, SeverityFail, m.Host, "live MX host matches no pattern: "+v.Reason, "add a pattern for it (mx in the publish section)")
+		}
+		ms.CertOK = m.Probe.Cert != nil && m.Probe.Cert.Problem == "" && m.Probe.Stage == "done"
+		if !m.Probe.STARTTLS || !ms.CertOK {
+			ms.Problem = m.Probe.Error
+			if ms.Problem == "" && m.Probe.Cert != nil {
+				ms.Problem = "certificate " + m.Probe.Cert.Problem
+			}
+			if ms.Problem == "" {
+				ms.Problem = "probe stopped at " + m.Probe.Stage
+			}
+			sev := SeverityFail
+			if d.Mode == mtasts.ModeNone {
+				sev = SeverityWarn
+			}
+			add(FindMXTLS, sev, m.Host, "a strict sender cannot deliver over TLS: "+ms.Problem, "fix STARTTLS and the certificate of "+m.Host)
+		}
+		mxs = append(mxs, ms)
+	}
+	return mxs, rep
+}
+
+// MXReady checks, as Check does, that every live MX host of d matches
+// the policy and passes STARTTLS with a valid certificate for a strict
+// sender: nil, or an error listing what fails. It is the readiness check
+// before announcing an enforce policy (RFC 8461 §5: senders would defer
+// mail to a host that fails).
+func (c *Checker) MXReady(ctx context.Context, d *Domain) error {
+	var probs []string
+	c.checkMX(ctx, d, d.Policy(), func(id, sev, host, msg, fix string) {
+		if sev == SeverityFail || sev == SeverityError {
+			if host != "" {
+				msg = host + ": " + msg
+			}
+			probs = append(probs, msg)
+		}
+	})
+	if len(probs) > 0 {
+		return errors.New(strings.Join(probs, "; "))
+	}
+	return nil
 }

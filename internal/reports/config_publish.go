@@ -46,6 +46,15 @@ type PublishConfig struct {
 	Records PublishRecords `yaml:"records"`
 	// Domains are the hosted policy domains.
 	Domains []PublishDomain `yaml:"domains"`
+	// HTTPListen is the plain-HTTP listener answering ACME HTTP-01
+	// challenges (default ":80" when acme.http_01 is on); every other
+	// request gets 404.
+	HTTPListen string `yaml:"http_listen"`
+	// ACME, Certs, Delegation and DNSUpdate: see config_publish_effects.go.
+	ACME       *PublishACME       `yaml:"acme"`
+	Certs      PublishCerts       `yaml:"certs"`
+	Delegation *PublishDelegation `yaml:"delegation"`
+	DNSUpdate  *PublishDNSUpdate  `yaml:"dns_update"`
 }
 
 // PublishRecords say where mta-sts.<domain> points and what else to
