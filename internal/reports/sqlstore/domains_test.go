@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/mailsts/mailsts/internal/reports"
@@ -236,4 +237,40 @@ func TestFailureGroups(t *testing.T) {
 			t.Errorf("unknown key: %v", err)
 		}
 	})
+}
+
+// A domain's Summary over a day range reads the rollup's domain index,
+// not every domain's rows of those days.
+func TestRollupDomainIndexUsed(t *testing.T) {
+	t.Parallel()
+	st := openTestSQLite(t).(*sqlStore)
+	putSynth(t, st, 20)
+	f := reports.Filter{PolicyDomain: "d1.example", Since: reportstest.FixedNow().AddDate(0, -3, 0), Until: reportstest.FixedNow(),
+		GroupBy: []string{reports.GroupDay}}
+	cols, byResult, err := summaryColumns(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grain, ok := rollupGrain(f, cols, byResult)
+	if !ok || grain != grainDomain {
+		t.Fatalf("grain %d %v", grain, ok)
+	}
+	q, args := st.summaryRollupQuery(f, cols, byResult, grain)
+	rows, err := st.r.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+st.d.rebind(q), args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan string
+	for rows.Next() {
+		var id, parent, notused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan += detail + "\n"
+	}
+	if !strings.Contains(plan, "summary_rollup_domain_day") {
+		t.Errorf("plan does not use the domain index:\n%s\n%s %v", plan, q, args)
+	}
 }

@@ -63,7 +63,8 @@ func postgresDialect() dialect {
 		migrations: postgresMigrations(),
 		contains:   func(h, n string) string { return "strpos(" + h + ", " + n + ") > 0" },
 		// SUM(bigint) is numeric and cannot overflow; clamp it.
-		sum: func(c string) string { return "CAST(LEAST(SUM(" + c + "), 9223372036854775807) AS BIGINT)" },
+		sum:          func(c string) string { return "CAST(LEAST(SUM(" + c + "), 9223372036854775807) AS BIGINT)" },
+		domainRollup: "summary_rollup",
 		lock: func(ctx context.Context, tx *sql.Tx) error {
 			_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(pgMigrationLock))
 			return err

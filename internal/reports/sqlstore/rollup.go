@@ -278,8 +278,10 @@ func rollupGrain(f reports.Filter, cols []string, byResult bool) (int, bool) {
 // are the grouped key columns in groupOrder; the query selects them,
 // then result_type, reports, successful, failed.
 func (s *sqlStore) summaryRollupQuery(f reports.Filter, cols []string, byResult bool, grain int) (string, []any) {
-	conds := []string{"grain = ?"}
-	args := []any{grain}
+	// A literal: the partial index of the domain grain (schema.go,
+	// rollupDomainIndex) applies only to a grain known when planning.
+	conds := []string{fmt.Sprintf("grain = %d", grain)}
+	var args []any
 	switch {
 	case !byResult:
 		conds = append(conds, "kind = ?")
@@ -318,8 +320,12 @@ func (s *sqlStore) summaryRollupQuery(f reports.Filter, cols []string, byResult 
 	for _, c := range cols {
 		sel += c + ", "
 	}
+	from := "summary_rollup"
+	if grain == grainDomain && (f.PolicyDomain != "" || len(f.Domains) > 0) {
+		from = s.d.domainRollup
+	}
 	q := `SELECT ` + sel + rt + `, ` + s.d.sum("reports") + `, ` + s.d.sum("successful") + `, ` + s.d.sum("failed") + `
-		FROM summary_rollup WHERE ` + strings.Join(conds, " AND ")
+		FROM ` + from + ` WHERE ` + strings.Join(conds, " AND ")
 	if len(grp) > 0 {
 		q += " GROUP BY " + strings.Join(grp, ", ")
 	}

@@ -134,6 +134,9 @@ func sqliteMigrations() []string {
 		UPDATE rejected SET kept = length(raw) + length(CAST(detail AS BLOB)) + length(CAST(origin AS BLOB));
 		CREATE UNIQUE INDEX rejected_input_key ON rejected(input_key) WHERE input_key <> '';
 		CREATE INDEX rejected_kept ON rejected(id, kept);`,
+		// Version 5: the domain rows of the rollup by domain and day, for
+		// the dashboard's domain page (rollupDomainIndex).
+		rollupDomainIndex,
 	}
 }
 
@@ -256,8 +259,20 @@ func postgresMigrations() []string {
 		UPDATE rejected SET kept = octet_length(raw) + octet_length(detail) + octet_length(origin);
 		CREATE UNIQUE INDEX rejected_input_key ON rejected(input_key) WHERE input_key <> '';
 		CREATE INDEX rejected_kept ON rejected(id, kept);`,
+		// Version 5: the domain rows of the rollup by domain and day, for
+		// the dashboard's domain page (rollupDomainIndex).
+		rollupDomainIndex,
 	}
 }
+
+// rollupDomainIndex (version 5, both backends) reads one policy
+// domain's rollup rows of a day range without scanning every domain's
+// rows of those days: a domain page over a year at 1,000,000 reports
+// read 1,000,000 rows per query (bench/dashboard: 340 ms), 2,000 with it
+// (12 ms). Partial, on the domain-only grain the domain queries use, so
+// that it costs a fraction of the rollup (summaryRollupQuery writes the
+// grain as a literal so that both planners can use it).
+const rollupDomainIndex = `CREATE INDEX summary_rollup_domain_day ON summary_rollup(grain, kind, policy_domain, day) WHERE grain = 1;`
 
 // contentHashMigration (version 3, both backends) stops de-duplicating
 // on (organization, report_id) alone: a report is a duplicate only when

@@ -52,9 +52,10 @@ func sqliteDialect() dialect {
 		// SUM fails with "integer overflow"; TOTAL sums as a double,
 		// exact below 2^53 (far above any real total), and the cast
 		// clamps at 2^63-1.
-		sum:     func(c string) string { return "CAST(MIN(TOTAL(" + c + "), 9223372036854775807.0) AS INTEGER)" },
-		lock:    func(context.Context, *sql.Tx) error { return nil }, // BEGIN IMMEDIATE already serialises
-		lockKey: func(context.Context, *sql.Tx, string) error { return nil },
+		sum:          func(c string) string { return "CAST(MIN(TOTAL(" + c + "), 9223372036854775807.0) AS INTEGER)" },
+		domainRollup: "summary_rollup INDEXED BY summary_rollup_domain_day",
+		lock:         func(context.Context, *sql.Tx) error { return nil }, // BEGIN IMMEDIATE already serialises
+		lockKey:      func(context.Context, *sql.Tx, string) error { return nil },
 		version: func(ctx context.Context, tx *sql.Tx) (int, error) {
 			var v int
 			err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v)

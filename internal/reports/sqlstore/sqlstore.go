@@ -32,6 +32,11 @@ type dialect struct {
 	// sum formats the sum of a non-negative BIGINT column as a BIGINT
 	// aggregate that saturates at 2^63-1 instead of failing on overflow.
 	sum func(col string) string
+	// domainRollup names the rollup for a query of some domains' rows
+	// of the domain grain: SQLite is told to read its domain index
+	// (without ANALYZE statistics, as on a new database, it scans the
+	// primary key's day range instead), PostgreSQL plans by itself.
+	domainRollup string
 	// version reads and setVersion writes the schema version inside the
 	// migration transaction; lock serialises concurrent migrations.
 	lock    func(ctx context.Context, tx *sql.Tx) error
