@@ -77,8 +77,10 @@
 // own: a Postfix under `mailsts policyd` (tlsrpt_results on) sends one
 // message each to enforce.example (delivered, verified), nostarttls.example
 // (STARTTLS stripped), badmxcert.example (wrong-name certificate),
-// testing-badcert.example (testing mode, expired certificate, delivered)
-// and nosts.example (no policy), with retries an hour away so that every
+// testing-badcert.example (testing mode, expired certificate, delivered),
+// nosts.example (no policy), dane-partial.example (two MX hosts, the
+// preferred one self-signed) and expired.example (the policy host's
+// certificate expired: policyd's own sts-webpki-invalid), with retries an hour away so that every
 // message makes one session, while `mailsts tlsrpt collect --postfix-log`
 // follows Postfix's maillog_file. The day's reports are then built by
 // outgoing.Builder with its clock a day ahead (as the node that builds

@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -88,14 +89,26 @@ var sendCases = []sendCase{
 		id: "RPT-JSON-3 no-policy-found", domain: "nosts.example", mx: "mx1.nosts.example", deliver: true,
 		want: "no-policy-found ok=1 fail=0",
 	},
+	{
+		// Two MX hosts: the preferred one's certificate is self-signed,
+		// the second is good. Two sessions, one failed.
+		id: "RPT-JSON-5 two MX", domain: "dane-partial.example", mx: "mx2.dane-partial.example", deliver: true,
+		want: "sts ok=1 fail=1 [certificate-not-trusted mx1.dane-partial.example x1]",
+	},
+	{
+		// The policy host's certificate has expired: policyd reports the
+		// discovery failure, and Postfix delivers without a policy.
+		id: "RPT-JSON-5 sts-webpki-invalid", domain: "expired.example", mx: "mx1.expired.example", deliver: true,
+		want: "no-policy-found ok=1 fail=1 [sts-webpki-invalid  x1]",
+	},
 }
 
-// sendScenario is the default scenario with an _smtp._tls record for
+// sendScenario is the e2e scenario (dane_test.go) with an _smtp._tls record for
 // every domain of sendCases (a mailto and an https rua), the report
 // receiver's name, the mailbox domain of the mailto rua and the
 // submitter's DKIM key.
 func sendScenario(dkimPub ed25519.PublicKey) *testnet.Scenario {
-	sc := testnet.DefaultScenario()
+	sc := scenario()
 	rua := fmt.Sprintf("v=TLSRPTv1; rua=mailto:%s,https://%s:%d/tlsrpt", sendReportsBox, sendReceiver, sendHTTPSPort)
 	for i := range sc.Domains {
 		if slices.ContainsFunc(sendCases, func(c sendCase) bool { return c.domain == sc.Domains[i].Name }) {
@@ -207,11 +220,6 @@ func testSendInside(t *testing.T, ns string) {
 	sv := startProcess(t, "mailsts serve", nil, bin, "serve", "--listen", receiverAddr,
 		"--tls-cert", certFile, "--tls-key", keyFile, "--db", "sqlite:"+httpDB, "--api=false")
 
-	// The follower starts at the log's end: what is there now is not its.
-	before, err := grepFile(pf.maillog, func(string) bool { return true })
-	if err != nil {
-		t.Fatal(err)
-	}
 	// mailsts tlsrpt collect: follows the Postfix log into the results
 	// store; building is left to the test (another node, in effect).
 	col := startProcess(t, "mailsts tlsrpt collect", nil, bin, "tlsrpt", "collect",
@@ -232,6 +240,11 @@ func testSendInside(t *testing.T, ns string) {
 			t.Fatalf("%s not listening on %s: %v\n%s", p.name, addr, err, p.out.String())
 		}
 	}
+
+	// The follower started at the log's end: the lines before are not
+	// its. Once the idle log and the count of lines read stand still,
+	// their difference is what it skipped.
+	skipped := skippedLines(t, ctx, pf)
 
 	// The mail.
 	rcpt := func(c sendCase) string { return "rpt@" + c.domain }
@@ -265,7 +278,7 @@ func testSendInside(t *testing.T, ns string) {
 			t.Errorf("%s: Postfix logged %d delivery attempts, want 1:\n%s", c.domain, len(lines), strings.Join(lines, "\n"))
 		}
 	}
-	waitCollected(t, ctx, pf, col, len(before))
+	waitCollected(t, ctx, pf, col, skipped)
 
 	// The day's reports, built as the node that owns building would after
 	// midnight UTC: the same Builder, its clock a day ahead.
@@ -416,7 +429,7 @@ delivery:
 	// The report mail's own sessions were not counted (no report about
 	// reports): reports.example has no results, although Postfix
 	// delivered to it over TLS and it publishes a TLSRPT record.
-	waitCollected(t, ctx, pf, col, len(before))
+	waitCollected(t, ctx, pf, col, skipped)
 	if lines := pf.logLines("to=<" + sendReportsBox + ">"); len(lines) < len(built) {
 		t.Errorf("Postfix logged %d deliveries of report mail, want %d", len(lines), len(built))
 	}
@@ -429,6 +442,39 @@ delivery:
 	}
 	t.Logf("TLS reporting end to end: %d reports, %d deliveries, %d report mails in %v",
 		len(built), pass.Sent, len(mails), time.Since(started).Round(time.Millisecond))
+}
+
+// skippedLines returns how many lines of the idle Postfix log `mailsts
+// tlsrpt collect` did not read because they were there when it started.
+func skippedLines(t *testing.T, ctx context.Context, pf *postfixInstance) int {
+	t.Helper()
+	last := [2]float64{-1, -1}
+	var skipped int
+	err := poll(ctx, 20*time.Second, 300*time.Millisecond, func() error {
+		lines, err := grepFile(pf.maillog, func(string) bool { return true })
+		if err != nil {
+			return err
+		}
+		m, err := scrape(ctx, "http://"+sendMetrics+"/metrics")
+		if err != nil {
+			return err
+		}
+		read, ok := m["mailsts_tlsrpt_collect_log_lines_total"]
+		if !ok {
+			return errors.New("no log_lines metric")
+		}
+		now := [2]float64{float64(len(lines)), read}
+		if now != last {
+			last = now
+			return fmt.Errorf("log at %d lines, %v read", len(lines), read)
+		}
+		skipped = len(lines) - int(read)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Postfix log did not stand still: %v", err)
+	}
+	return skipped
 }
 
 // waitCollected waits until `mailsts tlsrpt collect` has read every line
