@@ -269,6 +269,36 @@ func TestSTSTestingUnverifiedDeliveries(t *testing.T) {
 	}
 }
 
+// policyd writes a new domain's answer as it answers, which may be just
+// after the follower read the session's lines: a missing answer is asked
+// for again after a second, a found one is kept for a minute.
+func TestMissingAnswerAskedAgain(t *testing.T) {
+	t.Parallel()
+	rec := &memRecorder{}
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	ans := fakeAnswers{}
+	f := &Follower{Recorder: rec, Answers: ans, Now: func() time.Time { return now }}
+	session := func(pid int) {
+		f.HandleLine(context.Background(), fmt.Sprintf("Dec  6 00:20:02 mail postfix/smtp[%d]: Verified TLS connection established to mx1.sts.example[192.0.2.10]:25: TLSv1.3", pid))
+		f.HandleLine(context.Background(), fmt.Sprintf("Dec  6 00:20:02 mail postfix/smtp[%d]: 5A%d: to=<a@sts.example>, relay=mx1.sts.example[192.0.2.10]:25, delay=0.4, delays=0/0/0.2/0.2, dsn=2.0.0, status=sent (250 2.0.0 Ok)", pid, pid))
+	}
+	session(1) // no answer yet
+	ans["sts.example"] = outgoing.Answer{Domain: "sts.example", Policy: stsPol}
+	session(2) // within the second: the miss is still believed
+	now = now.Add(1100 * time.Millisecond)
+	session(3) // asked again: found
+	delete(ans, "sts.example")
+	now = now.Add(30 * time.Second)
+	session(4) // found answers are kept for a minute
+	var types []string
+	for _, r := range rec.results() {
+		types = append(types, r.Policy.Type)
+	}
+	if want := []string{"no-policy-found", "no-policy-found", "sts", "sts"}; !reflect.DeepEqual(types, want) {
+		t.Errorf("policy types %v, want %v", types, want)
+	}
+}
+
 func TestReportDeliveriesMarked(t *testing.T) {
 	t.Parallel()
 	rec := &memRecorder{}
