@@ -73,6 +73,28 @@
 // over verified TLS, and mail to nosts.example is delivered with the
 // policy answer NOTFOUND: neither is deferred by a TEMP answer.
 //
+// Sending TLS reports (RFC 8460), TestTLSRPTSend, in a namespace of its
+// own: a Postfix under `mailsts policyd` (tlsrpt_results on) sends one
+// message each to enforce.example (delivered, verified), nostarttls.example
+// (STARTTLS stripped), badmxcert.example (wrong-name certificate),
+// testing-badcert.example (testing mode, expired certificate, delivered),
+// nosts.example (no policy), dane-partial.example (two MX hosts, the
+// preferred one self-signed) and expired.example (the policy host's
+// certificate expired: policyd's own sts-webpki-invalid), with retries an hour away so that every
+// message makes one session, while `mailsts tlsrpt collect --postfix-log`
+// follows Postfix's maillog_file. The day's reports are then built by
+// outgoing.Builder with its clock a day ahead (as the node that builds
+// after midnight UTC would) and delivered by the outbox configured from a
+// reports.yml: by HTTPS to `mailsts serve` and, DKIM-signed, through the
+// same Postfix (sendmail) to a mailbox whose mail `mailsts tlsrpt ingest`
+// stores, the DKIM key published in the fake DNS. Asserted: one report per
+// domain, whose policy type, session totals and failure details (result
+// type, receiving MX host, count) are exactly those of the Postfix log, held
+// once by both receivers (the mail one authenticated by the submitter's
+// DKIM signature), with policy-domain set; and the report mail's own
+// Postfix sessions are not counted (the mailbox domain publishes a TLSRPT
+// record, yet has no results).
+//
 // Prerequisites: root, iproute2 (ip netns), Postfix (postfix, postconf,
 // postqueue, sendmail) and the go command. Missing ones skip the test with
 // the reason, unless MAILSTS_REQUIRE_E2E=1, which makes them a failure

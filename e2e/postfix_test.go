@@ -61,9 +61,10 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 `
 
 // startPostfix configures and starts a Postfix instance that asks the
-// socketmap server at policyAddr for TLS policy and trusts caFile. It is
-// stopped and removed when the test ends.
-func startPostfix(t *testing.T, ctx context.Context, name, policyAddr, caFile string) *postfixInstance {
+// socketmap server at policyAddr for TLS policy and trusts caFile; extra
+// main.cf settings (name=value) override the defaults. It is stopped and
+// removed when the test ends.
+func startPostfix(t *testing.T, ctx context.Context, name, policyAddr, caFile string, extra ...string) *postfixInstance {
 	t.Helper()
 	// Not t.TempDir: the postfix user must be able to reach the queue, so
 	// every directory on the path needs o+x.
@@ -153,6 +154,7 @@ func startPostfix(t *testing.T, ctx context.Context, name, policyAddr, caFile st
 		"maximal_queue_lifetime=1h",
 		"bounce_queue_lifetime=1h",
 	}
+	settings = append(settings, extra...)
 	run(t, ctx, mustTool(t, "postconf"), append([]string{"-c", p.conf, "-e"}, settings...)...)
 	run(t, ctx, p.postfix, "-c", p.conf, "start")
 	t.Cleanup(func() { p.stop(t) })

@@ -65,7 +65,8 @@ and exits, opening nothing.
 Malformed datagrams, other protocol versions and results a report could
 not carry are counted and logged, never fatal. The counters are logged
 every --stats-interval and at exit, and served to Prometheus on --metrics
-(mailsts_tlsrpt_collect_*).
+(mailsts_tlsrpt_collect_*), with the outbox's delivery attempts by rua
+scheme and outcome (mailsts_tlsrpt_outbox_*).
 
 Examples:
   mailsts tlsrpt collect --config /etc/mailsts/reports.yml
@@ -275,6 +276,13 @@ func runTLSRPTCollect(ctx context.Context, env Env, args []string) int {
 		}
 		if err := metrics.RegisterSend(reg, src); err != nil {
 			return errf(ExitError, "metrics: %v", err)
+		}
+		if ob != nil {
+			om, err := metrics.NewOutbox(reg)
+			if err != nil {
+				return errf(ExitError, "metrics: %v", err)
+			}
+			ob.Observer = om
 		}
 		ln, err := net.Listen("tcp", *metricsAddr)
 		if err != nil {

@@ -79,15 +79,24 @@ func (s *Store) AnswerFor(ctx context.Context, domain string) (a Answer, ok bool
 
 // AnswerLog keeps the newest answer per domain in memory and writes them
 // to the Store every FlushEvery, so that a busy policy daemon costs one
-// write per domain per interval, not one per lookup. It never blocks: at
-// MaxDomains pending domains, answers for new domains are dropped and
-// counted until the next flush.
+// write per domain per interval, not one per lookup. An answer for a
+// domain it has not written yet, or whose policy or answer kind changed,
+// is written at once (concurrent ones in one transaction): the MTA's
+// session follows the lookup within milliseconds, and a log follower that
+// joins the session with the answer must find it, or the session counts
+// under the wrong policy. It never blocks: at MaxDomains pending domains,
+// answers for new domains are dropped and counted until the next flush.
 type AnswerLog struct {
-	st         *Store
-	logger     *slog.Logger
-	mu         sync.Mutex
-	pending    map[string]Answer
-	max        int
+	st      *Store
+	logger  *slog.Logger
+	mu      sync.Mutex
+	pending map[string]Answer
+	max     int
+	// stored is what was last written per domain (answer kind and
+	// policy), to tell a new or changed answer from a refresh; nil when
+	// every answer waits for the periodic flush.
+	stored     map[string]string
+	kick       chan struct{}
 	dropped    atomic.Uint64
 	written    atomic.Uint64
 	stop, done chan struct{}
@@ -97,6 +106,12 @@ type AnswerLog struct {
 // NewAnswerLog starts an AnswerLog; Close flushes and stops it. Zero
 // flushEvery means 10 s, zero maxDomains 50,000; a nil logger discards.
 func NewAnswerLog(st *Store, flushEvery time.Duration, maxDomains int, logger *slog.Logger) *AnswerLog {
+	return newAnswerLog(st, flushEvery, maxDomains, logger, true)
+}
+
+// newAnswerLog is NewAnswerLog; prompt false leaves every write to the
+// periodic flush (for tests of the bound).
+func newAnswerLog(st *Store, flushEvery time.Duration, maxDomains int, logger *slog.Logger, prompt bool) *AnswerLog {
 	if flushEvery <= 0 {
 		flushEvery = 10 * time.Second
 	}
@@ -107,7 +122,10 @@ func NewAnswerLog(st *Store, flushEvery time.Duration, maxDomains int, logger *s
 		logger = slog.New(slog.DiscardHandler)
 	}
 	l := &AnswerLog{st: st, logger: logger, pending: map[string]Answer{}, max: maxDomains,
-		stop: make(chan struct{}), done: make(chan struct{})}
+		stop: make(chan struct{}), done: make(chan struct{}), kick: make(chan struct{}, 1)}
+	if prompt {
+		l.stored = map[string]string{}
+	}
 	go l.run(flushEvery)
 	return l
 }
@@ -120,6 +138,7 @@ func (l *AnswerLog) Note(a Answer) {
 	if old, ok := l.pending[a.Domain]; ok {
 		if !a.Time.Before(old.Time) {
 			l.pending[a.Domain] = a
+			l.kickIfNew(a)
 		}
 		return
 	}
@@ -128,6 +147,22 @@ func (l *AnswerLog) Note(a Answer) {
 		return
 	}
 	l.pending[a.Domain] = a
+	l.kickIfNew(a)
+}
+
+// answerKey identifies what an answer says, without its time.
+func answerKey(a Answer) string { return a.Answer + "\x00" + policyKey(a.Policy) }
+
+// kickIfNew asks the writer for a flush now when a differs from what was
+// last written for its domain. l.mu is held.
+func (l *AnswerLog) kickIfNew(a Answer) {
+	if l.stored == nil || l.stored[a.Domain] == answerKey(a) {
+		return
+	}
+	select {
+	case l.kick <- struct{}{}:
+	default: // a flush is already due
+	}
 }
 
 // Stats returns the answers written and dropped so far.
@@ -146,6 +181,16 @@ func (l *AnswerLog) Flush(ctx context.Context) error {
 		return err
 	}
 	l.written.Add(uint64(len(batch)))
+	if l.stored != nil {
+		l.mu.Lock()
+		if len(l.stored)+len(batch) > l.max {
+			clear(l.stored) // bounded; a domain forgotten is written once more
+		}
+		for _, a := range batch {
+			l.stored[a.Domain] = answerKey(a)
+		}
+		l.mu.Unlock()
+	}
 	return nil
 }
 
@@ -157,6 +202,12 @@ func (l *AnswerLog) run(every time.Duration) {
 		select {
 		case <-l.stop:
 			return
+		case <-l.kick:
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			if err := l.Flush(ctx); err != nil {
+				l.logger.Error("outgoing: policy answers not written", "err", err)
+			}
+			cancel()
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			if err := l.Flush(ctx); err != nil {

@@ -42,7 +42,7 @@ func TestAnswers(t *testing.T) {
 func TestAnswerLog(t *testing.T) {
 	t.Parallel()
 	st := openSQLite(t)
-	l := NewAnswerLog(st, time.Hour, 2, nil)
+	l := newAnswerLog(st, time.Hour, 2, nil, false)
 	l.Note(Answer{Domain: "a.example", Time: day1.Add(time.Minute), Answer: "ok_secure", Policy: stsPolicy()})
 	l.Note(Answer{Domain: "a.example", Time: day1, Answer: "notfound", Policy: Policy{Type: "no-policy-found"}})
 	l.Note(Answer{Domain: "b.example", Time: day1, Answer: "notfound", Policy: Policy{Type: "no-policy-found"}})
@@ -58,6 +58,38 @@ func TestAnswerLog(t *testing.T) {
 	}
 	if _, found, _ := st.AnswerFor(ctxT(t), "c.example"); found {
 		t.Error("the dropped answer was written")
+	}
+}
+
+// A new domain's answer, and a changed one, are written at once, not at
+// the next periodic flush (an hour away here): the log follower joins the
+// MTA's session with it milliseconds later. A repeated answer waits.
+func TestAnswerLogWritesNewAnswersAtOnce(t *testing.T) {
+	t.Parallel()
+	st := openSQLite(t)
+	l := NewAnswerLog(st, time.Hour, 0, nil)
+	t.Cleanup(func() { _ = l.Close(context.Background()) })
+	answerIs := func(want string) func() bool {
+		return func() bool {
+			a, found, err := st.AnswerFor(context.Background(), "a.example")
+			return err == nil && found && a.Answer == want
+		}
+	}
+	l.Note(Answer{Domain: "a.example", Time: day1, Answer: "notfound", Policy: Policy{Type: "no-policy-found"}})
+	waitFor(t, answerIs("notfound"))
+	l.Note(Answer{Domain: "a.example", Time: day1.Add(time.Minute), Answer: "ok_secure", Policy: stsPolicy()})
+	waitFor(t, answerIs("ok_secure"))
+	w, _ := l.Stats()
+	l.Note(Answer{Domain: "a.example", Time: day1.Add(2 * time.Minute), Answer: "ok_secure", Policy: stsPolicy()})
+	time.Sleep(50 * time.Millisecond)
+	if w2, _ := l.Stats(); w2 != w {
+		t.Errorf("a repeated answer was written at once (%d writes, then %d)", w, w2)
+	}
+	if err := l.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if a, _, _ := st.AnswerFor(context.Background(), "a.example"); !a.Time.Equal(day1.Add(2 * time.Minute)) {
+		t.Errorf("after Close the answer is of %v, want the refreshed time", a.Time)
 	}
 }
 

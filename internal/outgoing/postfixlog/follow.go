@@ -95,6 +95,10 @@ const (
 	// their deliveries are logged (a site sends a few hundred a day).
 	maxReportQueue = 10000
 	answerTTL      = time.Minute
+	// missTTL is how long "no answer" is believed: policyd writes a new
+	// domain's answer at once, and it may land just after the first
+	// session's lines are read.
+	missTTL = time.Second
 )
 
 // Stats returns the counters.
@@ -167,7 +171,7 @@ func (f *Follower) HandleLine(ctx context.Context, s string) {
 			defer func() { p.pendingVerify = nil }()
 			if a.QueueID == l.QueueID {
 				a.Domain, a.Time = l.Domain, l.Time
-				f.record(ctx, *a, "", p.pendingVerify)
+				f.record(ctx, *a, "", p.pendingVerify, "")
 			}
 		}
 		f.delivery(ctx, p, l)
@@ -198,7 +202,7 @@ func (f *Follower) delivery(ctx context.Context, p *proc, l Line) {
 		p.lastKey = key
 	}
 	p.verify = nil
-	f.record(ctx, l, rt, verify)
+	f.record(ctx, l, rt, verify, level)
 }
 
 func (p *proc) verifyFor(host string) *Line {
@@ -210,7 +214,8 @@ func (p *proc) verifyFor(host string) *Line {
 
 // record records the session of line l: a success when rt is "" and l is
 // a delivery, else a failure (rt, or the outcome of a failed attempt).
-func (f *Follower) record(ctx context.Context, l Line, rt result.Type, verify *Line) {
+// level is the session's TLS trust word, for deliveries.
+func (f *Follower) record(ctx context.Context, l Line, rt result.Type, verify *Line, level string) {
 	if l.Kind == KindAttempt {
 		rt, _ = Outcome(l, "", verify)
 	}
@@ -222,13 +227,26 @@ func (f *Follower) record(ctx context.Context, l Line, rt result.Type, verify *L
 	if a.Policy.Type == "" {
 		a.Policy.Type = tlsrpt.PolicyTypeNoPolicyFound
 	}
+	info := l.Text
+	if rt == "" && a.Policy.Type == tlsrpt.PolicyTypeSTS {
+		// Delivered under an MTA-STS policy over TLS whose certificate
+		// did not verify: only a testing-mode policy lets that happen,
+		// and RFC 8460 §4.3 wants it reported. Postfix logs no reason at
+		// the levels policyd answers for testing mode.
+		switch level {
+		case "Untrusted":
+			rt, info = result.CertificateNotTrusted, "Postfix: Untrusted TLS connection (delivered under the policy's testing mode)"
+		case "Anonymous":
+			rt, info = result.ValidationFailure, "Postfix: Anonymous TLS connection, no certificate (delivered under the policy's testing mode)"
+		}
+	}
 	t := l.Time
 	if t.IsZero() {
 		t = f.now()
 	}
 	r := outgoing.Result{Time: t, PolicyDomain: l.Domain, Policy: a.Policy, ReportDelivery: f.reportQueue[l.QueueID]}
 	if rt != "" {
-		fd := outgoing.Failure{ResultType: rt, ReceivingMXHostname: l.Host, ReceivingIP: reportIP(l.IP), AdditionalInfo: l.Text}
+		fd := outgoing.Failure{ResultType: rt, ReceivingMXHostname: l.Host, ReceivingIP: reportIP(l.IP), AdditionalInfo: info}
 		if verify != nil {
 			fd.AdditionalInfo = verify.VerifyReason
 		}
@@ -259,7 +277,7 @@ func (f *Follower) answer(ctx context.Context, domain string) outgoing.Answer {
 		return outgoing.Answer{}
 	}
 	now := f.now()
-	if c, ok := f.answers[domain]; ok && now.Sub(c.at) < answerTTL {
+	if c, ok := f.answers[domain]; ok && (now.Sub(c.at) < missTTL || c.found && now.Sub(c.at) < answerTTL) {
 		return c.a
 	}
 	a, found, err := f.Answers.AnswerFor(ctx, domain)

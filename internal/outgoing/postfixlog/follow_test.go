@@ -232,6 +232,73 @@ func FuzzParse(f *testing.F) {
 // other mail to the same domain through the same MX still counts. The
 // queue id is known from cleanup(8)'s message-id line, logged before the
 // delivery.
+// Delivered under an MTA-STS policy (testing mode) over TLS whose
+// certificate did not verify is a failure (RFC 8460 §4.3); the same
+// sessions without a policy are successes (TestFixture). A Trusted
+// session (chain good, name not checked at Postfix's may level) cannot be
+// told from a good one and counts as a success.
+func TestSTSTestingUnverifiedDeliveries(t *testing.T) {
+	t.Parallel()
+	rec := &memRecorder{}
+	f := &Follower{Recorder: rec, Answers: answers(), Now: func() time.Time { return time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC) }}
+	for _, l := range []string{
+		"Dec  6 00:20:02 mail postfix/smtp[301]: Untrusted TLS connection established to mx1.sts.example[192.0.2.10]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)",
+		"Dec  6 00:20:02 mail postfix/smtp[301]: 5AAA1: to=<a@sts.example>, relay=mx1.sts.example[192.0.2.10]:25, delay=0.4, delays=0/0/0.2/0.2, dsn=2.0.0, status=sent (250 2.0.0 Ok)",
+		"Dec  6 00:20:03 mail postfix/smtp[302]: Anonymous TLS connection established to mx1.sts.example[192.0.2.10]:25: TLSv1.2 with cipher ADH-AES256-GCM-SHA384 (256/256 bits)",
+		"Dec  6 00:20:03 mail postfix/smtp[302]: 5BBB2: to=<b@sts.example>, relay=mx1.sts.example[192.0.2.10]:25, delay=0.4, delays=0/0/0.2/0.2, dsn=2.0.0, status=sent (250 2.0.0 Ok)",
+		"Dec  6 00:20:04 mail postfix/smtp[303]: Trusted TLS connection established to mx1.sts.example[192.0.2.10]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)",
+		"Dec  6 00:20:04 mail postfix/smtp[303]: 5CCC3: to=<c@sts.example>, relay=mx1.sts.example[192.0.2.10]:25, delay=0.4, delays=0/0/0.2/0.2, dsn=2.0.0, status=sent (250 2.0.0 Ok)",
+	} {
+		f.HandleLine(context.Background(), l)
+	}
+	got := rec.results()
+	if len(got) != 3 {
+		t.Fatalf("%d results, want 3: %+v", len(got), got)
+	}
+	for i, want := range []result.Type{result.CertificateNotTrusted, result.ValidationFailure, ""} {
+		var rt result.Type
+		if len(got[i].Failures) == 1 {
+			rt = got[i].Failures[0].ResultType
+			if got[i].Failures[0].ReceivingMXHostname != "mx1.sts.example" {
+				t.Errorf("result %d: failure detail %+v", i, got[i].Failures[0])
+			}
+		}
+		if rt != want || len(got[i].Failures) > 1 {
+			t.Errorf("result %d: failures %+v, want %q", i, got[i].Failures, want)
+		}
+	}
+}
+
+// policyd writes a new domain's answer as it answers, which may be just
+// after the follower read the session's lines: a missing answer is asked
+// for again after a second, a found one is kept for a minute.
+func TestMissingAnswerAskedAgain(t *testing.T) {
+	t.Parallel()
+	rec := &memRecorder{}
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	ans := fakeAnswers{}
+	f := &Follower{Recorder: rec, Answers: ans, Now: func() time.Time { return now }}
+	session := func(pid int) {
+		f.HandleLine(context.Background(), fmt.Sprintf("Dec  6 00:20:02 mail postfix/smtp[%d]: Verified TLS connection established to mx1.sts.example[192.0.2.10]:25: TLSv1.3", pid))
+		f.HandleLine(context.Background(), fmt.Sprintf("Dec  6 00:20:02 mail postfix/smtp[%d]: 5A%d: to=<a@sts.example>, relay=mx1.sts.example[192.0.2.10]:25, delay=0.4, delays=0/0/0.2/0.2, dsn=2.0.0, status=sent (250 2.0.0 Ok)", pid, pid))
+	}
+	session(1) // no answer yet
+	ans["sts.example"] = outgoing.Answer{Domain: "sts.example", Policy: stsPol}
+	session(2) // within the second: the miss is still believed
+	now = now.Add(1100 * time.Millisecond)
+	session(3) // asked again: found
+	delete(ans, "sts.example")
+	now = now.Add(30 * time.Second)
+	session(4) // found answers are kept for a minute
+	var types []string
+	for _, r := range rec.results() {
+		types = append(types, r.Policy.Type)
+	}
+	if want := []string{"no-policy-found", "no-policy-found", "sts", "sts"}; !reflect.DeepEqual(types, want) {
+		t.Errorf("policy types %v, want %v", types, want)
+	}
+}
+
 func TestReportDeliveriesMarked(t *testing.T) {
 	t.Parallel()
 	rec := &memRecorder{}
