@@ -33,6 +33,9 @@ type ListOptions struct {
 	States []State
 	// Limit caps the entries (0: 1000), newest reports first.
 	Limit int
+	// PolicyDomains keeps only reports about these domains (none: all);
+	// compared lowercased, as the outbox stores them.
+	PolicyDomains []string
 }
 
 func unix(v int64) time.Time {
@@ -54,6 +57,13 @@ func (s *Store) List(ctx context.Context, o ListOptions) ([]Entry, error) {
 		where = " AND x.state IN (" + ph + ")"
 		for _, st := range o.States {
 			args = append(args, string(st))
+		}
+	}
+	if len(o.PolicyDomains) > 0 {
+		ph := strings.TrimSuffix(strings.Repeat("?, ", len(o.PolicyDomains)), ", ")
+		where += " AND x.policy_domain IN (" + ph + ")"
+		for _, d := range o.PolicyDomains {
+			args = append(args, strings.ToLower(strings.TrimSuffix(d, ".")))
 		}
 	}
 	q := `SELECT * FROM (
