@@ -219,6 +219,11 @@ func (e *Engine) Tick(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// ErrNotReady is returned (wrapped) by a rule whose data is not there
+// yet (the first checks after a start): its alerts stay as they are, and
+// it runs again at the next evaluation.
+var ErrNotReady = errors.New("alerts: not ready")
+
 // evaluate runs every rule on the last complete day and turns the
 // difference with the open alerts into events. A rule that fails keeps
 // its alerts as they are.
@@ -228,6 +233,10 @@ func (e *Engine) evaluate(ctx context.Context, now time.Time) error {
 	var errs []error
 	for _, r := range e.Rules {
 		found, err := r.Check(ctx, e.Store, day)
+		if errors.Is(err, ErrNotReady) {
+			e.log().Debug("alerts: rule not ready", "rule", r.Name(), "error", err)
+			continue
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue

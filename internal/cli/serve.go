@@ -320,7 +320,11 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 		return fail(ExitUsage, "%v", err)
 	}
 	reg := prometheus.NewRegistry()
-	alertEngine, err := newServeAlerts(cfg.Dashboard.Alerts, nil, policyd.DefaultStateDir(env.getenv), reg, log)
+	var hosted alerts.HostedStatusSource
+	if publishSection(cfg.Publish) && cfg.Publish.CheckInterval >= 0 {
+		hosted = hostedStatuses{pr: func() *publishRun { return sr.publish }}
+	}
+	alertEngine, err := newServeAlerts(cfg.Dashboard.Alerts, nil, policyd.DefaultStateDir(env.getenv), hosted, reg, log)
 	if err != nil {
 		return fail(ExitUsage, "%v", err)
 	}

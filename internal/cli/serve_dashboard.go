@@ -55,8 +55,10 @@ func (d *serveDashboard) handler(api http.Handler) (http.Handler, error) {
 }
 
 // newServeAlerts builds the alert engine of dashboard.alerts; nil when
-// it is off. Its metrics register with reg.
-func newServeAlerts(cfg reports.AlertsConfig, st reports.Store, stateDir string, reg prometheus.Registerer, log *slog.Logger) (*alerts.Engine, error) {
+// it is off. Its metrics register with reg. hosted is the last check of
+// the hosted policies (nil: no policy host, or no checks): with it the
+// publishing-side rules are on by default.
+func newServeAlerts(cfg reports.AlertsConfig, st reports.Store, stateDir string, hosted alerts.HostedStatusSource, reg prometheus.Registerer, log *slog.Logger) (*alerts.Engine, error) {
 	if !cfg.Enabled {
 		return nil, nil
 	}
@@ -67,6 +69,9 @@ func newServeAlerts(cfg reports.AlertsConfig, st reports.Store, stateDir string,
 	names := cfg.Rules
 	if len(names) == 0 {
 		names = []string{alerts.RuleReporterSilent, alerts.RuleFailureRate, alerts.RuleNewFailureType}
+		if hosted != nil {
+			names = append(names, alerts.RulePolicyCertExpiring, alerts.RulePolicyIDMismatch)
+		}
 	}
 	for _, n := range names {
 		switch n {
@@ -79,9 +84,22 @@ func newServeAlerts(cfg reports.AlertsConfig, st reports.Store, stateDir string,
 		case alerts.RuleNewFailureType:
 			c := cfg.NewFailureType
 			e.Rules = append(e.Rules, alerts.NewFailureType{RecentDays: c.RecentDays, BaselineDays: c.BaselineDays})
+		case alerts.RulePolicyCertExpiring, alerts.RulePolicyIDMismatch:
+			if hosted == nil {
+				return nil, fmt.Errorf("%w: dashboard.alerts.rules: %s watches the hosted policies: it needs a publish: section with checks (publish.check_interval not negative)", errServeConfig, n)
+			}
+			if n == alerts.RulePolicyIDMismatch {
+				e.Rules = append(e.Rules, &alerts.PolicyIDMismatch{Source: hosted})
+				break
+			}
+			days := cfg.PolicyCertExpiring.Days
+			if days < 0 {
+				return nil, fmt.Errorf("%w: dashboard.alerts.policy_cert_expiring.days %d: want a positive number of days", errServeConfig, days)
+			}
+			e.Rules = append(e.Rules, &alerts.PolicyCertExpiring{Source: hosted, Days: days})
 		default:
-			return nil, fmt.Errorf("%w: dashboard.alerts.rules: unknown rule %q (want %s, %s or %s)", errServeConfig, n,
-				alerts.RuleReporterSilent, alerts.RuleFailureRate, alerts.RuleNewFailureType)
+			return nil, fmt.Errorf("%w: dashboard.alerts.rules: unknown rule %q (want %s, %s, %s, %s or %s)", errServeConfig, n,
+				alerts.RuleReporterSilent, alerts.RuleFailureRate, alerts.RuleNewFailureType, alerts.RulePolicyCertExpiring, alerts.RulePolicyIDMismatch)
 		}
 	}
 	if u := cfg.Webhook.URL; u != "" {

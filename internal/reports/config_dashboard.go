@@ -56,6 +56,11 @@ type AlertsConfig struct {
 		RecentDays   int `yaml:"recent_days"`
 		BaselineDays int `yaml:"baseline_days"`
 	} `yaml:"new_failure_type"`
+	// PolicyCertExpiring: a hosted policy host's certificate ends
+	// within Days days (0: 14).
+	PolicyCertExpiring struct {
+		Days int `yaml:"days"`
+	} `yaml:"policy_cert_expiring"`
 	Webhook struct {
 		URL string `yaml:"url"`
 	} `yaml:"webhook"`
