@@ -437,6 +437,9 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 			if sr.outbox = openServeOutbox(ctx, cfg.Delivery, policyd.DefaultStateDir(env.getenv), log); sr.outbox != nil {
 				dash.srv.Sections = append(dash.srv.Sections, dashboard.OutboxSection(dash.srv, sr.outbox))
 			}
+			if dash.policydMetrics != "" {
+				dash.srv.Sections = append(dash.srv.Sections, dashboard.PolicydSection(dash.srv, dash.policydMetrics, nil))
+			}
 			if h, err = dash.handler(apiHandler); err != nil {
 				aln.Close()
 				return fail(ExitError, "%v", err)

@@ -23,6 +23,8 @@ import (
 type serveDashboard struct {
 	srv  *dashboard.Server
 	auth *dashboard.Auth
+	// policydMetrics is dashboard.policyd_metrics (checked).
+	policydMetrics string
 }
 
 // newServeDashboard builds the dashboard from the configuration; nil
@@ -39,8 +41,18 @@ func newServeDashboard(cfg reports.DashboardConfig, st reports.Store, token stri
 	if err := dashboard.CheckUsers(users); err != nil {
 		return nil, fmt.Errorf("%w: %v", errServeConfig, err)
 	}
+	if u := cfg.PolicydMetrics; u != "" {
+		pu, err := url.Parse(u)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return nil, fmt.Errorf("%w: dashboard.policyd_metrics %q: want the URL of policyd's metrics listener, for example http://127.0.0.1:9461/metrics", errServeConfig, u)
+		}
+		if !isLoopbackAddr(pu.Host) && !isLoopbackAddr(pu.Host+":0") {
+			log.Warn("mailsts serve: dashboard.policyd_metrics is not on loopback; keep policyd's metrics listener off the public network", "url", pu.Redacted())
+		}
+	}
 	auth := &dashboard.Auth{Users: users, APIToken: token, SessionTTL: cfg.SessionTTL, SecureCookie: cfg.SecureCookie}
-	return &serveDashboard{auth: auth, srv: &dashboard.Server{Store: st, Auth: auth, Logger: log, OverviewDays: cfg.OverviewDays}}, nil
+	return &serveDashboard{auth: auth, policydMetrics: cfg.PolicydMetrics,
+		srv: &dashboard.Server{Store: st, Auth: auth, Logger: log, OverviewDays: cfg.OverviewDays}}, nil
 }
 
 // api returns the query API reading through each signed-in user's view.

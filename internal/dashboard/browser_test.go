@@ -51,7 +51,7 @@ func screenshotDir(t *testing.T) string {
 func TestBrowser(t *testing.T) {
 	t.Parallel()
 	chrome := chromiumPath(t)
-	fx := newFixture(t, withOutbox(newOutbox(t)))
+	fx := newFixture(t, withOutbox(newOutbox(t)), withPolicyd(fakePolicyd(t).URL+"/metrics"))
 	dir := screenshotDir(t)
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chrome), chromedp.NoSandbox,
@@ -177,6 +177,19 @@ func TestBrowser(t *testing.T) {
 	}
 	if s := text(`#outbox tr[data-state="suppressed"] td:nth-child(2)`); s != "sup.example" {
 		t.Errorf("the suppressed row is %q", s)
+	}
+
+	// The policy daemon's health, from its metrics.
+	do("policyd",
+		chromedp.Click(chromedp.CSS(`header a[href="/policyd"]`)),
+		chromedp.WaitVisible(chromedp.ID("policyd")),
+		chromedp.WaitVisible(chromedp.ID("policyd-degraded")),
+		shot("policyd"))
+	if s := text(`#policyd dd[data-k="entries"]`); s != "7" {
+		t.Errorf("policyd page: %s cached policies, want 7", s)
+	}
+	if s := text(`#lookups td[data-k="hit"]`); s != "3" {
+		t.Errorf("policyd page: %s cache hits, want 3", s)
 	}
 
 	// On a phone: nothing wider than the screen.

@@ -17,6 +17,10 @@ type DashboardConfig struct {
 	OverviewDays int `yaml:"overview_days"`
 	// Alerts watch the reports (internal/alerts).
 	Alerts AlertsConfig `yaml:"alerts"`
+	// PolicydMetrics is the URL of `mailsts policyd`'s metrics listener
+	// (http://127.0.0.1:PORT/metrics): the dashboard's policy daemon page
+	// reads it. Empty: no such page.
+	PolicydMetrics string `yaml:"policyd_metrics"`
 }
 
 // DashboardUser is one user of the dashboard and API.
