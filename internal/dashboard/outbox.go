@@ -15,6 +15,7 @@ import (
 // store (*outbox.Store) of the reports this site sends.
 type OutboxSource interface {
 	List(ctx context.Context, o outbox.ListOptions) ([]outbox.Entry, error)
+	CountStates(ctx context.Context, policyDomains []string) (map[outbox.State]int, error)
 	Destinations(ctx context.Context, suppressedOnly bool) ([]outbox.Destination, error)
 }
 
@@ -31,13 +32,11 @@ type outboxPage struct {
 	More         bool
 	Destinations []outbox.Destination
 	Limited      bool
-	// CountsCut: the counts per state cover only the newest
-	// outboxCountLimit rows.
-	CountsCut bool
 }
 
-// outboxCountLimit bounds the rows read to count the states.
-const outboxCountLimit = 20000
+// outboxDestLimit bounds the rows read to find the destinations of a
+// limited user's reports.
+const outboxDestLimit = 20000
 
 type stateCount struct {
 	State   string
@@ -47,7 +46,7 @@ type stateCount struct {
 
 type outboxRow struct {
 	outbox.Entry
-	Next, Sent, Updated string
+	Next, Sent string
 }
 
 var outboxTemplate = template.Must(template.New("outbox").Parse(`
@@ -55,7 +54,7 @@ var outboxTemplate = template.Must(template.New("outbox").Parse(`
 <code>rua</code>{{if .Limited}}, for your domains only{{end}}; a report whose addresses are not looked up yet has no destination.</p>
 <nav aria-label="Delivery states"><p id=states>Show: <a href="?"{{if not .State}} aria-current="page"{{end}}>all</a>
 {{range .States}} · <a href="?state={{.State}}"{{if .Current}} aria-current="page"{{end}} data-state="{{.State}}">{{.State}} ({{.N}})</a>
-{{end}}</p></nav>{{if .CountsCut}}<p><small>Counts of the newest rows only.</small></p>{{end}}
+{{end}}</p></nav>
 {{if not .Entries}}<p id=no-outbox>Nothing in the outbox{{if .State}} in state {{.State}}{{end}}.</p>{{else}}
 <div class=scroll><table id=outbox>
 <thead><tr><th>Day</th><th>Policy domain</th><th>Report id</th><th>Destination</th><th>State</th><th class=n>Attempts</th><th>Next attempt</th><th>Sent</th><th class=n>Bytes</th><th>Last error</th></tr></thead>
@@ -97,21 +96,11 @@ func (s *Server) outboxPage(w http.ResponseWriter, r *http.Request, src OutboxSo
 		return badRequest("unknown state "+state, nil)
 	}
 	ctx := r.Context()
-	// Counts per state over everything the user may see, then the rows
-	// of the chosen state.
-	all, err := src.List(ctx, outbox.ListOptions{PolicyDomains: u.Domains, Limit: outboxCountLimit})
+	counts, err := src.CountStates(ctx, u.Domains)
 	if err != nil {
 		return outboxError(err)
 	}
-	p := outboxPage{State: state, Limited: len(u.Domains) > 0, CountsCut: len(all) >= outboxCountLimit}
-	counts := map[outbox.State]int{}
-	dests := map[string]bool{}
-	for _, e := range all {
-		counts[e.State]++
-		if e.Destination != "" {
-			dests[e.Destination] = true
-		}
-	}
+	p := outboxPage{State: state, Limited: len(u.Domains) > 0}
 	for _, st := range outbox.States {
 		if counts[st] > 0 || string(st) == state {
 			p.States = append(p.States, stateCount{State: string(st), N: counts[st], Current: string(st) == state})
@@ -129,11 +118,23 @@ func (s *Server) outboxPage(w http.ResponseWriter, r *http.Request, src OutboxSo
 		entries, p.More = entries[:OutboxPageLimit], true
 	}
 	for _, e := range entries {
-		p.Entries = append(p.Entries, outboxRow{Entry: e, Next: stamp(e.NextAttempt), Sent: stamp(e.SentAt), Updated: stamp(e.UpdatedAt)})
+		p.Entries = append(p.Entries, outboxRow{Entry: e, Next: stamp(e.NextAttempt), Sent: stamp(e.SentAt)})
 	}
 	ds, err := src.Destinations(ctx, false)
 	if err != nil {
 		return outboxError(err)
+	}
+	// The destinations a limited user's reports go to.
+	var dests map[string]bool
+	if p.Limited {
+		mine, err := src.List(ctx, outbox.ListOptions{PolicyDomains: u.Domains, Limit: outboxDestLimit})
+		if err != nil {
+			return outboxError(err)
+		}
+		dests = map[string]bool{}
+		for _, e := range mine {
+			dests[e.Destination] = true
+		}
 	}
 	for _, d := range ds {
 		if !d.Suppressed && d.FailDays == 0 && d.LastError == "" {

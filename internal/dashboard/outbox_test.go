@@ -126,6 +126,11 @@ func TestOutboxPage(t *testing.T) {
 			t.Errorf("the page carries %q unescaped", s)
 		}
 	}
+	for _, s := range []string{`data-state="failed-retrying">failed-retrying (2)`, `data-state="sent">sent (1)`, `data-state="pending">pending (1)`} {
+		if !strings.Contains(body, s) {
+			t.Errorf("the state counts lack %s", s)
+		}
+	}
 	if !strings.Contains(body, `href="/outbox"`) {
 		t.Error("the navigation does not list the outbox")
 	}
@@ -149,6 +154,9 @@ func TestOutboxPage(t *testing.T) {
 	if rows := outboxRows(body); len(rows) != 1 || rows["d1.example"] != "failed-retrying" {
 		t.Errorf("bob sees %v, want d1.example only", rows)
 	}
+	if !strings.Contains(body, `failed-retrying (1)`) || strings.Contains(body, `sent (1)`) {
+		t.Errorf("bob's counts are not his own")
+	}
 	if !strings.Contains(body, "/bad") || strings.Contains(body, "/sup") || strings.Contains(body, "mailbox gone") {
 		t.Errorf("bob's destinations are not his own:\n%s", body)
 	}
@@ -163,6 +171,10 @@ func TestOutboxPage(t *testing.T) {
 type failingOutbox struct{}
 
 func (failingOutbox) List(context.Context, outbox.ListOptions) ([]outbox.Entry, error) {
+	return nil, outbox.ErrStorage
+}
+
+func (failingOutbox) CountStates(context.Context, []string) (map[outbox.State]int, error) {
 	return nil, outbox.ErrStorage
 }
 

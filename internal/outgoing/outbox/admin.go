@@ -112,6 +112,40 @@ func (s *Store) List(ctx context.Context, o ListOptions) ([]Entry, error) {
 	return out, storageErr("list", rows.Err())
 }
 
+// CountStates returns how many deliveries and unresolved reports (as
+// List lists them) are in each state, for the reports about the given
+// domains (none: all).
+func (s *Store) CountStates(ctx context.Context, policyDomains []string) (map[State]int, error) {
+	where, args := "", []any{}
+	if len(policyDomains) > 0 {
+		ph := strings.TrimSuffix(strings.Repeat("?, ", len(policyDomains)), ", ")
+		where = " AND r.policy_domain IN (" + ph + ")"
+		for _, d := range policyDomains {
+			args = append(args, strings.ToLower(strings.TrimSuffix(d, ".")))
+		}
+	}
+	q := `SELECT state, CAST(SUM(n) AS BIGINT) FROM (
+		SELECT d.state AS state, COUNT(*) AS n FROM outbox_deliveries d JOIN outbox_reports r ON r.id = d.report WHERE 1 = 1` + where + ` GROUP BY d.state
+		UNION ALL
+		SELECT r.state, COUNT(*) FROM outbox_reports r WHERE r.state <> 'resolved'` + where + ` GROUP BY r.state
+	) x GROUP BY state`
+	rows, err := s.r.QueryContext(ctx, s.q(q), append(args, args...)...)
+	if err != nil {
+		return nil, storageErr("count", err)
+	}
+	defer rows.Close()
+	out := map[State]int{}
+	for rows.Next() {
+		var st string
+		var n int64
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, storageErr("count", err)
+		}
+		out[State(st)] = int(n)
+	}
+	return out, storageErr("count", rows.Err())
+}
+
 // Retry makes a delivery ("d12" or "12") or a report's destination lookup
 // ("r7") due now, whatever its state except sending and sent; the give-up
 // age counts again from now. It fails with ErrNotFound when nothing

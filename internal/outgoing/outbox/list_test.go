@@ -5,12 +5,15 @@ import (
 	"testing"
 )
 
-// TestListPolicyDomains: List keeps the reports about the domains asked
+// TestListPolicyDomains: List and CountStates keep the reports about the domains asked
 // for (any case, a trailing dot ignored), with the state filter too.
 func TestListPolicyDomains(t *testing.T) {
 	t.Parallel()
+	backends(t, testListPolicyDomains)
+}
+
+func testListPolicyDomains(t *testing.T, s *Store) {
 	ctx := context.Background()
-	s := openSQLite(t)
 	o := &Outbox{Store: s, Now: newClock(t0).Now}
 	for _, d := range []string{"a.example", "b.example", "c.example"} {
 		if err := o.Enqueue(ctx, testReport(t, d)); err != nil {
@@ -30,5 +33,16 @@ func TestListPolicyDomains(t *testing.T) {
 	}
 	if got, _ = s.List(ctx, ListOptions{}); len(got) != 3 {
 		t.Errorf("List of all: %d entries", len(got))
+	}
+	if err := s.Suppress(ctx, "mailto:x@b.example", "", t0); err != nil {
+		t.Fatal(err)
+	}
+	counts, err := s.CountStates(ctx, nil)
+	if err != nil || len(counts) != 1 || counts[StatePending] != 3 {
+		t.Errorf("CountStates of all: %v %v", counts, err)
+	}
+	counts, err = s.CountStates(ctx, []string{"B.example"})
+	if err != nil || len(counts) != 1 || counts[StatePending] != 1 {
+		t.Errorf("CountStates of b.example: %v %v", counts, err)
 	}
 }
