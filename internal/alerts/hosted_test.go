@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mailsts/mailsts/internal/reports"
 )
 
 // fakeHosted is a HostedStatusSource the test sets by hand.
@@ -208,5 +210,46 @@ func TestPolicyIDMismatch(t *testing.T) {
 	tick(t, e)
 	if ids := openIDs(t, e); len(ids) != 0 {
 		t.Fatalf("after removal: %v", ids)
+	}
+}
+
+// countingRule counts its checks.
+type countingRule struct {
+	name   string
+	checks *int
+}
+
+func (r countingRule) Name() string { return r.name }
+func (r countingRule) Check(context.Context, reports.Store, time.Time) ([]Finding, error) {
+	*r.checks++
+	return nil, nil
+}
+
+// A rule that is not ready runs again at the next tick, once its data is
+// there, without waiting for the interval; the other rules wait.
+func TestNotReadyRuleRunsAgainSoon(t *testing.T) {
+	t.Parallel()
+	clk := &clock{t: jan(1).Add(10 * time.Hour)}
+	src := &fakeHosted{}
+	src.fail(fmt.Errorf("first checks running: %w", ErrNotReady))
+	var others int
+	e := &Engine{Rules: []Rule{countingRule{"other", &others}, &PolicyIDMismatch{Source: src}}, Now: clk.now, Interval: time.Hour}
+	tick(t, e)
+	clk.add(time.Minute)
+	tick(t, e) // still not ready
+	if others != 1 || len(openIDs(t, e)) != 0 {
+		t.Fatalf("other rule checked %d times", others)
+	}
+	src.fail(nil)
+	src.set(HostedStatus{Domain: "example.org", PolicyID: "new", LiveID: "old"})
+	clk.add(time.Minute)
+	tick(t, e)
+	if ids := openIDs(t, e); len(ids) != 1 || others != 1 {
+		t.Fatalf("a minute after the checks: %v; other rule checked %d times", ids, others)
+	}
+	clk.add(time.Minute)
+	tick(t, e)
+	if others != 1 {
+		t.Errorf("the ready rule keeps running: other rule checked %d times", others)
 	}
 }
