@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/mailsts/mailsts/dnsresolve"
 	"github.com/mailsts/mailsts/internal/alerts"
+	"github.com/mailsts/mailsts/internal/dashboard"
 	"github.com/mailsts/mailsts/internal/reports"
 	"github.com/mailsts/mailsts/mtasts"
 )
@@ -103,5 +106,57 @@ func TestServeAlertsHostedRules(t *testing.T) {
 	cfg.PolicyCertExpiring.Days = -1
 	if _, err := newServeAlerts(cfg, nil, t.TempDir(), src, prometheus.NewRegistry(), nil); err == nil {
 		t.Error("negative days accepted")
+	}
+}
+
+// fakeAlerts lists fixed open alerts.
+type fakeAlerts []dashboard.Alert
+
+func (f fakeAlerts) OpenAlerts(_ context.Context, domains []string) ([]dashboard.Alert, error) {
+	var out []dashboard.Alert
+	for _, a := range f {
+		if len(domains) == 0 || slices.Contains(domains, a.Domain) {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+// TestPoliciesPageAlerts: the hosted policies page shows the open
+// alerts of the publishing rules on their domain's row (escaped), not
+// those of the report rules.
+func TestPoliciesPageAlerts(t *testing.T) {
+	t.Parallel()
+	n := pubNet.Net(t)
+	sr, _ := startPublishRun(t, pubConfigDomains(t, n, fourDomains, ""))
+	hash, err := dashboard.HashPassword("a long password", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	since := time.Date(2025, 1, 2, 3, 0, 0, 0, time.UTC)
+	srv := &dashboard.Server{Auth: &dashboard.Auth{Users: []dashboard.User{{Name: "alice", PasswordHash: hash}}},
+		Alerts: fakeAlerts{
+			{Domain: "stale.example", Rule: alerts.RulePolicyIDMismatch, Subject: "live id <old1>", Since: since},
+			{Domain: "stale.example", Rule: alerts.RuleReporterSilent, Subject: "a reporter went quiet", Since: since},
+		}}
+	srv.Sections = append(srv.Sections, policiesSection(srv, func() *publishRun { return sr.publish }))
+	h, err := srv.Handler(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(h)
+	defer ts.Close()
+	c := signIn(t, ts.URL, "alice", "a long password")
+	resp, err := c.Get(ts.URL + "/policies")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	page := string(b)
+	_, row, _ := strings.Cut(page, `<tr data-domain="stale.example">`)
+	row, _, _ = strings.Cut(row, "</tr>")
+	if !strings.Contains(row, "alert: policy-id-mismatch since 2025-01-02: live id &lt;old1&gt;") || strings.Contains(page, "went quiet") {
+		t.Errorf("stale.example's row:\n%s", row)
 	}
 }
