@@ -80,8 +80,8 @@ func withOutbox(st OutboxSource) func(*Server) {
 	return func(s *Server) { s.Sections = append(s.Sections, OutboxSection(s, st)) }
 }
 
-// stateOf returns the data-state of the row whose data-id contains
-// domain's delivery, by report id marker.
+// outboxRows maps the policy domain of each row of the outbox table to
+// its state.
 func outboxRows(body string) map[string]string {
 	out := map[string]string{}
 	for _, line := range strings.Split(body, "\n") {
