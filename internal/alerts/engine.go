@@ -99,6 +99,9 @@ type Engine struct {
 	mu     sync.Mutex
 	loaded bool
 	st     state
+	// notReady are the rules that returned ErrNotReady at the last
+	// evaluation.
+	notReady []Rule
 }
 
 // state is what StatePath keeps.
@@ -201,11 +204,22 @@ func (e *Engine) Tick(ctx context.Context) error {
 	}
 	now := e.now()
 	var errs []error
-	if now.Sub(e.st.LastEval) >= cmp.Or(e.Interval, DefaultInterval) {
-		if err := e.evaluate(ctx, now); err != nil {
+	switch {
+	case now.Sub(e.st.LastEval) >= cmp.Or(e.Interval, DefaultInterval):
+		notReady, err := e.evaluate(ctx, now, e.Rules)
+		e.notReady = notReady
+		if err != nil {
 			errs = append(errs, err)
 		} else {
 			e.st.LastEval = now
+		}
+	case len(e.notReady) > 0:
+		// Rules that were not ready run again at each tick until they
+		// are, without waiting for the next evaluation of the others.
+		notReady, err := e.evaluate(ctx, now, e.notReady)
+		e.notReady = notReady
+		if err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if e.Digest && now.Hour() >= e.DigestHour && e.st.LastDigest != dayString(now) {
@@ -219,15 +233,25 @@ func (e *Engine) Tick(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// ErrNotReady is returned (wrapped) by a rule whose data is not there
+// yet (the first checks after a start): its alerts stay as they are, and
+// it runs again at each Tick until it is ready.
+var ErrNotReady = errors.New("alerts: not ready")
+
 // evaluate runs every rule on the last complete day and turns the
 // difference with the open alerts into events. A rule that fails keeps
 // its alerts as they are.
-func (e *Engine) evaluate(ctx context.Context, now time.Time) error {
+func (e *Engine) evaluate(ctx context.Context, now time.Time, rules []Rule) (notReady []Rule, _ error) {
 	y, m, d := now.Date()
 	day := time.Date(y, m, d-1, 0, 0, 0, 0, time.UTC)
 	var errs []error
-	for _, r := range e.Rules {
+	for _, r := range rules {
 		found, err := r.Check(ctx, e.Store, day)
+		if errors.Is(err, ErrNotReady) {
+			e.log().Debug("alerts: rule not ready", "rule", r.Name(), "error", err)
+			notReady = append(notReady, r)
+			continue
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -270,7 +294,7 @@ func (e *Engine) evaluate(ctx context.Context, now time.Time) error {
 			e.Observer.Open(r.Name(), n)
 		}
 	}
-	return errors.Join(errs...)
+	return notReady, errors.Join(errs...)
 }
 
 func (e *Engine) queue(ev Event, now time.Time) {

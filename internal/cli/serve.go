@@ -21,7 +21,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mailsts/mailsts/internal/alerts"
+	"github.com/mailsts/mailsts/internal/dashboard"
 	"github.com/mailsts/mailsts/internal/metrics"
+	"github.com/mailsts/mailsts/internal/outgoing/outbox"
 	"github.com/mailsts/mailsts/internal/policyd"
 	"github.com/mailsts/mailsts/internal/reports"
 	"github.com/mailsts/mailsts/internal/reports/httpapi"
@@ -147,6 +149,8 @@ type serveRun struct {
 	alerts *alerts.Engine
 	// publish is the policy host (serve_publish.go), nil without one.
 	publish *publishRun
+	// outbox is read by the dashboard's outgoing-reports page (nil: none).
+	outbox *outbox.Store
 }
 
 // Default per-client rate of report POSTs: a sender posts one report per
@@ -316,7 +320,11 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 		return fail(ExitUsage, "%v", err)
 	}
 	reg := prometheus.NewRegistry()
-	alertEngine, err := newServeAlerts(cfg.Dashboard.Alerts, nil, policyd.DefaultStateDir(env.getenv), reg, log)
+	var hosted alerts.HostedStatusSource
+	if publishSection(cfg.Publish) && cfg.Publish.CheckInterval >= 0 {
+		hosted = hostedStatuses{pr: func() *publishRun { return sr.publish }}
+	}
+	alertEngine, err := newServeAlerts(cfg.Dashboard.Alerts, nil, policyd.DefaultStateDir(env.getenv), hosted, reg, log)
 	if err != nil {
 		return fail(ExitUsage, "%v", err)
 	}
@@ -426,6 +434,12 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 			if publishSection(cfg.Publish) {
 				dash.srv.Sections = append(dash.srv.Sections, policiesSection(dash.srv, func() *publishRun { return sr.publish }))
 			}
+			if sr.outbox = openServeOutbox(ctx, cfg.Delivery, policyd.DefaultStateDir(env.getenv), log); sr.outbox != nil {
+				dash.srv.Sections = append(dash.srv.Sections, dashboard.OutboxSection(dash.srv, sr.outbox))
+			}
+			if dash.policydMetrics != "" {
+				dash.srv.Sections = append(dash.srv.Sections, dashboard.PolicydSection(dash.srv, dash.policydMetrics, nil))
+			}
 			if h, err = dash.handler(apiHandler); err != nil {
 				aln.Close()
 				return fail(ExitError, "%v", err)
@@ -519,6 +533,9 @@ func (sr *serveRun) close() {
 	}
 	if sr.st != nil {
 		sr.st.Close()
+	}
+	if sr.outbox != nil {
+		sr.outbox.Close()
 	}
 }
 

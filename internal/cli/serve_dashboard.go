@@ -23,6 +23,8 @@ import (
 type serveDashboard struct {
 	srv  *dashboard.Server
 	auth *dashboard.Auth
+	// policydMetrics is dashboard.policyd_metrics (checked).
+	policydMetrics string
 }
 
 // newServeDashboard builds the dashboard from the configuration; nil
@@ -39,8 +41,18 @@ func newServeDashboard(cfg reports.DashboardConfig, st reports.Store, token stri
 	if err := dashboard.CheckUsers(users); err != nil {
 		return nil, fmt.Errorf("%w: %v", errServeConfig, err)
 	}
+	if u := cfg.PolicydMetrics; u != "" {
+		pu, err := url.Parse(u)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return nil, fmt.Errorf("%w: dashboard.policyd_metrics %q: want the URL of policyd's metrics listener, for example http://127.0.0.1:9461/metrics", errServeConfig, u)
+		}
+		if !isLoopbackAddr(pu.Host) && !isLoopbackAddr(pu.Host+":0") {
+			log.Warn("mailsts serve: dashboard.policyd_metrics is not on loopback; keep policyd's metrics listener off the public network", "url", pu.Redacted())
+		}
+	}
 	auth := &dashboard.Auth{Users: users, APIToken: token, SessionTTL: cfg.SessionTTL, SecureCookie: cfg.SecureCookie}
-	return &serveDashboard{auth: auth, srv: &dashboard.Server{Store: st, Auth: auth, Logger: log, OverviewDays: cfg.OverviewDays}}, nil
+	return &serveDashboard{auth: auth, policydMetrics: cfg.PolicydMetrics,
+		srv: &dashboard.Server{Store: st, Auth: auth, Logger: log, OverviewDays: cfg.OverviewDays}}, nil
 }
 
 // api returns the query API reading through each signed-in user's view.
@@ -55,8 +67,10 @@ func (d *serveDashboard) handler(api http.Handler) (http.Handler, error) {
 }
 
 // newServeAlerts builds the alert engine of dashboard.alerts; nil when
-// it is off. Its metrics register with reg.
-func newServeAlerts(cfg reports.AlertsConfig, st reports.Store, stateDir string, reg prometheus.Registerer, log *slog.Logger) (*alerts.Engine, error) {
+// it is off. Its metrics register with reg. hosted is the last check of
+// the hosted policies (nil: no policy host, or no checks): with it the
+// publishing-side rules are on by default.
+func newServeAlerts(cfg reports.AlertsConfig, st reports.Store, stateDir string, hosted alerts.HostedStatusSource, reg prometheus.Registerer, log *slog.Logger) (*alerts.Engine, error) {
 	if !cfg.Enabled {
 		return nil, nil
 	}
@@ -67,6 +81,9 @@ func newServeAlerts(cfg reports.AlertsConfig, st reports.Store, stateDir string,
 	names := cfg.Rules
 	if len(names) == 0 {
 		names = []string{alerts.RuleReporterSilent, alerts.RuleFailureRate, alerts.RuleNewFailureType}
+		if hosted != nil {
+			names = append(names, alerts.RulePolicyCertExpiring, alerts.RulePolicyIDMismatch)
+		}
 	}
 	for _, n := range names {
 		switch n {
@@ -79,9 +96,22 @@ func newServeAlerts(cfg reports.AlertsConfig, st reports.Store, stateDir string,
 		case alerts.RuleNewFailureType:
 			c := cfg.NewFailureType
 			e.Rules = append(e.Rules, alerts.NewFailureType{RecentDays: c.RecentDays, BaselineDays: c.BaselineDays})
+		case alerts.RulePolicyCertExpiring, alerts.RulePolicyIDMismatch:
+			if hosted == nil {
+				return nil, fmt.Errorf("%w: dashboard.alerts.rules: %s watches the hosted policies: it needs a publish: section with checks (publish.check_interval not negative)", errServeConfig, n)
+			}
+			if n == alerts.RulePolicyIDMismatch {
+				e.Rules = append(e.Rules, &alerts.PolicyIDMismatch{Source: hosted})
+				break
+			}
+			days := cfg.PolicyCertExpiring.Days
+			if days < 0 {
+				return nil, fmt.Errorf("%w: dashboard.alerts.policy_cert_expiring.days %d: want a positive number of days", errServeConfig, days)
+			}
+			e.Rules = append(e.Rules, &alerts.PolicyCertExpiring{Source: hosted, Days: days})
 		default:
-			return nil, fmt.Errorf("%w: dashboard.alerts.rules: unknown rule %q (want %s, %s or %s)", errServeConfig, n,
-				alerts.RuleReporterSilent, alerts.RuleFailureRate, alerts.RuleNewFailureType)
+			return nil, fmt.Errorf("%w: dashboard.alerts.rules: unknown rule %q (want %s, %s, %s, %s or %s)", errServeConfig, n,
+				alerts.RuleReporterSilent, alerts.RuleFailureRate, alerts.RuleNewFailureType, alerts.RulePolicyCertExpiring, alerts.RulePolicyIDMismatch)
 		}
 	}
 	if u := cfg.Webhook.URL; u != "" {

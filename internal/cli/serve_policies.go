@@ -52,6 +52,8 @@ type policyRow struct {
 	CertUntil            string
 	Findings             []publish.Finding
 	DNS, DNSDetail       string
+	// Alerts are the open alerts of the publishing rules on the domain.
+	Alerts []string
 }
 
 var policiesTemplate = template.Must(template.New("policies").Parse(`
@@ -62,7 +64,7 @@ var policiesTemplate = template.Must(template.New("policies").Parse(`
 <thead><tr><th>Domain</th><th>Mode</th><th>Policy id</th><th>MX</th><th>max_age</th><th>Senders see</th><th>Certificate until</th><th>DNS</th></tr></thead>
 <tbody>{{range .}}
 <tr data-domain="{{.Domain}}"><td>{{.Domain}}</td><td>{{.Mode}}</td><td><code>{{.ID}}</code></td><td>{{.MX}}</td><td>{{.MaxAge}}</td>
-<td class="verdict-{{.Verdict}}">{{.Verdict}}{{if .Checked}} <small>({{.Checked}})</small>{{end}}{{range .Findings}}<br><small>{{.ID}}{{if .Host}} {{.Host}}{{end}}: {{.Message}}</small>{{end}}</td>
+<td class="verdict-{{.Verdict}}">{{.Verdict}}{{if .Checked}} <small>({{.Checked}})</small>{{end}}{{range .Findings}}<br><small>{{.ID}}{{if .Host}} {{.Host}}{{end}}: {{.Message}}</small>{{end}}{{range .Alerts}}<br><strong class=alert>alert: {{.}}</strong>{{end}}</td>
 <td>{{.CertUntil}}</td><td>{{.DNS}}{{if .DNSDetail}}<br><small>{{.DNSDetail}}</small>{{end}}</td></tr>{{end}}
 </tbody></table>{{end}}`))
 
@@ -71,8 +73,23 @@ var policiesTemplate = template.Must(template.New("policies").Parse(`
 func policiesSection(srv *dashboard.Server, pr func() *publishRun) dashboard.Section {
 	return dashboard.Section{Path: "/policies", Title: "Hosted policies", Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var rows []policyRow
+		u := dashboard.UserFrom(r.Context())
 		if p := pr(); p != nil {
-			rows = p.rows(dashboard.UserFrom(r.Context()))
+			rows = p.rows(u)
+		}
+		if srv.Alerts != nil && len(rows) > 0 && u != nil {
+			open, err := srv.Alerts.OpenAlerts(r.Context(), u.Domains)
+			if err != nil {
+				http.Error(w, "the alerts could not be read", http.StatusServiceUnavailable)
+				return
+			}
+			for i := range rows {
+				for _, a := range open {
+					if strings.HasPrefix(a.Rule, "policy-") && strings.EqualFold(a.Domain, rows[i].Domain) {
+						rows[i].Alerts = append(rows[i].Alerts, a.Rule+" since "+a.Since.UTC().Format(time.DateOnly)+": "+a.Subject)
+					}
+				}
+			}
 		}
 		var b bytes.Buffer
 		if err := policiesTemplate.Execute(&b, rows); err != nil {

@@ -51,7 +51,7 @@ func screenshotDir(t *testing.T) string {
 func TestBrowser(t *testing.T) {
 	t.Parallel()
 	chrome := chromiumPath(t)
-	fx := newFixture(t)
+	fx := newFixture(t, withOutbox(newOutbox(t)), withPolicyd(fakePolicyd(t).URL+"/metrics"))
 	dir := screenshotDir(t)
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chrome), chromedp.NoSandbox,
@@ -163,6 +163,33 @@ func TestBrowser(t *testing.T) {
 		shot("report"))
 	if h1 := text("h1"); !strings.HasPrefix(h1, "Report ") {
 		t.Errorf("report page heading %q", h1)
+	}
+
+	// The outgoing reports: every delivery of the outbox, the
+	// suppressed destination.
+	do("outbox",
+		chromedp.Click(chromedp.CSS(`header a[href="/outbox"]`)),
+		chromedp.WaitVisible(chromedp.ID("outbox")),
+		chromedp.WaitVisible(chromedp.ID("destinations")),
+		shot("outbox"))
+	if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#outbox tbody tr').length`)); err != nil || n != 5 {
+		t.Errorf("the outbox page lists %d rows (%v), want 5", n, err)
+	}
+	if s := text(`#outbox tr[data-state="suppressed"] td:nth-child(2)`); s != "sup.example" {
+		t.Errorf("the suppressed row is %q", s)
+	}
+
+	// The policy daemon's health, from its metrics.
+	do("policyd",
+		chromedp.Click(chromedp.CSS(`header a[href="/policyd"]`)),
+		chromedp.WaitVisible(chromedp.ID("policyd")),
+		chromedp.WaitVisible(chromedp.ID("policyd-degraded")),
+		shot("policyd"))
+	if s := text(`#policyd dd[data-k="entries"]`); s != "7" {
+		t.Errorf("policyd page: %s cached policies, want 7", s)
+	}
+	if s := text(`#lookups td[data-k="hit"]`); s != "3" {
+		t.Errorf("policyd page: %s cache hits, want 3", s)
 	}
 
 	// On a phone: nothing wider than the screen.

@@ -55,6 +55,9 @@ type Section struct {
 	Path    string
 	Title   string
 	Handler http.Handler
+	// AllDomains keeps the page to users of every domain: it is not
+	// listed for the others, and refused to them (403).
+	AllDomains bool
 }
 
 // Alert is an open alert shown on the overview.
@@ -168,8 +171,11 @@ func (s *Server) Handler(api http.Handler) (http.Handler, error) {
 		if !strings.HasPrefix(sec.Path, "/") {
 			return nil, fmt.Errorf("dashboard: section path %q must start with /", sec.Path)
 		}
-		h := sec.Handler
+		h, all := sec.Handler, sec.AllDomains
 		mux.Handle(sec.Path, s.signedIn(func(w http.ResponseWriter, r *http.Request) error {
+			if u := UserFrom(r.Context()); all && (u == nil || len(u.Domains) > 0) {
+				return &httpError{status: http.StatusForbidden, msg: "this page is for users of every domain"}
+			}
 			h.ServeHTTP(w, r)
 			return nil
 		}))
@@ -240,6 +246,9 @@ func (s *Server) nav(r *http.Request, u *User) []navItem {
 		items = append(items, navItem{Path: "/rejected", Title: "Rejected input"})
 	}
 	for _, sec := range s.Sections {
+		if sec.AllDomains && (u == nil || len(u.Domains) > 0) {
+			continue
+		}
 		items = append(items, navItem{Path: sec.Path, Title: sec.Title})
 	}
 	for i := range items {

@@ -33,6 +33,7 @@
 //     to memory (cached policies will not survive a restart,
 //     STS-CACHE-10), or the back store (SQLite or Redis) is failing and
 //     policyd answers from memory and fresh lookups; alert on it;
+//   - cache_entries: policies in the cache (its memory front);
 //   - cache_repairs_total: damaged cache files set aside and rebuilt at
 //     open;
 //   - cache_unreadable_entries_total: entries that could not be read from
@@ -55,6 +56,7 @@ package metrics
 import (
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -87,6 +89,9 @@ type Metrics struct {
 	degraded     prometheus.Gauge
 	repairs      prometheus.Counter
 	unreadable   prometheus.Counter
+	entries      prometheus.GaugeFunc
+	// entriesFn counts the cache's entries (CacheSize); nil: 0.
+	entriesFn atomic.Pointer[func() int]
 	// fellBack and backFailing are the two causes of cache_degraded.
 	degradedMu            sync.Mutex
 	fellBack, backFailing bool
@@ -136,13 +141,20 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		unreadable: prometheus.NewCounter(prometheus.CounterOpts(opts("cache_unreadable_entries_total",
 			"Cache entries that could not be read from the file, treated as absent and fetched again."))),
 	}
+	m.entries = prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("cache_entries",
+		"Policies in the policy cache (its memory front).")), func() float64 {
+		if f := m.entriesFn.Load(); f != nil {
+			return float64((*f)())
+		}
+		return 0
+	})
 	bi := buildinfo.Get()
 	build := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "build_info",
 		Help:        "Which mailsts build is running: version (release), commit and Go toolchain; always 1.",
 		ConstLabels: prometheus.Labels{"version": bi.Version, "commit": bi.Commit, "go_version": bi.GoVersion}})
 	build.Set(1)
 	for _, c := range []prometheus.Collector{build, m.queries, m.latency, m.cacheLookups, m.fetches, m.fetchTime,
-		m.refreshes, m.recoveries, m.dane, m.conns, m.protoErrors, m.durable, m.degraded, m.repairs, m.unreadable} {
+		m.refreshes, m.recoveries, m.dane, m.conns, m.protoErrors, m.durable, m.degraded, m.repairs, m.unreadable, m.entries} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -226,6 +238,12 @@ func (m *Metrics) CacheOpened(durable, fellBack bool) {
 	defer m.degradedMu.Unlock()
 	m.fellBack = fellBack
 	m.degraded.Set(boolValue(m.fellBack || m.backFailing))
+}
+
+// CacheSize sets how cache_entries counts the cache's entries (read at
+// each scrape; policyd.CacheSizer).
+func (m *Metrics) CacheSize(entries func() int) {
+	m.entriesFn.Store(&entries)
 }
 
 // CacheDegraded records whether the cache's back store is failing (policyd

@@ -41,6 +41,7 @@ func TestMetrics(t *testing.T) {
 	m.CacheRepaired()
 	m.CacheUnreadable()
 	m.CacheUnreadable()
+	m.CacheSize(func() int { return 42 })
 	srv := httptest.NewServer(Handler(reg))
 	defer srv.Close()
 	resp, err := srv.Client().Get(srv.URL)
@@ -66,6 +67,7 @@ func TestMetrics(t *testing.T) {
 		`mailsts_policyd_cache_degraded 1`,
 		`mailsts_policyd_cache_repairs_total 1`,
 		`mailsts_policyd_cache_unreadable_entries_total 2`,
+		`mailsts_policyd_cache_entries 42`,
 		`mailsts_policyd_query_duration_seconds_count{zone="postfix"} 2`,
 	} {
 		if !strings.Contains(string(body), want) {

@@ -121,6 +121,9 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		return err
 	}
 	d.store = st
+	if sz, ok := m.(CacheSizer); ok {
+		sz.CacheSize(st.Len)
+	}
 	cs := st.Status()
 	m.CacheOpened(cs.Durable, cs.FellBack != nil)
 	if cs.Repair != nil {

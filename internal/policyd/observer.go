@@ -29,6 +29,12 @@ type DaemonObserver interface {
 	CacheUnreadable()
 }
 
+// CacheSizer is an optional DaemonObserver method: it is given the
+// count of the cache's entries, to read when it likes (a metrics scrape).
+type CacheSizer interface {
+	CacheSize(entries func() int)
+}
+
 // nopObserver is the DaemonObserver of a Daemon without one.
 type nopObserver struct{}
 

@@ -159,7 +159,7 @@ func TestDaemonFallbackIsLoud(t *testing.T) {
 		t.Errorf("fall back not logged at ERROR; log:\n%s", getLogs())
 	}
 	if m := metricsText(t, r); !strings.Contains(m, "mailsts_policyd_cache_degraded 1") ||
-		!strings.Contains(m, "mailsts_policyd_cache_durable 0") {
+		!strings.Contains(m, "mailsts_policyd_cache_durable 0") || !strings.Contains(m, "mailsts_policyd_cache_entries 1") {
 		t.Errorf("metrics do not show the fall back:\n%s", m)
 	}
 }

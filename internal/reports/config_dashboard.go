@@ -17,6 +17,10 @@ type DashboardConfig struct {
 	OverviewDays int `yaml:"overview_days"`
 	// Alerts watch the reports (internal/alerts).
 	Alerts AlertsConfig `yaml:"alerts"`
+	// PolicydMetrics is the URL of `mailsts policyd`'s metrics listener
+	// (http://127.0.0.1:PORT/metrics): the dashboard's policy daemon page
+	// reads it. Empty: no such page.
+	PolicydMetrics string `yaml:"policyd_metrics"`
 }
 
 // DashboardUser is one user of the dashboard and API.
@@ -56,6 +60,11 @@ type AlertsConfig struct {
 		RecentDays   int `yaml:"recent_days"`
 		BaselineDays int `yaml:"baseline_days"`
 	} `yaml:"new_failure_type"`
+	// PolicyCertExpiring: a hosted policy host's certificate ends
+	// within Days days (0: 14).
+	PolicyCertExpiring struct {
+		Days int `yaml:"days"`
+	} `yaml:"policy_cert_expiring"`
 	Webhook struct {
 		URL string `yaml:"url"`
 	} `yaml:"webhook"`

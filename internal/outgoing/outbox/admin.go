@@ -33,6 +33,9 @@ type ListOptions struct {
 	States []State
 	// Limit caps the entries (0: 1000), newest reports first.
 	Limit int
+	// PolicyDomains keeps only reports about these domains (none: all);
+	// compared lowercased, as the outbox stores them.
+	PolicyDomains []string
 }
 
 func unix(v int64) time.Time {
@@ -54,6 +57,13 @@ func (s *Store) List(ctx context.Context, o ListOptions) ([]Entry, error) {
 		where = " AND x.state IN (" + ph + ")"
 		for _, st := range o.States {
 			args = append(args, string(st))
+		}
+	}
+	if len(o.PolicyDomains) > 0 {
+		ph := strings.TrimSuffix(strings.Repeat("?, ", len(o.PolicyDomains)), ", ")
+		where += " AND x.policy_domain IN (" + ph + ")"
+		for _, d := range o.PolicyDomains {
+			args = append(args, strings.ToLower(strings.TrimSuffix(d, ".")))
 		}
 	}
 	q := `SELECT * FROM (
@@ -100,6 +110,40 @@ func (s *Store) List(ctx context.Context, o ListOptions) ([]Entry, error) {
 		out = append(out, e)
 	}
 	return out, storageErr("list", rows.Err())
+}
+
+// CountStates returns how many deliveries and unresolved reports (as
+// List lists them) are in each state, for the reports about the given
+// domains (none: all).
+func (s *Store) CountStates(ctx context.Context, policyDomains []string) (map[State]int, error) {
+	where, args := "", []any{}
+	if len(policyDomains) > 0 {
+		ph := strings.TrimSuffix(strings.Repeat("?, ", len(policyDomains)), ", ")
+		where = " AND r.policy_domain IN (" + ph + ")"
+		for _, d := range policyDomains {
+			args = append(args, strings.ToLower(strings.TrimSuffix(d, ".")))
+		}
+	}
+	q := `SELECT state, CAST(SUM(n) AS BIGINT) FROM (
+		SELECT d.state AS state, COUNT(*) AS n FROM outbox_deliveries d JOIN outbox_reports r ON r.id = d.report WHERE 1 = 1` + where + ` GROUP BY d.state
+		UNION ALL
+		SELECT r.state, COUNT(*) FROM outbox_reports r WHERE r.state <> 'resolved'` + where + ` GROUP BY r.state
+	) x GROUP BY state`
+	rows, err := s.r.QueryContext(ctx, s.q(q), append(args, args...)...)
+	if err != nil {
+		return nil, storageErr("count", err)
+	}
+	defer rows.Close()
+	out := map[State]int{}
+	for rows.Next() {
+		var st string
+		var n int64
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, storageErr("count", err)
+		}
+		out[State(st)] = int(n)
+	}
+	return out, storageErr("count", rows.Err())
 }
 
 // Retry makes a delivery ("d12" or "12") or a report's destination lookup
