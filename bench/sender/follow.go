@@ -126,7 +126,7 @@ func genLog(w io.Writer, n, domains int, start time.Time) (logCounts, error) {
 // postfixlog.Follower joined with policyd's answers (an MTA-STS policy for
 // the sts and partial domains) into a fresh SQLite store, until every
 // line is read and every result committed.
-func runLog(n, domains int, out io.Writer) error {
+func runLog(n, domains, rounds int, out io.Writer) error {
 	dir, err := os.MkdirTemp("", "blog")
 	if err != nil {
 		return err
@@ -147,9 +147,26 @@ func runLog(n, domains int, out io.Writer) error {
 		return err
 	}
 	fi, _ := os.Stat(path)
-	st, err := outgoing.OpenSQLite(ctx, filepath.Join(dir, "send.db"), outgoing.Options{})
+	fmt.Fprintf(out, "postfix log: %d lines (%.1f MiB), %d sessions of which %d failures expected\n", want.lines, float64(fi.Size())/(1<<20), want.sessions, want.failures)
+	var rates, cpus []float64
+	for round := 1; round <= rounds; round++ {
+		rate, cpu, err := followOnce(ctx, dir, path, fmt.Sprintf("send%d.db", round), domains, now, want, out)
+		if err != nil {
+			return err
+		}
+		rates, cpus = append(rates, rate), append(cpus, cpu)
+	}
+	fmt.Fprintf(out, "over %d rounds (median, min–max): %s lines/s, %s µs CPU per line\n", rounds, spread(rates, "%.0f"), spread(cpus, "%.2f"))
+	return nil
+}
+
+// followOnce follows the log once into a fresh store and checks what it
+// counted; it returns lines per second (to the last result committed)
+// and CPU µs per line.
+func followOnce(ctx context.Context, dir, path, dbName string, domains int, now time.Time, want logCounts, out io.Writer) (float64, float64, error) {
+	st, err := outgoing.OpenSQLite(ctx, filepath.Join(dir, dbName), outgoing.Options{})
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
 	defer st.Close()
 	var answers []outgoing.Answer
@@ -160,7 +177,7 @@ func runLog(n, domains int, out io.Writer) error {
 		}
 	}
 	if err := st.PutAnswers(ctx, answers); err != nil {
-		return err
+		return 0, 0, err
 	}
 	rec := outgoing.NewRecorder(st, outgoing.RecorderOptions{MaxWait: 2 * time.Second})
 	fol := &postfixlog.Follower{Path: path, Recorder: rec, Answers: st, FromStart: true, Poll: 10 * time.Millisecond, Location: time.UTC}
@@ -175,17 +192,17 @@ func runLog(n, domains int, out io.Writer) error {
 		select {
 		case err := <-done:
 			cancel()
-			return fmt.Errorf("follower stopped: %v", err)
+			return 0, 0, fmt.Errorf("follower stopped: %v", err)
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
 	read := time.Since(start)
 	cancel()
 	if err := <-done; err != nil {
-		return err
+		return 0, 0, err
 	}
 	if err := rec.Close(ctx); err != nil {
-		return err
+		return 0, 0, err
 	}
 	el := time.Since(start)
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
@@ -193,22 +210,21 @@ func runLog(n, domains int, out io.Writer) error {
 		time.Duration(syscall.TimevalToNsec(ru1.Stime)-syscall.TimevalToNsec(ru0.Stime))
 	s, rs := fol.Stats(), rec.Stats()
 	var stored int64
-	rdb, err := roDB(filepath.Join(dir, "send.db"))
+	rdb, err := roDB(filepath.Join(dir, dbName))
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
 	defer rdb.Close()
 	if err := rdb.QueryRowContext(ctx, `SELECT COALESCE(SUM(successful + failed), 0) FROM outgoing_policies`).Scan(&stored); err != nil {
-		return err
+		return 0, 0, err
 	}
-	fmt.Fprintf(out, "postfix log: %d lines (%.1f MiB), %d sessions of which %d failures expected\n", want.lines, float64(fi.Size())/(1<<20), want.sessions, want.failures)
 	fmt.Fprintf(out, "follower: read every line in %.2f s (%.0f lines/s), committed in %.2f s (%.0f lines/s); CPU %.2f s (%.2f µs per line, process total)\n",
 		read.Seconds(), float64(want.lines)/read.Seconds(), el.Seconds(), float64(want.lines)/el.Seconds(), cpu.Seconds(), float64(cpu.Microseconds())/float64(want.lines))
 	fmt.Fprintf(out, "counted: lines %d, sessions %d, failures %d, unjoined %d, refused %d; recorder written %d, dropped %d; stored sessions %d\n",
 		s.Lines, s.Sessions, s.Failures, s.Unjoined, s.Refused, rs.Written, rs.Dropped, stored)
 	if int64(s.Sessions) != want.sessions || int64(s.Failures) != want.failures || stored != want.sessions {
-		return fmt.Errorf("the follower counted %d sessions (%d failures) and stored %d; the log holds %d (%d failures)",
+		return 0, 0, fmt.Errorf("the follower counted %d sessions (%d failures) and stored %d; the log holds %d (%d failures)",
 			s.Sessions, s.Failures, stored, want.sessions, want.failures)
 	}
-	return nil
+	return float64(want.lines) / el.Seconds(), float64(cpu.Microseconds()) / float64(want.lines), nil
 }

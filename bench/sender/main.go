@@ -45,7 +45,7 @@ func main() {
 	case *build > 0:
 		err = runBuild(*build)
 	case *logLines > 0:
-		err = runLog(*logLines, c.domains, os.Stdout)
+		err = runLog(*logLines, c.domains, c.rounds, os.Stdout)
 	case *ladder != "":
 		var rates []int
 		for _, f := range strings.Split(*ladder, ",") {

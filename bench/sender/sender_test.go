@@ -130,7 +130,7 @@ func TestPeerUnderstandsDatagrams(t *testing.T) {
 // fails unless the follower finds exactly the sessions the log holds.
 func TestLogFollowSmoke(t *testing.T) {
 	var out bytes.Buffer
-	if err := runLog(5000, 140, &out); err != nil {
+	if err := runLog(5000, 140, 1, &out); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	if !strings.Contains(out.String(), "lines/s") {
