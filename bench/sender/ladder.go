@@ -123,12 +123,12 @@ func runLadder(c config, rates []int, step time.Duration, out io.Writer) error {
 				if s.lost() != 0 {
 					break
 				}
-				best = float64(rate)
+				best = s.achieved
 			}
 			r.best = append(r.best, best)
 		}
 	}
-	fmt.Fprintf(out, "\nhighest offered rate with nothing lost (median, min–max over %d rounds; 0: lost at the lowest rate; the top rate: never lost):\n", c.rounds)
+	fmt.Fprintf(out, "\nhighest rate achieved with nothing lost (median, min–max over %d rounds; 0: lost at the lowest rate; at the top rate: never lost):\n", c.rounds)
 	for _, r := range rxs {
 		fmt.Fprintf(out, "  %-30s %s datagrams/s\n", r.name, spread(r.best, "%.0f"))
 	}
