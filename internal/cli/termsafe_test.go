@@ -57,7 +57,7 @@ func runTTY(t *testing.T, state string, args ...string) (int, string, string) {
 // Issue 11 item 14: raw input never goes to a terminal unasked, ingest
 // errors do not echo binary input, and bidirectional controls in report
 // content are escaped in text output.
-func TestTLSRPTTerminalSafety(t *testing.T) { // RPT-SEC-1
+func TestTLSRPTTerminalSafety(t *testing.T) { // RPT-RECV-2
 	t.Parallel()
 	state, dir := t.TempDir(), t.TempDir()
 	r, _, err := tlsrpt.Parse(testdataFile(t, "f10c.json"))
