@@ -158,10 +158,25 @@ func compareRollupKeys(a, b rollupKey) int {
 		strings.Compare(a.ptype, b.ptype), strings.Compare(a.rtype, b.rtype))
 }
 
-// rollupChunk is the number of rows per upsert statement: 11 parameters
-// a row stays under SQLite's 32766 and PostgreSQL's 65535 parameters,
-// and one statement per chunk saves PostgreSQL a round trip per row.
-const rollupChunk = 500
+// rollupChunkSizes are the rows per upsert statement, largest first: a
+// flush of n rows runs n/512 statements of 512 rows, then one of each
+// power of two in the rest's binary form, so that only these ten
+// statement texts exist and each stays prepared (stmtcache.go). 11
+// parameters a row keep 512 rows under SQLite's 32766 and PostgreSQL's
+// 65535 parameters; one statement per chunk saves PostgreSQL a round
+// trip per row.
+var rollupChunkSizes = []int{512, 256, 128, 64, 32, 16, 8, 4, 2, 1}
+
+// rollupChunkLen is the rows of the next upsert statement when n (> 0)
+// rows remain: the largest of rollupChunkSizes not above n.
+func rollupChunkLen(n int) int {
+	for _, c := range rollupChunkSizes {
+		if c <= n {
+			return c
+		}
+	}
+	return 1
+}
 
 // flushRollup upserts the accumulated rows in key order.
 func (s *sqlStore) flushRollup(ctx context.Context, tx *sql.Tx, ru rollup) error {
@@ -173,13 +188,23 @@ func (s *sqlStore) flushRollup(ctx context.Context, tx *sql.Tx, ru rollup) error
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, compareRollupKeys)
-	for chunk := range slices.Chunk(keys, rollupChunk) {
-		args := make([]any, 0, len(chunk)*11)
+	args := make([]any, 0, min(len(keys), rollupChunkSizes[0])*11)
+	for len(keys) > 0 {
+		n := rollupChunkLen(len(keys))
+		chunk := keys[:n]
+		keys = keys[n:]
+		args = args[:0]
 		for _, k := range chunk {
 			v := ru[k]
 			args = append(args, k.grain, k.kind, k.day, k.org, k.domain, k.mx, k.ptype, k.rtype, v.reports, v.successful, v.failed)
 		}
-		if _, err := tx.ExecContext(ctx, s.d.rebind(rollupUpsert(len(chunk))), args...); err != nil {
+		st, err := s.txStmt(ctx, tx, rollupUpsert(n))
+		if err != nil {
+			return err
+		}
+		_, err = st.ExecContext(ctx, args...)
+		st.Close()
+		if err != nil {
 			return s.errorf("update rollup: %w", err)
 		}
 	}
