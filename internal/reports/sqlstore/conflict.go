@@ -210,6 +210,9 @@ func (ru rollup) subReport(r *tlsrpt.Report, d string) {
 		t.reports -= v.reports
 		t.successful -= v.successful
 		t.failed -= v.failed
+		t.succReports -= v.succReports
+		t.ndReports -= v.ndReports
+		t.ndFailed -= v.ndFailed
 		if t == (rollupSums{}) {
 			delete(ru, k)
 			continue
