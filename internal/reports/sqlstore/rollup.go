@@ -65,7 +65,8 @@ import (
 // for a query that the failure_details_result_day index answers.
 //
 // Cost at 100,000 synthetic reports (bench/reports): 471,300 rollup rows
-// (41 MB in SQLite), 35.5 row updates per report merged per transaction;
+// (41 MB in SQLite), 35.5 row updates per report merged per transaction,
+// before schema version 5 folded the pseudo rows (about 24 since);
 // Summary reads one grain and kind, a few thousand rows for the coarse
 // groupings.
 
