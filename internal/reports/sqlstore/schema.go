@@ -270,17 +270,17 @@ func postgresMigrations() []string {
 // the total row of the same key (rollupSums): a report then updates
 // about 24 rollup rows instead of 35, the largest part of the ingest's
 // cost. A pseudo row always has its total row (the reports it counts
-// added both). int is the backend's integer type.
-func foldPseudoMigration(int string) string {
+// added both). intType is the backend's integer type.
+func foldPseudoMigration(intType string) string {
 	pseudo := func(col, rtype string) string {
 		return `COALESCE((SELECT p.` + col + ` FROM summary_rollup p WHERE p.grain = summary_rollup.grain AND p.kind = 1
 			AND p.day = summary_rollup.day AND p.organization = summary_rollup.organization
 			AND p.policy_domain = summary_rollup.policy_domain AND p.mx_host = summary_rollup.mx_host
 			AND p.policy_type = summary_rollup.policy_type AND p.result_type = '` + rtype + `'), 0)`
 	}
-	return `ALTER TABLE summary_rollup ADD COLUMN success_reports ` + int + ` NOT NULL DEFAULT 0;
-		ALTER TABLE summary_rollup ADD COLUMN nodetails_reports ` + int + ` NOT NULL DEFAULT 0;
-		ALTER TABLE summary_rollup ADD COLUMN nodetails_failed ` + int + ` NOT NULL DEFAULT 0;
+	return `ALTER TABLE summary_rollup ADD COLUMN success_reports ` + intType + ` NOT NULL DEFAULT 0;
+		ALTER TABLE summary_rollup ADD COLUMN nodetails_reports ` + intType + ` NOT NULL DEFAULT 0;
+		ALTER TABLE summary_rollup ADD COLUMN nodetails_failed ` + intType + ` NOT NULL DEFAULT 0;
 		UPDATE summary_rollup SET success_reports = ` + pseudo("reports", reports.ResultSuccess) + `,
 			nodetails_reports = ` + pseudo("reports", reports.ResultNoDetails) + `,
 			nodetails_failed = ` + pseudo("failed", reports.ResultNoDetails) + `
