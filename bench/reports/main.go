@@ -44,6 +44,9 @@ type Config struct {
 	Keep  bool
 	// Repeat runs each query this many times (at least 1).
 	Repeat int
+	// HTTP is the number of concurrent clients of the side-by-side
+	// comparison (-http, Compare).
+	HTTP int
 
 	// profile, when set, receives a CPU profile of the ingest.
 	profile io.Writer
@@ -82,6 +85,8 @@ func main() {
 	flag.BoolVar(&c.Keep, "keep", false, "keep the PostgreSQL schema after the run")
 	flag.IntVar(&c.Repeat, "repeat", 3, "runs of each query")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the ingest to this `file`")
+	flag.IntVar(&c.HTTP, "http", 0, "compare instead: the batch path against this many concurrent HTTP POST clients, side by side")
+	rounds := flag.Int("rounds", 3, "with -http: rounds, each batch then HTTP into fresh databases")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -90,6 +95,16 @@ func main() {
 			os.Exit(1)
 		}
 		c.profile = f
+	}
+	if c.HTTP > 0 {
+		rs, err := Compare(context.Background(), c, *rounds, os.Stdout)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Printf("db=%s n=%d batch=%d http clients=%d\n", strings.SplitN(c.DB, ":", 2)[0], c.N, c.Batch, c.HTTP)
+		printRange(os.Stdout, rs)
+		return
 	}
 	r, err := Run(context.Background(), c)
 	if err != nil {

@@ -6,10 +6,14 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/mailsts/mailsts/internal/reports"
+	"github.com/mailsts/mailsts/internal/reports/sqlstore"
 )
 
 // TestRun1k is the small version of the benchmark that runs with go test.
@@ -115,5 +119,41 @@ func TestSynthVaried(t *testing.T) {
 	}
 	if len(orgs) != 40 || len(domains) < 400 || len(types) < 11 {
 		t.Errorf("not varied: %d orgs, %d domains, %d result types", len(orgs), len(domains), len(types))
+	}
+}
+
+// TestCompare: the side-by-side mode stores every report on both paths
+// (each in its own fresh database) and reports both rates.
+func TestCompare(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "c.db")
+	var out strings.Builder
+	rs, err := Compare(context.Background(), Config{N: 200, DB: "sqlite:" + path, Batch: 50, HTTP: 8}, 1, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 1 || rs[0].Batch <= 0 || rs[0].HTTP <= 0 || rs[0].BatchCPU <= 0 || rs[0].HTTPCPU <= 0 {
+		t.Fatalf("rounds %+v", rs)
+	}
+	if !strings.Contains(out.String(), "round 1: batch ") {
+		t.Errorf("output %q", out.String())
+	}
+	for _, p := range []string{path, path + "_http"} {
+		st, err := sqlstore.OpenSQLite(context.Background(), p, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := st.Summary(context.Background(), reports.Filter{GroupBy: []string{reports.GroupOrganization}})
+		st.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for _, r := range rows {
+			n += r.Reports
+		}
+		if n != 200 {
+			t.Errorf("%s: %d reports stored, want 200", filepath.Base(p), n)
+		}
 	}
 }

@@ -81,6 +81,10 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
+// keyRowsSQL selects the stored reports of a key, oldest first.
+const keyRowsSQL = `SELECT id, content_hash, authenticated, counted FROM reports
+		WHERE report_id = ? AND organization = ? ORDER BY id`
+
 // keyRow is one stored report of an (organization, report-id) key.
 type keyRow struct {
 	id                     int64
@@ -90,9 +94,11 @@ type keyRow struct {
 
 // keyRows returns the stored reports of a key, oldest first, with the
 // hashes of legacy rows computed and stored.
-func (s *sqlStore) keyRows(ctx context.Context, tx *sql.Tx, org, reportID string) ([]keyRow, error) {
-	rows, err := tx.QueryContext(ctx, s.d.rebind(`SELECT id, content_hash, authenticated, counted FROM reports
-		WHERE report_id = ? AND organization = ? ORDER BY id`), reportID, org)
+func (s *sqlStore) keyRows(ctx context.Context, tx *sql.Tx, ps *putStmts, org, reportID string) ([]keyRow, error) {
+	if err := s.prepare(ctx, tx, &ps.keyRows, keyRowsSQL); err != nil {
+		return nil, err
+	}
+	rows, err := ps.keyRows.QueryContext(ctx, reportID, org)
 	if err != nil {
 		return nil, s.errorf("find reports with this report-id: %w", err)
 	}
@@ -204,6 +210,9 @@ func (ru rollup) subReport(r *tlsrpt.Report, d string) {
 		t.reports -= v.reports
 		t.successful -= v.successful
 		t.failed -= v.failed
+		t.succReports -= v.succReports
+		t.ndReports -= v.ndReports
+		t.ndFailed -= v.ndFailed
 		if t == (rollupSums{}) {
 			delete(ru, k)
 			continue

@@ -38,6 +38,10 @@ func OpenPostgres(ctx context.Context, dsn string, logger *slog.Logger) (reports
 		db.Close()
 		return nil, err
 	}
+	if err := s.prepareStatements(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return s, nil
 }
 

@@ -30,13 +30,18 @@ import (
 //
 // Kinds of rows:
 //
-//	kindTotal    the policies' summary totals (result_type '')
-//	kindPseudo   "(success)" (policies with successful sessions) and
-//	             "(no-details)" (failed sessions without details)
+//	kindTotal    the policies' summary totals (result_type ''), and in
+//	             columns success_reports, nodetails_reports and
+//	             nodetails_failed the pseudo result types "(success)"
+//	             (policies with successful sessions) and "(no-details)"
+//	             (failed sessions without details)
+//	kindPseudo   the pseudo result types as rows of their own, before
+//	             schema version 6 folded them into the total rows
 //	kindResult   failure details per result type (failed-session-count)
 //
-// Pseudo and detail rows are separate kinds so that a sender's detail
-// with result-type "(success)" stays a separate row, as in the direct
+// Summary selects the pseudo result types and the detail rows in
+// separate parts of one query, so that a sender's detail with
+// result-type "(success)" stays a separate row, as in the direct
 // aggregation (summaryRaw).
 //
 // Maintenance: rows are added in the transaction that inserts the report
@@ -60,7 +65,8 @@ import (
 // for a query that the failure_details_result_day index answers.
 //
 // Cost at 100,000 synthetic reports (bench/reports): 471,300 rollup rows
-// (41 MB in SQLite), 35.5 row updates per report merged per transaction;
+// (41 MB in SQLite), 35.5 row updates per report merged per transaction,
+// before schema version 6 folded the pseudo rows (about 24 since);
 // Summary reads one grain and kind, a few thousand rows for the coarse
 // groupings.
 
@@ -84,7 +90,15 @@ type rollupKey struct {
 	day, org, domain, mx, ptype, rtype string
 }
 
-type rollupSums struct{ reports, successful, failed int64 }
+// rollupSums are a row's sums. On kindTotal rows (schema version 6)
+// succReports, ndReports and ndFailed are the "(success)" and
+// "(no-details)" pseudo rows' reports and sums, which earlier versions
+// kept as kindPseudo rows: the "(success)" row's successful sum is the
+// total row's (policies without successful sessions add 0), so three
+// columns hold what was a third of the rows.
+type rollupSums struct {
+	reports, successful, failed, succReports, ndReports, ndFailed int64
+}
 
 // rollup accumulates the rows of the reports inserted in one
 // transaction.
@@ -95,12 +109,13 @@ type rollup map[rollupKey]rollupSums
 func (ru rollup) addReport(r *tlsrpt.Report, d string) {
 	// seen counts each report once per row key.
 	seen := make(map[rollupKey]rollupSums)
-	add := func(k rollupKey, succ, fail int64) {
+	add := func(k rollupKey, succ, fail int64) *rollupSums {
 		s := seen[k]
 		s.reports = 1
 		s.successful = tlsrpt.SaturatingAdd(s.successful, succ)
 		s.failed = tlsrpt.SaturatingAdd(s.failed, fail)
 		seen[k] = s
+		return &s
 	}
 	for g := range grainCount {
 		for _, p := range r.Policies {
@@ -116,16 +131,15 @@ func (ru rollup) addReport(r *tlsrpt.Report, d string) {
 			}
 			succ, fail := p.Summary.TotalSuccessfulSessionCount, p.Summary.TotalFailureSessionCount
 			k.kind = kindTotal
-			add(k, succ, fail)
-			k.kind = kindPseudo
+			t := add(k, succ, fail)
 			if succ > 0 {
-				k.rtype = reports.ResultSuccess
-				add(k, succ, 0)
+				t.succReports = 1
 			}
 			if fail > 0 && len(p.FailureDetails) == 0 {
-				k.rtype = reports.ResultNoDetails
-				add(k, 0, fail)
+				t.ndReports = 1
+				t.ndFailed = tlsrpt.SaturatingAdd(t.ndFailed, fail)
 			}
+			seen[k] = *t
 			for _, fd := range p.FailureDetails {
 				k.kind, k.rtype = kindResult, string(fd.ResultType)
 				add(k, 0, fd.FailedSessionCount)
@@ -137,6 +151,9 @@ func (ru rollup) addReport(r *tlsrpt.Report, d string) {
 		t.reports = addDelta(t.reports, s.reports)
 		t.successful = addDelta(t.successful, s.successful)
 		t.failed = addDelta(t.failed, s.failed)
+		t.succReports = addDelta(t.succReports, s.succReports)
+		t.ndReports = addDelta(t.ndReports, s.ndReports)
+		t.ndFailed = addDelta(t.ndFailed, s.ndFailed)
 		ru[k] = t
 	}
 }
@@ -158,10 +175,25 @@ func compareRollupKeys(a, b rollupKey) int {
 		strings.Compare(a.ptype, b.ptype), strings.Compare(a.rtype, b.rtype))
 }
 
-// rollupChunk is the number of rows per upsert statement: 11 parameters
-// a row stays under SQLite's 32766 and PostgreSQL's 65535 parameters,
-// and one statement per chunk saves PostgreSQL a round trip per row.
-const rollupChunk = 500
+// rollupChunkSizes are the rows per upsert statement, largest first: a
+// flush of n rows runs n/512 statements of 512 rows, then one of each
+// power of two in the rest's binary form, so that only these ten
+// statement texts exist and each stays prepared (stmtcache.go). 14
+// parameters a row keep 512 rows under SQLite's 32766 and PostgreSQL's
+// 65535 parameters; one statement per chunk saves PostgreSQL a round
+// trip per row.
+var rollupChunkSizes = []int{512, 256, 128, 64, 32, 16, 8, 4, 2, 1}
+
+// rollupChunkLen is the rows of the next upsert statement when n (> 0)
+// rows remain: the largest of rollupChunkSizes not above n.
+func rollupChunkLen(n int) int {
+	for _, c := range rollupChunkSizes {
+		if c <= n {
+			return c
+		}
+	}
+	return 1
+}
 
 // flushRollup upserts the accumulated rows in key order.
 func (s *sqlStore) flushRollup(ctx context.Context, tx *sql.Tx, ru rollup) error {
@@ -173,18 +205,33 @@ func (s *sqlStore) flushRollup(ctx context.Context, tx *sql.Tx, ru rollup) error
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, compareRollupKeys)
-	for chunk := range slices.Chunk(keys, rollupChunk) {
-		args := make([]any, 0, len(chunk)*11)
+	args := make([]any, 0, min(len(keys), rollupChunkSizes[0])*rollupColumns)
+	for len(keys) > 0 {
+		n := rollupChunkLen(len(keys))
+		chunk := keys[:n]
+		keys = keys[n:]
+		args = args[:0]
 		for _, k := range chunk {
 			v := ru[k]
-			args = append(args, k.grain, k.kind, k.day, k.org, k.domain, k.mx, k.ptype, k.rtype, v.reports, v.successful, v.failed)
+			args = append(args, k.grain, k.kind, k.day, k.org, k.domain, k.mx, k.ptype, k.rtype, v.reports, v.successful, v.failed,
+				v.succReports, v.ndReports, v.ndFailed)
 		}
-		if _, err := tx.ExecContext(ctx, s.d.rebind(rollupUpsert(len(chunk))), args...); err != nil {
+		st, err := s.txStmt(ctx, tx, rollupUpsert(n))
+		if err != nil {
+			return err
+		}
+		_, err = st.ExecContext(ctx, args...)
+		st.Close()
+		if err != nil {
 			return s.errorf("update rollup: %w", err)
 		}
 	}
 	return nil
 }
+
+// rollupColumns is the number of columns (parameters) of a row in
+// rollupUpsert.
+const rollupColumns = 14
 
 // rollupUpsert is the statement adding n rows to summary_rollup. The keys
 // of one statement are distinct (PostgreSQL refuses to update a row twice
@@ -192,17 +239,20 @@ func (s *sqlStore) flushRollup(ctx context.Context, tx *sql.Tx, ru rollup) error
 func rollupUpsert(n int) string {
 	var b strings.Builder
 	b.WriteString(`INSERT INTO summary_rollup (grain, kind, day, organization, policy_domain, mx_host, policy_type,
-		result_type, reports, successful, failed) VALUES `)
+		result_type, reports, successful, failed, success_reports, nodetails_reports, nodetails_failed) VALUES `)
 	for i := range n {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 	}
 	b.WriteString(` ON CONFLICT (grain, kind, day, organization, policy_domain, mx_host, policy_type, result_type) DO UPDATE SET
 		reports = ` + saturatingSum("summary_rollup.reports", "excluded.reports") + `,
 		successful = ` + saturatingSum("summary_rollup.successful", "excluded.successful") + `,
-		failed = ` + saturatingSum("summary_rollup.failed", "excluded.failed"))
+		failed = ` + saturatingSum("summary_rollup.failed", "excluded.failed") + `,
+		success_reports = ` + saturatingSum("summary_rollup.success_reports", "excluded.success_reports") + `,
+		nodetails_reports = ` + saturatingSum("summary_rollup.nodetails_reports", "excluded.nodetails_reports") + `,
+		nodetails_failed = ` + saturatingSum("summary_rollup.nodetails_failed", "excluded.nodetails_failed"))
 	return b.String()
 }
 
@@ -278,29 +328,7 @@ func rollupGrain(f reports.Filter, cols []string, byResult bool) (int, bool) {
 // are the grouped key columns in groupOrder; the query selects them,
 // then result_type, reports, successful, failed.
 func (s *sqlStore) summaryRollupQuery(f reports.Filter, cols []string, byResult bool, grain int) (string, []any) {
-	// A literal: the partial index of the domain grain (schema.go,
-	// rollupDomainIndex) applies only to a grain known when planning.
-	conds := []string{fmt.Sprintf("grain = %d", grain)}
-	var args []any
-	switch {
-	case !byResult:
-		conds = append(conds, "kind = ?")
-		args = append(args, kindTotal)
-	case f.ResultType == "":
-		conds = append(conds, "kind IN (?, ?)")
-		args = append(args, kindPseudo, kindResult)
-	case f.ResultType == reports.ResultSuccess || f.ResultType == reports.ResultNoDetails:
-		conds = append(conds, "kind = ?", "result_type = ?")
-		args = append(args, kindPseudo, f.ResultType)
-	default:
-		conds = append(conds, "kind = ?", "result_type = ?")
-		args = append(args, kindResult, f.ResultType)
-	}
 	w, wargs := s.where(f, "", false)
-	if w != "" {
-		conds = append(conds, strings.TrimPrefix(w, " WHERE "))
-		args = append(args, wargs...)
-	}
 	// Group in the primary key's column order (day, organization,
 	// policy_domain, …) so that SQLite can aggregate while scanning.
 	var grp []string
@@ -308,13 +336,6 @@ func (s *sqlStore) summaryRollupQuery(f reports.Filter, cols []string, byResult 
 		if slices.Contains(cols, c) {
 			grp = append(grp, c)
 		}
-	}
-	rt := "''"
-	if byResult {
-		// kind keeps a detail named like a pseudo type apart.
-		grp = append([]string{"kind"}, grp...)
-		grp = append(grp, "result_type")
-		rt = "result_type"
 	}
 	sel := ""
 	for _, c := range cols {
@@ -324,10 +345,50 @@ func (s *sqlStore) summaryRollupQuery(f reports.Filter, cols []string, byResult 
 	if grain == grainDomain && (f.PolicyDomain != "" || len(f.Domains) > 0) {
 		from = s.d.domainRollup
 	}
-	q := `SELECT ` + sel + rt + `, ` + s.d.sum("reports") + `, ` + s.d.sum("successful") + `, ` + s.d.sum("failed") + `
+	var parts []string
+	var args []any
+	// part selects rt and the three sums from the rows of kind; with
+	// rtype, only the detail rows of that result type.
+	part := func(kind int, rt, reps, succ, fail string, byType bool, rtype string) {
+		// A literal grain: the partial index of the domain grain
+		// (schema.go, rollupDomainIndex) applies only to a grain known
+		// when planning.
+		conds := []string{fmt.Sprintf("grain = %d", grain), "kind = ?"}
+		args = append(args, kind)
+		if rtype != "" {
+			conds = append(conds, "result_type = ?")
+			args = append(args, rtype)
+		}
+		if w != "" {
+			conds = append(conds, strings.TrimPrefix(w, " WHERE "))
+			args = append(args, wargs...)
+		}
+		g := slices.Clone(grp)
+		if byType {
+			g = append(g, "result_type")
+		}
+		q := `SELECT ` + sel + rt + `, ` + reps + `, ` + succ + `, ` + fail + `
 		FROM ` + from + ` WHERE ` + strings.Join(conds, " AND ")
-	if len(grp) > 0 {
-		q += " GROUP BY " + strings.Join(grp, ", ")
+		if len(g) > 0 {
+			q += " GROUP BY " + strings.Join(g, ", ")
+		}
+		parts = append(parts, q)
 	}
-	return q, args
+	sum := s.d.sum
+	if !byResult {
+		part(kindTotal, "''", sum("reports"), sum("successful"), sum("failed"), false, "")
+		return parts[0], args
+	}
+	// The pseudo result types are columns of the total rows; the
+	// separate parts keep a detail named like a pseudo type apart.
+	if f.ResultType == "" || f.ResultType == reports.ResultSuccess {
+		part(kindTotal, "'"+reports.ResultSuccess+"'", sum("success_reports"), sum("successful"), "0", false, "")
+	}
+	if f.ResultType == "" || f.ResultType == reports.ResultNoDetails {
+		part(kindTotal, "'"+reports.ResultNoDetails+"'", sum("nodetails_reports"), "0", sum("nodetails_failed"), false, "")
+	}
+	if f.ResultType != reports.ResultSuccess && f.ResultType != reports.ResultNoDetails {
+		part(kindResult, "result_type", sum("reports"), sum("successful"), sum("failed"), true, f.ResultType)
+	}
+	return strings.Join(parts, " UNION ALL "), args
 }

@@ -183,7 +183,7 @@ func TestRollupEqualsRawAggregation(t *testing.T) {
 func rollupTable(t *testing.T, s *sqlStore) []string {
 	t.Helper()
 	rows, err := s.r.QueryContext(context.Background(), `SELECT grain, kind, day, organization, policy_domain, mx_host,
-		policy_type, result_type, reports, successful, failed FROM summary_rollup
+		policy_type, result_type, reports, successful, failed, success_reports, nodetails_reports, nodetails_failed FROM summary_rollup
 		ORDER BY grain, kind, day, organization, policy_domain, mx_host, policy_type, result_type`)
 	if err != nil {
 		t.Fatal(err)
@@ -191,12 +191,12 @@ func rollupTable(t *testing.T, s *sqlStore) []string {
 	defer rows.Close()
 	var out []string
 	for rows.Next() {
-		var g, k, n, succ, fail int64
+		var g, k, n, succ, fail, sn, nn, nf int64
 		var d, o, dom, mx, pt, rt string
-		if err := rows.Scan(&g, &k, &d, &o, &dom, &mx, &pt, &rt, &n, &succ, &fail); err != nil {
+		if err := rows.Scan(&g, &k, &d, &o, &dom, &mx, &pt, &rt, &n, &succ, &fail, &sn, &nn, &nf); err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, fmt.Sprintf("%d %d %s %q %s %s %s %s: %d %d %d", g, k, d, o, dom, mx, pt, rt, n, succ, fail))
+		out = append(out, fmt.Sprintf("%d %d %s %q %s %s %s %s: %d %d %d %d %d %d", g, k, d, o, dom, mx, pt, rt, n, succ, fail, sn, nn, nf))
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
@@ -204,8 +204,9 @@ func rollupTable(t *testing.T, s *sqlStore) []string {
 	return out
 }
 
-// checkBackfill: migration 2 over a version-1 database builds exactly
-// the rollup that inserts maintain.
+// checkBackfill: migration 2 over a version-1 database, then migration
+// 5 (the pseudo rows folded into the total rows), build exactly the
+// rollup that inserts maintain.
 func checkBackfill(t *testing.T, s *sqlStore) {
 	t.Helper()
 	ctx := context.Background()
@@ -218,8 +219,10 @@ func checkBackfill(t *testing.T, s *sqlStore) {
 	if _, err := s.w.ExecContext(ctx, `DROP TABLE summary_rollup`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.w.ExecContext(ctx, s.d.migrations[1]); err != nil {
-		t.Fatal(err)
+	for _, v := range []int{2, 5, 6} {
+		if _, err := s.w.ExecContext(ctx, s.d.migrations[v-1]); err != nil {
+			t.Fatalf("migration %d: %v", v, err)
+		}
 	}
 	if got := rollupTable(t, s); !reflect.DeepEqual(got, maintained) {
 		t.Errorf("backfilled rollup (%d rows) differs from the maintained one (%d rows)", len(got), len(maintained))

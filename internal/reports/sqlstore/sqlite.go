@@ -40,6 +40,10 @@ func OpenSQLite(ctx context.Context, path string, logger *slog.Logger) (reports.
 		db.Close()
 		return nil, err
 	}
+	if err := s.prepareStatements(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -77,6 +81,7 @@ func (s *sqlStore) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	s.stmts.close()
 	if s.d.name == "sqlite" {
 		// Keeps the planner's statistics fresh; cheap before closing.
 		if _, err := s.w.Exec(`PRAGMA optimize`); err != nil {

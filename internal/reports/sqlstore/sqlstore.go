@@ -54,6 +54,9 @@ type sqlStore struct {
 	logger *slog.Logger
 	w      *sql.DB // writes (SQLite: the single writer connection)
 	r      *sql.DB // reads (SQLite: a query_only pool; PostgreSQL: same as w)
+	// stmts are PutReports' statements, prepared on w at open
+	// (stmtcache.go); nil in stores built without an Open function.
+	stmts stmtCache
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -221,11 +224,12 @@ func (s *sqlStore) PutReports(ctx context.Context, ins []reports.Incoming) ([]re
 	return out, nil
 }
 
-// putStmts are the statements prepared once per transaction.
-type putStmts struct{ report, policy, detail *sql.Stmt }
+// putStmts are PutReports' statements for one transaction, taken from
+// the store's cache (stmtcache.go) when first used.
+type putStmts struct{ report, policy, detail, keyRows *sql.Stmt }
 
 func (p *putStmts) close() {
-	for _, st := range []*sql.Stmt{p.report, p.policy, p.detail} {
+	for _, st := range []*sql.Stmt{p.report, p.policy, p.detail, p.keyRows} {
 		if st != nil {
 			st.Close()
 		}
@@ -236,13 +240,29 @@ func (s *sqlStore) prepare(ctx context.Context, tx *sql.Tx, st **sql.Stmt, q str
 	if *st != nil {
 		return nil
 	}
-	p, err := tx.PrepareContext(ctx, s.d.rebind(q))
+	p, err := s.txStmt(ctx, tx, q)
 	if err != nil {
-		return s.errorf("prepare: %w", err)
+		return err
 	}
 	*st = p
 	return nil
 }
+
+// The statements of putTx.
+const (
+	insertReportSQL = `INSERT INTO reports (organization, report_id, content_hash, contact_info,
+		start_time, end_time, day, received_at, source, origin, submitter, dkim_domain, repairs, problems,
+		successful, failed, raw, raw_encoding, raw_size, authenticated, conflict, counted)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
+	insertPolicySQL = `INSERT INTO policies (report, seq, day, organization,
+		policy_type, policy_domain, policy_string, mx_host, mx_hosts, successful, failed, details)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
+	insertDetailSQL = `INSERT INTO failure_details (policy, report, policy_seq, seq,
+			day, organization, policy_type, policy_domain, mx_host, result_type, sending_mta_ip,
+			receiving_mx_hostname, receiving_mx_helo, receiving_ip, failed_session_count,
+			additional_information, failure_reason_code)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+)
 
 func (s *sqlStore) putTx(ctx context.Context, tx *sql.Tx, ps *putStmts, in reports.Incoming, ru rollup) (reports.PutResult, error) {
 	r := in.Report
@@ -261,7 +281,7 @@ func (s *sqlStore) putTx(ctx context.Context, tx *sql.Tx, ps *putStmts, in repor
 	// report; a copy is a duplicate only when its content is identical,
 	// else both are kept as a conflict (conflict.go).
 	hash := contentHash(r)
-	rows, err := s.keyRows(ctx, tx, r.OrganizationName, r.ReportID)
+	rows, err := s.keyRows(ctx, tx, ps, r.OrganizationName, r.ReportID)
 	if err != nil {
 		return reports.PutResult{}, err
 	}
@@ -282,22 +302,18 @@ func (s *sqlStore) putTx(ctx context.Context, tx *sql.Tx, ps *putStmts, in repor
 		}
 		return reports.PutResult{ID: kr.id, Duplicate: true, Conflict: len(rows) > 1}, nil
 	}
-	if err := s.prepare(ctx, tx, &ps.report, `INSERT INTO reports (organization, report_id, content_hash, contact_info,
-		start_time, end_time, day, received_at, source, origin, submitter, dkim_domain, repairs, problems,
-		successful, failed, raw, raw_encoding, raw_size, authenticated, conflict, counted)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0) RETURNING id`); err != nil {
+	if err := s.prepare(ctx, tx, &ps.report, insertReportSQL); err != nil {
 		return reports.PutResult{}, err
 	}
 	var id int64
 	if err := ps.report.QueryRowContext(ctx,
 		r.OrganizationName, r.ReportID, hash, r.ContactInfo, r.DateRange.Start.Unix(), r.DateRange.End.Unix(), d,
 		in.ReceivedAt.UTC().Unix(), in.Source, in.Origin, in.Submitter, in.DKIMDomain, jsonText(repairs), jsonText(problems),
-		success, failure, raw, enc, int64(len(in.Raw)), boolInt(in.Authenticated), boolInt(len(rows) > 0)).Scan(&id); err != nil {
+		success, failure, raw, enc, int64(len(in.Raw)), boolInt(in.Authenticated), boolInt(len(rows) > 0),
+		boolInt(len(rows) == 0)).Scan(&id); err != nil {
 		return reports.PutResult{}, s.errorf("insert report: %w", err)
 	}
-	if err := s.prepare(ctx, tx, &ps.policy, `INSERT INTO policies (report, seq, day, organization,
-		policy_type, policy_domain, policy_string, mx_host, mx_hosts, successful, failed, details)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`); err != nil {
+	if err := s.prepare(ctx, tx, &ps.policy, insertPolicySQL); err != nil {
 		return reports.PutResult{}, err
 	}
 	for i, p := range r.Policies {
@@ -318,11 +334,7 @@ func (s *sqlStore) putTx(ctx context.Context, tx *sql.Tx, ps *putStmts, in repor
 		if len(p.FailureDetails) == 0 {
 			continue
 		}
-		if err := s.prepare(ctx, tx, &ps.detail, `INSERT INTO failure_details (policy, report, policy_seq, seq,
-			day, organization, policy_type, policy_domain, mx_host, result_type, sending_mta_ip,
-			receiving_mx_hostname, receiving_mx_helo, receiving_ip, failed_session_count,
-			additional_information, failure_reason_code)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`); err != nil {
+		if err := s.prepare(ctx, tx, &ps.detail, insertDetailSQL); err != nil {
 			return reports.PutResult{}, err
 		}
 		for j, fd := range p.FailureDetails {
@@ -332,6 +344,12 @@ func (s *sqlStore) putTx(ctx context.Context, tx *sql.Tx, ps *putStmts, in repor
 				return reports.PutResult{}, s.errorf("insert failure detail: %w", err)
 			}
 		}
+	}
+	if len(rows) == 0 {
+		// The first report of its key is the counted one, stored so
+		// (the common case: no recount, no UPDATE).
+		ru.addReport(r, d)
+		return reports.PutResult{ID: id}, nil
 	}
 	rows = append(rows, keyRow{id: id, hash: hash, authenticated: in.Authenticated})
 	if len(rows) > 1 {
