@@ -62,6 +62,7 @@ func (r *Responder) mx(ctx context.Context, st *domainState, domain string, now 
 	set := r.mxSets.get(m.hosts)
 	st.mu.Lock()
 	st.mx, st.mxAuth, st.mxKind, st.mxAt = set, m.auth, m.kind, now.UnixNano()
+	st.checkedMX = false
 	st.gen.Add(1)
 	st.mu.Unlock()
 	return set.hostsOrNil(), m.auth, m.kind, now.UnixNano()

@@ -45,7 +45,7 @@ type memoEntry struct {
 	record   func(time.Duration) // counts the query in the metrics; nil without an Observer
 	rules    *compiled
 	st       *domainState // nil when no domain state was involved
-	stGen    uint64
+	stGen    uint32
 	domain   string // for the Cache generation, "" when the Cache was not asked
 	cacheGen uint64
 	src      mtasts.Source // what Cache.Get said, replayed to its Observer
@@ -152,7 +152,7 @@ func (r *Responder) memoValid(e *memoEntry, now int64) bool {
 type memoFill struct {
 	rules    *compiled
 	st       *domainState
-	stGen    uint64
+	stGen    uint32
 	domain   string // set when the Cache was asked
 	cacheGen uint64
 	src      mtasts.Source

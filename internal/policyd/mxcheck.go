@@ -21,7 +21,7 @@ func (r *Responder) checkMX(ctx context.Context, st *domainState, domain string,
 	}
 	d.MXHosts = hosts // shared, never modified
 	st.mu.Lock()
-	if st.checkedPolicy == res.Policy && st.checkedMXAt == mxAt {
+	if st.checked(res.Policy, mxAt) {
 		mismatch := st.mismatched()
 		st.mu.Unlock()
 		d.Unmatched = mismatch

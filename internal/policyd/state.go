@@ -3,6 +3,7 @@ package policyd
 import (
 	"encoding/binary"
 	"hash/maphash"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -23,24 +24,30 @@ type stateShard struct {
 // domainState is what the Responder remembers per policy domain.
 //
 // A domainState exists for every domain looked up recently (up to
-// MaxStates, 200,000 by default), so it is kept to one 96-byte allocation:
-// times are unix nanoseconds (0 for none), the DANE decision is a small
-// number, the MX set is shared with every domain that has the same one
-// (mxSets), and an MX mismatch, which few domains have, is the only part
+// MaxStates, 200,000 by default), so it is kept to one 80-byte allocation:
+// times are unix nanoseconds (0 for none) but the last use, which is unix
+// seconds, the DANE decision is a small number, the MX set is shared with
+// every domain that has the same one (mxSets), and an MX mismatch, which few domains have, is the only part
 // behind a pointer of its own. TestDomainStateSize holds it to that size.
 type domainState struct {
-	used atomic.Int64 // unix nanoseconds of the last query
 	// gen moves on every change below that can change an answer (MX set,
 	// DANE decision, MX check, failure window): memoised answers derived
-	// from the state check it.
-	gen atomic.Uint64
+	// from the state check it. (It wraps after 2³² changes; a memoised
+	// answer lives a second.)
+	gen  atomic.Uint32
+	used atomic.Uint32 // unix seconds of the last query (useSeconds)
 
-	mu     sync.Mutex
-	mxKind uint8 // mxOK, mxNotFound, mxFailed
+	mu sync.Mutex
+	// mxKind is mxOK, mxNotFound or mxFailed.
+	mxKind uint8
 	mxAuth bool
 	// fitWarned: an answer was shortened to fit a reply limit, and logged.
 	fitWarned bool
 	dane      daneCode // the DANE decision, valid while daneAt != 0
+	// checkedMX: checkedPolicy and mismatch are the MX check of
+	// checkedPolicy against the MX set of mxAt. Cleared when the MX set
+	// is looked up again.
+	checkedMX bool
 	// MX set: shared and never modified (nil for none)
 	mx   *mxSet
 	mxAt int64
@@ -48,7 +55,6 @@ type domainState struct {
 	daneAt int64
 	// MX check of the policy: the MX hosts it does not match, nil for none
 	checkedPolicy *mtasts.Policy
-	checkedMXAt   int64
 	mismatch      *[]string
 	// OPEN-1 window
 	failingSince int64
@@ -69,12 +75,30 @@ func (st *domainState) mismatched() []string {
 	return *st.mismatch
 }
 
-// setMismatch records the result of an MX check. st.mu must be held.
+// checked reports whether the last MX check is of policy p against the MX
+// set of mxAt. st.mu must be held.
+func (st *domainState) checked(p *mtasts.Policy, mxAt int64) bool {
+	return st.checkedMX && st.checkedPolicy == p && st.mxAt == mxAt
+}
+
+// setMismatch records the result of an MX check of p against the MX set
+// of mxAt: the hosts it does not match. A check against a set that has
+// been replaced since is not recorded. st.mu must be held.
 func (st *domainState) setMismatch(p *mtasts.Policy, mxAt int64, hosts []string) {
-	st.checkedPolicy, st.checkedMXAt, st.mismatch = p, mxAt, nil
+	if st.mxAt != mxAt {
+		st.checkedMX, st.checkedPolicy, st.mismatch = false, nil, nil
+		return
+	}
+	st.checkedMX, st.checkedPolicy, st.mismatch = true, p, nil
 	if len(hosts) > 0 {
 		st.mismatch = &hosts
 	}
+}
+
+// useSeconds is t in the unit of domainState.used: unix seconds, within
+// the range of a uint32 (until 2106).
+func useSeconds(t time.Time) uint32 {
+	return uint32(min(max(t.Unix(), 0), math.MaxUint32))
 }
 
 // daneCode is a DANE decision (the DANE* strings) in one byte.
@@ -163,7 +187,7 @@ func (r *Responder) state(domain string, now time.Time) *domainState {
 		}
 		sh.mu.Unlock()
 	}
-	if n := now.UnixNano(); st.used.Load() < n-int64(time.Second) {
+	if n := useSeconds(now); st.used.Load() < n {
 		st.used.Store(n)
 	}
 	return st
@@ -193,12 +217,12 @@ func (st *domainState) clearFailure() {
 // daemon calls it periodically. It returns how many were dropped.
 func (r *Responder) Prune(now time.Time) int {
 	ttl := max(r.daneTTL(), r.mxCheckInterval())
-	cut := now.Add(-ttl).UnixNano()
+	cut := useSeconds(now.Add(-ttl))
 	n := 0
 	type aged struct {
 		sh   *stateShard
 		k    string
-		used int64
+		used uint32
 	}
 	var rest []aged
 	for i := range r.states {
