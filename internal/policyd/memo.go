@@ -62,7 +62,11 @@ type memoShard struct {
 
 // memoSweep is how often a shard drops expired entries, so that the memo
 // holds about the keys of the last memoSweep, not every key ever asked.
-const memoSweep = 10 * time.Second
+// An entry lives at most memoTTL, so a short sweep interval loses no
+// answer; it keeps a daemon looking up many new domains (a cache filling
+// up) from holding a memo entry for each of the last seconds' domains on
+// top of the cache (some 200 bytes each).
+const memoSweep = 2 * time.Second
 
 type answerMemo struct {
 	seed   maphash.Seed
