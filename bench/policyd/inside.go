@@ -118,8 +118,9 @@ type figures struct {
 	coldCPU       time.Duration // the daemon's CPU time in the cold phase
 	coldBenchCPU  time.Duration // this process's (testnet and client)
 	memDomains    int
-	memBytes      int64 // RSS delta over memDomains
-	memWrong      int   // fill lookups not answered with the policy
+	memBytes      int64         // RSS delta over memDomains
+	memCPU        time.Duration // the daemon's CPU over the memory fill
+	memWrong      int           // fill lookups not answered with the policy
 	startupCached time.Duration
 	cachedOnDisk  int
 	dbBytes       int64
@@ -423,11 +424,20 @@ func memPhase(ctx context.Context, cfg config, ks keySets, d *daemon, f *figures
 	if err != nil {
 		return err
 	}
+	c0, err := d.cpu()
+	if err != nil {
+		return err
+	}
 	fill := each(ctx, d.addr, ks.mem, cfg.fillConns, cfg.fillTimeout, wantReply)
 	r1, err := d.rss()
 	if err != nil {
 		return err
 	}
+	c1, err := d.cpu()
+	if err != nil {
+		return err
+	}
+	f.memCPU = c1 - c0
 	if cfg.profile != "" && d.name == "mailsts" {
 		saveProfile(cfg, "heap", "/debug/pprof/heap")
 	}

@@ -90,6 +90,12 @@ func report(w io.Writer, cfg config, all []*figures) {
 		}
 		return fmt.Sprintf("%.0f B (%d domains)", float64(f.memBytes)/float64(f.memDomains), f.memDomains)
 	})
+	row("daemon CPU per domain during the memory fill (cache growing)", func(f *figures) string {
+		if f.memDomains == 0 {
+			return "–"
+		}
+		return dur(f.memCPU / time.Duration(f.memDomains))
+	})
 	row("start-up to first answer, empty cache", func(f *figures) string { return dur(f.startup) })
 	row("start-up to first cached answer, SQLite on disk", func(f *figures) string {
 		if f.cachedOnDisk == 0 {

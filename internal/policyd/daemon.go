@@ -130,6 +130,9 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		m.CacheRepaired()
 	}
 	d.writeStatus(started)
+	if stop := d.tuneGC(); stop != nil {
+		defer stop()
+	}
 	// The policies postfix-mta-sts-resolver learned survive the move
 	// (once).
 	AutoImport(ctx, st, cfg, d.now(), log)
@@ -480,3 +483,23 @@ func (d *Daemon) reload(ctx context.Context) {
 
 // ParseLevel turns a log.level value into a slog level (info by default).
 func ParseLevel(s string) slog.Level { return logging.ParseLevel(s) }
+
+// tuneGC starts the garbage collector tuning of Config.GCHeadroom unless
+// the operator set GOGC, and returns its stop function (nil when none).
+func (d *Daemon) tuneGC() func() {
+	getenv := d.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	h := d.Config.GCHeadroom
+	if h == 0 {
+		h = DefaultGCHeadroom
+	}
+	if h >= 100 || getenv("GOGC") != "" {
+		return nil
+	}
+	t := &gcTuner{headroom: h}
+	t.start()
+	d.logger().Debug("garbage collector paced to the live heap", "gc_headroom_percent", h)
+	return t.stop
+}

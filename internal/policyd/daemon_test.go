@@ -563,3 +563,47 @@ func fixedF2Domain() testnet.Domain {
 	fixed.MX = fixed.MX[:1] // mail.example.com
 	return fixed
 }
+
+// With the per-domain state compacted and the collector paced to the live
+// heap (gc_headroom), every policy is still answered after a restart from
+// the SQLite file alone, DNS and HTTPS gone (STS-CACHE-10): domains sharing
+// one policy (hosted mail) and domains with policies of their own.
+func TestDaemonRestartAnswersEveryPolicy(t *testing.T) {
+	t.Parallel()
+	const n = 40
+	var domains []testnet.Domain
+	for i := range n {
+		name := "d" + strconv.Itoa(i) + ".example"
+		mx := "mx.hosted.example"
+		if i%2 == 1 {
+			mx = "mx1." + name
+		}
+		domains = append(domains, stsDomain(name, "id"+strconv.Itoa(i), "enforce", mx))
+	}
+	net := startNet(t, domains...)
+	state := t.TempDir()
+	cfg := testConfig(t, net, "sqlite", state)
+	ca := filepath.Join(state, "ca.pem")
+	if err := os.WriteFile(ca, net.CAPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Fetch.CAFile = ca
+	cfg.GCHeadroom = 10
+	r := startDaemon(t, &Daemon{Config: cfg}, nil)
+	want := map[string]string{}
+	for _, d := range domains {
+		got := lookup(t, r.addr, "postfix", d.Name)
+		if !strings.HasPrefix(got, "OK secure match="+d.MX[0].Name+" ") {
+			t.Fatalf("online, %s: %q", d.Name, got)
+		}
+		want[d.Name] = got
+	}
+	r.shutdown(t)
+	net.Close() // DNS and HTTPS gone
+	r = startDaemon(t, &Daemon{Config: cfg}, nil)
+	for _, d := range domains {
+		if got := lookup(t, r.addr, "postfix", d.Name); got != want[d.Name] {
+			t.Errorf("after restart offline, %s: %q, want %q", d.Name, got, want[d.Name])
+		}
+	}
+}

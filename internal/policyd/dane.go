@@ -26,7 +26,7 @@ func (r *Responder) mx(ctx context.Context, st *domainState, domain string, now 
 		maxAge = min(maxAge, failedMXTTL)
 	}
 	if st.mxAt != 0 && now.UnixNano()-st.mxAt < int64(maxAge) {
-		hosts, auth, kind, at = st.mxHosts, st.mxAuth, st.mxKind, st.mxAt
+		hosts, auth, kind, at = st.mxHosts(), st.mxAuth, st.mxKind, st.mxAt
 		st.mu.Unlock()
 		return
 	}
@@ -59,11 +59,13 @@ func (r *Responder) mx(ctx context.Context, st *domainState, domain string, now 
 		return res, nil
 	})
 	m := v.(mxResult)
+	set := r.mxSets.get(m.hosts)
 	st.mu.Lock()
-	st.mxHosts, st.mxAuth, st.mxKind, st.mxAt = m.hosts, m.auth, m.kind, now.UnixNano()
+	st.mx, st.mxAuth, st.mxKind, st.mxAt = set, m.auth, m.kind, now.UnixNano()
+	st.checkedMX = false
 	st.gen.Add(1)
 	st.mu.Unlock()
-	return m.hosts, m.auth, m.kind, now.UnixNano()
+	return set.hostsOrNil(), m.auth, m.kind, now.UnixNano()
 }
 
 // daneFresh reports whether dane would answer from the domain's state
@@ -79,7 +81,7 @@ func (r *Responder) daneDecided(st *domainState, now time.Time) (string, bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.daneAt != 0 && now.UnixNano()-st.daneAt < int64(r.daneTTL()) {
-		return st.dane, true
+		return st.dane.String(), true
 	}
 	return "", false
 }
@@ -97,9 +99,9 @@ func (r *Responder) dane(ctx context.Context, st *domainState, domain string, mo
 	if r.Observer != nil {
 		r.Observer.DANEDecision(out)
 	}
-	if out != DANETemp {
+	if c, ok := daneCodeOf(out); ok && out != DANETemp {
 		st.mu.Lock()
-		st.dane, st.daneAt = out, now.UnixNano()
+		st.dane, st.daneAt = c, now.UnixNano()
 		st.gen.Add(1)
 		st.mu.Unlock()
 	}

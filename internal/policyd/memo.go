@@ -45,7 +45,7 @@ type memoEntry struct {
 	record   func(time.Duration) // counts the query in the metrics; nil without an Observer
 	rules    *compiled
 	st       *domainState // nil when no domain state was involved
-	stGen    uint64
+	stGen    uint32
 	domain   string // for the Cache generation, "" when the Cache was not asked
 	cacheGen uint64
 	src      mtasts.Source // what Cache.Get said, replayed to its Observer
@@ -62,7 +62,11 @@ type memoShard struct {
 
 // memoSweep is how often a shard drops expired entries, so that the memo
 // holds about the keys of the last memoSweep, not every key ever asked.
-const memoSweep = 10 * time.Second
+// An entry lives at most memoTTL, so a short sweep interval loses no
+// answer; it keeps a daemon looking up many new domains (a cache filling
+// up) from holding a memo entry for each of the last seconds' domains on
+// top of the cache (some 200 bytes each).
+const memoSweep = 2 * time.Second
 
 type answerMemo struct {
 	seed   maphash.Seed
@@ -152,7 +156,7 @@ func (r *Responder) memoValid(e *memoEntry, now int64) bool {
 type memoFill struct {
 	rules    *compiled
 	st       *domainState
-	stGen    uint64
+	stGen    uint32
 	domain   string // set when the Cache was asked
 	cacheGen uint64
 	src      mtasts.Source

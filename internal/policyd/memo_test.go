@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -353,5 +354,36 @@ func TestColdLookupsOverlap(t *testing.T) {
 	got, d := e.answer(t, "postfix", "example.com")
 	if got != f2Secure || d.MXCheck != "match" {
 		t.Errorf("cold answer %q (MX check %q, DANE %q): %s", got, d.MXCheck, d.DANE, d.Reason)
+	}
+}
+
+// TestMemoSweepDropsExpired checks that a shard drops its expired entries
+// once memoSweep has passed, so that the memo holds the keys of the last
+// seconds only, and keeps the entries still valid.
+func TestMemoSweepDropsExpired(t *testing.T) {
+	t.Parallel()
+	m := newAnswerMemo()
+	t0 := time.Unix(1_800_000_000, 0).UnixNano()
+	const n = 500
+	for i := range n {
+		m.put(memoKey{"postfix", "d" + strconv.Itoa(i) + ".example"}, &memoEntry{until: t0 + int64(memoTTL)}, t0)
+	}
+	if got := m.len(); got != n {
+		t.Fatalf("len = %d, want %d", got, n)
+	}
+	// Past the sweep interval every entry above has expired; new puts to
+	// every shard sweep it.
+	t1 := t0 + int64(memoSweep)
+	for i := range n {
+		m.put(memoKey{"postfix", "e" + strconv.Itoa(i) + ".example"}, &memoEntry{until: t1 + int64(memoTTL)}, t1)
+	}
+	if got := m.len(); got != n {
+		t.Errorf("after the sweep: len = %d, want %d (the expired entries dropped, the new ones kept)", got, n)
+	}
+	if m.get(memoKey{"postfix", "e7.example"}) == nil {
+		t.Error("a valid entry was dropped")
+	}
+	if memoSweep > 5*memoTTL {
+		t.Errorf("memoSweep %v: the memo keeps expired answers for too long", memoSweep)
 	}
 }

@@ -21,8 +21,8 @@ func (r *Responder) checkMX(ctx context.Context, st *domainState, domain string,
 	}
 	d.MXHosts = hosts // shared, never modified
 	st.mu.Lock()
-	if st.checkedPolicy == res.Policy && st.checkedMXAt == mxAt {
-		mismatch := st.mismatch
+	if st.checked(res.Policy, mxAt) {
+		mismatch := st.mismatched()
 		st.mu.Unlock()
 		d.Unmatched = mismatch
 		if len(mismatch) == 0 {
@@ -41,7 +41,7 @@ func (r *Responder) checkMX(ctx context.Context, st *domainState, domain string,
 			mismatch = append(mismatch, h)
 		}
 	}
-	st.checkedPolicy, st.checkedMXAt, st.mismatch = res.Policy, mxAt, mismatch
+	st.setMismatch(res.Policy, mxAt, mismatch)
 	st.gen.Add(1)
 	st.mu.Unlock()
 	d.Unmatched = mismatch
@@ -79,7 +79,7 @@ func (r *Responder) checkMX(ctx context.Context, st *domainState, domain string,
 				still = append(still, h)
 			}
 		}
-		st.checkedPolicy, st.checkedMXAt, st.mismatch = nres.Policy, mxAt, still
+		st.setMismatch(nres.Policy, mxAt, still)
 		st.gen.Add(1)
 		st.mu.Unlock()
 		d.Unmatched = still

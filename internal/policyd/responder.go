@@ -115,6 +115,7 @@ type Responder struct {
 	memoHits   atomic.Int64
 	seed       maphash.Seed
 	shared     sharedReplies
+	mxSets     mxSets
 	states     [stateShards]stateShard // domain → *domainState
 	nstates    atomic.Int64
 	validating atomic.Bool // the resolver has set the AD bit at least once

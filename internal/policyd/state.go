@@ -1,7 +1,9 @@
 package policyd
 
 import (
+	"encoding/binary"
 	"hash/maphash"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -20,34 +22,145 @@ type stateShard struct {
 }
 
 // domainState is what the Responder remembers per policy domain.
+//
+// A domainState exists for every domain looked up recently (up to
+// MaxStates, 200,000 by default), so it is kept to one 80-byte allocation:
+// times are unix nanoseconds (0 for none) but the last use, which is unix
+// seconds, the DANE decision is a small number, the MX set is shared with
+// every domain that has the same one (mxSets), and an MX mismatch, which few domains have, is the only part
+// behind a pointer of its own. TestDomainStateSize holds it to that size.
 type domainState struct {
-	used atomic.Int64 // unix nanoseconds of the last query
 	// gen moves on every change below that can change an answer (MX set,
 	// DANE decision, MX check, failure window): memoised answers derived
-	// from the state check it.
-	gen atomic.Uint64
+	// from the state check it. (It wraps after 2³² changes; a memoised
+	// answer lives a second.)
+	gen  atomic.Uint32
+	used atomic.Uint32 // unix seconds of the last query (useSeconds)
 
-	// Times are unix nanoseconds, 0 for none: a domainState exists for
-	// every domain looked up recently, so it is kept small.
-	mu     sync.Mutex
-	mxKind uint8 // mxOK, mxNotFound, mxFailed
+	mu sync.Mutex
+	// mxKind is mxOK, mxNotFound or mxFailed.
+	mxKind uint8
 	mxAuth bool
 	// fitWarned: an answer was shortened to fit a reply limit, and logged.
 	fitWarned bool
-	// MX set
-	mxHosts []string
-	mxAt    int64
+	dane      daneCode // the DANE decision, valid while daneAt != 0
+	// checkedMX: checkedPolicy and mismatch are the MX check of
+	// checkedPolicy against the MX set of mxAt. Cleared when the MX set
+	// is looked up again.
+	checkedMX bool
+	// MX set: shared and never modified (nil for none)
+	mx   *mxSet
+	mxAt int64
 	// DANE decision
-	dane   string
 	daneAt int64
-	// MX check of the policy
+	// MX check of the policy: the MX hosts it does not match, nil for none
 	checkedPolicy *mtasts.Policy
-	checkedMXAt   int64
-	mismatch      []string
+	mismatch      *[]string
 	// OPEN-1 window
 	failingSince int64
 	// the last rendered secure reply, nil until one is needed
 	rendered *renderedReply
+}
+
+// mxHosts returns the state's MX host names (shared, never modified).
+// st.mu must be held.
+func (st *domainState) mxHosts() []string { return st.mx.hostsOrNil() }
+
+// mismatched returns the MX hosts of the last MX check that the policy
+// does not match. st.mu must be held.
+func (st *domainState) mismatched() []string {
+	if st.mismatch == nil {
+		return nil
+	}
+	return *st.mismatch
+}
+
+// checked reports whether the last MX check is of policy p against the MX
+// set of mxAt. st.mu must be held.
+func (st *domainState) checked(p *mtasts.Policy, mxAt int64) bool {
+	return st.checkedMX && st.checkedPolicy == p && st.mxAt == mxAt
+}
+
+// setMismatch records the result of an MX check of p against the MX set
+// of mxAt: the hosts it does not match. A check against a set that has
+// been replaced since is not recorded. st.mu must be held.
+func (st *domainState) setMismatch(p *mtasts.Policy, mxAt int64, hosts []string) {
+	if st.mxAt != mxAt {
+		st.checkedMX, st.checkedPolicy, st.mismatch = false, nil, nil
+		return
+	}
+	st.checkedMX, st.checkedPolicy, st.mismatch = true, p, nil
+	if len(hosts) > 0 {
+		st.mismatch = &hosts
+	}
+}
+
+// useSeconds is t in the unit of domainState.used: unix seconds, within
+// the range of a uint32 (until 2106).
+func useSeconds(t time.Time) uint32 {
+	return uint32(min(max(t.Unix(), 0), math.MaxUint32))
+}
+
+// daneCode is a DANE decision (the DANE* strings) in one byte.
+type daneCode uint8
+
+// daneDecisions are the decisions a daneCode stands for, by code.
+var daneDecisions = [...]string{DANEAll, DANESome, DANENone, DANEInsecure, DANETemp, DANENoMX}
+
+func daneCodeOf(s string) (daneCode, bool) {
+	for i, d := range daneDecisions {
+		if d == s {
+			return daneCode(i), true
+		}
+	}
+	return 0, false
+}
+
+func (c daneCode) String() string { return daneDecisions[c] }
+
+// mxSet is one MX set (host names in the order of the answer), shared by
+// every domain state holding an equal one: hosted mail gives thousands of
+// domains the same MX hosts.
+type mxSet struct{ hosts []string }
+
+// mxSets shares equal MX sets. It is bounded: when full it starts over,
+// which costs the sharing of the sets held until then, never a wrong
+// answer (a set is immutable). The zero value is ready to use.
+type mxSets struct {
+	mu sync.Mutex
+	m  map[string]*mxSet
+}
+
+const maxMXSets = 4096
+
+// get returns the shared set equal to hosts, which it may keep.
+func (s *mxSets) get(hosts []string) *mxSet {
+	if len(hosts) == 0 {
+		return nil
+	}
+	// Each name with its length in front: no two sets share a key,
+	// whatever bytes the names hold.
+	n := 0
+	for _, h := range hosts {
+		n += len(h) + binary.MaxVarintLen64
+	}
+	b := make([]byte, 0, n)
+	for _, h := range hosts {
+		b = binary.AppendUvarint(b, uint64(len(h)))
+		b = append(b, h...)
+	}
+	k := string(b)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if set := s.m[k]; set != nil {
+		return set
+	}
+	if s.m == nil || len(s.m) >= maxMXSets {
+		s.m = make(map[string]*mxSet)
+	}
+	set := &mxSet{hosts: hosts}
+	s.m[k] = set
+	return set
 }
 
 const (
@@ -74,7 +187,7 @@ func (r *Responder) state(domain string, now time.Time) *domainState {
 		}
 		sh.mu.Unlock()
 	}
-	if n := now.UnixNano(); st.used.Load() < n-int64(time.Second) {
+	if n := useSeconds(now); st.used.Load() < n {
 		st.used.Store(n)
 	}
 	return st
@@ -104,12 +217,12 @@ func (st *domainState) clearFailure() {
 // daemon calls it periodically. It returns how many were dropped.
 func (r *Responder) Prune(now time.Time) int {
 	ttl := max(r.daneTTL(), r.mxCheckInterval())
-	cut := now.Add(-ttl).UnixNano()
+	cut := useSeconds(now.Add(-ttl))
 	n := 0
 	type aged struct {
 		sh   *stateShard
 		k    string
-		used int64
+		used uint32
 	}
 	var rest []aged
 	for i := range r.states {
@@ -161,3 +274,11 @@ func (r *Responder) Prune(now time.Time) int {
 
 // States returns the number of domains with per-domain state.
 func (r *Responder) States() int { return int(r.nstates.Load()) }
+
+// hostsOrNil returns the set's hosts, nil for a nil set.
+func (s *mxSet) hostsOrNil() []string {
+	if s == nil {
+		return nil
+	}
+	return s.hosts
+}
