@@ -143,8 +143,11 @@ func (sr *serveRun) preparePublish(ctx context.Context, env Env, cfgPath string,
 	// at no cost: net/http sets the read deadline for every request
 	// anyway. A write deadline would cost a call on every kept-alive
 	// request, and an answer of a few hundred bytes fits in the socket
-	// buffer: none. Idle connections close after a minute.
-	srv.ReadTimeout, srv.WriteTimeout, srv.IdleTimeout = 30*time.Second, 0, 60*time.Second
+	// buffer: none. Idle connections close after a minute. No separate
+	// header timeout: the 30 s bound covers the headers too, and one
+	// deadline per request instead of two is measurably cheaper on
+	// kept-alive connections (bench/publish).
+	srv.ReadHeaderTimeout, srv.ReadTimeout, srv.WriteTimeout, srv.IdleTimeout = 0, 30*time.Second, 0, 60*time.Second
 	sr.servers = append(sr.servers, servedListener{name: "policy host", srv: srv, ln: ln})
 	if set.CheckInterval > 0 {
 		roots, err := mtasts.LoadRootCAs("")
