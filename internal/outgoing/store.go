@@ -11,8 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,7 +31,7 @@ var ErrSchemaTooNew = errors.New("outgoing: schema is newer than this program")
 
 // ErrBadSpec means a database spec is neither sqlite:PATH nor a
 // postgres:// URL.
-var ErrBadSpec = errors.New("outgoing: want sqlite:PATH or postgres://…")
+var ErrBadSpec = sqlitedb.ErrBadSpec
 
 // DefaultFile is the SQLite file Open uses in the state directory when
 // the spec is empty.
@@ -76,20 +74,16 @@ type Store struct {
 // URL, sqlite:PATH, or "" for DefaultFile in stateDir (created, mode 0750,
 // when missing).
 func Open(ctx context.Context, spec, stateDir string, o Options) (*Store, error) {
+	pg, path, err := sqlitedb.ResolveSpec(spec, stateDir, DefaultFile)
 	switch {
-	case strings.HasPrefix(spec, "postgres://") || strings.HasPrefix(spec, "postgresql://"):
-		return OpenPostgres(ctx, spec, o)
-	case strings.HasPrefix(spec, "sqlite:"):
-		spec = strings.TrimPrefix(spec, "sqlite:")
-	case spec == "":
-		spec = filepath.Join(stateDir, DefaultFile)
-	default:
-		return nil, fmt.Errorf("%q: %w", spec, ErrBadSpec)
-	}
-	if err := os.MkdirAll(filepath.Dir(spec), 0o750); err != nil {
+	case errors.Is(err, ErrBadSpec):
+		return nil, err
+	case err != nil:
 		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
+	case pg != "":
+		return OpenPostgres(ctx, pg, o)
 	}
-	return OpenSQLite(ctx, spec, o)
+	return OpenSQLite(ctx, path, o)
 }
 
 // OpenSQLite opens (creating when missing) the SQLite file at path and

@@ -12,6 +12,12 @@
 //     (permissions, a full disk, a lock), which callers handle differently;
 //   - [ChownLikeDir] keeps files created by root in a directory owned by a
 //     service user usable by that user.
+//
+// It also reads the database specs every store takes (--db, db:):
+// [ResolveSpec], [CheckSpec] and [IsPostgres] turn sqlite:PATH, a
+// postgres:// URL or an empty spec (a default file in the state
+// directory) into what to open, one way for the reports store, the
+// results store of the sending side and the outbox.
 package sqlitedb
 
 import (

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -24,7 +22,7 @@ var (
 	ErrStorage = errors.New("outbox: storage")
 	// ErrBadSpec means a database spec is neither sqlite:PATH nor a
 	// postgres:// URL. Fix the flag or configuration.
-	ErrBadSpec = errors.New("want sqlite:PATH or postgres://…")
+	ErrBadSpec = sqlitedb.ErrBadSpec
 	// ErrNotFound means no delivery, report or destination matched.
 	ErrNotFound = errors.New("outbox: not found")
 	// ErrLeaseLost means the claim on a delivery expired and another
@@ -53,20 +51,16 @@ type Store struct {
 // URL, sqlite:PATH, or "" for DefaultFile in stateDir (created 0750 when
 // missing), and migrates its tables.
 func Open(ctx context.Context, spec, stateDir string) (*Store, error) {
+	pg, path, err := sqlitedb.ResolveSpec(spec, stateDir, DefaultFile)
 	switch {
-	case strings.HasPrefix(spec, "postgres://") || strings.HasPrefix(spec, "postgresql://"):
-		return OpenPostgres(ctx, spec)
-	case strings.HasPrefix(spec, "sqlite:"):
-		spec = strings.TrimPrefix(spec, "sqlite:")
-	case spec == "":
-		spec = filepath.Join(stateDir, DefaultFile)
-	default:
-		return nil, fmt.Errorf("%q: %w", spec, ErrBadSpec)
-	}
-	if err := os.MkdirAll(filepath.Dir(spec), 0o750); err != nil {
+	case errors.Is(err, ErrBadSpec):
+		return nil, err
+	case err != nil:
 		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
+	case pg != "":
+		return OpenPostgres(ctx, pg)
 	}
-	return OpenSQLite(ctx, spec)
+	return OpenSQLite(ctx, path)
 }
 
 // OpenSQLite opens (creating) the SQLite file at path.

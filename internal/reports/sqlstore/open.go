@@ -5,16 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/mailsts/mailsts/internal/reports"
+	"github.com/mailsts/mailsts/internal/sqlitedb"
 )
 
 // ErrBadSpec means a database spec is neither sqlite:PATH nor a
 // postgres:// URL. Fix the flag or configuration.
-var ErrBadSpec = errors.New("want sqlite:PATH or postgres://…")
+var ErrBadSpec = sqlitedb.ErrBadSpec
 
 // DefaultFile is the SQLite file Open uses in the state directory when
 // the spec is empty.
@@ -22,18 +20,11 @@ const DefaultFile = "reports.db"
 
 // IsPostgres reports whether spec names a PostgreSQL database
 // (postgres:// or postgresql://).
-func IsPostgres(spec string) bool {
-	return strings.HasPrefix(spec, "postgres://") || strings.HasPrefix(spec, "postgresql://")
-}
+func IsPostgres(spec string) bool { return sqlitedb.IsPostgres(spec) }
 
 // CheckSpec reports, without opening anything, whether spec is a database
 // spec Open takes: an error wrapping ErrBadSpec if not.
-func CheckSpec(spec string) error {
-	if spec == "" || IsPostgres(spec) || strings.HasPrefix(spec, "sqlite:") {
-		return nil
-	}
-	return fmt.Errorf("%q: %w", spec, ErrBadSpec)
-}
+func CheckSpec(spec string) error { return sqlitedb.CheckSpec(spec) }
 
 // Open opens the store a spec names: a postgres:// (or postgresql://) URL,
 // sqlite:PATH, or "" for DefaultFile in stateDir; the directory of a
@@ -41,22 +32,16 @@ func CheckSpec(spec string) error {
 // with an error wrapping ErrBadSpec, before anything is opened or created.
 // An unwritable directory wraps reports.ErrStorage. A nil logger discards.
 func Open(ctx context.Context, spec, stateDir string, logger *slog.Logger) (reports.Store, error) {
+	pg, path, err := sqlitedb.ResolveSpec(spec, stateDir, DefaultFile)
 	switch {
-	case IsPostgres(spec):
-		return OpenPostgres(ctx, spec, logger)
-	case strings.HasPrefix(spec, "sqlite:"):
-		spec = strings.TrimPrefix(spec, "sqlite:")
-	case spec == "":
-		spec = filepath.Join(stateDir, DefaultFile)
-	default:
-		return nil, fmt.Errorf("%q: %w", spec, ErrBadSpec)
+	case errors.Is(err, ErrBadSpec):
+		return nil, err
+	case err != nil:
+		// An unwritable state directory is a storage fault: the mail
+		// pipe must tempfail so the report is not bounced.
+		return nil, fmt.Errorf("%w: %w", reports.ErrStorage, err)
+	case pg != "":
+		return OpenPostgres(ctx, pg, logger)
 	}
-	if dir := filepath.Dir(spec); dir != "" {
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			// An unwritable state directory is a storage fault: the
-			// mail pipe must tempfail so the report is not bounced.
-			return nil, fmt.Errorf("%w: %w", reports.ErrStorage, err)
-		}
-	}
-	return OpenSQLite(ctx, spec, logger)
+	return OpenSQLite(ctx, path, logger)
 }
