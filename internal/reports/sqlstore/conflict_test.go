@@ -32,7 +32,8 @@ func checkSummaryConsistent(t *testing.T, st reports.Store) {
 	t.Helper()
 	s := st.(*sqlStore)
 	for _, f := range []reports.Filter{{}, {GroupBy: []string{reports.GroupResultType}}, {GroupBy: []string{reports.GroupPolicyDomain, reports.GroupMXHost, reports.GroupPolicyType}},
-		{GroupBy: []string{reports.GroupOrganization, reports.GroupResultType}}} {
+		{GroupBy: []string{reports.GroupOrganization, reports.GroupResultType}},
+		{GroupBy: []string{reports.GroupDay, reports.GroupPolicyDomain}}} {
 		got, err := st.Summary(context.Background(), f)
 		if err != nil {
 			t.Fatal(err)

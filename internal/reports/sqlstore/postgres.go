@@ -60,14 +60,19 @@ func redactDSN(dsn string) string {
 // ("mailsts reports" in ASCII, truncated).
 const pgMigrationLock = 0x6d61696c72707473
 
+// postgresSum is dialect.sum: SUM(bigint) is numeric and cannot
+// overflow; clamp it.
+func postgresSum(c string) string {
+	return "CAST(LEAST(SUM(" + c + "), 9223372036854775807) AS BIGINT)"
+}
+
 func postgresDialect() dialect {
 	return dialect{
-		name:       "postgres",
-		rebind:     rebindDollar,
-		migrations: postgresMigrations(),
-		contains:   func(h, n string) string { return "strpos(" + h + ", " + n + ") > 0" },
-		// SUM(bigint) is numeric and cannot overflow; clamp it.
-		sum:          func(c string) string { return "CAST(LEAST(SUM(" + c + "), 9223372036854775807) AS BIGINT)" },
+		name:         "postgres",
+		rebind:       rebindDollar,
+		migrations:   postgresMigrations(),
+		contains:     func(h, n string) string { return "strpos(" + h + ", " + n + ") > 0" },
+		sum:          postgresSum,
 		domainRollup: "summary_rollup",
 		lock: func(ctx context.Context, tx *sql.Tx) error {
 			_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(pgMigrationLock))

@@ -26,7 +26,11 @@ import (
 // (grain, kind, day, organization, kept keys, result_type) row, and
 // summing the rows of one grain over any coarser grouping of day and
 // organisation never counts a report twice. A query picks the grain made
-// of the keys it groups or filters by, then sums.
+// of the keys it groups or filters by, then sums. One grain more keeps
+// the organisation as '' (grainDomainDay: the totals per day and policy
+// domain over every reporter), for the queries that group every domain
+// by day without the organisation, which would otherwise sum a row per
+// reporter.
 //
 // Kinds of rows:
 //
@@ -53,7 +57,9 @@ import (
 // transactions take the row locks in the same order and cannot deadlock
 // on them. The store never deletes reports; a retention feature would have
 // to subtract from the rollup in the deleting transaction. Migration 2 builds the rollup of
-// an existing database with the same aggregation over the stored rows.
+// an existing database with the same aggregation over the stored rows;
+// migration 7 adds grainDomainDay by summing the domain grain's total
+// rows over the organisations.
 //
 // Two filters read the policy rows instead (summaryRawQuery), both
 // selective, so that the filtered aggregation stays small. The MX filter
@@ -83,6 +89,19 @@ const (
 	grainMX     = 2
 	grainType   = 4
 	grainCount  = 8
+	// grainNoOrg marks a row kept without its organisation ('').
+	grainNoOrg = 8
+	// grainDomainDay (schema version 7) holds the total rows per
+	// (day, policy domain) over every organisation: the dashboard's
+	// overview groups every domain by day over its range, and the
+	// domain grain keeps a row per reporting organisation besides (a
+	// year of 1,000,000 reports is about 1,000,000 rows there, against
+	// 365 × domains here). A report is still counted once per row: its
+	// policies of one domain share the row. Only total rows (kindTotal,
+	// with the pseudo columns), so Summary reads it without grouping by
+	// result type; the domain filters keep reading the domain grain
+	// through its index (rollupDomainIndex).
+	grainDomainDay = grainNoOrg | grainDomain
 )
 
 type rollupKey struct {
@@ -117,9 +136,17 @@ func (ru rollup) addReport(r *tlsrpt.Report, d string) {
 		seen[k] = s
 		return &s
 	}
-	for g := range grainCount {
+	// The grains: every subset of the varying keys with the
+	// organisation, and grainDomainDay.
+	for g := range grainDomainDay + 1 {
+		if g&grainNoOrg != 0 && g != grainDomainDay {
+			continue
+		}
 		for _, p := range r.Policies {
-			k := rollupKey{grain: g, day: d, org: r.OrganizationName}
+			k := rollupKey{grain: g, day: d}
+			if g&grainNoOrg == 0 {
+				k.org = r.OrganizationName
+			}
 			if g&grainDomain != 0 {
 				k.domain = normDomain(p.Policy.Domain)
 			}
@@ -140,6 +167,9 @@ func (ru rollup) addReport(r *tlsrpt.Report, d string) {
 				t.ndFailed = tlsrpt.SaturatingAdd(t.ndFailed, fail)
 			}
 			seen[k] = *t
+			if g&grainNoOrg != 0 {
+				continue // totals only (grainDomainDay)
+			}
 			for _, fd := range p.FailureDetails {
 				k.kind, k.rtype = kindResult, string(fd.ResultType)
 				add(k, 0, fd.FailedSessionCount)
@@ -321,6 +351,12 @@ func rollupGrain(f reports.Filter, cols []string, byResult bool) (int, bool) {
 	if slices.Contains(cols, "policy_type") {
 		g |= grainType
 	}
+	// Without the organisation, grouped or filtered, and over every
+	// domain: the rows without the organisation answer.
+	if g == grainDomain && !byResult && f.Organization == "" && !slices.Contains(cols, "organization") &&
+		f.PolicyDomain == "" && len(f.Domains) == 0 {
+		g = grainDomainDay
+	}
 	return g, true
 }
 
@@ -332,8 +368,12 @@ func (s *sqlStore) summaryRollupQuery(f reports.Filter, cols []string, byResult 
 	// Group in the primary key's column order (day, organization,
 	// policy_domain, …) so that SQLite can aggregate while scanning.
 	var grp []string
+	// The rows without the organisation all hold '' there: grouping by
+	// it too changes no group, and lets SQLite aggregate (day, domain)
+	// in key order instead of sorting every row of the range.
+	noOrgDay := grain&grainNoOrg != 0 && slices.Contains(cols, "day")
 	for _, c := range []string{"day", "organization", "policy_domain", "mx_host", "policy_type"} {
-		if slices.Contains(cols, c) {
+		if slices.Contains(cols, c) || c == "organization" && noOrgDay {
 			grp = append(grp, c)
 		}
 	}

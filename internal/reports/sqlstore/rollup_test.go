@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -204,8 +205,9 @@ func rollupTable(t *testing.T, s *sqlStore) []string {
 	return out
 }
 
-// checkBackfill: migration 2 over a version-1 database, then migration
-// 5 (the pseudo rows folded into the total rows), build exactly the
+// checkBackfill: migration 2 over a version-1 database, then migrations
+// 5 and 6 (the pseudo rows folded into the total rows) and 7 (the rows
+// without the organisation, from the domain grain's), build exactly the
 // rollup that inserts maintain.
 func checkBackfill(t *testing.T, s *sqlStore) {
 	t.Helper()
@@ -219,7 +221,7 @@ func checkBackfill(t *testing.T, s *sqlStore) {
 	if _, err := s.w.ExecContext(ctx, `DROP TABLE summary_rollup`); err != nil {
 		t.Fatal(err)
 	}
-	for _, v := range []int{2, 5, 6} {
+	for _, v := range []int{2, 5, 6, 7} {
 		if _, err := s.w.ExecContext(ctx, s.d.migrations[v-1]); err != nil {
 			t.Fatalf("migration %d: %v", v, err)
 		}
@@ -232,4 +234,117 @@ func checkBackfill(t *testing.T, s *sqlStore) {
 			}
 		}
 	}
+}
+
+// TestDomainDayRollupEqualsRaw: the rows without the organisation
+// (grainDomainDay) that the dashboard's overview reads equal the direct
+// aggregation of the stored policy rows per (day, policy domain): the
+// reports, the sessions and the pseudo result types' columns, on random
+// data with duplicates (RPT-RECV-4: a duplicate counts once); Summary
+// reads them exactly when it groups by domain without the organisation
+// and without a domain filter.
+func TestDomainDayRollupEqualsRaw(t *testing.T) {
+	t.Parallel()
+	backends(t, func(t *testing.T, st reports.Store) {
+		loadRandom(t, st)
+		ctx := context.Background()
+		s := st.(*sqlStore)
+		d := func(s string) time.Time { t, _ := time.Parse(time.DateOnly, s); return t }
+		dayDomain := []string{reports.GroupDay, reports.GroupPolicyDomain}
+		for _, c := range []struct {
+			f    reports.Filter
+			want int
+		}{
+			{reports.Filter{GroupBy: dayDomain}, grainDomainDay},
+			{reports.Filter{GroupBy: []string{reports.GroupPolicyDomain}}, grainDomainDay},
+			{reports.Filter{GroupBy: dayDomain, Since: d("2025-01-02"), Until: d("2025-01-03")}, grainDomainDay},
+			{reports.Filter{GroupBy: dayDomain, Since: d("2025-01-04")}, grainDomainDay},
+			// The organisation, a domain filter or the result type: the
+			// rows with the organisation.
+			{reports.Filter{GroupBy: dayDomain, Organization: "Yahoo"}, grainDomain},
+			{reports.Filter{GroupBy: append(slices.Clone(dayDomain), reports.GroupOrganization)}, grainDomain},
+			{reports.Filter{GroupBy: dayDomain, Domains: []string{"a.example", "c.example"}}, grainDomain},
+			{reports.Filter{GroupBy: dayDomain, PolicyDomain: "b.example"}, grainDomain},
+			{reports.Filter{GroupBy: append(slices.Clone(dayDomain), reports.GroupResultType)}, grainDomain},
+			{reports.Filter{GroupBy: []string{reports.GroupDay}}, 0},
+		} {
+			cols, byResult, err := summaryColumns(c.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g, ok := rollupGrain(c.f, cols, byResult); !ok || g != c.want {
+				t.Errorf("%+v: grain %d (%v), want %d", c.f, g, ok, c.want)
+			}
+			got, err := st.Summary(ctx, c.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := s.summaryRaw(ctx, c.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) || len(got) == 0 {
+				t.Fatalf("%+v: rollup differs from raw (or empty)\nrollup %+v\nraw    %+v", c.f, got, want)
+			}
+		}
+		// The table itself, every column, against the raw aggregation.
+		raw, err := s.summaryRaw(ctx, reports.Filter{GroupBy: append(slices.Clone(dayDomain), reports.GroupResultType)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		totals, err := s.summaryRaw(ctx, reports.Filter{GroupBy: dayDomain})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]*rollupSums{}
+		get := func(day, dom string) *rollupSums {
+			k := day + " " + dom
+			if want[k] == nil {
+				want[k] = &rollupSums{}
+			}
+			return want[k]
+		}
+		for _, r := range totals {
+			w := get(r.Day, r.PolicyDomain)
+			w.reports, w.successful, w.failed = r.Reports, r.Successful, r.Failed
+		}
+		for _, r := range raw {
+			w := get(r.Day, r.PolicyDomain)
+			switch r.ResultType {
+			case reports.ResultSuccess:
+				w.succReports = r.Reports
+			case reports.ResultNoDetails:
+				w.ndReports, w.ndFailed = r.Reports, r.Failed
+			}
+		}
+		rows, err := s.r.QueryContext(ctx, s.d.rebind(`SELECT kind, day, organization, policy_domain, mx_host, policy_type, result_type,
+			reports, successful, failed, success_reports, nodetails_reports, nodetails_failed FROM summary_rollup WHERE grain = ?`), grainDomainDay)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		n := 0
+		for rows.Next() {
+			var kind int
+			var day, org, dom, mx, pt, rt string
+			var g rollupSums
+			if err := rows.Scan(&kind, &day, &org, &dom, &mx, &pt, &rt, &g.reports, &g.successful, &g.failed, &g.succReports, &g.ndReports, &g.ndFailed); err != nil {
+				t.Fatal(err)
+			}
+			n++
+			if kind != kindTotal || org != "" || mx != "" || pt != "" || rt != "" {
+				t.Errorf("row %s %s: kind %d org %q mx %q type %q result %q, want a total row with only day and domain", day, dom, kind, org, mx, pt, rt)
+			}
+			w := want[day+" "+dom]
+			if w == nil || *w != g {
+				t.Errorf("row %s %s: %+v, raw %+v", day, dom, g, w)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if n != len(want) || n < 10 {
+			t.Errorf("%d rows without the organisation, raw has %d (day, domain) groups", n, len(want))
+		}
+	})
 }

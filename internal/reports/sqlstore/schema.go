@@ -1,6 +1,10 @@
 package sqlstore
 
-import "github.com/mailsts/mailsts/internal/reports"
+import (
+	"fmt"
+
+	"github.com/mailsts/mailsts/internal/reports"
+)
 
 // The schema, one migration list per backend, append-only: a released step
 // is never edited, so every database walks the same path.
@@ -15,7 +19,8 @@ import "github.com/mailsts/mailsts/internal/reports"
 // YYYY-MM-DD; times are Unix seconds; mx_host is the policy's mx-host list,
 // lowercased and joined with ",", the Summary grouping key; mx_hosts keeps
 // the list as JSON for Show. summary_rollup (version 2) holds Summary's
-// sums per grain, maintained at insert (rollup.go).
+// sums per grain, maintained at insert (rollup.go); version 7 adds the
+// grain without the organisation (grainDomainDay).
 
 func sqliteMigrations() []string {
 	return []string{
@@ -141,6 +146,9 @@ func sqliteMigrations() []string {
 		rollupDomainIndex,
 		// Version 6: the pseudo result rows fold into the total rows.
 		foldPseudoMigration(`INTEGER`),
+		// Version 7: the rollup's rows per (day, policy domain) without
+		// the organisation (grainDomainDay).
+		domainDayMigration(sqliteSum),
 	}
 }
 
@@ -268,6 +276,8 @@ func postgresMigrations() []string {
 		rollupDomainIndex,
 		// Version 6: see sqliteMigrations.
 		foldPseudoMigration(`BIGINT`),
+		// Version 7: see sqliteMigrations.
+		domainDayMigration(postgresSum),
 	}
 }
 
@@ -302,6 +312,22 @@ func foldPseudoMigration(intType string) string {
 			WHERE kind = 0;
 		DELETE FROM summary_rollup WHERE kind = 1;
 		`
+}
+
+// domainDayMigration (version 7, both backends) builds the rows of
+// grainDomainDay from the total rows of the domain grain, which hold the
+// same reports and sums split by organisation (a report has one): the
+// counted reports only, conflicts already moved, as the inserts keep
+// them. sum is the backend's saturating SUM (dialect.sum); SQLite's is
+// exact below 2^53 per (day, domain), as Summary's sums over the domain
+// grain were.
+func domainDayMigration(sum func(string) string) string {
+	return fmt.Sprintf(`INSERT INTO summary_rollup (grain, kind, day, organization, policy_domain, mx_host, policy_type,
+			result_type, reports, successful, failed, success_reports, nodetails_reports, nodetails_failed)
+		SELECT %d, %d, day, '', policy_domain, '', '', '', %s, %s, %s, %s, %s, %s
+		FROM summary_rollup WHERE grain = %d AND kind = %d GROUP BY day, policy_domain;
+		`, grainDomainDay, kindTotal, sum("reports"), sum("successful"), sum("failed"),
+		sum("success_reports"), sum("nodetails_reports"), sum("nodetails_failed"), grainDomain, kindTotal)
 }
 
 // contentHashMigration (version 3, both backends) stops de-duplicating

@@ -47,16 +47,20 @@ func OpenSQLite(ctx context.Context, path string, logger *slog.Logger) (reports.
 	return s, nil
 }
 
+// sqliteSum is dialect.sum: SUM fails with "integer overflow"; TOTAL
+// sums as a double, exact below 2^53 (far above any real total), and the
+// cast clamps at 2^63-1.
+func sqliteSum(c string) string {
+	return "CAST(MIN(TOTAL(" + c + "), 9223372036854775807.0) AS INTEGER)"
+}
+
 func sqliteDialect() dialect {
 	return dialect{
-		name:       "sqlite",
-		rebind:     func(q string) string { return q },
-		migrations: sqliteMigrations(),
-		contains:   func(h, n string) string { return "instr(" + h + ", " + n + ") > 0" },
-		// SUM fails with "integer overflow"; TOTAL sums as a double,
-		// exact below 2^53 (far above any real total), and the cast
-		// clamps at 2^63-1.
-		sum:          func(c string) string { return "CAST(MIN(TOTAL(" + c + "), 9223372036854775807.0) AS INTEGER)" },
+		name:         "sqlite",
+		rebind:       func(q string) string { return q },
+		migrations:   sqliteMigrations(),
+		contains:     func(h, n string) string { return "instr(" + h + ", " + n + ") > 0" },
+		sum:          sqliteSum,
 		domainRollup: "summary_rollup INDEXED BY summary_rollup_domain_day",
 		lock:         func(context.Context, *sql.Tx) error { return nil }, // BEGIN IMMEDIATE already serialises
 		lockKey:      func(context.Context, *sql.Tx, string) error { return nil },
