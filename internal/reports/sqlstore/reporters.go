@@ -26,18 +26,8 @@ func (s *sqlStore) Reporters(ctx context.Context, f reports.Filter) ([]reports.R
 	if !ok || grain != grainDomain {
 		return s.reportersFromSummary(ctx, f)
 	}
-	w, wargs := s.where(f, "", false)
-	from := "summary_rollup"
-	if f.PolicyDomain != "" || len(f.Domains) > 0 {
-		from = s.d.domainRollup
-	}
-	conds := []string{fmt.Sprintf("grain = %d", grainDomain), fmt.Sprintf("kind = %d", kindTotal)}
-	if w != "" {
-		conds = append(conds, strings.TrimPrefix(w, " WHERE "))
-	}
-	q := `SELECT policy_domain, organization, ` + s.d.sum("reports") + `, MAX(day) FROM ` + from + ` WHERE ` +
-		strings.Join(conds, " AND ") + ` GROUP BY policy_domain, organization`
-	rows, err := s.r.QueryContext(ctx, s.d.rebind(q), wargs...)
+	q, args := s.reportersQuery(f)
+	rows, err := s.r.QueryContext(ctx, s.d.rebind(q), args...)
 	if err != nil {
 		return nil, s.errorf("reporters: %w", err)
 	}
@@ -68,6 +58,19 @@ func sortReporters(rows []reports.ReporterRow) {
 	slices.SortFunc(rows, func(a, b reports.ReporterRow) int {
 		return cmp.Or(strings.Compare(a.PolicyDomain, b.PolicyDomain), strings.Compare(a.Organization, b.Organization))
 	})
+}
+
+// reportersQuery is Reporters' query over the domain grain's total rows.
+func (s *sqlStore) reportersQuery(f reports.Filter) (string, []any) {
+	w, args := s.where(f, "", false)
+	// A literal grain and kind: the partial index (rollupReportersIndex)
+	// applies only to those known when planning.
+	conds := []string{fmt.Sprintf("grain = %d", grainDomain), fmt.Sprintf("kind = %d", kindTotal)}
+	if w != "" {
+		conds = append(conds, strings.TrimPrefix(w, " WHERE "))
+	}
+	return `SELECT policy_domain, organization, ` + s.d.sum("reports") + `, MAX(day) FROM ` + s.d.reportersRollup + ` WHERE ` +
+		strings.Join(conds, " AND ") + ` GROUP BY policy_domain, organization`, args
 }
 
 // reportersFromSummary is Reporters from Summary's rows per day, domain

@@ -351,10 +351,10 @@ func rollupGrain(f reports.Filter, cols []string, byResult bool) (int, bool) {
 	if slices.Contains(cols, "policy_type") {
 		g |= grainType
 	}
-	// Without the organisation, grouped or filtered, and over every
-	// domain: the rows without the organisation answer.
-	if g == grainDomain && !byResult && f.Organization == "" && !slices.Contains(cols, "organization") &&
-		f.PolicyDomain == "" && len(f.Domains) == 0 {
+	// Without the organisation, grouped or filtered: the rows without
+	// the organisation answer (read through rollupDomainDayIndex when
+	// filtered by domain).
+	if g == grainDomain && !byResult && f.Organization == "" && !slices.Contains(cols, "organization") {
 		g = grainDomainDay
 	}
 	return g, true
@@ -382,8 +382,13 @@ func (s *sqlStore) summaryRollupQuery(f reports.Filter, cols []string, byResult 
 		sel += c + ", "
 	}
 	from := "summary_rollup"
-	if grain == grainDomain && (f.PolicyDomain != "" || len(f.Domains) > 0) {
-		from = s.d.domainRollup
+	if f.PolicyDomain != "" || len(f.Domains) > 0 {
+		switch grain {
+		case grainDomain:
+			from = s.d.domainRollup
+		case grainDomainDay:
+			from = s.d.domainDayRollup
+		}
 	}
 	var parts []string
 	var args []any
