@@ -20,7 +20,8 @@ import (
 // lowercased and joined with ",", the Summary grouping key; mx_hosts keeps
 // the list as JSON for Show. summary_rollup (version 2) holds Summary's
 // sums per grain, maintained at insert (rollup.go); version 7 adds the
-// grain without the organisation (grainDomainDay).
+// grain without the organisation (grainDomainDay), version 8 two
+// partial indexes of the rollup for the dashboard's overview.
 
 func sqliteMigrations() []string {
 	return []string{
