@@ -131,7 +131,9 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) error {
 	if len(q) > 253 {
 		return badRequest("search text too long", nil)
 	}
-	rows, err := st.Summary(ctx, reports.Filter{Since: sp.From, Until: sp.To, GroupBy: []string{reports.GroupDay, reports.GroupPolicyDomain}})
+	// The ranking needs each domain's totals over the range; the days
+	// of the charts are read for the page's domains only.
+	rows, err := st.Summary(ctx, reports.Filter{Since: sp.From, Until: sp.To, GroupBy: []string{reports.GroupPolicyDomain}})
 	if err != nil {
 		return storeError(err)
 	}
@@ -153,10 +155,6 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) error {
 		a.Reports += row.Reports
 		a.Successful += row.Successful
 		a.Failed += row.Failed
-		p := a.days[row.Day]
-		p.Successful += row.Successful
-		p.Failed += row.Failed
-		a.days[row.Day] = p
 		d.All.Successful += row.Successful
 		d.All.Failed += row.Failed
 	}
@@ -204,26 +202,29 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) error {
 	if d.Page < d.Pages {
 		d.NextU = link("/", "from", sp.FromS(), "to", sp.ToS(), "q", q, "page", strconv.Itoa(d.Page+1))
 	}
-	last := map[string]map[string]*reporterLast{}
+	last := map[string][]reporterLast{}
 	if len(pageNames) > 0 {
-		orgRows, err := st.Summary(ctx, reports.Filter{Since: sp.From, Until: sp.To, Domains: pageNames,
-			GroupBy: []string{reports.GroupDay, reports.GroupPolicyDomain, reports.GroupOrganization}})
+		dayRows, err := st.Summary(ctx, reports.Filter{Since: sp.From, Until: sp.To, Domains: pageNames,
+			GroupBy: []string{reports.GroupDay, reports.GroupPolicyDomain}})
+		if err != nil {
+			return storeError(err)
+		}
+		for _, row := range dayRows {
+			a := byDomain[row.PolicyDomain]
+			if a == nil {
+				continue
+			}
+			p := a.days[row.Day]
+			p.Successful += row.Successful
+			p.Failed += row.Failed
+			a.days[row.Day] = p
+		}
+		orgRows, err := st.Reporters(ctx, reports.Filter{Since: sp.From, Until: sp.To, Domains: pageNames})
 		if err != nil {
 			return storeError(err)
 		}
 		for _, row := range orgRows {
-			m := last[row.PolicyDomain]
-			if m == nil {
-				m = map[string]*reporterLast{}
-				last[row.PolicyDomain] = m
-			}
-			rl := m[row.Organization]
-			if rl == nil {
-				rl = &reporterLast{Org: row.Organization}
-				m[row.Organization] = rl
-			}
-			rl.Reports += row.Reports
-			rl.LastDay = max(rl.LastDay, row.Day)
+			last[row.PolicyDomain] = append(last[row.PolicyDomain], reporterLast{Org: row.Organization, LastDay: row.LastDay, Reports: row.Reports})
 		}
 	}
 	var alerts []Alert
@@ -241,7 +242,7 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) error {
 		c.Chart = sparkline(fillDays(a.days, sp.From, sp.To), fmt.Sprintf("%s: sessions and success rate per day, %s to %s", n, sp.FromS(), sp.ToS()))
 		for _, rl := range last[n] {
 			rl.URL = link("/reports", "domain", n, "org", rl.Org, "from", sp.FromS(), "to", sp.ToS())
-			c.Reporters = append(c.Reporters, *rl)
+			c.Reporters = append(c.Reporters, rl)
 		}
 		slices.SortFunc(c.Reporters, func(a, b reporterLast) int {
 			return cmp.Or(strings.Compare(b.LastDay, a.LastDay), cmp.Compare(b.Reports, a.Reports), strings.Compare(a.Org, b.Org))

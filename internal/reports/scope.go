@@ -89,6 +89,14 @@ func (s *scoped) Summary(ctx context.Context, f Filter) ([]SummaryRow, error) {
 	return s.st.Summary(ctx, f)
 }
 
+func (s *scoped) Reporters(ctx context.Context, f Filter) ([]ReporterRow, error) {
+	f, ok := s.narrow(f)
+	if !ok {
+		return nil, nil
+	}
+	return s.st.Reporters(ctx, f)
+}
+
 func (s *scoped) Failures(ctx context.Context, f Filter) ([]FailureRow, error) {
 	f, ok := s.narrow(f)
 	if !ok {

@@ -62,6 +62,11 @@ type Store interface {
 	Prune(ctx context.Context, p Prune) (PruneResult, error)
 	// Summary aggregates session counts over the reports matching f.
 	Summary(ctx context.Context, f Filter) ([]SummaryRow, error)
+	// Reporters counts, per (policy domain, organisation), the reports
+	// matching f (as Summary grouped by domain and organisation) and
+	// gives the last day of one, ordered by domain then organisation.
+	// GroupBy is ignored.
+	Reporters(ctx context.Context, f Filter) ([]ReporterRow, error)
 	// Failures lists failure details matching f, newest day first.
 	Failures(ctx context.Context, f Filter) ([]FailureRow, error)
 	// ListReports lists the reports having a policy that matches f
@@ -292,6 +297,15 @@ type SummaryRow struct {
 	// SuccessRate is Successful/(Successful+Failed), nil when there were
 	// no sessions or when grouping by result type.
 	SuccessRate *float64 `json:"success_rate"`
+}
+
+// ReporterRow is one row of Reporters.
+type ReporterRow struct {
+	PolicyDomain string `json:"policy_domain"`
+	Organization string `json:"organization"`
+	Reports      int64  `json:"reports"`
+	// LastDay is the last day (YYYY-MM-DD) with a matching report.
+	LastDay string `json:"last_day"`
 }
 
 // Pseudo result types of SummaryRow when grouping by result type.

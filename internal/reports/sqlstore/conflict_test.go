@@ -46,6 +46,13 @@ func checkSummaryConsistent(t *testing.T, st reports.Store) {
 			t.Errorf("%+v: rollup %+v, raw %+v", f.GroupBy, got, want)
 		}
 	}
+	got, err := st.Reporters(context.Background(), reports.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := rawReporters(t, s, reports.Filter{}); !reflect.DeepEqual(got, want) {
+		t.Errorf("Reporters %+v, raw %+v", got, want)
+	}
 }
 
 // TestStoreForgedFirstThenGenuine: issue #11.2. An unauthenticated

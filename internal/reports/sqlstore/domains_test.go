@@ -239,38 +239,60 @@ func TestFailureGroups(t *testing.T) {
 	})
 }
 
-// A domain's Summary over a day range reads the rollup's domain index,
-// not every domain's rows of those days.
+// A domain's Summary over a day range reads an index of the rollup (the
+// rows without the organisation by day, or the domain grain's by result
+// type), not every domain's rows of those days; Reporters reads its
+// covering index.
 func TestRollupDomainIndexUsed(t *testing.T) {
 	t.Parallel()
 	st := openTestSQLite(t).(*sqlStore)
 	putSynth(t, st, 20)
-	f := reports.Filter{PolicyDomain: "d1.example", Since: reportstest.FixedNow().AddDate(0, -3, 0), Until: reportstest.FixedNow(),
-		GroupBy: []string{reports.GroupDay}}
-	cols, byResult, err := summaryColumns(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	grain, ok := rollupGrain(f, cols, byResult)
-	if !ok || grain != grainDomain {
-		t.Fatalf("grain %d %v", grain, ok)
-	}
-	q, args := st.summaryRollupQuery(f, cols, byResult, grain)
-	rows, err := st.r.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+st.d.rebind(q), args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var plan string
-	for rows.Next() {
-		var id, parent, notused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+	plan := func(q string, args []any) string {
+		t.Helper()
+		rows, err := st.r.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+st.d.rebind(q), args...)
+		if err != nil {
 			t.Fatal(err)
 		}
-		plan += detail + "\n"
+		defer rows.Close()
+		var plan string
+		for rows.Next() {
+			var id, parent, notused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan += detail + "\n"
+		}
+		return plan
 	}
-	if !strings.Contains(plan, "summary_rollup_domain_day") {
-		t.Errorf("plan does not use the domain index:\n%s\n%s %v", plan, q, args)
+	since, until := reportstest.FixedNow().AddDate(0, -3, 0), reportstest.FixedNow()
+	for _, c := range []struct {
+		f     reports.Filter
+		grain int
+		index string
+	}{
+		{reports.Filter{PolicyDomain: "d1.example", GroupBy: []string{reports.GroupDay}}, grainDomainDay, "summary_rollup_domainday_day"},
+		{reports.Filter{Domains: []string{"d1.example", "d2.example"}, GroupBy: []string{reports.GroupDay, reports.GroupPolicyDomain}}, grainDomainDay, "summary_rollup_domainday_day"},
+		{reports.Filter{PolicyDomain: "d1.example", GroupBy: []string{reports.GroupResultType}}, grainDomain, "summary_rollup_domain_day"},
+		{reports.Filter{PolicyDomain: "d1.example", GroupBy: []string{reports.GroupOrganization}}, grainDomain, "summary_rollup_domain_day"},
+	} {
+		f := c.f
+		f.Since, f.Until = since, until
+		cols, byResult, err := summaryColumns(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		grain, ok := rollupGrain(f, cols, byResult)
+		if !ok || grain != c.grain {
+			t.Fatalf("%v: grain %d %v, want %d", f.GroupBy, grain, ok, c.grain)
+		}
+		q, args := st.summaryRollupQuery(f, cols, byResult, grain)
+		if p := plan(q, args); !strings.Contains(p, c.index) {
+			t.Errorf("%v: plan does not use %s:\n%s\n%s %v", f.GroupBy, c.index, p, q, args)
+		}
+	}
+	q, args := st.reportersQuery(reports.Filter{Domains: []string{"d1.example"}, Since: since, Until: until})
+	if p := plan(q, args); !strings.Contains(p, "COVERING INDEX summary_rollup_reporters") {
+		t.Errorf("Reporters: plan does not cover with summary_rollup_reporters:\n%s\n%s %v", p, q, args)
 	}
 }

@@ -68,12 +68,14 @@ func postgresSum(c string) string {
 
 func postgresDialect() dialect {
 	return dialect{
-		name:         "postgres",
-		rebind:       rebindDollar,
-		migrations:   postgresMigrations(),
-		contains:     func(h, n string) string { return "strpos(" + h + ", " + n + ") > 0" },
-		sum:          postgresSum,
-		domainRollup: "summary_rollup",
+		name:            "postgres",
+		rebind:          rebindDollar,
+		migrations:      postgresMigrations(),
+		contains:        func(h, n string) string { return "strpos(" + h + ", " + n + ") > 0" },
+		sum:             postgresSum,
+		domainRollup:    "summary_rollup",
+		domainDayRollup: "summary_rollup",
+		reportersRollup: "summary_rollup",
 		lock: func(ctx context.Context, tx *sql.Tx) error {
 			_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(pgMigrationLock))
 			return err

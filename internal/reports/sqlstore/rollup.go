@@ -59,7 +59,9 @@ import (
 // to subtract from the rollup in the deleting transaction. Migration 2 builds the rollup of
 // an existing database with the same aggregation over the stored rows;
 // migration 7 adds grainDomainDay by summing the domain grain's total
-// rows over the organisations.
+// rows over the organisations; migration 8 indexes it by domain, and the
+// domain grain's total rows by domain and organisation for Reporters
+// (reporters.go).
 //
 // Two filters read the policy rows instead (summaryRawQuery), both
 // selective, so that the filtered aggregation stays small. The MX filter
@@ -99,8 +101,8 @@ const (
 	// 365 × domains here). A report is still counted once per row: its
 	// policies of one domain share the row. Only total rows (kindTotal,
 	// with the pseudo columns), so Summary reads it without grouping by
-	// result type; the domain filters keep reading the domain grain
-	// through its index (rollupDomainIndex).
+	// result type; a domain filter reads it through its index (schema
+	// version 8, rollupDomainDayIndex).
 	grainDomainDay = grainNoOrg | grainDomain
 )
 
@@ -351,10 +353,10 @@ func rollupGrain(f reports.Filter, cols []string, byResult bool) (int, bool) {
 	if slices.Contains(cols, "policy_type") {
 		g |= grainType
 	}
-	// Without the organisation, grouped or filtered, and over every
-	// domain: the rows without the organisation answer.
-	if g == grainDomain && !byResult && f.Organization == "" && !slices.Contains(cols, "organization") &&
-		f.PolicyDomain == "" && len(f.Domains) == 0 {
+	// Without the organisation, grouped or filtered: the rows without
+	// the organisation answer (read through rollupDomainDayIndex when
+	// filtered by domain).
+	if g == grainDomain && !byResult && f.Organization == "" && !slices.Contains(cols, "organization") {
 		g = grainDomainDay
 	}
 	return g, true
@@ -382,8 +384,13 @@ func (s *sqlStore) summaryRollupQuery(f reports.Filter, cols []string, byResult 
 		sel += c + ", "
 	}
 	from := "summary_rollup"
-	if grain == grainDomain && (f.PolicyDomain != "" || len(f.Domains) > 0) {
-		from = s.d.domainRollup
+	if f.PolicyDomain != "" || len(f.Domains) > 0 {
+		switch grain {
+		case grainDomain:
+			from = s.d.domainRollup
+		case grainDomainDay:
+			from = s.d.domainDayRollup
+		}
 	}
 	var parts []string
 	var args []any

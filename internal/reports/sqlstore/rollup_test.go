@@ -259,12 +259,15 @@ func TestDomainDayRollupEqualsRaw(t *testing.T) {
 			{reports.Filter{GroupBy: []string{reports.GroupPolicyDomain}}, grainDomainDay},
 			{reports.Filter{GroupBy: dayDomain, Since: d("2025-01-02"), Until: d("2025-01-03")}, grainDomainDay},
 			{reports.Filter{GroupBy: dayDomain, Since: d("2025-01-04")}, grainDomainDay},
-			// The organisation, a domain filter or the result type: the
-			// rows with the organisation.
+			// A domain filter: the same rows, through their index.
+			{reports.Filter{GroupBy: dayDomain, Domains: []string{"a.example", "c.example"}}, grainDomainDay},
+			{reports.Filter{GroupBy: dayDomain, PolicyDomain: "b.example"}, grainDomainDay},
+			{reports.Filter{GroupBy: []string{reports.GroupDay}, PolicyDomain: "b.example", Since: d("2025-01-02")}, grainDomainDay},
+			// The organisation or the result type: the rows with the
+			// organisation.
 			{reports.Filter{GroupBy: dayDomain, Organization: "Yahoo"}, grainDomain},
 			{reports.Filter{GroupBy: append(slices.Clone(dayDomain), reports.GroupOrganization)}, grainDomain},
-			{reports.Filter{GroupBy: dayDomain, Domains: []string{"a.example", "c.example"}}, grainDomain},
-			{reports.Filter{GroupBy: dayDomain, PolicyDomain: "b.example"}, grainDomain},
+			{reports.Filter{GroupBy: []string{reports.GroupResultType}, PolicyDomain: "b.example"}, grainDomain},
 			{reports.Filter{GroupBy: append(slices.Clone(dayDomain), reports.GroupResultType)}, grainDomain},
 			{reports.Filter{GroupBy: []string{reports.GroupDay}}, 0},
 		} {

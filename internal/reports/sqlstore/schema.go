@@ -20,7 +20,8 @@ import (
 // lowercased and joined with ",", the Summary grouping key; mx_hosts keeps
 // the list as JSON for Show. summary_rollup (version 2) holds Summary's
 // sums per grain, maintained at insert (rollup.go); version 7 adds the
-// grain without the organisation (grainDomainDay).
+// grain without the organisation (grainDomainDay), version 8 two
+// partial indexes of the rollup for the dashboard's overview.
 
 func sqliteMigrations() []string {
 	return []string{
@@ -149,6 +150,10 @@ func sqliteMigrations() []string {
 		// Version 7: the rollup's rows per (day, policy domain) without
 		// the organisation (grainDomainDay).
 		domainDayMigration(sqliteSum),
+		// Version 8: those rows by domain and day (rollupDomainDayIndex),
+		// and the domain grain's by domain and organisation
+		// (rollupReportersIndex).
+		rollupDomainDayIndex + rollupReportersIndex,
 	}
 }
 
@@ -278,6 +283,8 @@ func postgresMigrations() []string {
 		foldPseudoMigration(`BIGINT`),
 		// Version 7: see sqliteMigrations.
 		domainDayMigration(postgresSum),
+		// Version 8: see sqliteMigrations.
+		rollupDomainDayIndex + rollupReportersIndex,
 	}
 }
 
@@ -289,6 +296,27 @@ func postgresMigrations() []string {
 // that it costs a fraction of the rollup (summaryRollupQuery writes the
 // grain as a literal so that both planners can use it).
 const rollupDomainIndex = `CREATE INDEX summary_rollup_domain_day ON summary_rollup(grain, kind, policy_domain, day) WHERE grain = 1;`
+
+// rollupDomainDayIndex (version 8, both backends) reads some policy
+// domains' rows of grainDomainDay over a day range: the dashboard's
+// overview reads the days of the 50 domains of its page, over a year at
+// 1,000,000 reports 18,250 rows, which the domain grain's index found
+// among 100,000 rows (one per reporter and day). It holds the sums that
+// Summary reads there (it never groups that grain by result type), so
+// that the totals per domain of every domain are one pass over it in
+// domain order, without reading the table. Partial, on that grain only
+// (365 × domains rows a year).
+const rollupDomainDayIndex = `CREATE INDEX summary_rollup_domainday_day ON summary_rollup(grain, kind, policy_domain, day, reports, successful, failed) WHERE grain = 9;`
+
+// rollupReportersIndex (version 8, both backends) answers Reporters:
+// the total rows of the domain grain by domain and organisation, with
+// the day and the reports, so that the last day and the reports of each
+// reporter of some domains are one pass over the index in group order
+// without reading the table (the overview's 50 domains over a year at
+// 1,000,000 reports: 100,000 entries; 280 ms through the table, via
+// rollupDomainIndex).
+const rollupReportersIndex = `
+		CREATE INDEX summary_rollup_reporters ON summary_rollup(grain, kind, policy_domain, organization, day, reports) WHERE grain = 1 AND kind = 0;`
 
 // foldPseudoMigration (version 6, both backends) moves the "(success)"
 // and "(no-details)" rows of the rollup (kind 1) into three columns of

@@ -56,14 +56,16 @@ func sqliteSum(c string) string {
 
 func sqliteDialect() dialect {
 	return dialect{
-		name:         "sqlite",
-		rebind:       func(q string) string { return q },
-		migrations:   sqliteMigrations(),
-		contains:     func(h, n string) string { return "instr(" + h + ", " + n + ") > 0" },
-		sum:          sqliteSum,
-		domainRollup: "summary_rollup INDEXED BY summary_rollup_domain_day",
-		lock:         func(context.Context, *sql.Tx) error { return nil }, // BEGIN IMMEDIATE already serialises
-		lockKey:      func(context.Context, *sql.Tx, string) error { return nil },
+		name:            "sqlite",
+		rebind:          func(q string) string { return q },
+		migrations:      sqliteMigrations(),
+		contains:        func(h, n string) string { return "instr(" + h + ", " + n + ") > 0" },
+		sum:             sqliteSum,
+		domainRollup:    "summary_rollup INDEXED BY summary_rollup_domain_day",
+		domainDayRollup: "summary_rollup INDEXED BY summary_rollup_domainday_day",
+		reportersRollup: "summary_rollup INDEXED BY summary_rollup_reporters",
+		lock:            func(context.Context, *sql.Tx) error { return nil }, // BEGIN IMMEDIATE already serialises
+		lockKey:         func(context.Context, *sql.Tx, string) error { return nil },
 		version: func(ctx context.Context, tx *sql.Tx) (int, error) {
 			var v int
 			err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v)

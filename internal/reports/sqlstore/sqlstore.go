@@ -37,6 +37,10 @@ type dialect struct {
 	// (without ANALYZE statistics, as on a new database, it scans the
 	// primary key's day range instead), PostgreSQL plans by itself.
 	domainRollup string
+	// domainDayRollup is the same for grainDomainDay.
+	domainDayRollup string
+	// reportersRollup is the rollup for Reporters.
+	reportersRollup string
 	// version reads and setVersion writes the schema version inside the
 	// migration transaction; lock serialises concurrent migrations.
 	lock    func(ctx context.Context, tx *sql.Tx) error
