@@ -263,15 +263,22 @@ func writeJSON(w http.ResponseWriter, v any) error {
 	return enc.Encode(v)
 }
 
-func (a *API) summary(w http.ResponseWriter, r *http.Request) error {
+// pagedQuery reads a paged query's filter (a bad one is a 400) and the
+// store the request may read.
+func (a *API) pagedQuery(r *http.Request) (reports.Filter, reports.Store, error) {
 	f, err := reports.ParseFilter(r.URL.Query())
 	if err == nil {
 		f, err = pageFilter(f)
 	}
 	if err != nil {
-		return queryError(err)
+		return f, nil, queryError(err)
 	}
 	st, err := a.store(r)
+	return f, st, err
+}
+
+func (a *API) summary(w http.ResponseWriter, r *http.Request) error {
+	f, st, err := a.pagedQuery(r)
 	if err != nil {
 		return err
 	}
@@ -288,14 +295,7 @@ func (a *API) summary(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) failures(w http.ResponseWriter, r *http.Request) error {
-	f, err := reports.ParseFilter(r.URL.Query())
-	if err == nil {
-		f, err = pageFilter(f)
-	}
-	if err != nil {
-		return queryError(err)
-	}
-	st, err := a.store(r)
+	f, st, err := a.pagedQuery(r)
 	if err != nil {
 		return err
 	}
@@ -326,14 +326,7 @@ func (a *API) show(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) rejected(w http.ResponseWriter, r *http.Request) error {
-	f, err := reports.ParseFilter(r.URL.Query())
-	if err != nil {
-		return queryError(err)
-	}
-	if f, err = pageFilter(f); err != nil {
-		return queryError(err)
-	}
-	st, err := a.store(r)
+	f, st, err := a.pagedQuery(r)
 	if err != nil {
 		return err
 	}
