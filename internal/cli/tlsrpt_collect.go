@@ -155,7 +155,7 @@ func runTLSRPTCollect(ctx context.Context, env Env, args []string) int {
 	if *check {
 		if build {
 			probe := &outgoing.Builder{OrganizationName: cfg.OrganizationName, ContactInfo: cfg.ContactInfo}
-			if err := probe.Check(); err != nil {
+			if err := probe.CheckIdentity(); err != nil {
 				return errf(ExitUsage, "%v", err)
 			}
 		}

@@ -220,3 +220,21 @@ func TestTLSRPTCollectPostfixLog(t *testing.T) {
 		t.Errorf("follower counters not logged: %s", errb.String())
 	}
 }
+
+// --check-config of collect: a configuration that can build reports is
+// OK (exit 0, one line, nothing created in the state directory); one
+// without an organisation name is a usage error.
+func TestTLSRPTCollectCheckConfig(t *testing.T) {
+	t.Parallel()
+	state := t.TempDir()
+	code, out, errOut := runStdin(t, nil, state, "tlsrpt", "collect", "--check-config", "--org", "Example Mail", "--contact", "tlsrpt@example.net")
+	if code != ExitOK || !strings.Contains(out, "configuration OK") {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	if ents, _ := os.ReadDir(state); len(ents) != 0 {
+		t.Errorf("--check-config created %v in the state directory", ents)
+	}
+	if code, _, errOut := runStdin(t, nil, state, "tlsrpt", "collect", "--check-config", "--contact", "tlsrpt@example.net"); code != ExitUsage {
+		t.Errorf("without an organisation: exit %d, want %d (%s)", code, ExitUsage, errOut)
+	}
+}

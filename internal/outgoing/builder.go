@@ -105,6 +105,13 @@ func (b *Builder) Check() error {
 	if b.Store == nil || b.Sink == nil {
 		return fmt.Errorf("%w: a Store and a Sink are needed", ErrConfig)
 	}
+	return b.CheckIdentity()
+}
+
+// CheckIdentity checks what the reports say about their sender (the
+// organisation name and the contact address), which a configuration
+// check can do before any store is open.
+func (b *Builder) CheckIdentity() error {
 	if b.OrganizationName == "" {
 		return fmt.Errorf("%w: organization name is empty", ErrConfig)
 	}
