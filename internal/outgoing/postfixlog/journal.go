@@ -189,7 +189,16 @@ type journalState struct {
 	// recent (time, cursor) pairs to move it forward.
 	prime   string
 	samples []sample
+	// read: an entry was read in this process; failed counts journalctl
+	// runs in a row that read nothing and failed.
+	read   bool
+	failed int
 }
+
+// maxCursorFailures is how many failed journalctl runs from a stored
+// cursor that read nothing make Run seek by the cursor's time instead
+// (a cursor journalctl refuses, of another journal).
+const maxCursorFailures = 3
 
 type sample struct {
 	rt     int64
@@ -246,12 +255,25 @@ func (j *Journal) Run(ctx context.Context) error {
 		if after == "" {
 			since = j.Since
 		}
+		if !st.read && st.failed >= maxCursorFailures && st.lastRT > 0 {
+			// journalctl keeps refusing the stored cursor: seek by its
+			// time, re-reading (without recording) up to it.
+			from := st.lastRT - j.primeWindow().Microseconds()
+			after, since = "", "@"+strconv.FormatInt(max(from, 0)/1e6, 10)
+			if !st.priming {
+				st.priming, st.target, st.targetRT = true, st.last, st.lastRT
+			}
+			j.logger().Error("postfix journal: journalctl refuses the stored cursor; reading from its time", "cursor", st.last, "since", since)
+		}
 		read, err := j.runOnce(ctx, path, j.args(after, since), &st)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if read > 0 {
 			wait = backoff // it worked for a while: restart soon
+			st.read, st.failed = true, 0
+		} else if err != nil {
+			st.failed++
 		}
 		j.logger().Warn("postfix journal: journalctl stopped; restarting", "entries", read, "err", err, "in", wait)
 	}
@@ -418,11 +440,8 @@ func (j *Journal) pass(ctx context.Context, st *journalState) error {
 // sample keeps the cursor PrimeWindow before the newest entry in
 // st.prime, from samples taken every eighth of the window.
 func (j *Journal) sample(st *journalState, e entry) {
-	w := j.PrimeWindow
-	if w == 0 {
-		w = 15 * time.Minute
-	}
-	if w < 0 {
+	w := j.primeWindow()
+	if w <= 0 {
 		return
 	}
 	win := w.Microseconds()
@@ -440,6 +459,16 @@ func (j *Journal) sample(st *journalState, e entry) {
 	if len(st.samples) > 64 { // clocks that jump back: stay bounded
 		st.samples = st.samples[len(st.samples)-64:]
 	}
+}
+
+func (j *Journal) primeWindow() time.Duration {
+	switch {
+	case j.PrimeWindow == 0:
+		return 15 * time.Minute
+	case j.PrimeWindow < 0:
+		return 0
+	}
+	return j.PrimeWindow
 }
 
 func (j *Journal) now() time.Time {

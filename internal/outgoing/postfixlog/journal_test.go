@@ -511,11 +511,13 @@ func TestJournalCursorCommitted(t *testing.T) {
 	if c := stored(st); c != cursorOf(t, entries[cut-1]) {
 		t.Fatalf("stored cursor %q, want the last entry's", c)
 	}
-	run(st, entries, time.Second, false) // the rest, after the cursor
+	// The rest, after the cursor; a longer window from here on, so that
+	// the next start re-reads sessions that were counted.
+	run(st, entries, 5*time.Minute, false)
 	if got := storeTotals(t, st); got != want {
 		t.Errorf("after a crash and a restart:\n%s\nwant (the file's):\n%s", got, want)
 	}
-	run(st, more, time.Second, false) // nothing new
+	run(st, more, 5*time.Minute, false) // nothing new
 	if got := storeTotals(t, st); got != want {
 		t.Errorf("restart counted again:\n%s\nwant:\n%s", got, want)
 	}
@@ -530,5 +532,57 @@ func TestJournalCursorCommitted(t *testing.T) {
 	run(ctl, entries, -1, false)
 	if got := storeTotals(t, ctl); got == want || strings.Contains(got, "plain.example") {
 		t.Errorf("without re-reading the cut session still counted:\n%s", got)
+	}
+}
+
+type fixedCursor string
+
+func (c fixedCursor) Cursor(context.Context, string) (string, bool, error) {
+	return string(c), true, nil
+}
+
+// A stored cursor journalctl keeps refusing (the journal was replaced):
+// after a few failed runs the journal is read from the cursor's time,
+// entries up to it rebuilding sessions without recording, and the
+// sessions after it recorded as the file gives them.
+func TestJournalRefusedCursor(t *testing.T) {
+	t.Parallel()
+	lines := readLines(t, "smtp-3.7.log")
+	fileRec := &memRecorder{}
+	ff := &Follower{Recorder: fileRec, Answers: answers(), Now: func() time.Time { return time.Date(2026, 12, 6, 15, 0, 0, 0, time.UTC) }}
+	for _, l := range lines {
+		ff.HandleLine(context.Background(), l)
+	}
+	cutAt := time.Date(2026, 12, 6, 10, 5, 0, 0, time.UTC)
+	var want []outgoing.Result
+	for _, r := range fileRec.results() {
+		if r.Time.After(cutAt) {
+			want = append(want, r)
+		}
+	}
+	if len(want) < 3 || len(want) == len(fileRec.results()) {
+		t.Fatalf("fixture changed: %d of %d results after the cut", len(want), len(fileRec.results()))
+	}
+	entries := journalEntries(t, lines)
+	script, dir := fakeJournal(t, entries)
+	stored, _ := json.Marshal(position{Cursor: "s=another-journal;i=9", Realtime: cutAt.UnixMicro()})
+	rec := &cursorRecorder{}
+	j := &Journal{Journalctl: script, Recorder: rec, Cursors: fixedCursor(stored), Answers: answers(), Backoff: time.Millisecond, MaxBackoff: time.Millisecond}
+	last := cursorOf(t, entries[len(entries)-1])
+	runJournal(t, j, func() bool { p, _ := rec.last(); return p.Cursor == last })
+	rec.mu.Lock()
+	got := append([]outgoing.Result(nil), rec.got...)
+	rec.mu.Unlock()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("results after the refused cursor:\n got %+v\nwant %+v", got, want)
+	}
+	if s := j.Stats(); s.Sessions != uint64(len(want)) {
+		t.Errorf("stats %+v: sessions re-read before the cursor counted", s)
+	}
+	calls, _ := os.ReadFile(filepath.Join(dir, "calls"))
+	cl := strings.Split(strings.TrimSpace(string(calls)), "\n")
+	if len(cl) != maxCursorFailures+1 || !strings.Contains(cl[0], "--after-cursor=s=another-journal;i=9") ||
+		!strings.Contains(cl[maxCursorFailures], fmt.Sprintf("--since=@%d", cutAt.Add(-15*time.Minute).Unix())) {
+		t.Errorf("journalctl runs:\n%s", calls)
 	}
 }
