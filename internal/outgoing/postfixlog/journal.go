@@ -60,6 +60,9 @@ type JournalStats struct {
 type Journal struct {
 	// Journalctl is the program; "" means journalctl from PATH.
 	Journalctl string
+	// Directory, when set, is the journal directory read
+	// (journalctl --directory) instead of the system journal.
+	Directory string
 	// Identifiers are the SYSLOG_IDENTIFIER values read; nil means
 	// DefaultIdentifiers.
 	Identifiers []string
@@ -160,6 +163,9 @@ func (j *Journal) identifiers() []string {
 func (j *Journal) args(after, since string) []string {
 	a := []string{"--follow", "--output=json", "--all", "--no-pager",
 		"--output-fields=MESSAGE,SYSLOG_IDENTIFIER,SYSLOG_PID,_PID,_HOSTNAME"}
+	if j.Directory != "" {
+		a = append(a, "--directory="+j.Directory)
+	}
 	switch {
 	case after != "":
 		a = append(a, "--no-tail", "--after-cursor="+after)

@@ -2,11 +2,14 @@ package postfixlog
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"reflect"
@@ -584,5 +587,93 @@ func TestJournalRefusedCursor(t *testing.T) {
 	if len(cl) != maxCursorFailures+1 || !strings.Contains(cl[0], "--after-cursor=s=another-journal;i=9") ||
 		!strings.Contains(cl[maxCursorFailures], fmt.Sprintf("--since=@%d", cutAt.Add(-15*time.Minute).Unix())) {
 		t.Errorf("journalctl runs:\n%s", calls)
+	}
+}
+
+// The real journalctl, on a journal file systemd-journal-remote writes
+// from the fixture's entries (journald itself need not run): the results
+// are the file's, and journalctl resumes after the cursor it printed.
+func TestRealJournalctl(t *testing.T) {
+	t.Parallel()
+	journalctl, err := exec.LookPath("journalctl")
+	if err != nil {
+		t.Skip("journalctl not installed (Debian package systemd)")
+	}
+	remote := "/lib/systemd/systemd-journal-remote"
+	if _, err := os.Stat(remote); err != nil {
+		t.Skip("systemd-journal-remote not installed (Debian package systemd-journal-remote): it writes the test's journal file")
+	}
+	lines := readLines(t, "smtp-3.7.log")
+	fileRec := &memRecorder{}
+	ff := &Follower{Recorder: fileRec, Answers: answers(), Now: func() time.Time { return time.Date(2026, 12, 6, 15, 0, 0, 0, time.UTC) }}
+	for _, l := range lines {
+		ff.HandleLine(context.Background(), l)
+	}
+	want := fileRec.results()
+
+	dir := t.TempDir()
+	writeJournal(t, remote, filepath.Join(dir, "postfix.journal"), lines, 0)
+	rec := &cursorRecorder{}
+	j := &Journal{Journalctl: journalctl, Directory: dir, Since: "@1", Recorder: rec, Answers: answers(), PrimeWindow: 5 * time.Minute}
+	var postfix uint64 // entries journalctl selects
+	for _, l := range lines {
+		if id := syslogRE.FindStringSubmatch(l)[3]; id == "postfix/smtp" || id == "postfix/cleanup" {
+			postfix++
+		}
+	}
+	runJournal(t, j, func() bool { _, n := rec.last(); return n == len(want) && j.JournalStats().Entries == postfix })
+	rec.mu.Lock()
+	got := append([]outgoing.Result(nil), rec.got...)
+	last := rec.cursors[len(rec.cursors)-1]
+	rec.mu.Unlock()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("results from journalctl:\n got %+v\nwant %+v", got, want)
+	}
+	// Resumed from the stored position, with a later session in another
+	// journal file: journalctl accepts the cursor; the entries from the
+	// prime cursor up to it are re-read without counting, and only the
+	// new session is recorded.
+	var p position
+	if err := json.Unmarshal([]byte(last), &p); err != nil || p.Prime == "" {
+		t.Fatalf("stored position %s: want a prime cursor", last)
+	}
+	writeJournal(t, remote, filepath.Join(dir, "later.journal"), []string{
+		"Dec  6 10:30:00 mail postfix/smtp[2301]: Verified TLS connection established to mx1.sts.example[192.0.2.10]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)",
+		"Dec  6 10:30:01 mail postfix/smtp[2301]: 5LATE1: to=<zoe@sts.example>, relay=mx1.sts.example[192.0.2.10]:25, delay=0.4, delays=0/0/0.2/0.2, dsn=2.0.0, status=sent (250 2.0.0 Ok)",
+	}, 100)
+	rec2 := &cursorRecorder{}
+	j2 := &Journal{Journalctl: journalctl, Directory: dir, Recorder: rec2, Cursors: fixedCursor(last), Answers: answers()}
+	runJournal(t, j2, func() bool {
+		p2, _ := rec2.last()
+		return p2.Realtime == time.Date(2026, 12, 6, 10, 30, 1, 0, time.UTC).UnixMicro()
+	})
+	rec2.mu.Lock()
+	got2 := append([]outgoing.Result(nil), rec2.got...)
+	rec2.mu.Unlock()
+	if len(got2) != 1 || got2[0].PolicyDomain != "sts.example" || len(got2[0].Failures) != 0 || j2.JournalStats().Restarts != 0 {
+		t.Errorf("resumed: %+v (stats %+v); want the one new session", got2, j2.JournalStats())
+	}
+	if j2.Stats().Lines < 3 {
+		t.Errorf("resumed: %d lines read; want the entries after the prime cursor re-read", j2.Stats().Lines)
+	}
+}
+
+// writeJournal writes syslog lines as a journal file, through the
+// journal export format (MESSAGE in its binary-safe form).
+func writeJournal(t *testing.T, remote, path string, lines []string, mono int) {
+	t.Helper()
+	var exp bytes.Buffer
+	for i, l := range lines {
+		m := syslogRE.FindStringSubmatch(l)
+		ts := parseTime(m[1], 2026, nil)
+		fmt.Fprintf(&exp, "__REALTIME_TIMESTAMP=%d\n__MONOTONIC_TIMESTAMP=%d\n_BOOT_ID=0123456789abcdef0123456789abcdef\n_HOSTNAME=%s\nSYSLOG_IDENTIFIER=%s\nSYSLOG_PID=%s\nMESSAGE\n",
+			ts.UnixMicro(), mono+i+1, m[2], m[3], m[4])
+		binary.Write(&exp, binary.LittleEndian, uint64(len(m[5])))
+		exp.WriteString(m[5] + "\n\n")
+	}
+	cmd := exec.Command(remote, "--output="+path, "-")
+	cmd.Stdin = &exp
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("systemd-journal-remote: %v\n%s", err, out)
 	}
 }
