@@ -175,7 +175,7 @@ func runTLSRPTCollect(ctx context.Context, env Env, args []string) int {
 	deliver := !*noDeliver && !*once
 	stateDir := policyd.DefaultStateDir(env.getenv)
 	var journal *postfixlog.Journal
-	if cfg.PostfixJournal {
+	if cfg.PostfixJournal && !*once {
 		host, _ := os.Hostname()
 		journal = &postfixlog.Journal{Journalctl: cfg.Journalctl, Identifiers: cfg.PostfixJournalIdentifiers,
 			Source: "postfix-journal " + host, Logger: log, ReportMessageID: outbox.IsReportMessageID}
@@ -317,7 +317,7 @@ func runTLSRPTCollect(ctx context.Context, env Env, args []string) int {
 			src.Log = follower.Stats
 		}
 		if journal != nil {
-			src.Log = journal.Stats
+			src.Log, src.Journal = journal.Stats, journal.JournalStats
 		}
 		if err := metrics.RegisterSend(reg, src); err != nil {
 			return errf(ExitError, "metrics: %v", err)

@@ -314,7 +314,10 @@ func (j *Journal) load(ctx context.Context, st *journalState) error {
 // runOnce runs journalctl once and handles its entries until it exits or
 // ctx ends; it returns how many entries it read.
 func (j *Journal) runOnce(ctx context.Context, path string, args []string, st *journalState) (int, error) {
-	cmd := exec.CommandContext(ctx, path, args...)
+	// stop ends journalctl when reading ends first (ctx still running).
+	cctx, stop := context.WithCancel(ctx)
+	defer stop()
+	cmd := exec.CommandContext(cctx, path, args...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 5 * time.Second
 	stderr := &tailWriter{max: 4096}
@@ -348,8 +351,11 @@ func (j *Journal) runOnce(ctx context.Context, path string, args []string, st *j
 			break
 		}
 	}
-	if ctx.Err() == nil && st.pending {
+	if ctx.Err() == nil && st.pending && rerr == nil {
 		j.pass(ctx, st)
+	}
+	if rerr != nil {
+		stop()
 	}
 	werr := cmd.Wait()
 	if rerr == nil {
