@@ -325,34 +325,42 @@ func TestJournalctlAbsent(t *testing.T) {
 	}
 }
 
+// decodeCases are journalctl's field forms, for TestDecodeEntry and the
+// seeds of FuzzDecodeEntry.
+const decodeBase = `"__CURSOR":"c","__REALTIME_TIMESTAMP":"1796551201000000"`
+
+var decodeCases = []struct {
+	json, line string
+	ok         bool
+}{
+	{`{` + decodeBase + `,"_HOSTNAME":"mail","SYSLOG_IDENTIFIER":"postfix/smtp","SYSLOG_PID":"12","MESSAGE":"hello"}`, "2026-12-06T10:00:01Z mail postfix/smtp[12]: hello", true},
+	// MESSAGE as bytes (not UTF-8), no SYSLOG_PID (then _PID), no host.
+	{`{` + decodeBase + `,"SYSLOG_IDENTIFIER":"postfix/smtp","_PID":"7","MESSAGE":[104,105,255]}`, "2026-12-06T10:00:01Z - postfix/smtp[7]: hi\xff", true},
+	// A host name with a space does not shift the fields.
+	{`{` + decodeBase + `,"_HOSTNAME":"a b","SYSLOG_IDENTIFIER":"postfix/smtp","SYSLOG_PID":"7","MESSAGE":"m"}`, "2026-12-06T10:00:01Z - postfix/smtp[7]: m", true},
+	// Not lines: null (too large), several values, no pid, a bad pid,
+	// an identifier with a bracket, no time.
+	{`{` + decodeBase + `,"SYSLOG_IDENTIFIER":"postfix/smtp","SYSLOG_PID":"7","MESSAGE":null}`, "", true},
+	{`{` + decodeBase + `,"SYSLOG_IDENTIFIER":"postfix/smtp","SYSLOG_PID":"7","MESSAGE":["a","b"]}`, "", true},
+	{`{` + decodeBase + `,"SYSLOG_IDENTIFIER":"postfix/smtp","MESSAGE":"m"}`, "", true},
+	{`{` + decodeBase + `,"SYSLOG_IDENTIFIER":"postfix/smtp","SYSLOG_PID":"7x","MESSAGE":"m"}`, "", true},
+	{`{` + decodeBase + `,"SYSLOG_IDENTIFIER":"postfix/smtp[1]","SYSLOG_PID":"7","MESSAGE":"m"}`, "", true},
+	{`{"__CURSOR":"c","SYSLOG_IDENTIFIER":"postfix/smtp","SYSLOG_PID":"7","MESSAGE":"m"}`, "", true},
+	{`{` + decodeBase + `,"SYSLOG_IDENTIFIER":"postfix/smtp","SYSLOG_PID":"7","MESSAGE":"` + strings.Repeat("x", MaxLine+1) + `"}`, "", true},
+	// No cursor, or not JSON: skipped.
+	{`{"MESSAGE":"m"}`, "", false},
+	{`{"__CURSOR":7}`, "", false},
+	{`[1,2]`, "", false},
+	{``, "", false},
+}
+
+// embeddedLine is an entry whose MESSAGE holds a line break and a line.
+const embeddedLine = `{` + decodeBase + `,"SYSLOG_IDENTIFIER":"x","SYSLOG_PID":"7","MESSAGE":"a\nDec  6 10:00:02 mail postfix/smtp[1]: Verified TLS connection established to mx.a.example[192.0.2.1]:25: x"}`
+
 // decodeEntry: journalctl's field forms.
 func TestDecodeEntry(t *testing.T) {
 	t.Parallel()
-	const base = `"__CURSOR":"c","__REALTIME_TIMESTAMP":"1796551201000000"`
-	for _, c := range []struct {
-		json, line string
-		ok         bool
-	}{
-		{`{` + base + `,"_HOSTNAME":"mail","SYSLOG_IDENTIFIER":"postfix/smtp","SYSLOG_PID":"12","MESSAGE":"hello"}`, "2026-12-06T10:00:01Z mail postfix/smtp[12]: hello", true},
-		// MESSAGE as bytes (not UTF-8), no SYSLOG_PID (then _PID), no host.
-		{`{` + base + `,"SYSLOG_IDENTIFIER":"postfix/smtp","_PID":"7","MESSAGE":[104,105,255]}`, "2026-12-06T10:00:01Z - postfix/smtp[7]: hi\xff", true},
-		// A host name with a space does not shift the fields.
-		{`{` + base + `,"_HOSTNAME":"a b","SYSLOG_IDENTIFIER":"postfix/smtp","SYSLOG_PID":"7","MESSAGE":"m"}`, "2026-12-06T10:00:01Z - postfix/smtp[7]: m", true},
-		// Not lines: null (too large), several values, no pid, a bad pid,
-		// an identifier with a bracket, no time.
-		{`{` + base + `,"SYSLOG_IDENTIFIER":"postfix/smtp","SYSLOG_PID":"7","MESSAGE":null}`, "", true},
-		{`{` + base + `,"SYSLOG_IDENTIFIER":"postfix/smtp","SYSLOG_PID":"7","MESSAGE":["a","b"]}`, "", true},
-		{`{` + base + `,"SYSLOG_IDENTIFIER":"postfix/smtp","MESSAGE":"m"}`, "", true},
-		{`{` + base + `,"SYSLOG_IDENTIFIER":"postfix/smtp","SYSLOG_PID":"7x","MESSAGE":"m"}`, "", true},
-		{`{` + base + `,"SYSLOG_IDENTIFIER":"postfix/smtp[1]","SYSLOG_PID":"7","MESSAGE":"m"}`, "", true},
-		{`{"__CURSOR":"c","SYSLOG_IDENTIFIER":"postfix/smtp","SYSLOG_PID":"7","MESSAGE":"m"}`, "", true},
-		{`{` + base + `,"SYSLOG_IDENTIFIER":"postfix/smtp","SYSLOG_PID":"7","MESSAGE":"` + strings.Repeat("x", MaxLine+1) + `"}`, "", true},
-		// No cursor, or not JSON: skipped.
-		{`{"MESSAGE":"m"}`, "", false},
-		{`{"__CURSOR":7}`, "", false},
-		{`[1,2]`, "", false},
-		{``, "", false},
-	} {
+	for _, c := range decodeCases {
 		e, ok := decodeEntry([]byte(c.json))
 		if ok != c.ok || e.line != c.line {
 			t.Errorf("decodeEntry(%.80s) = %q, %v; want %q, %v", c.json, e.line, ok, c.line, c.ok)
@@ -360,20 +368,17 @@ func TestDecodeEntry(t *testing.T) {
 	}
 	// A message with a line break is one line: what follows the break
 	// cannot pass for a line of its own.
-	e, _ := decodeEntry([]byte(`{` + base + `,"SYSLOG_IDENTIFIER":"x","SYSLOG_PID":"7","MESSAGE":"a\nDec  6 10:00:02 mail postfix/smtp[1]: Verified TLS connection established to mx.a.example[192.0.2.1]:25: x"}`))
+	e, _ := decodeEntry([]byte(embeddedLine))
 	if l, ok := Parse(e.line, 2026, nil); ok {
 		t.Errorf("an embedded line parsed: %+v", l)
 	}
 }
 
 func FuzzDecodeEntry(f *testing.F) {
-	for _, s := range []string{
-		`{"__CURSOR":"c","__REALTIME_TIMESTAMP":"1796551201000000","_HOSTNAME":"mail","SYSLOG_IDENTIFIER":"postfix/smtp","SYSLOG_PID":"12","MESSAGE":"hello"}`,
-		`{"__CURSOR":"c","__REALTIME_TIMESTAMP":"1","SYSLOG_IDENTIFIER":"postfix/smtp","_PID":"7","MESSAGE":[104,105,255]}`,
-		`{"__CURSOR":"c","MESSAGE":["a","b"]}`, `{"MESSAGE":null}`, `[1,2]`, ``,
-	} {
-		f.Add([]byte(s))
+	for _, c := range decodeCases {
+		f.Add([]byte(c.json))
 	}
+	f.Add([]byte(embeddedLine))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, ok := decodeEntry(b)
 		if !ok && e.line != "" {
