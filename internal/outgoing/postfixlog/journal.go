@@ -88,7 +88,8 @@ type Journal struct {
 	// results is passed on (with results it always is); 0 means 1 s.
 	CommitEvery time.Duration
 	Logger      *slog.Logger
-	// Now dates the commits; nil is time.Now.
+	// Now is the clock (how often positions are passed on, when the
+	// first run from the end started); nil is time.Now.
 	Now func() time.Time
 
 	f                          Follower
@@ -211,7 +212,8 @@ type sample struct {
 	cursor string
 }
 
-// Run follows the journal until ctx ends. It returns an error only when
+// Run follows the journal until ctx ends (once per Journal: it keeps the
+// sessions in progress). It returns an error only when
 // journalctl cannot be found; when journalctl exits or fails it is run
 // again after a back-off, from the entry after the last one read.
 func (j *Journal) Run(ctx context.Context) error {
@@ -234,6 +236,7 @@ func (j *Journal) Run(ctx context.Context) error {
 	}
 	var st journalState
 	loaded := false
+	var startedAt time.Time // the first run from the journal's end
 	wait := backoff
 	for run := 0; ; run++ {
 		if run > 0 {
@@ -258,8 +261,16 @@ func (j *Journal) Run(ctx context.Context) error {
 			loaded = true
 		}
 		after, since := st.last, ""
-		if after == "" {
+		switch {
+		case after != "":
+		case j.Since != "":
 			since = j.Since
+		case !startedAt.IsZero():
+			// journalctl stopped before it printed an entry: what was
+			// logged since the first run started is not to be missed.
+			since = "@" + strconv.FormatInt(startedAt.Unix(), 10)
+		default:
+			startedAt = j.now()
 		}
 		if !st.read && st.failed >= maxCursorFailures && st.lastRT > 0 {
 			// journalctl keeps refusing the stored cursor: seek by its

@@ -31,7 +31,8 @@ import (
 // --lines=0 (none of the stored ones), --no-tail. With DIR/stop-after
 // holding N it prints at most N entries and exits with status 3 (as a
 // journalctl that fails); otherwise it waits to be stopped (--follow).
-// Each run appends its arguments to DIR/calls.
+// With DIR/fail-runs holding N, its first N runs fail at once. Each run
+// appends its arguments to DIR/calls.
 const fakeJournalEnv = "MAILSTS_TEST_FAKE_JOURNALCTL"
 
 func TestMain(m *testing.M) {
@@ -61,6 +62,13 @@ func fakeJournalctl(dir string, args []string) int {
 		default:
 			fmt.Fprintf(os.Stderr, "fake journalctl: unexpected argument %q\n", a)
 			return 1
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "fail-runs")); err == nil {
+		runs, _ := os.ReadFile(filepath.Join(dir, "calls"))
+		if n, _ := strconv.Atoi(strings.TrimSpace(string(b))); strings.Count(string(runs), "\n") <= n {
+			fmt.Fprintln(os.Stderr, "fake journalctl: failing as told")
+			return 4
 		}
 	}
 	stopAfter := -1
@@ -307,6 +315,25 @@ func TestJournalStartsAtEnd(t *testing.T) {
 	}
 	if _, n := rec.last(); n != 0 {
 		t.Errorf("%d results from entries before the start", n)
+	}
+}
+
+// journalctl failing before it printed anything, on a start from the
+// end: the next run reads from the first run's start, missing nothing.
+func TestJournalFailsAtStart(t *testing.T) {
+	t.Parallel()
+	script, dir := fakeJournal(t, journalEntries(t, readLines(t, "smtp-3.7.log")))
+	if err := os.WriteFile(filepath.Join(dir, "fail-runs"), []byte("1"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	started := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	rec := &cursorRecorder{}
+	j := &Journal{Journalctl: script, Recorder: rec, Backoff: time.Millisecond, Now: func() time.Time { return started }}
+	runJournal(t, j, func() bool { _, n := rec.last(); return n > 0 })
+	calls, _ := os.ReadFile(filepath.Join(dir, "calls"))
+	cl := strings.Split(strings.TrimSpace(string(calls)), "\n")
+	if len(cl) < 2 || !strings.Contains(cl[0], "--lines=0") || !strings.Contains(cl[1], fmt.Sprintf("--since=@%d", started.Unix())) {
+		t.Errorf("journalctl runs:\n%s\nwant from the end, then from the first run's start", calls)
 	}
 }
 
