@@ -45,6 +45,19 @@ handshake failures are failures. Each attempt is joined with the policy
 the same store); without one it counts under no-policy-found. --no-socket
 then turns the datagram socket off.
 
+Where Postfix logs only to the systemd journal (Debian 12 without
+rsyslog), --postfix-journal (send.postfix_journal) reads the same lines
+from journalctl (--follow --output=json, the syslog identifiers
+postfix/smtp and postfix/cleanup, or send.postfix_journal_identifiers),
+with the same results. The journal cursor is stored in the results store,
+in the transaction that stores the results read before it: after a
+restart or a crash the journal is read on from there, nothing lost and
+nothing counted twice (the 15 minutes before it are read again, without
+counting, to rejoin sessions in progress). Without a stored cursor it
+starts at the journal's end. If journalctl exits it is run again after a
+back-off. The collector's user must be allowed to read the system journal
+(group systemd-journal or adm).
+
 The same process builds the reports of each finished UTC day, after
 send.delay plus a random share of send.spread past midnight, and once at
 start for days left over. Each (domain, day) is claimed in the database,
@@ -72,13 +85,15 @@ Examples:
   mailsts tlsrpt collect --config /etc/mailsts/reports.yml
   mailsts tlsrpt collect --socket /run/mailsts/tlsrpt.sock --org "Example Mail" --contact tlsrpt@example.net --report-dir /var/lib/mailsts/out
   mailsts tlsrpt collect --no-socket --postfix-log /var/log/mail.log --config /etc/mailsts/reports.yml
+  mailsts tlsrpt collect --no-socket --postfix-journal --config /etc/mailsts/reports.yml
   mailsts tlsrpt collect --once --config /etc/mailsts/reports.yml
 
 Exit codes:
   0  stopped by SIGTERM or SIGINT; with --once, every pending report was built
   1  with --once, some reports failed to build or enqueue (retried next run)
   2  the results store, the socket, the --postfix-log file or the --metrics
-     listener could not be opened, or the builder failed
+     listener could not be opened, journalctl was not found (--postfix-journal,
+     also with --check-config), or the builder failed
   64 usage error: bad flags, a bad --db, a --config that cannot be read,
      organisation name or contact address missing or invalid while building,
      a delivery: section that cannot work (bad values, unreadable DKIM key)
@@ -93,7 +108,8 @@ func runTLSRPTCollect(ctx context.Context, env Env, args []string) int {
 	org := fs.String("org", "", "organisation `name` in the reports")
 	contact := fs.String("contact", "", "contact `address` in the reports; its domain is the submitter")
 	postfixLog := fs.String("postfix-log", "", "follow this mail log `file` for smtp(8) delivery results (Postfix without libtlsrpt)")
-	noSocket := fs.Bool("no-socket", false, "do not listen for libtlsrpt datagrams (with --postfix-log)")
+	postfixJournal := fs.Bool("postfix-journal", false, "follow Postfix's log in the systemd journal for smtp(8) delivery results (no log file)")
+	noSocket := fs.Bool("no-socket", false, "do not listen for libtlsrpt datagrams (with --postfix-log or --postfix-journal)")
 	reportDir := fs.String("report-dir", "", "also write each built report into `DIR`")
 	noBuild := fs.Bool("no-build", false, "only collect; leave building to other nodes")
 	once := fs.Bool("once", false, "build the pending reports of finished days and exit (no socket)")
@@ -129,6 +145,12 @@ func runTLSRPTCollect(ctx context.Context, env Env, args []string) int {
 			*s.dst = *s.flag
 		}
 	}
+	if *postfixJournal {
+		cfg.PostfixJournal = true
+	}
+	if cfg.PostfixJournal && cfg.PostfixLog != "" {
+		return usageError(env.Stderr, "tlsrpt collect", "--postfix-log and --postfix-journal read the same Postfix: choose one")
+	}
 	if cfg.Socket == "" {
 		cfg.Socket = "/run/mailsts/tlsrpt.sock"
 	}
@@ -152,6 +174,15 @@ func runTLSRPTCollect(ctx context.Context, env Env, args []string) int {
 	// --no-deliver) send them to every rua of the domain.
 	deliver := !*noDeliver && !*once
 	stateDir := policyd.DefaultStateDir(env.getenv)
+	var journal *postfixlog.Journal
+	if cfg.PostfixJournal && !*once {
+		host, _ := os.Hostname()
+		journal = &postfixlog.Journal{Journalctl: cfg.Journalctl, Identifiers: cfg.PostfixJournalIdentifiers,
+			Source: "postfix-journal " + host, Logger: log, ReportMessageID: outbox.IsReportMessageID}
+		if _, err := journal.Check(); err != nil {
+			return errf(ExitError, "postfix journal: %v", err)
+		}
+	}
 	if *check {
 		if build {
 			probe := &outgoing.Builder{OrganizationName: cfg.OrganizationName, ContactInfo: cfg.ContactInfo}
@@ -164,10 +195,10 @@ func runTLSRPTCollect(ctx context.Context, env Env, args []string) int {
 				return errf(ExitUsage, "%v", err)
 			}
 		}
-		return configOK(env.Stdout, "tlsrpt collect", "results %s, outbox %s, socket %s, postfix log %q, build %t, deliver %t, log %s/%s",
+		return configOK(env.Stdout, "tlsrpt collect", "results %s, outbox %s, socket %s, postfix log %q, postfix journal %t, build %t, deliver %t, log %s/%s",
 			redactDB(cmpOr(cfg.DB, "sqlite:"+filepath.Join(stateDir, outgoing.DefaultFile))),
 			redactDB(cmpOr(full.Delivery.DB, "sqlite:"+filepath.Join(stateDir, outbox.DefaultFile))),
-			map[bool]string{true: "off", false: cfg.Socket}[*noSocket], cfg.PostfixLog, build, deliver, full.Log.Level, full.Log.Format)
+			map[bool]string{true: "off", false: cfg.Socket}[*noSocket], cfg.PostfixLog, cfg.PostfixJournal, build, deliver, full.Log.Level, full.Log.Format)
 	}
 	if cfg.ReportDir != "" {
 		if err := os.MkdirAll(cfg.ReportDir, 0o750); err != nil {
@@ -253,6 +284,11 @@ func runTLSRPTCollect(ctx context.Context, env Env, args []string) int {
 		follower = &postfixlog.Follower{Path: cfg.PostfixLog, Recorder: rec, Answers: st, Logger: log,
 			ReportMessageID: outbox.IsReportMessageID}
 	}
+	if journal != nil {
+		// The journal's results and cursor go through the same
+		// Recorder, the cursor stored with them.
+		journal.Recorder, journal.Cursors, journal.Answers = rec, st, st
+	}
 	logStats := func(msg string) {
 		s, r := col.Stats(), rec.Stats()
 		args := []any{"datagrams", s.Datagrams, "sessions", s.Sessions, "malformed", s.Malformed, "too_large", s.TooLarge,
@@ -264,15 +300,24 @@ func runTLSRPTCollect(ctx context.Context, env Env, args []string) int {
 			args = append(args, "log_lines", ls.Lines, "log_sessions", ls.Sessions, "log_failures", ls.Failures,
 				"log_unjoined", ls.Unjoined, "log_refused", ls.Refused, "log_rotations", ls.Rotations)
 		}
+		if journal != nil {
+			ls, js := journal.Stats(), journal.JournalStats()
+			args = append(args, "log_lines", ls.Lines, "log_sessions", ls.Sessions, "log_failures", ls.Failures,
+				"log_unjoined", ls.Unjoined, "log_refused", ls.Refused, "journal_entries", js.Entries,
+				"journal_skipped", js.Skipped, "journalctl_restarts", js.Restarts)
+		}
 		log.Info(msg, args...)
 	}
-	log.Info("tlsrpt collect: started", "socket", conn != nil, "postfix_log", cfg.PostfixLog, "store", st.Backend(), "build", build, "deliver", deliver)
+	log.Info("tlsrpt collect: started", "socket", conn != nil, "postfix_log", cfg.PostfixLog, "postfix_journal", cfg.PostfixJournal, "store", st.Backend(), "build", build, "deliver", deliver)
 	g, gctx := errgroup.WithContext(ctx)
 	if *metricsAddr != "" {
 		reg := prometheus.NewRegistry()
 		src := metrics.SendSources{Collector: col.Stats, Recorder: rec.Stats}
 		if follower != nil {
 			src.Log = follower.Stats
+		}
+		if journal != nil {
+			src.Log, src.Journal = journal.Stats, journal.JournalStats
 		}
 		if err := metrics.RegisterSend(reg, src); err != nil {
 			return errf(ExitError, "metrics: %v", err)
@@ -295,6 +340,11 @@ func runTLSRPTCollect(ctx context.Context, env Env, args []string) int {
 	}
 	if follower != nil {
 		g.Go(func() error { return follower.Run(gctx) })
+	}
+	if journal != nil {
+		// Run returns an error only without journalctl (checked above);
+		// journalctl's exits are retried inside, the other sources go on.
+		g.Go(func() error { return journal.Run(gctx) })
 	}
 	if deliver {
 		g.Go(func() error { return ob.Run(gctx, time.Minute) })

@@ -9,17 +9,21 @@ import (
 )
 
 // SendSources are the counters of `mailsts tlsrpt collect`, read at
-// scrape time. Log is nil without a log follower.
+// scrape time. Log is nil without a log follower, Journal without the
+// journal follower.
 type SendSources struct {
 	Collector func() libtlsrpt.Stats
 	Recorder  func() outgoing.RecorderStats
 	Log       func() postfixlog.Stats
+	Journal   func() postfixlog.JournalStats
 }
 
 type sendCollector struct {
 	src                                 SendSources
 	datagrams, ignored, results         *prometheus.Desc
 	logLines, logSessions, logRotations *prometheus.Desc
+	journalEntries, journalSkipped      *prometheus.Desc
+	journalRestarts                     *prometheus.Desc
 }
 
 // RegisterSend registers the collection counters on reg:
@@ -28,7 +32,10 @@ type sendCollector struct {
 // mailsts_tlsrpt_collect_results_total{outcome} and, with a log follower,
 // mailsts_tlsrpt_collect_log_lines_total,
 // mailsts_tlsrpt_collect_log_sessions_total{outcome} and
-// mailsts_tlsrpt_collect_log_rotations_total.
+// mailsts_tlsrpt_collect_log_rotations_total; with the journal follower
+// mailsts_tlsrpt_collect_journal_entries_total,
+// mailsts_tlsrpt_collect_journal_skipped_total and
+// mailsts_tlsrpt_collect_journalctl_restarts_total.
 func RegisterSend(reg prometheus.Registerer, src SendSources) error {
 	c := &sendCollector{
 		src: src,
@@ -44,12 +51,19 @@ func RegisterSend(reg prometheus.Registerer, src SendSources) error {
 			"Delivery attempts found in the mail log, by outcome.", []string{"outcome"}, nil),
 		logRotations: prometheus.NewDesc("mailsts_tlsrpt_collect_log_rotations_total",
 			"Mail log rotations and truncations followed.", nil, nil),
+		journalEntries: prometheus.NewDesc("mailsts_tlsrpt_collect_journal_entries_total",
+			"Journal entries read from journalctl.", nil, nil),
+		journalSkipped: prometheus.NewDesc("mailsts_tlsrpt_collect_journal_skipped_total",
+			"Journal entries skipped: oversized, malformed or without a cursor.", nil, nil),
+		journalRestarts: prometheus.NewDesc("mailsts_tlsrpt_collect_journalctl_restarts_total",
+			"Times journalctl was run again after it exited or failed.", nil, nil),
 	}
 	return reg.Register(c)
 }
 
 func (c *sendCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.datagrams, c.ignored, c.results, c.logLines, c.logSessions, c.logRotations} {
+	for _, d := range []*prometheus.Desc{c.datagrams, c.ignored, c.results, c.logLines, c.logSessions, c.logRotations,
+		c.journalEntries, c.journalSkipped, c.journalRestarts} {
 		ch <- d
 	}
 }
@@ -87,5 +101,11 @@ func (c *sendCollector) Collect(ch chan<- prometheus.Metric) {
 		} {
 			counter(c.logSessions, v, outcome)
 		}
+	}
+	if c.src.Journal != nil {
+		j := c.src.Journal()
+		counter(c.journalEntries, j.Entries)
+		counter(c.journalSkipped, j.Skipped)
+		counter(c.journalRestarts, j.Restarts)
 	}
 }

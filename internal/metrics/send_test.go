@@ -17,6 +17,7 @@ func TestSendMetrics(t *testing.T) {
 		Collector: func() libtlsrpt.Stats { return libtlsrpt.Stats{Datagrams: 10, Malformed: 2, OtherVersion: 1} },
 		Recorder:  func() outgoing.RecorderStats { return outgoing.RecorderStats{Recorded: 7, Written: 6, Dropped: 1} },
 		Log:       func() postfixlog.Stats { return postfixlog.Stats{Lines: 100, Sessions: 5, Failures: 2, Rotations: 1} },
+		Journal:   func() postfixlog.JournalStats { return postfixlog.JournalStats{Entries: 90, Skipped: 4, Restarts: 2} },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -45,12 +46,15 @@ func TestSendMetrics(t *testing.T) {
 		"mailsts_tlsrpt_collect_log_sessions_total{success}":            3,
 		"mailsts_tlsrpt_collect_log_sessions_total{failure}":            2,
 		"mailsts_tlsrpt_collect_log_rotations_total":                    1,
+		"mailsts_tlsrpt_collect_journal_entries_total":                  90,
+		"mailsts_tlsrpt_collect_journal_skipped_total":                  4,
+		"mailsts_tlsrpt_collect_journalctl_restarts_total":              2,
 	} {
 		if v, ok := got[k]; !ok || v != want {
 			t.Errorf("%s = %v (present %v), want %v", k, v, ok, want)
 		}
 	}
-	if len(fams) != 6 {
-		t.Errorf("%d metric families, want 6", len(fams))
+	if len(fams) != 9 {
+		t.Errorf("%d metric families, want 9", len(fams))
 	}
 }

@@ -28,7 +28,7 @@ func BenchmarkStoreAdd(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := st.add(context.Background(), rs); err != nil {
+		if err := st.add(context.Background(), rs, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

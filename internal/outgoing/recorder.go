@@ -65,7 +65,7 @@ type Recorder struct {
 	st      *Store
 	o       RecorderOptions
 	logger  *slog.Logger
-	ch      chan Result
+	ch      chan item
 	done    chan struct{}
 	mu      sync.RWMutex // guards closed against sends on ch
 	closed  bool
@@ -95,9 +95,17 @@ func NewRecorder(st *Store, o RecorderOptions) *Recorder {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Recorder{st: st, o: o, logger: logger, ch: make(chan Result, o.Buffer), done: make(chan struct{})}
+	r := &Recorder{st: st, o: o, logger: logger, ch: make(chan item, o.Buffer), done: make(chan struct{})}
 	go r.run()
 	return r
+}
+
+// item is what the writer receives: one result, or (RecordCursor) a log
+// source's results with its cursor, written in one transaction.
+type item struct {
+	r              Result
+	rs             []Result
+	source, cursor string
 }
 
 // Record counts one session's result. It returns ErrInvalidResult for a
@@ -120,7 +128,7 @@ func (r *Recorder) Record(ctx context.Context, res Result) error {
 		return ErrClosed
 	}
 	select {
-	case r.ch <- n:
+	case r.ch <- item{r: n}:
 		r.recorded.Add(1)
 		return nil
 	default:
@@ -129,7 +137,7 @@ func (r *Recorder) Record(ctx context.Context, res Result) error {
 		t := time.NewTimer(r.o.MaxWait)
 		defer t.Stop()
 		select {
-		case r.ch <- n:
+		case r.ch <- item{r: n}:
 			r.recorded.Add(1)
 			return nil
 		case <-t.C:
@@ -139,6 +147,41 @@ func (r *Recorder) Record(ctx context.Context, res Result) error {
 	d := r.dropped.Add(1)
 	r.logDrop(d)
 	return ErrDropped
+}
+
+// RecordCursor records the results a log source read up to its position
+// cursor, and that position: the writer stores both in one transaction,
+// so the stored cursor of source (Store.Cursor) never runs ahead of the
+// stored results, nor behind them. Excluded and invalid results are
+// counted and left out, as by Record. Unlike Record it waits for room in
+// the buffer until ctx ends (a log keeps what is not read yet), and
+// returns ctx's error then, ErrClosed after Close.
+func (r *Recorder) RecordCursor(ctx context.Context, source, cursor string, rs ...Result) error {
+	var norm []Result
+	for _, res := range rs {
+		if res.ReportDelivery || (r.o.Exclude != nil && r.o.Exclude(res)) {
+			r.excluded.Add(1)
+			continue
+		}
+		n, err := normalize(res, r.o.Now())
+		if err != nil {
+			r.invalid.Add(1)
+			continue
+		}
+		norm = append(norm, n)
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.closed {
+		return ErrClosed
+	}
+	select {
+	case r.ch <- item{rs: norm, source: source, cursor: cursor}:
+		r.recorded.Add(uint64(len(norm)))
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // logDrop logs a drop at most once a second, with the total so far.
@@ -179,15 +222,17 @@ func (r *Recorder) Close(ctx context.Context) error {
 func (r *Recorder) run() {
 	defer close(r.done)
 	batch := make([]Result, 0, r.o.Batch)
+	cursors := map[string]string{}
 	t := time.NewTicker(r.o.FlushEvery)
 	defer t.Stop()
 	flush := func() {
-		if len(batch) == 0 {
+		if len(batch) == 0 && len(cursors) == 0 {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		err := r.st.add(ctx, batch)
+		err := r.st.add(ctx, batch, cursors)
 		cancel()
+		clear(cursors)
 		if err != nil {
 			r.lost.Add(uint64(len(batch)))
 			r.logger.Error("outgoing: results not written", "results", len(batch), "err", err)
@@ -198,12 +243,18 @@ func (r *Recorder) run() {
 	}
 	for {
 		select {
-		case res, ok := <-r.ch:
+		case it, ok := <-r.ch:
 			if !ok {
 				flush()
 				return
 			}
-			batch = append(batch, res)
+			if it.source != "" {
+				// A source's results stay in one batch with its cursor.
+				batch = append(batch, it.rs...)
+				cursors[it.source] = it.cursor
+			} else {
+				batch = append(batch, it.r)
+			}
 			if len(batch) >= r.o.Batch {
 				flush()
 			}

@@ -113,3 +113,66 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 	t.Fatal("condition not reached in 10 s")
 }
+
+// RecordCursor: a log source's results and its cursor are written in one
+// transaction, in one batch whatever the batch size; when the write
+// fails neither is stored (the source reads those entries again).
+func TestRecordCursor(t *testing.T) {
+	t.Parallel()
+	backends(t, func(t *testing.T, open opener) {
+		st := open(t, Options{})
+		ctx := ctxT(t)
+		if _, ok, err := st.Cursor(ctx, "journal a"); ok || err != nil {
+			t.Fatalf("cursor before any: %v, %v", ok, err)
+		}
+		rec := NewRecorder(st, RecorderOptions{Batch: 2, FlushEvery: time.Hour})
+		if err := rec.Record(ctx, ok("example.com", day1)); err != nil {
+			t.Fatal(err)
+		}
+		bad := ok("example.com", day1)
+		bad.PolicyDomain = ""
+		if err := rec.RecordCursor(ctx, "journal a", "c1", ok("example.com", day1), fail("example.com", day1, Failure{ResultType: result.CertificateExpired}),
+			Result{Time: day1, PolicyDomain: "example.com", Policy: stsPolicy(), ReportDelivery: true}, bad, ok("example.com", day1)); err != nil {
+			t.Fatal(err)
+		}
+		if err := rec.RecordCursor(ctx, "journal b", "b1"); err != nil { // a position alone
+			t.Fatal(err)
+		}
+		if err := rec.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for src, want := range map[string]string{"journal a": "c1", "journal b": "b1"} {
+			if c, ok, err := st.Cursor(ctx, src); c != want || !ok || err != nil {
+				t.Errorf("cursor of %s = %q, %v, %v; want %q", src, c, ok, err, want)
+			}
+		}
+		got, err := st.Policies(ctx, DomainDay{Domain: "example.com", Day: tlsrpt.DayRange(day1).Start})
+		if err != nil || len(got) != 1 || got[0].Summary.TotalSuccessfulSessionCount != 3 || got[0].Summary.TotalFailureSessionCount != 1 {
+			t.Fatalf("stored %+v, %v", got, err)
+		}
+		if s := rec.Stats(); s.Recorded != 4 || s.Written != 4 || s.Excluded != 1 || s.Invalid != 1 {
+			t.Errorf("stats = %+v", s)
+		}
+
+		// The cursor's write fails: the results with it are not stored.
+		if _, err := st.w.ExecContext(ctx, `DROP TABLE outgoing_cursors`); err != nil {
+			t.Fatal(err)
+		}
+		rec2 := NewRecorder(st, RecorderOptions{FlushEvery: time.Hour})
+		if err := rec2.RecordCursor(ctx, "journal a", "c2", ok("other.example", day1)); err != nil {
+			t.Fatal(err)
+		}
+		if err := rec2.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if s := rec2.Stats(); s.Lost != 1 || s.Written != 0 {
+			t.Errorf("stats after a failed write = %+v", s)
+		}
+		if got, err := st.Policies(ctx, DomainDay{Domain: "other.example", Day: tlsrpt.DayRange(day1).Start}); err != nil || len(got) != 0 {
+			t.Errorf("results stored without their cursor: %+v, %v", got, err)
+		}
+		if err := rec2.RecordCursor(ctx, "journal a", "c3"); !errors.Is(err, ErrClosed) {
+			t.Errorf("RecordCursor after Close = %v", err)
+		}
+	})
+}

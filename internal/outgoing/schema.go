@@ -22,7 +22,9 @@ import (
 // outgoing_claims: one row per (policy domain, day) report: who builds it
 // until when, or that it is done. day is the UTC date as YYYY-MM-DD; times
 // are Unix seconds. outgoing_answers (version 2): policyd's latest answer
-// per next-hop domain.
+// per next-hop domain. outgoing_cursors (version 3): how far a log
+// source's results are stored (the journal follower's cursor), written in
+// the transaction that stores the results read before it.
 
 func sqliteMigrations() []string {
 	return []string{
@@ -79,6 +81,13 @@ func sqliteMigrations() []string {
 			mx_host       TEXT NOT NULL
 		) STRICT;
 		CREATE INDEX outgoing_answers_at ON outgoing_answers(answered_at);`,
+		// Version 3: the position of each log source whose results are
+		// stored, committed with them.
+		`CREATE TABLE outgoing_cursors (
+			source     TEXT PRIMARY KEY,
+			cursor     TEXT NOT NULL,
+			updated_at INTEGER NOT NULL
+		) STRICT;`,
 	}
 }
 
@@ -137,6 +146,11 @@ func postgresMigrations() []string {
 			mx_host       TEXT NOT NULL
 		);
 		CREATE INDEX outgoing_answers_at ON outgoing_answers(answered_at);`,
+		`CREATE TABLE outgoing_cursors (
+			source     TEXT COLLATE "C" PRIMARY KEY,
+			cursor     TEXT NOT NULL,
+			updated_at BIGINT NOT NULL
+		);`,
 	}
 }
 

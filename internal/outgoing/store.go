@@ -175,7 +175,21 @@ func (s *Store) Add(ctx context.Context, results ...Result) error {
 		}
 		norm = append(norm, n)
 	}
-	return s.add(ctx, norm)
+	return s.add(ctx, norm, nil)
+}
+
+// Cursor returns the position last stored for a log source with the
+// results read before it (Recorder.RecordCursor); ok is false when there
+// is none.
+func (s *Store) Cursor(ctx context.Context, source string) (cursor string, ok bool, err error) {
+	err = s.r.QueryRowContext(ctx, s.d.rebind(`SELECT cursor FROM outgoing_cursors WHERE source = ?`), source).Scan(&cursor)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, s.errorf("read cursor: %w", err)
+	}
+	return cursor, true, nil
 }
 
 // policyAgg is the merge of a batch's results under one (day, domain,
@@ -205,9 +219,10 @@ func detailKey(f Failure) string {
 // failure details beyond the per-policy cap.
 const overflowInfo = "further distinct failure details of this type merged (per-policy cap reached)"
 
-// add writes normalized results in one transaction.
-func (s *Store) add(ctx context.Context, rs []Result) error {
-	if len(rs) == 0 {
+// add writes normalized results and the log sources' cursors in one
+// transaction.
+func (s *Store) add(ctx context.Context, rs []Result, cursors map[string]string) error {
+	if len(rs) == 0 && len(cursors) == 0 {
 		return nil
 	}
 	aggs := map[[3]string]*policyAgg{}
@@ -246,6 +261,13 @@ func (s *Store) add(ctx context.Context, rs []Result) error {
 	for _, a := range order {
 		if err := s.addPolicy(ctx, ps, a); err != nil {
 			return err
+		}
+	}
+	now := time.Now().Unix()
+	for src, c := range cursors {
+		if _, err := tx.ExecContext(ctx, s.d.rebind(`INSERT INTO outgoing_cursors (source, cursor, updated_at) VALUES (?, ?, ?)
+			ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at`), src, c, now); err != nil {
+			return s.errorf("store cursor: %w", err)
 		}
 	}
 	if err := tx.Commit(); err != nil {

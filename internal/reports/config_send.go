@@ -17,6 +17,14 @@ type SendConfig struct {
 	// PostfixLog is the mail log file to follow for smtp(8) delivery
 	// results (a Postfix without libtlsrpt); "" follows none.
 	PostfixLog string `yaml:"postfix_log"`
+	// PostfixJournal follows Postfix's log in the systemd journal
+	// instead (journalctl), for a Postfix that logs only there (Debian
+	// 12 without rsyslog). PostfixJournalIdentifiers are the syslog
+	// identifiers read (default postfix/smtp and postfix/cleanup);
+	// Journalctl is the program (default journalctl from PATH).
+	PostfixJournal            bool     `yaml:"postfix_journal"`
+	PostfixJournalIdentifiers []string `yaml:"postfix_journal_identifiers"`
+	Journalctl                string   `yaml:"journalctl"`
 	// OrganizationName and ContactInfo go into every report
 	// (RFC 8460 §4.4); ContactInfo's domain is the report submitter.
 	OrganizationName string `yaml:"organization_name"`

@@ -62,6 +62,9 @@ type Follower struct {
 	Now    func() time.Time
 	Logger *slog.Logger
 
+	// priming: lines rebuild the joiner's state and record nothing
+	// (Journal re-reading what it stored before a restart).
+	priming                                                 bool
 	procs                                                   map[string]*proc
 	reportQueue                                             map[string]bool // queue ids of report mail
 	answers                                                 map[string]cachedAnswer
@@ -216,6 +219,9 @@ func (p *proc) verifyFor(host string) *Line {
 // a delivery, else a failure (rt, or the outcome of a failed attempt).
 // level is the session's TLS trust word, for deliveries.
 func (f *Follower) record(ctx context.Context, l Line, rt result.Type, verify *Line, level string) {
+	if f.priming {
+		return
+	}
 	if l.Kind == KindAttempt {
 		rt, _ = Outcome(l, "", verify)
 	}
