@@ -260,6 +260,27 @@ func (c *Client) LookupIP(ctx context.Context, host string) ([]netip.Addr, Answe
 		Err: fmt.Errorf("no usable address records: %w", ErrNotFound)}
 }
 
+// LookupIPv4 implements [IPv4Resolver]: the A query alone.
+func (c *Client) LookupIPv4(ctx context.Context, host string) ([]netip.Addr, Answer, error) {
+	rrs, ans, err := c.lookup(ctx, host, dns.TypeA)
+	if err != nil {
+		return nil, ans, err
+	}
+	var addrs []netip.Addr
+	for _, rr := range rrs {
+		if a4, ok := rr.(*dns.A); ok {
+			if a, ok := netip.AddrFromSlice(a4.A.To4()); ok {
+				addrs = append(addrs, a)
+			}
+		}
+	}
+	if len(addrs) == 0 {
+		return nil, ans, &Error{Name: host, Qtype: "A", Rcode: dns.RcodeSuccess,
+			Err: fmt.Errorf("no usable address records: %w", ErrNotFound)}
+	}
+	return addrs, ans, nil
+}
+
 func isFailure(err error) bool { return err != nil && !errors.Is(err, ErrNotFound) }
 
 // LookupTLSA implements [Resolver]: the TLSA records at _port._proto.host

@@ -594,3 +594,47 @@ func TestClientNoEDNSServer(t *testing.T) {
 		t.Errorf("queries with EDNS %d, without %d; want 1 and 1", withEDNS.Load(), without.Load())
 	}
 }
+
+// LookupIPv4 asks the A query alone: IPv6 addresses are never returned,
+// and a name with AAAA records only is "not found" (the caller then asks
+// for both).
+func TestClientLookupIPv4(t *testing.T) {
+	t.Parallel()
+	c, _, _ := newTestClient(t)
+	ctx := t.Context()
+	tests := []struct {
+		name string
+		want []string
+		err  error
+	}{
+		{"ip.test", []string{"127.0.0.1", "127.0.0.2"}, nil},
+		{"v4only.test", []string{"127.0.0.3"}, nil},
+		{"v6fail.test", []string{"127.0.0.4"}, nil},
+		{"txt.test", nil, ErrNotFound},
+		{"nx.test", nil, ErrNotFound},
+		{"halffail.test", nil, ErrNotFound}, // A NODATA; its AAAA fails
+		{"servfail.test", nil, ErrLookupFailed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			addrs, _, err := c.LookupIPv4(ctx, tt.name)
+			if tt.err != nil {
+				if !errors.Is(err, tt.err) {
+					t.Fatalf("got %v, %v; want %v", addrs, err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, a := range addrs {
+				got = append(got, a.String())
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

@@ -187,7 +187,8 @@ func (f *Fake) resolve(ctx context.Context, typ, name string, has func(string) b
 	for hops := 0; ; hops++ {
 		ans.Authenticated = ans.Authenticated && f.Authenticated[cur]
 		ans.CanonicalName = cur + "."
-		for _, key := range []string{typ + " " + cur, cur} {
+		// An error set for "IP host" also fails the A query alone.
+		for _, key := range []string{typ + " " + cur, strings.Replace(typ, "IP4", "IP", 1) + " " + cur, cur} {
 			if e, ok := f.Errors[key]; ok && e != nil {
 				return cur, Answer{CanonicalName: cur + "."}, fail(RcodeNone, withSentinel(e))
 			}
@@ -264,6 +265,25 @@ func (f *Fake) LookupIP(ctx context.Context, host string) ([]netip.Addr, Answer,
 	return slices.Clone(f.IP[cn]), ans, nil
 }
 
+// LookupIPv4 implements [IPv4Resolver]: the IPv4 addresses of IP[host]
+// (ErrNotFound when there are none). It is logged as "IP4 host".
+func (f *Fake) LookupIPv4(ctx context.Context, host string) ([]netip.Addr, Answer, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	v4 := func(n string) bool { return slices.ContainsFunc(f.IP[n], netip.Addr.Is4) }
+	cn, ans, err := f.resolve(ctx, "IP4", host, v4)
+	if err != nil {
+		return nil, ans, err
+	}
+	var out []netip.Addr
+	for _, a := range f.IP[cn] {
+		if a.Is4() {
+			out = append(out, a)
+		}
+	}
+	return out, ans, nil
+}
+
 // LookupTLSA implements [Resolver], reading TLSA["_port._proto.host"].
 func (f *Fake) LookupTLSA(ctx context.Context, port int, proto, host string) ([]TLSA, Answer, error) {
 	name, err := TLSAName(port, proto, host)
@@ -286,3 +306,5 @@ func (f *Fake) LookupTLSA(ctx context.Context, port int, proto, host string) ([]
 
 var _ Resolver = (*Fake)(nil)
 var _ Resolver = (*Client)(nil)
+var _ IPv4Resolver = (*Fake)(nil)
+var _ IPv4Resolver = (*Client)(nil)

@@ -204,3 +204,26 @@ func TestFakeQueriesAndSetters(t *testing.T) {
 		t.Errorf("invalid name logged: %q", q)
 	}
 }
+
+// The Fake's A-only lookup returns the IPv4 addresses of IP, is logged as
+// "IP4 host", and fails like LookupIP where an "IP host" error is set.
+func TestFakeLookupIPv4(t *testing.T) {
+	t.Parallel()
+	f := &Fake{}
+	f.SetIP("both.example", netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1"))
+	f.SetIP("v6.example", netip.MustParseAddr("2001:db8::2"))
+	f.SetError("IP broken.example", ErrLookupFailed)
+	ctx := t.Context()
+	if a, _, err := f.LookupIPv4(ctx, "both.example"); err != nil || len(a) != 1 || a[0].String() != "192.0.2.1" {
+		t.Errorf("both: %v, %v", a, err)
+	}
+	if a, _, err := f.LookupIPv4(ctx, "v6.example"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("v6 only: %v, %v; want ErrNotFound", a, err)
+	}
+	if _, _, err := f.LookupIPv4(ctx, "broken.example"); !errors.Is(err, ErrLookupFailed) {
+		t.Errorf("broken: %v, want ErrLookupFailed", err)
+	}
+	if q := f.Queries(); len(q) != 3 || q[0] != "IP4 both.example" {
+		t.Errorf("queries %v", q)
+	}
+}

@@ -106,6 +106,15 @@ type TLSA struct {
 	Data         []byte // certificate association data
 }
 
+// IPv4Resolver is implemented by resolvers that can look up a host's A
+// records alone ([Client] and [Fake] do): a caller that cannot connect to
+// IPv6 addresses saves the AAAA query.
+type IPv4Resolver interface {
+	// LookupIPv4 returns the A addresses of host. ErrNotFound when it has
+	// none (NXDOMAIN/NODATA): it may still have AAAA records.
+	LookupIPv4(ctx context.Context, host string) ([]netip.Addr, Answer, error)
+}
+
 // Resolver is the DNS interface used everywhere in mailsts. Implementations
 // must be safe for concurrent use. Names may be given with or without the
 // trailing dot, and as U-labels or A-labels.

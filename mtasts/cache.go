@@ -274,6 +274,38 @@ func (c *Cache) logger() *slog.Logger {
 	return c.Logger
 }
 
+// withDomain returns l with the attribute domain=d on every record, as
+// l.With would, but formatting it only for a record that is logged:
+// Logger.With makes a text or JSON handler format the attribute at once,
+// on every discovery, for logs that are mostly at a disabled level.
+func withDomain(l *slog.Logger, d string) *slog.Logger {
+	return slog.New(domainHandler{h: l.Handler(), domain: d})
+}
+
+// domainHandler adds domain=<domain> to the records it handles.
+type domainHandler struct {
+	h      slog.Handler
+	domain string
+}
+
+func (h domainHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.h.Enabled(ctx, l) }
+
+func (h domainHandler) Handle(ctx context.Context, r slog.Record) error {
+	r = r.Clone()
+	r.AddAttrs(slog.String("domain", h.domain))
+	return h.h.Handle(ctx, r)
+}
+
+func (h domainHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return domainHandler{h: h.h.WithAttrs(as), domain: h.domain}
+}
+
+// WithGroup keeps domain outside the group, as Logger.With before
+// WithGroup does.
+func (h domainHandler) WithGroup(name string) slog.Handler {
+	return h.h.WithAttrs([]slog.Attr{slog.String("domain", h.domain)}).WithGroup(name)
+}
+
 func orDefault(d, def time.Duration) time.Duration {
 	if d > 0 {
 		return d
@@ -545,7 +577,7 @@ func (c *Cache) discover(ctx context.Context, d string, m mode, now time.Time) (
 	if m != modeDue {
 		e.LastUsed = now
 	}
-	log := c.logger().With(slog.String("domain", d))
+	log := withDomain(c.logger(), d)
 
 	var ahead *addrLookup
 	if lookAhead(e) {

@@ -1210,3 +1210,25 @@ func TestCache_UntilAndGeneration(t *testing.T) {
 		t.Errorf("negative answer: source %v, Until %v, want %v", r.Source, r.Until, t0.Add(DefaultNegativeTTL))
 	}
 }
+
+// The discovery's logger names the domain on every line it writes, at
+// the top level even under a group, like Logger.With.
+func TestWithDomainLogger(t *testing.T) {
+	t.Parallel()
+	var buf strings.Builder
+	base := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	l := withDomain(base, "example.com")
+	l.Debug("hidden")
+	l.Info("one", "k", 1)
+	l.With("a", "b").Info("two")
+	l.WithGroup("g").Info("three", "k", 3)
+	out := buf.String()
+	for _, want := range []string{"msg=one k=1 domain=example.com", "msg=two a=b domain=example.com", "msg=three domain=example.com g.k=3"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log %q lacks %q", out, want)
+		}
+	}
+	if strings.Contains(out, "hidden") {
+		t.Errorf("a disabled level was logged: %q", out)
+	}
+}

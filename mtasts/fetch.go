@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -98,6 +99,15 @@ type Client struct {
 	LenientContentType bool
 	// Logger receives debug logs of each lookup and fetch; nil discards.
 	Logger *slog.Logger
+	// IPv6 reports whether this machine can connect to IPv6 addresses
+	// (policyd asks the routing table); nil means it can. When it returns
+	// false and DNS implements [dnsresolve.IPv4Resolver], the policy host's
+	// A records are asked alone, saving the AAAA query of every cold
+	// lookup; AAAA is still asked when the host has no IPv4 address or
+	// none of them accepts the connection, so the outcome of a fetch is
+	// the same as with both queries, only the order of the addresses
+	// tried (IPv4 first, as always) decides earlier.
+	IPv6 func() bool
 
 	dnsOnce sync.Once
 	dnsDef  dnsresolve.Resolver
@@ -521,10 +531,11 @@ func (c *Client) checkContentType(ct string) error {
 // addrLookup is the A/AAAA lookup of a policy host started before the TXT
 // record is known (see [Client.lookupAhead]).
 type addrLookup struct {
-	host  string
-	done  chan struct{}
-	addrs []netip.Addr
-	err   error
+	host   string
+	done   chan struct{}
+	addrs  []netip.Addr
+	v4only bool // AAAA not asked (see Client.lookupHost)
+	err    error
 }
 
 // lookupAhead starts looking up the addresses of mta-sts.<domain> (domain
@@ -544,34 +555,50 @@ func (c *Client) lookupAhead(ctx context.Context, domain string) *addrLookup {
 	l := &addrLookup{host: "mta-sts." + domain, done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
-		l.addrs, _, l.err = dns.LookupIP(ctx, l.host)
+		l.addrs, l.v4only, l.err = c.lookupHost(ctx, dns, l.host)
 	}()
 	return l
 }
 
+// lookupHost looks up the addresses of a policy host: A and AAAA
+// together, or (without IPv6, see [Client.IPv6]) A alone when it finds an
+// address, which v4only then says.
+func (c *Client) lookupHost(ctx context.Context, dns dnsresolve.Resolver, host string) (addrs []netip.Addr, v4only bool, err error) {
+	if c.IPv6 != nil && !c.IPv6() {
+		if r4, ok := dns.(dnsresolve.IPv4Resolver); ok {
+			if addrs, _, err := r4.LookupIPv4(ctx, host); err == nil && len(addrs) > 0 {
+				return addrs, true, nil
+			}
+			// No IPv4 address (or the query failed): ask for both, as
+			// without the shortcut.
+		}
+	}
+	addrs, _, err = dns.LookupIP(ctx, host)
+	return addrs, false, err
+}
+
 // hostAddrs returns the addresses of host: the lookup ahead's when it was
 // for host and did not fail (a failure is retried, as a lookup made now
-// would be), else a new lookup.
-func hostAddrs(ctx context.Context, dns dnsresolve.Resolver, ahead *addrLookup, host string) ([]netip.Addr, error) {
+// would be), else a new lookup. v4only says AAAA was not asked.
+func (c *Client) hostAddrs(ctx context.Context, dns dnsresolve.Resolver, ahead *addrLookup, host string) ([]netip.Addr, bool, error) {
 	if ahead != nil && ahead.host == host {
 		select {
 		case <-ahead.done:
 			if ahead.err == nil || errors.Is(ahead.err, dnsresolve.ErrNotFound) {
-				return ahead.addrs, ahead.err
+				return ahead.addrs, ahead.v4only, ahead.err
 			}
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, false, ctx.Err()
 		}
 	}
-	addrs, _, err := dns.LookupIP(ctx, host)
-	return addrs, err
+	return c.lookupHost(ctx, dns, host)
 }
 
 // dial resolves host through the DNS layer (or takes the addresses looked
 // up ahead) and connects to each address in turn. Errors wrap
 // ErrPolicyFetch.
 func (c *Client) dial(ctx context.Context, dns dnsresolve.Resolver, ahead *addrLookup, network, host, port string) (net.Conn, error) {
-	addrs, err := hostAddrs(ctx, dns, ahead, host)
+	addrs, v4only, err := c.hostAddrs(ctx, dns, ahead, host)
 	if err != nil {
 		if errors.Is(err, dnsresolve.ErrNotFound) {
 			return nil, fmt.Errorf("%w: policy host %s has no A or AAAA record: %w", ErrPolicyFetch, host, err)
@@ -583,15 +610,29 @@ func (c *Client) dial(ctx context.Context, dns dnsresolve.Resolver, ahead *addrL
 	}
 	d := net.Dialer{Timeout: dialTimeout}
 	var errs []error
-	for _, a := range addrs {
-		conn, err := d.DialContext(ctx, network, net.JoinHostPort(a.Unmap().String(), port))
-		if err == nil {
-			return conn, nil
+	for round := 0; round < 2; round++ {
+		for _, a := range addrs {
+			conn, err := d.DialContext(ctx, network, net.JoinHostPort(a.Unmap().String(), port))
+			if err == nil {
+				return conn, nil
+			}
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				break
+			}
 		}
-		errs = append(errs, err)
-		if ctx.Err() != nil {
+		if !v4only || ctx.Err() != nil {
 			break
 		}
+		// No IPv4 address accepted the connection and AAAA was not
+		// asked: try the IPv6 addresses, as a lookup of both would have.
+		all, _, err := dns.LookupIP(ctx, host)
+		if err != nil {
+			break
+		}
+		tried := addrs
+		addrs = slices.DeleteFunc(all, func(a netip.Addr) bool { return slices.Contains(tried, a) })
+		v4only = false
 	}
 	return nil, markTemporary(fmt.Errorf("%w: connecting to policy host %s: %w", ErrPolicyFetch, host, errors.Join(errs...)))
 }

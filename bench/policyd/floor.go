@@ -10,6 +10,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -66,6 +68,24 @@ func serveFloor(addr string, f *floorClient) error {
 		}
 		return ok
 	})
+}
+
+// profileFloor, with -profile, records a CPU profile of the floor client
+// over its whole life (start-up and its cold rounds) into DIR/floor.pprof;
+// the returned function ends it.
+func profileFloor(dir string) (end func() error, err error) {
+	out, err := os.Create(filepath.Join(dir, "floor.pprof"))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(out); err != nil {
+		out.Close()
+		return nil, err
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return out.Close()
+	}, nil
 }
 
 // discover looks the policy of domain up: nil when it is the benchmark's

@@ -117,6 +117,8 @@ type figures struct {
 	coldRounds    []float64     // wall seconds per round
 	coldCPU       time.Duration // the daemon's CPU time in the cold phase
 	coldBenchCPU  time.Duration // this process's (testnet and client)
+	coldSys       time.Duration // the system (kernel) part of coldCPU
+	coldIr        int64         // instructions in the cold rounds, under -callgrind
 	memDomains    int
 	memBytes      int64         // RSS delta over memDomains
 	memCPU        time.Duration // the daemon's CPU over the memory fill
@@ -211,7 +213,11 @@ func runInside(ctx context.Context, cfg config, out io.Writer) error {
 		d, err := startOne(ctx, cfg, n, tmp, name)
 		if err == nil {
 			procs[name] = d
-			f.startup, err = d.waitAnswer(ctx, readyKey, wantReply, time.Minute)
+			wait := time.Minute
+			if d.cg != "" {
+				wait = 10 * time.Minute // valgrind starts slowly
+			}
+			f.startup, err = d.waitAnswer(ctx, readyKey, wantReply, wait)
 		}
 		if err != nil {
 			if err := fail(f, "start", err); err != nil {
@@ -299,8 +305,9 @@ func startOneAt(ctx context.Context, cfg config, n *testnet.Net, dnsAddr string,
 		if err != nil {
 			return nil, err
 		}
-		return startDaemon("floor", floorAddr, nil, self, "-serve-floor", floorAddr,
-			"-floor-dns", dnsAddr, "-floor-https-port", strconv.Itoa(httpsPort), "-floor-ca", n.CAFile())
+		return startMeasured(cfg, "floor", floorAddr, self, "-serve-floor", floorAddr,
+			"-floor-dns", dnsAddr, "-floor-https-port", strconv.Itoa(httpsPort), "-floor-ca", n.CAFile(),
+			"-profile", cfg.profile)
 	case "minimal":
 		self, err := os.Executable()
 		if err != nil {
@@ -332,9 +339,23 @@ func startOneAt(ctx context.Context, cfg config, n *testnet.Net, dnsAddr string,
 		if cfg.profile != "" {
 			args = append(args, "--metrics", mailstsDebug, "--pprof")
 		}
-		return startDaemon("mailsts", mailstsAddr, nil, cfg.mailsts, args...)
+		return startMeasured(cfg, "mailsts", mailstsAddr, cfg.mailsts, args...)
 	}
 	return nil, fmt.Errorf("unknown daemon %q (want minimal, peer, mailsts, tlspol or floor)", name)
+}
+
+// startMeasured starts mailsts or the floor client, under callgrind with
+// -callgrind.
+func startMeasured(cfg config, name, addr, bin string, args ...string) (*daemon, error) {
+	if cfg.callgrind == "" {
+		return startDaemon(name, addr, nil, bin, args...)
+	}
+	vg, vargs, env := callgrindArgs(cfg.callgrind, name, bin, args)
+	d, err := startDaemon(name, addr, env, vg, vargs...)
+	if d != nil {
+		d.cg = name
+	}
+	return d, err
 }
 
 func mailstsArgs(n *testnet.Net, dnsAddr string, httpsPort int, cache, stateDir string) []string {
@@ -356,12 +377,36 @@ func coldRound(ctx context.Context, cfg config, keys []string, d *daemon, f *fig
 		return err
 	}
 	s0 := selfCPU()
+	k0, err := d.sysCPU()
+	if err != nil {
+		return err
+	}
+	if d.cg != "" {
+		if err := callgrindControl(ctx, d, "-z"); err != nil {
+			return err
+		}
+	}
 	prof := startProfile(cfg, d, "cold", len(f.coldRounds) == 0)
 	r := each(ctx, d.addr, keys, cfg.conns, 10*time.Minute, wantReply)
 	c1, err := d.cpu()
 	prof()
 	if err != nil {
 		return err
+	}
+	k1, err := d.sysCPU()
+	if err != nil {
+		return err
+	}
+	f.coldSys += k1 - k0
+	if d.cg != "" {
+		if err := callgrindControl(ctx, d, "-d"); err != nil {
+			return err
+		}
+		ir, err := callgrindLast(cfg.callgrind, d)
+		if err != nil {
+			return err
+		}
+		f.coldIr += ir
 	}
 	if err := r.check("cold phase", len(keys)); err != nil {
 		return err

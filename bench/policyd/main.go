@@ -61,6 +61,7 @@ type config struct {
 	mailstsCache string
 	profile      string
 	profileTime  time.Duration
+	callgrind    string // directory: run mailsts and floor under callgrind, count cold-round instructions
 
 	// floor: the minimal cold-lookup client served as a socketmap.
 	floor               string
@@ -94,6 +95,7 @@ func main() {
 	fs.IntVar(&cfg.rounds, "rounds", 3, "rounds of the hit and cold phases, daemons interleaved; medians are reported")
 	fs.StringVar(&cfg.mailstsCache, "mailsts-cache", "sqlite", "mailsts policyd --cache: sqlite (its default; the restart figure needs it) or memory")
 	fs.StringVar(&cfg.profile, "profile", "", "write CPU profiles of mailsts policyd (its first cold and first hit round) to this `directory`, for go tool pprof")
+	fs.StringVar(&cfg.callgrind, "callgrind", "", "run mailsts policyd and the floor client under valgrind's callgrind, dumps in this `directory`, and report instructions per cold domain (repeatable on a loaded machine; some 50 times slower: use with -cold 200 -mem 0)")
 	fs.DurationVar(&cfg.profileTime, "profile-time", 3*time.Second, "length of each -profile CPU profile, taken from the start of the round")
 	fs.Float64Var(&cfg.openRate, "open-rate", 30000, "open-loop load after each cache-hit round: this many queries/s over -conns connections, latency from each query's scheduled time (0: none)")
 	fs.DurationVar(&cfg.openDuration, "open-duration", 5*time.Second, "length of each open-loop round")
@@ -120,7 +122,14 @@ func main() {
 	case cfg.floor != "":
 		var f *floorClient
 		if f, err = newFloorClient(cfg.floorDNS, cfg.floorPort, cfg.floorCA); err == nil {
-			err = serveFloor(cfg.floor, f)
+			endProfile := func() error { return nil }
+			if cfg.profile != "" {
+				endProfile, err = profileFloor(cfg.profile)
+			}
+			if err == nil {
+				// serveFloor returns on SIGTERM, when the benchmark stops it.
+				err = errors.Join(serveFloor(cfg.floor, f), endProfile())
+			}
 		}
 	case cfg.inside != "" && cfg.latency > 0:
 		err = runLatency(ctx, cfg, os.Stdout)
@@ -170,12 +179,22 @@ func runOutside(ctx context.Context, cfg config) error {
 			return err
 		}
 	}
-	if cfg.profile != "" {
-		if err := os.MkdirAll(cfg.profile, 0o755); err != nil {
+	for _, dir := range []*string{&cfg.profile, &cfg.callgrind} {
+		if *dir == "" {
+			continue
+		}
+		if err := os.MkdirAll(*dir, 0o755); err != nil {
 			return err
 		}
-		if cfg.profile, err = filepath.Abs(cfg.profile); err != nil {
+		if *dir, err = filepath.Abs(*dir); err != nil {
 			return err
+		}
+	}
+	if cfg.callgrind != "" {
+		for _, tool := range []string{"valgrind", "callgrind_control"} {
+			if _, err := exec.LookPath(tool); err != nil {
+				return fmt.Errorf("-callgrind needs %s (apt-get install valgrind): %w", tool, err)
+			}
 		}
 	}
 	var b [4]byte
@@ -202,7 +221,7 @@ func runOutside(ctx context.Context, cfg config) error {
 		return err
 	}
 	args := append([]string{"netns", "exec", ns, self}, os.Args[1:]...)
-	args = append(args, "-inside", ns, "-mailsts", cfg.mailsts, "-tlspol", cfg.tlspol)
+	args = append(args, "-inside", ns, "-mailsts", cfg.mailsts, "-tlspol", cfg.tlspol, "-profile", cfg.profile, "-callgrind", cfg.callgrind)
 	cmd := exec.CommandContext(ctx, ip, args...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }

@@ -30,6 +30,7 @@ type daemon struct {
 	done  chan struct{}
 	err   error
 	start time.Time
+	cg    string // under callgrind: the dump file's name prefix in cfg.callgrind
 }
 
 // startDaemon starts a child process; its output is kept (last 64 KiB) for
@@ -122,6 +123,12 @@ func (d *daemon) cpu() (time.Duration, error) {
 	return procCPU(d.cmd.Process.Pid)
 }
 
+// sysCPU returns the process's system (kernel) CPU time so far.
+func (d *daemon) sysCPU() (time.Duration, error) {
+	_, st, err := procTimes(d.cmd.Process.Pid)
+	return st, err
+}
+
 // rss returns the process's resident set size in bytes.
 func (d *daemon) rss() (int64, error) {
 	return procRSS(d.cmd.Process.Pid)
@@ -129,28 +136,34 @@ func (d *daemon) rss() (int64, error) {
 
 // procCPU reads utime+stime from /proc/<pid>/stat.
 func procCPU(pid int) (time.Duration, error) {
+	ut, st, err := procTimes(pid)
+	return ut + st, err
+}
+
+// procTimes reads utime and stime from /proc/<pid>/stat.
+func procTimes(pid int) (user, system time.Duration, err error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// The command name (field 2) is in parentheses and may hold spaces;
 	// fields are counted after its closing parenthesis.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, errors.New("malformed /proc/pid/stat")
+		return 0, 0, errors.New("malformed /proc/pid/stat")
 	}
 	f := strings.Fields(string(b[i+1:]))
 	// After ')': state is field 3, so utime (14) and stime (15) are at
 	// indexes 11 and 12.
 	if len(f) < 13 {
-		return 0, errors.New("short /proc/pid/stat")
+		return 0, 0, errors.New("short /proc/pid/stat")
 	}
 	ut, err1 := strconv.ParseInt(f[11], 10, 64)
 	st, err2 := strconv.ParseInt(f[12], 10, 64)
 	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("/proc/pid/stat: %w", err)
+		return 0, 0, fmt.Errorf("/proc/pid/stat: %w", err)
 	}
-	return time.Duration(ut+st) * time.Second / clockTicks, nil
+	return time.Duration(ut) * time.Second / clockTicks, time.Duration(st) * time.Second / clockTicks, nil
 }
 
 // selfCPU returns this process's CPU time (testnet servers and load

@@ -118,6 +118,20 @@ func report(w io.Writer, cfg config, all []*figures) {
 		}
 		return dur(coldCPUPerDomain(cfg, f))
 	})
+	row("… of which system (kernel) CPU per cold domain", func(f *figures) string {
+		if len(f.coldRounds) == 0 {
+			return "–"
+		}
+		return dur(f.coldSys / time.Duration(max(1, len(f.coldRounds)*cfg.cold)))
+	})
+	if cfg.callgrind != "" {
+		row("instructions per cold domain (callgrind)", func(f *figures) string {
+			if f.coldIr == 0 {
+				return "–"
+			}
+			return fmt.Sprintf("%.3g M", coldIrPerDomain(cfg, f)/1e6)
+		})
+	}
 	m, p, x := byName["mailsts"], byName["peer"], byName["minimal"]
 	ok := func(f *figures) bool { return f != nil && f.err == nil }
 	fmt.Fprintln(w, "\nRatios (same run) against the policyd goals (bench/README.md):")
@@ -175,6 +189,9 @@ func report(w io.Writer, cfg config, all []*figures) {
 	}
 	if fl := byName["floor"]; ok(m) && ok(fl) && len(m.coldRounds) > 0 && len(fl.coldRounds) > 0 {
 		goal("mailsts CPU per cold domain ÷ floor client's", float64(coldCPUPerDomain(cfg, m))/float64(coldCPUPerDomain(cfg, fl)), "≤", 1.25)
+		if m.coldIr > 0 && fl.coldIr > 0 {
+			goal("mailsts instructions per cold domain ÷ floor client's (callgrind)", coldIrPerDomain(cfg, m)/coldIrPerDomain(cfg, fl), "≤", 1.25)
+		}
 		for _, f := range []*figures{p, byName["tlspol"]} {
 			if ok(f) && len(f.coldRounds) > 0 {
 				fmt.Fprintf(w, "- %s CPU per cold domain ÷ floor client's: %.2f\n", label(f.name), float64(coldCPUPerDomain(cfg, f))/float64(coldCPUPerDomain(cfg, fl)))
@@ -193,6 +210,12 @@ func report(w io.Writer, cfg config, all []*figures) {
 // the domains they looked up.
 func coldCPUPerDomain(cfg config, f *figures) time.Duration {
 	return f.coldCPU / time.Duration(max(1, len(f.coldRounds)*cfg.cold))
+}
+
+// coldIrPerDomain is the daemon's instruction count over its cold rounds
+// (-callgrind) divided by the domains they looked up.
+func coldIrPerDomain(cfg config, f *figures) float64 {
+	return float64(f.coldIr) / float64(max(1, len(f.coldRounds)*cfg.cold))
 }
 
 func label(name string) string {

@@ -116,6 +116,10 @@ type FetchConfig struct {
 	Roots string `yaml:"roots,omitempty"`
 	// ZoneRoots gives domains roots of their own.
 	ZoneRoots []ZoneRoots `yaml:"zone_roots,omitempty"`
+	// PolicyHostAAAA is auto (default: the policy host's AAAA query only
+	// with a route to the IPv6 Internet or without an IPv4 address) or
+	// always.
+	PolicyHostAAAA string `yaml:"policy_host_aaaa"`
 }
 
 // ZoneRoots adds roots for, or replaces the roots of, the policy hosts of
@@ -210,7 +214,7 @@ func Default() *Config {
 	return &Config{
 		Listen: []Listener{{Socketmap: DefaultListen}},
 		DNS:    DNSConfig{Timeout: dnsresolve.DefaultTimeout},
-		Fetch:  FetchConfig{Timeout: 20 * time.Second, Roots: "system"},
+		Fetch:  FetchConfig{Timeout: 20 * time.Second, Roots: "system", PolicyHostAAAA: AAAAAuto},
 		Cache: CacheConfig{
 			Type:               "sqlite",
 			Redis:              RedisConfig{Address: "127.0.0.1:6379", Prefix: "mailsts:"},
@@ -583,6 +587,11 @@ func (c *Config) Validate() error {
 	case "", "system", "curated":
 	default:
 		return bad("fetch.roots %q is not system or curated", c.Fetch.Roots)
+	}
+	switch c.Fetch.PolicyHostAAAA {
+	case "", AAAAAuto, AAAAAlways:
+	default:
+		return bad("fetch.policy_host_aaaa %q is not auto or always", c.Fetch.PolicyHostAAAA)
 	}
 	for i, z := range c.Fetch.ZoneRoots {
 		if len(z.Domains) == 0 || z.CAFile == "" {

@@ -49,6 +49,10 @@ type Daemon struct {
 	Now func() time.Time
 	// DNS replaces the resolver built from Config.DNS (tests).
 	DNS dnsresolve.Resolver
+	// ProbeIPv6 replaces the routing-table check behind
+	// fetch.policy_host_aaaa: auto (tests); nil means a connected UDP
+	// socket to a documentation address.
+	ProbeIPv6 func() bool
 	// Ready, when set, is called once every listener is open, with their
 	// addresses in Config.Listen order.
 	Ready func(addrs []net.Addr)
@@ -113,6 +117,9 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	if err != nil {
 		return err
 	}
+	var aaaa string
+	client.IPv6, aaaa = policyHostIPv6(cfg.Fetch.PolicyHostAAAA, d.ProbeIPv6, d.Now)
+	log.Info(aaaa)
 	started := d.now() // purges made from here on are applied (WatchPurges)
 	d.started = started
 	st, err := OpenCache(ctx, cfg, StoreOptions{Getenv: d.Getenv, Now: d.Now,

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -95,6 +96,14 @@ type SQLite struct {
 	damaged atomic.Bool // a read or write hit a damaged page since open
 
 	get, put, purgesAfter *sql.Stmt
+
+	// The group commit of Put (sqlite_group.go).
+	putMu    sync.Mutex
+	pending  []*putCall
+	flushing bool
+	// beforeBatch, when set (tests), is called by the leader with the
+	// queued calls it is about to write.
+	beforeBatch func(batch []*putCall)
 }
 
 var (
@@ -398,13 +407,7 @@ func (s *SQLite) Put(ctx context.Context, e *mtasts.Entry) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.put.ExecContext(ctx, args...); err != nil {
-		if sqlitedb.Damaged(err) {
-			s.noteDamage(ctx, err)
-		}
-		return fmt.Errorf("stscache: sqlite put %s: %w", e.Domain, err)
-	}
-	return nil
+	return s.groupPut(ctx, e.Domain, args)
 }
 
 // entryArgs returns the values of entryColumns for e.
