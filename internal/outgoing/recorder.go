@@ -21,6 +21,7 @@ const (
 	DefaultBuffer     = 8192
 	DefaultBatch      = 512
 	DefaultFlushEvery = time.Second
+	DefaultIdle       = 20 * time.Millisecond
 	DefaultMaxWait    = 5 * time.Millisecond
 )
 
@@ -28,10 +29,15 @@ const (
 type RecorderOptions struct {
 	// Buffer is how many results wait for the writer at most.
 	Buffer int
-	// Batch is how many results one transaction writes at most.
+	// Batch is how many results make a full batch, written at once; one
+	// transaction also takes every result that queued meanwhile (up to
+	// Buffer), so that a busy writer merges more per transaction.
 	Batch int
 	// FlushEvery is the longest a result waits in a partial batch.
 	FlushEvery time.Duration
+	// Idle: a partial batch is also written when no result has come for
+	// this long (a burst is committed soon after it ends).
+	Idle time.Duration
 	// MaxWait is how long Record waits for room in a full buffer before
 	// it drops the result (counted, logged). Negative means not at all.
 	MaxWait time.Duration
@@ -57,21 +63,24 @@ type RecorderStats struct {
 }
 
 // Recorder records results into a Store without making the MTA wait for
-// the database: Record checks a result and puts it in a bounded buffer; a
-// writer goroutine merges buffered results and writes them in batches.
+// the database: Record checks a result (remembering the verdict on
+// results that repeat) and puts it in a bounded buffer; a writer
+// goroutine merges buffered results and writes them in batches.
 // When the buffer stays full for MaxWait, Record drops the result, counts
 // it and logs (rate-limited) instead of blocking. Safe for concurrent use.
 type Recorder struct {
 	st      *Store
 	o       RecorderOptions
 	logger  *slog.Logger
-	ch      chan Result
+	ch      chan normalized
+	cache   normCache
 	done    chan struct{}
 	mu      sync.RWMutex // guards closed against sends on ch
 	closed  bool
 	lastLog atomic.Int64
 
 	recorded, written, dropped, excluded, invalid, lost atomic.Uint64
+	writes                                              atomic.Uint64 // transactions (tests)
 }
 
 // NewRecorder starts a Recorder writing to st; Close stops it.
@@ -85,6 +94,9 @@ func NewRecorder(st *Store, o RecorderOptions) *Recorder {
 	if o.FlushEvery <= 0 {
 		o.FlushEvery = DefaultFlushEvery
 	}
+	if o.Idle <= 0 {
+		o.Idle = DefaultIdle
+	}
 	if o.MaxWait == 0 {
 		o.MaxWait = DefaultMaxWait
 	}
@@ -95,7 +107,7 @@ func NewRecorder(st *Store, o RecorderOptions) *Recorder {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Recorder{st: st, o: o, logger: logger, ch: make(chan Result, o.Buffer), done: make(chan struct{})}
+	r := &Recorder{st: st, o: o, logger: logger, ch: make(chan normalized, o.Buffer), done: make(chan struct{})}
 	go r.run()
 	return r
 }
@@ -109,7 +121,7 @@ func (r *Recorder) Record(ctx context.Context, res Result) error {
 		r.excluded.Add(1)
 		return nil
 	}
-	n, err := normalize(res, r.o.Now())
+	n, err := r.cache.normalize(res, r.o.Now())
 	if err != nil {
 		r.invalid.Add(1)
 		return err
@@ -178,37 +190,69 @@ func (r *Recorder) Close(ctx context.Context) error {
 
 func (r *Recorder) run() {
 	defer close(r.done)
-	batch := make([]Result, 0, r.o.Batch)
-	t := time.NewTicker(r.o.FlushEvery)
-	defer t.Stop()
-	flush := func() {
-		if len(batch) == 0 {
+	limit := max(r.o.Buffer, r.o.Batch)
+	batch := make([]normalized, 0, r.o.Batch)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		res, ok := <-r.ch
+		if !ok {
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		err := r.st.add(ctx, batch)
-		cancel()
-		if err != nil {
-			r.lost.Add(uint64(len(batch)))
-			r.logger.Error("outgoing: results not written", "results", len(batch), "err", err)
-		} else {
-			r.written.Add(uint64(len(batch)))
+		batch = append(batch[:0], res)
+		first := time.Now()
+		closed := false
+	fill:
+		for len(batch) < limit {
+			select {
+			case res, ok := <-r.ch:
+				if !ok {
+					closed = true
+					break fill
+				}
+				batch = append(batch, res)
+				continue
+			default:
+			}
+			// Nothing more waits: a full batch is written now, with
+			// all that queued meanwhile (group commit: the busier the
+			// collector, the more each transaction merges); a partial
+			// one when no result has come for Idle, or FlushEvery
+			// after its first.
+			wait := min(r.o.Idle, r.o.FlushEvery-time.Since(first))
+			if len(batch) >= r.o.Batch || wait <= 0 {
+				break
+			}
+			timer.Reset(wait)
+			select {
+			case res, ok := <-r.ch:
+				timer.Stop()
+				if !ok {
+					closed = true
+					break fill
+				}
+				batch = append(batch, res)
+			case <-timer.C:
+				break fill
+			}
 		}
-		batch = batch[:0]
+		r.write(batch)
+		if closed {
+			return
+		}
 	}
-	for {
-		select {
-		case res, ok := <-r.ch:
-			if !ok {
-				flush()
-				return
-			}
-			batch = append(batch, res)
-			if len(batch) >= r.o.Batch {
-				flush()
-			}
-		case <-t.C:
-			flush()
-		}
+}
+
+// write writes one batch in one transaction.
+func (r *Recorder) write(batch []normalized) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	err := r.st.add(ctx, batch)
+	cancel()
+	r.writes.Add(1)
+	if err != nil {
+		r.lost.Add(uint64(len(batch)))
+		r.logger.Error("outgoing: results not written", "results", len(batch), "err", err)
+	} else {
+		r.written.Add(uint64(len(batch)))
 	}
 }

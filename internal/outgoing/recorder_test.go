@@ -3,6 +3,7 @@ package outgoing
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -100,6 +101,51 @@ func TestRecorderFlushesOnTimer(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return rec.Stats().Written == 1 })
+}
+
+// A burst is written once no result has come for Idle, long before
+// FlushEvery.
+func TestRecorderWritesWhenIdle(t *testing.T) {
+	t.Parallel()
+	st := openSQLite(t)
+	rec := NewRecorder(st, RecorderOptions{FlushEvery: time.Hour, Idle: 5 * time.Millisecond})
+	defer rec.Close(context.Background())
+	for range 3 {
+		if err := rec.Record(ctxT(t), ok("example.com", day1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool { return rec.Stats().Written == 3 })
+}
+
+// Group commit: while a write is held up, results queue; the next
+// transaction takes all of them, not Batch at a time.
+func TestRecorderGroupCommit(t *testing.T) {
+	t.Parallel()
+	st := openSQLite(t)
+	ctx := ctxT(t)
+	tx, err := st.w.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := NewRecorder(st, RecorderOptions{Buffer: 100, Batch: 2, FlushEvery: time.Hour, Idle: time.Hour, MaxWait: -1})
+	for i := range 2 + 50 {
+		if err := rec.Record(ctx, ok(fmt.Sprintf("d%d.example", i%7), day1)); err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			// The first two make a full batch; its write waits for tx.
+			waitFor(t, func() bool { return len(rec.ch) == 0 })
+		}
+	}
+	tx.Rollback()
+	waitFor(t, func() bool { return rec.Stats().Written == 52 })
+	if n := rec.writes.Load(); n != 2 {
+		t.Errorf("%d transactions for a full batch and 50 queued results, want 2", n)
+	}
+	if err := rec.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // waitFor polls cond (bounded: 10 s) for state another goroutine reaches.
