@@ -314,3 +314,21 @@ func FuzzParseEquivalence(f *testing.F) {
 		}
 	})
 }
+
+// plainASCII's eight-bytes-at-a-time test agrees with a byte loop, at
+// every position of every byte value.
+func TestPlainASCII(t *testing.T) {
+	t.Parallel()
+	for n := range 20 {
+		for pos := range n {
+			for c := range 256 {
+				b := []byte(strings.Repeat("a", n))
+				b[pos] = byte(c)
+				want := c >= 0x20 && c < 0x80 && c != '\\'
+				if got := plainASCII(b); got != want {
+					t.Fatalf("plainASCII(%q) = %v", b, got)
+				}
+			}
+		}
+	}
+}

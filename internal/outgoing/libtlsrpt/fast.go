@@ -1,6 +1,8 @@
 package libtlsrpt
 
 import (
+	"bytes"
+	"encoding/binary"
 	"unicode/utf8"
 )
 
@@ -125,28 +127,50 @@ func (sc *scanner) str() (string, bool) {
 		return "", false
 	}
 	start := sc.i
-	ascii := true
-	for sc.i < len(sc.b) {
-		c := sc.b[sc.i]
-		switch {
-		case c == '"':
-			if sc.s == "" {
-				sc.s = string(sc.b)
-			}
-			v := sc.s[start:sc.i]
-			sc.i++
-			if !ascii && !utf8.ValidString(v) {
-				return "", false
-			}
-			return v, true
-		case c == '\\' || c < 0x20:
-			return "", false
-		case c >= 0x80:
-			ascii = false
-		}
-		sc.i++
+	n := bytes.IndexByte(sc.b[start:], '"')
+	if n < 0 {
+		return "", false
 	}
-	return "", false
+	// An escaped quote has a backslash before it, in the span: refused.
+	if span := sc.b[start : start+n]; !plainASCII(span) && (hasEscapeOrControl(span) || !utf8.Valid(span)) {
+		return "", false
+	}
+	if sc.s == "" {
+		sc.s = string(sc.b)
+	}
+	sc.i = start + n + 1
+	return sc.s[start : start+n], true
+}
+
+// plainASCII reports whether b is printable ASCII without a backslash,
+// eight bytes at a time.
+func plainASCII(b []byte) bool {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	for len(b) >= 8 {
+		x := binary.LittleEndian.Uint64(b)
+		y := x ^ ('\\' * lo)
+		// With no high bit set, (v - lo*n) & ^v & hi is nonzero
+		// exactly when some byte of v is below n.
+		if x&hi != 0 || (x-0x20*lo)&^x&hi != 0 || (y-lo)&^y&hi != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c < 0x20 || c >= 0x80 || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+func hasEscapeOrControl(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c == '\\' {
+			return true
+		}
+	}
+	return false
 }
 
 // num reads an integer of at most 9 digits in JSON's grammar (no leading
