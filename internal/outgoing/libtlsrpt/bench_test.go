@@ -3,8 +3,10 @@ package libtlsrpt
 import (
 	"context"
 	"fmt"
+	"net"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -92,5 +94,46 @@ func BenchmarkParse(b *testing.B) {
 		if _, err := Parse(dg); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+type countRecorder struct{ n atomic.Uint64 }
+
+func (c *countRecorder) Record(context.Context, outgoing.Result) error { c.n.Add(1); return nil }
+
+// BenchmarkServe: the read side, bench/sender's datagrams sent over a
+// Unix datagram socket (blocking sends, one sender) into Serve, with a
+// Recorder that only counts.
+func BenchmarkServe(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "s")
+	conn, err := Listen(path, 0o600)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rec := &countRecorder{}
+	c := &Collector{Recorder: rec}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Serve(ctx, conn) }()
+	out, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer out.Close()
+	dgs := mixDatagrams(10000, 1000)
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		if _, err := out.Write(dgs[n%len(dgs)]); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	for i := 0; c.Stats().Datagrams < uint64(n) && i < 100000; i++ {
+		time.Sleep(100 * time.Microsecond)
+	}
+	cancel()
+	if err := <-done; err != nil || rec.n.Load() != uint64(n) {
+		b.Fatalf("Serve %v, %d of %d recorded", err, rec.n.Load(), n)
 	}
 }
