@@ -14,7 +14,7 @@ import (
 func BenchmarkStoreAdd(b *testing.B) {
 	st := openSQLite(&testing.T{})
 	defer st.Close()
-	var rs []Result
+	var rs []normalized
 	for i := range 512 {
 		r := ok(fmt.Sprintf("d%03d.example", i%100), day1)
 		if i%5 == 0 {
@@ -24,7 +24,7 @@ func BenchmarkStoreAdd(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		rs = append(rs, n)
+		rs = append(rs, newNormalized(n))
 	}
 	b.ReportAllocs()
 	for b.Loop() {

@@ -21,6 +21,7 @@ const (
 	DefaultBuffer     = 8192
 	DefaultBatch      = 512
 	DefaultFlushEvery = time.Second
+	DefaultIdle       = 20 * time.Millisecond
 	DefaultMaxWait    = 5 * time.Millisecond
 )
 
@@ -28,10 +29,15 @@ const (
 type RecorderOptions struct {
 	// Buffer is how many results wait for the writer at most.
 	Buffer int
-	// Batch is how many results one transaction writes at most.
+	// Batch is how many results make a full batch, written at once; one
+	// transaction also takes every result that queued meanwhile (up to
+	// Buffer), so that a busy writer merges more per transaction.
 	Batch int
 	// FlushEvery is the longest a result waits in a partial batch.
 	FlushEvery time.Duration
+	// Idle: a partial batch is also written when no result has come for
+	// this long (a burst is committed soon after it ends).
+	Idle time.Duration
 	// MaxWait is how long Record waits for room in a full buffer before
 	// it drops the result (counted, logged). Negative means not at all.
 	MaxWait time.Duration
@@ -57,8 +63,9 @@ type RecorderStats struct {
 }
 
 // Recorder records results into a Store without making the MTA wait for
-// the database: Record checks a result and puts it in a bounded buffer; a
-// writer goroutine merges buffered results and writes them in batches.
+// the database: Record checks a result (remembering the verdict on
+// results that repeat) and puts it in a bounded buffer; a writer
+// goroutine merges buffered results and writes them in batches.
 // When the buffer stays full for MaxWait, Record drops the result, counts
 // it and logs (rate-limited) instead of blocking. Safe for concurrent use.
 type Recorder struct {
@@ -66,16 +73,26 @@ type Recorder struct {
 	o       RecorderOptions
 	logger  *slog.Logger
 	ch      chan item
+	cache   normCache
 	done    chan struct{}
+	stop    chan struct{} // closed by Close: wakes a napping writer
+	napping func()
 	mu      sync.RWMutex // guards closed against sends on ch
 	closed  bool
 	lastLog atomic.Int64
 
 	recorded, written, dropped, excluded, invalid, lost atomic.Uint64
+	writes                                              atomic.Uint64 // transactions (tests)
 }
 
 // NewRecorder starts a Recorder writing to st; Close stops it.
 func NewRecorder(st *Store, o RecorderOptions) *Recorder {
+	return newRecorder(st, o, nil)
+}
+
+// newRecorder is NewRecorder with a hook the writer calls each time it
+// naps on a partial batch (tests).
+func newRecorder(st *Store, o RecorderOptions, napping func()) *Recorder {
 	if o.Buffer <= 0 {
 		o.Buffer = DefaultBuffer
 	}
@@ -84,6 +101,9 @@ func NewRecorder(st *Store, o RecorderOptions) *Recorder {
 	}
 	if o.FlushEvery <= 0 {
 		o.FlushEvery = DefaultFlushEvery
+	}
+	if o.Idle <= 0 {
+		o.Idle = DefaultIdle
 	}
 	if o.MaxWait == 0 {
 		o.MaxWait = DefaultMaxWait
@@ -95,7 +115,7 @@ func NewRecorder(st *Store, o RecorderOptions) *Recorder {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Recorder{st: st, o: o, logger: logger, ch: make(chan item, o.Buffer), done: make(chan struct{})}
+	r := &Recorder{st: st, o: o, logger: logger, ch: make(chan item, o.Buffer), done: make(chan struct{}), stop: make(chan struct{}), napping: napping}
 	go r.run()
 	return r
 }
@@ -103,8 +123,8 @@ func NewRecorder(st *Store, o RecorderOptions) *Recorder {
 // item is what the writer receives: one result, or (RecordCursor) a log
 // source's results with its cursor, written in one transaction.
 type item struct {
-	r              Result
-	rs             []Result
+	r              normalized
+	rs             []normalized
 	source, cursor string
 }
 
@@ -117,7 +137,7 @@ func (r *Recorder) Record(ctx context.Context, res Result) error {
 		r.excluded.Add(1)
 		return nil
 	}
-	n, err := normalize(res, r.o.Now())
+	n, err := r.cache.normalize(res, r.o.Now())
 	if err != nil {
 		r.invalid.Add(1)
 		return err
@@ -157,13 +177,13 @@ func (r *Recorder) Record(ctx context.Context, res Result) error {
 // the buffer until ctx ends (a log keeps what is not read yet), and
 // returns ctx's error then, ErrClosed after Close.
 func (r *Recorder) RecordCursor(ctx context.Context, source, cursor string, rs ...Result) error {
-	var norm []Result
+	var norm []normalized
 	for _, res := range rs {
 		if res.ReportDelivery || (r.o.Exclude != nil && r.o.Exclude(res)) {
 			r.excluded.Add(1)
 			continue
 		}
-		n, err := normalize(res, r.o.Now())
+		n, err := r.cache.normalize(res, r.o.Now())
 		if err != nil {
 			r.invalid.Add(1)
 			continue
@@ -209,6 +229,7 @@ func (r *Recorder) Close(ctx context.Context) error {
 	if !r.closed {
 		r.closed = true
 		close(r.ch)
+		close(r.stop)
 	}
 	r.mu.Unlock()
 	select {
@@ -221,45 +242,82 @@ func (r *Recorder) Close(ctx context.Context) error {
 
 func (r *Recorder) run() {
 	defer close(r.done)
-	batch := make([]Result, 0, r.o.Batch)
+	limit := max(r.o.Buffer, r.o.Batch)
+	batch := make([]normalized, 0, r.o.Batch)
 	cursors := map[string]string{}
-	t := time.NewTicker(r.o.FlushEvery)
-	defer t.Stop()
-	flush := func() {
-		if len(batch) == 0 && len(cursors) == 0 {
+	take := func(it item) {
+		if it.source != "" {
+			// A source's results stay in one batch with its cursor.
+			batch = append(batch, it.rs...)
+			cursors[it.source] = it.cursor
+		} else {
+			batch = append(batch, it.r)
+		}
+	}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		it, ok := <-r.ch
+		if !ok {
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		err := r.st.add(ctx, batch, cursors)
-		cancel()
-		clear(cursors)
-		if err != nil {
-			r.lost.Add(uint64(len(batch)))
-			r.logger.Error("outgoing: results not written", "results", len(batch), "err", err)
-		} else {
-			r.written.Add(uint64(len(batch)))
-		}
 		batch = batch[:0]
-	}
-	for {
-		select {
-		case it, ok := <-r.ch:
-			if !ok {
-				flush()
-				return
+		clear(cursors)
+		take(it)
+		first := time.Now()
+		last := first
+		closed := false
+	fill:
+		for len(batch) < limit {
+			select {
+			case it, ok := <-r.ch:
+				if !ok {
+					closed = true
+					break fill
+				}
+				take(it)
+				continue
+			default:
 			}
-			if it.source != "" {
-				// A source's results stay in one batch with its cursor.
-				batch = append(batch, it.rs...)
-				cursors[it.source] = it.cursor
-			} else {
-				batch = append(batch, it.r)
+			// Nothing more waits: a full batch is written now, with
+			// all that queued meanwhile (group commit: the busier the
+			// collector, the more each transaction merges); a partial
+			// one when no result has come for Idle, or FlushEvery
+			// after its first. Meanwhile the writer naps a quarter of
+			// Idle at a time rather than wake for every result.
+			now := time.Now()
+			if len(batch) >= r.o.Batch || now.Sub(last) >= r.o.Idle || now.Sub(first) >= r.o.FlushEvery {
+				break
 			}
-			if len(batch) >= r.o.Batch {
-				flush()
+			timer.Reset(min(max(r.o.Idle/4, time.Millisecond), first.Add(r.o.FlushEvery).Sub(now), last.Add(r.o.Idle).Sub(now)))
+			if r.napping != nil {
+				r.napping()
 			}
-		case <-t.C:
-			flush()
+			select {
+			case <-timer.C:
+			case <-r.stop: // the channel is closed: drain it and write now
+			}
+			if len(r.ch) > 0 {
+				last = time.Now()
+			}
 		}
+		r.write(batch, cursors)
+		if closed {
+			return
+		}
+	}
+}
+
+// write writes one batch and the log sources' cursors in one transaction.
+func (r *Recorder) write(batch []normalized, cursors map[string]string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	err := r.st.add(ctx, batch, cursors)
+	cancel()
+	r.writes.Add(1)
+	if err != nil {
+		r.lost.Add(uint64(len(batch)))
+		r.logger.Error("outgoing: results not written", "results", len(batch), "err", err)
+	} else {
+		r.written.Add(uint64(len(batch)))
 	}
 }

@@ -3,9 +3,11 @@ package outgoing
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/mailsts/mailsts/internal/watchdog"
 	"github.com/mailsts/mailsts/tlsrpt"
 	"github.com/mailsts/mailsts/tlsrpt/result"
 )
@@ -100,6 +102,88 @@ func TestRecorderFlushesOnTimer(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return rec.Stats().Written == 1 })
+}
+
+// A burst is written once no result has come for Idle, long before
+// FlushEvery.
+func TestRecorderWritesWhenIdle(t *testing.T) {
+	t.Parallel()
+	st := openSQLite(t)
+	rec := NewRecorder(st, RecorderOptions{FlushEvery: time.Hour, Idle: 5 * time.Millisecond})
+	defer rec.Close(context.Background())
+	for range 3 {
+		if err := rec.Record(ctxT(t), ok("example.com", day1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool { return rec.Stats().Written == 3 })
+}
+
+// Close wakes a writer napping on a partial batch (Idle and FlushEvery an
+// hour away) and writes it at once: a collector's shutdown, and a log
+// source's cursor with it, is never held up by the nap.
+func TestRecorderCloseWakesWriter(t *testing.T) {
+	t.Parallel()
+	st := openSQLite(t)
+	naps := make(chan struct{}, 100)
+	rec := newRecorder(st, RecorderOptions{FlushEvery: time.Hour, Idle: time.Hour}, func() {
+		select {
+		case naps <- struct{}{}:
+		default:
+		}
+	})
+	if err := rec.Record(ctxT(t), ok("example.com", day1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := rec.RecordCursor(ctxT(t), "log", "c1", ok("example.org", day1)); err != nil {
+		t.Fatal(err)
+	}
+	// Close once the writer naps (a nap lasts the hour).
+	select {
+	case <-naps:
+	case <-ctxT(t).Done():
+		t.Fatal("the writer never napped")
+	}
+	err := watchdog.Within(t, time.Minute, func() error { return rec.Close(context.Background()) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := rec.Stats(); s.Written != 2 {
+		t.Fatalf("written %d results at Close, want 2", s.Written)
+	}
+	if c, found, err := st.Cursor(ctxT(t), "log"); err != nil || !found || c != "c1" {
+		t.Fatalf("cursor %q %v %v, want c1 stored with its result", c, found, err)
+	}
+}
+
+// Group commit: while a write is held up, results queue; the next
+// transaction takes all of them, not Batch at a time.
+func TestRecorderGroupCommit(t *testing.T) {
+	t.Parallel()
+	st := openSQLite(t)
+	ctx := ctxT(t)
+	tx, err := st.w.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := NewRecorder(st, RecorderOptions{Buffer: 100, Batch: 2, FlushEvery: time.Hour, Idle: time.Hour, MaxWait: -1})
+	for i := range 2 + 50 {
+		if err := rec.Record(ctx, ok(fmt.Sprintf("d%d.example", i%7), day1)); err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			// The first two make a full batch; its write waits for tx.
+			waitFor(t, func() bool { return len(rec.ch) == 0 })
+		}
+	}
+	tx.Rollback()
+	waitFor(t, func() bool { return rec.Stats().Written == 52 })
+	if n := rec.writes.Load(); n != 2 {
+		t.Errorf("%d transactions for a full batch and 50 queued results, want 2", n)
+	}
+	if err := rec.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // waitFor polls cond (bounded: 10 s) for state another goroutine reaches.

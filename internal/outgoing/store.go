@@ -167,13 +167,13 @@ func redactDSN(dsn string) string {
 // they are merged and written in one transaction.
 func (s *Store) Add(ctx context.Context, results ...Result) error {
 	now := time.Now()
-	norm := make([]Result, 0, len(results))
+	norm := make([]normalized, 0, len(results))
 	for _, r := range results {
 		n, err := normalize(r, now)
 		if err != nil {
 			return err
 		}
-		norm = append(norm, n)
+		norm = append(norm, newNormalized(n))
 	}
 	return s.add(ctx, norm, nil)
 }
@@ -221,15 +221,19 @@ const overflowInfo = "further distinct failure details of this type merged (per-
 
 // add writes normalized results and the log sources' cursors in one
 // transaction.
-func (s *Store) add(ctx context.Context, rs []Result, cursors map[string]string) error {
+func (s *Store) add(ctx context.Context, rs []normalized, cursors map[string]string) error {
 	if len(rs) == 0 && len(cursors) == 0 {
 		return nil
 	}
 	aggs := map[[3]string]*policyAgg{}
 	var order []*policyAgg
+	var lastDay time.Time
+	var day string
 	for _, r := range rs {
-		day := dayString(r.Time)
-		k := policyKey(r.Policy)
+		if d := r.Time.Truncate(24 * time.Hour); day == "" || !d.Equal(lastDay) {
+			lastDay, day = d, dayString(r.Time)
+		}
+		k := r.key
 		a := aggs[[3]string{day, r.PolicyDomain, k}]
 		if a == nil {
 			a = &policyAgg{day: day, domain: r.PolicyDomain, key: k, pol: r.Policy, details: map[Failure]int64{}}

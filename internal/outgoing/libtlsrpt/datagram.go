@@ -132,8 +132,18 @@ type wireFailure struct {
 	F string `json:"f"`
 }
 
-// policyTypes maps libtlsrpt's numeric policy types to RFC 8460's names.
-var policyTypes = map[int]string{1: tlsrpt.PolicyTypeTLSA, 2: tlsrpt.PolicyTypeSTS, 9: tlsrpt.PolicyTypeNoPolicyFound}
+// policyType maps libtlsrpt's numeric policy types to RFC 8460's names.
+func policyType(n int) (string, bool) {
+	switch n {
+	case 1:
+		return tlsrpt.PolicyTypeTLSA, true
+	case 2:
+		return tlsrpt.PolicyTypeSTS, true
+	case 9:
+		return tlsrpt.PolicyTypeNoPolicyFound, true
+	}
+	return "", false
+}
 
 // resultTypes maps libtlsrpt's failure codes to RFC 8460 result types.
 var resultTypes = map[int]result.Type{
@@ -160,7 +170,22 @@ func ResultType(code int) (result.Type, bool) {
 // Parse parses one datagram. Errors wrap ErrMalformed or ErrVersion; the
 // version is checked before anything else, so a future version's
 // datagram is told apart from a broken one.
+//
+// Datagrams in the form libtlsrpt writes (no escapes in strings, known
+// members once each, small integers) are decoded by a scanner without
+// reflection (decodeFast); anything else goes through encoding/json, the
+// reference. Both fill the same rawDatagram, checked by one function, so
+// the result never depends on which decoder ran (FuzzParseEquivalence).
 func Parse(b []byte) (*Datagram, error) {
+	var raw rawDatagram
+	if !decodeFast(b, &raw) {
+		return parseReference(b)
+	}
+	return raw.datagram()
+}
+
+// parseReference decodes b with encoding/json.
+func parseReference(b []byte) (*Datagram, error) {
 	var w wireDatagram
 	if err := json.Unmarshal(b, &w); err != nil {
 		var vw struct {
@@ -173,51 +198,117 @@ func Parse(b []byte) (*Datagram, error) {
 		}
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	d := &Datagram{}
-	if w.DPV != nil {
-		if *w.DPV != Version {
-			return nil, fmt.Errorf("%w %q", ErrVersion, clip(*w.DPV))
+	raw := w.raw()
+	return raw.datagram()
+}
+
+// rawDatagram is a decoded datagram before its checks, what both
+// decoders produce: members with their presence, as the JSON had them.
+type rawDatagram struct {
+	hasDPV, hasD, hasPR, hasPolicies bool
+	dpv, d, pr                       string
+	policies                         []rawPolicy
+}
+
+type rawPolicy struct {
+	hasType, hasDomain, hasT, hasF bool
+	typ, t, f                      int
+	domain                         string
+	strs, mx                       []string
+	failures                       []rawFailure
+}
+
+type rawFailure struct {
+	hasC          bool
+	c             int
+	s, n, h, r, a string
+	f             string
+}
+
+// raw converts encoding/json's decoding.
+func (w *wireDatagram) raw() rawDatagram {
+	var r rawDatagram
+	r.hasDPV, r.dpv = deref(w.DPV)
+	r.hasD, r.d = deref(w.D)
+	r.hasPR, r.pr = deref(w.PR)
+	if w.Policies != nil {
+		r.hasPolicies = true
+		r.policies = make([]rawPolicy, len(*w.Policies))
+		for i, wp := range *w.Policies {
+			p := &r.policies[i]
+			p.hasType, p.typ = deref(wp.Type)
+			p.hasDomain, p.domain = deref(wp.Domain)
+			p.hasT, p.t = deref(wp.T)
+			p.hasF, p.f = deref(wp.F)
+			p.strs, p.mx = wp.Strings, wp.MX
+			if wp.Failures != nil {
+				p.failures = make([]rawFailure, len(wp.Failures))
+				for j, wf := range wp.Failures {
+					f := &p.failures[j]
+					f.hasC, f.c = deref(wf.C)
+					f.s, f.n, f.h, f.r, f.a, f.f = wf.S, wf.N, wf.H, wf.R, wf.A, wf.F
+				}
+			}
 		}
-		d.Version = *w.DPV
 	}
-	if w.D == nil || *w.D == "" {
+	return r
+}
+
+func deref[T any](p *T) (bool, T) {
+	if p == nil {
+		var zero T
+		return false, zero
+	}
+	return true, *p
+}
+
+// datagram checks a decoded datagram and returns it.
+func (w *rawDatagram) datagram() (*Datagram, error) {
+	d := &Datagram{}
+	if w.hasDPV {
+		if w.dpv != Version {
+			return nil, fmt.Errorf("%w %q", ErrVersion, clip(w.dpv))
+		}
+		d.Version = w.dpv
+	}
+	if !w.hasD || w.d == "" {
 		return nil, fmt.Errorf("%w: no domain (d)", ErrMalformed)
 	}
-	d.Domain = *w.D
-	if w.PR != nil {
-		d.Record = *w.PR
-	}
-	if w.Policies == nil || len(*w.Policies) == 0 {
+	d.Domain = w.d
+	d.Record = w.pr
+	if !w.hasPolicies || len(w.policies) == 0 {
 		return nil, fmt.Errorf("%w: no policies", ErrMalformed)
 	}
-	if len(*w.Policies) > MaxPolicies {
-		return nil, fmt.Errorf("%w: %d policies, more than %d", ErrMalformed, len(*w.Policies), MaxPolicies)
+	if len(w.policies) > MaxPolicies {
+		return nil, fmt.Errorf("%w: %d policies, more than %d", ErrMalformed, len(w.policies), MaxPolicies)
 	}
-	for i, wp := range *w.Policies {
-		if wp.Type == nil {
+	d.Policies = make([]Policy, 0, len(w.policies))
+	for i := range w.policies {
+		wp := &w.policies[i]
+		if !wp.hasType {
 			return nil, fmt.Errorf("%w: policies[%d] has no policy-type", ErrMalformed, i)
 		}
-		pt, ok := policyTypes[*wp.Type]
+		pt, ok := policyType(wp.typ)
 		if !ok {
-			return nil, fmt.Errorf("%w: policies[%d] has unknown policy-type %d", ErrMalformed, i, *wp.Type)
+			return nil, fmt.Errorf("%w: policies[%d] has unknown policy-type %d", ErrMalformed, i, wp.typ)
 		}
-		if wp.F == nil || (*wp.F != 0 && *wp.F != 1) {
+		if !wp.hasF || (wp.f != 0 && wp.f != 1) {
 			return nil, fmt.Errorf("%w: policies[%d] has no final result f of 0 or 1", ErrMalformed, i)
 		}
-		p := Policy{Type: pt, Strings: wp.Strings, MXHosts: wp.MX, Count: -1, Failed: *wp.F == 1}
-		if wp.Domain != nil {
-			p.Domain = *wp.Domain
+		p := Policy{Type: pt, Domain: wp.domain, Strings: wp.strs, MXHosts: wp.mx, Count: -1, Failed: wp.f == 1}
+		if wp.hasT {
+			p.Count = wp.t
 		}
-		if wp.T != nil {
-			p.Count = *wp.T
+		if len(wp.failures) > 0 {
+			p.Failures = make([]Failure, 0, len(wp.failures))
 		}
-		for j, wf := range wp.Failures {
-			if wf.C == nil {
+		for j, wf := range wp.failures {
+			if !wf.hasC {
 				return nil, fmt.Errorf("%w: policies[%d].failure-details[%d] has no code c", ErrMalformed, i, j)
 			}
-			f := Failure{Code: *wf.C, Failure: outgoing.Failure{
-				SendingMTAIP: wf.S, ReceivingMXHostname: wf.N, ReceivingMXHelo: wf.H,
-				ReceivingIP: wf.R, AdditionalInfo: wf.A, FailureReasonCode: wf.F,
+			f := Failure{Code: wf.c, Failure: outgoing.Failure{
+				SendingMTAIP: wf.s, ReceivingMXHostname: wf.n, ReceivingMXHelo: wf.h,
+				ReceivingIP: wf.r, AdditionalInfo: wf.a, FailureReasonCode: wf.f,
 			}}
 			f.ResultType, _ = ResultType(f.Code)
 			p.Failures = append(p.Failures, f)

@@ -217,3 +217,118 @@ func FuzzParse(f *testing.F) {
 		_ = fmt.Sprint(n)
 	})
 }
+
+// realDatagrams are datagrams in the byte form libtlsrpt writes (its
+// fprintf calls), from the tests above and bench/sender.
+func realDatagrams() []string {
+	out := []string{stsExample, tlsaSuccess, noPolicy, twoPolicies}
+	for _, b := range mixDatagrams(10, 3) {
+		out = append(out, string(b))
+	}
+	return out
+}
+
+// The fast decoder takes libtlsrpt's own datagrams (were it to give up
+// on them, every datagram would pay for encoding/json) and decodes them
+// as encoding/json does.
+func TestDecodeFastTakesLibtlsrptDatagrams(t *testing.T) {
+	t.Parallel()
+	for _, s := range append(realDatagrams(),
+		// White space anywhere JSON allows it, non-ASCII UTF-8, -0,
+		// empty arrays and objects.
+		" {\n\t\"dpv\" : \"1\" ,\"d\":\"x.example\",\"policies\" : [ {\"policy-type\" : 9 , \"f\" : -0 , \"mx-host\":[],\"failure-details\":[{}]} ] } \r\n",
+		`{"d":"x.example","pr":"café ✓","policies":[{"policy-type":2,"policy-string":[],"failure-details":[],"f":0}]}`,
+	) {
+		var raw rawDatagram
+		if !decodeFast([]byte(s), &raw) {
+			t.Errorf("decodeFast gave up on %s", s)
+			continue
+		}
+		fast, ferr := raw.datagram()
+		ref, rerr := parseReference([]byte(s))
+		if !reflect.DeepEqual(fast, ref) || fmt.Sprint(ferr) != fmt.Sprint(rerr) {
+			t.Errorf("%s:\nfast %#v %v\nref  %#v %v", s, fast, ferr, ref, rerr)
+		}
+	}
+}
+
+// What the fast decoder does not fully understand it leaves to
+// encoding/json: these parse (or fail) exactly as the reference says.
+func TestDecodeFastGivesUp(t *testing.T) {
+	t.Parallel()
+	for name, s := range map[string]string{
+		"escape":              `{"dpv": "1","d": "x\u002eexample","policies":[{"policy-type":9,"f":0}]}`,
+		"escaped quote":       `{"dpv": "1","d": "x.example","pr":"a\"b","policies":[{"policy-type":9,"f":0}]}`,
+		"key in another case": `{"dpv": "1","D": "x.example","policies":[{"policy-type":9,"f":0}]}`,
+		"unknown key":         `{"dpv": "1","d": "x.example","extra":true,"policies":[{"policy-type":9,"f":0}]}`,
+		"unknown failure key": `{"dpv": "1","d": "x.example","policies":[{"policy-type":9,"failure-details":[{"c":201,"z":"y"}],"f":1}]}`,
+		"duplicate d":         `{"dpv": "1","d": "a.example","d": "b.example","policies":[{"policy-type":9,"f":0}]}`,
+		"duplicate f":         `{"dpv": "1","d": "x.example","policies":[{"policy-type":9,"f":1,"f":0}]}`,
+		"duplicate c":         `{"dpv": "1","d": "x.example","policies":[{"policy-type":9,"failure-details":[{"c":201,"c":202}],"f":1}]}`,
+		"null":                `{"dpv": "1","d": "x.example","pr":null,"policies":[{"policy-type":9,"f":0}]}`,
+		"float":               `{"dpv": "1","d": "x.example","policies":[{"policy-type":9.0,"f":0}]}`,
+		"exponent":            `{"dpv": "1","d": "x.example","policies":[{"policy-type":9,"f":0e0}]}`,
+		"big number":          `{"dpv": "1","d": "x.example","policies":[{"policy-type":9,"t":12345678901,"f":0}]}`,
+		"leading zero":        `{"dpv": "1","d": "x.example","policies":[{"policy-type":09,"f":0}]}`,
+		"invalid UTF-8":       "{\"dpv\": \"1\",\"d\": \"x.example\",\"pr\":\"\xff\",\"policies\":[{\"policy-type\":9,\"f\":0}]}",
+		"control character":   "{\"dpv\": \"1\",\"d\": \"x.example\",\"pr\":\"a\tb\",\"policies\":[{\"policy-type\":9,\"f\":0}]}",
+		"trailing data":       `{"dpv": "1","d": "x.example","policies":[{"policy-type":9,"f":0}]} {}`,
+		"other version":       `{"dpv": 2,"d": "x.example","policies":[{"policy-type":9,"f":0}]}`,
+		"too many policies":   malformedCases()["too many policies"],
+		"not an object":       `[1,2]`,
+	} {
+		var raw rawDatagram
+		if decodeFast([]byte(s), &raw) {
+			t.Errorf("%s: decodeFast took %s", name, s)
+		}
+		got, gerr := Parse([]byte(s))
+		ref, rerr := parseReference([]byte(s))
+		if !reflect.DeepEqual(got, ref) || fmt.Sprint(gerr) != fmt.Sprint(rerr) {
+			t.Errorf("%s: Parse %#v %v, reference %#v %v", name, got, gerr, ref, rerr)
+		}
+	}
+}
+
+// FuzzParseEquivalence: on every input, Parse (the fast decoder, or
+// encoding/json when it gives up) and the encoding/json reference agree:
+// the same datagram, or errors of the same class with the same text.
+// Seeds: the table cases and libtlsrpt's datagrams.
+func FuzzParseEquivalence(f *testing.F) {
+	for _, s := range realDatagrams() {
+		f.Add([]byte(s))
+	}
+	for _, s := range malformedCases() {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte(`{"dpv": "2","entirely":"new","format":[1]}`))
+	f.Add([]byte(`{"dpv": "1","d": "x\u002eexample","D":"y","policies":[{"policy-type":9,"f":0,"f":1}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, gerr := Parse(b)
+		ref, rerr := parseReference(b)
+		if !reflect.DeepEqual(got, ref) {
+			t.Fatalf("Parse %#v\nreference %#v", got, ref)
+		}
+		if (gerr == nil) != (rerr == nil) || errors.Is(gerr, ErrMalformed) != errors.Is(rerr, ErrMalformed) ||
+			errors.Is(gerr, ErrVersion) != errors.Is(rerr, ErrVersion) || fmt.Sprint(gerr) != fmt.Sprint(rerr) {
+			t.Fatalf("Parse error %v, reference %v", gerr, rerr)
+		}
+	})
+}
+
+// plainASCII's eight-bytes-at-a-time test agrees with a byte loop, at
+// every position of every byte value.
+func TestPlainASCII(t *testing.T) {
+	t.Parallel()
+	for n := range 20 {
+		for pos := range n {
+			for c := range 256 {
+				b := []byte(strings.Repeat("a", n))
+				b[pos] = byte(c)
+				want := c >= 0x20 && c < 0x80 && c != '\\'
+				if got := plainASCII(b); got != want {
+					t.Fatalf("plainASCII(%q) = %v", b, got)
+				}
+			}
+		}
+	}
+}

@@ -514,7 +514,7 @@ func TestJournalCursorCommitted(t *testing.T) {
 	run := func(st *outgoing.Store, entries []string, window time.Duration, crash bool) {
 		t.Helper()
 		script, _ := fakeJournal(t, entries)
-		rec := outgoing.NewRecorder(st, outgoing.RecorderOptions{FlushEvery: time.Hour})
+		rec := outgoing.NewRecorder(st, outgoing.RecorderOptions{FlushEvery: time.Hour, Idle: time.Hour})
 		fw := &forwardRecorder{next: rec}
 		j := &Journal{Journalctl: script, Recorder: fw, Cursors: st, Answers: answers(), Since: "2026-12-06", PrimeWindow: window}
 		last := cursorOf(t, entries[len(entries)-1])
