@@ -382,7 +382,9 @@ func TestItemCompact(t *testing.T) {
 	txt := "v=STSv1; id=20250101T000000" + strings.Repeat(";", 200)
 	id := txt[12:27]
 	m := &Memory{}
-	e := &mtasts.Entry{Domain: "a.example", ID: id, FetchedAt: time.Now(), CheckedAt: time.Now()}
+	// As mtasts.Cache stores a fetched policy: all three times set.
+	now := time.Now()
+	e := &mtasts.Entry{Domain: "a.example", ID: id, FetchedAt: now, CheckedAt: now, NoPolicyUntil: now.Add(time.Hour)}
 	if err := m.Put(context.Background(), e); err != nil {
 		t.Fatal(err)
 	}

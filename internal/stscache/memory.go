@@ -6,12 +6,12 @@ import (
 	"errors"
 	"log/slog"
 	"math"
-	"math/bits"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/mailsts/mailsts/mtasts"
 	"github.com/mailsts/mailsts/tlsrpt/result"
@@ -63,46 +63,50 @@ type Memory struct {
 // TestItemCompact holds it to 64 bytes.
 type item struct {
 	policy *mtasts.Policy
-	// text is the entry's ID followed by its LastError, copied into one
-	// string of their own: an ID cut from a TXT record would keep the
-	// whole record text alive.
-	text string
-	// times are the non-zero ones of FetchedAt, CheckedAt and
-	// NoPolicyUntil, in that order, as Unix nanoseconds: an entry has at
-	// most two (a policy was fetched and checked, or none was found and
-	// the absence is trusted until a time); the use word says which
-	// (usePresent) and which are in time.Local (useLocal, else UTC). An
-	// entry with all three, or a time compactTime cannot hold, keeps them
-	// in rare.times instead.
-	times [2]int64
+	// text points to the entry's ID followed by its LastError (lengths in
+	// loaded), bytes of their own: an ID cut from a TXT record would keep
+	// the whole record text alive. A pointer rather than a string saves
+	// the length word; nil for no text.
+	text *byte
+	// times are FetchedAt, CheckedAt and NoPolicyUntil as Unix
+	// nanoseconds (noTime for the zero time), in UTC or, where the use
+	// word has useLocal bit i, in time.Local. Unused when rare.times is
+	// set.
+	times [3]int64
 	// loaded is, above loadedShift, when Tiered last synchronised the item
 	// with Back, in milliseconds from Tiered's epoch (neverLoaded for a
-	// plain Memory.Put), and below it the length of the ID in text.
+	// plain Memory.Put), and below it the lengths of the ID and the
+	// LastError in text (12 bits each).
 	loaded int64
 	// use is the last use in Unix milliseconds (zeroMS for the zero time)
 	// above useShift, and below it: whether the use moved since Back last
-	// saw it (useDirty, for Tiered), the presence and location bits of
-	// times, and LastErrorType with LastErrorTemporary (packFailure; unused
-	// when rare). Only the use and the dirty bit change once the item is
-	// in the map, atomically.
+	// saw it (useDirty, for Tiered), the location bits of times, and
+	// LastErrorType with LastErrorTemporary (packFailure; unused when
+	// rare). Only the use and the dirty bit change once the item is in the
+	// map, atomically.
 	use  atomic.Uint64
 	rare *itemRare // nil for most entries
 }
 
 // The bits of item.use and item.loaded.
 const (
-	useShift    = 16
-	useDirty    = 1 << 15
-	usePresent  = 7 << 8  // bit 8+i: times holds time i (tFetched, ...)
-	useLocal    = 7 << 11 // bit 11+i: time i is in time.Local
-	useLastErr  = 0xff    // packFailure's byte
-	useMeta     = usePresent | useLocal | useLastErr
-	loadedShift = 16
-	idLenMask   = 1<<loadedShift - 1
+	useShift   = 16
+	useDirty   = 1 << 15
+	useLocal   = 7 << 8 // bit 8+i: time i (tFetched, ...) is in time.Local
+	useLastErr = 0xff   // packFailure's byte
+	useMeta    = useLocal | useLastErr
 	// maxUseMS and minUseMS bound a last use in milliseconds (48 bits,
 	// about 4,400 years either side of 1970; the zero time is within).
 	maxUseMS = 1<<(63-useShift) - 1
 	minUseMS = -1 << (63 - useShift)
+
+	loadedShift = 24
+	textLenBits = 12
+	maxTextLen  = 1<<textLenBits - 1 // of the ID and of the LastError
+	// maxLoadedMS and minLoadedMS bound a load time (40 bits of
+	// milliseconds: 17 years either side of Tiered's epoch).
+	maxLoadedMS = 1<<(63-loadedShift) - 1
+	minLoadedMS = -1 << (63 - loadedShift)
 )
 
 // itemRare holds the parts of an entry most entries do not have. When an
@@ -121,21 +125,21 @@ type itemRare struct {
 	times *[3]time.Time
 }
 
-// The indexes of FetchedAt, CheckedAt and NoPolicyUntil.
+// The indexes of item.times.
 const (
 	tFetched = iota
 	tChecked
 	tNoPolicyUntil
 )
 
-// noTime stands for the zero time.Time in compactTime. As a Unix
+// noTime stands for the zero time.Time in item.times. As a Unix
 // nanosecond value it is 1677-09-21, which compactTime refuses, so it
 // cannot collide with a stored time.
 const noTime = math.MinInt64
 
 // neverLoaded is the load time (item.loadedMS) of an item Tiered did not
 // load: before any other.
-const neverLoaded = minUseMS
+const neverLoaded = minLoadedMS
 
 // compactTime returns t as Unix nanoseconds and whether it is in
 // time.Local (else UTC). ok is false when that would not give t back:
@@ -181,26 +185,21 @@ func (m *Memory) newItem(e *mtasts.Entry, loadedAt int64) *item {
 	it := &item{policy: m.policies.intern(e.Policy)}
 	use := useWord(toMS(e.LastUsed))
 	exact := false
-	n := 0
 	for i, t := range [3]time.Time{e.FetchedAt, e.CheckedAt, e.NoPolicyUntil} {
 		ns, local, ok := compactTime(t)
-		if !ok || (ns != noTime && n == len(it.times)) {
+		if !ok {
 			exact = true
 			break
 		}
-		if ns == noTime {
-			continue
-		}
-		it.times[n] = ns
-		n++
-		use |= 1 << (8 + i)
+		it.times[i] = ns
 		if local {
-			use |= 1 << (11 + i)
+			use |= 1 << (8 + i)
 		}
 	}
 	lastErr, packed := packFailure(e.LastErrorType, e.LastErrorTemporary)
-	idLen := 0
-	if exact || e.FailedID != "" || !e.FailedAt.IsZero() || e.Failures != 0 || len(e.ID) > idLenMask || !packed {
+	var idLen, errLen int
+	if exact || e.FailedID != "" || !e.FailedAt.IsZero() || e.Failures != 0 ||
+		len(e.ID) > maxTextLen || len(e.LastError) > maxTextLen || !packed {
 		it.rare = &itemRare{
 			id: strings.Clone(e.ID), lastError: e.LastError,
 			lastErrorType: e.LastErrorType, lastErrorTemp: e.LastErrorTemporary,
@@ -208,20 +207,18 @@ func (m *Memory) newItem(e *mtasts.Entry, loadedAt int64) *item {
 		}
 		if exact {
 			it.rare.times = &[3]time.Time{e.FetchedAt, e.CheckedAt, e.NoPolicyUntil}
-			it.times = [2]int64{}
-			use &^= usePresent | useLocal
+			use &^= useLocal
 		}
 	} else {
-		// A concatenation with an empty string is the other string
-		// itself, so an ID alone is cloned explicitly.
-		it.text = e.ID + e.LastError
-		if e.LastError == "" {
-			it.text = strings.Clone(e.ID)
+		idLen, errLen = len(e.ID), len(e.LastError)
+		if n := idLen + errLen; n > 0 {
+			b := make([]byte, 0, n)
+			b = append(append(b, e.ID...), e.LastError...)
+			it.text = unsafe.SliceData(b)
 		}
-		idLen = len(e.ID)
 		use |= uint64(lastErr)
 	}
-	it.loaded = min(max(loadedAt, minUseMS), maxUseMS)<<loadedShift | int64(idLen)
+	it.loaded = min(max(loadedAt, minLoadedMS), maxLoadedMS)<<loadedShift | int64(idLen)<<textLenBits | int64(errLen)
 	it.use.Store(use)
 	return it
 }
@@ -260,19 +257,27 @@ func unpackFailure(b uint8) (typ result.Type, temp bool) {
 	return typ, b&tempBit != 0
 }
 
-// idLen returns the length of the ID at the start of text.
-func (it *item) idLen() int { return int(it.loaded & idLenMask) }
-
 // loadedMS returns when Tiered last loaded the item, in milliseconds from
 // its epoch (neverLoaded for never).
 func (it *item) loadedMS() int64 { return it.loaded >> loadedShift }
+
+// textOf returns the item's text: the ID, then the LastError.
+func (it *item) textOf() (text string, idLen int) {
+	idLen = int(it.loaded >> textLenBits & maxTextLen)
+	n := idLen + int(it.loaded&maxTextLen)
+	if n == 0 {
+		return "", 0
+	}
+	return unsafe.String(it.text, n), idLen
+}
 
 // id returns the entry's ID.
 func (it *item) id() string {
 	if it.rare != nil {
 		return it.rare.id
 	}
-	return it.text[:it.idLen()]
+	text, n := it.textOf()
+	return text[:n]
 }
 
 // lastError returns the entry's LastError.
@@ -280,7 +285,8 @@ func (it *item) lastError() string {
 	if it.rare != nil {
 		return it.rare.lastError
 	}
-	return it.text[it.idLen():]
+	text, n := it.textOf()
+	return text[n:]
 }
 
 // time returns FetchedAt, CheckedAt or NoPolicyUntil (tFetched, ...).
@@ -288,13 +294,7 @@ func (it *item) time(i int) time.Time {
 	if it.rare != nil && it.rare.times != nil {
 		return it.rare.times[i]
 	}
-	w := it.use.Load()
-	if w&(1<<(8+i)) == 0 {
-		return time.Time{}
-	}
-	// The present times before i come first in times.
-	n := bits.OnesCount64(w & usePresent & (1<<(8+i) - 1))
-	return expandTime(it.times[n], w&(1<<(11+i)) != 0)
+	return expandTime(it.times[i], it.use.Load()&(1<<(8+i)) != 0)
 }
 
 // lastUsed returns the last use in Unix milliseconds (zeroMS for none).

@@ -3,6 +3,7 @@ package stscache
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,7 +13,7 @@ import (
 )
 
 // Every field of an entry survives the packing of an item, whichever of
-// its three times are set (the compact form holds two), in which location,
+// its three times are set, in which location,
 // with every failure class, temporary or not, and every last use, and the
 // use word's flags never disturb the packed fields (STS-CACHE-1).
 func TestItemPackingRoundTrips(t *testing.T) {
@@ -51,9 +52,8 @@ func TestItemPackingRoundTrips(t *testing.T) {
 						t.Fatal(err)
 					}
 					it := m.item(e.Domain)
-					all := fi > 0 && ci > 0 && ui > 0
-					if (it.rare != nil) != all {
-						t.Errorf("%s: rare %v, want %v (times %d %d %d)", e.Domain, it.rare != nil, all, fi, ci, ui)
+					if it.rare != nil {
+						t.Errorf("%s: rare parts without failures (times %d %d %d)", e.Domain, fi, ci, ui)
 					}
 					check := func(when string) {
 						t.Helper()
@@ -107,14 +107,15 @@ func TestItemUseAndLoadBounds(t *testing.T) {
 		{"epoch", time.Unix(0, 0), 0, 0},
 		{"before 1970", time.UnixMilli(-5), -5, -1},
 		{"now", time.UnixMilli(1_800_000_000_123), 1_800_000_000_123, 86_400_000},
-		{"year 9999", time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC), maxUseMS, maxUseMS},
+		{"year 9999", time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC), maxUseMS, maxLoadedMS},
+		{"never loaded", time.Time{}, zeroMS, minLoadedMS - 1},
 	} {
 		e := &mtasts.Entry{Domain: "a.example", ID: "an-id", LastUsed: c.used}
 		it := m.newItem(e, c.loaded)
 		if got := it.lastUsed(); got != c.want {
 			t.Errorf("%s: lastUsed %d, want %d", c.name, got, c.want)
 		}
-		if got := it.loadedMS(); got != c.loaded {
+		if got := it.loadedMS(); got != min(max(c.loaded, minLoadedMS), maxLoadedMS) {
 			t.Errorf("%s: loadedMS %d, want %d", c.name, got, c.loaded)
 		}
 		if it.id() != "an-id" || it.lastError() != "" {
@@ -159,5 +160,40 @@ func TestItemInheritUse(t *testing.T) {
 	newer.inheritDirty(old)
 	if newer.dirty() {
 		t.Errorf("inheritDirty did not take the clean bit")
+	}
+}
+
+// The ID and the LastError share one allocation of their own when each
+// fits the 12 bits of its length; longer ones are kept whole in rare.
+func TestItemText(t *testing.T) {
+	t.Parallel()
+	m := &Memory{}
+	long := strings.Repeat("x", maxTextLen)
+	for _, c := range []struct {
+		id, lastError string
+		rare          bool
+	}{
+		{"", "", false},
+		{"id1", "", false},
+		{"", "no-policy: none", false},
+		{"id1", "no-policy: none", false},
+		{long, long, false},
+		{long + "y", "", true},
+		{"id1", long + "y", true},
+	} {
+		e := &mtasts.Entry{Domain: "a.example", ID: c.id, LastError: c.lastError}
+		if c.lastError != "" {
+			e.LastErrorType = result.STSPolicyInvalid
+		}
+		it := m.newItem(e, 0)
+		if (it.rare != nil) != c.rare {
+			t.Errorf("id %d bytes, last error %d: rare %v, want %v", len(c.id), len(c.lastError), it.rare != nil, c.rare)
+		}
+		if it.id() != c.id || it.lastError() != c.lastError {
+			t.Errorf("id %d bytes, last error %d: got %d and %d bytes back, or other bytes", len(c.id), len(c.lastError), len(it.id()), len(it.lastError()))
+		}
+		if c.id == "" && c.lastError == "" && it.text != nil {
+			t.Errorf("an empty text has an allocation")
+		}
 	}
 }
