@@ -120,8 +120,7 @@ type itemRare struct {
 	failedAt      time.Time
 	failures      int
 	// times, when set, are FetchedAt, CheckedAt and NoPolicyUntil as given,
-	// for entries with a time compactTime cannot hold exactly or with all
-	// three set.
+	// for entries with a time compactTime cannot hold exactly.
 	times *[3]time.Time
 }
 
