@@ -62,7 +62,7 @@ func (r *Responder) mx(ctx context.Context, st *domainState, domain string, now 
 	set := r.mxSets.get(m.hosts)
 	st.mu.Lock()
 	st.mx, st.mxAuth, st.mxKind, st.mxAt = set, m.auth, m.kind, now.UnixNano()
-	st.checkedMX = false
+	st.clearCheck()
 	st.gen.Add(1)
 	st.mu.Unlock()
 	return set.hostsOrNil(), m.auth, m.kind, now.UnixNano()
@@ -80,7 +80,7 @@ func (r *Responder) daneFresh(st *domainState, now time.Time) bool {
 func (r *Responder) daneDecided(st *domainState, now time.Time) (string, bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.daneAt != 0 && now.UnixNano()-st.daneAt < int64(r.daneTTL()) {
+	if st.daneAt != 0 && now.Sub(time.Unix(int64(st.daneAt), 0)) < r.daneTTL() {
 		return st.dane.String(), true
 	}
 	return "", false
@@ -101,7 +101,7 @@ func (r *Responder) dane(ctx context.Context, st *domainState, domain string, mo
 	}
 	if c, ok := daneCodeOf(out); ok && out != DANETemp {
 		st.mu.Lock()
-		st.dane, st.daneAt = c, now.UnixNano()
+		st.dane, st.daneAt = c, max(useSeconds(now), 1)
 		st.gen.Add(1)
 		st.mu.Unlock()
 	}

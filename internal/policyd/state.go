@@ -24,11 +24,12 @@ type stateShard struct {
 // domainState is what the Responder remembers per policy domain.
 //
 // A domainState exists for every domain looked up recently (up to
-// MaxStates, 200,000 by default), so it is kept to one 80-byte allocation:
-// times are unix nanoseconds (0 for none) but the last use, which is unix
-// seconds, the DANE decision is a small number, the MX set is shared with
-// every domain that has the same one (mxSets), and an MX mismatch, which few domains have, is the only part
-// behind a pointer of its own. TestDomainStateSize holds it to that size.
+// MaxStates, 200,000 by default), so it is kept to one 64-byte allocation:
+// the MX set's time is unix nanoseconds (0 for none), the last use and the
+// DANE decision's time unix seconds, the DANE decision is a small number,
+// the MX set is shared with every domain that has the same one (mxSets),
+// and what few domains have (an MX mismatch, an OPEN-1 failure window) is
+// behind one pointer of its own. TestDomainStateSize holds it to that size.
 type domainState struct {
 	// gen moves on every change below that can change an answer (MX set,
 	// DANE decision, MX check, failure window): memoised answers derived
@@ -44,22 +45,55 @@ type domainState struct {
 	// fitWarned: an answer was shortened to fit a reply limit, and logged.
 	fitWarned bool
 	dane      daneCode // the DANE decision, valid while daneAt != 0
-	// checkedMX: checkedPolicy and mismatch are the MX check of
-	// checkedPolicy against the MX set of mxAt. Cleared when the MX set
-	// is looked up again.
-	checkedMX bool
+	// daneAt is when the DANE decision was made, in unix seconds rounded
+	// down (useSeconds): a decision is reused for at most DANETTL.
+	daneAt uint32
 	// MX set: shared and never modified (nil for none)
 	mx   *mxSet
 	mxAt int64
-	// DANE decision
-	daneAt int64
-	// MX check of the policy: the MX hosts it does not match, nil for none
+	// checkedPolicy, when not nil, is the policy whose MX check against
+	// the MX set of mxAt is recorded (its mismatch in rare). Cleared when
+	// the MX set is looked up again.
 	checkedPolicy *mtasts.Policy
-	mismatch      *[]string
-	// OPEN-1 window
-	failingSince int64
+	// rare is nil unless the domain has an MX mismatch or a failure window.
+	rare *stateRare
 	// the last rendered secure reply, nil until one is needed
 	rendered *renderedReply
+}
+
+// stateRare is the part of a domainState few domains have. Guarded by the
+// state's mu.
+type stateRare struct {
+	// MX check of checkedPolicy: the MX hosts it does not match, nil for
+	// none
+	mismatch []string
+	// OPEN-1 window: when the failures began (unix nanoseconds), 0 for
+	// none
+	failingSince int64
+}
+
+// tidy drops rare when it holds nothing. st.mu must be held.
+func (st *domainState) tidy() {
+	if r := st.rare; r != nil && r.mismatch == nil && r.failingSince == 0 {
+		st.rare = nil
+	}
+}
+
+// getRare returns rare, creating it. st.mu must be held.
+func (st *domainState) getRare() *stateRare {
+	if st.rare == nil {
+		st.rare = &stateRare{}
+	}
+	return st.rare
+}
+
+// failingSince returns when the OPEN-1 window began (unix nanoseconds), 0
+// for none. st.mu must be held.
+func (st *domainState) failingSince() int64 {
+	if st.rare == nil {
+		return 0
+	}
+	return st.rare.failingSince
 }
 
 // mxHosts returns the state's MX host names (shared, never modified).
@@ -69,29 +103,38 @@ func (st *domainState) mxHosts() []string { return st.mx.hostsOrNil() }
 // mismatched returns the MX hosts of the last MX check that the policy
 // does not match. st.mu must be held.
 func (st *domainState) mismatched() []string {
-	if st.mismatch == nil {
+	if st.rare == nil {
 		return nil
 	}
-	return *st.mismatch
+	return st.rare.mismatch
 }
 
 // checked reports whether the last MX check is of policy p against the MX
 // set of mxAt. st.mu must be held.
 func (st *domainState) checked(p *mtasts.Policy, mxAt int64) bool {
-	return st.checkedMX && st.checkedPolicy == p && st.mxAt == mxAt
+	return p != nil && st.checkedPolicy == p && st.mxAt == mxAt
+}
+
+// clearCheck forgets the last MX check. st.mu must be held.
+func (st *domainState) clearCheck() {
+	st.checkedPolicy = nil
+	if st.rare != nil {
+		st.rare.mismatch = nil
+		st.tidy()
+	}
 }
 
 // setMismatch records the result of an MX check of p against the MX set
 // of mxAt: the hosts it does not match. A check against a set that has
 // been replaced since is not recorded. st.mu must be held.
 func (st *domainState) setMismatch(p *mtasts.Policy, mxAt int64, hosts []string) {
-	if st.mxAt != mxAt {
-		st.checkedMX, st.checkedPolicy, st.mismatch = false, nil, nil
+	st.clearCheck()
+	if st.mxAt != mxAt || p == nil {
 		return
 	}
-	st.checkedMX, st.checkedPolicy, st.mismatch = true, p, nil
+	st.checkedPolicy = p
 	if len(hosts) > 0 {
-		st.mismatch = &hosts
+		st.getRare().mismatch = hosts
 	}
 }
 
@@ -196,17 +239,18 @@ func (r *Responder) state(domain string, now time.Time) *domainState {
 func (st *domainState) failing(now time.Time) time.Time {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.failingSince == 0 {
-		st.failingSince = now.UnixNano()
+	if st.failingSince() == 0 {
+		st.getRare().failingSince = now.UnixNano()
 		st.gen.Add(1)
 	}
-	return time.Unix(0, st.failingSince)
+	return time.Unix(0, st.failingSince())
 }
 
 func (st *domainState) clearFailure() {
 	st.mu.Lock()
-	if st.failingSince != 0 {
-		st.failingSince = 0
+	if st.failingSince() != 0 {
+		st.rare.failingSince = 0
+		st.tidy()
 		st.gen.Add(1)
 	}
 	st.mu.Unlock()
@@ -231,7 +275,7 @@ func (r *Responder) Prune(now time.Time) int {
 		for k, st := range sh.m {
 			u := st.used.Load()
 			st.mu.Lock()
-			busy := st.failingSince != 0
+			busy := st.failingSince() != 0
 			st.mu.Unlock()
 			if u < cut && !busy {
 				delete(sh.m, k)

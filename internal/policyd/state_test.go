@@ -9,13 +9,13 @@ import (
 	"github.com/mailsts/mailsts/mtasts"
 )
 
-// TestDomainStateSize keeps the per-domain state in the 80-byte size class:
+// TestDomainStateSize keeps the per-domain state in the 64-byte size class:
 // policyd holds one per recently looked-up domain, and the memory per
 // cached domain (bench/policyd) adds it up 100,000 times.
 func TestDomainStateSize(t *testing.T) {
 	t.Parallel()
-	if n := unsafe.Sizeof(domainState{}); n > 80 {
-		t.Errorf("domainState is %d bytes, want at most 80", n)
+	if n := unsafe.Sizeof(domainState{}); n > 64 {
+		t.Errorf("domainState is %d bytes, want at most 64", n)
 	}
 }
 
@@ -103,6 +103,63 @@ func TestUseSeconds(t *testing.T) {
 	} {
 		if got := useSeconds(c.t); got != c.want {
 			t.Errorf("useSeconds(%v) = %d, want %d", c.t, got, c.want)
+		}
+	}
+}
+
+// The rare part of a domain state exists only while the domain has an MX
+// mismatch or an OPEN-1 failure window, and the two do not clear each
+// other.
+func TestDomainStateRareLifecycle(t *testing.T) {
+	t.Parallel()
+	p := &mtasts.Policy{Mode: mtasts.ModeEnforce}
+	st := &domainState{mxAt: 7}
+	now := time.Unix(1_800_000_000, 5)
+	since := st.failing(now)
+	if st.rare == nil || !since.Equal(now) {
+		t.Fatalf("failing: rare %v, since %v", st.rare, since)
+	}
+	st.mu.Lock()
+	st.setMismatch(p, 7, []string{"mx.other.example"})
+	st.mu.Unlock()
+	st.clearFailure()
+	st.mu.Lock()
+	if !st.checked(p, 7) || len(st.mismatched()) != 1 || st.failingSince() != 0 {
+		t.Errorf("clearFailure lost the mismatch or kept the window: %v %q %d", st.checked(p, 7), st.mismatched(), st.failingSince())
+	}
+	st.setMismatch(p, 7, nil)
+	if !st.checked(p, 7) || st.mismatched() != nil || st.rare != nil {
+		t.Errorf("a match after a mismatch: checked %v, mismatch %q, rare %v", st.checked(p, 7), st.mismatched(), st.rare)
+	}
+	st.setMismatch(nil, 7, nil)
+	if st.checked(nil, 7) || st.checkedPolicy != nil {
+		t.Errorf("a check without a policy is recorded")
+	}
+	st.mu.Unlock()
+	if got := st.failing(now.Add(time.Second)); !got.Equal(now.Add(time.Second)) {
+		t.Errorf("a new window starts at %v, want %v", got, now.Add(time.Second))
+	}
+}
+
+// A DANE decision is kept to the second, rounded down: it is reused for at
+// most DANETTL, never longer.
+func TestDANEDecisionAge(t *testing.T) {
+	t.Parallel()
+	r := &Responder{DANETTL: 2 * time.Second}
+	st := &domainState{}
+	made := time.Unix(1_800_000_000, 900_000_000)
+	st.dane, st.daneAt = 0, useSeconds(made)
+	for _, c := range []struct {
+		at   time.Time
+		want bool
+	}{
+		{made, true},
+		{made.Add(time.Second), true},
+		{made.Add(1100 * time.Millisecond), false}, // 2 s after the second it was made in
+		{made.Add(2 * time.Second), false},
+	} {
+		if _, ok := r.daneDecided(st, c.at); ok != c.want {
+			t.Errorf("decision made at %v reused at %v: %v, want %v", made, c.at, ok, c.want)
 		}
 	}
 }

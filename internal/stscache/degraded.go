@@ -610,11 +610,8 @@ func (t *Tiered) settle(ctx context.Context, mine *mtasts.Entry, it *item, st *R
 	if t.Front.item(mine.Domain) != it {
 		return nil // replaced meanwhile: the newer Put is queued again
 	}
-	nit := t.Front.newItem(theirs, t.since(t.now()))
-	if u := it.lastUsed.Load(); u > nit.lastUsed.Load() {
-		nit.lastUsed.Store(u)
-		nit.dirty.Store(it.dirty.Load())
-	}
+	nit := t.Front.newItem(theirs, t.loadTime(t.now()))
+	nit.inheritUse(it)
 	t.Front.putItem(mine.Domain, nit)
 	st.Adopted++
 	return nil

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/mailsts/mailsts/mtasts"
 	"github.com/mailsts/mailsts/tlsrpt/result"
@@ -24,7 +25,7 @@ import (
 // Why a second in-memory store beside [mtasts.MemoryStore], the library's
 // simple default: a policy daemon holds hundreds of thousands of domains
 // for as long as it runs, and Memory is built for that. Items are compact
-// (one 80-byte allocation per plain entry) with equal policies interned
+// (one 64-byte allocation per plain entry) with equal policies interned
 // (one copy shared by every domain that publishes it), use times are
 // recorded without a write lock, and it does what a daemon's cache needs
 // beyond [mtasts.Store]: Touch, and Cap and Evict that never drop a valid
@@ -51,36 +52,62 @@ type Memory struct {
 }
 
 // item is one stored entry, kept compact: a daemon's front holds one per
-// domain it answered for, hundreds of thousands of them. Everything but the
-// atomics is immutable once the item is in the map; a Put installs a new
-// item.
+// domain it answered for, hundreds of thousands of them. Everything but
+// the use word is immutable once the item is in the map; a Put installs a
+// new item.
 //
-// An entry without failure state is one 80-byte allocation plus its id (or
-// last error) text; the domain is the map key only, and the policy is shared
-// with every other item holding an equal one ([policyTable]). Failure state,
-// and times that have no compact form, live in rare.
+// An entry without failure state is one 64-byte allocation plus its id
+// (and last error) text; the domain is the map key only, and the policy is
+// shared with every other item holding an equal one ([policyTable]).
+// Failure state, and times that have no compact form, live in rare.
+// TestItemCompact holds it to 64 bytes.
 type item struct {
 	policy *mtasts.Policy
-	// text is the entry's ID followed by its LastError, copied into one
-	// string of their own: an ID cut from a TXT record would keep the
-	// whole record text alive.
-	text string
-	// times are FetchedAt, CheckedAt and NoPolicyUntil as Unix nanoseconds
-	// (noTime for the zero time), in UTC or, where locs has bit i set, in
-	// time.Local. Unused when rare.times is set.
+	// text points to the entry's ID followed by its LastError (lengths in
+	// loaded), bytes of their own: an ID cut from a TXT record would keep
+	// the whole record text alive. A pointer rather than a string saves
+	// the length word; nil for no text.
+	text *byte
+	// times are FetchedAt, CheckedAt and NoPolicyUntil as Unix
+	// nanoseconds (noTime for the zero time), in UTC or, where the use
+	// word has useLocal bit i, in time.Local. Unused when rare.times is
+	// set.
 	times [3]int64
-	// loadedAt is when Tiered last synchronised the item with Back, as an
-	// offset from Tiered's epoch (neverLoaded for a plain Memory.Put).
-	loadedAt int64
-	lastUsed atomic.Int64 // Unix milliseconds (zeroMS for the zero time)
-	rare     *itemRare    // nil for most entries
-	idLen    uint16       // text[:idLen] is the ID
-	locs     uint8
-	// lastErr is LastErrorType and LastErrorTemporary (see packFailure).
-	// Unused when rare.
-	lastErr uint8
-	dirty   atomic.Bool // lastUsed moved since Back last saw it (Tiered)
+	// loaded is, above loadedShift, when Tiered last synchronised the item
+	// with Back, in milliseconds from Tiered's epoch (neverLoaded for a
+	// plain Memory.Put), and below it the lengths of the ID and the
+	// LastError in text (12 bits each).
+	loaded int64
+	// use is the last use in Unix milliseconds (zeroMS for the zero time)
+	// above useShift, and below it: whether the use moved since Back last
+	// saw it (useDirty, for Tiered), the location bits of times, and
+	// LastErrorType with LastErrorTemporary (packFailure; unused when
+	// rare). Only the use and the dirty bit change once the item is in the
+	// map, atomically.
+	use  atomic.Uint64
+	rare *itemRare // nil for most entries
 }
+
+// The bits of item.use and item.loaded.
+const (
+	useShift   = 16
+	useDirty   = 1 << 15
+	useLocal   = 7 << 8 // bit 8+i: time i (tFetched, ...) is in time.Local
+	useLastErr = 0xff   // packFailure's byte
+	useMeta    = useLocal | useLastErr
+	// maxUseMS and minUseMS bound a last use in milliseconds (48 bits,
+	// about 4,400 years either side of 1970; the zero time is within).
+	maxUseMS = 1<<(63-useShift) - 1
+	minUseMS = -1 << (63 - useShift)
+
+	loadedShift = 24
+	textLenBits = 12
+	maxTextLen  = 1<<textLenBits - 1 // of the ID and of the LastError
+	// maxLoadedMS and minLoadedMS bound a load time (40 bits of
+	// milliseconds: 17 years either side of Tiered's epoch).
+	maxLoadedMS = 1<<(63-loadedShift) - 1
+	minLoadedMS = -1 << (63 - loadedShift)
+)
 
 // itemRare holds the parts of an entry most entries do not have. When an
 // item has one, its ID and LastError are here, not in item.text.
@@ -104,13 +131,14 @@ const (
 	tNoPolicyUntil
 )
 
-// noTime stands for the zero time.Time in item.times. As a Unix nanosecond
-// value it is 1677-09-21, which compactTime refuses, so it cannot collide
-// with a stored time.
+// noTime stands for the zero time.Time in item.times. As a Unix
+// nanosecond value it is 1677-09-21, which compactTime refuses, so it
+// cannot collide with a stored time.
 const noTime = math.MinInt64
 
-// neverLoaded is item.loadedAt for an item Tiered did not load.
-const neverLoaded = math.MinInt64
+// neverLoaded is the load time (item.loadedMS) of an item Tiered did not
+// load: before any other.
+const neverLoaded = minLoadedMS
 
 // compactTime returns t as Unix nanoseconds and whether it is in
 // time.Local (else UTC). ok is false when that would not give t back:
@@ -143,14 +171,18 @@ func expandTime(ns int64, local bool) time.Time {
 	return t
 }
 
+// useWord returns ms (clamped to the 48 bits it has) in the form of
+// item.use, with no other bit set.
+func useWord(ms int64) uint64 {
+	return uint64(min(max(ms, minUseMS), maxUseMS)) << useShift
+}
+
 // newItem returns e in compact form, with its policy replaced by the
-// shared equal one.
+// shared equal one. loadedAt is the load time in milliseconds from
+// Tiered's epoch (neverLoaded for none).
 func (m *Memory) newItem(e *mtasts.Entry, loadedAt int64) *item {
-	it := &item{
-		policy:   m.policies.intern(e.Policy),
-		loadedAt: loadedAt,
-	}
-	it.lastUsed.Store(toMS(e.LastUsed))
+	it := &item{policy: m.policies.intern(e.Policy)}
+	use := useWord(toMS(e.LastUsed))
 	exact := false
 	for i, t := range [3]time.Time{e.FetchedAt, e.CheckedAt, e.NoPolicyUntil} {
 		ns, local, ok := compactTime(t)
@@ -160,11 +192,13 @@ func (m *Memory) newItem(e *mtasts.Entry, loadedAt int64) *item {
 		}
 		it.times[i] = ns
 		if local {
-			it.locs |= 1 << i
+			use |= 1 << (8 + i)
 		}
 	}
 	lastErr, packed := packFailure(e.LastErrorType, e.LastErrorTemporary)
-	if exact || e.FailedID != "" || !e.FailedAt.IsZero() || e.Failures != 0 || len(e.ID) > math.MaxUint16 || !packed {
+	var idLen, errLen int
+	if exact || e.FailedID != "" || !e.FailedAt.IsZero() || e.Failures != 0 ||
+		len(e.ID) > maxTextLen || len(e.LastError) > maxTextLen || !packed {
 		it.rare = &itemRare{
 			id: strings.Clone(e.ID), lastError: e.LastError,
 			lastErrorType: e.LastErrorType, lastErrorTemp: e.LastErrorTemporary,
@@ -172,17 +206,19 @@ func (m *Memory) newItem(e *mtasts.Entry, loadedAt int64) *item {
 		}
 		if exact {
 			it.rare.times = &[3]time.Time{e.FetchedAt, e.CheckedAt, e.NoPolicyUntil}
+			use &^= useLocal
 		}
-		return it
+	} else {
+		idLen, errLen = len(e.ID), len(e.LastError)
+		if n := idLen + errLen; n > 0 {
+			b := make([]byte, 0, n)
+			b = append(append(b, e.ID...), e.LastError...)
+			it.text = unsafe.SliceData(b)
+		}
+		use |= uint64(lastErr)
 	}
-	// A concatenation with an empty string is the other string itself, so
-	// an ID alone is cloned explicitly.
-	it.text = e.ID + e.LastError
-	if e.LastError == "" {
-		it.text = strings.Clone(e.ID)
-	}
-	it.idLen = uint16(len(e.ID))
-	it.lastErr = lastErr
+	it.loaded = min(max(loadedAt, minLoadedMS), maxLoadedMS)<<loadedShift | int64(idLen)<<textLenBits | int64(errLen)
+	it.use.Store(use)
 	return it
 }
 
@@ -220,12 +256,27 @@ func unpackFailure(b uint8) (typ result.Type, temp bool) {
 	return typ, b&tempBit != 0
 }
 
+// loadedMS returns when Tiered last loaded the item, in milliseconds from
+// its epoch (neverLoaded for never).
+func (it *item) loadedMS() int64 { return it.loaded >> loadedShift }
+
+// textOf returns the item's text: the ID, then the LastError.
+func (it *item) textOf() (text string, idLen int) {
+	idLen = int(it.loaded >> textLenBits & maxTextLen)
+	n := idLen + int(it.loaded&maxTextLen)
+	if n == 0 {
+		return "", 0
+	}
+	return unsafe.String(it.text, n), idLen
+}
+
 // id returns the entry's ID.
 func (it *item) id() string {
 	if it.rare != nil {
 		return it.rare.id
 	}
-	return it.text[:it.idLen]
+	text, n := it.textOf()
+	return text[:n]
 }
 
 // lastError returns the entry's LastError.
@@ -233,15 +284,49 @@ func (it *item) lastError() string {
 	if it.rare != nil {
 		return it.rare.lastError
 	}
-	return it.text[it.idLen:]
+	text, n := it.textOf()
+	return text[n:]
 }
 
-// time returns times[i] as a time.Time.
+// time returns FetchedAt, CheckedAt or NoPolicyUntil (tFetched, ...).
 func (it *item) time(i int) time.Time {
 	if it.rare != nil && it.rare.times != nil {
 		return it.rare.times[i]
 	}
-	return expandTime(it.times[i], it.locs&(1<<i) != 0)
+	return expandTime(it.times[i], it.use.Load()&(1<<(8+i)) != 0)
+}
+
+// lastUsed returns the last use in Unix milliseconds (zeroMS for none).
+func (it *item) lastUsed() int64 { return int64(it.use.Load()) >> useShift }
+
+// dirty reports whether the last use moved since Back last saw it.
+func (it *item) dirty() bool { return it.use.Load()&useDirty != 0 }
+
+// takeDirty clears the dirty bit and reports whether it was set.
+func (it *item) takeDirty() bool { return it.use.And(^uint64(useDirty))&useDirty != 0 }
+
+// setDirty sets the dirty bit.
+func (it *item) setDirty() { it.use.Or(useDirty) }
+
+// inheritUse gives it, a replacement of old not yet in the map, old's
+// last use and dirty bit when old's use is more recent (recorded here but
+// not yet flushed).
+func (it *item) inheritUse(old *item) {
+	ow := old.use.Load()
+	w := it.use.Load()
+	if int64(ow)>>useShift > int64(w)>>useShift {
+		it.use.Store(ow&^useMeta | w&useMeta)
+	}
+}
+
+// inheritDirty gives it, a replacement of old with the same last use not
+// yet in the map, old's dirty bit.
+func (it *item) inheritDirty(old *item) {
+	if old.dirty() {
+		it.setDirty()
+	} else {
+		it.use.And(^uint64(useDirty))
+	}
 }
 
 // entry returns a copy of domain's stored entry that the caller owns.
@@ -254,13 +339,13 @@ func (it *item) entry(domain string) *mtasts.Entry {
 		CheckedAt:     it.time(tChecked),
 		NoPolicyUntil: it.time(tNoPolicyUntil),
 		LastError:     it.lastError(),
-		LastUsed:      fromMS(it.lastUsed.Load()),
+		LastUsed:      fromMS(it.lastUsed()),
 	}
 	if r := it.rare; r != nil {
 		e.FailedID, e.FailedAt, e.Failures = r.failedID, r.failedAt, r.failures
 		e.LastErrorType, e.LastErrorTemporary = r.lastErrorType, r.lastErrorTemp
 	} else {
-		e.LastErrorType, e.LastErrorTemporary = unpackFailure(it.lastErr)
+		e.LastErrorType, e.LastErrorTemporary = unpackFailure(uint8(it.use.Load() & useLastErr))
 	}
 	return e
 }
@@ -278,18 +363,20 @@ func (it *item) protected(now time.Time) bool {
 	return now.Before(it.time(tFetched).Add(time.Duration(p.MaxAge) * time.Second))
 }
 
-// touch raises lastUsed to ms (never lowers it) and marks the item dirty
-// when it moved.
+// touch raises the last use to ms (never lowers it) and marks the item
+// dirty when it moved.
 func (it *item) touch(ms int64) {
+	nw := useWord(ms)
 	// Bounded CAS loop: each failed attempt means another toucher moved
-	// the value; after a few rounds someone newer has won anyway.
+	// the value (Flush's clearing of the dirty bit moves none and cannot
+	// fail an attempt twice in a row without a toucher); after a few
+	// rounds someone newer has won anyway.
 	for range 64 {
-		old := it.lastUsed.Load()
-		if ms <= old {
+		old := it.use.Load()
+		if int64(nw)>>useShift <= int64(old)>>useShift {
 			return
 		}
-		if it.lastUsed.CompareAndSwap(old, ms) {
-			it.dirty.Store(true)
+		if it.use.CompareAndSwap(old, nw|old&useMeta|useDirty) {
 			return
 		}
 	}
@@ -474,7 +561,7 @@ func (m *Memory) capAt(ctx context.Context, max int, now time.Time) (int, error)
 		}
 	}
 	slices.SortFunc(cands, func(a, b domainItem) int {
-		return cmp.Or(cmp.Compare(a.lastUsed.Load(), b.lastUsed.Load()), cmp.Compare(a.domain, b.domain))
+		return cmp.Or(cmp.Compare(a.lastUsed(), b.lastUsed()), cmp.Compare(a.domain, b.domain))
 	})
 	evicted := 0
 	for _, it := range cands {
@@ -517,7 +604,7 @@ func (m *Memory) Evict(ctx context.Context, unusedSince time.Time) (int, error) 
 		if err := ctx.Err(); err != nil {
 			return n, err
 		}
-		if it.lastUsed.Load() < cut && !it.protected(now) && m.removeItem(it.domain, it.item) {
+		if it.lastUsed() < cut && !it.protected(now) && m.removeItem(it.domain, it.item) {
 			m.drops.Add(1)
 			n++
 		}

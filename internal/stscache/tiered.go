@@ -139,12 +139,23 @@ func (t *Tiered) ttl() time.Duration {
 	return t.FrontTTL
 }
 
-// since returns now as an offset from t's epoch, the form of
-// item.loadedAt: 8 bytes instead of a time.Time's 24, and still measured on
-// the monotonic clock when the clock has one.
+// since returns now as an offset from t's epoch in nanoseconds, measured
+// on the monotonic clock when the clock has one.
 func (t *Tiered) since(now time.Time) int64 {
 	t.epochSet.Do(func() { t.epoch = now })
 	return int64(now.Sub(t.epoch))
+}
+
+// loadTime returns now in the form of an item's load time: milliseconds
+// from t's epoch, rounded down (so that an item looks at most a
+// millisecond older than it is, never younger).
+func (t *Tiered) loadTime(now time.Time) int64 {
+	ns := t.since(now)
+	ms := ns / 1e6
+	if ns%1e6 < 0 {
+		ms--
+	}
+	return ms
 }
 
 // fresh reports whether it can be used at now without asking Back.
@@ -153,10 +164,11 @@ func (t *Tiered) fresh(it *item, now time.Time) bool {
 	if ttl < 0 {
 		return true
 	}
-	if it.loadedAt == neverLoaded {
+	at := it.loadedMS()
+	if at == neverLoaded {
 		return false
 	}
-	return time.Duration(t.since(now)-it.loadedAt) < ttl
+	return time.Duration(t.since(now)-at*1e6) < ttl
 }
 
 func (t *Tiered) stripe(domain string) *sync.Mutex {
@@ -253,8 +265,8 @@ func (t *Tiered) Get(ctx context.Context, domain string) (*mtasts.Entry, error) 
 			// Delete by another daemon). Dropping it would reopen the
 			// downgrade window, so keep it and put it back.
 			cur := it.entry(domain)
-			nit := t.Front.newItem(cur, t.since(now))
-			nit.dirty.Store(it.dirty.Load())
+			nit := t.Front.newItem(cur, t.loadTime(now))
+			nit.inheritDirty(it)
 			t.Front.putItem(domain, nit)
 			t.logger().WarnContext(ctx, "stscache: back store lost a valid policy; restoring it from memory",
 				"domain", domain, "mode", cur.Policy.Mode, "expires", cur.Expires())
@@ -277,13 +289,10 @@ func (t *Tiered) Get(ctx context.Context, domain string) (*mtasts.Entry, error) 
 		t.setAbsent(domain, now, true)
 		return nil, nil
 	}
-	nit := t.Front.newItem(e, t.since(now))
+	nit := t.Front.newItem(e, t.loadTime(now))
 	if it != nil {
 		// Keep use recorded here but not yet flushed.
-		if u := it.lastUsed.Load(); u > nit.lastUsed.Load() {
-			nit.lastUsed.Store(u)
-			nit.dirty.Store(it.dirty.Load())
-		}
+		nit.inheritUse(it)
 	}
 	t.Front.putItem(domain, nit)
 	t.setAbsent(domain, now, false)
@@ -319,7 +328,7 @@ func (t *Tiered) Put(ctx context.Context, e *mtasts.Entry) error {
 	mu.Lock()
 	defer mu.Unlock()
 	now := t.now()
-	it := t.Front.newItem(e, t.since(now))
+	it := t.Front.newItem(e, t.loadTime(now))
 	// The caller, and Back, get the shared policy too: an answer built
 	// from e then does not keep a second copy alive.
 	e.Policy = it.policy
@@ -411,7 +420,7 @@ func (t *Tiered) Range(ctx context.Context, fn func(*mtasts.Entry) bool) error {
 	}
 	return t.Back.Range(ctx, func(e *mtasts.Entry) bool {
 		if it := t.Front.item(e.Domain); it != nil {
-			if u := it.lastUsed.Load(); u > toMS(e.LastUsed) {
+			if u := it.lastUsed(); u > toMS(e.LastUsed) {
 				e.LastUsed = fromMS(u)
 			}
 		}
@@ -437,7 +446,7 @@ func (t *Tiered) Flush(ctx context.Context) (int, error) {
 	}
 	var dirty []domainItem
 	for _, it := range t.Front.snapshot() {
-		if it.dirty.Swap(false) {
+		if it.takeDirty() {
 			dirty = append(dirty, it)
 		}
 	}
@@ -446,7 +455,7 @@ func (t *Tiered) Flush(ctx context.Context) (int, error) {
 	}
 	used := make(map[string]time.Time, len(dirty))
 	for _, it := range dirty {
-		used[it.domain] = fromMS(it.lastUsed.Load())
+		used[it.domain] = fromMS(it.lastUsed())
 	}
 	var err error
 	if w, ok := t.Back.(LastUsedWriter); ok {
@@ -456,7 +465,7 @@ func (t *Tiered) Flush(ctx context.Context) (int, error) {
 	}
 	if err != nil {
 		for _, it := range dirty {
-			it.dirty.Store(true)
+			it.setDirty()
 		}
 		return 0, fmt.Errorf("stscache: flush last used times: %w", err)
 	}
@@ -504,7 +513,7 @@ func (t *Tiered) frontComplete() bool {
 // read, until Cap or Evict drops an entry from Front alone.
 func (t *Tiered) Load(ctx context.Context) (int, error) {
 	drops := t.Front.drops.Load()
-	loaded := t.since(t.now())
+	loaded := t.loadTime(t.now())
 	n := 0
 	err := t.Back.Range(ctx, func(e *mtasts.Entry) bool {
 		if t.Front.addItem(e.Domain, t.Front.newItem(e, loaded)) {
