@@ -37,7 +37,8 @@ import (
 //
 // A batch is written under the leader's context without its
 // cancellation (a client hanging up must not fail the other callers'
-// reports), bounded by FlushTimeout.
+// reports), bounded by FlushTimeout (on SQLite checked between the
+// batch's reports and before its commit, see PutReports).
 type GroupCommit struct {
 	reports.Store
 	// MaxBatch caps the reports per transaction; 0 means 64.

@@ -24,9 +24,9 @@ type stmtCache map[string]*sql.Stmt
 
 // putStatements are the statements of PutReports, prepared at open.
 func putStatements() []string {
-	qs := []string{insertReportSQL, insertPolicySQL, insertDetailSQL, keyRowsSQL}
+	qs := []string{insertReportSQL, insertPolicySQL, keyRowsSQL}
 	for _, n := range rollupChunkSizes {
-		qs = append(qs, rollupUpsert(n))
+		qs = append(qs, rollupUpsert(n), insertDetails(n))
 	}
 	return qs
 }
