@@ -133,11 +133,45 @@ func (c *Collector) Handle(ctx context.Context, b []byte) {
 	}
 }
 
-// Serve reads datagrams from conn until ctx ends or conn is closed; it
-// closes conn when ctx ends and then returns nil.
+// readQueue is how many datagrams may wait between the reading goroutine
+// and the handling one.
+const readQueue = 4096
+
+// Serve reads datagrams from conn until ctx ends or conn is closed. When
+// ctx ends it reads what the kernel still holds for conn (drainMax
+// datagrams at most, until none has come for drainIdle), closes conn,
+// handles every datagram read, and returns nil.
+//
+// One goroutine only reads, another parses and records: the socket is
+// drained at the speed of a read, so the kernel's short queue of a Unix
+// datagram socket (net.unix.max_dgram_qlen, 10 by default), which drops
+// libtlsrpt's non-blocking sends when full, empties while the handler
+// works; what was read waits in a queue of readQueue datagrams (when that
+// is full the reader waits, and the kernel's queue holds the rest).
 func (c *Collector) Serve(ctx context.Context, conn *net.UnixConn) error {
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	// Wake the blocked read when ctx ends; read then drains what the
+	// kernel still holds and Serve closes conn.
+	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
 	defer stop()
+	defer conn.Close()
+	queue := make(chan []byte, readQueue)
+	handled := make(chan struct{})
+	go func() {
+		defer close(handled)
+		// What was read is handled after ctx ends too: not lost.
+		hctx := context.WithoutCancel(ctx)
+		for b := range queue {
+			c.Handle(hctx, b)
+		}
+	}()
+	err := c.read(ctx, conn, queue)
+	close(queue)
+	<-handled
+	return err
+}
+
+// read reads datagrams into queue, each in a copy of its own.
+func (c *Collector) read(ctx context.Context, conn *net.UnixConn, queue chan<- []byte) error {
 	limit := c.MaxDatagram
 	if limit <= 0 {
 		limit = MaxDatagram
@@ -147,7 +181,11 @@ func (c *Collector) Serve(ctx context.Context, conn *net.UnixConn) error {
 	for {
 		n, _, flags, _, err := conn.ReadMsgUnix(buf, oob)
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			if ctx.Err() != nil {
+				c.drain(conn, buf, queue)
 				return nil
 			}
 			// A passing error (ENOBUFS and the like): note it, go on
@@ -169,7 +207,33 @@ func (c *Collector) Serve(ctx context.Context, conn *net.UnixConn) error {
 			c.warn(logMalformed, "tlsrpt collect: datagram over the size cap ignored", "cap", limit, "total", t)
 			continue
 		}
-		c.Handle(ctx, buf[:n])
+		queue <- append([]byte(nil), buf[:n]...)
+	}
+}
+
+// What Serve reads after ctx has ended: sends that were accepted before
+// (Postfix's smtp processes saw them succeed) are not lost at a stop.
+const (
+	drainMax  = 2 * readQueue
+	drainIdle = 20 * time.Millisecond
+)
+
+// drain reads what conn's queue holds at a stop.
+func (c *Collector) drain(conn *net.UnixConn, buf []byte, queue chan<- []byte) {
+	for range drainMax {
+		if conn.SetReadDeadline(time.Now().Add(drainIdle)) != nil {
+			return
+		}
+		n, _, flags, _, err := conn.ReadMsgUnix(buf, nil)
+		if err != nil {
+			return
+		}
+		if flags&syscall.MSG_TRUNC != 0 || n > len(buf)-1 {
+			c.datagrams.Add(1)
+			c.tooLarge.Add(1)
+			continue
+		}
+		queue <- append([]byte(nil), buf[:n]...)
 	}
 }
 

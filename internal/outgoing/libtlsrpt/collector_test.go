@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mailsts/mailsts/internal/outgoing"
+	"github.com/mailsts/mailsts/internal/watchdog"
 	"github.com/mailsts/mailsts/tlsrpt"
 )
 
@@ -110,6 +111,52 @@ func TestCollectorSocket(t *testing.T) {
 		t.Fatalf("stale socket: %v", err)
 	}
 	conn2.Close()
+}
+
+// gatedRecorder holds every Record until open is closed.
+type gatedRecorder struct {
+	memRecorder
+	open chan struct{}
+}
+
+func (g *gatedRecorder) Record(ctx context.Context, r outgoing.Result) error {
+	<-g.open
+	return g.memRecorder.Record(ctx, r)
+}
+
+// The socket is read while the handler is held up (the kernel's queue of
+// a Unix datagram socket is 10 datagrams by default: blocking sends of 50
+// finish only when something reads them), and every datagram read is
+// handled before Serve returns, even when ctx has ended meanwhile.
+func TestCollectorReadsWhileHandling(t *testing.T) {
+	t.Parallel()
+	path := socketPath(t)
+	conn, err := Listen(path, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &gatedRecorder{open: make(chan struct{})}
+	c := &Collector{Recorder: rec}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Serve(ctx, conn) }()
+	const n = 50
+	dgrams := make([]string, n)
+	for i := range dgrams {
+		dgrams[i] = stsExample
+	}
+	watchdog.Within(t, time.Minute, func() struct{} { send(t, path, dgrams...); return struct{}{} })
+	cancel()
+	close(rec.open)
+	if err := <-done; err != nil {
+		t.Fatalf("Serve = %v", err)
+	}
+	rec.mu.Lock()
+	got := len(rec.got)
+	rec.mu.Unlock()
+	if got != n {
+		t.Errorf("recorded %d of %d datagrams read", got, n)
+	}
 }
 
 // A Recorder that refuses or drops: counted, never fatal.
