@@ -258,3 +258,36 @@ func openSQLite(t *testing.T) *Store {
 	t.Cleanup(func() { st.Close() })
 	return st
 }
+
+// A write whose context has ended stores nothing, neither results nor a
+// cursor, on either backend (on SQLite the statements run detached from
+// ctx, which is checked between policies and before the commit); the
+// store works on afterwards.
+func TestAddContextEnded(t *testing.T) {
+	t.Parallel()
+	backends(t, func(t *testing.T, open opener) {
+		st := open(t, Options{})
+		ended, cancel := context.WithCancel(context.Background())
+		cancel()
+		r, err := normalize(ok("ended.example", day1), day1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.add(ended, []normalized{newNormalized(r)}, map[string]string{"log": "c1"}); err == nil {
+			t.Fatal("add with an ended context succeeded")
+		}
+		dd := DomainDay{Domain: "ended.example", Day: day1.Truncate(24 * time.Hour)}
+		if ps, err := st.Policies(ctxT(t), dd); err != nil || len(ps) != 0 {
+			t.Fatalf("after an ended write: %d policies stored (%v)", len(ps), err)
+		}
+		if _, found, err := st.Cursor(ctxT(t), "log"); err != nil || found {
+			t.Fatalf("after an ended write: cursor stored %v (%v)", found, err)
+		}
+		if err := st.Add(ctxT(t), ok("ended.example", day1)); err != nil {
+			t.Fatal(err)
+		}
+		if ps, err := st.Policies(ctxT(t), dd); err != nil || len(ps) != 1 {
+			t.Fatalf("then: %d policies (%v), want 1", len(ps), err)
+		}
+	})
+}
