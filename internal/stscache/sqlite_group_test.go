@@ -55,10 +55,11 @@ func TestSQLiteGroupCommit(t *testing.T) {
 			<-release // the others queue meanwhile
 			return
 		}
-		// Only the first leader's put has returned: the rows of this
+		// At most the first leader's put has returned (it may still be
+		// on its way out when the next leader starts): the rows of this
 		// batch are not committed yet, and their callers wait.
-		if got := returned.Load(); got != 1 {
-			t.Errorf("%d puts returned before their batch was written, want 1", got)
+		if got := returned.Load(); got > 1 {
+			t.Errorf("%d puts returned before their batch was written, want at most 1", got)
 		}
 	}
 	put := func(i int) error {
