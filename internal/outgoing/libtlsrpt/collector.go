@@ -170,7 +170,15 @@ func (c *Collector) Serve(ctx context.Context, conn *net.UnixConn) error {
 	return err
 }
 
-// read reads datagrams into queue, each in a copy of its own.
+// What Serve reads after ctx has ended: sends that were accepted before
+// (Postfix's smtp processes saw them succeed) are not lost at a stop.
+const (
+	drainMax  = 2 * readQueue
+	drainIdle = 20 * time.Millisecond
+)
+
+// read reads datagrams into queue, each in a copy of its own; once ctx
+// has ended, only what conn's queue still holds.
 func (c *Collector) read(ctx context.Context, conn *net.UnixConn, queue chan<- []byte) error {
 	limit := c.MaxDatagram
 	if limit <= 0 {
@@ -178,15 +186,21 @@ func (c *Collector) read(ctx context.Context, conn *net.UnixConn, queue chan<- [
 	}
 	buf := make([]byte, limit+1)
 	oob := make([]byte, 0)
+	drained := 0 // reads since ctx ended
 	for {
-		n, _, flags, _, err := conn.ReadMsgUnix(buf, oob)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+		if ctx.Err() != nil {
+			if drained == drainMax || conn.SetReadDeadline(time.Now().Add(drainIdle)) != nil {
 				return nil
 			}
-			if ctx.Err() != nil {
-				c.drain(conn, buf, queue)
+			drained++
+		}
+		n, _, flags, _, err := conn.ReadMsgUnix(buf, oob)
+		if err != nil {
+			switch {
+			case errors.Is(err, net.ErrClosed), drained > 0:
 				return nil
+			case ctx.Err() != nil:
+				continue // woken at the stop: drain
 			}
 			// A passing error (ENOBUFS and the like): note it, go on
 			// after a pause, so that a lasting one does not spin.
@@ -196,7 +210,6 @@ func (c *Collector) read(ctx context.Context, conn *net.UnixConn, queue chan<- [
 			}
 			select {
 			case <-ctx.Done():
-				return nil
 			case <-time.After(100 * time.Millisecond):
 			}
 			continue
@@ -205,32 +218,6 @@ func (c *Collector) read(ctx context.Context, conn *net.UnixConn, queue chan<- [
 			c.datagrams.Add(1)
 			t := c.tooLarge.Add(1)
 			c.warn(logMalformed, "tlsrpt collect: datagram over the size cap ignored", "cap", limit, "total", t)
-			continue
-		}
-		queue <- append([]byte(nil), buf[:n]...)
-	}
-}
-
-// What Serve reads after ctx has ended: sends that were accepted before
-// (Postfix's smtp processes saw them succeed) are not lost at a stop.
-const (
-	drainMax  = 2 * readQueue
-	drainIdle = 20 * time.Millisecond
-)
-
-// drain reads what conn's queue holds at a stop.
-func (c *Collector) drain(conn *net.UnixConn, buf []byte, queue chan<- []byte) {
-	for range drainMax {
-		if conn.SetReadDeadline(time.Now().Add(drainIdle)) != nil {
-			return
-		}
-		n, _, flags, _, err := conn.ReadMsgUnix(buf, nil)
-		if err != nil {
-			return
-		}
-		if flags&syscall.MSG_TRUNC != 0 || n > len(buf)-1 {
-			c.datagrams.Add(1)
-			c.tooLarge.Add(1)
 			continue
 		}
 		queue <- append([]byte(nil), buf[:n]...)

@@ -35,41 +35,31 @@ func decodeFast(b []byte, raw *rawDatagram) bool {
 			if !ok {
 				return false
 			}
+			var bit uint8
 			switch key {
 			case "dpv":
-				if seen&sDPV != 0 {
-					return false
-				}
-				seen |= sDPV
+				bit = sDPV
 				raw.hasDPV = true
 				raw.dpv, ok = sc.str()
 			case "d":
-				if seen&sD != 0 {
-					return false
-				}
-				seen |= sD
+				bit = sD
 				raw.hasD = true
 				raw.d, ok = sc.str()
 			case "pr":
-				if seen&sPR != 0 {
-					return false
-				}
-				seen |= sPR
+				bit = sPR
 				raw.hasPR = true
 				raw.pr, ok = sc.str()
 			case "policies":
-				if seen&sPolicies != 0 {
-					return false
-				}
-				seen |= sPolicies
+				bit = sPolicies
 				raw.hasPolicies = true
 				raw.policies, ok = sc.policies()
 			default:
 				return false
 			}
-			if !ok {
+			if !ok || seen&bit != 0 {
 				return false
 			}
+			seen |= bit
 			if sc.consume('}') {
 				break
 			}
