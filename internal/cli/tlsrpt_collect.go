@@ -169,10 +169,15 @@ func runTLSRPTCollect(ctx context.Context, env Env, args []string) int {
 	if err := full.Log.Validate(); err != nil {
 		return errf(ExitUsage, "%v", err)
 	}
-	log, _ := newLog(env.Stderr, full.Log)
 	// Built reports go to the outbox, whose workers (here, unless
 	// --no-deliver) send them to every rua of the domain.
 	deliver := !*noDeliver && !*once
+	if *noSocket && cfg.PostfixLog == "" && !cfg.PostfixJournal && !build && !deliver {
+		// A daemon that would collect, build and deliver nothing is a
+		// mistake, not a configuration: say so instead of running idle.
+		return usageError(env.Stderr, "tlsrpt collect", "nothing to do: --no-socket without --postfix-log or --postfix-journal collects nothing, and building and delivering are off")
+	}
+	log, _ := newLog(env.Stderr, full.Log)
 	stateDir := policyd.DefaultStateDir(env.getenv)
 	var journal *postfixlog.Journal
 	if cfg.PostfixJournal && !*once {

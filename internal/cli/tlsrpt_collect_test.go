@@ -35,6 +35,7 @@ func TestTLSRPTCollectUsage(t *testing.T) {
 		"no organisation":   {"--report-dir", t.TempDir(), "--contact", "a@b.example", "--socket", filepath.Join(t.TempDir(), "s")},
 		"bad contact":       {"--report-dir", t.TempDir(), "--org", "O", "--contact", "nobody", "--once"},
 		"unreadable config": {"--config", filepath.Join(state, "missing.yml")},
+		"nothing to do":     {"--no-socket", "--no-build", "--no-deliver"},
 	} {
 		code, _, errOut := runStdin(t, nil, state, append([]string{"tlsrpt", "collect"}, args...)...)
 		if code != ExitUsage {
