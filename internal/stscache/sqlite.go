@@ -8,10 +8,10 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/mailsts/mailsts/internal/groupcommit"
 	"github.com/mailsts/mailsts/internal/sqlitedb"
 	"github.com/mailsts/mailsts/mtasts"
 	"github.com/mailsts/mailsts/tlsrpt/result"
@@ -98,12 +98,10 @@ type SQLite struct {
 	get, put, purgesAfter *sql.Stmt
 
 	// The group commit of Put (sqlite_group.go).
-	putMu    sync.Mutex
-	pending  []*putCall
-	flushing bool
+	puts groupcommit.Group[putRow, struct{}]
 	// beforeBatch, when set (tests), is called by the leader with the
-	// queued calls it is about to write.
-	beforeBatch func(batch []*putCall)
+	// rows it is about to write (a batch, or one row of its retry).
+	beforeBatch func(rows []putRow)
 }
 
 var (
@@ -178,6 +176,7 @@ func openSQLite(ctx context.Context, path string, logger *slog.Logger, check boo
 		return nil, fmt.Errorf("stscache: open %s: %w", path, err)
 	}
 	s := &SQLite{path: path, logger: logger, db: db, wdb: db.W, rdb: db.R}
+	s.puts.Commit, s.puts.MaxBatch = s.writePuts, maxPutBatch
 	if check {
 		if err := sqlitedb.QuickCheck(ctx, s.wdb); err != nil {
 			db.Close()
