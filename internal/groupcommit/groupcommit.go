@@ -68,7 +68,8 @@ var ErrResults = errors.New("groupcommit: commit returned a wrong number of resu
 type Group[T, R any] struct {
 	// Commit writes items in one transaction and returns one result per
 	// item, in order, or an error when nothing of the batch was stored.
-	// It is called by one goroutine at a time.
+	// It is called by one goroutine at a time and must not keep items
+	// after it returns (the slice is reused).
 	Commit func(ctx context.Context, items []T) ([]R, error)
 	// MaxBatch caps the items per Commit; 0 means DefaultMaxBatch.
 	MaxBatch int
@@ -81,6 +82,9 @@ type Group[T, R any] struct {
 	mu      sync.Mutex
 	queue   []*call[T, R]
 	writing bool // a leader is writing a batch
+	// items is the leader's buffer of Commit's argument: only the
+	// leader (writing set) touches it.
+	items []T
 }
 
 // call is one queued Do.
@@ -155,10 +159,12 @@ func (g *Group[T, R]) write(ctx context.Context, batch []*call[T, R]) {
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), g.FlushTimeout)
 		defer cancel()
 	}
-	items := make([]T, len(batch))
-	for i, c := range batch {
-		items[i] = c.item
+	items := g.items[:0]
+	for _, c := range batch {
+		items = append(items, c.item)
 	}
+	g.items = items
+	defer clear(items) // keep no item alive past its call
 	res, err := g.commit(ctx, items)
 	switch {
 	case err == nil:
