@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mailsts/mailsts/internal/groupcommit"
+	"github.com/mailsts/mailsts/internal/migrate"
 	"github.com/mailsts/mailsts/internal/sqlitedb"
 	"github.com/mailsts/mailsts/mtasts"
 	"github.com/mailsts/mailsts/tlsrpt/result"
@@ -230,48 +231,16 @@ const entryColumnsV2 = `domain, policy, mode, expires_at, policy_id, fetched_at,
 // entryValues is the VALUES list for entryColumns.
 const entryValues = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
-// migrate brings the schema to len(migrations), one step per transaction.
+// migrate brings the schema to len(migrations), one step per transaction
+// (package migrate).
 func (s *SQLite) migrate(ctx context.Context) error {
-	for step := 0; step <= len(migrations); step++ {
-		done, err := s.migrateStep(ctx)
-		if err != nil {
-			return err
-		}
-		if done {
-			return nil
-		}
+	schema := migrate.Schema{Steps: migrations, Where: s.path, TooNew: ErrSchemaTooNew,
+		Migrated: func(v int) { s.logger.Info("stscache: migrated cache schema", "path", s.path, "version", v) }}
+	err := schema.Run(ctx, s.wdb)
+	if err != nil && !errors.Is(err, ErrSchemaTooNew) {
+		err = fmt.Errorf("stscache: %w", err)
 	}
-	return fmt.Errorf("stscache: %s: schema migration did not converge", s.path)
-}
-
-func (s *SQLite) migrateStep(ctx context.Context) (done bool, err error) {
-	tx, err := s.wdb.BeginTx(ctx, nil)
-	if err != nil {
-		return false, fmt.Errorf("stscache: open %s: %w", s.path, err)
-	}
-	defer tx.Rollback()
-	var v int
-	if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
-		return false, fmt.Errorf("stscache: %s: read schema version: %w", s.path, err)
-	}
-	switch {
-	case v == len(migrations):
-		return true, nil
-	case v > len(migrations) || v < 0:
-		return false, fmt.Errorf("%w: %s has version %d, this program knows up to %d", ErrSchemaTooNew, s.path, v, len(migrations))
-	}
-	if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
-		return false, fmt.Errorf("stscache: %s: migrate schema to version %d: %w", s.path, v+1, err)
-	}
-	// PRAGMA takes no bound parameters; v+1 is our own integer.
-	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, v+1)); err != nil {
-		return false, fmt.Errorf("stscache: %s: set schema version: %w", s.path, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return false, fmt.Errorf("stscache: %s: migrate schema to version %d: %w", s.path, v+1, err)
-	}
-	s.logger.Info("stscache: migrated cache schema", "path", s.path, "version", v+1)
-	return false, nil
+	return err
 }
 
 // Close closes the file. Calls after Close fail.
