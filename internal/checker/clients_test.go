@@ -167,10 +167,10 @@ func TestMUAProbeStubs(t *testing.T) {
 		{"imap-long", ServiceIMAP, long + "\r\n", nil, stageBanner, "longer than"},
 		{"imap-endless", ServiceIMAP, "* OK hi\r\n", map[string]string{"CAPABILITY": endless}, stageEHLO, "no tagged response"},
 		{"imap-refused", ServiceIMAP, "* OK hi\r\n", map[string]string{
-			"CAPABILITY": "* CAPABILITY IMAP4rev1 starttls\r\nm1 OK done\r\n", "STARTTLS": "m2 NO not now\r\n"}, stageSTARTTLS, "STARTTLS answered NO"},
+			"CAPABILITY": "* CAPABILITY IMAP4rev1 starttls\r\na1 OK done\r\n", "STARTTLS": "a2 NO not now\r\n"}, stageSTARTTLS, "STARTTLS answered NO"},
 		// RFC 2595 §3.1: nothing may follow the go-ahead in cleartext.
 		{"imap-injection", ServiceIMAP, "* OK hi\r\n", map[string]string{
-			"CAPABILITY": "* CAPABILITY IMAP4rev1 STARTTLS\r\nm1 OK done\r\n", "STARTTLS": "m2 OK go\r\n* OK injected\r\n"}, stageSTARTTLS, "injection"},
+			"CAPABILITY": "* CAPABILITY IMAP4rev1 STARTTLS\r\na1 OK done\r\n", "STARTTLS": "a2 OK go\r\n* OK injected\r\n"}, stageSTARTTLS, "injection"},
 		{"pop3-err", ServicePOP3, "-ERR busy\r\n", nil, stageBanner, "expected +OK"},
 		{"pop3-no-capa", ServicePOP3, "+OK hi\r\n", map[string]string{"CAPA": "-ERR what\r\n"}, stageSTARTTLS, "STLS is not offered"},
 		{"pop3-endless", ServicePOP3, "+OK hi\r\n", map[string]string{"CAPA": "+OK\r\n" + strings.Repeat("USER\r\n", 2*maxReplyLines)}, stageEHLO, "more than"},
