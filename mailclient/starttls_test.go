@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -12,44 +11,8 @@ import (
 	"time"
 
 	"github.com/mailsts/mailsts/dnsresolve"
+	"github.com/mailsts/mailsts/internal/testnet"
 )
-
-// stub serves one scripted IMAP exchange per connection: the greeting,
-// then for each command line the reply chosen by its second word.
-func stub(t *testing.T, greeting string, replies map[string]string) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for range 10 {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				c.Write([]byte(greeting))
-				br := bufio.NewReader(c)
-				for range 10 {
-					l, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					f := strings.Fields(l)
-					if len(f) < 2 {
-						return
-					}
-					c.Write([]byte(replies[strings.ToUpper(f[1])]))
-				}
-			}()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // Hostile cleartext phases: bytes injected after the STARTTLS go-ahead
 // (RFC 3207 §4.2, RFC 2595 §3.1), an endless line, a PREAUTH greeting
@@ -72,7 +35,7 @@ func TestSTARTTLSHostile(t *testing.T) {
 		{"preauth", "* PREAUTH welcome\r\n", nil, ""},
 		{"refused", "* OK hi\r\n", map[string]string{"CAPABILITY": caps, "STARTTLS": "a2 NO not today\r\n"}, ""},
 	} {
-		port := stub(t, c.greeting, c.replies)
+		port := testnet.ScriptedServer(t, c.greeting, c.replies)
 		s, err := d.Dial(context.Background(), "u@stub.test", Endpoint{Service: IMAPPlain, Host: "stub.test", Port: port})
 		switch {
 		case c.connect != "":
