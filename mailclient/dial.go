@@ -354,21 +354,13 @@ func (d *Dialer) connect(ctx context.Context, ep Endpoint) (net.Conn, Observatio
 	}
 	p := ep.Service.Protocol()
 	if !ep.Service.Implicit() {
-		var greeting string
 		br := bufio.NewReaderSize(raw, maxLine)
-		switch p {
-		case SMTP:
-			ehlo := d.EHLOName
-			if ehlo == "" {
-				ehlo = "localhost"
-			}
-			greeting, err = startSMTP(raw, br, ehlo)
-		case IMAP:
-			greeting, err = startIMAP(raw, br)
-		case POP3:
-			greeting, err = startPOP3(raw, br)
+		ehlo := d.EHLOName
+		if ehlo == "" {
+			ehlo = "localhost"
 		}
-		obs.Greeting = clip(greeting)
+		ct, err := StartTLS(raw, br, p, ehlo, nil)
+		obs.Greeting = clip(ct.Greeting)
 		if errors.Is(err, errNoSTARTTLS) {
 			obs.STARTTLSMissing = true
 			_ = raw.SetDeadline(time.Time{})

@@ -38,14 +38,7 @@ func FuzzSTARTTLSPhases(f *testing.F) {
 			cr := &countReader{r: bytes.NewReader(data)}
 			c := scriptConn{r: cr}
 			br := bufio.NewReaderSize(c, maxLine)
-			switch p {
-			case 0:
-				_, _ = startSMTP(c, br, "localhost")
-			case 1:
-				_, _ = startIMAP(c, br)
-			case 2:
-				_, _ = startPOP3(c, br)
-			}
+			_, _ = StartTLS(c, br, Protocols()[p], "localhost", nil)
 			if cr.n > 4*maxLine*maxLines {
 				t.Fatalf("read %d bytes", cr.n)
 			}

@@ -21,7 +21,7 @@ var errProtocol = errors.New("unexpected reply")
 
 // errNoSTARTTLS means the server did not offer the upgrade, or refused it:
 // the session would stay in cleartext.
-var errNoSTARTTLS = errors.New("STARTTLS not offered")
+var errNoSTARTTLS = errors.New("no STARTTLS")
 
 // readLine reads one reply line of at most maxLine bytes.
 func readLine(br *bufio.Reader) (string, error) {
@@ -62,50 +62,119 @@ func smtpReply(br *bufio.Reader) (string, []string, error) {
 	return "", nil, fmt.Errorf("%w: more than %d lines in a reply", errProtocol, maxLines)
 }
 
-// startSMTP runs the cleartext phase of submission (RFC 3207, RFC 6409):
-// greeting, EHLO, STARTTLS. It returns the greeting.
-func startSMTP(conn net.Conn, br *bufio.Reader, ehlo string) (string, error) {
-	code, lines, err := smtpReply(br)
-	if err != nil {
-		return "", fmt.Errorf("greeting: %w", err)
-	}
-	greeting := code + " " + strings.Join(lines, " ")
-	if code != "220" {
-		return greeting, fmt.Errorf("%w: greeting %q", errProtocol, clip(greeting))
-	}
-	if _, err := fmt.Fprintf(conn, "EHLO %s\r\n", ehlo); err != nil {
-		return greeting, err
-	}
-	code, lines, err = smtpReply(br)
-	if err != nil {
-		return greeting, fmt.Errorf("EHLO: %w", err)
-	}
-	if code != "250" {
-		return greeting, fmt.Errorf("%w: EHLO answered %s", errProtocol, code)
-	}
-	offered := false
-	for _, l := range lines[1:] {
-		kw, _, _ := strings.Cut(l, " ")
-		offered = offered || strings.EqualFold(kw, "STARTTLS")
-	}
-	if !offered {
-		quit(conn, "QUIT\r\n")
-		return greeting, fmt.Errorf("%w in the EHLO reply", errNoSTARTTLS)
-	}
-	if _, err := io.WriteString(conn, "STARTTLS\r\n"); err != nil {
-		return greeting, err
-	}
-	code, lines, err = smtpReply(br)
-	if err != nil {
-		return greeting, fmt.Errorf("STARTTLS: %w", err)
-	}
-	if code != "220" {
-		return greeting, fmt.Errorf("%w: STARTTLS answered %s %s", errNoSTARTTLS, code, clip(strings.Join(lines, " ")))
-	}
-	return greeting, nil
+// Step is a step of the cleartext phase before a STARTTLS upgrade, as
+// [StartTLS] reports it to callers that judge servers.
+type Step int
+
+// The steps, in order.
+const (
+	// StepGreeting: waiting for the server's greeting.
+	StepGreeting Step = iota
+	// StepCapabilities: EHLO (SMTP), CAPABILITY (IMAP) or CAPA (POP3).
+	StepCapabilities
+	// StepUpgrade: whether STARTTLS (POP3: STLS) is offered, and the
+	// command itself; an IMAP PREAUTH greeting ends here too (RFC 9051
+	// §6.2.1: an authenticated session cannot STARTTLS).
+	StepUpgrade
+)
+
+// Cleartext is what the cleartext phase of a STARTTLS session saw.
+type Cleartext struct {
+	// Greeting is the server's greeting (SMTP: code and text).
+	Greeting string
+	// Step is the step reached: where the phase failed, or StepUpgrade
+	// when the server agreed to the upgrade.
+	Step Step
+	// Offered: the server listed STARTTLS (POP3: STLS) among its
+	// capabilities.
+	Offered bool
 }
 
-// imapTagged sends a tagged command and reads to its tagged reply.
+// StartTLS runs the cleartext phase of p's STARTTLS on conn: greeting,
+// capabilities, the upgrade command (RFC 3207 for SMTP, sending EHLO
+// ehlo; RFC 9051 §6.2.1 and RFC 2595 §3.1 for IMAP; RFC 2595 §4 and RFC
+// 2449 for POP3). It reads through br, a reader on conn of at least
+// 2048 bytes that the caller drops before the TLS handshake; bytes still
+// buffered in br after a nil error were sent after the go-ahead and are
+// injected plaintext (RFC 3207 §4.2): refuse them. before, when set, is
+// called as each step starts (to set deadlines). The error says what
+// failed and where; [Cleartext.Step] tells the step. [Dialer] uses it.
+func StartTLS(conn net.Conn, br *bufio.Reader, p Protocol, ehlo string, before func(Step)) (Cleartext, error) {
+	s := &cleartext{conn: conn, br: br, before: before}
+	var err error
+	switch p {
+	case IMAP:
+		err = s.imap()
+	case POP3:
+		err = s.pop3()
+	default:
+		err = s.smtp(ehlo)
+	}
+	return s.ct, err
+}
+
+// cleartext is one cleartext phase under way.
+type cleartext struct {
+	conn   net.Conn
+	br     *bufio.Reader
+	before func(Step)
+	ct     Cleartext
+}
+
+// step starts step st.
+func (s *cleartext) step(st Step) {
+	s.ct.Step = st
+	if s.before != nil {
+		s.before(st)
+	}
+}
+
+// smtp runs the cleartext phase of submission (RFC 3207, RFC 6409):
+// greeting, EHLO, STARTTLS.
+func (s *cleartext) smtp(ehlo string) error {
+	s.step(StepGreeting)
+	code, lines, err := smtpReply(s.br)
+	if err != nil {
+		return fmt.Errorf("greeting: %w", err)
+	}
+	s.ct.Greeting = code + " " + strings.Join(lines, " ")
+	if code != "220" {
+		return fmt.Errorf("%w: greeting %q", errProtocol, clip(s.ct.Greeting))
+	}
+	s.step(StepCapabilities)
+	if _, err := fmt.Fprintf(s.conn, "EHLO %s\r\n", ehlo); err != nil {
+		return err
+	}
+	code, lines, err = smtpReply(s.br)
+	if err != nil {
+		return fmt.Errorf("EHLO: %w", err)
+	}
+	if code != "250" {
+		return fmt.Errorf("%w: EHLO answered %s", errProtocol, code)
+	}
+	s.step(StepUpgrade)
+	for _, l := range lines[1:] {
+		kw, _, _ := strings.Cut(l, " ")
+		s.ct.Offered = s.ct.Offered || strings.EqualFold(kw, "STARTTLS")
+	}
+	if !s.ct.Offered {
+		quit(s.conn, "QUIT\r\n")
+		return fmt.Errorf("%w: STARTTLS is not offered in the EHLO reply", errNoSTARTTLS)
+	}
+	if _, err := io.WriteString(s.conn, "STARTTLS\r\n"); err != nil {
+		return err
+	}
+	code, lines, err = smtpReply(s.br)
+	if err != nil {
+		return fmt.Errorf("STARTTLS: %w", err)
+	}
+	if code != "220" {
+		return fmt.Errorf("%w: STARTTLS answered %s %s", errNoSTARTTLS, code, clip(strings.Join(lines, " ")))
+	}
+	return nil
+}
+
+// imapTagged sends a tagged command and reads to its tagged response.
 func imapTagged(conn net.Conn, br *bufio.Reader, tag, cmd string) (untagged []string, status string, err error) {
 	if _, err := fmt.Fprintf(conn, "%s %s\r\n", tag, cmd); err != nil {
 		return nil, "", err
@@ -120,102 +189,126 @@ func imapTagged(conn net.Conn, br *bufio.Reader, tag, cmd string) (untagged []st
 		}
 		untagged = append(untagged, l)
 	}
-	return nil, "", fmt.Errorf("%w: no tagged reply in %d lines", errProtocol, maxLines)
+	return nil, "", fmt.Errorf("%w: no tagged response in %d lines", errProtocol, maxLines)
 }
 
-// startIMAP runs the cleartext phase of IMAP (RFC 9051 §6.2.1, RFC 2595
+// imapOK reports whether a tagged status is OK (RFC 9051 §7.1).
+func imapOK(status string) bool {
+	kw, _, _ := strings.Cut(status, " ")
+	return strings.EqualFold(kw, "OK")
+}
+
+// imap runs the cleartext phase of IMAP (RFC 9051 §6.2.1, RFC 2595
 // §3.1): greeting, CAPABILITY, STARTTLS.
-func startIMAP(conn net.Conn, br *bufio.Reader) (string, error) {
-	greeting, err := readLine(br)
+func (s *cleartext) imap() error {
+	s.step(StepGreeting)
+	greeting, err := readLine(s.br)
 	if err != nil {
-		return "", fmt.Errorf("greeting: %w", err)
+		return fmt.Errorf("greeting: %w", err)
 	}
-	if hasPrefixFold(greeting, "* PREAUTH") {
-		// RFC 9051 §6.2.1: STARTTLS only before authentication.
-		return greeting, fmt.Errorf("%w: the greeting is PREAUTH (authenticated in cleartext)", errNoSTARTTLS)
+	s.ct.Greeting = greeting
+	kw := ""
+	if f := strings.Fields(greeting); len(f) >= 2 && f[0] == "*" {
+		kw = strings.ToUpper(f[1])
 	}
-	if !hasPrefixFold(greeting, "* OK") {
-		return greeting, fmt.Errorf("%w: greeting %q", errProtocol, clip(greeting))
+	switch kw {
+	case "OK":
+	case "PREAUTH":
+		// RFC 9051 §6.2.1: STARTTLS only in the not-authenticated
+		// state; a cleartext PREAUTH session can never be protected.
+		s.step(StepUpgrade)
+		return fmt.Errorf("%w: the greeting is PREAUTH: the session is authenticated in cleartext and cannot STARTTLS", errNoSTARTTLS)
+	default:
+		return fmt.Errorf("%w: greeting %q; expected * OK", errProtocol, clip(greeting))
 	}
-	untagged, status, err := imapTagged(conn, br, "a1", "CAPABILITY")
+	s.step(StepCapabilities)
+	untagged, status, err := imapTagged(s.conn, s.br, "a1", "CAPABILITY")
 	if err != nil {
-		return greeting, fmt.Errorf("CAPABILITY: %w", err)
+		return fmt.Errorf("CAPABILITY: %w", err)
 	}
-	if !hasPrefixFold(status, "OK") {
-		return greeting, fmt.Errorf("%w: CAPABILITY answered %q", errProtocol, clip(status))
+	if !imapOK(status) {
+		return fmt.Errorf("%w: CAPABILITY answered %s", errProtocol, clip(status))
 	}
-	offered := false
+	s.step(StepUpgrade)
 	for _, l := range untagged {
 		if hasPrefixFold(l, "* CAPABILITY ") {
 			for _, c := range strings.Fields(l[len("* CAPABILITY "):]) {
-				offered = offered || strings.EqualFold(c, "STARTTLS")
+				// RFC 9051 §7.2.2: capability names are case-insensitive.
+				s.ct.Offered = s.ct.Offered || strings.EqualFold(c, "STARTTLS")
 			}
 		}
 	}
-	if !offered {
-		quit(conn, "a2 LOGOUT\r\n")
-		return greeting, fmt.Errorf("%w in the CAPABILITY reply", errNoSTARTTLS)
+	if !s.ct.Offered {
+		quit(s.conn, "a2 LOGOUT\r\n")
+		return fmt.Errorf("%w: STARTTLS is not offered in the CAPABILITY response", errNoSTARTTLS)
 	}
-	_, status, err = imapTagged(conn, br, "a2", "STARTTLS")
+	_, status, err = imapTagged(s.conn, s.br, "a2", "STARTTLS")
 	if err != nil {
-		return greeting, fmt.Errorf("STARTTLS: %w", err)
+		return fmt.Errorf("STARTTLS: %w", err)
 	}
-	if !hasPrefixFold(status, "OK") {
-		return greeting, fmt.Errorf("%w: STARTTLS answered %q", errNoSTARTTLS, clip(status))
+	if !imapOK(status) {
+		return fmt.Errorf("%w: STARTTLS answered %s", errNoSTARTTLS, clip(status))
 	}
-	return greeting, nil
+	return nil
 }
 
-// startPOP3 runs the cleartext phase of POP3 (RFC 2595 §4, RFC 2449):
+// pop3OK reports whether a POP3 status line is positive (RFC 1939 §3).
+func pop3OK(l string) bool { return hasPrefixFold(l+" ", "+OK ") }
+
+// pop3 runs the cleartext phase of POP3 (RFC 2595 §4, RFC 2449):
 // greeting, CAPA, STLS.
-func startPOP3(conn net.Conn, br *bufio.Reader) (string, error) {
-	greeting, err := readLine(br)
+func (s *cleartext) pop3() error {
+	s.step(StepGreeting)
+	greeting, err := readLine(s.br)
 	if err != nil {
-		return "", fmt.Errorf("greeting: %w", err)
+		return fmt.Errorf("greeting: %w", err)
 	}
-	if !hasPrefixFold(greeting, "+OK") {
-		return greeting, fmt.Errorf("%w: greeting %q", errProtocol, clip(greeting))
+	s.ct.Greeting = greeting
+	if !pop3OK(greeting) {
+		return fmt.Errorf("%w: greeting %q; expected +OK", errProtocol, clip(greeting))
 	}
-	if _, err := io.WriteString(conn, "CAPA\r\n"); err != nil {
-		return greeting, err
+	s.step(StepCapabilities)
+	if _, err := io.WriteString(s.conn, "CAPA\r\n"); err != nil {
+		return err
 	}
-	first, err := readLine(br)
+	first, err := readLine(s.br)
 	if err != nil {
-		return greeting, fmt.Errorf("CAPA: %w", err)
+		return fmt.Errorf("CAPA: %w", err)
 	}
-	offered := false
-	if hasPrefixFold(first, "+OK") {
-		// RFC 2449 §5: a multi-line reply ending with ".".
+	if pop3OK(first) {
+		// RFC 2449 §5: a multi-line response ending with ".".
 		for n := 0; ; n++ {
 			if n == maxLines {
-				return greeting, fmt.Errorf("%w: more than %d CAPA lines", errProtocol, maxLines)
+				return fmt.Errorf("%w: more than %d CAPA lines", errProtocol, maxLines)
 			}
-			l, err := readLine(br)
+			l, err := readLine(s.br)
 			if err != nil {
-				return greeting, fmt.Errorf("CAPA: %w", err)
+				return fmt.Errorf("CAPA: %w", err)
 			}
 			if l == "." {
 				break
 			}
 			kw, _, _ := strings.Cut(l, " ")
-			offered = offered || strings.EqualFold(kw, "STLS")
+			s.ct.Offered = s.ct.Offered || strings.EqualFold(kw, "STLS")
 		}
 	}
-	if !offered {
-		quit(conn, "QUIT\r\n")
-		return greeting, fmt.Errorf("%w in the CAPA reply", errNoSTARTTLS)
+	s.step(StepUpgrade)
+	if !s.ct.Offered {
+		// RFC 2595 §4: a server offering STLS lists it in CAPA.
+		quit(s.conn, "QUIT\r\n")
+		return fmt.Errorf("%w: STLS is not offered in the CAPA response", errNoSTARTTLS)
 	}
-	if _, err := io.WriteString(conn, "STLS\r\n"); err != nil {
-		return greeting, err
+	if _, err := io.WriteString(s.conn, "STLS\r\n"); err != nil {
+		return err
 	}
-	l, err := readLine(br)
+	l, err := readLine(s.br)
 	if err != nil {
-		return greeting, fmt.Errorf("STLS: %w", err)
+		return fmt.Errorf("STLS: %w", err)
 	}
-	if !hasPrefixFold(l, "+OK") {
-		return greeting, fmt.Errorf("%w: STLS answered %q", errNoSTARTTLS, clip(l))
+	if !pop3OK(l) {
+		return fmt.Errorf("%w: STLS answered %s", errNoSTARTTLS, clip(l))
 	}
-	return greeting, nil
+	return nil
 }
 
 // quit says goodbye without waiting for the answer.

@@ -4,51 +4,15 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mailsts/mailsts/dnsresolve"
+	"github.com/mailsts/mailsts/internal/testnet"
 )
-
-// stub serves one scripted IMAP exchange per connection: the greeting,
-// then for each command line the reply chosen by its second word.
-func stub(t *testing.T, greeting string, replies map[string]string) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for range 10 {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				c.Write([]byte(greeting))
-				br := bufio.NewReader(c)
-				for range 10 {
-					l, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					f := strings.Fields(l)
-					if len(f) < 2 {
-						return
-					}
-					c.Write([]byte(replies[strings.ToUpper(f[1])]))
-				}
-			}()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // Hostile cleartext phases: bytes injected after the STARTTLS go-ahead
 // (RFC 3207 §4.2, RFC 2595 §3.1), an endless line, a PREAUTH greeting
@@ -71,7 +35,7 @@ func TestSTARTTLSHostile(t *testing.T) {
 		{"preauth", "* PREAUTH welcome\r\n", nil, ""},
 		{"refused", "* OK hi\r\n", map[string]string{"CAPABILITY": caps, "STARTTLS": "a2 NO not today\r\n"}, ""},
 	} {
-		port := stub(t, c.greeting, c.replies)
+		port := testnet.ScriptedServer(t, c.greeting, c.replies)
 		s, err := d.Dial(context.Background(), "u@stub.test", Endpoint{Service: IMAPPlain, Host: "stub.test", Port: port})
 		switch {
 		case c.connect != "":
@@ -82,6 +46,47 @@ func TestSTARTTLSHostile(t *testing.T) {
 			t.Errorf("%s: %+v, %v", c.name, s, err)
 		default:
 			s.Conn.Close()
+		}
+	}
+}
+
+// StartTLS reports the step each cleartext phase reached, whether the
+// upgrade was offered, and the greeting; before is called as each step
+// starts, in order (RFC 3207, RFC 9051 §6.2.1, RFC 2595).
+func TestStartTLSSteps(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name     string
+		p        Protocol
+		script   string
+		step     Step
+		offered  bool
+		ok       bool
+		greeting string
+	}{
+		{"smtp ok", SMTP, "220 hi\r\n250-me\r\n250 STARTTLS\r\n220 go\r\n", StepUpgrade, true, true, "220 hi"},
+		{"smtp no offer", SMTP, "220 hi\r\n250-me\r\n250 SIZE 10\r\n", StepUpgrade, false, false, "220 hi"},
+		{"smtp bad ehlo", SMTP, "220 hi\r\n500 what\r\n", StepCapabilities, false, false, "220 hi"},
+		{"imap ok", IMAP, "* OK hi\r\n* CAPABILITY IMAP4rev1 STARTTLS\r\na1 OK\r\na2 OK go\r\n", StepUpgrade, true, true, "* OK hi"},
+		{"imap preauth", IMAP, "* PREAUTH x\r\n", StepUpgrade, false, false, "* PREAUTH x"},
+		{"imap bye", IMAP, "* BYE x\r\n", StepGreeting, false, false, "* BYE x"},
+		{"imap capability fails", IMAP, "* OK hi\r\na1 BAD no\r\n", StepCapabilities, false, false, "* OK hi"},
+		{"imap refused", IMAP, "* OK hi\r\n* CAPABILITY STARTTLS\r\na1 OK\r\na2 NO\r\n", StepUpgrade, true, false, "* OK hi"},
+		{"pop3 ok", POP3, "+OK hi\r\n+OK\r\nSTLS\r\n.\r\n+OK go\r\n", StepUpgrade, true, true, "+OK hi"},
+		{"pop3 capa cut", POP3, "+OK hi\r\n+OK\r\nSTLS\r\n", StepCapabilities, true, false, "+OK hi"},
+		{"pop3 silent", POP3, "", StepGreeting, false, false, ""},
+	} {
+		var steps []Step
+		br := bufio.NewReaderSize(scriptConn{r: strings.NewReader(c.script)}, maxLine)
+		ct, err := StartTLS(scriptConn{}, br, c.p, "localhost", func(s Step) { steps = append(steps, s) })
+		if (err == nil) != c.ok || ct.Step != c.step || ct.Offered != c.offered || ct.Greeting != c.greeting {
+			t.Errorf("%s: %+v, %v; want step %d, offered %v, ok %v, greeting %q", c.name, ct, err, c.step, c.offered, c.ok, c.greeting)
+		}
+		// Strictly increasing from StepGreeting to the step reached
+		// (PREAUTH skips the capabilities).
+		if len(steps) == 0 || steps[0] != StepGreeting || steps[len(steps)-1] != ct.Step ||
+			!slices.IsSorted(steps) || len(slices.Compact(slices.Clone(steps))) != len(steps) {
+			t.Errorf("%s: steps %v, want StepGreeting…%d increasing", c.name, steps, ct.Step)
 		}
 	}
 }

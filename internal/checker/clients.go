@@ -115,198 +115,54 @@ func (c *Checker) probeEndpoint(ctx context.Context, ep Endpoint) ProbeResult {
 	switch {
 	case !ep.STARTTLS:
 	case ep.Service == ServiceIMAP:
-		phase = imapSTARTTLS
+		phase = muaSTARTTLS(mailclient.IMAP, "a3 LOGOUT\r\n")
 	case ep.Service == ServicePOP3:
-		phase = pop3STLS
+		phase = muaSTARTTLS(mailclient.POP3, "QUIT\r\n")
 	default:
 		phase = smtpSTARTTLS
 	}
 	return c.probeWith(ctx, host, pickAddr(addrs), ep.Port, phase).res
 }
 
-// errMUAReply is wrapped by errors about malformed IMAP and POP3 replies.
-var errMUAReply = errors.New("malformed reply")
-
-// readMUALine reads one IMAP or POP3 response line, bounded like SMTP
-// replies (maxReplyLine).
-func readMUALine(br *bufio.Reader) (string, error) {
-	raw, err := br.ReadSlice('\n')
-	if errors.Is(err, bufio.ErrBufferFull) {
-		return "", fmt.Errorf("%w: line longer than %d bytes", errMUAReply, maxReplyLine)
-	}
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimRight(string(raw), "\r\n"), nil
+// muaStages are the probe's stages of mailclient's cleartext steps.
+var muaStages = map[mailclient.Step]string{
+	mailclient.StepGreeting:     stageBanner,
+	mailclient.StepCapabilities: stageEHLO,
+	mailclient.StepUpgrade:      stageSTARTTLS,
 }
 
-// imapTagged sends "tag cmd" and reads up to the tagged response, at most
-// maxReplyLines lines; it returns the untagged lines and the tagged
-// status text ("OK …", "NO …", "BAD …").
-func imapTagged(conn net.Conn, br *bufio.Reader, tag, cmd string) (untagged []string, status string, err error) {
-	if _, err := fmt.Fprintf(conn, "%s %s\r\n", tag, cmd); err != nil {
-		return nil, "", err
-	}
-	for range maxReplyLines {
-		l, err := readMUALine(br)
+// muaDoing says what each cleartext step was doing, for timeouts.
+var muaDoing = map[mailclient.Step]string{
+	mailclient.StepGreeting:     "waiting for the greeting",
+	mailclient.StepCapabilities: "reading the capabilities",
+	mailclient.StepUpgrade:      "upgrading",
+}
+
+// muaSTARTTLS returns the cleartext phase of IMAP or POP3: mailclient's,
+// the one a mail client speaks (RFC 9051 §6.2.1, RFC 2595), with the
+// stage and error recorded for the findings.
+func muaSTARTTLS(p mailclient.Protocol, bye string) starttlsPhase {
+	return func(_ *Checker, conn net.Conn, br *bufio.Reader, out *probeOutcome, deadline func()) (string, bool) {
+		ct, err := mailclient.StartTLS(conn, br, p, "", func(st mailclient.Step) {
+			out.res.Stage = muaStages[st]
+			deadline()
+		})
+		if ct.Greeting != "" {
+			out.res.Banner = clip(ct.Greeting)
+		}
+		out.res.STARTTLS = ct.Offered
+		out.res.Stage = muaStages[ct.Step]
 		if err != nil {
-			return nil, "", err
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+				out.res.Error = describeNetErr(muaDoing[ct.Step], err)
+			} else {
+				out.res.Error = err.Error()
+			}
+			return "", false
 		}
-		if rest, ok := strings.CutPrefix(l, tag+" "); ok {
-			return untagged, rest, nil
-		}
-		untagged = append(untagged, l)
+		return bye, true
 	}
-	return nil, "", fmt.Errorf("%w: no tagged response in %d lines", errMUAReply, maxReplyLines)
-}
-
-func okStatus(status string) bool {
-	kw, _, _ := strings.Cut(status, " ")
-	return strings.EqualFold(kw, "OK")
-}
-
-// imapSTARTTLS is the cleartext phase of IMAP (RFC 9051 §6.2.1, RFC 2595
-// §3.1): greeting, CAPABILITY, STARTTLS.
-func imapSTARTTLS(_ *Checker, conn net.Conn, br *bufio.Reader, out *probeOutcome, deadline func()) (string, bool) {
-	out.res.Stage = stageBanner
-	deadline()
-	greeting, err := readMUALine(br)
-	if err != nil {
-		out.res.Error = describeNetErr("waiting for the greeting", err)
-		return "", false
-	}
-	out.res.Banner = clip(greeting)
-	kw := ""
-	if f := strings.Fields(greeting); len(f) >= 2 && f[0] == "*" {
-		kw = strings.ToUpper(f[1])
-	}
-	switch kw {
-	case "OK":
-	case "PREAUTH":
-		// RFC 9051 §6.2.1: STARTTLS only in the not-authenticated
-		// state; a cleartext PREAUTH session can never be protected.
-		out.res.Stage = stageSTARTTLS
-		out.res.Error = "the greeting is PREAUTH: the session is authenticated in cleartext and cannot STARTTLS"
-		return "", false
-	default:
-		out.res.Error = fmt.Sprintf("greeting %q; expected * OK", clip(greeting))
-		return "", false
-	}
-	out.res.Stage = stageEHLO
-	deadline()
-	untagged, status, err := imapTagged(conn, br, "m1", "CAPABILITY")
-	if err != nil {
-		out.res.Error = describeNetErr("reading the CAPABILITY response", err)
-		return "", false
-	}
-	if !okStatus(status) {
-		out.res.Error = fmt.Sprintf("CAPABILITY answered %s", clip(status))
-		return "", false
-	}
-	for _, l := range untagged {
-		if caps, ok := cutPrefixFold(l, "* CAPABILITY "); ok {
-			for _, c := range strings.Fields(caps) {
-				// RFC 9051 §7.2.2: capability names are case-insensitive.
-				if strings.EqualFold(c, "STARTTLS") {
-					out.res.STARTTLS = true
-				}
-			}
-		}
-	}
-	out.res.Stage = stageSTARTTLS
-	if !out.res.STARTTLS {
-		out.res.Error = "STARTTLS is not offered in the CAPABILITY response"
-		quit(conn, "m2 LOGOUT\r\n")
-		return "", false
-	}
-	deadline()
-	_, status, err = imapTagged(conn, br, "m2", "STARTTLS")
-	if err != nil {
-		out.res.Error = describeNetErr("reading the STARTTLS response", err)
-		return "", false
-	}
-	if !okStatus(status) {
-		out.res.Error = fmt.Sprintf("STARTTLS answered %s", clip(status))
-		return "", false
-	}
-	return "m3 LOGOUT\r\n", true
-}
-
-// pop3STLS is the cleartext phase of POP3 (RFC 2595 §4, RFC 2449): greeting,
-// CAPA, STLS.
-func pop3STLS(_ *Checker, conn net.Conn, br *bufio.Reader, out *probeOutcome, deadline func()) (string, bool) {
-	out.res.Stage = stageBanner
-	deadline()
-	greeting, err := readMUALine(br)
-	if err != nil {
-		out.res.Error = describeNetErr("waiting for the greeting", err)
-		return "", false
-	}
-	out.res.Banner = clip(greeting)
-	if _, ok := cutPrefixFold(greeting+" ", "+OK "); !ok {
-		out.res.Error = fmt.Sprintf("greeting %q; expected +OK", clip(greeting))
-		return "", false
-	}
-	out.res.Stage = stageEHLO
-	deadline()
-	if _, err := conn.Write([]byte("CAPA\r\n")); err != nil {
-		out.res.Error = describeNetErr("sending CAPA", err)
-		return "", false
-	}
-	first, err := readMUALine(br)
-	if err != nil {
-		out.res.Error = describeNetErr("reading the CAPA response", err)
-		return "", false
-	}
-	if _, ok := cutPrefixFold(first+" ", "+OK "); ok {
-		// RFC 2449 §5: a multi-line response ending with ".".
-		for n := 0; ; n++ {
-			if n == maxReplyLines {
-				out.res.Error = fmt.Sprintf("reading the CAPA response: %v: more than %d lines", errMUAReply, maxReplyLines)
-				return "", false
-			}
-			l, err := readMUALine(br)
-			if err != nil {
-				out.res.Error = describeNetErr("reading the CAPA response", err)
-				return "", false
-			}
-			if l == "." {
-				break
-			}
-			if kw, _, _ := strings.Cut(l, " "); strings.EqualFold(kw, "STLS") {
-				out.res.STARTTLS = true
-			}
-		}
-	}
-	out.res.Stage = stageSTARTTLS
-	if !out.res.STARTTLS {
-		// RFC 2595 §4: a server offering STLS lists it in CAPA.
-		out.res.Error = "STLS is not offered in the CAPA response"
-		quit(conn, "QUIT\r\n")
-		return "", false
-	}
-	deadline()
-	if _, err := conn.Write([]byte("STLS\r\n")); err != nil {
-		out.res.Error = describeNetErr("sending STLS", err)
-		return "", false
-	}
-	l, err := readMUALine(br)
-	if err != nil {
-		out.res.Error = describeNetErr("reading the STLS response", err)
-		return "", false
-	}
-	if _, ok := cutPrefixFold(l+" ", "+OK "); !ok {
-		out.res.Error = fmt.Sprintf("STLS answered %s", clip(l))
-		return "", false
-	}
-	return "QUIT\r\n", true
-}
-
-func cutPrefixFold(s, prefix string) (string, bool) {
-	if len(s) < len(prefix) || !strings.EqualFold(s[:len(prefix)], prefix) {
-		return "", false
-	}
-	return s[len(prefix):], true
 }
 
 // endpointFindings judges one endpoint (RFC 8314 §3.3, §5).

@@ -1,10 +1,8 @@
 package checker
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -106,51 +104,6 @@ func TestClientsTestnet(t *testing.T) {
 	}
 }
 
-// muaStub serves one scripted cleartext exchange per connection: the
-// greeting, then a reply per line read (by the first word of the line,
-// or the second for IMAP's tagged commands).
-func muaStub(t *testing.T, greeting string, replies map[string]string) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for range 10 {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-				fmt.Fprint(conn, greeting)
-				br := bufio.NewReader(conn)
-				for range 5 {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					f := strings.Fields(strings.ToUpper(line))
-					if len(f) == 0 {
-						return
-					}
-					r, ok := replies[f[0]]
-					if !ok && len(f) > 1 {
-						r, ok = replies[f[1]]
-					}
-					if !ok {
-						return
-					}
-					fmt.Fprint(conn, r)
-				}
-			}()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // Hostile or broken IMAP and POP3 servers are reported at the step where
 // they failed, and never hang the probe.
 func TestMUAProbeStubs(t *testing.T) {
@@ -167,10 +120,10 @@ func TestMUAProbeStubs(t *testing.T) {
 		{"imap-long", ServiceIMAP, long + "\r\n", nil, stageBanner, "longer than"},
 		{"imap-endless", ServiceIMAP, "* OK hi\r\n", map[string]string{"CAPABILITY": endless}, stageEHLO, "no tagged response"},
 		{"imap-refused", ServiceIMAP, "* OK hi\r\n", map[string]string{
-			"CAPABILITY": "* CAPABILITY IMAP4rev1 starttls\r\nm1 OK done\r\n", "STARTTLS": "m2 NO not now\r\n"}, stageSTARTTLS, "STARTTLS answered NO"},
+			"CAPABILITY": "* CAPABILITY IMAP4rev1 starttls\r\na1 OK done\r\n", "STARTTLS": "a2 NO not now\r\n"}, stageSTARTTLS, "STARTTLS answered NO"},
 		// RFC 2595 §3.1: nothing may follow the go-ahead in cleartext.
 		{"imap-injection", ServiceIMAP, "* OK hi\r\n", map[string]string{
-			"CAPABILITY": "* CAPABILITY IMAP4rev1 STARTTLS\r\nm1 OK done\r\n", "STARTTLS": "m2 OK go\r\n* OK injected\r\n"}, stageSTARTTLS, "injection"},
+			"CAPABILITY": "* CAPABILITY IMAP4rev1 STARTTLS\r\na1 OK done\r\n", "STARTTLS": "a2 OK go\r\n* OK injected\r\n"}, stageSTARTTLS, "injection"},
 		{"pop3-err", ServicePOP3, "-ERR busy\r\n", nil, stageBanner, "expected +OK"},
 		{"pop3-no-capa", ServicePOP3, "+OK hi\r\n", map[string]string{"CAPA": "-ERR what\r\n"}, stageSTARTTLS, "STLS is not offered"},
 		{"pop3-endless", ServicePOP3, "+OK hi\r\n", map[string]string{"CAPA": "+OK\r\n" + strings.Repeat("USER\r\n", 2*maxReplyLines)}, stageEHLO, "more than"},
@@ -179,7 +132,7 @@ func TestMUAProbeStubs(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			port := muaStub(t, tc.greeting, tc.replies)
+			port := testnet.ScriptedServer(t, tc.greeting, tc.replies)
 			dns := &dnsresolve.Fake{}
 			dns.SetIP("mail.stub.test", netip.MustParseAddr("127.0.0.1"))
 			c := &Checker{DNS: dns, ProbeTimeout: 2 * time.Second}

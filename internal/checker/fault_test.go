@@ -1,16 +1,15 @@
 package checker
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mailsts/mailsts/dnsresolve"
+	"github.com/mailsts/mailsts/internal/testnet"
 )
 
 // faultyDNS wraps a Resolver and fails chosen lookups, for faults the
@@ -78,44 +77,14 @@ func TestDNSFaults(t *testing.T) {
 }
 
 // smtpStub serves scripted SMTP replies on loopback: greeting, then one
-// reply per command.
+// reply per command; a STARTTLS without a reply, and any other command,
+// get "221 bye".
 func smtpStub(t *testing.T, greeting, ehlo, starttls string) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	if starttls == "" {
+		starttls = "221 bye\r\n"
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for range 20 {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-				fmt.Fprint(conn, greeting)
-				br := bufio.NewReader(conn)
-				for range 5 {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					switch up := strings.ToUpper(line); {
-					case strings.HasPrefix(up, "EHLO"):
-						fmt.Fprint(conn, ehlo)
-					case strings.HasPrefix(up, "STARTTLS") && starttls != "":
-						fmt.Fprint(conn, starttls)
-					default:
-						fmt.Fprint(conn, "221 bye\r\n")
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
+	return testnet.ScriptedServer(t, greeting, map[string]string{"EHLO": ehlo, "STARTTLS": starttls, "QUIT": "221 bye\r\n"})
 }
 
 // Servers that greet wrongly, refuse EHLO or inject data after STARTTLS

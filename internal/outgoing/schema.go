@@ -2,11 +2,10 @@ package outgoing
 
 import (
 	"context"
-	"database/sql"
-	"errors"
-	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/mailsts/mailsts/internal/migrate"
 )
 
 // The schema: one append-only migration list per backend (a released step
@@ -158,8 +157,6 @@ type dialect struct {
 	name       string
 	rebind     func(string) string
 	migrations []string
-	// lock serialises migrations across processes for the transaction.
-	lock func(ctx context.Context, tx *sql.Tx) error
 }
 
 func sqliteDialect() dialect {
@@ -167,8 +164,6 @@ func sqliteDialect() dialect {
 		name:       "sqlite",
 		rebind:     func(q string) string { return q },
 		migrations: sqliteMigrations(),
-		// The writer's BEGIN IMMEDIATE already holds the database lock.
-		lock: func(context.Context, *sql.Tx) error { return nil },
 	}
 }
 
@@ -181,10 +176,6 @@ func postgresDialect() dialect {
 		name:       "postgres",
 		rebind:     rebindDollar,
 		migrations: postgresMigrations(),
-		lock: func(ctx context.Context, tx *sql.Tx) error {
-			_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(pgMigrationLock))
-			return err
-		},
 	}
 }
 
@@ -204,52 +195,12 @@ func rebindDollar(q string) string {
 	return b.String()
 }
 
-// migrate applies the missing migrations, one transaction each.
+// migrate applies the missing migrations, one transaction each (package
+// migrate).
 func (s *Store) migrate(ctx context.Context) error {
-	for range len(s.d.migrations) + 1 {
-		done, err := s.migrateStep(ctx)
-		if err != nil || done {
-			return err
-		}
-	}
-	return s.errorf("schema migration did not converge")
-}
-
-func (s *Store) migrateStep(ctx context.Context) (bool, error) {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return false, s.errorf("begin migration: %w", err)
-	}
-	defer tx.Rollback()
-	if err := s.d.lock(ctx, tx); err != nil {
-		return false, s.errorf("lock schema: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS outgoing_schema_version (version INTEGER NOT NULL)`); err != nil {
-		return false, s.errorf("read schema version: %w", err)
-	}
-	var v int
-	err = tx.QueryRowContext(ctx, `SELECT version FROM outgoing_schema_version`).Scan(&v)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return false, s.errorf("read schema version: %w", err)
-	}
-	switch {
-	case v == len(s.d.migrations):
-		return true, tx.Commit()
-	case v < 0 || v > len(s.d.migrations):
-		return false, fmt.Errorf("%w: %s %s has version %d, this program knows up to %d", ErrSchemaTooNew, s.d.name, s.loc, v, len(s.d.migrations))
-	}
-	if _, err := tx.ExecContext(ctx, s.d.migrations[v]); err != nil {
-		return false, s.errorf("migrate schema to version %d: %w", v+1, err)
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM outgoing_schema_version`); err != nil {
-		return false, s.errorf("set schema version: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, s.d.rebind(`INSERT INTO outgoing_schema_version (version) VALUES (?)`), v+1); err != nil {
-		return false, s.errorf("set schema version: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return false, s.errorf("migrate schema to version %d: %w", v+1, err)
-	}
-	s.logger.Info("outgoing: migrated schema", "db", s.d.name, "where", s.loc, "version", v+1)
-	return false, nil
+	schema := migrate.Schema{Steps: s.d.migrations, Table: "outgoing_schema_version",
+		Postgres: s.d.name == "postgres", LockKey: pgMigrationLock,
+		Where: s.d.name + " " + s.loc, TooNew: ErrSchemaTooNew, Err: ErrStorage,
+		Migrated: func(v int) { s.logger.Info("outgoing: migrated schema", "db", s.d.name, "where", s.loc, "version", v) }}
+	return schema.Run(ctx, s.w)
 }

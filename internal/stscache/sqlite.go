@@ -8,10 +8,11 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/mailsts/mailsts/internal/groupcommit"
+	"github.com/mailsts/mailsts/internal/migrate"
 	"github.com/mailsts/mailsts/internal/sqlitedb"
 	"github.com/mailsts/mailsts/mtasts"
 	"github.com/mailsts/mailsts/tlsrpt/result"
@@ -98,12 +99,10 @@ type SQLite struct {
 	get, put, purgesAfter *sql.Stmt
 
 	// The group commit of Put (sqlite_group.go).
-	putMu    sync.Mutex
-	pending  []*putCall
-	flushing bool
+	puts groupcommit.Group[putRow, struct{}]
 	// beforeBatch, when set (tests), is called by the leader with the
-	// queued calls it is about to write.
-	beforeBatch func(batch []*putCall)
+	// rows it is about to write (a batch, or one row of its retry).
+	beforeBatch func(rows []putRow)
 }
 
 var (
@@ -178,6 +177,7 @@ func openSQLite(ctx context.Context, path string, logger *slog.Logger, check boo
 		return nil, fmt.Errorf("stscache: open %s: %w", path, err)
 	}
 	s := &SQLite{path: path, logger: logger, db: db, wdb: db.W, rdb: db.R}
+	s.puts.Commit, s.puts.MaxBatch = s.writePuts, maxPutBatch
 	if check {
 		if err := sqlitedb.QuickCheck(ctx, s.wdb); err != nil {
 			db.Close()
@@ -231,48 +231,16 @@ const entryColumnsV2 = `domain, policy, mode, expires_at, policy_id, fetched_at,
 // entryValues is the VALUES list for entryColumns.
 const entryValues = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
-// migrate brings the schema to len(migrations), one step per transaction.
+// migrate brings the schema to len(migrations), one step per transaction
+// (package migrate).
 func (s *SQLite) migrate(ctx context.Context) error {
-	for step := 0; step <= len(migrations); step++ {
-		done, err := s.migrateStep(ctx)
-		if err != nil {
-			return err
-		}
-		if done {
-			return nil
-		}
+	schema := migrate.Schema{Steps: migrations, Where: s.path, TooNew: ErrSchemaTooNew,
+		Migrated: func(v int) { s.logger.Info("stscache: migrated cache schema", "path", s.path, "version", v) }}
+	err := schema.Run(ctx, s.wdb)
+	if err != nil && !errors.Is(err, ErrSchemaTooNew) {
+		err = fmt.Errorf("stscache: %w", err)
 	}
-	return fmt.Errorf("stscache: %s: schema migration did not converge", s.path)
-}
-
-func (s *SQLite) migrateStep(ctx context.Context) (done bool, err error) {
-	tx, err := s.wdb.BeginTx(ctx, nil)
-	if err != nil {
-		return false, fmt.Errorf("stscache: open %s: %w", s.path, err)
-	}
-	defer tx.Rollback()
-	var v int
-	if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
-		return false, fmt.Errorf("stscache: %s: read schema version: %w", s.path, err)
-	}
-	switch {
-	case v == len(migrations):
-		return true, nil
-	case v > len(migrations) || v < 0:
-		return false, fmt.Errorf("%w: %s has version %d, this program knows up to %d", ErrSchemaTooNew, s.path, v, len(migrations))
-	}
-	if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
-		return false, fmt.Errorf("stscache: %s: migrate schema to version %d: %w", s.path, v+1, err)
-	}
-	// PRAGMA takes no bound parameters; v+1 is our own integer.
-	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, v+1)); err != nil {
-		return false, fmt.Errorf("stscache: %s: set schema version: %w", s.path, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return false, fmt.Errorf("stscache: %s: migrate schema to version %d: %w", s.path, v+1, err)
-	}
-	s.logger.Info("stscache: migrated cache schema", "path", s.path, "version", v+1)
-	return false, nil
+	return err
 }
 
 // Close closes the file. Calls after Close fail.

@@ -10,13 +10,10 @@ import (
 // maxPutBatch caps the entries one group commit writes.
 const maxPutBatch = 64
 
-// Group commit of [SQLite.Put]: concurrent puts (cold lookups of many
-// domains at once) share one transaction. A put queues its row; when no
-// batch is being written the caller leads and writes every queued row (up
-// to maxPutBatch) in one transaction, and the callers that arrive meanwhile
-// queue for the next batch, led by its first caller once the current one
-// is committed. A lone put writes at once, in a transaction of its own, as
-// before: nothing waits for company and there is no background goroutine.
+// Group commit of [SQLite.Put] (package groupcommit): concurrent puts
+// (cold lookups of many domains at once) share one transaction. A lone
+// put writes at once, in a transaction of its own, as before: nothing
+// waits for company and there is no background goroutine.
 //
 // Durability is unchanged: Put returns only after the COMMIT of the
 // transaction holding its row (synchronous=NORMAL in WAL mode: durable
@@ -28,107 +25,54 @@ const maxPutBatch = 64
 // last_used grow at one end), the locks and the commit record, once per
 // batch instead of once per row.
 //
-// A batch that fails is written again one row at a time, each under its
-// own caller's context, so that one bad row, or a leader whose context
-// ended, fails only its own put.
+// A batch is written under its leader's context. One that fails is
+// written again one row at a time, each under its own caller's context,
+// so that one bad row, or a leader whose context ended, fails only its
+// own put.
 
-// putCall is one queued Put.
-type putCall struct {
-	ctx    context.Context
+// putRow is one queued Put: the values of entryColumns.
+type putRow struct {
 	domain string
 	args   []any
-	err    error
-	// wake is signalled once: done (err set) or lead (write the next
-	// batch).
-	wake chan struct{}
-	done bool
 }
 
 // groupPut writes one row through the group commit.
 func (s *SQLite) groupPut(ctx context.Context, domain string, args []any) error {
-	c := &putCall{ctx: ctx, domain: domain, args: args, wake: make(chan struct{}, 1)}
-	s.putMu.Lock()
-	s.pending = append(s.pending, c)
-	lead := !s.flushing
-	if lead {
-		s.flushing = true
-	}
-	s.putMu.Unlock()
-	if !lead {
-		// Not selectable on ctx: the row may already be in a
-		// transaction, and its outcome must reach the caller.
-		<-c.wake
-		if c.done {
-			return c.err
-		}
-	}
-	s.flushPuts(ctx)
-	// The leader's own row is in the batch it wrote.
-	return c.err
+	_, err := s.puts.Do(ctx, putRow{domain: domain, args: args})
+	return err
 }
 
-// flushPuts writes one batch from the queue and hands the lead to the next
-// queued call, if any.
-func (s *SQLite) flushPuts(ctx context.Context) {
-	s.putMu.Lock()
-	n := min(len(s.pending), maxPutBatch)
-	batch := s.pending[:n:n]
-	s.pending = s.pending[n:]
-	if len(s.pending) == 0 {
-		s.pending = nil // let the array go
-	}
-	s.putMu.Unlock()
-
+// writePuts is the group's Commit: rows in one transaction, a lone row
+// in a transaction of its own.
+func (s *SQLite) writePuts(ctx context.Context, rows []putRow) ([]struct{}, error) {
 	if s.beforeBatch != nil {
-		s.beforeBatch(batch)
+		s.beforeBatch(rows)
 	}
-	if len(batch) == 1 {
-		batch[0].err = s.putOne(batch[0])
-	} else if err := s.putBatch(ctx, batch); err != nil {
-		// Retry one by one: the failure may be one row's, or the
-		// leader's context.
-		for _, c := range batch {
-			c.err = s.putOne(c)
-		}
-	}
-
-	s.putMu.Lock()
-	var next *putCall
-	if len(s.pending) > 0 {
-		next = s.pending[0]
+	var err error
+	if len(rows) == 1 {
+		err = s.putOne(ctx, rows[0])
 	} else {
-		s.flushing = false
+		err = s.putBatch(ctx, rows)
 	}
-	s.putMu.Unlock()
-	for _, c := range batch {
-		c.done = true
-		c.wake <- struct{}{}
+	if err != nil {
+		return nil, err
 	}
-	if next != nil {
-		next.wake <- struct{}{} // lead, done stays false
-	}
-}
-
-// queued returns the number of puts waiting for a batch (tests).
-func (s *SQLite) queued() int {
-	s.putMu.Lock()
-	defer s.putMu.Unlock()
-	return len(s.pending)
+	return make([]struct{}, len(rows)), nil // no allocation
 }
 
 // putOne writes one row in a transaction of its own.
-func (s *SQLite) putOne(c *putCall) error {
-	if _, err := s.put.ExecContext(c.ctx, c.args...); err != nil {
-		return s.putFailed(c.ctx, c.domain, err)
+func (s *SQLite) putOne(ctx context.Context, r putRow) error {
+	if _, err := s.put.ExecContext(ctx, r.args...); err != nil {
+		return s.putFailed(ctx, r.domain, err)
 	}
 	return nil
 }
 
-// putBatch writes the rows of batch in one transaction.
-func (s *SQLite) putBatch(ctx context.Context, batch []*putCall) (err error) {
+// putBatch writes rows in one transaction.
+func (s *SQLite) putBatch(ctx context.Context, rows []putRow) (err error) {
 	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
-		return s.putFailed(ctx, batch[0].domain, err)
+		return s.putFailed(ctx, rows[0].domain, err)
 	}
 	defer func() {
 		if err != nil {
@@ -136,13 +80,13 @@ func (s *SQLite) putBatch(ctx context.Context, batch []*putCall) (err error) {
 		}
 	}()
 	st := tx.StmtContext(ctx, s.put)
-	for _, c := range batch {
-		if _, err := st.ExecContext(ctx, c.args...); err != nil {
-			return s.putFailed(ctx, c.domain, err)
+	for _, r := range rows {
+		if _, err := st.ExecContext(ctx, r.args...); err != nil {
+			return s.putFailed(ctx, r.domain, err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return s.putFailed(ctx, batch[0].domain, err)
+		return s.putFailed(ctx, rows[0].domain, err)
 	}
 	return nil
 }

@@ -24,12 +24,12 @@ import (
 func waitQueued(t *testing.T, s *SQLite, n int) {
 	t.Helper()
 	for range 50_000_000 {
-		if s.queued() >= n {
+		if s.puts.Queued() >= n {
 			return
 		}
 		runtime.Gosched()
 	}
-	t.Fatalf("%d puts queued, want %d", s.queued(), n)
+	t.Fatalf("%d puts queued, want %d", s.puts.Queued(), n)
 }
 
 // Concurrent puts share a transaction, and each returns only once its
@@ -46,7 +46,7 @@ func TestSQLiteGroupCommit(t *testing.T) {
 		sizes    []int
 		returned atomic.Int32
 	)
-	s.beforeBatch = func(batch []*putCall) {
+	s.beforeBatch = func(batch []putRow) {
 		mu.Lock()
 		sizes = append(sizes, len(batch))
 		first := len(sizes) == 1
@@ -128,22 +128,12 @@ func TestSQLiteGroupCommitFailureIsolated(t *testing.T) {
 	now := time.Now()
 	release := make(chan struct{})
 	var once sync.Once
-	s.beforeBatch = func([]*putCall) { once.Do(func() { <-release }) }
+	led := make(chan struct{})
+	s.beforeBatch = func([]putRow) { once.Do(func() { close(led); <-release }) }
 	errs := make(chan error, 8)
 	go func() { errs <- s.Put(context.Background(), benchEntry(0, now)) }()
-	waitStarted := func() {
-		for range 50_000_000 {
-			s.putMu.Lock()
-			busy := s.flushing && len(s.pending) == 0
-			s.putMu.Unlock()
-			if busy {
-				return
-			}
-			runtime.Gosched()
-		}
-		t.Fatal("the first put never led")
-	}
-	waitStarted()
+	// The first put leads, alone in its batch.
+	watchdog.Within(t, time.Minute, func() struct{} { <-led; return struct{}{} })
 	// The next leader's context has ended: its batch cannot begin.
 	dead, cancel := context.WithCancel(context.Background())
 	cancel()

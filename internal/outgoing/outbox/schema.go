@@ -2,9 +2,9 @@ package outbox
 
 import (
 	"context"
-	"database/sql"
-	"fmt"
 	"strings"
+
+	"github.com/mailsts/mailsts/internal/migrate"
 )
 
 // schemaVersionTable holds the outbox's own schema version, one row. The
@@ -75,53 +75,10 @@ CREATE TABLE outbox_destinations (
 	return []string{v1}
 }
 
-// migrate brings the schema to the newest version in one transaction.
+// migrate brings the schema to the newest version, one transaction a
+// step (package migrate).
 func (s *Store) migrate(ctx context.Context) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("%w: migrate: %w", ErrStorage, err)
-	}
-	defer tx.Rollback()
-	if s.pg {
-		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(pgMigrationLock)); err != nil {
-			return fmt.Errorf("%w: migrate: lock: %w", ErrStorage, err)
-		}
-	}
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+schemaVersionTable+` (version INTEGER NOT NULL)`); err != nil {
-		return fmt.Errorf("%w: migrate: %w", ErrStorage, err)
-	}
-	var v int
-	switch err := tx.QueryRowContext(ctx, `SELECT version FROM `+schemaVersionTable).Scan(&v); {
-	case err == sql.ErrNoRows:
-		v = 0
-	case err != nil:
-		return fmt.Errorf("%w: migrate: %w", ErrStorage, err)
-	}
-	steps := migrations(s.pg)
-	if v > len(steps) {
-		return fmt.Errorf("%w: outbox schema version %d is newer than this mailsts knows (%d)", ErrStorage, v, len(steps))
-	}
-	if v == len(steps) {
-		return nil
-	}
-	for _, step := range steps[v:] {
-		for _, stmt := range strings.Split(step, ";") {
-			if strings.TrimSpace(stmt) == "" {
-				continue
-			}
-			if _, err := tx.ExecContext(ctx, stmt); err != nil {
-				return fmt.Errorf("%w: migrate to %d: %w", ErrStorage, v+1, err)
-			}
-		}
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM `+schemaVersionTable); err != nil {
-		return fmt.Errorf("%w: migrate: %w", ErrStorage, err)
-	}
-	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO `+schemaVersionTable+` (version) VALUES (?)`), len(steps)); err != nil {
-		return fmt.Errorf("%w: migrate: %w", ErrStorage, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("%w: migrate: %w", ErrStorage, err)
-	}
-	return nil
+	schema := migrate.Schema{Steps: migrations(s.pg), Table: schemaVersionTable,
+		Postgres: s.pg, LockKey: pgMigrationLock, Where: "outbox", TooNew: ErrStorage, Err: ErrStorage}
+	return schema.Run(ctx, s.w)
 }

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailsts/mailsts/internal/groupcommit"
 	"github.com/mailsts/mailsts/internal/reports"
 )
 
@@ -14,11 +15,12 @@ import (
 // POSTs (a large sender's daily run) stores N reports for the cost of one
 // commit instead of N. Other methods pass through.
 //
-// How: a call queues its report. When no batch is being written, the
-// caller becomes the leader and writes every queued report (up to
-// MaxBatch) with one PutReports; callers that arrive meanwhile queue for
-// the next batch, whose first caller leads once the current one is done.
-// There is no background goroutine, hence nothing to start or stop.
+// How (package groupcommit): a call queues its report. When no batch is
+// being written, the caller becomes the leader and writes every queued
+// report (up to MaxBatch) with one PutReports; callers that arrive
+// meanwhile queue for the next batch, whose first caller leads once the
+// current one is done. There is no background goroutine, hence nothing to
+// start or stop.
 //
 // Crash safety: PutReport returns only after the PutReports holding its
 // report returned, that is after COMMIT, which is durable (SQLite
@@ -46,98 +48,28 @@ type GroupCommit struct {
 	// FlushTimeout bounds one batch; 0 means 30 s.
 	FlushTimeout time.Duration
 
-	mu       sync.Mutex
-	pending  []*groupCall
-	flushing bool
-}
-
-// groupCall is one queued PutReport.
-type groupCall struct {
-	in  reports.Incoming
-	res reports.PutResult
-	err error
-	// wake is signalled once: done (res, err set) or lead (write the
-	// next batch).
-	wake chan struct{}
-	done bool
+	once  sync.Once
+	group groupcommit.Group[reports.Incoming, reports.PutResult]
 }
 
 // PutReport queues in and returns once it is committed (or failed).
 func (g *GroupCommit) PutReport(ctx context.Context, in reports.Incoming) (reports.PutResult, error) {
-	c := &groupCall{in: in, wake: make(chan struct{}, 1)}
-	g.mu.Lock()
-	g.pending = append(g.pending, c)
-	lead := !g.flushing
-	if lead {
-		g.flushing = true
-	}
-	g.mu.Unlock()
-	if !lead {
-		// Not selectable on ctx: the report may already be in a
-		// transaction, and its outcome must reach the caller.
-		<-c.wake
-		if c.done {
-			return c.res, c.err
+	g.once.Do(func() {
+		g.group.Commit = g.putReports
+		g.group.MaxBatch = g.MaxBatch // 0 is groupcommit.DefaultMaxBatch, 64
+		g.group.FlushTimeout = g.FlushTimeout
+		if g.group.FlushTimeout <= 0 {
+			g.group.FlushTimeout = 30 * time.Second
 		}
-	}
-	g.flush(ctx)
-	// The leader's own report is in the batch it wrote.
-	return c.res, c.err
+	})
+	return g.group.Do(ctx, in)
 }
 
-// flush writes one batch from the queue and hands the lead to the next
-// queued call, if any.
-func (g *GroupCommit) flush(ctx context.Context) {
-	maxBatch := g.MaxBatch
-	if maxBatch <= 0 {
-		maxBatch = 64
+// putReports is the group's Commit: one PutReports.
+func (g *GroupCommit) putReports(ctx context.Context, ins []reports.Incoming) ([]reports.PutResult, error) {
+	res, err := g.Store.PutReports(ctx, ins)
+	if err == nil && len(res) != len(ins) {
+		err = fmt.Errorf("%w: PutReports returned %d results for %d reports", reports.ErrStorage, len(res), len(ins))
 	}
-	g.mu.Lock()
-	n := min(len(g.pending), maxBatch)
-	batch := g.pending[:n:n]
-	g.pending = g.pending[n:]
-	g.mu.Unlock()
-
-	timeout := g.FlushTimeout
-	if timeout <= 0 {
-		timeout = 30 * time.Second
-	}
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
-	defer cancel()
-	ins := make([]reports.Incoming, len(batch))
-	for i, c := range batch {
-		ins[i] = c.in
-	}
-	res, err := g.Store.PutReports(fctx, ins)
-	if err == nil && len(res) != len(batch) {
-		err = fmt.Errorf("%w: PutReports returned %d results for %d reports", reports.ErrStorage, len(res), len(batch))
-	}
-	if err == nil {
-		for i, c := range batch {
-			c.res = res[i]
-		}
-	} else if len(batch) == 1 {
-		batch[0].err = err
-	} else {
-		// Retry one by one: the failure may be one report's.
-		for _, c := range batch {
-			c.res, c.err = g.Store.PutReport(fctx, c.in)
-		}
-	}
-
-	g.mu.Lock()
-	var next *groupCall
-	if len(g.pending) > 0 {
-		next = g.pending[0]
-	} else {
-		g.flushing = false
-	}
-	g.mu.Unlock()
-	for _, c := range batch {
-		c.done = true
-		c.wake <- struct{}{}
-	}
-	if next != nil {
-		next.wake <- struct{}{} // lead, done stays false
-	}
+	return res, err
 }

@@ -79,7 +79,7 @@ func TestGroupCommitBatches(t *testing.T) {
 	for i := 1; i < n; i++ {
 		go call(i)
 	}
-	waitFor(t, func() bool { gc.mu.Lock(); defer gc.mu.Unlock(); return len(gc.pending) == n-1 })
+	waitFor(t, func() bool { return gc.group.Queued() == n-1 })
 	close(bs.release)
 	for range n {
 		r := <-results
@@ -112,10 +112,14 @@ func TestGroupCommitBatches(t *testing.T) {
 	if !slices.Equal(groups, []int{1, 8, 3}) {
 		t.Errorf("batches %v (grouped %v), want 1, 8, 3", bs.batches, groups)
 	}
-	gc.mu.Lock()
-	defer gc.mu.Unlock()
-	if gc.flushing || len(gc.pending) != 0 {
-		t.Errorf("idle committer: flushing %v, %d pending", gc.flushing, len(gc.pending))
+	bs.mu.Unlock()
+	// Idle again: a lone call leads at once, alone in its batch.
+	if res, err := gc.PutReport(ctx, reports.Incoming{Report: reportstest.SynthReport(n), Raw: []byte("{}"), Source: reports.SourceHTTP, ReceivedAt: reportstest.FixedNow()}); err != nil || res.ID == 0 {
+		t.Errorf("a lone call after the batches: %+v, %v", res, err)
+	}
+	bs.mu.Lock()
+	if last := bs.batches[len(bs.batches)-1]; last != 1 || gc.group.Queued() != 0 {
+		t.Errorf("idle committer: last batch %d, %d queued; want 1, 0", last, gc.group.Queued())
 	}
 }
 

@@ -76,10 +76,7 @@ func postgresDialect() dialect {
 		domainRollup:    "summary_rollup",
 		domainDayRollup: "summary_rollup",
 		reportersRollup: "summary_rollup",
-		lock: func(ctx context.Context, tx *sql.Tx) error {
-			_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(pgMigrationLock))
-			return err
-		},
+		versionTable:    "reports_schema_version",
 		lockKey: func(ctx context.Context, tx *sql.Tx, key string) error {
 			// The two-key form: a key space apart from pgMigrationLock's.
 			// The key is hashed here: it may hold bytes that are not text
@@ -87,24 +84,6 @@ func postgresDialect() dialect {
 			h := fnv.New32a()
 			h.Write([]byte(key))
 			_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(8460, $1)`, int32(h.Sum32()))
-			return err
-		},
-		version: func(ctx context.Context, tx *sql.Tx) (int, error) {
-			if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS reports_schema_version (version INTEGER NOT NULL)`); err != nil {
-				return 0, err
-			}
-			var v int
-			err := tx.QueryRowContext(ctx, `SELECT version FROM reports_schema_version`).Scan(&v)
-			if err == sql.ErrNoRows {
-				return 0, nil
-			}
-			return v, err
-		},
-		setVersion: func(ctx context.Context, tx *sql.Tx, v int) error {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM reports_schema_version`); err != nil {
-				return err
-			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO reports_schema_version (version) VALUES ($1)`, v)
 			return err
 		},
 	}

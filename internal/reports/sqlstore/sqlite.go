@@ -79,18 +79,7 @@ func sqliteDialect() dialect {
 		domainDayRollup: "summary_rollup INDEXED BY summary_rollup_domainday_day",
 		reportersRollup: "summary_rollup INDEXED BY summary_rollup_reporters",
 		detachWrites:    true,
-		lock:            func(context.Context, *sql.Tx) error { return nil }, // BEGIN IMMEDIATE already serialises
 		lockKey:         func(context.Context, *sql.Tx, string) error { return nil },
-		version: func(ctx context.Context, tx *sql.Tx) (int, error) {
-			var v int
-			err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v)
-			return v, err
-		},
-		setVersion: func(ctx context.Context, tx *sql.Tx, v int) error {
-			// PRAGMA takes no bound parameters; v is our own integer.
-			_, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, v))
-			return err
-		},
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailsts/mailsts/internal/migrate"
 	"github.com/mailsts/mailsts/internal/reports"
 	"github.com/mailsts/mailsts/tlsrpt"
 )
@@ -41,14 +42,12 @@ type dialect struct {
 	domainDayRollup string
 	// reportersRollup is the rollup for Reporters.
 	reportersRollup string
-	// version reads and setVersion writes the schema version inside the
-	// migration transaction; lock serialises concurrent migrations.
-	lock    func(ctx context.Context, tx *sql.Tx) error
-	version func(ctx context.Context, tx *sql.Tx) (int, error)
+	// versionTable holds the schema version; "" is PRAGMA user_version
+	// (package migrate).
+	versionTable string
 	// lockKey serialises the writers of one report key (organization,
 	// report-id) until the transaction ends (conflict.go).
-	lockKey    func(ctx context.Context, tx *sql.Tx, key string) error
-	setVersion func(ctx context.Context, tx *sql.Tx, v int) error
+	lockKey func(ctx context.Context, tx *sql.Tx, key string) error
 	// detachWrites runs PutReports' statements without the caller's
 	// cancellation, checked between reports instead (PutReports).
 	detachWrites bool
@@ -72,47 +71,14 @@ func (s *sqlStore) errorf(format string, args ...any) error {
 	return fmt.Errorf("%w: %s %s: %w", reports.ErrStorage, s.d.name, s.loc, fmt.Errorf(format, args...))
 }
 
-// Migrate implements Store: one transaction per step, append-only steps.
+// Migrate implements Store: one transaction per step, append-only steps
+// (package migrate).
 func (s *sqlStore) Migrate(ctx context.Context) error {
-	for range len(s.d.migrations) + 1 {
-		done, err := s.migrateStep(ctx)
-		if err != nil || done {
-			return err
-		}
-	}
-	return s.errorf("schema migration did not converge")
-}
-
-func (s *sqlStore) migrateStep(ctx context.Context) (bool, error) {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return false, s.errorf("begin migration: %w", err)
-	}
-	defer tx.Rollback()
-	if err := s.d.lock(ctx, tx); err != nil {
-		return false, s.errorf("lock schema: %w", err)
-	}
-	v, err := s.d.version(ctx, tx)
-	if err != nil {
-		return false, s.errorf("read schema version: %w", err)
-	}
-	switch {
-	case v == len(s.d.migrations):
-		return true, nil
-	case v < 0 || v > len(s.d.migrations):
-		return false, fmt.Errorf("%w: %s %s has version %d, this program knows up to %d", reports.ErrSchemaTooNew, s.d.name, s.loc, v, len(s.d.migrations))
-	}
-	if _, err := tx.ExecContext(ctx, s.d.migrations[v]); err != nil {
-		return false, s.errorf("migrate schema to version %d: %w", v+1, err)
-	}
-	if err := s.d.setVersion(ctx, tx, v+1); err != nil {
-		return false, s.errorf("set schema version: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return false, s.errorf("migrate schema to version %d: %w", v+1, err)
-	}
-	s.logger.Info("reports: migrated schema", "db", s.d.name, "where", s.loc, "version", v+1)
-	return false, nil
+	schema := migrate.Schema{Steps: s.d.migrations, Table: s.d.versionTable,
+		Postgres: s.d.name == "postgres", LockKey: pgMigrationLock,
+		Where: s.d.name + " " + s.loc, TooNew: reports.ErrSchemaTooNew, Err: reports.ErrStorage,
+		Migrated: func(v int) { s.logger.Info("reports: migrated schema", "db", s.d.name, "where", s.loc, "version", v) }}
+	return schema.Run(ctx, s.w)
 }
 
 // Raw encodings of the raw column.
