@@ -38,6 +38,7 @@ func (n *Net) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		return
 	}
 	tcp := w.LocalAddr() != nil && w.LocalAddr().Network() == "tcp"
+	n.nqueries.Add(1)
 	n.stats.Lock()
 	n.queries[dnsQuestion{req.Question[0].Qtype, strings.ToLower(strings.TrimSuffix(req.Question[0].Name, "."))}]++
 	n.stats.Unlock()

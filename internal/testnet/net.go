@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -113,6 +114,7 @@ type Net struct {
 	stats    sync.Mutex
 	requests map[string]int
 	queries  map[dnsQuestion]int
+	nqueries atomic.Int64
 	sni      []string
 	sniSeen  map[string]bool
 	received map[string][]Message
@@ -456,6 +458,9 @@ type dnsQuestion struct {
 	qtype uint16
 	name  string
 }
+
+// DNSQueryTotal returns how many DNS queries the server has received.
+func (n *Net) DNSQueryTotal() int64 { return n.nqueries.Load() }
 
 // DNSQueries returns how many DNS queries of type qtype ("MX", "TXT",
 // "SOA", …) asked name (without the trailing dot; "." for the root zone),
