@@ -171,7 +171,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		// the resolver validates (ProbeValidation).
 		w := d.responder.WatchAD(d.responder.DNS)
 		d.responder.DNS, client.DNS = w, w
-		d.responder.onValidation = func(string) { go d.writeStatus(d.started) }
+		d.responder.onValidation = func(string) { d.writeStatus(d.started) }
 	}
 	d.responder.Now = d.Now
 	d.responder.Logger = log

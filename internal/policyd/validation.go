@@ -110,11 +110,11 @@ func (r *Responder) setValidation(ctx context.Context, v validation, err error) 
 		attrs = append(attrs, slog.String("error", err.Error()))
 	}
 	r.logger().LogAttrs(ctx, slog.LevelInfo, msg, attrs...)
-	if o, ok := r.Observer.(ValidationObserver); ok {
-		o.ResolverValidates(v.String())
-	}
 	if r.onValidation != nil {
 		r.onValidation(v.String())
+	}
+	if o, ok := r.Observer.(ValidationObserver); ok {
+		o.ResolverValidates(v.String())
 	}
 }
 

@@ -252,6 +252,10 @@ func TestDaemonResolverValidation(t *testing.T) {
 		if got := r.d.Responder().ResolverValidates(); got != ValidatesNo {
 			t.Fatalf("ResolverValidates %q", got)
 		}
+		// `mailsts cache status` reads it from the status file.
+		if st, err := ReadStatus(StatusPath(r.d.Config, nil)); err != nil || st.ResolverValidates != ValidatesNo {
+			t.Errorf("status file: %+v, %v; want resolver_validates_dnssec no", st, err)
+		}
 		if got := lookup(t, r.addr, "postfix", "a.example"); got != "OK secure match=mx1.a.example servername=hostname" {
 			t.Fatalf("a.example: %q", got)
 		}
