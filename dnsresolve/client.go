@@ -281,6 +281,43 @@ func (c *Client) LookupIPv4(ctx context.Context, host string) ([]netip.Addr, Ans
 	return addrs, ans, nil
 }
 
+// ValidatesDNSSEC implements [DNSSECProber]: each server is asked ". SOA"
+// (Attempts times at most, each within Timeout) with the DO and AD bits.
+func (c *Client) ValidatesDNSSEC(ctx context.Context) (bool, error) {
+	servers, err := c.init()
+	if err != nil {
+		return false, fmt.Errorf("%w: %w", err, ErrLookupFailed)
+	}
+	var unknown error
+	for _, server := range servers {
+		var msg *dns.Msg
+		for range c.attempts() {
+			if msg, err = c.exchangeOne(ctx, server, ".", dns.TypeSOA); err == nil || ctx.Err() != nil {
+				break
+			}
+		}
+		switch {
+		case err != nil:
+			if unknown == nil {
+				unknown = &Error{Name: ".", Qtype: "SOA", Rcode: RcodeNone, Server: server, Err: err}
+			}
+		case msg.Rcode != dns.RcodeSuccess:
+			if unknown == nil {
+				unknown = &Error{Name: ".", Qtype: "SOA", Rcode: msg.Rcode, Server: server,
+					Err: fmt.Errorf("%s%s from %s: %w", rcodeString(msg.Rcode), extendedError(msg), server, ErrLookupFailed)}
+			}
+		case msg.AuthenticatedData:
+			// One validating server is enough for authenticated
+			// answers to be possible.
+			return true, nil
+		}
+	}
+	if unknown != nil {
+		return false, unknown
+	}
+	return false, nil
+}
+
 func isFailure(err error) bool { return err != nil && !errors.Is(err, ErrNotFound) }
 
 // LookupTLSA implements [Resolver]: the TLSA records at _port._proto.host

@@ -2,6 +2,7 @@ package dnsresolve
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -70,6 +71,9 @@ func (f *Fake) ResetQueries() {
 // fakeKey normalizes a name for the Set* methods; a name Normalize rejects is
 // stored lowercased as given, so the mistake shows up as ErrNotFound.
 func fakeKey(name string) string {
+	if name == "." {
+		return "." // the root (ValidatesDNSSEC)
+	}
 	if n, err := Normalize(name); err == nil {
 		return n
 	}
@@ -308,3 +312,30 @@ var _ Resolver = (*Fake)(nil)
 var _ Resolver = (*Client)(nil)
 var _ IPv4Resolver = (*Fake)(nil)
 var _ IPv4Resolver = (*Client)(nil)
+
+// ValidatesDNSSEC implements [DNSSECProber]. It is logged as "SOA .";
+// Errors["SOA ."] makes it fail (wrapped with ErrLookupFailed, as any error
+// of unknown meaning), and otherwise it reports Authenticated["."] (set it
+// with SetAuthenticated(".", true)).
+func (f *Fake) ValidatesDNSSEC(ctx context.Context) (bool, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	f.qmu.Lock()
+	f.queries = append(f.queries, "SOA .")
+	f.qmu.Unlock()
+	fail := func(err error) (bool, error) {
+		return false, &Error{Name: ".", Qtype: "SOA", Rcode: RcodeNone, Server: "fake", Err: err}
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(fmt.Errorf("%w: %w", err, ErrLookupFailed))
+	}
+	if e := f.Errors["SOA ."]; e != nil {
+		if errors.Is(e, ErrNotFound) {
+			// The root always has a SOA record: a denial of it is
+			// as unusable as any failure.
+			e = fmt.Errorf("%v: %w", e, ErrLookupFailed)
+		}
+		return fail(withSentinel(e))
+	}
+	return f.Authenticated["."], nil
+}

@@ -133,3 +133,24 @@ type Resolver interface {
 	// (e.g. port 25, proto "tcp").
 	LookupTLSA(ctx context.Context, port int, proto, host string) ([]TLSA, Answer, error)
 }
+
+// DNSSECProber is implemented by resolvers that can tell whether their
+// servers validate DNSSEC ([Client] and [Fake] do).
+//
+// A validating resolver sets the AD bit on data it has validated
+// (RFC 4035 §3.2.3) when the query asks for it with the DO or the AD bit
+// (RFC 6840 §5.7, §5.8), and it always validates the root zone, signed
+// since 2010 with the trust anchor every validator ships. So an answer for
+// the root without the AD bit proves that the server does not validate:
+// none of its answers will ever be authenticated, and DANE (RFC 7672
+// §2.1, which needs authenticated MX, address and TLSA answers) cannot
+// apply through it.
+type DNSSECProber interface {
+	// ValidatesDNSSEC asks every server for the root zone's SOA record
+	// with the DO and AD bits. It returns true as soon as one answer
+	// carries the AD bit, false when every server answered NOERROR
+	// without it, and an error wrapping ErrLookupFailed when it cannot
+	// tell (a server did not answer, or answered with another rcode):
+	// "unknown", which proves nothing either way.
+	ValidatesDNSSEC(ctx context.Context) (bool, error)
+}

@@ -119,6 +119,7 @@ type figures struct {
 	coldBenchCPU  time.Duration // this process's (testnet and client)
 	coldSys       time.Duration // the system (kernel) part of coldCPU
 	coldIr        int64         // instructions in the cold rounds, under -callgrind
+	coldDNS       int64         // DNS queries the testnet received in the cold rounds
 	memDomains    int
 	memBytes      int64         // RSS delta over memDomains
 	memCPU        time.Duration // the daemon's CPU over the memory fill
@@ -163,9 +164,10 @@ func runInside(ctx context.Context, cfg config, out io.Writer) error {
 	all := ks.all()
 	log.Printf("starting testnet with %d domains", len(all))
 	n, err := testnet.Start(ctx, benchScenario(ks), testnet.Options{
-		IP:        netip.MustParseAddr("127.0.0.1"),
-		DNSPort:   53,
-		HTTPSPort: 443,
+		IP:         netip.MustParseAddr("127.0.0.1"),
+		DNSPort:    53,
+		HTTPSPort:  443,
+		Validating: cfg.validating,
 	})
 	if err != nil {
 		return fmt.Errorf("testnet (inside namespace %s): %w", cfg.inside, err)
@@ -231,7 +233,7 @@ func runInside(ctx context.Context, cfg config, out io.Writer) error {
 				continue
 			}
 			log.Printf("cold round %d: %s", r+1, f.name)
-			if err := coldRound(ctx, cfg, ks.cold[f.name][r], procs[f.name], f); err != nil {
+			if err := coldRound(ctx, cfg, n, ks.cold[f.name][r], procs[f.name], f); err != nil {
 				if err := fail(f, "cold phase", err); err != nil {
 					return err
 				}
@@ -371,7 +373,8 @@ func mailstsArgs(n *testnet.Net, dnsAddr string, httpsPort int, cache, stateDir 
 
 // coldRound looks up never-seen domains over cfg.conns connections and
 // reads the daemon's and this process's CPU time around it.
-func coldRound(ctx context.Context, cfg config, keys []string, d *daemon, f *figures) error {
+func coldRound(ctx context.Context, cfg config, n *testnet.Net, keys []string, d *daemon, f *figures) error {
+	q0 := n.DNSQueryTotal()
 	c0, err := d.cpu()
 	if err != nil {
 		return err
@@ -398,6 +401,7 @@ func coldRound(ctx context.Context, cfg config, keys []string, d *daemon, f *fig
 		return err
 	}
 	f.coldSys += k1 - k0
+	f.coldDNS += n.DNSQueryTotal() - q0
 	if d.cg != "" {
 		if err := callgrindControl(ctx, d, "-d"); err != nil {
 			return err

@@ -62,6 +62,7 @@ type config struct {
 	profile      string
 	profileTime  time.Duration
 	callgrind    string // directory: run mailsts and floor under callgrind, count cold-round instructions
+	validating   bool   // the testnet answers the root with the AD bit, as a validating resolver
 
 	// floor: the minimal cold-lookup client served as a socketmap.
 	floor               string
@@ -106,6 +107,7 @@ func main() {
 	fs.StringVar(&cfg.floorDNS, "floor-dns", "", "internal: the floor client's DNS server")
 	fs.StringVar(&cfg.floorPort, "floor-https-port", "443", "internal: the floor client's HTTPS port")
 	fs.StringVar(&cfg.floorCA, "floor-ca", "", "internal: the floor client's CA file")
+	fs.BoolVar(&cfg.validating, "validating", false, "the testnet's DNS stands for a resolver that validates DNSSEC (the root answered with the AD bit), so mailsts policyd looks up MX for DANE (its bench domains are unsigned either way)")
 	fs.BoolVar(&cfg.keep, "keep-going", false, "report the other daemons when one fails instead of stopping")
 	_ = fs.Parse(os.Args[1:])
 	for d := range strings.SplitSeq(daemons, ",") {

@@ -124,6 +124,12 @@ func report(w io.Writer, cfg config, all []*figures) {
 		}
 		return dur(f.coldSys / time.Duration(max(1, len(f.coldRounds)*cfg.cold)))
 	})
+	row("DNS queries per cold domain (received by the testnet)", func(f *figures) string {
+		if len(f.coldRounds) == 0 {
+			return "–"
+		}
+		return fmt.Sprintf("%.2f", float64(f.coldDNS)/float64(max(1, len(f.coldRounds)*cfg.cold)))
+	})
 	if cfg.callgrind != "" {
 		row("instructions per cold domain (callgrind)", func(f *figures) string {
 			if f.coldIr == 0 {

@@ -191,6 +191,9 @@ func printCacheStatus(env Env, rep *cacheStatusReport) {
 		if d.Damaged {
 			fmt.Fprintln(w, "  found the file damaged while running")
 		}
+		if d.ResolverValidates != "" {
+			fmt.Fprintf(w, "  resolver validates DNSSEC: %s\n", termSafe(d.ResolverValidates))
+		}
 		if d.BackFailing {
 			fmt.Fprintf(w, "  STORE FAILING since %s (%s): answering from memory and fresh lookups, %s waiting to be written back\n",
 				fmtTime(d.BackFailingSince), termSafe(d.BackError), plural(d.Pending, "entry", "entries"))

@@ -79,16 +79,18 @@ func TestCacheStatus(t *testing.T) {
 	// memory: a problem.
 	err = policyd.WriteStatus(filepath.Join(state, policyd.StatusFileName), policyd.StoreStatus{
 		PID: os.Getpid(), Started: time.Now(), Kind: "memory", Where: "memory (fallback)", Degraded: "permission denied",
+		ResolverValidates: policyd.ValidatesNo,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	code, rep = statusJSON(t, "--state-dir", state)
-	if code != ExitFailure || rep.Daemon == nil || !rep.Daemon.Running || rep.Daemon.Degraded == "" || len(rep.Problems) != 1 {
+	if code != ExitFailure || rep.Daemon == nil || !rep.Daemon.Running || rep.Daemon.Degraded == "" || len(rep.Problems) != 1 || rep.Daemon.ResolverValidates != "no" {
 		t.Errorf("degraded daemon: %d %+v", code, rep)
 	}
 	code, out, _ = runCLI(t, "cache", "status", "--state-dir", state)
-	if code != ExitFailure || !strings.Contains(out, "FELL BACK TO MEMORY") || !strings.Contains(out, "PROBLEM:") {
+	if code != ExitFailure || !strings.Contains(out, "FELL BACK TO MEMORY") || !strings.Contains(out, "PROBLEM:") ||
+		!strings.Contains(out, "resolver validates DNSSEC: no") {
 		t.Errorf("degraded daemon, text: %d\n%s", code, out)
 	}
 

@@ -25,6 +25,10 @@
 //     left the cached policy, ok (a new policy was
 //     fetched) or failed;
 //   - dane_decisions_total{outcome}: DANE lookups by outcome;
+//   - resolver_validates_dnssec: 1 when the resolver validates DNSSEC (an
+//     answer with the AD bit), 0 when it is known not to (its answer for
+//     the signed root has no AD bit: DANE cannot apply and dane: auto
+//     zones skip the MX query), -1 while unknown;
 //   - connections_open, protocol_errors_total: the socketmap/tcp_table side;
 //   - cache_durable: 1 when the policy cache survives a restart (a SQLite
 //     file or Redis), 0 when it lives in memory only;
@@ -83,6 +87,7 @@ type Metrics struct {
 	refreshes    *prometheus.CounterVec
 	recoveries   *prometheus.CounterVec
 	dane         *prometheus.CounterVec
+	validates    prometheus.Gauge
 	conns        prometheus.Gauge
 	protoErrors  prometheus.Counter
 	durable      prometheus.Gauge
@@ -128,6 +133,8 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			"Forced re-fetches because the live MX set left the cached policy.")), []string{"result"}),
 		dane: prometheus.NewCounterVec(prometheus.CounterOpts(opts("dane_decisions_total",
 			"DANE lookups by outcome.")), []string{"outcome"}),
+		validates: prometheus.NewGauge(prometheus.GaugeOpts(opts("resolver_validates_dnssec",
+			"1 when the resolver validates DNSSEC, 0 when it does not (DANE cannot apply), -1 while unknown."))),
 		conns: prometheus.NewGauge(prometheus.GaugeOpts(opts("connections_open",
 			"Open Postfix connections."))),
 		protoErrors: prometheus.NewCounter(prometheus.CounterOpts(opts("protocol_errors_total",
@@ -154,7 +161,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		ConstLabels: prometheus.Labels{"version": bi.Version, "commit": bi.Commit, "go_version": bi.GoVersion}})
 	build.Set(1)
 	for _, c := range []prometheus.Collector{build, m.queries, m.latency, m.cacheLookups, m.fetches, m.fetchTime,
-		m.refreshes, m.recoveries, m.dane, m.conns, m.protoErrors, m.durable, m.degraded, m.repairs, m.unreadable, m.entries} {
+		m.refreshes, m.recoveries, m.dane, m.validates, m.conns, m.protoErrors, m.durable, m.degraded, m.repairs, m.unreadable, m.entries} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -162,6 +169,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	m.hit = m.cacheLookups.WithLabelValues("hit")
 	m.miss = m.cacheLookups.WithLabelValues("miss")
 	m.stale = m.cacheLookups.WithLabelValues("stale")
+	m.validates.Set(-1)
 	return m, nil
 }
 
@@ -199,6 +207,19 @@ func (m *Metrics) DANEDecision(outcome string) {
 		outcome = "skipped"
 	}
 	m.dane.WithLabelValues(outcome).Inc()
+}
+
+// ResolverValidates records whether the resolver validates DNSSEC
+// (policyd.ValidationObserver): "yes", "no" or "unknown".
+func (m *Metrics) ResolverValidates(state string) {
+	switch state {
+	case "yes":
+		m.validates.Set(1)
+	case "no":
+		m.validates.Set(0)
+	default:
+		m.validates.Set(-1)
+	}
 }
 
 // Refreshed records background refreshes.

@@ -34,6 +34,8 @@ func TestMetrics(t *testing.T) {
 	m.Fetched("a.example", time.Second, nil)
 	m.MXRecovery(true)
 	m.DANEDecision("dane-only")
+	m.ResolverValidates("yes")
+	m.ResolverValidates("no")
 	m.Refreshed(3, 1)
 	m.ConnOpened()
 	m.ProtocolError(errors.New("bad"))
@@ -60,6 +62,7 @@ func TestMetrics(t *testing.T) {
 		`mailsts_policyd_fetches_total{result="ok"} 1`,
 		`mailsts_policyd_mx_recoveries_total{result="ok"} 1`,
 		`mailsts_policyd_dane_decisions_total{outcome="dane-only"} 1`,
+		`mailsts_policyd_resolver_validates_dnssec 0`,
 		`mailsts_policyd_refreshes_total{result="ok"} 3`,
 		`mailsts_policyd_connections_open 1`,
 		`mailsts_policyd_protocol_errors_total 1`,

@@ -79,7 +79,13 @@ func (r *Responder) answer(ctx context.Context, zone, key string, now time.Time,
 	f.st, f.stGen = st, st.gen.Load()
 	var early chan stsLookup
 	if r.DNS != nil {
-		if mode := z.daneMode(); mode != DANEOff {
+		if mode := z.daneMode(); r.skipDANE(mode) {
+			// dane: auto with a resolver that does not validate: DANE
+			// cannot apply (DANE-1), no MX query for it.
+			// Not kept in the state: an answer with the AD bit turns
+			// the lookups back on at once.
+			d.DANE = DANEInsecure
+		} else if mode != DANEOff {
 			if !r.daneFresh(st, now) {
 				// The DANE decision needs DNS (MX, then TLSA): discover
 				// the MTA-STS policy meanwhile, so that a cold answer waits

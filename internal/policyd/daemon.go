@@ -165,6 +165,14 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		return err
 	}
 	d.responder.Touch = st.Touch
+	d.responder.DeferFetchedMXCheck = true
+	if d.responder.DNS != nil {
+		// Every answer with the AD bit, the discovery's included, shows
+		// the resolver validates (ProbeValidation).
+		w := d.responder.WatchAD(d.responder.DNS)
+		d.responder.DNS, client.DNS = w, w
+		d.responder.onValidation = func(string) { d.writeStatus(d.started) }
+	}
 	d.responder.Now = d.Now
 	d.responder.Logger = log
 	d.responder.Observer = m
@@ -221,6 +229,9 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		})
 	}
 	g.Go(func() error { d.refreshLoop(bg, m); return nil })
+	if d.responder.DNS != nil {
+		g.Go(func() error { d.validationLoop(bg); return nil })
+	}
 	g.Go(func() error { d.maintainLoop(bg); return nil })
 	// `mailsts cache purge` reaches this daemon without a restart.
 	g.Go(func() error { st.WatchPurges(bg, started, d.purgeEvery, d.onPurged); return nil })
@@ -373,6 +384,21 @@ func (d *Daemon) refreshLoop(ctx context.Context, m DaemonObserver) {
 	}
 }
 
+// validationLoop asks the resolver whether it validates DNSSEC at start
+// and every DANETTL (Responder.ProbeValidation).
+func (d *Daemon) validationLoop(ctx context.Context) {
+	for {
+		d.responder.ProbeValidation(ctx)
+		t := time.NewTimer(d.responder.daneTTL())
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
 func (d *Daemon) now() time.Time {
 	if d.Now != nil {
 		return d.Now()
@@ -392,7 +418,11 @@ func (d *Daemon) writeStatus(started time.Time) {
 	if _, err := os.Stat(filepath.Dir(path)); err != nil && cs.Kind != stscache.KindSQLite && cs.FellBack == nil {
 		return // memory or Redis and no state directory: nothing to say
 	}
-	if err := WriteStatus(path, NewStoreStatus(cs, started, d.now())); err != nil {
+	status := NewStoreStatus(cs, started, d.now())
+	if d.responder != nil && d.responder.DNS != nil {
+		status.ResolverValidates = d.responder.ResolverValidates()
+	}
+	if err := WriteStatus(path, status); err != nil {
 		d.logger().Warn("cannot record the cache status for `mailsts cache status`", "path", path, "error", err)
 	}
 }

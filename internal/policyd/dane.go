@@ -25,7 +25,7 @@ func (r *Responder) mx(ctx context.Context, st *domainState, domain string, now 
 		// broken costs one query per failedMXTTL, not one per message.
 		maxAge = min(maxAge, failedMXTTL)
 	}
-	if st.mxAt != 0 && now.UnixNano()-st.mxAt < int64(maxAge) {
+	if st.mxAt != 0 && st.mxKind != mxDeferred && now.UnixNano()-st.mxAt < int64(maxAge) {
 		hosts, auth, kind, at = st.mxHosts(), st.mxAuth, st.mxKind, st.mxAt
 		st.mu.Unlock()
 		return
@@ -54,7 +54,7 @@ func (r *Responder) mx(ctx context.Context, st *domainState, domain string, now 
 			}
 		}
 		if res.auth {
-			r.validating.Store(true)
+			r.sawAD()
 		}
 		return res, nil
 	})

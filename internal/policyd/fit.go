@@ -51,7 +51,13 @@ func (r *Responder) fit(ctx context.Context, st *domainState, res mtasts.Result,
 	if data == "" {
 		// Patterns in the order Postfix needs them: those matching the
 		// live MX hosts, by preference (d.MXHosts is sorted, set by the
-		// MX check of this answer).
+		// MX check of this answer, or looked up now when the check was
+		// deferred for a policy just fetched: DeferFetchedMXCheck).
+		if len(d.MXHosts) == 0 && r.DNS != nil {
+			if hosts, _, kind, _ := r.mx(ctx, st, d.Domain, r.now(), r.mxCheckInterval()); kind == mxOK {
+				d.MXHosts = hosts
+			}
+		}
 		var patterns []string
 		for _, h := range d.MXHosts {
 			if pat, ok := res.Policy.Match(h); ok && !slices.Contains(patterns, pat) {

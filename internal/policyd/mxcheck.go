@@ -12,6 +12,9 @@ import (
 // when some MX host matches no pattern. It returns the new result and true
 // when a recovery produced one.
 func (r *Responder) checkMX(ctx context.Context, st *domainState, domain string, res mtasts.Result, now time.Time, d *Decision) (mtasts.Result, bool) {
+	if r.deferCheck(st, res, now) {
+		return res, false
+	}
 	hosts, _, kind, mxAt := r.mx(ctx, st, domain, now, r.mxCheckInterval())
 	if kind != mxOK {
 		if kind == mxFailed {
@@ -85,6 +88,26 @@ func (r *Responder) checkMX(ctx context.Context, st *domainState, domain string,
 		d.Unmatched = still
 	}
 	return nres, true
+}
+
+// deferCheck reports whether the MX check waits: the state's MX check is
+// deferred (mxDeferred) and younger than MXCheckInterval, or, with
+// DeferFetchedMXCheck, res was fetched by this lookup and the state holds
+// no usable MX set (with one the check costs no query and runs); then it
+// records the deferral.
+func (r *Responder) deferCheck(st *domainState, res mtasts.Result, now time.Time) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	fresh := st.mxAt != 0 && now.UnixNano()-st.mxAt < int64(r.mxCheckInterval())
+	switch {
+	case st.mxKind == mxDeferred && fresh:
+		return true
+	case !r.DeferFetchedMXCheck || res.Source != mtasts.SourceFetched || fresh && st.mxKind != mxDeferred:
+		return false
+	}
+	st.mx, st.mxAuth, st.mxKind, st.mxAt = nil, false, mxDeferred, now.UnixNano()
+	st.clearCheck()
+	return true
 }
 
 func firstErr(errs ...error) error {

@@ -83,6 +83,15 @@ type Responder struct {
 	// MXCheckInterval is how long an MX set is trusted for the MX check;
 	// 0 means DefaultMXCheckInterval.
 	MXCheckInterval time.Duration
+	// DeferFetchedMXCheck lets an enforce policy fetched by the lookup
+	// itself count as MX-checked for MXCheckInterval when no MX set is
+	// known: its MX check, and the MX query, wait until then. A policy
+	// fetched a moment ago is the newest the domain publishes, so the
+	// check's recovery (a re-fetch, STS-APPLY-4) could find nothing newer;
+	// what is lost is the early warning about MX hosts the new policy
+	// does not match. The daemon sets it; `mailsts resolve --explain`
+	// leaves it off to show the check.
+	DeferFetchedMXCheck bool
 	// MaxStates caps per-domain memory; 0 means DefaultMaxStates.
 	MaxStates int
 	// Timeout bounds the work behind one answer that is not memoised: the
@@ -118,8 +127,13 @@ type Responder struct {
 	mxSets     mxSets
 	states     [stateShards]stateShard // domain → *domainState
 	nstates    atomic.Int64
-	validating atomic.Bool // the resolver has set the AD bit at least once
-	group      singleflight.Group
+	validating atomic.Bool   // the resolver has set the AD bit at least once
+	dnssec     atomic.Uint32 // a validation: does the resolver validate DNSSEC (validation.go)
+	probed     atomic.Bool   // dnssec has been set once (and logged)
+	// onValidation, when set, hears dnssec's changes (the daemon's status
+	// file).
+	onValidation func(state string)
+	group        singleflight.Group
 }
 
 func (r *Responder) init() {

@@ -39,7 +39,7 @@ type domainState struct {
 	used atomic.Uint32 // unix seconds of the last query (useSeconds)
 
 	mu sync.Mutex
-	// mxKind is mxOK, mxNotFound or mxFailed.
+	// mxKind is mxOK, mxNotFound, mxFailed or mxDeferred.
 	mxKind uint8
 	mxAuth bool
 	// fitWarned: an answer was shortened to fit a reply limit, and logged.
@@ -210,6 +210,9 @@ const (
 	mxOK = iota
 	mxNotFound
 	mxFailed
+	// mxDeferred: no MX set; the policy fetched at mxAt counts as
+	// MX-checked until MXCheckInterval after it (DeferFetchedMXCheck).
+	mxDeferred
 )
 
 // state returns the per-domain state, creating it.

@@ -44,6 +44,10 @@ type StoreStatus struct {
 	BackFailingSince time.Time `json:"back_failing_since,omitzero"`
 	BackError        string    `json:"back_error,omitempty"`
 	Pending          int       `json:"pending_writes,omitempty"`
+	// ResolverValidates says whether the resolver validates DNSSEC
+	// (ValidatesYes, ValidatesNo, ValidatesUnknown; Responder.
+	// ResolverValidates); empty before policyd has asked.
+	ResolverValidates string `json:"resolver_validates_dnssec,omitempty"`
 }
 
 // RepairStatus is a repair of a damaged SQLite cache file.

@@ -38,6 +38,10 @@ func (n *Net) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		return
 	}
 	tcp := w.LocalAddr() != nil && w.LocalAddr().Network() == "tcp"
+	n.nqueries.Add(1)
+	n.stats.Lock()
+	n.queries[dnsQuestion{req.Question[0].Qtype, strings.ToLower(strings.TrimSuffix(req.Question[0].Name, "."))}]++
+	n.stats.Unlock()
 	resp.SetReply(req)
 	resp.Authoritative = true
 	// The server stands in for a recursive resolver too, so that stub
@@ -68,6 +72,17 @@ func (n *Net) answer(resp *dns.Msg, q dns.Question, tcp bool) bool {
 	defer n.mu.RUnlock()
 	name := strings.ToLower(strings.TrimSuffix(q.Name, "."))
 	owner := q.Name
+	if name == "" {
+		// The root zone, which a validating resolver always validates:
+		// its answers tell a client whether the resolver validates.
+		resp.AuthenticatedData = n.validating()
+		if q.Qtype == dns.TypeSOA || q.Qtype == dns.TypeANY {
+			resp.Answer = []dns.RR{n.soa("")}
+		} else {
+			resp.Ns = []dns.RR{n.soa("")} // NODATA
+		}
+		return true
+	}
 	secure := true
 	for hop := 0; ; hop++ {
 		if hop > maxCNAMEs {
@@ -225,6 +240,20 @@ func (n *Net) node(name, owner string) node {
 		nd.secure = n.zoneSecure(name)
 	}
 	return nd
+}
+
+// validating reports whether the server stands for a validating resolver:
+// Options.Validating, or some scenario domain is Secure. n.mu must be held.
+func (n *Net) validating() bool {
+	if n.opts.Validating {
+		return true
+	}
+	for _, e := range n.domains {
+		if e.d.Secure {
+			return true
+		}
+	}
+	return false
 }
 
 // mxSecure reports whether any domain listing the MX host is Secure.

@@ -1,6 +1,7 @@
 package testnet
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
@@ -433,4 +434,49 @@ func BenchmarkDNSQuery(b *testing.B) {
 			i++
 		}
 	})
+}
+
+// The root zone's answers carry the AD bit when the Net stands for a
+// validating resolver (a Secure domain, or Options.Validating), as RFC
+// 6840 §5.7 has a validating resolver do for the signed root; DANE-1 needs
+// such a resolver. DNSQueries counts what was asked.
+func TestDNSRootValidating(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	plain := startNet(t, &Scenario{Domains: []Domain{{Name: "plain.example", MX: []MXHost{{Name: "mx.plain.example"}}}}})
+	signed := startNet(t, DefaultScenario())
+	forced, err := Start(ctx, &Scenario{}, Options{Validating: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(forced.Close)
+	for _, tc := range []struct {
+		what string
+		n    *Net
+		ad   bool
+	}{
+		{"no Secure domain", plain, false},
+		{"a Secure domain", signed, true},
+		{"Options.Validating", forced, true},
+	} {
+		r := mustQuery(t, tc.n, "udp", ".", dns.TypeSOA)
+		if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 || r.Answer[0].Header().Rrtype != dns.TypeSOA || r.AuthenticatedData != tc.ad {
+			t.Errorf("%s: . SOA = rcode %d, AD %v, answer %v; want NOERROR, AD %v, the root SOA", tc.what, r.Rcode, r.AuthenticatedData, r.Answer, tc.ad)
+		}
+		if got := tc.n.DNSQueries("SOA", "."); got != 1 {
+			t.Errorf("%s: DNSQueries(SOA, .) = %d, want 1", tc.what, got)
+		}
+	}
+	// Adding a Secure domain makes the resolver a validating one.
+	if err := plain.Set(Domain{Name: "signed.example", Secure: true, MX: []MXHost{{Name: "mx.signed.example"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if r := mustQuery(t, plain, "tcp", ".", dns.TypeSOA); !r.AuthenticatedData {
+		t.Errorf("after Set of a Secure domain: root answer without AD")
+	}
+	mustQuery(t, plain, "udp", "plain.example", dns.TypeMX)
+	if got := plain.DNSQueries("mx", "Plain.Example."); got != 1 {
+		t.Errorf("DNSQueries(mx, Plain.Example.) = %d, want 1", got)
+	}
 }

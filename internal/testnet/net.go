@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -46,6 +47,13 @@ type Options struct {
 	// Logger receives debug logs of DNS faults, HTTPS requests and SMTP
 	// sessions; nil discards them.
 	Logger *slog.Logger
+	// Validating makes the DNS server answer the root zone (". SOA") with
+	// the AD bit, as a validating resolver does (RFC 6840 §5.7), also
+	// when no scenario domain is Secure. Without it, the root's answers
+	// carry the AD bit while some domain is Secure: a scenario with
+	// DNSSEC is served by a validating resolver, one without by a
+	// resolver that does not validate.
+	Validating bool
 }
 
 // Message is one message accepted by an MX host.
@@ -105,6 +113,8 @@ type Net struct {
 
 	stats    sync.Mutex
 	requests map[string]int
+	queries  map[dnsQuestion]int
+	nqueries atomic.Int64
 	sni      []string
 	sniSeen  map[string]bool
 	received map[string][]Message
@@ -157,6 +167,7 @@ func Start(ctx context.Context, sc *Scenario, opts Options) (*Net, error) {
 		log:      opts.Logger,
 		ca:       opts.CA,
 		requests: make(map[string]int),
+		queries:  make(map[dnsQuestion]int),
 		sniSeen:  make(map[string]bool),
 		received: make(map[string][]Message),
 		smtpLns:  make(map[netip.Addr]net.Listener),
@@ -440,6 +451,26 @@ func (n *Net) CAFile() string { return n.caFile }
 
 // CAPEM returns the CA certificate in PEM form.
 func (n *Net) CAPEM() []byte { return n.ca.PEM() }
+
+// dnsQuestion is a query's type and name (lowercase, no trailing dot; ""
+// for the root).
+type dnsQuestion struct {
+	qtype uint16
+	name  string
+}
+
+// DNSQueryTotal returns how many DNS queries the server has received.
+func (n *Net) DNSQueryTotal() int64 { return n.nqueries.Load() }
+
+// DNSQueries returns how many DNS queries of type qtype ("MX", "TXT",
+// "SOA", …) asked name (without the trailing dot; "." for the root zone),
+// over UDP and TCP.
+func (n *Net) DNSQueries(qtype, name string) int {
+	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	n.stats.Lock()
+	defer n.stats.Unlock()
+	return n.queries[dnsQuestion{dns.StringToType[strings.ToUpper(qtype)], name}]
+}
 
 // Requests returns how many HTTPS requests reached mta-sts.<policyDomain>
 // (any path, counted before Delay).
