@@ -1,11 +1,13 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -350,4 +352,32 @@ func TestDomainDayRollupEqualsRaw(t *testing.T) {
 			t.Errorf("%d rows without the organisation, raw has %d (day, domain) groups", n, len(want))
 		}
 	})
+}
+
+// TestCompareRollupKeys checks the rollup's key order (the order the
+// upserts take PostgreSQL's row locks in) against the lexicographic
+// order of the keys' columns, on keys that differ in every column.
+func TestCompareRollupKeys(t *testing.T) {
+	t.Parallel()
+	var keys []rollupKey
+	vals := []string{"", "a", "b"}
+	for i := range 2 * 2 * 3 * 3 * 3 * 3 * 3 * 3 {
+		j := i
+		pick := func(n int) int { v := j % n; j /= n; return v }
+		keys = append(keys, rollupKey{grain: pick(2), kind: pick(2), day: vals[pick(3)], org: vals[pick(3)],
+			domain: vals[pick(3)], mx: vals[pick(3)], ptype: vals[pick(3)], rtype: vals[pick(3)]})
+	}
+	ref := func(a, b rollupKey) int {
+		return cmp.Or(cmp.Compare(a.grain, b.grain), cmp.Compare(a.kind, b.kind), strings.Compare(a.day, b.day),
+			strings.Compare(a.org, b.org), strings.Compare(a.domain, b.domain), strings.Compare(a.mx, b.mx),
+			strings.Compare(a.ptype, b.ptype), strings.Compare(a.rtype, b.rtype))
+	}
+	for i := 0; i < len(keys); i += 7 {
+		a := keys[i]
+		for _, b := range keys {
+			if got, want := compareRollupKeys(a, b), ref(a, b); got != want {
+				t.Fatalf("compareRollupKeys(%+v, %+v) = %d, want %d", a, b, got, want)
+			}
+		}
+	}
 }

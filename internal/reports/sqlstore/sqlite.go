@@ -54,6 +54,17 @@ func OpenSQLite(ctx context.Context, path string, logger *slog.Logger) (reports.
 		db.Close()
 		return nil, s.errorf("set temp_store: %w", err)
 	}
+	// A page cache of 16 MiB on the writer (SQLite's default is 2 MiB):
+	// a transaction of 100 reports dirties about 450 pages, most of
+	// them the rollup's, and beyond the default cache SQLite wrote dirty
+	// pages to the WAL before the commit (and again at it) and read
+	// evicted ones back: 13% of the ingest's CPU (bench/reports
+	// -cpuprofile). Pages are allocated as used; the readers keep the
+	// default.
+	if _, err := s.w.ExecContext(ctx, `PRAGMA cache_size = -16384`); err != nil {
+		db.Close()
+		return nil, s.errorf("set cache_size: %w", err)
+	}
 	if err := s.prepareStatements(ctx); err != nil {
 		db.Close()
 		return nil, err
