@@ -69,6 +69,7 @@ func OpenSQLite(ctx context.Context, path string, logger *slog.Logger) (reports.
 		db.Close()
 		return nil, err
 	}
+	s.startFolder()
 	return s, nil
 }
 
@@ -90,8 +91,11 @@ func sqliteDialect() dialect {
 		domainDayRollup: "summary_rollup INDEXED BY summary_rollup_domainday_day",
 		reportersRollup: "summary_rollup INDEXED BY summary_rollup_reporters",
 		detachWrites:    true,
-		lock:            func(context.Context, *sql.Tx) error { return nil }, // BEGIN IMMEDIATE already serialises
-		lockKey:         func(context.Context, *sql.Tx, string) error { return nil },
+		foldSQL:         rollupFold(sqliteSum),
+		// One writer connection: every transaction is serialised.
+		foldLock: func(context.Context, *sql.Tx) error { return nil },
+		lock:     func(context.Context, *sql.Tx) error { return nil }, // BEGIN IMMEDIATE already serialises
+		lockKey:  func(context.Context, *sql.Tx, string) error { return nil },
 		version: func(ctx context.Context, tx *sql.Tx) (int, error) {
 			var v int
 			err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v)
@@ -108,6 +112,15 @@ func sqliteDialect() dialect {
 // Close implements Store.
 func (s *sqlStore) Close() error {
 	var errs []error
+	// The pending reports go into the rollup before the store closes
+	// (fold.go); if that fails they stay pending, counted through their
+	// rows, and a later fold takes them.
+	if s.folder != nil {
+		s.folder.stop()
+		if err := s.Fold(context.Background()); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if s.r != nil && s.r != s.w {
 		if err := s.r.Close(); err != nil {
 			errs = append(errs, err)

@@ -53,6 +53,14 @@ type dialect struct {
 	// detachWrites runs PutReports' statements without the caller's
 	// cancellation, checked between reports instead (PutReports).
 	detachWrites bool
+	// foldLock serialises folds (fold.go) until the transaction ends;
+	// skipLocked ends the fold's claim of pending reports (PostgreSQL:
+	// FOR UPDATE SKIP LOCKED), forUpdate a read of a report's mark that
+	// the transaction then changes (recount).
+	foldLock              func(ctx context.Context, tx *sql.Tx) error
+	skipLocked, forUpdate string
+	// foldSQL are rollupFold's statements for this backend.
+	foldSQL []string
 }
 
 // sqlStore implements Store over database/sql for both backends.
@@ -65,6 +73,10 @@ type sqlStore struct {
 	// stmts are PutReports' statements, prepared on w at open
 	// (stmtcache.go); nil in stores built without an Open function.
 	stmts stmtCache
+	// foldMu serialises this store's folds; folder runs them in the
+	// background (nil in stores built without an Open function).
+	foldMu sync.Mutex
+	folder *folder
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -251,7 +263,9 @@ func (s *sqlStore) PutReports(ctx context.Context, ins []reports.Incoming) ([]re
 	if err := s.flushDetails(sctx, tx, pd); err != nil {
 		return nil, err
 	}
-	// The rollup commits with the reports it counts.
+	// The new reports are pending (fold.go); what goes to the rollup
+	// here is a moved count's subtraction of a folded copy (recount),
+	// which commits with the move.
 	if err := s.flushRollup(sctx, tx, ru); err != nil {
 		return nil, err
 	}
@@ -262,6 +276,13 @@ func (s *sqlStore) PutReports(ctx context.Context, ins []reports.Incoming) ([]re
 	if err := tx.Commit(); err != nil {
 		return nil, s.errorf("commit: %w", err)
 	}
+	stored := 0
+	for _, r := range out {
+		if !r.Duplicate {
+			stored++
+		}
+	}
+	s.notePending(stored)
 	return out, nil
 }
 
@@ -293,8 +314,8 @@ func (s *sqlStore) prepare(ctx context.Context, tx *sql.Tx, st **sql.Stmt, q str
 const (
 	insertReportSQL = `INSERT INTO reports (organization, report_id, content_hash, contact_info,
 		start_time, end_time, day, received_at, source, origin, submitter, dkim_domain, repairs, problems,
-		successful, failed, raw, raw_encoding, raw_size, authenticated, conflict, counted)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
+		successful, failed, raw, raw_encoding, raw_size, authenticated, conflict, counted, pending)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
 	insertPolicySQL = `INSERT INTO policies (report, seq, day, organization,
 		policy_type, policy_domain, policy_string, mx_host, mx_hosts, successful, failed, details)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
@@ -407,7 +428,7 @@ func (s *sqlStore) putTx(ctx context.Context, tx *sql.Tx, ps *putStmts, pd *pend
 		r.OrganizationName, r.ReportID, hash, r.ContactInfo, r.DateRange.Start.Unix(), r.DateRange.End.Unix(), d,
 		in.ReceivedAt.UTC().Unix(), in.Source, in.Origin, in.Submitter, in.DKIMDomain, jsonText(repairs), jsonText(problems),
 		success, failure, raw, enc, int64(len(in.Raw)), boolInt(in.Authenticated), boolInt(len(rows) > 0),
-		boolInt(len(rows) == 0)).Scan(&id); err != nil {
+		boolInt(len(rows) == 0), boolInt(len(rows) == 0)).Scan(&id); err != nil {
 		return reports.PutResult{}, s.errorf("insert report: %w", err)
 	}
 	if err := s.prepare(ctx, tx, &ps.policy, insertPolicySQL); err != nil {
@@ -440,8 +461,8 @@ func (s *sqlStore) putTx(ctx context.Context, tx *sql.Tx, ps *putStmts, pd *pend
 	}
 	if len(rows) == 0 {
 		// The first report of its key is the counted one, stored so
-		// (the common case: no recount, no UPDATE).
-		ru.addReport(r, d)
+		// (the common case: no recount, no UPDATE), and pending: the
+		// next fold adds it to the rollup (fold.go).
 		return reports.PutResult{ID: id}, nil
 	}
 	rows = append(rows, keyRow{id: id, hash: hash, authenticated: in.Authenticated})
@@ -669,9 +690,17 @@ func (s *sqlStore) Summary(ctx context.Context, f reports.Filter) ([]reports.Sum
 	var q string
 	var args []any
 	if grain, ok := rollupGrain(f, cols, byResult); ok {
+		// The rollup, and the reports not folded into it yet (fold.go)
+		// from their own rows, in one statement (one snapshot: a fold
+		// committing meanwhile moves reports from one part to the
+		// other, and each is read once); summaryRows adds up the rows of
+		// one group.
 		q, args = s.summaryRollupQuery(f, cols, byResult, grain)
+		pq, pargs := s.summaryRawQuery(f, cols, byResult, "report IN ("+pendingCond+")")
+		q = q + " UNION ALL " + pq
+		args = append(args, pargs...)
 	} else {
-		q, args = s.summaryRawQuery(f, cols, byResult)
+		q, args = s.summaryRawQuery(f, cols, byResult, uncountedCond(f))
 	}
 	return s.summaryRows(ctx, q, args, cols, byResult)
 }
@@ -684,7 +713,7 @@ func (s *sqlStore) summaryRaw(ctx context.Context, f reports.Filter) ([]reports.
 	if err != nil {
 		return nil, err
 	}
-	q, args := s.summaryRawQuery(f, cols, byResult)
+	q, args := s.summaryRawQuery(f, cols, byResult, uncountedCond(f))
 	return s.summaryRows(ctx, q, args, cols, byResult)
 }
 
@@ -726,7 +755,7 @@ func summaryColumns(f reports.Filter) ([]string, bool, error) {
 // summaryRawQuery builds Summary's query as a direct aggregation over the
 // policy and failure rows: used for the MX filter, which the rollup
 // cannot answer, and by the tests as the reference for the rollup.
-func (s *sqlStore) summaryRawQuery(f reports.Filter, cols []string, byResult bool) (string, []any) {
+func (s *sqlStore) summaryRawQuery(f reports.Filter, cols []string, byResult bool, scope string) (string, []any) {
 	sel := ""
 	grp := ""
 	if len(cols) > 0 {
@@ -742,25 +771,27 @@ func (s *sqlStore) summaryRawQuery(f reports.Filter, cols []string, byResult boo
 		}
 		return w + " AND " + cond
 	}
-	// One report per key counts (conflict.go).
-	pw = and(pw, uncountedCond(f))
+	// scope: one report per key counts (conflict.go), or the pending
+	// reports only (fold.go).
+	pw = and(pw, scope)
+	tag := func(t int) string { return fmt.Sprintf(", %d", t) }
 	if !byResult {
 		if f.ResultType != "" {
 			pw = and(pw, "id IN (SELECT policy FROM failure_details WHERE result_type = ?)")
 			pargs = append(pargs, f.ResultType)
 		}
-		q = `SELECT ` + sel + `'' AS result_type, COUNT(DISTINCT report), ` + s.d.sum("successful") + `, ` + s.d.sum("failed") + ` FROM policies` + pw + grp
+		q = `SELECT ` + sel + `'' AS result_type, COUNT(DISTINCT report), ` + s.d.sum("successful") + `, ` + s.d.sum("failed") + tag(tagTotal) + ` FROM policies` + pw + grp
 		args = pargs
 	} else {
 		dw, dargs := s.where(f, "", false)
-		dw = and(dw, uncountedCond(f))
+		dw = and(dw, scope)
 		var parts []string
 		if f.ResultType == "" || f.ResultType == reports.ResultSuccess {
-			parts = append(parts, `SELECT `+sel+`'`+reports.ResultSuccess+`', COUNT(DISTINCT report), `+s.d.sum("successful")+`, 0 FROM policies`+and(pw, "successful > 0")+grp)
+			parts = append(parts, `SELECT `+sel+`'`+reports.ResultSuccess+`', COUNT(DISTINCT report), `+s.d.sum("successful")+`, 0`+tag(tagSuccess)+` FROM policies`+and(pw, "successful > 0")+grp)
 			args = append(args, pargs...)
 		}
 		if f.ResultType == "" || f.ResultType == reports.ResultNoDetails {
-			parts = append(parts, `SELECT `+sel+`'`+reports.ResultNoDetails+`', COUNT(DISTINCT report), 0, `+s.d.sum("failed")+` FROM policies`+and(pw, "failed > 0 AND details = 0")+grp)
+			parts = append(parts, `SELECT `+sel+`'`+reports.ResultNoDetails+`', COUNT(DISTINCT report), 0, `+s.d.sum("failed")+tag(tagNoDetails)+` FROM policies`+and(pw, "failed > 0 AND details = 0")+grp)
 			args = append(args, pargs...)
 		}
 		if f.ResultType != reports.ResultSuccess && f.ResultType != reports.ResultNoDetails {
@@ -769,7 +800,7 @@ func (s *sqlStore) summaryRawQuery(f reports.Filter, cols []string, byResult boo
 				dw = and(dw, "result_type = ?")
 				dargs = append(dargs, f.ResultType)
 			}
-			parts = append(parts, `SELECT `+sel+`result_type, COUNT(DISTINCT report), 0, `+s.d.sum("failed_session_count")+` FROM failure_details`+dw+rgrp)
+			parts = append(parts, `SELECT `+sel+`result_type, COUNT(DISTINCT report), 0, `+s.d.sum("failed_session_count")+tag(tagDetail)+` FROM failure_details`+dw+rgrp)
 			args = append(args, dargs...)
 		}
 		q = strings.Join(parts, " UNION ALL ")
@@ -777,17 +808,25 @@ func (s *sqlStore) summaryRawQuery(f reports.Filter, cols []string, byResult boo
 	return q, args
 }
 
-// summaryRows runs a Summary query and sorts its rows.
+// summaryRows runs a Summary query and sorts its rows. Each row ends
+// with its part's tag (tagTotal…); rows of one group (keys, result type
+// and tag), which the rollup and the pending reports' rows both give,
+// are summed, saturating as the sums in SQL do.
 func (s *sqlStore) summaryRows(ctx context.Context, q string, args []any, cols []string, byResult bool) ([]reports.SummaryRow, error) {
 	rows, err := s.r.QueryContext(ctx, s.d.rebind(q), args...)
 	if err != nil {
 		return nil, s.errorf("summary: %w", err)
 	}
 	defer rows.Close()
+	type group struct {
+		row reports.SummaryRow
+		tag int64
+	}
 	var out []reports.SummaryRow
+	seen := map[group]int{}
 	for rows.Next() {
 		var row reports.SummaryRow
-		dest := make([]any, 0, len(cols)+4)
+		dest := make([]any, 0, len(cols)+5)
 		for _, c := range cols {
 			switch c {
 			case "day":
@@ -803,22 +842,39 @@ func (s *sqlStore) summaryRows(ctx context.Context, q string, args []any, cols [
 			}
 		}
 		var n, succ, fail sql.NullInt64
-		dest = append(dest, &row.ResultType, &n, &succ, &fail)
+		var tag int64
+		dest = append(dest, &row.ResultType, &n, &succ, &fail, &tag)
 		if err := rows.Scan(dest...); err != nil {
 			return nil, s.errorf("summary: %w", err)
 		}
-		if n.Int64 == 0 {
-			continue // an aggregate over no rows
+		g := group{row, tag}
+		if i, ok := seen[g]; ok {
+			o := &out[i]
+			o.Reports = tlsrpt.SaturatingAdd(o.Reports, n.Int64)
+			o.Successful = tlsrpt.SaturatingAdd(o.Successful, succ.Int64)
+			o.Failed = tlsrpt.SaturatingAdd(o.Failed, fail.Int64)
+			continue
 		}
+		seen[g] = len(out)
 		row.Reports, row.Successful, row.Failed = n.Int64, succ.Int64, fail.Int64
-		if !byResult && row.Successful+row.Failed > 0 {
-			rate := float64(row.Successful) / float64(row.Successful+row.Failed)
-			row.SuccessRate = &rate
-		}
 		out = append(out, row)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, s.errorf("summary: %w", err)
+	}
+	// Groups of no report (an aggregate over no rows, or rollup rows
+	// whose reports all moved to another copy) are left out.
+	out = slices.DeleteFunc(out, func(r reports.SummaryRow) bool { return r.Reports == 0 })
+	if len(out) == 0 {
+		out = nil // as when no row came
+	}
+	if !byResult {
+		for i := range out {
+			if r := &out[i]; r.Successful+r.Failed > 0 {
+				rate := float64(r.Successful) / float64(r.Successful+r.Failed)
+				r.SuccessRate = &rate
+			}
+		}
 	}
 	// Sorted here, bytewise, so both backends give the same order: newest
 	// day first, then the other keys.
