@@ -58,13 +58,13 @@ type Results struct {
 	Reports int
 	// Open is the time to open the store, including schema migrations
 	// (with Reuse: migrating a database written by an older mailsts).
-	Open           time.Duration
-	Ingest         time.Duration
-	ReportsPerSec  float64
+	Open          time.Duration
+	Ingest        time.Duration
+	ReportsPerSec float64
 	// IngestCPU is the process's CPU time (user + system, every
 	// goroutine: the store's background fold too) per report over the
 	// timed ingest, which moves less than wall time on a shared machine.
-	IngestCPU time.Duration
+	IngestCPU      time.Duration
 	BytesOnDisk    int64
 	BytesPerReport float64
 	Queries        []QueryResult

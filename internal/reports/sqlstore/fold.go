@@ -28,10 +28,10 @@ import (
 // grain inside the database instead of binding 14 values per rollup row.
 //
 // When: the store folds in the background once foldEvery reports are
-// pending or foldAfter after the first one, and before Close returns
-// (bench/reports calls Fold before stopping its clock). A crash leaves
-// reports pending: still counted through their rows, and folded by the
-// next fold of any writer.
+// pending or foldAfter after the first one, and before Close returns if
+// it stored reports (bench/reports calls Fold before stopping its
+// clock). A crash leaves reports pending: still counted through their
+// rows, and folded by the next fold of any writer.
 //
 // Concurrency. One fold at a time: SQLite's writer connection
 // serialises every write; PostgreSQL folds take an advisory transaction
@@ -190,6 +190,7 @@ func (s *sqlStore) foldOnce(ctx context.Context) (int64, error) {
 type folder struct {
 	mu      sync.Mutex
 	pending int         // reports marked pending here since the last fold began
+	stored  bool        // this store has marked reports pending: Close folds
 	timer   *time.Timer // armed while some are pending
 	kick    chan struct{}
 	done    chan struct{}
@@ -234,6 +235,7 @@ func (s *sqlStore) notePending(n int) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.stored = true
 	f.pending += n
 	if f.pending >= foldEvery {
 		f.signal()
@@ -251,8 +253,10 @@ func (f *folder) signal() {
 	}
 }
 
-// stop ends the background folds; Close then folds what is pending.
-func (f *folder) stop() {
+// stop ends the background folds and tells whether this store stored
+// reports (Close then folds what is pending; a store opened for queries
+// only, by a user who may not write the file, does not write).
+func (f *folder) stop() bool {
 	f.once.Do(func() {
 		f.mu.Lock()
 		if f.timer != nil {
@@ -263,4 +267,7 @@ func (f *folder) stop() {
 		close(f.done)
 	})
 	<-f.stopped
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stored
 }

@@ -131,9 +131,31 @@ func TestFoldMigration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// More reports, pending until Close folds them.
+	// More reports, pending until Close folds them (the background
+	// fold stopped, so that only Close can).
 	for i := 30; i < 40; i++ {
 		reportstest.Put(t, st, reportstest.SynthReport(i), nil)
+	}
+	s.folder.stop()
+	countPending := func() int {
+		t.Helper()
+		var n int
+		if err := s.w.QueryRowContext(ctx, `SELECT COUNT(*) FROM reports WHERE pending <> 0`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// A store that only queries leaves them pending when it closes.
+	q, err := OpenSQLite(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSummaryConsistent(t, q)
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := countPending(); n != 10 {
+		t.Fatalf("%d reports pending after a querying store closed, want 10", n)
 	}
 	if err := st.Close(); err != nil {
 		t.Fatal(err)

@@ -112,11 +112,10 @@ func sqliteDialect() dialect {
 // Close implements Store.
 func (s *sqlStore) Close() error {
 	var errs []error
-	// The pending reports go into the rollup before the store closes
-	// (fold.go); if that fails they stay pending, counted through their
-	// rows, and a later fold takes them.
-	if s.folder != nil {
-		s.folder.stop()
+	// The pending reports go into the rollup before a store that
+	// stored reports closes (fold.go); if that fails they stay pending,
+	// counted through their rows, and a later fold takes them.
+	if s.folder != nil && s.folder.stop() {
 		if err := s.Fold(context.Background()); err != nil {
 			errs = append(errs, err)
 		}
