@@ -483,4 +483,6 @@ const (
 	tagSuccess
 	tagNoDetails
 	tagDetail
+	// tagPending is added to the tags of the pending reports' rows.
+	tagPending = 4
 )

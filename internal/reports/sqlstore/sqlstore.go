@@ -696,11 +696,14 @@ func (s *sqlStore) Summary(ctx context.Context, f reports.Filter) ([]reports.Sum
 		// other, and each is read once); summaryRows adds up the rows of
 		// one group.
 		q, args = s.summaryRollupQuery(f, cols, byResult, grain)
-		pq, pargs := s.summaryRawQuery(f, cols, byResult, "report IN ("+pendingCond+")")
+		// The pending reports' details through their policies: the
+		// details have no index by report (rollupDroppedIndexes).
+		pq, pargs := s.summaryRawQuery(f, cols, byResult, "report IN ("+pendingCond+")",
+			"policy IN (SELECT id FROM policies WHERE report IN ("+pendingCond+"))", tagPending)
 		q = q + " UNION ALL " + pq
 		args = append(args, pargs...)
 	} else {
-		q, args = s.summaryRawQuery(f, cols, byResult, uncountedCond(f))
+		q, args = s.summaryRawQuery(f, cols, byResult, uncountedCond(f), uncountedCond(f), 0)
 	}
 	return s.summaryRows(ctx, q, args, cols, byResult)
 }
@@ -713,7 +716,7 @@ func (s *sqlStore) summaryRaw(ctx context.Context, f reports.Filter) ([]reports.
 	if err != nil {
 		return nil, err
 	}
-	q, args := s.summaryRawQuery(f, cols, byResult, uncountedCond(f))
+	q, args := s.summaryRawQuery(f, cols, byResult, uncountedCond(f), uncountedCond(f), 0)
 	return s.summaryRows(ctx, q, args, cols, byResult)
 }
 
@@ -755,7 +758,7 @@ func summaryColumns(f reports.Filter) ([]string, bool, error) {
 // summaryRawQuery builds Summary's query as a direct aggregation over the
 // policy and failure rows: used for the MX filter, which the rollup
 // cannot answer, and by the tests as the reference for the rollup.
-func (s *sqlStore) summaryRawQuery(f reports.Filter, cols []string, byResult bool, scope string) (string, []any) {
+func (s *sqlStore) summaryRawQuery(f reports.Filter, cols []string, byResult bool, scope, detailScope string, tagBase int) (string, []any) {
 	sel := ""
 	grp := ""
 	if len(cols) > 0 {
@@ -771,10 +774,10 @@ func (s *sqlStore) summaryRawQuery(f reports.Filter, cols []string, byResult boo
 		}
 		return w + " AND " + cond
 	}
-	// scope: one report per key counts (conflict.go), or the pending
-	// reports only (fold.go).
+	// scope (detailScope for the failure details): one report per key
+	// counts (conflict.go), or the pending reports only (fold.go).
 	pw = and(pw, scope)
-	tag := func(t int) string { return fmt.Sprintf(", %d", t) }
+	tag := func(t int) string { return fmt.Sprintf(", %d", tagBase+t) }
 	if !byResult {
 		if f.ResultType != "" {
 			pw = and(pw, "id IN (SELECT policy FROM failure_details WHERE result_type = ?)")
@@ -784,7 +787,7 @@ func (s *sqlStore) summaryRawQuery(f reports.Filter, cols []string, byResult boo
 		args = pargs
 	} else {
 		dw, dargs := s.where(f, "", false)
-		dw = and(dw, scope)
+		dw = and(dw, detailScope)
 		var parts []string
 		if f.ResultType == "" || f.ResultType == reports.ResultSuccess {
 			parts = append(parts, `SELECT `+sel+`'`+reports.ResultSuccess+`', COUNT(DISTINCT report), `+s.d.sum("successful")+`, 0`+tag(tagSuccess)+` FROM policies`+and(pw, "successful > 0")+grp)
@@ -809,9 +812,11 @@ func (s *sqlStore) summaryRawQuery(f reports.Filter, cols []string, byResult boo
 }
 
 // summaryRows runs a Summary query and sorts its rows. Each row ends
-// with its part's tag (tagTotal…); rows of one group (keys, result type
-// and tag), which the rollup and the pending reports' rows both give,
-// are summed, saturating as the sums in SQL do.
+// with its part's tag (tagTotal…, plus tagPending for the pending
+// reports' rows): a pending row is added to the row of the same group
+// (keys, result type and tag) from the rollup, if any, with the sums
+// saturating as in SQL. Rows of one part are distinct groups, so
+// without pending reports nothing is merged.
 func (s *sqlStore) summaryRows(ctx context.Context, q string, args []any, cols []string, byResult bool) ([]reports.SummaryRow, error) {
 	rows, err := s.r.QueryContext(ctx, s.d.rebind(q), args...)
 	if err != nil {
@@ -822,8 +827,8 @@ func (s *sqlStore) summaryRows(ctx context.Context, q string, args []any, cols [
 		row reports.SummaryRow
 		tag int64
 	}
-	var out []reports.SummaryRow
-	seen := map[group]int{}
+	var out, pending []reports.SummaryRow
+	var outTags, pendingTags []int64
 	for rows.Next() {
 		var row reports.SummaryRow
 		dest := make([]any, 0, len(cols)+5)
@@ -847,20 +852,36 @@ func (s *sqlStore) summaryRows(ctx context.Context, q string, args []any, cols [
 		if err := rows.Scan(dest...); err != nil {
 			return nil, s.errorf("summary: %w", err)
 		}
-		g := group{row, tag}
-		if i, ok := seen[g]; ok {
-			o := &out[i]
-			o.Reports = tlsrpt.SaturatingAdd(o.Reports, n.Int64)
-			o.Successful = tlsrpt.SaturatingAdd(o.Successful, succ.Int64)
-			o.Failed = tlsrpt.SaturatingAdd(o.Failed, fail.Int64)
+		row.Reports, row.Successful, row.Failed = n.Int64, succ.Int64, fail.Int64
+		if tag >= tagPending {
+			pending, pendingTags = append(pending, row), append(pendingTags, tag-tagPending)
 			continue
 		}
-		seen[g] = len(out)
-		row.Reports, row.Successful, row.Failed = n.Int64, succ.Int64, fail.Int64
-		out = append(out, row)
+		out, outTags = append(out, row), append(outTags, tag)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, s.errorf("summary: %w", err)
+	}
+	if len(pending) > 0 {
+		key := func(r reports.SummaryRow, tag int64) group {
+			r.Reports, r.Successful, r.Failed = 0, 0, 0
+			return group{r, tag}
+		}
+		at := make(map[group]int, len(out))
+		for i, r := range out {
+			at[key(r, outTags[i])] = i
+		}
+		for j, p := range pending {
+			i, ok := at[key(p, pendingTags[j])]
+			if !ok {
+				out = append(out, p)
+				continue
+			}
+			o := &out[i]
+			o.Reports = tlsrpt.SaturatingAdd(o.Reports, p.Reports)
+			o.Successful = tlsrpt.SaturatingAdd(o.Successful, p.Successful)
+			o.Failed = tlsrpt.SaturatingAdd(o.Failed, p.Failed)
+		}
 	}
 	// Groups of no report (an aggregate over no rows, or rollup rows
 	// whose reports all moved to another copy) are left out.
