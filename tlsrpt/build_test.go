@@ -3,6 +3,7 @@ package tlsrpt
 import (
 	"bytes"
 	"compress/gzip"
+	"fmt"
 	"io"
 	"reflect"
 	"strings"
@@ -181,5 +182,55 @@ func TestMarshalGzip(t *testing.T) { // RPT-DELIV-4
 	plain, _ := Marshal(r)
 	if !bytes.Equal(js, plain) {
 		t.Error("gzip content differs from Marshal")
+	}
+}
+
+// TestMarshalGzipReused checks that the reused compressors give, in
+// concurrent calls, the bytes of a new gzip.Writer for each report:
+// no state of an earlier report leaks into the next one's stream.
+func TestMarshalGzipReused(t *testing.T) { // RPT-DELIV-4
+	t.Parallel()
+	base, _, _ := Parse(readTestdata(t, "f10c.json"))
+	const workers, each = 4, 25
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			errs <- func() error {
+				for i := range each {
+					r := *base
+					r.ReportID = fmt.Sprintf("%s.%d.%d", base.ReportID, w, i)
+					r.ContactInfo = strings.Repeat("x", i*37) + "@example.org"
+					gz, err := MarshalGzip(&r)
+					if err != nil {
+						return err
+					}
+					plain, _ := Marshal(&r)
+					var want bytes.Buffer
+					zw := gzip.NewWriter(&want)
+					zw.Write(plain)
+					zw.Close()
+					if !bytes.Equal(gz, want.Bytes()) {
+						return fmt.Errorf("report %d.%d: %d bytes, a new gzip.Writer gives %d", w, i, len(gz), want.Len())
+					}
+					zr, err := gzip.NewReader(bytes.NewReader(gz))
+					if err != nil {
+						return err
+					}
+					js, err := io.ReadAll(zr)
+					if err != nil {
+						return err
+					}
+					if !bytes.Equal(js, plain) {
+						return fmt.Errorf("report %d.%d: content differs from Marshal", w, i)
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }

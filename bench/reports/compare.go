@@ -111,6 +111,9 @@ func compareBatch(ctx context.Context, c Config, ins []reports.Incoming) (float6
 			return 0, 0, err
 		}
 	}
+	if err := fold(ctx, st.Store); err != nil {
+		return 0, 0, err
+	}
 	return float64(len(ins)) / time.Since(start).Seconds(), (cpuTime() - cpu) / time.Duration(len(ins)), nil
 }
 
@@ -178,6 +181,9 @@ feed:
 	}
 	close(next)
 	if err := g.Wait(); err != nil {
+		return 0, 0, err
+	}
+	if err := fold(ctx, st.Store); err != nil {
 		return 0, 0, err
 	}
 	return float64(len(bodies)) / time.Since(start).Seconds(), (cpuTime() - cpu) / time.Duration(len(bodies)), nil

@@ -182,19 +182,25 @@ func (s *sqlStore) recount(ctx context.Context, tx *sql.Tx, rows []keyRow, known
 		return s.loadReport(ctx, tx, id)
 	}
 	if cur != 0 {
-		r, err := content(cur)
-		if err != nil {
-			return err
+		// The copy losing the count leaves the rollup only if a fold
+		// added it (fold.go). On PostgreSQL the read locks its row: a
+		// fold that claimed it first has committed by then (its mark
+		// reads 0), and one that comes later skips it.
+		var pending int64
+		if err := tx.QueryRowContext(ctx, s.d.rebind(`SELECT pending FROM reports WHERE id = ?`+s.d.forUpdate), cur).Scan(&pending); err != nil {
+			return s.errorf("read the fold mark of report %d: %w", cur, err)
 		}
-		ru.subReport(r, day(r.DateRange.Start))
+		if pending == 0 {
+			r, err := content(cur)
+			if err != nil {
+				return err
+			}
+			ru.subReport(r, day(r.DateRange.Start))
+		}
 	}
-	r, err := content(want)
-	if err != nil {
-		return err
-	}
-	ru.addReport(r, day(r.DateRange.Start))
-	if _, err := tx.ExecContext(ctx, s.d.rebind(`UPDATE reports SET counted = CASE WHEN id = ? THEN 1 ELSE 0 END
-		WHERE id IN (?, ?)`), want, want, cur); err != nil {
+	// The copy taking the count is pending: the next fold adds it.
+	if _, err := tx.ExecContext(ctx, s.d.rebind(`UPDATE reports SET counted = CASE WHEN id = ? THEN 1 ELSE 0 END,
+		pending = CASE WHEN id = ? THEN 1 ELSE 0 END WHERE id IN (?, ?)`), want, want, want, cur); err != nil {
 		return s.errorf("move the count to report %d: %w", want, err)
 	}
 	return nil

@@ -87,7 +87,7 @@ func TestPutReportsContextEnds(t *testing.T) {
 }
 
 // TestSQLiteTempStoreMemory: the writer keeps statement journals in
-// memory (OpenSQLite).
+// memory and has a page cache of 16 MiB (OpenSQLite).
 func TestSQLiteTempStoreMemory(t *testing.T) {
 	t.Parallel()
 	s := openTestSQLite(t).(*sqlStore)
@@ -97,6 +97,12 @@ func TestSQLiteTempStoreMemory(t *testing.T) {
 	}
 	if v != 2 {
 		t.Fatalf("writer's temp_store = %d, want 2 (MEMORY)", v)
+	}
+	if err := s.w.QueryRow(`PRAGMA cache_size`).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	if v != -16384 {
+		t.Fatalf("writer's cache_size = %d, want -16384 (16 MiB)", v)
 	}
 }
 

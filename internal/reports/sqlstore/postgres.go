@@ -42,6 +42,7 @@ func OpenPostgres(ctx context.Context, dsn string, logger *slog.Logger) (reports
 		db.Close()
 		return nil, err
 	}
+	s.startFolder()
 	return s, nil
 }
 
@@ -61,9 +62,11 @@ func redactDSN(dsn string) string {
 const pgMigrationLock = 0x6d61696c72707473
 
 // postgresSum is dialect.sum: SUM(bigint) is numeric and cannot
-// overflow; clamp it.
+// overflow; clamp it. Over no rows SUM is NULL, which LEAST ignores (it
+// gave 2^63-1): 0 then, as SQLite's TOTAL gives. (Migration 7 sums
+// groups of GROUP BY, never empty: the same rows either way.)
 func postgresSum(c string) string {
-	return "CAST(LEAST(SUM(" + c + "), 9223372036854775807) AS BIGINT)"
+	return "CAST(LEAST(COALESCE(SUM(" + c + "), 0), 9223372036854775807) AS BIGINT)"
 }
 
 func postgresDialect() dialect {
@@ -77,6 +80,14 @@ func postgresDialect() dialect {
 		domainDayRollup: "summary_rollup",
 		reportersRollup: "summary_rollup",
 		versionTable:    "reports_schema_version",
+		foldSQL:         rollupFold(postgresSum),
+		skipLocked:      " FOR UPDATE SKIP LOCKED",
+		forUpdate:       " FOR UPDATE",
+		foldLock: func(ctx context.Context, tx *sql.Tx) error {
+			// The two-key form, apart from lockKey's (8460, …).
+			_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(8461, 0)`)
+			return err
+		},
 		lockKey: func(ctx context.Context, tx *sql.Tx, key string) error {
 			// The two-key form: a key space apart from pgMigrationLock's.
 			// The key is hashed here: it may hold bytes that are not text

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/mailsts/mailsts/internal/reports"
+	"github.com/mailsts/mailsts/tlsrpt"
 )
 
 // Reporters implements Store. Over the rollup's domain grain (which keeps
@@ -26,30 +27,55 @@ func (s *sqlStore) Reporters(ctx context.Context, f reports.Filter) ([]reports.R
 	if !ok || grain != grainDomain {
 		return s.reportersFromSummary(ctx, f)
 	}
+	// The rollup and the reports not folded into it yet (fold.go), in
+	// one statement; rows of one (domain, organisation) are added up.
 	q, args := s.reportersQuery(f)
-	rows, err := s.r.QueryContext(ctx, s.d.rebind(q), args...)
+	pq, pargs := s.reportersPendingQuery(f)
+	rows, err := s.r.QueryContext(ctx, s.d.rebind(q+" UNION ALL "+pq), append(args, pargs...)...)
 	if err != nil {
 		return nil, s.errorf("reporters: %w", err)
 	}
 	defer rows.Close()
 	var out []reports.ReporterRow
+	type key struct{ domain, org string }
+	seen := map[key]int{}
 	for rows.Next() {
 		var r reports.ReporterRow
 		if err := rows.Scan(&r.PolicyDomain, &r.Organization, &r.Reports, &r.LastDay); err != nil {
 			return nil, s.errorf("reporters: %w", err)
 		}
-		// Rows whose reports were all moved to another copy sum to 0
-		// (conflict.go); Summary leaves them out too.
-		if r.Reports == 0 {
+		k := key{r.PolicyDomain, r.Organization}
+		if i, ok := seen[k]; ok {
+			out[i].Reports = tlsrpt.SaturatingAdd(out[i].Reports, r.Reports)
+			out[i].LastDay = max(out[i].LastDay, r.LastDay)
 			continue
 		}
+		seen[k] = len(out)
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, s.errorf("reporters: %w", err)
 	}
+	// Rows whose reports were all moved to another copy sum to 0
+	// (conflict.go); Summary leaves them out too.
+	out = slices.DeleteFunc(out, func(r reports.ReporterRow) bool { return r.Reports == 0 })
+	if len(out) == 0 {
+		out = nil // as when no row came
+	}
 	sortReporters(out)
 	return out, nil
+}
+
+// reportersPendingQuery is Reporters' query over the pending reports'
+// policy rows (fold.go), in the shape of reportersQuery's.
+func (s *sqlStore) reportersPendingQuery(f reports.Filter) (string, []any) {
+	w, args := s.where(f, "", false)
+	conds := []string{"report IN (" + pendingCond + ")"}
+	if w != "" {
+		conds = append(conds, strings.TrimPrefix(w, " WHERE "))
+	}
+	return `SELECT policy_domain, organization, COUNT(DISTINCT report), MAX(day) FROM policies WHERE ` +
+		strings.Join(conds, " AND ") + ` GROUP BY policy_domain, organization`, args
 }
 
 // sortReporters orders rows by domain, then organisation, bytewise (the

@@ -29,7 +29,14 @@ func TestPrune(t *testing.T) {
 				kept = append(kept, in)
 			}
 		}
-		if _, err := st.PutReports(ctx, all); err != nil {
+		// Half of them folded into the rollup, half pending (fold.go).
+		if _, err := st.PutReports(ctx, all[:60]); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Fold(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.PutReports(ctx, all[60:]); err != nil {
 			t.Fatal(err)
 		}
 		// Rejected input on both sides of the day.

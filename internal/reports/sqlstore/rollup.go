@@ -48,20 +48,28 @@ import (
 // result-type "(success)" stays a separate row, as in the direct
 // aggregation (summaryRaw).
 //
-// Maintenance: rows are added in the transaction that inserts the report
-// and only for the report its (organization, report-id) counts (a
-// duplicate changes nothing; moving the count to an authenticated
-// conflicting copy subtracts the other, conflict.go), so the
-// rollup commits or rolls back with its report and re-ingesting is
-// idempotent. Rows are upserted in key order, so concurrent PostgreSQL
+// Maintenance (schema version 9, fold.go): the rollup holds the counted
+// reports that a fold has added; a report is stored pending, and a fold
+// adds many pending reports at a time (rollupFold, the aggregation
+// below per grain over their rows) and clears their mark in the same
+// transaction, so each report is added exactly once. Summary and
+// Reporters add to the rollup's rows the same aggregation over the
+// pending reports' own rows, in one statement, so their answers include
+// every stored report. Only the report its (organization, report-id)
+// counts is added (a duplicate changes nothing; moving the count to an
+// authenticated conflicting copy subtracts the other in the moving
+// transaction if a fold had added it, and marks the new one pending,
+// conflict.go), so re-ingesting is idempotent. Rows are upserted in key
+// order (flushRollup, and the fold's ORDER BY), so concurrent PostgreSQL
 // transactions take the row locks in the same order and cannot deadlock
-// on them. The store never deletes reports; a retention feature would have
-// to subtract from the rollup in the deleting transaction. Migration 2 builds the rollup of
+// on them. Prune deletes whole days of reports and of rollup rows
+// together. Migration 2 builds the rollup of
 // an existing database with the same aggregation over the stored rows;
 // migration 7 adds grainDomainDay by summing the domain grain's total
 // rows over the organisations; migration 8 indexes it by domain, and the
 // domain grain's total rows by domain and organisation for Reporters
-// (reporters.go).
+// (reporters.go); migration 9 adds the pending mark (every report stored
+// before is in the rollup).
 //
 // Two filters read the policy rows instead (summaryRawQuery), both
 // selective, so that the filtered aggregation stays small. The MX filter
@@ -201,10 +209,32 @@ func addDelta(t, s int64) int64 {
 	return tlsrpt.SaturatingAdd(t, s)
 }
 
+// compareRollupKeys orders keys as the rollup's primary key. Not
+// cmp.Or of the eight comparisons, which evaluates every one of them:
+// the sort of a transaction's rows was a tenth of flushRollup.
 func compareRollupKeys(a, b rollupKey) int {
-	return cmp.Or(cmp.Compare(a.grain, b.grain), cmp.Compare(a.kind, b.kind), strings.Compare(a.day, b.day),
-		strings.Compare(a.org, b.org), strings.Compare(a.domain, b.domain), strings.Compare(a.mx, b.mx),
-		strings.Compare(a.ptype, b.ptype), strings.Compare(a.rtype, b.rtype))
+	if c := cmp.Compare(a.grain, b.grain); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.kind, b.kind); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.day, b.day); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.org, b.org); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.domain, b.domain); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.mx, b.mx); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.ptype, b.ptype); c != 0 {
+		return c
+	}
+	return strings.Compare(a.rtype, b.rtype)
 }
 
 // rollupChunkSizes are the rows per upsert statement, largest first: a
@@ -278,15 +308,19 @@ func rollupUpsert(n int) string {
 		}
 		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 	}
-	b.WriteString(` ON CONFLICT (grain, kind, day, organization, policy_domain, mx_host, policy_type, result_type) DO UPDATE SET
+	b.WriteString(rollupConflict)
+	return b.String()
+}
+
+// rollupConflict is the upsert clause adding a new row's sums to those of
+// the row of its key (rollupUpsert, rollupFold).
+var rollupConflict = ` ON CONFLICT (grain, kind, day, organization, policy_domain, mx_host, policy_type, result_type) DO UPDATE SET
 		reports = ` + saturatingSum("summary_rollup.reports", "excluded.reports") + `,
 		successful = ` + saturatingSum("summary_rollup.successful", "excluded.successful") + `,
 		failed = ` + saturatingSum("summary_rollup.failed", "excluded.failed") + `,
 		success_reports = ` + saturatingSum("summary_rollup.success_reports", "excluded.success_reports") + `,
 		nodetails_reports = ` + saturatingSum("summary_rollup.nodetails_reports", "excluded.nodetails_reports") + `,
-		nodetails_failed = ` + saturatingSum("summary_rollup.nodetails_failed", "excluded.nodetails_failed"))
-	return b.String()
-}
+		nodetails_failed = ` + saturatingSum("summary_rollup.nodetails_failed", "excluded.nodetails_failed")
 
 // saturatingSum is the SQL for a+b, a non-negative, saturating at 2^63-1:
 // a plain + fails the statement on overflow (PostgreSQL "bigint out of
@@ -396,7 +430,7 @@ func (s *sqlStore) summaryRollupQuery(f reports.Filter, cols []string, byResult 
 	var args []any
 	// part selects rt and the three sums from the rows of kind; with
 	// rtype, only the detail rows of that result type.
-	part := func(kind int, rt, reps, succ, fail string, byType bool, rtype string) {
+	part := func(tag int, kind int, rt, reps, succ, fail string, byType bool, rtype string) {
 		// A literal grain: the partial index of the domain grain
 		// (schema.go, rollupDomainIndex) applies only to a grain known
 		// when planning.
@@ -414,7 +448,7 @@ func (s *sqlStore) summaryRollupQuery(f reports.Filter, cols []string, byResult 
 		if byType {
 			g = append(g, "result_type")
 		}
-		q := `SELECT ` + sel + rt + `, ` + reps + `, ` + succ + `, ` + fail + `
+		q := `SELECT ` + sel + rt + `, ` + reps + `, ` + succ + `, ` + fail + fmt.Sprintf(", %d", tag) + `
 		FROM ` + from + ` WHERE ` + strings.Join(conds, " AND ")
 		if len(g) > 0 {
 			q += " GROUP BY " + strings.Join(g, ", ")
@@ -423,19 +457,32 @@ func (s *sqlStore) summaryRollupQuery(f reports.Filter, cols []string, byResult 
 	}
 	sum := s.d.sum
 	if !byResult {
-		part(kindTotal, "''", sum("reports"), sum("successful"), sum("failed"), false, "")
+		part(tagTotal, kindTotal, "''", sum("reports"), sum("successful"), sum("failed"), false, "")
 		return parts[0], args
 	}
 	// The pseudo result types are columns of the total rows; the
 	// separate parts keep a detail named like a pseudo type apart.
 	if f.ResultType == "" || f.ResultType == reports.ResultSuccess {
-		part(kindTotal, "'"+reports.ResultSuccess+"'", sum("success_reports"), sum("successful"), "0", false, "")
+		part(tagSuccess, kindTotal, "'"+reports.ResultSuccess+"'", sum("success_reports"), sum("successful"), "0", false, "")
 	}
 	if f.ResultType == "" || f.ResultType == reports.ResultNoDetails {
-		part(kindTotal, "'"+reports.ResultNoDetails+"'", sum("nodetails_reports"), "0", sum("nodetails_failed"), false, "")
+		part(tagNoDetails, kindTotal, "'"+reports.ResultNoDetails+"'", sum("nodetails_reports"), "0", sum("nodetails_failed"), false, "")
 	}
 	if f.ResultType != reports.ResultSuccess && f.ResultType != reports.ResultNoDetails {
-		part(kindResult, "result_type", sum("reports"), sum("successful"), sum("failed"), true, f.ResultType)
+		part(tagDetail, kindResult, "result_type", sum("reports"), sum("successful"), sum("failed"), true, f.ResultType)
 	}
 	return strings.Join(parts, " UNION ALL "), args
 }
+
+// Tags of Summary's query parts, their last column: rows of the rollup
+// and of the pending reports' own rows (fold.go) with the same keys and
+// tag are one group, summed by summaryRows; the tag keeps a sender's
+// detail named like a pseudo result type apart from that pseudo type.
+const (
+	tagTotal = iota
+	tagSuccess
+	tagNoDetails
+	tagDetail
+	// tagPending is added to the tags of the pending reports' rows.
+	tagPending = 4
+)

@@ -21,7 +21,8 @@ import (
 // the list as JSON for Show. summary_rollup (version 2) holds Summary's
 // sums per grain, maintained at insert (rollup.go); version 7 adds the
 // grain without the organisation (grainDomainDay), version 8 two
-// partial indexes of the rollup for the dashboard's overview.
+// partial indexes of the rollup for the dashboard's overview, version 9
+// the pending mark of the reports the rollup does not hold yet (fold.go).
 
 func sqliteMigrations() []string {
 	return []string{
@@ -154,6 +155,8 @@ func sqliteMigrations() []string {
 		// and the domain grain's by domain and organisation
 		// (rollupReportersIndex).
 		rollupDomainDayIndex + rollupReportersIndex,
+		// Version 9: the deferred fold (fold.go).
+		pendingMigration,
 	}
 }
 
@@ -285,8 +288,20 @@ func postgresMigrations() []string {
 		domainDayMigration(postgresSum),
 		// Version 8: see sqliteMigrations.
 		rollupDomainDayIndex + rollupReportersIndex,
+		// Version 9: see sqliteMigrations.
+		pendingMigration,
 	}
 }
+
+// pendingMigration (version 9, both backends) adds reports.pending, the
+// deferred fold's mark (fold.go): 1 for a counted report not yet added to
+// the rollup, 2 while a fold holds it, 0 otherwise. Every report stored
+// before is in the rollup already (0). The partial index holds only the
+// pending reports, so finding them costs nothing when there are none;
+// queries write its condition "pending <> 0" verbatim so that both
+// planners use it.
+const pendingMigration = `ALTER TABLE reports ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
+		CREATE INDEX reports_pending ON reports(id) WHERE pending <> 0;`
 
 // rollupDomainIndex (version 5, both backends) reads one policy
 // domain's rollup rows of a day range without scanning every domain's

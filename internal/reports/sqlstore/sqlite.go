@@ -54,10 +54,22 @@ func OpenSQLite(ctx context.Context, path string, logger *slog.Logger) (reports.
 		db.Close()
 		return nil, s.errorf("set temp_store: %w", err)
 	}
+	// A page cache of 16 MiB on the writer (SQLite's default is 2 MiB):
+	// a transaction of 100 reports dirties about 450 pages, most of
+	// them the rollup's, and beyond the default cache SQLite wrote dirty
+	// pages to the WAL before the commit (and again at it) and read
+	// evicted ones back: 13% of the ingest's CPU (bench/reports
+	// -cpuprofile). Pages are allocated as used; the readers keep the
+	// default.
+	if _, err := s.w.ExecContext(ctx, `PRAGMA cache_size = -16384`); err != nil {
+		db.Close()
+		return nil, s.errorf("set cache_size: %w", err)
+	}
 	if err := s.prepareStatements(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
+	s.startFolder()
 	return s, nil
 }
 
@@ -79,13 +91,24 @@ func sqliteDialect() dialect {
 		domainDayRollup: "summary_rollup INDEXED BY summary_rollup_domainday_day",
 		reportersRollup: "summary_rollup INDEXED BY summary_rollup_reporters",
 		detachWrites:    true,
-		lockKey:         func(context.Context, *sql.Tx, string) error { return nil },
+		foldSQL:         rollupFold(sqliteSum),
+		// One writer connection: every transaction is serialised.
+		foldLock: func(context.Context, *sql.Tx) error { return nil },
+		lockKey:  func(context.Context, *sql.Tx, string) error { return nil },
 	}
 }
 
 // Close implements Store.
 func (s *sqlStore) Close() error {
 	var errs []error
+	// The pending reports go into the rollup before a store that
+	// stored reports closes (fold.go); if that fails they stay pending,
+	// counted through their rows, and a later fold takes them.
+	if s.folder != nil && s.folder.stop() {
+		if err := s.Fold(context.Background()); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if s.r != nil && s.r != s.w {
 		if err := s.r.Close(); err != nil {
 			errs = append(errs, err)

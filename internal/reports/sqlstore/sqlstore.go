@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mailsts/mailsts/internal/migrate"
@@ -51,6 +52,14 @@ type dialect struct {
 	// detachWrites runs PutReports' statements without the caller's
 	// cancellation, checked between reports instead (PutReports).
 	detachWrites bool
+	// foldLock serialises folds (fold.go) until the transaction ends;
+	// skipLocked ends the fold's claim of pending reports (PostgreSQL:
+	// FOR UPDATE SKIP LOCKED), forUpdate a read of a report's mark that
+	// the transaction then changes (recount).
+	foldLock              func(ctx context.Context, tx *sql.Tx) error
+	skipLocked, forUpdate string
+	// foldSQL are rollupFold's statements for this backend.
+	foldSQL []string
 }
 
 // sqlStore implements Store over database/sql for both backends.
@@ -63,6 +72,10 @@ type sqlStore struct {
 	// stmts are PutReports' statements, prepared on w at open
 	// (stmtcache.go); nil in stores built without an Open function.
 	stmts stmtCache
+	// foldMu serialises this store's folds; folder runs them in the
+	// background (nil in stores built without an Open function).
+	foldMu sync.Mutex
+	folder *folder
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -94,11 +107,21 @@ func compressRaw(raw []byte) ([]byte, string) {
 		return raw, rawIdentity
 	}
 	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	zw := rawWriters.Get().(*gzip.Writer)
+	zw.Reset(&buf)
 	zw.Write(raw) // writes to a bytes.Buffer do not fail
 	zw.Close()
+	zw.Reset(io.Discard) // buf is the caller's now
+	rawWriters.Put(zw)
 	return buf.Bytes(), rawGzip
 }
+
+// rawWriters are compressRaw's compressors, reused: a new one allocates
+// about 1 MB of state, per stored mail report.
+var rawWriters = sync.Pool{New: func() any {
+	zw, _ := gzip.NewWriterLevel(io.Discard, gzip.BestCompression)
+	return zw
+}}
 
 // maxRawOut caps decompression of a stored raw value: it was at most the
 // input cap when stored, so more means the row is corrupt.
@@ -206,7 +229,9 @@ func (s *sqlStore) PutReports(ctx context.Context, ins []reports.Incoming) ([]re
 	if err := s.flushDetails(sctx, tx, pd); err != nil {
 		return nil, err
 	}
-	// The rollup commits with the reports it counts.
+	// The new reports are pending (fold.go); what goes to the rollup
+	// here is a moved count's subtraction of a folded copy (recount),
+	// which commits with the move.
 	if err := s.flushRollup(sctx, tx, ru); err != nil {
 		return nil, err
 	}
@@ -217,6 +242,13 @@ func (s *sqlStore) PutReports(ctx context.Context, ins []reports.Incoming) ([]re
 	if err := tx.Commit(); err != nil {
 		return nil, s.errorf("commit: %w", err)
 	}
+	stored := 0
+	for _, r := range out {
+		if !r.Duplicate {
+			stored++
+		}
+	}
+	s.notePending(stored)
 	return out, nil
 }
 
@@ -248,8 +280,8 @@ func (s *sqlStore) prepare(ctx context.Context, tx *sql.Tx, st **sql.Stmt, q str
 const (
 	insertReportSQL = `INSERT INTO reports (organization, report_id, content_hash, contact_info,
 		start_time, end_time, day, received_at, source, origin, submitter, dkim_domain, repairs, problems,
-		successful, failed, raw, raw_encoding, raw_size, authenticated, conflict, counted)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
+		successful, failed, raw, raw_encoding, raw_size, authenticated, conflict, counted, pending)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
 	insertPolicySQL = `INSERT INTO policies (report, seq, day, organization,
 		policy_type, policy_domain, policy_string, mx_host, mx_hosts, successful, failed, details)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
@@ -362,7 +394,7 @@ func (s *sqlStore) putTx(ctx context.Context, tx *sql.Tx, ps *putStmts, pd *pend
 		r.OrganizationName, r.ReportID, hash, r.ContactInfo, r.DateRange.Start.Unix(), r.DateRange.End.Unix(), d,
 		in.ReceivedAt.UTC().Unix(), in.Source, in.Origin, in.Submitter, in.DKIMDomain, jsonText(repairs), jsonText(problems),
 		success, failure, raw, enc, int64(len(in.Raw)), boolInt(in.Authenticated), boolInt(len(rows) > 0),
-		boolInt(len(rows) == 0)).Scan(&id); err != nil {
+		boolInt(len(rows) == 0), boolInt(len(rows) == 0)).Scan(&id); err != nil {
 		return reports.PutResult{}, s.errorf("insert report: %w", err)
 	}
 	if err := s.prepare(ctx, tx, &ps.policy, insertPolicySQL); err != nil {
@@ -395,8 +427,8 @@ func (s *sqlStore) putTx(ctx context.Context, tx *sql.Tx, ps *putStmts, pd *pend
 	}
 	if len(rows) == 0 {
 		// The first report of its key is the counted one, stored so
-		// (the common case: no recount, no UPDATE).
-		ru.addReport(r, d)
+		// (the common case: no recount, no UPDATE), and pending: the
+		// next fold adds it to the rollup (fold.go).
 		return reports.PutResult{ID: id}, nil
 	}
 	rows = append(rows, keyRow{id: id, hash: hash, authenticated: in.Authenticated})
@@ -624,9 +656,20 @@ func (s *sqlStore) Summary(ctx context.Context, f reports.Filter) ([]reports.Sum
 	var q string
 	var args []any
 	if grain, ok := rollupGrain(f, cols, byResult); ok {
+		// The rollup, and the reports not folded into it yet (fold.go)
+		// from their own rows, in one statement (one snapshot: a fold
+		// committing meanwhile moves reports from one part to the
+		// other, and each is read once); summaryRows adds up the rows of
+		// one group.
 		q, args = s.summaryRollupQuery(f, cols, byResult, grain)
+		// The pending reports' details through their policies: the
+		// details have no index by report (rollupDroppedIndexes).
+		pq, pargs := s.summaryRawQuery(f, cols, byResult, "report IN ("+pendingCond+")",
+			"policy IN (SELECT id FROM policies WHERE report IN ("+pendingCond+"))", tagPending)
+		q = q + " UNION ALL " + pq
+		args = append(args, pargs...)
 	} else {
-		q, args = s.summaryRawQuery(f, cols, byResult)
+		q, args = s.summaryRawQuery(f, cols, byResult, uncountedCond(f), uncountedCond(f), 0)
 	}
 	return s.summaryRows(ctx, q, args, cols, byResult)
 }
@@ -639,7 +682,7 @@ func (s *sqlStore) summaryRaw(ctx context.Context, f reports.Filter) ([]reports.
 	if err != nil {
 		return nil, err
 	}
-	q, args := s.summaryRawQuery(f, cols, byResult)
+	q, args := s.summaryRawQuery(f, cols, byResult, uncountedCond(f), uncountedCond(f), 0)
 	return s.summaryRows(ctx, q, args, cols, byResult)
 }
 
@@ -681,7 +724,7 @@ func summaryColumns(f reports.Filter) ([]string, bool, error) {
 // summaryRawQuery builds Summary's query as a direct aggregation over the
 // policy and failure rows: used for the MX filter, which the rollup
 // cannot answer, and by the tests as the reference for the rollup.
-func (s *sqlStore) summaryRawQuery(f reports.Filter, cols []string, byResult bool) (string, []any) {
+func (s *sqlStore) summaryRawQuery(f reports.Filter, cols []string, byResult bool, scope, detailScope string, tagBase int) (string, []any) {
 	sel := ""
 	grp := ""
 	if len(cols) > 0 {
@@ -697,25 +740,27 @@ func (s *sqlStore) summaryRawQuery(f reports.Filter, cols []string, byResult boo
 		}
 		return w + " AND " + cond
 	}
-	// One report per key counts (conflict.go).
-	pw = and(pw, uncountedCond(f))
+	// scope (detailScope for the failure details): one report per key
+	// counts (conflict.go), or the pending reports only (fold.go).
+	pw = and(pw, scope)
+	tag := func(t int) string { return fmt.Sprintf(", %d", tagBase+t) }
 	if !byResult {
 		if f.ResultType != "" {
 			pw = and(pw, "id IN (SELECT policy FROM failure_details WHERE result_type = ?)")
 			pargs = append(pargs, f.ResultType)
 		}
-		q = `SELECT ` + sel + `'' AS result_type, COUNT(DISTINCT report), ` + s.d.sum("successful") + `, ` + s.d.sum("failed") + ` FROM policies` + pw + grp
+		q = `SELECT ` + sel + `'' AS result_type, COUNT(DISTINCT report), ` + s.d.sum("successful") + `, ` + s.d.sum("failed") + tag(tagTotal) + ` FROM policies` + pw + grp
 		args = pargs
 	} else {
 		dw, dargs := s.where(f, "", false)
-		dw = and(dw, uncountedCond(f))
+		dw = and(dw, detailScope)
 		var parts []string
 		if f.ResultType == "" || f.ResultType == reports.ResultSuccess {
-			parts = append(parts, `SELECT `+sel+`'`+reports.ResultSuccess+`', COUNT(DISTINCT report), `+s.d.sum("successful")+`, 0 FROM policies`+and(pw, "successful > 0")+grp)
+			parts = append(parts, `SELECT `+sel+`'`+reports.ResultSuccess+`', COUNT(DISTINCT report), `+s.d.sum("successful")+`, 0`+tag(tagSuccess)+` FROM policies`+and(pw, "successful > 0")+grp)
 			args = append(args, pargs...)
 		}
 		if f.ResultType == "" || f.ResultType == reports.ResultNoDetails {
-			parts = append(parts, `SELECT `+sel+`'`+reports.ResultNoDetails+`', COUNT(DISTINCT report), 0, `+s.d.sum("failed")+` FROM policies`+and(pw, "failed > 0 AND details = 0")+grp)
+			parts = append(parts, `SELECT `+sel+`'`+reports.ResultNoDetails+`', COUNT(DISTINCT report), 0, `+s.d.sum("failed")+tag(tagNoDetails)+` FROM policies`+and(pw, "failed > 0 AND details = 0")+grp)
 			args = append(args, pargs...)
 		}
 		if f.ResultType != reports.ResultSuccess && f.ResultType != reports.ResultNoDetails {
@@ -724,7 +769,7 @@ func (s *sqlStore) summaryRawQuery(f reports.Filter, cols []string, byResult boo
 				dw = and(dw, "result_type = ?")
 				dargs = append(dargs, f.ResultType)
 			}
-			parts = append(parts, `SELECT `+sel+`result_type, COUNT(DISTINCT report), 0, `+s.d.sum("failed_session_count")+` FROM failure_details`+dw+rgrp)
+			parts = append(parts, `SELECT `+sel+`result_type, COUNT(DISTINCT report), 0, `+s.d.sum("failed_session_count")+tag(tagDetail)+` FROM failure_details`+dw+rgrp)
 			args = append(args, dargs...)
 		}
 		q = strings.Join(parts, " UNION ALL ")
@@ -732,17 +777,27 @@ func (s *sqlStore) summaryRawQuery(f reports.Filter, cols []string, byResult boo
 	return q, args
 }
 
-// summaryRows runs a Summary query and sorts its rows.
+// summaryRows runs a Summary query and sorts its rows. Each row ends
+// with its part's tag (tagTotal…, plus tagPending for the pending
+// reports' rows): a pending row is added to the row of the same group
+// (keys, result type and tag) from the rollup, if any, with the sums
+// saturating as in SQL. Rows of one part are distinct groups, so
+// without pending reports nothing is merged.
 func (s *sqlStore) summaryRows(ctx context.Context, q string, args []any, cols []string, byResult bool) ([]reports.SummaryRow, error) {
 	rows, err := s.r.QueryContext(ctx, s.d.rebind(q), args...)
 	if err != nil {
 		return nil, s.errorf("summary: %w", err)
 	}
 	defer rows.Close()
-	var out []reports.SummaryRow
+	type group struct {
+		row reports.SummaryRow
+		tag int64
+	}
+	var out, pending []reports.SummaryRow
+	var outTags, pendingTags []int64
 	for rows.Next() {
 		var row reports.SummaryRow
-		dest := make([]any, 0, len(cols)+4)
+		dest := make([]any, 0, len(cols)+5)
 		for _, c := range cols {
 			switch c {
 			case "day":
@@ -758,22 +813,55 @@ func (s *sqlStore) summaryRows(ctx context.Context, q string, args []any, cols [
 			}
 		}
 		var n, succ, fail sql.NullInt64
-		dest = append(dest, &row.ResultType, &n, &succ, &fail)
+		var tag int64
+		dest = append(dest, &row.ResultType, &n, &succ, &fail, &tag)
 		if err := rows.Scan(dest...); err != nil {
 			return nil, s.errorf("summary: %w", err)
 		}
-		if n.Int64 == 0 {
-			continue // an aggregate over no rows
-		}
 		row.Reports, row.Successful, row.Failed = n.Int64, succ.Int64, fail.Int64
-		if !byResult && row.Successful+row.Failed > 0 {
-			rate := float64(row.Successful) / float64(row.Successful+row.Failed)
-			row.SuccessRate = &rate
+		if tag >= tagPending {
+			pending, pendingTags = append(pending, row), append(pendingTags, tag-tagPending)
+			continue
 		}
-		out = append(out, row)
+		out, outTags = append(out, row), append(outTags, tag)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, s.errorf("summary: %w", err)
+	}
+	if len(pending) > 0 {
+		key := func(r reports.SummaryRow, tag int64) group {
+			r.Reports, r.Successful, r.Failed = 0, 0, 0
+			return group{r, tag}
+		}
+		at := make(map[group]int, len(out))
+		for i, r := range out {
+			at[key(r, outTags[i])] = i
+		}
+		for j, p := range pending {
+			i, ok := at[key(p, pendingTags[j])]
+			if !ok {
+				out = append(out, p)
+				continue
+			}
+			o := &out[i]
+			o.Reports = tlsrpt.SaturatingAdd(o.Reports, p.Reports)
+			o.Successful = tlsrpt.SaturatingAdd(o.Successful, p.Successful)
+			o.Failed = tlsrpt.SaturatingAdd(o.Failed, p.Failed)
+		}
+	}
+	// Groups of no report (an aggregate over no rows, or rollup rows
+	// whose reports all moved to another copy) are left out.
+	out = slices.DeleteFunc(out, func(r reports.SummaryRow) bool { return r.Reports == 0 })
+	if len(out) == 0 {
+		out = nil // as when no row came
+	}
+	if !byResult {
+		for i := range out {
+			if r := &out[i]; r.Successful+r.Failed > 0 {
+				rate := float64(r.Successful) / float64(r.Successful+r.Failed)
+				r.SuccessRate = &rate
+			}
+		}
 	}
 	// Sorted here, bytewise, so both backends give the same order: newest
 	// day first, then the other keys.

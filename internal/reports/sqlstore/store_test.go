@@ -1,12 +1,15 @@
 package sqlstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -277,5 +280,26 @@ func TestSQLiteRelativePath(t *testing.T) {
 	defer st.Close()
 	if got, err := st.Show(ctx, reportstest.SynthReport(1).ReportID); err != nil || len(got) != 1 {
 		t.Fatalf("report stored through the relative path not found at %s: %v %v", abs, got, err)
+	}
+}
+
+// TestCompressRawReused checks that the reused compressors of the raw
+// column give, one input after another, streams that decompress to
+// each input: nothing of an earlier input leaks into the next.
+func TestCompressRawReused(t *testing.T) {
+	t.Parallel()
+	for i := range 20 {
+		in := []byte(strings.Repeat(fmt.Sprintf("{\"report-id\": \"%d\"}", i), 1+i*50))
+		b, enc := compressRaw(in)
+		if enc != rawGzip {
+			t.Fatalf("input %d: encoding %q", i, enc)
+		}
+		out, err := decompressRaw(b, enc)
+		if err != nil {
+			t.Fatalf("input %d: %v", i, err)
+		}
+		if !bytes.Equal(out, in) {
+			t.Fatalf("input %d: %d bytes back, want %d", i, len(out), len(in))
+		}
 	}
 }
