@@ -23,6 +23,7 @@ package sqlitedb
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
@@ -76,6 +77,44 @@ type Options struct {
 	ForeignKeys bool
 }
 
+// busyConnector opens connections of dsn, retrying for up to wait while
+// opening fails with SQLITE_BUSY. Every connection runs the journal_mode
+// pragma, and switching a new file to WAL takes its lock without waiting
+// on busy_timeout (SQLite does not call the busy handler there), so
+// processes that open one new file together would otherwise fail at once
+// with "database is locked".
+type busyConnector struct {
+	dsn  string
+	wait time.Duration
+}
+
+func (c busyConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	deadline := time.Now().Add(c.wait)
+	delay := time.Millisecond
+	for {
+		conn, err := c.Driver().Open(c.dsn)
+		if err == nil || !busy(err) || time.Now().After(deadline) {
+			return conn, err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+		delay = min(2*delay, 50*time.Millisecond)
+	}
+}
+
+func (busyConnector) Driver() driver.Driver { return &sqlite.Driver{} }
+
+// busy reports whether err is SQLITE_BUSY (or one of its extended codes).
+func busy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
+}
+
 // DB is a SQLite file opened by [Open].
 type DB struct {
 	// Path is the file's absolute path.
@@ -119,17 +158,10 @@ func Open(path string, o Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := sql.Open("sqlite", wdsn)
-	if err != nil {
-		return nil, fmt.Errorf("sqlitedb: open %s: %w", abs, err)
-	}
+	w := sql.OpenDB(busyConnector{dsn: wdsn, wait: o.BusyTimeout})
 	w.SetMaxOpenConns(1)
 	w.SetConnMaxIdleTime(0)
-	r, err := sql.Open("sqlite", rdsn)
-	if err != nil {
-		w.Close()
-		return nil, fmt.Errorf("sqlitedb: open %s: %w", abs, err)
-	}
+	r := sql.OpenDB(busyConnector{dsn: rdsn, wait: o.BusyTimeout})
 	r.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
 	return &DB{Path: abs, W: w, R: r}, nil
 }

@@ -3,10 +3,13 @@ package sqlitedb
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // relTo returns path relative to the working directory: tests run in
@@ -144,6 +147,47 @@ func TestChownTarget(t *testing.T) {
 		got, ok := chownTarget(c.euid, c.dir)
 		if got != c.want || ok != c.ok {
 			t.Errorf("chownTarget(%d, %+v) = %+v, %v; want %+v, %v", c.euid, c.dir, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+// Processes opening one new file together: the first connection of each
+// switches the file to WAL, which takes its lock without waiting on
+// busy_timeout; Open's connections retry instead of failing with
+// SQLITE_BUSY.
+func TestOpenNewFileConcurrently(t *testing.T) {
+	t.Parallel()
+	const files, openers = 20, 8
+	for f := range files {
+		path := filepath.Join(t.TempDir(), fmt.Sprintf("new%d.db", f))
+		errs := make([]error, openers)
+		var wg sync.WaitGroup
+		for i := range openers {
+			wg.Go(func() {
+				db, err := Open(path, Options{BusyTimeout: time.Minute})
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				defer db.Close()
+				tx, err := db.W.BeginTx(context.Background(), nil)
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				if _, err := tx.Exec(`CREATE TABLE IF NOT EXISTS t (x INTEGER)`); err != nil {
+					tx.Rollback()
+					errs[i] = err
+					return
+				}
+				errs[i] = tx.Commit()
+			})
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("file %d, opener %d: %v", f, i, err)
+			}
 		}
 	}
 }
