@@ -32,6 +32,16 @@
 // and [Cache.Maintain] ([Tiered.Cap] plus [SQLite.Evict] and [SQLite.Cap])
 // now and then.
 //
+// The SQLite guarantee: a Put returns only after the transaction holding
+// its entry committed (WAL mode, synchronous=NORMAL: the entry survives a
+// crash or kill -9 of the process; a power loss may lose the last
+// commits), so policyd never answers with a policy the file could still
+// lose to a crash, and a restart answers every policy from the file.
+// Concurrent Puts share a transaction (a group commit). The entries table
+// has no secondary index (schema version 4 dropped them), so a commit
+// writes the table's pages only; Evict and Cap scan the table on a reader
+// connection and delete by key, checking each entry again.
+//
 // mtaststest.TestStore (package mtasts/mtaststest) is the conformance suite
 // every store here passes, as must other mtasts.Store implementations.
 //

@@ -29,7 +29,8 @@ var ErrSchemaTooNew = errors.New("stscache: cache file schema is newer than this
 var migrations = []string{
 	// Version 1: one row per policy domain. Times are Unix milliseconds,
 	// NULL for the zero time. expires_at and mode duplicate what the policy
-	// JSON says so that Evict and Cap can select in SQL, by index.
+	// JSON says so that Evict and Cap can select in SQL (by index until
+	// version 4 dropped the indexes).
 	`CREATE TABLE entries (
 		domain          TEXT PRIMARY KEY NOT NULL,
 		policy          TEXT,
@@ -66,6 +67,16 @@ var migrations = []string{
 	// text" (its legacy path).
 	`ALTER TABLE entries ADD COLUMN last_error_type TEXT NOT NULL DEFAULT '';
 	ALTER TABLE entries ADD COLUMN last_error_temporary INTEGER NOT NULL DEFAULT 0;`,
+
+	// Version 4: no secondary index. Each index made every new entry's
+	// commit write its pages too (two more WAL frames, often three times
+	// the frames of the row alone, and more checkpoint work), on the cold
+	// lookup's path; they served only Evict and Cap, which run every ten
+	// minutes and now scan the table (some 150 ms of CPU at 200,000
+	// entries), and the salvage of a damaged file, which also reads the
+	// table's pages directly.
+	`DROP INDEX IF EXISTS entries_expires_at;
+	DROP INDEX IF EXISTS entries_last_used;`,
 }
 
 // SQLite is an [mtasts.Store] in one SQLite file, so the policy cache
@@ -103,6 +114,9 @@ type SQLite struct {
 	// beforeBatch, when set (tests), is called by the leader with the
 	// rows it is about to write (a batch, or one row of its retry).
 	beforeBatch func(rows []putRow)
+	// beforeDelete, when set (tests), is called by Evict and Cap between
+	// the scan and the deletes of the domains it picked.
+	beforeDelete func(domains []string)
 }
 
 var (
@@ -618,23 +632,128 @@ func (s *SQLite) Len(ctx context.Context) (int, error) {
 // mode none. ?2 is now in Unix milliseconds.
 const evictable = `(policy IS NULL OR expires_at <= ?2 OR mode = 'none')`
 
+// evictChunk is how many entries Evict and Cap select, and delete in one
+// transaction, at a time.
+const evictChunk = 1000
+
+// Evict and Cap scan the table (schema version 4 dropped the indexes that
+// used to serve them: a full scan of 200,000 entries costs some 150 ms of
+// CPU every ten minutes, the indexes cost every new entry's commit). The
+// scan runs on a reader connection, which never holds up the writer, so
+// the Puts of cold lookups go on meanwhile; the writer only deletes the
+// selected domains by key, evictChunk in a transaction, each delete
+// checking again that its entry is still evictable and has the last_used
+// the scan saw (a Put may have replaced it with a valid policy since, or
+// a use been recorded).
+
 // Evict removes entries not used since unusedSince (entries never used
 // count as unused) that hold no policy worth keeping: negative entries,
 // expired policies and mode none policies. STS-CACHE-10: a valid enforce
 // or testing policy is never evicted, however long unused; it leaves the
 // cache when it expires and stays unused. It returns the number removed.
 func (s *SQLite) Evict(ctx context.Context, unusedSince time.Time) (int, error) {
-	res, err := s.wdb.ExecContext(ctx, `DELETE FROM entries
-		WHERE (last_used IS NULL OR last_used < ?1) AND `+evictable,
-		unusedSince.UnixMilli(), s.now().UnixMilli())
-	if err != nil {
-		return 0, fmt.Errorf("stscache: sqlite evict: %w", err)
+	const unused = `(last_used IS NULL OR last_used < ?1) AND ` + evictable
+	since, now := unusedSince.UnixMilli(), s.now().UnixMilli()
+	total, after := 0, ""
+	for {
+		rows, err := s.rdb.QueryContext(ctx, `SELECT domain, last_used FROM entries
+			WHERE domain > ?3 AND `+unused+` ORDER BY domain LIMIT ?4`, since, now, after, evictChunk)
+		if err != nil {
+			return total, fmt.Errorf("stscache: sqlite evict: %w", err)
+		}
+		picked, err := scanPicked(rows)
+		if err != nil {
+			return total, fmt.Errorf("stscache: sqlite evict: %w", err)
+		}
+		if len(picked) == 0 {
+			return total, nil
+		}
+		n, err := s.deletePicked(ctx, picked, `DELETE FROM entries
+			WHERE domain = ?3 AND last_used IS ?4 AND `+unused, since, now)
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("stscache: sqlite evict: %w", err)
+		}
+		if len(picked) < evictChunk {
+			return total, nil
+		}
+		after = picked[len(picked)-1].domain
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("stscache: sqlite evict: %w", err)
+}
+
+// picked is an entry selected for deletion: its domain and last_used as
+// the scan saw them.
+type picked struct {
+	domain   string
+	lastUsed sql.NullInt64
+}
+
+// scanPicked reads and closes rows of (domain, last_used).
+func scanPicked(rows *sql.Rows) ([]picked, error) {
+	defer rows.Close()
+	var out []picked
+	for rows.Next() {
+		var p picked
+		if err := rows.Scan(&p.domain, &p.lastUsed); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
 	}
-	return int(n), nil
+	return out, rows.Err()
+}
+
+// deletePicked runs del for each picked entry on the writer, evictChunk
+// in a transaction; del's parameters are ?1 and ?2 (a and b), ?3 the
+// domain and ?4 its last_used as picked, so an entry used or replaced
+// since the scan stays. It returns the number of entries deleted.
+func (s *SQLite) deletePicked(ctx context.Context, ps []picked, del string, a, b int64) (int, error) {
+	if s.beforeDelete != nil {
+		ds := make([]string, len(ps))
+		for i, p := range ps {
+			ds[i] = p.domain
+		}
+		s.beforeDelete(ds)
+	}
+	total := 0
+	for len(ps) > 0 {
+		chunk := ps[:min(len(ps), evictChunk)]
+		ps = ps[len(chunk):]
+		n, err := s.deleteChunk(ctx, chunk, del, a, b)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+func (s *SQLite) deleteChunk(ctx context.Context, ps []picked, del string, a, b int64) (int, error) {
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	st, err := tx.PrepareContext(ctx, del)
+	if err != nil {
+		return 0, err
+	}
+	defer st.Close()
+	n := 0
+	for _, p := range ps {
+		res, err := st.ExecContext(ctx, a, b, p.domain, p.lastUsed)
+		if err != nil {
+			return 0, err
+		}
+		k, err := res.RowsAffected()
+		if err != nil {
+			return 0, err
+		}
+		n += int(k)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // Cap evicts least recently used entries until at most max remain, with
@@ -650,18 +769,23 @@ func (s *SQLite) Cap(ctx context.Context, max int) (int, error) {
 		return 0, err
 	}
 	over := n - max
-	res, err := s.wdb.ExecContext(ctx, `DELETE FROM entries WHERE domain IN (
-		SELECT domain FROM entries WHERE `+evictable+`
-		ORDER BY last_used ASC, domain ASC LIMIT ?1)`, over, s.now().UnixMilli())
+	now := s.now().UnixMilli()
+	rows, err := s.rdb.QueryContext(ctx, `SELECT domain, last_used FROM entries WHERE `+evictable+`
+		ORDER BY last_used ASC, domain ASC LIMIT ?1`, over, now)
 	if err != nil {
 		return 0, fmt.Errorf("stscache: sqlite cap: %w", err)
 	}
-	d, err := res.RowsAffected()
+	ps, err := scanPicked(rows)
 	if err != nil {
 		return 0, fmt.Errorf("stscache: sqlite cap: %w", err)
 	}
-	reportCap(ctx, s.logger, "sqlite", int(d), over, max, n-int(d))
-	return int(d), nil
+	d, err := s.deletePicked(ctx, ps, `DELETE FROM entries
+		WHERE domain = ?3 AND last_used IS ?4 AND `+evictable, 0, now)
+	if err != nil {
+		return d, fmt.Errorf("stscache: sqlite cap: %w", err)
+	}
+	reportCap(ctx, s.logger, "sqlite", d, over, max, n-d)
+	return d, nil
 }
 
 // WriteLastUsed implements [LastUsedWriter]: one transaction that raises

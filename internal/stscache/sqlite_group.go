@@ -21,9 +21,9 @@ const maxPutBatch = 64
 // fetched policy is never given while the entry could still be lost to a
 // crash. A crash before the commit loses the whole batch, and none of its
 // puts had returned. What is saved is the per-transaction work: the WAL
-// frames of the index pages that every new row touches (expires_at and
-// last_used grow at one end), the locks and the commit record, once per
-// batch instead of once per row.
+// frames of the table pages the rows share, the locks and the commit
+// record, once per batch instead of once per row. (Schema version 4
+// dropped the secondary indexes, whose pages every new row also wrote.)
 //
 // A batch is written under its leader's context. One that fails is
 // written again one row at a time, each under its own caller's context,

@@ -41,7 +41,9 @@ type Repair struct {
 	Damage error
 	// Salvaged entries were copied into the new file; Lost entries were
 	// listed by an index or a partial scan but could not be read. Entries
-	// on pages that no scan reached are in neither count.
+	// on pages that no scan reached are in neither count: since schema
+	// version 4 the table has no index, so the entries on a damaged leaf
+	// of a newer file are usually in neither.
 	Salvaged, Lost int
 }
 
@@ -226,11 +228,13 @@ func salvageFile(ctx context.Context, path string, logger *slog.Logger) ([]*mtas
 
 // salvage visits every entry of a damaged file that can still be read, in
 // domain order, until fn returns false, and returns how many listed
-// entries could not be read. The domains come from scans of the table and
-// of both indexes, forwards and backwards (each up to the first damaged
-// page: the indexes are b-trees of their own, and a backward scan reaches
-// the entries after a damaged page), then each entry is read on its own,
-// so a damaged page costs only the entries on it.
+// entries could not be read. The domains come from scans of the table
+// and, in a file older than schema version 4 (salvage runs before the
+// migrations), of both its indexes, forwards and backwards (each up to
+// the first damaged page: the indexes are b-trees of their own, and a
+// backward scan reaches the entries after a damaged page; in a newer file
+// the index scans fail at once and add nothing), then each entry is read
+// on its own, so a damaged page costs only the entries on it.
 func (s *SQLite) salvage(ctx context.Context, db *sql.DB, fn func(*mtasts.Entry) bool) (lost []string, err error) {
 	domains := make(map[string]bool)
 	for _, q := range []string{

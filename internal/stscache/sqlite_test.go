@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -370,8 +371,8 @@ func TestSQLiteMigrateV1(t *testing.T) {
 	}
 	defer s.Close()
 	var v int
-	if err := s.rdb.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil || v != 3 || len(migrations) != 3 {
-		t.Errorf("user_version = %d, %v; want 3 (of %d migrations)", v, err, len(migrations))
+	if err := s.rdb.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil || v != 4 || len(migrations) != 4 {
+		t.Errorf("user_version = %d, %v; want 4 (of %d migrations)", v, err, len(migrations))
 	}
 	le, err := s.Get(ctx, "legacy.example")
 	if err != nil || le == nil || le.LastErrorType != "" || le.LastErrorTemporary || le.Failures != 1 {
@@ -416,5 +417,172 @@ func BenchmarkSQLitePurgesAfterIdle(b *testing.B) {
 		if ps, err := s.PurgesAfter(ctx, last, 1000); err != nil || len(ps) != 0 {
 			b.Fatal(len(ps), err)
 		}
+	}
+}
+
+// secondaryIndexes lists the indexes of the entries table.
+func secondaryIndexes(t *testing.T, s *SQLite) []string {
+	t.Helper()
+	rows, err := s.rdb.Query(`SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'entries' ORDER BY name`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, n)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+// STS-CACHE-10: a version 3 file (with the two indexes of expires_at and
+// last_used that migration 4 drops) keeps every entry through the
+// migration, loses the indexes, and Evict and Cap, now scanning the table,
+// remove exactly the entries they removed by index: unused entries
+// without a valid policy, least recently used first, never a valid
+// enforce or testing policy.
+func TestSQLiteMigrateV3DropsIndexes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "v3.db")
+	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	long := now.Add(-30 * 24 * time.Hour)
+	want := make(map[string]*mtasts.Entry)
+	var es []*mtasts.Entry
+	add := func(e *mtasts.Entry) { want[e.Domain] = e; es = append(es, e) }
+	const n = 300
+	for i := range n {
+		used := now.Add(-time.Duration(i+1) * time.Minute)
+		switch i % 5 {
+		case 0: // valid enforce, unused for a month: protected
+			add(entryAt(fmt.Sprintf("enforce-%03d.example", i), mtasts.ModeEnforce, now.Add(-time.Hour), 86400, long))
+		case 1: // valid testing, never used: protected
+			add(entryAt(fmt.Sprintf("testing-%03d.example", i), mtasts.ModeTesting, now.Add(-time.Hour), 86400, time.Time{}))
+		case 2: // expired enforce, unused for a month: evicted
+			add(entryAt(fmt.Sprintf("expired-%03d.example", i), mtasts.ModeEnforce, now.Add(-48*time.Hour), 86400, long))
+		case 3: // negative, used recently: kept by Evict, capped by age
+			add(entryAt(fmt.Sprintf("negative-%03d.example", i), "", now.Add(-time.Hour), 0, used))
+		case 4: // mode none, used recently: likewise
+			add(entryAt(fmt.Sprintf("none-%03d.example", i), mtasts.ModeNone, now.Add(-time.Hour), 86400, used))
+		}
+	}
+	s, err := OpenSQLite(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.putAll(ctx, es); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	asVersion3(t, path)
+
+	s, err = OpenSQLite(ctx, path, nil)
+	if err != nil {
+		t.Fatalf("opening a version 3 file: %v", err)
+	}
+	defer s.Close()
+	s.Now = func() time.Time { return now }
+	var v int
+	if err := s.rdb.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil || v != len(migrations) {
+		t.Errorf("user_version = %d, %v; want %d", v, err, len(migrations))
+	}
+	if idx := secondaryIndexes(t, s); len(idx) != 0 {
+		t.Errorf("indexes after migration 4: %v, want none", idx)
+	}
+	if got := checkSalvaged(t, s, want); got != n {
+		t.Errorf("%d entries after the migration, want %d", got, n)
+	}
+
+	// Evict: the 60 expired entries (unused for a month) go; the recently
+	// used negative and mode none entries stay.
+	evicted, err := s.Evict(ctx, now.Add(-24*time.Hour))
+	if err != nil || evicted != n/5 {
+		t.Fatalf("Evict = %d, %v; want %d", evicted, err, n/5)
+	}
+	// Cap to 150 of the 240 left: the 90 least recently used of the 120
+	// negative and mode none entries go (the oldest: the highest i), and
+	// none of the 120 valid policies.
+	capped, err := s.Cap(ctx, 150)
+	if err != nil || capped != 90 {
+		t.Fatalf("Cap(150) = %d, %v; want 90", capped, err)
+	}
+	for i := range n {
+		e := es[i]
+		got, err := s.Get(ctx, e.Domain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keep := false
+		switch i % 5 {
+		case 0, 1:
+			keep = true
+		case 3, 4:
+			// 120 of them, used i+1 minutes ago: the 30 with the
+			// smallest i are the most recently used.
+			keep = i < 75
+		}
+		if (got != nil) != keep {
+			t.Errorf("%s: kept %v, want %v", e.Domain, got != nil, keep)
+		}
+	}
+}
+
+// STS-CACHE-10: Evict and Cap pick entries in a scan on a reader and
+// delete them on the writer; an entry a Put replaced with a valid policy,
+// or a use recorded, between the two is not deleted.
+func TestSQLiteEvictRechecksPicked(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	long := now.Add(-30 * 24 * time.Hour)
+	for _, op := range []string{"evict", "cap"} {
+		t.Run(op, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			s, _ := openTestSQLite(t)
+			s.Now = func() time.Time { return now }
+			for _, d := range []string{"a.example", "b.example", "c.example"} {
+				if err := s.Put(ctx, entryAt(d, "", now.Add(-time.Hour), 0, long)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var picked []string
+			s.beforeDelete = func(ds []string) {
+				picked = ds
+				// A fresh valid policy for a, a use of b: both stay.
+				if err := s.Put(ctx, entryAt("a.example", mtasts.ModeEnforce, now, 86400, long)); err != nil {
+					t.Error(err)
+				}
+				if err := s.WriteLastUsed(ctx, map[string]time.Time{"b.example": now}); err != nil {
+					t.Error(err)
+				}
+			}
+			var n int
+			var err error
+			if op == "evict" {
+				n, err = s.Evict(ctx, now.Add(-24*time.Hour))
+			} else {
+				n, err = s.Cap(ctx, 0)
+			}
+			if err != nil || n != 1 {
+				t.Errorf("%s = %d, %v; want 1 (c only)", op, n, err)
+			}
+			if strings.Join(picked, " ") != "a.example b.example c.example" {
+				t.Errorf("picked %q, want all three", picked)
+			}
+			for d, keep := range map[string]bool{"a.example": true, "b.example": true, "c.example": false} {
+				if e, err := s.Get(ctx, d); err != nil || (e != nil) != keep {
+					t.Errorf("%s: present %v (%v), want %v", d, e != nil, err, keep)
+				}
+			}
+		})
 	}
 }
