@@ -73,9 +73,23 @@ const claimedCond = `SELECT id FROM reports WHERE pending <> 0 AND pending = 2`
 // rollup: per grain, the total rows from their policy rows and the
 // detail rows from their failure details, with the same sums as
 // rollup.addReport (a report counts once per row key), in the rollup's
-// key order. sum is the backend's saturating SUM.
-func rollupFold(sum func(string) string) []string {
-	var out []string
+// key order. sum is the backend's saturating SUM; temp is the backend's
+// temporary schema ("temp" on SQLite, "pg_temp" on PostgreSQL).
+//
+// The claimed reports' policy and failure rows are first copied into two
+// temporary tables (in memory on SQLite: temp_store), which the
+// per-grain statements then scan: the copy looks each claimed report's
+// rows up in the big tables' indexes once, instead of once per grain
+// statement (17 of them).
+func rollupFold(sum func(string) string, temp string) []string {
+	out := []string{
+		`DROP TABLE IF EXISTS ` + temp + `.fold_policies`,
+		`DROP TABLE IF EXISTS ` + temp + `.fold_details`,
+		`CREATE TEMP TABLE fold_policies AS SELECT report, day, organization, policy_domain, mx_host, policy_type, successful, failed, details
+			FROM policies WHERE report IN (` + claimedCond + `)`,
+		`CREATE TEMP TABLE fold_details AS SELECT report, day, organization, policy_domain, mx_host, policy_type, result_type, failed_session_count
+			FROM failure_details WHERE report IN (` + claimedCond + `)`,
+	}
 	for g := range grainDomainDay + 1 {
 		if g&grainNoOrg != 0 && g != grainDomainDay {
 			continue
@@ -110,15 +124,15 @@ func rollupFold(sum func(string) string) []string {
 		out = append(out, ins+`SELECT `+fmt.Sprintf(keys, kindTotal)+`, '', COUNT(DISTINCT report), `+sum("successful")+`, `+sum("failed")+`,
 			COUNT(DISTINCT CASE WHEN successful > 0 THEN report END), COUNT(DISTINCT CASE WHEN `+nd+` THEN report END),
 			`+sum("CASE WHEN "+nd+" THEN failed ELSE 0 END")+`
-			FROM policies WHERE report IN (`+claimedCond+`) GROUP BY `+by+` ORDER BY `+by+rollupConflict)
+			FROM fold_policies GROUP BY `+by+` ORDER BY `+by+rollupConflict)
 		if g&grainNoOrg != 0 {
 			continue // totals only (grainDomainDay)
 		}
 		out = append(out, ins+`SELECT `+fmt.Sprintf(keys, kindResult)+`, result_type, COUNT(DISTINCT report), 0, `+sum("failed_session_count")+`, 0, 0, 0
-			FROM failure_details WHERE policy IN (SELECT id FROM policies WHERE report IN (`+claimedCond+`))
+			FROM fold_details
 			GROUP BY `+by+`, result_type ORDER BY `+by+`, result_type`+rollupConflict)
 	}
-	return out
+	return append(out, `DROP TABLE `+temp+`.fold_policies`, `DROP TABLE `+temp+`.fold_details`)
 }
 
 // Fold adds every pending report to the rollup (see the top of this

@@ -80,7 +80,7 @@ func postgresDialect() dialect {
 		domainDayRollup: "summary_rollup",
 		reportersRollup: "summary_rollup",
 		versionTable:    "reports_schema_version",
-		foldSQL:         rollupFold(postgresSum),
+		foldSQL:         rollupFold(postgresSum, "pg_temp"),
 		skipLocked:      " FOR UPDATE SKIP LOCKED",
 		forUpdate:       " FOR UPDATE",
 		foldLock: func(ctx context.Context, tx *sql.Tx) error {

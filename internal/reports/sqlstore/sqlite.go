@@ -91,7 +91,7 @@ func sqliteDialect() dialect {
 		domainDayRollup: "summary_rollup INDEXED BY summary_rollup_domainday_day",
 		reportersRollup: "summary_rollup INDEXED BY summary_rollup_reporters",
 		detachWrites:    true,
-		foldSQL:         rollupFold(sqliteSum),
+		foldSQL:         rollupFold(sqliteSum, "temp"),
 		// One writer connection: every transaction is serialised.
 		foldLock: func(context.Context, *sql.Tx) error { return nil },
 		lockKey:  func(context.Context, *sql.Tx, string) error { return nil },
