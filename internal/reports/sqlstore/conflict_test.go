@@ -34,14 +34,7 @@ func checkSummaryConsistent(t *testing.T, st reports.Store) {
 	for _, f := range []reports.Filter{{}, {GroupBy: []string{reports.GroupResultType}}, {GroupBy: []string{reports.GroupPolicyDomain, reports.GroupMXHost, reports.GroupPolicyType}},
 		{GroupBy: []string{reports.GroupOrganization, reports.GroupResultType}},
 		{GroupBy: []string{reports.GroupDay, reports.GroupPolicyDomain}}} {
-		got, err := st.Summary(context.Background(), f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := s.summaryRaw(context.Background(), f)
-		if err != nil {
-			t.Fatal(err)
-		}
+		got, want := summaryAndRaw(t, context.Background(), st, f)
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%+v: rollup %+v, raw %+v", f.GroupBy, got, want)
 		}

@@ -25,7 +25,6 @@ func TestFilterDomains(t *testing.T) {
 	backends(t, func(t *testing.T, st reports.Store) {
 		ctx := context.Background()
 		putSynth(t, st, 60)
-		ss := st.(*sqlStore)
 		one := func(d string) (n, succ, fail int64) {
 			return reportstest.OrgTotals(t, st, reports.Filter{PolicyDomain: d})
 		}
@@ -40,14 +39,7 @@ func TestFilterDomains(t *testing.T) {
 		}
 		for _, g := range [][]string{{reports.GroupDay, reports.GroupPolicyDomain}, {reports.GroupResultType}, {reports.GroupOrganization, reports.GroupMXHost}} {
 			fl := reports.Filter{Domains: []string{"d1.example", "d2.example"}, GroupBy: g}
-			got, err := st.Summary(ctx, fl)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, err := ss.summaryRaw(ctx, fl)
-			if err != nil {
-				t.Fatal(err)
-			}
+			got, want := summaryAndRaw(t, ctx, st, fl)
 			if len(got) == 0 || len(got) != len(want) {
 				t.Fatalf("group %v: rollup %d rows, direct %d", g, len(got), len(want))
 			}

@@ -49,3 +49,19 @@ func backends(t *testing.T, f func(t *testing.T, st reports.Store)) {
 		f(t, openTestPostgres(t))
 	})
 }
+
+// summaryAndRaw returns Summary's answer for f (through the rollup where
+// it can) and the direct aggregation over the stored rows, which must be
+// equal.
+func summaryAndRaw(t *testing.T, ctx context.Context, st reports.Store, f reports.Filter) (got, raw []reports.SummaryRow) {
+	t.Helper()
+	got, err := st.Summary(ctx, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err = st.(*sqlStore).summaryRaw(ctx, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got, raw
+}

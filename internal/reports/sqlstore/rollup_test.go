@@ -153,14 +153,7 @@ func TestRollupEqualsRawAggregation(t *testing.T) {
 				if _, ok := rollupGrain(f, cols, byResult); ok {
 					viaRollup++
 				}
-				got, err := st.Summary(ctx, f)
-				if err != nil {
-					t.Fatal(err)
-				}
-				want, err := s.summaryRaw(ctx, f)
-				if err != nil {
-					t.Fatal(err)
-				}
+				got, want := summaryAndRaw(t, ctx, st, f)
 				if !reflect.DeepEqual(got, want) {
 					t.Fatalf("%s, %+v: rollup differs from raw\nrollup %+v\nraw    %+v", stage, f, got, want)
 				}

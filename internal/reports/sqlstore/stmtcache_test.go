@@ -109,14 +109,7 @@ func TestCachedStatementsLargeBatch(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, f := range rollupFilters() {
-			got, err := st.Summary(ctx, f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, err := s.summaryRaw(ctx, f)
-			if err != nil {
-				t.Fatal(err)
-			}
+			got, want := summaryAndRaw(t, ctx, st, f)
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("%+v: rollup differs from raw\nrollup %+v\nraw    %+v", f, got, want)
 			}
