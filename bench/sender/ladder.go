@@ -7,6 +7,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/mailsts/mailsts/internal/outgoing/libtlsrpt/libtlsrpttest"
 )
 
 // offer sends datagrams to path at rate per second for d, as libtlsrpt
@@ -73,7 +75,7 @@ func runLadder(c config, rates []int, step time.Duration, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	dgrams := datagrams(max(c.n, 1000), c.domains)
+	dgrams := libtlsrpttest.Mix(max(c.n, 1000), c.domains)
 	type rx struct {
 		name  string
 		start func(tag string) (*daemon, error)

@@ -22,6 +22,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mailsts/mailsts/internal/outgoing/libtlsrpt/libtlsrpttest"
 )
 
 func main() {
@@ -64,27 +66,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench/sender:", err)
 		os.Exit(1)
 	}
-}
-
-// datagrams returns n datagrams in libtlsrpt's byte form: one in five a
-// failure, over the given number of domains.
-func datagrams(n, domains int) [][]byte {
-	out := make([][]byte, n)
-	for i := range out {
-		d := fmt.Sprintf("d%05d.example", i%domains)
-		var pol string
-		switch i % 5 {
-		case 0:
-			pol = `{"policy-type":2,"policy-domain": "` + d + `","policy-string":["version: STSv1","mode: enforce","mx: mx.` + d + `","max_age: 86400"],"mx-host":["mx.` + d + `"],` +
-				`"failure-details":[{"c":204,"s": "192.0.2.1","n": "mx.` + d + `","r": "198.51.100.` + strconv.Itoa(i%7) + `","a": "certificate has expired"}],"t":1,"f":1}`
-		case 1, 2:
-			pol = `{"policy-type":2,"policy-domain": "` + d + `","policy-string":["version: STSv1","mode: enforce","mx: mx.` + d + `","max_age: 86400"],"mx-host":["mx.` + d + `"],"t":0,"f":0}`
-		default:
-			pol = `{"policy-type":9,"policy-domain": "` + d + `","t":0,"f":0}`
-		}
-		out[i] = []byte(`{"dpv": "1","d": "` + d + `","pr": "v=TLSRPTv1; rua=mailto:tlsrpt@` + d + `","policies":[` + pol + `]}`)
-	}
-	return out
 }
 
 // send writes every datagram to path from the given number of goroutines.
@@ -258,7 +239,7 @@ func run(c config, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	dgrams := datagrams(c.n, c.domains)
+	dgrams := libtlsrpttest.Mix(c.n, c.domains)
 	byName := map[string][]result{}
 	var names []string
 	add := func(r result) {

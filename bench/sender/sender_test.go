@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailsts/mailsts/internal/outgoing/libtlsrpt/libtlsrpttest"
 )
 
 // peerSource is where the smoke test looks for sys4/tlsrpt-reporter: the
@@ -102,7 +104,7 @@ func TestPeerUnderstandsDatagrams(t *testing.T) {
 		t.Fatalf("python3 is here but tlsrpt-collectd does not run: %v", err)
 	}
 	const n = 250
-	r, err := flatOut(d, datagrams(n, 20), 1, time.Minute)
+	r, err := flatOut(d, libtlsrpttest.Mix(n, 20), 1, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +149,7 @@ func TestOfferDropsWhenFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	tried, refused, err := offer(path, datagrams(10, 2), 20000, 50*time.Millisecond)
+	tried, refused, err := offer(path, libtlsrpttest.Mix(10, 2), 20000, 50*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,15 +2,14 @@ package libtlsrpt
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"path/filepath"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/mailsts/mailsts/internal/outgoing"
+	"github.com/mailsts/mailsts/internal/outgoing/libtlsrpt/libtlsrpttest"
 )
 
 // BenchmarkCollect: one datagram through the parser, the Recorder and the
@@ -35,29 +34,6 @@ func BenchmarkCollect(b *testing.B) {
 	}
 }
 
-// mixDatagrams are the datagrams of bench/sender: over the given number
-// of domains, one in five an MTA-STS failure (certificate expired, seven
-// receiving IPs), two in five MTA-STS successes, two in five
-// no-policy-found.
-func mixDatagrams(n, domains int) [][]byte {
-	out := make([][]byte, n)
-	for i := range out {
-		d := fmt.Sprintf("d%05d.example", i%domains)
-		var pol string
-		switch i % 5 {
-		case 0:
-			pol = `{"policy-type":2,"policy-domain": "` + d + `","policy-string":["version: STSv1","mode: enforce","mx: mx.` + d + `","max_age: 86400"],"mx-host":["mx.` + d + `"],` +
-				`"failure-details":[{"c":204,"s": "192.0.2.1","n": "mx.` + d + `","r": "198.51.100.` + strconv.Itoa(i%7) + `","a": "certificate has expired"}],"t":1,"f":1}`
-		case 1, 2:
-			pol = `{"policy-type":2,"policy-domain": "` + d + `","policy-string":["version: STSv1","mode: enforce","mx: mx.` + d + `","max_age: 86400"],"mx-host":["mx.` + d + `"],"t":0,"f":0}`
-		default:
-			pol = `{"policy-type":9,"policy-domain": "` + d + `","t":0,"f":0}`
-		}
-		out[i] = []byte(`{"dpv": "1","d": "` + d + `","pr": "v=TLSRPTv1; rua=mailto:tlsrpt@` + d + `","policies":[` + pol + `]}`)
-	}
-	return out
-}
-
 // BenchmarkCollectMix: bench/sender's datagrams (1,000 domains) through
 // the parser, the Recorder and the SQLite store, every result committed
 // before the clock stops; ns/op is per datagram, wall clock (the
@@ -70,7 +46,7 @@ func BenchmarkCollectMix(b *testing.B) {
 	defer st.Close()
 	rec := outgoing.NewRecorder(st, outgoing.RecorderOptions{MaxWait: time.Minute})
 	c := &Collector{Recorder: rec}
-	dgs := mixDatagrams(10000, 1000)
+	dgs := libtlsrpttest.Mix(10000, 1000)
 	ctx := context.Background()
 	b.ReportAllocs()
 	i := 0
@@ -120,7 +96,7 @@ func BenchmarkServe(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer out.Close()
-	dgs := mixDatagrams(10000, 1000)
+	dgs := libtlsrpttest.Mix(10000, 1000)
 	b.ReportAllocs()
 	n := 0
 	for b.Loop() {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mailsts/mailsts/internal/outgoing"
+	"github.com/mailsts/mailsts/internal/outgoing/libtlsrpt/libtlsrpttest"
 	"github.com/mailsts/mailsts/tlsrpt/result"
 )
 
@@ -222,7 +223,7 @@ func FuzzParse(f *testing.F) {
 // fprintf calls), from the tests above and bench/sender.
 func realDatagrams() []string {
 	out := []string{stsExample, tlsaSuccess, noPolicy, twoPolicies}
-	for _, b := range mixDatagrams(10, 3) {
+	for _, b := range libtlsrpttest.Mix(10, 3) {
 		out = append(out, string(b))
 	}
 	return out
