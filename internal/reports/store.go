@@ -58,7 +58,9 @@ type Store interface {
 	// Prune deletes, in one transaction, the reports whose day is before
 	// p.Before with their policies, failure details and rollup rows, and
 	// the rejected input received before that day; with p.DryRun it only
-	// counts. Summary afterwards equals the summary of the reports kept.
+	// counts. Reports still pending for the rollup are folded first (a
+	// dry run too), so a dry run counts what the prune deletes. Summary
+	// afterwards equals the summary of the reports kept.
 	Prune(ctx context.Context, p Prune) (PruneResult, error)
 	// Summary aggregates session counts over the reports matching f.
 	Summary(ctx context.Context, f Filter) ([]SummaryRow, error)
