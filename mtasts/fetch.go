@@ -52,6 +52,10 @@ const (
 //   - HTTPS only, to https://mta-sts.<domain>/.well-known/mta-sts.txt
 //     (STS-FETCH-1, STS-POL-1), certificate verified for that name with SNI
 //     set to it (STS-FETCH-2, STS-FETCH-13), TLS 1.2 or later (STS-FETCH-14);
+//     the verification of the part of a chain above the leaf's issuer is
+//     shared by the policy hosts presenting the same chain (on Linux and
+//     the BSDs, outside FIPS mode), accepting exactly the chains
+//     crypto/x509 accepts (chains.go);
 //   - the policy host's address comes from the Client's DNS layer (A and
 //     AAAA, tried in turn), never from the system resolver or /etc/hosts;
 //   - no redirects (STS-FETCH-5, GO-2), no HTTP caching or validators
@@ -108,6 +112,9 @@ type Client struct {
 	// the same as with both queries, only the order of the addresses
 	// tried (IPv4 first, as always) decides earlier.
 	IPv6 func() bool
+
+	chainsOnce sync.Once
+	chains     *chainCache // shared chain verification (chains.go)
 
 	dnsOnce sync.Once
 	dnsDef  dnsresolve.Resolver
@@ -423,7 +430,7 @@ func (c *Client) exchange(ctx context.Context, dns dnsresolve.Resolver, ahead *a
 	// writes at once; no socket deadline of its own, so that ctx.Err()
 	// says why the exchange ended.
 	stop := context.AfterFunc(ctx, func() { _ = raw.SetDeadline(time.Unix(1, 0)) })
-	conn := tls.Client(raw, &tls.Config{
+	cfg := &tls.Config{
 		// GO-5, STS-FETCH-13: ServerName sets the SNI and the name the
 		// certificate is verified for (STS-FETCH-2).
 		ServerName: host,
@@ -439,12 +446,18 @@ func (c *Client) exchange(ctx context.Context, dns dnsresolve.Resolver, ahead *a
 		// HTTP/1.1 only, as net/http's Transport with a custom TLS
 		// configuration would.
 		NextProtos: []string{"http/1.1"},
-	})
+	}
+	c.chainsOnce.Do(func() { c.chains = newChainCache() })
+	verified := c.chains.tlsConfig(cfg)
+	conn := tls.Client(raw, cfg)
 	if err := conn.HandshakeContext(ctx); err != nil {
 		stop()
 		return nil, err
 	}
 	st := conn.ConnectionState()
+	if st.VerifiedChains == nil {
+		st.VerifiedChains = verified()
+	}
 	res.TLS = &st
 	// One write of the whole request: a bytes.Buffer spares Request.Write
 	// its own 4 KiB bufio.Writer.
