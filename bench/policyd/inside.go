@@ -111,6 +111,7 @@ type figures struct {
 	startup       time.Duration // to the first answer, empty cache
 	hit           loadResult    // all rounds merged (latencies)
 	open          loadResult    // open-loop rounds merged
+	openP99       []float64     // open-loop p99 per round, seconds
 	hitRounds     []float64     // q/s per round
 	cpuRounds     []float64     // CPU seconds per query, per round
 	cold          loadResult    // the round with the median wall time
@@ -453,6 +454,8 @@ func hitRound(ctx context.Context, cfg config, ks keySets, d *daemon, f *figures
 		f.open.wall += o.wall
 		f.open.lat = append(f.open.lat, o.lat...)
 		slices.Sort(f.open.lat)
+		slices.Sort(o.lat)
+		f.openP99 = append(f.openP99, o.percentile(99).Seconds())
 	}
 	f.hitRounds = append(f.hitRounds, r.qps())
 	f.cpuRounds = append(f.cpuRounds, (c1-c0).Seconds()/float64(r.queries))

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"net"
+	"slices"
 	"testing"
 	"time"
 )
@@ -64,5 +65,14 @@ func TestOpenLoopNoCoordinatedOmission(t *testing.T) {
 	}
 	if r.percentile(0.1) < service {
 		t.Errorf("min latency %v below the service time %v", r.percentile(0.1), service)
+	}
+}
+
+// TestPairedRatios: round i of one daemon is divided by round i of the
+// other; extra rounds and zero denominators are left out.
+func TestPairedRatios(t *testing.T) {
+	got := pairedRatios([]float64{2, 3, 8, 5}, []float64{1, 0, 4})
+	if want := []float64{2, 2}; !slices.Equal(got, want) {
+		t.Errorf("pairedRatios = %v, want %v", got, want)
 	}
 }

@@ -65,6 +65,13 @@ func report(w io.Writer, cfg config, all []*figures) {
 			}
 			return dur(f.open.percentile(50)) + " / " + dur(f.open.percentile(99)) + " / " + dur(f.open.percentile(99.9))
 		})
+		row("open loop p99 per round (median; min–max)", func(f *figures) string {
+			if len(f.openP99) == 0 {
+				return "–"
+			}
+			return dur(time.Duration(median(f.openP99)*float64(time.Second))) + " (" +
+				dur(time.Duration(slices.Min(f.openP99)*float64(time.Second))) + "–" + dur(time.Duration(slices.Max(f.openP99)*float64(time.Second))) + ")"
+		})
 		row("open loop latency max", func(f *figures) string {
 			if len(f.open.lat) == 0 {
 				return "–"
@@ -191,6 +198,13 @@ func report(w io.Writer, cfg config, all []*figures) {
 		if best != nil {
 			goal(fmt.Sprintf("mailsts p99 ÷ best peer's p99 (%s), open loop at %.0f q/s", label(best.name), cfg.openRate),
 				float64(m.open.percentile(99))/float64(best.open.percentile(99)), "≤", 1)
+			// The rounds are interleaved: round i of each daemon ran
+			// minutes apart at most, so the ratio of each pair moves less
+			// with the machine's load than the ratio of the pooled tails.
+			if pairs := pairedRatios(m.openP99, best.openP99); len(pairs) > 1 {
+				fmt.Fprintf(w, "- the same, round by round (mailsts round i ÷ %s round i): median %.2f, min–max %.2f–%.2f over %d rounds\n",
+					label(best.name), median(pairs), slices.Min(pairs), slices.Max(pairs), len(pairs))
+			}
 		}
 	}
 	if fl := byName["floor"]; ok(m) && ok(fl) && len(m.coldRounds) > 0 && len(fl.coldRounds) > 0 {
@@ -256,4 +270,15 @@ func dur(d time.Duration) string {
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
 	return line
+}
+
+// pairedRatios divides a[i] by b[i] for the rounds both have.
+func pairedRatios(a, b []float64) []float64 {
+	var out []float64
+	for i := range min(len(a), len(b)) {
+		if b[i] > 0 {
+			out = append(out, a[i]/b[i])
+		}
+	}
+	return out
 }
