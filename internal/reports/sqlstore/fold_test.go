@@ -133,10 +133,10 @@ func TestFoldMigration(t *testing.T) {
 	}
 	// More reports, pending until Close folds them (the background
 	// fold stopped, so that only Close can).
+	s.folder.stop() // before the puts: a loaded machine may take foldAfter over them
 	for i := 30; i < 40; i++ {
 		reportstest.Put(t, st, reportstest.SynthReport(i), nil)
 	}
-	s.folder.stop()
 	countPending := func() int {
 		t.Helper()
 		var n int
