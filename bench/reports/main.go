@@ -2,7 +2,9 @@
 // ingest N synthetic reports (varied organisations, policy domains,
 // policy types and failure details, built with the tlsrpt builders and
 // gzipped as senders POST them) into SQLite or PostgreSQL, then time the
-// summary query and a filtered failures query. See README.md.
+// summary query and a filtered failures query. With -mails it times the
+// parse of whole report mails instead, side by side with mox's parser
+// (-mox). See README.md.
 package main
 
 import (
@@ -89,9 +91,12 @@ func main() {
 	flag.BoolVar(&c.Reuse, "reuse", false, "skip the ingest and query the existing database")
 	flag.BoolVar(&c.Keep, "keep", false, "keep the PostgreSQL schema after the run")
 	flag.IntVar(&c.Repeat, "repeat", 3, "runs of each query")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the ingest (its timed part) to this `file`")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the ingest (its timed part; with -mails, mailsts's first pass) to this `file`")
 	flag.IntVar(&c.HTTP, "http", 0, "compare instead: the batch path against this many concurrent HTTP POST clients, side by side")
-	rounds := flag.Int("rounds", 3, "with -http: rounds, each batch then HTTP into fresh databases")
+	rounds := flag.Int("rounds", 3, "with -http: rounds, each batch then HTTP into fresh databases; with -mails: rounds, each mailsts then mox")
+	mails := flag.Int("mails", 0, "parse instead: this many synthetic report mails, with mailsts's tlsrpt.ParseMessage")
+	mox := flag.Bool("mox", false, "with -mails: also with mox's tlsrpt.ParseMessage (builds bench/reports/moxparse with go), rounds alternated")
+	moxBin := flag.String("moxbin", "", "with -mails: the mox peer already built (`path` of a moxparse binary); implies -mox")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -100,6 +105,14 @@ func main() {
 			os.Exit(1)
 		}
 		c.profile = f
+	}
+	if *mails > 0 {
+		mc := MailConfig{N: *mails, Rounds: *rounds, MoxBin: *moxBin, profile: c.profile}
+		if err := runMails(mc, *mox); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
 	}
 	if c.HTTP > 0 {
 		rs, err := Compare(context.Background(), c, *rounds, os.Stdout)
@@ -126,6 +139,28 @@ func main() {
 		fmt.Printf("%-52s %6d rows  first %9v  best of %d %9v\n", q.Name, q.Rows, q.First.Round(time.Microsecond),
 			max(c.Repeat, 1), q.Best.Round(time.Microsecond))
 	}
+}
+
+// runMails is the -mails mode: the peer built first when asked for, then
+// CompareMails and its table.
+func runMails(c MailConfig, mox bool) error {
+	ctx := context.Background()
+	if mox && c.MoxBin == "" {
+		dir, err := os.MkdirTemp("", "mailsts-bench-moxparse-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		if c.MoxBin, err = BuildMox(ctx, dir); err != nil {
+			return err
+		}
+	}
+	rs, err := CompareMails(ctx, c, os.Stdout)
+	if err != nil {
+		return err
+	}
+	printMails(os.Stdout, rs)
+	return nil
 }
 
 // Synth builds report i of the synthetic set: 40 organisations, 500

@@ -5,6 +5,9 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -156,4 +159,140 @@ func TestCompare(t *testing.T) {
 			t.Errorf("%s: %d reports stored, want 200", filepath.Base(p), n)
 		}
 	}
+}
+
+// TestMain doubles as a fake mox peer: with MAILSTS_FAKE_MOXPARSE set,
+// the test binary prints that line as moxparse would and exits.
+func TestMain(m *testing.M) {
+	if line := os.Getenv("MAILSTS_FAKE_MOXPARSE"); line != "" {
+		fmt.Println(line)
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// synthSums sums the counts of Synth(0..n-1) straight from the reports.
+func synthSums(n int) (policies int, sessions, details int64) {
+	for i := range n {
+		for _, p := range Synth(i).Policies {
+			policies++
+			sessions += p.Summary.TotalSuccessfulSessionCount + p.Summary.TotalFailureSessionCount
+			for _, d := range p.FailureDetails {
+				details += d.FailedSessionCount
+			}
+		}
+	}
+	return policies, sessions, details
+}
+
+// TestParseMails: the mail mode's mailsts side parses every composed
+// mail, and its sums are those of the Synth reports the mails carry.
+func TestParseMails(t *testing.T) {
+	t.Parallel()
+	const n = 40
+	dir := t.TempDir()
+	want, size, err := writeMails(dir, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mails, err := readMails(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, m := range mails {
+		total += int64(len(m))
+	}
+	if len(mails) != n || total != size {
+		t.Fatalf("%d mails of %d bytes read, want %d of %d", len(mails), total, n, size)
+	}
+	p := parseMails(mails)
+	if p.Mails != n || p.Failures != 0 {
+		t.Fatalf("pass %+v", p)
+	}
+	policies, sessions, details := synthSums(n)
+	if p.Policies != policies || p.Sessions != sessions || p.Details != details || p.Sums != want {
+		t.Errorf("parsed %v, the reports have policies=%d sessions=%d detail_sessions=%d (writeMails: %v)",
+			p.Sums, policies, sessions, details, want)
+	}
+	if p.Elapsed <= 0 || details == 0 {
+		t.Errorf("pass %+v", p)
+	}
+	// A mail that is not a report counts as a failure, not as parsed.
+	p = parseMails(append(mails, []byte("Subject: hello\r\n\r\nno report\r\n")))
+	if p.Failures != 1 || !strings.Contains(p.FirstError, fmt.Sprintf("mail %d:", n)) {
+		t.Errorf("with a mail without report: %+v", p)
+	}
+}
+
+// TestCompareMailsPeer: the side-by-side mode takes the peer's line,
+// and fails when the peer's sums or counts are not the reports'. The
+// peer is this test binary (TestMain), printing a line made here.
+func TestCompareMailsPeer(t *testing.T) {
+	t.Parallel()
+	const n = 20
+	policies, sessions, details := synthSums(n)
+	line := func(mails, failures int, sessions int64) string {
+		return fmt.Sprintf(`{"mails":%d,"failures":%d,"elapsed_ns":2000000,"cpu_ns":1000000,"policies":%d,"sessions":%d,"detail_sessions":%d}`,
+			mails, failures, policies, sessions, details)
+	}
+	fake := func(peerLine string) MailConfig {
+		return MailConfig{N: n, Rounds: 2, MoxBin: os.Args[0], moxEnv: []string{"MAILSTS_FAKE_MOXPARSE=" + peerLine, "GORACE=atexit_sleep_ms=0"}}
+	}
+	good := func(name, peerLine string) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var out strings.Builder
+			rs, err := CompareMails(context.Background(), fake(peerLine), &out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rs) != 2 || rs[1].Mox.PerSec() != 10000 || rs[1].Mox.CPUPerMail() != 50*time.Microsecond || rs[1].Mailsts.Failures != 0 {
+				t.Fatalf("rounds %+v", rs)
+			}
+			printMails(&out, rs)
+			for _, s := range []string{"round 2: mailsts ", ", mox 10000 mails/s (CPU 50µs/mail)", "mailsts/mox ", "sums agree in every round: policies="} {
+				if !strings.Contains(out.String(), s) {
+					t.Errorf("output lacks %q:\n%s", s, out.String())
+				}
+			}
+		})
+	}
+	bad := func(name, peerLine, wantErr string) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			_, err := CompareMails(context.Background(), fake(peerLine), io.Discard)
+			if err == nil || !strings.Contains(err.Error(), wantErr) {
+				t.Fatalf("error %v, want one with %q", err, wantErr)
+			}
+		})
+	}
+	good("agree", line(n, 0, sessions))
+	bad("sessions differ", line(n, 0, sessions+1), "mox: sums disagree")
+	bad("mails failed", line(n, 3, sessions), "mox: 3 of 20 mails failed")
+	bad("mails missing", line(n-1, 0, sessions), "(19 read)")
+	bad("not JSON", "ok", "output \"ok\\n\"")
+}
+
+// TestCompareMailsMox runs the real peer, mox's parser, on a few mails.
+// Building it needs mox v0.0.15 in the module cache (GOPROXY=off: the
+// test never downloads); it skips when the build fails.
+func TestCompareMailsMox(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the mox peer (-short)")
+	}
+	t.Parallel()
+	bin, err := BuildMox(context.Background(), t.TempDir(), "GOPROXY=off")
+	if err != nil {
+		t.Skipf("mox peer not built (needs github.com/mjl-/mox@v0.0.15 in the module cache): %v", err)
+	}
+	var out strings.Builder
+	rs, err := CompareMails(context.Background(), MailConfig{N: 60, Rounds: 1, MoxBin: bin}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 1 || rs[0].Mox.Mails != 60 || rs[0].Mox.Sums != rs[0].Mailsts.Sums {
+		t.Fatalf("rounds %+v", rs)
+	}
+	t.Log(out.String())
 }
