@@ -167,8 +167,8 @@ func BenchmarkSQLiteLoad100k(b *testing.B) {
 		e := benchEntry(i, now)
 		pj := encodePolicy(e.Policy)
 		_, err := put.ExecContext(ctx, e.Domain, mustJSON(b, pj), string(e.Policy.Mode), e.Expires().UnixMilli(), e.ID,
-			nullMS(e.FetchedAt), nullMS(e.CheckedAt), nullMS(e.NoPolicyUntil), e.FailedID, nullMS(e.FailedAt),
-			e.Failures, e.LastError, nullMS(e.LastUsed), string(e.LastErrorType), boolInt(e.LastErrorTemporary))
+			msArg(e.FetchedAt), msArg(e.CheckedAt), msArg(e.NoPolicyUntil), e.FailedID, msArg(e.FailedAt),
+			e.Failures, e.LastError, msArg(e.LastUsed), string(e.LastErrorType), boolInt(e.LastErrorTemporary))
 		if err != nil {
 			b.Fatal(err)
 		}

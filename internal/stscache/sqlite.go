@@ -303,12 +303,13 @@ func (s *SQLite) now() time.Time {
 	return time.Now()
 }
 
-// nullMS is t as nullable Unix milliseconds: NULL for the zero time.
-func nullMS(t time.Time) sql.NullInt64 {
+// msArg is t as a nullable Unix milliseconds argument: nil (NULL) for the
+// zero time, else an int64.
+func msArg(t time.Time) any {
 	if t.IsZero() {
-		return sql.NullInt64{}
+		return nil
 	}
-	return sql.NullInt64{Int64: t.UnixMilli(), Valid: true}
+	return t.UnixMilli()
 }
 
 func msOrZero(n sql.NullInt64) time.Time {
@@ -418,20 +419,19 @@ func entryArgs(e *mtasts.Entry) ([]any, error) {
 	if err := checkDomain(e.Domain); err != nil {
 		return nil, err
 	}
-	var policy, mode sql.NullString
-	var expires sql.NullInt64
+	// The values are the driver's own (nil for NULL, int64, string), not
+	// sql.Null* types, which database/sql would convert one by one.
+	var policy, mode, expires any
 	if e.Policy != nil {
 		b, err := json.Marshal(encodePolicy(e.Policy))
 		if err != nil {
 			return nil, fmt.Errorf("stscache: sqlite put %s: %w", e.Domain, err)
 		}
-		policy = sql.NullString{String: string(b), Valid: true}
-		mode = sql.NullString{String: string(e.Policy.Mode), Valid: true}
-		expires = sql.NullInt64{Int64: e.Expires().UnixMilli(), Valid: true}
+		policy, mode, expires = string(b), string(e.Policy.Mode), e.Expires().UnixMilli()
 	}
 	return []any{e.Domain, policy, mode, expires, e.ID,
-		nullMS(e.FetchedAt), nullMS(e.CheckedAt), nullMS(e.NoPolicyUntil),
-		e.FailedID, nullMS(e.FailedAt), e.Failures, e.LastError, nullMS(e.LastUsed),
+		msArg(e.FetchedAt), msArg(e.CheckedAt), msArg(e.NoPolicyUntil),
+		e.FailedID, msArg(e.FailedAt), int64(e.Failures), e.LastError, msArg(e.LastUsed),
 		string(e.LastErrorType), boolInt(e.LastErrorTemporary)}, nil
 }
 
