@@ -2,6 +2,7 @@ package sqlitedb
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -267,5 +268,63 @@ func TestOpenWriterCheckpointAndLogLimit(t *testing.T) {
 	write(3)
 	if got := walSize(); got > limit {
 		t.Errorf("log of %d bytes after the reader left; want at most %d", got, limit)
+	}
+}
+
+// The NoWait writer: only when asked for, with the writer's settings but
+// busy_timeout 0, so a write that finds the lock taken fails at once with
+// an error Busy recognises, and succeeds once the lock is free.
+func TestOpenNoWait(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	plain, err := Open(filepath.Join(t.TempDir(), "plain.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if plain.NoWait != nil {
+		t.Error("NoWait opened without Options.NoWaitWriter")
+	}
+	db, err := Open(filepath.Join(t.TempDir(), "nw.db"), Options{BusyTimeout: time.Minute, Synchronous: "NORMAL",
+		WALAutocheckpoint: 20, NoWaitWriter: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, c := range []struct {
+		db           *sql.DB
+		pragma, want string
+	}{
+		{db.W, "busy_timeout", "60000"},
+		{db.NoWait, "busy_timeout", "0"},
+		{db.NoWait, "wal_autocheckpoint", "20"},
+		{db.NoWait, "synchronous", "1"},
+		{db.NoWait, "journal_mode", "wal"},
+		{db.NoWait, "query_only", "0"},
+	} {
+		var got string
+		if err := c.db.QueryRowContext(ctx, "PRAGMA "+c.pragma).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != c.want {
+			t.Errorf("PRAGMA %s = %s, want %s", c.pragma, got, c.want)
+		}
+	}
+	if _, err := db.W.ExecContext(ctx, `CREATE TABLE t (x)`); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.W.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the write lock
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := db.NoWait.ExecContext(ctx, `INSERT INTO t VALUES (1)`); !Busy(err) {
+		t.Errorf("write with the lock taken: %v, want SQLITE_BUSY", err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.NoWait.ExecContext(ctx, `INSERT INTO t VALUES (1)`); err != nil {
+		t.Errorf("write with the lock free: %v", err)
 	}
 }

@@ -110,6 +110,38 @@ func BenchmarkSQLitePut(b *testing.B) {
 	cpu.report(b)
 }
 
+// BenchmarkSQLitePutCtx: BenchmarkSQLitePut with each Put under a context
+// with a deadline, as Tiered's write-through makes them (BackTimeout),
+// and, for comparison, without one.
+func BenchmarkSQLitePutCtx(b *testing.B) {
+	for _, deadline := range []bool{true, false} {
+		name := "deadline"
+		if !deadline {
+			name = "background"
+		}
+		b.Run(name, func(b *testing.B) {
+			s, _ := openTestSQLite(b)
+			now := time.Now()
+			i := 0
+			b.ReportAllocs()
+			cpu := startCPU()
+			for b.Loop() {
+				ctx, cancel := context.Background(), context.CancelFunc(func() {})
+				if deadline {
+					ctx, cancel = context.WithTimeout(ctx, DefaultBackTimeout)
+				}
+				err := s.Put(ctx, benchEntry(i%100000, now))
+				cancel()
+				if err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+			cpu.report(b)
+		})
+	}
+}
+
 func BenchmarkRedisPut(b *testing.B) {
 	ctx := context.Background()
 	r, _ := newTestRedis(b)

@@ -103,11 +103,17 @@ type SQLite struct {
 	db     *sqlitedb.DB
 	rdb    *sql.DB // readers: a small pool, query_only
 	wdb    *sql.DB // the one writer connection
+	nwdb   *sql.DB // the writer connection that never waits (Put's)
 	repair *Repair // the damaged file set aside at open, or nil
 
 	damaged atomic.Bool // a read or write hit a damaged page since open
 
 	get, put, purgesAfter *sql.Stmt
+	putNoWait             *sql.Stmt // put on nwdb
+
+	// waitedPuts counts the Put writes that found the write lock taken
+	// and went through wdb (sqlite_group.go).
+	waitedPuts atomic.Int64
 
 	// The group commit of Put (sqlite_group.go).
 	puts groupcommit.Group[putRow, struct{}]
@@ -190,7 +196,7 @@ func openSQLite(ctx context.Context, path string, logger *slog.Logger, check boo
 	if err != nil {
 		return nil, fmt.Errorf("stscache: open %s: %w", path, err)
 	}
-	s := &SQLite{path: path, logger: logger, db: db, wdb: db.W, rdb: db.R}
+	s := &SQLite{path: path, logger: logger, db: db, wdb: db.W, nwdb: db.NoWait, rdb: db.R}
 	s.puts.Commit, s.puts.MaxBatch = s.writePuts, maxPutBatch
 	if check {
 		if err := sqlitedb.QuickCheck(ctx, s.wdb); err != nil {
@@ -219,8 +225,12 @@ func openSQLite(ctx context.Context, path string, logger *slog.Logger, check boo
 		s.Close()
 		return nil, fmt.Errorf("stscache: prepare: %w", err)
 	}
-	if s.put, err = s.wdb.PrepareContext(ctx, `INSERT OR REPLACE INTO entries (`+entryColumns+`)
-		VALUES `+entryValues); err != nil {
+	const put = `INSERT OR REPLACE INTO entries (` + entryColumns + `) VALUES ` + entryValues
+	if s.put, err = s.wdb.PrepareContext(ctx, put); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("stscache: prepare: %w", err)
+	}
+	if s.putNoWait, err = s.nwdb.PrepareContext(ctx, put); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("stscache: prepare: %w", err)
 	}
@@ -242,7 +252,8 @@ func openSQLite(ctx context.Context, path string, logger *slog.Logger, check boo
 // 96 KiB. sqliteLogLimit gives back the disk of a log that grew past
 // that while a reader held the checkpoint back.
 var sqliteOptions = sqlitedb.Options{BusyTimeout: sqliteBusyTimeout, Synchronous: "NORMAL",
-	WALAutocheckpoint: sqliteCheckpointPages, JournalSizeLimit: sqliteLogLimit}
+	WALAutocheckpoint: sqliteCheckpointPages, JournalSizeLimit: sqliteLogLimit,
+	NoWaitWriter: true} // Put's connection (sqlite_group.go)
 
 const (
 	// sqliteCheckpointPages is the writer's wal_autocheckpoint.
@@ -281,7 +292,7 @@ func (s *SQLite) migrate(ctx context.Context) error {
 // Close closes the file. Calls after Close fail.
 func (s *SQLite) Close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.get, s.put, s.purgesAfter} {
+	for _, st := range []*sql.Stmt{s.get, s.put, s.putNoWait, s.purgesAfter} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
