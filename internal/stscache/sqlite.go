@@ -86,7 +86,9 @@ var migrations = []string{
 // The file is in WAL mode: readers never block the writer. Writes go
 // through a single connection, so they are serialised in Go rather than
 // failing with SQLITE_BUSY; a busy timeout covers other processes opening
-// the same file. SQLite is not meant for the per-query path: put a
+// the same file. Put is the exception: its group commit writes through a
+// second connection that never waits for a lock, and through the first
+// when that one finds the lock taken (sqlite_group.go). SQLite is not meant for the per-query path: put a
 // [Tiered] with a [Memory] front before it.
 type SQLite struct {
 	// Now returns the current time, used by Evict and Cap to tell valid
