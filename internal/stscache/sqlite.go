@@ -111,7 +111,7 @@ type SQLite struct {
 	damaged atomic.Bool // a read or write hit a damaged page since open
 
 	get, put, purgesAfter *sql.Stmt
-	putNoWait             *sql.Stmt // put on nwdb
+	putNoWait             *sql.Stmt // put on nwdb; nil if it could not be prepared
 
 	// waitedPuts counts the Put writes that found the write lock taken
 	// and went through wdb (sqlite_group.go).
@@ -232,7 +232,10 @@ func openSQLite(ctx context.Context, path string, logger *slog.Logger, check boo
 		s.Close()
 		return nil, fmt.Errorf("stscache: prepare: %w", err)
 	}
-	if s.putNoWait, err = s.nwdb.PrepareContext(ctx, put); err != nil {
+	// The connection that never waits cannot prepare while another
+	// process holds the file exclusively (recovering its log after a
+	// crash): Put then writes through the writer only (sqlite_group.go).
+	if s.putNoWait, err = s.nwdb.PrepareContext(ctx, put); err != nil && !sqlitedb.Busy(err) {
 		s.Close()
 		return nil, fmt.Errorf("stscache: prepare: %w", err)
 	}

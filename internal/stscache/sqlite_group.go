@@ -81,12 +81,17 @@ func (s *SQLite) writePuts(ctx context.Context, rows []putRow) ([]struct{}, erro
 
 // putOne writes one row in a transaction of its own.
 func (s *SQLite) putOne(ctx context.Context, r putRow) error {
-	_, err := s.putNoWait.ExecContext(context.WithoutCancel(ctx), r.args...)
-	if sqlitedb.Busy(err) {
+	if s.putNoWait != nil {
+		_, err := s.putNoWait.ExecContext(context.WithoutCancel(ctx), r.args...)
+		if !sqlitedb.Busy(err) {
+			if err != nil {
+				return s.putFailed(ctx, r.domain, err)
+			}
+			return nil
+		}
 		s.waitedPuts.Add(1)
-		_, err = s.put.ExecContext(ctx, r.args...)
 	}
-	if err != nil {
+	if _, err := s.put.ExecContext(ctx, r.args...); err != nil {
 		return s.putFailed(ctx, r.domain, err)
 	}
 	return nil
@@ -94,12 +99,17 @@ func (s *SQLite) putOne(ctx context.Context, r putRow) error {
 
 // putBatch writes rows in one transaction.
 func (s *SQLite) putBatch(ctx context.Context, rows []putRow) error {
-	domain, err := writeBatch(context.WithoutCancel(ctx), s.nwdb, s.putNoWait, rows)
-	if sqlitedb.Busy(err) {
+	if s.putNoWait != nil {
+		domain, err := writeBatch(context.WithoutCancel(ctx), s.nwdb, s.putNoWait, rows)
+		if !sqlitedb.Busy(err) {
+			if err != nil {
+				return s.putFailed(ctx, domain, err)
+			}
+			return nil
+		}
 		s.waitedPuts.Add(1)
-		domain, err = writeBatch(ctx, s.wdb, s.put, rows)
 	}
-	if err != nil {
+	if domain, err := writeBatch(ctx, s.wdb, s.put, rows); err != nil {
 		return s.putFailed(ctx, domain, err)
 	}
 	return nil

@@ -18,6 +18,7 @@ import (
 
 	"github.com/mailsts/mailsts/internal/sqlitedb"
 	"github.com/mailsts/mailsts/internal/watchdog"
+	"github.com/mailsts/mailsts/mtasts"
 )
 
 // waitQueued waits, without sleeping, until n puts are queued behind the
@@ -313,4 +314,37 @@ func TestSQLitePutWaitsForAnotherWriter(t *testing.T) {
 	if e, err := s.Get(context.Background(), benchEntry(2, now).Domain); err != nil || e == nil {
 		t.Errorf("its entry: %v, %v", e, err)
 	}
+}
+
+// When the connection that never waits could not prepare Put's statement
+// at open (another process held the file exclusively), Puts, lone and
+// batched, go through the writer connection.
+func TestSQLitePutWithoutNoWait(t *testing.T) {
+	t.Parallel()
+	s, _ := openTestSQLite(t)
+	s.putNoWait.Close()
+	s.putNoWait = nil // as OpenSQLite leaves it after SQLITE_BUSY
+	ctx := context.Background()
+	now := time.Now()
+	if err := s.Put(ctx, benchEntry(0, now)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.putBatch(ctx, []putRow{row(t, benchEntry(1, now)), row(t, benchEntry(2, now))}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if e, err := s.Get(ctx, benchEntry(i, now).Domain); err != nil || e == nil {
+			t.Errorf("entry %d: %v, %v", i, e, err)
+		}
+	}
+}
+
+// row is e as a queued Put.
+func row(t *testing.T, e *mtasts.Entry) putRow {
+	t.Helper()
+	args, err := entryArgs(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return putRow{domain: e.Domain, args: args}
 }
