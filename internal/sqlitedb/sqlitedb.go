@@ -5,8 +5,10 @@
 //     '%') into a file: URI of its absolute path, so that the driver never
 //     takes part of a path for a URI authority or a query;
 //   - [Open] returns one writer connection (BEGIN IMMEDIATE, so writes are
-//     serialised in Go instead of failing with SQLITE_BUSY) and a small
-//     query_only reader pool, both in WAL mode;
+//     serialised in Go instead of failing with SQLITE_BUSY; its own
+//     checkpoint interval and log size limit, [Options]), a small
+//     query_only reader pool, and optionally a second writer that never
+//     waits for a lock ([DB.NoWait]), all in WAL mode;
 //   - [Damaged] and [QuickCheck] tell a damaged file (SQLITE_CORRUPT,
 //     SQLITE_NOTADB, a failed PRAGMA quick_check) from other failures
 //     (permissions, a full disk, a lock), which callers handle differently;
@@ -75,6 +77,25 @@ type Options struct {
 	Synchronous string
 	// ForeignKeys turns on foreign key enforcement.
 	ForeignKeys bool
+	// WALAutocheckpoint is the writer's PRAGMA wal_autocheckpoint: the
+	// length of the log, in pages, past which a commit copies it back
+	// into the file (a checkpoint: the log's pages read back, written to
+	// the file, both files fsynced). Zero means SQLite's 1000. A longer
+	// log costs disk space only (the wal-index in the -shm file, which
+	// every connection maps, grows by 32 KiB per 4,096 pages), and saves
+	// a checkpoint's fixed cost, two fsyncs, per that many pages, and the
+	// copies of pages written again before the checkpoint (it copies each
+	// page once).
+	WALAutocheckpoint int
+	// NoWaitWriter opens [DB.NoWait].
+	NoWaitWriter bool
+	// JournalSizeLimit is the writer's PRAGMA journal_size_limit, in
+	// bytes: after a checkpoint that emptied the log, a log longer than
+	// this is truncated to it. A checkpoint cannot empty the log while a
+	// reader still uses pages in it (a long `mailsts cache list`), so the
+	// log can grow past WALAutocheckpoint meanwhile; this gives the disk
+	// back afterwards. Zero means SQLite's default: no limit.
+	JournalSizeLimit int64
 }
 
 // busyConnector opens connections of dsn, retrying for up to wait while
@@ -93,7 +114,7 @@ func (c busyConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	delay := time.Millisecond
 	for {
 		conn, err := c.Driver().Open(c.dsn)
-		if err == nil || !busy(err) || time.Now().After(deadline) {
+		if err == nil || !Busy(err) || time.Now().After(deadline) {
 			return conn, err
 		}
 		t := time.NewTimer(delay)
@@ -109,8 +130,9 @@ func (c busyConnector) Connect(ctx context.Context) (driver.Conn, error) {
 
 func (busyConnector) Driver() driver.Driver { return &sqlite.Driver{} }
 
-// busy reports whether err is SQLITE_BUSY (or one of its extended codes).
-func busy(err error) bool {
+// Busy reports whether err is SQLITE_BUSY (or one of its extended codes):
+// a lock held by another connection, past the busy timeout.
+func Busy(err error) bool {
 	var se *sqlite.Error
 	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }
@@ -123,53 +145,97 @@ type DB struct {
 	W *sql.DB
 	// R is the reader pool; its connections are query_only.
 	R *sql.DB
+	// NoWait, when Options.NoWaitWriter is set (nil otherwise), is a
+	// second writer connection that never waits for a lock: its
+	// busy_timeout is 0, so a write that finds the file's write lock
+	// taken (by W, or by another process) fails at once with an error
+	// [Busy] recognises. It is for a hot write path that must not pay for
+	// a cancellable context: modernc.org/sqlite starts a goroutine per
+	// statement to watch one (tens of µs of CPU per statement with the
+	// wake-ups). Having nothing to wait for, its statements can run under
+	// context.WithoutCancel; on Busy the caller writes through W under its
+	// own context instead, waiting as W does. Like W, its transactions
+	// BEGIN IMMEDIATE, and it has W's checkpoint settings.
+	NoWait *sql.DB
 }
 
 // Open opens (creating when missing) the SQLite file at path in WAL mode:
-// a writer with one connection and a query_only reader pool. Like
-// sql.Open, it does not touch the file; the first statement does.
+// a writer with one connection and a query_only reader pool (and the
+// NoWait writer when asked). Like sql.Open, it does not touch the file;
+// the first statement does.
 func Open(path string, o Options) (*DB, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("sqlitedb: %s: %w", path, err)
 	}
-	q := url.Values{}
-	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", o.BusyTimeout.Milliseconds()))
-	q.Add("_pragma", "journal_mode(WAL)")
-	if o.Synchronous != "" {
-		q.Add("_pragma", "synchronous("+o.Synchronous+")")
+	// pragmas returns the query of a connection: busy_timeout first
+	// (switching a new file to WAL may have to wait), then the rest.
+	pragmas := func(busy time.Duration, more ...string) url.Values {
+		q := url.Values{}
+		q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
+		q.Add("_pragma", "journal_mode(WAL)")
+		if o.Synchronous != "" {
+			q.Add("_pragma", "synchronous("+o.Synchronous+")")
+		}
+		if o.ForeignKeys {
+			q.Add("_pragma", "foreign_keys(1)")
+		}
+		for _, p := range more {
+			q.Add("_pragma", p)
+		}
+		return q
 	}
-	if o.ForeignKeys {
-		q.Add("_pragma", "foreign_keys(1)")
+	// Only writers commit, so only their connections checkpoint and
+	// reset the log.
+	var writer []string
+	if o.WALAutocheckpoint != 0 {
+		writer = append(writer, fmt.Sprintf("wal_autocheckpoint(%d)", o.WALAutocheckpoint))
 	}
-	wq := url.Values{}
-	for k, v := range q {
-		wq[k] = append([]string(nil), v...)
+	if o.JournalSizeLimit != 0 {
+		writer = append(writer, fmt.Sprintf("journal_size_limit(%d)", o.JournalSizeLimit))
 	}
+	open := func(q url.Values, conns int) (*sql.DB, error) {
+		dsn, err := DSN(abs, q)
+		if err != nil {
+			return nil, err
+		}
+		db := sql.OpenDB(busyConnector{dsn: dsn, wait: o.BusyTimeout})
+		db.SetMaxOpenConns(conns)
+		return db, nil
+	}
+	wq := pragmas(o.BusyTimeout, writer...)
 	// BEGIN IMMEDIATE: take the write lock at the start of a transaction,
 	// so a transaction never fails half way on a lock upgrade.
 	wq.Set("_txlock", "immediate")
-	wdsn, err := DSN(abs, wq)
+	w, err := open(wq, 1)
 	if err != nil {
 		return nil, err
 	}
-	q.Add("_pragma", "query_only(1)")
-	rdsn, err := DSN(abs, q)
-	if err != nil {
-		return nil, err
-	}
-	w := sql.OpenDB(busyConnector{dsn: wdsn, wait: o.BusyTimeout})
-	w.SetMaxOpenConns(1)
 	w.SetConnMaxIdleTime(0)
-	r := sql.OpenDB(busyConnector{dsn: rdsn, wait: o.BusyTimeout})
-	r.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
-	return &DB{Path: abs, W: w, R: r}, nil
+	r, err := open(pragmas(o.BusyTimeout, "query_only(1)"), max(4, runtime.GOMAXPROCS(0)))
+	if err != nil {
+		return nil, err
+	}
+	db := &DB{Path: abs, W: w, R: r}
+	if o.NoWaitWriter {
+		nq := pragmas(0, writer...)
+		nq.Set("_txlock", "immediate")
+		if db.NoWait, err = open(nq, 1); err != nil {
+			return nil, err
+		}
+		db.NoWait.SetConnMaxIdleTime(0)
+	}
+	return db, nil
 }
 
 // Close closes the readers, then the writer after a PRAGMA optimize (cheap,
 // and it keeps the planner's statistics fresh for the next open).
 func (db *DB) Close() error {
 	errs := []error{db.R.Close()}
+	if db.NoWait != nil {
+		errs = append(errs, db.NoWait.Close())
+	}
+	// The writer last: closing the last connection checkpoints the log.
 	db.W.Exec(`PRAGMA optimize`) // best effort: fails on a damaged or read-only file
 	errs = append(errs, db.W.Close())
 	return errors.Join(errs...)

@@ -2,6 +2,7 @@ package sqlitedb
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -189,5 +190,141 @@ func TestOpenNewFileConcurrently(t *testing.T) {
 				t.Fatalf("file %d, opener %d: %v", f, i, err)
 			}
 		}
+	}
+}
+
+// The writer's checkpoint interval and log size limit (Options) are set
+// on the writer connection and act: the log stays near WALAutocheckpoint
+// pages while nothing holds a checkpoint back, and a log that grew past
+// it behind a reader is truncated to JournalSizeLimit once it is
+// checkpointed and reused. With SQLite's defaults (1000 pages, no limit)
+// both checks fail.
+func TestOpenWriterCheckpointAndLogLimit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const pages, limit = 20, 64 << 10
+	path := filepath.Join(t.TempDir(), "w.db")
+	db, err := Open(path, Options{Synchronous: "NORMAL", WALAutocheckpoint: pages, JournalSizeLimit: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var ckpt, lim int64
+	if err := db.W.QueryRowContext(ctx, `PRAGMA wal_autocheckpoint`).Scan(&ckpt); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.W.QueryRowContext(ctx, `PRAGMA journal_size_limit`).Scan(&lim); err != nil {
+		t.Fatal(err)
+	}
+	if ckpt != pages || lim != limit {
+		t.Errorf("writer: wal_autocheckpoint %d, journal_size_limit %d; want %d, %d", ckpt, lim, pages, limit)
+	}
+	if _, err := db.W.ExecContext(ctx, `CREATE TABLE t (x BLOB)`); err != nil {
+		t.Fatal(err)
+	}
+	// Each commit writes at least one new page (a row of 3,000 bytes).
+	write := func(n int) {
+		t.Helper()
+		for range n {
+			if _, err := db.W.ExecContext(ctx, `INSERT INTO t VALUES (randomblob(3000))`); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	walSize := func() int64 {
+		t.Helper()
+		fi, err := os.Stat(path + "-wal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	const frame = 4096 + 24 // the default page size, and a frame's header
+	write(200)
+	if got, max := walSize(), int64(32+(pages+10)*frame); got > max {
+		t.Errorf("log of %d bytes after 200 commits with no reader; want at most %d (about %d pages)", got, max, pages)
+	}
+	// A reader's snapshot holds the checkpoint back: the log grows.
+	rc, err := db.R.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := rc.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM t`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	write(100)
+	if got := walSize(); got <= limit {
+		t.Fatalf("log of %d bytes behind a reader; the test needs it longer than %d", got, limit)
+	}
+	tx.Rollback()
+	rc.Close()
+	// The next commits checkpoint the whole log, start it again from
+	// the beginning, and truncate it to the limit.
+	write(3)
+	if got := walSize(); got > limit {
+		t.Errorf("log of %d bytes after the reader left; want at most %d", got, limit)
+	}
+}
+
+// The NoWait writer: only when asked for, with the writer's settings but
+// busy_timeout 0, so a write that finds the lock taken fails at once with
+// an error Busy recognises, and succeeds once the lock is free.
+func TestOpenNoWait(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	plain, err := Open(filepath.Join(t.TempDir(), "plain.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if plain.NoWait != nil {
+		t.Error("NoWait opened without Options.NoWaitWriter")
+	}
+	db, err := Open(filepath.Join(t.TempDir(), "nw.db"), Options{BusyTimeout: time.Minute, Synchronous: "NORMAL",
+		WALAutocheckpoint: 20, NoWaitWriter: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, c := range []struct {
+		db           *sql.DB
+		pragma, want string
+	}{
+		{db.W, "busy_timeout", "60000"},
+		{db.NoWait, "busy_timeout", "0"},
+		{db.NoWait, "wal_autocheckpoint", "20"},
+		{db.NoWait, "synchronous", "1"},
+		{db.NoWait, "journal_mode", "wal"},
+		{db.NoWait, "query_only", "0"},
+	} {
+		var got string
+		if err := c.db.QueryRowContext(ctx, "PRAGMA "+c.pragma).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != c.want {
+			t.Errorf("PRAGMA %s = %s, want %s", c.pragma, got, c.want)
+		}
+	}
+	if _, err := db.W.ExecContext(ctx, `CREATE TABLE t (x)`); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.W.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the write lock
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := db.NoWait.ExecContext(ctx, `INSERT INTO t VALUES (1)`); !Busy(err) {
+		t.Errorf("write with the lock taken: %v, want SQLITE_BUSY", err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.NoWait.ExecContext(ctx, `INSERT INTO t VALUES (1)`); err != nil {
+		t.Errorf("write with the lock free: %v", err)
 	}
 }

@@ -37,7 +37,11 @@
 // crash or kill -9 of the process; a power loss may lose the last
 // commits), so policyd never answers with a policy the file could still
 // lose to a crash, and a restart answers every policy from the file.
-// Concurrent Puts share a transaction (a group commit). The entries table
+// Concurrent Puts share a transaction (a group commit). Its context bounds
+// a Put's wait for another writer of the file (Tiered's BackTimeout);
+// the write itself, which waits for nothing, is not interrupted once
+// begun. The log is checkpointed into the file every 10,000 pages
+// (SQLite's default is 1,000). The entries table
 // has no secondary index (schema version 4 dropped them), so a commit
 // writes the table's pages only; Evict and Cap scan the table on a reader
 // connection and delete by key, checking each entry again.

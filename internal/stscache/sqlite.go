@@ -86,7 +86,9 @@ var migrations = []string{
 // The file is in WAL mode: readers never block the writer. Writes go
 // through a single connection, so they are serialised in Go rather than
 // failing with SQLITE_BUSY; a busy timeout covers other processes opening
-// the same file. SQLite is not meant for the per-query path: put a
+// the same file. Put is the exception: its group commit writes through a
+// second connection that never waits for a lock, and through the first
+// when that one finds the lock taken (sqlite_group.go). SQLite is not meant for the per-query path: put a
 // [Tiered] with a [Memory] front before it.
 type SQLite struct {
 	// Now returns the current time, used by Evict and Cap to tell valid
@@ -103,11 +105,17 @@ type SQLite struct {
 	db     *sqlitedb.DB
 	rdb    *sql.DB // readers: a small pool, query_only
 	wdb    *sql.DB // the one writer connection
+	nwdb   *sql.DB // the writer connection that never waits (Put's)
 	repair *Repair // the damaged file set aside at open, or nil
 
 	damaged atomic.Bool // a read or write hit a damaged page since open
 
 	get, put, purgesAfter *sql.Stmt
+	putNoWait             *sql.Stmt // put on nwdb; nil if it could not be prepared
+
+	// waitedPuts counts the Put writes that found the write lock taken
+	// and went through wdb (sqlite_group.go).
+	waitedPuts atomic.Int64
 
 	// The group commit of Put (sqlite_group.go).
 	puts groupcommit.Group[putRow, struct{}]
@@ -190,7 +198,7 @@ func openSQLite(ctx context.Context, path string, logger *slog.Logger, check boo
 	if err != nil {
 		return nil, fmt.Errorf("stscache: open %s: %w", path, err)
 	}
-	s := &SQLite{path: path, logger: logger, db: db, wdb: db.W, rdb: db.R}
+	s := &SQLite{path: path, logger: logger, db: db, wdb: db.W, nwdb: db.NoWait, rdb: db.R}
 	s.puts.Commit, s.puts.MaxBatch = s.writePuts, maxPutBatch
 	if check {
 		if err := sqlitedb.QuickCheck(ctx, s.wdb); err != nil {
@@ -219,17 +227,46 @@ func openSQLite(ctx context.Context, path string, logger *slog.Logger, check boo
 		s.Close()
 		return nil, fmt.Errorf("stscache: prepare: %w", err)
 	}
-	if s.put, err = s.wdb.PrepareContext(ctx, `INSERT OR REPLACE INTO entries (`+entryColumns+`)
-		VALUES `+entryValues); err != nil {
+	const put = `INSERT OR REPLACE INTO entries (` + entryColumns + `) VALUES ` + entryValues
+	if s.put, err = s.wdb.PrepareContext(ctx, put); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("stscache: prepare: %w", err)
+	}
+	// The connection that never waits cannot prepare while another
+	// process holds the file exclusively (recovering its log after a
+	// crash): Put then writes through the writer only (sqlite_group.go).
+	if s.putNoWait, err = s.nwdb.PrepareContext(ctx, put); err != nil && !sqlitedb.Busy(err) {
 		s.Close()
 		return nil, fmt.Errorf("stscache: prepare: %w", err)
 	}
 	return s, nil
 }
 
-// sqliteOptions: NORMAL is durable across process crashes in WAL mode; a
-// power loss may lose the last transactions, which a cache can afford.
-var sqliteOptions = sqlitedb.Options{BusyTimeout: sqliteBusyTimeout, Synchronous: "NORMAL"}
+// sqliteOptions: NORMAL is durable across process crashes in WAL mode (a
+// commit is in the log, which survives the process; the log is fsynced
+// at each checkpoint); a power loss may lose the last transactions, which
+// a cache can afford.
+//
+// The writer checkpoints every sqliteCheckpointPages pages of log instead
+// of SQLite's 1,000: the cold lookups' commits each add a page or two,
+// and each checkpoint costs two fsyncs plus a read and a write of every
+// distinct page in the log, so ten times fewer checkpoints, each copying
+// a page written several times once, cut the CPU of a new entry's write
+// (bench/README.md, policyd). The log then grows to about 40 MiB on disk
+// (at 4 KiB pages); the -shm file every connection maps grows from 32 to
+// 96 KiB. sqliteLogLimit gives back the disk of a log that grew past
+// that while a reader held the checkpoint back.
+var sqliteOptions = sqlitedb.Options{BusyTimeout: sqliteBusyTimeout, Synchronous: "NORMAL",
+	WALAutocheckpoint: sqliteCheckpointPages, JournalSizeLimit: sqliteLogLimit,
+	NoWaitWriter: true} // Put's connection (sqlite_group.go)
+
+const (
+	// sqliteCheckpointPages is the writer's wal_autocheckpoint.
+	sqliteCheckpointPages = 10000
+	// sqliteLogLimit is the writer's journal_size_limit: above the log of
+	// sqliteCheckpointPages pages of 4 KiB (41.2 MB with frame headers).
+	sqliteLogLimit = 48 << 20
+)
 
 const entryColumns = `domain, policy, mode, expires_at, policy_id, fetched_at, checked_at,
 	no_policy_until, failed_id, failed_at, failures, last_error, last_used,
@@ -260,7 +297,7 @@ func (s *SQLite) migrate(ctx context.Context) error {
 // Close closes the file. Calls after Close fail.
 func (s *SQLite) Close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.get, s.put, s.purgesAfter} {
+	for _, st := range []*sql.Stmt{s.get, s.put, s.putNoWait, s.purgesAfter} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
@@ -282,12 +319,13 @@ func (s *SQLite) now() time.Time {
 	return time.Now()
 }
 
-// nullMS is t as nullable Unix milliseconds: NULL for the zero time.
-func nullMS(t time.Time) sql.NullInt64 {
+// msArg is t as a nullable Unix milliseconds argument: nil (NULL) for the
+// zero time, else an int64.
+func msArg(t time.Time) any {
 	if t.IsZero() {
-		return sql.NullInt64{}
+		return nil
 	}
-	return sql.NullInt64{Int64: t.UnixMilli(), Valid: true}
+	return t.UnixMilli()
 }
 
 func msOrZero(n sql.NullInt64) time.Time {
@@ -397,20 +435,19 @@ func entryArgs(e *mtasts.Entry) ([]any, error) {
 	if err := checkDomain(e.Domain); err != nil {
 		return nil, err
 	}
-	var policy, mode sql.NullString
-	var expires sql.NullInt64
+	// The values are the driver's own (nil for NULL, int64, string), not
+	// sql.Null* types, which database/sql would convert one by one.
+	var policy, mode, expires any
 	if e.Policy != nil {
 		b, err := json.Marshal(encodePolicy(e.Policy))
 		if err != nil {
 			return nil, fmt.Errorf("stscache: sqlite put %s: %w", e.Domain, err)
 		}
-		policy = sql.NullString{String: string(b), Valid: true}
-		mode = sql.NullString{String: string(e.Policy.Mode), Valid: true}
-		expires = sql.NullInt64{Int64: e.Expires().UnixMilli(), Valid: true}
+		policy, mode, expires = string(b), string(e.Policy.Mode), e.Expires().UnixMilli()
 	}
 	return []any{e.Domain, policy, mode, expires, e.ID,
-		nullMS(e.FetchedAt), nullMS(e.CheckedAt), nullMS(e.NoPolicyUntil),
-		e.FailedID, nullMS(e.FailedAt), e.Failures, e.LastError, nullMS(e.LastUsed),
+		msArg(e.FetchedAt), msArg(e.CheckedAt), msArg(e.NoPolicyUntil),
+		e.FailedID, msArg(e.FailedAt), int64(e.Failures), e.LastError, msArg(e.LastUsed),
 		string(e.LastErrorType), boolInt(e.LastErrorTemporary)}, nil
 }
 

@@ -16,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailsts/mailsts/internal/sqlitedb"
 	"github.com/mailsts/mailsts/internal/watchdog"
+	"github.com/mailsts/mailsts/mtasts"
 )
 
 // waitQueued waits, without sleeping, until n puts are queued behind the
@@ -241,4 +243,108 @@ func crashChild(path string) {
 	}
 	wg.Wait()
 	os.Exit(0)
+}
+
+// Put writes through the connection that never waits for a lock, under a
+// context without cancellation: a put whose context ends while its row
+// is being written still commits it and succeeds (through the writer
+// connection and the caller's context, it would fail with
+// context.Canceled: the driver would interrupt it).
+func TestSQLitePutNotInterruptedOnceWriting(t *testing.T) {
+	t.Parallel()
+	s, _ := openTestSQLite(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	s.beforeBatch = func([]putRow) { cancel() }
+	e := benchEntry(1, time.Now())
+	if err := s.Put(ctx, e); err != nil {
+		t.Fatalf("put whose context ended during the write: %v", err)
+	}
+	if got, err := s.Get(context.Background(), e.Domain); err != nil || got == nil {
+		t.Errorf("its entry: %v, %v", got, err)
+	}
+	if n := s.waitedPuts.Load(); n != 0 {
+		t.Errorf("%d puts went through the waiting writer with the file unlocked", n)
+	}
+}
+
+// While another process holds the file's write lock, Put waits for it as
+// before the connection that never waits: through the writer connection,
+// under the caller's context (Tiered's BackTimeout bounds it), and
+// succeeds once the lock is released.
+func TestSQLitePutWaitsForAnotherWriter(t *testing.T) {
+	t.Parallel()
+	s, path := openTestSQLite(t)
+	now := time.Now()
+	other, err := sqlitedb.Open(path, sqlitedb.Options{BusyTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	tx, err := other.W.BeginTx(context.Background(), nil) // BEGIN IMMEDIATE: the write lock
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback() // after a failure; a no-op after the Commit below
+	// A bounded wait ends with the caller's context, not SQLITE_BUSY.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	err = s.Put(ctx, benchEntry(1, now))
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) || s.waitedPuts.Load() != 1 {
+		t.Errorf("put against a locked file: %v after %d waits; want context.DeadlineExceeded after 1", err, s.waitedPuts.Load())
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Put(context.Background(), benchEntry(2, now)) }()
+	for i := 0; s.waitedPuts.Load() < 2; i++ {
+		select {
+		case err := <-done:
+			t.Fatalf("put returned without waiting for the lock: %v", err)
+		default:
+		}
+		if i == 50_000_000 {
+			t.Fatal("the put does not wait for the lock")
+		}
+		runtime.Gosched()
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := watchdog.Within(t, time.Minute, func() error { return <-done }); err != nil {
+		t.Errorf("put once the lock was released: %v", err)
+	}
+	if e, err := s.Get(context.Background(), benchEntry(2, now).Domain); err != nil || e == nil {
+		t.Errorf("its entry: %v, %v", e, err)
+	}
+}
+
+// When the connection that never waits could not prepare Put's statement
+// at open (another process held the file exclusively), Puts, lone and
+// batched, go through the writer connection.
+func TestSQLitePutWithoutNoWait(t *testing.T) {
+	t.Parallel()
+	s, _ := openTestSQLite(t)
+	s.putNoWait.Close()
+	s.putNoWait = nil // as OpenSQLite leaves it after SQLITE_BUSY
+	ctx := context.Background()
+	now := time.Now()
+	if err := s.Put(ctx, benchEntry(0, now)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.putBatch(ctx, []putRow{row(t, benchEntry(1, now)), row(t, benchEntry(2, now))}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if e, err := s.Get(ctx, benchEntry(i, now).Domain); err != nil || e == nil {
+			t.Errorf("entry %d: %v, %v", i, e, err)
+		}
+	}
+}
+
+// row is e as a queued Put.
+func row(t *testing.T, e *mtasts.Entry) putRow {
+	t.Helper()
+	args, err := entryArgs(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return putRow{domain: e.Domain, args: args}
 }

@@ -586,3 +586,46 @@ func TestSQLiteEvictRechecksPicked(t *testing.T) {
 		})
 	}
 }
+
+// The cache's writer connection runs with the settings its guarantees and
+// costs rest on (sqliteOptions): WAL, synchronous=NORMAL (a Put's commit
+// survives a crash of the process: TestSQLitePutSurvivesKill), the
+// longer checkpoint interval and the log size limit
+// (TestOpenWriterCheckpointAndLogLimit in internal/sqlitedb shows what
+// they do); the readers are query_only.
+func TestSQLiteWriterSettings(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := openTestSQLite(t)
+	// A Put first: the settings must hold on the connection that writes.
+	if err := s.Put(ctx, benchEntry(1, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		db     *sql.DB
+		pragma string
+		want   string
+	}{
+		{s.wdb, "journal_mode", "wal"},
+		{s.wdb, "synchronous", "1"}, // NORMAL
+		{s.wdb, "wal_autocheckpoint", fmt.Sprint(sqliteCheckpointPages)},
+		{s.wdb, "journal_size_limit", fmt.Sprint(sqliteLogLimit)},
+		{s.wdb, "query_only", "0"},
+		{s.rdb, "query_only", "1"},
+	} {
+		var got string
+		if err := c.db.QueryRowContext(ctx, "PRAGMA "+c.pragma).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != c.want {
+			who := "writer"
+			if c.db == s.rdb {
+				who = "reader"
+			}
+			t.Errorf("%s: PRAGMA %s = %s, want %s", who, c.pragma, got, c.want)
+		}
+	}
+	if sqliteLogLimit < 32+sqliteCheckpointPages*(4096+24) {
+		t.Errorf("sqliteLogLimit %d is below the log of %d pages: every checkpoint would truncate it", sqliteLogLimit, sqliteCheckpointPages)
+	}
+}
