@@ -452,8 +452,7 @@ func hitRound(ctx context.Context, cfg config, ks keySets, d *daemon, f *figures
 		}
 		f.open.queries += o.queries
 		f.open.wall += o.wall
-		f.open.lat = append(f.open.lat, o.lat...)
-		slices.Sort(f.open.lat)
+		f.open.lat = merged(f.open.lat, o.lat)
 		slices.Sort(o.lat)
 		f.openP99 = append(f.openP99, o.percentile(99).Seconds())
 	}
@@ -461,8 +460,7 @@ func hitRound(ctx context.Context, cfg config, ks keySets, d *daemon, f *figures
 	f.cpuRounds = append(f.cpuRounds, (c1-c0).Seconds()/float64(r.queries))
 	f.hit.queries += r.queries
 	f.hit.wall += r.wall
-	f.hit.lat = append(f.hit.lat, r.lat...)
-	slices.Sort(f.hit.lat)
+	f.hit.lat = merged(f.hit.lat, r.lat)
 	return nil
 }
 

@@ -126,7 +126,7 @@ func runLatency(ctx context.Context, cfg config, out io.Writer) error {
 				}
 				continue
 			}
-			f.single = append(f.single, one.lat...)
+			f.single = merged(f.single, one.lat)
 			many := each(ctx, d.addr, batch[f.name][r], cfg.conns, 10*time.Minute, wantReply)
 			if err := many.check("batch", cfg.latBatch); err != nil {
 				if err := fail(f, "batch", err); err != nil {

@@ -23,6 +23,14 @@ type loadResult struct {
 
 func (r loadResult) qps() float64 { return float64(r.queries) / r.wall.Seconds() }
 
+// merged adds the latencies of one more round to those of the rounds
+// before, sorted, as percentile needs them.
+func merged(all, round []time.Duration) []time.Duration {
+	all = append(all, round...)
+	slices.Sort(all)
+	return all
+}
+
 // percentile returns the p-th percentile (0 < p ≤ 100) of the latencies.
 func (r loadResult) percentile(p float64) time.Duration {
 	if len(r.lat) == 0 {

@@ -76,3 +76,18 @@ func TestPairedRatios(t *testing.T) {
 		t.Errorf("pairedRatios = %v, want %v", got, want)
 	}
 }
+
+// TestMergedRounds: the latencies of rounds are kept sorted, so that a
+// percentile over several rounds is one (the latency mode's single
+// lookups were once appended unsorted, and its p50 was a sample).
+func TestMergedRounds(t *testing.T) {
+	var all []time.Duration
+	all = merged(all, []time.Duration{5, 9})
+	all = merged(all, []time.Duration{1, 7})
+	if want := []time.Duration{1, 5, 7, 9}; !slices.Equal(all, want) {
+		t.Fatalf("merged = %v, want %v", all, want)
+	}
+	if p := (loadResult{lat: all}).percentile(50); p != 5 {
+		t.Errorf("p50 = %v, want 5", p)
+	}
+}
