@@ -3,18 +3,16 @@ package mtasts
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
-	"math/big"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/mailsts/mailsts/dnsresolve"
+	"github.com/mailsts/mailsts/internal/testca"
 )
 
 // A small PKI for the chain cache tests: roots, intermediates and leaves
@@ -25,31 +23,22 @@ type pkiCert struct {
 	key  *ecdsa.PrivateKey
 }
 
-var pkiSerial int64
-
+// makeCert signs tmpl by parent (nil: self-signed); a zero validity is
+// an hour ago to a day ahead.
 func makeCert(t *testing.T, tmpl *x509.Certificate, parent *pkiCert) *pkiCert {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pkiSerial++
-	tmpl.SerialNumber = big.NewInt(pkiSerial)
 	if tmpl.NotBefore.IsZero() {
 		tmpl.NotBefore = time.Now().Add(-time.Hour)
 	}
 	if tmpl.NotAfter.IsZero() {
 		tmpl.NotAfter = time.Now().Add(24 * time.Hour)
 	}
-	signer, signKey := tmpl, key
+	var pc *x509.Certificate
+	var pk *ecdsa.PrivateKey
 	if parent != nil {
-		signer, signKey = parent.cert, parent.key
+		pc, pk = parent.cert, parent.key
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
+	c, key, err := testca.Sign(tmpl, pc, pk)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,16 +35,12 @@ type CA struct {
 // years. name is its organisation and, with a random suffix, its common
 // name.
 func New(name string) (*CA, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("testca: CA key: %w", err)
-	}
 	serial, err := randomSerial()
 	if err != nil {
 		return nil, err
 	}
 	now := time.Now()
-	tmpl := &x509.Certificate{
+	cert, key, err := Sign(&x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: name + " CA " + serial.Text(36)[:8], Organization: []string{name}},
 		NotBefore:             now.Add(-time.Hour),
@@ -53,16 +49,39 @@ func New(name string) (*CA, error) {
 		BasicConstraintsValid: true,
 		MaxPathLenZero:        true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	}, nil, nil)
 	if err != nil {
 		return nil, fmt.Errorf("testca: CA certificate: %w", err)
+	}
+	return &CA{key: key, cert: cert, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})}, nil
+}
+
+// Sign makes a certificate from tmpl with a fresh P-256 key, signed by
+// parent's key parentKey, or by its own key when parent is nil; a nil
+// tmpl.SerialNumber gets a random one. For tests that build their own
+// hierarchies (intermediates, constraints) beside the CA.
+func Sign(tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("testca: key: %w", err)
+	}
+	if tmpl.SerialNumber == nil {
+		if tmpl.SerialNumber, err = randomSerial(); err != nil {
+			return nil, nil, err
+		}
+	}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("testca: signing %q: %w", tmpl.Subject.CommonName, err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, fmt.Errorf("testca: CA certificate: %w", err)
+		return nil, nil, fmt.Errorf("testca: parsing %q: %w", tmpl.Subject.CommonName, err)
 	}
-	return &CA{key: key, cert: cert, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}, nil
+	return cert, key, nil
 }
 
 // Certificate returns the root certificate.
@@ -96,14 +115,6 @@ type Leaf struct {
 // CA signs include the root, so that DANE-TA clients find the trust
 // anchor in the handshake (RFC 7672 §3.1.1); Leaf is set.
 func (ca *CA) Issue(l Leaf) (*tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("testca: leaf key: %w", err)
-	}
-	serial, err := randomSerial()
-	if err != nil {
-		return nil, err
-	}
 	if l.NotBefore.IsZero() {
 		l.NotBefore = time.Now().Add(-time.Hour)
 	}
@@ -111,27 +122,22 @@ func (ca *CA) Issue(l Leaf) (*tls.Certificate, error) {
 		l.NotAfter = l.NotBefore.Add(time.Hour + DefaultValidity)
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: l.CommonName},
-		DNSNames:     l.DNSNames,
-		NotBefore:    l.NotBefore,
-		NotAfter:     l.NotAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		Subject:     pkix.Name{CommonName: l.CommonName},
+		DNSNames:    l.DNSNames,
+		NotBefore:   l.NotBefore,
+		NotAfter:    l.NotAfter,
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	parent, signer := ca.cert, ca.key
 	if l.SelfSigned {
-		parent, signer = tmpl, key
+		parent, signer = nil, nil
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, signer)
+	leaf, key, err := Sign(tmpl, parent, signer)
 	if err != nil {
 		return nil, fmt.Errorf("testca: issuing a certificate for %q %q: %w", l.CommonName, l.DNSNames, err)
 	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("testca: parsing an issued certificate: %w", err)
-	}
-	chain := [][]byte{der}
+	chain := [][]byte{leaf.Raw}
 	if !l.SelfSigned {
 		chain = append(chain, ca.cert.Raw)
 	}
