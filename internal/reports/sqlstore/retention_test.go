@@ -98,3 +98,34 @@ func TestPrune(t *testing.T) {
 		}
 	})
 }
+
+// When the fold before a prune fails, the prune fails and deletes
+// nothing, while a dry run (which a user who may only read the file can
+// ask for) still counts, without the rollup rows of the pending reports.
+func TestPruneFoldFails(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openTestSQLite(t)
+	s := st.(*sqlStore)
+	s.folder.stop() // the reports stay pending
+	var in []reports.Incoming
+	for i := range 40 {
+		in = append(in, reports.Incoming{Report: reportstest.SynthReport(i), Raw: []byte("{}"), Source: reports.SourceFile, ReceivedAt: reportstest.FixedNow()})
+	}
+	if _, err := st.PutReports(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	s.d.foldSQL = []string{`SELECT no_such_column FROM reports`}
+	before := time.Date(2025, 1, 11, 0, 0, 0, 0, time.UTC)
+	dry, err := st.Prune(ctx, reports.Prune{Before: before, DryRun: true})
+	if err != nil || dry.Reports == 0 || dry.RollupRows != 0 {
+		t.Errorf("dry run with the fold failing: %+v, %v; want the reports counted and no rollup rows", dry, err)
+	}
+	if _, err := st.Prune(ctx, reports.Prune{Before: before}); err == nil {
+		t.Error("prune with the fold failing succeeded")
+	}
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM reports`).Scan(&n); err != nil || n != len(in) {
+		t.Errorf("%d reports after the failed prune (%v), want %d", n, err, len(in))
+	}
+}
