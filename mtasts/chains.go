@@ -119,7 +119,8 @@ func (c *chainCache) verify(certs []*x509.Certificate, host string, roots *x509.
 	}
 	leaf := certs[0]
 	key := chainKey{roots: roots, sum: tailSum(certs)}
-	if !hasPolicyConstraints(leaf) {
+	shortcut := !hasPolicyConstraints(leaf)
+	if shortcut {
 		c.mu.Lock()
 		e := c.entries[key]
 		c.mu.Unlock()
@@ -143,7 +144,7 @@ func (c *chainCache) verify(certs []*x509.Certificate, host string, roots *x509.
 	if err != nil {
 		return nil, &tls.CertificateVerificationError{UnverifiedCertificates: certs, Err: err}
 	}
-	if e := newChainEntry(chains); e != nil && !hasPolicyConstraints(leaf) {
+	if e := newChainEntry(chains); e != nil && shortcut {
 		c.mu.Lock()
 		if len(c.entries) >= maxChainEntries {
 			clear(c.entries)
