@@ -167,13 +167,19 @@ func TestRecorderGroupCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := NewRecorder(st, RecorderOptions{Buffer: 100, Batch: 2, FlushEvery: time.Hour, Idle: time.Hour, MaxWait: -1})
-	for i := range 2 + 50 {
+	// The first two make a full batch at once (a source's results come
+	// as one item: two Records could reach the writer apart, and it
+	// would nap Idle/4 on the first); its write waits for tx.
+	if err := rec.RecordCursor(ctx, "log", "c1", ok("d0.example", day1), ok("d1.example", day1)); err != nil {
+		t.Fatal(err)
+	}
+	// The write waits for the writer connection tx holds: what comes
+	// now queues behind it (until then the writer might still take it
+	// into the first batch).
+	waitFor(t, func() bool { return st.w.Stats().WaitCount >= 1 })
+	for i := range 50 {
 		if err := rec.Record(ctx, ok(fmt.Sprintf("d%d.example", i%7), day1)); err != nil {
 			t.Fatal(err)
-		}
-		if i == 1 {
-			// The first two make a full batch; its write waits for tx.
-			waitFor(t, func() bool { return len(rec.ch) == 0 })
 		}
 	}
 	tx.Rollback()
