@@ -1,9 +1,7 @@
 package tlsrpt
 
 import (
-	"bytes"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -117,44 +115,6 @@ func SaturatingAdd(a, b int64) int64 {
 }
 
 // Wire form. Member order follows RFC 8460 Appendix B (F-10c).
-type wireReport struct {
-	OrganizationName string       `json:"organization-name"`
-	DateRange        wireRange    `json:"date-range"`
-	ContactInfo      string       `json:"contact-info"`
-	ReportID         string       `json:"report-id"`
-	Policies         []wirePolicy `json:"policies"`
-}
-
-type wireRange struct {
-	Start string `json:"start-datetime"`
-	End   string `json:"end-datetime"`
-}
-
-type wirePolicy struct {
-	Policy struct {
-		Type   string   `json:"policy-type"`
-		String []string `json:"policy-string"`
-		Domain string   `json:"policy-domain"`
-		MXHost []string `json:"mx-host"`
-	} `json:"policy"`
-	Summary struct {
-		Success int64 `json:"total-successful-session-count"`
-		Failure int64 `json:"total-failure-session-count"`
-	} `json:"summary"`
-	FailureDetails []wireDetail `json:"failure-details"`
-}
-
-type wireDetail struct {
-	ResultType            ResultType `json:"result-type"`
-	SendingMTAIP          string     `json:"sending-mta-ip,omitempty"`
-	ReceivingMXHostname   string     `json:"receiving-mx-hostname,omitempty"`
-	ReceivingMXHelo       string     `json:"receiving-mx-helo,omitempty"`
-	ReceivingIP           string     `json:"receiving-ip,omitempty"`
-	FailedSessionCount    int64      `json:"failed-session-count"`
-	AdditionalInformation string     `json:"additional-information,omitempty"`
-	FailureReasonCode     string     `json:"failure-reason-code,omitempty"`
-}
-
 // FormatTime formats t as an RFC 3339 date-time in UTC with a "Z"
 // (GO-8), with fractional seconds only when t has them.
 func FormatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
@@ -168,41 +128,7 @@ func Marshal(r *Report) ([]byte, error) {
 	if r == nil {
 		return nil, fmt.Errorf("%w: nil report", ErrInvalid)
 	}
-	w := wireReport{
-		OrganizationName: r.OrganizationName,
-		DateRange:        wireRange{Start: FormatTime(r.DateRange.Start), End: FormatTime(r.DateRange.End)},
-		ContactInfo:      r.ContactInfo,
-		ReportID:         r.ReportID,
-		Policies:         make([]wirePolicy, len(r.Policies)),
-	}
-	for i, p := range r.Policies {
-		wp := &w.Policies[i]
-		wp.Policy.Type = p.Policy.Type
-		wp.Policy.String = nonNil(p.Policy.String)
-		wp.Policy.Domain = p.Policy.Domain
-		wp.Policy.MXHost = nonNil(p.Policy.MXHost)
-		wp.Summary.Success = p.Summary.TotalSuccessfulSessionCount
-		wp.Summary.Failure = p.Summary.TotalFailureSessionCount
-		wp.FailureDetails = make([]wireDetail, len(p.FailureDetails))
-		for j, d := range p.FailureDetails {
-			wp.FailureDetails[j] = wireDetail(d)
-		}
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(w); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	return buf.Bytes(), nil
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
+	return appendReport(make([]byte, 0, 256+512*len(r.Policies)), r), nil
 }
 
 // Validate checks the rules a report we generate must follow (RFC 8460 §4,
