@@ -193,6 +193,13 @@ func (s *sqlStore) PutReports(ctx context.Context, ins []reports.Incoming) ([]re
 	if s.d.detachWrites {
 		sctx = context.WithoutCancel(ctx)
 	}
+	// What needs no database is done before the transaction takes
+	// SQLite's one writer (a fold or another batch may hold it
+	// meanwhile, on the other core).
+	pins := make([]putInput, len(ins))
+	for i, in := range ins {
+		pins[i] = newPutInput(in)
+	}
 	tx, err := s.w.BeginTx(sctx, nil)
 	if err != nil {
 		return nil, s.errorf("begin: %w", err)
@@ -216,11 +223,11 @@ func (s *sqlStore) PutReports(ctx context.Context, ins []reports.Incoming) ([]re
 	out := make([]reports.PutResult, 0, len(ins))
 	// putTx adds to the rollup the report each key counts.
 	ru := rollup{}
-	for _, in := range ins {
+	for i := range pins {
 		if err := ctx.Err(); err != nil {
 			return nil, s.errorf("store reports: %w", err)
 		}
-		res, err := s.putTx(sctx, tx, ps, pd, in, ru)
+		res, err := s.putTx(sctx, tx, ps, pd, &pins[i], ru)
 		if err != nil {
 			return nil, err
 		}
@@ -341,23 +348,8 @@ func (s *sqlStore) flushDetails(ctx context.Context, tx *sql.Tx, p *pendingDetai
 	return nil
 }
 
-func (s *sqlStore) putTx(ctx context.Context, tx *sql.Tx, ps *putStmts, pd *pendingDetails, in reports.Incoming, ru rollup) (reports.PutResult, error) {
-	r := in.Report
-	raw, enc := compressRaw(in.Raw)
-	success, failure := r.Totals()
-	d := day(r.DateRange.Start)
-	repairs := in.Repairs
-	if repairs == nil {
-		repairs = []tlsrpt.Repair{}
-	}
-	problems := in.Problems
-	if problems == nil {
-		problems = []tlsrpt.Problem{}
-	}
-	// RFC 8460 §5.3 (RPT-RECV-4): (organization-name, report-id) names a
-	// report; a copy is a duplicate only when its content is identical,
-	// else both are kept as a conflict (conflict.go).
-	hash := contentHash(r)
+func (s *sqlStore) putTx(ctx context.Context, tx *sql.Tx, ps *putStmts, pd *pendingDetails, pin *putInput, ru rollup) (reports.PutResult, error) {
+	in, r, d, hash := pin.Incoming, pin.Report, pin.day, pin.hash
 	rows, err := s.keyRows(ctx, tx, ps, r.OrganizationName, r.ReportID)
 	if err != nil {
 		return reports.PutResult{}, err
@@ -392,8 +384,8 @@ func (s *sqlStore) putTx(ctx context.Context, tx *sql.Tx, ps *putStmts, pd *pend
 	var id int64
 	if err := ps.report.QueryRowContext(ctx,
 		r.OrganizationName, r.ReportID, hash, r.ContactInfo, r.DateRange.Start.Unix(), r.DateRange.End.Unix(), d,
-		in.ReceivedAt.UTC().Unix(), in.Source, in.Origin, in.Submitter, in.DKIMDomain, jsonText(repairs), jsonText(problems),
-		success, failure, raw, enc, int64(len(in.Raw)), boolInt(in.Authenticated), boolInt(len(rows) > 0),
+		in.ReceivedAt.UTC().Unix(), in.Source, in.Origin, in.Submitter, in.DKIMDomain, pin.repairs, pin.problems,
+		pin.success, pin.failure, pin.raw, pin.enc, int64(len(in.Raw)), boolInt(in.Authenticated), boolInt(len(rows) > 0),
 		boolInt(len(rows) == 0), boolInt(len(rows) == 0)).Scan(&id); err != nil {
 		return reports.PutResult{}, s.errorf("insert report: %w", err)
 	}
@@ -442,6 +434,37 @@ func (s *sqlStore) putTx(ctx context.Context, tx *sql.Tx, ps *putStmts, pd *pend
 		return reports.PutResult{}, err
 	}
 	return reports.PutResult{ID: id, Conflict: len(rows) > 1}, nil
+}
+
+// putInput is a report to store with what PutReports computes of it
+// before its transaction: the columns that need no database.
+type putInput struct {
+	reports.Incoming
+	// hash names the content: RFC 8460 §5.3 (RPT-RECV-4):
+	// (organization-name, report-id) names a report; a copy is a
+	// duplicate only when its content is identical, else both are kept
+	// as a conflict (conflict.go).
+	hash              string
+	day               string
+	raw               []byte
+	enc               string
+	repairs, problems string
+	success, failure  int64
+}
+
+func newPutInput(in reports.Incoming) putInput {
+	p := putInput{Incoming: in, hash: contentHash(in.Report), day: day(in.Report.DateRange.Start)}
+	p.raw, p.enc = compressRaw(in.Raw)
+	p.success, p.failure = in.Report.Totals()
+	repairs, problems := in.Repairs, in.Problems
+	if repairs == nil {
+		repairs = []tlsrpt.Repair{}
+	}
+	if problems == nil {
+		problems = []tlsrpt.Problem{}
+	}
+	p.repairs, p.problems = jsonText(repairs), jsonText(problems)
+	return p
 }
 
 func boolInt(b bool) int {
