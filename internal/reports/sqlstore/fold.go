@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -33,9 +34,13 @@ import (
 // clock). A crash leaves reports pending: still counted through their
 // rows, and folded by the next fold of any writer.
 //
-// Concurrency. One fold at a time: SQLite's writer connection
-// serialises every write; PostgreSQL folds take an advisory transaction
-// lock (foldLock). A fold first claims the reports it folds (pending =
+// Concurrency. One fold at a time: foldMu in a process; between
+// processes SQLite's write lock serialises every write and PostgreSQL
+// folds take an advisory transaction lock (foldLock). On SQLite a fold
+// reads and aggregates before it takes the write lock (fold_aside.go),
+// and runs as below, in one transaction, only when what it read changed
+// meanwhile or another process holds the lock. A fold in one
+// transaction first claims the reports it folds (pending =
 // 2), on PostgreSQL with FOR UPDATE SKIP LOCKED, so that a report whose
 // count another transaction is moving (conflict.go: recount reads the
 // copy's mark with FOR UPDATE) is either claimed and folded before that
@@ -69,27 +74,36 @@ const pendingCond = `SELECT id FROM reports WHERE pending <> 0`
 // claimedCond selects the reports a fold has claimed, in its transaction.
 const claimedCond = `SELECT id FROM reports WHERE pending <> 0 AND pending = 2`
 
-// rollupFold returns the statements adding the claimed reports to the
-// rollup: per grain, the total rows from their policy rows and the
-// detail rows from their failure details, with the same sums as
-// rollup.addReport (a report counts once per row key), in the rollup's
-// key order. sum is the backend's saturating SUM; temp is the backend's
-// temporary schema ("temp" on SQLite, "pg_temp" on PostgreSQL).
-//
-// The claimed reports' policy and failure rows are first copied into two
-// temporary tables (in memory on SQLite: temp_store), which the
-// per-grain statements then scan: the copy looks each claimed report's
-// rows up in the big tables' indexes once, instead of once per grain
-// statement (17 of them).
-func rollupFold(sum func(string) string, temp string) []string {
-	out := []string{
+// foldCopy returns the statements copying the policy and failure rows
+// of the reports that ids selects into two temporary tables (in memory
+// on SQLite: temp_store), which the per-grain statements then scan: the
+// copy looks each report's rows up in the big tables' indexes once,
+// instead of once per grain statement (17 of them). temp is the
+// backend's temporary schema ("temp" on SQLite, "pg_temp" on
+// PostgreSQL).
+func foldCopy(temp, ids string) []string {
+	return []string{
 		`DROP TABLE IF EXISTS ` + temp + `.fold_policies`,
 		`DROP TABLE IF EXISTS ` + temp + `.fold_details`,
 		`CREATE TEMP TABLE fold_policies AS SELECT report, day, organization, policy_domain, mx_host, policy_type, successful, failed, details
-			FROM policies WHERE report IN (` + claimedCond + `)`,
+			FROM policies WHERE report IN (` + ids + `)`,
 		`CREATE TEMP TABLE fold_details AS SELECT report, day, organization, policy_domain, mx_host, policy_type, result_type, failed_session_count
-			FROM failure_details WHERE report IN (` + claimedCond + `)`,
+			FROM failure_details WHERE report IN (` + ids + `)`,
 	}
+}
+
+// rollupInsert starts a fold's insert of rollup rows; each grain's
+// select (foldGrains) gives its columns in this order.
+const rollupInsert = `INSERT INTO summary_rollup (grain, kind, day, organization, policy_domain, mx_host, policy_type,
+			result_type, reports, successful, failed, success_reports, nodetails_reports, nodetails_failed) `
+
+// foldGrains returns the selects of the rollup rows of the copied
+// reports (foldCopy): per grain, the total rows from their policy rows
+// and the detail rows from their failure details, with the same sums as
+// rollup.addReport (a report counts once per row key), each in the
+// rollup's key order. sum is the backend's saturating SUM.
+func foldGrains(sum func(string) string) []string {
+	var out []string
 	for g := range grainDomainDay + 1 {
 		if g&grainNoOrg != 0 && g != grainDomainDay {
 			continue
@@ -118,19 +132,28 @@ func rollupFold(sum func(string) string, temp string) []string {
 		}
 		keys := fmt.Sprintf("%d, %%d, day, %s, %s, %s, %s", g, org, keep(grainDomain, "policy_domain"), keep(grainMX, "mx_host"), keep(grainType, "policy_type"))
 		by := strings.Join(grp, ", ")
-		ins := `INSERT INTO summary_rollup (grain, kind, day, organization, policy_domain, mx_host, policy_type,
-			result_type, reports, successful, failed, success_reports, nodetails_reports, nodetails_failed) `
 		nd := "failed > 0 AND details = 0"
-		out = append(out, ins+`SELECT `+fmt.Sprintf(keys, kindTotal)+`, '', COUNT(DISTINCT report), `+sum("successful")+`, `+sum("failed")+`,
+		out = append(out, `SELECT `+fmt.Sprintf(keys, kindTotal)+`, '', COUNT(DISTINCT report), `+sum("successful")+`, `+sum("failed")+`,
 			COUNT(DISTINCT CASE WHEN successful > 0 THEN report END), COUNT(DISTINCT CASE WHEN `+nd+` THEN report END),
 			`+sum("CASE WHEN "+nd+" THEN failed ELSE 0 END")+`
-			FROM fold_policies GROUP BY `+by+` ORDER BY `+by+rollupConflict)
+			FROM fold_policies GROUP BY `+by+` ORDER BY `+by)
 		if g&grainNoOrg != 0 {
 			continue // totals only (grainDomainDay)
 		}
-		out = append(out, ins+`SELECT `+fmt.Sprintf(keys, kindResult)+`, result_type, COUNT(DISTINCT report), 0, `+sum("failed_session_count")+`, 0, 0, 0
+		out = append(out, `SELECT `+fmt.Sprintf(keys, kindResult)+`, result_type, COUNT(DISTINCT report), 0, `+sum("failed_session_count")+`, 0, 0, 0
 			FROM fold_details
-			GROUP BY `+by+`, result_type ORDER BY `+by+`, result_type`+rollupConflict)
+			GROUP BY `+by+`, result_type ORDER BY `+by+`, result_type`)
+	}
+	return out
+}
+
+// rollupFold returns the statements of a fold in one transaction: the
+// claimed reports' rows copied (foldCopy), each grain's rows added to
+// the rollup (foldGrains), in the rollup's key order.
+func rollupFold(sum func(string) string, temp string) []string {
+	out := foldCopy(temp, claimedCond)
+	for _, sel := range foldGrains(sum) {
+		out = append(out, rollupInsert+sel+rollupConflict)
 	}
 	return append(out, `DROP TABLE `+temp+`.fold_policies`, `DROP TABLE `+temp+`.fold_details`)
 }
@@ -157,6 +180,12 @@ func (s *sqlStore) Fold(ctx context.Context) error {
 // foldOnce folds up to foldMax pending reports in one transaction and
 // returns how many it claimed.
 func (s *sqlStore) foldOnce(ctx context.Context) (int64, error) {
+	if s.fw != nil && s.aside != nil {
+		n, err := s.foldAside(ctx)
+		if !errors.Is(err, errFallBack) {
+			return n, err
+		}
+	}
 	// Nothing pending, no write transaction (a store opened for queries
 	// only stays a reader).
 	var some int

@@ -116,6 +116,7 @@ func TestPruneFoldFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.d.foldSQL = []string{`SELECT no_such_column FROM reports`}
+	s.aside = &asidePlan{read: s.d.foldSQL} // and the fold aside (fold_aside.go)
 	before := time.Date(2025, 1, 11, 0, 0, 0, 0, time.UTC)
 	dry, err := st.Prune(ctx, reports.Prune{Before: before, DryRun: true})
 	if err != nil || dry.Reports == 0 || dry.RollupRows != 0 {

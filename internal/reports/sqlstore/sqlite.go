@@ -22,7 +22,8 @@ const sqliteBusyTimeout = 10 * time.Second
 // Durability: synchronous=FULL, so a report is on disk when PutReport
 // returns, which is what lets the HTTP receiver answer 200 and the mail
 // pipe exit 0 (RFC 8460 §5.4, RPT-HTTP-3). Writes go through one
-// connection; reads use a small query_only pool and never block it.
+// connection, and the background fold's through its own (fold_aside.go);
+// reads use a small query_only pool and never block them.
 func OpenSQLite(ctx context.Context, path string, logger *slog.Logger) (reports.Store, error) {
 	if logger == nil {
 		logger = discardLogger()
@@ -31,11 +32,13 @@ func OpenSQLite(ctx context.Context, path string, logger *slog.Logger) (reports.
 		BusyTimeout: sqliteBusyTimeout,
 		Synchronous: "FULL",
 		ForeignKeys: true,
+		// The fold's own connection (fold_aside.go).
+		NoWaitWriter: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: sqlite %s: %w", reports.ErrStorage, path, err)
 	}
-	s := &sqlStore{d: sqliteDialect(), loc: db.Path, logger: logger, w: db.W, r: db.R}
+	s := &sqlStore{d: sqliteDialect(), loc: db.Path, logger: logger, w: db.W, r: db.R, fw: db.NoWait, aside: newAsidePlan(sqliteSum)}
 	if err := s.Migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -115,6 +118,11 @@ func (s *sqlStore) Close() error {
 		}
 	}
 	s.stmts.close()
+	if s.fw != nil {
+		if err := s.fw.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if s.d.name == "sqlite" {
 		// Keeps the planner's statistics fresh; cheap before closing.
 		if _, err := s.w.Exec(`PRAGMA optimize`); err != nil {

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mailsts/mailsts/internal/migrate"
@@ -76,6 +77,18 @@ type sqlStore struct {
 	// background (nil in stores built without an Open function).
 	foldMu sync.Mutex
 	folder *folder
+	// fw is the fold's own connection on SQLite (fold_aside.go; nil
+	// on PostgreSQL and in stores built without an Open function),
+	// aside the statements of its folds; writeMu hands SQLite's write
+	// lock between PutReports and a fold's write transaction.
+	fw      *sql.DB
+	aside   *asidePlan
+	writeMu sync.Mutex
+	// asideHook, for tests, runs between a fold aside's read and its
+	// write; asideFallbacks counts the folds aside that found a report
+	// changed in between and ran in one transaction instead.
+	asideHook      func()
+	asideFallbacks atomic.Int64
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -199,6 +212,10 @@ func (s *sqlStore) PutReports(ctx context.Context, ins []reports.Incoming) ([]re
 	pins := make([]putInput, len(ins))
 	for i, in := range ins {
 		pins[i] = newPutInput(in)
+	}
+	if s.fw != nil {
+		s.writeMu.Lock()
+		defer s.writeMu.Unlock()
 	}
 	tx, err := s.w.BeginTx(sctx, nil)
 	if err != nil {
