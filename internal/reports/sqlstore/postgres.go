@@ -82,6 +82,7 @@ func postgresDialect() dialect {
 		versionTable:    "reports_schema_version",
 		foldSQL:         rollupFold(postgresSum, "pg_temp"),
 		skipLocked:      " FOR UPDATE SKIP LOCKED",
+		returningID:     true,
 		forUpdate:       " FOR UPDATE",
 		foldLock: func(ctx context.Context, tx *sql.Tx) error {
 			// The two-key form, apart from lockKey's (8460, …).

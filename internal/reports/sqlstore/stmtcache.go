@@ -36,7 +36,7 @@ func putStatements() []string {
 func (s *sqlStore) prepareStatements(ctx context.Context) error {
 	s.stmts = make(stmtCache)
 	for _, q := range putStatements() {
-		p, err := s.w.PrepareContext(ctx, s.d.rebind(q))
+		p, err := s.w.PrepareContext(ctx, s.stmtSQL(q))
 		if err != nil {
 			s.stmts.close()
 			return s.errorf("prepare: %w", err)
@@ -53,11 +53,21 @@ func (s *sqlStore) txStmt(ctx context.Context, tx *sql.Tx, q string) (*sql.Stmt,
 	if st, ok := s.stmts[q]; ok {
 		return tx.StmtContext(ctx, st), nil
 	}
-	p, err := tx.PrepareContext(ctx, s.d.rebind(q))
+	p, err := tx.PrepareContext(ctx, s.stmtSQL(q))
 	if err != nil {
 		return nil, s.errorf("prepare: %w", err)
 	}
 	return p, nil
+}
+
+// stmtSQL is q as the backend runs it: its placeholders rebound, and
+// RETURNING id after an insert of insertsWithID where the backend reads
+// new ids that way (dialect.returningID).
+func (s *sqlStore) stmtSQL(q string) string {
+	if s.d.returningID && insertsWithID[q] {
+		q += ` RETURNING id`
+	}
+	return s.d.rebind(q)
 }
 
 // close releases the cached statements (before the pool is closed).
