@@ -25,19 +25,25 @@ func appendReport(b []byte, r *Report) []byte {
 	b = append(b, ",\n  \"report-id\": "...)
 	b = appendString(b, r.ReportID)
 	b = append(b, ",\n  \"policies\": "...)
-	if len(r.Policies) == 0 {
-		b = append(b, "[]"...)
-	} else {
-		b = append(b, '[')
-		for i := range r.Policies {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendPolicyResult(b, &r.Policies[i])
-		}
-		b = append(b, "\n  ]"...)
-	}
+	b = appendArray(b, r.Policies, appendPolicyResult, "\n  ]")
 	return append(b, "\n}\n"...)
+}
+
+// appendArray appends an array of objects, never null: each element as
+// elem appends it (starting with its line break), and end after the
+// last; an empty array is "[]".
+func appendArray[T any](b []byte, s []T, elem func([]byte, *T) []byte, end string) []byte {
+	if len(s) == 0 {
+		return append(b, "[]"...)
+	}
+	b = append(b, '[')
+	for i := range s {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = elem(b, &s[i])
+	}
+	return append(b, end...)
 }
 
 // appendPolicyResult appends one element of "policies", at the
@@ -56,18 +62,7 @@ func appendPolicyResult(b []byte, p *PolicyResult) []byte {
 	b = append(b, ",\n        \"total-failure-session-count\": "...)
 	b = strconv.AppendInt(b, p.Summary.TotalFailureSessionCount, 10)
 	b = append(b, "\n      },\n      \"failure-details\": "...)
-	if len(p.FailureDetails) == 0 {
-		b = append(b, "[]"...)
-	} else {
-		b = append(b, '[')
-		for i := range p.FailureDetails {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendFailureDetails(b, &p.FailureDetails[i])
-		}
-		b = append(b, "\n      ]"...)
-	}
+	b = appendArray(b, p.FailureDetails, appendFailureDetails, "\n      ]")
 	return append(b, "\n    }"...)
 }
 

@@ -32,6 +32,16 @@ func asideStore(t *testing.T, n int) (*sqlStore, *atomic.Int64) {
 	return s, reads
 }
 
+// duringFirstRead makes f run between the first fold aside's read and
+// its write.
+func duringFirstRead(s *sqlStore, reads *atomic.Int64, f func()) {
+	s.asideHook = func() {
+		if reads.Add(1) == 1 {
+			f()
+		}
+	}
+}
+
 // pendingCount is the number of reports not yet in the rollup.
 func pendingCount(t *testing.T, s *sqlStore) int {
 	t.Helper()
@@ -79,15 +89,12 @@ func TestFoldAsideFallsBackWhenACountMoves(t *testing.T) {
 	t.Parallel()
 	s, reads := asideStore(t, 30)
 	ctx := context.Background()
-	s.asideHook = func() {
-		if reads.Add(1) > 1 {
-			return
-		}
+	duringFirstRead(s, reads, func() {
 		if _, err := s.PutReport(ctx, reports.Incoming{Report: reportstest.SynthReport(7), Raw: []byte("{}"),
 			Source: reports.SourceMail, ReceivedAt: reportstest.FixedNow(), Authenticated: true, DKIMDomain: "example.net"}); err != nil {
 			t.Error(err)
 		}
-	}
+	})
 	if err := s.Fold(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -104,14 +111,11 @@ func TestFoldAsideLeavesLaterReportsPending(t *testing.T) {
 	t.Parallel()
 	s, reads := asideStore(t, 30)
 	ctx := context.Background()
-	s.asideHook = func() {
-		if reads.Add(1) > 1 {
-			return
-		}
+	duringFirstRead(s, reads, func() {
 		for i := 30; i < 40; i++ {
 			reportstest.Put(t, s, reportstest.SynthReport(i), nil)
 		}
-	}
+	})
 	if err := s.Fold(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -139,10 +143,7 @@ func TestFoldAsideWaitsForAnotherWriter(t *testing.T) {
 	}
 	defer other.Close()
 	released := make(chan time.Time, 1)
-	s.asideHook = func() {
-		if reads.Add(1) > 1 {
-			return
-		}
+	duringFirstRead(s, reads, func() {
 		tx, err := other.W.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the write lock
 		if err != nil {
 			t.Error(err)
@@ -153,7 +154,7 @@ func TestFoldAsideWaitsForAnotherWriter(t *testing.T) {
 			released <- time.Now()
 			tx.Rollback()
 		}()
-	}
+	})
 	if err := s.Fold(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -80,17 +80,7 @@ func TestFoldWhileCountsMove(t *testing.T) {
 		if err := s.Fold(ctx); err != nil {
 			t.Fatal(err)
 		}
-		var pending int
-		if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM reports WHERE pending <> 0`).Scan(&pending); err != nil {
-			t.Fatal(err)
-		}
-		if pending != 0 {
-			t.Errorf("%d reports pending after a fold", pending)
-		}
-		checkSummaryConsistent(t, st)
-		if n, _, _ := reportstest.OrgTotals(t, st, reports.Filter{}); n != keys {
-			t.Errorf("summary counts %d reports after the fold, want %d", n, keys)
-		}
+		checkFolded(t, s, keys)
 	})
 }
 
