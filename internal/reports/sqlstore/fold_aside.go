@@ -106,13 +106,18 @@ func (s *sqlStore) foldAside(ctx context.Context) (int64, error) {
 		}
 	}
 	n, err := s.asideRead(ctx, conn)
-	if sqlitedb.Busy(err) {
+	if err != nil {
 		// A read can find the log being reset by another process's
-		// checkpoint, and this connection does not wait.
+		// checkpoint, and this connection does not wait. Whatever
+		// failed, nothing is written yet: the fold in one transaction
+		// (which waits) does the work, slower.
+		if !sqlitedb.Busy(err) && ctx.Err() == nil {
+			s.logger.Warn("reports: fold aside failed; folding in one transaction", "where", s.loc, "err", err)
+		}
 		return 0, errFallBack
 	}
-	if err != nil || n == 0 {
-		return 0, err
+	if n == 0 {
+		return 0, nil
 	}
 	if s.asideHook != nil {
 		s.asideHook()

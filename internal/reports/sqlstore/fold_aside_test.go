@@ -1,7 +1,11 @@
 package sqlstore
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -168,4 +172,29 @@ func TestFoldAsideWaitsForAnotherWriter(t *testing.T) {
 		t.Fatal("the fold ended while the other writer held the lock")
 	}
 	checkFolded(t, s, 30)
+}
+
+// A fold aside that fails before it writes (here its read) leaves the
+// work to the fold in one transaction, and says so.
+func TestFoldAsideFailureFallsBack(t *testing.T) {
+	t.Parallel()
+	var log bytes.Buffer
+	st, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "reports.db"), slog.New(slog.NewTextHandler(&log, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s := st.(*sqlStore)
+	s.folder.stop()
+	for i := range 20 {
+		reportstest.Put(t, s, reportstest.SynthReport(i), nil)
+	}
+	s.aside = &asidePlan{read: []string{`SELECT no_such_column FROM reports`}}
+	if err := s.Fold(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	checkFolded(t, s, 20)
+	if !strings.Contains(log.String(), "fold aside failed") {
+		t.Errorf("no warning logged:\n%s", log.String())
+	}
 }
