@@ -34,6 +34,11 @@ import (
 // Readers see the change at the commit, all at once: a report counts
 // through its rows while pending, through the rollup after.
 //
+// Memory: the aggregates wait in memory for the write, and the fold's
+// connection has its own page cache (up to 16 MiB, for the rollup's
+// pages). Peak RSS of a fold of 10,000 pending SynthReports: 25 MB over
+// the store's before it (11 MB in one transaction); of 2,000: 19 MB.
+//
 // The connection is sqlitedb's NoWait writer (busy_timeout 0): a
 // write lock held by another process makes the fold fall back to
 // foldOnce, which waits for it through the writer pool. In this
