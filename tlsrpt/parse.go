@@ -250,8 +250,7 @@ func (p *parser) decode(data []byte) (*jvalue, error) {
 		p.repair("control-character-in-string", "%d control character(s) inside strings removed or escaped", n)
 		data = fixed
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
+	dec := newTokens(data)
 	v, err := p.value(dec, "", 0)
 	if err != nil {
 		return nil, err
@@ -262,7 +261,7 @@ func (p *parser) decode(data []byte) (*jvalue, error) {
 	return v, nil
 }
 
-func (p *parser) value(dec *json.Decoder, path string, depth int) (*jvalue, error) {
+func (p *parser) value(dec *tokens, path string, depth int) (*jvalue, error) {
 	if depth > maxDepth {
 		return nil, fmt.Errorf("%w: nesting deeper than %d", ErrSyntax, maxDepth)
 	}
@@ -273,7 +272,7 @@ func (p *parser) value(dec *json.Decoder, path string, depth int) (*jvalue, erro
 	return p.valueOf(dec, tok, path, depth, nil)
 }
 
-func token(dec *json.Decoder) (json.Token, error) {
+func token(dec *tokens) (json.Token, error) {
 	tok, err := dec.Token()
 	if err != nil {
 		if err == io.EOF {
@@ -286,7 +285,7 @@ func token(dec *json.Decoder) (json.Token, error) {
 
 // valueOf builds the value that starts with tok. An object is built into
 // into when it is not nil (reused for failure details).
-func (p *parser) valueOf(dec *json.Decoder, tok json.Token, path string, depth int, into *jvalue) (*jvalue, error) {
+func (p *parser) valueOf(dec *tokens, tok json.Token, path string, depth int, into *jvalue) (*jvalue, error) {
 	p.nodes++
 	if p.nodes > maxNodes {
 		return nil, fmt.Errorf("%w: report holds more than %d JSON values", ErrTooLarge, maxNodes)
@@ -396,7 +395,7 @@ type detailSet struct {
 // MaxFailureDetails or MaxReportFailureDetails dropped, so a report with
 // millions of entries never holds more than the caps in memory. Other
 // values are returned as they are for policyResult to judge.
-func (p *parser) detailArray(dec *json.Decoder, path string, depth int) (*jvalue, error) {
+func (p *parser) detailArray(dec *tokens, path string, depth int) (*jvalue, error) {
 	if depth > maxDepth {
 		return nil, fmt.Errorf("%w: nesting deeper than %d", ErrSyntax, maxDepth)
 	}
