@@ -16,7 +16,8 @@ import (
 // and the ingest ran on one core (bench/reports: the fold was 55% of
 // its time, its aggregation about 45% of the fold).
 //
-// So on SQLite a fold first reads and aggregates without the write
+// So on SQLite the background fold (not Fold, called by Close and Prune
+// when nothing else writes) first reads and aggregates without the write
 // lock, in a read transaction of its own connection (sqlStore.fw: the
 // aggregates go into temporary tables, which live on that connection,
 // in memory), while PutReports goes on writing on the other core. Then

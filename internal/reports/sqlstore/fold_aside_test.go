@@ -69,19 +69,31 @@ func checkFolded(t *testing.T, s *sqlStore, want int64) {
 	}
 }
 
-// On SQLite a fold reads and aggregates the pending reports before it
-// takes the write lock (fold_aside.go), and the rollup it writes is the
-// one the one-transaction fold writes.
+// On SQLite the background fold reads and aggregates the pending
+// reports before it takes the write lock (fold_aside.go), and the rollup
+// it writes is the one the one-transaction fold writes. Fold, which
+// Close and Prune call when nothing else writes, folds in one
+// transaction.
 func TestFoldAside(t *testing.T) {
 	t.Parallel()
 	s, reads := asideStore(t, 30)
-	if err := s.Fold(context.Background()); err != nil {
+	if err := s.fold(context.Background(), true); err != nil {
 		t.Fatal(err)
 	}
 	if reads.Load() != 1 || s.asideFallbacks.Load() != 0 {
 		t.Errorf("%d folds aside, %d fell back; want 1 and 0", reads.Load(), s.asideFallbacks.Load())
 	}
 	checkFolded(t, s, 30)
+	for i := 30; i < 40; i++ {
+		reportstest.Put(t, s, reportstest.SynthReport(i), nil)
+	}
+	if err := s.Fold(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if reads.Load() != 1 {
+		t.Errorf("Fold folded aside")
+	}
+	checkFolded(t, s, 40)
 }
 
 // A report whose count moves to an authenticated copy (conflict.go)
@@ -99,7 +111,7 @@ func TestFoldAsideFallsBackWhenACountMoves(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	if err := s.Fold(ctx); err != nil {
+	if err := s.fold(ctx, true); err != nil {
 		t.Fatal(err)
 	}
 	if s.asideFallbacks.Load() != 1 {
@@ -120,14 +132,14 @@ func TestFoldAsideLeavesLaterReportsPending(t *testing.T) {
 			reportstest.Put(t, s, reportstest.SynthReport(i), nil)
 		}
 	})
-	if err := s.Fold(ctx); err != nil {
+	if err := s.fold(ctx, true); err != nil {
 		t.Fatal(err)
 	}
 	if n := pendingCount(t, s); n != 10 || s.asideFallbacks.Load() != 0 {
 		t.Errorf("%d pending after the fold, %d fell back; want 10 and 0", n, s.asideFallbacks.Load())
 	}
 	checkSummaryConsistent(t, s)
-	if err := s.Fold(ctx); err != nil {
+	if err := s.fold(ctx, true); err != nil {
 		t.Fatal(err)
 	}
 	checkFolded(t, s, 40)
@@ -159,7 +171,7 @@ func TestFoldAsideWaitsForAnotherWriter(t *testing.T) {
 			tx.Rollback()
 		}()
 	})
-	if err := s.Fold(ctx); err != nil {
+	if err := s.fold(ctx, true); err != nil {
 		t.Fatal(err)
 	}
 	done := time.Now()
@@ -190,7 +202,7 @@ func TestFoldAsideFailureFallsBack(t *testing.T) {
 		reportstest.Put(t, s, reportstest.SynthReport(i), nil)
 	}
 	s.aside = &asidePlan{read: []string{`SELECT no_such_column FROM reports`}}
-	if err := s.Fold(context.Background()); err != nil {
+	if err := s.fold(context.Background(), true); err != nil {
 		t.Fatal(err)
 	}
 	checkFolded(t, s, 20)

@@ -60,7 +60,8 @@ func TestFoldWhileCountsMove(t *testing.T) {
 					return
 				default:
 				}
-				if err := s.Fold(ctx); err != nil {
+				// As the background fold does: aside on SQLite.
+				if err := s.fold(ctx, true); err != nil {
 					errs <- err
 					return
 				}
