@@ -359,7 +359,7 @@ func (p *parser) valueOf(dec *tokens, tok json.Token, path string, depth int, in
 				if path == "policies" && i >= MaxPolicies {
 					return nil, fmt.Errorf("%w: more than %d policies", ErrTooLarge, MaxPolicies)
 				}
-				el, err := p.value(dec, fmt.Sprintf("%s[%d]", path, i), depth+1)
+				el, err := p.value(dec, index(path, i), depth+1)
 				if err != nil {
 					return nil, err
 				}
@@ -422,7 +422,7 @@ func (p *parser) detailArray(dec *tokens, path string, depth int) (*jvalue, erro
 		// listed: formatting one per element costs an allocation each.
 		epath := anyPath
 		if !p.truncated {
-			epath = fmt.Sprintf("%s[%d]", path, i)
+			epath = index(path, i)
 		}
 		base := p.nodes
 		tok, err := token(dec)
@@ -481,6 +481,11 @@ func (p *parser) detailArray(dec *tokens, path string, depth int) (*jvalue, erro
 	return &jvalue{kind: jArray, details: set}, nil
 }
 
+// index names element i of the array at path: "policies[2]".
+func index(path string, i int) string {
+	return path + "[" + strconv.Itoa(i) + "]"
+}
+
 func join(path, key string) string {
 	if path == "" {
 		return key
@@ -492,6 +497,14 @@ func join(path, key string) string {
 // them) inside JSON strings and escapes other control characters. It returns
 // the input unchanged and 0 when there is nothing to repair.
 func repairControlChars(data []byte) ([]byte, int) {
+	if !controlInString(data) {
+		return data, 0 // the common case, found faster
+	}
+	return escapeControlChars(data)
+}
+
+// escapeControlChars is repairControlChars, byte by byte.
+func escapeControlChars(data []byte) ([]byte, int) {
 	var out []byte
 	n := 0
 	inStr, esc := false, false
@@ -529,6 +542,35 @@ func repairControlChars(data []byte) ([]byte, int) {
 		return data, 0
 	}
 	return out, n
+}
+
+// controlInString reports whether a control character stands inside a
+// JSON string of data (not right after a backslash), as the loop of
+// repairControlChars reads strings: it jumps from string to string with
+// bytes.IndexByte and looks at the bytes of strings only.
+func controlInString(data []byte) bool {
+	for i := 0; i < len(data); {
+		q := bytes.IndexByte(data[i:], '"')
+		if q < 0 {
+			return false
+		}
+		for i += q + 1; i < len(data); {
+			c := data[i]
+			if c == '"' {
+				i++
+				break
+			}
+			if c == '\\' {
+				i += 2
+				continue
+			}
+			if c < 0x20 {
+				return true
+			}
+			i++
+		}
+	}
+	return false
 }
 
 var knownMembers = map[string][]string{
@@ -589,7 +631,7 @@ func (p *parser) report(root *jvalue) (*Report, error) {
 		return nil, fmt.Errorf("%w: policies is a JSON %s", ErrSyntax, kindNames[pols.kind])
 	}
 	for i, pv := range pols.elems {
-		pr, err := p.policyResult(pv, fmt.Sprintf("policies[%d]", i))
+		pr, err := p.policyResult(pv, index("policies", i))
 		if err != nil {
 			return nil, err
 		}
@@ -664,7 +706,7 @@ func (p *parser) policyResult(v *jvalue, path string) (PolicyResult, error) {
 		pr.FailureDetails = set.details
 	case fd != nil:
 		for j, dv := range fd.elems {
-			d, err := p.detail(dv, fmt.Sprintf("%s[%d]", fpath, j))
+			d, err := p.detail(dv, index(fpath, j))
 			if err != nil {
 				return pr, err
 			}

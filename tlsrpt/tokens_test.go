@@ -175,3 +175,38 @@ func FuzzTokensMatchDecoder(f *testing.F) {
 		checkTokens(t, data)
 	})
 }
+
+// controlCases are inputs for the control-character check: raw control
+// characters inside and outside strings, after backslashes, in
+// unterminated strings.
+var controlCases = []string{
+	"", `{}`, "{\n\t\"a\": \"b\"\r\n}", "{\"a\": \"b\nc\"}", "{\"a\": \"b\tc\"}", "\"\x01\"",
+	"\x01\"a\"", `"a\"` + "\n" + `"`, "\"a\\\n\"", "\"a\\\\\n\"", "\"abc", "\"ab\x1f", "\"ab\\", `"a""b"` + "\n",
+	"\"é\x7f\"", "[\"a\", 1, \"\x00\"]",
+}
+
+// controlInString (the common case's fast check) finds a control
+// character inside a string exactly when the byte-by-byte repair
+// changes something.
+func TestControlInString(t *testing.T) {
+	t.Parallel()
+	for _, c := range controlCases {
+		_, n := escapeControlChars([]byte(c))
+		if got := controlInString([]byte(c)); got != (n > 0) {
+			t.Errorf("controlInString(%q) = %v; the repair changed %d", c, got, n)
+		}
+	}
+}
+
+func FuzzControlInString(f *testing.F) {
+	for _, c := range controlCases {
+		f.Add([]byte(c))
+	}
+	f.Add(readTestdata(f, "f10b.json"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, n := escapeControlChars(data)
+		if got := controlInString(data); got != (n > 0) {
+			t.Errorf("controlInString(%q) = %v; the repair changed %d", data, got, n)
+		}
+	})
+}
