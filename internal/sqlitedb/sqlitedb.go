@@ -155,7 +155,10 @@ type DB struct {
 	// wake-ups). Having nothing to wait for, its statements can run under
 	// context.WithoutCancel; on Busy the caller writes through W under its
 	// own context instead, waiting as W does. Like W, its transactions
-	// BEGIN IMMEDIATE, and it has W's checkpoint settings.
+	// BEGIN IMMEDIATE, and it has W's checkpoint settings. The reports
+	// store uses it as its background fold's own connection, which reads
+	// into temporary tables outside W's transactions and falls back to W
+	// when the write lock is taken (reports/sqlstore/fold_aside.go).
 	NoWait *sql.DB
 }
 
