@@ -10,8 +10,8 @@ import (
 )
 
 // The fold aside (SQLite). SQLite has one writer at a time, and a fold
-// in one write transaction (foldOnce) held it for all its work: copying
-// the pending reports' rows, aggregating them per grain (17 sorts),
+// in one write transaction (the rest of foldOnce) held it for all its
+// work: copying the pending reports' rows, aggregating them per grain (17 sorts),
 // and adding the results to the rollup. PutReports waited meanwhile,
 // and the ingest ran on one core (bench/reports: the fold was 55% of
 // its time, its aggregation about 45% of the fold).
