@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -202,5 +203,96 @@ func TestDecodeZip(t *testing.T) { // quirk 28, RPT-RECV-3
 	big := zipBytes(t, map[string][]byte{"a.json": make([]byte, 3<<20)})
 	if _, _, err := Decode(bytes.NewReader(big), "application/zip", Limits{MaxOutput: 1 << 20}); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("zip bomb: %v", err)
+	}
+}
+
+// TestGunzipReused checks that the pooled gzip readers give, in
+// concurrent calls and in any order, what a new gzip.Reader gives for
+// each body: after a good stream, a corrupt or truncated one, a
+// concatenated one or one over the cap, no state leaks into the next.
+func TestGunzipReused(t *testing.T) { // GO-9
+	t.Parallel()
+	js := readTestdata(t, "f10c.json")
+	small := gzipBytes(t, js)
+	big := gzipBytes(t, bytes.Repeat(js, 40))
+	badCRC := bytes.Clone(small)
+	badCRC[len(badCRC)-6] ^= 0xff
+	bodies := [][]byte{
+		small,
+		big,
+		append(bytes.Clone(small), big...), // two members (RFC 1952)
+		small[:len(small)/2],               // truncated
+		badCRC,
+		append([]byte("\x1f\x8b\x08\x00"), bytes.Repeat([]byte{0xff}, 40)...), // header, then garbage
+		gzipBytes(t, nil),
+	}
+	const max = 16 << 10 // big decompresses to more: ErrTooLarge
+	type outcome struct {
+		out []byte
+		err string
+	}
+	want := make([]outcome, len(bodies))
+	for i, b := range bodies {
+		// The reference: gunzip with a new reader every time.
+		out, err := func() ([]byte, error) {
+			zr, err := gzip.NewReader(bytes.NewReader(b))
+			if err != nil {
+				return nil, fmt.Errorf("%w: gzip: %w", ErrSyntax, err)
+			}
+			out, err := readCapped(zr, max)
+			if errors.Is(err, ErrTooLarge) {
+				return nil, fmt.Errorf("%w: decompressed report above %d bytes", ErrTooLarge, max)
+			} else if err != nil {
+				return nil, fmt.Errorf("%w: gzip: %w", ErrSyntax, err)
+			}
+			return out, nil
+		}()
+		want[i] = outcome{out: out}
+		if err != nil {
+			want[i].err = err.Error()
+		}
+	}
+	for _, i := range []int{1, 2, 3, 4, 5} {
+		if want[i].err == "" {
+			t.Fatalf("body %d does not fail as the test means it to", i)
+		}
+	}
+	const workers, each = 4, 60
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			errs <- func() error {
+				for i := range each {
+					k := (i*7 + w*3) % len(bodies)
+					out, err := gunzip(bodies[k], max)
+					got := outcome{out: out}
+					if err != nil {
+						got.err = err.Error()
+					}
+					switch {
+					case got.err != want[k].err:
+						return fmt.Errorf("body %d (call %d.%d): error %q, a new reader gives %q", k, w, i, got.err, want[k].err)
+					case !bytes.Equal(got.out, want[k].out):
+						return fmt.Errorf("body %d (call %d.%d): %d bytes out, a new reader gives %d", k, w, i, len(got.out), len(want[k].out))
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func BenchmarkDecodeGzip(b *testing.B) {
+	gz := gzipBytes(b, readTestdata(b, "f10c.json"))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := Decode(bytes.NewReader(gz), MediaTypeGzip, Limits{}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
