@@ -50,6 +50,9 @@ type Config struct {
 	// HTTP is the number of concurrent clients of the side-by-side
 	// comparison (-http, Compare).
 	HTTP int
+	// StdClient makes those clients net/http's Client instead of the
+	// lean HTTP/1.1 writer (rawPoster).
+	StdClient bool
 
 	// profile, when set, receives a CPU profile of the ingest.
 	profile io.Writer
@@ -93,6 +96,7 @@ func main() {
 	flag.IntVar(&c.Repeat, "repeat", 3, "runs of each query")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the ingest (its timed part; with -mails, mailsts's first pass) to this `file`")
 	flag.IntVar(&c.HTTP, "http", 0, "compare instead: the batch path against this many concurrent HTTP POST clients, side by side")
+	flag.BoolVar(&c.StdClient, "stdclient", false, "with -http: the clients are net/http's Client (the figures before 2026-12-07 02:40 UTC) instead of a lean HTTP/1.1 writer")
 	rounds := flag.Int("rounds", 3, "with -http: rounds, each batch then HTTP into fresh databases; with -mails: rounds, each mailsts then mox")
 	mails := flag.Int("mails", 0, "parse instead: this many synthetic report mails, with mailsts's tlsrpt.ParseMessage")
 	mox := flag.Bool("mox", false, "with -mails: also with mox's tlsrpt.ParseMessage (builds bench/reports/moxparse with go), rounds alternated")

@@ -127,11 +127,22 @@ func TestSynthVaried(t *testing.T) {
 
 // TestCompare: the side-by-side mode stores every report on both paths
 // (each in its own fresh database) and reports both rates.
+// Both kinds of HTTP client (the lean writer and net/http's) must give
+// every report to the receiver.
 func TestCompare(t *testing.T) {
 	t.Parallel()
+	for _, std := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stdclient=%v", std), func(t *testing.T) {
+			t.Parallel()
+			testCompare(t, std)
+		})
+	}
+}
+
+func testCompare(t *testing.T, std bool) {
 	path := filepath.Join(t.TempDir(), "c.db")
 	var out strings.Builder
-	rs, err := Compare(context.Background(), Config{N: 200, DB: "sqlite:" + path, Batch: 50, HTTP: 8}, 1, &out)
+	rs, err := Compare(context.Background(), Config{N: 200, DB: "sqlite:" + path, Batch: 50, HTTP: 8, StdClient: std}, 1, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
