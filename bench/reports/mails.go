@@ -68,10 +68,11 @@ func (p Pass) PerSec() float64 { return float64(p.Mails) / time.Duration(p.Elaps
 // CPUPerMail is the pass's CPU time per mail.
 func (p Pass) CPUPerMail() time.Duration { return time.Duration(p.CPU / int64(max(p.Mails, 1))) }
 
-// MailRound is one round of the mail mode: mailsts's pass, then the
-// peer's (zero without a peer).
+// MailRound is one round of the mail mode: mailsts's pass, then each
+// peer's, in the order of MailConfig.Peers.
 type MailRound struct {
-	Mailsts, Mox Pass
+	Mailsts Pass
+	Peers   []Pass
 }
 
 // mailDate is the Date of a report's mail: an hour after its day.
@@ -194,22 +195,57 @@ func BuildMox(ctx context.Context, dir string, env ...string) (string, error) {
 	return bin, nil
 }
 
-// runMox runs the peer binary on dir and decodes its line.
-func runMox(ctx context.Context, bin, dir string, env []string) (Pass, error) {
+// MailPeer is a parser run side by side with mailsts's: a command that
+// takes -dir DIR and prints one JSON line of a Pass (moxparse/,
+// parsedmarcparse.py).
+type MailPeer struct {
+	Name string
+	Cmd  []string // the program and its first arguments; -dir DIR follows
+	Env  []string // added to the environment
+}
+
+// run runs the peer on dir and decodes its line.
+func (p MailPeer) run(ctx context.Context, dir string) (Pass, error) {
 	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, bin, "-dir", dir)
-	if env != nil {
-		cmd.Env = append(os.Environ(), env...)
+	cmd := exec.CommandContext(ctx, p.Cmd[0], append(p.Cmd[1:len(p.Cmd):len(p.Cmd)], "-dir", dir)...)
+	if p.Env != nil {
+		cmd.Env = append(os.Environ(), p.Env...)
 	}
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return Pass{}, fmt.Errorf("%s: %w: %s", bin, err, bytes.TrimSpace(stderr.Bytes()))
+		return Pass{}, fmt.Errorf("%s: %w: %s", p.Name, err, clipOut(string(bytes.TrimSpace(stderr.Bytes()))))
 	}
-	var p Pass
-	if err := json.Unmarshal(stdout.Bytes(), &p); err != nil {
-		return p, fmt.Errorf("%s: output %q: %w", bin, clipOut(stdout.String()), err)
+	var pass Pass
+	if err := json.Unmarshal(stdout.Bytes(), &pass); err != nil {
+		return pass, fmt.Errorf("%s: output %q: %w", p.Name, clipOut(stdout.String()), err)
 	}
-	return p, nil
+	return pass, nil
+}
+
+// MoxPeer is the mox peer built by BuildMox.
+func MoxPeer(bin string) MailPeer { return MailPeer{Name: "mox", Cmd: []string{bin}} }
+
+// parsedmarcSource is the path of the parsedmarc driver, found as
+// moxSource finds moxparse/.
+func parsedmarcSource() string {
+	if _, file, _, ok := runtime.Caller(0); ok {
+		p := filepath.Join(filepath.Dir(file), "parsedmarcparse.py")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return filepath.Join("bench", "reports", "parsedmarcparse.py")
+}
+
+// ParsedmarcPeer runs parsedmarc through parsedmarcparse.py with python;
+// pythonPath, when set, is the PYTHONPATH of a parsedmarc run from
+// source (bench/reports/README.md).
+func ParsedmarcPeer(python, pythonPath string) MailPeer {
+	p := MailPeer{Name: "parsedmarc", Cmd: []string{python, parsedmarcSource()}}
+	if pythonPath != "" {
+		p.Env = []string{"PYTHONPATH=" + pythonPath}
+	}
+	return p
 }
 
 func clipOut(s string) string {
@@ -226,20 +262,18 @@ var errDisagree = errors.New("sums disagree")
 // MailConfig is a run of the mail mode.
 type MailConfig struct {
 	N, Rounds int
-	// MoxBin is the peer's binary (BuildMox); empty: mailsts alone.
-	MoxBin string
+	// Peers are run after mailsts in every round; none: mailsts alone.
+	Peers []MailPeer
 
 	// profile, when set, receives a CPU profile of mailsts's first pass.
 	profile io.Writer
-	// moxEnv is added to the peer's environment (the tests' fake peer).
-	moxEnv []string
 }
 
 // CompareMails builds c.N report mails (before any clock starts), writes
 // them into a temporary directory (removed after) and runs c.Rounds
-// rounds of mailsts's parse over them, each followed, when c.MoxBin is
-// set, by the peer's parse of the same files, alternating so that both
-// see the same machine load. Every mail must parse on both sides and
+// rounds of mailsts's parse over them, each followed by each peer's
+// parse of the same files, alternating so that all see the same machine
+// load. Every mail must parse on both sides and
 // every sum agree with the reports', else it returns an error
 // (errDisagree for the sums) with the rounds so far.
 func CompareMails(ctx context.Context, c MailConfig, out io.Writer) ([]MailRound, error) {
@@ -281,15 +315,17 @@ func CompareMails(ctx context.Context, c MailConfig, out io.Writer) ([]MailRound
 			return res, fmt.Errorf("round %d: %w", round+1, err)
 		}
 		line := fmt.Sprintf("round %d: mailsts %.0f mails/s (CPU %v/mail)", round+1, rd.Mailsts.PerSec(), rd.Mailsts.CPUPerMail().Round(100*time.Nanosecond))
-		if c.MoxBin != "" {
-			if rd.Mox, err = runMox(ctx, c.MoxBin, dir, c.moxEnv); err != nil {
+		for _, peer := range c.Peers {
+			p, err := peer.run(ctx, dir)
+			if err != nil {
 				return res, fmt.Errorf("round %d: %w", round+1, err)
 			}
-			if err := checkPass("mox", rd.Mox, n, want); err != nil {
+			if err := checkPass(peer.Name, p, n, want); err != nil {
 				return res, fmt.Errorf("round %d: %w", round+1, err)
 			}
-			line += fmt.Sprintf(", mox %.0f mails/s (CPU %v/mail), mailsts/mox %.2f", rd.Mox.PerSec(),
-				rd.Mox.CPUPerMail().Round(100*time.Nanosecond), rd.Mailsts.PerSec()/rd.Mox.PerSec())
+			line += fmt.Sprintf(", %s %.0f mails/s (CPU %v/mail), mailsts/%s %.2f", peer.Name, p.PerSec(),
+				p.CPUPerMail().Round(100*time.Nanosecond), peer.Name, rd.Mailsts.PerSec()/p.PerSec())
+			rd.Peers = append(rd.Peers, p)
 		}
 		fmt.Fprintln(out, line)
 		res = append(res, rd)
@@ -309,8 +345,8 @@ func checkPass(name string, p Pass, n int, want Sums) error {
 }
 
 // printMails prints the table of the rounds: each parser's mails/s and
-// CPU per mail (median; min-max), and mailsts against mox.
-func printMails(w io.Writer, rs []MailRound) {
+// CPU per mail (median; min-max), and mailsts against each peer.
+func printMails(w io.Writer, rs []MailRound, peers []MailPeer) {
 	if len(rs) == 0 {
 		return
 	}
@@ -332,18 +368,22 @@ func printMails(w io.Writer, rs []MailRound) {
 		}
 		return fmt.Sprintf("%.*f (%.*f-%.*f)", prec, med, prec, v[0], prec, v[len(v)-1])
 	}
-	us := func(d int64, n int) float64 { return float64(d) / 1e3 / float64(max(n, 1)) }
+	us := func(p Pass) float64 { return float64(p.CPU) / 1e3 / float64(max(p.Mails, 1)) }
 	fmt.Fprintf(w, "%d rounds, median (min-max):\n", len(rs))
-	fmt.Fprintf(w, "%-12s %-24s %s\n", "", "mails/s", "CPU µs/mail")
-	fmt.Fprintf(w, "%-12s %-24s %s\n", "mailsts", col(func(r MailRound) float64 { return r.Mailsts.PerSec() }),
-		col(func(r MailRound) float64 { return us(r.Mailsts.CPU, r.Mailsts.Mails) }))
-	if rs[0].Mox.Mails == 0 {
-		return
+	fmt.Fprintf(w, "%-18s %-24s %s\n", "", "mails/s", "CPU µs/mail")
+	fmt.Fprintf(w, "%-18s %-24s %s\n", "mailsts", col(func(r MailRound) float64 { return r.Mailsts.PerSec() }),
+		col(func(r MailRound) float64 { return us(r.Mailsts) }))
+	for i, peer := range peers {
+		if len(rs[0].Peers) <= i {
+			return
+		}
+		fmt.Fprintf(w, "%-18s %-24s %s\n", peer.Name, col(func(r MailRound) float64 { return r.Peers[i].PerSec() }),
+			col(func(r MailRound) float64 { return us(r.Peers[i]) }))
+		fmt.Fprintf(w, "%-18s %-24s %s\n", "mailsts/"+peer.Name, col(func(r MailRound) float64 { return r.Mailsts.PerSec() / r.Peers[i].PerSec() }),
+			col(func(r MailRound) float64 { return float64(r.Mailsts.CPU) / float64(r.Peers[i].CPU) }))
 	}
-	fmt.Fprintf(w, "%-12s %-24s %s\n", "mox", col(func(r MailRound) float64 { return r.Mox.PerSec() }),
-		col(func(r MailRound) float64 { return us(r.Mox.CPU, r.Mox.Mails) }))
-	fmt.Fprintf(w, "%-12s %-24s %s\n", "mailsts/mox", col(func(r MailRound) float64 { return r.Mailsts.PerSec() / r.Mox.PerSec() }),
-		col(func(r MailRound) float64 { return float64(r.Mailsts.CPU) / float64(r.Mox.CPU) }))
-	fmt.Fprintf(w, "(mailsts/mox: above 1 mailsts parses more mails/s; below 1 it uses less CPU per mail)\n")
-	fmt.Fprintf(w, "sums agree in every round: %v\n", rs[0].Mailsts.Sums)
+	if len(peers) > 0 {
+		fmt.Fprintf(w, "(mailsts/PEER: above 1 mailsts parses more mails/s; below 1 it uses less CPU per mail)\n")
+		fmt.Fprintf(w, "sums agree in every round: %v\n", rs[0].Mailsts.Sums)
+	}
 }

@@ -97,10 +97,13 @@ func main() {
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the ingest (its timed part; with -mails, mailsts's first pass) to this `file`")
 	flag.IntVar(&c.HTTP, "http", 0, "compare instead: the batch path against this many concurrent HTTP POST clients, side by side")
 	flag.BoolVar(&c.StdClient, "stdclient", false, "with -http: the clients are net/http's Client (the figures before 2026-12-07 02:40 UTC) instead of a lean HTTP/1.1 writer")
-	rounds := flag.Int("rounds", 3, "with -http: rounds, each batch then HTTP into fresh databases; with -mails: rounds, each mailsts then mox")
+	rounds := flag.Int("rounds", 3, "with -http: rounds, each batch then HTTP into fresh databases; with -mails: rounds, each mailsts then each peer")
 	mails := flag.Int("mails", 0, "parse instead: this many synthetic report mails, with mailsts's tlsrpt.ParseMessage")
 	mox := flag.Bool("mox", false, "with -mails: also with mox's tlsrpt.ParseMessage (builds bench/reports/moxparse with go), rounds alternated")
 	moxBin := flag.String("moxbin", "", "with -mails: the mox peer already built (`path` of a moxparse binary); implies -mox")
+	parsedmarc := flag.Bool("parsedmarc", false, "with -mails: also with parsedmarc's parse_report_email (bench/reports/parsedmarcparse.py), rounds alternated")
+	python := flag.String("python", "python3", "with -parsedmarc: the Python interpreter")
+	pythonPath := flag.String("parsedmarc-path", "", "with -parsedmarc: PYTHONPATH of parsedmarc run from source (`dirs` of parsedmarc, mail-parser and publicsuffixlist, colon-separated)")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -111,8 +114,11 @@ func main() {
 		c.profile = f
 	}
 	if *mails > 0 {
-		mc := MailConfig{N: *mails, Rounds: *rounds, MoxBin: *moxBin, profile: c.profile}
-		if err := runMails(mc, *mox); err != nil {
+		mc := MailConfig{N: *mails, Rounds: *rounds, profile: c.profile}
+		if *parsedmarc || *pythonPath != "" {
+			mc.Peers = append(mc.Peers, ParsedmarcPeer(*python, *pythonPath))
+		}
+		if err := runMails(mc, *mox || *moxBin != "", *moxBin); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -145,25 +151,28 @@ func main() {
 	}
 }
 
-// runMails is the -mails mode: the peer built first when asked for, then
-// CompareMails and its table.
-func runMails(c MailConfig, mox bool) error {
+// runMails is the -mails mode: the mox peer built first when asked for
+// (and moxBin is not given), then CompareMails and its table.
+func runMails(c MailConfig, mox bool, moxBin string) error {
 	ctx := context.Background()
-	if mox && c.MoxBin == "" {
+	if mox && moxBin == "" {
 		dir, err := os.MkdirTemp("", "mailsts-bench-moxparse-")
 		if err != nil {
 			return err
 		}
 		defer os.RemoveAll(dir)
-		if c.MoxBin, err = BuildMox(ctx, dir); err != nil {
+		if moxBin, err = BuildMox(ctx, dir); err != nil {
 			return err
 		}
+	}
+	if mox {
+		c.Peers = append([]MailPeer{MoxPeer(moxBin)}, c.Peers...)
 	}
 	rs, err := CompareMails(ctx, c, os.Stdout)
 	if err != nil {
 		return err
 	}
-	printMails(os.Stdout, rs)
+	printMails(os.Stdout, rs, c.Peers)
 	return nil
 }
 

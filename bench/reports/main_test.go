@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -248,7 +250,7 @@ func TestCompareMailsPeer(t *testing.T) {
 			mails, failures, policies, sessions, details)
 	}
 	fake := func(peerLine string) MailConfig {
-		return MailConfig{N: n, Rounds: 2, MoxBin: os.Args[0], moxEnv: []string{"MAILSTS_FAKE_MOXPARSE=" + peerLine, "GORACE=atexit_sleep_ms=0"}}
+		return MailConfig{N: n, Rounds: 2, Peers: []MailPeer{{Name: "mox", Cmd: []string{os.Args[0]}, Env: []string{"MAILSTS_FAKE_MOXPARSE=" + peerLine, "GORACE=atexit_sleep_ms=0"}}}}
 	}
 	good := func(name, peerLine string) {
 		t.Run(name, func(t *testing.T) {
@@ -258,10 +260,10 @@ func TestCompareMailsPeer(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(rs) != 2 || rs[1].Mox.PerSec() != 10000 || rs[1].Mox.CPUPerMail() != 50*time.Microsecond || rs[1].Mailsts.Failures != 0 {
+			if len(rs) != 2 || len(rs[1].Peers) != 1 || rs[1].Peers[0].PerSec() != 10000 || rs[1].Peers[0].CPUPerMail() != 50*time.Microsecond || rs[1].Mailsts.Failures != 0 {
 				t.Fatalf("rounds %+v", rs)
 			}
-			printMails(&out, rs)
+			printMails(&out, rs, fake(peerLine).Peers)
 			for _, s := range []string{"round 2: mailsts ", ", mox 10000 mails/s (CPU 50µs/mail)", "mailsts/mox ", "sums agree in every round: policies="} {
 				if !strings.Contains(out.String(), s) {
 					t.Errorf("output lacks %q:\n%s", s, out.String())
@@ -298,12 +300,109 @@ func TestCompareMailsMox(t *testing.T) {
 		t.Skipf("mox peer not built (needs github.com/mjl-/mox@v0.0.15 in the module cache): %v", err)
 	}
 	var out strings.Builder
-	rs, err := CompareMails(context.Background(), MailConfig{N: 60, Rounds: 1, MoxBin: bin}, &out)
+	rs, err := CompareMails(context.Background(), MailConfig{N: 60, Rounds: 1, Peers: []MailPeer{MoxPeer(bin)}}, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rs) != 1 || rs[0].Mox.Mails != 60 || rs[0].Mox.Sums != rs[0].Mailsts.Sums {
+	if len(rs) != 1 || rs[0].Peers[0].Mails != 60 || rs[0].Peers[0].Sums != rs[0].Mailsts.Sums {
 		t.Fatalf("rounds %+v", rs)
 	}
 	t.Log(out.String())
+}
+
+// fakeParsedmarc is a parsedmarc package for TestParsedmarcDriver:
+// parse_report_email reads the gzipped report of a mail with Python's
+// own modules, fails, or calls a name of mailsuite (which the driver
+// replaces by a placeholder where it is absent), as FAKE_MODE says.
+const fakeParsedmarc = `import email, gzip, json, os
+from mailsuite.smtp import send_email
+
+def parse_report_email(m, offline=False, always_use_local_files=False):
+    if not offline or not always_use_local_files:
+        raise ValueError("asked to go online")
+    mode = os.environ["FAKE_MODE"]
+    if mode == "fail":
+        raise ValueError("cannot parse")
+    if mode == "placeholder":
+        send_email()
+    for part in email.message_from_bytes(m).walk():
+        if part.get_content_type() == "application/tlsrpt+gzip":
+            r = json.loads(gzip.decompress(part.get_payload(decode=True)))
+            return {"report_type": "smtp_tls", "report": {"policies": [{
+                "successful_session_count": p["summary"]["total-successful-session-count"],
+                "failed_session_count": p["summary"]["total-failure-session-count"] + (1 if mode == "miscount" else 0),
+                "failure_details": [{"failed_session_count": d["failed-session-count"]} for d in p.get("failure-details", [])],
+            } for p in r["policies"]]}}
+    raise ValueError("no report")
+`
+
+// TestParsedmarcDriver runs parsedmarcparse.py on a fake parsedmarc:
+// the driver's line is taken, every mail counted, the sums checked, and
+// a placeholder that is called fails the pass.
+func TestParsedmarcDriver(t *testing.T) {
+	t.Parallel()
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 not installed")
+	}
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "parsedmarc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "parsedmarc", "__init__.py"), []byte(fakeParsedmarc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := func(mode string) ([]MailRound, error) {
+		peer := ParsedmarcPeer(python, dir)
+		peer.Env = append(peer.Env, "FAKE_MODE="+mode)
+		return CompareMails(context.Background(), MailConfig{N: 20, Rounds: 1, Peers: []MailPeer{peer}}, io.Discard)
+	}
+	rs, err := run("ok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := rs[0].Peers[0]; p.Mails != 20 || p.Failures != 0 || p.Sums != rs[0].Mailsts.Sums || p.Elapsed <= 0 {
+		t.Errorf("pass %+v, mailsts %+v", p, rs[0].Mailsts)
+	}
+	for mode, want := range map[string]string{
+		"fail":     "parsedmarc: 20 of 20 mails failed to parse (20 read); first: mail 0: ValueError: cannot parse",
+		"miscount": "parsedmarc: sums disagree",
+	} {
+		if _, err := run(mode); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want one with %q", mode, err, want)
+		}
+	}
+	if exec.Command(python, "-c", "import mailsuite").Run() == nil {
+		t.Log("mailsuite is installed: no placeholder to check")
+	} else if _, err := run("placeholder"); err == nil || !strings.Contains(err.Error(), "placeholder mailsuite.smtp.send_email called") {
+		t.Errorf("placeholder: error %v", err)
+	}
+}
+
+// TestCompareMailsParsedmarc runs the real parsedmarc on a few mails
+// when it can be imported: installed, or from source with
+// MAILSTS_PARSEDMARC_PATH as its PYTHONPATH, by MAILSTS_PYTHON or
+// python3 (bench/reports/README.md).
+func TestCompareMailsParsedmarc(t *testing.T) {
+	t.Parallel()
+	python := os.Getenv("MAILSTS_PYTHON")
+	if python == "" {
+		python = "python3"
+	}
+	if _, err := exec.LookPath(python); err != nil {
+		t.Skipf("%s not installed", python)
+	}
+	peer := ParsedmarcPeer(python, os.Getenv("MAILSTS_PARSEDMARC_PATH"))
+	check := exec.Command(python, parsedmarcSource(), "-check")
+	check.Env = append(os.Environ(), peer.Env...)
+	if out, err := check.CombinedOutput(); err != nil {
+		t.Skipf("parsedmarc cannot be imported by %s (install it, or set MAILSTS_PARSEDMARC_PATH and MAILSTS_PYTHON): %s", python, bytes.TrimSpace(out))
+	}
+	rs, err := CompareMails(context.Background(), MailConfig{N: 60, Rounds: 1, Peers: []MailPeer{peer}}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := rs[0].Peers[0]; p.Mails != 60 || p.Sums != rs[0].Mailsts.Sums {
+		t.Fatalf("pass %+v", p)
+	}
 }
