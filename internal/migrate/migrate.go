@@ -22,6 +22,11 @@
 //     read; on PostgreSQL each step's transaction first takes the
 //     schema's transaction-scoped advisory lock. The second opener then
 //     reads the version the first one committed and skips that step.
+//   - A database already at len(Steps) is only read: Run reads its
+//     version outside any write transaction first, so that a user who
+//     may read the database but not write it (an auditor, a dashboard
+//     running under another account, a read-only mount) can open it.
+//     Any step is decided on the version read again under the lock.
 package migrate
 
 import (
@@ -63,6 +68,16 @@ type Schema struct {
 // db's transactions must begin IMMEDIATE on SQLite (see the package
 // comment). It returns an error wrapping TooNew for a newer database.
 func (s *Schema) Run(ctx context.Context, db *sql.DB) error {
+	// Current already: nothing to write. A version that cannot be read
+	// this way (no version table yet) takes the locked path.
+	if v, err := s.peekVersion(ctx, db); err == nil {
+		switch {
+		case v == len(s.Steps):
+			return nil
+		case v > len(s.Steps):
+			return fmt.Errorf("%w: %s has version %d, this program knows up to %d", s.TooNew, s.Where, v, len(s.Steps))
+		}
+	}
 	// Bounded: each round applies a step or ends.
 	for range len(s.Steps) + 1 {
 		done, err := s.step(ctx, db)
@@ -114,6 +129,18 @@ func (s *Schema) step(ctx context.Context, db *sql.DB) (done bool, err error) {
 		s.Migrated(v + 1)
 	}
 	return false, nil
+}
+
+// peekVersion reads the schema version without a transaction of its
+// own and without creating anything.
+func (s *Schema) peekVersion(ctx context.Context, db *sql.DB) (int, error) {
+	q := `PRAGMA user_version`
+	if s.Table != "" {
+		q = `SELECT version FROM ` + s.Table
+	}
+	var v int
+	err := db.QueryRowContext(ctx, q).Scan(&v)
+	return v, err
 }
 
 // version reads the schema version inside tx; 0 for a new database.

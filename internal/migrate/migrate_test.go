@@ -224,3 +224,40 @@ func TestRunConcurrentOpeners(t *testing.T) {
 		}
 	})
 }
+
+// A current database is only read: Run returns at once while another
+// opener holds the write lock (SQLite) or the schema's advisory lock
+// (PostgreSQL), as a daemon's long write or another migration does,
+// where taking the lock would wait for it.
+func TestRunCurrentTakesNoLock(t *testing.T) {
+	t.Parallel()
+	each(t, func(t *testing.T, b backend, table string) {
+		ctx := context.Background()
+		db := b.open(t)
+		if err := schema(b, table, steps).Run(ctx, db); err != nil {
+			t.Fatal(err)
+		}
+		holder := b.open(t)
+		tx, err := holder.BeginTx(ctx, nil) // BEGIN IMMEDIATE on SQLite
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		if b.postgres {
+			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(0x6d6967726174)); err != nil {
+				t.Fatal(err)
+			}
+		} else if _, err := tx.ExecContext(ctx, `INSERT INTO applied VALUES (99)`); err != nil {
+			t.Fatal(err)
+		}
+		tctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		if err := schema(b, table, steps).Run(tctx, b.open(t)); err != nil {
+			t.Fatalf("Run on a current database while the lock is held: %v", err)
+		}
+		// A newer database is refused the same way, without the lock.
+		if err := schema(b, table, steps[:2]).Run(tctx, b.open(t)); !errors.Is(err, errTooNew) {
+			t.Fatalf("Run of an older program: %v, want errTooNew", err)
+		}
+	})
+}
