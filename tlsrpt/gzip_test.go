@@ -296,3 +296,26 @@ func BenchmarkDecodeGzip(b *testing.B) {
 		}
 	}
 }
+
+// FuzzGunzipReused: whatever a pooled reader read before (a, possibly
+// hostile), gunzip of b gives what a new reader gives.
+func FuzzGunzipReused(f *testing.F) {
+	js := readTestdata(f, "f10c.json")
+	gz := gzipBytes(f, js)
+	f.Add(gz[:len(gz)/2], gz)
+	f.Add(gz, append(bytes.Clone(gz), gz...))
+	f.Add([]byte("\x1f\x8b\x08\x00garbage"), gz[:20])
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		const max = 1 << 16
+		var want []byte
+		zr, werr := gzip.NewReader(bytes.NewReader(b))
+		if werr == nil {
+			want, werr = readCapped(zr, max)
+		}
+		_, _ = gunzip(a, max) // leaves a pooled reader in whatever state a made
+		got, err := gunzip(b, max)
+		if (err == nil) != (werr == nil) || !bytes.Equal(got, want) {
+			t.Fatalf("after %d bytes, %d bytes: pooled %d bytes (%v), new reader %d bytes (%v)", len(a), len(b), len(got), err, len(want), werr)
+		}
+	})
+}
