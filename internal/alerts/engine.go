@@ -8,11 +8,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/mailsts/mailsts/internal/atomicfile"
 	"github.com/mailsts/mailsts/internal/reports"
 )
 
@@ -171,23 +171,7 @@ func (e *Engine) save() error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(e.StatePath), ".alerts-*")
-	if err != nil {
-		return fmt.Errorf("alerts: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("alerts: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("alerts: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("alerts: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), e.StatePath); err != nil {
+	if err := atomicfile.Write(e.StatePath, b, 0o600); err != nil {
 		return fmt.Errorf("alerts: %w", err)
 	}
 	return nil

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/mailsts/mailsts/internal/atomicfile"
 )
 
 // DirSink is a Sink that writes each report as its RFC 8460 §5.1 file
@@ -28,22 +30,7 @@ func (d DirSink) Enqueue(_ context.Context, r BuiltReport) error {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	f, err := os.CreateTemp(d.Dir, ".tmp-report-*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(r.Body)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
+	if err := atomicfile.Write(path, r.Body, 0o600); err != nil {
 		return fmt.Errorf("outgoing: write report: %w", err)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/mailsts/mailsts/internal/atomicfile"
 	"github.com/mailsts/mailsts/internal/stscache"
 )
 
@@ -94,23 +95,7 @@ func WriteStatus(path string, st StoreStatus) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".new-*")
-	if err != nil {
-		return fmt.Errorf("policyd: status file: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("policyd: status file: %w", err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return fmt.Errorf("policyd: status file: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("policyd: status file: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := atomicfile.Write(path, append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("policyd: status file: %w", err)
 	}
 	return nil

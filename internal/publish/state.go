@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailsts/mailsts/internal/atomicfile"
 	"github.com/mailsts/mailsts/mtasts"
 )
 
@@ -87,19 +88,7 @@ func (s *State) Save(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".publish-state-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(path, append(b, '\n'), 0o600)
 }
 
 // Record notes that set is served from now on: a domain whose mode
