@@ -37,6 +37,7 @@ zones:
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.StateDir = t.TempDir() // its status file, not in /var/lib/mailsts
 	ready := make(chan []net.Addr, 1)
 	d := &policyd.Daemon{Config: cfg, Ready: func(a []net.Addr) { ready <- a }}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -84,7 +84,7 @@ func TestServeDashboardBadUser(t *testing.T) {
 	t.Parallel()
 	cfg := configFile(t, "dashboard:\n  users:\n    - name: alice\n      password_hash: plain-text\n")
 	var errb bytes.Buffer
-	env := Env{Stdout: io.Discard, Stderr: &errb, Getenv: func(string) string { return "" }}
+	env := Env{Stdout: io.Discard, Stderr: &errb, Getenv: tempStateEnv(t)}
 	sr, code := prepareServe(t.Context(), env, []string{"--db", "sqlite:" + t.TempDir() + "/r.db", "--config", cfg, "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"})
 	if sr != nil || code != ExitUsage || !strings.Contains(errb.String(), "bcrypt") {
 		t.Errorf("bad password_hash: exit %d: %s", code, errb.String())
@@ -136,7 +136,7 @@ func TestServeAlerts(t *testing.T) {
 	}
 	bad := configFile(t, "dashboard:\n  alerts:\n    enabled: true\n    rules: [nope]\n")
 	var errb bytes.Buffer
-	env := Env{Stdout: io.Discard, Stderr: &errb, Getenv: func(string) string { return "" }}
+	env := Env{Stdout: io.Discard, Stderr: &errb, Getenv: tempStateEnv(t)}
 	sr, c := prepareServe(t.Context(), env, []string{"--db", "sqlite:" + t.TempDir() + "/r.db", "--config", bad, "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"})
 	if sr != nil || c != ExitUsage || !strings.Contains(errb.String(), "unknown rule") {
 		t.Errorf("bad rule: exit %d: %s", c, errb.String())

@@ -47,7 +47,7 @@ func TestServeDashboardPolicyd(t *testing.T) {
 
 	for _, bad := range []string{"ftp://127.0.0.1/metrics", "127.0.0.1:9461", "http:///metrics"} {
 		var errb bytes.Buffer
-		env := Env{Stdout: io.Discard, Stderr: &errb, Getenv: func(string) string { return "" }}
+		env := Env{Stdout: io.Discard, Stderr: &errb, Getenv: tempStateEnv(t)}
 		cfg := configFile(t, users+"  policyd_metrics: \""+bad+"\"\n")
 		sr, code := prepareServe(t.Context(), env, []string{"--db", "sqlite:" + t.TempDir() + "/r.db", "--config", cfg, "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"})
 		if sr != nil || code != ExitUsage || !strings.Contains(errb.String(), "policyd_metrics") {

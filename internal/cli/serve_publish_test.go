@@ -160,7 +160,7 @@ func startPublishRunWith(t *testing.T, cfgFile string, before func(*serveRun)) (
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var errb bytes.Buffer
-	env := Env{Stdout: io.Discard, Stderr: &errb, Getenv: func(string) string { return "" }}
+	env := Env{Stdout: io.Discard, Stderr: &errb, Getenv: tempStateEnv(t)}
 	args := []string{"--config", cfgFile, "--db", "sqlite:" + filepath.Join(t.TempDir(), "r.db"), "--log-level", "error",
 		"--listen", "127.0.0.1:0", "--api=false"}
 	sr, code := prepareServe(ctx, env, args)
@@ -227,7 +227,7 @@ func TestServePublishFetchedBySender(t *testing.T) {
 
 	// mailsts resolve and mailsts check judge it as senders do.
 	var out, errb bytes.Buffer
-	env := Env{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }}
+	env := Env{Stdout: &out, Stderr: &errb, Getenv: tempStateEnv(t)}
 	netArgs := []string{"--dns", n.DNSAddr(), "--ca-file", n.CAFile(), "--https-port", strconv.Itoa(port)}
 	if code := Main(ctx, append(append([]string{"resolve", "--json"}, netArgs...), pubDomain), env); code != 0 {
 		t.Fatalf("resolve: exit %d: %s %s", code, out.String(), errb.String())
@@ -265,7 +265,7 @@ func TestServePublishRefusesBadConfig(t *testing.T) {
 	b = bytes.Replace(b, []byte("max_age: 86400"), []byte("max_age: 99999999"), 1)
 	os.WriteFile(cfg, b, 0o600)
 	var errb bytes.Buffer
-	env := Env{Stdout: io.Discard, Stderr: &errb, Getenv: func(string) string { return "" }}
+	env := Env{Stdout: io.Discard, Stderr: &errb, Getenv: tempStateEnv(t)}
 	sr, code := prepareServe(context.Background(), env, []string{"--config", cfg, "--db", "sqlite:" + filepath.Join(t.TempDir(), "r.db"),
 		"--listen", "127.0.0.1:0", "--api=false"})
 	if sr != nil || code != ExitError {

@@ -24,7 +24,7 @@ func startServe(t *testing.T, args ...string) (reportURL, apiURL string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var errb bytes.Buffer
-	env := Env{Stdout: io.Discard, Stderr: &errb, Getenv: func(string) string { return "" }}
+	env := Env{Stdout: io.Discard, Stderr: &errb, Getenv: tempStateEnv(t)}
 	args = append([]string{"--db", "sqlite:" + filepath.Join(t.TempDir(), "r.db"), "--log-level", "error"}, args...)
 	sr, code := prepareServe(ctx, env, args)
 	if sr == nil {
@@ -50,6 +50,20 @@ func startServe(t *testing.T, args ...string) (reportURL, apiURL string) {
 		apiURL = "http://" + sr.servers[1].ln.Addr().String()
 	}
 	return reportURL, apiURL
+}
+
+// tempStateEnv is a test's environment: nothing set but
+// STATE_DIRECTORY, a directory of the test's own, so that serve's state
+// (dashboard sessions, policyd's status, outbox, alert state) never
+// lands in the machine's /var/lib/mailsts.
+func tempStateEnv(t *testing.T) func(string) string {
+	dir := t.TempDir()
+	return func(k string) string {
+		if k == "STATE_DIRECTORY" {
+			return dir
+		}
+		return ""
+	}
 }
 
 func httpDo(t *testing.T, method, url, token string, body []byte) (int, http.Header, string) {
@@ -248,7 +262,7 @@ func TestCheckAPIExposure(t *testing.T) { // issue #11.1
 func TestServeShutdown(t *testing.T) { // RPT-HTTP-3
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
-	env := Env{Stdout: io.Discard, Stderr: io.Discard, Getenv: func(string) string { return "" }}
+	env := Env{Stdout: io.Discard, Stderr: io.Discard, Getenv: tempStateEnv(t)}
 	sr, code := prepareServe(ctx, env, []string{"--db", "sqlite:" + filepath.Join(t.TempDir(), "r.db"), "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"})
 	if sr == nil {
 		t.Fatalf("exit %d", code)
