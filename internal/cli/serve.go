@@ -315,7 +315,7 @@ func prepareServe(ctx context.Context, env Env, args []string) (*serveRun, int) 
 	}
 	// The dashboard and alerts are checked here, with the rest of the
 	// configuration; they get the store once it is open.
-	dash, err := newServeDashboard(cfg.Dashboard, nil, token, log)
+	dash, err := newServeDashboard(cfg.Dashboard, nil, token, policyd.DefaultStateDir(env.getenv), log)
 	if err != nil {
 		return fail(ExitUsage, "%v", err)
 	}

@@ -29,8 +29,10 @@ type serveDashboard struct {
 
 // newServeDashboard builds the dashboard from the configuration; nil
 // when no user is configured. token is the API bearer token of
-// --api-token-file (read access to everything for scripts).
-func newServeDashboard(cfg reports.DashboardConfig, st reports.Store, token string, log *slog.Logger) (*serveDashboard, error) {
+// --api-token-file (read access to everything for scripts). The
+// sign-ins are kept in stateDir (dashboard-sessions.json) across
+// restarts.
+func newServeDashboard(cfg reports.DashboardConfig, st reports.Store, token, stateDir string, log *slog.Logger) (*serveDashboard, error) {
 	if len(cfg.Users) == 0 {
 		return nil, nil
 	}
@@ -50,7 +52,8 @@ func newServeDashboard(cfg reports.DashboardConfig, st reports.Store, token stri
 			log.Warn("mailsts serve: dashboard.policyd_metrics is not on loopback; keep policyd's metrics listener off the public network", "url", pu.Redacted())
 		}
 	}
-	auth := &dashboard.Auth{Users: users, APIToken: token, SessionTTL: cfg.SessionTTL, SecureCookie: cfg.SecureCookie}
+	auth := &dashboard.Auth{Users: users, APIToken: token, SessionTTL: cfg.SessionTTL, SecureCookie: cfg.SecureCookie,
+		SessionsPath: filepath.Join(stateDir, dashboard.SessionsFile), Logger: log}
 	return &serveDashboard{auth: auth, policydMetrics: cfg.PolicydMetrics,
 		srv: &dashboard.Server{Store: st, Auth: auth, Logger: log, OverviewDays: cfg.OverviewDays}}, nil
 }

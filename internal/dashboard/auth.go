@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -76,17 +77,24 @@ type Auth struct {
 	// LoginLimiter bounds sign-in attempts per client address; nil means
 	// loginBurst at once, then loginPerMin a minute.
 	LoginLimiter *httpapi.RateLimiter
+	// SessionsPath, when set, is the file that keeps the sessions across
+	// restarts (sessions.go); empty: in memory only.
+	SessionsPath string
+	// Logger receives the sessions file's errors; nil discards them.
+	Logger *slog.Logger
 
 	once     sync.Once
 	mu       sync.Mutex
-	sessions map[string]*session
+	sessions map[string]*session // by key (cookieKey of the cookie)
+	saves    sessionSaver
 	// dummy is a bcrypt hash compared when the user is unknown, so that
 	// an unknown name costs as long as a wrong password.
 	dummy []byte
 }
 
 type session struct {
-	id      string
+	id      string // the cookie's value; "" for a session loaded from the file
+	key     string // cookieKey(id): what the map and the file hold
 	user    *User
 	csrf    string
 	expires time.Time
@@ -197,6 +205,7 @@ func (a *Auth) init() {
 		if a.LoginLimiter == nil {
 			a.LoginLimiter = &httpapi.RateLimiter{Rate: loginPerMin / 60.0, Burst: loginBurst, Now: a.Now}
 		}
+		a.loadSessions()
 	})
 }
 
@@ -273,23 +282,26 @@ func randomID() string {
 func (a *Auth) newSession(u *User) *session {
 	a.init()
 	now := a.now()
-	s := &session{id: randomID(), user: u, csrf: randomID(), expires: now.Add(a.ttl())}
+	id := randomID()
+	s := &session{id: id, key: cookieKey(id), user: u, csrf: randomID(), expires: now.Add(a.ttl())}
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if len(a.sessions) >= maxSessions {
 		var oldest *session
-		for id, x := range a.sessions {
+		for key, x := range a.sessions {
 			if !now.Before(x.expires) {
-				delete(a.sessions, id)
+				delete(a.sessions, key)
 			} else if oldest == nil || x.expires.Before(oldest.expires) {
 				oldest = x
 			}
 		}
 		if len(a.sessions) >= maxSessions && oldest != nil {
-			delete(a.sessions, oldest.id)
+			delete(a.sessions, oldest.key)
 		}
 	}
-	a.sessions[s.id] = s
+	a.sessions[s.key] = s
+	snap := a.snapshotLocked(now)
+	a.mu.Unlock()
+	a.saveSessions(snap)
 	return s
 }
 
@@ -300,14 +312,15 @@ func (a *Auth) sessionOf(r *http.Request) *session {
 	if err != nil || len(c.Value) > 100 {
 		return nil
 	}
+	key := cookieKey(c.Value)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	s := a.sessions[c.Value]
+	s := a.sessions[key]
 	if s == nil {
 		return nil
 	}
 	if !a.now().Before(s.expires) {
-		delete(a.sessions, s.id)
+		delete(a.sessions, key) // the file drops it at the next save or load
 		return nil
 	}
 	return s
@@ -315,8 +328,10 @@ func (a *Auth) sessionOf(r *http.Request) *session {
 
 func (a *Auth) endSession(s *session) {
 	a.mu.Lock()
-	delete(a.sessions, s.id)
+	delete(a.sessions, s.key)
+	snap := a.snapshotLocked(a.now())
 	a.mu.Unlock()
+	a.saveSessions(snap)
 }
 
 func (a *Auth) secure(r *http.Request) bool { return a.SecureCookie || r.TLS != nil }
