@@ -43,6 +43,9 @@ type Server struct {
 	OverviewDays int
 	// PageSize is the number of domains per overview page (default 50).
 	PageSize int
+	// ReportsPageSize is the number of reports per page of the report
+	// list (default 200).
+	ReportsPageSize int
 
 	tmpl map[string]*template.Template
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"html"
 	"html/template"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -403,5 +405,56 @@ func TestSection(t *testing.T) {
 	}
 	if _, err := (&Server{Store: fx.st, Auth: fx.auth, Sections: []Section{{Path: "x", Handler: http.NotFoundHandler()}}}).Handler(nil); err == nil {
 		t.Error("section path without / accepted")
+	}
+}
+
+// The report list pages: following its "Older" links shows every
+// report of the range once, in the order of one list; a cursor not given
+// out is refused.
+func TestReportListPages(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t, func(s *Server) { s.ReportsPageSize = 7 })
+	c := fx.alice(t)
+	const rng = "from=2025-01-01&to=2025-01-31"
+	all, err := fx.st.ListReports(context.Background(), reports.Filter{Since: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),
+		Until: time.Date(2025, 1, 31, 0, 0, 0, 0, time.UTC)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) <= 14 {
+		t.Fatalf("%d reports in the range: too few for three pages", len(all))
+	}
+	rowRE := regexp.MustCompile(`<tr><td>(\d{4}-\d\d-\d\d)</td><td>([^<]*)</td>`)
+	nextRE := regexp.MustCompile(`<a href="([^"]+)" rel="next">Older 7`)
+	path, pages, rows := "/reports?"+rng, 0, 0
+	for range len(all) { // bounded: a page per 7 reports at most
+		body, resp := fx.get(t, c, path)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %s", path, resp.Status)
+		}
+		pages++
+		for _, m := range rowRE.FindAllStringSubmatch(body, -1) {
+			if rows >= len(all) || m[1] != all[rows].Day || html.UnescapeString(m[2]) != all[rows].Organization {
+				t.Fatalf("page %d: row %d is %s %s, want the list's row %d", pages, rows, m[1], m[2], rows)
+			}
+			rows++
+		}
+		m := nextRE.FindStringSubmatch(body)
+		if m == nil {
+			break
+		}
+		path = html.UnescapeString(m[1])
+		if !strings.Contains(path, "from=2025-01-01") || !strings.Contains(path, "cursor=") {
+			t.Fatalf("next link %s keeps neither range nor cursor", path)
+		}
+	}
+	// A full last page links to an empty one.
+	if rows != len(all) || pages != len(all)/7+1 {
+		t.Errorf("%d rows over %d pages, want %d rows", rows, pages, len(all))
+	}
+	for _, bad := range []string{"/reports?cursor=bm90LWEtY3Vyc29y", "/reports?cursor=" + strings.Repeat("A", reports.MaxCursor+1)} {
+		if _, resp := fx.get(t, c, bad); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: %s, want 400", bad[:30], resp.Status)
+		}
 	}
 }

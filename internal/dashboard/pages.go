@@ -429,7 +429,7 @@ type reportsData struct {
 	Domain, Org, Result string
 	Rows                []reports.ReportRow
 	Limit               int
-	Full                bool
+	NextURL             string // the next page, when this one is full
 }
 
 func (s *Server) reportList(w http.ResponseWriter, r *http.Request) error {
@@ -438,16 +438,25 @@ func (s *Server) reportList(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	q := r.URL.Query()
-	d := reportsData{span: sp, Domain: q.Get("domain"), Org: q.Get("org"), Result: q.Get("result"), Limit: reportRows}
-	f := reports.Filter{Since: sp.From, Until: sp.To, PolicyDomain: d.Domain, Organization: d.Org, ResultType: d.Result, Limit: reportRows}
+	per := cmp.Or(s.ReportsPageSize, reportRows)
+	d := reportsData{span: sp, Domain: q.Get("domain"), Org: q.Get("org"), Result: q.Get("result"), Limit: per}
+	f := reports.Filter{Since: sp.From, Until: sp.To, PolicyDomain: d.Domain, Organization: d.Org, ResultType: d.Result, Limit: per}
 	if d.Result == reports.ResultNoDetails || d.Result == reports.ResultSuccess {
 		f.ResultType = "" // pseudo types: list the domain's reports
 	}
+	if len(q.Get("cursor")) > reports.MaxCursor {
+		return badRequest("cursor too long", nil)
+	}
+	f.Cursor = q.Get("cursor")
 	rows, err := s.store(r).ListReports(r.Context(), f)
 	if err != nil {
 		return storeError(err)
 	}
-	d.Rows, d.Full = rows, len(rows) == reportRows
+	d.Rows = rows
+	if len(rows) == per {
+		d.NextURL = link("/reports", "domain", d.Domain, "org", d.Org, "result", d.Result,
+			"from", sp.FromS(), "to", sp.ToS(), "cursor", reports.NextReports(rows))
+	}
 	return s.render(w, r, http.StatusOK, "reports", "Reports", d, "")
 }
 

@@ -7,7 +7,7 @@ import (
 )
 
 // Pagination of the query API (one unbounded query once returned 220 MB).
-// Failures and ListRejected take Filter.Limit rows after Filter.Cursor,
+// Failures, ListReports and ListRejected take Filter.Limit rows after Filter.Cursor,
 // in their usual order; the cursor names the last row of the previous
 // page (keyset pagination: stable while reports arrive). Summary pages
 // by position in its sorted result when Limit or Cursor is set. The API
@@ -41,6 +41,15 @@ type FailureCursor struct {
 	Row       int64  `json:"i"` // reports.id: reports may share a report-id
 	PolicySeq int    `json:"p"`
 	Seq       int    `json:"s"`
+}
+
+// ReportCursor is the sort key of ListReports' rows: day DESC, then
+// organization, report_id and the report's row id ascending.
+type ReportCursor struct {
+	Day      string `json:"d"`
+	Org      string `json:"o"`
+	ReportID string `json:"r"`
+	Row      int64  `json:"i"`
 }
 
 // RejectedCursor is the sort key of a rejected input: ListRejected's
@@ -77,6 +86,15 @@ func NextFailures(rows []FailureRow) string {
 	}
 	r := rows[len(rows)-1]
 	return EncodeCursor(FailureCursor{r.Day, r.Organization, r.ReportID, r.Position.ReportRow, r.Position.PolicySeq, r.Position.Seq})
+}
+
+// NextReports returns the cursor of the page after rows.
+func NextReports(rows []ReportRow) string {
+	if len(rows) == 0 {
+		return ""
+	}
+	r := rows[len(rows)-1]
+	return EncodeCursor(ReportCursor{r.Day, r.Organization, r.ReportID, r.ID})
 }
 
 // NextRejected returns the cursor of the page after rows.

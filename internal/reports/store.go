@@ -274,8 +274,9 @@ type Filter struct {
 	// Summary and Failures. Summary then aggregates the policy rows
 	// instead of the rollup.
 	AuthenticatedOnly bool
-	// Cursor, from NextFailures or NextRejected (or the API's Link
-	// header), starts the list after the last row of the previous page.
+	// Cursor, from NextFailures, NextReports or NextRejected (or the
+	// API's Link header), starts the list after the last row of the
+	// previous page.
 	Cursor string
 }
 

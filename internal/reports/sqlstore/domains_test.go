@@ -118,6 +118,39 @@ func TestListReports(t *testing.T) {
 		if err != nil || len(rows) != 5 {
 			t.Errorf("limit 5: %d rows, %v", len(rows), err)
 		}
+		// Pages of 7 after each page's cursor list every report once, in
+		// the same order as one list.
+		for _, f := range []reports.Filter{{}, {PolicyDomain: "d3.example"}, {ResultType: "starttls-not-supported"}} {
+			all, err := st.ListReports(ctx, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var paged []reports.ReportRow
+			page := f
+			page.Limit = 7
+			for range len(all) + 1 { // bounded: each page is full or the last
+				rows, err := st.ListReports(ctx, page)
+				if err != nil {
+					t.Fatal(err)
+				}
+				paged = append(paged, rows...)
+				if len(rows) < page.Limit {
+					break
+				}
+				page.Cursor = reports.NextReports(rows)
+			}
+			if len(paged) != len(all) || len(all) < 8 && f.PolicyDomain == "" {
+				t.Fatalf("%+v: %d reports over the pages, %d in one list", f, len(paged), len(all))
+			}
+			for i := range all {
+				if paged[i].ID != all[i].ID {
+					t.Fatalf("%+v: row %d is report %d over the pages, %d in one list", f, i, paged[i].ID, all[i].ID)
+				}
+			}
+		}
+		if _, err := st.ListReports(ctx, reports.Filter{Cursor: "not-a-cursor"}); !errors.Is(err, reports.ErrBadFilter) {
+			t.Errorf("bad cursor: %v", err)
+		}
 	})
 }
 

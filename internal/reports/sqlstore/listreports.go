@@ -29,6 +29,14 @@ func (s *sqlStore) ListReports(ctx context.Context, f reports.Filter) ([]reports
 	if f.AuthenticatedOnly {
 		and("r.authenticated = 1")
 	}
+	if f.Cursor != "" {
+		c, cargs, err := reportsAfter(f.Cursor)
+		if err != nil {
+			return nil, err
+		}
+		and(c)
+		args = append(args, cargs...)
+	}
 	args = append(args, f.LimitOrDefault())
 	rows, err := s.r.QueryContext(ctx, s.d.rebind(`SELECT r.id, r.day, r.organization, r.report_id, r.authenticated, r.conflict, r.counted,
 		COUNT(*), `+s.d.sum("p.successful")+`, `+s.d.sum("p.failed")+`
@@ -102,4 +110,16 @@ func (s *sqlStore) FailureGroups(ctx context.Context, f reports.Filter, key stri
 		return nil, s.errorf("failure groups: %w", err)
 	}
 	return out, nil
+}
+
+// reportsAfter is the condition (alias r) of the reports after the
+// cursor in ListReports' order: day DESC, then organization, report_id
+// and the row id ascending.
+func reportsAfter(cursor string) (string, []any, error) {
+	var c reports.ReportCursor
+	if err := reports.DecodeCursor(cursor, &c); err != nil {
+		return "", nil, err
+	}
+	return `(r.day < ? OR r.day = ? AND (r.organization > ? OR r.organization = ? AND (r.report_id > ? OR
+		r.report_id = ? AND r.id > ?)))`, []any{c.Day, c.Day, c.Org, c.Org, c.ReportID, c.ReportID, c.Row}, nil
 }
