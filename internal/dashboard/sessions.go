@@ -21,7 +21,8 @@ import (
 //
 // The file holds no cookie: each session is kept under the SHA-256 of
 // its cookie value, so a copy of the file lets no one in. A session is
-// read back only while it has not expired, its user is still configured,
+// read back only while it has not expired (under the session_ttl of
+// now, if that is shorter), its user is still configured,
 // and that user's password and token hashes are the ones it signed in
 // under (a changed password or token, or a removed user, ends the
 // sessions). A damaged file is set aside (NAME.bad) with an error in
@@ -154,6 +155,14 @@ func (a *Auth) loadSessions() {
 		if u == nil || credsOf(u) != st.Creds || !now.Before(st.Expires) || len(st.Key) != 2*sha256.Size || len(a.sessions) >= maxSessions {
 			continue
 		}
-		a.sessions[st.Key] = &session{key: st.Key, user: u, csrf: st.CSRF, expires: st.Expires}
+		// A session_ttl shortened since applies to the sessions of before.
+		a.sessions[st.Key] = &session{key: st.Key, user: u, csrf: st.CSRF, expires: minTime(st.Expires, now.Add(a.ttl()))}
 	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

@@ -84,6 +84,12 @@ func TestSessionsSurviveRestart(t *testing.T) {
 	if restartAuth(path, &later, &log, alice, bob).sessionOf(withCookie(sa.id)) != nil {
 		t.Error("an expired session is back after a restart")
 	}
+	// A session_ttl shortened before the restart applies to it.
+	short := restartAuth(path, &now, &log, alice, bob)
+	short.SessionTTL = 10 * time.Minute
+	if got := short.sessionOf(withCookie(sa.id)); got == nil || !got.expires.Equal(now.Add(10*time.Minute)) {
+		t.Errorf("after session_ttl went from 1h to 10m: %+v", got)
+	}
 	if log.Len() != 0 {
 		t.Errorf("log: %s", log.String())
 	}
