@@ -110,14 +110,26 @@ func withReplyLimit(ctx context.Context, l replyLimit) context.Context {
 // attributes) checks first.
 func ReplyFits(ctx context.Context, data string) bool {
 	l, ok := ctx.Value(replyLimitKey{}).(replyLimit)
-	switch {
-	case !ok:
+	if !ok {
 		return true
-	case l.tcp:
-		return len("200 ")+quotedDataLen(data)+1 <= MaxTCPReplySize
-	default:
-		return len("OK ")+len(data) <= l.max
 	}
+	return l.fits(data)
+}
+
+// FitsListener reports whether an OK reply with data fits a listener's
+// limit before any lookup: a tcp_table server's, or a socketmap server's
+// with maxReplySize (0: DefaultMaxReplySize). Configurations check fixed
+// answers with it, so that one too long is refused at start instead of
+// answered with TEMP on every lookup.
+func FitsListener(data string, tcpTable bool, maxReplySize int) bool {
+	return replyLimit{max: positiveOr(maxReplySize, DefaultMaxReplySize), tcp: tcpTable}.fits(data)
+}
+
+func (l replyLimit) fits(data string) bool {
+	if l.tcp {
+		return len("200 ")+quotedDataLen(data)+1 <= MaxTCPReplySize
+	}
+	return len("OK ")+len(data) <= l.max
 }
 
 // ErrMalformedReply is returned by the clients when the server's answer is

@@ -84,4 +84,19 @@ func TestReplyFits(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("socketmap", <-fits, smWant)
+
+	// FitsListener gives the same answers without a server.
+	for i, c := range tcpCases {
+		if got := FitsListener(c, true, 0); got != tcpWant[i] {
+			t.Errorf("FitsListener tcp_table case %d = %v, want %v", i, got, tcpWant[i])
+		}
+	}
+	for i, c := range smCases {
+		if got := FitsListener(c, false, 300); got != smWant[i] {
+			t.Errorf("FitsListener socketmap case %d = %v, want %v", i, got, smWant[i])
+		}
+	}
+	if !FitsListener(strings.Repeat("a", DefaultMaxReplySize-3), false, 0) || FitsListener(strings.Repeat("a", DefaultMaxReplySize-2), false, 0) {
+		t.Error("FitsListener with max 0 does not take DefaultMaxReplySize")
+	}
 }

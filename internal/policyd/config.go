@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/mailsts/mailsts/dnsresolve"
 	"github.com/mailsts/mailsts/internal/logging"
+	"github.com/mailsts/mailsts/postfix"
 )
 
 // DefaultListen is where policyd listens without configuration: the port
@@ -625,10 +628,57 @@ func (c *Config) Validate() error {
 	if err := c.Log.Validate(); err != nil {
 		return bad("%v", err)
 	}
-	if _, err := c.Rules(); err != nil {
+	rules, err := c.Rules()
+	if err != nil {
 		return bad("%v", err)
 	}
+	return c.checkOverrideSizes(rules)
+}
+
+// checkOverrideSizes refuses an enforce override whose answer does not
+// fit a listener's reply limit: the server would answer TEMP for it on
+// every lookup, deferring the domain's mail, where a refused
+// configuration is seen at start or reload. The answer is measured with
+// the longest servername of any zone.
+func (c *Config) checkOverrideSizes(r *Rules) error {
+	cr, err := compile(r)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	sni := cr.def.serverName()
+	for _, z := range cr.zones {
+		if n := z.serverName(); len(n) > len(sni) {
+			sni = n
+		}
+	}
+	for _, d := range slices.Sorted(maps.Keys(cr.overrides)) {
+		ov := cr.overrides[d]
+		if ov.Action != ActionEnforce {
+			continue
+		}
+		answer := "secure match=" + ov.match
+		if sni != "" {
+			answer += " servername=" + sni
+		}
+		for i, l := range c.Listen {
+			if !postfix.FitsListener(answer, l.TCPTable != "", l.MaxReplySize) {
+				return fmt.Errorf("%w: override %s: its answer (%d bytes with %d mx patterns) does not fit the reply size limit of listen[%d] (%s); Postfix would get TEMP for every lookup: list fewer or shorter mx patterns, or raise max_reply_size",
+					ErrConfig, d, len(answer), len(ov.MX), i, listenerLimit(l))
+			}
+		}
+	}
 	return nil
+}
+
+// listenerLimit names a listener's reply size limit in an error.
+func listenerLimit(l Listener) string {
+	if l.TCPTable != "" {
+		return fmt.Sprintf("tcp_table, %d bytes a line", postfix.MaxTCPReplySize)
+	}
+	if l.MaxReplySize > 0 {
+		return fmt.Sprintf("socketmap, max_reply_size %d", l.MaxReplySize)
+	}
+	return fmt.Sprintf("socketmap, %d bytes", postfix.DefaultMaxReplySize)
 }
 
 // Network returns the network ("tcp" or "unix") and address of a listener.

@@ -1,11 +1,15 @@
 package policyd
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailsts/mailsts/postfix"
 )
 
 // The shipped example parses and equals the defaults (its comments say
@@ -196,4 +200,50 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("round trip differs:\n%s\n---\n%s", out, a)
 		}
 	})
+}
+
+// Issue #10 (fail-safe): an enforce override whose answer does not fit a
+// listener's reply limit is refused with the configuration, instead of
+// answered with TEMP (mail deferred) on every lookup.
+func TestOverrideAnswerMustFit(t *testing.T) {
+	t.Parallel()
+	var mx []string
+	for i := range 200 { // "mx123.mail-servers.customer.example" patterns: about 7,000 bytes
+		mx = append(mx, fmt.Sprintf("'mx%03d.mail-servers.customer.example'", i))
+	}
+	override := "overrides: [{domain: big.example, action: enforce, mx: [" + strings.Join(mx, ", ") + "]}]\n"
+	for _, c := range []struct {
+		listen, want string
+	}{
+		{"listen: [{socketmap: '127.0.0.1:8461'}]\n", ""},
+		{"listen: [{socketmap: '127.0.0.1:8461'}, {tcp_table: '127.0.0.1:8462'}]\n", "does not fit the reply size limit of listen[1] (tcp_table, 4096 bytes a line)"},
+		{"listen: [{socketmap: '127.0.0.1:8461', max_reply_size: 4000}]\n", "does not fit the reply size limit of listen[0] (socketmap, max_reply_size 4000)"},
+	} {
+		_, _, err := Parse([]byte(c.listen + override))
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s: %v", c.listen, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want) || !errors.Is(err, ErrConfig)):
+			t.Errorf("%s: %v, want an ErrConfig with %q", c.listen, err, c.want)
+		}
+	}
+	// A zone's servername counts: find a pattern list that fits
+	// tcp_table with the default servername but not with a long one.
+	sni := strings.Repeat("a", 60) + "." + strings.Repeat("b", 60) + "." + strings.Repeat("c", 60) + ".example"
+	var pats []string
+	for i := range 1000 {
+		pats = append(pats, fmt.Sprintf("mx%03d.s.example", i))
+		answer := "secure match=" + matchList(pats) + " servername="
+		if postfix.FitsListener(answer+DefaultServerName, true, 0) && !postfix.FitsListener(answer+sni, true, 0) {
+			break
+		}
+	}
+	small := "listen: [{tcp_table: '127.0.0.1:8462'}]\noverrides: [{domain: s.example, action: enforce, mx: [" + strings.Join(pats, ", ") + "]}]\n"
+	if _, _, err := Parse([]byte(small)); err != nil {
+		t.Errorf("an override that just fits tcp_table: %v", err)
+	}
+	long := small + "zones: {z: {servername: '" + sni + "'}}\n"
+	if _, _, err := Parse([]byte(long)); err == nil || !strings.Contains(err.Error(), "override s.example") {
+		t.Errorf("the same with a zone's long servername: %v", err)
+	}
 }
