@@ -141,6 +141,9 @@ type Dialer struct {
 	// Logger receives latch changes (Info), refusals and resets (Warn);
 	// nil discards.
 	Logger *slog.Logger
+	// Rand returns a uniform integer in [0, n) for the weighted order of
+	// SRV targets of equal priority (RFC 2782); nil means math/rand/v2.
+	Rand func(n int) int
 
 	mem MemoryStore
 	mu  sync.Mutex // serializes latch updates
@@ -184,11 +187,13 @@ func (d *Dialer) Discover(ctx context.Context, account string) (*Discovery, erro
 }
 
 // DialProtocol connects to the first acceptable endpoint of p in disc, in
-// order. Refusals and connection failures move on to the next endpoint;
-// when none is accepted the error joins them all (errors.Is finds
-// ErrRefused when any endpoint was refused).
+// the order of disc.For, except that SRV targets of one service and
+// priority are tried in RFC 2782's weighted random order. Refusals and
+// connection failures move on to the next endpoint; when none is
+// accepted the error joins them all (errors.Is finds ErrRefused when any
+// endpoint was refused).
 func (d *Dialer) DialProtocol(ctx context.Context, account string, disc *Discovery, p Protocol) (*Session, error) {
-	eps := disc.For(p)
+	eps := weightedOrder(disc.For(p), d.intN)
 	if len(eps) == 0 {
 		return nil, fmt.Errorf("%w: %s for %s", ErrNoEndpoint, p, disc.Domain)
 	}

@@ -70,7 +70,9 @@ type Discovery struct {
 
 // For returns the endpoints of p in the order to try them: implicit TLS
 // before STARTTLS (RFC 8314 §3, §5.1), and within a service by SRV
-// priority, heaviest weight first (RFC 2782).
+// priority, heaviest weight first (RFC 2782). DialProtocol tries targets
+// of equal priority in RFC 2782's weighted random order instead, so that
+// clients spread over them as the weights ask.
 func (d *Discovery) For(p Protocol) []Endpoint {
 	var out []Endpoint
 	for _, e := range d.Endpoints {

@@ -37,9 +37,10 @@
 //
 // Conformance notes:
 //   - RFC 8314 §3, §5.1 (TLS8314-1, TLS8314-3): implicit TLS (465, 993,
-//     995) is tried before STARTTLS (587, 143, 110); SRV priority and
-//     weight order endpoints within a service; "." means not offered
-//     (RFC 6186 §4).
+//     995) is tried before STARTTLS (587, 143, 110); SRV priority orders
+//     endpoints within a service, and Dialer.DialProtocol tries targets
+//     of equal priority in RFC 2782's weighted random order (Discovery
+//     lists them heaviest first); "." means not offered (RFC 6186 §4).
 //   - RFC 8314 §5.2, §5.3 (TLS8314-4): by default only TLS with a
 //     validated certificate is accepted, TLS 1.2 at least (RFC 8997);
 //     a Policy may lower this per account, never below the latch.
