@@ -283,9 +283,12 @@ func trimPartialLine(f *os.File) error {
 }
 
 // Bulk checks many domains with bounded concurrency and streams one JSON
-// line per report to Out as results arrive. Memory does not grow with the
-// number of domains: input is read as workers free up, and reports are
-// written and dropped at once (only the Summary's counters remain).
+// line per report to Out as results arrive. Memory grows with the number
+// of domains only by the set that finds duplicate lines (24–38 bytes
+// a distinct domain): input is read as workers free up, and reports are
+// written and dropped at once (only the Summary's counters remain). A
+// domain named on several lines (in any case, with or without the final
+// dot) is checked once.
 type Bulk struct {
 	// Checker checks each domain; its Timeout bounds each one.
 	Checker *Checker
@@ -304,9 +307,11 @@ type Bulk struct {
 // Summary counts the outcome of a bulk run.
 type Summary struct {
 	// Checked counts the domains this run checked; Skipped the input
-	// domains found in Done.
-	Checked int
-	Skipped int
+	// domains found in Done; Duplicates the input lines naming a domain
+	// an earlier line of this run named (checked once).
+	Checked    int
+	Skipped    int
+	Duplicates int
 	// Earlier counts the results an earlier run left in the output file
 	// (Bulk.Done). Verdicts and Findings include them, so that a resumed
 	// run reports and exits on the whole file.
@@ -348,6 +353,10 @@ func (b *Bulk) Run(ctx context.Context, src *DomainReader) (*Summary, error) {
 	var inputErr error
 	go func() {
 		defer close(jobs)
+		// The domains of this run, as hashes of their normalized names
+		// (DoneSet's): a duplicate line is checked once. 24–38 bytes a
+		// distinct domain (2.4 MB at 100,000, 38 MB at 1,000,000).
+		seen := map[uint64]struct{}{}
 		for {
 			d, err := src.Next()
 			if err == io.EOF {
@@ -362,6 +371,15 @@ func (b *Bulk) Run(ctx context.Context, src *DomainReader) (*Summary, error) {
 				sum.Skipped++ // only this goroutine writes Skipped until jobs closes
 				continue
 			}
+			key := d
+			if n, err := dnsresolve.Normalize(d); err == nil {
+				key = n
+			}
+			if _, dup := seen[hashName(key)]; dup {
+				sum.Duplicates++ // as Skipped
+				continue
+			}
+			seen[hashName(key)] = struct{}{}
 			select {
 			case jobs <- d:
 			case <-ctx.Done():
@@ -467,6 +485,9 @@ func (s *Summary) WriteTable(w io.Writer, top int) {
 	}
 	if s.Skipped > 0 {
 		fmt.Fprintf(w, "%-28s %8d\n", "skipped (already done)", s.Skipped)
+	}
+	if s.Duplicates > 0 {
+		fmt.Fprintf(w, "%-28s %8d\n", "skipped (duplicate lines)", s.Duplicates)
 	}
 	type kv struct {
 		id string

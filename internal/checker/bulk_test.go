@@ -11,6 +11,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -339,4 +340,31 @@ func FuzzReadDone(f *testing.F) {
 			t.Fatalf("%d names from %d lines", d.Len(), strings.Count(in, "\n")+1)
 		}
 	})
+}
+
+// A domain named on several lines, in any case or with the final dot, is
+// checked once and counted as duplicate lines; the table says so.
+func TestBulkDuplicates(t *testing.T) {
+	t.Parallel()
+	n := defaultNet(t)
+	c := newChecker(t, n, false)
+	d0, d1 := bulkDomains[0], bulkDomains[1]
+	input := strings.Join([]string{d0, d1, strings.ToUpper(d0), d0 + ".", d1, bulkDomains[2]}, "\n") + "\n"
+	var out bytes.Buffer
+	b := &Bulk{Checker: c, Concurrency: 4, Out: &out}
+	sum, err := b.Run(context.Background(), NewDomainReader(strings.NewReader(input), ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Checked != 3 || sum.Duplicates != 3 {
+		t.Errorf("checked %d, duplicates %d; want 3 and 3", sum.Checked, sum.Duplicates)
+	}
+	if lines := bytes.Count(out.Bytes(), []byte("\n")); lines != 3 {
+		t.Errorf("%d result lines, want 3", lines)
+	}
+	var table bytes.Buffer
+	sum.WriteTable(&table, 5)
+	if !regexp.MustCompile(`skipped \(duplicate lines\) +3\n`).MatchString(table.String()) {
+		t.Errorf("table:\n%s", table.String())
+	}
 }
