@@ -90,7 +90,7 @@ func (a *Auth) snapshotLocked(now time.Time) *sessionsSnapshot {
 	}
 	f := sessionsFile{Version: sessionsFileVersion, Sessions: []storedSession{}}
 	for _, s := range a.sessions {
-		if now.Before(s.expires) && s.user != &apiTokenUser {
+		if now.Before(s.expires) {
 			f.Sessions = append(f.Sessions, storedSession{Key: s.key, User: s.user.Name, Creds: credsOf(s.user), CSRF: s.csrf, Expires: s.expires.UTC()})
 		}
 	}

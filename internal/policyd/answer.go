@@ -203,14 +203,19 @@ func (r *Responder) applyOverride(ov *override, z Zone, d *Decision) (postfix.Re
 		return postfix.Found("dane-only"), *d
 	case ActionEnforce:
 		d.Answer = AnswerSecure
-		s := "secure match=" + ov.match
-		if sn := z.serverName(); sn != "" {
-			s += " servername=" + sn
-		}
-		return postfix.Found(s), *d
+		return postfix.Found(ov.secureAnswer(z)), *d
 	default:
 		return r.notFound(d)
 	}
+}
+
+// secureAnswer is an enforce override's answer in zone z.
+func (ov *override) secureAnswer(z Zone) string {
+	s := "secure match=" + ov.match
+	if sn := z.serverName(); sn != "" {
+		s += " servername=" + sn
+	}
+	return s
 }
 
 func (r *Responder) logExpired(ctx context.Context, ov *override) {

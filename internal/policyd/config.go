@@ -628,42 +628,39 @@ func (c *Config) Validate() error {
 	if err := c.Log.Validate(); err != nil {
 		return bad("%v", err)
 	}
-	rules, err := c.Rules()
+	_, cr, err := c.rules()
 	if err != nil {
 		return bad("%v", err)
 	}
-	return c.checkOverrideSizes(rules)
+	return c.checkOverrideSizes(cr)
 }
 
 // checkOverrideSizes refuses an enforce override whose answer does not
 // fit a listener's reply limit: the server would answer TEMP for it on
 // every lookup, deferring the domain's mail, where a refused
-// configuration is seen at start or reload. The answer is measured with
-// the longest servername of any zone.
-func (c *Config) checkOverrideSizes(r *Rules) error {
-	cr, err := compile(r)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrConfig, err)
-	}
-	sni := cr.def.serverName()
-	for _, z := range cr.zones {
-		if n := z.serverName(); len(n) > len(sni) {
-			sni = n
-		}
-	}
+// configuration is seen at start or reload. The answer is the one
+// answered in each zone (its servername differs).
+func (c *Config) checkOverrideSizes(cr *compiled) error {
+	zones := append([]Zone{cr.def}, slices.Collect(maps.Values(cr.zones))...)
 	for _, d := range slices.Sorted(maps.Keys(cr.overrides)) {
 		ov := cr.overrides[d]
 		if ov.Action != ActionEnforce {
 			continue
 		}
-		answer := "secure match=" + ov.match
-		if sni != "" {
-			answer += " servername=" + sni
+		answer := ""
+		for _, z := range zones { // the longest of the zones' answers
+			if a := ov.secureAnswer(z); len(a) > len(answer) {
+				answer = a
+			}
 		}
 		for i, l := range c.Listen {
 			if !postfix.FitsListener(answer, l.TCPTable != "", l.MaxReplySize) {
-				return fmt.Errorf("%w: override %s: its answer (%d bytes with %d mx patterns) does not fit the reply size limit of listen[%d] (%s); Postfix would get TEMP for every lookup: list fewer or shorter mx patterns, or raise max_reply_size",
-					ErrConfig, d, len(answer), len(ov.MX), i, listenerLimit(l))
+				fix := "raise its max_reply_size"
+				if l.TCPTable != "" {
+					fix = "use a socketmap listener"
+				}
+				return fmt.Errorf("%w: override %s: its answer (%d bytes with %d mx patterns) does not fit the reply size limit of listen[%d] (%s); Postfix would get TEMP for every lookup: list fewer or shorter mx patterns, or %s",
+					ErrConfig, d, len(answer), len(ov.MX), i, listenerLimit(l), fix)
 			}
 		}
 	}
@@ -732,6 +729,12 @@ func (z ZoneConfig) zone() Zone {
 
 // Rules returns the zones and overrides for a Responder.
 func (c *Config) Rules() (*Rules, error) {
+	r, _, err := c.rules()
+	return r, err
+}
+
+// rules returns the Rules and their compiled form (checked).
+func (c *Config) rules() (*Rules, *compiled, error) {
 	r := &Rules{Default: c.DefaultZone.zone(), Zones: map[string]Zone{}}
 	for name, z := range c.Zones {
 		r.Zones[name] = z.zone()
@@ -742,10 +745,11 @@ func (c *Config) Rules() (*Rules, error) {
 			Reason: o.Reason, Expires: o.Expires,
 		})
 	}
-	if _, err := compile(r); err != nil {
-		return nil, err
+	cr, err := compile(r)
+	if err != nil {
+		return nil, nil, err
 	}
-	return r, nil
+	return r, cr, nil
 }
 
 // YAML returns the configuration as YAML (mailsts dialect), secrets masked:
